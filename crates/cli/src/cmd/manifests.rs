@@ -1,0 +1,10 @@
+//! `promhpa manifests`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`promhpa manifests` is not available in this build")
+}

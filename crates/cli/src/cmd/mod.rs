@@ -1,0 +1,10 @@
+//! One module per subcommand; each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
+
+pub mod check;
+pub mod explain;
+pub mod manifests;
+pub mod promql;
+pub mod query;
+pub mod recommend;
+pub mod serve;
+pub mod simulate;

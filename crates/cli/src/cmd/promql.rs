@@ -1,0 +1,10 @@
+//! `promhpa promql`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`promhpa promql` is not available in this build")
+}

@@ -1,0 +1,10 @@
+//! `promhpa recommend`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`promhpa recommend` is not available in this build")
+}

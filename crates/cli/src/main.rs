@@ -1,0 +1,66 @@
+//! `promhpa`: serve `custom.metrics.k8s.io` and `external.metrics.k8s.io` from Prometheus
+//! rule templates, and the tools around it (`check`, `query`, `promql`, `recommend`, ...).
+//!
+//! Running `promhpa` with prometheus-adapter's flags and no subcommand serves, exactly like
+//! `promhpa serve`, so an existing Deployment's args work unchanged.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Serve Kubernetes custom and external metrics from Prometheus, and explain HPA decisions.
+#[derive(Parser, Debug)]
+#[command(name = "promhpa", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Flags of `promhpa serve`, accepted without the subcommand.
+    #[command(flatten)]
+    serve: cmd::serve::Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the custom and external metrics APIs (the default when no subcommand is given).
+    Serve(cmd::serve::Args),
+    /// Validate a rule file and summarise every rule.
+    Check(cmd::check::Args),
+    /// Print the PromQL promhpa would send for a metric request.
+    Query(cmd::query::Args),
+    /// Evaluate PromQL with the embedded evaluator, or run PromQL test scripts.
+    Promql(cmd::promql::Args),
+    /// Run the HPA replica-recommendation algorithm on scenario files.
+    Recommend(cmd::recommend::Args),
+    /// Explain what an HPA would decide right now, metric by metric.
+    Explain(cmd::explain::Args),
+    /// Replay history through an HPA spec and chart the replicas it would have chosen.
+    Simulate(cmd::simulate::Args),
+    /// Render deployment manifests from a prometheus-adapter Helm values file.
+    Manifests(cmd::manifests::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => cmd::serve::run(cli.serve),
+        Some(Command::Serve(args)) => cmd::serve::run(args),
+        Some(Command::Check(args)) => cmd::check::run(args),
+        Some(Command::Query(args)) => cmd::query::run(args),
+        Some(Command::Promql(args)) => cmd::promql::run(args),
+        Some(Command::Recommend(args)) => cmd::recommend::run(args),
+        Some(Command::Explain(args)) => cmd::explain::run(args),
+        Some(Command::Simulate(args)) => cmd::simulate::run(args),
+        Some(Command::Manifests(args)) => cmd::manifests::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
