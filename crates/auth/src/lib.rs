@@ -1,0 +1,1 @@
+//! Delegated authentication and authorization for an aggregated API server.
