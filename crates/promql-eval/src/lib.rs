@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod aggregate;
+pub mod backend;
 pub mod eval;
 pub mod exposition;
 pub mod functions;
@@ -27,6 +28,7 @@ pub mod store;
 pub mod testscript;
 pub mod value;
 
+pub use backend::EmbeddedBackend;
 pub use eval::{instant_query, parse, range_query, EvalOptions};
 pub use labels::Labels;
 pub use store::{Store, StoreLimits};
