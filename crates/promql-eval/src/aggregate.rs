@@ -171,35 +171,26 @@ impl<'a> Evaluator<'a> {
                 token::T_STDDEV => (g.value / g.count).sqrt(),
                 token::T_QUANTILE => value_quantile(scalar_param, g.values),
                 token::T_TOPK | token::T_BOTTOMK => {
-                    let k = if scalar_param.is_nan() {
+                    if scalar_param.is_nan() {
                         return Err(EvalError::Execution(format!(
                             "parameter value is NaN for {name}"
                         )));
-                    } else {
-                        scalar_param as i64
-                    };
+                    }
+                    let k = scalar_param as i64;
                     if k < 1 {
                         continue;
                     }
-                    let top = op == token::T_TOPK;
-                    let mut samples = g.samples;
-                    samples.sort_by(|a, b| {
-                        use std::cmp::Ordering;
-                        match (a.v.is_nan(), b.v.is_nan()) {
-                            (true, true) => Ordering::Equal,
-                            (true, false) => Ordering::Greater,
-                            (false, true) => Ordering::Less,
-                            _ => {
-                                let o = a.v.partial_cmp(&b.v).unwrap_or(Ordering::Equal);
-                                if top {
-                                    o.reverse()
-                                } else {
-                                    o
-                                }
-                            }
+                    let mut kept = select_k(g.samples, k as usize, op == token::T_TOPK);
+                    // Best first, as Prometheus presents them.
+                    kept.sort_by(|a, b| {
+                        let o = a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal);
+                        if op == token::T_TOPK {
+                            o.reverse()
+                        } else {
+                            o
                         }
                     });
-                    for mut s in samples.into_iter().take(k as usize) {
+                    for mut s in kept {
                         s.t = ts;
                         out.push(s);
                     }
@@ -215,4 +206,71 @@ impl<'a> Evaluator<'a> {
         }
         Ok(Value::Vector(out))
     }
+}
+
+/// Keeps the `k` largest (`top`) or smallest samples the way Prometheus does: a binary heap
+/// of at most `k` elements with the weakest on top, replaced only by a strictly better
+/// sample (NaN is weakest), so ties keep the earlier sample. Mirrors Go's `container/heap`
+/// operations step by step so ties resolve identically.
+fn select_k(input: Vec<Sample>, k: usize, top: bool) -> Vec<Sample> {
+    // less(a, b): a is weaker than b.
+    let less = |a: f64, b: f64| {
+        if a.is_nan() {
+            return true;
+        }
+        if top {
+            a < b
+        } else {
+            a > b
+        }
+    };
+    let mut heap: Vec<Sample> = Vec::with_capacity(k.min(input.len()));
+    let up = |h: &mut Vec<Sample>, mut j: usize| {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !less(h[j].v, h[i].v) {
+                break;
+            }
+            h.swap(i, j);
+            j = i;
+        }
+    };
+    let down = |h: &mut Vec<Sample>, i0: usize| -> bool {
+        let n = h.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            let j2 = j1 + 1;
+            if j2 < n && less(h[j2].v, h[j1].v) {
+                j = j2;
+            }
+            if !less(h[j].v, h[i].v) {
+                break;
+            }
+            h.swap(i, j);
+            i = j;
+        }
+        i > i0
+    };
+    for s in input {
+        if heap.len() < k {
+            heap.push(s);
+            let last = heap.len() - 1;
+            up(&mut heap, last);
+        } else {
+            let weakest = heap[0].v;
+            let better = if top { weakest < s.v } else { weakest > s.v };
+            if better || (weakest.is_nan() && !s.v.is_nan()) {
+                heap[0] = s;
+                if k > 1 && !down(&mut heap, 0) {
+                    up(&mut heap, 0);
+                }
+            }
+        }
+    }
+    heap
 }

@@ -178,11 +178,22 @@ mod tests {
         let stats = ingest(&mut store, text, 42, &extra).unwrap();
         assert_eq!(stats.samples, 4);
         let all = store.select(&[]);
-        let le: Vec<_> = all.iter().filter_map(|s| s.labels.get("le")).collect();
-        assert_eq!(le, vec!["1.0", "+Inf"]);
-        assert_eq!(all[1].samples, vec![(1000, 5.0)]);
-        assert_eq!(all[0].samples, vec![(42, 3.0)]);
-        assert_eq!(all[3].labels.get("job"), Some("a\"b"));
+        let mut le: Vec<_> = all.iter().filter_map(|s| s.labels.get("le")).collect();
+        le.sort();
+        assert_eq!(le, vec!["+Inf", "1.0"]);
+        let find = |name: &str, le: Option<&str>| {
+            all.iter()
+                .find(|s| s.labels.metric_name() == Some(name) && s.labels.get("le") == le)
+                .map(|s| s.samples.clone())
+                .unwrap()
+        };
+        assert_eq!(find("x_seconds_bucket", Some("+Inf")), vec![(1000, 5.0)]);
+        assert_eq!(find("x_seconds_bucket", Some("1.0")), vec![(42, 3.0)]);
+        let up = all
+            .iter()
+            .find(|s| s.labels.metric_name() == Some("up"))
+            .unwrap();
+        assert_eq!(up.labels.get("job"), Some("a\"b"));
         assert!(all.iter().all(|s| s.labels.get("instance") == Some("i")));
     }
 

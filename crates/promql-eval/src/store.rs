@@ -232,7 +232,7 @@ impl Store {
     }
 
     /// The series matching every matcher (a `__name__` equality matcher uses the name
-    /// index). Ordered by creation.
+    /// index), ordered by labels as Prometheus' storage returns them.
     pub fn select<'a>(&'a self, matchers: &[Matcher]) -> Vec<&'a Series> {
         let name_eq = matchers.iter().find_map(|m| {
             if m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal) {
@@ -246,7 +246,7 @@ impl Store {
                 .iter()
                 .all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
         };
-        match name_eq {
+        let mut out: Vec<&Series> = match name_eq {
             Some(name) => match self.by_name.get(name) {
                 Some(ids) => ids
                     .iter()
@@ -255,15 +255,10 @@ impl Store {
                     .collect(),
                 None => Vec::new(),
             },
-            None => {
-                let mut ids: Vec<&SeriesId> = self.series.keys().collect();
-                ids.sort_unstable();
-                ids.into_iter()
-                    .filter_map(|id| self.series.get(id))
-                    .filter(|s| matches(s))
-                    .collect()
-            }
-        }
+            None => self.series.values().filter(|s| matches(s)).collect(),
+        };
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        out
     }
 }
 
