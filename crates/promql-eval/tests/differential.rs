@@ -349,7 +349,7 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn evaluator_matches_promtool_on_generated_corpus() {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
-    let scenarios: Vec<Scenario> = (0..12).map(|_| gen_scenario(&mut rng)).collect();
+    let scenarios: Vec<Scenario> = (0..30).map(|_| gen_scenario(&mut rng)).collect();
     let reference = run_promtool(&scenarios);
     let mut mismatches = Vec::new();
     let mut compared = 0;
