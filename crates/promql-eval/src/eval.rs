@@ -463,16 +463,11 @@ fn is_set_op(op: TokenType) -> bool {
     op.is_set_operator()
 }
 
+/// Arithmetic drops the metric name; `atan2` and comparisons keep it, as in Prometheus.
 fn drops_name(op: TokenType) -> bool {
     matches!(
         op.id(),
-        token::T_ADD
-            | token::T_SUB
-            | token::T_MUL
-            | token::T_DIV
-            | token::T_MOD
-            | token::T_POW
-            | token::T_ATAN2
+        token::T_ADD | token::T_SUB | token::T_MUL | token::T_DIV | token::T_MOD | token::T_POW
     )
 }
 

@@ -515,12 +515,18 @@ fn run_case(
             got_s.join("; ")
         ));
     }
+    // A scalar result may be written bare or as `{} value`.
+    let got_scalar = got.len() == 1 && got[0].0.is_none();
     let mut by_labels: HashMap<Option<Labels>, (usize, Vec<SeqValue>)> = HashMap::new();
     for (pos, (l, v)) in got.into_iter().enumerate() {
         by_labels.insert(l, (pos, v));
     }
     for (pos, e) in expected.iter().enumerate() {
-        let Some((got_pos, got_vals)) = by_labels.get(&e.labels) else {
+        let key = match &e.labels {
+            Some(l) if got_scalar && l.is_empty() => None,
+            other => other.clone(),
+        };
+        let Some((got_pos, got_vals)) = by_labels.get(&key) else {
             return Err(format!(
                 "expected series {} not in the result",
                 e.labels
