@@ -17,6 +17,7 @@
 
 mod aggregate;
 pub mod backend;
+pub mod demo;
 pub mod eval;
 pub mod exposition;
 pub mod functions;
