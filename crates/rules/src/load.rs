@@ -1,7 +1,6 @@
 //! Decoding the three file shapes into rules, validating everything and collecting every
 //! problem with its path and line.
 
-use promhpa_core::selector::LabelSelector;
 use promhpa_core::GroupResource;
 use promql_parser::parser::{self as promql, Expr};
 use regex::Regex;
@@ -744,6 +743,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
             }
         }
     }
+    let explicit_filters = filters.len();
     let name_regex = match name_matches {
         Some(r) => {
             filters.push(SeriesFilter {
@@ -795,14 +795,16 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         series_query,
         line: node.line,
         filters,
+        explicit_filters,
         name_matches: name_regex,
         name_as,
         resources,
         namespaced: namespaced.unwrap_or(true),
         metrics_query: template?,
         metrics_query_source: mq_src,
+        sample_series,
     };
-    check_rule(ctx, &rule, sample_series.as_deref(), mq_line, &mq_path);
+    check_rule(ctx, &rule, mq_line, &mq_path);
     if ctx.errors.len() > errors_before {
         return None;
     }
@@ -814,62 +816,30 @@ fn placeholder_names() -> Vec<String> {
     vec!["placeholder-a".to_string(), "placeholder-b".to_string()]
 }
 
-/// Render the rule with placeholder data and check the result is PromQL.
-fn check_rule(ctx: &mut Ctx, rule: &Rule, sample_series: Option<&str>, line: usize, path: &str) {
-    let series = sample_series.unwrap_or("placeholder_series");
-    let ns_label = rule.label_for_resource(&resources::namespaces());
+/// Render the rule for its sample request and check the result is PromQL.
+fn check_rule(ctx: &mut Ctx, rule: &Rule, line: usize, path: &str) {
+    let has_ns = rule.label_for_resource(&resources::namespaces()).is_some();
+    let res_path = format!("{}.resources", rule.path);
     let rendered = match rule.kind {
+        RuleKind::Custom if rule.resources.is_empty() => {
+            ctx.warn(rule.line, &res_path, "no label is mapped to a Kubernetes resource (set resources.overrides or resources.template), so this rule serves no metric");
+            let mut m = Matchers::default();
+            m.push_eq("placeholder", "value");
+            rule.metrics_query
+                .execute(&m.into_data(&rule.sample_request().series, vec!["placeholder".into()]))
+                .map_err(|e| e.0)
+        }
         RuleKind::Custom => {
-            if rule.resources.is_empty() {
-                ctx.warn(rule.line, &format!("{}.resources", rule.path), "no label is mapped to a Kubernetes resource (set resources.overrides or resources.template), so this rule serves no metric");
-                let mut m = Matchers::default();
-                m.push_eq("placeholder", "value");
-                rule.metrics_query
-                    .execute(&m.into_data(series, vec!["placeholder".into()]))
-                    .map_err(|e| e.0)
-            } else {
-                if ns_label.is_none() {
-                    ctx.warn(rule.line, &format!("{}.resources", rule.path), "no label is mapped to namespaces, so requests for namespaced resources (e.g. pods) fail as in prometheus-adapter; add e.g. `namespace: {resource: namespace}` to resources.overrides");
-                }
-                let resource = rule
-                    .resources
-                    .overrides
-                    .iter()
-                    .map(|(_, gr)| gr.clone())
-                    .find(|gr| *gr != resources::namespaces())
-                    .unwrap_or_else(|| {
-                        if rule.resources.template.is_some() {
-                            GroupResource::new("", "pods")
-                        } else {
-                            resources::namespaces()
-                        }
-                    });
-                let ns = if resource == resources::namespaces() {
-                    None
-                } else {
-                    ns_label.as_ref().map(|_| "default")
-                };
-                rule.render_custom(
-                    series,
-                    ns,
-                    &resource,
-                    &placeholder_names(),
-                    &LabelSelector::everything(),
-                )
-                .map_err(|e| e.to_string())
+            if !has_ns {
+                ctx.warn(rule.line, &res_path, "no label is mapped to namespaces, so requests for namespaced resources (e.g. pods) fail as in prometheus-adapter; add e.g. `namespace: {resource: namespace}` to resources.overrides");
             }
+            rule.sample_query().map_err(|e| e.to_string())
         }
         RuleKind::External => {
-            let ns = if rule.namespaced && ns_label.is_some() {
-                Some("default")
-            } else {
-                None
-            };
-            if rule.namespaced && ns_label.is_none() {
-                ctx.warn(rule.line, &format!("{}.resources", rule.path), "the rule is namespaced (the default) but no label is mapped to namespaces, so requests in a namespace fail as in prometheus-adapter; map one or set `namespaced: false`");
+            if rule.namespaced && !has_ns {
+                ctx.warn(rule.line, &res_path, "the rule is namespaced (the default) but no label is mapped to namespaces, so requests in a namespace fail as in prometheus-adapter; map one or set `namespaced: false`");
             }
-            rule.render_external(series, ns, &LabelSelector::everything())
-                .map_err(|e| e.to_string())
+            rule.sample_query().map_err(|e| e.to_string())
         }
     };
     match rendered {
