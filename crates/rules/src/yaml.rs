@@ -133,6 +133,41 @@ fn node_size(node: &Node) -> usize {
     }
 }
 
+/// YAML 1.1 merge keys (`<<: *base`, `<<: [*a, *b]`): the merged mappings' entries are added
+/// where the mapping does not set the key itself.
+fn apply_merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let is_merge =
+        |k: &Node| matches!(&k.value, Value::Scalar { text, quoted: false, .. } if text == "<<");
+    if !entries.iter().any(|(k, _)| is_merge(k)) {
+        return entries;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| is_merge(k));
+    for (key, value) in merges {
+        let sources: Vec<Node> = match value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) => items,
+            // not mergeable: keep it so that it is reported as an unknown key
+            _ => {
+                own.push((key, value));
+                continue;
+            }
+        };
+        for source in sources {
+            if let Value::Map(src) = source.value {
+                for (k, v) in src {
+                    let present = own
+                        .iter()
+                        .any(|(o, _)| o.as_scalar().is_some() && o.as_scalar() == k.as_scalar());
+                    if !present {
+                        own.push((k, v));
+                    }
+                }
+            }
+        }
+    }
+    own
+}
+
 impl Builder {
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
@@ -213,7 +248,7 @@ impl MarkedEventReceiver for Builder {
                     }) => (
                         Node {
                             line,
-                            value: Value::Map(entries),
+                            value: Value::Map(apply_merge_keys(entries)),
                         },
                         anchor,
                     ),
@@ -291,6 +326,17 @@ mod tests {
             doc.get("b").unwrap().get("k").unwrap().as_scalar(),
             Some("v")
         );
+    }
+
+    #[test]
+    fn merge_keys_fill_in_missing_entries() {
+        let doc = parse("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n")
+            .unwrap()
+            .unwrap();
+        let m = doc.get("m").unwrap();
+        assert_eq!(m.get("x").unwrap().as_scalar(), Some("1"));
+        assert_eq!(m.get("y").unwrap().as_scalar(), Some("3"));
+        assert!(m.get("<<").is_none());
     }
 
     #[test]
