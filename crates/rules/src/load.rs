@@ -843,7 +843,13 @@ fn check_rule(ctx: &mut Ctx, rule: &Rule, line: usize, path: &str) {
         }
     };
     match rendered {
-        Ok(q) => check_promql(ctx, line, path, &q),
+        Ok(q) => {
+            if let Some(expr) = check_promql(ctx, line, path, &q) {
+                if quantile_drops_le(&expr) {
+                    ctx.warn(line, path, "histogram_quantile is applied to an aggregation that drops the `le` label, so the query returns no data; keep `le` in the aggregation, e.g. `sum by (le, <<.GroupBy>>) (...)`");
+                }
+            }
+        }
         Err(e) => ctx.error(
             line,
             path,
@@ -852,16 +858,58 @@ fn check_rule(ctx: &mut Ctx, rule: &Rule, line: usize, path: &str) {
     }
 }
 
-fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) {
-    if let Err(e) = promql::parse(query) {
-        ctx.error(
-            line,
-            path,
-            format!(
-                "renders to invalid PromQL: {}; rendered with placeholder data: {query}",
-                e.trim()
-            ),
-        );
+/// Whether `expr` has a `histogram_quantile` whose buckets were aggregated without `le`.
+fn quantile_drops_le(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call(call) => {
+            (call.func.name == "histogram_quantile"
+                && call.args.args.get(1).is_some_and(|a| drops_le(a)))
+                || call.args.args.iter().any(|a| quantile_drops_le(a))
+        }
+        Expr::Aggregate(a) => {
+            quantile_drops_le(&a.expr) || a.param.as_deref().is_some_and(quantile_drops_le)
+        }
+        Expr::Unary(u) => quantile_drops_le(&u.expr),
+        Expr::Binary(b) => quantile_drops_le(&b.lhs) || quantile_drops_le(&b.rhs),
+        Expr::Paren(p) => quantile_drops_le(&p.expr),
+        Expr::Subquery(s) => quantile_drops_le(&s.expr),
+        _ => false,
+    }
+}
+
+fn drops_le(expr: &Expr) -> bool {
+    use promql_parser::parser::LabelModifier;
+    match expr {
+        Expr::Paren(p) => drops_le(&p.expr),
+        Expr::Aggregate(a) => {
+            let op = a.op.to_string();
+            if matches!(op.as_str(), "topk" | "bottomk" | "limitk" | "limit_ratio") {
+                return false;
+            }
+            match &a.modifier {
+                Some(LabelModifier::Include(l)) => !l.labels.iter().any(|x| x == "le"),
+                Some(LabelModifier::Exclude(l)) => l.labels.iter().any(|x| x == "le"),
+                None => true,
+            }
+        }
+        _ => false,
+    }
+}
+
+fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) -> Option<Expr> {
+    match promql::parse(query) {
+        Ok(expr) => Some(expr),
+        Err(e) => {
+            ctx.error(
+                line,
+                path,
+                format!(
+                    "renders to invalid PromQL: {}; rendered with placeholder data: {query}",
+                    e.trim()
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -941,7 +989,9 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         container_label,
     };
     match rule.render_container_query("default", &placeholder_names()) {
-        Ok(q) => check_promql(ctx, cq_line, &join_path(path, "containerQuery"), &q),
+        Ok(q) => {
+            check_promql(ctx, cq_line, &join_path(path, "containerQuery"), &q);
+        }
         Err(e) => ctx.error(
             cq_line,
             &join_path(path, "containerQuery"),
@@ -949,7 +999,9 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         ),
     }
     match rule.render_node_query(&placeholder_names()) {
-        Ok(q) => check_promql(ctx, nq_line, &join_path(path, "nodeQuery"), &q),
+        Ok(q) => {
+            check_promql(ctx, nq_line, &join_path(path, "nodeQuery"), &q);
+        }
         Err(e) => ctx.error(
             nq_line,
             &join_path(path, "nodeQuery"),

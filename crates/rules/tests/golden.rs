@@ -626,6 +626,13 @@ fn seed_001_rules_as_written() {
         .warnings
         .iter()
         .any(|w| w.message.contains("no label is mapped to namespaces")));
+    // and its P95 query aggregates the buckets without `le`, so it would return nothing
+    let le = set
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("drops the `le` label"))
+        .expect("a warning about histogram_quantile without le");
+    assert_eq!(le.path, "rules[0].metricsQuery");
     let err = p95
         .render_custom(
             "http_request_duration_seconds_bucket",
