@@ -174,6 +174,7 @@ impl Rule {
         let series = self
             .sample_series
             .clone()
+            .or_else(|| self.series_from_name_pattern())
             .unwrap_or_else(|| "placeholder_series".to_string());
         let has_ns = self.label_for_resource(&resources::namespaces()).is_some();
         let names = vec!["placeholder-a".to_string(), "placeholder-b".to_string()];
@@ -208,6 +209,21 @@ impl Rule {
                 }
             }
         }
+    }
+
+    /// A series name built from `name.matches` (`^container_(.*)_total$` →
+    /// `container_example_total`) when the rule accepts it.
+    fn series_from_name_pattern(&self) -> Option<String> {
+        let mut p = self.name_matches.as_str().to_string();
+        p = p.trim_start_matches('^').trim_end_matches('$').to_string();
+        for wild in ["(.*)", "(.+)", ".*", ".+"] {
+            p = p.replace(wild, "example");
+        }
+        let valid = !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !p.starts_with(|c: char| c.is_ascii_digit());
+        (valid && self.accepts_series(&p) && self.name_matches.is_match(&p)).then_some(p)
     }
 
     /// The query for [`Rule::sample_request`].
