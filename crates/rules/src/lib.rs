@@ -67,12 +67,20 @@ pub struct ConfigErrors {
 
 /// One problem in a rule file.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{source_name}:{line}: {path}: {message}")]
+#[error("{source_name}:{line}: {}{message}", path_prefix(.path))]
 pub struct ConfigError {
     pub source_name: String,
     pub line: usize,
     pub path: String,
     pub message: String,
+}
+
+fn path_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
 }
 
 /// Why a query could not be rendered for a request.
