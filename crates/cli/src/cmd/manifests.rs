@@ -1,10 +1,1388 @@
-//! `promhpa manifests`.
+//! `promhpa manifests`: render promhpa's Kubernetes objects from the Helm values of the
+//! prometheus-community/prometheus-adapter chart, so an installation moves with the values
+//! it already has.
+//!
+//! The objects are those the chart installs for the same values (ServiceAccount, ConfigMap of
+//! rules, Deployment, Service, APIServices, RBAC, PodDisruptionBudget, TLS Secret, extra
+//! manifests) with the same names and the same Deployment selector, so `kubectl apply` can
+//! take over a release. Differences, each deliberate:
+//! - the image is promhpa's (unless `--image` or a non-adapter `image.repository` says otherwise);
+//! - `v1beta2.custom.metrics.k8s.io` is registered next to `v1beta1`, since promhpa serves both;
+//! - the custom-metrics ClusterRole is bound to the HPA controller
+//!   (`kube-system/horizontal-pod-autoscaler`), the subject that reads the metrics;
+//! - `app.kubernetes.io/managed-by` is `promhpa` and there is no `helm.sh/chart` label.
 
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use anyhow::{bail, Context};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`promhpa manifests` is not available in this build")
+/// The chart these values belong to, and the release it renders.
+const CHART_NAME: &str = "prometheus-adapter";
+/// prometheus-adapter's image repository; values naming it get promhpa's image instead.
+const ADAPTER_REPOSITORY: &str = "registry.k8s.io/prometheus-adapter/prometheus-adapter";
+/// promhpa's released image.
+const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/promhpa/promhpa";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Helm values files of the prometheus-adapter chart; later files win, as with `helm -f`.
+    #[arg(short = 'f', long = "values", required = true)]
+    pub values: Vec<PathBuf>,
+    /// The release name (`helm install NAME`), which names the objects.
+    #[arg(long, default_value = CHART_NAME)]
+    pub release_name: String,
+    /// The release namespace (`helm install -n NAMESPACE`).
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// The container image to run, overriding the values.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Write the manifests to this file instead of standard output.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut values = chart_defaults();
+    for path in &args.values {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading values file {}", path.display()))?;
+        let user =
+            parse_values(&text).with_context(|| format!("values file {}", path.display()))?;
+        merge_values(&mut values, user);
+    }
+    let release = Release {
+        name: args.release_name.clone(),
+        namespace: args.namespace.clone(),
+        image: args.image.clone(),
+    };
+    let objects = render(&values, &release)?;
+    let yaml = to_yaml_stream(&objects)?;
+    match &args.output {
+        Some(path) => {
+            fs::write(path, yaml).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout()
+            .write_all(yaml.as_bytes())
+            .context("writing to standard output")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a values document; an empty file is an empty map.
+pub fn parse_values(text: &str) -> anyhow::Result<Value> {
+    let value: Value = serde_yaml::from_str(text).context("parsing YAML")?;
+    match value {
+        Value::Null => Ok(Value::Object(Map::new())),
+        Value::Object(_) => Ok(value),
+        other => bail!("values must be a mapping, found {}", type_name(&other)),
+    }
+}
+
+/// The release being rendered.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub name: String,
+    pub namespace: String,
+    pub image: Option<String>,
+}
+
+/// The chart's default values (chart 5.x), the base user values are merged over.
+pub fn chart_defaults() -> Value {
+    let mut values = json!({
+        "affinity": {},
+        "topologySpreadConstraints": [],
+        "nameOverride": "",
+        "fullnameOverride": "",
+        "image": {"repository": ADAPTER_REPOSITORY, "tag": "", "pullPolicy": "IfNotPresent", "pullSecrets": []},
+        "logLevel": 4,
+        "metricsRelistInterval": "1m",
+        "listenPort": 6443,
+        "nodeSelector": {},
+        "priorityClassName": "",
+        "namespaceOverride": "",
+        "customAnnotations": {},
+        "customLabels": {},
+        "prometheus": {"url": "http://prometheus.default.svc", "port": 9090, "path": ""},
+        "replicas": 1,
+        "podSecurityContext": {"fsGroup": 10001},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"}
+        }
+    });
+    let security = json!({
+        "rbac": {
+            "create": true,
+            "useAuthReaderClusterRole": false,
+            "externalMetrics": {"resources": ["*"]},
+            "customMetrics": {"resources": ["*"]}
+        },
+        "automountServiceAccountToken": true,
+        "serviceAccount": {"create": true, "name": null, "annotations": {}, "automountServiceAccountToken": true},
+        "dnsConfig": {},
+        "resources": {},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "https", "scheme": "HTTPS"},
+            "initialDelaySeconds": 30,
+            "timeoutSeconds": 5
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "https", "scheme": "HTTPS"},
+            "initialDelaySeconds": 30,
+            "timeoutSeconds": 5
+        },
+        "startupProbe": {}
+    });
+    let rest = json!({
+        "rules": {"default": true, "custom": [], "existing": null, "external": []},
+        "service": {
+            "annotations": {},
+            "port": 443,
+            "type": "ClusterIP",
+            "ipDualStack": {"enabled": false, "ipFamilies": ["IPv6", "IPv4"], "ipFamilyPolicy": "PreferDualStack"}
+        },
+        "tls": {"enable": false, "ca": "", "key": "", "certificate": ""},
+        "env": [],
+        "extraArguments": [],
+        "extraContainers": [],
+        "extraVolumes": [],
+        "extraVolumeMounts": [],
+        "tolerations": [],
+        "podLabels": {},
+        "podAnnotations": {},
+        "deploymentAnnotations": {},
+        "hostNetwork": {"enabled": false},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+        "podDisruptionBudget": {"enabled": false, "minAvailable": null, "maxUnavailable": 1, "unhealthyPodEvictionPolicy": null},
+        "certManager": {"enabled": false},
+        "extraManifests": [],
+        "revisionHistoryLimit": 10
+    });
+    merge_values(&mut values, security);
+    merge_values(&mut values, rest);
+    values
+}
+
+/// The chart's built-in rules (`rules.default: true`): container metrics per pod, then
+/// every other namespaced series, counters as 5-minute rates.
+fn default_rules() -> Vec<Value> {
+    let container_series = r#"{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}"#;
+    let other_series = r#"{namespace!="",__name__!~"^container_.*"}"#;
+    let pod_overrides =
+        json!({"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}});
+    let template = json!({"template": "<<.Resource>>"});
+    let rate_container =
+        "sum(rate(<<.Series>>{<<.LabelMatchers>>,container!=\"POD\"}[5m])) by (<<.GroupBy>>)";
+    let rate_other = "sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)";
+    let rule = |series: &str, filters: Value, resources: &Value, matches: &str, query: &str| {
+        json!({
+            "seriesQuery": series,
+            "seriesFilters": filters,
+            "resources": resources,
+            "name": {"matches": matches, "as": ""},
+            "metricsQuery": query,
+        })
+    };
+    vec![
+        rule(
+            container_series,
+            json!([]),
+            &pod_overrides,
+            "^container_(.*)_seconds_total$",
+            rate_container,
+        ),
+        rule(
+            container_series,
+            json!([{"isNot": "^container_.*_seconds_total$"}]),
+            &pod_overrides,
+            "^container_(.*)_total$",
+            rate_container,
+        ),
+        rule(
+            container_series,
+            json!([{"isNot": "^container_.*_total$"}]),
+            &pod_overrides,
+            "^container_(.*)$",
+            "sum(<<.Series>>{<<.LabelMatchers>>,container!=\"POD\"}) by (<<.GroupBy>>)",
+        ),
+        rule(
+            other_series,
+            json!([{"isNot": ".*_total$"}]),
+            &template,
+            "",
+            "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+        ),
+        rule(
+            other_series,
+            json!([{"isNot": ".*_seconds_total"}]),
+            &template,
+            "^(.*)_total$",
+            rate_other,
+        ),
+        rule(
+            other_series,
+            json!([]),
+            &template,
+            "^(.*)_seconds_total$",
+            rate_other,
+        ),
+    ]
+}
+
+/// Merges `over` into `base` as Helm merges values: maps recursively, everything else
+/// replaced, and `null` removing a default.
+pub fn merge_values(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(base), Value::Object(over)) => {
+            for (key, value) in over {
+                if value.is_null() {
+                    base.remove(&key);
+                    continue;
+                }
+                match base.get_mut(&key) {
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        merge_values(existing, value)
+                    }
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+fn get<'a>(values: &'a Value, path: &str) -> &'a Value {
+    path.split('.')
+        .try_fold(values, |v, key| v.get(key))
+        .unwrap_or(&Value::Null)
+}
+
+/// Helm's truthiness: false, 0, "", null and empty collections are false.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// A scalar as Helm prints it in a template (`{{ .Values.x }}`).
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn str_or<'a>(v: &'a Value, default: &'a str) -> &'a str {
+    v.as_str().filter(|s| !s.is_empty()).unwrap_or(default)
+}
+
+/// Truncates to 63 characters and drops trailing dashes, like the chart's name helpers.
+fn dns_name(s: &str) -> String {
+    let truncated: String = s.chars().take(63).collect();
+    truncated.trim_end_matches('-').to_string()
+}
+
+struct Names {
+    name: String,
+    fullname: String,
+    namespace: String,
+    service_account: String,
+}
+
+fn names(values: &Value, release: &Release) -> Names {
+    let name = dns_name(str_or(get(values, "nameOverride"), CHART_NAME));
+    let fullname = match get(values, "fullnameOverride")
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        Some(full) => dns_name(full),
+        None if release.name.contains(&name) => dns_name(&release.name),
+        None => dns_name(&format!("{}-{}", release.name, name)),
+    };
+    let namespace = str_or(get(values, "namespaceOverride"), &release.namespace).to_string();
+    let sa_name = get(values, "serviceAccount.name");
+    let service_account = if truthy(get(values, "serviceAccount.create")) {
+        str_or(sa_name, &fullname).to_string()
+    } else {
+        str_or(sa_name, "default").to_string()
+    };
+    Names {
+        name,
+        fullname,
+        namespace,
+        service_account,
+    }
+}
+
+/// Renders every object, in the order `kubectl apply` should create them.
+pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
+    if truthy(get(values, "certManager.enabled")) {
+        bail!(
+            "certManager.enabled is not supported: create the serving certificate Secret \
+             yourself and set tls.enable with tls.ca, tls.certificate and tls.key"
+        );
+    }
+    let n = names(values, release);
+    let selector = json!({
+        "app.kubernetes.io/name": n.name,
+        "app.kubernetes.io/instance": release.name,
+    });
+    let mut labels = selector.clone();
+    if let Some(map) = labels.as_object_mut() {
+        map.insert("app.kubernetes.io/component".into(), "metrics".into());
+        map.insert("app.kubernetes.io/part-of".into(), n.name.clone().into());
+        map.insert("app.kubernetes.io/managed-by".into(), "promhpa".into());
+        map.insert(
+            "app.kubernetes.io/version".into(),
+            env!("CARGO_PKG_VERSION").into(),
+        );
+        if let Some(custom) = get(values, "customLabels").as_object() {
+            for (k, v) in custom {
+                map.insert(k.clone(), Value::String(scalar(v)));
+            }
+        }
+    }
+    let custom_annotations = get(values, "customAnnotations").clone();
+    let meta = |name: &str, namespace: Option<&str>| {
+        let mut m = Map::new();
+        m.insert("name".into(), name.into());
+        if let Some(ns) = namespace {
+            m.insert("namespace".into(), ns.into());
+        }
+        m.insert("labels".into(), labels.clone());
+        if truthy(&custom_annotations) {
+            m.insert("annotations".into(), custom_annotations.clone());
+        }
+        Value::Object(m)
+    };
+    let ns = Some(n.namespace.as_str());
+    let rbac = truthy(get(values, "rbac.create"));
+    let custom = truthy(get(values, "rules.default")) || truthy(get(values, "rules.custom"));
+    let external = truthy(get(values, "rules.external"));
+    let resource = truthy(get(values, "rules.resource"));
+    let tls = truthy(get(values, "tls.enable"));
+    let sa_subject =
+        json!([{"kind": "ServiceAccount", "name": n.service_account, "namespace": n.namespace}]);
+    let hpa_subject = json!([{"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}]);
+    let role_ref = |kind: &str, name: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name});
+
+    let mut objects = Vec::new();
+
+    if truthy(get(values, "serviceAccount.create")) {
+        let mut m = meta(&n.service_account, ns);
+        let mut annotations = get(values, "serviceAccount.annotations").clone();
+        merge_values(&mut annotations, custom_annotations.clone());
+        if truthy(&annotations) {
+            m["annotations"] = annotations;
+        }
+        objects.push(json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": m,
+            "automountServiceAccountToken": get(values, "serviceAccount.automountServiceAccountToken"),
+        }));
+    }
+
+    let existing_rules = get(values, "rules.existing")
+        .as_str()
+        .filter(|s| !s.is_empty());
+    let mut config_checksum = String::new();
+    if existing_rules.is_none() {
+        let config = rule_config(values)?;
+        config_checksum = hex(&Sha256::digest(config.as_bytes()));
+        objects.push(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta(&n.fullname, ns),
+            "data": {"config.yaml": config},
+        }));
+    }
+
+    if tls {
+        objects.push(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": meta(&n.fullname, ns),
+            "type": "kubernetes.io/tls",
+            "data": {
+                "tls.crt": base64(scalar(get(values, "tls.certificate")).as_bytes()),
+                "tls.key": base64(scalar(get(values, "tls.key")).as_bytes()),
+            },
+        }));
+    }
+
+    if rbac {
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(&format!("{}-resource-reader", n.name), None),
+            "rules": [{"apiGroups": [""], "resources": ["namespaces", "pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}],
+        }));
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(&format!("{}-resource-reader", n.name), None),
+            "roleRef": role_ref("ClusterRole", &format!("{}-resource-reader", n.name)),
+            "subjects": sa_subject,
+        }));
+        objects.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(&format!("{}-system-auth-delegator", n.name), None),
+            "roleRef": role_ref("ClusterRole", "system:auth-delegator"),
+            "subjects": sa_subject,
+        }));
+        if truthy(get(values, "rbac.useAuthReaderClusterRole")) {
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": meta(&format!("{}-auth-reader", n.name), None),
+                "roleRef": role_ref("ClusterRole", "extension-apiserver-authentication-reader"),
+                "subjects": sa_subject,
+            }));
+        } else {
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": meta(&format!("{}-auth-reader", n.name), Some("kube-system")),
+                "roleRef": role_ref("Role", "extension-apiserver-authentication-reader"),
+                "subjects": sa_subject,
+            }));
+        }
+        if custom {
+            let role = format!("{}-server-resources", n.name);
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": meta(&role, None),
+                "rules": [{"apiGroups": ["custom.metrics.k8s.io"], "resources": get(values, "rbac.customMetrics.resources"), "verbs": ["*"]}],
+            }));
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": meta(&format!("{}-hpa-controller", n.name), None),
+                "roleRef": role_ref("ClusterRole", &role),
+                "subjects": hpa_subject,
+            }));
+        }
+        if external {
+            let role = format!("{}-external-metrics", n.name);
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": meta(&role, None),
+                "rules": [{"apiGroups": ["external.metrics.k8s.io"], "resources": get(values, "rbac.externalMetrics.resources"), "verbs": ["list", "get", "watch"]}],
+            }));
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": meta(&format!("{}-hpa-controller-external-metrics", n.name), None),
+                "roleRef": role_ref("ClusterRole", &role),
+                "subjects": hpa_subject,
+            }));
+        }
+        if resource {
+            let role = format!("{}-metrics", n.name);
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": meta(&role, None),
+                "rules": [{"apiGroups": [""], "resources": ["pods", "nodes", "nodes/stats"], "verbs": ["get", "list", "watch"]}],
+            }));
+            objects.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": meta(&format!("{}-hpa-controller-metrics", n.name), None),
+                "roleRef": role_ref("ClusterRole", &role),
+                "subjects": sa_subject,
+            }));
+        }
+    }
+
+    objects.push(deployment(
+        values,
+        release,
+        &n,
+        &meta(&n.fullname, ns),
+        &labels,
+        &selector,
+        existing_rules,
+        &config_checksum,
+    )?);
+
+    let mut service_meta = meta(&n.fullname, ns);
+    let mut service_annotations = get(values, "service.annotations").clone();
+    merge_values(&mut service_annotations, custom_annotations.clone());
+    if truthy(&service_annotations) {
+        service_meta["annotations"] = service_annotations;
+    }
+    let mut service_spec = json!({
+        "ports": [{"port": get(values, "service.port"), "name": "https", "protocol": "TCP", "targetPort": "https"}],
+        "selector": selector,
+        "type": get(values, "service.type"),
+    });
+    if truthy(get(values, "service.ipDualStack.enabled")) {
+        service_spec["ipFamilies"] = get(values, "service.ipDualStack.ipFamilies").clone();
+        service_spec["ipFamilyPolicy"] = get(values, "service.ipDualStack.ipFamilyPolicy").clone();
+    }
+    if truthy(get(values, "service.clusterIP")) {
+        service_spec["clusterIP"] = get(values, "service.clusterIP").clone();
+    }
+    objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": service_meta, "spec": service_spec}));
+
+    let api_service = |group: &str, version: &str, priority: u32| {
+        let mut spec = json!({
+            "service": {"name": n.fullname, "namespace": n.namespace},
+            "group": group,
+            "version": version,
+            "groupPriorityMinimum": 100,
+            "versionPriority": priority,
+        });
+        if tls {
+            spec["caBundle"] = base64(scalar(get(values, "tls.ca")).as_bytes()).into();
+        } else {
+            spec["insecureSkipTLSVerify"] = true.into();
+        }
+        json!({
+            "apiVersion": "apiregistration.k8s.io/v1",
+            "kind": "APIService",
+            "metadata": meta(&format!("{version}.{group}"), None),
+            "spec": spec,
+        })
+    };
+    if custom {
+        objects.push(api_service("custom.metrics.k8s.io", "v1beta1", 100));
+        objects.push(api_service("custom.metrics.k8s.io", "v1beta2", 200));
+    }
+    if external {
+        objects.push(api_service("external.metrics.k8s.io", "v1beta1", 100));
+    }
+    if resource {
+        objects.push(api_service("metrics.k8s.io", "v1beta1", 100));
+    }
+
+    if truthy(get(values, "podDisruptionBudget.enabled")) {
+        let mut spec = Map::new();
+        for key in [
+            "minAvailable",
+            "maxUnavailable",
+            "unhealthyPodEvictionPolicy",
+        ] {
+            let v = get(values, &format!("podDisruptionBudget.{key}"));
+            if truthy(v) {
+                spec.insert(key.into(), v.clone());
+            }
+        }
+        spec.insert("selector".into(), json!({"matchLabels": selector}));
+        objects.push(json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta(&n.fullname, ns),
+            "spec": spec,
+        }));
+    }
+
+    if let Some(extra) = get(values, "extraManifests").as_array() {
+        for (i, manifest) in extra.iter().enumerate() {
+            let object = match manifest {
+                Value::String(text) => serde_yaml::from_str(text)
+                    .with_context(|| format!("extraManifests[{i}]: parsing YAML"))?,
+                other => other.clone(),
+            };
+            if !object.is_object() {
+                bail!(
+                    "extraManifests[{i}] must be an object, found {}",
+                    type_name(&object)
+                );
+            }
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}
+
+/// The rule file the chart writes into its ConfigMap: default and custom rules, external
+/// rules and resource rules.
+fn rule_config(values: &Value) -> anyhow::Result<String> {
+    let mut config = Map::new();
+    let mut rules = Vec::new();
+    if truthy(get(values, "rules.default")) {
+        rules.extend(default_rules());
+    }
+    if let Some(custom) = get(values, "rules.custom").as_array() {
+        rules.extend(custom.iter().cloned());
+    } else if truthy(get(values, "rules.custom")) {
+        bail!("rules.custom must be a list of rules");
+    }
+    if !rules.is_empty() {
+        config.insert("rules".into(), Value::Array(rules));
+    }
+    let external = get(values, "rules.external");
+    if truthy(external) {
+        if !external.is_array() {
+            bail!("rules.external must be a list of rules");
+        }
+        config.insert("externalRules".into(), external.clone());
+    }
+    let resource = get(values, "rules.resource");
+    if truthy(resource) {
+        config.insert("resourceRules".into(), resource.clone());
+    }
+    serde_yaml::to_string(&Value::Object(config)).context("serialising the rule file")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deployment(
+    values: &Value,
+    release: &Release,
+    n: &Names,
+    metadata: &Value,
+    labels: &Value,
+    selector: &Value,
+    existing_rules: Option<&str>,
+    config_checksum: &str,
+) -> anyhow::Result<Value> {
+    let mut metadata = metadata.clone();
+    let mut annotations = get(values, "customAnnotations").clone();
+    merge_values(
+        &mut annotations,
+        get(values, "deploymentAnnotations").clone(),
+    );
+    if truthy(&annotations) {
+        metadata["annotations"] = annotations;
+    }
+    let tls = truthy(get(values, "tls.enable"));
+    let port = get(values, "listenPort");
+
+    let mut args = vec![format!("--secure-port={}", scalar(port))];
+    if tls {
+        args.push("--tls-cert-file=/var/run/serving-cert/tls.crt".into());
+        args.push("--tls-private-key-file=/var/run/serving-cert/tls.key".into());
+    }
+    args.push("--cert-dir=/tmp/cert".into());
+    let url = scalar(get(values, "prometheus.url"));
+    if url.contains("{{") {
+        bail!("prometheus.url {url:?} uses a Helm template, which promhpa manifests does not evaluate");
+    }
+    let prom_port = get(values, "prometheus.port");
+    let mut prometheus_url = url;
+    if truthy(prom_port) {
+        prometheus_url.push(':');
+        prometheus_url.push_str(&scalar(prom_port));
+    }
+    prometheus_url.push_str(&scalar(get(values, "prometheus.path")));
+    args.push(format!("--prometheus-url={prometheus_url}"));
+    args.push(format!(
+        "--metrics-relist-interval={}",
+        scalar(get(values, "metricsRelistInterval"))
+    ));
+    args.push(format!("--v={}", scalar(get(values, "logLevel"))));
+    args.push("--config=/etc/adapter/config.yaml".into());
+    if let Some(extra) = get(values, "extraArguments").as_array() {
+        args.extend(extra.iter().map(scalar));
+    }
+
+    let image = match &release.image {
+        Some(image) => image.clone(),
+        None => {
+            let repository = scalar(get(values, "image.repository"));
+            let tag = scalar(get(values, "image.tag"));
+            if repository.is_empty() || repository == ADAPTER_REPOSITORY {
+                format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+            } else if tag.is_empty() {
+                format!("{repository}:{}", env!("CARGO_PKG_VERSION"))
+            } else {
+                format!("{repository}:{tag}")
+            }
+        }
+    };
+
+    let mut container = json!({
+        "name": CHART_NAME,
+        "image": image,
+        "imagePullPolicy": get(values, "image.pullPolicy"),
+        "args": args,
+        "ports": [{"containerPort": port, "name": "https"}],
+    });
+    for (key, value_key) in [
+        ("env", "env"),
+        ("livenessProbe", "livenessProbe"),
+        ("readinessProbe", "readinessProbe"),
+        ("startupProbe", "startupProbe"),
+        ("resources", "resources"),
+        ("securityContext", "securityContext"),
+    ] {
+        let v = get(values, value_key);
+        if truthy(v) {
+            container[key] = v.clone();
+        }
+    }
+    let mut mounts: Vec<Value> = get(values, "extraVolumeMounts")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    mounts.push(json!({"mountPath": "/etc/adapter/", "name": "config", "readOnly": true}));
+    mounts.push(json!({"mountPath": "/tmp", "name": "tmp"}));
+    if tls {
+        mounts.push(json!({"mountPath": "/var/run/serving-cert", "name": "volume-serving-cert", "readOnly": true}));
+    }
+    container["volumeMounts"] = Value::Array(mounts);
+
+    let mut containers = vec![container];
+    if let Some(extra) = get(values, "extraContainers").as_array() {
+        containers.extend(extra.iter().cloned());
+    }
+
+    let mut volumes: Vec<Value> = get(values, "extraVolumes")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    volumes.push(
+        json!({"name": "config", "configMap": {"name": existing_rules.unwrap_or(&n.fullname)}}),
+    );
+    volumes.push(json!({"name": "tmp", "emptyDir": {}}));
+    if tls {
+        volumes.push(json!({"name": "volume-serving-cert", "secret": {"secretName": n.fullname}}));
+    }
+
+    let mut pod_labels = labels.clone();
+    merge_values(&mut pod_labels, get(values, "podLabels").clone());
+    let mut pod_annotations = Map::new();
+    if !config_checksum.is_empty() {
+        pod_annotations.insert("checksum/config".into(), config_checksum.into());
+    }
+    for key in ["podAnnotations", "customAnnotations"] {
+        if let Some(map) = get(values, key).as_object() {
+            pod_annotations.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+
+    let mut pod_spec = json!({
+        "automountServiceAccountToken": get(values, "automountServiceAccountToken"),
+        "serviceAccountName": n.service_account,
+        "containers": containers,
+        "nodeSelector": get(values, "nodeSelector"),
+        "affinity": get(values, "affinity"),
+        "topologySpreadConstraints": get(values, "topologySpreadConstraints"),
+        "tolerations": get(values, "tolerations"),
+        "volumes": volumes,
+    });
+    if truthy(get(values, "hostNetwork.enabled")) {
+        pod_spec["hostNetwork"] = true.into();
+    }
+    for key in ["dnsPolicy", "dnsConfig", "priorityClassName"] {
+        let v = get(values, key);
+        if truthy(v) {
+            pod_spec[key] = v.clone();
+        }
+    }
+    if truthy(get(values, "podSecurityContext")) {
+        pod_spec["securityContext"] = get(values, "podSecurityContext").clone();
+    }
+    if let Some(secrets) = get(values, "image.pullSecrets")
+        .as_array()
+        .filter(|s| !s.is_empty())
+    {
+        pod_spec["imagePullSecrets"] = secrets
+            .iter()
+            .map(|s| match s {
+                Value::Object(_) => s.clone(),
+                other => json!({"name": scalar(other)}),
+            })
+            .collect();
+    }
+
+    Ok(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": get(values, "replicas"),
+            "revisionHistoryLimit": get(values, "revisionHistoryLimit"),
+            "strategy": get(values, "strategy"),
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations},
+                "spec": pod_spec,
+            },
+        },
+    }))
+}
+
+/// Objects as one YAML stream, `---` between documents.
+pub fn to_yaml_stream(objects: &[Value]) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(object).context("serialising a manifest")?);
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Standard base64 with padding, as Helm's `b64enc`.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn release(namespace: &str) -> Release {
+        Release {
+            name: "prometheus-adapter".into(),
+            namespace: namespace.into(),
+            image: None,
+        }
+    }
+
+    fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {kind} {name} in {}",
+                    kinds_and_names(objects).join(", ")
+                )
+            })
+    }
+
+    fn kinds_and_names(objects: &[Value]) -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| format!("{}/{}", scalar(&o["kind"]), scalar(&o["metadata"]["name"])))
+            .collect()
+    }
+
+    fn args_of(deployment: &Value) -> Vec<String> {
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .map(|a| a.iter().map(scalar).collect())
+            .unwrap_or_default()
+    }
+
+    fn config_of(configmap: &Value) -> Value {
+        let text = configmap["data"]["config.yaml"]
+            .as_str()
+            .unwrap_or_default();
+        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("config.yaml: {e}"))
+    }
+
+    /// The prometheus-adapter values block of the first seed (a TLS Prometheus with its CA
+    /// in a ConfigMap and an external rule).
+    fn seed_values() -> Value {
+        let shared = promhpa_test_support::shared_dir().unwrap_or_else(|e| panic!("{e}"));
+        let seed = fs::read_dir(shared.join("seeds"))
+            .unwrap_or_else(|e| panic!("seeds: {e}"))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("000_"))
+            })
+            .unwrap_or_else(|| panic!("no seed 000_*.txt in {}", shared.display()));
+        let text = fs::read_to_string(&seed).unwrap_or_else(|e| panic!("{e}"));
+        let section = text
+            .split("### Prometheus Adapter Values")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no values section in {}", seed.display()));
+        let block = section
+            .split("```yaml")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("no yaml block in {}", seed.display()));
+        parse_values(block).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    #[test]
+    fn chart_default_values_render_the_charts_objects() {
+        let objects =
+            render(&chart_defaults(), &release("monitoring")).unwrap_or_else(|e| panic!("{e:#}"));
+        let mut got: Vec<String> = kinds_and_names(&objects);
+        got.sort();
+        let mut want = vec![
+            "APIService/v1beta1.custom.metrics.k8s.io",
+            "APIService/v1beta2.custom.metrics.k8s.io",
+            "ClusterRole/prometheus-adapter-resource-reader",
+            "ClusterRole/prometheus-adapter-server-resources",
+            "ClusterRoleBinding/prometheus-adapter-hpa-controller",
+            "ClusterRoleBinding/prometheus-adapter-resource-reader",
+            "ClusterRoleBinding/prometheus-adapter-system-auth-delegator",
+            "ConfigMap/prometheus-adapter",
+            "Deployment/prometheus-adapter",
+            "RoleBinding/prometheus-adapter-auth-reader",
+            "Service/prometheus-adapter",
+            "ServiceAccount/prometheus-adapter",
+        ];
+        want.sort();
+        assert_eq!(got, want);
+
+        let deployment = find(&objects, "Deployment", "prometheus-adapter");
+        assert_eq!(deployment["metadata"]["namespace"], "monitoring");
+        assert_eq!(deployment["spec"]["replicas"], 1);
+        assert_eq!(
+            deployment["spec"]["selector"]["matchLabels"],
+            json!({"app.kubernetes.io/name": "prometheus-adapter", "app.kubernetes.io/instance": "prometheus-adapter"})
+        );
+        assert_eq!(
+            args_of(deployment),
+            vec![
+                "--secure-port=6443",
+                "--cert-dir=/tmp/cert",
+                "--prometheus-url=http://prometheus.default.svc:9090",
+                "--metrics-relist-interval=1m",
+                "--v=4",
+                "--config=/etc/adapter/config.yaml",
+            ]
+        );
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["image"],
+            format!("ghcr.io/promhpa/promhpa:{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+            true
+        );
+        assert_eq!(pod["volumes"][0]["configMap"]["name"], "prometheus-adapter");
+        let config = config_of(find(&objects, "ConfigMap", "prometheus-adapter"));
+        let rules = config["rules"].as_array().map(Vec::len);
+        assert_eq!(rules, Some(6), "the chart's six default rules");
+        assert_eq!(
+            config["rules"][1]["seriesFilters"][0]["isNot"],
+            "^container_.*_seconds_total$"
+        );
+        assert!(config.get("externalRules").is_none());
+        let checksum =
+            &deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"];
+        assert_eq!(checksum.as_str().map(str::len), Some(64));
+
+        let reader = find(&objects, "RoleBinding", "prometheus-adapter-auth-reader");
+        assert_eq!(reader["metadata"]["namespace"], "kube-system");
+        assert_eq!(
+            reader["subjects"][0],
+            json!({"kind": "ServiceAccount", "name": "prometheus-adapter", "namespace": "monitoring"})
+        );
+        let hpa = find(
+            &objects,
+            "ClusterRoleBinding",
+            "prometheus-adapter-hpa-controller",
+        );
+        assert_eq!(hpa["subjects"][0]["name"], "horizontal-pod-autoscaler");
+        let api = find(&objects, "APIService", "v1beta1.custom.metrics.k8s.io");
+        assert_eq!(
+            api["spec"]["service"],
+            json!({"name": "prometheus-adapter", "namespace": "monitoring"})
+        );
+        assert_eq!(api["spec"]["insecureSkipTLSVerify"], true);
+    }
+
+    #[test]
+    fn seed_values_render_tls_prometheus_and_external_rules() {
+        let mut values = chart_defaults();
+        merge_values(&mut values, seed_values());
+        let objects = render(&values, &release("inferno-autoscaler-monitoring"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let deployment = find(&objects, "Deployment", "prometheus-adapter");
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        let args = args_of(deployment);
+        assert!(args.contains(&"--prometheus-url=https://kube-prometheus-stack-prometheus.inferno-autoscaler-monitoring.svc.cluster.local:9090".to_string()), "{args:?}");
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("--prometheus-ca-file=/etc/prometheus-ca/ca.crt")
+        );
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0],
+            json!({"name": "prometheus-ca", "configMap": {"name": "prometheus-ca"}})
+        );
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"][0]["mountPath"],
+            "/etc/prometheus-ca"
+        );
+        let config = config_of(find(&objects, "ConfigMap", "prometheus-adapter"));
+        assert_eq!(
+            config["externalRules"][0]["seriesQuery"],
+            r#"inferno_desired_replicas{variant_name!="",exported_namespace!=""}"#
+        );
+        assert_eq!(
+            config["externalRules"][0]["resources"]["overrides"]["variant_name"]["resource"],
+            "deployment"
+        );
+        find(&objects, "APIService", "v1beta1.external.metrics.k8s.io");
+        let ext = find(
+            &objects,
+            "ClusterRoleBinding",
+            "prometheus-adapter-hpa-controller-external-metrics",
+        );
+        assert_eq!(
+            ext["subjects"][0],
+            json!({"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"})
+        );
+        // The rendered stream is valid YAML, one document per object.
+        let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            serde_yaml::Deserializer::from_str(&stream).count(),
+            objects.len()
+        );
+    }
+
+    #[test]
+    fn values_switch_objects_on_and_off() {
+        let mut values = chart_defaults();
+        let user = parse_values(
+            r#"
+fullnameOverride: metrics
+rules:
+  default: false
+  existing: my-rules
+  resource:
+    cpu: {containerQuery: "x", nodeQuery: "y", resources: {template: "<<.Resource>>"}}
+tls: {enable: true, ca: "CA", certificate: "CERT", key: "KEY"}
+podDisruptionBudget: {enabled: true, minAvailable: 1, maxUnavailable: null}
+customLabels: {team: platform}
+image: {repository: registry.example.com/promhpa, tag: "1.2.3", pullSecrets: [regcred]}
+extraManifests:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: extra}
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        merge_values(&mut values, user);
+        let objects = render(&values, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let names = kinds_and_names(&objects);
+        assert!(
+            !names.iter().any(|n| n == "ConfigMap/metrics"),
+            "existing rules: no ConfigMap"
+        );
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("APIService/v1beta1.custom")),
+            "{names:?}"
+        );
+        find(&objects, "APIService", "v1beta1.metrics.k8s.io");
+        find(&objects, "ConfigMap", "extra");
+        let secret = find(&objects, "Secret", "metrics");
+        assert_eq!(secret["data"]["tls.crt"], "Q0VSVA==");
+        let api = find(&objects, "APIService", "v1beta1.metrics.k8s.io");
+        assert_eq!(api["spec"]["caBundle"], "Q0E=");
+        assert!(api["spec"].get("insecureSkipTLSVerify").is_none());
+        let pdb = find(&objects, "PodDisruptionBudget", "metrics");
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+        assert!(pdb["spec"].get("maxUnavailable").is_none());
+        let deployment = find(&objects, "Deployment", "metrics");
+        assert_eq!(deployment["metadata"]["labels"]["team"], "platform");
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["image"],
+            "registry.example.com/promhpa:1.2.3"
+        );
+        assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+        assert_eq!(pod["volumes"][0]["configMap"]["name"], "my-rules");
+        assert!(args_of(deployment)
+            .contains(&"--tls-cert-file=/var/run/serving-cert/tls.crt".to_string()));
+
+        let mut cm = chart_defaults();
+        merge_values(&mut cm, json!({"certManager": {"enabled": true}}));
+        assert!(render(&cm, &release("default")).is_err());
+    }
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar\xff"), "Zm9vYmFy/w==");
+    }
+
+    fn kustomize(dir: &Path) -> Vec<Value> {
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("running kubectl kustomize: {e}"));
+        assert!(
+            out.status.success(),
+            "kubectl kustomize {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+    }
+
+    use serde::Deserialize;
+
+    fn deploy_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+    }
+
+    fn by_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+        objects.iter().filter(|o| o["kind"] == kind).collect()
+    }
+
+    #[test]
+    fn kustomize_base_renders_an_aggregated_api_server() {
+        let objects = kustomize(&deploy_dir());
+        let kinds: BTreeSet<String> = objects.iter().map(|o| scalar(&o["kind"])).collect();
+        for kind in [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "RoleBinding",
+            "APIService",
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget",
+            "ConfigMap",
+        ] {
+            assert!(kinds.contains(kind), "missing {kind}");
+        }
+        let apis: BTreeSet<String> = by_kind(&objects, "APIService")
+            .iter()
+            .map(|o| scalar(&o["metadata"]["name"]))
+            .collect();
+        assert_eq!(
+            apis,
+            [
+                "v1beta1.custom.metrics.k8s.io",
+                "v1beta1.external.metrics.k8s.io",
+                "v1beta2.custom.metrics.k8s.io"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect()
+        );
+        for api in by_kind(&objects, "APIService") {
+            assert_eq!(api["spec"]["service"]["name"], "promhpa");
+            assert_eq!(api["spec"]["service"]["namespace"], "promhpa");
+        }
+        let bindings = by_kind(&objects, "ClusterRoleBinding");
+        let delegator = bindings
+            .iter()
+            .find(|b| b["roleRef"]["name"] == "system:auth-delegator");
+        assert!(delegator.is_some_and(|b| b["subjects"][0]["name"] == "promhpa"));
+        let hpa = bindings
+            .iter()
+            .find(|b| b["subjects"][0]["name"] == "horizontal-pod-autoscaler");
+        let hpa = hpa.unwrap_or_else(|| panic!("no binding for the HPA controller"));
+        assert_eq!(hpa["subjects"][0]["namespace"], "kube-system");
+        let role = by_kind(&objects, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == hpa["roleRef"]["name"])
+            .unwrap_or_else(|| panic!("HPA role missing"));
+        let groups: BTreeSet<String> = role["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|r| r["apiGroups"].as_array().cloned().unwrap_or_default())
+            .map(|g| scalar(&g))
+            .collect();
+        assert!(
+            groups.contains("custom.metrics.k8s.io") && groups.contains("external.metrics.k8s.io")
+        );
+        let reader = by_kind(&objects, "RoleBinding");
+        assert_eq!(reader[0]["metadata"]["namespace"], "kube-system");
+        assert_eq!(
+            reader[0]["roleRef"]["name"],
+            "extension-apiserver-authentication-reader"
+        );
+
+        let deployment = by_kind(&objects, "Deployment")[0];
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        assert!(container["resources"]["requests"]["cpu"].is_string());
+        assert!(container["resources"]["requests"]["memory"].is_string());
+        let probes: BTreeSet<String> = ["startupProbe", "livenessProbe", "readinessProbe"]
+            .iter()
+            .map(|p| scalar(&container[*p]["httpGet"]["path"]))
+            .collect();
+        assert_eq!(
+            probes,
+            ["/healthz", "/livez", "/readyz"]
+                .into_iter()
+                .map(String::from)
+                .collect()
+        );
+        let args = args_of(deployment);
+        for flag in [
+            "--secure-port=",
+            "--prometheus-url=",
+            "--config=/etc/adapter/config.yaml",
+            "--cert-dir=",
+        ] {
+            assert!(
+                args.iter().any(|a| a.starts_with(flag)),
+                "{flag} in {args:?}"
+            );
+        }
+        // The generated rules ConfigMap is the one the Deployment mounts, and holds rules.
+        let config_name = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == "config")
+            .map(|v| scalar(&v["configMap"]["name"]))
+            .unwrap_or_default();
+        let cm = objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == config_name.as_str())
+            .unwrap_or_else(|| panic!("ConfigMap {config_name} not rendered"));
+        assert!(config_of(cm)["rules"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()));
+        let pdb = by_kind(&objects, "PodDisruptionBudget")[0];
+        assert_eq!(
+            pdb["spec"]["selector"]["matchLabels"],
+            deployment["spec"]["selector"]["matchLabels"]
+        );
+        let svc = by_kind(&objects, "Service")[0];
+        assert_eq!(
+            svc["spec"]["selector"],
+            deployment["spec"]["selector"]["matchLabels"]
+        );
+    }
+
+    #[test]
+    fn kustomize_tls_overlay_passes_the_prometheus_ca() {
+        let objects = kustomize(&deploy_dir().join("overlays/tls-prometheus"));
+        let deployment = by_kind(&objects, "Deployment")[0];
+        let args = args_of(deployment);
+        assert!(
+            args.contains(&"--prometheus-ca-file=/etc/prometheus-ca/ca.crt".to_string()),
+            "{args:?}"
+        );
+        let pod = &deployment["spec"]["template"]["spec"];
+        let url = pod["containers"][0]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "PROMETHEUS_URL")
+            .map(|e| scalar(&e["value"]))
+            .unwrap_or_default();
+        assert!(url.starts_with("https://"), "{url}");
+        let ca_name = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == "prometheus-ca")
+            .map(|v| scalar(&v["configMap"]["name"]))
+            .unwrap_or_default();
+        let ca = objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == ca_name.as_str())
+            .unwrap_or_else(|| panic!("CA ConfigMap {ca_name} not rendered"));
+        assert!(scalar(&ca["data"]["ca.crt"]).starts_with("-----BEGIN CERTIFICATE-----"));
+        let mounted = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|m| m["name"] == "prometheus-ca" && m["mountPath"] == "/etc/prometheus-ca");
+        assert!(mounted);
+        let config_name = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == "config")
+            .map(|v| scalar(&v["configMap"]["name"]))
+            .unwrap_or_default();
+        let cm = objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == config_name.as_str())
+            .unwrap_or_else(|| panic!("rules ConfigMap {config_name} not rendered"));
+        assert_eq!(
+            config_of(cm)["externalRules"][0]["name"]["as"],
+            "inferno_desired_replicas"
+        );
+    }
+
+    #[test]
+    fn manifests_render_the_same_kinds_as_the_kustomize_base() {
+        let base = kustomize(&deploy_dir());
+        let mut values = chart_defaults();
+        merge_values(&mut values, seed_values());
+        merge_values(
+            &mut values,
+            json!({"podDisruptionBudget": {"enabled": true}}),
+        );
+        let rendered = render(&values, &release("promhpa")).unwrap_or_else(|e| panic!("{e:#}"));
+        let kinds = |objects: &[Value]| -> BTreeSet<String> {
+            objects
+                .iter()
+                .map(|o| scalar(&o["kind"]))
+                .filter(|k| k != "Namespace")
+                .collect()
+        };
+        assert_eq!(kinds(&rendered), kinds(&base));
+        let apis = |objects: &[Value]| -> BTreeSet<String> {
+            by_kind(objects, "APIService")
+                .iter()
+                .map(|o| scalar(&o["metadata"]["name"]))
+                .collect()
+        };
+        assert_eq!(apis(&rendered), apis(&base));
+    }
 }

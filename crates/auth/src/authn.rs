@@ -1,0 +1,269 @@
+//! Authentication: front-proxy request headers, client certificates, bearer tokens.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::HeaderMap;
+use promhpa_core::tls::PeerCertificates;
+use promhpa_core::BoxFuture;
+
+use crate::cache::{Clock, TtlCache};
+use crate::review::{ReviewClient, TokenReview, TOKEN_REVIEW_PATH};
+use crate::user::UserInfo;
+use crate::x509::CaBundle;
+use crate::AuthError;
+
+/// Decides who sent a request.
+pub trait Authenticator: Send + Sync {
+    /// `Ok(Some(user))` when a credential was verified, `Ok(None)` when the request presented
+    /// none that this authenticator understands, `Err` when a credential was presented and
+    /// rejected (or could not be checked).
+    fn authenticate<'a>(
+        &'a self,
+        peer: Option<&'a PeerCertificates>,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, AuthError>>;
+}
+
+/// The front-proxy trust of `--requestheader-*`: who may assert identities in headers, and
+/// in which headers.
+#[derive(Debug, Clone)]
+pub struct RequestHeaderConfig {
+    pub ca: CaBundle,
+    /// Common names allowed to assert identities; empty allows any certificate of `ca`.
+    pub allowed_names: Vec<String>,
+    pub username_headers: Vec<String>,
+    pub uid_headers: Vec<String>,
+    pub group_headers: Vec<String>,
+    pub extra_headers_prefixes: Vec<String>,
+}
+
+impl RequestHeaderConfig {
+    /// The header names prometheus-adapter and Kubernetes use by default.
+    pub fn with_default_headers(ca: CaBundle) -> Self {
+        RequestHeaderConfig {
+            ca,
+            allowed_names: Vec::new(),
+            username_headers: vec!["X-Remote-User".to_string()],
+            uid_headers: Vec::new(),
+            group_headers: vec!["X-Remote-Group".to_string()],
+            extra_headers_prefixes: vec!["X-Remote-Extra-".to_string()],
+        }
+    }
+}
+
+/// The certificate authorities trusted for authentication; replaced as a whole when they
+/// rotate.
+#[derive(Debug, Clone, Default)]
+pub struct AuthnSources {
+    pub request_header: Option<RequestHeaderConfig>,
+    pub client_ca: Option<CaBundle>,
+}
+
+/// Bearer tokens checked with TokenReview, answers cached for `ttl` (successes and failures
+/// alike, as Kubernetes' delegating authenticator does).
+pub struct TokenReviewConfig {
+    pub client: Arc<dyn ReviewClient>,
+    pub ttl: Duration,
+    /// `spec.audiences` of the reviews; empty leaves the API server's default.
+    pub audiences: Vec<String>,
+}
+
+/// The authentication chain of Kubernetes' delegating authenticator: request header, then
+/// client certificate, then bearer token; the first that verifies wins. Every authenticated
+/// user is placed in `system:authenticated`.
+pub struct DelegatingAuthenticator {
+    sources: RwLock<Arc<AuthnSources>>,
+    tokens: Option<TokenReviewConfig>,
+    token_cache: TtlCache<(String, Vec<String>), Option<UserInfo>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl DelegatingAuthenticator {
+    pub fn new(
+        sources: AuthnSources,
+        tokens: Option<TokenReviewConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        DelegatingAuthenticator {
+            sources: RwLock::new(Arc::new(sources)),
+            tokens,
+            token_cache: TtlCache::new(4096),
+            clock,
+        }
+    }
+
+    /// Replaces the trusted CAs and header names (after a rotation); requests already being
+    /// authenticated finish with the previous ones.
+    pub fn set_sources(&self, sources: AuthnSources) {
+        let mut current = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new(sources);
+    }
+
+    pub fn sources(&self) -> Arc<AuthnSources> {
+        self.sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn user_from_request_header(
+        &self,
+        config: &RequestHeaderConfig,
+        chain: &[Vec<u8>],
+        headers: &HeaderMap,
+    ) -> Result<Option<UserInfo>, AuthError> {
+        let subject = config.ca.verify_client(chain, self.clock.now())?;
+        if !config.allowed_names.is_empty() && !config.allowed_names.contains(&subject.common_name)
+        {
+            return Err(AuthError::CommonNameNotAllowed(subject.common_name));
+        }
+        let Some(name) = first_value(headers, &config.username_headers) else {
+            return Ok(None);
+        };
+        let uid = first_value(headers, &config.uid_headers).unwrap_or_default();
+        let groups = all_values(headers, &config.group_headers);
+        let extra = extra_values(headers, &config.extra_headers_prefixes);
+        Ok(Some(UserInfo {
+            name,
+            uid,
+            groups,
+            extra,
+        }))
+    }
+
+    async fn user_from_token(&self, token: &str) -> Result<Option<UserInfo>, AuthError> {
+        let Some(config) = &self.tokens else {
+            return Ok(None);
+        };
+        let key = (token.to_string(), config.audiences.clone());
+        if let Some(cached) = self.token_cache.get(&key, self.clock.now()) {
+            return cached.ok_or(AuthError::InvalidBearerToken).map(Some);
+        }
+        let review = TokenReview::new(token, &config.audiences);
+        let body =
+            serde_json::to_vec(&review).map_err(|e| AuthError::TokenReview(e.to_string()))?;
+        let answer = config.client.create(TOKEN_REVIEW_PATH, body).await?;
+        let answer: TokenReview = serde_json::from_slice(&answer)
+            .map_err(|e| AuthError::TokenReview(format!("decoding the answer: {e}")))?;
+        let status = answer.status.unwrap_or_default();
+        let audiences_ok = config.audiences.is_empty()
+            || status
+                .audiences
+                .iter()
+                .any(|a| config.audiences.contains(a));
+        let user = (status.authenticated && audiences_ok && !status.user.name.is_empty())
+            .then_some(status.user);
+        self.token_cache
+            .insert(key, user.clone(), config.ttl, self.clock.now());
+        user.ok_or(AuthError::InvalidBearerToken).map(Some)
+    }
+}
+
+impl Authenticator for DelegatingAuthenticator {
+    fn authenticate<'a>(
+        &'a self,
+        peer: Option<&'a PeerCertificates>,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, Result<Option<UserInfo>, AuthError>> {
+        Box::pin(async move {
+            let sources = self.sources();
+            let mut errors = Vec::new();
+            let chain = peer.map(|p| p.0.as_slice()).filter(|c| !c.is_empty());
+            if let Some(chain) = chain {
+                if let Some(config) = &sources.request_header {
+                    match self.user_from_request_header(config, chain, headers) {
+                        Ok(Some(user)) => return Ok(Some(user.with_authenticated_group())),
+                        Ok(None) => {}
+                        Err(e) => errors.push(e),
+                    }
+                }
+                if let Some(ca) = &sources.client_ca {
+                    match ca.verify_client(chain, self.clock.now()) {
+                        Ok(subject) if subject.common_name.is_empty() => {
+                            errors.push(AuthError::MissingCommonName)
+                        }
+                        Ok(subject) => {
+                            let user = UserInfo::new(subject.common_name, subject.organizations);
+                            return Ok(Some(user.with_authenticated_group()));
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            if let Some(token) = bearer_token(headers) {
+                match self.user_from_token(token).await {
+                    Ok(Some(user)) => return Ok(Some(user.with_authenticated_group())),
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+            match errors.len() {
+                0 => Ok(None),
+                1 => Err(errors.remove(0)),
+                _ => Err(AuthError::Multiple(errors)),
+            }
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is a non-empty one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn first_value(headers: &HeaderMap, names: &[String]) -> Option<String> {
+    names.iter().find_map(|name| {
+        headers
+            .get_all(name.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| !v.is_empty())
+            .map(str::to_string)
+    })
+}
+
+fn all_values(headers: &HeaderMap, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .flat_map(|name| headers.get_all(name.as_str()).iter())
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn extra_values(headers: &HeaderMap, prefixes: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for prefix in prefixes {
+        let prefix = prefix.to_ascii_lowercase();
+        // HeaderMap keys are already lowercase.
+        for name in headers.keys() {
+            let Some(rest) = name.as_str().strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            if rest.is_empty() {
+                continue;
+            }
+            let key = percent_encoding::percent_decode_str(rest)
+                .decode_utf8()
+                .map(|k| k.into_owned())
+                .unwrap_or_else(|_| rest.to_string());
+            let values = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string);
+            extra.entry(key).or_default().extend(values);
+        }
+    }
+    extra
+}

@@ -1,0 +1,657 @@
+#![allow(clippy::unwrap_used)]
+
+//! Delegated authentication and authorization against certificates from CAs generated here
+//! and TokenReview/SubjectAccessReview answers as a Kubernetes API server returns them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use promhpa_auth::authn::{AuthnSources, TokenReviewConfig};
+use promhpa_auth::configmap::sources_from_configmap;
+use promhpa_auth::review::{SUBJECT_ACCESS_REVIEW_PATH, TOKEN_REVIEW_PATH};
+use promhpa_auth::{
+    AuthError, Authenticator, CaBundle, DelegatingAuthenticator, DelegatingAuthorizer, ManualClock,
+    RequestAuth, RequestHeaderConfig, ReviewClient,
+};
+use promhpa_core::tls::PeerCertificates;
+use promhpa_core::BoxFuture;
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+struct Ca {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(cn: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    fn bundle(&self, name: &str) -> CaBundle {
+        CaBundle::from_pem(name, self.cert.pem().as_bytes()).unwrap()
+    }
+
+    fn client(&self, cn: &str, orgs: &[&str]) -> PeerCertificates {
+        self.client_valid_for(cn, orgs, 365)
+    }
+
+    fn client_valid_for(&self, cn: &str, orgs: &[&str], days: i64) -> PeerCertificates {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        for o in orgs {
+            params.distinguished_name.push(DnType::OrganizationName, *o);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = rcgen::date_time_ymd(2026, 1, 1);
+        params.not_before = now;
+        params.not_after = now + time::Duration::days(days);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        PeerCertificates(vec![cert.der().to_vec()])
+    }
+}
+
+/// 2026-06-01, inside the validity of the test certificates.
+fn start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_272_000)
+}
+
+/// Answers review requests with recorded API server responses, and remembers the requests.
+#[derive(Default)]
+struct Recorded {
+    answers: Mutex<HashMap<String, Vec<u8>>>,
+    requests: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl Recorded {
+    fn answering(path: &str, fixture: &str) -> Arc<Recorded> {
+        let r = Arc::new(Recorded::default());
+        r.answer(path, fixture);
+        r
+    }
+
+    fn answer(&self, path: &str, fixture: &str) {
+        let file = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(&file).unwrap();
+        self.answers.lock().unwrap().insert(path.to_string(), body);
+    }
+
+    fn calls(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    fn last_body(&self) -> serde_json::Value {
+        self.requests.lock().unwrap().last().unwrap().1.clone()
+    }
+}
+
+impl ReviewClient for Recorded {
+    fn create<'a>(
+        &'a self,
+        path: &'a str,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, AuthError>> {
+        Box::pin(async move {
+            let json = serde_json::from_slice(&body).unwrap();
+            self.requests.lock().unwrap().push((path.to_string(), json));
+            self.answers
+                .lock()
+                .unwrap()
+                .get(path)
+                .cloned()
+                .ok_or_else(|| AuthError::Transport(format!("no answer recorded for {path}")))
+        })
+    }
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    h
+}
+
+struct Setup {
+    front_proxy: Ca,
+    client_ca: Ca,
+    clock: Arc<ManualClock>,
+    authn: Arc<DelegatingAuthenticator>,
+}
+
+fn setup(allowed_names: &[&str], tokens: Option<Arc<Recorded>>) -> Setup {
+    let front_proxy = Ca::new("front-proxy-ca");
+    let client_ca = Ca::new("kubernetes-ca");
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut rh =
+        RequestHeaderConfig::with_default_headers(front_proxy.bundle("front-proxy-ca.crt"));
+    rh.allowed_names = allowed_names.iter().map(|s| s.to_string()).collect();
+    rh.uid_headers = vec!["X-Remote-Uid".to_string()];
+    let sources = AuthnSources {
+        request_header: Some(rh),
+        client_ca: Some(client_ca.bundle("ca.crt")),
+    };
+    let tokens = tokens.map(|client| TokenReviewConfig {
+        client: client as Arc<dyn ReviewClient>,
+        ttl: Duration::from_secs(10),
+        audiences: Vec::new(),
+    });
+    let authn = Arc::new(DelegatingAuthenticator::new(sources, tokens, clock.clone()));
+    Setup {
+        front_proxy,
+        client_ca,
+        clock,
+        authn,
+    }
+}
+
+fn guard(s: &Setup, sar: Arc<Recorded>, allowed_ttl: u64, denied_ttl: u64) -> RequestAuth {
+    let authz = DelegatingAuthorizer::new(
+        sar,
+        Duration::from_secs(allowed_ttl),
+        Duration::from_secs(denied_ttl),
+        s.clock.clone(),
+    );
+    RequestAuth::new(s.authn.clone(), Arc::new(authz))
+}
+
+const METRIC_PATH: &str =
+    "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/http_requests";
+
+fn forged() -> HeaderMap {
+    headers(&[
+        ("X-Remote-User", "system:admin"),
+        ("X-Remote-Group", "system:masters"),
+    ])
+}
+
+#[tokio::test]
+async fn forged_remote_user_without_request_header_certificate_gets_no_identity() {
+    let s = setup(&["front-proxy-client"], None);
+    // No client certificate at all.
+    assert_eq!(s.authn.authenticate(None, &forged()).await, Ok(None));
+
+    // A certificate from the client CA: the headers are ignored, the certificate's CN counts.
+    let kubelet = s
+        .client_ca
+        .client("system:node:worker-1", &["system:nodes"]);
+    let user = s
+        .authn
+        .authenticate(Some(&kubelet), &forged())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "system:node:worker-1");
+    assert_eq!(user.groups, vec!["system:nodes", "system:authenticated"]);
+
+    // A certificate with the allowed CN but from a CA nobody trusts.
+    let impostor = Ca::new("front-proxy-ca").client("front-proxy-client", &[]);
+    let err = s
+        .authn
+        .authenticate(Some(&impostor), &forged())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("front-proxy-ca.crt"), "{err}");
+
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json");
+    let g = guard(&s, sar.clone(), 10, 10);
+    for peer in [None, Some(&impostor)] {
+        let rej = g
+            .check(&Method::GET, METRIC_PATH, peer, &forged())
+            .await
+            .unwrap_err();
+        assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(rej.status_json()["reason"], "Unauthorized");
+        assert_eq!(rej.status_json()["code"], 401);
+    }
+    assert_eq!(sar.calls(), 0, "no identity, no SubjectAccessReview");
+}
+
+#[tokio::test]
+async fn request_header_certificate_outside_allowed_names_is_rejected() {
+    let s = setup(&["front-proxy-client"], None);
+    let other = s.front_proxy.client("some-other-proxy", &[]);
+    let err = s
+        .authn
+        .authenticate(Some(&other), &forged())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("x509: subject with cn=some-other-proxy is not in the allowed list"),
+        "{err}"
+    );
+    let g = guard(
+        &s,
+        Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json"),
+        10,
+        10,
+    );
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, Some(&other), &forged())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn allowed_request_header_certificate_makes_headers_believed() {
+    let s = setup(&["front-proxy-client"], None);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let h = headers(&[
+        (
+            "X-Remote-User",
+            "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        ),
+        ("X-Remote-Uid", "9b1f0d4c-6a2e-4f3b-8c7d-1e2f3a4b5c6d"),
+        ("X-Remote-Group", "system:serviceaccounts"),
+        ("X-Remote-Group", "system:serviceaccounts:kube-system"),
+        (
+            "X-Remote-Extra-Authentication.kubernetes.io%2fpod-name",
+            "kube-controller-manager-0",
+        ),
+        ("X-Remote-Extra-Scopes", "a"),
+        ("X-Remote-Extra-Scopes", "b"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        user.name,
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    );
+    assert_eq!(user.uid, "9b1f0d4c-6a2e-4f3b-8c7d-1e2f3a4b5c6d");
+    assert_eq!(
+        user.groups,
+        vec![
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:authenticated"
+        ]
+    );
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "authentication.kubernetes.io/pod-name".to_string(),
+        vec!["kube-controller-manager-0".to_string()],
+    );
+    extra.insert("scopes".to_string(), vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(user.extra, extra);
+
+    // Without a username header the proxy certificate identifies nobody.
+    assert!(!matches!(
+        s.authn.authenticate(Some(&proxy), &HeaderMap::new()).await,
+        Ok(Some(_))
+    ));
+
+    // An empty allowed-names list trusts every certificate of the request-header CA.
+    let open = setup(&[], None);
+    let any = open.front_proxy.client("whatever", &[]);
+    let user = open
+        .authn
+        .authenticate(Some(&any), &forged())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "system:admin");
+}
+
+#[tokio::test]
+async fn expired_certificates_and_ca_rotation() {
+    let s = setup(&["front-proxy-client"], None);
+    let short = s
+        .front_proxy
+        .client_valid_for("front-proxy-client", &[], 200);
+    assert!(s
+        .authn
+        .authenticate(Some(&short), &forged())
+        .await
+        .unwrap()
+        .is_some());
+    s.clock.advance(Duration::from_secs(60 * 86400));
+    assert!(
+        s.authn.authenticate(Some(&short), &forged()).await.is_err(),
+        "expired"
+    );
+
+    // Rotation: after the new CA is installed the old proxy certificate is no longer believed.
+    let rotated = Ca::new("front-proxy-ca-2");
+    let old = s.front_proxy.client("front-proxy-client", &[]);
+    let new = rotated.client("front-proxy-client", &[]);
+    let mut sources = (*s.authn.sources()).clone();
+    if let Some(rh) = sources.request_header.as_mut() {
+        rh.ca = rotated.bundle("front-proxy-ca-2.crt");
+    }
+    s.authn.set_sources(sources);
+    assert!(s.authn.authenticate(Some(&old), &forged()).await.is_err());
+    assert!(s
+        .authn
+        .authenticate(Some(&new), &forged())
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_reviewed_and_cached_for_the_ttl() {
+    let reviews = Recorded::answering(TOKEN_REVIEW_PATH, "tokenreview-authenticated.json");
+    let s = setup(&[], Some(reviews.clone()));
+    let h = headers(&[(
+        "Authorization",
+        "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.payload.signature",
+    )]);
+    let user = s.authn.authenticate(None, &h).await.unwrap().unwrap();
+    assert_eq!(user.name, "system:serviceaccount:monitoring:metrics-reader");
+    assert_eq!(
+        user.extra["authentication.kubernetes.io/node-name"],
+        vec!["kind-worker"]
+    );
+    assert_eq!(reviews.calls(), 1);
+    let body = reviews.last_body();
+    assert_eq!(body["kind"], "TokenReview");
+    assert_eq!(
+        body["spec"]["token"],
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.payload.signature"
+    );
+
+    s.clock.advance(Duration::from_secs(9));
+    assert_eq!(s.authn.authenticate(None, &h).await.unwrap().unwrap(), user);
+    assert_eq!(reviews.calls(), 1, "answered from the cache within the ttl");
+    s.clock.advance(Duration::from_secs(1));
+    s.authn.authenticate(None, &h).await.unwrap();
+    assert_eq!(reviews.calls(), 2, "asked again once the ttl passed");
+
+    // A token the API server does not authenticate is refused, and that answer is cached too.
+    reviews.answer(TOKEN_REVIEW_PATH, "tokenreview-unauthenticated.json");
+    let bad = headers(&[("Authorization", "Bearer not-a-token")]);
+    assert_eq!(
+        s.authn.authenticate(None, &bad).await,
+        Err(AuthError::InvalidBearerToken)
+    );
+    assert_eq!(
+        s.authn.authenticate(None, &bad).await,
+        Err(AuthError::InvalidBearerToken)
+    );
+    assert_eq!(reviews.calls(), 3);
+    let g = guard(
+        &s,
+        Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json"),
+        10,
+        10,
+    );
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, None, &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+}
+
+fn hpa_headers() -> HeaderMap {
+    headers(&[
+        (
+            "X-Remote-User",
+            "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        ),
+        ("X-Remote-Uid", "9b1f0d4c-6a2e-4f3b-8c7d-1e2f3a4b5c6d"),
+        ("X-Remote-Group", "system:serviceaccounts"),
+        ("X-Remote-Group", "system:serviceaccounts:kube-system"),
+        ("X-Remote-Extra-Scopes", "metrics"),
+    ])
+}
+
+#[tokio::test]
+async fn subject_access_review_carries_the_request_and_allows() {
+    let s = setup(&["front-proxy-client"], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json");
+    let g = guard(&s, sar.clone(), 10, 10);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let ok = g
+        .check(
+            &Method::GET,
+            &format!("{METRIC_PATH}?labelSelector=app%3Dweb"),
+            Some(&proxy),
+            &hpa_headers(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.user.name,
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    );
+    let body = reviews_spec(&sar);
+    assert_eq!(
+        body["resourceAttributes"],
+        serde_json::json!({
+            "namespace": "shop", "verb": "get", "group": "custom.metrics.k8s.io",
+            "version": "v1beta1", "resource": "pods", "subresource": "http_requests", "name": "*"
+        })
+    );
+    assert_eq!(
+        body["user"],
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
+    );
+    assert_eq!(body["uid"], "9b1f0d4c-6a2e-4f3b-8c7d-1e2f3a4b5c6d");
+    assert_eq!(
+        body["groups"],
+        serde_json::json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:authenticated"
+        ])
+    );
+    assert_eq!(body["extra"], serde_json::json!({"scopes": ["metrics"]}));
+
+    // External metrics: the metric is the resource.
+    g.check(
+        &Method::GET,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth",
+        Some(&proxy),
+        &hpa_headers(),
+    )
+    .await
+    .unwrap();
+    let body = reviews_spec(&sar);
+    assert_eq!(body["resourceAttributes"]["resource"], "queue_depth");
+    assert_eq!(body["resourceAttributes"]["verb"], "list");
+    assert_eq!(
+        body["resourceAttributes"]["group"],
+        "external.metrics.k8s.io"
+    );
+}
+
+fn reviews_spec(r: &Recorded) -> serde_json::Value {
+    let body = r.last_body();
+    assert_eq!(body["kind"], "SubjectAccessReview");
+    assert_eq!(body["apiVersion"], "authorization.k8s.io/v1");
+    body["spec"].clone()
+}
+
+#[tokio::test]
+async fn denied_subject_access_review_gives_403() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar.clone(), 10, 10);
+    let mallory = s.client_ca.client("mallory", &["tenants"]);
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, Some(&mallory), &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        rej.message,
+        "pods.custom.metrics.k8s.io \"*\" is forbidden: User \"mallory\" cannot get resource \
+         \"pods/http_requests\" in API group \"custom.metrics.k8s.io\" in the namespace \"shop\""
+    );
+    let status = rej.status_json();
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(status["code"], 403);
+    assert_eq!(
+        status["details"],
+        serde_json::json!({"name": "*", "group": "custom.metrics.k8s.io", "kind": "pods"})
+    );
+
+    // An explicit denial's reason is part of the message.
+    sar.answer(SUBJECT_ACCESS_REVIEW_PATH, "sar-explicit-deny.json");
+    let rej = g
+        .check(&Method::GET, "/metrics", Some(&mallory), &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rej.message,
+        "forbidden: User \"mallory\" cannot get path \"/metrics\": denied by webhook policy"
+    );
+    assert_eq!(
+        reviews_spec(&sar)["nonResourceAttributes"],
+        serde_json::json!({"path": "/metrics", "verb": "get"})
+    );
+
+    // A review that cannot be made is an internal error, not a silent allow.
+    sar.answers.lock().unwrap().clear();
+    let rej = g
+        .check(
+            &Method::GET,
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/x/pods/*/m",
+            Some(&mallory),
+            &HeaderMap::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn authorization_decisions_are_cached_per_ttl() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json");
+    let g = guard(&s, sar.clone(), 10, 3);
+    let alice = s.client_ca.client("alice", &[]);
+    let check = |path: &'static str| {
+        let g = &g;
+        let alice = &alice;
+        async move {
+            g.check(&Method::GET, path, Some(alice), &HeaderMap::new())
+                .await
+        }
+    };
+    check(METRIC_PATH).await.unwrap();
+    s.clock.advance(Duration::from_secs(9));
+    check(METRIC_PATH).await.unwrap();
+    assert_eq!(sar.calls(), 1, "allowed answer cached for 10s");
+    s.clock.advance(Duration::from_secs(1));
+    check(METRIC_PATH).await.unwrap();
+    assert_eq!(sar.calls(), 2);
+
+    // A different request is a different cache entry; a denial is kept for its own ttl.
+    sar.answer(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let other = "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/p99";
+    assert!(check(other).await.is_err());
+    s.clock.advance(Duration::from_secs(2));
+    assert!(check(other).await.is_err());
+    assert_eq!(sar.calls(), 3, "denial cached");
+    sar.answer(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json");
+    s.clock.advance(Duration::from_secs(1));
+    assert!(check(other).await.is_ok(), "denial expired after 3s");
+    assert_eq!(sar.calls(), 4);
+}
+
+#[tokio::test]
+async fn masters_and_health_paths_need_no_review() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar.clone(), 10, 10);
+    let admin = s.client_ca.client("kubernetes-admin", &["system:masters"]);
+    g.check(&Method::GET, METRIC_PATH, Some(&admin), &HeaderMap::new())
+        .await
+        .unwrap();
+    for path in ["/healthz", "/readyz", "/livez"] {
+        let ok = g
+            .check(&Method::GET, path, None, &HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(ok.user.name, "system:anonymous");
+    }
+    assert_eq!(sar.calls(), 0);
+    // Other paths are not free.
+    assert!(g
+        .check(&Method::GET, "/healthz/extra", None, &HeaderMap::new())
+        .await
+        .is_err());
+    // Anonymous requests, when enabled, are authorized like anyone else.
+    let g = guard(&s, sar.clone(), 10, 10).with_anonymous(true);
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, None, &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::FORBIDDEN);
+    assert_eq!(reviews_spec(&sar)["user"], "system:anonymous");
+}
+
+#[test]
+fn sources_from_the_extension_apiserver_authentication_configmap() {
+    let fp = Ca::new("front-proxy-ca");
+    let ca = Ca::new("kubernetes-ca");
+    let mut data = BTreeMap::new();
+    data.insert("client-ca-file".to_string(), ca.cert.pem());
+    data.insert("requestheader-client-ca-file".to_string(), fp.cert.pem());
+    data.insert(
+        "requestheader-allowed-names".to_string(),
+        r#"["front-proxy-client"]"#.to_string(),
+    );
+    data.insert(
+        "requestheader-username-headers".to_string(),
+        r#"["X-Remote-User"]"#.to_string(),
+    );
+    data.insert(
+        "requestheader-group-headers".to_string(),
+        r#"["X-Remote-Group"]"#.to_string(),
+    );
+    data.insert(
+        "requestheader-extra-headers-prefix".to_string(),
+        r#"["X-Remote-Extra-"]"#.to_string(),
+    );
+    let sources = sources_from_configmap(&data).unwrap();
+    let rh = sources.request_header.unwrap();
+    assert_eq!(rh.allowed_names, vec!["front-proxy-client"]);
+    assert_eq!(rh.extra_headers_prefixes, vec!["X-Remote-Extra-"]);
+    assert!(rh.uid_headers.is_empty());
+    let subject = rh
+        .ca
+        .verify_client(&fp.client("front-proxy-client", &[]).0, start())
+        .unwrap();
+    assert_eq!(subject.common_name, "front-proxy-client");
+    assert_eq!(sources.client_ca.unwrap().len(), 1);
+
+    data.insert(
+        "requestheader-allowed-names".to_string(),
+        "front-proxy-client".to_string(),
+    );
+    assert!(matches!(
+        sources_from_configmap(&data),
+        Err(AuthError::ConfigMap(_))
+    ));
+    data.insert(
+        "client-ca-file".to_string(),
+        "-----BEGIN CERTIFICATE-----\nnope\n".to_string(),
+    );
+    assert!(sources_from_configmap(&data).is_err());
+}
