@@ -248,7 +248,7 @@ pub(crate) fn compile(text: &str, source_name: &str) -> Result<RuleSet, ConfigEr
 }
 
 fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<RuleSet> {
-    let root = match yaml::parse(text) {
+    let root = match yaml::parse_all(text).map(pick_document) {
         Ok(Some(root)) => root,
         Ok(None) => {
             ctx.error(
@@ -302,6 +302,21 @@ fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<Rule
         crate::FileShape::AdapterConfig
     };
     Some(set)
+}
+
+/// The document to read from a (possibly multi-document) file: the first ConfigMap that
+/// carries `config.yaml`, else the first non-empty document.
+fn pick_document(docs: Vec<Node>) -> Option<Node> {
+    let is_adapter_configmap = |d: &Node| {
+        d.get("kind").and_then(Node::as_scalar) == Some("ConfigMap")
+            && d.get("data")
+                .and_then(|data| data.get("config.yaml"))
+                .is_some()
+    };
+    if let Some(i) = docs.iter().position(is_adapter_configmap) {
+        return docs.into_iter().nth(i);
+    }
+    docs.into_iter().find(|d| !d.is_null())
 }
 
 fn compile_configmap(ctx: &mut Ctx, root: &Node) -> Option<RuleSet> {

@@ -79,12 +79,12 @@ pub(crate) struct YamlError {
     pub message: String,
 }
 
-/// Parse the first document of `text`. `Ok(None)` when the text holds no document at all
-/// (empty, or only comments).
-pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+/// Parse every document of `text` (`---`-separated). Empty when the text holds no document
+/// at all (empty, or only comments).
+pub(crate) fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, false) {
+    if let Err(e) = parser.load(&mut builder, true) {
         return Err(YamlError {
             line: e.marker().line().max(1),
             message: format!("not valid YAML: {}", e.info()),
@@ -93,7 +93,12 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.root)
+    Ok(builder.roots)
+}
+
+/// Parse the first document of `text`; `Ok(None)` when there is none.
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    Ok(parse_all(text)?.into_iter().next())
 }
 
 enum Frame {
@@ -113,11 +118,10 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    root: Option<Node>,
+    roots: Vec<Node>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
     error: Option<YamlError>,
-    done: bool,
 }
 
 fn node_size(node: &Node) -> usize {
@@ -174,12 +178,7 @@ impl Builder {
             self.anchors.insert(anchor, node.clone());
         }
         match self.stack.last_mut() {
-            None => {
-                if self.root.is_none() {
-                    self.root = Some(node);
-                }
-                self.done = true;
-            }
+            None => self.roots.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
                 entries,
@@ -195,7 +194,7 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        if self.error.is_some() || self.done {
+        if self.error.is_some() {
             return;
         }
         let line = mark.line().max(1);
@@ -317,6 +316,13 @@ mod tests {
         let err = parse("a: 1\nb: [1, 2\n").unwrap_err();
         assert!(err.line >= 2, "{err:?}");
         assert!(err.message.starts_with("not valid YAML"));
+    }
+
+    #[test]
+    fn every_document_is_returned() {
+        let docs = parse_all("---\na: 1\n---\nb: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].get("b").unwrap().line, 4);
     }
 
     #[test]
