@@ -52,7 +52,9 @@ fn family_of(name: &str, types: &HashMap<String, Family>) -> Family {
 
 /// Parses exposition `text` and appends its samples to `store`. Samples without a timestamp
 /// are stamped `default_ts_ms`; timestamps in the text are milliseconds (text format) or
-/// seconds (OpenMetrics). `extra` labels are added to every series (overriding the text's).
+/// seconds (OpenMetrics). `extra` labels (a target's labels) are added to every series; a
+/// scraped label of the same name is kept as `exported_<name>`, as Prometheus does without
+/// `honor_labels`.
 /// `le` of histograms and `quantile` of summaries are normalised as Prometheus 3.x does
 /// (`1` → `1.0`). A malformed line rejects the whole text, as a failed scrape does.
 pub fn ingest(
@@ -62,6 +64,8 @@ pub fn ingest(
     extra: &Labels,
 ) -> Result<IngestStats, EvalError> {
     let openmetrics = is_openmetrics(text);
+    // The scrape cache is keyed by target as well: two targets may expose identical text.
+    let target_key = extra.to_string();
     let mut types: HashMap<String, Family> = HashMap::new();
     let mut parsed: Vec<Parsed> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -92,7 +96,7 @@ pub fn ingest(
             message,
         };
         let (labels, rest) = parse_series_labels(line).map_err(err)?;
-        let raw_series = line[..line.len() - rest.len()].to_string();
+        let raw_series = format!("{target_key}\u{0}{}", &line[..line.len() - rest.len()]);
         // Drop an OpenMetrics exemplar.
         let rest = match rest.find(" # ") {
             Some(p) if openmetrics => &rest[..p],
@@ -146,6 +150,13 @@ pub fn ingest(
                     }
                 }
                 for (n, v) in extra.iter() {
+                    if let Some(existing) = p.labels.get(n).map(str::to_string) {
+                        let mut exported = format!("exported_{n}");
+                        while p.labels.get(&exported).is_some() {
+                            exported = format!("exported_{exported}");
+                        }
+                        p.labels.set(&exported, &existing);
+                    }
                     p.labels.set(n, v);
                 }
                 match store.series_id(&p.labels) {
@@ -195,6 +206,12 @@ mod tests {
             .unwrap();
         assert_eq!(up.labels.get("job"), Some("a\"b"));
         assert!(all.iter().all(|s| s.labels.get("instance") == Some("i")));
+        let mut store = Store::new();
+        let extra = Labels::from_pairs([("namespace", "monitoring")]);
+        ingest(&mut store, "m{namespace=\"prod\"} 1\n", 0, &extra).unwrap();
+        let s = &store.select(&[])[0];
+        assert_eq!(s.labels.get("namespace"), Some("monitoring"));
+        assert_eq!(s.labels.get("exported_namespace"), Some("prod"));
     }
 
     #[test]
