@@ -3,7 +3,7 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use crate::eval::{check_unique_labelsets, unwrap_parens, Evaluator};
+use crate::eval::{check_unique_labelsets, same_metric_name, unwrap_parens, Evaluator};
 use crate::gofloat::parse_go_float;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::quantile::{bucket_quantile, value_quantile, Bucket};
@@ -452,6 +452,7 @@ impl<'a> Evaluator<'a> {
         let name = call.func.name;
         let (series, end, range) = self.range_arg(Self::arg(call, 0)?, ts)?;
         let keep_name = name == "last_over_time";
+        let names_equal = same_metric_name(series.iter().map(|s| &s.labels));
         let mut out = Vec::with_capacity(series.len());
         for SeriesPoints { labels, points } in series {
             let p = &points[..];
@@ -513,7 +514,9 @@ impl<'a> Evaluator<'a> {
                 });
             }
         }
-        check_unique_labelsets(&out)?;
+        if !(keep_name || names_equal) {
+            check_unique_labelsets(&out)?;
+        }
         Ok(out)
     }
 
@@ -625,6 +628,7 @@ fn date_part(name: &str) -> fn(i64) -> f64 {
 }
 
 fn map_values(v: Vec<Sample>, ts: i64, f: impl Fn(f64) -> f64) -> Result<Value, EvalError> {
+    let names_equal = same_metric_name(v.iter().map(|s| &s.labels));
     let out: Vec<Sample> = v
         .into_iter()
         .map(|s| Sample {
@@ -633,7 +637,9 @@ fn map_values(v: Vec<Sample>, ts: i64, f: impl Fn(f64) -> f64) -> Result<Value, 
             v: f(s.v),
         })
         .collect();
-    check_unique_labelsets(&out)?;
+    if !names_equal {
+        check_unique_labelsets(&out)?;
+    }
     Ok(Value::Vector(out))
 }
 
