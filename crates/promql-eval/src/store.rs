@@ -79,7 +79,8 @@ pub struct Store {
     by_name: HashMap<Arc<str>, BTreeMap<Labels, SeriesId>>,
     limits: StoreLimits,
     newest_ms: Option<i64>,
-    scrape_cache: HashMap<Box<str>, SeriesId>,
+    scrape_cache: HashMap<String, HashMap<Box<str>, SeriesId>>,
+    scrape_cache_len: usize,
 }
 
 /// Compares label sets, taking equal shared strings (the interner makes equal strings the
@@ -211,20 +212,28 @@ impl Store {
         }
     }
 
-    /// The series id remembered for a raw series text of an exposition.
-    pub(crate) fn scrape_cache_get(&self, raw: &str) -> Option<SeriesId> {
+    /// The series id remembered for a raw series text a target exposed.
+    pub(crate) fn scrape_cache_get(&self, target: &str, raw: &str) -> Option<SeriesId> {
         self.scrape_cache
-            .get(raw)
+            .get(target)
+            .and_then(|m| m.get(raw))
             .copied()
             .filter(|id| self.get(*id).is_some())
     }
 
-    /// Remembers the series id of a raw series text of an exposition.
-    pub(crate) fn scrape_cache_put(&mut self, raw: String, id: SeriesId) {
-        if self.scrape_cache.len() > 2 * self.limits.max_series.min(10_000_000) {
+    /// Remembers the series id of a raw series text a target exposed.
+    pub(crate) fn scrape_cache_put(&mut self, target: &str, raw: &str, id: SeriesId) {
+        if self.scrape_cache_len > 2 * self.limits.max_series.min(10_000_000) {
             self.scrape_cache.clear();
+            self.scrape_cache_len = 0;
         }
-        self.scrape_cache.insert(raw.into_boxed_str(), id);
+        let per_target = match self.scrape_cache.get_mut(target) {
+            Some(m) => m,
+            None => self.scrape_cache.entry(target.to_string()).or_default(),
+        };
+        if per_target.insert(raw.into(), id).is_none() {
+            self.scrape_cache_len += 1;
+        }
     }
 
     /// Appends one sample to the series with these labels.
@@ -262,6 +271,7 @@ impl Store {
             return;
         }
         self.scrape_cache.clear();
+        self.scrape_cache_len = 0;
         for i in empty {
             if let Some(series) = self.series[i].take() {
                 self.free.push(i);
