@@ -34,6 +34,11 @@ impl HttpKubeApi {
         if let Some(ca) = &config.ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(ca)
                 .map_err(|e| err(format!("certificate authority: {e}")))?;
+            if certs.is_empty() {
+                return Err(err(
+                    "certificate authority: no PEM certificate found".to_string()
+                ));
+            }
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
