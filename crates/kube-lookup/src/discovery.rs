@@ -236,6 +236,10 @@ impl Discovery {
     /// Reads discovery again and replaces the snapshot.
     pub async fn refresh(&self) -> Result<Arc<ResourceMap>, KubeError> {
         let _one_at_a_time = self.refreshing.lock().await;
+        self.refresh_locked().await
+    }
+
+    async fn refresh_locked(&self) -> Result<Arc<ResourceMap>, KubeError> {
         let started = Instant::now();
         let map = Arc::new(discover(self.api.as_ref()).await?);
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = map.clone();
@@ -283,10 +287,12 @@ impl Discovery {
     }
 
     async fn refresh_on_miss(&self) -> Result<(), LookupError> {
+        // Concurrent misses wait for one refresh instead of each starting their own.
+        let _one_at_a_time = self.refreshing.lock().await;
         if !self.may_refresh() {
             return Ok(());
         }
-        match self.refresh().await {
+        match self.refresh_locked().await {
             Ok(_) => Ok(()),
             Err(e) if self.snapshot().is_empty() => Err(LookupError::Unavailable(e.to_string())),
             Err(e) => {
