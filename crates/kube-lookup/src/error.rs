@@ -15,6 +15,8 @@ pub enum KubeError {
     Kubeconfig { path: String, message: String },
     #[error("in-cluster configuration: {0}")]
     InCluster(String),
+    #[error("authentication settings: {0}")]
+    Auth(String),
     #[error("watch of {0} expired (410 Gone)")]
     Gone(String),
 }

@@ -36,6 +36,7 @@ pub mod api;
 pub mod authconfig;
 pub mod cache;
 pub mod config;
+pub mod delegated;
 pub mod discovery;
 mod error;
 pub mod http;
