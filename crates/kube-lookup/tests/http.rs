@@ -197,3 +197,132 @@ async fn token_files_are_read_and_unreachable_servers_are_transport_errors() {
     let err = bad.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("no PEM certificate"), "{err}");
 }
+
+mod tls {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::{RootCertStore, ServerConfig};
+
+    struct Ca {
+        cert: rcgen::Certificate,
+        key: KeyPair,
+    }
+
+    fn ca(cn: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca {
+            cert: params.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+
+    fn leaf(
+        ca: &Ca,
+        cn: &str,
+        sans: Vec<String>,
+        eku: ExtendedKeyUsagePurpose,
+    ) -> (rcgen::Certificate, KeyPair) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![eku];
+        (params.signed_by(&key, &ca.cert, &ca.key).unwrap(), key)
+    }
+
+    /// An HTTPS server that requires a client certificate of `client_ca` and answers `/api`.
+    async fn https_server(server_ca: &Ca, client_ca: &Ca) -> String {
+        let (cert, key) = leaf(
+            server_ca,
+            "kube-apiserver",
+            vec!["127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(client_ca.cert.der().clone()).unwrap();
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap();
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (sock, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let body = br#"{"kind":"APIVersions","versions":["v1"]}"#;
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                    let _ = tls.write_all(head.as_bytes()).await;
+                    let _ = tls.write_all(body).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        format!("https://127.0.0.1:{}", addr.port())
+    }
+
+    #[tokio::test]
+    async fn https_with_cluster_ca_and_client_certificate() {
+        let server_ca = ca("kubernetes");
+        let client_ca = ca("kubernetes-client");
+        let server = https_server(&server_ca, &client_ca).await;
+        let (cert, key) = leaf(
+            &client_ca,
+            "promhpa",
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        let config = KubeConfig {
+            server: server.clone(),
+            ca_pem: Some(server_ca.cert.pem().into_bytes()),
+            client_cert_pem: Some(cert.pem().into_bytes()),
+            client_key_pem: Some(key.serialize_pem().into_bytes()),
+            ..KubeConfig::default()
+        };
+        let api = HttpKubeApi::new(config.clone()).unwrap();
+        let body = api.get("/api", "application/json").await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("\"versions\":[\"v1\"]"));
+
+        // A server certificate from another CA is refused.
+        let wrong = HttpKubeApi::new(KubeConfig {
+            ca_pem: Some(client_ca.cert.pem().into_bytes()),
+            ..config.clone()
+        })
+        .unwrap();
+        assert!(matches!(
+            wrong.get("/api", "application/json").await,
+            Err(KubeError::Transport { .. })
+        ));
+        // Without the client certificate the server refuses the handshake.
+        let anonymous = HttpKubeApi::new(KubeConfig {
+            client_cert_pem: None,
+            client_key_pem: None,
+            ..config
+        })
+        .unwrap();
+        assert!(anonymous.get("/api", "application/json").await.is_err());
+    }
+}
