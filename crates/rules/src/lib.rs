@@ -3,12 +3,60 @@
 //! directions, and rendering of `metricsQuery` templates to PromQL.
 //!
 //! No IO beyond reading the file handed to [`RuleSet::load`].
+//!
+//! ```
+//! use promhpa_core::{selector::LabelSelector, GroupResource};
+//! use promhpa_rules::RuleSet;
+//!
+//! let rules = RuleSet::from_yaml(
+//!     r#"
+//! rules:
+//! - seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+//!   resources:
+//!     overrides:
+//!       namespace: {resource: namespace}
+//!       pod: {resource: pod}
+//!   name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+//!   metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+//! "#,
+//!     "example.yaml",
+//! )
+//! .unwrap();
+//! let rule = &rules.custom[0];
+//! assert_eq!(rule.metric_name_for("http_requests_total").as_deref(), Some("http_requests_per_second"));
+//! let promql = rule
+//!     .render_custom(
+//!         "http_requests_total",
+//!         Some("shop"),
+//!         &GroupResource::new("", "pods"),
+//!         &["web-1".to_string(), "web-2".to_string()],
+//!         &LabelSelector::everything(),
+//!     )
+//!     .unwrap();
+//! assert_eq!(
+//!     promql,
+//!     r#"sum(rate(http_requests_total{namespace="shop",pod=~"web-1|web-2"}[2m])) by (pod)"#
+//! );
+//! ```
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use promhpa_core::selector::LabelSelector;
 use promhpa_core::GroupResource;
+use regex::Regex;
+
+mod gotmpl;
+mod load;
+mod render;
+mod resources;
+mod yaml;
+
+pub use render::{is_valid_label_name, quote_meta};
+pub use resources::{normalize as normalize_resource, ResourceMapper};
+
+use gotmpl::Template;
+use render::{Matchers, PartError};
 
 /// Every problem found in a rule file, each with its path (`rules[3].metricsQuery`) and line.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -36,6 +84,8 @@ pub enum RenderError {
     InvalidSelectorKey { key: String, message: String },
     #[error("rendering {rule}.metricsQuery: {message}")]
     Template { rule: String, message: String },
+    #[error("label selector operator {operator} on \"{key}\" cannot be expressed in PromQL")]
+    UnsupportedOperator { key: String, operator: String },
 }
 
 /// Which section of the rule file a rule came from.
@@ -47,6 +97,20 @@ pub enum RuleKind {
     External,
 }
 
+/// One `seriesFilters` entry.
+#[derive(Debug, Clone)]
+pub struct SeriesFilter {
+    regex: Regex,
+    /// `is` (true) or `isNot` (false).
+    positive: bool,
+}
+
+impl SeriesFilter {
+    fn matches(&self, name: &str) -> bool {
+        self.regex.is_match(name) == self.positive
+    }
+}
+
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -54,6 +118,14 @@ pub struct Rule {
     /// `rules[3]`, `externalRules[0]`: used in every message about this rule.
     path: String,
     series_query: String,
+    line: usize,
+    filters: Vec<SeriesFilter>,
+    name_matches: Regex,
+    name_as: String,
+    resources: ResourceMapper,
+    namespaced: bool,
+    metrics_query: Template,
+    metrics_query_source: String,
 }
 
 impl Rule {
@@ -66,60 +138,365 @@ impl Rule {
         &self.path
     }
 
+    /// The line of the file the rule starts on.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
     /// The `seriesQuery` series selector, as written.
     pub fn series_query(&self) -> &str {
         &self.series_query
     }
 
+    /// The `metricsQuery` template, as written.
+    pub fn metrics_query(&self) -> &str {
+        &self.metrics_query_source
+    }
+
+    /// `name.matches` (`.*` when not given) and the effective `name.as`.
+    pub fn name_mapping(&self) -> (&str, &str) {
+        (self.name_matches.as_str(), &self.name_as)
+    }
+
+    /// The compiled `resources` block.
+    pub fn resources(&self) -> &ResourceMapper {
+        &self.resources
+    }
+
+    /// Whether a discovered series name passes `seriesFilters` and `name.matches`.
+    pub fn accepts_series(&self, series_name: &str) -> bool {
+        self.filters.iter().all(|f| f.matches(series_name))
+    }
+
     /// The metric name this rule serves for a discovered series name, after `seriesFilters`
     /// and `name.matches`/`name.as`; `None` when the rule does not serve that series.
-    pub fn metric_name_for(&self, _series_name: &str) -> Option<String> {
-        None
+    pub fn metric_name_for(&self, series_name: &str) -> Option<String> {
+        if !self.accepts_series(series_name) {
+            return None;
+        }
+        let caps = self.name_matches.captures(series_name)?;
+        Some(go_expand(&self.name_matches, &self.name_as, &caps))
     }
 
     /// The resources a series with these label names can describe (label → resource).
-    pub fn resources_for_labels(&self, _label_names: &BTreeSet<String>) -> Vec<GroupResource> {
-        Vec::new()
+    /// Labels matched through `resources.template` resolve only to built-in Kubernetes
+    /// resources; use [`Rule::resources_for_labels_with`] to resolve others.
+    pub fn resources_for_labels(&self, label_names: &BTreeSet<String>) -> Vec<GroupResource> {
+        self.resources_for_labels_with(label_names, &|g, r| resources::normalize_known(g, r))
+    }
+
+    /// [`Rule::resources_for_labels`] with a custom resolver for template-derived
+    /// `(group, resource)` pairs (e.g. backed by API discovery).
+    pub fn resources_for_labels_with(
+        &self,
+        label_names: &BTreeSet<String>,
+        resolve: &dyn Fn(&str, &str) -> Option<GroupResource>,
+    ) -> Vec<GroupResource> {
+        self.resources
+            .resources_for_labels_with(label_names.iter().map(String::as_str), resolve)
     }
 
     /// The label that holds names of `resource` in this rule's series (resource → label).
-    pub fn label_for_resource(&self, _resource: &GroupResource) -> Option<String> {
-        None
+    pub fn label_for_resource(&self, resource: &GroupResource) -> Option<String> {
+        self.resources.label_for_resource(resource)
     }
 
     /// Whether this rule's metrics are namespaced (`resources.namespaced`, default true).
     pub fn namespaced(&self) -> bool {
-        true
+        self.namespaced
+    }
+
+    fn no_label(&self, resource: &GroupResource) -> RenderError {
+        RenderError::NoLabelForResource {
+            rule: self.path.clone(),
+            resource: resource.to_string(),
+        }
+    }
+
+    fn part_error(e: PartError) -> RenderError {
+        match e {
+            PartError::InvalidKey(key, message) => RenderError::InvalidSelectorKey { key, message },
+            PartError::UnsupportedOperator(key, op) => RenderError::UnsupportedOperator {
+                key,
+                operator: op.to_string(),
+            },
+        }
+    }
+
+    fn execute(&self, data: &gotmpl::Val) -> Result<String, RenderError> {
+        let out = self
+            .metrics_query
+            .execute(data)
+            .map_err(|e| RenderError::Template {
+                rule: self.path.clone(),
+                message: e.0,
+            })?;
+        if out.is_empty() {
+            return Err(RenderError::Template {
+                rule: self.path.clone(),
+                message: "empty query produced by metrics query template".into(),
+            });
+        }
+        Ok(out)
     }
 
     /// The PromQL for a custom-metrics request: `names` of `resource` objects (one or many)
     /// in `namespace`, with the metric label selector of the request.
+    ///
+    /// Matchers come in prometheus-adapter's order: the metric selector's requirements
+    /// (sorted by key), then the namespace label, then the resource label (`=` for one
+    /// name, `=~"a|b"` for several). `.GroupBy` is the resource label.
     pub fn render_custom(
         &self,
-        _series_name: &str,
-        _namespace: Option<&str>,
-        _resource: &GroupResource,
-        _names: &[String],
-        _metric_selector: &LabelSelector,
+        series_name: &str,
+        namespace: Option<&str>,
+        resource: &GroupResource,
+        names: &[String],
+        metric_selector: &LabelSelector,
     ) -> Result<String, RenderError> {
-        Err(RenderError::Template {
-            rule: self.path.clone(),
-            message: "not implemented".into(),
-        })
+        let data = self.custom_data(
+            series_name,
+            namespace,
+            resource,
+            names,
+            metric_selector,
+            &[],
+        )?;
+        self.execute(&data)
+    }
+
+    fn custom_data(
+        &self,
+        series_name: &str,
+        namespace: Option<&str>,
+        resource: &GroupResource,
+        names: &[String],
+        metric_selector: &LabelSelector,
+        extra_group_by: &[String],
+    ) -> Result<gotmpl::Val, RenderError> {
+        let mut m = Matchers::default();
+        m.push_selector(metric_selector).map_err(Self::part_error)?;
+        if let Some(ns) = namespace.filter(|ns| !ns.is_empty()) {
+            let nsr = resources::namespaces();
+            let label = self
+                .label_for_resource(&nsr)
+                .ok_or_else(|| self.no_label(&nsr))?;
+            m.push_eq(&label, ns);
+        }
+        let label = self
+            .label_for_resource(resource)
+            .ok_or_else(|| self.no_label(resource))?;
+        m.push_names(&label, names);
+        let mut group_by = vec![label];
+        group_by.extend(extra_group_by.iter().cloned());
+        Ok(m.into_data(series_name, group_by))
     }
 
     /// The PromQL for an external-metrics request in `namespace` with the request's selector.
+    ///
+    /// Matchers: the selector's requirements (sorted by key), then the namespace label when
+    /// the rule is namespaced and a namespace is given. `.GroupBy` is empty.
     pub fn render_external(
         &self,
-        _series_name: &str,
-        _namespace: Option<&str>,
-        _metric_selector: &LabelSelector,
+        series_name: &str,
+        namespace: Option<&str>,
+        metric_selector: &LabelSelector,
     ) -> Result<String, RenderError> {
-        Err(RenderError::Template {
-            rule: self.path.clone(),
-            message: "not implemented".into(),
-        })
+        let mut m = Matchers::default();
+        m.push_selector(metric_selector).map_err(Self::part_error)?;
+        if self.namespaced {
+            if let Some(ns) = namespace.filter(|ns| !ns.is_empty()) {
+                let nsr = resources::namespaces();
+                let label = self
+                    .label_for_resource(&nsr)
+                    .ok_or_else(|| self.no_label(&nsr))?;
+                m.push_eq(&label, ns);
+            }
+        }
+        self.execute(&m.into_data(series_name, Vec::new()))
     }
+}
+
+/// Go's `regexp.Expand`: `$1`, `${1}`, `$name`, `${name}`, `$$`; the longest run of
+/// letters, digits and `_` after `$` is the name; unknown groups expand to nothing; a `$`
+/// not followed by a valid reference stays literal.
+fn go_expand(re: &Regex, template: &str, caps: &regex::Captures<'_>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+            continue;
+        }
+        let (brace, body) = match rest.strip_prefix('{') {
+            Some(b) => (true, b),
+            None => (false, rest),
+        };
+        let name_len = body
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+            .map(|(i, _)| i)
+            .unwrap_or(body.len());
+        if name_len == 0 || (brace && !body[name_len..].starts_with('}')) {
+            out.push('$');
+            continue;
+        }
+        let name = &body[..name_len];
+        rest = &body[name_len + usize::from(brace)..];
+        let number = if name.bytes().all(|b| b.is_ascii_digit())
+            && !(name.len() > 1 && name.starts_with('0'))
+        {
+            name.parse::<usize>().ok()
+        } else {
+            None
+        };
+        let m = match number {
+            Some(n) => caps.get(n),
+            None => re
+                .capture_names()
+                .position(|n| n == Some(name))
+                .and_then(|i| caps.get(i)),
+        };
+        if let Some(m) = m {
+            out.push_str(m.as_str());
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One of `resourceRules.cpu` / `resourceRules.memory`.
+#[derive(Debug, Clone)]
+pub struct ResourceRule {
+    path: String,
+    container_query: Template,
+    container_query_source: String,
+    node_query: Template,
+    node_query_source: String,
+    resources: ResourceMapper,
+    container_label: String,
+}
+
+impl ResourceRule {
+    /// `resourceRules.cpu` or `rules.resource.memory`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn container_label(&self) -> &str {
+        &self.container_label
+    }
+
+    pub fn resources(&self) -> &ResourceMapper {
+        &self.resources
+    }
+
+    pub fn container_query(&self) -> &str {
+        &self.container_query_source
+    }
+
+    pub fn node_query(&self) -> &str {
+        &self.node_query_source
+    }
+
+    fn run(
+        &self,
+        template: &Template,
+        field: &str,
+        data: &gotmpl::Val,
+    ) -> Result<String, RenderError> {
+        let out = template.execute(data).map_err(|e| RenderError::Template {
+            rule: format!("{}.{field}", self.path),
+            message: e.0,
+        })?;
+        if out.is_empty() {
+            return Err(RenderError::Template {
+                rule: format!("{}.{field}", self.path),
+                message: "empty query produced by template".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn data(
+        &self,
+        namespace: Option<&str>,
+        resource: &GroupResource,
+        names: &[String],
+        extra_group_by: Vec<String>,
+    ) -> Result<gotmpl::Val, RenderError> {
+        let no_label = |r: &GroupResource| RenderError::NoLabelForResource {
+            rule: self.path.clone(),
+            resource: r.to_string(),
+        };
+        let mut m = Matchers::default();
+        if let Some(ns) = namespace.filter(|ns| !ns.is_empty()) {
+            let nsr = resources::namespaces();
+            let label = self
+                .resources
+                .label_for_resource(&nsr)
+                .ok_or_else(|| no_label(&nsr))?;
+            m.push_eq(&label, ns);
+        }
+        let label = self
+            .resources
+            .label_for_resource(resource)
+            .ok_or_else(|| no_label(resource))?;
+        m.push_names(&label, names);
+        let mut group_by = vec![label];
+        group_by.extend(extra_group_by);
+        Ok(m.into_data("", group_by))
+    }
+
+    /// `containerQuery` for pods `names` in `namespace`, grouped by pod and container label.
+    pub fn render_container_query(
+        &self,
+        namespace: &str,
+        pod_names: &[String],
+    ) -> Result<String, RenderError> {
+        let data = self.data(
+            Some(namespace),
+            &GroupResource::new("", "pods"),
+            pod_names,
+            vec![self.container_label.clone()],
+        )?;
+        self.run(&self.container_query, "containerQuery", &data)
+    }
+
+    /// `nodeQuery` for nodes `names`, grouped by the node label.
+    pub fn render_node_query(&self, node_names: &[String]) -> Result<String, RenderError> {
+        let data = self.data(
+            None,
+            &GroupResource::new("", "nodes"),
+            node_names,
+            Vec::new(),
+        )?;
+        self.run(&self.node_query, "nodeQuery", &data)
+    }
+}
+
+/// `resourceRules` (Helm: `rules.resource`): what `metrics.k8s.io` serves.
+#[derive(Debug, Clone)]
+pub struct ResourceRules {
+    pub cpu: ResourceRule,
+    pub memory: ResourceRule,
+    /// `window` in milliseconds, when given.
+    pub window_ms: Option<i64>,
+}
+
+/// Which shape the file was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileShape {
+    /// prometheus-adapter's own config (`rules`, `externalRules`, `resourceRules`).
+    #[default]
+    AdapterConfig,
+    /// prometheus-community Helm chart values (`rules: {default, custom, external, resource}`).
+    HelmValues,
+    /// A ConfigMap manifest carrying the adapter config under `data."config.yaml"`.
+    ConfigMap,
 }
 
 /// `prometheus.url` and `prometheus.port` from a Helm values file, when present.
@@ -136,6 +513,12 @@ pub struct RuleSet {
     pub custom: Vec<Rule>,
     pub external: Vec<Rule>,
     pub prometheus: Option<PrometheusSettings>,
+    /// `resourceRules` (Helm: `rules.resource`).
+    pub resource: Option<ResourceRules>,
+    /// Problems that do not stop the file from loading but make some requests fail
+    /// (e.g. no label mapped to namespaces).
+    pub warnings: Vec<ConfigError>,
+    pub shape: FileShape,
 }
 
 impl RuleSet {
@@ -146,21 +529,19 @@ impl RuleSet {
                 source_name: path.display().to_string(),
                 line: 0,
                 path: String::new(),
-                message: e.to_string(),
+                message: format!("reading the rule file: {e}"),
             }],
         })?;
         RuleSet::from_yaml(&text, &path.display().to_string())
     }
 
     /// Compile rule-file text; `source_name` is used in error messages.
-    pub fn from_yaml(_text: &str, source_name: &str) -> Result<RuleSet, ConfigErrors> {
-        Err(ConfigErrors {
-            errors: vec![ConfigError {
-                source_name: source_name.to_string(),
-                line: 0,
-                path: String::new(),
-                message: "not implemented".into(),
-            }],
-        })
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<RuleSet, ConfigErrors> {
+        load::compile(text, source_name)
+    }
+
+    /// Every rule, custom then external.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.custom.iter().chain(self.external.iter())
     }
 }

@@ -1,0 +1,306 @@
+//! The embedded backend: a thread-safe store plus the evaluator behind
+//! [`promhpa_core::backend::Backend`].
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{PoisonError, RwLock};
+
+use promhpa_core::backend::{
+    Backend, BackendError, BoxFuture, QueryValue, RangeSeries, Sample as CoreSample, SeriesInfo,
+};
+use promql_parser::parser::Expr;
+
+use crate::eval::{
+    instant_query, parse, range_query, result_order_is_significant, unwrap_parens, EvalOptions,
+    Evaluator,
+};
+use crate::exposition::{self, IngestStats};
+use crate::labels::{Labels, METRIC_NAME};
+use crate::store::{Store, StoreLimits};
+use crate::value::{SeriesPoints, Value};
+use crate::EvalError;
+
+/// An in-memory Prometheus: samples are appended or ingested from expositions, and queries
+/// are answered by the embedded evaluator. Shared between tasks behind an `Arc`; readers
+/// (queries) run concurrently, writers (ingest) take the store briefly.
+#[derive(Debug)]
+pub struct EmbeddedBackend {
+    store: RwLock<Store>,
+    opts: EvalOptions,
+}
+
+impl Default for EmbeddedBackend {
+    fn default() -> Self {
+        Self::new(StoreLimits::default())
+    }
+}
+
+fn to_backend_error(e: EvalError) -> BackendError {
+    match e {
+        EvalError::Unsupported(m) => BackendError::Unsupported(m),
+        EvalError::Parse { message, .. } => BackendError::Query {
+            error_type: "bad_data".into(),
+            message,
+        },
+        other => BackendError::Query {
+            error_type: "execution".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn to_range_series(s: SeriesPoints) -> RangeSeries {
+    RangeSeries {
+        labels: s.labels.to_map(),
+        points: s.points,
+    }
+}
+
+impl EmbeddedBackend {
+    /// An empty backend with the given retention and series limit.
+    pub fn new(limits: StoreLimits) -> Self {
+        EmbeddedBackend {
+            store: RwLock::new(Store::with_limits(limits)),
+            opts: EvalOptions::default(),
+        }
+    }
+
+    /// Replaces the evaluation options (lookback, default subquery step).
+    pub fn with_options(mut self, opts: EvalOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Appends one sample.
+    pub fn append(&self, labels: &Labels, t_ms: i64, v: f64) -> Result<(), EvalError> {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        store.append(labels, t_ms, v)
+    }
+
+    /// Ingests a text exposition or OpenMetrics body scraped at `t_ms` (see
+    /// [`exposition::ingest`]), then drops samples beyond the retention window.
+    pub fn ingest_exposition(
+        &self,
+        text: &str,
+        t_ms: i64,
+        extra: &Labels,
+    ) -> Result<IngestStats, EvalError> {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        let stats = exposition::ingest(&mut store, text, t_ms, extra)?;
+        store.enforce_retention();
+        Ok(stats)
+    }
+
+    /// Drops samples beyond the retention window.
+    pub fn enforce_retention(&self) {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        store.enforce_retention();
+    }
+
+    /// Number of series held.
+    pub fn series_count(&self) -> usize {
+        self.store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .series_count()
+    }
+
+    /// Evaluates an instant query.
+    pub fn query_value(&self, promql: &str, at_ms: i64) -> Result<Value, EvalError> {
+        let expr = parse(promql)?;
+        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        let mut value = instant_query(&store, &expr, at_ms, self.opts)?;
+        if let Value::Vector(v) = &mut value {
+            if !result_order_is_significant(&expr) {
+                v.sort_by(|a, b| a.labels.cmp(&b.labels));
+            }
+        }
+        Ok(value)
+    }
+
+    /// Evaluates a range query.
+    pub fn query_range_value(
+        &self,
+        promql: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<SeriesPoints>, EvalError> {
+        let expr = parse(promql)?;
+        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        range_query(&store, &expr, start_ms, end_ms, step_ms, self.opts)
+    }
+
+    /// Metric names and label-name sets (without `__name__`) of the series matching the
+    /// series selector that have a sample at or after `since_ms`.
+    pub fn series_infos(
+        &self,
+        selector: &str,
+        since_ms: i64,
+    ) -> Result<Vec<SeriesInfo>, EvalError> {
+        let expr = parse(selector)?;
+        let Expr::VectorSelector(vs) = unwrap_parens(&expr) else {
+            return Err(EvalError::Execution(format!(
+                "series selector expected, got {selector:?}"
+            )));
+        };
+        let matchers = Evaluator::selector_matchers(vs)?;
+        let store = self.store.read().unwrap_or_else(PoisonError::into_inner);
+        let mut seen: HashSet<SeriesInfo> = HashSet::new();
+        for series in store.select(&matchers) {
+            if series.samples.last().is_none_or(|(t, _)| *t < since_ms) {
+                continue;
+            }
+            let name = series.labels.metric_name().unwrap_or("").to_string();
+            let label_names: BTreeSet<String> = series
+                .labels
+                .iter()
+                .filter(|(n, _)| *n != METRIC_NAME)
+                .map(|(n, _)| n.to_string())
+                .collect();
+            seen.insert(SeriesInfo { name, label_names });
+        }
+        let mut out: Vec<SeriesInfo> = seen.into_iter().collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    fn address(&self) -> String {
+        "embedded".into()
+    }
+
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        Box::pin(async move {
+            let value = self.query_value(promql, at_ms).map_err(to_backend_error)?;
+            Ok(match value {
+                Value::Scalar(v) => QueryValue::Scalar {
+                    value: v,
+                    timestamp_ms: at_ms,
+                },
+                Value::String(s) => QueryValue::String {
+                    value: s,
+                    timestamp_ms: at_ms,
+                },
+                Value::Vector(v) => QueryValue::Vector(
+                    v.into_iter()
+                        .map(|s| CoreSample {
+                            labels: s.labels.to_map(),
+                            value: s.v,
+                            timestamp_ms: at_ms,
+                        })
+                        .collect(),
+                ),
+                Value::Matrix(m) => {
+                    QueryValue::Matrix(m.into_iter().map(to_range_series).collect())
+                }
+            })
+        })
+    }
+
+    fn query_range<'a>(
+        &'a self,
+        promql: &'a str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        Box::pin(async move {
+            let series = self
+                .query_range_value(promql, start_ms, end_ms, step_ms)
+                .map_err(to_backend_error)?;
+            Ok(QueryValue::Matrix(
+                series.into_iter().map(to_range_series).collect(),
+            ))
+        })
+    }
+
+    fn series_names<'a>(
+        &'a self,
+        selector: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+        Box::pin(async move {
+            self.series_infos(selector, since_ms)
+                .map_err(to_backend_error)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    /// Drives a future that never waits (the embedded backend's futures are ready at once).
+    fn ready<T>(fut: impl Future<Output = T>) -> T {
+        let mut fut = std::pin::pin!(fut);
+        let mut cx = Context::from_waker(Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("embedded backend future was not ready"),
+        }
+    }
+
+    fn backend() -> Arc<EmbeddedBackend> {
+        let b = Arc::new(EmbeddedBackend::default());
+        let text = "# TYPE http_requests_total counter\nhttp_requests_total{pod=\"a\",code=\"200\"} 10\nhttp_requests_total{pod=\"b\"} 20\nqueue_depth{queue=\"q\"} 3\n";
+        b.ingest_exposition(text, 0, &Labels::empty()).unwrap();
+        let text =
+            "http_requests_total{pod=\"a\",code=\"200\"} 70\nhttp_requests_total{pod=\"b\"} 20\n";
+        b.ingest_exposition(text, 60_000, &Labels::empty()).unwrap();
+        b
+    }
+
+    #[test]
+    fn instant_query_through_the_trait() {
+        let b = backend();
+        let dynb: Arc<dyn Backend> = b;
+        let v =
+            ready(dynb.query("sum by (pod) (increase(http_requests_total[2m]))", 60_000)).unwrap();
+        let QueryValue::Vector(v) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].labels.get("pod").map(String::as_str), Some("a"));
+        assert!(v[0].value > 60.0, "extrapolated increase {}", v[0].value);
+        assert_eq!(v[1].value, 0.0);
+        assert!(v.iter().all(|s| s.timestamp_ms == 60_000));
+    }
+
+    #[test]
+    fn range_query_and_errors() {
+        let b = backend();
+        let v = ready(b.query_range("queue_depth * 2", 0, 120_000, 60_000)).unwrap();
+        let QueryValue::Matrix(m) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(m[0].points, vec![(0, 6.0), (60_000, 6.0), (120_000, 6.0)]);
+        let err = ready(b.query("sum(", 0)).unwrap_err();
+        assert!(matches!(err, BackendError::Query { .. }), "{err:?}");
+        let err = ready(b.query("limitk(1, queue_depth)", 0)).unwrap_err();
+        assert!(matches!(err, BackendError::Unsupported(_)), "{err:?}");
+    }
+
+    #[test]
+    fn series_names_lists_name_and_label_sets_since() {
+        let b = backend();
+        let infos = ready(b.series_names("{__name__=~\".+\"}", 30_000)).unwrap();
+        // queue_depth's only sample is at 0, before `since`.
+        assert_eq!(infos.len(), 2);
+        assert!(infos.iter().all(|i| i.name == "http_requests_total"));
+        let sets: Vec<Vec<&str>> = infos
+            .iter()
+            .map(|i| i.label_names.iter().map(String::as_str).collect())
+            .collect();
+        assert!(sets.contains(&vec!["code", "pod"]));
+        assert!(sets.contains(&vec!["pod"]));
+        assert!(ready(b.series_names("sum(x)", 0)).is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! The in-memory series store: interned label sets, per-series time-sorted sample buffers, a
+//! retention window and a series limit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use promql_parser::label::Matcher;
+
+use crate::labels::{Interner, Labels, METRIC_NAME};
+use crate::EvalError;
+
+/// The bit pattern Prometheus uses for staleness markers (a NaN that is not the usual NaN).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// A staleness marker value.
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+/// True when `v` is a staleness marker.
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Identifies a series inside one [`Store`].
+pub type SeriesId = u64;
+
+/// One series: its labels and its samples in time order.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub labels: Labels,
+    /// `(timestamp_ms, value)`, strictly increasing timestamps.
+    pub samples: Vec<(i64, f64)>,
+}
+
+impl Series {
+    /// The samples with `from < t <= to`.
+    pub fn range(&self, from_exclusive: i64, to_inclusive: i64) -> &[(i64, f64)] {
+        let lo = self.samples.partition_point(|(t, _)| *t <= from_exclusive);
+        let hi = self.samples.partition_point(|(t, _)| *t <= to_inclusive);
+        if lo >= hi {
+            &[]
+        } else {
+            &self.samples[lo..hi]
+        }
+    }
+}
+
+/// Limits that bound the store's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// Samples older than the newest sample minus this are dropped (milliseconds).
+    pub retention_ms: i64,
+    /// The most series the store accepts; samples of further new series are rejected.
+    pub max_series: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            retention_ms: 2 * 60 * 60 * 1000,
+            max_series: 1_000_000,
+        }
+    }
+}
+
+/// In-memory time series store.
+#[derive(Debug, Default)]
+pub struct Store {
+    interner: Interner,
+    series: HashMap<SeriesId, Series>,
+    by_labels: HashMap<Labels, SeriesId>,
+    by_name: HashMap<Arc<str>, BTreeSet<SeriesId>>,
+    next_id: SeriesId,
+    limits: StoreLimits,
+    newest_ms: Option<i64>,
+    scrape_cache: HashMap<Box<str>, SeriesId>,
+}
+
+impl Store {
+    /// An empty store with default limits (2 h retention, 1,000,000 series).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with the given limits.
+    pub fn with_limits(limits: StoreLimits) -> Self {
+        Store {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Number of series held.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Number of samples held.
+    pub fn sample_count(&self) -> usize {
+        self.series.values().map(|s| s.samples.len()).sum()
+    }
+
+    /// The newest sample timestamp seen, if any.
+    pub fn newest_timestamp(&self) -> Option<i64> {
+        self.newest_ms
+    }
+
+    /// Removes every series.
+    pub fn clear(&mut self) {
+        let limits = self.limits;
+        *self = Store::with_limits(limits);
+    }
+
+    /// The id of the series with exactly these labels, creating it if the series limit
+    /// allows.
+    pub fn series_id(&mut self, labels: &Labels) -> Result<SeriesId, EvalError> {
+        if let Some(id) = self.by_labels.get(labels) {
+            return Ok(*id);
+        }
+        if self.series.len() >= self.limits.max_series {
+            return Err(EvalError::SeriesLimit {
+                limit: self.limits.max_series,
+                labels: labels.to_string(),
+            });
+        }
+        let labels = self.interner.intern_labels(labels);
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Some(name) = labels
+            .pairs()
+            .iter()
+            .find(|(n, _)| &**n == METRIC_NAME)
+            .map(|(_, v)| v.clone())
+        {
+            self.by_name.entry(name).or_default().insert(id);
+        }
+        self.by_labels.insert(labels.clone(), id);
+        self.series.insert(
+            id,
+            Series {
+                labels,
+                samples: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Appends a sample to the series `id`. A sample at an existing timestamp replaces it; an
+    /// older sample is inserted in order.
+    pub fn append_id(&mut self, id: SeriesId, t: i64, v: f64) {
+        if let Some(series) = self.series.get_mut(&id) {
+            match series.samples.last() {
+                None => series.samples.push((t, v)),
+                Some((last, _)) if *last < t => series.samples.push((t, v)),
+                _ => match series.samples.binary_search_by(|(st, _)| st.cmp(&t)) {
+                    Ok(i) => series.samples[i].1 = v,
+                    Err(i) => series.samples.insert(i, (t, v)),
+                },
+            }
+            self.newest_ms = Some(self.newest_ms.map_or(t, |n| n.max(t)));
+        }
+    }
+
+    /// The series id remembered for a raw series text of an exposition.
+    pub(crate) fn scrape_cache_get(&self, raw: &str) -> Option<SeriesId> {
+        self.scrape_cache
+            .get(raw)
+            .copied()
+            .filter(|id| self.series.contains_key(id))
+    }
+
+    /// Remembers the series id of a raw series text of an exposition.
+    pub(crate) fn scrape_cache_put(&mut self, raw: String, id: SeriesId) {
+        if self.scrape_cache.len() > 2 * self.limits.max_series.min(10_000_000) {
+            self.scrape_cache.clear();
+        }
+        self.scrape_cache.insert(raw.into_boxed_str(), id);
+    }
+
+    /// Appends one sample to the series with these labels.
+    pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<(), EvalError> {
+        let id = self.series_id(labels)?;
+        self.append_id(id, t, v);
+        Ok(())
+    }
+
+    /// Drops samples older than the retention window (relative to the newest sample) and
+    /// series left without samples.
+    pub fn enforce_retention(&mut self) {
+        let Some(newest) = self.newest_ms else {
+            return;
+        };
+        self.drop_before(newest.saturating_sub(self.limits.retention_ms));
+    }
+
+    /// Drops samples with a timestamp before `cutoff_ms`, and series left empty.
+    pub fn drop_before(&mut self, cutoff_ms: i64) {
+        let mut empty = Vec::new();
+        for (id, series) in self.series.iter_mut() {
+            let keep_from = series.samples.partition_point(|(t, _)| *t < cutoff_ms);
+            if keep_from > 0 {
+                series.samples.drain(..keep_from);
+            }
+            if series.samples.is_empty() {
+                empty.push(*id);
+            }
+        }
+        if empty.is_empty() {
+            return;
+        }
+        self.scrape_cache.clear();
+        for id in empty {
+            if let Some(series) = self.series.remove(&id) {
+                self.by_labels.remove(&series.labels);
+                if let Some(name) = series.labels.metric_name() {
+                    if let Some(set) = self.by_name.get_mut(name) {
+                        set.remove(&id);
+                        if set.is_empty() {
+                            self.by_name.remove(name);
+                        }
+                    }
+                }
+            }
+        }
+        self.interner.collect_garbage();
+    }
+
+    /// The series matching every matcher (a `__name__` equality matcher uses the name
+    /// index), ordered by labels as Prometheus' storage returns them.
+    pub fn select<'a>(&'a self, matchers: &[Matcher]) -> Vec<&'a Series> {
+        let name_eq = matchers.iter().find_map(|m| {
+            if m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal) {
+                Some(m.value.as_str())
+            } else {
+                None
+            }
+        });
+        let matches = |s: &Series| {
+            matchers
+                .iter()
+                .all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
+        };
+        let mut out: Vec<&Series> = match name_eq {
+            Some(name) => match self.by_name.get(name) {
+                Some(ids) => ids
+                    .iter()
+                    .filter_map(|id| self.series.get(id))
+                    .filter(|s| matches(s))
+                    .collect(),
+                None => Vec::new(),
+            },
+            None => self.series.values().filter(|s| matches(s)).collect(),
+        };
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_drops_old_samples_and_empty_series() {
+        let mut store = Store::with_limits(StoreLimits {
+            retention_ms: 1000,
+            max_series: 10,
+        });
+        let a = Labels::from_pairs([("__name__", "a")]);
+        let b = Labels::from_pairs([("__name__", "b")]);
+        store.append(&a, 0, 1.0).unwrap();
+        store.append(&b, 500, 1.0).unwrap();
+        store.append(&b, 2000, 2.0).unwrap();
+        store.enforce_retention();
+        assert_eq!(store.series_count(), 1);
+        assert_eq!(store.sample_count(), 1);
+    }
+
+    #[test]
+    fn series_limit_rejects_new_series_only() {
+        let mut store = Store::with_limits(StoreLimits {
+            retention_ms: 1000,
+            max_series: 1,
+        });
+        let a = Labels::from_pairs([("__name__", "a")]);
+        let b = Labels::from_pairs([("__name__", "b")]);
+        store.append(&a, 0, 1.0).unwrap();
+        assert!(store.append(&b, 0, 1.0).is_err());
+        store.append(&a, 1, 2.0).unwrap();
+        assert_eq!(store.sample_count(), 2);
+    }
+
+    #[test]
+    fn out_of_order_samples_are_sorted_and_duplicates_replaced() {
+        let mut store = Store::new();
+        let a = Labels::from_pairs([("__name__", "a")]);
+        store.append(&a, 10, 1.0).unwrap();
+        store.append(&a, 5, 2.0).unwrap();
+        store.append(&a, 10, 3.0).unwrap();
+        let s = store.select(&[]);
+        assert_eq!(s[0].samples, vec![(5, 2.0), (10, 3.0)]);
+    }
+}

@@ -1,0 +1,1071 @@
+//! Decoding the three file shapes into rules, validating everything and collecting every
+//! problem with its path and line.
+
+use promhpa_core::selector::LabelSelector;
+use promhpa_core::GroupResource;
+use promql_parser::parser::{self as promql, Expr};
+use regex::Regex;
+
+use crate::gotmpl::Template;
+use crate::render::{Matchers, QUERY_FIELDS};
+use crate::resources::{self, LabelTemplate, ResourceMapper};
+use crate::yaml::{self, Node, Value};
+use crate::{
+    ConfigError, ConfigErrors, FileShape, PrometheusSettings, ResourceRule, ResourceRules, Rule,
+    RuleKind, RuleSet, SeriesFilter,
+};
+
+/// The rules the prometheus-community chart adds when `rules.default` is true (its default).
+const HELM_DEFAULT_RULES: &str = include_str!("helm_default_rules.yaml");
+
+struct Ctx {
+    source: String,
+    /// Added to every line (for the text inside a ConfigMap's `config.yaml`).
+    line_offset: usize,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl Ctx {
+    fn error(&mut self, line: usize, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            source_name: self.source.clone(),
+            line: line + self.line_offset,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, line: usize, path: &str, message: impl Into<String>) {
+        self.warnings.push(ConfigError {
+            source_name: self.source.clone(),
+            line: line + self.line_offset,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+fn join_path(base: &str, key: &str) -> String {
+    if base.is_empty() {
+        key.to_string()
+    } else {
+        format!("{base}.{key}")
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn suggestion(key: &str, allowed: &[&str]) -> String {
+    let best = allowed
+        .iter()
+        .map(|a| (edit_distance(key, a), *a))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, a)) if d <= (a.len() / 3).max(2) => format!(" (did you mean \"{a}\"?)"),
+        _ => format!(
+            " (expected one of: {})",
+            allowed
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The known entries of a mapping; unknown and duplicate keys are reported. A null node is
+/// an empty mapping. `None` when the node is not a mapping.
+fn fields<'a>(
+    ctx: &mut Ctx,
+    node: &'a Node,
+    path: &str,
+    allowed: &[&str],
+    strict: bool,
+) -> Option<Vec<(&'a str, &'a Node)>> {
+    if node.is_null() {
+        return Some(Vec::new());
+    }
+    let Some(entries) = node.as_map() else {
+        ctx.error(
+            node.line,
+            path,
+            format!("expected a mapping, got {}", node.type_name()),
+        );
+        return None;
+    };
+    let mut out: Vec<(&str, &Node)> = Vec::new();
+    for (k, v) in entries {
+        let Some(key) = k
+            .as_scalar()
+            .filter(|_| !k.is_null() || k.as_scalar() == Some("null"))
+        else {
+            ctx.error(
+                k.line,
+                path,
+                format!("keys must be strings, got {}", k.type_name()),
+            );
+            continue;
+        };
+        if out.iter().any(|(seen, _)| *seen == key) {
+            ctx.error(k.line, &join_path(path, key), "duplicate key");
+            continue;
+        }
+        if allowed.contains(&key) {
+            out.push((key, v));
+        } else if strict {
+            ctx.error(
+                k.line,
+                &join_path(path, key),
+                format!("unknown field \"{key}\"{}", suggestion(key, allowed)),
+            );
+        }
+    }
+    Some(out)
+}
+
+fn get<'a>(entries: &[(&'a str, &'a Node)], key: &str) -> Option<&'a Node> {
+    entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+/// A string field; null is absent. Non-scalars are type errors.
+fn string(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<String> {
+    let node = node?;
+    if node.is_null() {
+        return None;
+    }
+    match &node.value {
+        Value::Scalar { text, .. } => Some(text.clone()),
+        _ => {
+            ctx.error(
+                node.line,
+                path,
+                format!("expected a string, got {}", node.type_name()),
+            );
+            None
+        }
+    }
+}
+
+fn boolean(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<bool> {
+    let node = node?;
+    if node.is_null() {
+        return None;
+    }
+    if let Value::Scalar {
+        text,
+        quoted: false,
+        ..
+    } = &node.value
+    {
+        match text.as_str() {
+            "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y" | "Y" => {
+                return Some(true)
+            }
+            "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n"
+            | "N" => return Some(false),
+            _ => {}
+        }
+    }
+    ctx.error(
+        node.line,
+        path,
+        format!(
+            "expected a boolean (true or false), got {}",
+            match &node.value {
+                Value::Scalar { text, .. } => format!("\"{text}\""),
+                _ => node.type_name().to_string(),
+            }
+        ),
+    );
+    None
+}
+
+fn sequence<'a>(ctx: &mut Ctx, node: Option<&'a Node>, path: &str) -> Vec<&'a Node> {
+    let Some(node) = node else {
+        return Vec::new();
+    };
+    if node.is_null() {
+        return Vec::new();
+    }
+    match &node.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => {
+            ctx.error(
+                node.line,
+                path,
+                format!("expected a list, got {}", node.type_name()),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn compile_regex(ctx: &mut Ctx, line: usize, path: &str, pattern: &str) -> Option<Regex> {
+    match Regex::new(pattern) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let msg = e.to_string();
+            let short = msg.lines().last().unwrap_or(&msg).trim().to_string();
+            ctx.error(
+                line,
+                path,
+                format!("invalid regular expression \"{pattern}\": {short}"),
+            );
+            None
+        }
+    }
+}
+
+/// Entry point: any of the three shapes.
+pub(crate) fn compile(text: &str, source_name: &str) -> Result<RuleSet, ConfigErrors> {
+    let mut ctx = Ctx {
+        source: source_name.to_string(),
+        line_offset: 0,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let set = compile_text(&mut ctx, text, true);
+    if ctx.errors.is_empty() {
+        let mut set = set.unwrap_or_default();
+        set.warnings = ctx.warnings;
+        Ok(set)
+    } else {
+        Err(ConfigErrors { errors: ctx.errors })
+    }
+}
+
+fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<RuleSet> {
+    let root = match yaml::parse(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            ctx.error(
+                1,
+                "",
+                "the file is empty: expected a rule file with `rules`, `externalRules` or `resourceRules`",
+            );
+            return None;
+        }
+        Err(e) => {
+            ctx.error(e.line, "", e.message);
+            return None;
+        }
+    };
+    if root.is_null() {
+        ctx.error(
+            root.line,
+            "",
+            "the file is empty: expected a rule file with `rules`, `externalRules` or `resourceRules`",
+        );
+        return None;
+    }
+    if root.as_map().is_none() {
+        ctx.error(
+            root.line,
+            "",
+            format!(
+                "expected a mapping with `rules`, `externalRules` or `resourceRules` at the top level, got {}",
+                root.type_name()
+            ),
+        );
+        return None;
+    }
+    let is_configmap = root.get("data").is_some()
+        && (root.get("kind").is_some() || root.get("apiVersion").is_some());
+    if is_configmap && allow_configmap {
+        return compile_configmap(ctx, &root);
+    }
+    let helm = root.get("rules").is_some_and(|r| r.as_map().is_some())
+        || root.get("prometheus").is_some()
+        || root.get("image").is_some()
+        || root.get("replicas").is_some();
+    let mut set = if helm {
+        compile_helm(ctx, &root)
+    } else {
+        compile_adapter(ctx, &root)
+    };
+    set.shape = if helm {
+        crate::FileShape::HelmValues
+    } else {
+        crate::FileShape::AdapterConfig
+    };
+    Some(set)
+}
+
+fn compile_configmap(ctx: &mut Ctx, root: &Node) -> Option<RuleSet> {
+    if let Some(kind) = root.get("kind").and_then(Node::as_scalar) {
+        if kind != "ConfigMap" {
+            ctx.error(
+                root.get("kind").map(|k| k.line).unwrap_or(1),
+                "kind",
+                format!("expected a ConfigMap manifest, got kind \"{kind}\""),
+            );
+            return None;
+        }
+    }
+    let data = root.get("data")?;
+    let Some(entries) = data.as_map() else {
+        ctx.error(
+            data.line,
+            "data",
+            format!("expected a mapping, got {}", data.type_name()),
+        );
+        return None;
+    };
+    let Some((key_node, value)) = entries
+        .iter()
+        .find(|(k, _)| k.as_scalar() == Some("config.yaml"))
+    else {
+        let keys: Vec<String> = entries
+            .iter()
+            .filter_map(|(k, _)| k.as_scalar().map(|s| format!("\"{s}\"")))
+            .collect();
+        ctx.error(
+            data.line,
+            "data",
+            format!(
+                "the ConfigMap has no \"config.yaml\" key (it has: {})",
+                if keys.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    keys.join(", ")
+                }
+            ),
+        );
+        return None;
+    };
+    let Some(inner) = value.as_scalar() else {
+        ctx.error(
+            value.line,
+            "data.\"config.yaml\"",
+            format!("expected a string, got {}", value.type_name()),
+        );
+        return None;
+    };
+    // A block scalar (`config.yaml: |`) starts on the line after its key; a quoted one on
+    // the key's line.
+    let saved = ctx.line_offset;
+    ctx.line_offset += if value.is_block() {
+        key_node.line
+    } else {
+        key_node.line.saturating_sub(1)
+    };
+    let set = compile_text(ctx, inner, false);
+    ctx.line_offset = saved;
+    set.map(|mut s| {
+        s.shape = FileShape::ConfigMap;
+        s
+    })
+}
+
+fn compile_adapter(ctx: &mut Ctx, root: &Node) -> RuleSet {
+    let mut set = RuleSet::default();
+    let Some(top) = fields(
+        ctx,
+        root,
+        "",
+        &["rules", "externalRules", "resourceRules"],
+        true,
+    ) else {
+        return set;
+    };
+    for (i, node) in sequence(ctx, get(&top, "rules"), "rules")
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(rule) = compile_rule(ctx, node, &format!("rules[{i}]"), RuleKind::Custom) {
+            set.custom.push(rule);
+        }
+    }
+    for (i, node) in sequence(ctx, get(&top, "externalRules"), "externalRules")
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(rule) = compile_rule(
+            ctx,
+            node,
+            &format!("externalRules[{i}]"),
+            RuleKind::External,
+        ) {
+            set.external.push(rule);
+        }
+    }
+    if let Some(node) = get(&top, "resourceRules").filter(|n| !n.is_null()) {
+        set.resource = compile_resource_rules(ctx, node, "resourceRules");
+    }
+    if top.is_empty() {
+        ctx.error(
+            root.line,
+            "",
+            "no rules: expected `rules`, `externalRules` or `resourceRules`",
+        );
+    }
+    set
+}
+
+fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
+    let mut set = RuleSet::default();
+    let Some(top) = fields(ctx, root, "", &["rules", "prometheus"], false) else {
+        return set;
+    };
+    if let Some(prom) = get(&top, "prometheus") {
+        if let Some(p) = fields(ctx, prom, "prometheus", &["url", "port", "path"], true) {
+            let url = string(ctx, get(&p, "url"), "prometheus.url");
+            let path = string(ctx, get(&p, "path"), "prometheus.path");
+            let port = get(&p, "port").and_then(|n| {
+                let text = string(ctx, Some(n), "prometheus.port")?;
+                match text.parse::<u16>() {
+                    Ok(port) => Some(port),
+                    Err(_) => {
+                        ctx.error(
+                            n.line,
+                            "prometheus.port",
+                            format!("expected a port number (0-65535), got \"{text}\""),
+                        );
+                        None
+                    }
+                }
+            });
+            set.prometheus = Some(PrometheusSettings { url, port, path });
+        }
+    }
+    let rules_node = get(&top, "rules");
+    let rules = match rules_node {
+        Some(n) => fields(
+            ctx,
+            n,
+            "rules",
+            &["default", "custom", "external", "resource", "existing"],
+            true,
+        )
+        .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let default = match get(&rules, "default") {
+        Some(n) => boolean(ctx, Some(n), "rules.default").unwrap_or(false),
+        None => true,
+    };
+    if let Some(existing) = string(ctx, get(&rules, "existing"), "rules.existing") {
+        if !existing.is_empty() {
+            let line = get(&rules, "existing").map(|n| n.line).unwrap_or(1);
+            ctx.warn(
+                line,
+                "rules.existing",
+                format!(
+                    "the chart then reads rules from the ConfigMap \"{existing}\", which is not in this file; load that ConfigMap instead"
+                ),
+            );
+        }
+    }
+    if default {
+        match yaml::parse(HELM_DEFAULT_RULES) {
+            Ok(Some(doc)) => {
+                let line_offset = ctx.line_offset;
+                let mut inner = Ctx {
+                    source: format!("{} (chart default rules)", ctx.source),
+                    line_offset: 0,
+                    errors: Vec::new(),
+                    warnings: Vec::new(),
+                };
+                for (i, node) in sequence(&mut inner, Some(&doc), "rules.default")
+                    .into_iter()
+                    .enumerate()
+                {
+                    if let Some(rule) = compile_rule(
+                        &mut inner,
+                        node,
+                        &format!("rules.default[{i}]"),
+                        RuleKind::Custom,
+                    ) {
+                        set.custom.push(rule);
+                    }
+                }
+                ctx.errors.extend(inner.errors);
+                ctx.line_offset = line_offset;
+            }
+            _ => ctx.error(
+                1,
+                "rules.default",
+                "the built-in chart default rules do not parse",
+            ),
+        }
+    }
+    for (i, node) in sequence(ctx, get(&rules, "custom"), "rules.custom")
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(rule) = compile_rule(ctx, node, &format!("rules.custom[{i}]"), RuleKind::Custom)
+        {
+            set.custom.push(rule);
+        }
+    }
+    for (i, node) in sequence(ctx, get(&rules, "external"), "rules.external")
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(rule) = compile_rule(
+            ctx,
+            node,
+            &format!("rules.external[{i}]"),
+            RuleKind::External,
+        ) {
+            set.external.push(rule);
+        }
+    }
+    if let Some(node) = get(&rules, "resource").filter(|n| !n.is_null()) {
+        set.resource = compile_resource_rules(ctx, node, "rules.resource");
+    }
+    set
+}
+
+const RULE_KEYS: &[&str] = &[
+    "seriesQuery",
+    "seriesFilters",
+    "resources",
+    "name",
+    "metricsQuery",
+];
+
+fn compile_resources(
+    ctx: &mut Ctx,
+    node: Option<&Node>,
+    path: &str,
+) -> (ResourceMapper, Option<bool>) {
+    let mut mapper = ResourceMapper::default();
+    let Some(node) = node else {
+        return (mapper, None);
+    };
+    let Some(res) = fields(
+        ctx,
+        node,
+        path,
+        &["template", "overrides", "namespaced"],
+        true,
+    ) else {
+        return (mapper, None);
+    };
+    let namespaced = boolean(ctx, get(&res, "namespaced"), &join_path(path, "namespaced"));
+    let tpath = join_path(path, "template");
+    if let Some(src) = string(ctx, get(&res, "template"), &tpath) {
+        if !src.is_empty() {
+            match LabelTemplate::new(&src) {
+                Ok(t) => mapper.template = Some(t),
+                Err(e) => {
+                    let line = get(&res, "template").map(|n| n.line).unwrap_or(node.line);
+                    ctx.error(line, &tpath, e);
+                }
+            }
+        }
+    }
+    let opath = join_path(path, "overrides");
+    if let Some(ov) = get(&res, "overrides").filter(|n| !n.is_null()) {
+        match ov.as_map() {
+            None => ctx.error(
+                ov.line,
+                &opath,
+                format!(
+                    "expected a mapping of label to resource, got {}",
+                    ov.type_name()
+                ),
+            ),
+            Some(entries) => {
+                let mut seen: Vec<(String, usize)> = Vec::new();
+                let mut lines: Vec<(String, GroupResource, usize)> = Vec::new();
+                for (k, v) in entries {
+                    let Some(label) = k.as_scalar().map(str::to_string) else {
+                        ctx.error(k.line, &opath, "label names must be strings");
+                        continue;
+                    };
+                    let lpath = format!("{opath}.{label}");
+                    if seen.iter().any(|(l, _)| *l == label) {
+                        ctx.error(k.line, &lpath, "duplicate key");
+                        continue;
+                    }
+                    seen.push((label.clone(), k.line));
+                    if !crate::render::is_valid_label_name(&label) {
+                        ctx.error(
+                            k.line,
+                            &lpath,
+                            format!("\"{label}\" is not a valid Prometheus label name"),
+                        );
+                    }
+                    let Some(gr) = fields(ctx, v, &lpath, &["group", "resource"], true) else {
+                        continue;
+                    };
+                    let group = string(ctx, get(&gr, "group"), &format!("{lpath}.group"))
+                        .unwrap_or_default();
+                    let resource = string(ctx, get(&gr, "resource"), &format!("{lpath}.resource"))
+                        .unwrap_or_default();
+                    if resource.is_empty() {
+                        ctx.error(
+                            v.line,
+                            &lpath,
+                            "missing \"resource\" (e.g. {resource: pod})",
+                        );
+                        continue;
+                    }
+                    let normalized = resources::normalize(&group, &resource);
+                    if let Some((other, _, _)) = lines.iter().find(|(_, g, _)| *g == normalized) {
+                        ctx.error(
+                            k.line,
+                            &lpath,
+                            format!(
+                                "labels \"{other}\" and \"{label}\" both map to resource \"{normalized}\"; prometheus-adapter would pick one at random, so keep only one"
+                            ),
+                        );
+                        continue;
+                    }
+                    lines.push((label, normalized, k.line));
+                }
+                let mut overrides: Vec<(String, GroupResource)> =
+                    lines.into_iter().map(|(l, g, _)| (l, g)).collect();
+                overrides.sort();
+                mapper.overrides = overrides;
+            }
+        }
+    }
+    (mapper, namespaced)
+}
+
+/// The metric name a series selector selects, for placeholder rendering.
+fn selector_name(vs: &promql_parser::parser::VectorSelector) -> Option<String> {
+    if let Some(n) = &vs.name {
+        return Some(n.clone());
+    }
+    vs.matchers
+        .matchers
+        .iter()
+        .find(|m| m.name == "__name__" && matches!(m.op, promql_parser::label::MatchOp::Equal))
+        .map(|m| m.value.clone())
+}
+
+fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Option<Rule> {
+    let errors_before = ctx.errors.len();
+    let f = fields(ctx, node, path, RULE_KEYS, true)?;
+    if node.is_null() {
+        ctx.error(node.line, path, "empty rule");
+        return None;
+    }
+    // seriesQuery
+    let sq_path = join_path(path, "seriesQuery");
+    let sq_node = get(&f, "seriesQuery");
+    let series_query = string(ctx, sq_node, &sq_path).unwrap_or_default();
+    let sq_line = sq_node.map(|n| n.line).unwrap_or(node.line);
+    let mut sample_series = None;
+    if series_query.trim().is_empty() {
+        ctx.error(sq_line, &sq_path, "missing seriesQuery (a series selector such as 'http_requests_total{namespace!=\"\",pod!=\"\"}')");
+    } else {
+        match promql::parse(&series_query) {
+            Ok(Expr::VectorSelector(vs)) => {
+                if vs.offset.is_some() || vs.at.is_some() {
+                    ctx.error(sq_line, &sq_path, "a series selector cannot have offset or @ modifiers");
+                }
+                sample_series = selector_name(&vs);
+            }
+            Ok(_) => ctx.error(
+                sq_line,
+                &sq_path,
+                format!("\"{series_query}\" is not a series selector (expected e.g. 'metric{{label!=\"\"}}', not an expression)"),
+            ),
+            Err(e) => ctx.error(
+                sq_line,
+                &sq_path,
+                format!("\"{series_query}\" is not a valid series selector: {}", e.trim()),
+            ),
+        }
+    }
+    // seriesFilters
+    let mut filters = Vec::new();
+    let sf_path = join_path(path, "seriesFilters");
+    for (i, fnode) in sequence(ctx, get(&f, "seriesFilters"), &sf_path)
+        .into_iter()
+        .enumerate()
+    {
+        let fpath = format!("{sf_path}[{i}]");
+        let Some(ff) = fields(ctx, fnode, &fpath, &["is", "isNot"], true) else {
+            continue;
+        };
+        let is = string(ctx, get(&ff, "is"), &format!("{fpath}.is")).filter(|s| !s.is_empty());
+        let is_not =
+            string(ctx, get(&ff, "isNot"), &format!("{fpath}.isNot")).filter(|s| !s.is_empty());
+        match (is, is_not) {
+            (Some(_), Some(_)) => ctx.error(
+                fnode.line,
+                &fpath,
+                "a filter has either `is` or `isNot`, not both",
+            ),
+            (None, None) => ctx.error(fnode.line, &fpath, "a filter needs `is` or `isNot`"),
+            (Some(p), None) => {
+                if let Some(regex) = compile_regex(ctx, fnode.line, &format!("{fpath}.is"), &p) {
+                    filters.push(SeriesFilter {
+                        regex,
+                        positive: true,
+                    });
+                }
+            }
+            (None, Some(p)) => {
+                if let Some(regex) = compile_regex(ctx, fnode.line, &format!("{fpath}.isNot"), &p) {
+                    filters.push(SeriesFilter {
+                        regex,
+                        positive: false,
+                    });
+                }
+            }
+        }
+    }
+    // resources
+    let (resources, namespaced) =
+        compile_resources(ctx, get(&f, "resources"), &join_path(path, "resources"));
+    // name
+    let n_path = join_path(path, "name");
+    let (mut name_matches, mut name_as) = (None, String::new());
+    let mut matches_src = String::new();
+    if let Some(nnode) = get(&f, "name") {
+        if let Some(nf) = fields(ctx, nnode, &n_path, &["matches", "as"], true) {
+            matches_src =
+                string(ctx, get(&nf, "matches"), &format!("{n_path}.matches")).unwrap_or_default();
+            name_as = string(ctx, get(&nf, "as"), &format!("{n_path}.as")).unwrap_or_default();
+            if !matches_src.is_empty() {
+                let line = get(&nf, "matches").map(|n| n.line).unwrap_or(nnode.line);
+                name_matches = compile_regex(ctx, line, &format!("{n_path}.matches"), &matches_src);
+            }
+        }
+    }
+    let name_regex = match name_matches {
+        Some(r) => {
+            filters.push(SeriesFilter {
+                regex: r.clone(),
+                positive: true,
+            });
+            r
+        }
+        None => Regex::new(".*").ok()?,
+    };
+    if name_as.is_empty() {
+        match name_regex.captures_len() {
+            1 => name_as = "$0".into(),
+            2 => name_as = "$1".into(),
+            n => {
+                let line = get(&f, "name").map(|n| n.line).unwrap_or(node.line);
+                ctx.error(
+                    line,
+                    &format!("{n_path}.as"),
+                    format!(
+                        "name.matches \"{matches_src}\" has {} capture groups, so `as` must say which to use (e.g. \"$1\")",
+                        n - 1
+                    ),
+                );
+            }
+        }
+    }
+    // metricsQuery
+    let mq_path = join_path(path, "metricsQuery");
+    let mq_node = get(&f, "metricsQuery");
+    let mq_line = mq_node.map(|n| n.line).unwrap_or(node.line);
+    let mq_src = string(ctx, mq_node, &mq_path).unwrap_or_default();
+    let mut template = None;
+    if mq_src.trim().is_empty() {
+        ctx.error(
+            mq_line,
+            &mq_path,
+            "missing metricsQuery (e.g. 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)')",
+        );
+    } else {
+        match Template::parse(&mq_src, QUERY_FIELDS) {
+            Ok(t) => template = Some(t),
+            Err(e) => ctx.error(mq_line, &mq_path, format!("invalid template: {e}")),
+        }
+    }
+    let rule = Rule {
+        kind,
+        path: path.to_string(),
+        series_query,
+        line: node.line,
+        filters,
+        name_matches: name_regex,
+        name_as,
+        resources,
+        namespaced: namespaced.unwrap_or(true),
+        metrics_query: template?,
+        metrics_query_source: mq_src,
+    };
+    check_rule(ctx, &rule, sample_series.as_deref(), mq_line, &mq_path);
+    if ctx.errors.len() > errors_before {
+        return None;
+    }
+    Some(rule)
+}
+
+/// Placeholder request for a rule, and whether it found a resource to use.
+fn placeholder_names() -> Vec<String> {
+    vec!["placeholder-a".to_string(), "placeholder-b".to_string()]
+}
+
+/// Render the rule with placeholder data and check the result is PromQL.
+fn check_rule(ctx: &mut Ctx, rule: &Rule, sample_series: Option<&str>, line: usize, path: &str) {
+    let series = sample_series.unwrap_or("placeholder_series");
+    let ns_label = rule.label_for_resource(&resources::namespaces());
+    let rendered = match rule.kind {
+        RuleKind::Custom => {
+            if rule.resources.is_empty() {
+                ctx.warn(rule.line, &format!("{}.resources", rule.path), "no label is mapped to a Kubernetes resource (set resources.overrides or resources.template), so this rule serves no metric");
+                let mut m = Matchers::default();
+                m.push_eq("placeholder", "value");
+                rule.metrics_query
+                    .execute(&m.into_data(series, vec!["placeholder".into()]))
+                    .map_err(|e| e.0)
+            } else {
+                if ns_label.is_none() {
+                    ctx.warn(rule.line, &format!("{}.resources", rule.path), "no label is mapped to namespaces, so requests for namespaced resources (e.g. pods) fail as in prometheus-adapter; add e.g. `namespace: {resource: namespace}` to resources.overrides");
+                }
+                let resource = rule
+                    .resources
+                    .overrides
+                    .iter()
+                    .map(|(_, gr)| gr.clone())
+                    .find(|gr| *gr != resources::namespaces())
+                    .unwrap_or_else(|| {
+                        if rule.resources.template.is_some() {
+                            GroupResource::new("", "pods")
+                        } else {
+                            resources::namespaces()
+                        }
+                    });
+                let ns = if resource == resources::namespaces() {
+                    None
+                } else {
+                    ns_label.as_ref().map(|_| "default")
+                };
+                rule.render_custom(
+                    series,
+                    ns,
+                    &resource,
+                    &placeholder_names(),
+                    &LabelSelector::everything(),
+                )
+                .map_err(|e| e.to_string())
+            }
+        }
+        RuleKind::External => {
+            let ns = if rule.namespaced && ns_label.is_some() {
+                Some("default")
+            } else {
+                None
+            };
+            if rule.namespaced && ns_label.is_none() {
+                ctx.warn(rule.line, &format!("{}.resources", rule.path), "the rule is namespaced (the default) but no label is mapped to namespaces, so requests in a namespace fail as in prometheus-adapter; map one or set `namespaced: false`");
+            }
+            rule.render_external(series, ns, &LabelSelector::everything())
+                .map_err(|e| e.to_string())
+        }
+    };
+    match rendered {
+        Ok(q) => check_promql(ctx, line, path, &q),
+        Err(e) => ctx.error(
+            line,
+            path,
+            format!("rendering with placeholder data failed: {e}"),
+        ),
+    }
+}
+
+fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) {
+    if let Err(e) = promql::parse(query) {
+        ctx.error(
+            line,
+            path,
+            format!(
+                "renders to invalid PromQL: {}; rendered with placeholder data: {query}",
+                e.trim()
+            ),
+        );
+    }
+}
+
+fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ResourceRule> {
+    let errors_before = ctx.errors.len();
+    let f = fields(
+        ctx,
+        node,
+        path,
+        &["containerQuery", "nodeQuery", "resources", "containerLabel"],
+        true,
+    )?;
+    let mut templates = Vec::new();
+    for key in ["containerQuery", "nodeQuery"] {
+        let kpath = join_path(path, key);
+        let knode = get(&f, key);
+        let line = knode.map(|n| n.line).unwrap_or(node.line);
+        let src = string(ctx, knode, &kpath).unwrap_or_default();
+        if src.trim().is_empty() {
+            ctx.error(line, &kpath, format!("missing {key}"));
+            templates.push(None);
+            continue;
+        }
+        match Template::parse(&src, QUERY_FIELDS) {
+            Ok(t) => templates.push(Some((t, src, line))),
+            Err(e) => {
+                ctx.error(line, &kpath, format!("invalid template: {e}"));
+                templates.push(None);
+            }
+        }
+    }
+    let (resources, namespaced) =
+        compile_resources(ctx, get(&f, "resources"), &join_path(path, "resources"));
+    if namespaced.is_some() {
+        let line = node.line;
+        ctx.error(
+            line,
+            &join_path(path, "resources.namespaced"),
+            "unknown field \"namespaced\" for resource rules",
+        );
+    }
+    let container_label = string(
+        ctx,
+        get(&f, "containerLabel"),
+        &join_path(path, "containerLabel"),
+    )
+    .unwrap_or_default();
+    if container_label.is_empty() {
+        ctx.error(
+            node.line,
+            &join_path(path, "containerLabel"),
+            "missing containerLabel (the label holding the container name, e.g. container)",
+        );
+    } else if !crate::render::is_valid_label_name(&container_label) {
+        ctx.error(
+            node.line,
+            &join_path(path, "containerLabel"),
+            format!("\"{container_label}\" is not a valid Prometheus label name"),
+        );
+    }
+    let mut it = templates.into_iter();
+    let (Some(Some((cq, cq_src, cq_line))), Some(Some((nq, nq_src, nq_line)))) =
+        (it.next(), it.next())
+    else {
+        return None;
+    };
+    if ctx.errors.len() > errors_before {
+        return None;
+    }
+    let rule = ResourceRule {
+        path: path.to_string(),
+        container_query: cq,
+        container_query_source: cq_src,
+        node_query: nq,
+        node_query_source: nq_src,
+        resources,
+        container_label,
+    };
+    match rule.render_container_query("default", &placeholder_names()) {
+        Ok(q) => check_promql(ctx, cq_line, &join_path(path, "containerQuery"), &q),
+        Err(e) => ctx.error(
+            cq_line,
+            &join_path(path, "containerQuery"),
+            format!("rendering with placeholder data failed: {e}"),
+        ),
+    }
+    match rule.render_node_query(&placeholder_names()) {
+        Ok(q) => check_promql(ctx, nq_line, &join_path(path, "nodeQuery"), &q),
+        Err(e) => ctx.error(
+            nq_line,
+            &join_path(path, "nodeQuery"),
+            format!("rendering with placeholder data failed: {e}"),
+        ),
+    }
+    (ctx.errors.len() == errors_before).then_some(rule)
+}
+
+fn compile_resource_rules(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ResourceRules> {
+    let f = fields(ctx, node, path, &["cpu", "memory", "window"], true)?;
+    let mut window_ms = None;
+    let wpath = join_path(path, "window");
+    if let Some(w) = string(ctx, get(&f, "window"), &wpath) {
+        match promhpa_core::duration::parse_prometheus_duration_ms(&w) {
+            Ok(ms) => window_ms = Some(ms),
+            Err(e) => {
+                let line = get(&f, "window").map(|n| n.line).unwrap_or(node.line);
+                ctx.error(
+                    line,
+                    &wpath,
+                    format!("invalid duration \"{w}\": {}", e.message),
+                );
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    for key in ["cpu", "memory"] {
+        let kpath = join_path(path, key);
+        match get(&f, key).filter(|n| !n.is_null()) {
+            Some(n) => parts.push(compile_resource_rule(ctx, n, &kpath)),
+            None => {
+                ctx.error(
+                    node.line,
+                    &kpath,
+                    format!("missing {key} (containerQuery, nodeQuery, resources, containerLabel)"),
+                );
+                parts.push(None);
+            }
+        }
+    }
+    let mut it = parts.into_iter();
+    match (it.next(), it.next()) {
+        (Some(Some(cpu)), Some(Some(memory))) => Some(ResourceRules {
+            cpu,
+            memory,
+            window_ms,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_suggests_close_keys() {
+        assert_eq!(edit_distance("seriesQuerry", "seriesQuery"), 1);
+        assert!(suggestion("metricQuery", RULE_KEYS).contains("did you mean \"metricsQuery\""));
+        assert!(suggestion("zzz", RULE_KEYS).contains("expected one of"));
+    }
+
+    #[test]
+    fn helm_default_rules_compile() {
+        let mut ctx = Ctx {
+            source: "t".into(),
+            line_offset: 0,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let doc = yaml::parse(HELM_DEFAULT_RULES).unwrap().unwrap();
+        let rules: Vec<_> = sequence(&mut ctx, Some(&doc), "rules.default")
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                compile_rule(
+                    &mut ctx,
+                    n,
+                    &format!("rules.default[{i}]"),
+                    RuleKind::Custom,
+                )
+            })
+            .collect();
+        assert!(ctx.errors.is_empty(), "{:?}", ctx.errors);
+        assert_eq!(rules.len(), 6);
+    }
+}

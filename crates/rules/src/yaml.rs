@@ -1,0 +1,308 @@
+//! The one place YAML text becomes a tree: every node keeps the line it starts on, so that
+//! every validation message can point into the file.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// Aliases may not expand a document beyond this many nodes (guards against "billion laughs").
+const MAX_NODES: usize = 200_000;
+
+/// A YAML node with the (1-based) line it starts on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    pub line: usize,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    /// A scalar; `quoted` is true for quoted and block scalars, which are always strings.
+    Scalar {
+        text: String,
+        quoted: bool,
+        block: bool,
+    },
+    Seq(Vec<Node>),
+    /// Entries in document order (duplicates kept, so they can be reported).
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    pub fn is_null(&self) -> bool {
+        matches!(&self.value, Value::Scalar { text, quoted: false, .. } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
+    }
+
+    /// The node's type as a YAML user would call it, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.value {
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+            Value::Scalar { .. } if self.is_null() => "null",
+            Value::Scalar { .. } => "a scalar",
+        }
+    }
+
+    /// Whether this is a `|` or `>` block scalar.
+    pub fn is_block(&self) -> bool {
+        matches!(self.value, Value::Scalar { block: true, .. })
+    }
+
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    pub fn as_scalar(&self) -> Option<&str> {
+        match &self.value {
+            Value::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Look up a key of a mapping (the first occurrence).
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_scalar() == Some(key))
+            .map(|(_, v)| v)
+    }
+}
+
+/// Why text could not be read as YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct YamlError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parse the first document of `text`. `Ok(None)` when the text holds no document at all
+/// (empty, or only comments).
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, false) {
+        return Err(YamlError {
+            line: e.marker().line().max(1),
+            message: format!("not valid YAML: {}", e.info()),
+        });
+    }
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(builder.root)
+}
+
+enum Frame {
+    Seq {
+        line: usize,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        line: usize,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        pending_key: Option<Node>,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Node>,
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+    error: Option<YamlError>,
+    done: bool,
+}
+
+fn node_size(node: &Node) -> usize {
+    match &node.value {
+        Value::Scalar { .. } => 1,
+        Value::Seq(items) => 1 + items.iter().map(node_size).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| node_size(k) + node_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+impl Builder {
+    fn push_node(&mut self, node: Node, anchor: usize) {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+                self.done = true;
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => entries.push((key, node)),
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() || self.done {
+            return;
+        }
+        let line = mark.line().max(1);
+        match ev {
+            Event::Scalar(text, style, anchor, _tag) => {
+                self.nodes += 1;
+                let quoted = style != TScalarStyle::Plain;
+                let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
+                self.push_node(
+                    Node {
+                        line,
+                        value: Value::Scalar {
+                            text,
+                            quoted,
+                            block,
+                        },
+                    },
+                    anchor,
+                );
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+                line,
+                anchor,
+                items: Vec::new(),
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+                line,
+                anchor,
+                entries: Vec::new(),
+                pending_key: None,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        line,
+                        anchor,
+                        items,
+                    }) => (
+                        Node {
+                            line,
+                            value: Value::Seq(items),
+                        },
+                        anchor,
+                    ),
+                    Some(Frame::Map {
+                        line,
+                        anchor,
+                        entries,
+                        ..
+                    }) => (
+                        Node {
+                            line,
+                            value: Value::Map(entries),
+                        },
+                        anchor,
+                    ),
+                    None => return,
+                };
+                self.nodes += 1;
+                self.push_node(node, anchor);
+            }
+            Event::Alias(id) => match self.anchors.get(&id).cloned() {
+                Some(node) => {
+                    self.nodes += node_size(&node);
+                    if self.nodes > MAX_NODES {
+                        self.error = Some(YamlError {
+                            line,
+                            message: format!(
+                                "aliases expand the document beyond {MAX_NODES} nodes"
+                            ),
+                        });
+                        return;
+                    }
+                    self.push_node(node, 0);
+                }
+                None => {
+                    self.error = Some(YamlError {
+                        line,
+                        message: "alias refers to an unknown anchor".into(),
+                    })
+                }
+            },
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_one_based_and_kept_per_node() {
+        let doc = parse("a: 1\nb:\n  - x\n  - 'y'\n").unwrap().unwrap();
+        let b = doc.get("b").unwrap();
+        let Value::Seq(items) = &b.value else {
+            panic!("not a seq")
+        };
+        assert_eq!(items[0].line, 3);
+        assert_eq!(items[1].line, 4);
+        assert_eq!(items[1].as_scalar(), Some("y"));
+        assert!(matches!(items[1].value, Value::Scalar { quoted: true, .. }));
+        assert_eq!(doc.get("a").unwrap().line, 1);
+    }
+
+    #[test]
+    fn empty_and_comment_only_text_has_no_document() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("# nothing\n").unwrap(), None);
+    }
+
+    #[test]
+    fn invalid_yaml_reports_a_line() {
+        let err = parse("a: 1\nb: [1, 2\n").unwrap_err();
+        assert!(err.line >= 2, "{err:?}");
+        assert!(err.message.starts_with("not valid YAML"));
+    }
+
+    #[test]
+    fn aliases_are_expanded() {
+        let doc = parse("a: &x {k: v}\nb: *x\n").unwrap().unwrap();
+        assert_eq!(
+            doc.get("b").unwrap().get("k").unwrap().as_scalar(),
+            Some("v")
+        );
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err:?}");
+    }
+}
