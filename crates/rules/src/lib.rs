@@ -67,12 +67,20 @@ pub struct ConfigErrors {
 
 /// One problem in a rule file.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{source_name}:{line}: {path}: {message}")]
+#[error("{source_name}:{line}: {}{message}", path_prefix(.path))]
 pub struct ConfigError {
     pub source_name: String,
     pub line: usize,
     pub path: String,
     pub message: String,
+}
+
+fn path_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
 }
 
 /// Why a query could not be rendered for a request.
@@ -119,13 +127,27 @@ pub struct Rule {
     path: String,
     series_query: String,
     line: usize,
+    /// `seriesFilters`, then `name.matches` when given.
     filters: Vec<SeriesFilter>,
+    explicit_filters: usize,
     name_matches: Regex,
     name_as: String,
     resources: ResourceMapper,
     namespaced: bool,
     metrics_query: Template,
     metrics_query_source: String,
+    /// The metric name `seriesQuery` selects, when it names one.
+    sample_series: Option<String>,
+}
+
+/// A made-up request a rule can answer, used to validate and to show a sample query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleRequest {
+    pub series: String,
+    pub namespace: Option<String>,
+    /// `None` for external rules.
+    pub resource: Option<GroupResource>,
+    pub names: Vec<String>,
 }
 
 impl Rule {
@@ -151,6 +173,93 @@ impl Rule {
     /// The `metricsQuery` template, as written.
     pub fn metrics_query(&self) -> &str {
         &self.metrics_query_source
+    }
+
+    /// A request this rule can answer: the series `seriesQuery` names (or
+    /// `placeholder_series`), namespace `default` when a label maps to namespaces, the first
+    /// resource the rule maps (pods for a template), and two object names.
+    pub fn sample_request(&self) -> SampleRequest {
+        let series = self
+            .sample_series
+            .clone()
+            .or_else(|| self.series_from_name_pattern())
+            .unwrap_or_else(|| "placeholder_series".to_string());
+        let has_ns = self.label_for_resource(&resources::namespaces()).is_some();
+        let names = vec!["placeholder-a".to_string(), "placeholder-b".to_string()];
+        match self.kind {
+            RuleKind::External => SampleRequest {
+                series,
+                namespace: (self.namespaced && has_ns).then(|| "default".to_string()),
+                resource: None,
+                names: Vec::new(),
+            },
+            RuleKind::Custom => {
+                let resource = self
+                    .resources
+                    .overrides
+                    .iter()
+                    .map(|(_, gr)| gr.clone())
+                    .find(|gr| *gr != resources::namespaces())
+                    .unwrap_or_else(|| {
+                        if self.resources.template.is_some() {
+                            GroupResource::new("", "pods")
+                        } else {
+                            resources::namespaces()
+                        }
+                    });
+                let namespace =
+                    (resource != resources::namespaces() && has_ns).then(|| "default".to_string());
+                SampleRequest {
+                    series,
+                    namespace,
+                    resource: Some(resource),
+                    names,
+                }
+            }
+        }
+    }
+
+    /// A series name built from `name.matches` (`^container_(.*)_total$` →
+    /// `container_example_total`) when the rule accepts it.
+    fn series_from_name_pattern(&self) -> Option<String> {
+        let mut p = self.name_matches.as_str().to_string();
+        p = p.trim_start_matches('^').trim_end_matches('$').to_string();
+        for wild in ["(.*)", "(.+)", ".*", ".+"] {
+            p = p.replace(wild, "example");
+        }
+        let valid = !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !p.starts_with(|c: char| c.is_ascii_digit());
+        (valid && self.accepts_series(&p) && self.name_matches.is_match(&p)).then_some(p)
+    }
+
+    /// The query for [`Rule::sample_request`].
+    pub fn sample_query(&self) -> Result<String, RenderError> {
+        let req = self.sample_request();
+        match &req.resource {
+            None => self.render_external(
+                &req.series,
+                req.namespace.as_deref(),
+                &LabelSelector::everything(),
+            ),
+            Some(resource) => self.render_custom(
+                &req.series,
+                req.namespace.as_deref(),
+                resource,
+                &req.names,
+                &LabelSelector::everything(),
+            ),
+        }
+    }
+
+    /// The `seriesFilters`, as (`is`, pattern) pairs.
+    pub fn series_filters(&self) -> Vec<(bool, &str)> {
+        self.filters
+            .iter()
+            .take(self.explicit_filters)
+            .map(|f| (f.positive, f.regex.as_str()))
+            .collect()
     }
 
     /// `name.matches` (`.*` when not given) and the effective `name.as`.

@@ -1,7 +1,6 @@
 //! Decoding the three file shapes into rules, validating everything and collecting every
 //! problem with its path and line.
 
-use promhpa_core::selector::LabelSelector;
 use promhpa_core::GroupResource;
 use promql_parser::parser::{self as promql, Expr};
 use regex::Regex;
@@ -249,7 +248,7 @@ pub(crate) fn compile(text: &str, source_name: &str) -> Result<RuleSet, ConfigEr
 }
 
 fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<RuleSet> {
-    let root = match yaml::parse(text) {
+    let root = match yaml::parse_all(text).map(pick_document) {
         Ok(Some(root)) => root,
         Ok(None) => {
             ctx.error(
@@ -303,6 +302,21 @@ fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<Rule
         crate::FileShape::AdapterConfig
     };
     Some(set)
+}
+
+/// The document to read from a (possibly multi-document) file: the first ConfigMap that
+/// carries `config.yaml`, else the first non-empty document.
+fn pick_document(docs: Vec<Node>) -> Option<Node> {
+    let is_adapter_configmap = |d: &Node| {
+        d.get("kind").and_then(Node::as_scalar) == Some("ConfigMap")
+            && d.get("data")
+                .and_then(|data| data.get("config.yaml"))
+                .is_some()
+    };
+    if let Some(i) = docs.iter().position(is_adapter_configmap) {
+        return docs.into_iter().nth(i);
+    }
+    docs.into_iter().find(|d| !d.is_null())
 }
 
 fn compile_configmap(ctx: &mut Ctx, root: &Node) -> Option<RuleSet> {
@@ -744,6 +758,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
             }
         }
     }
+    let explicit_filters = filters.len();
     let name_regex = match name_matches {
         Some(r) => {
             filters.push(SeriesFilter {
@@ -795,14 +810,16 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         series_query,
         line: node.line,
         filters,
+        explicit_filters,
         name_matches: name_regex,
         name_as,
         resources,
         namespaced: namespaced.unwrap_or(true),
         metrics_query: template?,
         metrics_query_source: mq_src,
+        sample_series,
     };
-    check_rule(ctx, &rule, sample_series.as_deref(), mq_line, &mq_path);
+    check_rule(ctx, &rule, mq_line, &mq_path);
     if ctx.errors.len() > errors_before {
         return None;
     }
@@ -814,66 +831,40 @@ fn placeholder_names() -> Vec<String> {
     vec!["placeholder-a".to_string(), "placeholder-b".to_string()]
 }
 
-/// Render the rule with placeholder data and check the result is PromQL.
-fn check_rule(ctx: &mut Ctx, rule: &Rule, sample_series: Option<&str>, line: usize, path: &str) {
-    let series = sample_series.unwrap_or("placeholder_series");
-    let ns_label = rule.label_for_resource(&resources::namespaces());
+/// Render the rule for its sample request and check the result is PromQL.
+fn check_rule(ctx: &mut Ctx, rule: &Rule, line: usize, path: &str) {
+    let has_ns = rule.label_for_resource(&resources::namespaces()).is_some();
+    let res_path = format!("{}.resources", rule.path);
     let rendered = match rule.kind {
+        RuleKind::Custom if rule.resources.is_empty() => {
+            ctx.warn(rule.line, &res_path, "no label is mapped to a Kubernetes resource (set resources.overrides or resources.template), so this rule serves no metric");
+            let mut m = Matchers::default();
+            m.push_eq("placeholder", "value");
+            rule.metrics_query
+                .execute(&m.into_data(&rule.sample_request().series, vec!["placeholder".into()]))
+                .map_err(|e| e.0)
+        }
         RuleKind::Custom => {
-            if rule.resources.is_empty() {
-                ctx.warn(rule.line, &format!("{}.resources", rule.path), "no label is mapped to a Kubernetes resource (set resources.overrides or resources.template), so this rule serves no metric");
-                let mut m = Matchers::default();
-                m.push_eq("placeholder", "value");
-                rule.metrics_query
-                    .execute(&m.into_data(series, vec!["placeholder".into()]))
-                    .map_err(|e| e.0)
-            } else {
-                if ns_label.is_none() {
-                    ctx.warn(rule.line, &format!("{}.resources", rule.path), "no label is mapped to namespaces, so requests for namespaced resources (e.g. pods) fail as in prometheus-adapter; add e.g. `namespace: {resource: namespace}` to resources.overrides");
-                }
-                let resource = rule
-                    .resources
-                    .overrides
-                    .iter()
-                    .map(|(_, gr)| gr.clone())
-                    .find(|gr| *gr != resources::namespaces())
-                    .unwrap_or_else(|| {
-                        if rule.resources.template.is_some() {
-                            GroupResource::new("", "pods")
-                        } else {
-                            resources::namespaces()
-                        }
-                    });
-                let ns = if resource == resources::namespaces() {
-                    None
-                } else {
-                    ns_label.as_ref().map(|_| "default")
-                };
-                rule.render_custom(
-                    series,
-                    ns,
-                    &resource,
-                    &placeholder_names(),
-                    &LabelSelector::everything(),
-                )
-                .map_err(|e| e.to_string())
+            if !has_ns {
+                ctx.warn(rule.line, &res_path, "no label is mapped to namespaces, so requests for namespaced resources (e.g. pods) fail as in prometheus-adapter; add e.g. `namespace: {resource: namespace}` to resources.overrides");
             }
+            rule.sample_query().map_err(|e| e.to_string())
         }
         RuleKind::External => {
-            let ns = if rule.namespaced && ns_label.is_some() {
-                Some("default")
-            } else {
-                None
-            };
-            if rule.namespaced && ns_label.is_none() {
-                ctx.warn(rule.line, &format!("{}.resources", rule.path), "the rule is namespaced (the default) but no label is mapped to namespaces, so requests in a namespace fail as in prometheus-adapter; map one or set `namespaced: false`");
+            if rule.namespaced && !has_ns {
+                ctx.warn(rule.line, &res_path, "the rule is namespaced (the default) but no label is mapped to namespaces, so requests in a namespace fail as in prometheus-adapter; map one or set `namespaced: false`");
             }
-            rule.render_external(series, ns, &LabelSelector::everything())
-                .map_err(|e| e.to_string())
+            rule.sample_query().map_err(|e| e.to_string())
         }
     };
     match rendered {
-        Ok(q) => check_promql(ctx, line, path, &q),
+        Ok(q) => {
+            if let Some(expr) = check_promql(ctx, line, path, &q) {
+                if quantile_drops_le(&expr) {
+                    ctx.warn(line, path, "histogram_quantile is applied to an aggregation that drops the `le` label, so the query returns no data; keep `le` in the aggregation, e.g. `sum by (le, <<.GroupBy>>) (...)`");
+                }
+            }
+        }
         Err(e) => ctx.error(
             line,
             path,
@@ -882,16 +873,58 @@ fn check_rule(ctx: &mut Ctx, rule: &Rule, sample_series: Option<&str>, line: usi
     }
 }
 
-fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) {
-    if let Err(e) = promql::parse(query) {
-        ctx.error(
-            line,
-            path,
-            format!(
-                "renders to invalid PromQL: {}; rendered with placeholder data: {query}",
-                e.trim()
-            ),
-        );
+/// Whether `expr` has a `histogram_quantile` whose buckets were aggregated without `le`.
+fn quantile_drops_le(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call(call) => {
+            (call.func.name == "histogram_quantile"
+                && call.args.args.get(1).is_some_and(|a| drops_le(a)))
+                || call.args.args.iter().any(|a| quantile_drops_le(a))
+        }
+        Expr::Aggregate(a) => {
+            quantile_drops_le(&a.expr) || a.param.as_deref().is_some_and(quantile_drops_le)
+        }
+        Expr::Unary(u) => quantile_drops_le(&u.expr),
+        Expr::Binary(b) => quantile_drops_le(&b.lhs) || quantile_drops_le(&b.rhs),
+        Expr::Paren(p) => quantile_drops_le(&p.expr),
+        Expr::Subquery(s) => quantile_drops_le(&s.expr),
+        _ => false,
+    }
+}
+
+fn drops_le(expr: &Expr) -> bool {
+    use promql_parser::parser::LabelModifier;
+    match expr {
+        Expr::Paren(p) => drops_le(&p.expr),
+        Expr::Aggregate(a) => {
+            let op = a.op.to_string();
+            if matches!(op.as_str(), "topk" | "bottomk" | "limitk" | "limit_ratio") {
+                return false;
+            }
+            match &a.modifier {
+                Some(LabelModifier::Include(l)) => !l.labels.iter().any(|x| x == "le"),
+                Some(LabelModifier::Exclude(l)) => l.labels.iter().any(|x| x == "le"),
+                None => true,
+            }
+        }
+        _ => false,
+    }
+}
+
+fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) -> Option<Expr> {
+    match promql::parse(query) {
+        Ok(expr) => Some(expr),
+        Err(e) => {
+            ctx.error(
+                line,
+                path,
+                format!(
+                    "renders to invalid PromQL: {}; rendered with placeholder data: {query}",
+                    e.trim()
+                ),
+            );
+            None
+        }
     }
 }
 
@@ -971,7 +1004,9 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         container_label,
     };
     match rule.render_container_query("default", &placeholder_names()) {
-        Ok(q) => check_promql(ctx, cq_line, &join_path(path, "containerQuery"), &q),
+        Ok(q) => {
+            check_promql(ctx, cq_line, &join_path(path, "containerQuery"), &q);
+        }
         Err(e) => ctx.error(
             cq_line,
             &join_path(path, "containerQuery"),
@@ -979,7 +1014,9 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         ),
     }
     match rule.render_node_query(&placeholder_names()) {
-        Ok(q) => check_promql(ctx, nq_line, &join_path(path, "nodeQuery"), &q),
+        Ok(q) => {
+            check_promql(ctx, nq_line, &join_path(path, "nodeQuery"), &q);
+        }
         Err(e) => ctx.error(
             nq_line,
             &join_path(path, "nodeQuery"),

@@ -79,12 +79,12 @@ pub(crate) struct YamlError {
     pub message: String,
 }
 
-/// Parse the first document of `text`. `Ok(None)` when the text holds no document at all
-/// (empty, or only comments).
-pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+/// Parse every document of `text` (`---`-separated). Empty when the text holds no document
+/// at all (empty, or only comments).
+pub(crate) fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, false) {
+    if let Err(e) = parser.load(&mut builder, true) {
         return Err(YamlError {
             line: e.marker().line().max(1),
             message: format!("not valid YAML: {}", e.info()),
@@ -93,7 +93,12 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.root)
+    Ok(builder.roots)
+}
+
+/// Parse the first document of `text`; `Ok(None)` when there is none.
+pub(crate) fn parse(text: &str) -> Result<Option<Node>, YamlError> {
+    Ok(parse_all(text)?.into_iter().next())
 }
 
 enum Frame {
@@ -113,11 +118,10 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    root: Option<Node>,
+    roots: Vec<Node>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
     error: Option<YamlError>,
-    done: bool,
 }
 
 fn node_size(node: &Node) -> usize {
@@ -133,18 +137,48 @@ fn node_size(node: &Node) -> usize {
     }
 }
 
+/// YAML 1.1 merge keys (`<<: *base`, `<<: [*a, *b]`): the merged mappings' entries are added
+/// where the mapping does not set the key itself.
+fn apply_merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let is_merge =
+        |k: &Node| matches!(&k.value, Value::Scalar { text, quoted: false, .. } if text == "<<");
+    if !entries.iter().any(|(k, _)| is_merge(k)) {
+        return entries;
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| is_merge(k));
+    for (key, value) in merges {
+        let sources: Vec<Node> = match value.value {
+            Value::Map(_) => vec![value],
+            Value::Seq(items) => items,
+            // not mergeable: keep it so that it is reported as an unknown key
+            _ => {
+                own.push((key, value));
+                continue;
+            }
+        };
+        for source in sources {
+            if let Value::Map(src) = source.value {
+                for (k, v) in src {
+                    let present = own
+                        .iter()
+                        .any(|(o, _)| o.as_scalar().is_some() && o.as_scalar() == k.as_scalar());
+                    if !present {
+                        own.push((k, v));
+                    }
+                }
+            }
+        }
+    }
+    own
+}
+
 impl Builder {
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
         match self.stack.last_mut() {
-            None => {
-                if self.root.is_none() {
-                    self.root = Some(node);
-                }
-                self.done = true;
-            }
+            None => self.roots.push(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
                 entries,
@@ -160,7 +194,7 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        if self.error.is_some() || self.done {
+        if self.error.is_some() {
             return;
         }
         let line = mark.line().max(1);
@@ -213,7 +247,7 @@ impl MarkedEventReceiver for Builder {
                     }) => (
                         Node {
                             line,
-                            value: Value::Map(entries),
+                            value: Value::Map(apply_merge_keys(entries)),
                         },
                         anchor,
                     ),
@@ -285,12 +319,30 @@ mod tests {
     }
 
     #[test]
+    fn every_document_is_returned() {
+        let docs = parse_all("---\na: 1\n---\nb: 2\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].get("b").unwrap().line, 4);
+    }
+
+    #[test]
     fn aliases_are_expanded() {
         let doc = parse("a: &x {k: v}\nb: *x\n").unwrap().unwrap();
         assert_eq!(
             doc.get("b").unwrap().get("k").unwrap().as_scalar(),
             Some("v")
         );
+    }
+
+    #[test]
+    fn merge_keys_fill_in_missing_entries() {
+        let doc = parse("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n")
+            .unwrap()
+            .unwrap();
+        let m = doc.get("m").unwrap();
+        assert_eq!(m.get("x").unwrap().as_scalar(), Some("1"));
+        assert_eq!(m.get("y").unwrap().as_scalar(), Some("3"));
+        assert!(m.get("<<").is_none());
     }
 
     #[test]

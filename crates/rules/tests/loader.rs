@@ -355,3 +355,32 @@ fn warnings_explain_requests_that_will_fail() {
         "rule rules[0] has no label for resource \"namespaces\""
     );
 }
+
+#[test]
+fn multi_document_manifests_use_the_adapter_configmap() {
+    let text = r#"---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: adapter}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: adapter}
+data:
+  config.yaml: |
+    rules:
+      custom:
+      - seriesQuery: 'x_total{namespace!="",pod!=""}'
+        resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+        metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+      default: false
+"#;
+    // the ConfigMap carries the Helm-values shape here
+    let set = RuleSet::from_yaml(text, "all.yaml").unwrap();
+    assert_eq!(set.shape, FileShape::ConfigMap);
+    assert_eq!(set.custom.len(), 1);
+    assert_eq!(set.custom[0].path(), "rules.custom[0]");
+    // lines point into the whole file
+    let errs = errors(&text.replace("seriesQuery: 'x_total", "seriesQuery: 'rate(x_total"));
+    assert_eq!(find(&errs, "rules.custom[0].seriesQuery").line, 13);
+}

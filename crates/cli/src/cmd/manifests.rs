@@ -54,6 +54,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading values file {}", path.display()))?;
         let user =
             parse_values(&text).with_context(|| format!("values file {}", path.display()))?;
+        for key in unknown_keys(&user) {
+            eprintln!(
+                "warning: {}: {key:?} is not a value of the prometheus-adapter chart; ignored",
+                path.display()
+            );
+        }
         merge_values(&mut values, user);
     }
     let release = Release {
@@ -72,6 +78,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("writing to standard output")?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Top-level keys of `values` the chart does not read (typos, values of another chart).
+pub fn unknown_keys(values: &Value) -> Vec<String> {
+    let defaults = chart_defaults();
+    let optional = ["dnsPolicy"];
+    values
+        .as_object()
+        .map(|m| {
+            m.keys()
+                .filter(|k| defaults.get(k.as_str()).is_none() && !optional.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Parses a values document; an empty file is an empty map.
@@ -1141,6 +1162,17 @@ extraManifests:
         let mut cm = chart_defaults();
         merge_values(&mut cm, json!({"certManager": {"enabled": true}}));
         assert!(render(&cm, &release("default")).is_err());
+    }
+
+    #[test]
+    fn unknown_top_level_keys_are_reported() {
+        let values = parse_values(
+            "replicas: 2\nreplica: 3\ndnsPolicy: ClusterFirst\nprometheus: {url: x}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(unknown_keys(&values), vec!["replica".to_string()]);
+        assert_eq!(unknown_keys(&seed_values()), Vec::<String>::new());
+        assert!(parse_values("- a\n- b\n").is_err());
     }
 
     #[test]

@@ -1,10 +1,122 @@
-//! `promhpa query`.
+//! `promhpa query`: print the PromQL promhpa would send for a metric request.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use anyhow::{bail, Context as _};
+use promhpa_core::selector::LabelSelector;
+use promhpa_core::GroupResource;
+use promhpa_rules::{normalize_resource, Rule, RuleSet};
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`promhpa query` is not available in this build")
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The rule file: prometheus-adapter config, Helm values, or a ConfigMap manifest.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The metric name as the HPA asks for it (after `name.as`).
+    #[arg(long)]
+    pub metric: String,
+    /// The Prometheus series name the metric comes from.
+    #[arg(long)]
+    pub series: String,
+    /// The resource the request is about (`pods`, `deployments.apps`, `node`...).
+    #[arg(long, conflicts_with = "external")]
+    pub resource: Option<String>,
+    /// The request's namespace; omit for cluster-scoped resources.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Object names, comma-separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "external")]
+    pub names: Vec<String>,
+    /// The metric label selector of a custom-metrics request (`k=v,k2 in (a,b)`).
+    #[arg(long)]
+    pub metric_selector: Option<String>,
+    /// An external-metrics request instead of a custom-metrics one.
+    #[arg(long)]
+    pub external: bool,
+    /// The label selector of an external-metrics request.
+    #[arg(long, requires = "external")]
+    pub selector: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let set = RuleSet::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", render(&set, &args)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_selector(text: Option<&str>, flag: &str) -> anyhow::Result<LabelSelector> {
+    match text {
+        None => Ok(LabelSelector::everything()),
+        Some(t) => t
+            .parse::<LabelSelector>()
+            .with_context(|| format!("parsing --{flag}")),
+    }
+}
+
+/// The PromQL for the request the arguments describe.
+pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
+    let candidates: Vec<&Rule> = if args.external {
+        set.external.iter().collect()
+    } else {
+        set.custom.iter().collect()
+    };
+    let section = if args.external { "external" } else { "custom" };
+    let matching: Vec<&Rule> = candidates
+        .iter()
+        .copied()
+        .filter(|r| r.metric_name_for(&args.series).as_deref() == Some(args.metric.as_str()))
+        .collect();
+    let Some(rule) = matching.first() else {
+        let served: Vec<String> = candidates
+            .iter()
+            .filter_map(|r| {
+                r.metric_name_for(&args.series)
+                    .map(|n| format!("{} serves it as \"{n}\"", r.path()))
+            })
+            .collect();
+        if served.is_empty() {
+            bail!(
+                "no {section} rule serves series \"{}\" (checked {} rule{})",
+                args.series,
+                candidates.len(),
+                if candidates.len() == 1 { "" } else { "s" }
+            );
+        }
+        bail!(
+            "no {section} rule serves series \"{}\" as metric \"{}\": {}",
+            args.series,
+            args.metric,
+            served.join("; ")
+        );
+    };
+    if matching.len() > 1 {
+        let others: Vec<&str> = matching[1..].iter().map(|r| r.path()).collect();
+        eprintln!(
+            "note: {} also serve{} this metric; using {}",
+            others.join(", "),
+            if others.len() == 1 { "s" } else { "" },
+            rule.path()
+        );
+    }
+    if args.external {
+        let selector = parse_selector(args.selector.as_deref(), "selector")?;
+        return Ok(rule.render_external(&args.series, args.namespace.as_deref(), &selector)?);
+    }
+    let Some(resource) = &args.resource else {
+        bail!("--resource is required for a custom-metrics request (or pass --external)");
+    };
+    if args.names.is_empty() {
+        bail!("--names is required for a custom-metrics request");
+    }
+    let parsed: GroupResource = resource.parse().unwrap_or_default();
+    let resource = normalize_resource(&parsed.group, &parsed.resource);
+    let selector = parse_selector(args.metric_selector.as_deref(), "metric-selector")?;
+    Ok(rule.render_custom(
+        &args.series,
+        args.namespace.as_deref(),
+        &resource,
+        &args.names,
+        &selector,
+    )?)
 }

@@ -1,0 +1,150 @@
+//! `promhpa check` and `promhpa query` run as a user would run them.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn promhpa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn rules_file(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../rules")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_summarises_a_valid_file() {
+    let out = promhpa(&["check", "--config", &rules_file("istio-requests.yaml")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("OK (prometheus-adapter config): 1 custom rule, 0 external rules"),
+        "{text}"
+    );
+    assert!(text.contains("rules[0] (line 5): custom"), "{text}");
+    assert!(
+        text.contains("series:     istio_requests_total{namespace!=\"\",pod!=\"\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("istio_requests_total → requests_per_second"),
+        "{text}"
+    );
+    assert!(
+        text.contains("namespace → namespaces, pod → pods"),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"query:      sum(rate(istio_requests_total{namespace="default",pod=~"placeholder-a|placeholder-b"}[2m])) by (pod)"#
+    ), "{text}");
+}
+
+#[test]
+fn check_lists_every_error_and_fails() {
+    let dir = std::env::temp_dir().join(format!("promhpa-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n- seriesQuery: 'x{pod!=\"\"}'\n  metricQuery: 'sum(x)'\n- seriesQuery: 'sum(y)'\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}'\n",
+    )
+    .unwrap();
+    let out = promhpa(&["check", "--config", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bad.yaml:3: rules[0].metricQuery: unknown field \"metricQuery\" (did you mean \"metricsQuery\"?)"), "{err}");
+    assert!(err.contains("bad.yaml:4: rules[1].seriesQuery:"), "{err}");
+    assert!(
+        err.contains("bad.yaml:6: rules[1].metricsQuery: renders to invalid PromQL"),
+        "{err}"
+    );
+    assert!(err.contains("errors found"), "{err}");
+}
+
+#[test]
+fn query_prints_the_exact_promql_for_custom_metrics() {
+    let out = promhpa(&[
+        "query",
+        "--config",
+        &rules_file("istio-requests.yaml"),
+        "--metric",
+        "requests_per_second",
+        "--series",
+        "istio_requests_total",
+        "--resource",
+        "pods",
+        "--namespace",
+        "test",
+        "--names",
+        "podinfo-1,podinfo-2",
+        "--metric-selector",
+        "response_code in (200,201),reporter=destination",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "sum(rate(istio_requests_total{reporter=\"destination\",response_code=~\"200|201\",namespace=\"test\",pod=~\"podinfo-1|podinfo-2\"}[2m])) by (pod)\n"
+    );
+}
+
+#[test]
+fn query_prints_the_exact_promql_for_external_metrics() {
+    let out = promhpa(&[
+        "query",
+        "--config",
+        &rules_file("seed-inferno-desired-replicas.yaml"),
+        "--metric",
+        "inferno_desired_replicas",
+        "--series",
+        "inferno_desired_replicas",
+        "--external",
+        "--namespace",
+        "llm-d-sim",
+        "--selector",
+        "variant_name=vllme-deployment",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "inferno_desired_replicas{variant_name=\"vllme-deployment\",exported_namespace=\"llm-d-sim\"}\n"
+    );
+}
+
+#[test]
+fn query_explains_a_metric_no_rule_serves() {
+    let out = promhpa(&[
+        "query",
+        "--config",
+        &rules_file("istio-requests.yaml"),
+        "--metric",
+        "rps",
+        "--series",
+        "istio_requests_total",
+        "--resource",
+        "pods",
+        "--names",
+        "a",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("rules[0] serves it as \"requests_per_second\""),
+        "{err}"
+    );
+}
