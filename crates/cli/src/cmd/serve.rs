@@ -24,9 +24,16 @@ fn go_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms as u64))
 }
 
-/// prometheus-adapter's flags (same names and meanings), plus promhpa's own.
+/// The flags of `promhpa serve`, boxed so the subcommand enum stays small.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    #[command(flatten)]
+    pub flags: Box<Flags>,
+}
+
+/// prometheus-adapter's flags (same names and meanings), plus promhpa's own.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Flags {
     /// URL of the Prometheus API (path prefix and query parameters are kept). Without it,
     /// the embedded evaluator is the backend.
     #[arg(long, value_name = "URL")]
@@ -52,7 +59,12 @@ pub struct Args {
     /// Basic auth user for Prometheus (the password comes from PROMHPA_PROMETHEUS_PASSWORD).
     #[arg(long, value_name = "USER")]
     pub prometheus_user: Option<String>,
-    #[arg(long, env = "PROMHPA_PROMETHEUS_PASSWORD", hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        env = "PROMHPA_PROMETHEUS_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
     pub prometheus_password: Option<String>,
     /// Deadline of one Prometheus query (also sent as `timeout=`); keep it below the
     /// aggregator's own request timeout.
@@ -148,11 +160,12 @@ pub struct Args {
     pub audit_policy_file: Option<String>,
 }
 
-fn init_logging(args: &Args) {
+fn init_logging(args: &Flags) {
+    // Dependencies stay at info unless asked for with RUST_LOG; promhpa's own crates follow --v.
     let level = match args.verbosity {
         0..=2 => "info",
-        3..=5 => "debug",
-        _ => "trace",
+        3..=5 => "info,promhpa=debug,promhpa_apiserver=debug,promhpa_prom=debug",
+        _ => "debug,promhpa=trace,promhpa_apiserver=trace,promhpa_prom=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -168,7 +181,7 @@ fn init_logging(args: &Args) {
 
 /// The backend chosen at startup: Prometheus when `--prometheus-url` is given, otherwise
 /// the embedded evaluator.
-fn build_backend(args: &Args) -> anyhow::Result<Arc<dyn Backend>> {
+fn build_backend(args: &Flags) -> anyhow::Result<Arc<dyn Backend>> {
     let Some(url) = &args.prometheus_url else {
         tracing::info!("no --prometheus-url: using the embedded PromQL evaluator as the backend");
         return Ok(Arc::new(promhpa_promql_eval::EmbeddedBackend::default()));
@@ -223,6 +236,7 @@ fn now_ms() -> i64 {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let args = *args.flags;
     init_logging(&args);
     if args.log_format != "text" && args.log_format != "json" {
         bail!(
