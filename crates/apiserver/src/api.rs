@@ -376,6 +376,18 @@ async fn query_vector(
     }
 }
 
+/// Whether `rule` could serve a metric named `metric`: through the metric name written in
+/// its `seriesQuery` when it has one, otherwise by treating `metric` as a series name.
+fn rule_could_produce(rule: &Rule, metric: &str) -> bool {
+    let q = rule.series_query().trim();
+    let literal: String = q
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    let candidate = if literal.is_empty() { metric } else { &literal };
+    rule.metric_name_for(candidate).as_deref() == Some(metric)
+}
+
 /// Why a finite value could not be produced.
 fn non_finite(v: f64) -> &'static str {
     if v.is_nan() {
@@ -406,7 +418,7 @@ fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiErro
             .rules()
             .custom
             .iter()
-            .filter(|r| r.metric_name_for(metric).as_deref() == Some(metric))
+            .filter(|r| rule_could_produce(r, metric))
             .map(|r| r.path())
             .collect();
         if could.is_empty() {
@@ -666,7 +678,7 @@ async fn external_values(
             .rules()
             .external
             .iter()
-            .filter(|r| r.metric_name_for(metric).as_deref() == Some(metric))
+            .filter(|r| rule_could_produce(r, metric))
             .map(|r| r.path())
             .collect();
         let why = if could.is_empty() {
