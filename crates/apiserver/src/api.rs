@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/external.metrics.k8s.io/", get(external))
         .route("/apis/external.metrics.k8s.io/{*rest}", get(external))
         .route("/metrics", get(self_metrics))
+        .route("/version", get(version))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3))
         .route("/openapi/v3/{*rest}", get(openapi_v3_group))
@@ -129,6 +130,22 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         return e.into_response();
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+async fn version() -> Response {
+    let v = env!("CARGO_PKG_VERSION");
+    let mut parts = v.split('.');
+    json(&serde_json::json!({
+        "major": parts.next().unwrap_or("0"),
+        "minor": parts.next().unwrap_or("0"),
+        "gitVersion": format!("v{v}"),
+        "gitCommit": "",
+        "gitTreeState": "",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
