@@ -43,8 +43,22 @@ enum Command {
     Manifests(cmd::manifests::Args),
 }
 
+/// The arguments with a leading `/adapter` removed: prometheus-adapter's Helm chart runs the
+/// image with `/adapter` as its first argument, and an existing release whose image is swapped
+/// for promhpa's keeps passing it.
+fn arguments() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == "/adapter" || a == "adapter")
+    {
+        args.remove(1);
+    }
+    args
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments());
     let result = match cli.command {
         None => cmd::serve::run(cli.serve),
         Some(Command::Serve(args)) => cmd::serve::run(args),

@@ -64,10 +64,32 @@ struct WatchEvent {
     object: serde_json::Value,
 }
 
+type Labels = BTreeMap<String, String>;
+
+/// Objects by namespace (empty for cluster-scoped ones), then by name, so a request reads
+/// only its namespace and gets names already sorted.
 #[derive(Default)]
 struct Store {
-    objects: HashMap<(String, String), BTreeMap<String, String>>,
+    objects: HashMap<String, BTreeMap<String, Labels>>,
     resource_version: String,
+}
+
+impl Store {
+    fn insert(&mut self, namespace: String, name: String, labels: Labels) {
+        self.objects
+            .entry(namespace)
+            .or_default()
+            .insert(name, labels);
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) {
+        if let Some(names) = self.objects.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                self.objects.remove(namespace);
+            }
+        }
+    }
 }
 
 /// How many requests a cache made, for observing that the request path does not LIST.
@@ -129,25 +151,28 @@ impl ObjectCache {
     /// `selector`, sorted and deduplicated.
     pub fn names(&self, namespace: Option<&str>, selector: &LabelSelector) -> Vec<String> {
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());
-        let mut names: Vec<String> = store
-            .objects
-            .iter()
-            .filter(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
-            .filter(|(_, labels)| selector.matches(labels))
-            .map(|((_, name), _)| name.clone())
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+        let matching = |names: &BTreeMap<String, Labels>| -> Vec<String> {
+            names
+                .iter()
+                .filter(|(_, labels)| selector.matches(labels))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        match namespace {
+            Some(ns) => store.objects.get(ns).map(matching).unwrap_or_default(),
+            None => {
+                let mut names: Vec<String> = store.objects.values().flat_map(matching).collect();
+                names.sort();
+                names.dedup();
+                names
+            }
+        }
     }
 
     /// Number of cached objects.
     pub fn len(&self) -> usize {
-        self.store
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .objects
-            .len()
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        store.objects.values().map(BTreeMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -186,7 +211,7 @@ impl ObjectCache {
 
     async fn list(&self, api: &dyn KubeApi) -> Result<(), KubeError> {
         let base = self.collection_path();
-        let mut objects = HashMap::new();
+        let mut fresh = Store::default();
         let mut continue_token = String::new();
         let resource_version = loop {
             let mut path = format!("{base}?limit={LIST_PAGE_SIZE}");
@@ -202,7 +227,7 @@ impl ObjectCache {
             })?;
             for item in page.items {
                 let m = item.metadata;
-                objects.insert((m.namespace, m.name), m.labels);
+                fresh.insert(m.namespace, m.name, m.labels);
             }
             if page.metadata.continue_token.is_empty() {
                 break page.metadata.resource_version;
@@ -211,7 +236,7 @@ impl ObjectCache {
         };
         {
             let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
-            store.objects = objects;
+            store.objects = fresh.objects;
             store.resource_version = resource_version;
         }
         self.synced_tx.send_replace(true);
@@ -280,10 +305,10 @@ impl ObjectCache {
             let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
             match event.kind.as_str() {
                 "ADDED" | "MODIFIED" => {
-                    store.objects.insert((m.namespace, m.name), m.labels);
+                    store.insert(m.namespace, m.name, m.labels);
                 }
                 "DELETED" => {
-                    store.objects.remove(&(m.namespace, m.name));
+                    store.remove(&m.namespace, &m.name);
                 }
                 _ => {} // BOOKMARK: only the resourceVersion moves
             }

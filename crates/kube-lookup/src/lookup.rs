@@ -67,6 +67,22 @@ impl KubeObjectLookup {
         cache
     }
 
+    /// Starts the caches of `resources` (as written in rules: `pods`, `deployments.apps`)
+    /// without waiting for them, so the first metric request finds them filled. Names that
+    /// do not resolve are returned.
+    pub async fn warm(&self, resources: &[&str]) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for name in resources {
+            match self.discovery.resolve(name).await {
+                Ok(mapping) => {
+                    self.cache(&mapping);
+                }
+                Err(_) => unknown.push((*name).to_string()),
+            }
+        }
+        unknown
+    }
+
     /// Resources whose caches are running.
     pub fn cached_resources(&self) -> Vec<GroupResource> {
         let mut out: Vec<_> = self

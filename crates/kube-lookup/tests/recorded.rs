@@ -484,6 +484,15 @@ async fn cluster_scoped_resources_ignore_the_namespace_and_failures_are_reported
     api.discovery()
         .get("/api/v1/nodes?limit=500", "nodes-list.json");
     let l = lookup(api.clone(), Duration::from_secs(10));
+    assert_eq!(
+        l.warm(&["nodes", "gizmos"]).await,
+        vec!["gizmos".to_string()]
+    );
+    assert_eq!(l.cached_resources(), vec![GroupResource::new("", "nodes")]);
+    until("the nodes list", || {
+        !api.requests("/api/v1/nodes?limit=500").is_empty()
+    })
+    .await;
     let nodes = l.resolve("no").await.unwrap();
     let names = l
         .names(

@@ -1164,6 +1164,40 @@ extraManifests:
         assert!(render(&cm, &release("default")).is_err());
     }
 
+    /// Compiles a rendered rule file with promhpa's own rule loader.
+    fn compile_rules(text: &str, name: &str) -> promhpa_rules::RuleSet {
+        promhpa_rules::RuleSet::from_yaml(text, name).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn rendered_and_shipped_rule_files_compile() {
+        let objects =
+            render(&chart_defaults(), &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let cm = find(&objects, "ConfigMap", "prometheus-adapter");
+        let rules = compile_rules(
+            cm["data"]["config.yaml"].as_str().unwrap_or_default(),
+            "chart defaults",
+        );
+        assert_eq!((rules.custom.len(), rules.external.len()), (6, 0));
+
+        let mut values = chart_defaults();
+        merge_values(&mut values, seed_values());
+        let objects = render(&values, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let cm = find(&objects, "ConfigMap", "prometheus-adapter");
+        let rules = compile_rules(
+            cm["data"]["config.yaml"].as_str().unwrap_or_default(),
+            "seed values",
+        );
+        assert_eq!((rules.custom.len(), rules.external.len()), (6, 1));
+
+        for file in ["base/config.yaml", "overlays/tls-prometheus/config.yaml"] {
+            let text = fs::read_to_string(deploy_dir().join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let rules = compile_rules(&text, file);
+            assert!(rules.rules().count() > 0, "{file} has rules");
+        }
+    }
+
     #[test]
     fn unknown_top_level_keys_are_reported() {
         let values = parse_values(
