@@ -574,3 +574,37 @@ fn tempfile_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn demo_serves_the_embedded_backend() {
+    let dir = tempfile_dir();
+    let pki = TestPki::generate("demo-ca", "demo").unwrap();
+    let server = Promhpa::start(
+        &[
+            "serve".to_string(),
+            "--demo".to_string(),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+        ],
+        &dir,
+    );
+    let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
+    let start = Instant::now();
+    while !kubectl.raw("/readyz").status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let list = kubectl.json(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/http_requests_in_flight",
+    );
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5, "{list}");
+    for item in items {
+        let v = quantity_f64(item["value"].as_str().unwrap());
+        assert!(v.is_finite() && v >= 0.0, "{item}");
+    }
+}

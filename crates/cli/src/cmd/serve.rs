@@ -88,6 +88,10 @@ pub struct Flags {
     /// Kubernetes objects (YAML/JSON, lists allowed) that label selectors are matched against.
     #[arg(long, value_name = "FILE")]
     pub objects: Option<PathBuf>,
+    /// Serve built-in demo traffic from the embedded evaluator, with the demo rule file and
+    /// object set unless --config/--objects are given. Ignores --prometheus-url.
+    #[arg(long)]
+    pub demo: bool,
 
     /// HTTPS port.
     #[arg(long, default_value_t = 6443)]
@@ -182,6 +186,9 @@ fn init_logging(args: &Flags) {
 /// The backend chosen at startup: Prometheus when `--prometheus-url` is given, otherwise
 /// the embedded evaluator.
 fn build_backend(args: &Flags) -> anyhow::Result<Arc<dyn Backend>> {
+    if args.demo {
+        return Ok(demo_backend());
+    }
     let Some(url) = &args.prometheus_url else {
         tracing::info!("no --prometheus-url: using the embedded PromQL evaluator as the backend");
         return Ok(Arc::new(promhpa_promql_eval::EmbeddedBackend::default()));
@@ -203,6 +210,39 @@ fn build_backend(args: &Flags) -> anyhow::Result<Arc<dyn Backend>> {
         ));
     }
     Ok(Arc::new(PromClient::new(config)?))
+}
+
+const DEMO_RULES: &str = include_str!("../../../../demo/rules.yaml");
+const DEMO_OBJECTS: &str = include_str!("../../../../demo/objects.yaml");
+
+/// The embedded evaluator fed by the demo traffic generator: five minutes of history at
+/// start, then one scrape every five seconds (in a background thread).
+fn demo_backend() -> Arc<dyn Backend> {
+    use promhpa_promql_eval::demo::DemoTraffic;
+    use promhpa_promql_eval::{EmbeddedBackend, Labels};
+    let backend = Arc::new(EmbeddedBackend::default());
+    let now = now_ms();
+    let start = now - 300_000;
+    let mut traffic = DemoTraffic::new(start);
+    let mut t = start;
+    while t <= now {
+        traffic.advance(t);
+        if let Err(e) = backend.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
+            tracing::warn!(error = %e, "demo ingest failed");
+        }
+        t += 5_000;
+    }
+    let feed = backend.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let t = now_ms();
+        traffic.advance(t);
+        if let Err(e) = feed.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
+            tracing::warn!(error = %e, "demo ingest failed");
+        }
+    });
+    tracing::info!("demo: embedded evaluator with generated traffic");
+    backend
 }
 
 async fn shutdown_signal() {
@@ -248,6 +288,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => RuleSet::load(path)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("loading rule file {}", path.display()))?,
+        None if args.demo => {
+            RuleSet::from_yaml(DEMO_RULES, "demo/rules.yaml").map_err(|e| anyhow::anyhow!("{e}"))?
+        }
         None => {
             tracing::warn!("no --config given: no metrics will be served");
             RuleSet::default()
@@ -259,6 +302,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let backend = build_backend(&args)?;
     let lookup: Arc<dyn ObjectLookup> = match &args.objects {
         Some(p) => Arc::new(StaticObjects::load(p)?),
+        None if args.demo => Arc::new(StaticObjects::from_text(DEMO_OBJECTS, "demo/objects.yaml")?),
         None => {
             tracing::warn!("no --objects file: only the built-in resource names are known and `*` requests match no objects");
             Arc::new(StaticObjects::default())
@@ -280,7 +324,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         // A certificate the backend's CA does not vouch for will not fix itself: say so and
         // stop instead of serving errors forever. Unreachable backends may come up later.
-        if args.prometheus_url.is_some() {
+        if args.prometheus_url.is_some() && !args.demo {
             match backend.query("1", now_ms()).await {
                 Err(BackendError::Unavailable { address, message })
                     if message.to_lowercase().contains("certificate") =>
