@@ -41,6 +41,8 @@ pub struct AppState {
     pub lookup: Arc<dyn ObjectLookup>,
     pub metrics: Arc<SelfMetrics>,
     pub guard: Option<Arc<dyn RequestGuard>>,
+    /// Identical concurrent queries share one backend call.
+    pub coalescer: Arc<crate::coalesce::Coalescer>,
 }
 
 /// The route label used in self-metrics.
@@ -364,8 +366,12 @@ async fn query_vector(
     promql: &str,
 ) -> Result<Vec<Sample>, ApiError> {
     let start = Instant::now();
-    let result = state.backend.query(promql, now_ms()).await;
+    let (result, shared) = state
+        .coalescer
+        .query(&state.backend, promql, now_ms())
+        .await;
     let outcome = match &result {
+        Ok(_) if shared => "shared",
         Ok(_) => "success",
         Err(BackendError::Unavailable { .. }) => "unavailable",
         Err(BackendError::Query { .. }) => "rejected",

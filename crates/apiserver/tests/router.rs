@@ -129,6 +129,7 @@ fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
         lookup,
         metrics,
         guard: None,
+        coalescer: Default::default(),
     });
     (backend, registry, app)
 }
@@ -414,6 +415,7 @@ async fn tls_passes_client_certificates_to_the_guard() {
         lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
         metrics: Arc::new(SelfMetrics::default()),
         guard: Some(Arc::new(NeedsClientCert)),
+        coalescer: Default::default(),
     });
     let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
     let tls = server::tls_config(resolver).unwrap();

@@ -353,6 +353,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             lookup,
             metrics,
             guard: None,
+            coalescer: Default::default(),
         };
         let app = promhpa_apiserver::router(state);
         let addr = SocketAddr::new(args.bind_address, args.secure_port);
