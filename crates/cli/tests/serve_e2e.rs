@@ -608,3 +608,44 @@ fn demo_serves_the_embedded_backend() {
         assert!(v.is_finite() && v >= 0.0, "{item}");
     }
 }
+
+#[test]
+fn helm_values_prometheus_settings_are_used() {
+    let dir = tempfile_dir();
+    let pki = TestPki::generate("helm-ca", "helm").unwrap();
+    let closed = free_port().unwrap();
+    let values = dir.join("values.yaml");
+    std::fs::write(
+        &values,
+        format!(
+            "prometheus:\n  url: https://127.0.0.1\n  port: {closed}\n  path: /prom\nrules:\n  default: false\n  custom:\n  - seriesQuery: 'up{{namespace!=\"\",pod!=\"\"}}'\n    resources:\n      overrides:\n        namespace: {{resource: namespace}}\n        pod: {{resource: pod}}\n    metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{{<<.LabelMatchers>>}})'\n"
+        ),
+    )
+    .unwrap();
+    let server = Promhpa::start(
+        &[
+            format!("--config={}", values.display()),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+        ],
+        &dir,
+    );
+    let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
+    let start = Instant::now();
+    // The server runs; the backend it was given is the values file's Prometheus, which is down.
+    let expected = format!("https://127.0.0.1:{closed}/prom");
+    loop {
+        let out = kubectl.raw("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/x/up");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if err.contains("ServiceUnavailable") || err.contains("NotFound") {
+            assert!(server.log().contains(&expected), "{}", server.log());
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{err}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

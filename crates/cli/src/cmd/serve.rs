@@ -299,6 +299,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for w in &rules.warnings {
         tracing::warn!("{w}");
     }
+    let mut args = args;
+    if args.prometheus_url.is_none() && !args.demo {
+        // A Helm values file carries the chart's `prometheus.url`/`port`/`path`; the chart
+        // joins them into --prometheus-url the same way.
+        if let Some(p) = rules.prometheus.as_ref().and_then(|p| {
+            p.url.as_ref().map(|u| {
+                let port = p.port.map(|port| format!(":{port}")).unwrap_or_default();
+                format!("{u}{port}{}", p.path.as_deref().unwrap_or(""))
+            })
+        }) {
+            tracing::info!(url = %p, "using prometheus from the rule file's prometheus settings");
+            args.prometheus_url = Some(p);
+        }
+    }
     let backend = build_backend(&args)?;
     let lookup: Arc<dyn ObjectLookup> = match &args.objects {
         Some(p) => Arc::new(StaticObjects::load(p)?),
