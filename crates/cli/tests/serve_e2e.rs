@@ -649,3 +649,73 @@ fn helm_values_prometheus_settings_are_used() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn delegated_auth_guards_requests_when_cluster_credentials_are_given() {
+    let dir = tempfile_dir();
+    let pki = TestPki::generate("auth-ca", "alice").unwrap();
+    // A cluster that is not there: TokenReview and SubjectAccessReview cannot be asked.
+    let closed = free_port().unwrap();
+    let cluster = dir.join("cluster-kubeconfig");
+    std::fs::write(
+        &cluster,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{closed}\n    certificate-authority: {}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            pki.ca_cert.display()
+        ),
+    )
+    .unwrap();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, OBJECTS).unwrap();
+    let server = Promhpa::start(
+        &[
+            format!("--kubeconfig={}", cluster.display()),
+            "--authentication-skip-lookup".to_string(),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            format!("--objects={}", objects.display()),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+        ],
+        &dir,
+    );
+    let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
+    let start = Instant::now();
+    // Health probes need no identity.
+    while !kubectl.raw("/healthz").status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A bearer token that cannot be reviewed: 401.
+    let e = kubectl.error("/apis/custom.metrics.k8s.io/v1beta1");
+    assert!(e.contains("Unauthorized"), "{e}");
+    // A client certificate from the client CA authenticates; authorization cannot be asked.
+    let with_cert = dir.join("kubeconfig-cert");
+    std::fs::write(
+        &with_cert,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: p\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\nusers:\n- name: alice\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: p\n  context: {{cluster: p, user: alice}}\ncurrent-context: p\n",
+            server.port,
+            pki.ca_cert.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", with_cert.display()))
+        .arg(format!("--cache-dir={}", dir.join("cache2").display()))
+        .args(["get", "--raw", "/apis/custom.metrics.k8s.io/v1beta1"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!e.contains("Unauthorized"), "{e}");
+    assert!(
+        e.contains("InternalError") || e.contains("Forbidden"),
+        "{e}"
+    );
+}
