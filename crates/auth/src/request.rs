@@ -181,8 +181,10 @@ impl RequestAuth {
 
     /// Authenticates and authorizes `method` on `path_and_query`. Always-allowed paths are
     /// served even when the credentials presented cannot be verified (health probes carry
-    /// none); every other request needs an identity (401 otherwise) that the authorizer
-    /// allows (403 otherwise; 500 when the authorizer could not be asked).
+    /// none); as with Kubernetes' path authorizer they apply only to non-resource requests,
+    /// so a prefix such as `/apis/*` frees discovery documents but never a metric. Every
+    /// other request needs an identity (401 otherwise) that the authorizer allows (403
+    /// otherwise; 500 when the authorizer could not be asked).
     pub async fn check(
         &self,
         method: &Method,
@@ -192,7 +194,7 @@ impl RequestAuth {
     ) -> Result<Allowed, Rejection> {
         let attributes = RequestAttributes::from_request(method, path_and_query);
         let authenticated = self.authenticator.authenticate(peer, headers).await;
-        if self.is_always_allowed(&attributes.path) {
+        if attributes.resource.is_none() && self.is_always_allowed(&attributes.path) {
             let user = authenticated
                 .ok()
                 .flatten()

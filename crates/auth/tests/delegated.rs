@@ -697,3 +697,38 @@ async fn sources_from_flags_read_the_ca_files() {
     assert!(err.to_string().contains("nope.crt"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn always_allowed_paths_cover_only_non_resource_requests() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar.clone(), 10, 10)
+        .with_always_allow_paths(vec!["/apis/*".to_string(), "/openapi/*".to_string()]);
+    // Discovery under the prefix is free, as Kubernetes' path authorizer allows it.
+    for path in [
+        "/apis/custom.metrics.k8s.io",
+        "/apis/custom.metrics.k8s.io/v1beta1",
+        "/openapi/v2",
+    ] {
+        assert!(
+            g.check(&Method::GET, path, None, &HeaderMap::new())
+                .await
+                .is_ok(),
+            "{path}"
+        );
+    }
+    // A metric under the same prefix is a resource request and still needs an identity and
+    // an allowing review.
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, None, &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, Some(&mallory), &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::FORBIDDEN);
+    assert_eq!(sar.calls(), 1);
+}
