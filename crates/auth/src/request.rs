@@ -20,7 +20,8 @@ pub struct Rejection {
     /// `Unauthorized`, `Forbidden` or `InternalError`.
     pub reason: &'static str,
     pub message: String,
-    /// `details` of a Forbidden status: (group, resource kind, name).
+    /// `details` of a Forbidden status: (group, resource kind, name); empty strings are
+    /// left out, so a non-resource denial has `"details": {}`.
     pub details: Option<(String, String, String)>,
 }
 
@@ -115,7 +116,11 @@ impl Rejection {
                     Some((r.group.clone(), r.resource.clone(), r.name.clone())),
                 )
             }
-            _ => (format!("forbidden: {message}"), None),
+            // Kubernetes answers with empty details (`"details": {}`) here.
+            _ => (
+                format!("forbidden: {message}"),
+                Some((String::new(), String::new(), String::new())),
+            ),
         };
         Rejection {
             status: StatusCode::FORBIDDEN,

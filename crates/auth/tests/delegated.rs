@@ -732,3 +732,33 @@ async fn always_allowed_paths_cover_only_non_resource_requests() {
     assert_eq!(rej.status, StatusCode::FORBIDDEN);
     assert_eq!(sar.calls(), 1);
 }
+
+#[tokio::test]
+async fn forbidden_non_resource_status_has_empty_details() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar, 10, 10);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(
+            &Method::GET,
+            "/openapi/v2",
+            Some(&mallory),
+            &HeaderMap::new(),
+        )
+        .await
+        .unwrap_err();
+    // The fields and values kube-apiserver answers a denied non-resource path with.
+    assert_eq!(
+        serde_json::to_string(&rej.status_json()).unwrap(),
+        r#"{"apiVersion":"v1","code":403,"details":{},"kind":"Status","message":"forbidden: User \"mallory\" cannot get path \"/openapi/v2\"","metadata":{},"reason":"Forbidden","status":"Failure"}"#
+    );
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, None, &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        serde_json::to_string(&rej.status_json()).unwrap(),
+        r#"{"apiVersion":"v1","code":401,"kind":"Status","message":"Unauthorized","metadata":{},"reason":"Unauthorized","status":"Failure"}"#
+    );
+}
