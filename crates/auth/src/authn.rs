@@ -233,13 +233,14 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The first value of the first of `names` whose first value is non-empty (Go's
+/// `Header.Get` per name): a later repetition of a header never replaces its first value.
 fn first_value(headers: &HeaderMap, names: &[String]) -> Option<String> {
     names.iter().find_map(|name| {
         headers
-            .get_all(name.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| !v.is_empty())
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
             .map(str::to_string)
     })
 }

@@ -762,3 +762,46 @@ async fn forbidden_non_resource_status_has_empty_details() {
         r#"{"apiVersion":"v1","code":401,"kind":"Status","message":"Unauthorized","metadata":{},"reason":"Unauthorized","status":"Failure"}"#
     );
 }
+
+#[tokio::test]
+async fn username_is_the_first_value_of_the_first_header_that_has_one() {
+    let s = setup(&[], None);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let mut rh = s.authn.sources().request_header.clone().unwrap();
+    rh.username_headers = vec!["X-REMOTE-USER".to_string(), "X-Fallback-User".to_string()];
+    rh.group_headers = vec!["x-remote-GROUP".to_string()];
+    rh.extra_headers_prefixes = vec!["X-Remote-EXTRA-".to_string()];
+    s.authn.set_sources(AuthnSources {
+        request_header: Some(rh),
+        client_ca: None,
+    });
+    // Header names match whatever their case in the flags.
+    let h = headers(&[
+        ("x-remote-user", "alice"),
+        ("X-Remote-Group", "devs"),
+        ("x-remote-extra-Team%20Name", "blue"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "alice");
+    assert_eq!(user.groups, vec!["devs", "system:authenticated"]);
+    assert_eq!(user.extra["team name"], vec!["blue"]);
+    // As Go's Header.Get: only the first value of a header counts; an empty one moves on to
+    // the next header name rather than to a later value of the same header.
+    let h = headers(&[
+        ("X-Remote-User", ""),
+        ("X-Remote-User", "mallory"),
+        ("X-Fallback-User", "bob"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "bob");
+}
