@@ -805,3 +805,44 @@ async fn username_is_the_first_value_of_the_first_header_that_has_one() {
         .unwrap();
     assert_eq!(user.name, "bob");
 }
+
+/// A leaf certificate whose subject holds two common names, as a CSR may request.
+fn two_common_names(ca: &Ca, first: &str, last: &str) -> PeerCertificates {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, first);
+    params
+        .distinguished_name
+        .push(DnType::CustomDnType(vec![2, 5, 4, 3]), last);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    PeerCertificates(vec![cert.der().to_vec()])
+}
+
+#[tokio::test]
+async fn common_name_is_read_as_kubernetes_reads_it() {
+    // Go keeps the last common name of a subject; a reviewer approving "alice" must not
+    // produce a certificate this server reads as someone else.
+    let s = setup(&["front-proxy-client"], None);
+    let cert = two_common_names(&s.client_ca, "system:admin", "alice");
+    let user = s
+        .authn
+        .authenticate(Some(&cert), &HeaderMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "alice");
+    // The allowed-names check sees the same name.
+    let proxy = two_common_names(&s.front_proxy, "front-proxy-client", "other");
+    assert!(s.authn.authenticate(Some(&proxy), &forged()).await.is_err());
+    let proxy = two_common_names(&s.front_proxy, "other", "front-proxy-client");
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &forged())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "system:admin");
+}
