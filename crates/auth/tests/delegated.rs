@@ -846,3 +846,246 @@ async fn common_name_is_read_as_kubernetes_reads_it() {
         .unwrap();
     assert_eq!(user.name, "system:admin");
 }
+
+/// A certificate for `cn` signed by `issuer`, with the given CA flag and extended key usages.
+fn issue(issuer: &Ca, cn: &str, is_ca: bool, eku: Vec<ExtendedKeyUsagePurpose>) -> (Ca, Vec<u8>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    if is_ca {
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    }
+    params.extended_key_usages = eku;
+    params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+    let cert = params.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
+    let der = cert.der().to_vec();
+    (Ca { cert, key }, der)
+}
+
+#[tokio::test]
+async fn request_header_chain_verification() {
+    let s = setup(&["front-proxy-client"], None);
+    let believed = |peer: PeerCertificates| {
+        let authn = s.authn.clone();
+        async move {
+            matches!(
+                authn.authenticate(Some(&peer), &forged()).await,
+                Ok(Some(u)) if u.name == "system:admin"
+            )
+        }
+    };
+    let client_auth = vec![ExtendedKeyUsagePurpose::ClientAuth];
+
+    // An intermediate presented after the leaf completes the chain; without it, no chain.
+    let (intermediate, intermediate_der) = issue(&s.front_proxy, "front-proxy-int", true, vec![]);
+    let (_, leaf) = issue(
+        &intermediate,
+        "front-proxy-client",
+        false,
+        client_auth.clone(),
+    );
+    assert!(
+        believed(PeerCertificates(vec![
+            leaf.clone(),
+            intermediate_der.clone()
+        ]))
+        .await
+    );
+    assert!(!believed(PeerCertificates(vec![leaf])).await);
+
+    // An "intermediate" that is not a CA cannot issue.
+    let (not_ca, not_ca_der) = issue(&s.front_proxy, "front-proxy-leaf", false, vec![]);
+    let (_, leaf) = issue(&not_ca, "front-proxy-client", false, client_auth.clone());
+    assert!(!believed(PeerCertificates(vec![leaf, not_ca_der])).await);
+
+    // A certificate only for server authentication is not a client certificate.
+    let (_, server_only) = issue(
+        &s.front_proxy,
+        "front-proxy-client",
+        false,
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    assert!(!believed(PeerCertificates(vec![server_only])).await);
+
+    // A self-signed certificate copying the CA's name is not the CA.
+    let lookalike = Ca::new("front-proxy-ca");
+    let (_, self_signed) = issue(&lookalike, "front-proxy-client", false, client_auth.clone());
+    assert!(!believed(PeerCertificates(vec![self_signed])).await);
+    assert!(!believed(PeerCertificates(vec![lookalike.cert.der().to_vec()])).await);
+
+    // A certificate of the client CA never makes the headers believed, even when every
+    // request-header name is allowed.
+    let open = setup(&[], None);
+    let (_, client_leaf) = issue(&open.client_ca, "front-proxy-client", false, client_auth);
+    let user = open
+        .authn
+        .authenticate(Some(&PeerCertificates(vec![client_leaf])), &forged())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "front-proxy-client");
+    assert!(!user.groups.iter().any(|g| g == "system:masters"));
+
+    // Not yet valid: the clock is before the certificate's notBefore.
+    let early = setup(&[], None);
+    let future = early.front_proxy.client("front-proxy-client", &[]);
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_000_000),
+    ));
+    let authn = DelegatingAuthenticator::new((*early.authn.sources()).clone(), None, clock);
+    assert!(authn.authenticate(Some(&future), &forged()).await.is_err());
+}
+
+/// Fails every review request.
+struct Unreachable(Mutex<usize>);
+
+impl ReviewClient for Unreachable {
+    fn create<'a>(
+        &'a self,
+        _path: &'a str,
+        _body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, AuthError>> {
+        Box::pin(async move {
+            *self.0.lock().unwrap() += 1;
+            Err(AuthError::Transport("connection refused".to_string()))
+        })
+    }
+}
+
+#[tokio::test]
+async fn review_failures_are_not_cached() {
+    let down = Arc::new(Unreachable(Mutex::new(0)));
+    let s = setup(&[], None);
+    let tokens = TokenReviewConfig {
+        client: down.clone(),
+        ttl: Duration::from_secs(10),
+        audiences: Vec::new(),
+    };
+    let authn =
+        DelegatingAuthenticator::new((*s.authn.sources()).clone(), Some(tokens), s.clock.clone());
+    let h = headers(&[("Authorization", "Bearer some-token")]);
+    assert!(authn.authenticate(None, &h).await.is_err());
+    assert!(authn.authenticate(None, &h).await.is_err());
+    assert_eq!(
+        *down.0.lock().unwrap(),
+        2,
+        "a failed TokenReview is asked again"
+    );
+
+    let authz = DelegatingAuthorizer::new(
+        down.clone(),
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+        s.clock.clone(),
+    );
+    let g = RequestAuth::new(s.authn.clone(), Arc::new(authz));
+    let alice = s.client_ca.client("alice", &[]);
+    for _ in 0..2 {
+        let rej = g
+            .check(&Method::GET, METRIC_PATH, Some(&alice), &HeaderMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(rej.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(
+        *down.0.lock().unwrap(),
+        4,
+        "a failed SubjectAccessReview is asked again"
+    );
+}
+
+#[tokio::test]
+async fn authorization_cache_separates_every_attribute() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json");
+    let g = guard(&s, sar.clone(), 60, 60);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let base = [
+        ("X-Remote-User", "alice"),
+        ("X-Remote-Uid", "1"),
+        ("X-Remote-Group", "devs"),
+        ("X-Remote-Extra-Scopes", "a"),
+    ];
+    let variants: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (base.to_vec(), METRIC_PATH),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/other/pods/*/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/services/*/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/p99",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/http_requests",
+        ),
+        (base.to_vec(), "/openapi/v2"),
+        (base.to_vec(), "/openapi/v3"),
+        (
+            vec![
+                ("X-Remote-User", "bob"),
+                ("X-Remote-Uid", "1"),
+                ("X-Remote-Group", "devs"),
+                ("X-Remote-Extra-Scopes", "a"),
+            ],
+            METRIC_PATH,
+        ),
+        (
+            vec![
+                ("X-Remote-User", "alice"),
+                ("X-Remote-Uid", "2"),
+                ("X-Remote-Group", "devs"),
+                ("X-Remote-Extra-Scopes", "a"),
+            ],
+            METRIC_PATH,
+        ),
+        (
+            vec![
+                ("X-Remote-User", "alice"),
+                ("X-Remote-Uid", "1"),
+                ("X-Remote-Group", "ops"),
+                ("X-Remote-Extra-Scopes", "a"),
+            ],
+            METRIC_PATH,
+        ),
+        (
+            vec![
+                ("X-Remote-User", "alice"),
+                ("X-Remote-Uid", "1"),
+                ("X-Remote-Group", "devs"),
+                ("X-Remote-Extra-Scopes", "b"),
+            ],
+            METRIC_PATH,
+        ),
+    ];
+    for (i, (h, path)) in variants.iter().enumerate() {
+        g.check(&Method::GET, path, Some(&proxy), &headers(h))
+            .await
+            .unwrap();
+        assert_eq!(
+            sar.calls(),
+            i + 1,
+            "{h:?} {path} must not reuse another's decision"
+        );
+    }
+    // The same request again is answered from the cache.
+    g.check(&Method::GET, METRIC_PATH, Some(&proxy), &headers(&base))
+        .await
+        .unwrap();
+    assert_eq!(sar.calls(), variants.len());
+}
