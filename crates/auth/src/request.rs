@@ -74,8 +74,10 @@ impl Rejection {
     fn forbidden(user: &UserInfo, attrs: &RequestAttributes, reason: &str) -> Self {
         let mut message = match &attrs.resource {
             None => format!(
-                "User {:?} cannot {} path {:?}",
-                user.name, attrs.method_verb, attrs.path
+                "User {} cannot {} path {}",
+                go_quote(&user.name),
+                attrs.method_verb,
+                go_quote(&attrs.path)
             ),
             Some(r) => {
                 let resource = if r.subresource.is_empty() {
@@ -85,13 +87,20 @@ impl Rejection {
                 };
                 if r.namespace.is_empty() {
                     format!(
-                        "User {:?} cannot {} resource {:?} in API group {:?} at the cluster scope",
-                        user.name, r.verb, resource, r.group
+                        "User {} cannot {} resource {} in API group {} at the cluster scope",
+                        go_quote(&user.name),
+                        r.verb,
+                        go_quote(&resource),
+                        go_quote(&r.group)
                     )
                 } else {
                     format!(
-                        "User {:?} cannot {} resource {:?} in API group {:?} in the namespace {:?}",
-                        user.name, r.verb, resource, r.group, r.namespace
+                        "User {} cannot {} resource {} in API group {} in the namespace {}",
+                        go_quote(&user.name),
+                        r.verb,
+                        go_quote(&resource),
+                        go_quote(&r.group),
+                        go_quote(&r.namespace)
                     )
                 }
             }
@@ -109,7 +118,7 @@ impl Rejection {
                 let message = if r.name.is_empty() {
                     format!("{qualified} is forbidden: {message}")
                 } else {
-                    format!("{qualified} {:?} is forbidden: {message}", r.name)
+                    format!("{qualified} {} is forbidden: {message}", go_quote(&r.name))
                 };
                 (
                     message,
@@ -129,6 +138,66 @@ impl Rejection {
             details,
         }
     }
+}
+
+/// `s` quoted as Go's `%q` does it (Kubernetes builds its messages with it): `\"` and `\\`,
+/// the short escapes `\a \b \f \n \r \t \v`, `\xNN` for other ASCII controls, `\uNNNN` /
+/// `\UNNNNNNNN` for control, space-like and invisible formatting characters outside ASCII,
+/// everything else as is.
+pub fn go_quote(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if !c.is_ascii() && !go_printable(c) => {
+                if (c as u32) < 0x10000 {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                } else {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether Go's `unicode.IsPrint` holds for a non-ASCII character, for the characters that
+/// matter in names and paths: controls, separators other than the ASCII space, and the
+/// common invisible formatting characters are not printable.
+fn go_printable(c: char) -> bool {
+    !(c.is_control()
+        || c.is_whitespace()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{600}'..='\u{605}'
+                | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e000}'..='\u{f8ff}'
+        ))
 }
 
 /// Who a request was allowed as.

@@ -1089,3 +1089,25 @@ async fn authorization_cache_separates_every_attribute() {
         .unwrap();
     assert_eq!(sar.calls(), variants.len());
 }
+
+#[tokio::test]
+async fn forbidden_messages_quote_as_go_does() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar, 10, 10);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(
+            &Method::GET,
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/a%01b%7F%C2%A0%09%22%5C%C3%A9/pods/x%E2%80%8By/m",
+            Some(&mallory),
+            &HeaderMap::new(),
+        )
+        .await
+        .unwrap_err();
+    // Go's %q: \xNN for ASCII controls, \uNNNN for invisible Unicode, printable text as is.
+    assert_eq!(
+        rej.message,
+        r#"pods.custom.metrics.k8s.io "x\u200by" is forbidden: User "mallory" cannot get resource "pods/m" in API group "custom.metrics.k8s.io" in the namespace "a\x01b\x7f\u00a0\t\"\\é""#
+    );
+}
