@@ -102,9 +102,13 @@ impl RequestAttributes {
             res.resource = (*resource).to_string();
         }
         if res.name.is_empty() && verb == "get" {
-            let watch = query.split('&').any(|kv| {
-                matches!(kv.split_once('='), Some(("watch", "true" | "1"))) || kv == "watch"
-            });
+            // As Kubernetes converts a query parameter to a bool: the first `watch` value,
+            // true unless it is `0` or (in any case) `false`.
+            let watch = query
+                .split('&')
+                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+                .find(|(k, _)| *k == "watch")
+                .is_some_and(|(_, v)| v != "0" && !v.eq_ignore_ascii_case("false"));
             verb = if watch { "watch" } else { "list" }.to_string();
         }
         if res.name.is_empty() && verb == "delete" {
@@ -246,6 +250,30 @@ mod tests {
             "/apis/custom.metrics.k8s.io/v1beta1/namespaces/a%2Fb/pods/*/m",
         );
         assert_eq!((r.namespace.as_str(), r.resource.as_str()), ("a/b", "pods"));
+    }
+
+    #[test]
+    fn watch_is_any_first_watch_value_but_false_or_zero() {
+        let verb = |q: &str| res(Method::GET, &format!("/api/v1/namespaces/a/pods?{q}")).verb;
+        for q in [
+            "watch=true",
+            "watch=TRUE",
+            "watch=1",
+            "watch",
+            "watch=yes",
+            "a=b&watch=True",
+        ] {
+            assert_eq!(verb(q), "watch", "{q}");
+        }
+        for q in [
+            "watch=false",
+            "watch=False",
+            "watch=0",
+            "watch=0&watch=1",
+            "x=watch",
+        ] {
+            assert_eq!(verb(q), "list", "{q}");
+        }
     }
 
     #[test]
