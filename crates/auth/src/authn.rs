@@ -221,15 +221,18 @@ fn token_cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
     key
 }
 
-/// The token of an `Authorization: Bearer <token>` header, if there is a non-empty one.
+/// The token of an `Authorization: Bearer <token>` header, if there is a non-empty one. As
+/// in Kubernetes the header is trimmed and split at single spaces: the scheme is the first
+/// field (any case), the token the second, and an empty second field is no token.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers
         .get(http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
         .trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
+    let mut fields = value.splitn(3, ' ');
+    let scheme = fields.next()?;
+    let token = fields.next()?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 

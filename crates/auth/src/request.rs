@@ -230,7 +230,7 @@ impl RequestAuth {
     }
 
     /// Paths served to anyone without asking for authorization; an entry ending in `*`
-    /// matches every path it prefixes.
+    /// matches every path it prefixes. A leading `/` is optional, as in Kubernetes.
     pub fn with_always_allow_paths(mut self, paths: Vec<String>) -> Self {
         self.always_allow_paths = paths;
         self
@@ -245,12 +245,14 @@ impl RequestAuth {
 
     /// Whether `path` needs no authorization.
     pub fn is_always_allowed(&self, path: &str) -> bool {
-        self.always_allow_paths
-            .iter()
-            .any(|p| match p.strip_suffix('*') {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        self.always_allow_paths.iter().any(|p| {
+            let p = p.strip_prefix('/').unwrap_or(p);
+            match p.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),
                 None => p == path,
-            })
+            }
+        })
     }
 
     /// Authenticates and authorizes `method` on `path_and_query`. Always-allowed paths are

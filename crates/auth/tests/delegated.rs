@@ -1111,3 +1111,37 @@ async fn forbidden_messages_quote_as_go_does() {
         r#"pods.custom.metrics.k8s.io "x\u200by" is forbidden: User "mallory" cannot get resource "pods/m" in API group "custom.metrics.k8s.io" in the namespace "a\x01b\x7f\u00a0\t\"\\é""#
     );
 }
+
+#[test]
+fn bearer_token_is_read_as_kubernetes_reads_it() {
+    use promhpa_auth::authn::bearer_token;
+    let token = |v: &str| bearer_token(&headers(&[("Authorization", v)])).map(str::to_string);
+    assert_eq!(token("Bearer abc"), Some("abc".into()));
+    assert_eq!(token("bearer abc"), Some("abc".into()));
+    assert_eq!(token("  Bearer abc  "), Some("abc".into()));
+    // The token is the second space-separated field; an empty one is no token.
+    assert_eq!(token("Bearer abc def"), Some("abc".into()));
+    assert_eq!(token("Bearer  abc"), None);
+    assert_eq!(token("Bearer"), None);
+    assert_eq!(token("Basic YWxpY2U6cHc="), None);
+}
+
+#[tokio::test]
+async fn always_allowed_paths_match_with_or_without_the_leading_slash() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar, 10, 10)
+        .with_always_allow_paths(vec!["healthz".to_string(), "debug/*".to_string()]);
+    for path in ["/healthz", "/debug/pprof"] {
+        assert!(
+            g.check(&Method::GET, path, None, &HeaderMap::new())
+                .await
+                .is_ok(),
+            "{path}"
+        );
+    }
+    assert!(g
+        .check(&Method::GET, "/healthzz", None, &HeaderMap::new())
+        .await
+        .is_err());
+}
