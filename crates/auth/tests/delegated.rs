@@ -1145,3 +1145,18 @@ async fn always_allowed_paths_match_with_or_without_the_leading_slash() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn a_review_both_allowing_and_denying_denies() {
+    // Not something kube-apiserver answers, but a review endpoint in between might; Kubernetes'
+    // webhook authorizer treats it as a denial.
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed-and-denied.json");
+    let g = guard(&s, sar, 10, 10);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, Some(&mallory), &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::FORBIDDEN);
+}
