@@ -186,7 +186,14 @@ impl Authenticator for DelegatingAuthenticator {
                             errors.push(AuthError::MissingCommonName)
                         }
                         Ok(subject) => {
-                            let user = UserInfo::new(subject.common_name, subject.organizations);
+                            let mut user =
+                                UserInfo::new(subject.common_name, subject.organizations);
+                            if let Some(leaf) = chain.first() {
+                                user.extra.insert(
+                                    CREDENTIAL_ID_KEY.to_string(),
+                                    vec![certificate_credential_id(leaf)],
+                                );
+                            }
                             return Ok(Some(user.with_authenticated_group()));
                         }
                         Err(e) => errors.push(e),
@@ -207,6 +214,21 @@ impl Authenticator for DelegatingAuthenticator {
             }
         })
     }
+}
+
+/// The `extra` key Kubernetes records the credential a user authenticated with under.
+pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
+
+/// `X509SHA256=<hex of the SHA-256 of the leaf certificate>`, the credential id Kubernetes
+/// gives client certificate users.
+fn certificate_credential_id(der: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut id = String::from("X509SHA256=");
+    for b in digest.as_ref() {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 fn token_cache_key(token: &str, audiences: &[String]) -> [u8; 32] {

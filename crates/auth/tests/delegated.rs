@@ -1160,3 +1160,22 @@ async fn a_review_both_allowing_and_denying_denies() {
         .unwrap_err();
     assert_eq!(rej.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn client_certificate_users_carry_the_certificate_credential_id() {
+    let s = setup(&[], None);
+    let alice = s.client_ca.client("alice", &["devs"]);
+    let user = s
+        .authn
+        .authenticate(Some(&alice), &HeaderMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &alice.0[0]);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        user.extra["authentication.kubernetes.io/credential-id"],
+        vec![format!("X509SHA256={hex}")]
+    );
+    assert_eq!(user.extra.len(), 1);
+}
