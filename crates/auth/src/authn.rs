@@ -292,10 +292,7 @@ fn extra_values(headers: &HeaderMap, prefixes: &[String]) -> BTreeMap<String, Ve
             if rest.is_empty() {
                 continue;
             }
-            let key = percent_encoding::percent_decode_str(rest)
-                .decode_utf8()
-                .map(|k| k.into_owned())
-                .unwrap_or_else(|_| rest.to_string());
+            let key = path_unescape(rest).unwrap_or_else(|| rest.to_string());
             let values = headers
                 .get_all(name)
                 .iter()
@@ -305,4 +302,26 @@ fn extra_values(headers: &HeaderMap, prefixes: &[String]) -> BTreeMap<String, Ve
         }
     }
     extra
+}
+
+/// Go's `url.PathUnescape`: `%XX` escapes decoded, `None` if any `%` is not followed by two
+/// hex digits. Bytes that do not form UTF-8 become U+FFFD, as they do once Go encodes the
+/// key as JSON.
+fn path_unescape(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = hex(*bytes.get(i + 1)?)?;
+            let lo = hex(*bytes.get(i + 2)?)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }

@@ -1179,3 +1179,25 @@ async fn client_certificate_users_carry_the_certificate_credential_id() {
     );
     assert_eq!(user.extra.len(), 1);
 }
+
+#[tokio::test]
+async fn extra_keys_are_unescaped_as_go_path_unescape_does() {
+    let s = setup(&[], None);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let h = headers(&[
+        ("X-Remote-User", "alice"),
+        ("X-Remote-Extra-%C3%A9t%C3%A9", "summer"),
+        ("X-Remote-Extra-Scope%2FOne", "1"),
+        // A malformed escape keeps the whole key as sent (lowercased).
+        ("X-Remote-Extra-a%zzb%41", "2"),
+        ("X-Remote-Extra-Trail%4", "3"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<&str> = user.extra.keys().map(String::as_str).collect();
+    assert_eq!(keys, vec!["a%zzb%41", "scope/one", "trail%4", "été"]);
+}
