@@ -1201,3 +1201,28 @@ async fn extra_keys_are_unescaped_as_go_path_unescape_does() {
     let keys: Vec<&str> = user.extra.keys().map(String::as_str).collect();
     assert_eq!(keys, vec!["a%zzb%41", "scope/one", "trail%4", "été"]);
 }
+
+#[tokio::test]
+async fn a_user_asserted_unauthenticated_is_not_made_authenticated() {
+    let s = setup(&[], None);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let h = headers(&[
+        ("X-Remote-User", "guest"),
+        ("X-Remote-Group", "system:unauthenticated"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.groups, vec!["system:unauthenticated"]);
+    let h = headers(&[("X-Remote-User", "system:anonymous")]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.groups.is_empty());
+}
