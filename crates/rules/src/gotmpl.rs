@@ -1138,12 +1138,12 @@ fn eval_command(
 fn eval_arg(arg: &Arg, dot: &Val, vars: &[(String, Val)]) -> Result<Val, TemplateError> {
     match arg {
         Arg::Dot => Ok(dot.clone()),
-        Arg::Field(chain) => walk_fields(dot.clone(), chain),
+        Arg::Field(chain) => walk_fields(dot, chain),
         Arg::Var(name, chain) => {
             let Some((_, v)) = vars.iter().rev().find(|(n, _)| n == name) else {
                 return err(format!("undefined variable \"{name}\""));
             };
-            walk_fields(v.clone(), chain)
+            walk_fields(v, chain)
         }
         Arg::Func(name) => call_func(name, Vec::new()),
         Arg::Str(s) => Ok(Val::Str(s.clone())),
@@ -1153,32 +1153,31 @@ fn eval_arg(arg: &Arg, dot: &Val, vars: &[(String, Val)]) -> Result<Val, Templat
         Arg::Nil => err("nil is not a command"),
         Arg::Paren(p, chain) => {
             let v = eval_cmds(&p.cmds, dot, vars)?;
-            walk_fields(v, chain)
+            walk_fields(&v, chain)
         }
     }
 }
 
-fn walk_fields(mut v: Val, chain: &[String]) -> Result<Val, TemplateError> {
-    for f in chain {
-        v = match v {
-            Val::Struct(name, fields) => match fields.into_iter().find(|(n, _)| n == f) {
-                Some((_, fv)) => fv,
-                None => return err(format!("can't evaluate field {f} in type {name}")),
-            },
-            Val::Map(m) => match m.get(f) {
-                Some(s) => Val::Str(s.clone()),
-                None => Val::Nil,
-            },
-            Val::Nil => return err(format!("nil data; no entry for key \"{f}\"")),
-            other => {
-                return err(format!(
-                    "can't evaluate field {f} in type {}",
-                    other.go_type()
-                ))
-            }
-        };
+/// Follow `.A.B` from `v`, cloning only the value reached.
+fn walk_fields(v: &Val, chain: &[String]) -> Result<Val, TemplateError> {
+    let Some((f, rest)) = chain.split_first() else {
+        return Ok(v.clone());
+    };
+    match v {
+        Val::Struct(name, fields) => match fields.iter().find(|(n, _)| n == f) {
+            Some((_, fv)) => walk_fields(fv, rest),
+            None => err(format!("can't evaluate field {f} in type {name}")),
+        },
+        Val::Map(m) => {
+            let next = m.get(f).map(|s| Val::Str(s.clone())).unwrap_or(Val::Nil);
+            walk_fields(&next, rest)
+        }
+        Val::Nil => err(format!("nil data; no entry for key \"{f}\"")),
+        other => err(format!(
+            "can't evaluate field {f} in type {}",
+            other.go_type()
+        )),
     }
-    Ok(v)
 }
 
 fn want_args(name: &str, args: &[Val], n: usize) -> Result<(), TemplateError> {

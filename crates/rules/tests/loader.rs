@@ -384,3 +384,11 @@ data:
     let errs = errors(&text.replace("seriesQuery: 'x_total", "seriesQuery: 'rate(x_total"));
     assert_eq!(find(&errs, "rules.custom[0].seriesQuery").line, 13);
 }
+
+#[test]
+fn rule_sets_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<RuleSet>();
+    assert_send_sync::<promhpa_rules::Rule>();
+    assert_send_sync::<ConfigError>();
+}
