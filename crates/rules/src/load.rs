@@ -456,6 +456,21 @@ fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
             set.prometheus = Some(PrometheusSettings { url, port, path });
         }
     }
+    for (key, helm_key) in [
+        ("externalRules", "rules.external"),
+        ("resourceRules", "rules.resource"),
+    ] {
+        let entry = root
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_scalar() == Some(key)));
+        if let Some((k, _)) = entry {
+            ctx.error(
+                k.line,
+                key,
+                format!("`{key}` belongs to the adapter config; in Helm values write it as `{helm_key}`"),
+            );
+        }
+    }
     let rules_node = get(&top, "rules");
     let rules = match rules_node {
         Some(n) => fields(

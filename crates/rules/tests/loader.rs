@@ -392,3 +392,12 @@ fn rule_sets_can_be_shared_across_threads() {
     assert_send_sync::<promhpa_rules::Rule>();
     assert_send_sync::<ConfigError>();
 }
+
+#[test]
+fn adapter_keys_in_helm_values_are_errors() {
+    let text = "rules:\n  default: false\nexternalRules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsQuery: 'x'\n";
+    let errs = errors(text);
+    let e = find(&errs, "externalRules");
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("rules.external"), "{e}");
+}
