@@ -104,6 +104,9 @@ pub fn singular(resource: &str) -> String {
     if let Some(stem) = resource.strip_suffix("sses") {
         return format!("{stem}ss");
     }
+    if resource.ends_with("ss") {
+        return resource.to_string();
+    }
     resource.strip_suffix('s').unwrap_or(resource).to_string()
 }
 
@@ -273,6 +276,7 @@ mod tests {
         assert_eq!(singular("deployments"), "deployment");
         assert_eq!(singular("ingresses"), "ingress");
         assert_eq!(singular("widgets"), "widget");
+        assert_eq!(singular("ingress"), "ingress");
     }
 
     #[test]
