@@ -732,11 +732,22 @@ rules:
   metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
 "#;
 
+/// (series, metric, group, resource as requested, namespace, names, selector, expected)
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [&'a str],
+    &'a str,
+    &'a str,
+);
+
 #[test]
 fn generated_default_rules_render_like_prometheus_adapter() {
     let set = RuleSet::from_yaml(GENERATED_DEFAULTS, "defaults.yaml").unwrap();
-    // (series, metric, group, resource as requested, namespace, names, selector, expected)
-    let cases: &[(&str, &str, &str, &str, &str, &[&str], &str, &str)] = &[
+    let cases: &[Case] = &[
         (
             "container_some_usage",
             "some_usage",
