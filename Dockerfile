@@ -9,7 +9,8 @@
 # Build stage: the workspace's release profile (thin LTO, stripped).
 FROM docker.io/library/rust:1-bookworm AS build
 WORKDIR /src
-# Dependencies first, so that source edits do not refetch the registry.
+# The registry and target directories are cache mounts: a rebuild after a source edit
+# reuses the downloaded and compiled dependencies.
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

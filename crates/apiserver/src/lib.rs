@@ -1,1 +1,30 @@
-//! promhpa-apiserver.
+//! The Kubernetes aggregated API server of promhpa: `custom.metrics.k8s.io` (v1beta1,
+//! v1beta2) and `external.metrics.k8s.io` (v1beta1) served over rustls from a
+//! [`promhpa_core::Backend`] and a rule set.
+//!
+//! - [`registry::Registry`]: which metrics exist, kept current by relisting each rule's
+//!   `seriesQuery`.
+//! - [`api::router`]: discovery, metric values, `Status` errors, health, self-metrics,
+//!   OpenAPI; an optional [`api::RequestGuard`] authenticates and authorizes requests.
+//! - [`server::serve`]: TLS 1.2+ with certificate reload, client certificates passed to
+//!   the guard as [`promhpa_core::tls::PeerCertificates`].
+//! - [`objects::StaticObjects`]: an object lookup backed by a file of Kubernetes objects.
+//!
+//! ```
+//! use promhpa_apiserver::types::rfc3339;
+//! assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod objects;
+pub mod registry;
+pub mod server;
+pub mod types;
+
+pub use api::{router, AppState, RequestGuard};
+pub use error::ApiError;
+pub use objects::StaticObjects;
+pub use registry::Registry;

@@ -76,7 +76,8 @@ pub struct TokenReviewConfig {
 pub struct DelegatingAuthenticator {
     sources: RwLock<Arc<AuthnSources>>,
     tokens: Option<TokenReviewConfig>,
-    token_cache: TtlCache<(String, Vec<String>), Option<UserInfo>>,
+    /// Keyed by the SHA-256 of token and audiences, so no token is kept in memory.
+    token_cache: TtlCache<[u8; 32], Option<UserInfo>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -137,7 +138,7 @@ impl DelegatingAuthenticator {
         let Some(config) = &self.tokens else {
             return Ok(None);
         };
-        let key = (token.to_string(), config.audiences.clone());
+        let key = token_cache_key(token, &config.audiences);
         if let Some(cached) = self.token_cache.get(&key, self.clock.now()) {
             return cached.ok_or(AuthError::InvalidBearerToken).map(Some);
         }
@@ -206,6 +207,18 @@ impl Authenticator for DelegatingAuthenticator {
             }
         })
     }
+}
+
+fn token_cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(token.as_bytes());
+    for audience in audiences {
+        ctx.update(b"\0");
+        ctx.update(audience.as_bytes());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is a non-empty one.

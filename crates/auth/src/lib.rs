@@ -25,12 +25,40 @@
 //! assert_eq!(res.subresource, "http_requests");
 //! ```
 
+//! A server puts the guard in front of every request; with `http` types only:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use promhpa_auth::authn::{AuthnSources, TokenReviewConfig};
+//! use promhpa_auth::{AuthnFlags, DelegatingAuthenticator, DelegatingAuthorizer, RequestAuth, ReviewClient, SystemClock};
+//! use promhpa_core::tls::PeerCertificates;
+//!
+//! # async fn demo(kube: Arc<dyn ReviewClient>, req: http::Request<()>) -> Result<(), Box<dyn std::error::Error>> {
+//! let sources: AuthnSources = AuthnFlags::default().load()?;
+//! let tokens = TokenReviewConfig { client: kube.clone(), ttl: Duration::from_secs(10), audiences: vec![] };
+//! let authn = DelegatingAuthenticator::new(sources, Some(tokens), Arc::new(SystemClock));
+//! let authz = DelegatingAuthorizer::new(kube, Duration::from_secs(10), Duration::from_secs(10), Arc::new(SystemClock));
+//! let guard = RequestAuth::new(Arc::new(authn), Arc::new(authz));
+//!
+//! let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+//! match guard.check(req.method(), path, req.extensions().get::<PeerCertificates>(), req.headers()).await {
+//!     Ok(allowed) => println!("serving {} for {}", path, allowed.user.name),
+//!     Err(rejection) => {
+//!         // Answer with rejection.status and rejection.status_json() as the body.
+//!         let _ = (rejection.status, rejection.status_json());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
 pub mod attributes;
 pub mod authn;
 pub mod authz;
 pub mod cache;
 pub mod configmap;
 mod error;
+pub mod flags;
 pub mod request;
 pub mod review;
 pub mod user;
@@ -41,6 +69,7 @@ pub use authn::{Authenticator, DelegatingAuthenticator, RequestHeaderConfig};
 pub use authz::{Authorizer, Decision, DelegatingAuthorizer};
 pub use cache::{Clock, ManualClock, SystemClock};
 pub use error::AuthError;
+pub use flags::AuthnFlags;
 pub use request::{Rejection, RequestAuth};
 pub use review::ReviewClient;
 pub use user::UserInfo;

@@ -655,3 +655,45 @@ fn sources_from_the_extension_apiserver_authentication_configmap() {
     );
     assert!(sources_from_configmap(&data).is_err());
 }
+
+#[tokio::test]
+async fn sources_from_flags_read_the_ca_files() {
+    let fp = Ca::new("front-proxy-ca");
+    let ca = Ca::new("kubernetes-ca");
+    let dir = std::env::temp_dir().join(format!("promhpa-authn-flags-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("front-proxy-ca.crt"), fp.cert.pem()).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.cert.pem()).unwrap();
+    let flags = promhpa_auth::AuthnFlags {
+        client_ca_file: Some(dir.join("ca.crt")),
+        requestheader_client_ca_file: Some(dir.join("front-proxy-ca.crt")),
+        requestheader_allowed_names: vec!["front-proxy-client".into()],
+        ..promhpa_auth::AuthnFlags::default()
+    };
+    let sources = flags.load().unwrap();
+    let authn = DelegatingAuthenticator::new(sources, None, Arc::new(ManualClock::new(start())));
+    let proxy = fp.client("front-proxy-client", &[]);
+    // Default header names are Kubernetes': X-Remote-User / X-Remote-Group.
+    let user = authn
+        .authenticate(Some(&proxy), &forged())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "system:admin");
+    assert_eq!(user.groups, vec!["system:masters", "system:authenticated"]);
+    let bob = ca.client("bob", &["devs"]);
+    let user = authn
+        .authenticate(Some(&bob), &HeaderMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "bob");
+
+    let missing = promhpa_auth::AuthnFlags {
+        client_ca_file: Some(dir.join("nope.crt")),
+        ..promhpa_auth::AuthnFlags::default()
+    };
+    let err = missing.load().unwrap_err();
+    assert!(err.to_string().contains("nope.crt"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,8 +43,22 @@ enum Command {
     Manifests(cmd::manifests::Args),
 }
 
+/// The arguments with a leading `/adapter` removed: prometheus-adapter's Helm chart runs the
+/// image with `/adapter` as its first argument, and an existing release whose image is swapped
+/// for promhpa's keeps passing it.
+fn arguments(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == "/adapter" || a == "adapter")
+    {
+        args.remove(1);
+    }
+    args
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(arguments(std::env::args_os()));
     let result = match cli.command {
         None => cmd::serve::run(cli.serve),
         Some(Command::Serve(args)) => cmd::serve::run(args),
@@ -62,5 +76,29 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(arguments(args.iter().map(std::ffi::OsString::from)))
+    }
+
+    #[test]
+    fn the_charts_leading_adapter_argument_is_ignored() {
+        let with = parse(&["promhpa", "/adapter", "check", "--config", "x.yaml"]);
+        assert!(matches!(
+            with,
+            Ok(Cli {
+                command: Some(Command::Check(_)),
+                ..
+            })
+        ));
+        let bare = parse(&["promhpa", "/adapter"]);
+        assert!(matches!(bare, Ok(Cli { command: None, .. })));
+        assert!(parse(&["promhpa", "check", "/adapter"]).is_err());
     }
 }

@@ -1,1 +1,545 @@
-//! promhpa-prom.
+//! A client for the Prometheus HTTP API (`/api/v1/query`, `/api/v1/query_range`,
+//! `/api/v1/series`) implementing [`promhpa_core::Backend`].
+//!
+//! TLS goes through rustls only. The base URL keeps its path prefix and query parameters
+//! (Thanos `dedup`, `partial_response`, tenant parameters), so
+//! `https://thanos:9090/prefix?dedup=true` sends `https://thanos:9090/prefix/api/v1/query?dedup=true&query=...`.
+//! Credentials: a CA file, a client certificate and key, a bearer token read from a file (and
+//! re-read whenever the file changes), extra headers, and basic auth (from the URL or set
+//! explicitly). Queries use GET, or POST when configured or when a GET URL would be longer
+//! than [`PromConfig::max_get_url_len`]. Each query has a deadline, also sent to Prometheus
+//! as `timeout=`.
+//!
+//! ```no_run
+//! use promhpa_prom::{PromClient, PromConfig};
+//! let mut config = PromConfig::new("https://prometheus.monitoring:9090");
+//! config.ca_file = Some("/etc/prometheus-ca/ca.crt".into());
+//! let client = PromClient::new(config).unwrap();
+//! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod parse;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use promhpa_core::backend::{Backend, BackendError, BoxFuture, QueryValue, SeriesInfo};
+
+pub use parse::{parse_query_response, parse_sample_value, parse_series_response};
+
+/// Why a client could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    #[error("invalid prometheus url \"{url}\": {message}")]
+    InvalidUrl { url: String, message: String },
+    #[error("reading {what} {path}: {source}")]
+    ReadFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid {what} {path}: {message}")]
+    InvalidPem {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("invalid header \"{0}\": expected key=value with a valid header name and value")]
+    InvalidHeader(String),
+    #[error("invalid prometheus verb \"{0}\": expected GET or POST")]
+    InvalidVerb(String),
+    #[error("building http client: {0}")]
+    Client(String),
+}
+
+/// The HTTP method used for queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verb {
+    /// GET, switching to POST when the URL would be too long.
+    #[default]
+    Get,
+    /// Always POST with a form body.
+    Post,
+}
+
+impl std::str::FromStr for Verb {
+    type Err = PromError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "GET" => Ok(Verb::Get),
+            "POST" => Ok(Verb::Post),
+            _ => Err(PromError::InvalidVerb(s.to_string())),
+        }
+    }
+}
+
+/// How to reach a Prometheus server.
+#[derive(Debug, Clone)]
+pub struct PromConfig {
+    /// Base URL, with an optional path prefix and query parameters that are kept on every call.
+    pub url: String,
+    /// PEM CA bundle that replaces the built-in roots when set.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// File holding a bearer token; re-read when its modification time or size changes.
+    pub token_file: Option<PathBuf>,
+    /// Extra headers sent on every request, e.g. `X-Scope-OrgID`.
+    pub headers: Vec<(String, String)>,
+    /// Basic auth user and password; the URL's user info is used when this is unset.
+    pub basic_auth: Option<(String, String)>,
+    pub verb: Verb,
+    /// Deadline of one query, also sent as `timeout=`.
+    pub query_timeout: Duration,
+    /// GET URLs longer than this many bytes are sent as POST instead.
+    pub max_get_url_len: usize,
+    /// Skip certificate verification entirely (testing only).
+    pub insecure_skip_verify: bool,
+}
+
+impl PromConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        PromConfig {
+            url: url.into(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            token_file: None,
+            headers: Vec::new(),
+            basic_auth: None,
+            verb: Verb::Get,
+            query_timeout: Duration::from_secs(20),
+            max_get_url_len: 4096,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
+/// Parse a `key=value` header flag.
+pub fn parse_header_flag(flag: &str) -> Result<(String, String), PromError> {
+    let (k, v) = flag
+        .split_once('=')
+        .ok_or_else(|| PromError::InvalidHeader(flag.to_string()))?;
+    let k = k.trim();
+    if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+        || reqwest::header::HeaderValue::from_str(v).is_err()
+    {
+        return Err(PromError::InvalidHeader(flag.to_string()));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+struct TokenCache {
+    path: PathBuf,
+    state: Mutex<Option<(SystemTime, u64, String)>>,
+}
+
+impl TokenCache {
+    fn token(&self) -> Result<String, String> {
+        let meta = std::fs::metadata(&self.path)
+            .map_err(|e| format!("reading token file {}: {e}", self.path.display()))?;
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let len = meta.len();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((m, l, tok)) = state.as_ref() {
+            if *m == mtime && *l == len {
+                return Ok(tok.clone());
+            }
+        }
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("reading token file {}: {e}", self.path.display()))?;
+        let tok = text.trim().to_string();
+        *state = Some((mtime, len, tok.clone()));
+        Ok(tok)
+    }
+}
+
+/// A Prometheus HTTP API client.
+pub struct PromClient {
+    http: reqwest::Client,
+    base: url::Url,
+    /// The base URL without credentials, for messages.
+    display: String,
+    token: Option<TokenCache>,
+    basic_auth: Option<(String, String)>,
+    verb: Verb,
+    timeout: Duration,
+    max_get_url_len: usize,
+}
+
+fn read_file(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, PromError> {
+    std::fs::read(path).map_err(|source| PromError::ReadFile {
+        what,
+        path: path.clone(),
+        source,
+    })
+}
+
+impl PromClient {
+    /// Build a client; reads the CA and client certificate files now.
+    pub fn new(config: PromConfig) -> Result<Self, PromError> {
+        let invalid_url = |m: String| PromError::InvalidUrl {
+            url: config.url.clone(),
+            message: m,
+        };
+        let mut base = url::Url::parse(&config.url).map_err(|e| invalid_url(e.to_string()))?;
+        if base.scheme() != "http" && base.scheme() != "https" {
+            return Err(invalid_url("scheme must be http or https".into()));
+        }
+        let mut basic_auth = config.basic_auth.clone();
+        if basic_auth.is_none() && !base.username().is_empty() {
+            let user = percent_decode(base.username());
+            let pass = percent_decode(base.password().unwrap_or(""));
+            basic_auth = Some((user, pass));
+        }
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        let path = base.path().trim_end_matches('/').to_string();
+        base.set_path(&path);
+        let display = {
+            let mut d = base.clone();
+            d.set_query(None);
+            d.to_string().trim_end_matches('/').to_string()
+        };
+
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
+            .connect_timeout(config.query_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(ca) = &config.ca_file {
+            let pem = read_file("prometheus ca file", ca)?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| PromError::InvalidPem {
+                    what: "prometheus ca file",
+                    path: ca.clone(),
+                    message: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(PromError::InvalidPem {
+                    what: "prometheus ca file",
+                    path: ca.clone(),
+                    message: "no certificates found".into(),
+                });
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        match (&config.client_cert_file, &config.client_key_file) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read_file("prometheus client certificate", cert)?;
+                pem.push(b'\n');
+                pem.extend(read_file("prometheus client key", key)?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidPem {
+                    what: "prometheus client certificate/key",
+                    path: cert.clone(),
+                    message: e.to_string(),
+                })?;
+                builder = builder.identity(id);
+            }
+            (None, None) => {}
+            (Some(p), None) | (None, Some(p)) => {
+                return Err(PromError::InvalidPem {
+                    what: "prometheus client certificate/key",
+                    path: p.clone(),
+                    message: "both a certificate file and a key file are required".into(),
+                })
+            }
+        }
+        if config.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &config.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
+            let value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
+            headers.append(name, value);
+        }
+        builder = builder.default_headers(headers);
+        let http = builder
+            .build()
+            .map_err(|e| PromError::Client(e.to_string()))?;
+        // Read the token once now so that a missing file is reported at startup.
+        let token = match &config.token_file {
+            Some(p) => {
+                let cache = TokenCache {
+                    path: p.clone(),
+                    state: Mutex::new(None),
+                };
+                cache.token().map_err(|_| PromError::ReadFile {
+                    what: "prometheus token file",
+                    path: p.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "unreadable"),
+                })?;
+                Some(cache)
+            }
+            None => None,
+        };
+        Ok(PromClient {
+            http,
+            base,
+            display,
+            token,
+            basic_auth,
+            verb: config.verb,
+            timeout: config.query_timeout,
+            max_get_url_len: config.max_get_url_len,
+        })
+    }
+
+    fn endpoint(&self, api: &str) -> url::Url {
+        let mut u = self.base.clone();
+        let path = format!("{}{}", self.base.path().trim_end_matches('/'), api);
+        u.set_path(&path);
+        u
+    }
+
+    /// Call an API endpoint with form parameters and return the body of a 2xx/4xx/5xx JSON answer.
+    async fn call(&self, api: &str, params: &[(&str, String)]) -> Result<Vec<u8>, BackendError> {
+        let unavailable = |message: String| BackendError::Unavailable {
+            address: self.display.clone(),
+            message,
+        };
+        let mut get_url = self.endpoint(api);
+        {
+            let mut pairs = get_url.query_pairs_mut();
+            for (k, v) in params {
+                pairs.append_pair(k, v);
+            }
+        }
+        let use_post = self.verb == Verb::Post || get_url.as_str().len() > self.max_get_url_len;
+        let mut req = if use_post {
+            let url = self.endpoint(api);
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish();
+            self.http
+                .post(url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body)
+        } else {
+            self.http.get(get_url)
+        };
+        req = req.timeout(self.timeout);
+        if let Some(tok) = &self.token {
+            let t = tok.token().map_err(unavailable)?;
+            req = req.bearer_auth(t);
+        } else if let Some((u, p)) = &self.basic_auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        let resp = req.send().await.map_err(|e| unavailable(error_chain(&e)))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        // Prometheus answers API errors with JSON bodies and 400/422/503 codes.
+        if let Ok(err) = serde_json::from_slice::<parse::ApiErrorBody>(&body) {
+            if err.status == "error" {
+                if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && err.error_type == "timeout"
+                {
+                    return Err(unavailable(format!("query timed out: {}", err.error)));
+                }
+                return Err(BackendError::Query {
+                    error_type: err.error_type,
+                    message: err.error,
+                });
+            }
+        }
+        let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        if status.is_server_error()
+            || status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            Err(unavailable(format!("http {status}: {}", snippet.trim())))
+        } else {
+            Err(BackendError::Protocol {
+                address: self.display.clone(),
+                message: format!("http {status}: {}", snippet.trim()),
+            })
+        }
+    }
+
+    fn timeout_param(&self) -> String {
+        format!("{}ms", self.timeout.as_millis().max(1))
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// An error and all its sources, joined with `: `, e.g. the rustls reason behind a connect error.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// Milliseconds since the epoch as the decimal seconds string Prometheus accepts.
+fn format_ts(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let a = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", a / 1000, a % 1000)
+}
+
+impl Backend for PromClient {
+    fn address(&self) -> String {
+        self.display.clone()
+    }
+
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        Box::pin(async move {
+            let params = [
+                ("query", promql.to_string()),
+                ("time", format_ts(at_ms)),
+                ("timeout", self.timeout_param()),
+            ];
+            let body = self.call("/api/v1/query", &params).await?;
+            parse_query_response(&body).map_err(|message| BackendError::Protocol {
+                address: self.display.clone(),
+                message,
+            })
+        })
+    }
+
+    fn query_range<'a>(
+        &'a self,
+        promql: &'a str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        Box::pin(async move {
+            let params = [
+                ("query", promql.to_string()),
+                ("start", format_ts(start_ms)),
+                ("end", format_ts(end_ms)),
+                ("step", format_ts(step_ms.max(1))),
+                ("timeout", self.timeout_param()),
+            ];
+            let body = self.call("/api/v1/query_range", &params).await?;
+            parse_query_response(&body).map_err(|message| BackendError::Protocol {
+                address: self.display.clone(),
+                message,
+            })
+        })
+    }
+
+    fn series_names<'a>(
+        &'a self,
+        selector: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+        Box::pin(async move {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let params = [
+                ("match[]", selector.to_string()),
+                ("start", format_ts(since_ms)),
+                ("end", format_ts(now)),
+            ];
+            let body = self.call("/api/v1/series", &params).await?;
+            parse_series_response(&body).map_err(|message| BackendError::Protocol {
+                address: self.display.clone(),
+                message,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_keep_prefix_and_query() {
+        let c = PromClient::new(PromConfig::new(
+            "https://u:p%40ss@thanos:9090/prefix/?dedup=true&partial_response=false",
+        ))
+        .unwrap();
+        let e = c.endpoint("/api/v1/query");
+        assert_eq!(
+            e.as_str(),
+            "https://thanos:9090/prefix/api/v1/query?dedup=true&partial_response=false"
+        );
+        assert_eq!(c.address(), "https://thanos:9090/prefix");
+        assert_eq!(c.basic_auth, Some(("u".to_string(), "p@ss".to_string())));
+        let c = PromClient::new(PromConfig::new("http://prom:9090")).unwrap();
+        assert_eq!(
+            c.endpoint("/api/v1/series").as_str(),
+            "http://prom:9090/api/v1/series"
+        );
+    }
+
+    #[test]
+    fn bad_config_is_reported() {
+        assert!(PromClient::new(PromConfig::new("ftp://x")).is_err());
+        assert!(PromClient::new(PromConfig::new("not a url")).is_err());
+        let mut c = PromConfig::new("https://x");
+        c.ca_file = Some("/nonexistent/ca.crt".into());
+        let err = PromClient::new(c).err().map(|e| e.to_string()).unwrap();
+        assert!(err.contains("/nonexistent/ca.crt"), "{err}");
+        assert!(parse_header_flag("X-Scope-OrgID=tenant-a").is_ok());
+        assert!(parse_header_flag("novalue").is_err());
+        assert!(parse_header_flag("bad header=x").is_err());
+        assert_eq!("post".parse::<Verb>().unwrap(), Verb::Post);
+        assert!("PUT".parse::<Verb>().is_err());
+    }
+
+    #[test]
+    fn timestamps_format_as_seconds() {
+        assert_eq!(format_ts(1_700_000_000_123), "1700000000.123");
+        assert_eq!(format_ts(5), "0.005");
+        assert_eq!(format_ts(-1500), "-1.500");
+    }
+
+    #[test]
+    fn token_file_is_reread_when_it_changes() {
+        let dir = std::env::temp_dir().join(format!("promhpa-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let cache = TokenCache {
+            path: path.clone(),
+            state: Mutex::new(None),
+        };
+        assert_eq!(cache.token().unwrap(), "first");
+        // A different length is noticed even when the mtime granularity hides the change.
+        std::fs::write(&path, "second-token").unwrap();
+        assert_eq!(cache.token().unwrap(), "second-token");
+        std::fs::remove_file(&path).unwrap();
+        assert!(cache.token().is_err());
+    }
+}

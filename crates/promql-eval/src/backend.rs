@@ -90,6 +90,40 @@ impl EmbeddedBackend {
         Ok(stats)
     }
 
+    /// Records one scrape of a target the way Prometheus does: on success the body's
+    /// samples get the target's labels (`job`, `instance`, extra labels) and `t_ms` as their
+    /// timestamp; in every case `up` (1 or 0), `scrape_duration_seconds` and
+    /// `scrape_samples_scraped` are written for the target. A body that does not parse counts
+    /// as a failed scrape. Returns the ingest statistics of a successful scrape.
+    pub fn record_scrape(
+        &self,
+        target: &Labels,
+        t_ms: i64,
+        duration_seconds: f64,
+        body: Result<&str, String>,
+    ) -> Result<IngestStats, EvalError> {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match body {
+            Ok(text) => exposition::ingest(&mut store, text, t_ms, target),
+            Err(message) => Err(EvalError::Exposition { line: 0, message }),
+        };
+        let (up, scraped) = match &outcome {
+            Ok(stats) => (1.0, stats.samples as f64),
+            Err(_) => (0.0, 0.0),
+        };
+        for (name, v) in [
+            ("up", up),
+            ("scrape_duration_seconds", duration_seconds),
+            ("scrape_samples_scraped", scraped),
+        ] {
+            let mut labels = target.clone();
+            labels.set(METRIC_NAME, name);
+            store.append(&labels, t_ms, v)?;
+        }
+        store.enforce_retention();
+        outcome
+    }
+
     /// Drops samples beyond the retention window.
     pub fn enforce_retention(&self) {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
@@ -286,6 +320,38 @@ mod tests {
         assert!(matches!(err, BackendError::Query { .. }), "{err:?}");
         let err = ready(b.query("limitk(1, queue_depth)", 0)).unwrap_err();
         assert!(matches!(err, BackendError::Unsupported(_)), "{err:?}");
+    }
+
+    #[test]
+    fn scrapes_record_up_and_target_labels() {
+        let b = EmbeddedBackend::default();
+        let target = Labels::from_pairs([("job", "demo"), ("instance", "127.0.0.1:8080")]);
+        b.record_scrape(&target, 0, 0.01, Ok("requests_total 5\n"))
+            .unwrap();
+        let other = Labels::from_pairs([("job", "demo"), ("instance", "127.0.0.1:8081")]);
+        b.record_scrape(&other, 0, 0.01, Ok("requests_total 7\n"))
+            .unwrap();
+        assert!(b
+            .record_scrape(&target, 15_000, 0.02, Err("connection refused".into()))
+            .is_err());
+        let Value::Vector(v) = b.query_value("up", 15_000).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].v, 0.0);
+        assert_eq!(v[1].v, 1.0);
+        assert_eq!(v[0].labels.get("instance"), Some("127.0.0.1:8080"));
+        let Value::Vector(v) = b
+            .query_value("requests_total{job=\"demo\"}", 15_000)
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(v.iter().map(|s| s.v).collect::<Vec<_>>(), vec![5.0, 7.0]);
+        let Value::Vector(v) = b.query_value("scrape_samples_scraped", 0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v[0].v, 1.0);
     }
 
     #[test]

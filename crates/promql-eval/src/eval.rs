@@ -164,6 +164,26 @@ pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     e
 }
 
+/// True when every label set has the same metric name (shared strings compared by
+/// address first), so dropping the name cannot make two of them equal.
+pub(crate) fn same_metric_name<'l>(mut labels: impl Iterator<Item = &'l Labels>) -> bool {
+    let name_of = |l: &'l Labels| {
+        l.pairs()
+            .iter()
+            .find(|(n, _)| &**n == METRIC_NAME)
+            .map(|(_, v)| v)
+    };
+    let Some(first) = labels.next() else {
+        return true;
+    };
+    let first = name_of(first);
+    labels.all(|l| match (first, name_of(l)) {
+        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    })
+}
+
 /// Errors when a vector holds two samples with the same labels.
 pub(crate) fn check_unique_labelsets(v: &[Sample]) -> Result<(), EvalError> {
     if v.len() < 2 {
@@ -503,6 +523,7 @@ fn vector_scalar(
     return_bool: bool,
     ts: i64,
 ) -> Result<Vec<Sample>, EvalError> {
+    let names_equal = same_metric_name(v.iter().map(|s| &s.labels));
     let mut out = Vec::with_capacity(v.len());
     for s in v {
         let (l, r) = if scalar_on_left {
@@ -533,7 +554,7 @@ fn vector_scalar(
             v: value,
         });
     }
-    if drops_name(op) || return_bool {
+    if (drops_name(op) || return_bool) && !names_equal {
         check_unique_labelsets(&out)?;
     }
     Ok(out)

@@ -24,11 +24,42 @@ enum Family {
     Other,
 }
 
-struct Parsed {
-    raw_series: String,
-    labels: Labels,
+/// A sample line: its series is either known from the scrape cache or still to be created.
+struct Parsed<'t> {
+    raw_series: &'t str,
+    series: ParsedSeries,
     t: Option<i64>,
     v: f64,
+}
+
+enum ParsedSeries {
+    Known(crate::store::SeriesId),
+    New(Labels),
+}
+
+/// Splits a sample line into its series part (`name{...}`) and the rest, honouring quotes
+/// inside the label list.
+fn split_series(line: &str) -> Option<(&str, &str)> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() && b[i] != b'{' && !b[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if i < b.len() && b[i] == b'{' {
+        let mut in_quote = false;
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' if in_quote => i += 1,
+                b'"' => in_quote = !in_quote,
+                b'}' if !in_quote => return Some((&line[..=i], &line[i + 1..])),
+                _ => {}
+            }
+            i += 1;
+        }
+        return None;
+    }
+    Some((&line[..i], &line[i..]))
 }
 
 /// True when the text is OpenMetrics (it ends with `# EOF`).
@@ -52,7 +83,9 @@ fn family_of(name: &str, types: &HashMap<String, Family>) -> Family {
 
 /// Parses exposition `text` and appends its samples to `store`. Samples without a timestamp
 /// are stamped `default_ts_ms`; timestamps in the text are milliseconds (text format) or
-/// seconds (OpenMetrics). `extra` labels are added to every series (overriding the text's).
+/// seconds (OpenMetrics). `extra` labels (a target's labels) are added to every series; a
+/// scraped label of the same name is kept as `exported_<name>`, as Prometheus does without
+/// `honor_labels`.
 /// `le` of histograms and `quantile` of summaries are normalised as Prometheus 3.x does
 /// (`1` → `1.0`). A malformed line rejects the whole text, as a failed scrape does.
 pub fn ingest(
@@ -62,6 +95,8 @@ pub fn ingest(
     extra: &Labels,
 ) -> Result<IngestStats, EvalError> {
     let openmetrics = is_openmetrics(text);
+    // The scrape cache is kept per target: two targets may expose identical text.
+    let target_key = extra.to_string();
     let mut types: HashMap<String, Family> = HashMap::new();
     let mut parsed: Vec<Parsed> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -91,8 +126,21 @@ pub fn ingest(
             line: lineno,
             message,
         };
-        let (labels, rest) = parse_series_labels(line).map_err(err)?;
-        let raw_series = line[..line.len() - rest.len()].to_string();
+        let (raw_series, rest) =
+            split_series(line).ok_or_else(|| err("unterminated label list".into()))?;
+        let series = match store.scrape_cache_get(&target_key, raw_series) {
+            Some(id) => ParsedSeries::Known(id),
+            None => {
+                let (labels, after) = parse_series_labels(raw_series).map_err(err)?;
+                if !after.trim().is_empty() {
+                    return Err(err(format!("unexpected text {after:?} in series")));
+                }
+                if labels.metric_name().is_none() {
+                    return Err(err("sample without a metric name".into()));
+                }
+                ParsedSeries::New(labels)
+            }
+        };
         // Drop an OpenMetrics exemplar.
         let rest = match rest.find(" # ") {
             Some(p) if openmetrics => &rest[..p],
@@ -119,38 +167,42 @@ pub fn ingest(
         if fields.next().is_some() {
             return Err(err("unexpected text after the timestamp".into()));
         }
-        if labels.metric_name().is_none() {
-            return Err(err("sample without a metric name".into()));
-        }
         parsed.push(Parsed {
             raw_series,
-            labels,
+            series,
             t,
             v,
         });
     }
     let mut stats = IngestStats::default();
-    for mut p in parsed {
-        let id = match store.scrape_cache_get(&p.raw_series) {
-            Some(id) => id,
-            None => {
-                let name = p.labels.metric_name().unwrap_or("").to_string();
+    for p in parsed {
+        let id = match p.series {
+            ParsedSeries::Known(id) => id,
+            ParsedSeries::New(mut labels) => {
+                let name = labels.metric_name().unwrap_or("").to_string();
                 let normalise = match family_of(&name, &types) {
                     Family::Histogram if name.ends_with("_bucket") => Some("le"),
                     Family::Summary => Some("quantile"),
                     _ => None,
                 };
                 if let Some(label) = normalise {
-                    if let Some(f) = p.labels.get(label).and_then(parse_go_float) {
-                        p.labels.set(label, &format_openmetrics_float(f));
+                    if let Some(f) = labels.get(label).and_then(parse_go_float) {
+                        labels.set(label, &format_openmetrics_float(f));
                     }
                 }
                 for (n, v) in extra.iter() {
-                    p.labels.set(n, v);
+                    if let Some(existing) = labels.get(n).map(str::to_string) {
+                        let mut exported = format!("exported_{n}");
+                        while labels.get(&exported).is_some() {
+                            exported = format!("exported_{exported}");
+                        }
+                        labels.set(&exported, &existing);
+                    }
+                    labels.set(n, v);
                 }
-                match store.series_id(&p.labels) {
+                match store.series_id(&labels) {
                     Ok(id) => {
-                        store.scrape_cache_put(p.raw_series, id);
+                        store.scrape_cache_put(&target_key, p.raw_series, id);
                         id
                     }
                     Err(_) => {
@@ -195,6 +247,12 @@ mod tests {
             .unwrap();
         assert_eq!(up.labels.get("job"), Some("a\"b"));
         assert!(all.iter().all(|s| s.labels.get("instance") == Some("i")));
+        let mut store = Store::new();
+        let extra = Labels::from_pairs([("namespace", "monitoring")]);
+        ingest(&mut store, "m{namespace=\"prod\"} 1\n", 0, &extra).unwrap();
+        let s = &store.select(&[])[0];
+        assert_eq!(s.labels.get("namespace"), Some("monitoring"));
+        assert_eq!(s.labels.get("exported_namespace"), Some("prod"));
     }
 
     #[test]

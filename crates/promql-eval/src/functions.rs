@@ -3,7 +3,7 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use crate::eval::{check_unique_labelsets, unwrap_parens, Evaluator};
+use crate::eval::{check_unique_labelsets, same_metric_name, unwrap_parens, Evaluator};
 use crate::gofloat::parse_go_float;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::quantile::{bucket_quantile, value_quantile, Bucket};
@@ -356,6 +356,31 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(Value::Vector(v))
             }
+            "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year"
+            | "days_in_month" | "month" | "year" => {
+                let part = date_part(name);
+                match call.args.args.first() {
+                    None => Ok(Value::Vector(vec![Sample {
+                        labels: Labels::empty(),
+                        t: ts,
+                        v: part(ts.div_euclid(1000)),
+                    }])),
+                    Some(arg) => {
+                        let v = self.eval_vector(arg, ts, name)?;
+                        map_values(
+                            v,
+                            ts,
+                            |x| {
+                                if x.is_nan() {
+                                    f64::NAN
+                                } else {
+                                    part(x as i64)
+                                }
+                            },
+                        )
+                    }
+                }
+            }
             "label_replace" => self.label_replace(call, ts),
             "label_join" => self.label_join(call, ts),
             "absent" => {
@@ -427,6 +452,7 @@ impl<'a> Evaluator<'a> {
         let name = call.func.name;
         let (series, end, range) = self.range_arg(Self::arg(call, 0)?, ts)?;
         let keep_name = name == "last_over_time";
+        let names_equal = same_metric_name(series.iter().map(|s| &s.labels));
         let mut out = Vec::with_capacity(series.len());
         for SeriesPoints { labels, points } in series {
             let p = &points[..];
@@ -488,7 +514,9 @@ impl<'a> Evaluator<'a> {
                 });
             }
         }
-        check_unique_labelsets(&out)?;
+        if !(keep_name || names_equal) {
+            check_unique_labelsets(&out)?;
+        }
         Ok(out)
     }
 
@@ -552,7 +580,55 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Year, month (1-12) and day (1-31) of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// The UTC calendar field a date function extracts from Unix seconds.
+fn date_part(name: &str) -> fn(i64) -> f64 {
+    match name {
+        "minute" => |s| s.div_euclid(60).rem_euclid(60) as f64,
+        "hour" => |s| s.div_euclid(3600).rem_euclid(24) as f64,
+        "day_of_week" => |s| (s.div_euclid(86_400) + 4).rem_euclid(7) as f64,
+        "day_of_month" => |s| civil_from_days(s.div_euclid(86_400)).2 as f64,
+        "day_of_year" => |s| {
+            let (y, m, d) = civil_from_days(s.div_euclid(86_400));
+            ((1..m).map(|mm| days_in(y, mm)).sum::<i64>() + d) as f64
+        },
+        "days_in_month" => |s| {
+            let (y, m, _) = civil_from_days(s.div_euclid(86_400));
+            days_in(y, m) as f64
+        },
+        "month" => |s| civil_from_days(s.div_euclid(86_400)).1 as f64,
+        _ => |s| civil_from_days(s.div_euclid(86_400)).0 as f64,
+    }
+}
+
 fn map_values(v: Vec<Sample>, ts: i64, f: impl Fn(f64) -> f64) -> Result<Value, EvalError> {
+    let names_equal = same_metric_name(v.iter().map(|s| &s.labels));
     let out: Vec<Sample> = v
         .into_iter()
         .map(|s| Sample {
@@ -561,7 +637,9 @@ fn map_values(v: Vec<Sample>, ts: i64, f: impl Fn(f64) -> f64) -> Result<Value, 
             v: f(s.v),
         })
         .collect();
-    check_unique_labelsets(&out)?;
+    if !names_equal {
+        check_unique_labelsets(&out)?;
+    }
     Ok(Value::Vector(out))
 }
 

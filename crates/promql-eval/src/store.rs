@@ -1,7 +1,7 @@
 //! The in-memory series store: interned label sets, per-series time-sorted sample buffers, a
 //! retention window and a series limit.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use promql_parser::label::Matcher;
@@ -65,16 +65,47 @@ impl Default for StoreLimits {
 }
 
 /// In-memory time series store.
+///
+/// Series live in a slab indexed by [`SeriesId`]; a per-metric-name index keeps each name's
+/// series in label order, so selections come out in the order Prometheus' storage returns
+/// them without sorting at query time.
 #[derive(Debug, Default)]
 pub struct Store {
     interner: Interner,
-    series: HashMap<SeriesId, Series>,
+    series: Vec<Option<Series>>,
+    free: Vec<usize>,
+    live: usize,
     by_labels: HashMap<Labels, SeriesId>,
-    by_name: HashMap<Arc<str>, BTreeSet<SeriesId>>,
-    next_id: SeriesId,
+    by_name: HashMap<Arc<str>, BTreeMap<Labels, SeriesId>>,
     limits: StoreLimits,
     newest_ms: Option<i64>,
-    scrape_cache: HashMap<Box<str>, SeriesId>,
+    scrape_cache: HashMap<String, HashMap<Box<str>, SeriesId>>,
+    scrape_cache_len: usize,
+}
+
+/// Compares label sets, taking equal shared strings (the interner makes equal strings the
+/// same allocation) as equal without reading them.
+fn cmp_labels(a: &Labels, b: &Labels) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for (x, y) in a.pairs().iter().zip(b.pairs()) {
+        let o = if Arc::ptr_eq(&x.0, &y.0) {
+            Ordering::Equal
+        } else {
+            x.0.cmp(&y.0)
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+        let o = if Arc::ptr_eq(&x.1, &y.1) {
+            Ordering::Equal
+        } else {
+            x.1.cmp(&y.1)
+        };
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 impl Store {
@@ -98,12 +129,12 @@ impl Store {
 
     /// Number of series held.
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.live
     }
 
     /// Number of samples held.
     pub fn sample_count(&self) -> usize {
-        self.series.values().map(|s| s.samples.len()).sum()
+        self.series.iter().flatten().map(|s| s.samples.len()).sum()
     }
 
     /// The newest sample timestamp seen, if any.
@@ -117,44 +148,58 @@ impl Store {
         *self = Store::with_limits(limits);
     }
 
+    fn get(&self, id: SeriesId) -> Option<&Series> {
+        self.series.get(id as usize).and_then(Option::as_ref)
+    }
+
     /// The id of the series with exactly these labels, creating it if the series limit
     /// allows.
     pub fn series_id(&mut self, labels: &Labels) -> Result<SeriesId, EvalError> {
         if let Some(id) = self.by_labels.get(labels) {
             return Ok(*id);
         }
-        if self.series.len() >= self.limits.max_series {
+        if self.live >= self.limits.max_series {
             return Err(EvalError::SeriesLimit {
                 limit: self.limits.max_series,
                 labels: labels.to_string(),
             });
         }
         let labels = self.interner.intern_labels(labels);
-        let id = self.next_id;
-        self.next_id += 1;
+        let series = Series {
+            labels: labels.clone(),
+            samples: Vec::new(),
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.series[i] = Some(series);
+                i
+            }
+            None => {
+                self.series.push(Some(series));
+                self.series.len() - 1
+            }
+        };
+        let id = index as SeriesId;
+        self.live += 1;
         if let Some(name) = labels
             .pairs()
             .iter()
             .find(|(n, _)| &**n == METRIC_NAME)
             .map(|(_, v)| v.clone())
         {
-            self.by_name.entry(name).or_default().insert(id);
+            self.by_name
+                .entry(name)
+                .or_default()
+                .insert(labels.clone(), id);
         }
-        self.by_labels.insert(labels.clone(), id);
-        self.series.insert(
-            id,
-            Series {
-                labels,
-                samples: Vec::new(),
-            },
-        );
+        self.by_labels.insert(labels, id);
         Ok(id)
     }
 
     /// Appends a sample to the series `id`. A sample at an existing timestamp replaces it; an
     /// older sample is inserted in order.
     pub fn append_id(&mut self, id: SeriesId, t: i64, v: f64) {
-        if let Some(series) = self.series.get_mut(&id) {
+        if let Some(Some(series)) = self.series.get_mut(id as usize) {
             match series.samples.last() {
                 None => series.samples.push((t, v)),
                 Some((last, _)) if *last < t => series.samples.push((t, v)),
@@ -167,20 +212,28 @@ impl Store {
         }
     }
 
-    /// The series id remembered for a raw series text of an exposition.
-    pub(crate) fn scrape_cache_get(&self, raw: &str) -> Option<SeriesId> {
+    /// The series id remembered for a raw series text a target exposed.
+    pub(crate) fn scrape_cache_get(&self, target: &str, raw: &str) -> Option<SeriesId> {
         self.scrape_cache
-            .get(raw)
+            .get(target)
+            .and_then(|m| m.get(raw))
             .copied()
-            .filter(|id| self.series.contains_key(id))
+            .filter(|id| self.get(*id).is_some())
     }
 
-    /// Remembers the series id of a raw series text of an exposition.
-    pub(crate) fn scrape_cache_put(&mut self, raw: String, id: SeriesId) {
-        if self.scrape_cache.len() > 2 * self.limits.max_series.min(10_000_000) {
+    /// Remembers the series id of a raw series text a target exposed.
+    pub(crate) fn scrape_cache_put(&mut self, target: &str, raw: &str, id: SeriesId) {
+        if self.scrape_cache_len > 2 * self.limits.max_series.min(10_000_000) {
             self.scrape_cache.clear();
+            self.scrape_cache_len = 0;
         }
-        self.scrape_cache.insert(raw.into_boxed_str(), id);
+        let per_target = match self.scrape_cache.get_mut(target) {
+            Some(m) => m,
+            None => self.scrape_cache.entry(target.to_string()).or_default(),
+        };
+        if per_target.insert(raw.into(), id).is_none() {
+            self.scrape_cache_len += 1;
+        }
     }
 
     /// Appends one sample to the series with these labels.
@@ -202,26 +255,32 @@ impl Store {
     /// Drops samples with a timestamp before `cutoff_ms`, and series left empty.
     pub fn drop_before(&mut self, cutoff_ms: i64) {
         let mut empty = Vec::new();
-        for (id, series) in self.series.iter_mut() {
+        for (i, slot) in self.series.iter_mut().enumerate() {
+            let Some(series) = slot else {
+                continue;
+            };
             let keep_from = series.samples.partition_point(|(t, _)| *t < cutoff_ms);
             if keep_from > 0 {
                 series.samples.drain(..keep_from);
             }
             if series.samples.is_empty() {
-                empty.push(*id);
+                empty.push(i);
             }
         }
         if empty.is_empty() {
             return;
         }
         self.scrape_cache.clear();
-        for id in empty {
-            if let Some(series) = self.series.remove(&id) {
+        self.scrape_cache_len = 0;
+        for i in empty {
+            if let Some(series) = self.series[i].take() {
+                self.free.push(i);
+                self.live -= 1;
                 self.by_labels.remove(&series.labels);
                 if let Some(name) = series.labels.metric_name() {
-                    if let Some(set) = self.by_name.get_mut(name) {
-                        set.remove(&id);
-                        if set.is_empty() {
+                    if let Some(map) = self.by_name.get_mut(name) {
+                        map.remove(&series.labels);
+                        if map.is_empty() {
                             self.by_name.remove(name);
                         }
                     }
@@ -246,19 +305,26 @@ impl Store {
                 .iter()
                 .all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
         };
-        let mut out: Vec<&Series> = match name_eq {
+        match name_eq {
             Some(name) => match self.by_name.get(name) {
-                Some(ids) => ids
-                    .iter()
-                    .filter_map(|id| self.series.get(id))
+                Some(map) => map
+                    .values()
+                    .filter_map(|id| self.get(*id))
                     .filter(|s| matches(s))
                     .collect(),
                 None => Vec::new(),
             },
-            None => self.series.values().filter(|s| matches(s)).collect(),
-        };
-        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        out
+            None => {
+                let mut out: Vec<&Series> = self
+                    .series
+                    .iter()
+                    .flatten()
+                    .filter(|s| matches(s))
+                    .collect();
+                out.sort_unstable_by(|a, b| cmp_labels(&a.labels, &b.labels));
+                out
+            }
+        }
     }
 }
 

@@ -1,6 +1,14 @@
-//! Helpers shared by promhpa's tests: locating the shared conformance suites and seeds.
+//! Helpers shared by promhpa's tests: locating the shared conformance suites and seeds,
+//! a throw-away certificate authority ([`pki::TestPki`]), and a real Prometheus serving
+//! HTTPS on 127.0.0.1 that scrapes a test target ([`prometheus::Prometheus`]).
 
 use std::path::{Path, PathBuf};
+
+pub mod pki;
+pub mod prometheus;
+
+pub use pki::TestPki;
+pub use prometheus::{free_port, wait_for_port, Prometheus, ScrapeTarget};
 
 /// The `shared/` directory that holds `conformance/` and `seeds/`.
 ///

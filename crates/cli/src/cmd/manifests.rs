@@ -54,6 +54,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("reading values file {}", path.display()))?;
         let user =
             parse_values(&text).with_context(|| format!("values file {}", path.display()))?;
+        for key in unknown_keys(&user) {
+            eprintln!(
+                "warning: {}: {key:?} is not a value of the prometheus-adapter chart; ignored",
+                path.display()
+            );
+        }
         merge_values(&mut values, user);
     }
     let release = Release {
@@ -72,6 +78,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("writing to standard output")?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Top-level keys of `values` the chart does not read (typos, values of another chart).
+pub fn unknown_keys(values: &Value) -> Vec<String> {
+    let defaults = chart_defaults();
+    let optional = ["dnsPolicy"];
+    values
+        .as_object()
+        .map(|m| {
+            m.keys()
+                .filter(|k| defaults.get(k.as_str()).is_none() && !optional.contains(&k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Parses a values document; an empty file is an empty map.
@@ -1141,6 +1162,51 @@ extraManifests:
         let mut cm = chart_defaults();
         merge_values(&mut cm, json!({"certManager": {"enabled": true}}));
         assert!(render(&cm, &release("default")).is_err());
+    }
+
+    /// Compiles a rendered rule file with promhpa's own rule loader.
+    fn compile_rules(text: &str, name: &str) -> promhpa_rules::RuleSet {
+        promhpa_rules::RuleSet::from_yaml(text, name).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn rendered_and_shipped_rule_files_compile() {
+        let objects =
+            render(&chart_defaults(), &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let cm = find(&objects, "ConfigMap", "prometheus-adapter");
+        let rules = compile_rules(
+            cm["data"]["config.yaml"].as_str().unwrap_or_default(),
+            "chart defaults",
+        );
+        assert_eq!((rules.custom.len(), rules.external.len()), (6, 0));
+
+        let mut values = chart_defaults();
+        merge_values(&mut values, seed_values());
+        let objects = render(&values, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let cm = find(&objects, "ConfigMap", "prometheus-adapter");
+        let rules = compile_rules(
+            cm["data"]["config.yaml"].as_str().unwrap_or_default(),
+            "seed values",
+        );
+        assert_eq!((rules.custom.len(), rules.external.len()), (6, 1));
+
+        for file in ["base/config.yaml", "overlays/tls-prometheus/config.yaml"] {
+            let text = fs::read_to_string(deploy_dir().join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let rules = compile_rules(&text, file);
+            assert!(rules.rules().count() > 0, "{file} has rules");
+        }
+    }
+
+    #[test]
+    fn unknown_top_level_keys_are_reported() {
+        let values = parse_values(
+            "replicas: 2\nreplica: 3\ndnsPolicy: ClusterFirst\nprometheus: {url: x}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(unknown_keys(&values), vec!["replica".to_string()]);
+        assert_eq!(unknown_keys(&seed_values()), Vec::<String>::new());
+        assert!(parse_values("- a\n- b\n").is_err());
     }
 
     #[test]

@@ -1,0 +1,876 @@
+//! The HTTP routes: discovery, custom and external metric values, health, self-metrics and
+//! OpenAPI documents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use promhpa_core::backend::{Backend, BackendError, BoxFuture, QueryValue, Sample};
+use promhpa_core::lookup::{GroupResource, LookupError, ObjectLookup};
+use promhpa_core::quantity::Quantity;
+use promhpa_core::selector::LabelSelector;
+use promhpa_rules::{RenderError, Rule};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::metrics::SelfMetrics;
+use crate::registry::Registry;
+use crate::types::*;
+
+/// Decides whether a request may proceed (authentication and authorization). Health probes
+/// are never passed to it.
+pub trait RequestGuard: Send + Sync {
+    fn check<'a>(
+        &'a self,
+        parts: &'a axum::http::request::Parts,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
+}
+
+/// Everything a request needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub backend: Arc<dyn Backend>,
+    pub lookup: Arc<dyn ObjectLookup>,
+    pub metrics: Arc<SelfMetrics>,
+    pub guard: Option<Arc<dyn RequestGuard>>,
+}
+
+/// The route label used in self-metrics.
+#[derive(Clone, Copy)]
+struct RouteLabel(&'static str);
+
+fn json<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The router for all routes, with the guard applied to everything but health probes.
+pub fn router(state: AppState) -> Router {
+    let guarded = Router::new()
+        .route("/apis", get(apis))
+        .route("/apis/", get(apis))
+        .route("/apis/custom.metrics.k8s.io", get(custom))
+        .route("/apis/custom.metrics.k8s.io/", get(custom))
+        .route("/apis/custom.metrics.k8s.io/{*rest}", get(custom))
+        .route("/apis/external.metrics.k8s.io", get(external))
+        .route("/apis/external.metrics.k8s.io/", get(external))
+        .route("/apis/external.metrics.k8s.io/{*rest}", get(external))
+        .route("/metrics", get(self_metrics))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3))
+        .route("/openapi/v3/{*rest}", get(openapi_v3_group))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let route = resp
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|r| r.0)
+        .unwrap_or(match path.as_str() {
+            "/healthz" | "/livez" | "/readyz" => "health",
+            "/metrics" => "metrics",
+            p if p.starts_with("/openapi") => "openapi",
+            p if p.starts_with("/apis") => "discovery",
+            _ => "other",
+        });
+    let code = resp.status().as_u16();
+    state
+        .metrics
+        .observe_request(route, code, start.elapsed().as_secs_f64());
+    tracing::debug!(
+        path,
+        code,
+        elapsed_us = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(g) = state.guard.clone() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    if let Err(e) = g.check(&parts).await {
+        return e.into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.registry.is_ready() {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: metric discovery has not completed yet",
+        )
+            .into_response()
+    }
+}
+
+async fn self_metrics(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::not_found(format!(
+        "the server could not find the requested resource {}",
+        req.uri().path()
+    ))
+    .into_response()
+}
+
+fn gv(group: &str, version: &str) -> GroupVersionForDiscovery {
+    GroupVersionForDiscovery {
+        group_version: format!("{group}/{version}"),
+        version: version.to_string(),
+    }
+}
+
+fn custom_group() -> ApiGroup {
+    ApiGroup {
+        kind: "APIGroup",
+        api_version: "v1",
+        name: CUSTOM_GROUP.into(),
+        versions: vec![gv(CUSTOM_GROUP, "v1beta2"), gv(CUSTOM_GROUP, "v1beta1")],
+        preferred_version: gv(CUSTOM_GROUP, "v1beta2"),
+    }
+}
+
+fn external_group() -> ApiGroup {
+    ApiGroup {
+        kind: "APIGroup",
+        api_version: "v1",
+        name: EXTERNAL_GROUP.into(),
+        versions: vec![gv(EXTERNAL_GROUP, "v1beta1")],
+        preferred_version: gv(EXTERNAL_GROUP, "v1beta1"),
+    }
+}
+
+async fn apis() -> Response {
+    json(&ApiGroupList {
+        kind: "APIGroupList",
+        api_version: "v1",
+        groups: vec![custom_group(), external_group()],
+    })
+}
+
+fn segments(path: &str, prefix: &str) -> Vec<String> {
+    path.strip_prefix(prefix)
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+fn query_params(req: &Request) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    let dec = |s: &str| {
+                        percent_encoding::percent_decode_str(&s.replace('+', " "))
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    };
+                    (dec(k), dec(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_selector(
+    params: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<LabelSelector, ApiError> {
+    match params.get(name) {
+        None => Ok(LabelSelector::everything()),
+        Some(s) => s
+            .parse()
+            .map_err(|e| ApiError::BadRequest(format!("invalid {name} \"{s}\": {e}"))),
+    }
+}
+
+fn with_route(route: &'static str, mut resp: Response) -> Response {
+    resp.extensions_mut().insert(RouteLabel(route));
+    resp
+}
+
+async fn custom(State(state): State<AppState>, req: Request) -> Response {
+    let segs = segments(req.uri().path(), "/apis/custom.metrics.k8s.io");
+    let params = query_params(&req);
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let version = segs.first().copied();
+    if let Some(v) = version {
+        if v != "v1beta1" && v != "v1beta2" {
+            return ApiError::not_found(format!(
+                "the server could not find the requested resource: version \"{v}\" of {CUSTOM_GROUP} is not served (v1beta1, v1beta2 are)"
+            ))
+            .into_response();
+        }
+    }
+    let (route, result) = match segs.as_slice() {
+        [] => return json(&custom_group()),
+        [v] => return json(&custom_resources(&state, v)),
+        [v, "namespaces", ns, "metrics", metric] => (
+            "custom/namespace",
+            custom_values(&state, v, None, "namespaces", ns, metric, &params).await,
+        ),
+        [v, "namespaces", ns, resource, name, metric] => (
+            "custom/namespaced",
+            custom_values(&state, v, Some(ns), resource, name, metric, &params).await,
+        ),
+        [v, resource, name, metric] => (
+            "custom/cluster",
+            custom_values(&state, v, None, resource, name, metric, &params).await,
+        ),
+        _ => return not_found(req).await,
+    };
+    with_route(route, result.unwrap_or_else(IntoResponse::into_response))
+}
+
+fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
+    let snap = state.registry.snapshot();
+    let mut resources: Vec<ApiResource> = snap
+        .custom
+        .iter()
+        .map(|((gr, metric), e)| ApiResource {
+            name: format!("{gr}/{metric}"),
+            singular_name: String::new(),
+            namespaced: e.namespaced,
+            kind: "MetricValueList",
+            verbs: vec!["get"],
+        })
+        .collect();
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{CUSTOM_GROUP}/{version}"),
+        resources,
+    }
+}
+
+fn backend_error(e: BackendError, metric: &str, rule: &Rule, promql: &str) -> ApiError {
+    match e {
+        BackendError::Unavailable { address, message } => ApiError::Unavailable(format!(
+            "unable to fetch metric \"{metric}\": backend {address} unavailable: {message}"
+        )),
+        other => ApiError::Internal(format!(
+            "unable to fetch metric \"{metric}\" ({}): {other}; query: {promql}",
+            rule.path()
+        )),
+    }
+}
+
+fn render_error(e: RenderError, metric: &str) -> ApiError {
+    match e {
+        RenderError::InvalidSelectorKey { .. } | RenderError::UnsupportedOperator { .. } => {
+            ApiError::BadRequest(format!("metric \"{metric}\": {e}"))
+        }
+        other => ApiError::Internal(format!("metric \"{metric}\": {other}")),
+    }
+}
+
+/// The largest range (`[5m]`, `[1h:1m]`) in a query, in seconds: the window its values cover.
+pub fn range_window_seconds(promql: &str) -> Option<i64> {
+    let mut best = None;
+    let mut rest = promql;
+    while let Some(start) = rest.find('[') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find(']') else { break };
+        let inner = after[..end].split(':').next().unwrap_or("").trim();
+        if let Ok(ms) = promhpa_core::duration::parse_prometheus_duration_ms(inner) {
+            let s = ms / 1000;
+            if best.is_none_or(|b| s > b) {
+                best = Some(s);
+            }
+        }
+        rest = &after[end..];
+    }
+    best
+}
+
+async fn query_vector(
+    state: &AppState,
+    rule: &Rule,
+    metric: &str,
+    promql: &str,
+) -> Result<Vec<Sample>, ApiError> {
+    let start = Instant::now();
+    let result = state.backend.query(promql, now_ms()).await;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(BackendError::Unavailable { .. }) => "unavailable",
+        Err(BackendError::Query { .. }) => "rejected",
+        Err(_) => "error",
+    };
+    state
+        .metrics
+        .observe_backend(rule.path(), outcome, start.elapsed().as_secs_f64());
+    match result {
+        Ok(QueryValue::Vector(v)) => Ok(v),
+        Ok(QueryValue::Scalar {
+            value,
+            timestamp_ms,
+        }) => Ok(vec![Sample {
+            labels: Default::default(),
+            value,
+            timestamp_ms,
+        }]),
+        Ok(other) => Err(ApiError::Internal(format!(
+            "metric \"{metric}\" ({}): the query returned a {} instead of a vector; query: {promql}",
+            rule.path(),
+            other.type_name()
+        ))),
+        Err(e) => Err(backend_error(e, metric, rule, promql)),
+    }
+}
+
+/// Why a finite value could not be produced.
+fn non_finite(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "+Inf"
+    } else {
+        "-Inf"
+    }
+}
+
+fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiError {
+    let snap = state.registry.snapshot();
+    let served_for: BTreeSet<String> = snap
+        .custom
+        .keys()
+        .filter(|(_, m)| m == metric)
+        .map(|(g, _)| g.to_string())
+        .collect();
+    let why = if !served_for.is_empty() {
+        format!(
+            "it is served for {} only",
+            served_for.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        let could: Vec<&str> = state
+            .registry
+            .rules()
+            .custom
+            .iter()
+            .filter(|r| r.metric_name_for(metric).as_deref() == Some(metric))
+            .map(|r| r.path())
+            .collect();
+        if could.is_empty() {
+            "no rule in the configuration produces a metric of that name".to_string()
+        } else {
+            format!(
+                "{} could produce it, but discovery found no series for it with a label for {gr} (seriesQuery within --metrics-max-age)",
+                could.join(", ")
+            )
+        }
+    };
+    ApiError::NotFound {
+        message: format!("the server could not find the metric \"{metric}\" for {gr}: {why}"),
+        details: Some(StatusDetails {
+            name: metric.to_string(),
+            group: CUSTOM_GROUP.to_string(),
+            kind: gr.to_string(),
+        }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn custom_values(
+    state: &AppState,
+    version: &str,
+    namespace: Option<&str>,
+    resource: &str,
+    name: &str,
+    metric: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Response, ApiError> {
+    let label_selector = parse_selector(params, "labelSelector")?;
+    let metric_selector = parse_selector(params, "metricLabelSelector")?;
+    let (gr, kind, api_version) = match state.lookup.resolve(resource).await {
+        Ok(m) => {
+            let av = if m.group_resource.group.is_empty() {
+                m.version.clone()
+            } else {
+                format!("{}/{}", m.group_resource.group, m.version)
+            };
+            (m.group_resource, m.kind, av)
+        }
+        Err(LookupError::Unavailable(e)) => return Err(ApiError::Unavailable(e)),
+        Err(LookupError::UnknownResource(_)) => {
+            let gr: GroupResource = resource
+                .parse()
+                .unwrap_or_else(|_| GroupResource::new("", resource));
+            (gr, String::new(), String::new())
+        }
+    };
+    let entry = match state.registry.custom(&gr, metric).await {
+        Some(e) => e,
+        None => return Err(unknown_metric(state, metric, &gr)),
+    };
+    let Some(rule) = state.registry.rules().custom.get(entry.rule) else {
+        return Err(ApiError::Internal(format!(
+            "metric \"{metric}\": registry refers to a missing rule"
+        )));
+    };
+    let names: Vec<String> = if name == "*" {
+        let found = state
+            .lookup
+            .names(&gr, namespace, &label_selector)
+            .await
+            .map_err(|e| match e {
+                LookupError::Unavailable(m) => ApiError::Unavailable(m),
+                LookupError::UnknownResource(r) => {
+                    ApiError::not_found(format!("the server doesn't have a resource type \"{r}\""))
+                }
+            })?;
+        if found.is_empty() {
+            let scope = namespace
+                .map(|n| format!(" in namespace \"{n}\""))
+                .unwrap_or_default();
+            return Err(ApiError::not_found(format!(
+                "no {gr} objects{scope} match labelSelector \"{label_selector}\", so there is no value of metric \"{metric}\" to return"
+            )));
+        }
+        found
+    } else {
+        vec![name.to_string()]
+    };
+    let promql = rule
+        .render_custom(&entry.series, namespace, &gr, &names, &metric_selector)
+        .map_err(|e| render_error(e, metric))?;
+    let Some(label) = rule.label_for_resource(&gr) else {
+        return Err(ApiError::Internal(format!(
+            "metric \"{metric}\" ({}): no label holds {gr} names",
+            rule.path()
+        )));
+    };
+    let samples = query_vector(state, rule, metric, &promql).await?;
+    let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let mut by_name: BTreeMap<&str, &Sample> = BTreeMap::new();
+    let mut seen_other: BTreeSet<String> = BTreeSet::new();
+    for s in &samples {
+        match s.labels.get(&label).map(String::as_str) {
+            Some(n) if wanted.contains(n) => {
+                by_name.entry(n).or_insert(s);
+            }
+            Some(n) => {
+                seen_other.insert(n.to_string());
+            }
+            None => {
+                seen_other.insert(format!("<no {label} label>"));
+            }
+        }
+    }
+    let window = range_window_seconds(&promql);
+    let described = |n: &str| ObjectReference {
+        kind: kind.clone(),
+        namespace: namespace.unwrap_or("").to_string(),
+        name: n.to_string(),
+        api_version: api_version.clone(),
+    };
+    let mut values: Vec<(&str, Quantity, i64)> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    for (n, s) in &by_name {
+        match Quantity::from_f64_milli(s.value) {
+            Some(q) => values.push((n, q, s.timestamp_ms)),
+            None => {
+                state.metrics.dropped_value(metric);
+                tracing::warn!(metric, object = n, value = non_finite(s.value), query = %promql, "value dropped: not a finite number");
+                dropped.push(format!("{n}: {}", non_finite(s.value)));
+            }
+        }
+    }
+    if values.is_empty() {
+        let scope = namespace
+            .map(|n| format!(" in namespace \"{n}\""))
+            .unwrap_or_default();
+        let message = if !dropped.is_empty() {
+            format!(
+                "metric \"{metric}\" for {gr}{scope} has no finite value (dropped {}); query: {promql}",
+                dropped.join(", ")
+            )
+        } else if samples.is_empty() {
+            format!(
+                "the query for metric \"{metric}\" returned no series for these {gr}{scope}; query: {promql} (results are matched to objects by the label \"{label}\")"
+            )
+        } else {
+            format!(
+                "the query for metric \"{metric}\" returned {} series but none has label \"{label}\" naming a requested {gr}{scope} (found: {}); query: {promql}",
+                samples.len(),
+                seen_other.into_iter().take(10).collect::<Vec<_>>().join(", ")
+            )
+        };
+        return Err(ApiError::NotFound {
+            message,
+            details: Some(StatusDetails {
+                name: metric.to_string(),
+                group: CUSTOM_GROUP.to_string(),
+                kind: gr.to_string(),
+            }),
+        });
+    }
+    let selector = MetaLabelSelector::from_selector(&metric_selector);
+    let api = format!("{CUSTOM_GROUP}/{version}");
+    if version == "v1beta1" {
+        let items = values
+            .into_iter()
+            .map(|(n, q, ts)| MetricValueV1Beta1 {
+                described_object: described(n),
+                metric_name: metric.to_string(),
+                timestamp: rfc3339(ts),
+                window,
+                value: q,
+                selector: selector.clone(),
+            })
+            .collect();
+        Ok(json(&MetricValueList {
+            kind: "MetricValueList",
+            api_version: api,
+            metadata: ListMeta {},
+            items,
+        }))
+    } else {
+        let items = values
+            .into_iter()
+            .map(|(n, q, ts)| MetricValueV1Beta2 {
+                described_object: described(n),
+                metric: MetricIdentifier {
+                    name: metric.to_string(),
+                    selector: selector.clone(),
+                },
+                timestamp: rfc3339(ts),
+                window_seconds: window,
+                value: q,
+            })
+            .collect();
+        Ok(json(&MetricValueList {
+            kind: "MetricValueList",
+            api_version: api,
+            metadata: ListMeta {},
+            items,
+        }))
+    }
+}
+
+async fn external(State(state): State<AppState>, req: Request) -> Response {
+    let segs = segments(req.uri().path(), "/apis/external.metrics.k8s.io");
+    let params = query_params(&req);
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        [] => json(&external_group()),
+        ["v1beta1"] => json(&external_resources(&state)),
+        ["v1beta1", "namespaces", ns, metric] => with_route(
+            "external/value",
+            external_values(&state, ns, metric, &params)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
+        ),
+        _ => not_found(req).await,
+    }
+}
+
+fn external_resources(state: &AppState) -> ApiResourceList {
+    let snap = state.registry.snapshot();
+    ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{EXTERNAL_GROUP}/v1beta1"),
+        resources: snap
+            .external
+            .iter()
+            .map(|(metric, e)| ApiResource {
+                name: metric.clone(),
+                singular_name: String::new(),
+                namespaced: e.namespaced,
+                kind: "ExternalMetricValueList",
+                verbs: vec!["get"],
+            })
+            .collect(),
+    }
+}
+
+async fn external_values(
+    state: &AppState,
+    namespace: &str,
+    metric: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Response, ApiError> {
+    // The HPA sends the metric selector as `labelSelector`; `metricLabelSelector` is
+    // accepted too, and both are combined.
+    let a = parse_selector(params, "labelSelector")?;
+    let b = parse_selector(params, "metricLabelSelector")?;
+    let selector = LabelSelector::from_requirements(
+        a.requirements()
+            .iter()
+            .chain(b.requirements())
+            .cloned()
+            .collect(),
+    );
+    let Some(entry) = state.registry.external(metric).await else {
+        let could: Vec<&str> = state
+            .registry
+            .rules()
+            .external
+            .iter()
+            .filter(|r| r.metric_name_for(metric).as_deref() == Some(metric))
+            .map(|r| r.path())
+            .collect();
+        let why = if could.is_empty() {
+            "no external rule in the configuration produces a metric of that name".to_string()
+        } else {
+            format!(
+                "{} could produce it, but discovery found no series for it (seriesQuery within --metrics-max-age)",
+                could.join(", ")
+            )
+        };
+        return Err(ApiError::NotFound {
+            message: format!("the server could not find the external metric \"{metric}\": {why}"),
+            details: Some(StatusDetails {
+                name: metric.to_string(),
+                group: EXTERNAL_GROUP.to_string(),
+                kind: String::new(),
+            }),
+        });
+    };
+    let Some(rule) = state.registry.rules().external.get(entry.rule) else {
+        return Err(ApiError::Internal(format!(
+            "metric \"{metric}\": registry refers to a missing rule"
+        )));
+    };
+    let promql = rule
+        .render_external(&entry.series, Some(namespace), &selector)
+        .map_err(|e| render_error(e, metric))?;
+    let samples = query_vector(state, rule, metric, &promql).await?;
+    let window = range_window_seconds(&promql);
+    let mut items = Vec::new();
+    let mut dropped = Vec::new();
+    for s in &samples {
+        let mut labels = s.labels.clone();
+        labels.remove("__name__");
+        match Quantity::from_f64_milli(s.value) {
+            Some(q) => items.push(ExternalMetricValue {
+                metric_name: metric.to_string(),
+                metric_labels: labels,
+                timestamp: rfc3339(s.timestamp_ms),
+                window,
+                value: q,
+            }),
+            None => {
+                state.metrics.dropped_value(metric);
+                tracing::warn!(metric, value = non_finite(s.value), query = %promql, "value dropped: not a finite number");
+                dropped.push(format!("{labels:?}: {}", non_finite(s.value)));
+            }
+        }
+    }
+    if items.is_empty() {
+        let message = if dropped.is_empty() {
+            format!(
+                "the query for external metric \"{metric}\" in namespace \"{namespace}\" returned no series; query: {promql}"
+            )
+        } else {
+            format!(
+                "external metric \"{metric}\" in namespace \"{namespace}\" has no finite value (dropped {}); query: {promql}",
+                dropped.join(", ")
+            )
+        };
+        return Err(ApiError::NotFound {
+            message,
+            details: Some(StatusDetails {
+                name: metric.to_string(),
+                group: EXTERNAL_GROUP.to_string(),
+                kind: String::new(),
+            }),
+        });
+    }
+    items.sort_by(|a, b| a.metric_labels.cmp(&b.metric_labels));
+    Ok(json(&MetricValueList {
+        kind: "ExternalMetricValueList",
+        api_version: format!("{EXTERNAL_GROUP}/v1beta1"),
+        metadata: ListMeta {},
+        items,
+    }))
+}
+
+fn openapi_definitions() -> serde_json::Value {
+    let obj_ref = serde_json::json!({"type": "object", "properties": {
+        "kind": {"type": "string"}, "namespace": {"type": "string"},
+        "name": {"type": "string"}, "apiVersion": {"type": "string"}}});
+    serde_json::json!({
+        "io.k8s.metrics.pkg.apis.custom_metrics.v1beta1.MetricValueList": {"type": "object",
+            "x-kubernetes-group-version-kind": [{"group": CUSTOM_GROUP, "version": "v1beta1", "kind": "MetricValueList"}],
+            "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": {"type": "object"},
+            "items": {"type": "array", "items": {"type": "object", "properties": {
+                "describedObject": obj_ref, "metricName": {"type": "string"}, "timestamp": {"type": "string", "format": "date-time"},
+                "window": {"type": "integer", "format": "int64"}, "value": {"type": "string"}, "selector": {"type": "object"}}}}}},
+        "io.k8s.metrics.pkg.apis.custom_metrics.v1beta2.MetricValueList": {"type": "object",
+            "x-kubernetes-group-version-kind": [{"group": CUSTOM_GROUP, "version": "v1beta2", "kind": "MetricValueList"}],
+            "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": {"type": "object"},
+            "items": {"type": "array", "items": {"type": "object", "properties": {
+                "describedObject": obj_ref, "metric": {"type": "object", "properties": {"name": {"type": "string"}, "selector": {"type": "object"}}},
+                "timestamp": {"type": "string", "format": "date-time"}, "windowSeconds": {"type": "integer", "format": "int64"}, "value": {"type": "string"}}}}}},
+        "io.k8s.metrics.pkg.apis.external_metrics.v1beta1.ExternalMetricValueList": {"type": "object",
+            "x-kubernetes-group-version-kind": [{"group": EXTERNAL_GROUP, "version": "v1beta1", "kind": "ExternalMetricValueList"}],
+            "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": {"type": "object"},
+            "items": {"type": "array", "items": {"type": "object", "properties": {
+                "metricName": {"type": "string"}, "metricLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "timestamp": {"type": "string", "format": "date-time"}, "window": {"type": "integer", "format": "int64"}, "value": {"type": "string"}}}}}}
+    })
+}
+
+fn openapi_paths(group: Option<&str>) -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    let op = |def: &str, v3: bool| {
+        let schema = if v3 {
+            serde_json::json!({"$ref": format!("#/components/schemas/{def}")})
+        } else {
+            serde_json::json!({"$ref": format!("#/definitions/{def}")})
+        };
+        let resp = if v3 {
+            serde_json::json!({"description": "OK", "content": {"application/json": {"schema": schema}}})
+        } else {
+            serde_json::json!({"description": "OK", "schema": schema})
+        };
+        serde_json::json!({"get": {"produces": ["application/json"], "responses": {"200": resp}}})
+    };
+    let v3 = group.is_some();
+    for v in ["v1beta1", "v1beta2"] {
+        if group.is_none_or(|g| g == format!("{CUSTOM_GROUP}/{v}")) {
+            let def = format!("io.k8s.metrics.pkg.apis.custom_metrics.{v}.MetricValueList");
+            for p in [
+                "namespaces/{namespace}/{resource}/{name}/{metric}",
+                "{resource}/{name}/{metric}",
+                "namespaces/{namespace}/metrics/{metric}",
+            ] {
+                paths.insert(format!("/apis/{CUSTOM_GROUP}/{v}/{p}"), op(&def, v3));
+            }
+        }
+    }
+    if group.is_none_or(|g| g == format!("{EXTERNAL_GROUP}/v1beta1")) {
+        paths.insert(
+            format!("/apis/{EXTERNAL_GROUP}/v1beta1/namespaces/{{namespace}}/{{metric}}"),
+            op(
+                "io.k8s.metrics.pkg.apis.external_metrics.v1beta1.ExternalMetricValueList",
+                v3,
+            ),
+        );
+    }
+    serde_json::Value::Object(paths)
+}
+
+async fn openapi_v2() -> Response {
+    json(&serde_json::json!({
+        "swagger": "2.0",
+        "info": {"title": "promhpa", "version": env!("CARGO_PKG_VERSION")},
+        "paths": openapi_paths(None),
+        "definitions": openapi_definitions(),
+    }))
+}
+
+async fn openapi_v3() -> Response {
+    let mut paths = serde_json::Map::new();
+    for gv in [
+        format!("{CUSTOM_GROUP}/v1beta1"),
+        format!("{CUSTOM_GROUP}/v1beta2"),
+        format!("{EXTERNAL_GROUP}/v1beta1"),
+    ] {
+        paths.insert(
+            format!("apis/{gv}"),
+            serde_json::json!({"serverRelativeURL": format!("/openapi/v3/apis/{gv}")}),
+        );
+    }
+    json(&serde_json::json!({ "paths": paths }))
+}
+
+async fn openapi_v3_group(req: Request<Body>) -> Response {
+    let gv = req
+        .uri()
+        .path()
+        .trim_start_matches("/openapi/v3/apis/")
+        .to_string();
+    let known = [
+        format!("{CUSTOM_GROUP}/v1beta1"),
+        format!("{CUSTOM_GROUP}/v1beta2"),
+        format!("{EXTERNAL_GROUP}/v1beta1"),
+    ];
+    if !known.contains(&gv) {
+        return not_found(req).await;
+    }
+    json(&serde_json::json!({
+        "openapi": "3.0.0",
+        "info": {"title": "promhpa", "version": env!("CARGO_PKG_VERSION")},
+        "paths": openapi_paths(Some(&gv)),
+        "components": {"schemas": openapi_definitions()},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_from_ranges() {
+        assert_eq!(
+            range_window_seconds("sum(rate(x{a=\"b\"}[2m])) by (pod)"),
+            Some(120)
+        );
+        assert_eq!(
+            range_window_seconds("max_over_time(rate(x[1m])[5m:30s])"),
+            Some(300)
+        );
+        assert_eq!(range_window_seconds("sum(x)"), None);
+    }
+}

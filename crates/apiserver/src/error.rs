@@ -1,0 +1,92 @@
+//! [`ApiError`]: every failure at the HTTP edge, rendered as a Kubernetes `Status`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::types::{Status, StatusDetails};
+
+/// A request failure with the HTTP code and `Status.reason` Kubernetes would use.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ApiError {
+    /// 404 `NotFound`.
+    #[error("{message}")]
+    NotFound {
+        message: String,
+        details: Option<StatusDetails>,
+    },
+    /// 400 `BadRequest`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 503 `ServiceUnavailable`: the backend could not be reached or timed out.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500 `InternalError`: the backend rejected a rendered query, or a rule failed to render.
+    #[error("{0}")]
+    Internal(String),
+    /// 401 `Unauthorized`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `Forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } => "NotFound",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Internal(_) => "InternalError",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::NotFound {
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// The `Status` body for this error.
+    pub fn status(&self) -> Status {
+        Status {
+            kind: "Status",
+            api_version: "v1",
+            metadata: serde_json::Map::new(),
+            status: "Failure",
+            message: self.to_string(),
+            reason: self.reason(),
+            details: match self {
+                ApiError::NotFound { details, .. } => details.clone(),
+                _ => None,
+            },
+            code: self.code().as_u16(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        (
+            self.code(),
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,180 @@
+//! promhpa's own metrics, served on `/metrics` in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<(String, u16), Histogram>,
+    backend: BTreeMap<(String, String), Histogram>,
+    relist: Histogram,
+    relist_failures: u64,
+    relist_series: u64,
+    registry_custom: u64,
+    registry_external: u64,
+    dropped_values: BTreeMap<String, u64>,
+}
+
+/// Counters and histograms describing the server's own behaviour.
+#[derive(Debug, Default)]
+pub struct SelfMetrics {
+    inner: Mutex<Inner>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl SelfMetrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One served HTTP request on `route` with status `code`.
+    pub fn observe_request(&self, route: &str, code: u16, seconds: f64) {
+        self.lock()
+            .requests
+            .entry((route.to_string(), code))
+            .or_default()
+            .observe(seconds);
+    }
+
+    /// One backend query made for `rule` with `outcome` (`success` or an error kind).
+    pub fn observe_backend(&self, rule: &str, outcome: &str, seconds: f64) {
+        self.lock()
+            .backend
+            .entry((rule.to_string(), outcome.to_string()))
+            .or_default()
+            .observe(seconds);
+    }
+
+    /// One discovery relist.
+    pub fn observe_relist(&self, seconds: f64, series: u64, ok: bool) {
+        let mut i = self.lock();
+        i.relist.observe(seconds);
+        i.relist_series = series;
+        if !ok {
+            i.relist_failures += 1;
+        }
+    }
+
+    /// Current registry size.
+    pub fn set_registry_size(&self, custom: usize, external: usize) {
+        let mut i = self.lock();
+        i.registry_custom = custom as u64;
+        i.registry_external = external as u64;
+    }
+
+    /// A value that was not served because it was NaN or infinite.
+    pub fn dropped_value(&self, metric: &str) {
+        *self
+            .lock()
+            .dropped_values
+            .entry(metric.to_string())
+            .or_default() += 1;
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let i = self.lock();
+        let mut out = String::new();
+        out.push_str("# HELP promhpa_http_request_duration_seconds Latency of served HTTP requests by route and status code.\n# TYPE promhpa_http_request_duration_seconds histogram\n");
+        for ((route, code), h) in &i.requests {
+            h.render(
+                &mut out,
+                "promhpa_http_request_duration_seconds",
+                &format!("route=\"{}\",code=\"{code}\"", esc(route)),
+            );
+        }
+        out.push_str("# HELP promhpa_backend_query_duration_seconds Latency of backend queries by rule and outcome.\n# TYPE promhpa_backend_query_duration_seconds histogram\n");
+        for ((rule, outcome), h) in &i.backend {
+            h.render(
+                &mut out,
+                "promhpa_backend_query_duration_seconds",
+                &format!("rule=\"{}\",outcome=\"{}\"", esc(rule), esc(outcome)),
+            );
+        }
+        out.push_str("# HELP promhpa_discovery_relist_duration_seconds Duration of discovery relists.\n# TYPE promhpa_discovery_relist_duration_seconds histogram\n");
+        i.relist
+            .render(&mut out, "promhpa_discovery_relist_duration_seconds", "");
+        let _ = writeln!(out, "# HELP promhpa_discovery_relist_failures_total Relists that failed for at least one rule.\n# TYPE promhpa_discovery_relist_failures_total counter\npromhpa_discovery_relist_failures_total {}", i.relist_failures);
+        let _ = writeln!(out, "# HELP promhpa_discovery_relist_series Distinct (name, label-name set) pairs seen by the last relist.\n# TYPE promhpa_discovery_relist_series gauge\npromhpa_discovery_relist_series {}", i.relist_series);
+        let _ = writeln!(out, "# HELP promhpa_registry_metrics Metrics served, by API.\n# TYPE promhpa_registry_metrics gauge\npromhpa_registry_metrics{{api=\"custom\"}} {}\npromhpa_registry_metrics{{api=\"external\"}} {}", i.registry_custom, i.registry_external);
+        out.push_str("# HELP promhpa_dropped_values_total Values not served because they were NaN or infinite.\n# TYPE promhpa_dropped_values_total counter\n");
+        for (m, c) in &i.dropped_values {
+            let _ = writeln!(
+                out,
+                "promhpa_dropped_values_total{{metric=\"{}\"}} {c}",
+                esc(m)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_observations() {
+        let m = SelfMetrics::default();
+        m.observe_request("custom/object", 200, 0.002);
+        m.observe_request("custom/object", 200, 0.2);
+        m.observe_backend("rules[0]", "success", 0.01);
+        m.set_registry_size(3, 1);
+        let text = m.render();
+        assert!(text.contains(
+            "promhpa_http_request_duration_seconds_bucket{route=\"custom/object\",code=\"200\",le=\"0.0025\"} 1"
+        ));
+        assert!(text.contains(
+            "promhpa_http_request_duration_seconds_count{route=\"custom/object\",code=\"200\"} 2"
+        ));
+        assert!(text.contains("promhpa_registry_metrics{api=\"custom\"} 3"));
+        assert!(text.contains("rule=\"rules[0]\",outcome=\"success\""));
+    }
+}

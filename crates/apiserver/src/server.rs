@@ -1,0 +1,309 @@
+//! TLS serving: rustls (TLS 1.2 and 1.3 only), serving certificates re-read when their files
+//! change, optional client certificates passed up as [`PeerCertificates`], HTTP/1.1 and
+//! HTTP/2, and graceful shutdown.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use promhpa_core::tls::PeerCertificates;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// Why serving could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("reading {what} {path}: {message}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("generating a self-signed serving certificate: {0}")]
+    Generate(String),
+    #[error("configuring tls: {0}")]
+    Tls(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Load a PEM certificate chain and private key.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {
+    let read_err = |what: &'static str, path: &Path, e: String| ServerError::Read {
+        what,
+        path: path.to_path_buf(),
+        message: e,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| read_err("tls certificate file", cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| read_err("tls certificate file", cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(read_err(
+            "tls certificate file",
+            cert,
+            "no certificates found".into(),
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| read_err("tls private key file", key, e.to_string()))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| read_err("tls private key file", key, e.to_string()))?;
+    Ok(CertifiedKey::new(certs, signing))
+}
+
+fn mtimes(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (m(cert), m(key))
+}
+
+/// Serves the certificate in a pair of files, re-reading them (at most every two seconds)
+/// when their modification times change. A pair that fails to load is logged and the
+/// previous one kept.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    state: Mutex<ReloadState>,
+}
+
+#[derive(Debug)]
+struct ReloadState {
+    current: Arc<CertifiedKey>,
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+    checked: Instant,
+}
+
+impl ReloadingCert {
+    pub fn new(cert: &Path, key: &Path) -> Result<ReloadingCert, ServerError> {
+        let ck = load_certified_key(cert, key)?;
+        Ok(ReloadingCert {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            state: Mutex::new(ReloadState {
+                current: Arc::new(ck),
+                stamps: mtimes(cert, key),
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.checked.elapsed() >= Duration::from_secs(2) {
+            s.checked = Instant::now();
+            let stamps = mtimes(&self.cert, &self.key);
+            if stamps != s.stamps {
+                match load_certified_key(&self.cert, &self.key) {
+                    Ok(ck) => {
+                        tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                        s.current = Arc::new(ck);
+                        s.stamps = stamps;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "keeping the previous serving certificate")
+                    }
+                }
+            }
+        }
+        s.current.clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// Asks for a client certificate without requiring one, and accepts any chain whose
+/// holder proves possession of the leaf's key. Whether the chain is trusted is decided by
+/// authentication above the TLS layer.
+#[derive(Debug)]
+struct OptionalClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for OptionalClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A rustls server configuration: TLS 1.2+, optional client certificates, ALPN h2 and
+/// http/1.1, certificates from `resolver`.
+pub fn tls_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let provider = provider();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(OptionalClientCert { provider }))
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The serving certificate and key in `cert_dir` (`apiserver.crt`, `apiserver.key`),
+/// generated self-signed for `localhost`, `127.0.0.1` and `hosts` when absent.
+pub fn ensure_self_signed(
+    cert_dir: &Path,
+    hosts: &[String],
+) -> Result<(PathBuf, PathBuf), ServerError> {
+    let cert = cert_dir.join("apiserver.crt");
+    let key = cert_dir.join("apiserver.key");
+    if cert.is_file() && key.is_file() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(cert_dir).map_err(|e| ServerError::Read {
+        what: "certificate directory",
+        path: cert_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    names.extend(hosts.iter().cloned());
+    names.dedup();
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| ServerError::Generate(e.to_string()))?;
+    let write = |p: &Path, text: String| {
+        std::fs::write(p, text).map_err(|e| ServerError::Read {
+            what: "generated certificate file",
+            path: p.to_path_buf(),
+            message: e.to_string(),
+        })
+    };
+    write(&cert, generated.cert.pem())?;
+    write(&key, generated.key_pair.serialize_pem())?;
+    Ok((cert, key))
+}
+
+/// Accept TLS connections on `listener` and serve `app` until `shutdown` resolves; then
+/// stop accepting and give open connections up to `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "tls handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "tls handshake timed out");
+                    return;
+                }
+            };
+            let peer_certs =
+                tls.get_ref().1.peer_certificates().map(|chain| {
+                    PeerCertificates(chain.iter().map(|c| c.as_ref().to_vec()).collect())
+                });
+            let svc = app.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                if let Some(pc) = &peer_certs {
+                    req.extensions_mut().insert(pc.clone());
+                }
+                req
+            });
+            let svc = TowerToHyperService::new(svc);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing open connections"),
+    }
+}

@@ -1,0 +1,254 @@
+//! The Kubernetes JSON types served: discovery documents, `MetricValueList` (v1beta1 and
+//! v1beta2), `ExternalMetricValueList` and `Status`, with the field names and omission rules
+//! of their Go definitions.
+
+use std::collections::BTreeMap;
+
+use promhpa_core::quantity::Quantity;
+use promhpa_core::selector::{LabelSelector, Operator};
+use serde::Serialize;
+
+pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ListMeta {}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupVersionForDiscovery {
+    #[serde(rename = "groupVersion")]
+    pub group_version: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiGroup {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    pub name: String,
+    pub versions: Vec<GroupVersionForDiscovery>,
+    #[serde(rename = "preferredVersion")]
+    pub preferred_version: GroupVersionForDiscovery,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiGroupList {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    pub groups: Vec<ApiGroup>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiResource {
+    pub name: String,
+    #[serde(rename = "singularName")]
+    pub singular_name: String,
+    pub namespaced: bool,
+    pub kind: &'static str,
+    pub verbs: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiResourceList {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    #[serde(rename = "groupVersion")]
+    pub group_version: String,
+    pub resources: Vec<ApiResource>,
+}
+
+/// `metav1.LabelSelector`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetaLabelSelector {
+    #[serde(rename = "matchLabels", skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(rename = "matchExpressions", skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl MetaLabelSelector {
+    /// The `metav1.LabelSelector` form of a parsed selector; `None` for the empty selector.
+    /// `>`/`<` requirements have no `metav1` form and are left out.
+    pub fn from_selector(sel: &LabelSelector) -> Option<MetaLabelSelector> {
+        if sel.is_empty() {
+            return None;
+        }
+        let mut out = MetaLabelSelector {
+            match_labels: BTreeMap::new(),
+            match_expressions: Vec::new(),
+        };
+        for r in sel.requirements() {
+            let op = match r.operator {
+                Operator::Equals | Operator::DoubleEquals => {
+                    if let Some(v) = r.values.first() {
+                        out.match_labels.insert(r.key.clone(), v.clone());
+                    }
+                    continue;
+                }
+                Operator::NotEquals => "NotIn",
+                Operator::In => "In",
+                Operator::NotIn => "NotIn",
+                Operator::Exists => "Exists",
+                Operator::DoesNotExist => "DoesNotExist",
+                Operator::GreaterThan | Operator::LessThan => continue,
+            };
+            out.match_expressions.push(LabelSelectorRequirement {
+                key: r.key.clone(),
+                operator: op,
+                values: r.values.clone(),
+            });
+        }
+        Some(out)
+    }
+}
+
+/// `corev1.ObjectReference` as used in `describedObject`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObjectReference {
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+}
+
+/// `custom.metrics.k8s.io/v1beta1` `MetricValue`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricValueV1Beta1 {
+    #[serde(rename = "describedObject")]
+    pub described_object: ObjectReference,
+    #[serde(rename = "metricName")]
+    pub metric_name: String,
+    pub timestamp: String,
+    #[serde(rename = "window", skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
+    pub value: Quantity,
+    pub selector: Option<MetaLabelSelector>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricIdentifier {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selector: Option<MetaLabelSelector>,
+}
+
+/// `custom.metrics.k8s.io/v1beta2` `MetricValue`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricValueV1Beta2 {
+    #[serde(rename = "describedObject")]
+    pub described_object: ObjectReference,
+    pub metric: MetricIdentifier,
+    pub timestamp: String,
+    #[serde(rename = "windowSeconds", skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<i64>,
+    pub value: Quantity,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricValueList<T> {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub metadata: ListMeta,
+    pub items: Vec<T>,
+}
+
+/// `external.metrics.k8s.io/v1beta1` `ExternalMetricValue`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalMetricValue {
+    #[serde(rename = "metricName")]
+    pub metric_name: String,
+    #[serde(rename = "metricLabels")]
+    pub metric_labels: BTreeMap<String, String>,
+    pub timestamp: String,
+    #[serde(rename = "window", skip_serializing_if = "Option::is_none")]
+    pub window: Option<i64>,
+    pub value: Quantity,
+}
+
+/// `metav1.Status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Status {
+    pub kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub status: &'static str,
+    pub message: String,
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<StatusDetails>,
+    pub code: u16,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusDetails {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time with second precision
+/// (`metav1.Time`'s JSON form).
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn selectors_in_metav1_form() {
+        let sel: LabelSelector = "a=1,b in (x,y),!c,d!=2".parse().unwrap_or_default();
+        let m = MetaLabelSelector::from_selector(&sel).unwrap_or_else(|| panic!("empty"));
+        let json = serde_json::to_string(&m).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"matchLabels":{"a":"1"},"matchExpressions":[{"key":"b","operator":"In","values":["x","y"]},{"key":"c","operator":"DoesNotExist"},{"key":"d","operator":"NotIn","values":["2"]}]}"#
+        );
+        assert!(MetaLabelSelector::from_selector(&LabelSelector::everything()).is_none());
+    }
+}

@@ -1,0 +1,367 @@
+//! Where the Kubernetes API is and how to authenticate to it: a kubeconfig file or the
+//! pod's in-cluster service account.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+use crate::KubeError;
+
+/// Connection settings for one API server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeConfig {
+    /// Base URL, e.g. `https://10.96.0.1:443`.
+    pub server: String,
+    /// PEM CA bundle that signs the server's certificate; `None` uses the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Skip server certificate verification (`insecure-skip-tls-verify`).
+    pub insecure: bool,
+    /// Name to verify the server certificate against instead of the URL's host.
+    pub tls_server_name: Option<String>,
+    /// A static bearer token.
+    pub token: Option<String>,
+    /// A file holding a bearer token, re-read as it rotates (projected service account tokens).
+    pub token_file: Option<PathBuf>,
+    /// PEM client certificate and key.
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Vec<u8>>,
+    /// The default namespace of the context.
+    pub namespace: Option<String>,
+}
+
+/// Where the service account's credentials are mounted in a pod.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+impl KubeConfig {
+    /// Credentials for `--lister-kubeconfig` (and the `--authentication-`/`--authorization-`
+    /// kubeconfigs): the given file, or in a pod the service account, or else `$KUBECONFIG`
+    /// or `~/.kube/config`.
+    pub fn load(kubeconfig: Option<&Path>) -> Result<KubeConfig, KubeError> {
+        if let Some(path) = kubeconfig.filter(|p| !p.as_os_str().is_empty()) {
+            return KubeConfig::from_kubeconfig_file(path, None);
+        }
+        let host = std::env::var("KUBERNETES_SERVICE_HOST").ok();
+        let port = std::env::var("KUBERNETES_SERVICE_PORT").ok();
+        if let (Some(host), Some(port)) = (host, port) {
+            return KubeConfig::in_cluster(&host, &port, Path::new(SERVICE_ACCOUNT_DIR));
+        }
+        let path =
+            match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+                Some(list) => std::env::split_paths(&list).next().unwrap_or_default(),
+                None => match std::env::var_os("HOME") {
+                    Some(home) => Path::new(&home).join(".kube").join("config"),
+                    None => return Err(KubeError::InCluster(
+                        "not in a pod, and no kubeconfig given, in $KUBECONFIG or in $HOME/.kube"
+                            .into(),
+                    )),
+                },
+            };
+        KubeConfig::from_kubeconfig_file(&path, None)
+    }
+
+    /// The in-cluster configuration: `https://host:port`, with the CA, token and namespace
+    /// mounted in `sa_dir`.
+    pub fn in_cluster(host: &str, port: &str, sa_dir: &Path) -> Result<KubeConfig, KubeError> {
+        let token_file = sa_dir.join("token");
+        if !token_file.is_file() {
+            return Err(KubeError::InCluster(format!(
+                "no service account token at {}",
+                token_file.display()
+            )));
+        }
+        let ca_file = sa_dir.join("ca.crt");
+        let ca_pem = std::fs::read(&ca_file)
+            .map_err(|e| KubeError::InCluster(format!("reading {}: {e}", ca_file.display())))?;
+        let namespace = std::fs::read_to_string(sa_dir.join("namespace"))
+            .ok()
+            .map(|s| s.trim().to_string());
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        Ok(KubeConfig {
+            server: format!("https://{host}:{port}"),
+            ca_pem: Some(ca_pem),
+            token_file: Some(token_file),
+            namespace,
+            ..KubeConfig::default()
+        })
+    }
+
+    /// Reads a kubeconfig file, using `context` or its `current-context`.
+    pub fn from_kubeconfig_file(
+        path: &Path,
+        context: Option<&str>,
+    ) -> Result<KubeConfig, KubeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KubeError::Kubeconfig {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        KubeConfig::from_kubeconfig(&text, base, context).map_err(|message| KubeError::Kubeconfig {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses kubeconfig text; relative file references are resolved against `base`.
+    pub fn from_kubeconfig(
+        text: &str,
+        base: &Path,
+        context: Option<&str>,
+    ) -> Result<KubeConfig, String> {
+        let file: KubeconfigFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let context_name = context
+            .map(str::to_string)
+            .or(file.current_context.clone())
+            .filter(|c| !c.is_empty())
+            .ok_or("no context selected and no current-context set")?;
+        let ctx = file
+            .contexts
+            .iter()
+            .find(|c| c.name == context_name)
+            .map(|c| &c.context)
+            .ok_or_else(|| format!("context {context_name:?} not found"))?;
+        let cluster = file
+            .clusters
+            .iter()
+            .find(|c| c.name == ctx.cluster)
+            .map(|c| &c.cluster)
+            .ok_or_else(|| {
+                format!(
+                    "cluster {:?} of context {context_name:?} not found",
+                    ctx.cluster
+                )
+            })?;
+        let empty = KubeconfigUser::default();
+        let user = match &ctx.user {
+            Some(name) if !name.is_empty() => file
+                .users
+                .iter()
+                .find(|u| &u.name == name)
+                .map(|u| &u.user)
+                .ok_or_else(|| format!("user {name:?} of context {context_name:?} not found"))?,
+            _ => &empty,
+        };
+        if user.exec.is_some() || user.auth_provider.is_some() {
+            return Err(format!(
+                "user of context {context_name:?} uses an exec or auth-provider plugin, which is not supported; use a token or client certificate"
+            ));
+        }
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let data_or_file = |data: &Option<String>,
+                            file: &Option<String>,
+                            what: &str|
+         -> Result<Option<Vec<u8>>, String> {
+            if let Some(data) = data.as_deref().filter(|d| !d.is_empty()) {
+                let cleaned: String = data.split_whitespace().collect();
+                return base64::engine::general_purpose::STANDARD
+                    .decode(cleaned)
+                    .map(Some)
+                    .map_err(|e| format!("{what}-data is not base64: {e}"));
+            }
+            match file.as_deref().filter(|f| !f.is_empty()) {
+                Some(f) => std::fs::read(resolve(f))
+                    .map(Some)
+                    .map_err(|e| format!("reading {what} {f}: {e}")),
+                None => Ok(None),
+            }
+        };
+        if cluster.server.is_empty() {
+            return Err(format!("cluster {:?} has no server", ctx.cluster));
+        }
+        Ok(KubeConfig {
+            server: cluster.server.trim_end_matches('/').to_string(),
+            ca_pem: data_or_file(
+                &cluster.certificate_authority_data,
+                &cluster.certificate_authority,
+                "certificate-authority",
+            )?,
+            insecure: cluster.insecure_skip_tls_verify,
+            tls_server_name: cluster.tls_server_name.clone().filter(|s| !s.is_empty()),
+            token: user.token.clone().filter(|t| !t.is_empty()),
+            token_file: user
+                .token_file
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .map(resolve),
+            client_cert_pem: data_or_file(
+                &user.client_certificate_data,
+                &user.client_certificate,
+                "client-certificate",
+            )?,
+            client_key_pem: data_or_file(&user.client_key_data, &user.client_key, "client-key")?,
+            namespace: ctx.namespace.clone().filter(|n| !n.is_empty()),
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct KubeconfigFile {
+    #[serde(rename = "current-context", default)]
+    current_context: Option<String>,
+    #[serde(default)]
+    clusters: Vec<NamedCluster>,
+    #[serde(default)]
+    users: Vec<NamedUser>,
+    #[serde(default)]
+    contexts: Vec<NamedContext>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NamedCluster {
+    name: String,
+    cluster: KubeconfigCluster,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct KubeconfigCluster {
+    #[serde(default)]
+    server: String,
+    certificate_authority: Option<String>,
+    certificate_authority_data: Option<String>,
+    #[serde(default)]
+    insecure_skip_tls_verify: bool,
+    tls_server_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NamedUser {
+    name: String,
+    #[serde(default)]
+    user: KubeconfigUser,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct KubeconfigUser {
+    token: Option<String>,
+    #[serde(rename = "tokenFile")]
+    token_file: Option<String>,
+    client_certificate: Option<String>,
+    client_certificate_data: Option<String>,
+    client_key: Option<String>,
+    client_key_data: Option<String>,
+    exec: Option<serde_yaml::Value>,
+    auth_provider: Option<BTreeMap<String, serde_yaml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NamedContext {
+    name: String,
+    context: KubeconfigContext,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct KubeconfigContext {
+    cluster: String,
+    user: Option<String>,
+    namespace: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KUBECONFIG: &str = r#"
+apiVersion: v1
+kind: Config
+current-context: kind-dev
+clusters:
+- name: kind-dev
+  cluster:
+    server: https://127.0.0.1:39211/
+    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==
+- name: prod
+  cluster:
+    server: https://prod.example.com
+    certificate-authority: certs/prod-ca.crt
+contexts:
+- name: kind-dev
+  context: {cluster: kind-dev, user: kind-dev, namespace: shop}
+- name: prod
+  context: {cluster: prod, user: robot}
+- name: sso
+  context: {cluster: prod, user: sso}
+users:
+- name: kind-dev
+  user:
+    client-certificate-data: Y2VydA==
+    client-key-data: a2V5
+- name: robot
+  user:
+    tokenFile: tokens/robot
+- name: sso
+  user:
+    exec: {command: kubelogin}
+"#;
+
+    #[test]
+    fn kubeconfig_current_context_with_inline_data() {
+        let c = KubeConfig::from_kubeconfig(KUBECONFIG, Path::new("/etc/kube"), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.server, "https://127.0.0.1:39211");
+        assert_eq!(
+            c.ca_pem.as_deref(),
+            Some(&b"-----BEGIN CERTIFICATE-----\n"[..])
+        );
+        assert_eq!(c.client_cert_pem.as_deref(), Some(&b"cert"[..]));
+        assert_eq!(c.client_key_pem.as_deref(), Some(&b"key"[..]));
+        assert_eq!(c.namespace.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn kubeconfig_files_are_relative_to_the_kubeconfig() {
+        let err =
+            KubeConfig::from_kubeconfig(KUBECONFIG, Path::new("/nonexistent/kube"), Some("prod"))
+                .err()
+                .unwrap_or_default();
+        assert!(err.contains("certs/prod-ca.crt"), "{err}");
+        let dir = std::env::temp_dir().join(format!("promhpa-kubeconfig-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("certs")).unwrap_or_default();
+        std::fs::write(dir.join("certs/prod-ca.crt"), "CA").unwrap_or_default();
+        let c = KubeConfig::from_kubeconfig(KUBECONFIG, &dir, Some("prod"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.ca_pem.as_deref(), Some(&b"CA"[..]));
+        assert_eq!(c.token_file, Some(dir.join("tokens/robot")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn unsupported_and_missing_entries_are_errors() {
+        let err = KubeConfig::from_kubeconfig(KUBECONFIG, Path::new("/"), Some("sso"))
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("exec"), "{err}");
+        let err = KubeConfig::from_kubeconfig(KUBECONFIG, Path::new("/"), Some("nope"))
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("\"nope\" not found"), "{err}");
+    }
+
+    #[test]
+    fn in_cluster_reads_the_service_account_mount() {
+        let dir = std::env::temp_dir().join(format!("promhpa-sa-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        assert!(KubeConfig::in_cluster("10.96.0.1", "443", &dir).is_err());
+        std::fs::write(dir.join("token"), "t").unwrap_or_default();
+        std::fs::write(dir.join("ca.crt"), "CA").unwrap_or_default();
+        std::fs::write(dir.join("namespace"), "promhpa\n").unwrap_or_default();
+        let c = KubeConfig::in_cluster("fd00::1", "443", &dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.server, "https://[fd00::1]:443");
+        assert_eq!(c.namespace.as_deref(), Some("promhpa"));
+        assert_eq!(c.token_file, Some(dir.join("token")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,151 @@
+//! [`ObjectLookup`] over watch caches started on first use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use promhpa_core::selector::LabelSelector;
+use promhpa_core::{BoxFuture, GroupResource, LookupError, ObjectLookup, ResourceMapping};
+use tokio::task::JoinHandle;
+
+use crate::api::KubeApi;
+use crate::cache::ObjectCache;
+use crate::discovery::Discovery;
+
+/// Object lookup against a Kubernetes API server: resources resolved through
+/// [`Discovery`], objects answered from a metadata-only [`ObjectCache`] per resource, each
+/// started the first time its resource is asked for. Once a cache has synced, requests
+/// read memory only.
+pub struct KubeObjectLookup {
+    api: Arc<dyn KubeApi>,
+    discovery: Arc<Discovery>,
+    caches: Mutex<HashMap<GroupResource, Arc<ObjectCache>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    sync_timeout: Duration,
+}
+
+impl KubeObjectLookup {
+    /// A lookup whose first request for a resource waits at most `sync_timeout` for its
+    /// cache to fill. Must be used inside a tokio runtime.
+    pub fn new(api: Arc<dyn KubeApi>, discovery: Arc<Discovery>, sync_timeout: Duration) -> Self {
+        KubeObjectLookup {
+            api,
+            discovery,
+            caches: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            sync_timeout,
+        }
+    }
+
+    /// Also refreshes discovery every `every` in the background.
+    pub fn with_periodic_discovery(self, every: Duration) -> Self {
+        let task = tokio::spawn(self.discovery.clone().run_periodic(every));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+        self
+    }
+
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
+    }
+
+    /// The cache of `mapping`'s resource, started now if it is not running yet.
+    pub fn cache(&self, mapping: &ResourceMapping) -> Arc<ObjectCache> {
+        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = caches.get(&mapping.group_resource) {
+            return cache.clone();
+        }
+        let cache = Arc::new(ObjectCache::new(mapping.clone()));
+        caches.insert(mapping.group_resource.clone(), cache.clone());
+        let task = tokio::spawn(cache.clone().run(self.api.clone()));
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+        cache
+    }
+
+    /// Starts the caches of `resources` (as written in rules: `pods`, `deployments.apps`)
+    /// without waiting for them, so the first metric request finds them filled. Names that
+    /// do not resolve are returned.
+    pub async fn warm(&self, resources: &[&str]) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for name in resources {
+            match self.discovery.resolve(name).await {
+                Ok(mapping) => {
+                    self.cache(&mapping);
+                }
+                Err(_) => unknown.push((*name).to_string()),
+            }
+        }
+        unknown
+    }
+
+    /// Resources whose caches are running.
+    pub fn cached_resources(&self) -> Vec<GroupResource> {
+        let mut out: Vec<_> = self
+            .caches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for KubeObjectLookup {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl ObjectLookup for KubeObjectLookup {
+    fn resolve<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<ResourceMapping, LookupError>> {
+        Box::pin(self.discovery.resolve(resource))
+    }
+
+    fn names<'a>(
+        &'a self,
+        group_resource: &'a GroupResource,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, LookupError>> {
+        Box::pin(async move {
+            let info = self.discovery.get(group_resource).await?;
+            let has = |verb: &str| info.verbs.iter().any(|v| v == verb);
+            let watchable = info.verbs.is_empty() || (has("list") && has("watch"));
+            if !watchable {
+                return Err(LookupError::Unavailable(format!(
+                    "{group_resource} cannot be listed and watched"
+                )));
+            }
+            let cache = self.cache(&info.mapping);
+            if !cache.wait_synced(self.sync_timeout).await {
+                return Err(LookupError::Unavailable(format!(
+                    "cache of {group_resource} has not synced within {:?}",
+                    self.sync_timeout
+                )));
+            }
+            let namespace = if info.mapping.namespaced {
+                namespace
+            } else {
+                None
+            };
+            Ok(cache.names(namespace, selector))
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! Following kube-system/extension-apiserver-authentication: the CAs and header names it
+//! publishes are applied at start and again when it changes (a CA rotation).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use promhpa_auth::authn::AuthnSources;
+use promhpa_auth::{Authenticator, DelegatingAuthenticator, SystemClock};
+use promhpa_core::tls::PeerCertificates;
+use promhpa_core::BoxFuture;
+use promhpa_kube_lookup::api::{KubeApi, WatchStream};
+use promhpa_kube_lookup::authconfig::follow_authentication_config;
+use promhpa_kube_lookup::KubeError;
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+
+struct Ca {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+fn ca(cn: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    Ca { cert, key }
+}
+
+fn client(ca: &Ca, cn: &str) -> PeerCertificates {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    PeerCertificates(vec![params
+        .signed_by(&key, &ca.cert, &ca.key)
+        .unwrap()
+        .der()
+        .to_vec()])
+}
+
+/// The configmap as the API server returns it.
+fn configmap(front_proxy: &Ca, client_ca: &Ca, rv: u32) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": "extension-apiserver-authentication",
+            "namespace": "kube-system",
+            "uid": "0c5b8d3e-6f1a-4b2c-9d8e-7f6a5b4c3d2e",
+            "resourceVersion": rv.to_string(),
+            "creationTimestamp": "2026-11-19T08:00:00Z"
+        },
+        "data": {
+            "client-ca-file": client_ca.cert.pem(),
+            "requestheader-allowed-names": "[\"front-proxy-client\"]",
+            "requestheader-client-ca-file": front_proxy.cert.pem(),
+            "requestheader-extra-headers-prefix": "[\"X-Remote-Extra-\"]",
+            "requestheader-group-headers": "[\"X-Remote-Group\"]",
+            "requestheader-username-headers": "[\"X-Remote-User\"]"
+        }
+    })
+}
+
+struct Fake {
+    object: Mutex<Option<Vec<u8>>>,
+    watches: Mutex<VecDeque<Vec<Vec<u8>>>>,
+    log: Mutex<Vec<String>>,
+}
+
+struct Lines(VecDeque<Vec<u8>>, bool);
+
+impl WatchStream for Lines {
+    fn next_event(&mut self) -> BoxFuture<'_, Option<Result<Vec<u8>, KubeError>>> {
+        Box::pin(async move {
+            match self.0.pop_front() {
+                Some(line) => Some(Ok(line)),
+                None if self.1 => std::future::pending().await,
+                None => None,
+            }
+        })
+    }
+}
+
+impl KubeApi for Fake {
+    fn get<'a>(
+        &'a self,
+        path: &'a str,
+        _accept: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
+        Box::pin(async move {
+            self.log.lock().unwrap().push(path.to_string());
+            self.object
+                .lock()
+                .unwrap()
+                .clone()
+                .ok_or(KubeError::Status {
+                    code: 403,
+                    path: path.into(),
+                    message: "configmaps \"extension-apiserver-authentication\" is forbidden"
+                        .into(),
+                })
+        })
+    }
+
+    fn watch<'a>(
+        &'a self,
+        path: &'a str,
+        _accept: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn WatchStream>, KubeError>> {
+        Box::pin(async move {
+            self.log.lock().unwrap().push(path.to_string());
+            let next = self.watches.lock().unwrap().pop_front();
+            let quiet = next.is_none();
+            Ok(Box::new(Lines(next.unwrap_or_default().into(), quiet)) as Box<dyn WatchStream>)
+        })
+    }
+
+    fn post<'a>(
+        &'a self,
+        path: &'a str,
+        _body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
+        Box::pin(async move {
+            Err(KubeError::Status {
+                code: 405,
+                path: path.into(),
+                message: String::new(),
+            })
+        })
+    }
+}
+
+fn as_user(name: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("X-Remote-User", HeaderValue::from_str(name).unwrap());
+    h
+}
+
+#[tokio::test(start_paused = true)]
+async fn configmap_is_applied_and_followed_through_a_ca_rotation() {
+    let old_fp = ca("front-proxy-ca");
+    let new_fp = ca("front-proxy-ca-rotated");
+    let client_ca = ca("kubernetes-ca");
+    let mut event = serde_json::to_vec(&serde_json::json!({
+        "type": "MODIFIED",
+        "object": configmap(&new_fp, &client_ca, 2),
+    }))
+    .unwrap();
+    event.push(b'\n');
+    let fake = Arc::new(Fake {
+        object: Mutex::new(Some(
+            serde_json::to_vec(&configmap(&old_fp, &client_ca, 1)).unwrap(),
+        )),
+        watches: Mutex::new(VecDeque::from(vec![vec![event]])),
+        log: Mutex::new(Vec::new()),
+    });
+    let authn = Arc::new(DelegatingAuthenticator::new(
+        AuthnSources::default(),
+        None,
+        Arc::new(SystemClock),
+    ));
+    let old_proxy = client(&old_fp, "front-proxy-client");
+    let new_proxy = client(&new_fp, "front-proxy-client");
+
+    // Before: nothing is trusted.
+    assert!(!matches!(
+        authn
+            .authenticate(Some(&old_proxy), &as_user("alice"))
+            .await,
+        Ok(Some(_))
+    ));
+
+    let task =
+        follow_authentication_config(fake.clone(), authn.clone(), AuthnSources::default(), false)
+            .await
+            .unwrap();
+    let user = authn
+        .authenticate(Some(&old_proxy), &as_user("alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "alice");
+    let sources = authn.sources();
+    assert_eq!(
+        sources.request_header.as_ref().unwrap().allowed_names,
+        vec!["front-proxy-client"]
+    );
+
+    // The rotated CA arrives through the watch; the old proxy certificate stops working.
+    for _ in 0..100 {
+        if authn
+            .authenticate(Some(&new_proxy), &as_user("bob"))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        authn
+            .authenticate(Some(&new_proxy), &as_user("bob"))
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "bob"
+    );
+    assert!(!matches!(
+        authn
+            .authenticate(Some(&old_proxy), &as_user("alice"))
+            .await,
+        Ok(Some(_))
+    ));
+    let log = fake.log.lock().unwrap().clone();
+    assert_eq!(
+        log[0],
+        "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
+    );
+    assert!(
+        log[1].contains("fieldSelector=metadata.name%3Dextension-apiserver-authentication"),
+        "{log:?}"
+    );
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn lookup_failure_is_fatal_unless_tolerated() {
+    let fake = Arc::new(Fake {
+        object: Mutex::new(None),
+        watches: Mutex::new(VecDeque::new()),
+        log: Mutex::new(Vec::new()),
+    });
+    let authn = Arc::new(DelegatingAuthenticator::new(
+        AuthnSources::default(),
+        None,
+        Arc::new(SystemClock),
+    ));
+    let err =
+        follow_authentication_config(fake.clone(), authn.clone(), AuthnSources::default(), false)
+            .await
+            .unwrap_err();
+    assert_eq!(err.status_code(), Some(403));
+
+    // Tolerated: the flags' settings are used.
+    let client_ca = ca("kubernetes-ca");
+    let flags = AuthnSources {
+        request_header: None,
+        client_ca: Some(
+            promhpa_auth::CaBundle::from_pem("ca.crt", client_ca.cert.pem().as_bytes()).unwrap(),
+        ),
+    };
+    let task = follow_authentication_config(fake, authn.clone(), flags, true)
+        .await
+        .unwrap();
+    let carol = client(&client_ca, "carol");
+    assert_eq!(
+        authn
+            .authenticate(Some(&carol), &HeaderMap::new())
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "carol"
+    );
+    task.abort();
+}

@@ -1,0 +1,543 @@
+//! Object lookup and resource mapping against recorded Kubernetes API responses
+//! (discovery documents, metadata-only lists and watch streams).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use promhpa_core::selector::LabelSelector;
+use promhpa_core::{BoxFuture, GroupResource, LookupError, ObjectLookup};
+use promhpa_kube_lookup::api::{KubeApi, WatchStream, ACCEPT_METADATA, ACCEPT_METADATA_LIST};
+use promhpa_kube_lookup::discovery::Discovery;
+use promhpa_kube_lookup::{KubeError, KubeObjectLookup};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+enum Answer {
+    Body(Vec<u8>),
+    Error(u16, Vec<u8>),
+}
+
+/// A scripted watch: the event lines it carries before the server closes it.
+enum Script {
+    Lines(Vec<Vec<u8>>),
+}
+
+/// Serves recorded responses. A GET is answered by the first queued answer for its exact
+/// path (query included), else for its path without query; the last answer of a queue is
+/// kept for further requests. Watches are answered from their collection path's queue;
+/// once it is empty a watch stays open without events, as a quiet watch does.
+#[derive(Default)]
+struct Recorded {
+    gets: Mutex<HashMap<String, VecDeque<Answer>>>,
+    watches: Mutex<HashMap<String, VecDeque<Script>>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl Recorded {
+    fn get(&self, path: &str, fixture_name: &str) -> &Self {
+        self.push(path, Answer::Body(fixture(fixture_name)));
+        self
+    }
+
+    fn fail(&self, path: &str, code: u16, fixture_name: &str) -> &Self {
+        self.push(path, Answer::Error(code, fixture(fixture_name)));
+        self
+    }
+
+    fn push(&self, path: &str, answer: Answer) {
+        self.gets
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default()
+            .push_back(answer);
+    }
+
+    fn replace(&self, path: &str, fixture_name: &str) {
+        self.gets.lock().unwrap().remove(path);
+        self.get(path, fixture_name);
+    }
+
+    fn watch(&self, collection: &str, script: Script) -> &Self {
+        self.watches
+            .lock()
+            .unwrap()
+            .entry(collection.to_string())
+            .or_default()
+            .push_back(script);
+        self
+    }
+
+    fn requests(&self, prefix: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    fn discovery(&self) -> &Self {
+        self.get("/api", "api.json")
+            .get("/api/v1", "api-v1.json")
+            .get("/apis", "apis.json")
+            .get(
+                "/apis/apiregistration.k8s.io/v1",
+                "apis-apiregistration.k8s.io-v1.json",
+            )
+            .get("/apis/apps/v1", "apis-apps-v1.json")
+            .get("/apis/events.k8s.io/v1", "apis-events.k8s.io-v1.json")
+            .fail(
+                "/apis/custom.metrics.k8s.io/v1beta2",
+                503,
+                "unavailable.json",
+            )
+            .get(
+                "/apis/inference.example.com/v1alpha2",
+                "apis-inference.example.com-v1alpha2.json",
+            )
+    }
+}
+
+fn lines(name: &str) -> Script {
+    let text = fixture(name);
+    Script::Lines(
+        text.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| [l, b"\n"].concat())
+            .collect(),
+    )
+}
+
+struct ScriptedWatch(VecDeque<Vec<u8>>, bool);
+
+impl WatchStream for ScriptedWatch {
+    fn next_event(&mut self) -> BoxFuture<'_, Option<Result<Vec<u8>, KubeError>>> {
+        Box::pin(async move {
+            if self.1 {
+                return std::future::pending().await;
+            }
+            self.0.pop_front().map(Ok)
+        })
+    }
+}
+
+impl KubeApi for Recorded {
+    fn get<'a>(
+        &'a self,
+        path: &'a str,
+        accept: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
+        Box::pin(async move {
+            self.log.lock().unwrap().push(path.to_string());
+            if path.contains("limit=") {
+                assert_eq!(accept, ACCEPT_METADATA_LIST, "lists ask for metadata only");
+            }
+            let mut gets = self.gets.lock().unwrap();
+            let base = path.split('?').next().unwrap_or(path);
+            let queue = if gets.contains_key(path) {
+                gets.get_mut(path)
+            } else {
+                gets.get_mut(base)
+            };
+            let Some(queue) = queue else {
+                return Err(KubeError::Status {
+                    code: 404,
+                    path: path.into(),
+                    message: "not recorded".into(),
+                });
+            };
+            let answer = if queue.len() > 1 {
+                queue.pop_front()
+            } else {
+                queue.front().map(|a| match a {
+                    Answer::Body(b) => Answer::Body(b.clone()),
+                    Answer::Error(c, b) => Answer::Error(*c, b.clone()),
+                })
+            };
+            match answer {
+                Some(Answer::Body(b)) => Ok(b),
+                Some(Answer::Error(code, body)) => Err(KubeError::Status {
+                    code,
+                    path: path.into(),
+                    message: String::from_utf8_lossy(&body).into_owned(),
+                }),
+                None => Err(KubeError::Status {
+                    code: 404,
+                    path: path.into(),
+                    message: "not recorded".into(),
+                }),
+            }
+        })
+    }
+
+    fn watch<'a>(
+        &'a self,
+        path: &'a str,
+        accept: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn WatchStream>, KubeError>> {
+        Box::pin(async move {
+            assert_eq!(accept, ACCEPT_METADATA, "watches ask for metadata only");
+            self.log.lock().unwrap().push(path.to_string());
+            let base = path.split('?').next().unwrap_or(path).to_string();
+            let script = self
+                .watches
+                .lock()
+                .unwrap()
+                .get_mut(&base)
+                .and_then(|q| q.pop_front());
+            match script {
+                Some(Script::Lines(lines)) => {
+                    Ok(Box::new(ScriptedWatch(lines.into(), false)) as Box<dyn WatchStream>)
+                }
+                None => Ok(Box::new(ScriptedWatch(VecDeque::new(), true)) as Box<dyn WatchStream>),
+            }
+        })
+    }
+
+    fn post<'a>(
+        &'a self,
+        path: &'a str,
+        _body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
+        Box::pin(async move {
+            Err(KubeError::Status {
+                code: 405,
+                path: path.into(),
+                message: "not recorded".into(),
+            })
+        })
+    }
+}
+
+fn lookup(api: Arc<Recorded>, min_refresh: Duration) -> KubeObjectLookup {
+    let api: Arc<dyn KubeApi> = api;
+    let discovery = Arc::new(Discovery::new(api.clone(), min_refresh));
+    KubeObjectLookup::new(api, discovery, Duration::from_secs(30))
+}
+
+fn sel(s: &str) -> LabelSelector {
+    s.parse().unwrap()
+}
+
+/// Lets background tasks run until `done` holds (time is paused, so sleeps cost nothing).
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn resource_names_resolve_through_discovery() {
+    let api = Arc::new(Recorded::default());
+    api.discovery();
+    let l = lookup(api.clone(), Duration::from_secs(10));
+    for name in ["po", "pod", "pods", "Pod", "PODS"] {
+        let m = l.resolve(name).await.unwrap();
+        assert_eq!(m.group_resource, GroupResource::new("", "pods"), "{name}");
+        assert_eq!(
+            (m.version.as_str(), m.kind.as_str(), m.namespaced),
+            ("v1", "Pod", true)
+        );
+    }
+    for name in [
+        "deployment",
+        "deployments",
+        "deploy",
+        "Deployment",
+        "deployments.apps",
+        "deployment.apps",
+        "deployments.v1.apps",
+    ] {
+        let m = l.resolve(name).await.unwrap();
+        assert_eq!(
+            m.group_resource,
+            GroupResource::new("apps", "deployments"),
+            "{name}"
+        );
+        assert_eq!(m.kind, "Deployment");
+    }
+    let ns = l.resolve("ns").await.unwrap();
+    assert!(!ns.namespaced);
+    // The core group wins over events.k8s.io for the unqualified name.
+    assert_eq!(l.resolve("events").await.unwrap().group_resource.group, "");
+    assert_eq!(
+        l.resolve("events.events.k8s.io")
+            .await
+            .unwrap()
+            .group_resource
+            .group,
+        "events.k8s.io"
+    );
+    // Subresources are not resources; an unavailable aggregated group does not break discovery.
+    assert!(l.resolve("pods/log").await.is_err());
+    assert!(l.resolve("apiservices").await.is_ok());
+    assert_eq!(
+        api.requests("/apis/apps/v1").len(),
+        1,
+        "the pods/log miss came within the minimum refresh interval"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crd_installed_later_resolves_after_a_refresh() {
+    let api = Arc::new(Recorded::default());
+    api.discovery();
+    let l = lookup(api.clone(), Duration::from_secs(5));
+    assert_eq!(l.resolve("pods").await.unwrap().kind, "Pod");
+    assert_eq!(
+        l.resolve("variantautoscalings").await,
+        Err(LookupError::UnknownResource("variantautoscalings".into()))
+    );
+    let discoveries = api.requests("/apis/apps/v1").len();
+
+    // The CRD is installed.
+    api.replace("/apis", "apis-with-crd.json");
+    // A miss within the minimum refresh interval does not hit the API server again.
+    assert!(l.resolve("va").await.is_err());
+    assert_eq!(api.requests("/apis/apps/v1").len(), discoveries);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let m = l.resolve("va").await.unwrap();
+    assert_eq!(
+        m.group_resource,
+        GroupResource::new("inference.example.com", "variantautoscalings")
+    );
+    assert_eq!(
+        (m.version.as_str(), m.kind.as_str()),
+        ("v1alpha2", "VariantAutoscaling")
+    );
+    assert_eq!(
+        l.resolve("VariantAutoscaling")
+            .await
+            .unwrap()
+            .group_resource,
+        m.group_resource
+    );
+
+    // Its objects are served from a watch cache started on first use.
+    api.get(
+        "/apis/inference.example.com/v1alpha2/variantautoscalings",
+        "widgets-list.json",
+    );
+    let names = l
+        .names(
+            &m.group_resource,
+            Some("llm-d-sim"),
+            &LabelSelector::everything(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["vllme-deployment"]);
+    assert_eq!(
+        api.requests("/apis/inference.example.com/v1alpha2/variantautoscalings?"),
+        vec![
+            "/apis/inference.example.com/v1alpha2/variantautoscalings?limit=500".to_string(),
+            "/apis/inference.example.com/v1alpha2/variantautoscalings?watch=1&resourceVersion=3100&allowWatchBookmarks=true&timeoutSeconds=290".to_string(),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
+    let api = Arc::new(Recorded::default());
+    api.discovery()
+        .get("/api/v1/pods?limit=500", "pods-list-page1.json")
+        .get(
+            "/api/v1/pods?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTAwMCwic3RhcnQiOiJzaG9wL3dlYi0yXHUwMDAwIn0%3D",
+            "pods-list-page2.json",
+        )
+        // The list after the watch expired.
+        .get("/api/v1/pods?limit=500", "pods-relist.json")
+        .watch("/api/v1/pods", lines("pods-watch-1.jsonl"))
+        .watch("/api/v1/pods", lines("pods-watch-2.jsonl"));
+    let l = lookup(api.clone(), Duration::from_secs(10));
+    let pods = GroupResource::new("", "pods");
+
+    // The first request waits for the initial (paginated) list.
+    let first = l.names(&pods, Some("shop"), &sel("app=web")).await.unwrap();
+    assert!(
+        first == vec!["web-1", "web-2"] || first.contains(&"web-3".to_string()),
+        "{first:?}"
+    );
+    let cache = l.cache(&l.resolve("pods").await.unwrap());
+
+    // Once the first watch ended, the cache resumes from the last resourceVersion it saw
+    // (the bookmark's), then the second watch expires and the cache relists.
+    until("the relist and a third watch", || {
+        api.requests("/api/v1/pods?watch").len() >= 3
+    })
+    .await;
+    assert_eq!(
+        api.requests("/api/v1/pods?watch"),
+        vec![
+            "/api/v1/pods?watch=1&resourceVersion=1000&allowWatchBookmarks=true&timeoutSeconds=290"
+                .to_string(),
+            "/api/v1/pods?watch=1&resourceVersion=1010&allowWatchBookmarks=true&timeoutSeconds=290"
+                .to_string(),
+            "/api/v1/pods?watch=1&resourceVersion=2000&allowWatchBookmarks=true&timeoutSeconds=290"
+                .to_string(),
+        ]
+    );
+    assert_eq!(
+        api.requests("/api/v1/pods?limit").len(),
+        3,
+        "two pages, then one relist after 410"
+    );
+    assert_eq!(
+        l.names(&pods, Some("shop"), &sel("app=web")).await.unwrap(),
+        vec!["web-1", "web-3", "web-4"]
+    );
+    assert_eq!(
+        l.names(&pods, Some("shop"), &sel("app=web,tier=canary"))
+            .await
+            .unwrap(),
+        vec!["web-1"]
+    );
+    assert_eq!(
+        l.names(&pods, Some("shop"), &sel("app=worker"))
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        l.names(&pods, Some("staging"), &sel("app")).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(cache.len(), 3);
+
+    // Requests are answered from memory: no LIST once synced.
+    let lists = api.requests("/api/v1/pods?limit").len();
+    for _ in 0..50 {
+        l.names(&pods, Some("shop"), &sel("tier in (frontend,canary)"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(api.requests("/api/v1/pods?limit").len(), lists);
+    assert_eq!(l.cached_resources(), vec![pods]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_events_are_applied_in_order() {
+    let api = Arc::new(Recorded::default());
+    api.discovery()
+        .get("/api/v1/pods?limit=500", "pods-list-page1.json")
+        .get(
+            "/api/v1/pods?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTAwMCwic3RhcnQiOiJzaG9wL3dlYi0yXHUwMDAwIn0%3D",
+            "pods-list-page2.json",
+        )
+        .watch("/api/v1/pods", lines("pods-watch-1.jsonl"));
+    let l = lookup(api.clone(), Duration::from_secs(10));
+    let pods = GroupResource::new("", "pods");
+    l.names(&pods, None, &LabelSelector::everything())
+        .await
+        .unwrap();
+    let cache = l.cache(&l.resolve("pods").await.unwrap());
+    until("four watch events", || {
+        cache
+            .stats
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4
+    })
+    .await;
+    // web-3 added, web-1 relabelled, web-2 deleted; the staging pod is untouched.
+    assert_eq!(
+        l.names(&pods, Some("shop"), &sel("tier=frontend"))
+            .await
+            .unwrap(),
+        vec!["web-3"]
+    );
+    assert_eq!(
+        l.names(&pods, Some("shop"), &sel("tier=canary"))
+            .await
+            .unwrap(),
+        vec!["web-1"]
+    );
+    assert_eq!(
+        l.names(&pods, Some("staging"), &LabelSelector::everything())
+            .await
+            .unwrap(),
+        vec!["web-1"]
+    );
+    assert_eq!(
+        l.names(&pods, None, &sel("app=web")).await.unwrap(),
+        vec!["web-1", "web-3"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cluster_scoped_resources_ignore_the_namespace_and_failures_are_reported() {
+    let api = Arc::new(Recorded::default());
+    api.discovery()
+        .get("/api/v1/nodes?limit=500", "nodes-list.json");
+    let l = lookup(api.clone(), Duration::from_secs(10));
+    assert_eq!(
+        l.warm(&["nodes", "gizmos"]).await,
+        vec!["gizmos".to_string()]
+    );
+    assert_eq!(l.cached_resources(), vec![GroupResource::new("", "nodes")]);
+    until("the nodes list", || {
+        !api.requests("/api/v1/nodes?limit=500").is_empty()
+    })
+    .await;
+    let nodes = l.resolve("no").await.unwrap();
+    let names = l
+        .names(
+            &nodes.group_resource,
+            Some("ignored"),
+            &sel("node-role.kubernetes.io/control-plane"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names, vec!["kind-control-plane"]);
+    assert_eq!(
+        l.names(
+            &nodes.group_resource,
+            None,
+            &sel("!node-role.kubernetes.io/control-plane")
+        )
+        .await
+        .unwrap(),
+        vec!["kind-worker"]
+    );
+
+    // A resource whose list is refused never syncs: the request fails instead of hanging.
+    api.fail("/api/v1/services?limit=500", 403, "unavailable.json");
+    let l = KubeObjectLookup::new(
+        api.clone(),
+        Arc::new(Discovery::new(api.clone(), Duration::from_secs(10))),
+        Duration::from_secs(3),
+    );
+    let err = l
+        .names(
+            &GroupResource::new("", "services"),
+            Some("shop"),
+            &LabelSelector::everything(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LookupError::Unavailable(_)), "{err:?}");
+    // Unknown resources are reported as such.
+    let err = l
+        .names(
+            &GroupResource::new("", "gizmos"),
+            None,
+            &LabelSelector::everything(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, LookupError::UnknownResource("gizmos".into()));
+}

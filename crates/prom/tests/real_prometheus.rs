@@ -1,0 +1,140 @@
+//! The client against a real Prometheus over HTTPS with a test CA.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant, SystemTime};
+
+use promhpa_core::backend::{Backend, BackendError, QueryValue};
+use promhpa_prom::{PromClient, PromConfig, Verb};
+use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+const BODY: &str = "# TYPE inflight gauge\ninflight{namespace=\"shop\",pod=\"web-1\"} 3\ninflight{namespace=\"shop\",pod=\"web-2\"} 7\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_series_and_errors_over_https() {
+    let pki = TestPki::generate("test-ca", "client").unwrap();
+    let target = ScrapeTarget::start(BODY).unwrap();
+    let prom = Prometheus::start_https(&pki, &[target.port]).unwrap();
+
+    let mut config = PromConfig::new(format!("{}/?dedup=true", prom.url()));
+    config.ca_file = Some(prom.ca_file.clone());
+    config
+        .headers
+        .push(("X-Scope-OrgID".into(), "tenant".into()));
+    let client = PromClient::new(config.clone()).unwrap();
+
+    // Wait for the first scrapes.
+    let start = Instant::now();
+    let samples = loop {
+        match client.query("inflight", now_ms()).await {
+            Ok(QueryValue::Vector(v)) if v.len() == 2 => break v,
+            Ok(_) | Err(BackendError::Unavailable { .. }) => {}
+            Err(e) => panic!("query failed: {e}\n{}", prom.log()),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no data: {}",
+            prom.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, vec![3.0, 7.0]);
+    assert!(samples[0].timestamp_ms > 0);
+
+    // NaN and Inf come back as typed values.
+    let QueryValue::Vector(v) = client.query("inflight / 0", now_ms()).await.unwrap() else {
+        panic!()
+    };
+    assert!(v.iter().all(|s| s.value == f64::INFINITY));
+    let QueryValue::Scalar { value, .. } =
+        client.query("scalar(vector(0)/0)", now_ms()).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(value.is_nan());
+
+    // Series discovery: names and label-name sets only.
+    let series = client
+        .series_names("{__name__=~\"inflight|up\"}", now_ms() - 600_000)
+        .await
+        .unwrap();
+    let inflight = series.iter().find(|s| s.name == "inflight").unwrap();
+    assert!(inflight.label_names.contains("pod"));
+    assert!(inflight.label_names.contains("namespace"));
+    assert!(series.iter().any(|s| s.name == "up"));
+
+    // Range query.
+    let QueryValue::Matrix(m) = client
+        .query_range("sum(inflight)", now_ms() - 5_000, now_ms(), 1_000)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(m.len(), 1);
+
+    // A query too long for a URL goes out as POST and still works.
+    let long = format!(
+        "sum(inflight{{pod=~\"{}\"}})",
+        (0..2000)
+            .map(|i| format!("web-{i}"))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    let QueryValue::Vector(v) = client.query(&long, now_ms()).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(v[0].value, 10.0);
+    let mut post = config.clone();
+    post.verb = Verb::Post;
+    let QueryValue::Vector(v) = PromClient::new(post)
+        .unwrap()
+        .query("sum(inflight)", now_ms())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(v[0].value, 10.0);
+
+    // Prometheus' error JSON becomes a typed query error.
+    match client.query("sum(", now_ms()).await {
+        Err(BackendError::Query {
+            error_type,
+            message,
+        }) => {
+            assert_eq!(error_type, "bad_data");
+            assert!(message.contains("parse error"), "{message}");
+        }
+        other => panic!("expected a query error, got {other:?}"),
+    }
+
+    // Without the CA, the certificate is rejected with a clear reason, not a hang.
+    let plain = PromClient::new(PromConfig::new(prom.url())).unwrap();
+    match plain.query("up", now_ms()).await {
+        Err(BackendError::Unavailable { address, message }) => {
+            assert_eq!(address, prom.url());
+            assert!(message.to_lowercase().contains("certificate"), "{message}");
+        }
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
+
+    // A closed port is unavailable, naming the address.
+    let port = promhpa_test_support::free_port().unwrap();
+    let mut dead = PromConfig::new(format!("https://127.0.0.1:{port}"));
+    dead.ca_file = Some(prom.ca_file.clone());
+    match PromClient::new(dead).unwrap().query("up", now_ms()).await {
+        Err(BackendError::Unavailable { address, .. }) => {
+            assert!(address.contains(&port.to_string()))
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+}

@@ -1,0 +1,198 @@
+//! A real Prometheus (Debian's `prometheus` binary) for tests, serving HTTPS on 127.0.0.1
+//! with a certificate from a test CA, scraping a test target every second.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::pki::TestPki;
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("reading the bound port: {e}"))
+}
+
+/// Wait until `127.0.0.1:port` accepts TCP connections.
+pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "nothing listens on 127.0.0.1:{port} after {limit:?}"
+    ))
+}
+
+/// A plain-HTTP scrape target that serves a replaceable exposition-format body at any path.
+pub struct ScrapeTarget {
+    pub port: u16,
+    body: Arc<Mutex<String>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ScrapeTarget {
+    pub fn start(body: &str) -> Result<ScrapeTarget, String> {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding scrape target: {e}"))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| format!("scrape target address: {e}"))?
+            .port();
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("scrape target nonblocking: {e}"))?;
+        let body = Arc::new(Mutex::new(body.to_string()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (b, s) = (body.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let text = b.lock().map(|t| t.clone()).unwrap_or_default();
+                        let _ = serve_one(stream, &text);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(ScrapeTarget { port, body, stop })
+    }
+
+    /// Replace the served body (the next scrape sees it).
+    pub fn set_body(&self, text: &str) {
+        if let Ok(mut b) = self.body.lock() {
+            *b = text.to_string();
+        }
+    }
+}
+
+impl Drop for ScrapeTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve_one(stream: TcpStream, text: &str) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        text.len(),
+        text
+    )?;
+    stream.flush()
+}
+
+/// A running Prometheus; killed when dropped.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    /// CA that signed the serving certificate (PEM file).
+    pub ca_file: PathBuf,
+}
+
+impl Prometheus {
+    /// Start Prometheus over HTTPS (certificate from `pki`) scraping `targets` every second.
+    pub fn start_https(pki: &TestPki, targets: &[u16]) -> Result<Prometheus, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+        let port = free_port()?;
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n- job_name: test\n  honor_labels: true\n  static_configs:\n  - targets: [{}]\n",
+            targets.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        write(&config_path, &config)?;
+        let web_path = dir.path().join("web.yml");
+        write(
+            &web_path,
+            &format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  min_version: TLS12\n",
+                pki.server_cert.display(),
+                pki.server_key.display()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.path().join("prometheus.log"))
+            .map_err(|e| format!("creating prometheus log: {e}"))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cloning prometheus log: {e}"))?;
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.config.file={}", web_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("starting prometheus (Debian package `prometheus`): {e}"))?;
+        let mut p = Prometheus {
+            child,
+            port,
+            ca_file: pki.ca_cert.clone(),
+            dir,
+        };
+        if let Err(e) = wait_for_port(port, Duration::from_secs(30)) {
+            return Err(format!("{e}; log:\n{}", p.log()));
+        }
+        if let Ok(Some(status)) = p.child.try_wait() {
+            return Err(format!(
+                "prometheus exited with {status}; log:\n{}",
+                p.log()
+            ));
+        }
+        Ok(p)
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Prometheus' own log so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("prometheus.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+}
