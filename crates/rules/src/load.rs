@@ -758,6 +758,14 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     // resources
     let (resources, namespaced) =
         compile_resources(ctx, get(&f, "resources"), &join_path(path, "resources"));
+    if kind == RuleKind::Custom && namespaced.is_some() {
+        let line = get(&f, "resources").map(|n| n.line).unwrap_or(node.line);
+        ctx.warn(
+            line,
+            &join_path(path, "resources.namespaced"),
+            "resources.namespaced only applies to externalRules; for custom metrics the scope comes from the resource (prometheus-adapter ignores it here too)",
+        );
+    }
     // name
     let n_path = join_path(path, "name");
     let (mut name_matches, mut name_as) = (None, String::new());

@@ -401,3 +401,20 @@ fn adapter_keys_in_helm_values_are_errors() {
     assert_eq!(e.line, 3);
     assert!(e.message.contains("rules.external"), "{e}");
 }
+
+#[test]
+fn namespaced_on_custom_rules_is_flagged() {
+    let text = r#"rules:
+- seriesQuery: 'x{namespace!="",pod!=""}'
+  resources:
+    overrides: {namespace: {resource: namespace}, pod: {resource: pod}}
+    namespaced: false
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#;
+    let set = RuleSet::from_yaml(text, "t").unwrap();
+    assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+    assert_eq!(set.warnings[0].path, "rules[0].resources.namespaced");
+    assert!(set.warnings[0]
+        .message
+        .contains("only applies to externalRules"));
+}
