@@ -174,7 +174,7 @@ pub fn reconcile(
         rescale = desired != current;
     } else {
         let (proposal, metric) = match &input.metrics {
-            MetricsInput::Raw(r) => (*r, String::new()),
+            MetricsInput::Raw(r) => (*r, "raw recommendation".to_string()),
             MetricsInput::Observed(observed) => {
                 match combine(spec, config, tol, input, observed, &mut out) {
                     Some(x) => x,
