@@ -66,6 +66,12 @@ pub fn instant_query(
     ev.eval(expr, ts)
 }
 
+/// The most points a range query may ask for per series (Prometheus' limit).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// The most evaluation steps a subquery may take.
+pub const MAX_SUBQUERY_STEPS: i64 = 1_000_000;
+
 /// Evaluates `expr` as a range query. The result holds one series per label set, points in
 /// time order; a scalar expression gives one series without labels.
 pub fn range_query(
@@ -85,6 +91,11 @@ pub fn range_query(
         return Err(EvalError::Execution(
             "end timestamp must not be before start time".into(),
         ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(EvalError::Execution(format!(
+            "exceeded maximum resolution of {MAX_POINTS_PER_SERIES} points per timeseries. Try decreasing the query resolution (?step=XX)"
+        )));
     }
     let ev = Evaluator {
         store,
@@ -374,6 +385,11 @@ impl<'a> Evaluator<'a> {
             Some(s) if s.as_millis() > 0 => s.as_millis() as i64,
             _ => self.opts.default_subquery_step_ms,
         };
+        if range / step > MAX_SUBQUERY_STEPS {
+            return Err(EvalError::Execution(format!(
+                "subquery of {range} ms at a {step} ms step exceeds {MAX_SUBQUERY_STEPS} steps"
+            )));
+        }
         let mut t = step * ((end - range) / step);
         if t <= end - range {
             t += step;

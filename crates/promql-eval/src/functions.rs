@@ -3,11 +3,14 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use crate::eval::{check_unique_labelsets, same_metric_name, unwrap_parens, Evaluator};
+use std::borrow::Cow;
+
+use crate::eval::{check_unique_labelsets, offset_ms, same_metric_name, unwrap_parens, Evaluator};
 use crate::gofloat::parse_go_float;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::quantile::{bucket_quantile, value_quantile, Bucket};
-use crate::value::{Sample, SeriesPoints, Value};
+use crate::store::is_stale;
+use crate::value::{Sample, Value};
 use crate::EvalError;
 
 /// Neumaier-compensated summation step, as Prometheus' `kahanSumInc`.
@@ -449,12 +452,54 @@ impl<'a> Evaluator<'a> {
     }
 
     fn range_function(&self, call: &Call, ts: i64) -> Result<Vec<Sample>, EvalError> {
-        let name = call.func.name;
-        let (series, end, range) = self.range_arg(Self::arg(call, 0)?, ts)?;
+        let arg = Self::arg(call, 0)?;
+        if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
+            // Straight from the store: no copy of the samples unless staleness markers
+            // have to be dropped.
+            let end = self.at_time(&ms.vs.at, ts) - offset_ms(&ms.vs.offset);
+            let range = ms.range.as_millis() as i64;
+            let matchers = Self::selector_matchers(&ms.vs)?;
+            let inputs: Vec<RangeInput<'_>> = self
+                .store
+                .select(&matchers)
+                .into_iter()
+                .filter_map(|s| {
+                    let pts = s.range(end - range, end);
+                    let pts: Cow<'_, [(i64, f64)]> = if pts.iter().any(|p| is_stale(p.1)) {
+                        Cow::Owned(pts.iter().copied().filter(|p| !is_stale(p.1)).collect())
+                    } else {
+                        Cow::Borrowed(pts)
+                    };
+                    (!pts.is_empty()).then_some((&s.labels, pts))
+                })
+                .collect();
+            return apply_range_function(call.func.name, inputs, end, range, ts);
+        }
+        let (series, end, range) = self.range_arg(arg, ts)?;
+        let inputs = series
+            .iter()
+            .map(|s| (&s.labels, Cow::Borrowed(&s.points[..])))
+            .collect();
+        apply_range_function(call.func.name, inputs, end, range, ts)
+    }
+}
+
+/// One series of a range-vector argument: its labels and its samples in the range.
+type RangeInput<'a> = (&'a Labels, Cow<'a, [(i64, f64)]>);
+
+/// Applies a function of a range vector to each series' samples in `(end - range, end]`.
+fn apply_range_function(
+    name: &str,
+    series: Vec<RangeInput<'_>>,
+    end: i64,
+    range: i64,
+    ts: i64,
+) -> Result<Vec<Sample>, EvalError> {
+    {
         let keep_name = name == "last_over_time";
-        let names_equal = same_metric_name(series.iter().map(|s| &s.labels));
+        let names_equal = same_metric_name(series.iter().map(|s| s.0));
         let mut out = Vec::with_capacity(series.len());
-        for SeriesPoints { labels, points } in series {
+        for (labels, points) in &series {
             let p = &points[..];
             let values = || p.iter().map(|x| x.1);
             let v = match name {
@@ -505,7 +550,7 @@ impl<'a> Evaluator<'a> {
             if let Some(v) = v {
                 out.push(Sample {
                     labels: if keep_name {
-                        labels
+                        (*labels).clone()
                     } else {
                         labels.without_name()
                     },
@@ -519,7 +564,9 @@ impl<'a> Evaluator<'a> {
         }
         Ok(out)
     }
+}
 
+impl<'a> Evaluator<'a> {
     fn label_replace(&self, call: &Call, ts: i64) -> Result<Value, EvalError> {
         let v = self.eval_vector(Self::arg(call, 0)?, ts, "label_replace")?;
         let dst = self.eval_string(Self::arg(call, 1)?, ts, "label_replace")?;
