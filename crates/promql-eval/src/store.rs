@@ -76,11 +76,28 @@ pub struct Store {
     free: Vec<usize>,
     live: usize,
     by_labels: HashMap<Labels, SeriesId>,
-    by_name: HashMap<Arc<str>, BTreeMap<Labels, SeriesId>>,
+    by_name: HashMap<Arc<str>, BTreeMap<OrdLabels, SeriesId>>,
     limits: StoreLimits,
     newest_ms: Option<i64>,
     scrape_cache: HashMap<String, HashMap<Box<str>, SeriesId>>,
     scrape_cache_len: usize,
+}
+
+/// Interned labels ordered with [`cmp_labels`], which skips reading strings that are the same
+/// allocation; the order is the same as `Labels`' own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OrdLabels(Labels);
+
+impl PartialOrd for OrdLabels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdLabels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_labels(&self.0, &other.0)
+    }
 }
 
 /// Compares label sets, taking equal shared strings (the interner makes equal strings the
@@ -190,7 +207,7 @@ impl Store {
             self.by_name
                 .entry(name)
                 .or_default()
-                .insert(labels.clone(), id);
+                .insert(OrdLabels(labels.clone()), id);
         }
         self.by_labels.insert(labels, id);
         Ok(id)
@@ -279,7 +296,7 @@ impl Store {
                 self.by_labels.remove(&series.labels);
                 if let Some(name) = series.labels.metric_name() {
                     if let Some(map) = self.by_name.get_mut(name) {
-                        map.remove(&series.labels);
+                        map.remove(&OrdLabels(series.labels.clone()));
                         if map.is_empty() {
                             self.by_name.remove(name);
                         }
