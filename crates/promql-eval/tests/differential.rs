@@ -161,6 +161,33 @@ fn gen_scenario(rng: &mut Rng) -> Scenario {
         "sum(rate(http_requests_total{code=~\"5..\"}[5m])) by (pod) / sum(rate(http_requests_total[5m])) by (pod)"
             .into(),
     );
+    // The seeds' metricsQuery templates as prometheus-adapter renders them for a request
+    // (label matchers for the namespace and the requested pods; `le` aggregated away in
+    // the first, as one seed writes it, which leaves nothing to compute).
+    add(
+        rng,
+        "histogram_quantile(0.95, sum by (pod) (rate(latency_seconds_bucket{pod=~\"web-0|web-1\"}[1m])))".into(),
+    );
+    add(
+        rng,
+        "histogram_quantile(0.95, sum by (le, pod) (rate(latency_seconds_bucket{pod=~\"web-0|web-1\"}[1m])))".into(),
+    );
+    add(
+        rng,
+        "sum(rate(http_requests_total{pod=~\"web-0|web-1\",code!=\"\"}[2m])) by (pod)".into(),
+    );
+    add(
+        rng,
+        "sum by (pod) (inflight_requests{pod=~\"web-.*\"})".into(),
+    );
+    add(
+        rng,
+        "avg by (pod) (gpu_utilization{pod=~\"web-0|web-2\"})".into(),
+    );
+    add(
+        rng,
+        "max(desired_replicas{deployment=\"web\"}) by (deployment)".into(),
+    );
     // Randomised compositions.
     let range_fns = [
         "rate",
