@@ -120,7 +120,10 @@ pub fn range_query(
             )))
             }
         }
-        ts += step;
+        match ts.checked_add(step) {
+            Some(next) => ts = next,
+            None => break,
+        }
     }
     let mut out = acc.finish();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -263,7 +266,9 @@ impl<'a> Evaluator<'a> {
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, ts)?)),
             Expr::MatrixSelector(ms) => {
-                let eff = self.at_time(&ms.vs.at, ts) - offset_ms(&ms.vs.offset);
+                let eff = self
+                    .at_time(&ms.vs.at, ts)
+                    .saturating_sub(offset_ms(&ms.vs.offset));
                 Ok(Value::Matrix(self.matrix_select(
                     &ms.vs,
                     eff,
@@ -328,11 +333,13 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         ts: i64,
     ) -> Result<Vec<Sample>, EvalError> {
-        let eff = self.at_time(&vs.at, ts) - offset_ms(&vs.offset);
+        let eff = self
+            .at_time(&vs.at, ts)
+            .saturating_sub(offset_ms(&vs.offset));
         let matchers = Self::selector_matchers(vs)?;
         let mut out = Vec::new();
         for series in self.store.select(&matchers) {
-            let samples = series.range(eff - self.opts.lookback_ms, eff);
+            let samples = series.range(eff.saturating_sub(self.opts.lookback_ms), eff);
             if let Some(&(t, v)) = samples.last() {
                 if !is_stale(v) {
                     out.push(Sample {
@@ -358,7 +365,7 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for series in self.store.select(&matchers) {
             let points: Vec<(i64, f64)> = series
-                .range(end - range, end)
+                .range(end.saturating_sub(range), end)
                 .iter()
                 .copied()
                 .filter(|(_, v)| !is_stale(*v))
@@ -379,7 +386,9 @@ impl<'a> Evaluator<'a> {
         sq: &SubqueryExpr,
         ts: i64,
     ) -> Result<(Vec<SeriesPoints>, i64), EvalError> {
-        let end = self.at_time(&sq.at, ts) - offset_ms(&sq.offset);
+        let end = self
+            .at_time(&sq.at, ts)
+            .saturating_sub(offset_ms(&sq.offset));
         let range = sq.range.as_millis() as i64;
         let step = match sq.step {
             Some(s) if s.as_millis() > 0 => s.as_millis() as i64,
@@ -390,9 +399,13 @@ impl<'a> Evaluator<'a> {
                 "subquery of {range} ms at a {step} ms step exceeds {MAX_SUBQUERY_STEPS} steps"
             )));
         }
-        let mut t = step * ((end - range) / step);
-        if t <= end - range {
-            t += step;
+        let start = end.saturating_sub(range);
+        let mut t = step * (start / step);
+        if t <= start {
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => return Ok((Vec::new(), end)),
+            }
         }
         let mut acc = SeriesAccumulator::default();
         while t <= end {
@@ -410,7 +423,10 @@ impl<'a> Evaluator<'a> {
                     )))
                 }
             }
-            t += step;
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => break,
+            }
         }
         Ok((acc.finish(), end))
     }
@@ -424,7 +440,9 @@ impl<'a> Evaluator<'a> {
     ) -> Result<(Vec<SeriesPoints>, i64, i64), EvalError> {
         match unwrap_parens(expr) {
             Expr::MatrixSelector(ms) => {
-                let end = self.at_time(&ms.vs.at, ts) - offset_ms(&ms.vs.offset);
+                let end = self
+                    .at_time(&ms.vs.at, ts)
+                    .saturating_sub(offset_ms(&ms.vs.offset));
                 let range = ms.range.as_millis() as i64;
                 Ok((self.matrix_select(&ms.vs, end, range)?, end, range))
             }

@@ -106,7 +106,7 @@ pub fn extrapolated_rate(
     if points.len() < 2 {
         return None;
     }
-    let range_start = range_end - range;
+    let range_start = range_end.saturating_sub(range);
     let first = points[0];
     let last = points[points.len() - 1];
     let mut result = last.1 - first.1;
@@ -456,7 +456,9 @@ impl<'a> Evaluator<'a> {
         if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
             // Straight from the store: no copy of the samples unless staleness markers
             // have to be dropped.
-            let end = self.at_time(&ms.vs.at, ts) - offset_ms(&ms.vs.offset);
+            let end = self
+                .at_time(&ms.vs.at, ts)
+                .saturating_sub(offset_ms(&ms.vs.offset));
             let range = ms.range.as_millis() as i64;
             let matchers = Self::selector_matchers(&ms.vs)?;
             let inputs: Vec<RangeInput<'_>> = self
@@ -464,7 +466,7 @@ impl<'a> Evaluator<'a> {
                 .select(&matchers)
                 .into_iter()
                 .filter_map(|s| {
-                    let pts = s.range(end - range, end);
+                    let pts = s.range(end.saturating_sub(range), end);
                     let pts: Cow<'_, [(i64, f64)]> = if pts.iter().any(|p| is_stale(p.1)) {
                         Cow::Owned(pts.iter().copied().filter(|p| !is_stale(p.1)).collect())
                     } else {
