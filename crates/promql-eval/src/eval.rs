@@ -1,6 +1,7 @@
 //! Evaluation of promql-parser's AST against a [`Store`].
 
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -214,6 +215,26 @@ pub(crate) fn check_unique_labelsets(v: &[Sample]) -> Result<(), EvalError> {
     Ok(())
 }
 
+/// A label-matcher regex as Prometheus 3.x compiles it: anchored, with `.` matching newlines
+/// too. Compiled patterns are cached; `None` when the pattern only compiles in the parser's
+/// Go-compatible form (which the matcher then keeps).
+fn dotall_regex(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(re) = cache.get(pattern) {
+        return Some(re.clone());
+    }
+    let re = regex::Regex::new(&format!("^(?s:{pattern})$")).ok()?;
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    cache.insert(pattern.to_string(), re.clone());
+    Some(re)
+}
+
 impl<'a> Evaluator<'a> {
     pub(crate) fn at_time(&self, at: &Option<AtModifier>, ts: i64) -> i64 {
         match at {
@@ -235,7 +256,17 @@ impl<'a> Evaluator<'a> {
         if let Some(name) = &vs.name {
             ms.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
         }
-        ms.extend(vs.matchers.matchers.iter().cloned());
+        for m in &vs.matchers.matchers {
+            let op = match &m.op {
+                MatchOp::Re(_) => dotall_regex(&m.value).map(MatchOp::Re),
+                MatchOp::NotRe(_) => dotall_regex(&m.value).map(MatchOp::NotRe),
+                _ => None,
+            };
+            ms.push(match op {
+                Some(op) => Matcher::new(op, &m.name, &m.value),
+                None => m.clone(),
+            });
+        }
         Ok(ms)
     }
 
