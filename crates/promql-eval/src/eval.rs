@@ -23,6 +23,8 @@ pub struct EvalOptions {
     pub lookback_ms: i64,
     /// The step of subqueries that give none (Prometheus: the global evaluation interval).
     pub default_subquery_step_ms: i64,
+    /// Order of the extrapolation bounds of `rate`, `increase` and `delta`.
+    pub extrapolation: crate::functions::Extrapolation,
 }
 
 impl Default for EvalOptions {
@@ -30,6 +32,7 @@ impl Default for EvalOptions {
         EvalOptions {
             lookback_ms: 5 * 60 * 1000,
             default_subquery_step_ms: 60 * 1000,
+            extrapolation: crate::functions::Extrapolation::Prometheus3,
         }
     }
 }
