@@ -368,6 +368,7 @@ fn run_promtool(scenarios: &[Scenario]) -> HashMap<(usize, usize), Result_> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
     let mut results = HashMap::new();
     let mut current: Option<(usize, usize)> = None;
     for line in text.lines() {
