@@ -56,4 +56,6 @@ pub enum EvalError {
     SeriesLimit { limit: usize, labels: String },
     #[error("exposition line {line}: {message}")]
     Exposition { line: usize, message: String },
+    #[error("reading {path}: {message}")]
+    Io { path: String, message: String },
 }
