@@ -41,6 +41,8 @@ pub struct AppState {
     pub lookup: Arc<dyn ObjectLookup>,
     pub metrics: Arc<SelfMetrics>,
     pub guard: Option<Arc<dyn RequestGuard>>,
+    /// Identical concurrent queries share one backend call.
+    pub coalescer: Arc<crate::coalesce::Coalescer>,
 }
 
 /// The route label used in self-metrics.
@@ -78,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/external.metrics.k8s.io/", get(external))
         .route("/apis/external.metrics.k8s.io/{*rest}", get(external))
         .route("/metrics", get(self_metrics))
+        .route("/version", get(version))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3))
         .route("/openapi/v3/{*rest}", get(openapi_v3_group))
@@ -129,6 +132,22 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         return e.into_response();
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+async fn version() -> Response {
+    let v = env!("CARGO_PKG_VERSION");
+    let mut parts = v.split('.');
+    json(&serde_json::json!({
+        "major": parts.next().unwrap_or("0"),
+        "minor": parts.next().unwrap_or("0"),
+        "gitVersion": format!("v{v}"),
+        "gitCommit": "",
+        "gitTreeState": "",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -347,8 +366,12 @@ async fn query_vector(
     promql: &str,
 ) -> Result<Vec<Sample>, ApiError> {
     let start = Instant::now();
-    let result = state.backend.query(promql, now_ms()).await;
+    let (result, shared) = state
+        .coalescer
+        .query(&state.backend, promql, now_ms())
+        .await;
     let outcome = match &result {
+        Ok(_) if shared => "shared",
         Ok(_) => "success",
         Err(BackendError::Unavailable { .. }) => "unavailable",
         Err(BackendError::Query { .. }) => "rejected",
@@ -374,6 +397,18 @@ async fn query_vector(
         ))),
         Err(e) => Err(backend_error(e, metric, rule, promql)),
     }
+}
+
+/// Whether `rule` could serve a metric named `metric`: through the metric name written in
+/// its `seriesQuery` when it has one, otherwise by treating `metric` as a series name.
+fn rule_could_produce(rule: &Rule, metric: &str) -> bool {
+    let q = rule.series_query().trim();
+    let literal: String = q
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    let candidate = if literal.is_empty() { metric } else { &literal };
+    rule.metric_name_for(candidate).as_deref() == Some(metric)
 }
 
 /// Why a finite value could not be produced.
@@ -406,7 +441,7 @@ fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiErro
             .rules()
             .custom
             .iter()
-            .filter(|r| r.metric_name_for(metric).as_deref() == Some(metric))
+            .filter(|r| rule_could_produce(r, metric))
             .map(|r| r.path())
             .collect();
         if could.is_empty() {
@@ -666,7 +701,7 @@ async fn external_values(
             .rules()
             .external
             .iter()
-            .filter(|r| r.metric_name_for(metric).as_deref() == Some(metric))
+            .filter(|r| rule_could_produce(r, metric))
             .map(|r| r.path())
             .collect();
         let why = if could.is_empty() {

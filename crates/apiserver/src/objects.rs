@@ -176,13 +176,20 @@ impl StaticObjects {
             if value.is_null() {
                 continue;
             }
-            let raw: RawObject =
-                serde_yaml::from_value(value).map_err(|e| ObjectsError::Parse {
-                    path: source.to_string(),
-                    index,
-                    message: e.to_string(),
-                })?;
-            me.add(raw);
+            // A document may be one object, a `kind: List`, or a bare sequence of objects.
+            let values = match value {
+                serde_yaml::Value::Sequence(items) => items,
+                other => vec![other],
+            };
+            for value in values {
+                let raw: RawObject =
+                    serde_yaml::from_value(value).map_err(|e| ObjectsError::Parse {
+                        path: source.to_string(),
+                        index,
+                        message: e.to_string(),
+                    })?;
+                me.add(raw);
+            }
         }
         // Namespaces that objects live in exist even when not listed.
         let mut implicit = BTreeSet::new();

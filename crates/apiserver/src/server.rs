@@ -307,3 +307,55 @@ pub async fn serve(
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing open connections"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+        let g = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&c, g.cert.pem()).unwrap();
+        std::fs::write(&k, g.key_pair.serialize_pem()).unwrap();
+        (c, k, g.cert.der().to_vec())
+    }
+
+    #[test]
+    fn self_signed_pair_is_generated_once_and_loads() {
+        let dir = std::env::temp_dir().join(format!("promhpa-certdir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (c, k) = ensure_self_signed(&dir, &["promhpa.monitoring.svc".into()]).unwrap();
+        let first = std::fs::read(&c).unwrap();
+        assert!(load_certified_key(&c, &k).is_ok());
+        let (c2, _) = ensure_self_signed(&dir, &[]).unwrap();
+        assert_eq!(std::fs::read(c2).unwrap(), first);
+        assert!(load_certified_key(&dir.join("missing.crt"), &k).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn serving_certificate_is_reloaded_when_files_change() {
+        let dir = std::env::temp_dir().join(format!("promhpa-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, k, first) = write_pair(&dir, "one.example");
+        let r = ReloadingCert::new(&c, &k).unwrap();
+        assert_eq!(r.current().cert[0].as_ref(), &first[..]);
+        // Replace the files; make the change visible to the next check.
+        let (_, _, second) = write_pair(&dir, "two.example");
+        {
+            let mut s = r.state.lock().unwrap();
+            s.stamps = (None, None);
+            s.checked = Instant::now() - Duration::from_secs(3);
+        }
+        assert_eq!(r.current().cert[0].as_ref(), &second[..]);
+        // A broken pair is not taken; the previous one stays.
+        std::fs::write(&c, "garbage").unwrap();
+        {
+            let mut s = r.state.lock().unwrap();
+            s.stamps = (None, None);
+            s.checked = Instant::now() - Duration::from_secs(3);
+        }
+        assert_eq!(r.current().cert[0].as_ref(), &second[..]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

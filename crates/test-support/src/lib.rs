@@ -8,7 +8,7 @@ pub mod pki;
 pub mod prometheus;
 
 pub use pki::TestPki;
-pub use prometheus::{free_port, wait_for_port, Prometheus, ScrapeTarget};
+pub use prometheus::{free_port, wait_for_port, BodyFn, Prometheus, ScrapeTarget};
 
 /// The `shared/` directory that holds `conformance/` and `seeds/`.
 ///

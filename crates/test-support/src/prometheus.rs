@@ -33,14 +33,29 @@ pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), String> {
     ))
 }
 
-/// A plain-HTTP scrape target that serves a replaceable exposition-format body at any path.
+/// Produces the body of the `n`th scrape (counting from 1).
+pub type BodyFn = Arc<dyn Fn(u64) -> String + Send + Sync>;
+
+/// A plain-HTTP scrape target that serves an exposition-format body at any path: a fixed
+/// text, or one computed from the scrape count (for counters that grow by a fixed amount
+/// per scrape).
 pub struct ScrapeTarget {
     pub port: u16,
     body: Arc<Mutex<String>>,
+    generator: Arc<Mutex<Option<BodyFn>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl ScrapeTarget {
+    /// Serve the body `f(n)` on the `n`th scrape.
+    pub fn start_with(f: BodyFn) -> Result<ScrapeTarget, String> {
+        let t = ScrapeTarget::start("")?;
+        if let Ok(mut g) = t.generator.lock() {
+            *g = Some(f);
+        }
+        Ok(t)
+    }
+
     pub fn start(body: &str) -> Result<ScrapeTarget, String> {
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding scrape target: {e}"))?;
@@ -52,24 +67,39 @@ impl ScrapeTarget {
             .set_nonblocking(true)
             .map_err(|e| format!("scrape target nonblocking: {e}"))?;
         let body = Arc::new(Mutex::new(body.to_string()));
+        let generator: Arc<Mutex<Option<BodyFn>>> = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
-        let (b, s) = (body.clone(), stop.clone());
+        let (b, g, s) = (body.clone(), generator.clone(), stop.clone());
         std::thread::spawn(move || {
+            let mut n = 0u64;
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let text = b.lock().map(|t| t.clone()).unwrap_or_default();
+                        n += 1;
+                        let f = g.lock().ok().and_then(|f| f.clone());
+                        let text = match f {
+                            Some(f) => f(n),
+                            None => b.lock().map(|t| t.clone()).unwrap_or_default(),
+                        };
                         let _ = serve_one(stream, &text);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         });
-        Ok(ScrapeTarget { port, body, stop })
+        Ok(ScrapeTarget {
+            port,
+            body,
+            generator,
+            stop,
+        })
     }
 
-    /// Replace the served body (the next scrape sees it).
+    /// Replace the served body (the next scrape sees it); stops any generator.
     pub fn set_body(&self, text: &str) {
+        if let Ok(mut g) = self.generator.lock() {
+            *g = None;
+        }
         if let Ok(mut b) = self.body.lock() {
             *b = text.to_string();
         }

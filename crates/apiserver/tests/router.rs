@@ -1,0 +1,469 @@
+//! The router and discovery registry over the embedded evaluator (a real `Backend`) and a
+//! static object file; TLS serving with client certificates and a request guard.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use promhpa_apiserver::api::RequestGuard;
+use promhpa_apiserver::metrics::SelfMetrics;
+use promhpa_apiserver::{router, server, ApiError, AppState, Registry, StaticObjects};
+use promhpa_core::backend::{Backend, BackendError, BoxFuture, QueryValue, SeriesInfo};
+use promhpa_core::tls::PeerCertificates;
+use promhpa_promql_eval::{EmbeddedBackend, Labels};
+use promhpa_rules::RuleSet;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const RULES: &str = r#"
+rules:
+- seriesQuery: 'http_requests_in_flight{namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {matches: "^(.*)$", as: "${1}"}
+  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+- seriesQuery: 'node_load{node!=""}'
+  resources:
+    overrides:
+      node: {resource: node}
+  metricsQuery: 'max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+externalRules:
+- seriesQuery: 'queue_depth{queue!=""}'
+  resources:
+    namespaced: false
+  metricsQuery: 'sum by (queue) (<<.Series>>{<<.LabelMatchers>>})'
+"#;
+
+const OBJECTS: &str = r#"
+- {apiVersion: v1, kind: Pod, metadata: {name: web-1, namespace: shop, labels: {app: web}}}
+- {apiVersion: v1, kind: Pod, metadata: {name: web-2, namespace: shop, labels: {app: web}}}
+- {apiVersion: v1, kind: Node, metadata: {name: node-a}}
+"#;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The embedded evaluator, with discovery that can be made to fail.
+struct Switchable {
+    inner: EmbeddedBackend,
+    fail: AtomicBool,
+}
+
+impl Backend for Switchable {
+    fn address(&self) -> String {
+        "embedded-test".into()
+    }
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        self.inner.query(promql, at_ms)
+    }
+    fn query_range<'a>(
+        &'a self,
+        promql: &'a str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        self.inner.query_range(promql, start_ms, end_ms, step_ms)
+    }
+    fn series_names<'a>(
+        &'a self,
+        selector: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(BackendError::Unavailable {
+                    address: "embedded-test".into(),
+                    message: "switched off".into(),
+                })
+            });
+        }
+        self.inner.series_names(selector, since_ms)
+    }
+}
+
+fn add(b: &Switchable, pairs: &[(&str, &str)], v: f64) {
+    b.inner
+        .append(
+            &Labels::from_pairs(pairs.iter().copied()),
+            now_ms() - 1000,
+            v,
+        )
+        .unwrap();
+}
+
+fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
+    let backend = Arc::new(Switchable {
+        inner: EmbeddedBackend::default(),
+        fail: AtomicBool::new(false),
+    });
+    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
+    let metrics = Arc::new(SelfMetrics::default());
+    let rules = Arc::new(RuleSet::from_yaml(RULES, "rules").unwrap());
+    let registry = Arc::new(
+        Registry::new(
+            rules,
+            backend.clone(),
+            lookup.clone(),
+            metrics.clone(),
+            Duration::from_secs(600),
+        )
+        .with_negative_ttl(ttl),
+    );
+    let app = router(AppState {
+        registry: registry.clone(),
+        backend: backend.clone(),
+        lookup,
+        metrics,
+        guard: None,
+        coalescer: Default::default(),
+    });
+    (backend, registry, app)
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+fn seed(b: &Switchable) {
+    add(
+        b,
+        &[
+            ("__name__", "http_requests_in_flight"),
+            ("namespace", "shop"),
+            ("pod", "web-1"),
+        ],
+        1.5,
+    );
+    add(
+        b,
+        &[
+            ("__name__", "http_requests_in_flight"),
+            ("namespace", "shop"),
+            ("pod", "web-2"),
+        ],
+        2000.0,
+    );
+    add(b, &[("__name__", "node_load"), ("node", "node-a")], 0.25);
+    add(b, &[("__name__", "queue_depth"), ("queue", "jobs")], 42.0);
+}
+
+#[tokio::test]
+async fn discovery_values_and_readiness() {
+    let (backend, registry, app) = setup(Duration::from_secs(10));
+    let (code, body) = get(&app, "/readyz").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    seed(&backend);
+    assert!(registry.relist().await.is_empty());
+    assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+
+    let (code, list) = get(&app, "/apis/custom.metrics.k8s.io/v1beta1").await;
+    assert_eq!(code, StatusCode::OK);
+    let names: Vec<(String, bool)> = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["namespaced"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("namespaces/http_requests_in_flight".to_string(), false),
+            ("nodes/node_load".to_string(), false),
+            ("pods/http_requests_in_flight".to_string(), true),
+        ]
+    );
+    let (_, ext) = get(&app, "/apis/external.metrics.k8s.io/v1beta1").await;
+    assert_eq!(ext["resources"][0]["name"], "queue_depth");
+    assert_eq!(ext["resources"][0]["namespaced"], false);
+
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/http_requests_in_flight?labelSelector=app%3Dweb",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "1500m");
+    assert_eq!(v["items"][1]["value"], "2k");
+    assert_eq!(v["items"][0]["metric"]["name"], "http_requests_in_flight");
+    assert!(v["items"][0]["metric"].get("selector").is_none());
+
+    // Cluster-scoped object.
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/nodes/node-a/node_load",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "250m");
+    assert_eq!(v["items"][0]["describedObject"]["kind"], "Node");
+    assert!(v["items"][0]["describedObject"].get("namespace").is_none());
+
+    // The namespace object itself.
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/metrics/http_requests_in_flight",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["describedObject"]["kind"], "Namespace");
+    assert_eq!(v["items"][0]["value"], "2001500m");
+
+    // External metric with a selector.
+    let (code, v) = get(
+        &app,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/any/queue_depth?labelSelector=queue%3Djobs",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "42");
+    assert_eq!(v["items"][0]["metricLabels"]["queue"], "jobs");
+
+    // Status errors.
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/nope",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(v["kind"], "Status");
+    assert_eq!(v["apiVersion"], "v1");
+    assert_eq!(v["status"], "Failure");
+    assert_eq!(v["reason"], "NotFound");
+    assert_eq!(v["code"], 404);
+    assert_eq!(v["details"]["name"], "nope");
+    assert_eq!(v["details"]["kind"], "pods");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("no rule"), "{msg}");
+
+    let (code, v) = get(&app, "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/deployments.apps/*/http_requests_in_flight").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("served for namespaces, pods only"),
+        "{v}"
+    );
+
+    let (code, v) = get(&app, "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/http_requests_in_flight?metricLabelSelector=a%20in%20(").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["reason"], "BadRequest");
+
+    let (code, _) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v2/namespaces/shop/pods/*/x",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // NaN is never sent.
+    add(
+        &backend,
+        &[("__name__", "node_load"), ("node", "node-b")],
+        f64::NAN,
+    );
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/nodes/node-b/node_load",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(v["message"].as_str().unwrap().contains("NaN"), "{v}");
+
+    let (_, text) = get(&app, "/metrics").await;
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("promhpa_registry_metrics{api=\"custom\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("promhpa_dropped_values_total{metric=\"node_load\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn failed_relist_keeps_metrics() {
+    let (backend, registry, app) = setup(Duration::from_secs(3600));
+    seed(&backend);
+    registry.relist().await;
+    let before = get(&app, "/apis/custom.metrics.k8s.io/v1beta1").await.1;
+
+    backend.fail.store(true, Ordering::SeqCst);
+    let errors = registry.relist().await;
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert_eq!(
+        get(&app, "/apis/custom.metrics.k8s.io/v1beta1").await.1,
+        before
+    );
+    backend.fail.store(false, Ordering::SeqCst);
+
+    // Values for objects of a known metric need no relist.
+    add(
+        &backend,
+        &[
+            ("__name__", "http_requests_in_flight"),
+            ("namespace", "blog"),
+            ("pod", "b-1"),
+        ],
+        4.0,
+    );
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/blog/pods/b-1/http_requests_in_flight",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "4");
+    assert!(registry.relist().await.is_empty());
+}
+
+#[tokio::test]
+async fn targeted_lookup_and_negative_cache() {
+    // Long negative cache: a miss is remembered.
+    let (backend, registry, app) = setup(Duration::from_secs(3600));
+    registry.relist().await;
+    let uri = "/apis/external.metrics.k8s.io/v1beta1/namespaces/x/queue_depth";
+    assert_eq!(get(&app, uri).await.0, StatusCode::NOT_FOUND);
+    add(
+        &backend,
+        &[("__name__", "queue_depth"), ("queue", "jobs")],
+        7.0,
+    );
+    assert_eq!(get(&app, uri).await.0, StatusCode::NOT_FOUND);
+    // The next relist forgets misses.
+    registry.relist().await;
+    assert_eq!(get(&app, uri).await.0, StatusCode::OK);
+
+    // No negative cache: the first request after the series appear finds them.
+    let (backend, registry, app) = setup(Duration::ZERO);
+    registry.relist().await;
+    let uri = "/apis/custom.metrics.k8s.io/v1beta1/nodes/node-a/node_load";
+    let (code, v) = get(&app, uri).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(
+        v["message"].as_str().unwrap().contains("could produce it"),
+        "{v}"
+    );
+    add(
+        &backend,
+        &[("__name__", "node_load"), ("node", "node-a")],
+        0.5,
+    );
+    let (code, v) = get(&app, uri).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "500m");
+}
+
+struct NeedsClientCert;
+
+impl RequestGuard for NeedsClientCert {
+    fn check<'a>(
+        &'a self,
+        parts: &'a axum::http::request::Parts,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            match parts.extensions.get::<PeerCertificates>() {
+                Some(pc) if !pc.0.is_empty() => Ok(()),
+                _ => Err(ApiError::Forbidden(
+                    "a client certificate is required".into(),
+                )),
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_passes_client_certificates_to_the_guard() {
+    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+    let (backend, registry, _) = setup(Duration::ZERO);
+    seed(&backend);
+    registry.relist().await;
+    let app = router(AppState {
+        registry: registry.clone(),
+        backend: backend.clone(),
+        lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
+        metrics: Arc::new(SelfMetrics::default()),
+        guard: Some(Arc::new(NeedsClientCert)),
+        coalescer: Default::default(),
+    });
+    let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
+    let tls = server::tls_config(resolver).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server::serve(
+        listener,
+        tls,
+        app,
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let anonymous = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca.clone())
+        .build()
+        .unwrap();
+    let resp = anonymous.get(format!("{base}/apis")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let status: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(status["reason"], "Forbidden");
+    // Health probes bypass the guard.
+    assert_eq!(
+        anonymous
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let mut pem = std::fs::read(&pki.client_cert).unwrap();
+    pem.extend(std::fs::read(&pki.client_key).unwrap());
+    let with_cert = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let resp = with_cert.get(format!("{base}/apis")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    tx.send(()).unwrap();
+    handle.await.unwrap();
+}
