@@ -18,6 +18,11 @@ pub struct RequestAttributes {
 impl RequestAttributes {
     /// Computes the attributes of `method` on `path_and_query`.
     ///
+    /// The path is read as the server routes it: split at `/`, empty segments skipped, each
+    /// segment percent-decoded on its own (so `%2F` stays inside its segment). A request
+    /// spelling a route with escapes or doubled slashes is therefore authorized as the route
+    /// it reaches. `path` keeps the request's own spelling for non-resource requests.
+    ///
     /// For the metrics APIs: `/apis/custom.metrics.k8s.io/v1beta1/namespaces/ns/pods/*/m`
     /// is verb `get`, resource `pods`, name `*`, subresource `m`, namespace `ns`;
     /// `/apis/external.metrics.k8s.io/v1beta1/namespaces/ns/m` is verb `list`, resource `m`.
@@ -32,7 +37,16 @@ impl RequestAttributes {
             method_verb: method_verb.clone(),
             resource: None,
         };
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let decoded: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         if parts.len() < 3 {
             return attrs;
         }
@@ -88,9 +102,13 @@ impl RequestAttributes {
             res.resource = (*resource).to_string();
         }
         if res.name.is_empty() && verb == "get" {
-            let watch = query.split('&').any(|kv| {
-                matches!(kv.split_once('='), Some(("watch", "true" | "1"))) || kv == "watch"
-            });
+            // As Kubernetes converts a query parameter to a bool: the first `watch` value,
+            // true unless it is `0` or (in any case) `false`.
+            let watch = query
+                .split('&')
+                .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+                .find(|(k, _)| *k == "watch")
+                .is_some_and(|(_, v)| v != "0" && !v.eq_ignore_ascii_case("false"));
             verb = if watch { "watch" } else { "list" }.to_string();
         }
         if res.name.is_empty() && verb == "delete" {
@@ -198,6 +216,63 @@ mod tests {
             let a = RequestAttributes::from_request(&Method::GET, path);
             assert_eq!(a.resource, None, "{path}");
             assert_eq!(a.verb(), "get");
+        }
+    }
+
+    #[test]
+    fn attributes_follow_the_segments_the_server_routes_on() {
+        // The server percent-decodes each segment and skips empty ones; a request that
+        // spells the same route differently must be authorized as that route.
+        let plain = res(
+            Method::GET,
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/victim/pods/*/m",
+        );
+        for path in [
+            "/apis/custom.metrics.k8s.io/v1beta1/%6eamespaces/victim/pods/*/m",
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/%76ictim/pods/%2A/m",
+            "/apis/custom.metrics.k8s.io/v1beta1//namespaces/victim//pods/*/m",
+            "//apis/custom.metrics.k8s.io//v1beta1/namespaces/victim/pods/*/m/",
+            "/%61pis/custom.metrics.k8s.io/v1beta1/namespaces/victim/pods/*/m",
+        ] {
+            assert_eq!(res(Method::GET, path), plain, "{path}");
+        }
+        let ext = res(
+            Method::GET,
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/victim/%71ueue?x=1",
+        );
+        assert_eq!(
+            (ext.namespace.as_str(), ext.resource.as_str()),
+            ("victim", "queue")
+        );
+        // A decoded slash stays inside its segment, as it does for the server.
+        let r = res(
+            Method::GET,
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/a%2Fb/pods/*/m",
+        );
+        assert_eq!((r.namespace.as_str(), r.resource.as_str()), ("a/b", "pods"));
+    }
+
+    #[test]
+    fn watch_is_any_first_watch_value_but_false_or_zero() {
+        let verb = |q: &str| res(Method::GET, &format!("/api/v1/namespaces/a/pods?{q}")).verb;
+        for q in [
+            "watch=true",
+            "watch=TRUE",
+            "watch=1",
+            "watch",
+            "watch=yes",
+            "a=b&watch=True",
+        ] {
+            assert_eq!(verb(q), "watch", "{q}");
+        }
+        for q in [
+            "watch=false",
+            "watch=False",
+            "watch=0",
+            "watch=0&watch=1",
+            "x=watch",
+        ] {
+            assert_eq!(verb(q), "list", "{q}");
         }
     }
 

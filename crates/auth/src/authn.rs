@@ -186,7 +186,14 @@ impl Authenticator for DelegatingAuthenticator {
                             errors.push(AuthError::MissingCommonName)
                         }
                         Ok(subject) => {
-                            let user = UserInfo::new(subject.common_name, subject.organizations);
+                            let mut user =
+                                UserInfo::new(subject.common_name, subject.organizations);
+                            if let Some(leaf) = chain.first() {
+                                user.extra.insert(
+                                    CREDENTIAL_ID_KEY.to_string(),
+                                    vec![certificate_credential_id(leaf)],
+                                );
+                            }
                             return Ok(Some(user.with_authenticated_group()));
                         }
                         Err(e) => errors.push(e),
@@ -209,6 +216,21 @@ impl Authenticator for DelegatingAuthenticator {
     }
 }
 
+/// The `extra` key Kubernetes records the credential a user authenticated with under.
+pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
+
+/// `X509SHA256=<hex of the SHA-256 of the leaf certificate>`, the credential id Kubernetes
+/// gives client certificate users.
+fn certificate_credential_id(der: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut id = String::from("X509SHA256=");
+    for b in digest.as_ref() {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
+}
+
 fn token_cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(token.as_bytes());
@@ -221,25 +243,29 @@ fn token_cache_key(token: &str, audiences: &[String]) -> [u8; 32] {
     key
 }
 
-/// The token of an `Authorization: Bearer <token>` header, if there is a non-empty one.
+/// The token of an `Authorization: Bearer <token>` header, if there is a non-empty one. As
+/// in Kubernetes the header is trimmed and split at single spaces: the scheme is the first
+/// field (any case), the token the second, and an empty second field is no token.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers
         .get(http::header::AUTHORIZATION)?
         .to_str()
         .ok()?
         .trim();
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
+    let mut fields = value.splitn(3, ' ');
+    let scheme = fields.next()?;
+    let token = fields.next()?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The first value of the first of `names` whose first value is non-empty (Go's
+/// `Header.Get` per name): a later repetition of a header never replaces its first value.
 fn first_value(headers: &HeaderMap, names: &[String]) -> Option<String> {
     names.iter().find_map(|name| {
         headers
-            .get_all(name.as_str())
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| !v.is_empty())
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
             .map(str::to_string)
     })
 }
@@ -266,10 +292,7 @@ fn extra_values(headers: &HeaderMap, prefixes: &[String]) -> BTreeMap<String, Ve
             if rest.is_empty() {
                 continue;
             }
-            let key = percent_encoding::percent_decode_str(rest)
-                .decode_utf8()
-                .map(|k| k.into_owned())
-                .unwrap_or_else(|_| rest.to_string());
+            let key = path_unescape(rest).unwrap_or_else(|| rest.to_string());
             let values = headers
                 .get_all(name)
                 .iter()
@@ -279,4 +302,26 @@ fn extra_values(headers: &HeaderMap, prefixes: &[String]) -> BTreeMap<String, Ve
         }
     }
     extra
+}
+
+/// Go's `url.PathUnescape`: `%XX` escapes decoded, `None` if any `%` is not followed by two
+/// hex digits. Bytes that do not form UTF-8 become U+FFFD, as they do once Go encodes the
+/// key as JSON.
+fn path_unescape(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = hex(*bytes.get(i + 1)?)?;
+            let lo = hex(*bytes.get(i + 2)?)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
 }

@@ -114,10 +114,12 @@ impl Authorizer for DelegatingAuthorizer {
             let answer: SubjectAccessReview = serde_json::from_slice(&answer)
                 .map_err(|e| AuthError::SubjectAccessReview(format!("decoding the answer: {e}")))?;
             let status = answer.status.unwrap_or_default();
-            let (decision, ttl) = if status.allowed {
-                (Decision::Allow(status.reason), self.allowed_ttl)
-            } else if status.denied {
+            // An answer that both allows and denies is a denial, as in Kubernetes' webhook
+            // authorizer.
+            let (decision, ttl) = if status.denied {
                 (Decision::Deny(status.reason), self.denied_ttl)
+            } else if status.allowed {
+                (Decision::Allow(status.reason), self.allowed_ttl)
             } else {
                 (Decision::NoOpinion(status.reason), self.denied_ttl)
             };

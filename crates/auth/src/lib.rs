@@ -3,7 +3,8 @@
 //!
 //! - [`authn::DelegatingAuthenticator`] believes `X-Remote-User`-style headers only from a
 //!   client certificate that chains to the request-header CA and whose common name is allowed,
-//!   maps a certificate chaining to the client CA to user = CN, groups = O, and checks bearer
+//!   maps a certificate chaining to the client CA to user = CN, groups = O (extra
+//!   `authentication.kubernetes.io/credential-id` = `X509SHA256=<leaf digest>`), and checks bearer
 //!   tokens with a cached TokenReview.
 //! - [`authz::DelegatingAuthorizer`] asks a (cached) SubjectAccessReview, always allowing
 //!   `system:masters`.

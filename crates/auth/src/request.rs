@@ -20,7 +20,8 @@ pub struct Rejection {
     /// `Unauthorized`, `Forbidden` or `InternalError`.
     pub reason: &'static str,
     pub message: String,
-    /// `details` of a Forbidden status: (group, resource kind, name).
+    /// `details` of a Forbidden status: (group, resource kind, name); empty strings are
+    /// left out, so a non-resource denial has `"details": {}`.
     pub details: Option<(String, String, String)>,
 }
 
@@ -73,8 +74,10 @@ impl Rejection {
     fn forbidden(user: &UserInfo, attrs: &RequestAttributes, reason: &str) -> Self {
         let mut message = match &attrs.resource {
             None => format!(
-                "User {:?} cannot {} path {:?}",
-                user.name, attrs.method_verb, attrs.path
+                "User {} cannot {} path {}",
+                go_quote(&user.name),
+                attrs.method_verb,
+                go_quote(&attrs.path)
             ),
             Some(r) => {
                 let resource = if r.subresource.is_empty() {
@@ -84,13 +87,20 @@ impl Rejection {
                 };
                 if r.namespace.is_empty() {
                     format!(
-                        "User {:?} cannot {} resource {:?} in API group {:?} at the cluster scope",
-                        user.name, r.verb, resource, r.group
+                        "User {} cannot {} resource {} in API group {} at the cluster scope",
+                        go_quote(&user.name),
+                        r.verb,
+                        go_quote(&resource),
+                        go_quote(&r.group)
                     )
                 } else {
                     format!(
-                        "User {:?} cannot {} resource {:?} in API group {:?} in the namespace {:?}",
-                        user.name, r.verb, resource, r.group, r.namespace
+                        "User {} cannot {} resource {} in API group {} in the namespace {}",
+                        go_quote(&user.name),
+                        r.verb,
+                        go_quote(&resource),
+                        go_quote(&r.group),
+                        go_quote(&r.namespace)
                     )
                 }
             }
@@ -108,14 +118,18 @@ impl Rejection {
                 let message = if r.name.is_empty() {
                     format!("{qualified} is forbidden: {message}")
                 } else {
-                    format!("{qualified} {:?} is forbidden: {message}", r.name)
+                    format!("{qualified} {} is forbidden: {message}", go_quote(&r.name))
                 };
                 (
                     message,
                     Some((r.group.clone(), r.resource.clone(), r.name.clone())),
                 )
             }
-            _ => (format!("forbidden: {message}"), None),
+            // Kubernetes answers with empty details (`"details": {}`) here.
+            _ => (
+                format!("forbidden: {message}"),
+                Some((String::new(), String::new(), String::new())),
+            ),
         };
         Rejection {
             status: StatusCode::FORBIDDEN,
@@ -124,6 +138,66 @@ impl Rejection {
             details,
         }
     }
+}
+
+/// `s` quoted as Go's `%q` does it (Kubernetes builds its messages with it): `\"` and `\\`,
+/// the short escapes `\a \b \f \n \r \t \v`, `\xNN` for other ASCII controls, `\uNNNN` /
+/// `\UNNNNNNNN` for control, space-like and invisible formatting characters outside ASCII,
+/// everything else as is.
+pub fn go_quote(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if !c.is_ascii() && !go_printable(c) => {
+                if (c as u32) < 0x10000 {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                } else {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Whether Go's `unicode.IsPrint` holds for a non-ASCII character, for the characters that
+/// matter in names and paths: controls, separators other than the ASCII space, and the
+/// common invisible formatting characters are not printable.
+fn go_printable(c: char) -> bool {
+    !(c.is_control()
+        || c.is_whitespace()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{600}'..='\u{605}'
+                | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e000}'..='\u{f8ff}'
+        ))
 }
 
 /// Who a request was allowed as.
@@ -156,7 +230,7 @@ impl RequestAuth {
     }
 
     /// Paths served to anyone without asking for authorization; an entry ending in `*`
-    /// matches every path it prefixes.
+    /// matches every path it prefixes. A leading `/` is optional, as in Kubernetes.
     pub fn with_always_allow_paths(mut self, paths: Vec<String>) -> Self {
         self.always_allow_paths = paths;
         self
@@ -171,18 +245,22 @@ impl RequestAuth {
 
     /// Whether `path` needs no authorization.
     pub fn is_always_allowed(&self, path: &str) -> bool {
-        self.always_allow_paths
-            .iter()
-            .any(|p| match p.strip_suffix('*') {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        self.always_allow_paths.iter().any(|p| {
+            let p = p.strip_prefix('/').unwrap_or(p);
+            match p.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),
                 None => p == path,
-            })
+            }
+        })
     }
 
     /// Authenticates and authorizes `method` on `path_and_query`. Always-allowed paths are
     /// served even when the credentials presented cannot be verified (health probes carry
-    /// none); every other request needs an identity (401 otherwise) that the authorizer
-    /// allows (403 otherwise; 500 when the authorizer could not be asked).
+    /// none); as with Kubernetes' path authorizer they apply only to non-resource requests,
+    /// so a prefix such as `/apis/*` frees discovery documents but never a metric. Every
+    /// other request needs an identity (401 otherwise) that the authorizer allows (403
+    /// otherwise; 500 when the authorizer could not be asked).
     pub async fn check(
         &self,
         method: &Method,
@@ -192,7 +270,7 @@ impl RequestAuth {
     ) -> Result<Allowed, Rejection> {
         let attributes = RequestAttributes::from_request(method, path_and_query);
         let authenticated = self.authenticator.authenticate(peer, headers).await;
-        if self.is_always_allowed(&attributes.path) {
+        if attributes.resource.is_none() && self.is_always_allowed(&attributes.path) {
             let user = authenticated
                 .ok()
                 .flatten()

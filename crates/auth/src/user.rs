@@ -42,10 +42,16 @@ impl UserInfo {
         UserInfo::new(ANONYMOUS_USER, vec![UNAUTHENTICATED_GROUP.to_string()])
     }
 
-    /// Adds `system:authenticated` unless the user is anonymous or already has it, as
-    /// Kubernetes does for every authenticated request.
+    /// Adds `system:authenticated` unless the user is anonymous or already is in
+    /// `system:authenticated` or `system:unauthenticated`, as Kubernetes does for every
+    /// authenticated request.
     pub(crate) fn with_authenticated_group(mut self) -> Self {
-        if self.name != ANONYMOUS_USER && !self.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+        if self.name != ANONYMOUS_USER
+            && !self
+                .groups
+                .iter()
+                .any(|g| g == AUTHENTICATED_GROUP || g == UNAUTHENTICATED_GROUP)
+        {
             self.groups.push(AUTHENTICATED_GROUP.to_string());
         }
         self

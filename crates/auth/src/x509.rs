@@ -100,14 +100,17 @@ impl CaBundle {
     }
 }
 
-/// The common name and organizations of a DER certificate's subject.
+/// The common name (the last one, as Go reads it) and organizations of a DER certificate's
+/// subject.
 pub fn subject_of(der: &[u8]) -> Result<CertSubject, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     let subject = cert.subject();
+    // Go's crypto/x509 (and so Kubernetes, and whoever approved the certificate) keeps the
+    // last common name of a subject that has several.
     let common_name = subject
         .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
+        .filter_map(|cn| cn.as_str().ok())
+        .last()
         .unwrap_or_default()
         .to_string();
     let organizations = subject

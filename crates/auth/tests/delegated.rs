@@ -697,3 +697,532 @@ async fn sources_from_flags_read_the_ca_files() {
     assert!(err.to_string().contains("nope.crt"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn always_allowed_paths_cover_only_non_resource_requests() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar.clone(), 10, 10)
+        .with_always_allow_paths(vec!["/apis/*".to_string(), "/openapi/*".to_string()]);
+    // Discovery under the prefix is free, as Kubernetes' path authorizer allows it.
+    for path in [
+        "/apis/custom.metrics.k8s.io",
+        "/apis/custom.metrics.k8s.io/v1beta1",
+        "/openapi/v2",
+    ] {
+        assert!(
+            g.check(&Method::GET, path, None, &HeaderMap::new())
+                .await
+                .is_ok(),
+            "{path}"
+        );
+    }
+    // A metric under the same prefix is a resource request and still needs an identity and
+    // an allowing review.
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, None, &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, Some(&mallory), &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::FORBIDDEN);
+    assert_eq!(sar.calls(), 1);
+}
+
+#[tokio::test]
+async fn forbidden_non_resource_status_has_empty_details() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar, 10, 10);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(
+            &Method::GET,
+            "/openapi/v2",
+            Some(&mallory),
+            &HeaderMap::new(),
+        )
+        .await
+        .unwrap_err();
+    // The fields and values kube-apiserver answers a denied non-resource path with.
+    assert_eq!(
+        serde_json::to_string(&rej.status_json()).unwrap(),
+        r#"{"apiVersion":"v1","code":403,"details":{},"kind":"Status","message":"forbidden: User \"mallory\" cannot get path \"/openapi/v2\"","metadata":{},"reason":"Forbidden","status":"Failure"}"#
+    );
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, None, &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        serde_json::to_string(&rej.status_json()).unwrap(),
+        r#"{"apiVersion":"v1","code":401,"kind":"Status","message":"Unauthorized","metadata":{},"reason":"Unauthorized","status":"Failure"}"#
+    );
+}
+
+#[tokio::test]
+async fn username_is_the_first_value_of_the_first_header_that_has_one() {
+    let s = setup(&[], None);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let mut rh = s.authn.sources().request_header.clone().unwrap();
+    rh.username_headers = vec!["X-REMOTE-USER".to_string(), "X-Fallback-User".to_string()];
+    rh.group_headers = vec!["x-remote-GROUP".to_string()];
+    rh.extra_headers_prefixes = vec!["X-Remote-EXTRA-".to_string()];
+    s.authn.set_sources(AuthnSources {
+        request_header: Some(rh),
+        client_ca: None,
+    });
+    // Header names match whatever their case in the flags.
+    let h = headers(&[
+        ("x-remote-user", "alice"),
+        ("X-Remote-Group", "devs"),
+        ("x-remote-extra-Team%20Name", "blue"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "alice");
+    assert_eq!(user.groups, vec!["devs", "system:authenticated"]);
+    assert_eq!(user.extra["team name"], vec!["blue"]);
+    // As Go's Header.Get: only the first value of a header counts; an empty one moves on to
+    // the next header name rather than to a later value of the same header.
+    let h = headers(&[
+        ("X-Remote-User", ""),
+        ("X-Remote-User", "mallory"),
+        ("X-Fallback-User", "bob"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "bob");
+}
+
+/// A leaf certificate whose subject holds two common names, as a CSR may request.
+fn two_common_names(ca: &Ca, first: &str, last: &str) -> PeerCertificates {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, first);
+    params
+        .distinguished_name
+        .push(DnType::CustomDnType(vec![2, 5, 4, 3]), last);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    PeerCertificates(vec![cert.der().to_vec()])
+}
+
+#[tokio::test]
+async fn common_name_is_read_as_kubernetes_reads_it() {
+    // Go keeps the last common name of a subject; a reviewer approving "alice" must not
+    // produce a certificate this server reads as someone else.
+    let s = setup(&["front-proxy-client"], None);
+    let cert = two_common_names(&s.client_ca, "system:admin", "alice");
+    let user = s
+        .authn
+        .authenticate(Some(&cert), &HeaderMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "alice");
+    // The allowed-names check sees the same name.
+    let proxy = two_common_names(&s.front_proxy, "front-proxy-client", "other");
+    assert!(s.authn.authenticate(Some(&proxy), &forged()).await.is_err());
+    let proxy = two_common_names(&s.front_proxy, "other", "front-proxy-client");
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &forged())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "system:admin");
+}
+
+/// A certificate for `cn` signed by `issuer`, with the given CA flag and extended key usages.
+fn issue(issuer: &Ca, cn: &str, is_ca: bool, eku: Vec<ExtendedKeyUsagePurpose>) -> (Ca, Vec<u8>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    if is_ca {
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    }
+    params.extended_key_usages = eku;
+    params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+    let cert = params.signed_by(&key, &issuer.cert, &issuer.key).unwrap();
+    let der = cert.der().to_vec();
+    (Ca { cert, key }, der)
+}
+
+#[tokio::test]
+async fn request_header_chain_verification() {
+    let s = setup(&["front-proxy-client"], None);
+    let believed = |peer: PeerCertificates| {
+        let authn = s.authn.clone();
+        async move {
+            matches!(
+                authn.authenticate(Some(&peer), &forged()).await,
+                Ok(Some(u)) if u.name == "system:admin"
+            )
+        }
+    };
+    let client_auth = vec![ExtendedKeyUsagePurpose::ClientAuth];
+
+    // An intermediate presented after the leaf completes the chain; without it, no chain.
+    let (intermediate, intermediate_der) = issue(&s.front_proxy, "front-proxy-int", true, vec![]);
+    let (_, leaf) = issue(
+        &intermediate,
+        "front-proxy-client",
+        false,
+        client_auth.clone(),
+    );
+    assert!(
+        believed(PeerCertificates(vec![
+            leaf.clone(),
+            intermediate_der.clone()
+        ]))
+        .await
+    );
+    assert!(!believed(PeerCertificates(vec![leaf])).await);
+
+    // An "intermediate" that is not a CA cannot issue.
+    let (not_ca, not_ca_der) = issue(&s.front_proxy, "front-proxy-leaf", false, vec![]);
+    let (_, leaf) = issue(&not_ca, "front-proxy-client", false, client_auth.clone());
+    assert!(!believed(PeerCertificates(vec![leaf, not_ca_der])).await);
+
+    // A certificate only for server authentication is not a client certificate.
+    let (_, server_only) = issue(
+        &s.front_proxy,
+        "front-proxy-client",
+        false,
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    assert!(!believed(PeerCertificates(vec![server_only])).await);
+
+    // A self-signed certificate copying the CA's name is not the CA.
+    let lookalike = Ca::new("front-proxy-ca");
+    let (_, self_signed) = issue(&lookalike, "front-proxy-client", false, client_auth.clone());
+    assert!(!believed(PeerCertificates(vec![self_signed])).await);
+    assert!(!believed(PeerCertificates(vec![lookalike.cert.der().to_vec()])).await);
+
+    // A certificate of the client CA never makes the headers believed, even when every
+    // request-header name is allowed.
+    let open = setup(&[], None);
+    let (_, client_leaf) = issue(&open.client_ca, "front-proxy-client", false, client_auth);
+    let user = open
+        .authn
+        .authenticate(Some(&PeerCertificates(vec![client_leaf])), &forged())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "front-proxy-client");
+    assert!(!user.groups.iter().any(|g| g == "system:masters"));
+
+    // Not yet valid: the clock is before the certificate's notBefore.
+    let early = setup(&[], None);
+    let future = early.front_proxy.client("front-proxy-client", &[]);
+    let clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_000_000),
+    ));
+    let authn = DelegatingAuthenticator::new((*early.authn.sources()).clone(), None, clock);
+    assert!(authn.authenticate(Some(&future), &forged()).await.is_err());
+}
+
+/// Fails every review request.
+struct Unreachable(Mutex<usize>);
+
+impl ReviewClient for Unreachable {
+    fn create<'a>(
+        &'a self,
+        _path: &'a str,
+        _body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, AuthError>> {
+        Box::pin(async move {
+            *self.0.lock().unwrap() += 1;
+            Err(AuthError::Transport("connection refused".to_string()))
+        })
+    }
+}
+
+#[tokio::test]
+async fn review_failures_are_not_cached() {
+    let down = Arc::new(Unreachable(Mutex::new(0)));
+    let s = setup(&[], None);
+    let tokens = TokenReviewConfig {
+        client: down.clone(),
+        ttl: Duration::from_secs(10),
+        audiences: Vec::new(),
+    };
+    let authn =
+        DelegatingAuthenticator::new((*s.authn.sources()).clone(), Some(tokens), s.clock.clone());
+    let h = headers(&[("Authorization", "Bearer some-token")]);
+    assert!(authn.authenticate(None, &h).await.is_err());
+    assert!(authn.authenticate(None, &h).await.is_err());
+    assert_eq!(
+        *down.0.lock().unwrap(),
+        2,
+        "a failed TokenReview is asked again"
+    );
+
+    let authz = DelegatingAuthorizer::new(
+        down.clone(),
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+        s.clock.clone(),
+    );
+    let g = RequestAuth::new(s.authn.clone(), Arc::new(authz));
+    let alice = s.client_ca.client("alice", &[]);
+    for _ in 0..2 {
+        let rej = g
+            .check(&Method::GET, METRIC_PATH, Some(&alice), &HeaderMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(rej.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(
+        *down.0.lock().unwrap(),
+        4,
+        "a failed SubjectAccessReview is asked again"
+    );
+}
+
+#[tokio::test]
+async fn authorization_cache_separates_every_attribute() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed.json");
+    let g = guard(&s, sar.clone(), 60, 60);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let base = [
+        ("X-Remote-User", "alice"),
+        ("X-Remote-Uid", "1"),
+        ("X-Remote-Group", "devs"),
+        ("X-Remote-Extra-Scopes", "a"),
+    ];
+    let variants: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (base.to_vec(), METRIC_PATH),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/other/pods/*/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/services/*/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/p99",
+        ),
+        (
+            base.to_vec(),
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/http_requests",
+        ),
+        (
+            base.to_vec(),
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/http_requests",
+        ),
+        (base.to_vec(), "/openapi/v2"),
+        (base.to_vec(), "/openapi/v3"),
+        (
+            vec![
+                ("X-Remote-User", "bob"),
+                ("X-Remote-Uid", "1"),
+                ("X-Remote-Group", "devs"),
+                ("X-Remote-Extra-Scopes", "a"),
+            ],
+            METRIC_PATH,
+        ),
+        (
+            vec![
+                ("X-Remote-User", "alice"),
+                ("X-Remote-Uid", "2"),
+                ("X-Remote-Group", "devs"),
+                ("X-Remote-Extra-Scopes", "a"),
+            ],
+            METRIC_PATH,
+        ),
+        (
+            vec![
+                ("X-Remote-User", "alice"),
+                ("X-Remote-Uid", "1"),
+                ("X-Remote-Group", "ops"),
+                ("X-Remote-Extra-Scopes", "a"),
+            ],
+            METRIC_PATH,
+        ),
+        (
+            vec![
+                ("X-Remote-User", "alice"),
+                ("X-Remote-Uid", "1"),
+                ("X-Remote-Group", "devs"),
+                ("X-Remote-Extra-Scopes", "b"),
+            ],
+            METRIC_PATH,
+        ),
+    ];
+    for (i, (h, path)) in variants.iter().enumerate() {
+        g.check(&Method::GET, path, Some(&proxy), &headers(h))
+            .await
+            .unwrap();
+        assert_eq!(
+            sar.calls(),
+            i + 1,
+            "{h:?} {path} must not reuse another's decision"
+        );
+    }
+    // The same request again is answered from the cache.
+    g.check(&Method::GET, METRIC_PATH, Some(&proxy), &headers(&base))
+        .await
+        .unwrap();
+    assert_eq!(sar.calls(), variants.len());
+}
+
+#[tokio::test]
+async fn forbidden_messages_quote_as_go_does() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar, 10, 10);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(
+            &Method::GET,
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/a%01b%7F%C2%A0%09%22%5C%C3%A9/pods/x%E2%80%8By/m",
+            Some(&mallory),
+            &HeaderMap::new(),
+        )
+        .await
+        .unwrap_err();
+    // Go's %q: \xNN for ASCII controls, \uNNNN for invisible Unicode, printable text as is.
+    assert_eq!(
+        rej.message,
+        r#"pods.custom.metrics.k8s.io "x\u200by" is forbidden: User "mallory" cannot get resource "pods/m" in API group "custom.metrics.k8s.io" in the namespace "a\x01b\x7f\u00a0\t\"\\é""#
+    );
+}
+
+#[test]
+fn bearer_token_is_read_as_kubernetes_reads_it() {
+    use promhpa_auth::authn::bearer_token;
+    let token = |v: &str| bearer_token(&headers(&[("Authorization", v)])).map(str::to_string);
+    assert_eq!(token("Bearer abc"), Some("abc".into()));
+    assert_eq!(token("bearer abc"), Some("abc".into()));
+    assert_eq!(token("  Bearer abc  "), Some("abc".into()));
+    // The token is the second space-separated field; an empty one is no token.
+    assert_eq!(token("Bearer abc def"), Some("abc".into()));
+    assert_eq!(token("Bearer  abc"), None);
+    assert_eq!(token("Bearer"), None);
+    assert_eq!(token("Basic YWxpY2U6cHc="), None);
+}
+
+#[tokio::test]
+async fn always_allowed_paths_match_with_or_without_the_leading_slash() {
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-denied.json");
+    let g = guard(&s, sar, 10, 10)
+        .with_always_allow_paths(vec!["healthz".to_string(), "debug/*".to_string()]);
+    for path in ["/healthz", "/debug/pprof"] {
+        assert!(
+            g.check(&Method::GET, path, None, &HeaderMap::new())
+                .await
+                .is_ok(),
+            "{path}"
+        );
+    }
+    assert!(g
+        .check(&Method::GET, "/healthzz", None, &HeaderMap::new())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_review_both_allowing_and_denying_denies() {
+    // Not something kube-apiserver answers, but a review endpoint in between might; Kubernetes'
+    // webhook authorizer treats it as a denial.
+    let s = setup(&[], None);
+    let sar = Recorded::answering(SUBJECT_ACCESS_REVIEW_PATH, "sar-allowed-and-denied.json");
+    let g = guard(&s, sar, 10, 10);
+    let mallory = s.client_ca.client("mallory", &[]);
+    let rej = g
+        .check(&Method::GET, METRIC_PATH, Some(&mallory), &HeaderMap::new())
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn client_certificate_users_carry_the_certificate_credential_id() {
+    let s = setup(&[], None);
+    let alice = s.client_ca.client("alice", &["devs"]);
+    let user = s
+        .authn
+        .authenticate(Some(&alice), &HeaderMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &alice.0[0]);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        user.extra["authentication.kubernetes.io/credential-id"],
+        vec![format!("X509SHA256={hex}")]
+    );
+    assert_eq!(user.extra.len(), 1);
+}
+
+#[tokio::test]
+async fn extra_keys_are_unescaped_as_go_path_unescape_does() {
+    let s = setup(&[], None);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let h = headers(&[
+        ("X-Remote-User", "alice"),
+        ("X-Remote-Extra-%C3%A9t%C3%A9", "summer"),
+        ("X-Remote-Extra-Scope%2FOne", "1"),
+        // A malformed escape keeps the whole key as sent (lowercased).
+        ("X-Remote-Extra-a%zzb%41", "2"),
+        ("X-Remote-Extra-Trail%4", "3"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<&str> = user.extra.keys().map(String::as_str).collect();
+    assert_eq!(keys, vec!["a%zzb%41", "scope/one", "trail%4", "été"]);
+}
+
+#[tokio::test]
+async fn a_user_asserted_unauthenticated_is_not_made_authenticated() {
+    let s = setup(&[], None);
+    let proxy = s.front_proxy.client("front-proxy-client", &[]);
+    let h = headers(&[
+        ("X-Remote-User", "guest"),
+        ("X-Remote-Group", "system:unauthenticated"),
+    ]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.groups, vec!["system:unauthenticated"]);
+    let h = headers(&[("X-Remote-User", "system:anonymous")]);
+    let user = s
+        .authn
+        .authenticate(Some(&proxy), &h)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.groups.is_empty());
+}

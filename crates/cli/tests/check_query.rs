@@ -148,3 +148,38 @@ fn query_explains_a_metric_no_rule_serves() {
         "{err}"
     );
 }
+
+#[test]
+fn query_finds_the_series_when_the_rule_names_it() {
+    let out = promhpa(&[
+        "query",
+        "--config",
+        &rules_file("dcgm-gpu-utilization.yaml"),
+        "--metric",
+        "gpu_utilization",
+        "--resource",
+        "pod",
+        "--namespace",
+        "ml",
+        "--names",
+        "vllm-0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "avg(DCGM_FI_DEV_GPU_UTIL{exported_namespace=\"ml\",exported_pod=\"vllm-0\"}) by (exported_pod)\n"
+    );
+    let out = promhpa(&[
+        "query",
+        "--config",
+        &rules_file("generic-application.yaml"),
+        "--metric",
+        "http_requests_per_second",
+        "--resource",
+        "pods",
+        "--names",
+        "a",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("pass --series"), "{}", stderr(&out));
+}

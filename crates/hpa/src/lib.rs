@@ -1,1 +1,31 @@
-//! promhpa-hpa.
+//! The Kubernetes HorizontalPodAutoscaler's replica recommendation (autoscaling/v2), as
+//! kube-controller-manager computes it, in pure functions: per-metric proposals
+//! ([`calc`]), one reconcile with legacy or `behavior` normalization ([`controller`]),
+//! the conformance-case format ([`conformance`]), replaying history ([`simulate`]) and
+//! explaining a decision ([`explain`]).
+
+pub mod calc;
+pub mod conformance;
+pub mod controller;
+pub mod explain;
+pub mod simulate;
+pub mod spec;
+
+pub use calc::{ControllerConfig, Observed, Pod, PodPhase, Proposal};
+pub use controller::{reconcile, ControllerState, MetricsInput, Outcome, TickInput};
+pub use spec::{HorizontalPodAutoscaler, HpaSpec};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid yaml in {context}: {source}")]
+    Yaml {
+        context: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("invalid case {id}: {message}")]
+    Case { id: String, message: String },
+    #[error("invalid input: {0}")]
+    Input(String),
+}

@@ -115,7 +115,15 @@ async fn watch_once(
         if event.kind != "ADDED" && event.kind != "MODIFIED" {
             continue;
         }
-        let cm: ConfigMap = serde_json::from_value(event.object).unwrap_or_default();
+        // A change that cannot be read is skipped like an invalid one: dropping to no CA at
+        // all would refuse every proxied request until the next good change.
+        let cm: ConfigMap = match serde_json::from_value(event.object) {
+            Ok(cm) => cm,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring undecodable {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
+                continue;
+            }
+        };
         if let Err(e) = apply(&cm.data, authenticator, flags, &path) {
             tracing::warn!(error = %e, "ignoring invalid {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
         }

@@ -272,3 +272,62 @@ async fn lookup_failure_is_fatal_unless_tolerated() {
     );
     task.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_change_keeps_the_previous_settings() {
+    let fp = ca("front-proxy-ca");
+    let client_ca = ca("kubernetes-ca");
+    let line = |v: serde_json::Value| {
+        let mut l = serde_json::to_vec(&v).unwrap();
+        l.push(b'\n');
+        l
+    };
+    // A change whose data is not a string map, then one that is not an object at all.
+    let mut broken = configmap(&fp, &client_ca, 2);
+    broken["data"]["client-ca-file"] = serde_json::json!(5);
+    let fake = Arc::new(Fake {
+        object: Mutex::new(Some(
+            serde_json::to_vec(&configmap(&fp, &client_ca, 1)).unwrap(),
+        )),
+        watches: Mutex::new(VecDeque::from(vec![vec![
+            line(serde_json::json!({"type": "MODIFIED", "object": broken})),
+            line(serde_json::json!({"type": "MODIFIED", "object": "garbage"})),
+        ]])),
+        log: Mutex::new(Vec::new()),
+    });
+    let authn = Arc::new(DelegatingAuthenticator::new(
+        AuthnSources::default(),
+        None,
+        Arc::new(SystemClock),
+    ));
+    let task =
+        follow_authentication_config(fake.clone(), authn.clone(), AuthnSources::default(), false)
+            .await
+            .unwrap();
+    // Let the watch deliver both events and end; later watches stay quiet.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fake.watches.lock().unwrap().is_empty());
+    let proxy = client(&fp, "front-proxy-client");
+    assert_eq!(
+        authn
+            .authenticate(Some(&proxy), &as_user("alice"))
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "alice"
+    );
+    let carol = client(&client_ca, "carol");
+    assert_eq!(
+        authn
+            .authenticate(Some(&carol), &HeaderMap::new())
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "carol"
+    );
+    task.abort();
+}

@@ -90,6 +90,25 @@ impl EmbeddedBackend {
         Ok(stats)
     }
 
+    /// Ingests an exposition file (text format or OpenMetrics) as if scraped at `t_ms`, with
+    /// `extra` labels; errors name the file.
+    pub fn ingest_file(
+        &self,
+        path: &std::path::Path,
+        t_ms: i64,
+        extra: &Labels,
+    ) -> Result<IngestStats, EvalError> {
+        let text = std::fs::read_to_string(path).map_err(|e| EvalError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.ingest_exposition(&text, t_ms, extra)
+            .map_err(|e| EvalError::Io {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
     /// Records one scrape of a target the way Prometheus does: on success the body's
     /// samples get the target's labels (`job`, `instance`, extra labels) and `t_ms` as their
     /// timestamp; in every case `up` (1 or 0), `scrape_duration_seconds` and
@@ -352,6 +371,26 @@ mod tests {
             panic!()
         };
         assert_eq!(v[0].v, 1.0);
+    }
+
+    #[test]
+    fn ingests_files_and_names_them_in_errors() {
+        let dir = std::env::temp_dir().join(format!("promhpa-ingest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.prom");
+        std::fs::write(&good, "queue_depth{queue=\"a\"} 4\n").unwrap();
+        let bad = dir.join("bad.prom");
+        std::fs::write(&bad, "queue_depth{ 4\n").unwrap();
+        let b = EmbeddedBackend::default();
+        let stats = b.ingest_file(&good, 1_000, &Labels::empty()).unwrap();
+        assert_eq!(stats.samples, 1);
+        let err = b.ingest_file(&bad, 1_000, &Labels::empty()).unwrap_err();
+        assert!(err.to_string().contains("bad.prom"), "{err}");
+        let err = b
+            .ingest_file(&dir.join("missing.prom"), 1_000, &Labels::empty())
+            .unwrap_err();
+        assert!(err.to_string().contains("missing.prom"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

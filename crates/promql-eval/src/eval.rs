@@ -1,6 +1,7 @@
 //! Evaluation of promql-parser's AST against a [`Store`].
 
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher};
@@ -22,6 +23,8 @@ pub struct EvalOptions {
     pub lookback_ms: i64,
     /// The step of subqueries that give none (Prometheus: the global evaluation interval).
     pub default_subquery_step_ms: i64,
+    /// Order of the extrapolation bounds of `rate`, `increase` and `delta`.
+    pub extrapolation: crate::functions::Extrapolation,
 }
 
 impl Default for EvalOptions {
@@ -29,6 +32,7 @@ impl Default for EvalOptions {
         EvalOptions {
             lookback_ms: 5 * 60 * 1000,
             default_subquery_step_ms: 60 * 1000,
+            extrapolation: crate::functions::Extrapolation::Prometheus3,
         }
     }
 }
@@ -66,6 +70,12 @@ pub fn instant_query(
     ev.eval(expr, ts)
 }
 
+/// The most points a range query may ask for per series (Prometheus' limit).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// The most evaluation steps a subquery may take.
+pub const MAX_SUBQUERY_STEPS: i64 = 1_000_000;
+
 /// Evaluates `expr` as a range query. The result holds one series per label set, points in
 /// time order; a scalar expression gives one series without labels.
 pub fn range_query(
@@ -85,6 +95,11 @@ pub fn range_query(
         return Err(EvalError::Execution(
             "end timestamp must not be before start time".into(),
         ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(EvalError::Execution(format!(
+            "exceeded maximum resolution of {MAX_POINTS_PER_SERIES} points per timeseries. Try decreasing the query resolution (?step=XX)"
+        )));
     }
     let ev = Evaluator {
         store,
@@ -109,7 +124,10 @@ pub fn range_query(
             )))
             }
         }
-        ts += step;
+        match ts.checked_add(step) {
+            Some(next) => ts = next,
+            None => break,
+        }
     }
     let mut out = acc.finish();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -200,6 +218,26 @@ pub(crate) fn check_unique_labelsets(v: &[Sample]) -> Result<(), EvalError> {
     Ok(())
 }
 
+/// A label-matcher regex as Prometheus 3.x compiles it: anchored, with `.` matching newlines
+/// too. Compiled patterns are cached; `None` when the pattern only compiles in the parser's
+/// Go-compatible form (which the matcher then keeps).
+fn dotall_regex(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(re) = cache.get(pattern) {
+        return Some(re.clone());
+    }
+    let re = regex::Regex::new(&format!("^(?s:{pattern})$")).ok()?;
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    cache.insert(pattern.to_string(), re.clone());
+    Some(re)
+}
+
 impl<'a> Evaluator<'a> {
     pub(crate) fn at_time(&self, at: &Option<AtModifier>, ts: i64) -> i64 {
         match at {
@@ -221,7 +259,17 @@ impl<'a> Evaluator<'a> {
         if let Some(name) = &vs.name {
             ms.push(Matcher::new(MatchOp::Equal, METRIC_NAME, name));
         }
-        ms.extend(vs.matchers.matchers.iter().cloned());
+        for m in &vs.matchers.matchers {
+            let op = match &m.op {
+                MatchOp::Re(_) => dotall_regex(&m.value).map(MatchOp::Re),
+                MatchOp::NotRe(_) => dotall_regex(&m.value).map(MatchOp::NotRe),
+                _ => None,
+            };
+            ms.push(match op {
+                Some(op) => Matcher::new(op, &m.name, &m.value),
+                None => m.clone(),
+            });
+        }
         Ok(ms)
     }
 
@@ -252,7 +300,9 @@ impl<'a> Evaluator<'a> {
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, ts)?)),
             Expr::MatrixSelector(ms) => {
-                let eff = self.at_time(&ms.vs.at, ts) - offset_ms(&ms.vs.offset);
+                let eff = self
+                    .at_time(&ms.vs.at, ts)
+                    .saturating_sub(offset_ms(&ms.vs.offset));
                 Ok(Value::Matrix(self.matrix_select(
                     &ms.vs,
                     eff,
@@ -317,11 +367,13 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         ts: i64,
     ) -> Result<Vec<Sample>, EvalError> {
-        let eff = self.at_time(&vs.at, ts) - offset_ms(&vs.offset);
+        let eff = self
+            .at_time(&vs.at, ts)
+            .saturating_sub(offset_ms(&vs.offset));
         let matchers = Self::selector_matchers(vs)?;
         let mut out = Vec::new();
         for series in self.store.select(&matchers) {
-            let samples = series.range(eff - self.opts.lookback_ms, eff);
+            let samples = series.range(eff.saturating_sub(self.opts.lookback_ms), eff);
             if let Some(&(t, v)) = samples.last() {
                 if !is_stale(v) {
                     out.push(Sample {
@@ -347,7 +399,7 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for series in self.store.select(&matchers) {
             let points: Vec<(i64, f64)> = series
-                .range(end - range, end)
+                .range(end.saturating_sub(range), end)
                 .iter()
                 .copied()
                 .filter(|(_, v)| !is_stale(*v))
@@ -368,15 +420,26 @@ impl<'a> Evaluator<'a> {
         sq: &SubqueryExpr,
         ts: i64,
     ) -> Result<(Vec<SeriesPoints>, i64), EvalError> {
-        let end = self.at_time(&sq.at, ts) - offset_ms(&sq.offset);
+        let end = self
+            .at_time(&sq.at, ts)
+            .saturating_sub(offset_ms(&sq.offset));
         let range = sq.range.as_millis() as i64;
         let step = match sq.step {
             Some(s) if s.as_millis() > 0 => s.as_millis() as i64,
             _ => self.opts.default_subquery_step_ms,
         };
-        let mut t = step * ((end - range) / step);
-        if t <= end - range {
-            t += step;
+        if range / step > MAX_SUBQUERY_STEPS {
+            return Err(EvalError::Execution(format!(
+                "subquery of {range} ms at a {step} ms step exceeds {MAX_SUBQUERY_STEPS} steps"
+            )));
+        }
+        let start = end.saturating_sub(range);
+        let mut t = step * (start / step);
+        if t <= start {
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => return Ok((Vec::new(), end)),
+            }
         }
         let mut acc = SeriesAccumulator::default();
         while t <= end {
@@ -394,7 +457,10 @@ impl<'a> Evaluator<'a> {
                     )))
                 }
             }
-            t += step;
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => break,
+            }
         }
         Ok((acc.finish(), end))
     }
@@ -408,7 +474,9 @@ impl<'a> Evaluator<'a> {
     ) -> Result<(Vec<SeriesPoints>, i64, i64), EvalError> {
         match unwrap_parens(expr) {
             Expr::MatrixSelector(ms) => {
-                let end = self.at_time(&ms.vs.at, ts) - offset_ms(&ms.vs.offset);
+                let end = self
+                    .at_time(&ms.vs.at, ts)
+                    .saturating_sub(offset_ms(&ms.vs.offset));
                 let range = ms.range.as_millis() as i64;
                 Ok((self.matrix_select(&ms.vs, end, range)?, end, range))
             }

@@ -3,11 +3,14 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use crate::eval::{check_unique_labelsets, same_metric_name, unwrap_parens, Evaluator};
+use std::borrow::Cow;
+
+use crate::eval::{check_unique_labelsets, offset_ms, same_metric_name, unwrap_parens, Evaluator};
 use crate::gofloat::parse_go_float;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::quantile::{bucket_quantile, value_quantile, Bucket};
-use crate::value::{Sample, SeriesPoints, Value};
+use crate::store::is_stale;
+use crate::value::{Sample, Value};
 use crate::EvalError;
 
 /// Neumaier-compensated summation step, as Prometheus' `kahanSumInc`.
@@ -92,6 +95,20 @@ fn linear_regression(points: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
+/// In which order `rate`, `increase` and `delta` bound the extrapolation towards the range
+/// start; the two differ when a counter's extrapolated zero point lies before the start
+/// threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Extrapolation {
+    /// Prometheus 3.x: cap the gap to the start at half a sample interval when it exceeds
+    /// 1.1 intervals, then shorten it to the counter's zero point if that is nearer.
+    #[default]
+    Prometheus3,
+    /// Prometheus 2.x: shorten the gap to the counter's zero point first, then compare the
+    /// result with the threshold. Only for comparing with 2.x tools such as promtool 2.42.
+    Prometheus2,
+}
+
 /// Prometheus' `extrapolatedRate` for float samples in `(range_end - range, range_end]`.
 pub fn extrapolated_rate(
     points: &[(i64, f64)],
@@ -99,11 +116,12 @@ pub fn extrapolated_rate(
     range: i64,
     is_counter: bool,
     is_rate: bool,
+    mode: Extrapolation,
 ) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
-    let range_start = range_end - range;
+    let range_start = range_end.saturating_sub(range);
     let first = points[0];
     let last = points[points.len() - 1];
     let mut result = last.1 - first.1;
@@ -121,16 +139,25 @@ pub fn extrapolated_rate(
     let sampled_interval = (last.0 - first.0) as f64 / 1000.0;
     let average = sampled_interval / (points.len() - 1) as f64;
     let threshold = average * 1.1;
-    if duration_to_start >= threshold {
-        duration_to_start = average / 2.0;
-    }
-    if is_counter {
-        let mut duration_to_zero = duration_to_start;
-        if result > 0.0 && first.1 >= 0.0 {
-            duration_to_zero = sampled_interval * (first.1 / result);
+    let zero_point = |duration_to_start: f64| {
+        if is_counter && result > 0.0 && first.1 >= 0.0 {
+            duration_to_start.min(sampled_interval * (first.1 / result))
+        } else {
+            duration_to_start
         }
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
+    };
+    match mode {
+        Extrapolation::Prometheus3 => {
+            if duration_to_start >= threshold {
+                duration_to_start = average / 2.0;
+            }
+            duration_to_start = zero_point(duration_to_start);
+        }
+        Extrapolation::Prometheus2 => {
+            duration_to_start = zero_point(duration_to_start);
+            if duration_to_start >= threshold {
+                duration_to_start = average / 2.0;
+            }
         }
     }
     if duration_to_end >= threshold {
@@ -449,77 +476,136 @@ impl<'a> Evaluator<'a> {
     }
 
     fn range_function(&self, call: &Call, ts: i64) -> Result<Vec<Sample>, EvalError> {
-        let name = call.func.name;
-        let (series, end, range) = self.range_arg(Self::arg(call, 0)?, ts)?;
-        let keep_name = name == "last_over_time";
-        let names_equal = same_metric_name(series.iter().map(|s| &s.labels));
-        let mut out = Vec::with_capacity(series.len());
-        for SeriesPoints { labels, points } in series {
-            let p = &points[..];
-            let values = || p.iter().map(|x| x.1);
-            let v = match name {
-                "rate" => extrapolated_rate(p, end, range, true, true),
-                "increase" => extrapolated_rate(p, end, range, true, false),
-                "delta" => extrapolated_rate(p, end, range, false, false),
-                "irate" => instant_value(p, true),
-                "idelta" => instant_value(p, false),
-                "deriv" => {
-                    if p.len() < 2 {
-                        None
+        let arg = Self::arg(call, 0)?;
+        if let Expr::MatrixSelector(ms) = unwrap_parens(arg) {
+            // Straight from the store: no copy of the samples unless staleness markers
+            // have to be dropped.
+            let end = self
+                .at_time(&ms.vs.at, ts)
+                .saturating_sub(offset_ms(&ms.vs.offset));
+            let range = ms.range.as_millis() as i64;
+            let matchers = Self::selector_matchers(&ms.vs)?;
+            let inputs: Vec<RangeInput<'_>> = self
+                .store
+                .select(&matchers)
+                .into_iter()
+                .filter_map(|s| {
+                    let pts = s.range(end.saturating_sub(range), end);
+                    let pts: Cow<'_, [(i64, f64)]> = if pts.iter().any(|p| is_stale(p.1)) {
+                        Cow::Owned(pts.iter().copied().filter(|p| !is_stale(p.1)).collect())
                     } else {
-                        Some(linear_regression(p, p[0].0).0)
-                    }
-                }
-                "resets" => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
-                "changes" => Some(
-                    p.windows(2)
-                        .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
-                        .count() as f64,
-                ),
-                "avg_over_time" => Some(avg_over(values())),
-                "min_over_time" => {
-                    Some(values().fold(p[0].1, |m, v| if v < m || m.is_nan() { v } else { m }))
-                }
-                "max_over_time" => {
-                    Some(values().fold(p[0].1, |m, v| if v > m || m.is_nan() { v } else { m }))
-                }
-                "sum_over_time" => {
-                    let (s, c) = values().fold((0.0, 0.0), |(s, c), v| kahan_sum_inc(v, s, c));
-                    Some(s + c)
-                }
-                "count_over_time" => Some(p.len() as f64),
-                "last_over_time" => Some(p[p.len() - 1].1),
-                "present_over_time" => Some(1.0),
-                "stdvar_over_time" => Some(variance_over(&values().collect::<Vec<_>>())),
-                "stddev_over_time" => Some(variance_over(&values().collect::<Vec<_>>()).sqrt()),
-                "mad_over_time" => {
-                    let vals: Vec<f64> = values().collect();
-                    let median = value_quantile(0.5, vals.clone());
-                    Some(value_quantile(
-                        0.5,
-                        vals.iter().map(|v| (v - median).abs()).collect(),
-                    ))
-                }
-                _ => return Err(EvalError::Unsupported(format!("function {name}()"))),
-            };
-            if let Some(v) = v {
-                out.push(Sample {
-                    labels: if keep_name {
-                        labels
-                    } else {
-                        labels.without_name()
-                    },
-                    t: ts,
-                    v,
-                });
-            }
+                        Cow::Borrowed(pts)
+                    };
+                    (!pts.is_empty()).then_some((&s.labels, pts))
+                })
+                .collect();
+            return apply_range_function(
+                call.func.name,
+                inputs,
+                end,
+                range,
+                ts,
+                self.opts.extrapolation,
+            );
         }
-        if !(keep_name || names_equal) {
-            check_unique_labelsets(&out)?;
-        }
-        Ok(out)
+        let (series, end, range) = self.range_arg(arg, ts)?;
+        let inputs = series
+            .iter()
+            .map(|s| (&s.labels, Cow::Borrowed(&s.points[..])))
+            .collect();
+        apply_range_function(
+            call.func.name,
+            inputs,
+            end,
+            range,
+            ts,
+            self.opts.extrapolation,
+        )
     }
+}
 
+/// One series of a range-vector argument: its labels and its samples in the range.
+type RangeInput<'a> = (&'a Labels, Cow<'a, [(i64, f64)]>);
+
+/// Applies a function of a range vector to each series' samples in `(end - range, end]`.
+fn apply_range_function(
+    name: &str,
+    series: Vec<RangeInput<'_>>,
+    end: i64,
+    range: i64,
+    ts: i64,
+    mode: Extrapolation,
+) -> Result<Vec<Sample>, EvalError> {
+    let keep_name = name == "last_over_time";
+    let names_equal = same_metric_name(series.iter().map(|s| s.0));
+    let mut out = Vec::with_capacity(series.len());
+    for (labels, points) in &series {
+        let p = &points[..];
+        let values = || p.iter().map(|x| x.1);
+        let v = match name {
+            "rate" => extrapolated_rate(p, end, range, true, true, mode),
+            "increase" => extrapolated_rate(p, end, range, true, false, mode),
+            "delta" => extrapolated_rate(p, end, range, false, false, mode),
+            "irate" => instant_value(p, true),
+            "idelta" => instant_value(p, false),
+            "deriv" => {
+                if p.len() < 2 {
+                    None
+                } else {
+                    Some(linear_regression(p, p[0].0).0)
+                }
+            }
+            "resets" => Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
+            "changes" => Some(
+                p.windows(2)
+                    .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
+                    .count() as f64,
+            ),
+            "avg_over_time" => Some(avg_over(values())),
+            "min_over_time" => {
+                Some(values().fold(p[0].1, |m, v| if v < m || m.is_nan() { v } else { m }))
+            }
+            "max_over_time" => {
+                Some(values().fold(p[0].1, |m, v| if v > m || m.is_nan() { v } else { m }))
+            }
+            "sum_over_time" => {
+                let (s, c) = values().fold((0.0, 0.0), |(s, c), v| kahan_sum_inc(v, s, c));
+                Some(s + c)
+            }
+            "count_over_time" => Some(p.len() as f64),
+            "last_over_time" => Some(p[p.len() - 1].1),
+            "present_over_time" => Some(1.0),
+            "stdvar_over_time" => Some(variance_over(&values().collect::<Vec<_>>())),
+            "stddev_over_time" => Some(variance_over(&values().collect::<Vec<_>>()).sqrt()),
+            "mad_over_time" => {
+                let vals: Vec<f64> = values().collect();
+                let median = value_quantile(0.5, vals.clone());
+                Some(value_quantile(
+                    0.5,
+                    vals.iter().map(|v| (v - median).abs()).collect(),
+                ))
+            }
+            _ => return Err(EvalError::Unsupported(format!("function {name}()"))),
+        };
+        if let Some(v) = v {
+            out.push(Sample {
+                labels: if keep_name {
+                    (*labels).clone()
+                } else {
+                    labels.without_name()
+                },
+                t: ts,
+                v,
+            });
+        }
+    }
+    if !(keep_name || names_equal) {
+        check_unique_labelsets(&out)?;
+    }
+    Ok(out)
+}
+
+impl<'a> Evaluator<'a> {
     fn label_replace(&self, call: &Call, ts: i64) -> Result<Value, EvalError> {
         let v = self.eval_vector(Self::arg(call, 0)?, ts, "label_replace")?;
         let dst = self.eval_string(Self::arg(call, 1)?, ts, "label_replace")?;
@@ -718,7 +804,8 @@ mod tests {
         // Samples every 15s from 0 to 60 over a 60s window ending at 60s: no extrapolation
         // beyond the first sample (which sits exactly at the open start).
         let pts: Vec<(i64, f64)> = (1..=4).map(|i| (i * 15_000, i as f64 * 15.0)).collect();
-        let r = extrapolated_rate(&pts, 60_000, 60_000, true, true).unwrap();
+        let r = extrapolated_rate(&pts, 60_000, 60_000, true, true, Extrapolation::Prometheus3)
+            .unwrap();
         assert!((r - 1.0).abs() < 1e-12, "{r}");
     }
 

@@ -13,15 +13,14 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
         b'-' => (true, &s[1..]),
         _ => (false, s),
     };
-    let lower = body.to_ascii_lowercase();
-    if lower == "inf" || lower == "infinity" {
+    if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
         return Some(if neg {
             f64::NEG_INFINITY
         } else {
             f64::INFINITY
         });
     }
-    if lower == "nan" {
+    if body.eq_ignore_ascii_case("nan") {
         if body.len() != s.len() {
             return None;
         }
@@ -37,9 +36,9 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
     } else {
         body
     };
-    let lb = body.to_ascii_lowercase();
-    let v = if let Some(hex) = lb.strip_prefix("0x") {
-        parse_hex_float(hex)?
+    let is_hex = body.len() > 2 && body.as_bytes()[0] == b'0' && body.as_bytes()[1] | 0x20 == b'x';
+    let v = if is_hex {
+        parse_hex_float(&body[2..].to_ascii_lowercase())?
     } else {
         if body.is_empty()
             || !body

@@ -37,9 +37,23 @@ fn metric(labels: &Labels, out: &mut String) {
     out.push('}');
 }
 
+/// Writes milliseconds as seconds the way Prometheus' API does: whole seconds, then, when
+/// there is a fraction, a dot and exactly three digits (`1.500`, `0.007`).
+fn timestamp(t_ms: i64, out: &mut String) {
+    let abs = t_ms.unsigned_abs();
+    if t_ms < 0 {
+        out.push('-');
+    }
+    let _ = write!(out, "{}", abs / 1000);
+    let frac = abs % 1000;
+    if frac != 0 {
+        let _ = write!(out, ".{frac:03}");
+    }
+}
+
 fn point(t_ms: i64, v: f64, out: &mut String) {
     out.push('[');
-    out.push_str(&format_api_float(t_ms as f64 / 1000.0));
+    timestamp(t_ms, out);
     out.push(',');
     escape(&format_api_float(v), out);
     out.push(']');
@@ -75,7 +89,7 @@ pub fn query_response(value: &Value, ts_ms: i64) -> String {
         Value::Scalar(v) => point(ts_ms, *v, &mut out),
         Value::String(s) => {
             out.push('[');
-            out.push_str(&format_api_float(ts_ms as f64 / 1000.0));
+            timestamp(ts_ms, &mut out);
             out.push(',');
             escape(s, &mut out);
             out.push(']');
@@ -126,6 +140,16 @@ mod tests {
     use crate::value::Sample;
 
     #[test]
+    fn timestamps_like_prometheus() {
+        let mut out = String::new();
+        for t in [0, 1_500, 7, -1_250, 3_000_000] {
+            timestamp(t, &mut out);
+            out.push(' ');
+        }
+        assert_eq!(out, "0 1.500 0.007 -1.250 3000 ");
+    }
+
+    #[test]
     fn vector_shape() {
         let v = Value::Vector(vec![Sample {
             labels: Labels::from_pairs([("__name__", "up"), ("job", "a\"b")]),
@@ -134,7 +158,7 @@ mod tests {
         }]);
         assert_eq!(
             query_response(&v, 1_500),
-            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1.5,"+Inf"]}]}}"#
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1.500,"+Inf"]}]}}"#
         );
     }
 }

@@ -1,5 +1,13 @@
 //! promhpa-promql-eval: an in-memory series store and a PromQL evaluator over
-//! promql-parser's AST, with Prometheus-exact `histogram_quantile`.
+//! promql-parser's AST that follows Prometheus 3.x, with Prometheus-exact
+//! `histogram_quantile`.
+//!
+//! - [`store`]: interned label sets, per-series sample buffers, retention and a series limit;
+//! - [`eval`], [`functions`], [`quantile`]: the evaluator (instant and range queries);
+//! - [`exposition`]: text exposition format and OpenMetrics ingest;
+//! - [`backend::EmbeddedBackend`]: all of it behind `promhpa_core::backend::Backend`;
+//! - [`testscript`]: Prometheus-style PromQL test scripts; [`json`]: `/api/v1/query` bodies;
+//! - [`demo`]: generated demo traffic.
 //!
 //! ```
 //! use promhpa_promql_eval::{instant_query, parse, EvalOptions, Labels, Store, Value};
@@ -48,4 +56,6 @@ pub enum EvalError {
     SeriesLimit { limit: usize, labels: String },
     #[error("exposition line {line}: {message}")]
     Exposition { line: usize, message: String },
+    #[error("reading {path}: {message}")]
+    Io { path: String, message: String },
 }

@@ -75,12 +75,40 @@ pub struct Store {
     series: Vec<Option<Series>>,
     free: Vec<usize>,
     live: usize,
-    by_labels: HashMap<Labels, SeriesId>,
-    by_name: HashMap<Arc<str>, BTreeMap<Labels, SeriesId>>,
+    /// Series by the hash of their labels (the labels themselves live in the slab only);
+    /// `collisions` holds further series whose labels hash the same.
+    by_hash: HashMap<u64, SeriesId>,
+    collisions: HashMap<u64, Vec<SeriesId>>,
+    by_name: HashMap<Arc<str>, BTreeMap<OrdLabels, SeriesId>>,
     limits: StoreLimits,
     newest_ms: Option<i64>,
     scrape_cache: HashMap<String, HashMap<Box<str>, SeriesId>>,
     scrape_cache_len: usize,
+}
+
+/// The hash the series index uses for a label set.
+fn labels_hash(labels: &Labels) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).hash_one(labels)
+}
+
+/// Interned labels ordered with [`cmp_labels`], which skips reading strings that are the same
+/// allocation; the order is the same as `Labels`' own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OrdLabels(Labels);
+
+impl PartialOrd for OrdLabels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OrdLabels {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        cmp_labels(&self.0, &other.0)
+    }
 }
 
 /// Compares label sets, taking equal shared strings (the interner makes equal strings the
@@ -152,11 +180,43 @@ impl Store {
         self.series.get(id as usize).and_then(Option::as_ref)
     }
 
+    /// The series with exactly `labels`, whose hash is `hash`.
+    fn lookup(&self, hash: u64, labels: &Labels) -> Option<SeriesId> {
+        let same = |id: &SeriesId| self.get(*id).is_some_and(|s| s.labels == *labels);
+        if let Some(id) = self.by_hash.get(&hash).filter(|id| same(id)) {
+            return Some(*id);
+        }
+        self.collisions
+            .get(&hash)
+            .and_then(|ids| ids.iter().find(|id| same(id)).copied())
+    }
+
+    /// Removes `id` from the hash index, promoting a colliding series if there is one.
+    fn forget_hash(&mut self, hash: u64, id: SeriesId) {
+        if self.by_hash.get(&hash) == Some(&id) {
+            self.by_hash.remove(&hash);
+            if let Some(ids) = self.collisions.get_mut(&hash) {
+                if let Some(next) = ids.pop() {
+                    self.by_hash.insert(hash, next);
+                }
+                if ids.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        } else if let Some(ids) = self.collisions.get_mut(&hash) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+    }
+
     /// The id of the series with exactly these labels, creating it if the series limit
     /// allows.
     pub fn series_id(&mut self, labels: &Labels) -> Result<SeriesId, EvalError> {
-        if let Some(id) = self.by_labels.get(labels) {
-            return Ok(*id);
+        let hash = labels_hash(labels);
+        if let Some(id) = self.lookup(hash, labels) {
+            return Ok(id);
         }
         if self.live >= self.limits.max_series {
             return Err(EvalError::SeriesLimit {
@@ -190,9 +250,16 @@ impl Store {
             self.by_name
                 .entry(name)
                 .or_default()
-                .insert(labels.clone(), id);
+                .insert(OrdLabels(labels.clone()), id);
         }
-        self.by_labels.insert(labels, id);
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(id);
+            }
+        }
         Ok(id)
     }
 
@@ -276,10 +343,10 @@ impl Store {
             if let Some(series) = self.series[i].take() {
                 self.free.push(i);
                 self.live -= 1;
-                self.by_labels.remove(&series.labels);
+                self.forget_hash(labels_hash(&series.labels), i as SeriesId);
                 if let Some(name) = series.labels.metric_name() {
                     if let Some(map) = self.by_name.get_mut(name) {
-                        map.remove(&series.labels);
+                        map.remove(&OrdLabels(series.labels.clone()));
                         if map.is_empty() {
                             self.by_name.remove(name);
                         }
@@ -360,6 +427,29 @@ mod tests {
         assert!(store.append(&b, 0, 1.0).is_err());
         store.append(&a, 1, 2.0).unwrap();
         assert_eq!(store.sample_count(), 2);
+    }
+
+    #[test]
+    fn hash_collisions_keep_series_apart() {
+        let mut store = Store::new();
+        let a = Labels::from_pairs([("__name__", "a")]);
+        let b = Labels::from_pairs([("__name__", "b")]);
+        let c = Labels::from_pairs([("__name__", "c")]);
+        let ia = store.series_id(&a).unwrap();
+        // Force b and c into a's hash bucket, as a collision would.
+        let h = labels_hash(&a);
+        for labels in [&b, &c] {
+            let id = store.series_id(labels).unwrap();
+            store.forget_hash(labels_hash(labels), id);
+            store.collisions.entry(h).or_default().push(id);
+        }
+        assert_eq!(store.lookup(h, &a), Some(ia));
+        let ib = store.lookup(h, &b).unwrap();
+        assert_ne!(ib, ia);
+        store.forget_hash(h, ia);
+        assert_eq!(store.lookup(h, &a), None);
+        assert_eq!(store.lookup(h, &b), Some(ib));
+        assert!(store.lookup(h, &c).is_some());
     }
 
     #[test]

@@ -575,7 +575,12 @@ struct TParser<'a> {
     scopes: Vec<Vec<String>>,
     /// Whether dot is the root data at this point (outside range/with).
     dot_is_root: Vec<bool>,
+    /// Current nesting of control structures and parentheses.
+    depth: usize,
 }
+
+/// Templates nesting deeper than this are refused (no input may exhaust the stack).
+const MAX_PARSE_DEPTH: usize = 64;
 
 enum Stop {
     End,
@@ -597,6 +602,7 @@ impl Template {
             fields,
             scopes: vec![vec!["$".to_string()]],
             dot_is_root: vec![true],
+            depth: 0,
         };
         let (nodes, stop) = p.parse_list()?;
         match stop {
@@ -634,6 +640,18 @@ impl TParser<'_> {
     }
 
     fn parse_list(&mut self) -> Result<(Vec<TNode>, Stop), TemplateError> {
+        self.depth += 1;
+        let result = self.parse_list_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn parse_list_inner(&mut self) -> Result<(Vec<TNode>, Stop), TemplateError> {
+        if self.depth > MAX_PARSE_DEPTH {
+            return err(format!(
+                "template nests deeper than {MAX_PARSE_DEPTH} levels"
+            ));
+        }
         let mut nodes = Vec::new();
         loop {
             match self.next() {
@@ -697,6 +715,13 @@ impl TParser<'_> {
     }
 
     fn parse_if_rest(&mut self, cond: Pipeline) -> Result<TNode, TemplateError> {
+        self.depth += 1;
+        let result = self.parse_if_rest_inner(cond);
+        self.depth -= 1;
+        result
+    }
+
+    fn parse_if_rest_inner(&mut self, cond: Pipeline) -> Result<TNode, TemplateError> {
         self.scopes.push(Vec::new());
         let (then, stop) = self.parse_list()?;
         self.scopes.pop();
@@ -875,7 +900,15 @@ impl TParser<'_> {
                 Tok::Num(n) => parse_number(&n)?,
                 Tok::Char => return err("unsupported character constant"),
                 Tok::LParen => {
-                    let inner = self.parse_pipeline("parenthesized pipeline", false)?;
+                    self.depth += 1;
+                    if self.depth > MAX_PARSE_DEPTH {
+                        return err(format!(
+                            "template nests deeper than {MAX_PARSE_DEPTH} levels"
+                        ));
+                    }
+                    let inner = self.parse_pipeline("parenthesized pipeline", false);
+                    self.depth -= 1;
+                    let inner = inner?;
                     let mut chain = Vec::new();
                     self.field_chain(&mut chain);
                     Arg::Paren(Box::new(inner), chain)
@@ -1138,12 +1171,12 @@ fn eval_command(
 fn eval_arg(arg: &Arg, dot: &Val, vars: &[(String, Val)]) -> Result<Val, TemplateError> {
     match arg {
         Arg::Dot => Ok(dot.clone()),
-        Arg::Field(chain) => walk_fields(dot.clone(), chain),
+        Arg::Field(chain) => walk_fields(dot, chain),
         Arg::Var(name, chain) => {
             let Some((_, v)) = vars.iter().rev().find(|(n, _)| n == name) else {
                 return err(format!("undefined variable \"{name}\""));
             };
-            walk_fields(v.clone(), chain)
+            walk_fields(v, chain)
         }
         Arg::Func(name) => call_func(name, Vec::new()),
         Arg::Str(s) => Ok(Val::Str(s.clone())),
@@ -1153,32 +1186,31 @@ fn eval_arg(arg: &Arg, dot: &Val, vars: &[(String, Val)]) -> Result<Val, Templat
         Arg::Nil => err("nil is not a command"),
         Arg::Paren(p, chain) => {
             let v = eval_cmds(&p.cmds, dot, vars)?;
-            walk_fields(v, chain)
+            walk_fields(&v, chain)
         }
     }
 }
 
-fn walk_fields(mut v: Val, chain: &[String]) -> Result<Val, TemplateError> {
-    for f in chain {
-        v = match v {
-            Val::Struct(name, fields) => match fields.into_iter().find(|(n, _)| n == f) {
-                Some((_, fv)) => fv,
-                None => return err(format!("can't evaluate field {f} in type {name}")),
-            },
-            Val::Map(m) => match m.get(f) {
-                Some(s) => Val::Str(s.clone()),
-                None => Val::Nil,
-            },
-            Val::Nil => return err(format!("nil data; no entry for key \"{f}\"")),
-            other => {
-                return err(format!(
-                    "can't evaluate field {f} in type {}",
-                    other.go_type()
-                ))
-            }
-        };
+/// Follow `.A.B` from `v`, cloning only the value reached.
+fn walk_fields(v: &Val, chain: &[String]) -> Result<Val, TemplateError> {
+    let Some((f, rest)) = chain.split_first() else {
+        return Ok(v.clone());
+    };
+    match v {
+        Val::Struct(name, fields) => match fields.iter().find(|(n, _)| n == f) {
+            Some((_, fv)) => walk_fields(fv, rest),
+            None => err(format!("can't evaluate field {f} in type {name}")),
+        },
+        Val::Map(m) => {
+            let next = m.get(f).map(|s| Val::Str(s.clone())).unwrap_or(Val::Nil);
+            walk_fields(&next, rest)
+        }
+        Val::Nil => err(format!("nil data; no entry for key \"{f}\"")),
+        other => err(format!(
+            "can't evaluate field {f} in type {}",
+            other.go_type()
+        )),
     }
-    Ok(v)
 }
 
 fn want_args(name: &str, args: &[Val], n: usize) -> Result<(), TemplateError> {
@@ -1622,6 +1654,12 @@ mod tests {
         assert!(e("<<$y>>").contains("undefined variable"));
         assert!(e("<<.Series 1>>").contains("non-function"));
         assert!(e("<<\"abc>>").contains("unterminated"));
+        let deep_ifs = "<<if 1>>".repeat(5000) + &"<<end>>".repeat(5000);
+        assert!(e(&deep_ifs).contains("nests deeper"));
+        let else_ifs = format!("<<if 1>>{}<<end>>", "<<else if 1>>".repeat(5000));
+        assert!(e(&else_ifs).contains("nests deeper"));
+        let deep_parens = format!("<<{}1{}>>", "(".repeat(5000), ")".repeat(5000));
+        assert!(e(&deep_parens).contains("nests deeper"));
     }
 
     #[test]

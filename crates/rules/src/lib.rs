@@ -262,6 +262,12 @@ impl Rule {
             .collect()
     }
 
+    /// The metric name `seriesQuery` selects, when it names exactly one
+    /// (`http_requests_total{...}` or `{__name__="http_requests_total",...}`).
+    pub fn selected_series_name(&self) -> Option<&str> {
+        self.sample_series.as_deref()
+    }
+
     /// `name.matches` (`.*` when not given) and the effective `name.as`.
     pub fn name_mapping(&self) -> (&str, &str) {
         (self.name_matches.as_str(), &self.name_as)

@@ -456,6 +456,21 @@ fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
             set.prometheus = Some(PrometheusSettings { url, port, path });
         }
     }
+    for (key, helm_key) in [
+        ("externalRules", "rules.external"),
+        ("resourceRules", "rules.resource"),
+    ] {
+        let entry = root
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_scalar() == Some(key)));
+        if let Some((k, _)) = entry {
+            ctx.error(
+                k.line,
+                key,
+                format!("`{key}` belongs to the adapter config; in Helm values write it as `{helm_key}`"),
+            );
+        }
+    }
     let rules_node = get(&top, "rules");
     let rules = match rules_node {
         Some(n) => fields(
@@ -682,7 +697,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     if series_query.trim().is_empty() {
         ctx.error(sq_line, &sq_path, "missing seriesQuery (a series selector such as 'http_requests_total{namespace!=\"\",pod!=\"\"}')");
     } else {
-        match promql::parse(&series_query) {
+        match parse_promql(&series_query) {
             Ok(Expr::VectorSelector(vs)) => {
                 if vs.offset.is_some() || vs.at.is_some() {
                     ctx.error(sq_line, &sq_path, "a series selector cannot have offset or @ modifiers");
@@ -692,12 +707,12 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
             Ok(_) => ctx.error(
                 sq_line,
                 &sq_path,
-                format!("\"{series_query}\" is not a series selector (expected e.g. 'metric{{label!=\"\"}}', not an expression)"),
+                format!("\"{}\" is not a series selector (expected e.g. 'metric{{label!=\"\"}}', not an expression)", shorten(&series_query)),
             ),
             Err(e) => ctx.error(
                 sq_line,
                 &sq_path,
-                format!("\"{series_query}\" is not a valid series selector: {}", e.trim()),
+                format!("\"{}\" is not a valid series selector: {}", shorten(&series_query), e.trim()),
             ),
         }
     }
@@ -743,6 +758,14 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     // resources
     let (resources, namespaced) =
         compile_resources(ctx, get(&f, "resources"), &join_path(path, "resources"));
+    if kind == RuleKind::Custom && namespaced.is_some() {
+        let line = get(&f, "resources").map(|n| n.line).unwrap_or(node.line);
+        ctx.warn(
+            line,
+            &join_path(path, "resources.namespaced"),
+            "resources.namespaced only applies to externalRules; for custom metrics the scope comes from the resource (prometheus-adapter ignores it here too)",
+        );
+    }
     // name
     let n_path = join_path(path, "name");
     let (mut name_matches, mut name_as) = (None, String::new());
@@ -911,16 +934,61 @@ fn drops_le(expr: &Expr) -> bool {
     }
 }
 
+/// Deepest nesting of brackets in `text` (quoted strings included, which only overcounts).
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Deeper queries are refused before parsing, so that no input can exhaust the stack.
+const MAX_QUERY_NESTING: usize = 128;
+
+/// `text`, cut to a length that reads well in a message.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 400;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// Longer queries are refused before parsing (parsing cost grows faster than length).
+const MAX_QUERY_BYTES: usize = 32 * 1024;
+
+/// Parse PromQL, refusing absurdly long or deeply nested text first.
+fn parse_promql(query: &str) -> Result<Expr, String> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(format!("the query is longer than {MAX_QUERY_BYTES} bytes"));
+    }
+    if nesting_depth(query) > MAX_QUERY_NESTING {
+        return Err(format!(
+            "brackets nest deeper than {MAX_QUERY_NESTING} levels"
+        ));
+    }
+    promql::parse(query)
+}
+
 fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) -> Option<Expr> {
-    match promql::parse(query) {
+    match parse_promql(query) {
         Ok(expr) => Some(expr),
         Err(e) => {
             ctx.error(
                 line,
                 path,
                 format!(
-                    "renders to invalid PromQL: {}; rendered with placeholder data: {query}",
-                    e.trim()
+                    "renders to invalid PromQL: {}; rendered with placeholder data: {}",
+                    e.trim(),
+                    shorten(query)
                 ),
             );
             None

@@ -104,6 +104,9 @@ pub fn singular(resource: &str) -> String {
     if let Some(stem) = resource.strip_suffix("sses") {
         return format!("{stem}ss");
     }
+    if resource.ends_with("ss") {
+        return resource.to_string();
+    }
     resource.strip_suffix('s').unwrap_or(resource).to_string()
 }
 
@@ -178,7 +181,12 @@ impl LabelTemplate {
 
 impl ResourceMapper {
     /// The label holding names of `resource` (overrides first, then the template).
+    ///
+    /// `resource` is expected in its canonical form (`deployments.apps`); a singular, short
+    /// or group-less name of a built-in resource (`deployment`, `deploy`) is resolved first.
     pub fn label_for_resource(&self, resource: &GroupResource) -> Option<String> {
+        let canonical = builtin(&resource.group, &resource.resource);
+        let resource = canonical.as_ref().unwrap_or(resource);
         if let Some((label, _)) = self.overrides.iter().find(|(_, gr)| gr == resource) {
             return Some(label.clone());
         }
@@ -268,6 +276,7 @@ mod tests {
         assert_eq!(singular("deployments"), "deployment");
         assert_eq!(singular("ingresses"), "ingress");
         assert_eq!(singular("widgets"), "widget");
+        assert_eq!(singular("ingress"), "ingress");
     }
 
     #[test]
@@ -283,6 +292,16 @@ mod tests {
             Some("kube_apps_deployment")
         );
         assert_eq!(m.label_for_resource(&namespaces()).as_deref(), Some("ns"));
+        assert_eq!(
+            m.label_for_resource(&GroupResource::new("", "deploy"))
+                .as_deref(),
+            Some("kube_apps_deployment")
+        );
+        assert_eq!(
+            m.label_for_resource(&GroupResource::new("", "namespace"))
+                .as_deref(),
+            Some("ns")
+        );
         let found = m
             .resources_for_labels_with(["kube_apps_deployment", "ns", "instance"], &|g, r| {
                 normalize_known(g, r)

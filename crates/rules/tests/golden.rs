@@ -696,3 +696,190 @@ fn seed_003_configmap_istio() {
         Some("requests_per_second")
     );
 }
+
+// ------------------------------------------------- prometheus-adapter's generated defaults
+
+/// The rules prometheus-adapter's config generator writes with label prefix `kube_` and a
+/// 1m rate interval, and the queries prometheus-adapter's own registry builds from them.
+const GENERATED_DEFAULTS: &str = r#"
+rules:
+- seriesQuery: '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^container_(.*)_seconds_total$"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>,container!="POD"}[1m])) by (<<.GroupBy>>)'
+- seriesQuery: '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}'
+  seriesFilters: [{isNot: "^container_.*_seconds_total$"}]
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^container_(.*)_total$"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>,container!="POD"}[1m])) by (<<.GroupBy>>)'
+- seriesQuery: '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}'
+  seriesFilters: [{isNot: "^container_.*_total$"}]
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^container_(.*)$"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>,container!="POD"}) by (<<.GroupBy>>)'
+- seriesQuery: '{kube_namespace!="",__name__!~"^container_.*"}'
+  seriesFilters: [{isNot: ".*_total$"}]
+  resources: {template: "kube_<<.Resource>>"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: '{kube_namespace!="",__name__!~"^container_.*"}'
+  seriesFilters: [{isNot: ".*_seconds_total"}]
+  resources: {template: "kube_<<.Resource>>"}
+  name: {matches: "^(.*)_total$"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+- seriesQuery: '{kube_namespace!="",__name__!~"^container_.*"}'
+  resources: {template: "kube_<<.Resource>>"}
+  name: {matches: "^(.*)_seconds_total$"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+"#;
+
+/// (series, metric, group, resource as requested, namespace, names, selector, expected)
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [&'a str],
+    &'a str,
+    &'a str,
+);
+
+#[test]
+fn generated_default_rules_render_like_prometheus_adapter() {
+    let set = RuleSet::from_yaml(GENERATED_DEFAULTS, "defaults.yaml").unwrap();
+    let cases: &[Case] = &[
+        (
+            "container_some_usage",
+            "some_usage",
+            "",
+            "pods",
+            "somens",
+            &["somepod1", "somepod2"],
+            "",
+            r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#,
+        ),
+        (
+            "container_some_count_total",
+            "some_count",
+            "",
+            "pods",
+            "somens",
+            &["somepod1", "somepod2"],
+            "",
+            r#"sum(rate(container_some_count_total{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}[1m])) by (pod)"#,
+        ),
+        (
+            "container_some_time_seconds_total",
+            "some_time",
+            "",
+            "pods",
+            "somens",
+            &["somepod1", "somepod2"],
+            "",
+            r#"sum(rate(container_some_time_seconds_total{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}[1m])) by (pod)"#,
+        ),
+        (
+            "ingress_hits_total",
+            "ingress_hits",
+            "",
+            "service",
+            "somens",
+            &["somesvc"],
+            "",
+            r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_service="somesvc"}[1m])) by (kube_service)"#,
+        ),
+        (
+            "ingress_hits_total",
+            "ingress_hits",
+            "",
+            "service",
+            "somens",
+            &["somesvc"],
+            "param1=value1",
+            r#"sum(rate(ingress_hits_total{param1="value1",kube_namespace="somens",kube_service="somesvc"}[1m])) by (kube_service)"#,
+        ),
+        (
+            "ingress_hits_total",
+            "ingress_hits",
+            "extensions",
+            "ingress",
+            "somens",
+            &["someingress"],
+            "",
+            r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_ingress="someingress"}[1m])) by (kube_ingress)"#,
+        ),
+        (
+            "ingress_hits_total",
+            "ingress_hits",
+            "",
+            "pod",
+            "somens",
+            &["somepod"],
+            "",
+            r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_pod="somepod"}[1m])) by (kube_pod)"#,
+        ),
+        (
+            "service_proxy_packets",
+            "service_proxy_packets",
+            "",
+            "service",
+            "somens",
+            &["somesvc"],
+            "",
+            r#"sum(service_proxy_packets{kube_namespace="somens",kube_service="somesvc"}) by (kube_service)"#,
+        ),
+        (
+            "work_queue_wait_seconds_total",
+            "work_queue_wait",
+            "extensions",
+            "deployment",
+            "somens",
+            &["somedep"],
+            "",
+            r#"sum(rate(work_queue_wait_seconds_total{kube_namespace="somens",kube_deployment="somedep"}[1m])) by (kube_deployment)"#,
+        ),
+        (
+            "node_gigawatts",
+            "node_gigawatts",
+            "",
+            "node",
+            "",
+            &["somenode"],
+            "",
+            r#"sum(node_gigawatts{kube_node="somenode"}) by (kube_node)"#,
+        ),
+        (
+            "volume_claims_total",
+            "volume_claims",
+            "",
+            "persistentvolume",
+            "",
+            &["somepv"],
+            "",
+            r#"sum(rate(volume_claims_total{kube_persistentvolume="somepv"}[1m])) by (kube_persistentvolume)"#,
+        ),
+        (
+            "node_fan_seconds_total",
+            "node_fan",
+            "",
+            "node",
+            "",
+            &["somenode"],
+            "",
+            r#"sum(rate(node_fan_seconds_total{kube_node="somenode"}[1m])) by (kube_node)"#,
+        ),
+    ];
+    for (series, metric, group, resource, ns, objs, selector, expected) in cases {
+        let rule = rule_for(&set.custom, series, metric);
+        let ns = (!ns.is_empty()).then_some(*ns);
+        let got = custom(
+            rule,
+            series,
+            ns,
+            &GroupResource::new(*group, *resource),
+            objs,
+            selector,
+        );
+        assert_eq!(&got, expected, "{series} on {resource}");
+    }
+}

@@ -384,3 +384,37 @@ data:
     let errs = errors(&text.replace("seriesQuery: 'x_total", "seriesQuery: 'rate(x_total"));
     assert_eq!(find(&errs, "rules.custom[0].seriesQuery").line, 13);
 }
+
+#[test]
+fn rule_sets_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<RuleSet>();
+    assert_send_sync::<promhpa_rules::Rule>();
+    assert_send_sync::<ConfigError>();
+}
+
+#[test]
+fn adapter_keys_in_helm_values_are_errors() {
+    let text = "rules:\n  default: false\nexternalRules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsQuery: 'x'\n";
+    let errs = errors(text);
+    let e = find(&errs, "externalRules");
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("rules.external"), "{e}");
+}
+
+#[test]
+fn namespaced_on_custom_rules_is_flagged() {
+    let text = r#"rules:
+- seriesQuery: 'x{namespace!="",pod!=""}'
+  resources:
+    overrides: {namespace: {resource: namespace}, pod: {resource: pod}}
+    namespaced: false
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#;
+    let set = RuleSet::from_yaml(text, "t").unwrap();
+    assert_eq!(set.warnings.len(), 1, "{:?}", set.warnings);
+    assert_eq!(set.warnings[0].path, "rules[0].resources.namespaced");
+    assert!(set.warnings[0]
+        .message
+        .contains("only applies to externalRules"));
+}

@@ -152,3 +152,42 @@ fn the_valid_base_file_loads() {
     assert_eq!(set.external.len(), 1);
     assert!(set.resource.is_some());
 }
+
+#[test]
+fn deeply_nested_inputs_are_errors_not_stack_overflows() {
+    let wrap = |query: &str| {
+        format!(
+            "rules:\n- seriesQuery: 'x{{a!=\"\"}}'\n  resources: {{template: '<<.Resource>>'}}\n  metricsQuery: '{query}'\n"
+        )
+    };
+    let n = 50_000;
+    let deep_parens = format!("{}x{}", "(".repeat(n), ")".repeat(n));
+    let deep_ifs = format!("{}x{}", "<<if 1>>".repeat(n), "<<end>>".repeat(n));
+    let else_ifs = format!("<<if 1>>x{}<<end>>", "<<else if 1>>".repeat(n));
+    let deep_tmpl_parens = format!("<<{}1{}>>", "(".repeat(n), ")".repeat(n));
+    for query in [deep_parens, deep_ifs, else_ifs, deep_tmpl_parens] {
+        let err = RuleSet::from_yaml(&wrap(&query), "deep.yaml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("deeper than") || msg.contains("longer than"),
+            "{}",
+            &msg[..200]
+        );
+        assert!(msg.len() < 2000, "messages stay readable");
+    }
+    let deep_series = format!(
+        "rules:\n- seriesQuery: '{}x{}'\n  metricsQuery: 'x'\n",
+        "(".repeat(n),
+        ")".repeat(n)
+    );
+    assert!(RuleSet::from_yaml(&deep_series, "deep.yaml").is_err());
+    let long = format!("x{}", " + x".repeat(n));
+    let err = RuleSet::from_yaml(&wrap(&long), "long.yaml").unwrap_err();
+    assert!(
+        err.to_string().contains("longer than"),
+        "{}",
+        &err.to_string()[..200]
+    );
+    let deep_yaml = format!("rules: {}{}", "[".repeat(n), "]".repeat(n));
+    assert!(RuleSet::from_yaml(&deep_yaml, "deep.yaml").is_err());
+}

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use promhpa_promql_eval::testscript::{load_script, parse_duration_ms, run_script};
-use promhpa_promql_eval::{exposition, instant_query, json, parse, EvalOptions, Labels, Store};
+use promhpa_promql_eval::{
+    exposition, instant_query, json, parse, range_query, EvalOptions, Labels, Store,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,6 +27,19 @@ pub struct Args {
     #[arg(long, value_name = "TIME", default_value = "0")]
     at: String,
 
+    /// Evaluate a range query from this time to --end (same formats as --at) and print it in
+    /// the shape of `/api/v1/query_range`.
+    #[arg(long, value_name = "TIME", requires_all = ["end", "step"])]
+    start: Option<String>,
+
+    /// End of a range query.
+    #[arg(long, value_name = "TIME", requires = "start")]
+    end: Option<String>,
+
+    /// Step of a range query (`15s`, `1m`, ...).
+    #[arg(long, value_name = "DURATION", requires = "start")]
+    step: Option<String>,
+
     /// Lookback of instant vector selectors.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     lookback_delta: String,
@@ -42,6 +57,14 @@ fn parse_time_ms(s: &str) -> anyhow::Result<i64> {
     }
     parse_duration_ms(s)
         .with_context(|| format!("invalid time {s:?}: want Unix seconds or a duration"))
+}
+
+/// The `errorType` Prometheus' API reports for an evaluation error.
+fn error_type(e: &promhpa_promql_eval::EvalError) -> &'static str {
+    match e {
+        promhpa_promql_eval::EvalError::Parse { .. } => "bad_data",
+        _ => "execution",
+    }
 }
 
 fn is_script(path: &std::path::Path, text: &str) -> bool {
@@ -100,6 +123,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lookback_ms: lookback,
         ..EvalOptions::default()
     };
+    if let (Some(start), Some(end), Some(step)) = (&args.start, &args.end, &args.step) {
+        let start = parse_time_ms(start)?;
+        let end = parse_time_ms(end)?;
+        let step = parse_duration_ms(step).with_context(|| format!("invalid --step {step:?}"))?;
+        let result =
+            parse(&expr_text).and_then(|expr| range_query(&store, &expr, start, end, step, opts));
+        return Ok(match result {
+            Ok(series) => {
+                println!("{}", json::query_range_response(&series));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{}", json::error_response(error_type(&e), &e.to_string()));
+                ExitCode::FAILURE
+            }
+        });
+    }
     let result = parse(&expr_text).and_then(|expr| instant_query(&store, &expr, at, opts));
     match result {
         Ok(mut value) => {
@@ -114,11 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            let kind = match e {
-                promhpa_promql_eval::EvalError::Parse { .. } => "bad_data",
-                _ => "execution",
-            };
-            println!("{}", json::error_response(kind, &e.to_string()));
+            println!("{}", json::error_response(error_type(&e), &e.to_string()));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -16,9 +16,10 @@ pub struct Args {
     /// The metric name as the HPA asks for it (after `name.as`).
     #[arg(long)]
     pub metric: String,
-    /// The Prometheus series name the metric comes from.
+    /// The Prometheus series name the metric comes from; may be left out when a rule's
+    /// seriesQuery names the series.
     #[arg(long)]
-    pub series: String,
+    pub series: Option<String>,
     /// The resource the request is about (`pods`, `deployments.apps`, `node`...).
     #[arg(long, conflicts_with = "external")]
     pub resource: Option<String>,
@@ -62,30 +63,48 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
         set.custom.iter().collect()
     };
     let section = if args.external { "external" } else { "custom" };
+    let series = match &args.series {
+        Some(s) => s.clone(),
+        None => candidates
+            .iter()
+            .filter_map(|r| r.selected_series_name())
+            .find(|s| {
+                candidates
+                    .iter()
+                    .any(|r| r.metric_name_for(s).as_deref() == Some(args.metric.as_str()))
+            })
+            .map(str::to_string)
+            .with_context(|| {
+                format!(
+                    "no {section} rule names a series for metric \"{}\" in its seriesQuery; pass --series",
+                    args.metric
+                )
+            })?,
+    };
     let matching: Vec<&Rule> = candidates
         .iter()
         .copied()
-        .filter(|r| r.metric_name_for(&args.series).as_deref() == Some(args.metric.as_str()))
+        .filter(|r| r.metric_name_for(&series).as_deref() == Some(args.metric.as_str()))
         .collect();
     let Some(rule) = matching.first() else {
         let served: Vec<String> = candidates
             .iter()
             .filter_map(|r| {
-                r.metric_name_for(&args.series)
+                r.metric_name_for(&series)
                     .map(|n| format!("{} serves it as \"{n}\"", r.path()))
             })
             .collect();
         if served.is_empty() {
             bail!(
                 "no {section} rule serves series \"{}\" (checked {} rule{})",
-                args.series,
+                series,
                 candidates.len(),
                 if candidates.len() == 1 { "" } else { "s" }
             );
         }
         bail!(
             "no {section} rule serves series \"{}\" as metric \"{}\": {}",
-            args.series,
+            series,
             args.metric,
             served.join("; ")
         );
@@ -101,7 +120,7 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
     }
     if args.external {
         let selector = parse_selector(args.selector.as_deref(), "selector")?;
-        return Ok(rule.render_external(&args.series, args.namespace.as_deref(), &selector)?);
+        return Ok(rule.render_external(&series, args.namespace.as_deref(), &selector)?);
     }
     let Some(resource) = &args.resource else {
         bail!("--resource is required for a custom-metrics request (or pass --external)");
@@ -113,7 +132,7 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
     let resource = normalize_resource(&parsed.group, &parsed.resource);
     let selector = parse_selector(args.metric_selector.as_deref(), "metric-selector")?;
     Ok(rule.render_custom(
-        &args.series,
+        &series,
         args.namespace.as_deref(),
         &resource,
         &args.names,

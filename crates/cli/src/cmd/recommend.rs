@@ -1,10 +1,62 @@
-//! `promhpa recommend`.
+//! `promhpa recommend`: run HPA scenario files (the format of shared/conformance/hpa).
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use anyhow::Context;
+use promhpa_hpa::conformance::run_text;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`promhpa recommend` is not available in this build")
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Compare each case with its `expect` block; print one line per failing case and a
+    /// closing `N passed, M failed`, and exit non-zero if any case failed.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Scenario files (one YAML document per case, separated by `---`).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let mut passed = 0usize;
+    let mut failed = 0usize;
+    for path in &args.files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading scenario file {}", path.display()))?;
+        let source = path.display().to_string();
+        for result in run_text(&text, &source) {
+            if args.check {
+                if result.passed() {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                    writeln!(
+                        out,
+                        "FAIL {source} {}: {}",
+                        result.id,
+                        result.failures.join("; ")
+                    )?;
+                }
+            } else {
+                let value = serde_json::json!({
+                    "file": source,
+                    "id": result.id,
+                    "passed": result.passed(),
+                    "failures": result.failures,
+                    "steps": result.outcomes,
+                });
+                writeln!(out, "{}", serde_json::to_string(&value)?)?;
+            }
+        }
+    }
+    if args.check {
+        writeln!(out, "{passed} passed, {failed} failed")?;
+        if failed > 0 {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,696 @@
+//! Per-metric replica proposals (`replica_calculator.go`): pod classification, the
+//! utilization and plain-average ratios with their rebalancing of missing and unready pods,
+//! and the Object/External formulas.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use promhpa_core::quantity::Quantity;
+use serde::Serialize;
+
+use crate::spec::{MetricSpec, MetricTarget};
+
+/// Pod lifecycle phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+/// A pod matched by the scale target's selector. Times are milliseconds on the same clock
+/// as the reconcile's `now`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pod {
+    pub name: String,
+    pub phase: PodPhase,
+    /// Status of the Ready condition; `None` when the pod has no Ready condition.
+    pub ready: Option<bool>,
+    /// Last transition time of the Ready condition.
+    pub ready_since_ms: i64,
+    pub start_time_ms: Option<i64>,
+    pub deleting: bool,
+    /// Per-container requests, in spec order.
+    pub containers: Vec<Container>,
+}
+
+/// A container's name and resource requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Container {
+    pub name: String,
+    pub requests: BTreeMap<String, Quantity>,
+}
+
+/// One per-pod metric sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PodSample {
+    pub milli: i64,
+    pub timestamp_ms: i64,
+    pub window_ms: i64,
+}
+
+/// What the metrics APIs returned for one metric spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Per-pod samples (Resource, ContainerResource, Pods metrics).
+    Pods(BTreeMap<String, PodSample>),
+    /// The value of an Object metric, in milli-units.
+    Object(i64),
+    /// External metric values, in milli-units; the HPA sums them.
+    External(Vec<i64>),
+    /// The metric could not be fetched.
+    Error(String),
+    /// Nothing was fetched (a metric source type the controller does not know).
+    Nothing,
+}
+
+/// Controller flags that affect the arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerConfig {
+    pub tolerance: f64,
+    pub cpu_initialization_period_ms: i64,
+    pub initial_readiness_delay_ms: i64,
+    pub downscale_stabilization_ms: i64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            tolerance: 0.1,
+            cpu_initialization_period_ms: 300_000,
+            initial_readiness_delay_ms: 30_000,
+            downscale_stabilization_ms: 300_000,
+        }
+    }
+}
+
+/// Tolerances in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tolerances {
+    pub scale_down: f64,
+    pub scale_up: f64,
+}
+
+impl Tolerances {
+    /// `(1 - down) <= r <= (1 + up)`.
+    pub fn is_within(&self, ratio: f64) -> bool {
+        (1.0 - self.scale_down) <= ratio && ratio <= (1.0 + self.scale_up)
+    }
+}
+
+/// A metric proposal: what one metric alone asks for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Proposal {
+    pub replicas: i32,
+    /// The name the controller uses for this metric in events and conditions.
+    pub metric_name: String,
+    /// The usage ratio (current / target) of the first pass.
+    pub ratio: f64,
+    /// Integer percentage of request (Utilization targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<i32>,
+    /// The reported current value in milli-units (average, or the object/external value).
+    pub current_milli: i64,
+    /// Whether the reported value is an average per pod.
+    pub is_average: bool,
+    /// The target in milli-units, or the utilization percentage for Utilization targets.
+    pub target: i64,
+    /// How many pods fell in each class (Resource/Pods metrics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodCounts>,
+}
+
+/// Counts of the pod classes (`groupPods`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCounts {
+    pub ready: usize,
+    pub unready: usize,
+    pub missing: usize,
+    pub ignored: usize,
+}
+
+/// Why a metric produced no proposal: the condition reason and the error text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricFailure {
+    pub reason: String,
+    pub message: String,
+    pub metric_name: String,
+}
+
+/// Everything a per-metric computation reads.
+pub struct MetricInput<'a> {
+    pub spec_replicas: i32,
+    pub status_replicas: i32,
+    pub pods: &'a [Pod],
+    pub now_ms: i64,
+    pub config: &'a ControllerConfig,
+    pub tolerances: Tolerances,
+}
+
+struct Groups {
+    ready: usize,
+    unready: BTreeSet<String>,
+    missing: BTreeSet<String>,
+    ignored: BTreeSet<String>,
+}
+
+fn group_pods(
+    pods: &[Pod],
+    metrics: &BTreeMap<String, PodSample>,
+    resource: &str,
+    input: &MetricInput,
+) -> Groups {
+    let mut g = Groups {
+        ready: 0,
+        unready: BTreeSet::new(),
+        missing: BTreeSet::new(),
+        ignored: BTreeSet::new(),
+    };
+    for pod in pods {
+        if pod.deleting || pod.phase == PodPhase::Failed {
+            g.ignored.insert(pod.name.clone());
+            continue;
+        }
+        if pod.phase == PodPhase::Pending {
+            g.unready.insert(pod.name.clone());
+            continue;
+        }
+        let Some(sample) = metrics.get(&pod.name) else {
+            g.missing.insert(pod.name.clone());
+            continue;
+        };
+        if resource == "cpu" {
+            let unready = match (pod.ready, pod.start_time_ms) {
+                (None, _) | (_, None) => true,
+                (Some(ready), Some(start)) => {
+                    if input.now_ms < start + input.config.cpu_initialization_period_ms {
+                        !ready || sample.timestamp_ms < pod.ready_since_ms + sample.window_ms
+                    } else {
+                        !ready
+                            && start + input.config.initial_readiness_delay_ms > pod.ready_since_ms
+                    }
+                }
+            };
+            if unready {
+                g.unready.insert(pod.name.clone());
+                continue;
+            }
+        }
+        g.ready += 1;
+    }
+    g
+}
+
+impl Groups {
+    fn counts(&self) -> PodCounts {
+        PodCounts {
+            ready: self.ready,
+            unready: self.unready.len(),
+            missing: self.missing.len(),
+            ignored: self.ignored.len(),
+        }
+    }
+}
+
+fn pod_requests(
+    pods: &[Pod],
+    resource: &str,
+    container: Option<&str>,
+) -> Result<BTreeMap<String, i64>, String> {
+    let mut out = BTreeMap::new();
+    for pod in pods {
+        let mut total: i64 = 0;
+        match container {
+            Some(c) => {
+                let Some(cont) = pod.containers.iter().find(|x| x.name == c) else {
+                    return Err(format!("container {c} not present in pod {}", pod.name));
+                };
+                let Some(q) = cont.requests.get(resource) else {
+                    return Err(format!(
+                        "missing request for {resource} in container {c} of Pod {}",
+                        pod.name
+                    ));
+                };
+                total = q.milli_value();
+            }
+            None => {
+                for cont in &pod.containers {
+                    let Some(q) = cont.requests.get(resource) else {
+                        return Err(format!(
+                            "missing request for {resource} in container {} of Pod {}",
+                            cont.name, pod.name
+                        ));
+                    };
+                    total = total.saturating_add(q.milli_value());
+                }
+            }
+        }
+        out.insert(pod.name.clone(), total);
+    }
+    Ok(out)
+}
+
+/// `GetResourceUtilizationRatio`: (ratio, utilization %, raw average).
+fn utilization_ratio(
+    metrics: &BTreeMap<String, i64>,
+    requests: &BTreeMap<String, i64>,
+    target: i32,
+) -> Result<(f64, i32, i64), String> {
+    let mut m_total: i64 = 0;
+    let mut r_total: i64 = 0;
+    let mut n: i64 = 0;
+    for (name, value) in metrics {
+        if let Some(req) = requests.get(name) {
+            m_total = m_total.saturating_add(*value);
+            r_total = r_total.saturating_add(*req);
+            n += 1;
+        }
+    }
+    if r_total == 0 {
+        return Err("no metrics returned matched known pods".into());
+    }
+    let util = (m_total.saturating_mul(100) / r_total) as i32;
+    Ok((f64::from(util) / f64::from(target), util, m_total / n))
+}
+
+/// `GetMetricUsageRatio`: (ratio, integer average).
+fn usage_ratio(metrics: &BTreeMap<String, i64>, target: i64) -> (f64, i64) {
+    let sum = metrics.values().fold(0i64, |a, v| a.saturating_add(*v));
+    let avg = if metrics.is_empty() {
+        0
+    } else {
+        sum / metrics.len() as i64
+    };
+    (avg as f64 / target as f64, avg)
+}
+
+fn ceil_i32(x: f64) -> i32 {
+    let c = x.ceil();
+    if c >= f64::from(i32::MAX) {
+        i32::MAX
+    } else if c <= f64::from(i32::MIN) {
+        i32::MIN
+    } else if c.is_nan() {
+        0
+    } else {
+        c as i32
+    }
+}
+
+/// The shared skeleton of `GetResourceReplicas` and `calcPlainMetricReplicas`.
+enum Kind<'a> {
+    Utilization {
+        requests: &'a BTreeMap<String, i64>,
+        target: i32,
+    },
+    Plain {
+        target: i64,
+    },
+}
+
+struct Calculated {
+    replicas: i32,
+    ratio: f64,
+    utilization: Option<i32>,
+    average: i64,
+    counts: PodCounts,
+}
+
+fn pods_replicas(
+    input: &MetricInput,
+    samples: &BTreeMap<String, PodSample>,
+    resource: &str,
+    kind: Kind,
+) -> Result<Calculated, String> {
+    let current = input.spec_replicas;
+    if input.pods.is_empty() {
+        return Err("no pods returned by selector while calculating replica count".into());
+    }
+    let groups = group_pods(input.pods, samples, resource, input);
+    let mut metrics: BTreeMap<String, i64> =
+        samples.iter().map(|(k, v)| (k.clone(), v.milli)).collect();
+    for name in groups.ignored.iter().chain(groups.unready.iter()) {
+        metrics.remove(name);
+    }
+    if metrics.is_empty() {
+        return Err("did not receive metrics for targeted pods (pods might be unready)".into());
+    }
+    let ratio_of = |m: &BTreeMap<String, i64>| -> Result<(f64, Option<i32>, i64), String> {
+        match &kind {
+            Kind::Utilization { requests, target } => {
+                let (r, u, a) = utilization_ratio(m, requests, *target)?;
+                Ok((r, Some(u), a))
+            }
+            Kind::Plain { target } => {
+                let (r, a) = usage_ratio(m, *target);
+                Ok((r, None, a))
+            }
+        }
+    };
+    let (ratio, utilization, average) = ratio_of(&metrics)?;
+    let done = |replicas: i32| Calculated {
+        replicas,
+        ratio,
+        utilization,
+        average,
+        counts: groups.counts(),
+    };
+    let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
+    if !scale_up_with_unready && groups.missing.is_empty() {
+        if input.tolerances.is_within(ratio) {
+            return Ok(done(current));
+        }
+        return Ok(done(ceil_i32(ratio * groups.ready as f64)));
+    }
+    if !groups.missing.is_empty() {
+        if ratio < 1.0 {
+            for name in &groups.missing {
+                let fill = match &kind {
+                    Kind::Utilization { requests, target } => {
+                        let req = requests.get(name).copied().unwrap_or(0);
+                        req.saturating_mul(i64::from((*target).max(100))) / 100
+                    }
+                    Kind::Plain { target } => *target,
+                };
+                metrics.insert(name.clone(), fill);
+            }
+        } else if ratio > 1.0 {
+            for name in &groups.missing {
+                metrics.insert(name.clone(), 0);
+            }
+        }
+    }
+    if scale_up_with_unready {
+        for name in &groups.unready {
+            metrics.insert(name.clone(), 0);
+        }
+    }
+    let (new_ratio, _, _) = ratio_of(&metrics)?;
+    if input.tolerances.is_within(new_ratio)
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
+    {
+        return Ok(done(current));
+    }
+    let new_replicas = ceil_i32(new_ratio * metrics.len() as f64);
+    if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
+        return Ok(done(current));
+    }
+    Ok(done(new_replicas))
+}
+
+/// `getUsageRatioReplicaCount`: Object/External Value targets.
+fn usage_ratio_replica_count(input: &MetricInput, ratio: f64) -> Result<i32, String> {
+    if input.spec_replicas != 0 {
+        if input.tolerances.is_within(ratio) {
+            return Ok(input.spec_replicas);
+        }
+        if input.pods.is_empty() {
+            return Err("no pods returned by selector while calculating replica count".into());
+        }
+        let ready = input
+            .pods
+            .iter()
+            .filter(|p| p.phase == PodPhase::Running && p.ready == Some(true))
+            .count();
+        Ok(ceil_i32(ratio * ready as f64))
+    } else {
+        Ok(ceil_i32(ratio))
+    }
+}
+
+/// Object/External AverageValue: (replicas, ratio, reported average).
+fn per_pod_replicas(input: &MetricInput, usage: i64, target: i64) -> (i32, f64, i64) {
+    let status = input.status_replicas;
+    let ratio = usage as f64 / (target as f64 * f64::from(status));
+    let replicas = if input.tolerances.is_within(ratio) {
+        status
+    } else {
+        ceil_i32(usage as f64 / target as f64)
+    };
+    let avg = (usage as f64 / f64::from(status)).ceil();
+    let avg = if avg.is_nan() {
+        0
+    } else if avg >= i64::MAX as f64 {
+        i64::MAX
+    } else if avg <= i64::MIN as f64 {
+        i64::MIN
+    } else {
+        avg as i64
+    };
+    (replicas, ratio, avg)
+}
+
+/// The name the controller gives a metric in conditions and events.
+pub fn metric_name(spec: &MetricSpec) -> String {
+    match spec.kind.as_str() {
+        "Resource" => match &spec.resource {
+            Some(r) if r.target.average_value.is_none() => {
+                format!("{} resource utilization (percentage of request)", r.name)
+            }
+            Some(r) => format!("{} resource", r.name),
+            None => "resource metric".into(),
+        },
+        "ContainerResource" => match &spec.container_resource {
+            Some(r) if r.target.average_value.is_none() => format!(
+                "{} container resource utilization (percentage of request)",
+                r.name
+            ),
+            Some(r) => format!("{} container resource", r.name),
+            None => "container resource metric".into(),
+        },
+        "Pods" => match &spec.pods {
+            Some(p) => format!("pods metric {}", p.metric.name),
+            None => "pods metric".into(),
+        },
+        "Object" => match &spec.object {
+            Some(o) if o.target.kind == "AverageValue" => {
+                format!(
+                    "external metric {}({})",
+                    o.metric.name,
+                    selector_text(&o.metric)
+                )
+            }
+            Some(o) => format!("{} metric {}", o.described_object.kind, o.metric.name),
+            None => "object metric".into(),
+        },
+        "External" => match &spec.external {
+            Some(e) => format!(
+                "external metric {}({})",
+                e.metric.name,
+                selector_text(&e.metric)
+            ),
+            None => "external metric".into(),
+        },
+        other => format!("{other} metric"),
+    }
+}
+
+fn selector_text(m: &crate::spec::MetricIdentifier) -> String {
+    m.selector
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
+fn fail(reason: &str, name: &str, message: String) -> MetricFailure {
+    MetricFailure {
+        reason: reason.into(),
+        message,
+        metric_name: name.into(),
+    }
+}
+
+fn target_milli(t: &Option<Quantity>) -> Option<i64> {
+    t.as_ref().map(Quantity::milli_value)
+}
+
+/// The proposal of one metric spec (`computeReplicasForMetric`).
+pub fn compute_metric(
+    spec: &MetricSpec,
+    observed: &Observed,
+    input: &MetricInput,
+) -> Result<Proposal, MetricFailure> {
+    let name = metric_name(spec);
+    let reason = match spec.kind.as_str() {
+        "Resource" => "FailedGetResourceMetric",
+        "ContainerResource" => "FailedGetContainerResourceMetric",
+        "Pods" => "FailedGetPodsMetric",
+        "Object" => "FailedGetObjectMetric",
+        "External" => "FailedGetExternalMetric",
+        other => {
+            return Err(fail(
+                "InvalidMetricSourceType",
+                &name,
+                format!("unknown metric source type \"{other}\""),
+            ))
+        }
+    };
+    let err = |m: String| fail(reason, &name, m);
+    if let Observed::Error(e) = observed {
+        return Err(err(e.clone()));
+    }
+    match spec.kind.as_str() {
+        "Resource" | "ContainerResource" | "Pods" => {
+            let (resource, container, target, is_pods): (
+                String,
+                Option<&str>,
+                &MetricTarget,
+                bool,
+            ) = match (&spec.resource, &spec.container_resource, &spec.pods) {
+                (Some(r), _, _) if spec.kind == "Resource" => {
+                    (r.name.clone(), None, &r.target, false)
+                }
+                (_, Some(r), _) if spec.kind == "ContainerResource" => {
+                    (r.name.clone(), Some(r.container.as_str()), &r.target, false)
+                }
+                (_, _, Some(p)) if spec.kind == "Pods" => (String::new(), None, &p.target, true),
+                _ => {
+                    return Err(err(format!(
+                        "invalid metric source: {} source is missing",
+                        spec.kind
+                    )))
+                }
+            };
+            let Observed::Pods(samples) = observed else {
+                return Err(err(format!(
+                    "unable to get metric {name}: no metrics returned"
+                )));
+            };
+            if samples.is_empty() {
+                return Err(err(if is_pods {
+                    format!(
+                        "unable to get metric {name}: no metrics returned from custom metrics API"
+                    )
+                } else {
+                    format!("unable to get metrics for resource {resource}: no metrics returned from resource metrics API")
+                }));
+            }
+            if let Some(avg) = target_milli(&target.average_value) {
+                let c = pods_replicas(input, samples, &resource, Kind::Plain { target: avg })
+                    .map_err(|m| err(format!("failed to get {name}: {m}")))?;
+                return Ok(Proposal {
+                    replicas: c.replicas,
+                    metric_name: name.clone(),
+                    ratio: c.ratio,
+                    utilization: None,
+                    current_milli: c.average,
+                    is_average: true,
+                    target: avg,
+                    pods: Some(c.counts),
+                });
+            }
+            if is_pods {
+                return Err(err(
+                    "invalid pods metric source: averageValue target is not set".into(),
+                ));
+            }
+            let Some(util) = target.average_utilization else {
+                return Err(err("invalid resource metric source: neither an average utilization target nor an average value target was set".into()));
+            };
+            let requests = pod_requests(input.pods, &resource, container)
+                .map_err(|m| err(format!("failed to get {name}: {m}")))?;
+            let c = pods_replicas(
+                input,
+                samples,
+                &resource,
+                Kind::Utilization {
+                    requests: &requests,
+                    target: util,
+                },
+            )
+            .map_err(|m| err(format!("failed to get {name}: {m}")))?;
+            Ok(Proposal {
+                replicas: c.replicas,
+                metric_name: name.clone(),
+                ratio: c.ratio,
+                utilization: c.utilization,
+                current_milli: c.average,
+                is_average: true,
+                target: i64::from(util),
+                pods: Some(c.counts),
+            })
+        }
+        "Object" => {
+            let Some(o) = &spec.object else {
+                return Err(err("invalid metric source: Object source is missing".into()));
+            };
+            let Observed::Object(value) = observed else {
+                return Err(err(format!(
+                    "unable to get metric {}: no value returned",
+                    o.metric.name
+                )));
+            };
+            let value = *value;
+            match (o.target.kind.as_str(), target_milli(&o.target.value), target_milli(&o.target.average_value)) {
+                ("Value", Some(t), _) => {
+                    let ratio = value as f64 / t as f64;
+                    let replicas = usage_ratio_replica_count(input, ratio)
+                        .map_err(|m| err(format!("failed to get object metric value: {m}")))?;
+                    Ok(Proposal { replicas, metric_name: name.clone(), ratio, utilization: None, current_milli: value, is_average: false, target: t, pods: None })
+                }
+                ("AverageValue", _, Some(t)) => {
+                    let (replicas, ratio, avg) = per_pod_replicas(input, value, t);
+                    Ok(Proposal { replicas, metric_name: name.clone(), ratio, utilization: None, current_milli: avg, is_average: true, target: t, pods: None })
+                }
+                _ => Err(err("invalid object metric source: neither a value target nor an average value target was set".into())),
+            }
+        }
+        _ => {
+            let Some(e) = &spec.external else {
+                return Err(err(
+                    "invalid metric source: External source is missing".into()
+                ));
+            };
+            let Observed::External(values) = observed else {
+                return Err(err(format!(
+                    "unable to get external metric {}: no metrics returned",
+                    e.metric.name
+                )));
+            };
+            if values.is_empty() {
+                return Err(err(format!(
+                    "unable to get external metric {}/{}: no metrics returned from external metrics API",
+                    e.metric.name,
+                    selector_text(&e.metric)
+                )));
+            }
+            let usage = values.iter().fold(0i64, |a, v| a.saturating_add(*v));
+            if let Some(t) = target_milli(&e.target.average_value) {
+                let (replicas, ratio, avg) = per_pod_replicas(input, usage, t);
+                return Ok(Proposal {
+                    replicas,
+                    metric_name: name.clone(),
+                    ratio,
+                    utilization: None,
+                    current_milli: avg,
+                    is_average: true,
+                    target: t,
+                    pods: None,
+                });
+            }
+            if let Some(t) = target_milli(&e.target.value) {
+                let ratio = usage as f64 / t as f64;
+                let replicas = usage_ratio_replica_count(input, ratio)
+                    .map_err(|m| err(format!("failed to get external metric value: {m}")))?;
+                return Ok(Proposal {
+                    replicas,
+                    metric_name: name.clone(),
+                    ratio,
+                    utilization: None,
+                    current_milli: usage,
+                    is_average: false,
+                    target: t,
+                    pods: None,
+                });
+            }
+            Err(err("invalid external metric source: neither a value target nor an average value target was set".into()))
+        }
+    }
+}

@@ -1,0 +1,739 @@
+//! Replaying history through an HPA spec: the metric's past values and the replica count
+//! that produced them give the demand; the controller then runs tick by tick with its own
+//! replica count, seeing that demand redistributed over its own pods.
+//!
+//! Demand model, per metric type:
+//! * Resource Utilization: the series is the average utilization (% of request) the actual
+//!   pods had; the total (value × actual replicas) is spread evenly over the simulated pods.
+//! * Resource/ContainerResource AverageValue and Pods metrics: the series is the per-pod
+//!   average; the total (value × actual replicas) is spread evenly as above.
+//! * Object and External metrics: the value is a property of something outside the pods
+//!   (a queue length, an ingress rate) and is passed through unchanged.
+//!
+//! Simulated pods are all Running and Ready and start reporting at once; the value at a
+//! tick is the last sample at or before it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use promhpa_core::backend::{Backend, QueryValue};
+use promhpa_core::quantity::Quantity;
+use serde::Serialize;
+
+use crate::calc::{Container, ControllerConfig, Observed, Pod, PodPhase, PodSample};
+use crate::controller::{reconcile, ControllerState, MetricsInput, TickInput};
+use crate::spec::{HpaSpec, MetricSpec};
+use crate::Error;
+
+/// A time series: `(timestamp_ms, value)` in time order.
+pub type Series = Vec<(i64, f64)>;
+
+/// Where the replica count that produced the metric values comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActualReplicas {
+    Constant(f64),
+    Series(Series),
+}
+
+/// Everything a simulation reads.
+#[derive(Debug, Clone)]
+pub struct SimulationInput {
+    pub spec: HpaSpec,
+    pub config: ControllerConfig,
+    /// One series per `spec.metrics` entry (missing entries count as "no data").
+    pub metrics: Vec<Series>,
+    pub actual: ActualReplicas,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step_ms: i64,
+    /// Replica count at the start; defaults to the actual count then.
+    pub initial_replicas: Option<i32>,
+}
+
+/// One tick of a simulation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tick {
+    pub timestamp_ms: i64,
+    pub actual_replicas: Option<f64>,
+    /// The first metric's value as recorded (with the actual replicas).
+    pub metric: Option<f64>,
+    /// The first metric's value as the simulated pods would report it.
+    pub simulated_metric: Option<f64>,
+    /// The first metric's target (utilization % or value in units).
+    pub target: Option<f64>,
+    /// The combined recommendation before normalization.
+    pub raw_recommendation: Option<i32>,
+    pub simulated_replicas: i32,
+    /// ScalingLimited / ScalingActive reason when it is not the plain case.
+    pub reason: String,
+}
+
+fn value_at(series: &Series, t: i64) -> Option<f64> {
+    let idx = series.partition_point(|(ts, _)| *ts <= t);
+    if idx == 0 {
+        return None;
+    }
+    let v = series[idx - 1].1;
+    v.is_finite().then_some(v)
+}
+
+fn actual_at(a: &ActualReplicas, t: i64) -> Option<f64> {
+    match a {
+        ActualReplicas::Constant(c) => Some(*c),
+        ActualReplicas::Series(s) => value_at(s, t),
+    }
+}
+
+/// The target of a metric in the units of its series (utilization % or units).
+pub fn series_target(m: &MetricSpec) -> Option<f64> {
+    let t = match m.kind.as_str() {
+        "Resource" => &m.resource.as_ref()?.target,
+        "ContainerResource" => &m.container_resource.as_ref()?.target,
+        "Pods" => &m.pods.as_ref()?.target,
+        "Object" => &m.object.as_ref()?.target,
+        "External" => &m.external.as_ref()?.target,
+        _ => return None,
+    };
+    if let Some(v) = &t.average_value {
+        return Some(v.as_f64());
+    }
+    if let Some(u) = t.average_utilization {
+        return Some(f64::from(u));
+    }
+    t.value.as_ref().map(Quantity::as_f64)
+}
+
+fn is_per_pod(m: &MetricSpec) -> bool {
+    matches!(m.kind.as_str(), "Resource" | "ContainerResource" | "Pods")
+}
+
+fn is_utilization(m: &MetricSpec) -> bool {
+    let t = match m.kind.as_str() {
+        "Resource" => m.resource.as_ref().map(|r| &r.target),
+        "ContainerResource" => m.container_resource.as_ref().map(|r| &r.target),
+        _ => None,
+    };
+    t.is_some_and(|t| t.average_value.is_none())
+}
+
+const REQUEST_MILLI: i64 = 1000;
+
+fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
+    let mut requests = BTreeMap::new();
+    let mut containers = Vec::new();
+    for m in spec.effective_metrics() {
+        if let Some(r) = &m.resource {
+            requests.insert(r.name.clone(), Quantity::from_milli(REQUEST_MILLI));
+        }
+        if let Some(r) = &m.container_resource {
+            containers.push(Container {
+                name: r.container.clone(),
+                requests: BTreeMap::from([(r.name.clone(), Quantity::from_milli(REQUEST_MILLI))]),
+            });
+        }
+    }
+    if containers.is_empty() {
+        containers.push(Container {
+            name: "app".into(),
+            requests,
+        });
+    }
+    (0..n.max(0))
+        .map(|i| Pod {
+            name: format!("sim-{i}"),
+            phase: PodPhase::Running,
+            ready: Some(true),
+            ready_since_ms: i64::MIN / 4,
+            start_time_ms: Some(i64::MIN / 4),
+            deleting: false,
+            containers: containers.clone(),
+        })
+        .collect()
+}
+
+fn to_milli(v: f64) -> i64 {
+    let m = (v * 1000.0).round();
+    if m >= i64::MAX as f64 {
+        i64::MAX
+    } else if m <= i64::MIN as f64 {
+        i64::MIN
+    } else {
+        m as i64
+    }
+}
+
+/// Run the simulation.
+pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
+    if input.step_ms <= 0 {
+        return Err(Error::Input("the step must be positive".into()));
+    }
+    if input.end_ms < input.start_ms {
+        return Err(Error::Input("the end is before the start".into()));
+    }
+    let metrics = input.spec.effective_metrics();
+    let mut replicas = match input.initial_replicas {
+        Some(r) => r,
+        None => actual_at(&input.actual, input.start_ms)
+            .map(|a| a.round() as i32)
+            .unwrap_or_else(|| input.spec.min_replicas()),
+    };
+    let mut state = ControllerState::default();
+    let mut ticks = Vec::new();
+    let mut t = input.start_ms;
+    while t <= input.end_ms {
+        let actual = actual_at(&input.actual, t);
+        let pods = synth_pods(&input.spec, replicas);
+        let mut first_sim = None;
+        let observed: Vec<Observed> = metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let Some(v) = input.metrics.get(i).and_then(|s| value_at(s, t)) else {
+                    return Observed::Error("no data for this metric at this time".into());
+                };
+                if is_per_pod(m) {
+                    let Some(a) = actual else {
+                        return Observed::Error("no replica count at this time".into());
+                    };
+                    let per_pod = if replicas > 0 {
+                        v * a / f64::from(replicas)
+                    } else {
+                        0.0
+                    };
+                    if i == 0 {
+                        first_sim = Some(per_pod);
+                    }
+                    let milli = if is_utilization(m) {
+                        to_milli(per_pod * REQUEST_MILLI as f64 / 100_000.0)
+                    } else {
+                        to_milli(per_pod)
+                    };
+                    Observed::Pods(
+                        pods.iter()
+                            .map(|p| {
+                                (
+                                    p.name.clone(),
+                                    PodSample {
+                                        milli,
+                                        timestamp_ms: t,
+                                        window_ms: 30_000,
+                                    },
+                                )
+                            })
+                            .collect(),
+                    )
+                } else {
+                    if i == 0 {
+                        first_sim = Some(v);
+                    }
+                    if m.kind == "Object" {
+                        Observed::Object(to_milli(v))
+                    } else {
+                        Observed::External(vec![to_milli(v)])
+                    }
+                }
+            })
+            .collect();
+        let tick = TickInput {
+            spec_replicas: replicas,
+            status_replicas: replicas,
+            pods: &pods,
+            metrics: MetricsInput::Observed(&observed),
+            now_ms: t,
+        };
+        let out = reconcile(&input.spec, &input.config, &mut state, &tick);
+        let reason = match (
+            out.conditions.get("ScalingActive"),
+            out.conditions.get("ScalingLimited"),
+        ) {
+            (Some(a), _) if a.status == "False" => a.reason.clone(),
+            (_, Some(l)) if l.status == "True" => l.reason.clone(),
+            _ => match out.conditions.get("AbleToScale") {
+                Some(s) if s.reason.ends_with("Stabilized") => s.reason.clone(),
+                _ => String::new(),
+            },
+        };
+        replicas = out.desired_replicas;
+        ticks.push(Tick {
+            timestamp_ms: t,
+            actual_replicas: actual,
+            metric: input.metrics.first().and_then(|s| value_at(s, t)),
+            simulated_metric: first_sim,
+            target: metrics.first().and_then(series_target),
+            raw_recommendation: out.raw_recommendation,
+            simulated_replicas: replicas,
+            reason,
+        });
+        t += input.step_ms;
+    }
+    Ok(ticks)
+}
+
+/// Fetch a series with a range query; the first series of the result is used.
+pub async fn fetch_series<B: Backend + ?Sized>(
+    backend: &B,
+    promql: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+) -> Result<Series, Error> {
+    let v = backend
+        .query_range(promql, start_ms, end_ms, step_ms)
+        .await
+        .map_err(|e| Error::Input(format!("range query {promql:?}: {e}")))?;
+    match v {
+        QueryValue::Matrix(series) => Ok(series
+            .into_iter()
+            .next()
+            .map(|s| s.points)
+            .unwrap_or_default()),
+        other => Err(Error::Input(format!(
+            "range query {promql:?} returned a {}, not a matrix",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Fetch every metric series (one query per metric) and the actual replica count (a query,
+/// or a constant), then simulate.
+#[allow(clippy::too_many_arguments)]
+pub async fn simulate_from_backend<B: Backend + ?Sized>(
+    backend: &B,
+    spec: HpaSpec,
+    config: ControllerConfig,
+    metric_queries: &[String],
+    replicas: Result<&str, f64>,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+) -> Result<Vec<Tick>, Error> {
+    let mut metrics = Vec::new();
+    for q in metric_queries {
+        metrics.push(fetch_series(backend, q, start_ms, end_ms, step_ms).await?);
+    }
+    let actual = match replicas {
+        Ok(q) => ActualReplicas::Series(fetch_series(backend, q, start_ms, end_ms, step_ms).await?),
+        Err(c) => ActualReplicas::Constant(c),
+    };
+    simulate(&SimulationInput {
+        spec,
+        config,
+        metrics,
+        actual,
+        start_ms,
+        end_ms,
+        step_ms,
+        initial_replicas: None,
+    })
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x}")).unwrap_or_default()
+}
+
+/// The ticks as CSV, with a header line.
+pub fn to_csv(ticks: &[Tick]) -> String {
+    let mut s = String::from(
+        "timestamp,actual_replicas,simulated_replicas,metric,simulated_metric,target,raw_recommendation,reason\n",
+    );
+    for t in ticks {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{}",
+            format_rfc3339(t.timestamp_ms),
+            opt(t.actual_replicas),
+            t.simulated_replicas,
+            opt(t.metric),
+            opt(t.simulated_metric),
+            opt(t.target),
+            t.raw_recommendation
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+            t.reason
+        );
+    }
+    s
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Parse a time: RFC 3339 (`2024-05-01T12:00:00Z`, offsets and fractions allowed) or Unix
+/// seconds (`1714564800`, `1714564800.5`). Returns milliseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, Error> {
+    let s = s.trim();
+    let bad = || {
+        Error::Input(format!(
+            "invalid time {s:?}: expected RFC 3339 or Unix seconds"
+        ))
+    };
+    if let Ok(v) = s.parse::<f64>() {
+        if v.is_finite() {
+            return Ok((v * 1000.0).round() as i64);
+        }
+        return Err(bad());
+    }
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+    {
+        return Err(bad());
+    }
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return Err(bad());
+    }
+    let mut rest = &s[19..];
+    let mut frac_ms = 0i64;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let padded = format!("{digits:0<3}");
+        frac_ms = padded[..3].parse().map_err(|_| bad())?;
+        rest = &r[digits.len()..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let hh: i64 = o[1..3].parse().map_err(|_| bad())?;
+            let mm: i64 = o[4..6].parse().map_err(|_| bad())?;
+            let v = hh * 3600 + mm * 60;
+            if o.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return Err(bad()),
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_s;
+    Ok(secs * 1000 + frac_ms)
+}
+
+/// Parse history data: CSV with a header (`timestamp`, optional `replicas`, and one value
+/// column per metric in spec order), or JSON (an array of objects with `timestamp`, `value`
+/// or `values`, and optional `replicas`). Returns the metric series and the replica series
+/// (empty when the data has none).
+pub fn parse_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        return parse_json_data(trimmed);
+    }
+    let mut lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    let header: Vec<String> = lines
+        .next()
+        .ok_or_else(|| Error::Input("empty data file".into()))?
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let ts_col = header
+        .iter()
+        .position(|h| h == "timestamp" || h == "time")
+        .ok_or_else(|| Error::Input("the CSV header needs a timestamp column".into()))?;
+    let rep_col = header.iter().position(|h| h == "replicas");
+    let value_cols: Vec<usize> = (0..header.len())
+        .filter(|i| *i != ts_col && Some(*i) != rep_col)
+        .collect();
+    if value_cols.is_empty() {
+        return Err(Error::Input("the CSV has no value column".into()));
+    }
+    let mut metrics = vec![Series::new(); value_cols.len()];
+    let mut replicas = Series::new();
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let cell = |i: usize| cells.get(i).copied().unwrap_or("");
+        let t = parse_time(cell(ts_col))?;
+        let num = |i: usize| -> Result<Option<f64>, Error> {
+            let c = cell(i);
+            if c.is_empty() {
+                return Ok(None);
+            }
+            c.parse::<f64>()
+                .map(Some)
+                .map_err(|_| Error::Input(format!("line {}: {c:?} is not a number", n + 2)))
+        };
+        for (k, col) in value_cols.iter().enumerate() {
+            if let Some(v) = num(*col)? {
+                metrics[k].push((t, v));
+            }
+        }
+        if let Some(c) = rep_col {
+            if let Some(v) = num(c)? {
+                replicas.push((t, v));
+            }
+        }
+    }
+    for s in metrics.iter_mut() {
+        s.sort_by_key(|p| p.0);
+    }
+    replicas.sort_by_key(|p| p.0);
+    Ok((metrics, replicas))
+}
+
+fn parse_json_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| Error::Input(format!("invalid JSON data: {e}")))?;
+    let mut metrics: Vec<Series> = Vec::new();
+    let mut replicas = Series::new();
+    for (n, row) in rows.iter().enumerate() {
+        let bad = |m: &str| Error::Input(format!("row {n}: {m}"));
+        let t = match row.get("timestamp") {
+            Some(serde_json::Value::String(s)) => parse_time(s)?,
+            Some(serde_json::Value::Number(x)) => {
+                (x.as_f64().ok_or_else(|| bad("bad timestamp"))? * 1000.0).round() as i64
+            }
+            _ => return Err(bad("missing timestamp")),
+        };
+        let values: Vec<f64> = match (row.get("value"), row.get("values")) {
+            (Some(v), _) => vec![v.as_f64().ok_or_else(|| bad("value is not a number"))?],
+            (None, Some(serde_json::Value::Array(a))) => a
+                .iter()
+                .map(|v| v.as_f64().ok_or_else(|| bad("values must be numbers")))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(bad("missing value")),
+        };
+        if metrics.len() < values.len() {
+            metrics.resize(values.len(), Series::new());
+        }
+        for (k, v) in values.into_iter().enumerate() {
+            metrics[k].push((t, v));
+        }
+        if let Some(r) = row.get("replicas").and_then(serde_json::Value::as_f64) {
+            replicas.push((t, r));
+        }
+    }
+    for s in metrics.iter_mut() {
+        s.sort_by_key(|p| p.0);
+    }
+    replicas.sort_by_key(|p| p.0);
+    Ok((metrics, replicas))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// An SVG chart: actual vs simulated replicas (top), metric vs target (bottom).
+pub fn to_svg(ticks: &[Tick], title: &str) -> String {
+    const W: f64 = 1000.0;
+    const PANEL_H: f64 = 220.0;
+    const LEFT: f64 = 60.0;
+    const RIGHT: f64 = 20.0;
+    const TOP: f64 = 40.0;
+    const GAP: f64 = 50.0;
+    let h = TOP + PANEL_H * 2.0 + GAP + 40.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="22" font-size="15">{}</text>"#,
+        esc(title)
+    );
+    if ticks.is_empty() {
+        s.push_str("</svg>\n");
+        return s;
+    }
+    let t0 = ticks[0].timestamp_ms as f64;
+    let t1 = (ticks[ticks.len() - 1].timestamp_ms as f64).max(t0 + 1.0);
+    let x = |t: i64| LEFT + (t as f64 - t0) / (t1 - t0) * (W - LEFT - RIGHT);
+    let panel = |s: &mut String,
+                 top: f64,
+                 label: &str,
+                 lines: &[(&str, &str, Vec<(i64, f64)>, bool)]| {
+        let maxv = lines
+            .iter()
+            .flat_map(|l| l.2.iter().map(|p| p.1))
+            .fold(0.0f64, f64::max);
+        let maxv = if maxv <= 0.0 {
+            1.0
+        } else {
+            nice_ceil(maxv * 1.1)
+        };
+        let y = |v: f64| top + PANEL_H - v / maxv * PANEL_H;
+        let _ = writeln!(
+            s,
+            r##"<rect x="{LEFT}" y="{top}" width="{}" height="{PANEL_H}" fill="none" stroke="#999"/>"##,
+            W - LEFT - RIGHT
+        );
+        for k in 0..=4 {
+            let v = maxv * f64::from(k) / 4.0;
+            let yy = y(v);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{LEFT}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                W - RIGHT,
+                LEFT - 5.0,
+                yy + 4.0,
+                fmt_num(v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{LEFT}" y="{}" >{}</text>"#,
+            top - 6.0,
+            esc(label)
+        );
+        let mut lx = W - RIGHT - 10.0;
+        for (name, color, pts, step) in lines.iter().rev() {
+            if pts.is_empty() {
+                continue;
+            }
+            let mut d = String::new();
+            let mut prev: Option<f64> = None;
+            for (t, v) in pts {
+                let (xx, yy) = (x(*t), y(*v));
+                match prev {
+                    None => {
+                        let _ = write!(d, "M{xx:.1},{yy:.1}");
+                    }
+                    Some(py) if *step => {
+                        let _ = write!(d, " L{xx:.1},{py:.1} L{xx:.1},{yy:.1}");
+                    }
+                    Some(_) => {
+                        let _ = write!(d, " L{xx:.1},{yy:.1}");
+                    }
+                }
+                prev = Some(yy);
+            }
+            let _ = writeln!(
+                s,
+                r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="1.8"/>"#
+            );
+            lx -= 8.0 * name.len() as f64 + 24.0;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{lx:.0}" x2="{:.0}" y1="{:.0}" y2="{:.0}" stroke="{color}" stroke-width="3"/><text x="{:.0}" y="{:.0}">{}</text>"#,
+                lx + 14.0,
+                top - 10.0,
+                top - 10.0,
+                lx + 18.0,
+                top - 6.0,
+                esc(name)
+            );
+        }
+    };
+    let actual: Vec<(i64, f64)> = ticks
+        .iter()
+        .filter_map(|t| t.actual_replicas.map(|a| (t.timestamp_ms, a)))
+        .collect();
+    let sim: Vec<(i64, f64)> = ticks
+        .iter()
+        .map(|t| (t.timestamp_ms, f64::from(t.simulated_replicas)))
+        .collect();
+    panel(
+        &mut s,
+        TOP + 10.0,
+        "replicas",
+        &[
+            ("actual", "#888888", actual, true),
+            ("simulated", "#d62728", sim, true),
+        ],
+    );
+    let metric: Vec<(i64, f64)> = ticks
+        .iter()
+        .filter_map(|t| t.metric.map(|a| (t.timestamp_ms, a)))
+        .collect();
+    let sim_metric: Vec<(i64, f64)> = ticks
+        .iter()
+        .filter_map(|t| t.simulated_metric.map(|a| (t.timestamp_ms, a)))
+        .collect();
+    let target: Vec<(i64, f64)> = ticks
+        .iter()
+        .filter_map(|t| t.target.map(|a| (t.timestamp_ms, a)))
+        .collect();
+    let top2 = TOP + 10.0 + PANEL_H + GAP;
+    panel(
+        &mut s,
+        top2,
+        "metric",
+        &[
+            ("recorded", "#888888", metric, false),
+            ("simulated", "#1f77b4", sim_metric, false),
+            ("target", "#2ca02c", target, false),
+        ],
+    );
+    for k in 0..=6 {
+        let t = t0 + (t1 - t0) * f64::from(k) / 6.0;
+        let xx = x(t as i64);
+        let label = format_rfc3339(t as i64);
+        let short = label.get(11..16).unwrap_or(&label);
+        let _ = writeln!(
+            s,
+            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{short}</text>"#,
+            top2 + PANEL_H + 16.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<text x="{LEFT}" y="{:.1}" fill="#666">{} .. {} (UTC)</text>"##,
+        top2 + PANEL_H + 34.0,
+        format_rfc3339(t0 as i64),
+        format_rfc3339(t1 as i64)
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn nice_ceil(v: f64) -> f64 {
+    let mag = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if m * mag >= v {
+            return m * mag;
+        }
+    }
+    10.0 * mag
+}
+
+fn fmt_num(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}

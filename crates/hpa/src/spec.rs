@@ -1,0 +1,303 @@
+//! The autoscaling/v2 `HorizontalPodAutoscaler` spec as users write it (camelCase YAML/JSON).
+
+use std::collections::BTreeMap;
+
+use promhpa_core::quantity::Quantity;
+use serde::{Deserialize, Serialize};
+
+/// A full `HorizontalPodAutoscaler` object (`apiVersion`, `kind`, `metadata`, `spec`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HorizontalPodAutoscaler {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: HpaSpec,
+}
+
+/// The parts of `metadata` the HPA algorithm and its explanations use.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// `spec` of an autoscaling/v2 HorizontalPodAutoscaler.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HpaSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_target_ref: Option<ScaleTargetRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<i32>,
+    pub max_replicas: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<Behavior>,
+}
+
+impl HpaSpec {
+    /// `minReplicas`, defaulted to 1 as the API server does.
+    pub fn min_replicas(&self) -> i32 {
+        self.min_replicas.unwrap_or(1)
+    }
+
+    /// The metrics, defaulted as the API server does: an empty list means cpu at 80 %.
+    pub fn effective_metrics(&self) -> Vec<MetricSpec> {
+        if self.metrics.is_empty() {
+            vec![MetricSpec {
+                kind: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        kind: "Utilization".into(),
+                        average_utilization: Some(80),
+                        ..MetricTarget::default()
+                    },
+                }),
+                ..MetricSpec::default()
+            }]
+        } else {
+            self.metrics.clone()
+        }
+    }
+}
+
+/// `scaleTargetRef`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleTargetRef {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// One entry of `spec.metrics`. `type` is kept as written so that an unknown source type is
+/// reported the way the controller reports it (InvalidMetricSourceType) instead of failing
+/// to parse.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceMetricSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_resource: Option<ContainerResourceMetricSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodsMetricSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectMetricSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalMetricSource>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMetricSource {
+    pub name: String,
+    pub target: MetricTarget,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerResourceMetricSource {
+    pub name: String,
+    pub container: String,
+    pub target: MetricTarget,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodsMetricSource {
+    pub metric: MetricIdentifier,
+    pub target: MetricTarget,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMetricSource {
+    #[serde(default)]
+    pub described_object: ScaleTargetRef,
+    pub metric: MetricIdentifier,
+    pub target: MetricTarget,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalMetricSource {
+    pub metric: MetricIdentifier,
+    pub target: MetricTarget,
+}
+
+/// `metric: {name, selector}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricIdentifier {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<MetaLabelSelector>,
+}
+
+/// A `metav1.LabelSelector` (`matchLabels`, `matchExpressions`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetaLabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl std::fmt::Display for MetaLabelSelector {
+    /// The query-string form (`queue=worker_tasks,env in (a,b)`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for e in &self.match_expressions {
+            parts.push(match e.operator.as_str() {
+                "In" => format!("{} in ({})", e.key, e.values.join(",")),
+                "NotIn" => format!("{} notin ({})", e.key, e.values.join(",")),
+                "Exists" => e.key.clone(),
+                "DoesNotExist" => format!("!{}", e.key),
+                other => format!("{} {other} ({})", e.key, e.values.join(",")),
+            });
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// `target: {type, value, averageValue, averageUtilization}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricTarget {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_value: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_utilization: Option<i32>,
+}
+
+/// `spec.behavior`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Behavior {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up: Option<ScalingRules>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScalingRules>,
+}
+
+/// `behavior.scaleUp` / `behavior.scaleDown` as written (fields may be absent).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stabilization_window_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_policy: Option<SelectPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<ScalingPolicy>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<Quantity>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum SelectPolicy {
+    Max,
+    Min,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum PolicyType {
+    Pods,
+    Percent,
+}
+
+/// One `policies` entry.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingPolicy {
+    #[serde(rename = "type")]
+    pub kind: PolicyType,
+    pub value: i32,
+    pub period_seconds: i32,
+}
+
+/// Scaling rules with every default filled in (`pkg/apis/autoscaling/v2/defaults.go`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveRules {
+    pub stabilization_window_seconds: i32,
+    pub select_policy: SelectPolicy,
+    pub policies: Vec<ScalingPolicy>,
+}
+
+impl Behavior {
+    /// `scaleUp` defaulted: window 0, Max, `[Pods 4/15s, Percent 100/15s]`.
+    pub fn effective_scale_up(&self) -> EffectiveRules {
+        let r = self.scale_up.clone().unwrap_or_default();
+        EffectiveRules {
+            stabilization_window_seconds: r.stabilization_window_seconds.unwrap_or(0),
+            select_policy: r.select_policy.unwrap_or(SelectPolicy::Max),
+            policies: r.policies.unwrap_or_else(|| {
+                vec![
+                    ScalingPolicy {
+                        kind: PolicyType::Pods,
+                        value: 4,
+                        period_seconds: 15,
+                    },
+                    ScalingPolicy {
+                        kind: PolicyType::Percent,
+                        value: 100,
+                        period_seconds: 15,
+                    },
+                ]
+            }),
+        }
+    }
+
+    /// `scaleDown` defaulted: window from the controller flag, Max, `[Percent 100/15s]`.
+    pub fn effective_scale_down(&self, downscale_window_seconds: i32) -> EffectiveRules {
+        let r = self.scale_down.clone().unwrap_or_default();
+        EffectiveRules {
+            stabilization_window_seconds: r
+                .stabilization_window_seconds
+                .unwrap_or(downscale_window_seconds),
+            select_policy: r.select_policy.unwrap_or(SelectPolicy::Max),
+            policies: r.policies.unwrap_or_else(|| {
+                vec![ScalingPolicy {
+                    kind: PolicyType::Percent,
+                    value: 100,
+                    period_seconds: 15,
+                }]
+            }),
+        }
+    }
+}

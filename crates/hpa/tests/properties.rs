@@ -1,0 +1,166 @@
+//! Properties of the recommendation that no table of cases can cover.
+
+use std::collections::BTreeMap;
+
+use promhpa_core::quantity::Quantity;
+use promhpa_hpa::calc::{Container, PodSample};
+use promhpa_hpa::spec::{Behavior, MetricSpec, MetricTarget, ResourceMetricSource};
+use promhpa_hpa::{
+    reconcile, ControllerConfig, ControllerState, HpaSpec, MetricsInput, Observed, Pod, PodPhase,
+    TickInput,
+};
+use proptest::prelude::*;
+
+fn cpu_spec(min: i32, max: i32, target: i32, behavior: bool) -> HpaSpec {
+    HpaSpec {
+        min_replicas: Some(min),
+        max_replicas: max,
+        metrics: vec![MetricSpec {
+            kind: "Resource".into(),
+            resource: Some(ResourceMetricSource {
+                name: "cpu".into(),
+                target: MetricTarget {
+                    kind: "Utilization".into(),
+                    average_utilization: Some(target),
+                    ..MetricTarget::default()
+                },
+            }),
+            ..MetricSpec::default()
+        }],
+        behavior: behavior.then(Behavior::default),
+        ..HpaSpec::default()
+    }
+}
+
+/// Pod kinds: 0 ready, 1 unready (never became ready), 2 pending, 3 no sample, 4 deleting.
+fn pods(kinds: &[u8], requests: &[i64]) -> Vec<Pod> {
+    kinds
+        .iter()
+        .zip(requests)
+        .enumerate()
+        .map(|(i, (k, r))| Pod {
+            name: format!("p{i}"),
+            phase: if *k == 2 {
+                PodPhase::Pending
+            } else {
+                PodPhase::Running
+            },
+            ready: Some(*k != 1),
+            ready_since_ms: -600_000,
+            start_time_ms: Some(-600_000),
+            deleting: *k == 4,
+            containers: vec![Container {
+                name: "app".into(),
+                requests: BTreeMap::from([("cpu".to_string(), Quantity::from_milli(*r))]),
+            }],
+        })
+        .collect()
+}
+
+fn samples(kinds: &[u8], usage: &[i64]) -> Observed {
+    Observed::Pods(
+        kinds
+            .iter()
+            .zip(usage)
+            .enumerate()
+            .filter(|(_, (k, _))| **k != 3 && **k != 2)
+            .map(|(i, (_, u))| {
+                (
+                    format!("p{i}"),
+                    PodSample {
+                        milli: *u,
+                        timestamp_ms: 0,
+                        window_ms: 30_000,
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+fn desired(spec: &HpaSpec, current: i32, pods: &[Pod], obs: Observed) -> i32 {
+    let mut state = ControllerState {
+        recommendations: Some(Vec::new()),
+        ..ControllerState::default()
+    };
+    let observed = [obs];
+    let input = TickInput {
+        spec_replicas: current,
+        status_replicas: current,
+        pods,
+        metrics: MetricsInput::Observed(&observed),
+        now_ms: 0,
+    };
+    reconcile(spec, &ControllerConfig::default(), &mut state, &input).desired_replicas
+}
+
+fn raw_desired(spec: &HpaSpec, current: i32, raw: i32) -> i32 {
+    let mut state = ControllerState::default();
+    let input = TickInput {
+        spec_replicas: current,
+        status_replicas: current,
+        pods: &[],
+        metrics: MetricsInput::Raw(raw),
+        now_ms: 0,
+    };
+    reconcile(spec, &ControllerConfig::default(), &mut state, &input).desired_replicas
+}
+
+proptest! {
+    #[test]
+    fn result_stays_within_min_and_max(
+        min in 1i32..20, span in 0i32..50, current in 1i32..200, raw in 0i32..500,
+        behavior in any::<bool>(),
+    ) {
+        let spec = cpu_spec(min, min + span, 50, behavior);
+        let d = raw_desired(&spec, current, raw);
+        prop_assert!(d >= min && d <= min + span, "desired {d} outside [{min}, {}]", min + span);
+    }
+
+    /// On a consistent state (the scale's replica count equals the pods it selects); when
+    /// they differ the tolerance band holds the scale's count while outside it the pods
+    /// decide, which is upstream behaviour and not monotonic.
+    #[test]
+    fn more_load_never_gives_fewer_replicas(
+        kinds in proptest::collection::vec(0u8..5, 1..8),
+        requests in proptest::collection::vec(100i64..2000, 8),
+        usage in proptest::collection::vec(0i64..4000, 8),
+        bump_pod in 0usize..8, bump in 1i64..3000,
+        target in 10i32..150, behavior in any::<bool>(),
+    ) {
+        let current = kinds.len() as i32;
+        let spec = cpu_spec(1, 1000, target, behavior);
+        let ps = pods(&kinds, &requests);
+        let before = desired(&spec, current, &ps, samples(&kinds, &usage));
+        let mut more = usage.clone();
+        let i = bump_pod % kinds.len();
+        more[i] += bump;
+        let after = desired(&spec, current, &ps, samples(&kinds, &more));
+        prop_assert!(after >= before, "{before} -> {after} after adding {bump}m to p{i}");
+    }
+
+    #[test]
+    fn load_at_target_holds_the_current_count(
+        n in 1usize..10, request in 100i64..2000, target in 10i64..150,
+    ) {
+        let kinds = vec![0u8; n];
+        let requests = vec![request; n];
+        let usage = vec![request * target / 100; n];
+        let spec = cpu_spec(1, 100, target as i32, false);
+        let current = n as i32;
+        let d = desired(&spec, current, &pods(&kinds, &requests), samples(&kinds, &usage));
+        prop_assert_eq!(d, current);
+    }
+
+    #[test]
+    fn scale_up_with_default_behavior_never_exceeds_double_or_plus_four(
+        current in 1i32..500, raw in 1i32..5000,
+    ) {
+        let spec = cpu_spec(1, 10_000, 50, true);
+        let d = raw_desired(&spec, current, raw);
+        prop_assert!(d <= (current * 2).max(current + 4));
+        if raw > current {
+            prop_assert!(d > current);
+        }
+    }
+}

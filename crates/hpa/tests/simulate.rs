@@ -1,0 +1,141 @@
+//! A synthetic day of traffic through the simulator.
+
+use promhpa_hpa::simulate::{
+    parse_data, parse_time, simulate, to_csv, to_svg, ActualReplicas, SimulationInput, Tick,
+};
+use promhpa_hpa::{ControllerConfig, HpaSpec};
+
+const DAY_START: i64 = 1_714_521_600_000; // 2024-05-01T00:00:00Z
+const STEP_UP: i64 = DAY_START + 9 * 3_600_000 + 7_000; // 09:00:07, between ticks
+const STEP_DOWN: i64 = DAY_START + 18 * 3_600_000 + 7_000; // 18:00:07
+
+fn spec(behavior: &str) -> HpaSpec {
+    let yaml = format!(
+        "minReplicas: 2\nmaxReplicas: 20\nmetrics:\n- type: Resource\n  resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}\n{behavior}"
+    );
+    serde_yaml::from_str(&yaml).expect("spec")
+}
+
+/// Utilization recorded on 4 pods: 40 % at night, 150 % from 09:00 to 18:00 (a total
+/// demand of 600 % of one request, i.e. 12 pods at the 50 % target).
+fn day(spec: HpaSpec) -> Vec<Tick> {
+    let mut series = Vec::new();
+    let mut t = DAY_START;
+    while t < DAY_START + 86_400_000 {
+        let v = if (STEP_UP..STEP_DOWN).contains(&t) {
+            150.0
+        } else {
+            40.0
+        };
+        series.push((t, v));
+        t += 10_000;
+    }
+    simulate(&SimulationInput {
+        spec,
+        config: ControllerConfig::default(),
+        metrics: vec![series],
+        actual: ActualReplicas::Constant(4.0),
+        start_ms: DAY_START,
+        end_ms: DAY_START + 86_400_000 - 1,
+        step_ms: 15_000,
+        initial_replicas: None,
+    })
+    .expect("simulate")
+}
+
+fn first_at_least(ticks: &[Tick], from: i64, n: i32) -> i64 {
+    ticks
+        .iter()
+        .find(|t| t.timestamp_ms >= from && t.simulated_replicas >= n)
+        .map(|t| t.timestamp_ms)
+        .expect("reached")
+}
+
+fn first_at_most(ticks: &[Tick], from: i64, n: i32) -> i64 {
+    ticks
+        .iter()
+        .find(|t| t.timestamp_ms >= from && t.simulated_replicas <= n)
+        .map(|t| t.timestamp_ms)
+        .expect("reached")
+}
+
+fn check_day(ticks: &[Tick], earliest_down_after_step: i64) {
+    assert_eq!(ticks.len(), 5760);
+    // Before the step the 160 % of demand needs 4 pods at 50 %.
+    let before: Vec<_> = ticks.iter().filter(|t| t.timestamp_ms < STEP_UP).collect();
+    assert!(before.iter().skip(40).all(|t| t.simulated_replicas == 4));
+    // Scale-up to the 12 pods the load needs within a minute of the step.
+    let up = first_at_least(ticks, STEP_UP, 12);
+    assert!(up - STEP_UP <= 60_000, "scale-up took {} ms", up - STEP_UP);
+    let mid: Vec<_> = ticks
+        .iter()
+        .filter(|t| t.timestamp_ms > up && t.timestamp_ms < STEP_DOWN)
+        .collect();
+    assert!(mid.iter().all(|t| t.simulated_replicas == 12));
+    // Scale-down waits for the stabilization window, then happens at once.
+    let down = first_at_most(ticks, STEP_DOWN, 11);
+    assert!(
+        down - STEP_DOWN >= earliest_down_after_step,
+        "scaled down after only {} ms",
+        down - STEP_DOWN
+    );
+    assert!(down - STEP_DOWN <= 300_000 + 30_000);
+    let last = ticks.last().expect("ticks");
+    assert_eq!(last.simulated_replicas, 4);
+}
+
+#[test]
+fn legacy_path_on_a_synthetic_day() {
+    let ticks = day(spec(""));
+    // The last high recommendation was at 17:59:45 (one tick before the drop at 18:00:07);
+    // legacy stabilization keeps it until it is more than 300 s old.
+    check_day(&ticks, 300_000 - 7_000);
+    let svg = to_svg(&ticks, "legacy");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    let _ = std::fs::write(
+        format!("{}/synthetic-day-legacy.svg", env!("CARGO_TARGET_TMPDIR")),
+        &svg,
+    );
+}
+
+#[test]
+fn default_behavior_on_a_synthetic_day() {
+    let ticks = day(spec("behavior: {}\n"));
+    // The behavior path drops a record exactly 300 s old (strict comparison).
+    check_day(&ticks, 285_000 - 7_000);
+    let csv = to_csv(&ticks);
+    assert_eq!(csv.lines().count(), 5761);
+    assert!(csv.starts_with("timestamp,actual_replicas,simulated_replicas"));
+    assert!(csv.contains("2024-05-01T09:00:15Z,4,8,150,"));
+}
+
+#[test]
+fn a_slow_scale_down_policy_shows_in_the_replay() {
+    let ticks = day(spec(
+        "behavior:\n  scaleDown:\n    stabilizationWindowSeconds: 0\n    policies: [{type: Pods, value: 1, periodSeconds: 60}]\n",
+    ));
+    let down = first_at_most(&ticks, STEP_DOWN, 11);
+    assert!(down - STEP_DOWN <= 15_000);
+    let four = first_at_most(&ticks, STEP_DOWN, 4);
+    // 12 -> 4 one pod per minute: 8 steps, the first at once.
+    assert!((7 * 60_000..=8 * 60_000 + 15_000).contains(&(four - STEP_DOWN)));
+}
+
+#[test]
+fn data_files_parse() {
+    let (m, r) =
+        parse_data("timestamp,value,replicas\n2024-05-01T00:00:00Z,40,4\n1714521615,41.5,\n")
+            .expect("csv");
+    assert_eq!(m, vec![vec![(DAY_START, 40.0), (DAY_START + 15_000, 41.5)]]);
+    assert_eq!(r, vec![(DAY_START, 4.0)]);
+    let (m, r) =
+        parse_data(r#"[{"timestamp": 1714521600, "value": 3, "replicas": 2}]"#).expect("json");
+    assert_eq!(m, vec![vec![(DAY_START, 3.0)]]);
+    assert_eq!(r, vec![(DAY_START, 2.0)]);
+    assert!(parse_data("timestamp\n1,2\n").is_err());
+    assert_eq!(
+        parse_time("2024-05-01T02:00:00+02:00").expect("t"),
+        DAY_START
+    );
+    assert!(parse_time("yesterday").is_err());
+}
