@@ -14,6 +14,14 @@ use promhpa_prom::{PromClient, PromConfig};
 use promhpa_test_support::{free_port, Prometheus, ScrapeTarget, TestPki};
 use serde_json::Value;
 
+/// The tests here pick free ports and start servers on them; running them one at a time
+/// keeps one test's server from taking a port another test just picked.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.blocking_lock()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -239,6 +247,7 @@ fn quantity_f64(s: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_seeds_through_kubectl() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile_dir();
     let pki = TestPki::generate("promhpa-test-ca", "front-proxy").unwrap();
     let target = ScrapeTarget::start_with(Arc::new(exposition)).unwrap();
@@ -577,6 +586,7 @@ fn tempfile_dir() -> PathBuf {
 
 #[test]
 fn demo_serves_the_embedded_backend() {
+    let _serial = serial();
     let dir = tempfile_dir();
     let pki = TestPki::generate("demo-ca", "demo").unwrap();
     let server = Promhpa::start(
@@ -611,6 +621,7 @@ fn demo_serves_the_embedded_backend() {
 
 #[test]
 fn helm_values_prometheus_settings_are_used() {
+    let _serial = serial();
     let dir = tempfile_dir();
     let pki = TestPki::generate("helm-ca", "helm").unwrap();
     let closed = free_port().unwrap();
@@ -652,6 +663,7 @@ fn helm_values_prometheus_settings_are_used() {
 
 #[test]
 fn delegated_auth_guards_requests_when_cluster_credentials_are_given() {
+    let _serial = serial();
     let dir = tempfile_dir();
     let pki = TestPki::generate("auth-ca", "alice").unwrap();
     // A cluster that is not there: TokenReview and SubjectAccessReview cannot be asked.
