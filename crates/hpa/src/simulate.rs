@@ -549,6 +549,9 @@ fn parse_json_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
     Ok((metrics, replicas))
 }
 
+/// A chart line: legend name, colour, points, drawn as steps.
+type ChartLine<'a> = (&'a str, &'a str, Vec<(i64, f64)>, bool);
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -582,10 +585,7 @@ pub fn to_svg(ticks: &[Tick], title: &str) -> String {
     let t0 = ticks[0].timestamp_ms as f64;
     let t1 = (ticks[ticks.len() - 1].timestamp_ms as f64).max(t0 + 1.0);
     let x = |t: i64| LEFT + (t as f64 - t0) / (t1 - t0) * (W - LEFT - RIGHT);
-    let panel = |s: &mut String,
-                 top: f64,
-                 label: &str,
-                 lines: &[(&str, &str, Vec<(i64, f64)>, bool)]| {
+    let panel = |s: &mut String, top: f64, label: &str, lines: &[ChartLine]| {
         let maxv = lines
             .iter()
             .flat_map(|l| l.2.iter().map(|p| p.1))
