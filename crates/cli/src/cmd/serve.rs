@@ -106,6 +106,10 @@ pub struct Flags {
     pub tls_cert_file: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// Serve without delegated authentication and authorization: anyone who can reach the
+    /// port reads every metric. For local use only; implied by --demo.
+    #[arg(long)]
+    pub insecure_skip_delegated_auth: bool,
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = go_duration, value_name = "DURATION")]
     pub shutdown_grace_period: Duration,
@@ -314,14 +318,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let backend = build_backend(&args)?;
-    let lookup: Arc<dyn ObjectLookup> = match &args.objects {
-        Some(p) => Arc::new(StaticObjects::load(p)?),
-        None if args.demo => Arc::new(StaticObjects::from_text(DEMO_OBJECTS, "demo/objects.yaml")?),
-        None => {
-            tracing::warn!("no --objects file: only the built-in resource names are known and `*` requests match no objects");
-            Arc::new(StaticObjects::default())
-        }
-    };
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => server::ensure_self_signed(&args.cert_dir, &[])?,
@@ -336,6 +332,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let lookup: Arc<dyn ObjectLookup> = match &args.objects {
+            Some(p) => Arc::new(StaticObjects::load(p)?),
+            None if args.demo => Arc::new(StaticObjects::from_text(DEMO_OBJECTS, "demo/objects.yaml")?),
+            None => super::cluster::kube_lookup(
+                args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
+            )?,
+        };
+        let (guard, _delegated_auth) = if args.demo || args.insecure_skip_delegated_auth {
+            tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
+            (None, None)
+        } else {
+            let (guard, handle) = super::cluster::guard(&args).await?;
+            (Some(guard), Some(handle))
+        };
         // A certificate the backend's CA does not vouch for will not fix itself: say so and
         // stop instead of serving errors forever. Unreachable backends may come up later.
         if args.prometheus_url.is_some() && !args.demo {
@@ -366,7 +376,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             backend,
             lookup,
             metrics,
-            guard: None,
+            guard,
             coalescer: Default::default(),
         };
         let app = promhpa_apiserver::router(state);
