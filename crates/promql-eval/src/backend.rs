@@ -124,7 +124,10 @@ impl EmbeddedBackend {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
         let outcome = match body {
             Ok(text) => exposition::ingest(&mut store, text, t_ms, target),
-            Err(message) => Err(EvalError::Exposition { line: 0, message }),
+            Err(message) => Err(EvalError::Io {
+                path: format!("scrape of {target}"),
+                message,
+            }),
         };
         let (up, scraped) = match &outcome {
             Ok(stats) => (1.0, stats.samples as f64),
