@@ -492,6 +492,60 @@ pub fn metric_name(spec: &MetricSpec) -> String {
     }
 }
 
+/// The controller's wording for a metric that could not be fetched.
+fn fetch_error_message(spec: &MetricSpec, e: &str) -> String {
+    match spec.kind.as_str() {
+        "Resource" | "ContainerResource" => {
+            let (res, avg) = match (&spec.resource, &spec.container_resource) {
+                (Some(r), _) => (r.name.as_str(), r.target.average_value.is_some()),
+                (_, Some(r)) => (r.name.as_str(), r.target.average_value.is_some()),
+                _ => ("", false),
+            };
+            let what = if avg { "usage" } else { "utilization" };
+            let kind = if spec.kind == "ContainerResource" {
+                " container"
+            } else {
+                ""
+            };
+            format!(
+                "failed to get {res}{kind} {what}: unable to get metrics for resource {res}: {e}"
+            )
+        }
+        "Pods" => {
+            let n = spec
+                .pods
+                .as_ref()
+                .map(|p| p.metric.name.as_str())
+                .unwrap_or("");
+            format!("failed to get pods metric value: unable to get metric {n}: {e}")
+        }
+        "Object" => {
+            let (n, kind, obj) = spec
+                .object
+                .as_ref()
+                .map(|o| {
+                    (
+                        o.metric.name.as_str(),
+                        o.described_object.kind.as_str(),
+                        o.described_object.name.as_str(),
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "failed to get object metric value: unable to get metric {n}: {kind} {obj}: {e}"
+            )
+        }
+        _ => {
+            let (n, sel) = spec
+                .external
+                .as_ref()
+                .map(|x| (x.metric.name.as_str(), selector_text(&x.metric)))
+                .unwrap_or_default();
+            format!("failed to get external metric value: unable to get external metric {n}({sel}): {e}")
+        }
+    }
+}
+
 fn selector_text(m: &crate::spec::MetricIdentifier) -> String {
     m.selector
         .as_ref()
@@ -534,7 +588,7 @@ pub fn compute_metric(
     };
     let err = |m: String| fail(reason, &name, m);
     if let Observed::Error(e) = observed {
-        return Err(err(e.clone()));
+        return Err(err(fetch_error_message(spec, e)));
     }
     match spec.kind.as_str() {
         "Resource" | "ContainerResource" | "Pods" => {

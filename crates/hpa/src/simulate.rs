@@ -119,7 +119,39 @@ fn is_utilization(m: &MetricSpec) -> bool {
 
 const REQUEST_MILLI: i64 = 1000;
 
-fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
+/// What the metrics APIs would return for `value` in the units of the metric's series:
+/// every pod reporting `value` (utilization % of a 1000m request, or the per-pod average)
+/// for per-pod metrics, the value itself for Object and External metrics.
+pub fn synthetic_observation(m: &MetricSpec, value: f64, pods: &[Pod], t: i64) -> Observed {
+    if is_per_pod(m) {
+        let milli = if is_utilization(m) {
+            to_milli(value * REQUEST_MILLI as f64 / 100_000.0)
+        } else {
+            to_milli(value)
+        };
+        Observed::Pods(
+            pods.iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        PodSample {
+                            milli,
+                            timestamp_ms: t,
+                            window_ms: 30_000,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    } else if m.kind == "Object" {
+        Observed::Object(to_milli(value))
+    } else {
+        Observed::External(vec![to_milli(value)])
+    }
+}
+
+/// `n` Running, Ready pods with a 1000m request for every resource the metrics name.
+pub fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
     let mut requests = BTreeMap::new();
     let mut containers = Vec::new();
     for m in spec.effective_metrics() {
@@ -204,34 +236,12 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
                     if i == 0 {
                         first_sim = Some(per_pod);
                     }
-                    let milli = if is_utilization(m) {
-                        to_milli(per_pod * REQUEST_MILLI as f64 / 100_000.0)
-                    } else {
-                        to_milli(per_pod)
-                    };
-                    Observed::Pods(
-                        pods.iter()
-                            .map(|p| {
-                                (
-                                    p.name.clone(),
-                                    PodSample {
-                                        milli,
-                                        timestamp_ms: t,
-                                        window_ms: 30_000,
-                                    },
-                                )
-                            })
-                            .collect(),
-                    )
+                    synthetic_observation(m, per_pod, &pods, t)
                 } else {
                     if i == 0 {
                         first_sim = Some(v);
                     }
-                    if m.kind == "Object" {
-                        Observed::Object(to_milli(v))
-                    } else {
-                        Observed::External(vec![to_milli(v)])
-                    }
+                    synthetic_observation(m, v, &pods, t)
                 }
             })
             .collect();
