@@ -13,6 +13,12 @@ use promhpa_hpa::ControllerConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    inner: Box<Inner>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Inner {
     /// The HPA manifest (a full HorizontalPodAutoscaler object or its spec).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
@@ -64,6 +70,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let args = *args.inner;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let hpa = parse_manifest(&text).with_context(|| format!("in {}", args.file.display()))?;
