@@ -366,6 +366,23 @@ pub fn to_csv(ticks: &[Tick]) -> String {
     s
 }
 
+/// Several runs as one CSV: a leading `run` column names the run of each row.
+pub fn to_csv_runs(runs: &[(&str, &[Tick])]) -> String {
+    let mut out = String::new();
+    for (i, (label, ticks)) in runs.iter().enumerate() {
+        for (n, line) in to_csv(ticks).lines().enumerate() {
+            if n == 0 {
+                if i == 0 {
+                    let _ = writeln!(out, "run,{line}");
+                }
+                continue;
+            }
+            let _ = writeln!(out, "{},{line}", label.replace(',', " "));
+        }
+    }
+    out
+}
+
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -560,7 +577,7 @@ fn parse_json_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
 }
 
 /// A chart line: legend name, colour, points, drawn as steps.
-type ChartLine<'a> = (&'a str, &'a str, Vec<(i64, f64)>, bool);
+type ChartLine<'a> = (String, &'a str, Vec<(i64, f64)>, bool);
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -570,6 +587,21 @@ fn esc(s: &str) -> String {
 
 /// An SVG chart: actual vs simulated replicas (top), metric vs target (bottom).
 pub fn to_svg(ticks: &[Tick], title: &str) -> String {
+    to_svg_runs(&[("simulated", ticks)], title)
+}
+
+const PALETTE: [(&str, &str); 4] = [
+    ("#d62728", "#1f77b4"),
+    ("#9467bd", "#17becf"),
+    ("#ff7f0e", "#8c564b"),
+    ("#e377c2", "#bcbd22"),
+];
+
+/// An SVG chart of several simulations over the same history (for example two `behavior`
+/// settings): actual and each run's replicas (top), recorded metric, each run's metric and
+/// the target (bottom). The first run gives the actual replicas, metric and target.
+pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
+    let ticks: &[Tick] = runs.first().map(|r| r.1).unwrap_or(&[]);
     const W: f64 = 1000.0;
     const PANEL_H: f64 = 220.0;
     const LEFT: f64 = 60.0;
@@ -668,46 +700,48 @@ pub fn to_svg(ticks: &[Tick], title: &str) -> String {
             );
         }
     };
-    let actual: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.actual_replicas.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let sim: Vec<(i64, f64)> = ticks
-        .iter()
-        .map(|t| (t.timestamp_ms, f64::from(t.simulated_replicas)))
-        .collect();
-    panel(
-        &mut s,
-        TOP + 10.0,
-        "replicas",
-        &[
-            ("actual", "#888888", actual, true),
-            ("simulated", "#d62728", sim, true),
-        ],
-    );
-    let metric: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.metric.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let sim_metric: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.simulated_metric.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let target: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.target.map(|a| (t.timestamp_ms, a)))
-        .collect();
+    let series = |f: &dyn Fn(&Tick) -> Option<f64>, ticks: &[Tick]| -> Vec<(i64, f64)> {
+        ticks
+            .iter()
+            .filter_map(|t| f(t).map(|v| (t.timestamp_ms, v)))
+            .collect()
+    };
+    let mut replica_lines: Vec<ChartLine> = vec![(
+        "actual".into(),
+        "#888888",
+        series(&|t| t.actual_replicas, ticks),
+        true,
+    )];
+    let mut metric_lines: Vec<ChartLine> = vec![(
+        "recorded".into(),
+        "#888888",
+        series(&|t| t.metric, ticks),
+        false,
+    )];
+    for (i, (label, run)) in runs.iter().enumerate() {
+        let (c1, c2) = PALETTE[i % PALETTE.len()];
+        replica_lines.push((
+            (*label).to_string(),
+            c1,
+            series(&|t| Some(f64::from(t.simulated_replicas)), run),
+            true,
+        ));
+        metric_lines.push((
+            (*label).to_string(),
+            c2,
+            series(&|t| t.simulated_metric, run),
+            false,
+        ));
+    }
+    metric_lines.push((
+        "target".into(),
+        "#2ca02c",
+        series(&|t| t.target, ticks),
+        false,
+    ));
+    panel(&mut s, TOP + 10.0, "replicas", &replica_lines);
     let top2 = TOP + 10.0 + PANEL_H + GAP;
-    panel(
-        &mut s,
-        top2,
-        "metric",
-        &[
-            ("recorded", "#888888", metric, false),
-            ("simulated", "#1f77b4", sim_metric, false),
-            ("target", "#2ca02c", target, false),
-        ],
-    );
+    panel(&mut s, top2, "metric", &metric_lines);
     for k in 0..=6 {
         let t = t0 + (t1 - t0) * f64::from(k) / 6.0;
         let xx = x(t as i64);

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_hpa::simulate::{
-    parse_data, parse_time, simulate, to_csv, to_svg, ActualReplicas, SimulationInput,
+    parse_data, parse_time, simulate, to_csv, to_csv_runs, to_svg_runs, ActualReplicas,
+    SimulationInput, Tick,
 };
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
@@ -19,9 +20,11 @@ pub struct Args {
 
 #[derive(clap::Args, Debug)]
 pub struct Inner {
-    /// The HPA manifest (a full HorizontalPodAutoscaler object or its spec).
-    #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
+    /// The HPA manifest (a full HorizontalPodAutoscaler object or its spec). Repeat to
+    /// replay the same history through several specs (e.g. two `behavior` settings) and
+    /// chart them together.
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
 
     /// Start of the replay (RFC 3339 or Unix seconds); defaults to the first sample.
     #[arg(long)]
@@ -71,9 +74,20 @@ pub struct Inner {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let args = *args.inner;
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    let hpa = parse_manifest(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let mut hpas = Vec::new();
+    for file in &args.files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let hpa = parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
+        let label = if args.files.len() == 1 {
+            "simulated".to_string()
+        } else {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| file.display().to_string())
+        };
+        hpas.push((label, hpa));
+    }
     let Some(data) = &args.data else {
         if !args.queries.is_empty() || args.replicas_query.is_some() {
             bail!("--query/--replicas-query need a metrics backend, which this build cannot reach yet; export the history and pass it with --data");
@@ -104,17 +118,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
         ..ControllerConfig::default()
     };
-    let ticks = simulate(&SimulationInput {
-        spec: hpa.spec.clone(),
-        config,
-        metrics,
-        actual,
-        start_ms,
-        end_ms,
-        step_ms: parse_go_duration_ms(&args.step)?,
-        initial_replicas: None,
-    })?;
-    let csv = to_csv(&ticks);
+    let step_ms = parse_go_duration_ms(&args.step)?;
+    let mut results = Vec::new();
+    for (label, hpa) in &hpas {
+        let ticks = simulate(&SimulationInput {
+            spec: hpa.spec.clone(),
+            config,
+            metrics: metrics.clone(),
+            actual: actual.clone(),
+            start_ms,
+            end_ms,
+            step_ms,
+            initial_replicas: None,
+        })
+        .with_context(|| format!("simulating {label}"))?;
+        results.push((label.as_str(), ticks));
+    }
+    let runs: Vec<(&str, &[Tick])> = results.iter().map(|(l, t)| (*l, t.as_slice())).collect();
+    let csv = if runs.len() == 1 {
+        to_csv(runs[0].1)
+    } else {
+        to_csv_runs(&runs)
+    };
     match &args.csv {
         Some(p) => std::fs::write(p, csv).with_context(|| format!("writing {}", p.display()))?,
         None => {
@@ -123,12 +148,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(p) = &args.svg {
-        let title = if hpa.metadata.name.is_empty() {
+        let names: Vec<&str> = hpas
+            .iter()
+            .map(|(_, h)| h.metadata.name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let title = if names.is_empty() {
             "simulated HPA".to_string()
         } else {
-            format!("HPA {}", hpa.metadata.name)
+            format!("HPA {}", names.join(" vs "))
         };
-        std::fs::write(p, to_svg(&ticks, &title))
+        std::fs::write(p, to_svg_runs(&runs, &title))
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
