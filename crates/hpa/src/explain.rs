@@ -579,3 +579,30 @@ pub fn value_key(m: &MetricSpec) -> String {
     }
     .unwrap_or_default()
 }
+
+/// [`explain_with`] for an asynchronous fetch (a metrics backend): each metric is fetched
+/// in spec order, then the decision is explained.
+pub async fn explain_with_async<F, Fut>(
+    hpa: HorizontalPodAutoscaler,
+    current_replicas: i32,
+    config: ControllerConfig,
+    now_ms: i64,
+    mut fetch: F,
+) -> Explanation
+where
+    F: FnMut(MetricSpec) -> Fut,
+    Fut: std::future::Future<Output = FetchedValue>,
+{
+    let mut values = Vec::new();
+    for m in hpa.spec.effective_metrics() {
+        values.push(fetch(m).await);
+    }
+    explain(&ExplainInput {
+        hpa,
+        current_replicas,
+        values,
+        config,
+        state: None,
+        now_ms,
+    })
+}

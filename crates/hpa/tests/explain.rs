@@ -146,3 +146,33 @@ fn latency_drives_a_rate_limited_scale_up_seed_001() {
     // scaleUp policy: 2 pods per 30 s.
     assert_eq!(e.desired_replicas, 6);
 }
+
+#[test]
+fn async_fetch_gives_the_same_explanation() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let fut = promhpa_hpa::explain::explain_with_async(
+        seed_hpa("003"),
+        12,
+        ControllerConfig::default(),
+        0,
+        |m| async move {
+            if value_key(&m) == "requests_per_second" {
+                Ok(10.0)
+            } else {
+                Err("unexpected metric".to_string())
+            }
+        },
+    );
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    let e = loop {
+        if let Poll::Ready(e) = fut.as_mut().poll(&mut cx) {
+            break e;
+        }
+    };
+    assert_eq!(
+        e,
+        run(seed_hpa("003"), 12, &[("requests_per_second", 10.0)])
+    );
+}
