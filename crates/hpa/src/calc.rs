@@ -189,8 +189,12 @@ fn group_pods(
             let unready = match (pod.ready, pod.start_time_ms) {
                 (None, _) | (_, None) => true,
                 (Some(ready), Some(start)) => {
-                    if input.now_ms < start + input.config.cpu_initialization_period_ms {
-                        !ready || sample.timestamp_ms < pod.ready_since_ms + sample.window_ms
+                    if input.now_ms
+                        < start.saturating_add(input.config.cpu_initialization_period_ms)
+                    {
+                        !ready
+                            || sample.timestamp_ms
+                                < pod.ready_since_ms.saturating_add(sample.window_ms)
                     } else {
                         !ready
                             && start + input.config.initial_readiness_delay_ms > pod.ready_since_ms

@@ -315,7 +315,7 @@ fn normalize_legacy(
     out: &mut Outcome,
 ) -> i32 {
     let recs = state.recommendations.get_or_insert_with(Vec::new);
-    let cutoff = now - config.downscale_stabilization_ms;
+    let cutoff = now.saturating_sub(config.downscale_stabilization_ms);
     let mut best = raw;
     let mut old: Option<usize> = None;
     for (i, r) in recs.iter().enumerate() {
@@ -417,8 +417,8 @@ fn stabilize(
     now: i64,
 ) -> i32 {
     let recs = state.recommendations.get_or_insert_with(Vec::new);
-    let up_cutoff = now - i64::from(up.stabilization_window_seconds) * 1000;
-    let down_cutoff = now - i64::from(down.stabilization_window_seconds) * 1000;
+    let up_cutoff = now.saturating_sub(i64::from(up.stabilization_window_seconds) * 1000);
+    let down_cutoff = now.saturating_sub(i64::from(down.stabilization_window_seconds) * 1000);
     let mut up_rec = raw;
     let mut down_rec = raw;
     let mut old: Option<usize> = None;
@@ -452,7 +452,7 @@ fn stabilize(
 }
 
 fn change_in_period(period_s: i32, events: &[ScaleEvent], now: i64) -> i32 {
-    let cutoff = now - i64::from(period_s) * 1000;
+    let cutoff = now.saturating_sub(i64::from(period_s) * 1000);
     events
         .iter()
         .filter(|e| e.at_ms > cutoff)
@@ -473,8 +473,9 @@ pub fn scale_up_limit(
         SelectPolicy::Max => (i32::MIN, std::cmp::max),
     };
     for p in &rules.policies {
-        let start = current - change_in_period(p.period_seconds, up_events, now)
-            + change_in_period(p.period_seconds, down_events, now);
+        let start = current
+            .saturating_sub(change_in_period(p.period_seconds, up_events, now))
+            .saturating_add(change_in_period(p.period_seconds, down_events, now));
         let prop = match p.kind {
             PolicyType::Pods => start.saturating_add(p.value),
             PolicyType::Percent => {
@@ -500,8 +501,9 @@ pub fn scale_down_limit(
         SelectPolicy::Max => (i32::MAX, std::cmp::min),
     };
     for p in &rules.policies {
-        let start = current - change_in_period(p.period_seconds, up_events, now)
-            + change_in_period(p.period_seconds, down_events, now);
+        let start = current
+            .saturating_sub(change_in_period(p.period_seconds, up_events, now))
+            .saturating_add(change_in_period(p.period_seconds, down_events, now));
         let prop = match p.kind {
             PolicyType::Pods => start.saturating_sub(p.value),
             PolicyType::Percent => sat_i32(f64::from(start) * (1.0 - f64::from(p.value) / 100.0)),
@@ -605,9 +607,9 @@ fn store_scale_event(
     now: i64,
 ) {
     let (list, rules, change) = if new > old {
-        (&mut state.scale_up_events, up, new - old)
+        (&mut state.scale_up_events, up, new.saturating_sub(old))
     } else {
-        (&mut state.scale_down_events, down, old - new)
+        (&mut state.scale_down_events, down, old.saturating_sub(new))
     };
     let longest = rules
         .policies
@@ -615,7 +617,7 @@ fn store_scale_event(
         .map(|p| p.period_seconds)
         .max()
         .unwrap_or(0);
-    let cutoff = now - i64::from(longest) * 1000;
+    let cutoff = now.saturating_sub(i64::from(longest) * 1000);
     let mut last_old = None;
     for (i, e) in list.iter_mut().enumerate() {
         if e.at_ms < cutoff {

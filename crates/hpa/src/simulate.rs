@@ -195,6 +195,9 @@ fn to_milli(v: f64) -> i64 {
     }
 }
 
+/// The longest simulation run (about 6 months at 15 s).
+pub const MAX_TICKS: i64 = 1_000_000;
+
 /// Run the simulation.
 pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     if input.step_ms <= 0 {
@@ -202,6 +205,12 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     }
     if input.end_ms < input.start_ms {
         return Err(Error::Input("the end is before the start".into()));
+    }
+    let count = input.end_ms.saturating_sub(input.start_ms) / input.step_ms + 1;
+    if count > MAX_TICKS {
+        return Err(Error::Input(format!(
+            "{count} ticks requested; at most {MAX_TICKS} are simulated (use a longer step or a shorter range)"
+        )));
     }
     let metrics = input.spec.effective_metrics();
     let mut replicas = match input.initial_replicas {
@@ -275,7 +284,10 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             simulated_replicas: replicas,
             reason,
         });
-        t += input.step_ms;
+        match t.checked_add(input.step_ms) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     Ok(ticks)
 }
@@ -460,8 +472,8 @@ pub fn parse_time(s: &str) -> Result<i64, Error> {
     let offset_s = match rest {
         "Z" | "z" => 0,
         o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let hh: i64 = o[1..3].parse().map_err(|_| bad())?;
-            let mm: i64 = o[4..6].parse().map_err(|_| bad())?;
+            let hh: i64 = o.get(1..3).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            let mm: i64 = o.get(4..6).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
             let v = hh * 3600 + mm * 60;
             if o.starts_with('-') {
                 -v

@@ -139,3 +139,32 @@ fn data_files_parse() {
     );
     assert!(parse_time("yesterday").is_err());
 }
+
+#[test]
+fn unreasonable_inputs_are_errors() {
+    assert!(parse_time("2024-05-01T00:00:00+0é00").is_err());
+    assert!(parse_time("2024-05-01T00:00:00+é:00").is_err());
+    let input = SimulationInput {
+        spec: spec(""),
+        config: ControllerConfig::default(),
+        metrics: vec![vec![(0, 1.0)]],
+        actual: ActualReplicas::Constant(1.0),
+        start_ms: 0,
+        end_ms: i64::MAX,
+        step_ms: 15_000,
+        initial_replicas: None,
+    };
+    assert!(simulate(&input).is_err());
+    assert!(simulate(&SimulationInput {
+        step_ms: 0,
+        end_ms: 0,
+        ..input.clone()
+    })
+    .is_err());
+    assert!(simulate(&SimulationInput {
+        start_ms: 10,
+        end_ms: 0,
+        ..input
+    })
+    .is_err());
+}
