@@ -279,7 +279,7 @@ fn utilization_ratio(
     if r_total == 0 {
         return Err("no metrics returned matched known pods".into());
     }
-    let util = (m_total.saturating_mul(100) / r_total) as i32;
+    let util = m_total.saturating_mul(100).wrapping_div(r_total) as i32;
     Ok((f64::from(util) / f64::from(target), util, m_total / n))
 }
 

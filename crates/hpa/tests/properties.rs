@@ -208,3 +208,89 @@ proptest! {
         }
     }
 }
+
+fn any_metric() -> impl Strategy<Value = MetricSpec> {
+    (0usize..6, -5i64..100_000, any::<bool>()).prop_map(|(kind, target, avg)| {
+        let q = Quantity::from_milli(target);
+        let t = MetricTarget {
+            kind: if avg { "AverageValue" } else { "Value" }.into(),
+            value: (!avg).then_some(q),
+            average_value: avg.then_some(q),
+            average_utilization: None,
+        };
+        let yaml = match kind {
+            0 => format!("type: Resource\nresource: {{name: cpu, target: {{type: Utilization, averageUtilization: {}}}}}", target / 1000),
+            1 => "type: Resource\nresource: {name: memory, target: {type: AverageValue, averageValue: 1}}".to_string(),
+            2 => "type: Pods\npods: {metric: {name: x}, target: {type: AverageValue, averageValue: 1}}".to_string(),
+            3 => "type: Object\nobject: {describedObject: {kind: Service, name: s}, metric: {name: x}, target: {type: Value, value: 1}}".to_string(),
+            4 => "type: External\nexternal: {metric: {name: x}, target: {type: Value, value: 1}}".to_string(),
+            _ => "type: Cheese".to_string(),
+        };
+        let mut m: MetricSpec = serde_yaml::from_str(&yaml).expect("metric");
+        if let Some(o) = m.object.as_mut() {
+            o.target = t.clone();
+        }
+        if let Some(e) = m.external.as_mut() {
+            e.target = t;
+        }
+        m
+    })
+}
+
+fn any_observed() -> impl Strategy<Value = Observed> {
+    prop_oneof![
+        proptest::collection::vec((0usize..6, any::<i64>(), -100_000i64..100_000), 0..6).prop_map(
+            |v| {
+                Observed::Pods(
+                    v.into_iter()
+                        .map(|(i, m, t)| {
+                            (
+                                format!("p{i}"),
+                                PodSample {
+                                    milli: m,
+                                    timestamp_ms: t,
+                                    window_ms: t.abs(),
+                                },
+                            )
+                        })
+                        .collect(),
+                )
+            }
+        ),
+        any::<i64>().prop_map(Observed::Object),
+        proptest::collection::vec(any::<i64>(), 0..4).prop_map(Observed::External),
+        Just(Observed::Error("boom".into())),
+        Just(Observed::Nothing),
+    ]
+}
+
+proptest! {
+    /// Arbitrary, even nonsensical, input never panics.
+    #[test]
+    fn reconcile_never_panics(
+        metrics in proptest::collection::vec(any_metric(), 0..4),
+        observed in proptest::collection::vec(any_observed(), 0..4),
+        kinds in proptest::collection::vec(0u8..5, 0..6),
+        requests in proptest::collection::vec(-10i64..i64::MAX / 4, 6),
+        spec_replicas in -3i32..50, status_replicas in -3i32..50,
+        min in -2i32..5, max in -2i32..60, behavior in any::<bool>(),
+    ) {
+        let spec = HpaSpec {
+            min_replicas: Some(min),
+            max_replicas: max,
+            metrics,
+            behavior: behavior.then(Behavior::default),
+            ..HpaSpec::default()
+        };
+        let ps = pods(&kinds, &requests);
+        let mut state = ControllerState::default();
+        let input = TickInput {
+            spec_replicas,
+            status_replicas,
+            pods: &ps,
+            metrics: MetricsInput::Observed(&observed),
+            now_ms: 0,
+        };
+        let _ = reconcile(&spec, &ControllerConfig::default(), &mut state, &input);
+    }
+}
