@@ -401,6 +401,29 @@ fn normalization_lines(input: &ExplainInput, out: &Outcome) -> Vec<String> {
                 "limit: {stab} -> {} ({}: {})",
                 out.desired_replicas, l.reason, l.message
             ));
+            let hint = match l.reason.as_str() {
+                "TooManyReplicas" => Some(format!(
+                    "maxReplicas ({}) caps the recommendation; raise it if the load is real",
+                    spec.max_replicas
+                )),
+                "TooFewReplicas" => Some(format!(
+                    "minReplicas ({}) holds the floor",
+                    spec.min_replicas()
+                )),
+                "ScaleUpLimit" if spec.behavior.is_none() => Some(
+                    "without behavior the controller at most doubles (or goes to 4) per sync; later syncs continue".to_string(),
+                ),
+                "ScaleUpLimit" => Some(
+                    "behavior.scaleUp policies limit the rate; later syncs continue".to_string(),
+                ),
+                "ScaleDownLimit" => Some(
+                    "behavior.scaleDown policies limit the rate; later syncs continue".to_string(),
+                ),
+                _ => None,
+            };
+            if let Some(h) = hint {
+                v.push(format!("  {h}"));
+            }
         } else {
             v.push(format!(
                 "limit: none (min {}, max {})",
