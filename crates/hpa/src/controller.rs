@@ -76,7 +76,9 @@ pub struct Outcome {
     /// The reason of the SuccessfulRescale event, when rescaling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rescale_reason: Option<String>,
-    /// Per-metric proposals or failures, in spec order.
+    /// Per-metric proposals or failures, in spec order (serialized as `{"proposal": ...}`
+    /// or `{"failure": ...}`).
+    #[serde(serialize_with = "serialize_metrics")]
     pub metrics: Vec<Result<Proposal, MetricFailure>>,
     /// The combined recommendation before normalization.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +91,29 @@ pub struct Outcome {
     /// The error the reconcile returns (metrics could not all be computed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn serialize_metrics<S: serde::Serializer>(
+    metrics: &[Result<Proposal, MetricFailure>],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    struct One<'a>(&'a Result<Proposal, MetricFailure>);
+    impl Serialize for One<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(1))?;
+            match self.0 {
+                Ok(p) => m.serialize_entry("proposal", p)?,
+                Err(f) => m.serialize_entry("failure", f)?,
+            }
+            m.end()
+        }
+    }
+    let mut seq = s.serialize_seq(Some(metrics.len()))?;
+    for r in metrics {
+        seq.serialize_element(&One(r))?;
+    }
+    seq.end()
 }
 
 fn cond(status: bool, reason: &str, message: impl Into<String>) -> Condition {
