@@ -550,11 +550,29 @@ fn fetch_error_message(spec: &MetricSpec, e: &str) -> String {
     }
 }
 
-fn selector_text(m: &crate::spec::MetricIdentifier) -> String {
-    m.selector
-        .as_ref()
-        .map(|s| s.to_string())
-        .unwrap_or_default()
+/// A metric's selector as the controller prints it (`%+v` of a `*metav1.LabelSelector`):
+/// `&LabelSelector{MatchLabels:map[string]string{queue: worker_tasks,},MatchExpressions:[]LabelSelectorRequirement{},}`,
+/// or `nil` when the metric has no selector.
+pub fn selector_text(m: &crate::spec::MetricIdentifier) -> String {
+    let Some(sel) = &m.selector else {
+        return "nil".into();
+    };
+    let mut labels = String::from("map[string]string{");
+    for (k, v) in &sel.match_labels {
+        labels.push_str(&format!("{k}: {v},"));
+    }
+    labels.push('}');
+    let mut exprs = String::from("[]LabelSelectorRequirement{");
+    for e in &sel.match_expressions {
+        exprs.push_str(&format!(
+            "LabelSelectorRequirement{{Key:{},Operator:{},Values:[{}],}},",
+            e.key,
+            e.operator,
+            e.values.join(" ")
+        ));
+    }
+    exprs.push('}');
+    format!("&LabelSelector{{MatchLabels:{labels},MatchExpressions:{exprs},}}")
 }
 
 fn fail(reason: &str, name: &str, message: String) -> MetricFailure {
