@@ -48,6 +48,11 @@ pub struct SimulationInput {
     pub step_ms: i64,
     /// Replica count at the start; defaults to the actual count then.
     pub initial_replicas: Option<i32>,
+    /// How long a new pod takes to become Ready. 0: pods serve and report at once.
+    /// Otherwise a pod created by a scale-up reports no sample (and takes no load) until it
+    /// is Ready, and the cpu readiness rules of the controller apply to it afterwards;
+    /// scale-down removes the newest pods first.
+    pub pod_startup_ms: i64,
 }
 
 /// One tick of a simulation.
@@ -222,9 +227,26 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     let mut state = ControllerState::default();
     let mut ticks = Vec::new();
     let mut t = input.start_ms;
+    let long_ago = i64::MIN / 4;
+    let mut created: Vec<i64> = vec![long_ago; replicas.max(0) as usize];
     while t <= input.end_ms {
         let actual = actual_at(&input.actual, t);
-        let pods = synth_pods(&input.spec, replicas);
+        let mut pods = synth_pods(&input.spec, replicas);
+        if input.pod_startup_ms > 0 {
+            for (p, c) in pods.iter_mut().zip(&created) {
+                let ready_at = c.saturating_add(input.pod_startup_ms);
+                let ready = ready_at <= t;
+                p.ready = Some(ready);
+                p.start_time_ms = Some(*c);
+                p.ready_since_ms = if ready { ready_at } else { *c };
+            }
+        }
+        let serving: Vec<Pod> = pods
+            .iter()
+            .filter(|p| p.ready == Some(true))
+            .cloned()
+            .collect();
+        let serving_count = serving.len() as i32;
         let mut first_sim = None;
         let observed: Vec<Observed> = metrics
             .iter()
@@ -237,15 +259,15 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
                     let Some(a) = actual else {
                         return Observed::Error("no replica count at this time".into());
                     };
-                    let per_pod = if replicas > 0 {
-                        v * a / f64::from(replicas)
+                    let per_pod = if serving_count > 0 {
+                        v * a / f64::from(serving_count)
                     } else {
                         0.0
                     };
                     if i == 0 {
                         first_sim = Some(per_pod);
                     }
-                    synthetic_observation(m, per_pod, &pods, t)
+                    synthetic_observation(m, per_pod, &serving, t)
                 } else {
                     if i == 0 {
                         first_sim = Some(v);
@@ -274,6 +296,11 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             },
         };
         replicas = out.desired_replicas;
+        let want = replicas.max(0) as usize;
+        while created.len() < want {
+            created.push(t);
+        }
+        created.truncate(want);
         ticks.push(Tick {
             timestamp_ms: t,
             actual_replicas: actual,
@@ -318,36 +345,26 @@ pub async fn fetch_series<B: Backend + ?Sized>(
 }
 
 /// Fetch every metric series (one query per metric) and the actual replica count (a query,
-/// or a constant), then simulate.
-#[allow(clippy::too_many_arguments)]
+/// or a constant) over `input`'s range, then simulate. `input.metrics` and `input.actual`
+/// are replaced by what the backend returns.
 pub async fn simulate_from_backend<B: Backend + ?Sized>(
     backend: &B,
-    spec: HpaSpec,
-    config: ControllerConfig,
+    mut input: SimulationInput,
     metric_queries: &[String],
     replicas: Result<&str, f64>,
-    start_ms: i64,
-    end_ms: i64,
-    step_ms: i64,
 ) -> Result<Vec<Tick>, Error> {
-    let mut metrics = Vec::new();
+    let (start, end, step) = (input.start_ms, input.end_ms, input.step_ms);
+    input.metrics.clear();
     for q in metric_queries {
-        metrics.push(fetch_series(backend, q, start_ms, end_ms, step_ms).await?);
+        input
+            .metrics
+            .push(fetch_series(backend, q, start, end, step).await?);
     }
-    let actual = match replicas {
-        Ok(q) => ActualReplicas::Series(fetch_series(backend, q, start_ms, end_ms, step_ms).await?),
+    input.actual = match replicas {
+        Ok(q) => ActualReplicas::Series(fetch_series(backend, q, start, end, step).await?),
         Err(c) => ActualReplicas::Constant(c),
     };
-    simulate(&SimulationInput {
-        spec,
-        config,
-        metrics,
-        actual,
-        start_ms,
-        end_ms,
-        step_ms,
-        initial_replicas: None,
-    })
+    simulate(&input)
 }
 
 fn opt(v: Option<f64>) -> String {

@@ -10,7 +10,7 @@ use promhpa_core::backend::{
 };
 use promhpa_core::quantity::Quantity;
 use promhpa_hpa::calc::{compute_metric, Container, MetricInput, PodSample, Tolerances};
-use promhpa_hpa::simulate::simulate_from_backend;
+use promhpa_hpa::simulate::{simulate_from_backend, ActualReplicas, SimulationInput};
 use promhpa_hpa::spec::{parse_manifest, MetricSpec};
 use promhpa_hpa::{ControllerConfig, Observed, Pod, PodPhase};
 
@@ -211,15 +211,22 @@ fn simulation_reads_history_from_a_backend() {
         ("replicas".to_string(), replicas),
     ]));
     let hpa = parse_manifest("minReplicas: 1\nmaxReplicas: 20\nmetrics:\n- type: Resource\n  resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}\n").expect("spec");
+    let input = SimulationInput {
+        spec: hpa.spec,
+        config: ControllerConfig::default(),
+        metrics: Vec::new(),
+        actual: ActualReplicas::Constant(0.0),
+        start_ms: 0,
+        end_ms: 39 * 15_000,
+        step_ms: 15_000,
+        initial_replicas: None,
+        pod_startup_ms: 0,
+    };
     let ticks = block_on(simulate_from_backend(
         &backend,
-        hpa.spec,
-        ControllerConfig::default(),
+        input,
         &["util".to_string()],
         Ok("replicas"),
-        0,
-        39 * 15_000,
-        15_000,
     ))
     .expect("simulation");
     assert_eq!(ticks.len(), 40);

@@ -55,6 +55,11 @@ pub struct Inner {
     #[arg(long)]
     pub replicas: Option<f64>,
 
+    /// How long a new pod takes to become Ready (0: at once). Until then it takes no
+    /// load and reports no metric, as a starting pod would.
+    #[arg(long, default_value = "0s")]
+    pub pod_startup: String,
+
     /// --horizontal-pod-autoscaler-tolerance.
     #[arg(long, default_value_t = 0.1)]
     pub tolerance: f64,
@@ -119,6 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..ControllerConfig::default()
     };
     let step_ms = parse_go_duration_ms(&args.step)?;
+    let pod_startup_ms = parse_go_duration_ms(&args.pod_startup)?;
     let mut results = Vec::new();
     for (label, hpa) in &hpas {
         let ticks = simulate(&SimulationInput {
@@ -130,6 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             end_ms,
             step_ms,
             initial_replicas: None,
+            pod_startup_ms,
         })
         .with_context(|| format!("simulating {label}"))?;
         results.push((label.as_str(), ticks));
