@@ -29,6 +29,15 @@ pub enum ApiError {
     /// 403 `Forbidden`.
     #[error("{0}")]
     Forbidden(String),
+    /// A request refused before routing (authentication or authorization), with the code,
+    /// reason and details Kubernetes' own filters would answer with.
+    #[error("{message}")]
+    Rejected {
+        code: StatusCode,
+        reason: &'static str,
+        message: String,
+        details: Option<StatusDetails>,
+    },
 }
 
 impl ApiError {
@@ -40,6 +49,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Rejected { code, .. } => *code,
         }
     }
 
@@ -51,6 +61,7 @@ impl ApiError {
             ApiError::Internal(_) => "InternalError",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::Rejected { reason, .. } => reason,
         }
     }
 
@@ -72,6 +83,10 @@ impl ApiError {
             reason: self.reason(),
             details: match self {
                 ApiError::NotFound { details, .. } => details.clone(),
+                // Kubernetes always sends `details` on a Forbidden status, `{}` when empty.
+                ApiError::Rejected { details, code, .. } => details
+                    .clone()
+                    .or_else(|| (*code == StatusCode::FORBIDDEN).then(StatusDetails::default)),
                 _ => None,
             },
             code: self.code().as_u16(),

@@ -110,6 +110,7 @@ async fn main() {
         ))
         .arg(format!("--secure-port={port}"))
         .arg("--bind-address=127.0.0.1")
+        .arg("--insecure-skip-delegated-auth")
         .arg("--metrics-relist-interval=2s")
         .stderr(Stdio::null())
         .spawn()

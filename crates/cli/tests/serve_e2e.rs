@@ -295,6 +295,8 @@ async fn serves_the_seeds_through_kubectl() {
         "--logtostderr=true".into(),
         "--requestheader-allowed-names=front-proxy".into(),
         format!("--requestheader-client-ca-file={}", pki.ca_cert.display()),
+        // kubectl talks to promhpa directly here, with no API server in front.
+        "--insecure-skip-delegated-auth".into(),
     ];
     let server = Promhpa::start(&args, &dir);
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
@@ -633,9 +635,13 @@ fn helm_values_prometheus_settings_are_used() {
         ),
     )
     .unwrap();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
     let server = Promhpa::start(
         &[
             format!("--config={}", values.display()),
+            format!("--objects={}", objects.display()),
+            "--insecure-skip-delegated-auth".to_string(),
             format!("--tls-cert-file={}", pki.server_cert.display()),
             format!("--tls-private-key-file={}", pki.server_key.display()),
         ],
@@ -659,6 +665,36 @@ fn helm_values_prometheus_settings_are_used() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn without_cluster_credentials_serving_refuses_to_start() {
+    let dir = tempfile_dir();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .arg(format!(
+            "--config={}",
+            repo_rules().join("seed-p95-latency.yaml").display()
+        ))
+        .arg(format!("--objects={}", objects.display()))
+        .arg("--secure-port=0")
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--cert-dir={}", dir.join("certs").display()))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env_remove("KUBECONFIG")
+        .env("HOME", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("delegated authentication")
+            && stderr.contains("--insecure-skip-delegated-auth"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -48,6 +48,11 @@ pub struct SimulationInput {
     pub step_ms: i64,
     /// Replica count at the start; defaults to the actual count then.
     pub initial_replicas: Option<i32>,
+    /// How long a new pod takes to become Ready. 0: pods serve and report at once.
+    /// Otherwise a pod created by a scale-up reports no sample (and takes no load) until it
+    /// is Ready, and the cpu readiness rules of the controller apply to it afterwards;
+    /// scale-down removes the newest pods first.
+    pub pod_startup_ms: i64,
 }
 
 /// One tick of a simulation.
@@ -119,7 +124,39 @@ fn is_utilization(m: &MetricSpec) -> bool {
 
 const REQUEST_MILLI: i64 = 1000;
 
-fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
+/// What the metrics APIs would return for `value` in the units of the metric's series:
+/// every pod reporting `value` (utilization % of a 1000m request, or the per-pod average)
+/// for per-pod metrics, the value itself for Object and External metrics.
+pub fn synthetic_observation(m: &MetricSpec, value: f64, pods: &[Pod], t: i64) -> Observed {
+    if is_per_pod(m) {
+        let milli = if is_utilization(m) {
+            to_milli(value * REQUEST_MILLI as f64 / 100_000.0)
+        } else {
+            to_milli(value)
+        };
+        Observed::Pods(
+            pods.iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        PodSample {
+                            milli,
+                            timestamp_ms: t,
+                            window_ms: 30_000,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    } else if m.kind == "Object" {
+        Observed::Object(to_milli(value))
+    } else {
+        Observed::External(vec![to_milli(value)])
+    }
+}
+
+/// `n` Running, Ready pods with a 1000m request for every resource the metrics name.
+pub fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
     let mut requests = BTreeMap::new();
     let mut containers = Vec::new();
     for m in spec.effective_metrics() {
@@ -163,6 +200,9 @@ fn to_milli(v: f64) -> i64 {
     }
 }
 
+/// The longest simulation run (about 6 months at 15 s).
+pub const MAX_TICKS: i64 = 1_000_000;
+
 /// Run the simulation.
 pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     if input.step_ms <= 0 {
@@ -170,6 +210,12 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     }
     if input.end_ms < input.start_ms {
         return Err(Error::Input("the end is before the start".into()));
+    }
+    let count = input.end_ms.saturating_sub(input.start_ms) / input.step_ms + 1;
+    if count > MAX_TICKS {
+        return Err(Error::Input(format!(
+            "{count} ticks requested; at most {MAX_TICKS} are simulated (use a longer step or a shorter range)"
+        )));
     }
     let metrics = input.spec.effective_metrics();
     let mut replicas = match input.initial_replicas {
@@ -181,9 +227,26 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     let mut state = ControllerState::default();
     let mut ticks = Vec::new();
     let mut t = input.start_ms;
+    let long_ago = i64::MIN / 4;
+    let mut created: Vec<i64> = vec![long_ago; replicas.max(0) as usize];
     while t <= input.end_ms {
         let actual = actual_at(&input.actual, t);
-        let pods = synth_pods(&input.spec, replicas);
+        let mut pods = synth_pods(&input.spec, replicas);
+        if input.pod_startup_ms > 0 {
+            for (p, c) in pods.iter_mut().zip(&created) {
+                let ready_at = c.saturating_add(input.pod_startup_ms);
+                let ready = ready_at <= t;
+                p.ready = Some(ready);
+                p.start_time_ms = Some(*c);
+                p.ready_since_ms = if ready { ready_at } else { *c };
+            }
+        }
+        let serving: Vec<Pod> = pods
+            .iter()
+            .filter(|p| p.ready == Some(true))
+            .cloned()
+            .collect();
+        let serving_count = serving.len() as i32;
         let mut first_sim = None;
         let observed: Vec<Observed> = metrics
             .iter()
@@ -196,42 +259,20 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
                     let Some(a) = actual else {
                         return Observed::Error("no replica count at this time".into());
                     };
-                    let per_pod = if replicas > 0 {
-                        v * a / f64::from(replicas)
+                    let per_pod = if serving_count > 0 {
+                        v * a / f64::from(serving_count)
                     } else {
                         0.0
                     };
                     if i == 0 {
                         first_sim = Some(per_pod);
                     }
-                    let milli = if is_utilization(m) {
-                        to_milli(per_pod * REQUEST_MILLI as f64 / 100_000.0)
-                    } else {
-                        to_milli(per_pod)
-                    };
-                    Observed::Pods(
-                        pods.iter()
-                            .map(|p| {
-                                (
-                                    p.name.clone(),
-                                    PodSample {
-                                        milli,
-                                        timestamp_ms: t,
-                                        window_ms: 30_000,
-                                    },
-                                )
-                            })
-                            .collect(),
-                    )
+                    synthetic_observation(m, per_pod, &serving, t)
                 } else {
                     if i == 0 {
                         first_sim = Some(v);
                     }
-                    if m.kind == "Object" {
-                        Observed::Object(to_milli(v))
-                    } else {
-                        Observed::External(vec![to_milli(v)])
-                    }
+                    synthetic_observation(m, v, &pods, t)
                 }
             })
             .collect();
@@ -255,6 +296,11 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             },
         };
         replicas = out.desired_replicas;
+        let want = replicas.max(0) as usize;
+        while created.len() < want {
+            created.push(t);
+        }
+        created.truncate(want);
         ticks.push(Tick {
             timestamp_ms: t,
             actual_replicas: actual,
@@ -265,7 +311,10 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             simulated_replicas: replicas,
             reason,
         });
-        t += input.step_ms;
+        match t.checked_add(input.step_ms) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     Ok(ticks)
 }
@@ -296,36 +345,26 @@ pub async fn fetch_series<B: Backend + ?Sized>(
 }
 
 /// Fetch every metric series (one query per metric) and the actual replica count (a query,
-/// or a constant), then simulate.
-#[allow(clippy::too_many_arguments)]
+/// or a constant) over `input`'s range, then simulate. `input.metrics` and `input.actual`
+/// are replaced by what the backend returns.
 pub async fn simulate_from_backend<B: Backend + ?Sized>(
     backend: &B,
-    spec: HpaSpec,
-    config: ControllerConfig,
+    mut input: SimulationInput,
     metric_queries: &[String],
     replicas: Result<&str, f64>,
-    start_ms: i64,
-    end_ms: i64,
-    step_ms: i64,
 ) -> Result<Vec<Tick>, Error> {
-    let mut metrics = Vec::new();
+    let (start, end, step) = (input.start_ms, input.end_ms, input.step_ms);
+    input.metrics.clear();
     for q in metric_queries {
-        metrics.push(fetch_series(backend, q, start_ms, end_ms, step_ms).await?);
+        input
+            .metrics
+            .push(fetch_series(backend, q, start, end, step).await?);
     }
-    let actual = match replicas {
-        Ok(q) => ActualReplicas::Series(fetch_series(backend, q, start_ms, end_ms, step_ms).await?),
+    input.actual = match replicas {
+        Ok(q) => ActualReplicas::Series(fetch_series(backend, q, start, end, step).await?),
         Err(c) => ActualReplicas::Constant(c),
     };
-    simulate(&SimulationInput {
-        spec,
-        config,
-        metrics,
-        actual,
-        start_ms,
-        end_ms,
-        step_ms,
-        initial_replicas: None,
-    })
+    simulate(&input)
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -354,6 +393,23 @@ pub fn to_csv(ticks: &[Tick]) -> String {
         );
     }
     s
+}
+
+/// Several runs as one CSV: a leading `run` column names the run of each row.
+pub fn to_csv_runs(runs: &[(&str, &[Tick])]) -> String {
+    let mut out = String::new();
+    for (i, (label, ticks)) in runs.iter().enumerate() {
+        for (n, line) in to_csv(ticks).lines().enumerate() {
+            if n == 0 {
+                if i == 0 {
+                    let _ = writeln!(out, "run,{line}");
+                }
+                continue;
+            }
+            let _ = writeln!(out, "{},{line}", label.replace(',', " "));
+        }
+    }
+    out
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -433,8 +489,8 @@ pub fn parse_time(s: &str) -> Result<i64, Error> {
     let offset_s = match rest {
         "Z" | "z" => 0,
         o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let hh: i64 = o[1..3].parse().map_err(|_| bad())?;
-            let mm: i64 = o[4..6].parse().map_err(|_| bad())?;
+            let hh: i64 = o.get(1..3).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+            let mm: i64 = o.get(4..6).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
             let v = hh * 3600 + mm * 60;
             if o.starts_with('-') {
                 -v
@@ -549,6 +605,9 @@ fn parse_json_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
     Ok((metrics, replicas))
 }
 
+/// A chart line: legend name, colour, points, drawn as steps.
+type ChartLine<'a> = (String, &'a str, Vec<(i64, f64)>, bool);
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -557,6 +616,21 @@ fn esc(s: &str) -> String {
 
 /// An SVG chart: actual vs simulated replicas (top), metric vs target (bottom).
 pub fn to_svg(ticks: &[Tick], title: &str) -> String {
+    to_svg_runs(&[("simulated", ticks)], title)
+}
+
+const PALETTE: [(&str, &str); 4] = [
+    ("#d62728", "#1f77b4"),
+    ("#9467bd", "#17becf"),
+    ("#ff7f0e", "#8c564b"),
+    ("#e377c2", "#bcbd22"),
+];
+
+/// An SVG chart of several simulations over the same history (for example two `behavior`
+/// settings): actual and each run's replicas (top), recorded metric, each run's metric and
+/// the target (bottom). The first run gives the actual replicas, metric and target.
+pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
+    let ticks: &[Tick] = runs.first().map(|r| r.1).unwrap_or(&[]);
     const W: f64 = 1000.0;
     const PANEL_H: f64 = 220.0;
     const LEFT: f64 = 60.0;
@@ -582,10 +656,7 @@ pub fn to_svg(ticks: &[Tick], title: &str) -> String {
     let t0 = ticks[0].timestamp_ms as f64;
     let t1 = (ticks[ticks.len() - 1].timestamp_ms as f64).max(t0 + 1.0);
     let x = |t: i64| LEFT + (t as f64 - t0) / (t1 - t0) * (W - LEFT - RIGHT);
-    let panel = |s: &mut String,
-                 top: f64,
-                 label: &str,
-                 lines: &[(&str, &str, Vec<(i64, f64)>, bool)]| {
+    let panel = |s: &mut String, top: f64, label: &str, lines: &[ChartLine]| {
         let maxv = lines
             .iter()
             .flat_map(|l| l.2.iter().map(|p| p.1))
@@ -658,46 +729,48 @@ pub fn to_svg(ticks: &[Tick], title: &str) -> String {
             );
         }
     };
-    let actual: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.actual_replicas.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let sim: Vec<(i64, f64)> = ticks
-        .iter()
-        .map(|t| (t.timestamp_ms, f64::from(t.simulated_replicas)))
-        .collect();
-    panel(
-        &mut s,
-        TOP + 10.0,
-        "replicas",
-        &[
-            ("actual", "#888888", actual, true),
-            ("simulated", "#d62728", sim, true),
-        ],
-    );
-    let metric: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.metric.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let sim_metric: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.simulated_metric.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let target: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.target.map(|a| (t.timestamp_ms, a)))
-        .collect();
+    let series = |f: &dyn Fn(&Tick) -> Option<f64>, ticks: &[Tick]| -> Vec<(i64, f64)> {
+        ticks
+            .iter()
+            .filter_map(|t| f(t).map(|v| (t.timestamp_ms, v)))
+            .collect()
+    };
+    let mut replica_lines: Vec<ChartLine> = vec![(
+        "actual".into(),
+        "#888888",
+        series(&|t| t.actual_replicas, ticks),
+        true,
+    )];
+    let mut metric_lines: Vec<ChartLine> = vec![(
+        "recorded".into(),
+        "#888888",
+        series(&|t| t.metric, ticks),
+        false,
+    )];
+    for (i, (label, run)) in runs.iter().enumerate() {
+        let (c1, c2) = PALETTE[i % PALETTE.len()];
+        replica_lines.push((
+            (*label).to_string(),
+            c1,
+            series(&|t| Some(f64::from(t.simulated_replicas)), run),
+            true,
+        ));
+        metric_lines.push((
+            (*label).to_string(),
+            c2,
+            series(&|t| t.simulated_metric, run),
+            false,
+        ));
+    }
+    metric_lines.push((
+        "target".into(),
+        "#2ca02c",
+        series(&|t| t.target, ticks),
+        false,
+    ));
+    panel(&mut s, TOP + 10.0, "replicas", &replica_lines);
     let top2 = TOP + 10.0 + PANEL_H + GAP;
-    panel(
-        &mut s,
-        top2,
-        "metric",
-        &[
-            ("recorded", "#888888", metric, false),
-            ("simulated", "#1f77b4", sim_metric, false),
-            ("target", "#2ca02c", target, false),
-        ],
-    );
+    panel(&mut s, top2, "metric", &metric_lines);
     for k in 0..=6 {
         let t = t0 + (t1 - t0) * f64::from(k) / 6.0;
         let xx = x(t as i64);

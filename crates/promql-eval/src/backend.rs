@@ -124,7 +124,10 @@ impl EmbeddedBackend {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
         let outcome = match body {
             Ok(text) => exposition::ingest(&mut store, text, t_ms, target),
-            Err(message) => Err(EvalError::Exposition { line: 0, message }),
+            Err(message) => Err(EvalError::Io {
+                path: format!("scrape of {target}"),
+                message,
+            }),
         };
         let (up, scraped) = match &outcome {
             Ok(stats) => (1.0, stats.samples as f64),
@@ -371,6 +374,48 @@ mod tests {
             panic!()
         };
         assert_eq!(v[0].v, 1.0);
+    }
+
+    #[test]
+    fn queries_run_while_samples_are_ingested() {
+        let b = Arc::new(EmbeddedBackend::default());
+        let mut demo = crate::demo::DemoTraffic::new(0);
+        demo.advance(0);
+        b.ingest_exposition(&demo.exposition(0), 0, &Labels::empty())
+            .unwrap();
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    let mut answered = 0;
+                    for i in 0..200 {
+                        let q = "sum by (pod) (rate(http_requests_total[1m]))";
+                        if let Value::Vector(v) = b.query_value(q, i * 1_000).unwrap() {
+                            answered += usize::from(!v.is_empty());
+                        }
+                        ready(b.series_names("{__name__=~\"http_.*\"}", 0)).unwrap();
+                    }
+                    answered
+                })
+            })
+            .collect();
+        for step in 1..=40 {
+            let t = step * 5_000;
+            demo.advance(t);
+            b.ingest_exposition(&demo.exposition(t), t, &Labels::empty())
+                .unwrap();
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+        let Value::Vector(v) = b
+            .query_value("sum by (pod) (rate(http_requests_total[1m]))", 200_000)
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(v.len(), 5);
+        assert!(v.iter().all(|s| s.v > 0.0), "{v:?}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod labels;
 pub mod quantile;
 pub mod store;
 pub mod testscript;
+pub mod timefmt;
 pub mod value;
 
 pub use backend::EmbeddedBackend;

@@ -1,6 +1,7 @@
 //! One module per subcommand; each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
 pub mod check;
+pub mod cluster;
 pub mod explain;
 pub mod manifests;
 pub mod promql;

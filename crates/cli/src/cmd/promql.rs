@@ -22,8 +22,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", requires = "expr")]
     load: Option<PathBuf>,
 
-    /// Evaluation time: Unix seconds (`1700000000.5`) or a duration since the epoch (`50m`),
-    /// as test scripts write it.
+    /// Evaluation time: Unix seconds (`1700000000.5`), RFC 3339 (`2024-05-01T12:00:00Z`) or
+    /// a duration since the epoch (`50m`), as test scripts write it.
     #[arg(long, value_name = "TIME", default_value = "0")]
     at: String,
 
@@ -50,13 +50,12 @@ pub struct Args {
 }
 
 fn parse_time_ms(s: &str) -> anyhow::Result<i64> {
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() {
-            return Ok((secs * 1000.0).round() as i64);
-        }
+    if let Some(ms) = promhpa_promql_eval::timefmt::parse_api_time_ms(s) {
+        return Ok(ms);
     }
-    parse_duration_ms(s)
-        .with_context(|| format!("invalid time {s:?}: want Unix seconds or a duration"))
+    parse_duration_ms(s).with_context(|| {
+        format!("invalid time {s:?}: want Unix seconds, RFC 3339 or a duration since the epoch")
+    })
 }
 
 /// The `errorType` Prometheus' API reports for an evaluation error.

@@ -9,16 +9,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use promhpa_apiserver::objects::StaticObjects;
-use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry, RequestGuard};
+use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_core::lookup::ObjectLookup;
-use promhpa_kube_lookup::api::KubeApi;
-use promhpa_kube_lookup::config::KubeConfig;
-use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuthOptions};
-use promhpa_kube_lookup::discovery::Discovery;
-use promhpa_kube_lookup::http::HttpKubeApi;
-use promhpa_kube_lookup::lookup::KubeObjectLookup;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
@@ -99,12 +93,6 @@ pub struct Flags {
     #[arg(long)]
     pub demo: bool,
 
-    /// Serve without delegated authentication and authorization even when cluster
-    /// credentials are available (they are used when running in a pod or when a
-    /// --kubeconfig/--authentication-kubeconfig/--authorization-kubeconfig is given).
-    #[arg(long)]
-    pub disable_delegated_auth: bool,
-
     /// HTTPS port.
     #[arg(long, default_value_t = 6443)]
     pub secure_port: u16,
@@ -118,6 +106,10 @@ pub struct Flags {
     pub tls_cert_file: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// Serve without delegated authentication and authorization: anyone who can reach the
+    /// port reads every metric. For local use only; implied by --demo.
+    #[arg(long)]
+    pub insecure_skip_delegated_auth: bool,
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = go_duration, value_name = "DURATION")]
     pub shutdown_grace_period: Duration,
@@ -280,75 +272,6 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining connections");
 }
 
-fn flag_bool(v: &Option<String>) -> bool {
-    v.as_deref()
-        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// Whether Kubernetes credentials are available: in a pod, or through a kubeconfig flag.
-fn cluster_configured(args: &Flags) -> bool {
-    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-        || args.kubeconfig.is_some()
-        || args.authentication_kubeconfig.is_some()
-        || args.authorization_kubeconfig.is_some()
-        || args.lister_kubeconfig.is_some()
-}
-
-fn delegated_auth_options(args: &Flags) -> anyhow::Result<DelegatedAuthOptions> {
-    let mut o = DelegatedAuthOptions::default();
-    o.authn.client_ca_file = args.client_ca_file.clone();
-    o.authn.requestheader_client_ca_file = args.requestheader_client_ca_file.clone();
-    o.authn.requestheader_allowed_names = args.requestheader_allowed_names.clone();
-    if !args.requestheader_username_headers.is_empty() {
-        o.authn.requestheader_username_headers = args.requestheader_username_headers.clone();
-    }
-    if !args.requestheader_group_headers.is_empty() {
-        o.authn.requestheader_group_headers = args.requestheader_group_headers.clone();
-    }
-    if !args.requestheader_extra_headers_prefix.is_empty() {
-        o.authn.requestheader_extra_headers_prefix =
-            args.requestheader_extra_headers_prefix.clone();
-    }
-    o.authn.requestheader_uid_headers = args.requestheader_uid_headers.clone();
-    o.authentication_kubeconfig = args
-        .authentication_kubeconfig
-        .clone()
-        .or_else(|| args.kubeconfig.clone());
-    o.authorization_kubeconfig = args
-        .authorization_kubeconfig
-        .clone()
-        .or_else(|| args.kubeconfig.clone());
-    let ttl = |v: &Option<String>, name: &str| -> anyhow::Result<Option<Duration>> {
-        v.as_deref()
-            .map(|s| go_duration(s).map_err(|e| anyhow::anyhow!("--{name}: {e}")))
-            .transpose()
-    };
-    if let Some(d) = ttl(
-        &args.authentication_token_webhook_cache_ttl,
-        "authentication-token-webhook-cache-ttl",
-    )? {
-        o.token_cache_ttl = d;
-    }
-    if let Some(d) = ttl(
-        &args.authorization_webhook_cache_authorized_ttl,
-        "authorization-webhook-cache-authorized-ttl",
-    )? {
-        o.authorized_ttl = d;
-    }
-    if let Some(d) = ttl(
-        &args.authorization_webhook_cache_unauthorized_ttl,
-        "authorization-webhook-cache-unauthorized-ttl",
-    )? {
-        o.unauthorized_ttl = d;
-    }
-    if !args.authorization_always_allow_paths.is_empty() {
-        o.always_allow_paths = args.authorization_always_allow_paths.clone();
-    }
-    o.skip_lookup = flag_bool(&args.authentication_skip_lookup);
-    o.tolerate_lookup_failure = flag_bool(&args.authentication_tolerate_lookup_failure);
-    Ok(o)
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -395,17 +318,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let backend = build_backend(&args)?;
-    let lookup: Arc<dyn ObjectLookup> = match &args.objects {
-        Some(p) => Arc::new(StaticObjects::load(p)?),
-        None if args.demo => Arc::new(StaticObjects::from_text(DEMO_OBJECTS, "demo/objects.yaml")?),
-        None if cluster_configured(&args) => Arc::new(StaticObjects::default()),
-        None => {
-            tracing::warn!("no --objects file and no cluster credentials: only the built-in resource names are known and `*` requests match no objects");
-            Arc::new(StaticObjects::default())
-        }
-    };
-    let use_cluster_objects = args.objects.is_none() && !args.demo && cluster_configured(&args);
-    let use_auth = !args.disable_delegated_auth && cluster_configured(&args);
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => server::ensure_self_signed(&args.cert_dir, &[])?,
@@ -420,6 +332,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let lookup: Arc<dyn ObjectLookup> = match &args.objects {
+            Some(p) => Arc::new(StaticObjects::load(p)?),
+            None if args.demo => Arc::new(StaticObjects::from_text(DEMO_OBJECTS, "demo/objects.yaml")?),
+            None => super::cluster::kube_lookup(
+                args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
+            )?,
+        };
+        let (guard, _delegated_auth) = if args.demo || args.insecure_skip_delegated_auth {
+            tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
+            (None, None)
+        } else {
+            let (guard, handle) = super::cluster::guard(&args).await?;
+            (Some(guard), Some(handle))
+        };
         // A certificate the backend's CA does not vouch for will not fix itself: say so and
         // stop instead of serving errors forever. Unreachable backends may come up later.
         if args.prometheus_url.is_some() && !args.demo {
@@ -435,35 +361,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(_) => tracing::info!(address = %backend.address(), "prometheus reachable"),
             }
         }
-        let lookup: Arc<dyn ObjectLookup> = if use_cluster_objects {
-            let kubeconfig = args.lister_kubeconfig.clone().or_else(|| args.kubeconfig.clone());
-            let api: Arc<dyn KubeApi> = Arc::new(
-                HttpKubeApi::new(KubeConfig::load(kubeconfig.as_deref())?)
-                    .context("connecting to the cluster for object lookup")?,
-            );
-            let discovery = Arc::new(Discovery::new(api.clone(), Duration::from_secs(10)));
-            tracing::info!("objects are looked up in the cluster");
-            Arc::new(
-                KubeObjectLookup::new(api, discovery, Duration::from_secs(30))
-                    .with_periodic_discovery(Duration::from_secs(600)),
-            )
-        } else {
-            lookup
-        };
-        let delegated = if use_auth {
-            let options = delegated_auth_options(&args)?;
-            Some(
-                delegated_auth(&options)
-                    .await
-                    .context("setting up delegated authentication and authorization")?,
-            )
-        } else {
-            tracing::warn!("no cluster credentials (or --disable-delegated-auth): requests are neither authenticated nor authorized");
-            None
-        };
-        let guard: Option<Arc<dyn RequestGuard>> = delegated
-            .as_ref()
-            .map(|d| d.guard.clone() as Arc<dyn RequestGuard>);
         let metrics = Arc::new(SelfMetrics::default());
         let max_age = args.metrics_max_age.unwrap_or(args.metrics_relist_interval);
         let registry = Arc::new(Registry::new(
@@ -489,7 +386,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {addr}"))?;
         tracing::info!(%addr, cert = %cert.display(), "serving custom.metrics.k8s.io and external.metrics.k8s.io");
         server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace_period).await;
-        drop(delegated);
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,189 @@
+//! What `serve` needs from a live cluster: delegated authentication and authorization in front
+//! of every request, and object lookup through watch caches.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use promhpa_apiserver::api::RequestGuard;
+use promhpa_auth::AuthnFlags;
+use promhpa_core::lookup::ObjectLookup;
+use promhpa_kube_lookup::config::KubeConfig;
+use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOptions};
+use promhpa_kube_lookup::discovery::Discovery;
+use promhpa_kube_lookup::http::HttpKubeApi;
+use promhpa_kube_lookup::KubeObjectLookup;
+
+use super::serve::Flags;
+
+fn flag_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
+    match value.as_deref() {
+        None => Ok(false),
+        Some("true") | Some("1") | Some("t") | Some("T") | Some("TRUE") | Some("True") => Ok(true),
+        Some("false") | Some("0") | Some("f") | Some("F") | Some("FALSE") | Some("False") => {
+            Ok(false)
+        }
+        Some(other) => anyhow::bail!("invalid --{name} \"{other}\": expected true or false"),
+    }
+}
+
+fn flag_ttl(name: &str, value: &Option<String>) -> anyhow::Result<Duration> {
+    match value {
+        None => Ok(Duration::from_secs(10)),
+        Some(v) => {
+            let ms = promhpa_core::duration::parse_go_duration_ms(v)
+                .map_err(|e| anyhow::anyhow!("invalid --{name} \"{v}\": {e}"))?;
+            anyhow::ensure!(ms >= 0, "invalid --{name} \"{v}\": must not be negative");
+            Ok(Duration::from_millis(ms as u64))
+        }
+    }
+}
+
+/// The delegated-auth settings from prometheus-adapter's (Kubernetes') flags.
+pub fn auth_options(flags: &Flags) -> anyhow::Result<DelegatedAuthOptions> {
+    let mut authn = AuthnFlags {
+        client_ca_file: flags.client_ca_file.clone(),
+        requestheader_client_ca_file: flags.requestheader_client_ca_file.clone(),
+        requestheader_allowed_names: flags.requestheader_allowed_names.clone(),
+        ..AuthnFlags::default()
+    };
+    if !flags.requestheader_username_headers.is_empty() {
+        authn.requestheader_username_headers = flags.requestheader_username_headers.clone();
+    }
+    if !flags.requestheader_group_headers.is_empty() {
+        authn.requestheader_group_headers = flags.requestheader_group_headers.clone();
+    }
+    if !flags.requestheader_extra_headers_prefix.is_empty() {
+        authn.requestheader_extra_headers_prefix = flags.requestheader_extra_headers_prefix.clone();
+    }
+    if !flags.requestheader_uid_headers.is_empty() {
+        authn.requestheader_uid_headers = flags.requestheader_uid_headers.clone();
+    }
+    let mut options = DelegatedAuthOptions {
+        authn,
+        authentication_kubeconfig: flags
+            .authentication_kubeconfig
+            .clone()
+            .or_else(|| flags.kubeconfig.clone()),
+        authorization_kubeconfig: flags
+            .authorization_kubeconfig
+            .clone()
+            .or_else(|| flags.kubeconfig.clone()),
+        token_cache_ttl: flag_ttl(
+            "authentication-token-webhook-cache-ttl",
+            &flags.authentication_token_webhook_cache_ttl,
+        )?,
+        authorized_ttl: flag_ttl(
+            "authorization-webhook-cache-authorized-ttl",
+            &flags.authorization_webhook_cache_authorized_ttl,
+        )?,
+        unauthorized_ttl: flag_ttl(
+            "authorization-webhook-cache-unauthorized-ttl",
+            &flags.authorization_webhook_cache_unauthorized_ttl,
+        )?,
+        skip_lookup: flag_bool(
+            "authentication-skip-lookup",
+            &flags.authentication_skip_lookup,
+        )?,
+        tolerate_lookup_failure: flag_bool(
+            "authentication-tolerate-lookup-failure",
+            &flags.authentication_tolerate_lookup_failure,
+        )?,
+        ..DelegatedAuthOptions::default()
+    };
+    if !flags.authorization_always_allow_paths.is_empty() {
+        options.always_allow_paths = flags.authorization_always_allow_paths.clone();
+    }
+    Ok(options)
+}
+
+/// Start delegated authentication and authorization against the cluster's API server. The
+/// returned handle keeps the CA watch running; drop it to stop.
+pub async fn guard(flags: &Flags) -> anyhow::Result<(Arc<dyn RequestGuard>, DelegatedAuth)> {
+    let options = auth_options(flags)?;
+    let auth = delegated_auth(&options).await.context(
+        "setting up delegated authentication and authorization (TokenReview, \
+         SubjectAccessReview, extension-apiserver-authentication); run in a cluster, pass \
+         --authentication-kubeconfig/--authorization-kubeconfig, or for local use only \
+         --insecure-skip-delegated-auth",
+    )?;
+    let guard: Arc<dyn RequestGuard> = auth.guard.clone();
+    Ok((guard, auth))
+}
+
+/// Object lookup through metadata-only watch caches of the cluster named by
+/// `--lister-kubeconfig` (or `--kubeconfig`, or in-cluster credentials).
+pub fn kube_lookup(kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn ObjectLookup>> {
+    let config = KubeConfig::load(kubeconfig).context(
+        "loading Kubernetes credentials for object lookup; run in a cluster, pass \
+         --lister-kubeconfig, or give a static object file with --objects",
+    )?;
+    let api: Arc<dyn promhpa_kube_lookup::api::KubeApi> = Arc::new(HttpKubeApi::new(config)?);
+    let discovery = Arc::new(Discovery::new(api.clone(), Duration::from_secs(10)));
+    let lookup = KubeObjectLookup::new(api, discovery, Duration::from_secs(30))
+        .with_periodic_discovery(Duration::from_secs(600));
+    Ok(Arc::new(lookup))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut all = vec!["promhpa"];
+        all.extend_from_slice(args);
+        match Wrapper::try_parse_from(all) {
+            Ok(w) => w.flags,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn adapter_auth_flags_become_delegated_auth_options() {
+        let f = flags(&[
+            "--requestheader-client-ca-file=/ca/front-proxy.crt",
+            "--requestheader-allowed-names=front-proxy-client,aggregator",
+            "--requestheader-username-headers=X-Remote-User",
+            "--client-ca-file=/ca/client.crt",
+            "--authentication-skip-lookup",
+            "--authorization-webhook-cache-authorized-ttl=30s",
+            "--authorization-always-allow-paths=/healthz,/metrics",
+            "--kubeconfig=/etc/kube/config",
+        ]);
+        let o = auth_options(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            o.authn.requestheader_allowed_names,
+            vec!["front-proxy-client", "aggregator"]
+        );
+        assert_eq!(
+            o.authn.requestheader_username_headers,
+            vec!["X-Remote-User"]
+        );
+        assert_eq!(o.authn.requestheader_group_headers, vec!["x-remote-group"]);
+        assert!(o.skip_lookup);
+        assert!(!o.tolerate_lookup_failure);
+        assert_eq!(o.authorized_ttl, Duration::from_secs(30));
+        assert_eq!(o.unauthorized_ttl, Duration::from_secs(10));
+        assert_eq!(o.always_allow_paths, vec!["/healthz", "/metrics"]);
+        assert_eq!(
+            o.authorization_kubeconfig.as_deref(),
+            Some(Path::new("/etc/kube/config"))
+        );
+    }
+
+    #[test]
+    fn bad_flag_values_are_errors() {
+        let f = flags(&["--authentication-skip-lookup=maybe"]);
+        assert!(auth_options(&f).is_err());
+        let f = flags(&["--authentication-token-webhook-cache-ttl=soon"]);
+        assert!(auth_options(&f).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! `promhpa recommend`, `explain` and `simulate` end to end.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn promhpa() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_promhpa"))
+}
+
+fn tmp(name: &str, text: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&p, text).expect("write temp file");
+    p
+}
+
+#[test]
+fn recommend_check_passes_the_shared_hpa_suite() {
+    let dir = promhpa_test_support::shared_dir()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("conformance/hpa");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("suite")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let out = promhpa()
+        .arg("recommend")
+        .arg("--check")
+        .args(&files)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let last = stdout.lines().last().expect("summary line");
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn recommend_check_reports_a_failing_case() {
+    let f = tmp(
+        "failing-case.yaml",
+        "id: F1\nhpa: {minReplicas: 1, maxReplicas: 10, behavior: {}}\nscale: {spec: 1, status: 1}\nsteps:\n- {at: 0s, raw: 100, expect: {desiredReplicas: 4}}\n",
+    );
+    let out = promhpa()
+        .args(["recommend", "--check"])
+        .arg(&f)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("F1: at 0s: desiredReplicas: expected 4, got 5"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("0 passed, 1 failed"),
+        "{stdout}"
+    );
+    let json = promhpa().arg("recommend").arg(&f).output().expect("run");
+    let line = String::from_utf8_lossy(&json.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("json line");
+    assert_eq!(v["id"], "F1");
+    assert_eq!(v["steps"][0]["desiredReplicas"], 5);
+}
+
+const HPA: &str = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web, namespace: shop}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 2\n  maxReplicas: 6\n  metrics:\n  - type: Pods\n    pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 10}}\n";
+
+#[test]
+fn explain_prints_text_and_json() {
+    let f = tmp("explain-hpa.yaml", HPA);
+    let out = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--replicas", "3", "--values", "rps=40", "-o", "json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["metrics"][0]["proposedReplicas"], 12);
+    assert_eq!(v["desiredReplicas"], 6);
+    let text = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--replicas", "3"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("\"rps\" on pods:  <unknown> / 10"), "{text}");
+    let bad = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--values", "nope=1"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn simulate_writes_csv_and_svg_from_a_data_file() {
+    let f = tmp("simulate-hpa.yaml", HPA);
+    let mut data = String::from("timestamp,value\n");
+    for i in 0..60 {
+        let v = if i < 20 { 10 } else { 25 };
+        data.push_str(&format!("{},{v}\n", 1_714_521_600 + i * 15));
+    }
+    let d = tmp("simulate-data.csv", &data);
+    let svg = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate.svg");
+    let out = promhpa()
+        .args(["simulate", "-f"])
+        .arg(&f)
+        .arg("--data")
+        .arg(&d)
+        .args(["--replicas", "2", "--step", "15s", "--svg"])
+        .arg(&svg)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), 61);
+    // 25 per pod on 2 pods = 50 in total: 5 pods at the target of 10.
+    assert!(
+        csv.lines()
+            .last()
+            .expect("row")
+            .starts_with("2024-05-01T00:14:45Z,2,5,25,"),
+        "{csv}"
+    );
+    assert!(std::fs::read_to_string(svg).expect("svg").contains("<svg"));
+}
