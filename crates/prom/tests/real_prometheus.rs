@@ -138,3 +138,34 @@ async fn queries_series_and_errors_over_https() {
         other => panic!("expected unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_for_mutual_tls() {
+    let pki = TestPki::generate("mtls-ca", "promhpa").unwrap();
+    let target = ScrapeTarget::start(BODY).unwrap();
+    let prom = Prometheus::start_mtls(&pki, &[target.port]).unwrap();
+    let mut config = PromConfig::new(prom.url());
+    config.ca_file = Some(prom.ca_file.clone());
+    let without = PromClient::new(config.clone()).unwrap();
+    config.client_cert_file = Some(pki.client_cert.clone());
+    config.client_key_file = Some(pki.client_key.clone());
+    let with = PromClient::new(config).unwrap();
+    let start = Instant::now();
+    loop {
+        match with.query("vector(1)", now_ms()).await {
+            Ok(QueryValue::Vector(v)) => {
+                assert_eq!(v[0].value, 1.0);
+                break;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(BackendError::Unavailable { message, .. }) if message.contains("503") => {}
+            Err(e) => panic!("with a client certificate: {e}\n{}", prom.log()),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", prom.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    match without.query("vector(1)", now_ms()).await {
+        Err(BackendError::Unavailable { .. }) => {}
+        other => panic!("expected the handshake to be refused, got {other:?}"),
+    }
+}

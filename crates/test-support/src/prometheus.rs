@@ -145,6 +145,15 @@ pub struct Prometheus {
 impl Prometheus {
     /// Start Prometheus over HTTPS (certificate from `pki`) scraping `targets` every second.
     pub fn start_https(pki: &TestPki, targets: &[u16]) -> Result<Prometheus, String> {
+        Prometheus::start(pki, targets, false)
+    }
+
+    /// [`Prometheus::start_https`], also requiring a client certificate signed by `pki`'s CA.
+    pub fn start_mtls(pki: &TestPki, targets: &[u16]) -> Result<Prometheus, String> {
+        Prometheus::start(pki, targets, true)
+    }
+
+    fn start(pki: &TestPki, targets: &[u16], mtls: bool) -> Result<Prometheus, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let port = free_port()?;
         let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
@@ -158,9 +167,17 @@ impl Prometheus {
         write(
             &web_path,
             &format!(
-                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  min_version: TLS12\n",
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  min_version: TLS12\n{}",
                 pki.server_cert.display(),
-                pki.server_key.display()
+                pki.server_key.display(),
+                if mtls {
+                    format!(
+                        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+                        pki.ca_cert.display()
+                    )
+                } else {
+                    String::new()
+                }
             ),
         )?;
         let log = std::fs::File::create(dir.path().join("prometheus.log"))
