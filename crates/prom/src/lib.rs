@@ -52,6 +52,8 @@ pub enum PromError {
     InvalidVerb(String),
     #[error("building http client: {0}")]
     Client(String),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// The HTTP method used for queries.
@@ -274,11 +276,7 @@ impl PromClient {
                     path: p.clone(),
                     state: Mutex::new(None),
                 };
-                cache.token().map_err(|_| PromError::ReadFile {
-                    what: "prometheus token file",
-                    path: p.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "unreadable"),
-                })?;
+                cache.token().map_err(PromError::Token)?;
                 Some(cache)
             }
             None => None,
