@@ -19,6 +19,7 @@ pub mod duration;
 pub mod lookup;
 pub mod quantity;
 pub mod selector;
+pub mod time;
 pub mod tls;
 
 pub use backend::{
