@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod duration;
+pub mod gofmt;
 pub mod lookup;
 pub mod quantity;
 pub mod selector;
