@@ -412,96 +412,17 @@ pub fn to_csv_runs(runs: &[(&str, &[Tick])]) -> String {
     out
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn format_rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use promhpa_core::time::format_rfc3339;
 
 /// Parse a time: RFC 3339 (`2024-05-01T12:00:00Z`, offsets and fractions allowed) or Unix
 /// seconds (`1714564800`, `1714564800.5`). Returns milliseconds since the epoch.
 pub fn parse_time(s: &str) -> Result<i64, Error> {
     let s = s.trim();
-    let bad = || {
+    promhpa_core::time::parse_api_time_ms(s).ok_or_else(|| {
         Error::Input(format!(
             "invalid time {s:?}: expected RFC 3339 or Unix seconds"
         ))
-    };
-    if let Ok(v) = s.parse::<f64>() {
-        if v.is_finite() {
-            return Ok((v * 1000.0).round() as i64);
-        }
-        return Err(bad());
-    }
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
-        return Err(bad());
-    }
-    let num =
-        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return Err(bad());
-    }
-    let mut rest = &s[19..];
-    let mut frac_ms = 0i64;
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let padded = format!("{digits:0<3}");
-        frac_ms = padded[..3].parse().map_err(|_| bad())?;
-        rest = &r[digits.len()..];
-    }
-    let offset_s = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let hh: i64 = o.get(1..3).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-            let mm: i64 = o.get(4..6).and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-            let v = hh * 3600 + mm * 60;
-            if o.starts_with('-') {
-                -v
-            } else {
-                v
-            }
-        }
-        _ => return Err(bad()),
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    Ok(secs * 1000 + frac_ms)
+    })
 }
 
 /// Parse history data: CSV with a header (`timestamp`, optional `replicas`, and one value

@@ -96,9 +96,9 @@ pub struct Flags {
     /// HTTPS port.
     #[arg(long, default_value_t = 6443)]
     pub secure_port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub bind_address: IpAddr,
+    /// Address to listen on (default 0.0.0.0; 127.0.0.1 with --demo).
+    #[arg(long)]
+    pub bind_address: Option<IpAddr>,
     /// Directory for the self-signed serving certificate when none is given.
     #[arg(long, default_value = "apiserver.local.config/certificates")]
     pub cert_dir: PathBuf,
@@ -380,7 +380,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             coalescer: Default::default(),
         };
         let app = promhpa_apiserver::router(state);
-        let addr = SocketAddr::new(args.bind_address, args.secure_port);
+        let bind = args.bind_address.unwrap_or(if args.demo {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        });
+        let addr = SocketAddr::new(bind, args.secure_port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
