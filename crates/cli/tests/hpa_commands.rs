@@ -137,3 +137,66 @@ fn simulate_writes_csv_and_svg_from_a_data_file() {
     );
     assert!(std::fs::read_to_string(svg).expect("svg").contains("<svg"));
 }
+
+const DEMO_HPA: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: http_requests_in_flight}
+      target: {type: AverageValue, averageValue: "5"}
+  - type: Pods
+    pods:
+      metric: {name: no_such_metric}
+      target: {type: AverageValue, averageValue: "5"}
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}
+  - type: External
+    external:
+      metric: {name: inferno_desired_replicas, selector: {matchLabels: {variant_name: inference}}}
+      target: {type: Value, value: "2"}
+"#;
+
+#[test]
+fn explain_fetches_metrics_from_the_demo_backend() {
+    let hpa = tmp("explain-demo-hpa.yaml", DEMO_HPA);
+    let out = promhpa()
+        .args(["explain", "-o", "json", "--demo", "--replicas", "3", "-f"])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The demo objects give the Deployment no selector: the pods named web-* are used.
+    assert!(stderr.contains("using pods named web-*"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let m = v["metrics"].as_array().expect("metrics");
+    assert_eq!(m.len(), 4);
+    // Fetched through the custom metrics API: a value and a proposal.
+    assert_ne!(m[0]["current"], "<unknown>", "{stdout}");
+    assert!(m[0]["proposedReplicas"].as_i64().is_some(), "{stdout}");
+    // No rule: the API's 404, as the HPA would see it.
+    assert_eq!(m[1]["current"], "<unknown>");
+    assert_eq!(m[1]["errorReason"], "FailedGetPodsMetric");
+    let err = m[1]["error"].as_str().expect("error");
+    assert!(
+        err.contains("no_such_metric") && err.contains("no rule"),
+        "{err}"
+    );
+    assert!(m[1]["check"].as_str().is_some());
+    // Resource metrics are not fetched, and say so.
+    assert_eq!(m[2]["current"], "<unknown>");
+    assert!(m[2]["error"]
+        .as_str()
+        .expect("error")
+        .contains("not fetched"));
+    // External: the external rule with the HPA's selector.
+    assert_ne!(m[3]["current"], "<unknown>", "{stdout}");
+    assert!(m[3]["proposedReplicas"].as_i64().is_some(), "{stdout}");
+}

@@ -1,8 +1,10 @@
 //! One module per subcommand; each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
+pub mod backend;
 pub mod check;
 pub mod cluster;
 pub mod explain;
+pub mod hpa_fetch;
 pub mod manifests;
 pub mod promql;
 pub mod query;
