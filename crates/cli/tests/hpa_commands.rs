@@ -200,3 +200,87 @@ fn explain_fetches_metrics_from_the_demo_backend() {
     assert_ne!(m[3]["current"], "<unknown>", "{stdout}");
     assert!(m[3]["proposedReplicas"].as_i64().is_some(), "{stdout}");
 }
+
+fn csv_rows(csv: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn simulate_reads_history_from_the_demo_backend() {
+    let hpa = tmp(
+        "simulate-demo-hpa.yaml",
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: http_requests_in_flight}
+      target: {type: AverageValue, averageValue: "1"}
+"#,
+    );
+    // The demo backend holds the five minutes before it starts: replay most of them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (from, to) = ((now - 240).to_string(), (now - 15).to_string());
+    let out = promhpa()
+        .args([
+            "simulate", "--demo", "--step", "15s", "--from", &from, "--to", &to,
+        ])
+        .args([
+            "--replicas-query",
+            "count(http_requests_in_flight{namespace=\"default\",pod=~\"web-.*\"})",
+            "-f",
+        ])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The query is the rule's, for the Deployment's pods, averaged.
+    assert!(
+        stderr.contains("history query: avg(") && stderr.contains("http_requests_in_flight{"),
+        "{stderr}"
+    );
+    let rows = csv_rows(&stdout);
+    assert_eq!(rows.len(), 16, "{stdout}");
+    for r in &rows {
+        // Three web pods in the demo produced the history.
+        assert_eq!(r["actual_replicas"], "3", "{stdout}");
+        let sim: i32 = r["simulated_replicas"].parse().expect("replicas");
+        assert!((1..=10).contains(&sim), "{stdout}");
+        assert_eq!(r["target"], "1");
+        let m: f64 = r["metric"].parse().expect("metric value");
+        assert!(m >= 0.0, "{stdout}");
+    }
+}
+
+#[test]
+fn simulate_from_a_backend_needs_the_replica_count() {
+    let hpa = tmp("simulate-norep-hpa.yaml", DEMO_HPA);
+    let out = promhpa()
+        .args(["simulate", "--demo", "--from", "0", "--to", "60", "-f"])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--replicas-query"), "{stderr}");
+}

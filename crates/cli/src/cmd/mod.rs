@@ -5,6 +5,7 @@ pub mod check;
 pub mod cluster;
 pub mod explain;
 pub mod hpa_fetch;
+pub mod hpa_history;
 pub mod manifests;
 pub mod promql;
 pub mod query;
