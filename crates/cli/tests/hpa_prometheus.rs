@@ -15,6 +15,12 @@ queue_depth{namespace=\"shop\",pod=\"web-a\"} 6
 queue_depth{namespace=\"shop\",pod=\"web-b\"} 9
 queue_depth{namespace=\"shop\",pod=\"other-c\"} 3
 queue_depth{namespace=\"shop\",pod=\"web-d\"} 100
+# TYPE pod_cpu_cores gauge
+pod_cpu_cores{namespace=\"shop\",pod=\"web-a\",container=\"app\"} 0.15
+pod_cpu_cores{namespace=\"shop\",pod=\"web-a\",container=\"sidecar\"} 0.05
+pod_cpu_cores{namespace=\"shop\",pod=\"web-b\",container=\"app\"} 0.4
+pod_cpu_cores{namespace=\"shop\",pod=\"other-c\",container=\"app\"} 0.6
+pod_cpu_cores{namespace=\"shop\",pod=\"web-d\",container=\"app\"} 9
 ";
 
 const RULES: &str = r#"rules:
@@ -24,6 +30,25 @@ const RULES: &str = r#"rules:
       namespace: {resource: "namespace"}
       pod: {resource: "pod"}
   metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+resourceRules:
+  cpu:
+    containerQuery: 'sum by (<<.GroupBy>>) (pod_cpu_cores{<<.LabelMatchers>>})'
+    nodeQuery: 'sum by (<<.GroupBy>>) (node_cpu_cores{<<.LabelMatchers>>})'
+    resources:
+      overrides:
+        namespace: {resource: "namespace"}
+        pod: {resource: "pod"}
+        node: {resource: "node"}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum by (<<.GroupBy>>) (pod_memory_bytes{<<.LabelMatchers>>})'
+    nodeQuery: 'sum by (<<.GroupBy>>) (node_memory_bytes{<<.LabelMatchers>>})'
+    resources:
+      overrides:
+        namespace: {resource: "namespace"}
+        pod: {resource: "pod"}
+        node: {resource: "node"}
+    containerLabel: container
 "#;
 
 const OBJECTS: &str = r#"apiVersion: v1
@@ -52,6 +77,25 @@ spec:
     pods:
       metric: {name: queue_depth}
       target: {type: AverageValue, averageValue: "5"}
+"#;
+
+// The same target with a cpu metric served from resourceRules.
+const HPA_CPU: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: shop}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 20
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: queue_depth}
+      target: {type: AverageValue, averageValue: "5"}
+  - type: Resource
+    resource: {name: cpu, target: {type: AverageValue, averageValue: 200m}}
+  - type: Resource
+    resource: {name: memory, target: {type: Utilization, averageUtilization: 80}}
 "#;
 
 fn now_ms() -> i64 {
@@ -122,6 +166,28 @@ fn explain_and_simulate_against_prometheus() {
     assert_eq!(v["metrics"][0]["current"], "6", "{stdout}");
     assert_eq!(v["metrics"][0]["proposedReplicas"], 4, "{stdout}");
     assert_eq!(v["desiredReplicas"], 4, "{stdout}");
+
+    // cpu from resourceRules: per pod 0.2, 0.4, 0.6 -> 400m against 200m -> 6 replicas;
+    // a Utilization target needs requests and is not fetched.
+    let hpa_cpu = write("hpa-cpu.yaml", HPA_CPU);
+    let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .args(["explain", "-o", "json", "--replicas", "3", "-f"])
+        .arg(&hpa_cpu)
+        .args(&backend_args)
+        .output()
+        .expect("run explain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["metrics"][1]["current"], "400m", "{stdout}");
+    assert_eq!(v["metrics"][1]["proposedReplicas"], 6, "{stdout}");
+    assert_eq!(v["metrics"][2]["current"], "<unknown>", "{stdout}");
+    let err = v["metrics"][2]["error"].as_str().expect("error");
+    assert!(
+        err.contains("not fetched") && err.contains("requests"),
+        "{err}"
+    );
+    assert_eq!(v["desiredReplicas"], 6, "{stdout}");
 
     // Without the CA, the fetch fails and says why, as the HPA would show it.
     let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))

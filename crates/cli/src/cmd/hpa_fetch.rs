@@ -14,10 +14,15 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use promhpa_apiserver::metrics::SelfMetrics;
+use promhpa_apiserver::objects::StaticObjects;
 use promhpa_apiserver::{AppState, Registry};
+use promhpa_core::backend::{Backend, QueryValue};
 use promhpa_core::quantity::Quantity;
+use promhpa_core::selector::LabelSelector;
+use promhpa_core::GroupResource;
 use promhpa_hpa::explain::FetchedValue;
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector, MetricSpec, ScaleTargetRef};
+use promhpa_rules::ResourceRules;
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -37,6 +42,34 @@ pub struct HpaFetcher {
     router: axum::Router,
     namespace: String,
     pods: PodScope,
+    backend: Arc<dyn Backend>,
+    resource_rules: Option<ResourceRules>,
+    /// The scale target's pods in the object file, when there is one.
+    pod_names: Option<Vec<String>>,
+}
+
+/// The names of the pods in `scope` among the objects `text`.
+pub fn scope_pod_names(
+    text: &str,
+    source: &str,
+    scope: &PodScope,
+    ns: &str,
+) -> anyhow::Result<Vec<String>> {
+    let objs = StaticObjects::from_text(text, source)?;
+    let pods = GroupResource::new("", "pods");
+    Ok(match scope {
+        PodScope::Selector(s) => {
+            let sel: LabelSelector = s
+                .parse()
+                .map_err(|e| anyhow::anyhow!("scale target selector {s:?}: {e}"))?;
+            objs.names_sync(&pods, Some(ns), &sel)
+        }
+        PodScope::NamePrefix(prefix) => objs
+            .names_sync(&pods, Some(ns), &LabelSelector::everything())
+            .into_iter()
+            .filter(|n| n.starts_with(prefix.as_str()))
+            .collect(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -164,9 +197,18 @@ impl HpaFetcher {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "default".into());
-        let objects = flags.objects_text()?.map(|(t, _)| t);
+        let objects = flags.objects_text()?;
         let target = hpa.spec.scale_target_ref.clone().unwrap_or_default();
-        let pods = pod_scope(objects.as_deref(), &target, &namespace);
+        let pods = pod_scope(
+            objects.as_ref().map(|(t, _)| t.as_str()),
+            &target,
+            &namespace,
+        );
+        let pod_names = match &objects {
+            Some((text, source)) => Some(scope_pod_names(text, source, &pods, &namespace)?),
+            None => None,
+        };
+        let resource_rules = rules.resource.clone();
         let metrics = Arc::new(SelfMetrics::default());
         let registry = Arc::new(Registry::new(
             Arc::new(rules),
@@ -180,7 +222,7 @@ impl HpaFetcher {
         }
         let router = promhpa_apiserver::router(AppState {
             registry,
-            backend,
+            backend: backend.clone(),
             lookup,
             metrics,
             guard: None,
@@ -190,6 +232,9 @@ impl HpaFetcher {
             router,
             namespace,
             pods,
+            backend,
+            resource_rules,
+            pod_names,
         })
     }
 
@@ -329,13 +374,61 @@ impl HpaFetcher {
                 }
                 Self::sum(&items)
             }
-            "Resource" | "ContainerResource" => Err(
-                "not fetched: resource metrics come from metrics.k8s.io (metrics-server, or \
-                 promhpa's resourceRules when served as the resource metrics API), which explain \
+            "Resource" => self.fetch_resource(m).await,
+            "ContainerResource" => Err(
+                "not fetched: container resource metrics come from metrics.k8s.io, which explain \
                  does not query; pass the value with --values"
                     .into(),
             ),
             other => Err(format!("invalid metric source type \"{other}\"")),
+        }
+    }
+
+    /// A Resource metric with an AverageValue target from the rule file's `resourceRules`:
+    /// the container query for the scale target's pods, summed per pod, averaged.
+    async fn fetch_resource(&self, m: &MetricSpec) -> FetchedValue {
+        let Some(r) = &m.resource else {
+            return Err("Resource metric without a `resource` section".into());
+        };
+        let Some(rules) = &self.resource_rules else {
+            return Err(
+                "not fetched: resource metrics come from metrics.k8s.io (metrics-server), \
+                 and the rule file has no resourceRules; pass the value with --values"
+                    .into(),
+            );
+        };
+        if r.target.average_value.is_none() {
+            return Err(format!(
+                "not fetched: a Utilization target needs the pods' {} requests, which explain \
+                 does not read; pass the utilization with --values {}=PERCENT",
+                r.name, r.name
+            ));
+        }
+        let rule = match r.name.as_str() {
+            "cpu" => &rules.cpu,
+            "memory" => &rules.memory,
+            other => return Err(format!("resourceRules serve cpu and memory, not {other}")),
+        };
+        let Some(names) = self.pod_names.as_ref().filter(|n| !n.is_empty()) else {
+            return Err("not fetched: no pods of the scale target in the objects".into());
+        };
+        let q = rule
+            .render_container_query(&self.namespace, names)
+            .map_err(|e| format!("rendering {}: {e}", rule.path()))?;
+        let label = rule
+            .resources()
+            .label_for_resource(&GroupResource::new("", "pods"))
+            .unwrap_or_else(|| "pod".into());
+        let promql = format!("avg(sum by ({label}) ({q}))");
+        match self.backend.query(&promql, super::backend::now_ms()).await {
+            Ok(QueryValue::Vector(v)) => v
+                .first()
+                .map(|s| s.value)
+                .ok_or_else(|| "no metrics returned from resource metrics API".into()),
+            Ok(other) => Err(format!("{promql} returned a {}", other.type_name())),
+            Err(e) => Err(format!(
+                "unable to fetch metrics from resource metrics API: {e}"
+            )),
         }
     }
 }

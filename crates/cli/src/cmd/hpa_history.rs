@@ -5,15 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use promhpa_apiserver::objects::StaticObjects;
-use promhpa_core::selector::LabelSelector;
-use promhpa_core::GroupResource;
 use promhpa_hpa::simulate::{fetch_series, ActualReplicas, Series};
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector};
 use promhpa_rules::{Rule, RuleSet};
 
 use super::backend::BackendFlags;
-use super::hpa_fetch::{pod_scope, PodScope};
+use super::hpa_fetch::{pod_scope, scope_pod_names};
 
 /// The series a rule of `rules` serves as `metric`, looking at each rule's own series
 /// (a rule whose `name.as` takes any series would otherwise claim other rules' series).
@@ -75,21 +72,8 @@ pub fn metric_queries(
                     bail!("rendering the query of pods metric {} needs the pods: pass --objects FILE, or --query", p.metric.name);
                 };
                 let target = hpa.spec.scale_target_ref.clone().unwrap_or_default();
-                let objs = StaticObjects::from_text(text, source)?;
-                let pods = GroupResource::new("", "pods");
-                let names: Vec<String> = match pod_scope(Some(text), &target, &ns) {
-                    PodScope::Selector(s) => {
-                        let sel: LabelSelector = s
-                            .parse()
-                            .with_context(|| format!("scale target selector {s:?}"))?;
-                        objs.names_sync(&pods, Some(&ns), &sel)
-                    }
-                    PodScope::NamePrefix(prefix) => objs
-                        .names_sync(&pods, Some(&ns), &LabelSelector::everything())
-                        .into_iter()
-                        .filter(|n| n.starts_with(&prefix))
-                        .collect(),
-                };
+                let scope = pod_scope(Some(text), &target, &ns);
+                let names = scope_pod_names(text, source, &scope, &ns)?;
                 if names.is_empty() {
                     bail!(
                         "no pods of {} {} in namespace {ns} in the objects",
