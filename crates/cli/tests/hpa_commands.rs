@@ -137,3 +137,150 @@ fn simulate_writes_csv_and_svg_from_a_data_file() {
     );
     assert!(std::fs::read_to_string(svg).expect("svg").contains("<svg"));
 }
+
+const DEMO_HPA: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: http_requests_in_flight}
+      target: {type: AverageValue, averageValue: "5"}
+  - type: Pods
+    pods:
+      metric: {name: no_such_metric}
+      target: {type: AverageValue, averageValue: "5"}
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}
+  - type: External
+    external:
+      metric: {name: inferno_desired_replicas, selector: {matchLabels: {variant_name: inference}}}
+      target: {type: Value, value: "2"}
+"#;
+
+#[test]
+fn explain_fetches_metrics_from_the_demo_backend() {
+    let hpa = tmp("explain-demo-hpa.yaml", DEMO_HPA);
+    let out = promhpa()
+        .args(["explain", "-o", "json", "--demo", "--replicas", "3", "-f"])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The demo objects give the Deployment no selector: the pods named web-* are used.
+    assert!(stderr.contains("using pods named web-*"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let m = v["metrics"].as_array().expect("metrics");
+    assert_eq!(m.len(), 4);
+    // Fetched through the custom metrics API: a value and a proposal.
+    assert_ne!(m[0]["current"], "<unknown>", "{stdout}");
+    assert!(m[0]["proposedReplicas"].as_i64().is_some(), "{stdout}");
+    // No rule: the API's 404, as the HPA would see it.
+    assert_eq!(m[1]["current"], "<unknown>");
+    assert_eq!(m[1]["errorReason"], "FailedGetPodsMetric");
+    let err = m[1]["error"].as_str().expect("error");
+    assert!(
+        err.contains("no_such_metric") && err.contains("no rule"),
+        "{err}"
+    );
+    assert!(m[1]["check"].as_str().is_some());
+    // Resource metrics are not fetched, and say so.
+    assert_eq!(m[2]["current"], "<unknown>");
+    assert!(m[2]["error"]
+        .as_str()
+        .expect("error")
+        .contains("not fetched"));
+    // External: the external rule with the HPA's selector.
+    assert_ne!(m[3]["current"], "<unknown>", "{stdout}");
+    assert!(m[3]["proposedReplicas"].as_i64().is_some(), "{stdout}");
+}
+
+fn csv_rows(csv: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn simulate_reads_history_from_the_demo_backend() {
+    let hpa = tmp(
+        "simulate-demo-hpa.yaml",
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: http_requests_in_flight}
+      target: {type: AverageValue, averageValue: "1"}
+"#,
+    );
+    // The demo backend holds the five minutes before it starts: replay most of them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (from, to) = ((now - 240).to_string(), (now - 15).to_string());
+    let out = promhpa()
+        .args([
+            "simulate", "--demo", "--step", "15s", "--from", &from, "--to", &to,
+        ])
+        .args([
+            "--replicas-query",
+            "count(http_requests_in_flight{namespace=\"default\",pod=~\"web-.*\"})",
+            "-f",
+        ])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The query is the rule's, for the Deployment's pods, averaged.
+    assert!(
+        stderr.contains("history query: avg(") && stderr.contains("http_requests_in_flight{"),
+        "{stderr}"
+    );
+    let rows = csv_rows(&stdout);
+    assert_eq!(rows.len(), 16, "{stdout}");
+    for r in &rows {
+        // Three web pods in the demo produced the history.
+        assert_eq!(r["actual_replicas"], "3", "{stdout}");
+        let sim: i32 = r["simulated_replicas"].parse().expect("replicas");
+        assert!((1..=10).contains(&sim), "{stdout}");
+        assert_eq!(r["target"], "1");
+        let m: f64 = r["metric"].parse().expect("metric value");
+        assert!(m >= 0.0, "{stdout}");
+    }
+}
+
+#[test]
+fn simulate_from_a_backend_needs_the_replica_count() {
+    let hpa = tmp("simulate-norep-hpa.yaml", DEMO_HPA);
+    let out = promhpa()
+        .args(["simulate", "--demo", "--from", "0", "--to", "60", "-f"])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--replicas-query"), "{stderr}");
+}

@@ -3,13 +3,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_core::quantity::Quantity;
-use promhpa_hpa::explain::{explain_with, render_text, value_key};
+use promhpa_hpa::explain::{explain_with, explain_with_async, render_text, value_key};
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
+
+use super::backend::{go_duration, now_ms, BackendFlags};
+use super::hpa_fetch::{HpaFetcher, PodScope};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,6 +27,20 @@ pub struct Args {
     /// shown as `<unknown>`, as the HPA shows a metric it cannot fetch.
     #[arg(long, value_delimiter = ',', value_name = "NAME=VALUE")]
     pub values: Vec<String>,
+
+    /// Where metrics are fetched from when not given with --values: the same backend,
+    /// rules and objects `serve` takes. Fetching is on when any of --prometheus-url,
+    /// --config, --objects or --demo is given.
+    #[command(flatten)]
+    pub backend: Box<BackendFlags>,
+
+    /// kubeconfig for looking up pods when no --objects file is given.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// How far back metric discovery looks for series.
+    #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
+    pub metrics_max_age: Duration,
 
     /// The scale target's current replica count (default: minReplicas).
     #[arg(long)]
@@ -77,13 +95,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..ControllerConfig::default()
     };
     let current = args.replicas.unwrap_or_else(|| hpa.spec.min_replicas());
-    let explanation = explain_with(hpa, current, config, 0, |m| {
-        let key = value_key(m);
-        values
-            .get(&key)
-            .copied()
-            .ok_or_else(|| format!("no value for {key} (pass --values {key}=VALUE)"))
-    });
+    let b = &args.backend;
+    let fetching =
+        b.demo || b.prometheus_url.is_some() || b.config.is_some() || b.objects.is_some();
+    let explanation = if fetching {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async {
+            let fetcher =
+                HpaFetcher::new(b, &hpa, args.kubeconfig.as_deref(), args.metrics_max_age).await?;
+            match fetcher.pod_scope() {
+                PodScope::Selector(s) => eprintln!("pods metrics: pods matching {s}"),
+                PodScope::NamePrefix(p) => eprintln!(
+                    "pods metrics: no selector for the scale target in the objects; using pods named {p}*"
+                ),
+            }
+            let fetcher = &fetcher;
+            let values = &values;
+            anyhow::Ok(
+                explain_with_async(hpa, current, config, now_ms(), |m| async move {
+                    match values.get(&value_key(&m)) {
+                        Some(v) => Ok(*v),
+                        None => fetcher.fetch(&m).await,
+                    }
+                })
+                .await,
+            )
+        })?
+    } else {
+        explain_with(hpa, current, config, 0, |m| {
+            let key = value_key(m);
+            values
+                .get(&key)
+                .copied()
+                .ok_or_else(|| format!("no value for {key} (pass --values {key}=VALUE)"))
+        })
+    };
     let out = match args.output.as_str() {
         "json" => serde_json::to_string_pretty(&explanation)? + "\n",
         "text" => render_text(&explanation),

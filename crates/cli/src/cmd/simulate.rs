@@ -12,6 +12,8 @@ use promhpa_hpa::simulate::{
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
 
+use super::backend::BackendFlags;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -43,11 +45,15 @@ pub struct Inner {
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
 
-    /// PromQL giving each metric's past values, in spec order (needs a backend).
+    /// PromQL giving each metric's past values, in spec order, in the target's units (for
+    /// a Pods metric: the per-pod average). Without it, each metric's query is rendered
+    /// from the rule file for the scale target's pods in the object file (the same pods
+    /// `explain` uses), wrapped in `avg` (Pods) or `sum` (Object, External).
     #[arg(long = "query", value_name = "PROMQL")]
     pub queries: Vec<String>,
 
-    /// PromQL giving the replica count that produced the values (needs a backend).
+    /// PromQL giving the replica count that produced the values, e.g.
+    /// `kube_deployment_status_replicas{deployment="web"}` (range-queried on the backend).
     #[arg(long, value_name = "PROMQL")]
     pub replicas_query: Option<String>,
 
@@ -67,6 +73,11 @@ pub struct Inner {
     /// --horizontal-pod-autoscaler-downscale-stabilization.
     #[arg(long, default_value = "5m")]
     pub downscale_stabilization: String,
+
+    /// Where history comes from when --data is not given: the same backend, rules and
+    /// objects `serve` takes.
+    #[command(flatten)]
+    pub backend: BackendFlags,
 
     /// Write the table here instead of standard output.
     #[arg(long, value_name = "FILE")]
@@ -93,37 +104,72 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         hpas.push((label, hpa));
     }
-    let Some(data) = &args.data else {
-        if !args.queries.is_empty() || args.replicas_query.is_some() {
-            bail!("--query/--replicas-query need a metrics backend, which this build cannot reach yet; export the history and pass it with --data");
+    let step_ms = parse_go_duration_ms(&args.step)?;
+    let (metrics, actual, start_ms, end_ms) = match &args.data {
+        Some(data) => {
+            let data_text = std::fs::read_to_string(data)
+                .with_context(|| format!("reading {}", data.display()))?;
+            let (metrics, replica_series) =
+                parse_data(&data_text).with_context(|| format!("in {}", data.display()))?;
+            let actual = match (args.replicas, replica_series.is_empty()) {
+                (Some(c), _) => ActualReplicas::Constant(c),
+                (None, false) => ActualReplicas::Series(replica_series),
+                (None, true) => bail!("the data has no replicas column: pass --replicas N"),
+            };
+            let first = metrics.iter().filter_map(|s| s.first().map(|p| p.0)).min();
+            let last = metrics.iter().filter_map(|s| s.last().map(|p| p.0)).max();
+            let start_ms = match &args.from {
+                Some(t) => parse_time(t)?,
+                None => first.context("the data has no samples")?,
+            };
+            let end_ms = match &args.to {
+                Some(t) => parse_time(t)?,
+                None => last.context("the data has no samples")?,
+            };
+            (metrics, actual, start_ms, end_ms)
         }
-        bail!("no history given: pass --data FILE");
-    };
-    let data_text =
-        std::fs::read_to_string(data).with_context(|| format!("reading {}", data.display()))?;
-    let (metrics, replica_series) =
-        parse_data(&data_text).with_context(|| format!("in {}", data.display()))?;
-    let actual = match (args.replicas, replica_series.is_empty()) {
-        (Some(c), _) => ActualReplicas::Constant(c),
-        (None, false) => ActualReplicas::Series(replica_series),
-        (None, true) => bail!("the data has no replicas column: pass --replicas N"),
-    };
-    let first = metrics.iter().filter_map(|s| s.first().map(|p| p.0)).min();
-    let last = metrics.iter().filter_map(|s| s.last().map(|p| p.0)).max();
-    let start_ms = match &args.from {
-        Some(t) => parse_time(t)?,
-        None => first.context("the data has no samples")?,
-    };
-    let end_ms = match &args.to {
-        Some(t) => parse_time(t)?,
-        None => last.context("the data has no samples")?,
+        None => {
+            let (Some(from), Some(to)) = (&args.from, &args.to) else {
+                bail!("no history given: pass --data FILE, or --from and --to to read it from the metrics backend");
+            };
+            let (start_ms, end_ms) = (parse_time(from)?, parse_time(to)?);
+            let replicas = match (&args.replicas_query, args.replicas) {
+                (Some(q), _) => Ok(q.as_str()),
+                (None, Some(c)) => Err(c),
+                (None, None) => bail!(
+                    "say which replica count produced the history: --replicas-query PROMQL or --replicas N"
+                ),
+            };
+            let hpa = &hpas[0].1;
+            let queries = if args.queries.is_empty() {
+                super::hpa_history::metric_queries(&args.backend, hpa)?
+            } else {
+                args.queries.clone()
+            };
+            let n = hpa.spec.effective_metrics().len();
+            if queries.len() != n {
+                bail!(
+                    "the HPA has {n} metrics but {} --query were given",
+                    queries.len()
+                );
+            }
+            for q in &queries {
+                eprintln!("history query: {q}");
+            }
+            let (metrics, actual) = super::hpa_history::fetch_history(
+                &args.backend,
+                &queries,
+                replicas,
+                (start_ms, end_ms, step_ms),
+            )?;
+            (metrics, actual, start_ms, end_ms)
+        }
     };
     let config = ControllerConfig {
         tolerance: args.tolerance,
         downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
         ..ControllerConfig::default()
     };
-    let step_ms = parse_go_duration_ms(&args.step)?;
     let pod_startup_ms = parse_go_duration_ms(&args.pod_startup)?;
     let mut results = Vec::new();
     for (label, hpa) in &hpas {
