@@ -183,3 +183,55 @@ fn query_finds_the_series_when_the_rule_names_it() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("pass --series"), "{}", stderr(&out));
 }
+
+#[test]
+fn query_uses_the_series_of_the_rule_that_names_the_metric() {
+    // In demo/rules.yaml several rules rename their one series with `name.as` alone; each
+    // must render its own series, not the first rule's.
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../demo/rules.yaml")
+        .display()
+        .to_string();
+    let base = [
+        "query",
+        "--config",
+        &demo,
+        "--resource",
+        "pods",
+        "--namespace",
+        "default",
+        "--names",
+        "a",
+    ];
+    let run = |metric: &str| {
+        let mut args = base.to_vec();
+        args.extend(["--metric", metric]);
+        promhpa(&args)
+    };
+    let out = run("http_requests_in_flight");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"sum by (pod) (http_requests_in_flight{namespace="default",pod="a"})"#
+    );
+    let out = run("gpu_utilization");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"avg(avg_over_time(DCGM_FI_DEV_GPU_UTIL{namespace="default",pod="a"}[1m])) by (pod)"#
+    );
+    let mut args = base.to_vec();
+    args.extend([
+        "--metric",
+        "gpu_utilization",
+        "--series",
+        "http_requests_in_flight",
+    ]);
+    let out = promhpa(&args);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("rules[1] serves it as \"http_requests_in_flight\""),
+        "{}",
+        stderr(&out)
+    );
+}

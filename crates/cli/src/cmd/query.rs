@@ -65,13 +65,12 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
     let section = if args.external { "external" } else { "custom" };
     let series = match &args.series {
         Some(s) => s.clone(),
+        // Each rule only ever sees the series its own seriesQuery selects.
         None => candidates
             .iter()
-            .filter_map(|r| r.selected_series_name())
-            .find(|s| {
-                candidates
-                    .iter()
-                    .any(|r| r.metric_name_for(s).as_deref() == Some(args.metric.as_str()))
+            .find_map(|r| {
+                r.selected_series_name()
+                    .filter(|s| r.metric_name_for(s).as_deref() == Some(args.metric.as_str()))
             })
             .map(str::to_string)
             .with_context(|| {
@@ -81,14 +80,20 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
                 )
             })?,
     };
+    // A rule whose seriesQuery names one series never sees another; a rule that selects by
+    // regex may.
+    let selects = |r: &Rule| r.selected_series_name().is_none_or(|n| n == series);
     let matching: Vec<&Rule> = candidates
         .iter()
         .copied()
-        .filter(|r| r.metric_name_for(&series).as_deref() == Some(args.metric.as_str()))
+        .filter(|r| {
+            selects(r) && r.metric_name_for(&series).as_deref() == Some(args.metric.as_str())
+        })
         .collect();
     let Some(rule) = matching.first() else {
         let served: Vec<String> = candidates
             .iter()
+            .filter(|r| selects(r))
             .filter_map(|r| {
                 r.metric_name_for(&series)
                     .map(|n| format!("{} serves it as \"{n}\"", r.path()))

@@ -221,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             coalescer: Default::default(),
         };
         let app = promhpa_apiserver::router(state);
-        let bind = args.bind_address.unwrap_or(if args.demo {
+        let bind = args.bind_address.unwrap_or(if args.backend.demo {
             IpAddr::from([127, 0, 0, 1])
         } else {
             IpAddr::from([0, 0, 0, 0])
