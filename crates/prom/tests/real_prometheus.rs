@@ -209,3 +209,31 @@ async fn basic_auth_from_config_or_url() {
         other => panic!("expected 401, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_never_answers_is_unavailable_after_the_deadline() {
+    // Accepts connections and reads requests, but never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let mut config = PromConfig::new(format!("http://127.0.0.1:{port}/prom"));
+    config.query_timeout = std::time::Duration::from_millis(300);
+    let client = PromClient::new(config).unwrap();
+    match client.query("up", now_ms()).await {
+        Err(BackendError::Unavailable { address, message }) => {
+            assert!(address.contains(&port.to_string()), "{address}");
+            assert!(
+                message.to_lowercase().contains("timed out")
+                    || message.to_lowercase().contains("timeout"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the deadline to make it unavailable, got {other:?}"),
+    }
+    hold.abort();
+}
