@@ -16,6 +16,8 @@ use promhpa_core::lookup::ObjectLookup;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
+mod scrape;
+
 fn go_duration(s: &str) -> Result<Duration, String> {
     let ms = parse_go_duration_ms(s).map_err(|e| e.to_string())?;
     if ms < 0 {
@@ -92,6 +94,21 @@ pub struct Flags {
     /// object set unless --config/--objects are given. Ignores --prometheus-url.
     #[arg(long)]
     pub demo: bool,
+    /// Targets the embedded evaluator scrapes (YAML: `targets:` with `url`, `interval`,
+    /// `timeout`, `caFile`, `bearerTokenFile`, `insecureSkipVerify`, `labels`). Only
+    /// without --prometheus-url.
+    #[arg(long, value_name = "FILE")]
+    pub scrape_config: Option<PathBuf>,
+    /// Exposition file (text format or OpenMetrics) loaded into the embedded evaluator at
+    /// start, stamped with the start time; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub load_exposition: Vec<PathBuf>,
+    /// How long the embedded evaluator keeps samples.
+    #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
+    pub retention: Duration,
+    /// The most series the embedded evaluator holds; samples of further series are dropped.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_series: usize,
 
     /// HTTPS port.
     #[arg(long, default_value_t = 6443)]
@@ -187,16 +204,67 @@ fn init_logging(args: &Flags) {
     };
 }
 
+/// The embedded evaluator and the targets it scrapes once the runtime runs.
+struct Scraping {
+    backend: Arc<promhpa_promql_eval::EmbeddedBackend>,
+    config: scrape::ScrapeConfig,
+    retention: Duration,
+}
+
+/// The embedded evaluator with --retention/--max-series, the --load-exposition files
+/// loaded, and the --scrape-config targets read (scraping starts with the runtime).
+fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
+    use promhpa_promql_eval::{EmbeddedBackend, Labels, StoreLimits};
+    let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
+    if retention_ms <= 0 {
+        bail!("--retention must be positive");
+    }
+    let backend = Arc::new(EmbeddedBackend::new(StoreLimits {
+        retention_ms,
+        max_series: args.max_series,
+    }));
+    let now = now_ms();
+    for file in &args.load_exposition {
+        let stats = backend
+            .ingest_file(file, now, &Labels::empty())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("loading --load-exposition {}", file.display()))?;
+        tracing::info!(file = %file.display(), samples = stats.samples, "loaded exposition file");
+    }
+    let config = match &args.scrape_config {
+        Some(path) => scrape::ScrapeConfig::load(path)?,
+        None => scrape::ScrapeConfig::default(),
+    };
+    for t in &config.targets {
+        // Fail at startup on an unreadable CA file rather than on every scrape.
+        t.client()?;
+    }
+    tracing::info!(
+        targets = config.targets.len(),
+        retention = ?args.retention,
+        max_series = args.max_series,
+        "no --prometheus-url: using the embedded PromQL evaluator as the backend"
+    );
+    let scraping = Scraping {
+        backend: backend.clone(),
+        config,
+        retention: args.retention,
+    };
+    Ok((backend, Some(scraping)))
+}
+
 /// The backend chosen at startup: Prometheus when `--prometheus-url` is given, otherwise
 /// the embedded evaluator.
-fn build_backend(args: &Flags) -> anyhow::Result<Arc<dyn Backend>> {
+fn build_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
     if args.demo {
-        return Ok(demo_backend());
+        return Ok((demo_backend(), None));
     }
     let Some(url) = &args.prometheus_url else {
-        tracing::info!("no --prometheus-url: using the embedded PromQL evaluator as the backend");
-        return Ok(Arc::new(promhpa_promql_eval::EmbeddedBackend::default()));
+        return embedded_backend(args);
     };
+    if args.scrape_config.is_some() || !args.load_exposition.is_empty() {
+        bail!("--scrape-config and --load-exposition feed the embedded evaluator and cannot be combined with --prometheus-url");
+    }
     let mut config = PromConfig::new(url.clone());
     config.ca_file = args.prometheus_ca_file.clone();
     config.client_cert_file = args.prometheus_client_tls_cert_file.clone();
@@ -213,7 +281,7 @@ fn build_backend(args: &Flags) -> anyhow::Result<Arc<dyn Backend>> {
             args.prometheus_password.clone().unwrap_or_default(),
         ));
     }
-    Ok(Arc::new(PromClient::new(config)?))
+    Ok((Arc::new(PromClient::new(config)?), None))
 }
 
 const DEMO_RULES: &str = include_str!("../../../../demo/rules.yaml");
@@ -304,7 +372,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!("{w}");
     }
     let mut args = args;
-    if args.prometheus_url.is_none() && !args.demo {
+    if args.prometheus_url.is_none()
+        && !args.demo
+        && args.scrape_config.is_none()
+        && args.load_exposition.is_empty()
+    {
         // A Helm values file carries the chart's `prometheus.url`/`port`/`path`; the chart
         // joins them into --prometheus-url the same way.
         if let Some(p) = rules.prometheus.as_ref().and_then(|p| {
@@ -317,7 +389,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.prometheus_url = Some(p);
         }
     }
-    let backend = build_backend(&args)?;
+    let (backend, scraping) = build_backend(&args)?;
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => server::ensure_self_signed(&args.cert_dir, &[])?,
@@ -332,6 +404,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        if let Some(s) = scraping {
+            // Retention is enforced a few times per window so memory stays bounded even
+            // when every target is down.
+            scrape::spawn(s.backend, &s.config, s.retention / 4)?;
+        }
         let lookup: Arc<dyn ObjectLookup> = match &args.objects {
             Some(p) => Arc::new(StaticObjects::load(p)?),
             None if args.demo => Arc::new(StaticObjects::from_text(DEMO_OBJECTS, "demo/objects.yaml")?),
