@@ -266,3 +266,30 @@ async fn spawned_loops_scrape_repeatedly_and_respect_the_series_limit() {
     }
     assert!(backend.series_count() <= 4, "{}", backend.series_count());
 }
+
+#[tokio::test]
+async fn series_a_target_stops_exposing_go_stale_at_once() {
+    let server = ScrapeTarget::start("a_gauge 1\nb_gauge 2\n").unwrap();
+    let c = config(&format!(
+        "targets:\n- url: http://127.0.0.1:{}/\n",
+        server.port
+    ))
+    .unwrap();
+    let backend = EmbeddedBackend::default();
+    let t = &c.targets[0];
+    let client = t.client().unwrap();
+    let labels = t.store_labels();
+    assert!(scrape_once(&backend, &client, t, &labels).await);
+    assert_eq!(one_value(&backend, "a_gauge").len(), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.set_body("b_gauge 3\n");
+    assert!(scrape_once(&backend, &client, t, &labels).await);
+    assert!(one_value(&backend, "a_gauge").is_empty());
+    assert_eq!(one_value(&backend, "b_gauge")[0].1, 3.0);
+    // A failed scrape makes every series of the target stale; `up` stays, at 0.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    server.set_body("not { valid\n");
+    assert!(!scrape_once(&backend, &client, t, &labels).await);
+    assert!(one_value(&backend, "b_gauge").is_empty());
+    assert_eq!(one_value(&backend, "up")[0].1, 0.0);
+}
