@@ -268,6 +268,9 @@ pub async fn scrape_once(
     }
     match backend.record_scrape(labels, t, duration, body.as_deref().map_err(Clone::clone)) {
         Ok(stats) => {
+            if stats.rejected > 0 {
+                tracing::warn!(target = %target.url, rejected = stats.rejected, "samples dropped: the embedded store holds --max-series series");
+            }
             tracing::debug!(target = %target.url, samples = stats.samples, "scraped");
             true
         }
