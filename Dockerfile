@@ -13,6 +13,8 @@ WORKDIR /src
 # reuses the downloaded and compiled dependencies.
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
+# `serve --demo` compiles in the demo rule file and object set.
+COPY demo ./demo
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --package promhpa --bin promhpa \

@@ -17,6 +17,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod api;
+pub mod auth_guard;
 pub mod coalesce;
 pub mod error;
 pub mod metrics;

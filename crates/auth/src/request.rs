@@ -140,65 +140,7 @@ impl Rejection {
     }
 }
 
-/// `s` quoted as Go's `%q` does it (Kubernetes builds its messages with it): `\"` and `\\`,
-/// the short escapes `\a \b \f \n \r \t \v`, `\xNN` for other ASCII controls, `\uNNNN` /
-/// `\UNNNNNNNN` for control, space-like and invisible formatting characters outside ASCII,
-/// everything else as is.
-pub fn go_quote(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if c.is_ascii_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if !c.is_ascii() && !go_printable(c) => {
-                if (c as u32) < 0x10000 {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                } else {
-                    let _ = write!(out, "\\U{:08x}", c as u32);
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Whether Go's `unicode.IsPrint` holds for a non-ASCII character, for the characters that
-/// matter in names and paths: controls, separators other than the ASCII space, and the
-/// common invisible formatting characters are not printable.
-fn go_printable(c: char) -> bool {
-    !(c.is_control()
-        || c.is_whitespace()
-        || matches!(
-            c,
-            '\u{ad}'
-                | '\u{600}'..='\u{605}'
-                | '\u{61c}'
-                | '\u{6dd}'
-                | '\u{70f}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{206f}'
-                | '\u{feff}'
-                | '\u{fff9}'..='\u{fffb}'
-                | '\u{e000}'..='\u{f8ff}'
-        ))
-}
+pub use promhpa_core::gofmt::go_quote;
 
 /// Who a request was allowed as.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,14 @@ use promhpa_prom::{PromClient, PromConfig};
 use promhpa_test_support::{free_port, Prometheus, ScrapeTarget, TestPki};
 use serde_json::Value;
 
+/// The tests here pick free ports and start servers on them; running them one at a time
+/// keeps one test's server from taking a port another test just picked.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.blocking_lock()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -126,7 +134,6 @@ impl Promhpa {
             .args(args)
             .arg(format!("--secure-port={port}"))
             .arg("--bind-address=127.0.0.1")
-            .arg("--insecure-skip-delegated-auth")
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -240,6 +247,7 @@ fn quantity_f64(s: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_seeds_through_kubectl() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile_dir();
     let pki = TestPki::generate("promhpa-test-ca", "front-proxy").unwrap();
     let target = ScrapeTarget::start_with(Arc::new(exposition)).unwrap();
@@ -287,6 +295,8 @@ async fn serves_the_seeds_through_kubectl() {
         "--logtostderr=true".into(),
         "--requestheader-allowed-names=front-proxy".into(),
         format!("--requestheader-client-ca-file={}", pki.ca_cert.display()),
+        // kubectl talks to promhpa directly here, with no API server in front.
+        "--insecure-skip-delegated-auth".into(),
     ];
     let server = Promhpa::start(&args, &dir);
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
@@ -578,6 +588,7 @@ fn tempfile_dir() -> PathBuf {
 
 #[test]
 fn demo_serves_the_embedded_backend() {
+    let _serial = serial();
     let dir = tempfile_dir();
     let pki = TestPki::generate("demo-ca", "demo").unwrap();
     let server = Promhpa::start(
@@ -612,6 +623,7 @@ fn demo_serves_the_embedded_backend() {
 
 #[test]
 fn helm_values_prometheus_settings_are_used() {
+    let _serial = serial();
     let dir = tempfile_dir();
     let pki = TestPki::generate("helm-ca", "helm").unwrap();
     let closed = free_port().unwrap();
@@ -629,6 +641,7 @@ fn helm_values_prometheus_settings_are_used() {
         &[
             format!("--config={}", values.display()),
             format!("--objects={}", objects.display()),
+            "--insecure-skip-delegated-auth".to_string(),
             format!("--tls-cert-file={}", pki.server_cert.display()),
             format!("--tls-private-key-file={}", pki.server_key.display()),
         ],
@@ -681,5 +694,76 @@ fn without_cluster_credentials_serving_refuses_to_start() {
         stderr.contains("delegated authentication")
             && stderr.contains("--insecure-skip-delegated-auth"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn delegated_auth_guards_requests_when_cluster_credentials_are_given() {
+    let _serial = serial();
+    let dir = tempfile_dir();
+    let pki = TestPki::generate("auth-ca", "alice").unwrap();
+    // A cluster that is not there: TokenReview and SubjectAccessReview cannot be asked.
+    let closed = free_port().unwrap();
+    let cluster = dir.join("cluster-kubeconfig");
+    std::fs::write(
+        &cluster,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{closed}\n    certificate-authority: {}\nusers:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            pki.ca_cert.display()
+        ),
+    )
+    .unwrap();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, OBJECTS).unwrap();
+    let server = Promhpa::start(
+        &[
+            format!("--kubeconfig={}", cluster.display()),
+            "--authentication-skip-lookup".to_string(),
+            format!("--client-ca-file={}", pki.ca_cert.display()),
+            format!("--objects={}", objects.display()),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+        ],
+        &dir,
+    );
+    let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
+    let start = Instant::now();
+    // Health probes need no identity.
+    while !kubectl.raw("/healthz").status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A bearer token that cannot be reviewed: 401.
+    let e = kubectl.error("/apis/custom.metrics.k8s.io/v1beta1");
+    assert!(e.contains("Unauthorized"), "{e}");
+    // A client certificate from the client CA authenticates; authorization cannot be asked.
+    let with_cert = dir.join("kubeconfig-cert");
+    std::fs::write(
+        &with_cert,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: p\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\nusers:\n- name: alice\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: p\n  context: {{cluster: p, user: alice}}\ncurrent-context: p\n",
+            server.port,
+            pki.ca_cert.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", with_cert.display()))
+        .arg(format!("--cache-dir={}", dir.join("cache2").display()))
+        .args(["get", "--raw", "/apis/custom.metrics.k8s.io/v1beta1"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!e.contains("Unauthorized"), "{e}");
+    assert!(
+        e.contains("InternalError") || e.contains("Forbidden"),
+        "{e}"
     );
 }

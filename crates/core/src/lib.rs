@@ -16,9 +16,11 @@
 
 pub mod backend;
 pub mod duration;
+pub mod gofmt;
 pub mod lookup;
 pub mod quantity;
 pub mod selector;
+pub mod time;
 pub mod tls;
 
 pub use backend::{

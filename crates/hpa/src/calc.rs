@@ -189,8 +189,12 @@ fn group_pods(
             let unready = match (pod.ready, pod.start_time_ms) {
                 (None, _) | (_, None) => true,
                 (Some(ready), Some(start)) => {
-                    if input.now_ms < start + input.config.cpu_initialization_period_ms {
-                        !ready || sample.timestamp_ms < pod.ready_since_ms + sample.window_ms
+                    if input.now_ms
+                        < start.saturating_add(input.config.cpu_initialization_period_ms)
+                    {
+                        !ready
+                            || sample.timestamp_ms
+                                < pod.ready_since_ms.saturating_add(sample.window_ms)
                     } else {
                         !ready
                             && start + input.config.initial_readiness_delay_ms > pod.ready_since_ms
@@ -275,7 +279,7 @@ fn utilization_ratio(
     if r_total == 0 {
         return Err("no metrics returned matched known pods".into());
     }
-    let util = (m_total.saturating_mul(100) / r_total) as i32;
+    let util = m_total.saturating_mul(100).wrapping_div(r_total) as i32;
     Ok((f64::from(util) / f64::from(target), util, m_total / n))
 }
 
@@ -492,11 +496,83 @@ pub fn metric_name(spec: &MetricSpec) -> String {
     }
 }
 
-fn selector_text(m: &crate::spec::MetricIdentifier) -> String {
-    m.selector
-        .as_ref()
-        .map(|s| s.to_string())
-        .unwrap_or_default()
+/// The controller's wording for a metric that could not be fetched.
+fn fetch_error_message(spec: &MetricSpec, e: &str) -> String {
+    match spec.kind.as_str() {
+        "Resource" | "ContainerResource" => {
+            let (res, avg) = match (&spec.resource, &spec.container_resource) {
+                (Some(r), _) => (r.name.as_str(), r.target.average_value.is_some()),
+                (_, Some(r)) => (r.name.as_str(), r.target.average_value.is_some()),
+                _ => ("", false),
+            };
+            let what = if avg { "usage" } else { "utilization" };
+            let kind = if spec.kind == "ContainerResource" {
+                " container"
+            } else {
+                ""
+            };
+            format!(
+                "failed to get {res}{kind} {what}: unable to get metrics for resource {res}: {e}"
+            )
+        }
+        "Pods" => {
+            let n = spec
+                .pods
+                .as_ref()
+                .map(|p| p.metric.name.as_str())
+                .unwrap_or("");
+            format!("failed to get pods metric value: unable to get metric {n}: {e}")
+        }
+        "Object" => {
+            let (n, kind, obj) = spec
+                .object
+                .as_ref()
+                .map(|o| {
+                    (
+                        o.metric.name.as_str(),
+                        o.described_object.kind.as_str(),
+                        o.described_object.name.as_str(),
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "failed to get object metric value: unable to get metric {n}: {kind} {obj}: {e}"
+            )
+        }
+        _ => {
+            let (n, sel) = spec
+                .external
+                .as_ref()
+                .map(|x| (x.metric.name.as_str(), selector_text(&x.metric)))
+                .unwrap_or_default();
+            format!("failed to get external metric value: unable to get external metric {n}({sel}): {e}")
+        }
+    }
+}
+
+/// A metric's selector as the controller prints it (`%+v` of a `*metav1.LabelSelector`):
+/// `&LabelSelector{MatchLabels:map[string]string{queue: worker_tasks,},MatchExpressions:[]LabelSelectorRequirement{},}`,
+/// or `nil` when the metric has no selector.
+pub fn selector_text(m: &crate::spec::MetricIdentifier) -> String {
+    let Some(sel) = &m.selector else {
+        return "nil".into();
+    };
+    let mut labels = String::from("map[string]string{");
+    for (k, v) in &sel.match_labels {
+        labels.push_str(&format!("{k}: {v},"));
+    }
+    labels.push('}');
+    let mut exprs = String::from("[]LabelSelectorRequirement{");
+    for e in &sel.match_expressions {
+        exprs.push_str(&format!(
+            "LabelSelectorRequirement{{Key:{},Operator:{},Values:[{}],}},",
+            e.key,
+            e.operator,
+            e.values.join(" ")
+        ));
+    }
+    exprs.push('}');
+    format!("&LabelSelector{{MatchLabels:{labels},MatchExpressions:{exprs},}}")
 }
 
 fn fail(reason: &str, name: &str, message: String) -> MetricFailure {
@@ -534,7 +610,7 @@ pub fn compute_metric(
     };
     let err = |m: String| fail(reason, &name, m);
     if let Observed::Error(e) = observed {
-        return Err(err(e.clone()));
+        return Err(err(fetch_error_message(spec, e)));
     }
     match spec.kind.as_str() {
         "Resource" | "ContainerResource" | "Pods" => {

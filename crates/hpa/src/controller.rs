@@ -76,7 +76,9 @@ pub struct Outcome {
     /// The reason of the SuccessfulRescale event, when rescaling.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rescale_reason: Option<String>,
-    /// Per-metric proposals or failures, in spec order.
+    /// Per-metric proposals or failures, in spec order (serialized as `{"proposal": ...}`
+    /// or `{"failure": ...}`).
+    #[serde(serialize_with = "serialize_metrics")]
     pub metrics: Vec<Result<Proposal, MetricFailure>>,
     /// The combined recommendation before normalization.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +91,29 @@ pub struct Outcome {
     /// The error the reconcile returns (metrics could not all be computed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn serialize_metrics<S: serde::Serializer>(
+    metrics: &[Result<Proposal, MetricFailure>],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    struct One<'a>(&'a Result<Proposal, MetricFailure>);
+    impl Serialize for One<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(1))?;
+            match self.0 {
+                Ok(p) => m.serialize_entry("proposal", p)?,
+                Err(f) => m.serialize_entry("failure", f)?,
+            }
+            m.end()
+        }
+    }
+    let mut seq = s.serialize_seq(Some(metrics.len()))?;
+    for r in metrics {
+        seq.serialize_element(&One(r))?;
+    }
+    seq.end()
 }
 
 fn cond(status: bool, reason: &str, message: impl Into<String>) -> Condition {
@@ -315,7 +340,7 @@ fn normalize_legacy(
     out: &mut Outcome,
 ) -> i32 {
     let recs = state.recommendations.get_or_insert_with(Vec::new);
-    let cutoff = now - config.downscale_stabilization_ms;
+    let cutoff = now.saturating_sub(config.downscale_stabilization_ms);
     let mut best = raw;
     let mut old: Option<usize> = None;
     for (i, r) in recs.iter().enumerate() {
@@ -417,8 +442,8 @@ fn stabilize(
     now: i64,
 ) -> i32 {
     let recs = state.recommendations.get_or_insert_with(Vec::new);
-    let up_cutoff = now - i64::from(up.stabilization_window_seconds) * 1000;
-    let down_cutoff = now - i64::from(down.stabilization_window_seconds) * 1000;
+    let up_cutoff = now.saturating_sub(i64::from(up.stabilization_window_seconds) * 1000);
+    let down_cutoff = now.saturating_sub(i64::from(down.stabilization_window_seconds) * 1000);
     let mut up_rec = raw;
     let mut down_rec = raw;
     let mut old: Option<usize> = None;
@@ -452,7 +477,7 @@ fn stabilize(
 }
 
 fn change_in_period(period_s: i32, events: &[ScaleEvent], now: i64) -> i32 {
-    let cutoff = now - i64::from(period_s) * 1000;
+    let cutoff = now.saturating_sub(i64::from(period_s) * 1000);
     events
         .iter()
         .filter(|e| e.at_ms > cutoff)
@@ -473,8 +498,9 @@ pub fn scale_up_limit(
         SelectPolicy::Max => (i32::MIN, std::cmp::max),
     };
     for p in &rules.policies {
-        let start = current - change_in_period(p.period_seconds, up_events, now)
-            + change_in_period(p.period_seconds, down_events, now);
+        let start = current
+            .saturating_sub(change_in_period(p.period_seconds, up_events, now))
+            .saturating_add(change_in_period(p.period_seconds, down_events, now));
         let prop = match p.kind {
             PolicyType::Pods => start.saturating_add(p.value),
             PolicyType::Percent => {
@@ -500,8 +526,9 @@ pub fn scale_down_limit(
         SelectPolicy::Max => (i32::MAX, std::cmp::min),
     };
     for p in &rules.policies {
-        let start = current - change_in_period(p.period_seconds, up_events, now)
-            + change_in_period(p.period_seconds, down_events, now);
+        let start = current
+            .saturating_sub(change_in_period(p.period_seconds, up_events, now))
+            .saturating_add(change_in_period(p.period_seconds, down_events, now));
         let prop = match p.kind {
             PolicyType::Pods => start.saturating_sub(p.value),
             PolicyType::Percent => sat_i32(f64::from(start) * (1.0 - f64::from(p.value) / 100.0)),
@@ -605,9 +632,9 @@ fn store_scale_event(
     now: i64,
 ) {
     let (list, rules, change) = if new > old {
-        (&mut state.scale_up_events, up, new - old)
+        (&mut state.scale_up_events, up, new.saturating_sub(old))
     } else {
-        (&mut state.scale_down_events, down, old - new)
+        (&mut state.scale_down_events, down, old.saturating_sub(new))
     };
     let longest = rules
         .policies
@@ -615,7 +642,7 @@ fn store_scale_event(
         .map(|p| p.period_seconds)
         .max()
         .unwrap_or(0);
-    let cutoff = now - i64::from(longest) * 1000;
+    let cutoff = now.saturating_sub(i64::from(longest) * 1000);
     let mut last_old = None;
     for (i, e) in list.iter_mut().enumerate() {
         if e.at_ms < cutoff {

@@ -48,6 +48,11 @@ pub struct SimulationInput {
     pub step_ms: i64,
     /// Replica count at the start; defaults to the actual count then.
     pub initial_replicas: Option<i32>,
+    /// How long a new pod takes to become Ready. 0: pods serve and report at once.
+    /// Otherwise a pod created by a scale-up reports no sample (and takes no load) until it
+    /// is Ready, and the cpu readiness rules of the controller apply to it afterwards;
+    /// scale-down removes the newest pods first.
+    pub pod_startup_ms: i64,
 }
 
 /// One tick of a simulation.
@@ -119,7 +124,39 @@ fn is_utilization(m: &MetricSpec) -> bool {
 
 const REQUEST_MILLI: i64 = 1000;
 
-fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
+/// What the metrics APIs would return for `value` in the units of the metric's series:
+/// every pod reporting `value` (utilization % of a 1000m request, or the per-pod average)
+/// for per-pod metrics, the value itself for Object and External metrics.
+pub fn synthetic_observation(m: &MetricSpec, value: f64, pods: &[Pod], t: i64) -> Observed {
+    if is_per_pod(m) {
+        let milli = if is_utilization(m) {
+            to_milli(value * REQUEST_MILLI as f64 / 100_000.0)
+        } else {
+            to_milli(value)
+        };
+        Observed::Pods(
+            pods.iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        PodSample {
+                            milli,
+                            timestamp_ms: t,
+                            window_ms: 30_000,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    } else if m.kind == "Object" {
+        Observed::Object(to_milli(value))
+    } else {
+        Observed::External(vec![to_milli(value)])
+    }
+}
+
+/// `n` Running, Ready pods with a 1000m request for every resource the metrics name.
+pub fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
     let mut requests = BTreeMap::new();
     let mut containers = Vec::new();
     for m in spec.effective_metrics() {
@@ -163,6 +200,9 @@ fn to_milli(v: f64) -> i64 {
     }
 }
 
+/// The longest simulation run (about 6 months at 15 s).
+pub const MAX_TICKS: i64 = 1_000_000;
+
 /// Run the simulation.
 pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     if input.step_ms <= 0 {
@@ -170,6 +210,12 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     }
     if input.end_ms < input.start_ms {
         return Err(Error::Input("the end is before the start".into()));
+    }
+    let count = input.end_ms.saturating_sub(input.start_ms) / input.step_ms + 1;
+    if count > MAX_TICKS {
+        return Err(Error::Input(format!(
+            "{count} ticks requested; at most {MAX_TICKS} are simulated (use a longer step or a shorter range)"
+        )));
     }
     let metrics = input.spec.effective_metrics();
     let mut replicas = match input.initial_replicas {
@@ -181,9 +227,26 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
     let mut state = ControllerState::default();
     let mut ticks = Vec::new();
     let mut t = input.start_ms;
+    let long_ago = i64::MIN / 4;
+    let mut created: Vec<i64> = vec![long_ago; replicas.max(0) as usize];
     while t <= input.end_ms {
         let actual = actual_at(&input.actual, t);
-        let pods = synth_pods(&input.spec, replicas);
+        let mut pods = synth_pods(&input.spec, replicas);
+        if input.pod_startup_ms > 0 {
+            for (p, c) in pods.iter_mut().zip(&created) {
+                let ready_at = c.saturating_add(input.pod_startup_ms);
+                let ready = ready_at <= t;
+                p.ready = Some(ready);
+                p.start_time_ms = Some(*c);
+                p.ready_since_ms = if ready { ready_at } else { *c };
+            }
+        }
+        let serving: Vec<Pod> = pods
+            .iter()
+            .filter(|p| p.ready == Some(true))
+            .cloned()
+            .collect();
+        let serving_count = serving.len() as i32;
         let mut first_sim = None;
         let observed: Vec<Observed> = metrics
             .iter()
@@ -196,42 +259,20 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
                     let Some(a) = actual else {
                         return Observed::Error("no replica count at this time".into());
                     };
-                    let per_pod = if replicas > 0 {
-                        v * a / f64::from(replicas)
+                    let per_pod = if serving_count > 0 {
+                        v * a / f64::from(serving_count)
                     } else {
                         0.0
                     };
                     if i == 0 {
                         first_sim = Some(per_pod);
                     }
-                    let milli = if is_utilization(m) {
-                        to_milli(per_pod * REQUEST_MILLI as f64 / 100_000.0)
-                    } else {
-                        to_milli(per_pod)
-                    };
-                    Observed::Pods(
-                        pods.iter()
-                            .map(|p| {
-                                (
-                                    p.name.clone(),
-                                    PodSample {
-                                        milli,
-                                        timestamp_ms: t,
-                                        window_ms: 30_000,
-                                    },
-                                )
-                            })
-                            .collect(),
-                    )
+                    synthetic_observation(m, per_pod, &serving, t)
                 } else {
                     if i == 0 {
                         first_sim = Some(v);
                     }
-                    if m.kind == "Object" {
-                        Observed::Object(to_milli(v))
-                    } else {
-                        Observed::External(vec![to_milli(v)])
-                    }
+                    synthetic_observation(m, v, &pods, t)
                 }
             })
             .collect();
@@ -255,6 +296,11 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             },
         };
         replicas = out.desired_replicas;
+        let want = replicas.max(0) as usize;
+        while created.len() < want {
+            created.push(t);
+        }
+        created.truncate(want);
         ticks.push(Tick {
             timestamp_ms: t,
             actual_replicas: actual,
@@ -265,7 +311,10 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             simulated_replicas: replicas,
             reason,
         });
-        t += input.step_ms;
+        match t.checked_add(input.step_ms) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     Ok(ticks)
 }
@@ -296,36 +345,26 @@ pub async fn fetch_series<B: Backend + ?Sized>(
 }
 
 /// Fetch every metric series (one query per metric) and the actual replica count (a query,
-/// or a constant), then simulate.
-#[allow(clippy::too_many_arguments)]
+/// or a constant) over `input`'s range, then simulate. `input.metrics` and `input.actual`
+/// are replaced by what the backend returns.
 pub async fn simulate_from_backend<B: Backend + ?Sized>(
     backend: &B,
-    spec: HpaSpec,
-    config: ControllerConfig,
+    mut input: SimulationInput,
     metric_queries: &[String],
     replicas: Result<&str, f64>,
-    start_ms: i64,
-    end_ms: i64,
-    step_ms: i64,
 ) -> Result<Vec<Tick>, Error> {
-    let mut metrics = Vec::new();
+    let (start, end, step) = (input.start_ms, input.end_ms, input.step_ms);
+    input.metrics.clear();
     for q in metric_queries {
-        metrics.push(fetch_series(backend, q, start_ms, end_ms, step_ms).await?);
+        input
+            .metrics
+            .push(fetch_series(backend, q, start, end, step).await?);
     }
-    let actual = match replicas {
-        Ok(q) => ActualReplicas::Series(fetch_series(backend, q, start_ms, end_ms, step_ms).await?),
+    input.actual = match replicas {
+        Ok(q) => ActualReplicas::Series(fetch_series(backend, q, start, end, step).await?),
         Err(c) => ActualReplicas::Constant(c),
     };
-    simulate(&SimulationInput {
-        spec,
-        config,
-        metrics,
-        actual,
-        start_ms,
-        end_ms,
-        step_ms,
-        initial_replicas: None,
-    })
+    simulate(&input)
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -356,96 +395,34 @@ pub fn to_csv(ticks: &[Tick]) -> String {
     s
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Several runs as one CSV: a leading `run` column names the run of each row.
+pub fn to_csv_runs(runs: &[(&str, &[Tick])]) -> String {
+    let mut out = String::new();
+    for (i, (label, ticks)) in runs.iter().enumerate() {
+        for (n, line) in to_csv(ticks).lines().enumerate() {
+            if n == 0 {
+                if i == 0 {
+                    let _ = writeln!(out, "run,{line}");
+                }
+                continue;
+            }
+            let _ = writeln!(out, "{},{line}", label.replace(',', " "));
+        }
+    }
+    out
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn format_rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+pub use promhpa_core::time::format_rfc3339;
 
 /// Parse a time: RFC 3339 (`2024-05-01T12:00:00Z`, offsets and fractions allowed) or Unix
 /// seconds (`1714564800`, `1714564800.5`). Returns milliseconds since the epoch.
 pub fn parse_time(s: &str) -> Result<i64, Error> {
     let s = s.trim();
-    let bad = || {
+    promhpa_core::time::parse_api_time_ms(s).ok_or_else(|| {
         Error::Input(format!(
             "invalid time {s:?}: expected RFC 3339 or Unix seconds"
         ))
-    };
-    if let Ok(v) = s.parse::<f64>() {
-        if v.is_finite() {
-            return Ok((v * 1000.0).round() as i64);
-        }
-        return Err(bad());
-    }
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
-        return Err(bad());
-    }
-    let num =
-        |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return Err(bad());
-    }
-    let mut rest = &s[19..];
-    let mut frac_ms = 0i64;
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let padded = format!("{digits:0<3}");
-        frac_ms = padded[..3].parse().map_err(|_| bad())?;
-        rest = &r[digits.len()..];
-    }
-    let offset_s = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let hh: i64 = o[1..3].parse().map_err(|_| bad())?;
-            let mm: i64 = o[4..6].parse().map_err(|_| bad())?;
-            let v = hh * 3600 + mm * 60;
-            if o.starts_with('-') {
-                -v
-            } else {
-                v
-            }
-        }
-        _ => return Err(bad()),
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    Ok(secs * 1000 + frac_ms)
+    })
 }
 
 /// Parse history data: CSV with a header (`timestamp`, optional `replicas`, and one value
@@ -550,7 +527,7 @@ fn parse_json_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
 }
 
 /// A chart line: legend name, colour, points, drawn as steps.
-type ChartLine<'a> = (&'a str, &'a str, Vec<(i64, f64)>, bool);
+type ChartLine<'a> = (String, &'a str, Vec<(i64, f64)>, bool);
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -560,6 +537,21 @@ fn esc(s: &str) -> String {
 
 /// An SVG chart: actual vs simulated replicas (top), metric vs target (bottom).
 pub fn to_svg(ticks: &[Tick], title: &str) -> String {
+    to_svg_runs(&[("simulated", ticks)], title)
+}
+
+const PALETTE: [(&str, &str); 4] = [
+    ("#d62728", "#1f77b4"),
+    ("#9467bd", "#17becf"),
+    ("#ff7f0e", "#8c564b"),
+    ("#e377c2", "#bcbd22"),
+];
+
+/// An SVG chart of several simulations over the same history (for example two `behavior`
+/// settings): actual and each run's replicas (top), recorded metric, each run's metric and
+/// the target (bottom). The first run gives the actual replicas, metric and target.
+pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
+    let ticks: &[Tick] = runs.first().map(|r| r.1).unwrap_or(&[]);
     const W: f64 = 1000.0;
     const PANEL_H: f64 = 220.0;
     const LEFT: f64 = 60.0;
@@ -658,46 +650,48 @@ pub fn to_svg(ticks: &[Tick], title: &str) -> String {
             );
         }
     };
-    let actual: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.actual_replicas.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let sim: Vec<(i64, f64)> = ticks
-        .iter()
-        .map(|t| (t.timestamp_ms, f64::from(t.simulated_replicas)))
-        .collect();
-    panel(
-        &mut s,
-        TOP + 10.0,
-        "replicas",
-        &[
-            ("actual", "#888888", actual, true),
-            ("simulated", "#d62728", sim, true),
-        ],
-    );
-    let metric: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.metric.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let sim_metric: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.simulated_metric.map(|a| (t.timestamp_ms, a)))
-        .collect();
-    let target: Vec<(i64, f64)> = ticks
-        .iter()
-        .filter_map(|t| t.target.map(|a| (t.timestamp_ms, a)))
-        .collect();
+    let series = |f: &dyn Fn(&Tick) -> Option<f64>, ticks: &[Tick]| -> Vec<(i64, f64)> {
+        ticks
+            .iter()
+            .filter_map(|t| f(t).map(|v| (t.timestamp_ms, v)))
+            .collect()
+    };
+    let mut replica_lines: Vec<ChartLine> = vec![(
+        "actual".into(),
+        "#888888",
+        series(&|t| t.actual_replicas, ticks),
+        true,
+    )];
+    let mut metric_lines: Vec<ChartLine> = vec![(
+        "recorded".into(),
+        "#888888",
+        series(&|t| t.metric, ticks),
+        false,
+    )];
+    for (i, (label, run)) in runs.iter().enumerate() {
+        let (c1, c2) = PALETTE[i % PALETTE.len()];
+        replica_lines.push((
+            (*label).to_string(),
+            c1,
+            series(&|t| Some(f64::from(t.simulated_replicas)), run),
+            true,
+        ));
+        metric_lines.push((
+            (*label).to_string(),
+            c2,
+            series(&|t| t.simulated_metric, run),
+            false,
+        ));
+    }
+    metric_lines.push((
+        "target".into(),
+        "#2ca02c",
+        series(&|t| t.target, ticks),
+        false,
+    ));
+    panel(&mut s, TOP + 10.0, "replicas", &replica_lines);
     let top2 = TOP + 10.0 + PANEL_H + GAP;
-    panel(
-        &mut s,
-        top2,
-        "metric",
-        &[
-            ("recorded", "#888888", metric, false),
-            ("simulated", "#1f77b4", sim_metric, false),
-            ("target", "#2ca02c", target, false),
-        ],
-    );
+    panel(&mut s, top2, "metric", &metric_lines);
     for k in 0..=6 {
         let t = t0 + (t1 - t0) * f64::from(k) / 6.0;
         let xx = x(t as i64);

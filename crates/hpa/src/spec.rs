@@ -301,3 +301,33 @@ impl Behavior {
         }
     }
 }
+
+/// Read an HPA from YAML or JSON: the first `HorizontalPodAutoscaler` object of a
+/// (possibly multi-document) manifest, or a bare `spec`.
+pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Error> {
+    let yaml_err = |i: usize, e: serde_yaml::Error| crate::Error::Yaml {
+        context: format!("manifest document {}", i + 1),
+        source: e,
+    };
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml::Value::deserialize(doc).map_err(|e| yaml_err(i, e))?;
+        let kind = value.get("kind").and_then(serde_yaml::Value::as_str);
+        if kind == Some("HorizontalPodAutoscaler")
+            || (kind.is_none() && value.get("spec").is_some())
+        {
+            return serde_yaml::from_value(value).map_err(|e| yaml_err(i, e));
+        }
+        if kind.is_none() && value.get("maxReplicas").is_some() {
+            let spec: HpaSpec = serde_yaml::from_value(value).map_err(|e| yaml_err(i, e))?;
+            return Ok(HorizontalPodAutoscaler {
+                api_version: "autoscaling/v2".into(),
+                kind: "HorizontalPodAutoscaler".into(),
+                metadata: ObjectMeta::default(),
+                spec,
+            });
+        }
+    }
+    Err(crate::Error::Input(
+        "no HorizontalPodAutoscaler found in the manifest".into(),
+    ))
+}

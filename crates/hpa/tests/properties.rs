@@ -117,7 +117,8 @@ proptest! {
         prop_assert!(d >= min && d <= min + span, "desired {d} outside [{min}, {}]", min + span);
     }
 
-    /// On a consistent state (the scale's replica count equals the pods it selects); when
+    /// On a consistent state (the scale's replica count equals the pods it selects that
+    /// are not being deleted); when
     /// they differ the tolerance band holds the scale's count while outside it the pods
     /// decide, which is upstream behaviour and not monotonic.
     #[test]
@@ -128,7 +129,8 @@ proptest! {
         bump_pod in 0usize..8, bump in 1i64..3000,
         target in 10i32..150, behavior in any::<bool>(),
     ) {
-        let current = kinds.len() as i32;
+        let current = kinds.iter().filter(|k| **k != 4).count() as i32;
+        prop_assume!(current > 0);
         let spec = cpu_spec(1, 1000, target, behavior);
         let ps = pods(&kinds, &requests);
         let before = desired(&spec, current, &ps, samples(&kinds, &usage));
@@ -162,5 +164,133 @@ proptest! {
         if raw > current {
             prop_assert!(d > current);
         }
+    }
+}
+
+proptest! {
+    /// A scale-down never goes below a raw recommendation made within the downscale
+    /// stabilization window (300 s), on either path, and the replicas stay within bounds.
+    #[test]
+    fn scale_down_respects_the_stabilization_window(
+        raws in proptest::collection::vec(0i32..40, 1..60),
+        gaps in proptest::collection::vec(1i64..120, 60),
+        start in 1i32..30, behavior in any::<bool>(),
+    ) {
+        let spec = cpu_spec(1, 30, 50, behavior);
+        let config = ControllerConfig::default();
+        let mut state = ControllerState::default();
+        let mut current = start;
+        let mut now = 0i64;
+        let mut seen: Vec<(i64, i32)> = vec![(0, start)];
+        for (i, raw) in raws.iter().enumerate() {
+            let input = TickInput {
+                spec_replicas: current,
+                status_replicas: current,
+                pods: &[],
+                metrics: MetricsInput::Raw(*raw),
+                now_ms: now,
+            };
+            let out = reconcile(&spec, &config, &mut state, &input);
+            seen.push((now, *raw));
+            let d = out.desired_replicas;
+            prop_assert!((1..=30).contains(&d));
+            if d < current {
+                let recent_max = seen
+                    .iter()
+                    .filter(|(t, _)| *t > now - 300_000)
+                    .map(|(_, r)| *r)
+                    .max()
+                    .unwrap_or(0);
+                prop_assert!(d >= recent_max.min(current).max(1), "at {now}: {current} -> {d} with {recent_max} recommended recently");
+            }
+            current = d;
+            now += gaps[i] * 1000;
+        }
+    }
+}
+
+fn any_metric() -> impl Strategy<Value = MetricSpec> {
+    (0usize..6, -5i64..100_000, any::<bool>()).prop_map(|(kind, target, avg)| {
+        let q = Quantity::from_milli(target);
+        let t = MetricTarget {
+            kind: if avg { "AverageValue" } else { "Value" }.into(),
+            value: (!avg).then_some(q),
+            average_value: avg.then_some(q),
+            average_utilization: None,
+        };
+        let yaml = match kind {
+            0 => format!("type: Resource\nresource: {{name: cpu, target: {{type: Utilization, averageUtilization: {}}}}}", target / 1000),
+            1 => "type: Resource\nresource: {name: memory, target: {type: AverageValue, averageValue: 1}}".to_string(),
+            2 => "type: Pods\npods: {metric: {name: x}, target: {type: AverageValue, averageValue: 1}}".to_string(),
+            3 => "type: Object\nobject: {describedObject: {kind: Service, name: s}, metric: {name: x}, target: {type: Value, value: 1}}".to_string(),
+            4 => "type: External\nexternal: {metric: {name: x}, target: {type: Value, value: 1}}".to_string(),
+            _ => "type: Cheese".to_string(),
+        };
+        let mut m: MetricSpec = serde_yaml::from_str(&yaml).expect("metric");
+        if let Some(o) = m.object.as_mut() {
+            o.target = t.clone();
+        }
+        if let Some(e) = m.external.as_mut() {
+            e.target = t;
+        }
+        m
+    })
+}
+
+fn any_observed() -> impl Strategy<Value = Observed> {
+    prop_oneof![
+        proptest::collection::vec((0usize..6, any::<i64>(), -100_000i64..100_000), 0..6).prop_map(
+            |v| {
+                Observed::Pods(
+                    v.into_iter()
+                        .map(|(i, m, t)| {
+                            (
+                                format!("p{i}"),
+                                PodSample {
+                                    milli: m,
+                                    timestamp_ms: t,
+                                    window_ms: t.abs(),
+                                },
+                            )
+                        })
+                        .collect(),
+                )
+            }
+        ),
+        any::<i64>().prop_map(Observed::Object),
+        proptest::collection::vec(any::<i64>(), 0..4).prop_map(Observed::External),
+        Just(Observed::Error("boom".into())),
+        Just(Observed::Nothing),
+    ]
+}
+
+proptest! {
+    /// Arbitrary, even nonsensical, input never panics.
+    #[test]
+    fn reconcile_never_panics(
+        metrics in proptest::collection::vec(any_metric(), 0..4),
+        observed in proptest::collection::vec(any_observed(), 0..4),
+        kinds in proptest::collection::vec(0u8..5, 0..6),
+        requests in proptest::collection::vec(-10i64..i64::MAX / 4, 6),
+        spec_replicas in -3i32..50, status_replicas in -3i32..50,
+        min in -2i32..5, max in -2i32..60, behavior in any::<bool>(),
+    ) {
+        let spec = HpaSpec {
+            min_replicas: Some(min),
+            max_replicas: max,
+            metrics,
+            behavior: behavior.then(Behavior::default),
+            ..HpaSpec::default()
+        };
+        let ps = pods(&kinds, &requests);
+        let mut state = ControllerState::default();
+        let input = TickInput {
+            spec_replicas,
+            status_replicas,
+            pods: &ps,
+            metrics: MetricsInput::Observed(&observed),
+            now_ms: 0,
+        };
+        let _ = reconcile(&spec, &ControllerConfig::default(), &mut state, &input);
     }
 }

@@ -39,6 +39,7 @@ fn day(spec: HpaSpec) -> Vec<Tick> {
         end_ms: DAY_START + 86_400_000 - 1,
         step_ms: 15_000,
         initial_replicas: None,
+        pod_startup_ms: 0,
     })
     .expect("simulate")
 }
@@ -138,4 +139,74 @@ fn data_files_parse() {
         DAY_START
     );
     assert!(parse_time("yesterday").is_err());
+}
+
+#[test]
+fn unreasonable_inputs_are_errors() {
+    assert!(parse_time("2024-05-01T00:00:00+0é00").is_err());
+    assert!(parse_time("2024-05-01T00:00:00+é:00").is_err());
+    let input = SimulationInput {
+        spec: spec(""),
+        config: ControllerConfig::default(),
+        metrics: vec![vec![(0, 1.0)]],
+        actual: ActualReplicas::Constant(1.0),
+        start_ms: 0,
+        end_ms: i64::MAX,
+        step_ms: 15_000,
+        initial_replicas: None,
+        pod_startup_ms: 0,
+    };
+    assert!(simulate(&input).is_err());
+    assert!(simulate(&SimulationInput {
+        step_ms: 0,
+        end_ms: 0,
+        ..input.clone()
+    })
+    .is_err());
+    assert!(simulate(&SimulationInput {
+        start_ms: 10,
+        end_ms: 0,
+        ..input
+    })
+    .is_err());
+}
+
+#[test]
+fn slow_pod_startup_delays_the_relief() {
+    let mut series = Vec::new();
+    for i in 0..200 {
+        series.push((i * 15_000, if i < 4 { 40.0 } else { 150.0 }));
+    }
+    let run = |startup: i64| {
+        simulate(&SimulationInput {
+            spec: spec("behavior: {}\n"),
+            config: ControllerConfig::default(),
+            metrics: vec![series.clone()],
+            actual: ActualReplicas::Constant(4.0),
+            start_ms: 0,
+            end_ms: 199 * 15_000,
+            step_ms: 15_000,
+            initial_replicas: None,
+            pod_startup_ms: startup,
+        })
+        .expect("simulate")
+    };
+    let fast = run(0);
+    let slow = run(90_000);
+    // Both reach the 12 pods the load needs; while new pods start, the old ones carry the
+    // whole load, so the per-pod metric stays high for longer.
+    assert_eq!(fast.last().map(|t| t.simulated_replicas), Some(12));
+    assert_eq!(slow.last().map(|t| t.simulated_replicas), Some(12));
+    let high = |ticks: &[Tick]| {
+        ticks
+            .iter()
+            .filter(|t| t.simulated_metric.is_some_and(|m| m > 60.0))
+            .count()
+    };
+    assert!(
+        high(&slow) > high(&fast) + 4,
+        "{} vs {}",
+        high(&slow),
+        high(&fast)
+    );
 }

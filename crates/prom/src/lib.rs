@@ -52,6 +52,8 @@ pub enum PromError {
     InvalidVerb(String),
     #[error("building http client: {0}")]
     Client(String),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// The HTTP method used for queries.
@@ -274,11 +276,7 @@ impl PromClient {
                     path: p.clone(),
                     state: Mutex::new(None),
                 };
-                cache.token().map_err(|_| PromError::ReadFile {
-                    what: "prometheus token file",
-                    path: p.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "unreadable"),
-                })?;
+                cache.token().map_err(PromError::Token)?;
                 Some(cache)
             }
             None => None,
@@ -304,6 +302,21 @@ impl PromClient {
 
     /// Call an API endpoint with form parameters and return the body of a 2xx/4xx/5xx JSON answer.
     async fn call(&self, api: &str, params: &[(&str, String)]) -> Result<Vec<u8>, BackendError> {
+        let resp = self.send(api, params).await?;
+        let body = resp.bytes().await.map_err(|e| BackendError::Unavailable {
+            address: self.display.clone(),
+            message: error_chain(&e),
+        })?;
+        Ok(body.to_vec())
+    }
+
+    /// Send a request; a successful response is returned with its body unread, anything
+    /// else becomes a typed error.
+    async fn send(
+        &self,
+        api: &str,
+        params: &[(&str, String)],
+    ) -> Result<reqwest::Response, BackendError> {
         let unavailable = |message: String| BackendError::Unavailable {
             address: self.display.clone(),
             message,
@@ -340,13 +353,13 @@ impl PromClient {
         }
         let resp = req.send().await.map_err(|e| unavailable(error_chain(&e)))?;
         let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
         let body = resp
             .bytes()
             .await
             .map_err(|e| unavailable(error_chain(&e)))?;
-        if status.is_success() {
-            return Ok(body.to_vec());
-        }
         // Prometheus answers API errors with JSON bodies and 400/422/503 codes.
         if let Ok(err) = serde_json::from_slice::<parse::ApiErrorBody>(&body) {
             if err.status == "error" {
@@ -470,8 +483,42 @@ impl Backend for PromClient {
                 ("start", format_ts(since_ms)),
                 ("end", format_ts(now)),
             ];
-            let body = self.call("/api/v1/series", &params).await?;
-            parse_series_response(&body).map_err(|message| BackendError::Protocol {
+            // The body is parsed while it arrives, so a relist of many series never holds
+            // the whole response (or any label value beyond the series being read).
+            let mut resp = self.send("/api/v1/series", &params).await?;
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(16);
+            let parser = tokio::task::spawn_blocking(move || {
+                parse::parse_series_reader(parse::ChannelReader::new(rx))
+            });
+            let mut stream_error = None;
+            loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if tx.send(Ok(chunk)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let message = error_chain(&e);
+                        let _ = tx.send(Err(message.clone()));
+                        stream_error = Some(message);
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let parsed = parser.await.map_err(|e| BackendError::Protocol {
+                address: self.display.clone(),
+                message: format!("series parser failed: {e}"),
+            })?;
+            if let Some(message) = stream_error {
+                return Err(BackendError::Unavailable {
+                    address: self.display.clone(),
+                    message,
+                });
+            }
+            parsed.map_err(|message| BackendError::Protocol {
                 address: self.display.clone(),
                 message,
             })

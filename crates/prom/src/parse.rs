@@ -181,6 +181,47 @@ impl<'de> Deserialize<'de> for OneSeries {
 pub fn parse_series_response(body: &[u8]) -> Result<Vec<SeriesInfo>, String> {
     let env: Envelope<SeriesSet> =
         serde_json::from_slice(body).map_err(|e| format!("decoding series response: {e}"))?;
+    finish_series(env)
+}
+
+/// A blocking reader over body chunks sent through a channel; a sent error fails the read.
+pub(crate) struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    current: bytes::Bytes,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) -> Self {
+        ChannelReader {
+            rx,
+            current: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => self.current = chunk,
+                Ok(Err(message)) => return Err(std::io::Error::other(message)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// [`parse_series_response`] over a reader, decoding while the bytes arrive.
+pub(crate) fn parse_series_reader(reader: impl std::io::Read) -> Result<Vec<SeriesInfo>, String> {
+    let env: Envelope<SeriesSet> = serde_json::from_reader(std::io::BufReader::new(reader))
+        .map_err(|e| format!("decoding series response: {e}"))?;
+    finish_series(env)
+}
+
+fn finish_series(env: Envelope<SeriesSet>) -> Result<Vec<SeriesInfo>, String> {
     if env.status != "success" {
         return Err(format!(
             "series request failed: {}: {}",
@@ -272,5 +313,19 @@ mod tests {
         );
         assert_eq!(s[2].label_names.len(), 1);
         assert!(parse_series_response(br#"{"status":"success","data":[1]}"#).is_err());
+        // The same body arriving in small chunks through the streaming reader.
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        for chunk in body.chunks(7) {
+            tx.send(Ok(bytes::Bytes::copy_from_slice(chunk))).unwrap();
+        }
+        drop(tx);
+        assert_eq!(parse_series_reader(ChannelReader::new(rx)).unwrap(), s);
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        tx.send(Ok(bytes::Bytes::from_static(b"{\"status\":\"succ")))
+            .unwrap();
+        tx.send(Err("connection reset".to_string())).unwrap();
+        drop(tx);
+        let err = parse_series_reader(ChannelReader::new(rx)).unwrap_err();
+        assert!(err.contains("connection reset"), "{err}");
     }
 }

@@ -138,3 +138,74 @@ async fn queries_series_and_errors_over_https() {
         other => panic!("expected unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_for_mutual_tls() {
+    let pki = TestPki::generate("mtls-ca", "promhpa").unwrap();
+    let target = ScrapeTarget::start(BODY).unwrap();
+    let prom = Prometheus::start_mtls(&pki, &[target.port]).unwrap();
+    let mut config = PromConfig::new(prom.url());
+    config.ca_file = Some(prom.ca_file.clone());
+    let without = PromClient::new(config.clone()).unwrap();
+    config.client_cert_file = Some(pki.client_cert.clone());
+    config.client_key_file = Some(pki.client_key.clone());
+    let with = PromClient::new(config).unwrap();
+    let start = Instant::now();
+    loop {
+        match with.query("vector(1)", now_ms()).await {
+            Ok(QueryValue::Vector(v)) => {
+                assert_eq!(v[0].value, 1.0);
+                break;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(BackendError::Unavailable { message, .. }) if message.contains("503") => {}
+            Err(e) => panic!("with a client certificate: {e}\n{}", prom.log()),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", prom.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    match without.query("vector(1)", now_ms()).await {
+        Err(BackendError::Unavailable { .. }) => {}
+        other => panic!("expected the handshake to be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_from_config_or_url() {
+    let pki = TestPki::generate("basic-ca", "promhpa").unwrap();
+    let target = ScrapeTarget::start(BODY).unwrap();
+    let prom = Prometheus::start_basic_auth(&pki, &[target.port], "adapter", "s3cret:pw").unwrap();
+    let mut config = PromConfig::new(prom.url());
+    config.ca_file = Some(prom.ca_file.clone());
+    let anonymous = PromClient::new(config.clone()).unwrap();
+    let mut explicit = config.clone();
+    explicit.basic_auth = Some(("adapter".into(), "s3cret:pw".into()));
+    let explicit = PromClient::new(explicit).unwrap();
+    let mut in_url = config.clone();
+    in_url.url = format!("https://adapter:s3cret%3Apw@127.0.0.1:{}", prom.port);
+    let in_url = PromClient::new(in_url).unwrap();
+    let start = Instant::now();
+    loop {
+        match explicit.query("vector(2)", now_ms()).await {
+            Ok(QueryValue::Vector(v)) => {
+                assert_eq!(v[0].value, 2.0);
+                break;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(BackendError::Unavailable { message, .. }) if message.contains("503") => {}
+            Err(e) => panic!("with basic auth: {e}\n{}", prom.log()),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", prom.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let QueryValue::Vector(v) = in_url.query("vector(3)", now_ms()).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(v[0].value, 3.0);
+    match anonymous.query("vector(1)", now_ms()).await {
+        Err(BackendError::Unavailable { message, .. }) => {
+            assert!(message.contains("401"), "{message}")
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+}

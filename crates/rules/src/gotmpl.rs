@@ -135,60 +135,7 @@ fn go_float_g(f: f64) -> String {
     format!("{f}")
 }
 
-/// Quote a string as Go's `strconv.Quote` (and `%q`) does.
-pub(crate) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if is_go_printable(c) => out.push(c),
-            c if (c as u32) < 0x10000 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let _ = write!(out, "\\U{:08x}", c as u32);
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// An approximation of Go's `strconv.IsPrint` for characters above ASCII control codes.
-fn is_go_printable(c: char) -> bool {
-    let u = c as u32;
-    if (0x20..0x7f).contains(&u) {
-        return true;
-    }
-    if (0x80..0xa0).contains(&u) || u == 0xad {
-        return false;
-    }
-    // Unicode separators other than space, private use, surrogates, unassigned noncharacters.
-    if matches!(u, 0x2028 | 0x2029 | 0xfeff | 0x061c | 0x180e)
-        || (0x200b..=0x200f).contains(&u)
-        || (0x202a..=0x202e).contains(&u)
-        || (0x2060..=0x206f).contains(&u)
-        || (0xe000..0xf900).contains(&u)
-    {
-        return false;
-    }
-    if (0xfff9..=0xfffb).contains(&u) || (u & 0xfffe) == 0xfffe {
-        return false;
-    }
-    !c.is_control() && !c.is_whitespace() || c == ' '
-}
+pub(crate) use promhpa_core::gofmt::go_quote;
 
 /// A parse or execution error.
 #[derive(Debug, Clone, PartialEq, Eq)]

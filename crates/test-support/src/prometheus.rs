@@ -145,6 +145,30 @@ pub struct Prometheus {
 impl Prometheus {
     /// Start Prometheus over HTTPS (certificate from `pki`) scraping `targets` every second.
     pub fn start_https(pki: &TestPki, targets: &[u16]) -> Result<Prometheus, String> {
+        Prometheus::start(pki, targets, false, None)
+    }
+
+    /// [`Prometheus::start_https`], also requiring a client certificate signed by `pki`'s CA.
+    pub fn start_mtls(pki: &TestPki, targets: &[u16]) -> Result<Prometheus, String> {
+        Prometheus::start(pki, targets, true, None)
+    }
+
+    /// [`Prometheus::start_https`], also requiring HTTP basic auth with `user`/`password`.
+    pub fn start_basic_auth(
+        pki: &TestPki,
+        targets: &[u16],
+        user: &str,
+        password: &str,
+    ) -> Result<Prometheus, String> {
+        Prometheus::start(pki, targets, false, Some((user, password)))
+    }
+
+    fn start(
+        pki: &TestPki,
+        targets: &[u16],
+        mtls: bool,
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<Prometheus, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let port = free_port()?;
         let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
@@ -155,14 +179,22 @@ impl Prometheus {
         let config_path = dir.path().join("prometheus.yml");
         write(&config_path, &config)?;
         let web_path = dir.path().join("web.yml");
-        write(
-            &web_path,
-            &format!(
-                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  min_version: TLS12\n",
-                pki.server_cert.display(),
-                pki.server_key.display()
-            ),
-        )?;
+        let mut web = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  min_version: TLS12\n",
+            pki.server_cert.display(),
+            pki.server_key.display(),
+        );
+        if mtls {
+            web.push_str(&format!(
+                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+                pki.ca_cert.display()
+            ));
+        }
+        if let Some((user, password)) = basic_auth {
+            let hash = bcrypt::hash(password, 4).map_err(|e| format!("bcrypt: {e}"))?;
+            web.push_str(&format!("basic_auth_users:\n  {user}: '{hash}'\n"));
+        }
+        write(&web_path, &web)?;
         let log = std::fs::File::create(dir.path().join("prometheus.log"))
             .map_err(|e| format!("creating prometheus log: {e}"))?;
         let log2 = log

@@ -7,13 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use promhpa_apiserver::api::RequestGuard;
-use promhpa_apiserver::error::ApiError;
-use promhpa_apiserver::types::StatusDetails;
-use promhpa_auth::request::{Rejection, RequestAuth};
 use promhpa_auth::AuthnFlags;
-use promhpa_core::backend::BoxFuture;
 use promhpa_core::lookup::ObjectLookup;
-use promhpa_core::tls::PeerCertificates;
 use promhpa_kube_lookup::config::KubeConfig;
 use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOptions};
 use promhpa_kube_lookup::discovery::Discovery;
@@ -21,38 +16,6 @@ use promhpa_kube_lookup::http::HttpKubeApi;
 use promhpa_kube_lookup::KubeObjectLookup;
 
 use super::serve::Flags;
-
-/// Runs every request but the always-allowed paths through [`RequestAuth`].
-pub struct AuthGuard(pub Arc<RequestAuth>);
-
-impl RequestGuard for AuthGuard {
-    fn check<'a>(&'a self, parts: &'a http::request::Parts) -> BoxFuture<'a, Result<(), ApiError>> {
-        Box::pin(async move {
-            let path_and_query = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            let peer = parts.extensions.get::<PeerCertificates>();
-            self.0
-                .check(&parts.method, path_and_query, peer, &parts.headers)
-                .await
-                .map(|_| ())
-                .map_err(rejection_to_api_error)
-        })
-    }
-}
-
-fn rejection_to_api_error(r: Rejection) -> ApiError {
-    ApiError::Rejected {
-        code: r.status,
-        reason: r.reason,
-        message: r.message,
-        details: r
-            .details
-            .map(|(group, kind, name)| StatusDetails { name, group, kind }),
-    }
-}
 
 fn flag_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
     match value.as_deref() {
@@ -145,7 +108,7 @@ pub async fn guard(flags: &Flags) -> anyhow::Result<(Arc<dyn RequestGuard>, Dele
          --authentication-kubeconfig/--authorization-kubeconfig, or for local use only \
          --insecure-skip-delegated-auth",
     )?;
-    let guard: Arc<dyn RequestGuard> = Arc::new(AuthGuard(auth.guard.clone()));
+    let guard: Arc<dyn RequestGuard> = auth.guard.clone();
     Ok((guard, auth))
 }
 
@@ -222,21 +185,5 @@ mod tests {
         assert!(auth_options(&f).is_err());
         let f = flags(&["--authentication-token-webhook-cache-ttl=soon"]);
         assert!(auth_options(&f).is_err());
-    }
-
-    #[test]
-    fn rejections_keep_their_status() {
-        let e = rejection_to_api_error(Rejection {
-            status: http::StatusCode::FORBIDDEN,
-            reason: "Forbidden",
-            message: "pods.custom.metrics.k8s.io \"*\" is forbidden".into(),
-            details: Some(("custom.metrics.k8s.io".into(), "pods".into(), "*".into())),
-        });
-        let status = serde_json::to_value(e.status()).unwrap_or_default();
-        assert_eq!(status["code"], 403);
-        assert_eq!(status["reason"], "Forbidden");
-        assert_eq!(status["details"]["group"], "custom.metrics.k8s.io");
-        assert_eq!(status["details"]["kind"], "pods");
-        assert_eq!(status["details"]["name"], "*");
     }
 }

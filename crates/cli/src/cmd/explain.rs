@@ -1,10 +1,144 @@
-//! `promhpa explain`.
+//! `promhpa explain`: what an HPA would decide now, metric by metric.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use promhpa_core::duration::parse_go_duration_ms;
+use promhpa_core::quantity::Quantity;
+use promhpa_hpa::explain::{explain_with, explain_with_async, render_text, value_key};
+use promhpa_hpa::spec::parse_manifest;
+use promhpa_hpa::ControllerConfig;
+
+use super::backend::{go_duration, now_ms, BackendFlags};
+use super::hpa_fetch::{HpaFetcher, PodScope};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The HPA manifest (a full HorizontalPodAutoscaler object or its spec).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`promhpa explain` is not available in this build")
+    /// Metric values as NAME=VALUE,... (NAME: the resource name for Resource metrics, the
+    /// metric name otherwise; VALUE in the target's units: `75` or `75%` for utilization,
+    /// a quantity such as `350m` for averages and values). A metric without a value is
+    /// shown as `<unknown>`, as the HPA shows a metric it cannot fetch.
+    #[arg(long, value_delimiter = ',', value_name = "NAME=VALUE")]
+    pub values: Vec<String>,
+
+    /// Where metrics are fetched from when not given with --values: the same backend,
+    /// rules and objects `serve` takes. Fetching is on when any of --prometheus-url,
+    /// --config, --objects or --demo is given.
+    #[command(flatten)]
+    pub backend: Box<BackendFlags>,
+
+    /// kubeconfig for looking up pods when no --objects file is given.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// How far back metric discovery looks for series.
+    #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
+    pub metrics_max_age: Duration,
+
+    /// The scale target's current replica count (default: minReplicas).
+    #[arg(long)]
+    pub replicas: Option<i32>,
+
+    /// Output format: text or json.
+    #[arg(short = 'o', long, default_value = "text")]
+    pub output: String,
+
+    /// --horizontal-pod-autoscaler-tolerance.
+    #[arg(long, default_value_t = 0.1)]
+    pub tolerance: f64,
+
+    /// --horizontal-pod-autoscaler-downscale-stabilization.
+    #[arg(long, default_value = "5m")]
+    pub downscale_stabilization: String,
+}
+
+fn parse_value(s: &str) -> anyhow::Result<f64> {
+    let s = s.trim();
+    let s = s.strip_suffix('%').unwrap_or(s);
+    let q: Quantity = s
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("metric value {s:?}"))?;
+    Ok(q.as_f64())
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let hpa = parse_manifest(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let mut values = BTreeMap::new();
+    for kv in args.values.iter().filter(|v| !v.trim().is_empty()) {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--values entries look like NAME=VALUE, got {kv:?}");
+        };
+        values.insert(k.trim().to_string(), parse_value(v)?);
+    }
+    let known: Vec<String> = hpa.spec.effective_metrics().iter().map(value_key).collect();
+    for k in values.keys() {
+        if !known.contains(k) {
+            bail!(
+                "--values names {k:?}, which is not a metric of this HPA (it has: {})",
+                known.join(", ")
+            );
+        }
+    }
+    let config = ControllerConfig {
+        tolerance: args.tolerance,
+        downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
+        ..ControllerConfig::default()
+    };
+    let current = args.replicas.unwrap_or_else(|| hpa.spec.min_replicas());
+    let b = &args.backend;
+    let fetching =
+        b.demo || b.prometheus_url.is_some() || b.config.is_some() || b.objects.is_some();
+    let explanation = if fetching {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async {
+            let fetcher =
+                HpaFetcher::new(b, &hpa, args.kubeconfig.as_deref(), args.metrics_max_age).await?;
+            match fetcher.pod_scope() {
+                PodScope::Selector(s) => eprintln!("pods metrics: pods matching {s}"),
+                PodScope::NamePrefix(p) => eprintln!(
+                    "pods metrics: no selector for the scale target in the objects; using pods named {p}*"
+                ),
+            }
+            let fetcher = &fetcher;
+            let values = &values;
+            anyhow::Ok(
+                explain_with_async(hpa, current, config, now_ms(), |m| async move {
+                    match values.get(&value_key(&m)) {
+                        Some(v) => Ok(*v),
+                        None => fetcher.fetch(&m).await,
+                    }
+                })
+                .await,
+            )
+        })?
+    } else {
+        explain_with(hpa, current, config, 0, |m| {
+            let key = value_key(m);
+            values
+                .get(&key)
+                .copied()
+                .ok_or_else(|| format!("no value for {key} (pass --values {key}=VALUE)"))
+        })
+    };
+    let out = match args.output.as_str() {
+        "json" => serde_json::to_string_pretty(&explanation)? + "\n",
+        "text" => render_text(&explanation),
+        other => bail!("unknown output format {other:?}: use text or json"),
+    };
+    use std::io::Write;
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

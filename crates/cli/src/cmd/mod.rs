@@ -1,8 +1,11 @@
 //! One module per subcommand; each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
+pub mod backend;
 pub mod check;
 pub mod cluster;
 pub mod explain;
+pub mod hpa_fetch;
+pub mod hpa_history;
 pub mod manifests;
 pub mod promql;
 pub mod query;

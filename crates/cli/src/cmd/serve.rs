@@ -7,24 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::backend::{go_duration, now_ms, BackendFlags};
 use anyhow::{bail, Context};
-use promhpa_apiserver::objects::StaticObjects;
 use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
-use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_core::lookup::ObjectLookup;
-use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
-use promhpa_rules::RuleSet;
 
 mod scrape;
-
-fn go_duration(s: &str) -> Result<Duration, String> {
-    let ms = parse_go_duration_ms(s).map_err(|e| e.to_string())?;
-    if ms < 0 {
-        return Err(format!("duration \"{s}\" must not be negative"));
-    }
-    Ok(Duration::from_millis(ms as u64))
-}
 
 /// The flags of `promhpa serve`, boxed so the subcommand enum stays small.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,64 +25,16 @@ pub struct Args {
 /// prometheus-adapter's flags (same names and meanings), plus promhpa's own.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Flags {
-    /// URL of the Prometheus API (path prefix and query parameters are kept). Without it,
-    /// the embedded evaluator is the backend.
-    #[arg(long, value_name = "URL")]
-    pub prometheus_url: Option<String>,
-    /// PEM CA bundle that signed Prometheus' serving certificate.
-    #[arg(long, value_name = "FILE")]
-    pub prometheus_ca_file: Option<PathBuf>,
-    /// File with a bearer token for Prometheus; re-read when it changes.
-    #[arg(long, value_name = "FILE")]
-    pub prometheus_token_file: Option<PathBuf>,
-    /// Extra header sent to Prometheus, `key=value`; repeatable.
-    #[arg(long, value_name = "KEY=VALUE")]
-    pub prometheus_header: Vec<String>,
-    /// HTTP method for queries: GET (switching to POST for long queries) or POST.
-    #[arg(long, default_value = "GET", value_name = "VERB")]
-    pub prometheus_verb: String,
-    /// Client certificate for mutual TLS with Prometheus.
-    #[arg(long, value_name = "FILE")]
-    pub prometheus_client_tls_cert_file: Option<PathBuf>,
-    /// Client key for mutual TLS with Prometheus.
-    #[arg(long, value_name = "FILE")]
-    pub prometheus_client_tls_key_file: Option<PathBuf>,
-    /// Basic auth user for Prometheus (the password comes from PROMHPA_PROMETHEUS_PASSWORD).
-    #[arg(long, value_name = "USER")]
-    pub prometheus_user: Option<String>,
-    #[arg(
-        long,
-        env = "PROMHPA_PROMETHEUS_PASSWORD",
-        hide_env_values = true,
-        hide = true
-    )]
-    pub prometheus_password: Option<String>,
-    /// Deadline of one Prometheus query (also sent as `timeout=`); keep it below the
-    /// aggregator's own request timeout.
-    #[arg(long, default_value = "20s", value_parser = go_duration, value_name = "DURATION")]
-    pub prometheus_query_timeout: Duration,
-    /// Accepted for compatibility (kubeconfig-style Prometheus auth).
-    #[arg(long, hide = true)]
-    pub prometheus_auth_config: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub prometheus_auth_incluster: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendFlags,
 
-    /// Rule file (prometheus-adapter config, Helm values or ConfigMap).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// How often discovery relists every rule's seriesQuery.
     #[arg(long, default_value = "1m", value_parser = go_duration, value_name = "DURATION")]
     pub metrics_relist_interval: Duration,
     /// How far back discovery looks for series (default: the relist interval).
     #[arg(long, value_parser = go_duration, value_name = "DURATION")]
     pub metrics_max_age: Option<Duration>,
-    /// Kubernetes objects (YAML/JSON, lists allowed) that label selectors are matched against.
-    #[arg(long, value_name = "FILE")]
-    pub objects: Option<PathBuf>,
-    /// Serve built-in demo traffic from the embedded evaluator, with the demo rule file and
-    /// object set unless --config/--objects are given. Ignores --prometheus-url.
-    #[arg(long)]
-    pub demo: bool,
+
     /// Targets the embedded evaluator scrapes (YAML: `targets:` with `url`, `interval`,
     /// `timeout`, `caFile`, `bearerTokenFile`, `insecureSkipVerify`, `labels`). Only
     /// without --prometheus-url.
@@ -113,9 +54,9 @@ pub struct Flags {
     /// HTTPS port.
     #[arg(long, default_value_t = 6443)]
     pub secure_port: u16,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
-    pub bind_address: IpAddr,
+    /// Address to listen on (default 0.0.0.0; 127.0.0.1 with --demo).
+    #[arg(long)]
+    pub bind_address: Option<IpAddr>,
     /// Directory for the self-signed serving certificate when none is given.
     #[arg(long, default_value = "apiserver.local.config/certificates")]
     pub cert_dir: PathBuf,
@@ -204,6 +145,29 @@ fn init_logging(args: &Flags) {
     };
 }
 
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown signal received; draining connections");
+}
+
 /// The embedded evaluator and the targets it scrapes once the runtime runs.
 struct Scraping {
     backend: Arc<promhpa_promql_eval::EmbeddedBackend>,
@@ -213,7 +177,7 @@ struct Scraping {
 
 /// The embedded evaluator with --retention/--max-series, the --load-exposition files
 /// loaded, and the --scrape-config targets read (scraping starts with the runtime).
-fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
+fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)> {
     use promhpa_promql_eval::{EmbeddedBackend, Labels, StoreLimits};
     let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
     if retention_ms <= 0 {
@@ -250,101 +214,24 @@ fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Sc
         config,
         retention: args.retention,
     };
-    Ok((backend, Some(scraping)))
+    Ok((backend, scraping))
 }
 
-/// The backend chosen at startup: Prometheus when `--prometheus-url` is given, otherwise
-/// the embedded evaluator.
+/// The backend: the demo traffic with --demo, Prometheus with --prometheus-url, otherwise
+/// the embedded evaluator with its scrape targets and exposition files.
 fn build_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
-    if args.demo {
-        return Ok((demo_backend(), None));
+    let embedded_inputs = args.scrape_config.is_some() || !args.load_exposition.is_empty();
+    if args.backend.demo {
+        return Ok((args.backend.build_backend()?, None));
     }
-    let Some(url) = &args.prometheus_url else {
-        return embedded_backend(args);
-    };
-    if args.scrape_config.is_some() || !args.load_exposition.is_empty() {
-        bail!("--scrape-config and --load-exposition feed the embedded evaluator and cannot be combined with --prometheus-url");
-    }
-    let mut config = PromConfig::new(url.clone());
-    config.ca_file = args.prometheus_ca_file.clone();
-    config.client_cert_file = args.prometheus_client_tls_cert_file.clone();
-    config.client_key_file = args.prometheus_client_tls_key_file.clone();
-    config.token_file = args.prometheus_token_file.clone();
-    for h in &args.prometheus_header {
-        config.headers.push(parse_header_flag(h)?);
-    }
-    config.verb = args.prometheus_verb.parse::<Verb>()?;
-    config.query_timeout = args.prometheus_query_timeout;
-    if let Some(user) = &args.prometheus_user {
-        config.basic_auth = Some((
-            user.clone(),
-            args.prometheus_password.clone().unwrap_or_default(),
-        ));
-    }
-    Ok((Arc::new(PromClient::new(config)?), None))
-}
-
-const DEMO_RULES: &str = include_str!("../../../../demo/rules.yaml");
-const DEMO_OBJECTS: &str = include_str!("../../../../demo/objects.yaml");
-
-/// The embedded evaluator fed by the demo traffic generator: five minutes of history at
-/// start, then one scrape every five seconds (in a background thread).
-fn demo_backend() -> Arc<dyn Backend> {
-    use promhpa_promql_eval::demo::DemoTraffic;
-    use promhpa_promql_eval::{EmbeddedBackend, Labels};
-    let backend = Arc::new(EmbeddedBackend::default());
-    let now = now_ms();
-    let start = now - 300_000;
-    let mut traffic = DemoTraffic::new(start);
-    let mut t = start;
-    while t <= now {
-        traffic.advance(t);
-        if let Err(e) = backend.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
-            tracing::warn!(error = %e, "demo ingest failed");
+    if args.backend.prometheus_url.is_some() {
+        if embedded_inputs {
+            bail!("--scrape-config and --load-exposition feed the embedded evaluator and cannot be combined with --prometheus-url");
         }
-        t += 5_000;
+        return Ok((args.backend.build_backend()?, None));
     }
-    let feed = backend.clone();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(5));
-        let t = now_ms();
-        traffic.advance(t);
-        if let Err(e) = feed.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
-            tracing::warn!(error = %e, "demo ingest failed");
-        }
-    });
-    tracing::info!("demo: embedded evaluator with generated traffic");
-    backend
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown signal received; draining connections");
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    let (backend, scraping) = embedded_backend(args)?;
+    Ok((backend, Some(scraping)))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -356,38 +243,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.log_format
         );
     }
-    let rules = match &args.config {
-        Some(path) => RuleSet::load(path)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("loading rule file {}", path.display()))?,
-        None if args.demo => {
-            RuleSet::from_yaml(DEMO_RULES, "demo/rules.yaml").map_err(|e| anyhow::anyhow!("{e}"))?
-        }
-        None => {
-            tracing::warn!("no --config given: no metrics will be served");
-            RuleSet::default()
-        }
-    };
-    for w in &rules.warnings {
-        tracing::warn!("{w}");
-    }
     let mut args = args;
-    if args.prometheus_url.is_none()
-        && !args.demo
-        && args.scrape_config.is_none()
-        && args.load_exposition.is_empty()
-    {
-        // A Helm values file carries the chart's `prometheus.url`/`port`/`path`; the chart
-        // joins them into --prometheus-url the same way.
-        if let Some(p) = rules.prometheus.as_ref().and_then(|p| {
-            p.url.as_ref().map(|u| {
-                let port = p.port.map(|port| format!(":{port}")).unwrap_or_default();
-                format!("{u}{port}{}", p.path.as_deref().unwrap_or(""))
-            })
-        }) {
-            tracing::info!(url = %p, "using prometheus from the rule file's prometheus settings");
-            args.prometheus_url = Some(p);
-        }
+    let rules = args.backend.load_rules()?;
+    if args.scrape_config.is_none() && args.load_exposition.is_empty() {
+        args.backend.adopt_rule_file_prometheus(&rules);
     }
     let (backend, scraping) = build_backend(&args)?;
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
@@ -409,14 +268,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // when every target is down.
             scrape::spawn(s.backend, &s.config, s.retention / 4)?;
         }
-        let lookup: Arc<dyn ObjectLookup> = match &args.objects {
-            Some(p) => Arc::new(StaticObjects::load(p)?),
-            None if args.demo => Arc::new(StaticObjects::from_text(DEMO_OBJECTS, "demo/objects.yaml")?),
-            None => super::cluster::kube_lookup(
-                args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
-            )?,
-        };
-        let (guard, _delegated_auth) = if args.demo || args.insecure_skip_delegated_auth {
+        let lookup: Arc<dyn ObjectLookup> = args
+            .backend
+            .build_lookup(args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()))?;
+        let (guard, _delegated_auth) = if args.backend.demo || args.insecure_skip_delegated_auth {
             tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
             (None, None)
         } else {
@@ -425,7 +280,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         // A certificate the backend's CA does not vouch for will not fix itself: say so and
         // stop instead of serving errors forever. Unreachable backends may come up later.
-        if args.prometheus_url.is_some() && !args.demo {
+        if args.backend.prometheus_url.is_some() && !args.backend.demo {
             match backend.query("1", now_ms()).await {
                 Err(BackendError::Unavailable { address, message })
                     if message.to_lowercase().contains("certificate") =>
@@ -457,7 +312,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             coalescer: Default::default(),
         };
         let app = promhpa_apiserver::router(state);
-        let addr = SocketAddr::new(args.bind_address, args.secure_port);
+        let bind = args.bind_address.unwrap_or(if args.backend.demo {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        });
+        let addr = SocketAddr::new(bind, args.secure_port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;

@@ -1,10 +1,218 @@
-//! `promhpa simulate`.
+//! `promhpa simulate`: replay history through an HPA spec and chart what it would have done.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args, Debug)]
-pub struct Args {}
+use anyhow::{bail, Context};
+use promhpa_core::duration::parse_go_duration_ms;
+use promhpa_hpa::simulate::{
+    parse_data, parse_time, simulate, to_csv, to_csv_runs, to_svg_runs, ActualReplicas,
+    SimulationInput, Tick,
+};
+use promhpa_hpa::spec::parse_manifest;
+use promhpa_hpa::ControllerConfig;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`promhpa simulate` is not available in this build")
+use super::backend::BackendFlags;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    inner: Box<Inner>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Inner {
+    /// The HPA manifest (a full HorizontalPodAutoscaler object or its spec). Repeat to
+    /// replay the same history through several specs (e.g. two `behavior` settings) and
+    /// chart them together.
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Start of the replay (RFC 3339 or Unix seconds); defaults to the first sample.
+    #[arg(long)]
+    pub from: Option<String>,
+
+    /// End of the replay (RFC 3339 or Unix seconds); defaults to the last sample.
+    #[arg(long)]
+    pub to: Option<String>,
+
+    /// Controller sync period.
+    #[arg(long, default_value = "15s")]
+    pub step: String,
+
+    /// History as CSV (`timestamp,value[,replicas]`, one value column per metric) or JSON
+    /// (`[{"timestamp":..,"value":..,"replicas":..}]`).
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+
+    /// PromQL giving each metric's past values, in spec order, in the target's units (for
+    /// a Pods metric: the per-pod average). Without it, each metric's query is rendered
+    /// from the rule file for the scale target's pods in the object file (the same pods
+    /// `explain` uses), wrapped in `avg` (Pods) or `sum` (Object, External).
+    #[arg(long = "query", value_name = "PROMQL")]
+    pub queries: Vec<String>,
+
+    /// PromQL giving the replica count that produced the values, e.g.
+    /// `kube_deployment_status_replicas{deployment="web"}` (range-queried on the backend).
+    #[arg(long, value_name = "PROMQL")]
+    pub replicas_query: Option<String>,
+
+    /// A constant replica count that produced the values (overrides the data's column).
+    #[arg(long)]
+    pub replicas: Option<f64>,
+
+    /// How long a new pod takes to become Ready (0: at once). Until then it takes no
+    /// load and reports no metric, as a starting pod would.
+    #[arg(long, default_value = "0s")]
+    pub pod_startup: String,
+
+    /// --horizontal-pod-autoscaler-tolerance.
+    #[arg(long, default_value_t = 0.1)]
+    pub tolerance: f64,
+
+    /// --horizontal-pod-autoscaler-downscale-stabilization.
+    #[arg(long, default_value = "5m")]
+    pub downscale_stabilization: String,
+
+    /// Where history comes from when --data is not given: the same backend, rules and
+    /// objects `serve` takes.
+    #[command(flatten)]
+    pub backend: BackendFlags,
+
+    /// Write the table here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Write an SVG chart (actual vs simulated replicas, metric vs target) here.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let args = *args.inner;
+    let mut hpas = Vec::new();
+    for file in &args.files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let hpa = parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
+        let label = if args.files.len() == 1 {
+            "simulated".to_string()
+        } else {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| file.display().to_string())
+        };
+        hpas.push((label, hpa));
+    }
+    let step_ms = parse_go_duration_ms(&args.step)?;
+    let (metrics, actual, start_ms, end_ms) = match &args.data {
+        Some(data) => {
+            let data_text = std::fs::read_to_string(data)
+                .with_context(|| format!("reading {}", data.display()))?;
+            let (metrics, replica_series) =
+                parse_data(&data_text).with_context(|| format!("in {}", data.display()))?;
+            let actual = match (args.replicas, replica_series.is_empty()) {
+                (Some(c), _) => ActualReplicas::Constant(c),
+                (None, false) => ActualReplicas::Series(replica_series),
+                (None, true) => bail!("the data has no replicas column: pass --replicas N"),
+            };
+            let first = metrics.iter().filter_map(|s| s.first().map(|p| p.0)).min();
+            let last = metrics.iter().filter_map(|s| s.last().map(|p| p.0)).max();
+            let start_ms = match &args.from {
+                Some(t) => parse_time(t)?,
+                None => first.context("the data has no samples")?,
+            };
+            let end_ms = match &args.to {
+                Some(t) => parse_time(t)?,
+                None => last.context("the data has no samples")?,
+            };
+            (metrics, actual, start_ms, end_ms)
+        }
+        None => {
+            let (Some(from), Some(to)) = (&args.from, &args.to) else {
+                bail!("no history given: pass --data FILE, or --from and --to to read it from the metrics backend");
+            };
+            let (start_ms, end_ms) = (parse_time(from)?, parse_time(to)?);
+            let replicas = match (&args.replicas_query, args.replicas) {
+                (Some(q), _) => Ok(q.as_str()),
+                (None, Some(c)) => Err(c),
+                (None, None) => bail!(
+                    "say which replica count produced the history: --replicas-query PROMQL or --replicas N"
+                ),
+            };
+            let hpa = &hpas[0].1;
+            let queries = if args.queries.is_empty() {
+                super::hpa_history::metric_queries(&args.backend, hpa)?
+            } else {
+                args.queries.clone()
+            };
+            let n = hpa.spec.effective_metrics().len();
+            if queries.len() != n {
+                bail!(
+                    "the HPA has {n} metrics but {} --query were given",
+                    queries.len()
+                );
+            }
+            for q in &queries {
+                eprintln!("history query: {q}");
+            }
+            let (metrics, actual) = super::hpa_history::fetch_history(
+                &args.backend,
+                &queries,
+                replicas,
+                (start_ms, end_ms, step_ms),
+            )?;
+            (metrics, actual, start_ms, end_ms)
+        }
+    };
+    let config = ControllerConfig {
+        tolerance: args.tolerance,
+        downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
+        ..ControllerConfig::default()
+    };
+    let pod_startup_ms = parse_go_duration_ms(&args.pod_startup)?;
+    let mut results = Vec::new();
+    for (label, hpa) in &hpas {
+        let ticks = simulate(&SimulationInput {
+            spec: hpa.spec.clone(),
+            config,
+            metrics: metrics.clone(),
+            actual: actual.clone(),
+            start_ms,
+            end_ms,
+            step_ms,
+            initial_replicas: None,
+            pod_startup_ms,
+        })
+        .with_context(|| format!("simulating {label}"))?;
+        results.push((label.as_str(), ticks));
+    }
+    let runs: Vec<(&str, &[Tick])> = results.iter().map(|(l, t)| (*l, t.as_slice())).collect();
+    let csv = if runs.len() == 1 {
+        to_csv(runs[0].1)
+    } else {
+        to_csv_runs(&runs)
+    };
+    match &args.csv {
+        Some(p) => std::fs::write(p, csv).with_context(|| format!("writing {}", p.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().lock().write_all(csv.as_bytes())?;
+        }
+    }
+    if let Some(p) = &args.svg {
+        let names: Vec<&str> = hpas
+            .iter()
+            .map(|(_, h)| h.metadata.name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let title = if names.is_empty() {
+            "simulated HPA".to_string()
+        } else {
+            format!("HPA {}", names.join(" vs "))
+        };
+        std::fs::write(p, to_svg_runs(&runs, &title))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

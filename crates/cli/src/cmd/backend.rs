@@ -1,0 +1,216 @@
+//! The metrics-backend flags shared by `serve`, `explain` and `simulate`: where values come
+//! from (Prometheus or the embedded evaluator), the rule file, and the objects selectors are
+//! matched against.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use promhpa_apiserver::objects::StaticObjects;
+use promhpa_core::backend::Backend;
+use promhpa_core::duration::parse_go_duration_ms;
+use promhpa_core::lookup::ObjectLookup;
+use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
+use promhpa_rules::RuleSet;
+
+/// A non-negative Go duration (`20s`, `1m30s`).
+pub fn go_duration(s: &str) -> Result<Duration, String> {
+    let ms = parse_go_duration_ms(s).map_err(|e| e.to_string())?;
+    if ms < 0 {
+        return Err(format!("duration \"{s}\" must not be negative"));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
+/// prometheus-adapter's backend flags (same names and meanings), the rule file, the object
+/// file and `--demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackendFlags {
+    /// URL of the Prometheus API (path prefix and query parameters are kept). Without it,
+    /// the embedded evaluator is the backend.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// PEM CA bundle that signed Prometheus' serving certificate.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// File with a bearer token for Prometheus; re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// Extra header sent to Prometheus, `key=value`; repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub prometheus_header: Vec<String>,
+    /// HTTP method for queries: GET (switching to POST for long queries) or POST.
+    #[arg(long, default_value = "GET", value_name = "VERB")]
+    pub prometheus_verb: String,
+    /// Client certificate for mutual TLS with Prometheus.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_client_tls_cert_file: Option<PathBuf>,
+    /// Client key for mutual TLS with Prometheus.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_client_tls_key_file: Option<PathBuf>,
+    /// Basic auth user for Prometheus (the password comes from PROMHPA_PROMETHEUS_PASSWORD).
+    #[arg(long, value_name = "USER")]
+    pub prometheus_user: Option<String>,
+    #[arg(
+        long,
+        env = "PROMHPA_PROMETHEUS_PASSWORD",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub prometheus_password: Option<String>,
+    /// Deadline of one Prometheus query (also sent as `timeout=`); keep it below the
+    /// aggregator's own request timeout.
+    #[arg(long, default_value = "20s", value_parser = go_duration, value_name = "DURATION")]
+    pub prometheus_query_timeout: Duration,
+    /// Accepted for compatibility (kubeconfig-style Prometheus auth).
+    #[arg(long, hide = true)]
+    pub prometheus_auth_config: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub prometheus_auth_incluster: Option<String>,
+
+    /// Rule file (prometheus-adapter config, Helm values or ConfigMap).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kubernetes objects (YAML/JSON, lists allowed) that label selectors are matched against.
+    #[arg(long, value_name = "FILE")]
+    pub objects: Option<PathBuf>,
+    /// Built-in demo traffic from the embedded evaluator, with the demo rule file and
+    /// object set unless --config/--objects are given. Ignores --prometheus-url.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+const DEMO_RULES: &str = include_str!("../../../../demo/rules.yaml");
+const DEMO_OBJECTS: &str = include_str!("../../../../demo/objects.yaml");
+
+impl BackendFlags {
+    /// The rule set: `--config`, the demo rules with `--demo`, or no rules.
+    pub fn load_rules(&self) -> anyhow::Result<RuleSet> {
+        let rules = match &self.config {
+            Some(path) => RuleSet::load(path)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("loading rule file {}", path.display()))?,
+            None if self.demo => RuleSet::from_yaml(DEMO_RULES, "demo/rules.yaml")
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            None => {
+                tracing::warn!("no --config given: no metrics will be served");
+                RuleSet::default()
+            }
+        };
+        for w in &rules.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(rules)
+    }
+
+    /// Without `--prometheus-url`, take Prometheus from a Helm values file's
+    /// `prometheus.url`/`port`/`path`, joined the way the chart joins them.
+    pub fn adopt_rule_file_prometheus(&mut self, rules: &RuleSet) {
+        if self.prometheus_url.is_some() || self.demo {
+            return;
+        }
+        if let Some(p) = rules.prometheus.as_ref().and_then(|p| {
+            p.url.as_ref().map(|u| {
+                let port = p.port.map(|port| format!(":{port}")).unwrap_or_default();
+                format!("{u}{port}{}", p.path.as_deref().unwrap_or(""))
+            })
+        }) {
+            tracing::info!(url = %p, "using prometheus from the rule file's prometheus settings");
+            self.prometheus_url = Some(p);
+        }
+    }
+
+    /// The backend: Prometheus when `--prometheus-url` is given, the demo traffic with
+    /// `--demo`, otherwise the (empty) embedded evaluator.
+    pub fn build_backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
+        if self.demo {
+            return Ok(demo_backend());
+        }
+        let Some(url) = &self.prometheus_url else {
+            tracing::info!(
+                "no --prometheus-url: using the embedded PromQL evaluator as the backend"
+            );
+            return Ok(Arc::new(promhpa_promql_eval::EmbeddedBackend::default()));
+        };
+        let mut config = PromConfig::new(url.clone());
+        config.ca_file = self.prometheus_ca_file.clone();
+        config.client_cert_file = self.prometheus_client_tls_cert_file.clone();
+        config.client_key_file = self.prometheus_client_tls_key_file.clone();
+        config.token_file = self.prometheus_token_file.clone();
+        for h in &self.prometheus_header {
+            config.headers.push(parse_header_flag(h)?);
+        }
+        config.verb = self.prometheus_verb.parse::<Verb>()?;
+        config.query_timeout = self.prometheus_query_timeout;
+        if let Some(user) = &self.prometheus_user {
+            config.basic_auth = Some((
+                user.clone(),
+                self.prometheus_password.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(Arc::new(PromClient::new(config)?))
+    }
+
+    /// The text of the object file (`--objects`, or the demo objects with `--demo`).
+    pub fn objects_text(&self) -> anyhow::Result<Option<(String, String)>> {
+        match &self.objects {
+            Some(p) => Ok(Some((
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                p.display().to_string(),
+            ))),
+            None if self.demo => Ok(Some((
+                DEMO_OBJECTS.to_string(),
+                "demo/objects.yaml".to_string(),
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// The object lookup: the object file, the demo objects, or the cluster of `kubeconfig`
+    /// (in-cluster configuration when `None`). Must run inside a tokio runtime.
+    pub fn build_lookup(&self, kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn ObjectLookup>> {
+        match self.objects_text()? {
+            Some((text, source)) => Ok(Arc::new(StaticObjects::from_text(&text, &source)?)),
+            None => super::cluster::kube_lookup(kubeconfig),
+        }
+    }
+}
+
+/// The embedded evaluator fed by the demo traffic generator: five minutes of history at
+/// start, then one scrape every five seconds (in a background thread).
+pub fn demo_backend() -> Arc<dyn Backend> {
+    use promhpa_promql_eval::demo::DemoTraffic;
+    use promhpa_promql_eval::{EmbeddedBackend, Labels};
+    let backend = Arc::new(EmbeddedBackend::default());
+    let now = now_ms();
+    let start = now - 300_000;
+    let mut traffic = DemoTraffic::new(start);
+    let mut t = start;
+    while t <= now {
+        traffic.advance(t);
+        if let Err(e) = backend.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
+            tracing::warn!(error = %e, "demo ingest failed");
+        }
+        t += 5_000;
+    }
+    let feed = backend.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let t = now_ms();
+        traffic.advance(t);
+        if let Err(e) = feed.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
+            tracing::warn!(error = %e, "demo ingest failed");
+        }
+    });
+    tracing::info!("demo: embedded evaluator with generated traffic");
+    backend
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,161 @@
+//! The history `simulate` replays, read from a metrics backend: one range query per
+//! metric (rendered from the rule file the way `serve` renders it for the HPA's request),
+//! and the replica count that produced it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use promhpa_hpa::simulate::{fetch_series, ActualReplicas, Series};
+use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector};
+use promhpa_rules::{Rule, RuleSet};
+
+use super::backend::BackendFlags;
+use super::hpa_fetch::{pod_scope, scope_pod_names};
+
+/// The series a rule of `rules` serves as `metric`, looking at each rule's own series
+/// (a rule whose `name.as` takes any series would otherwise claim other rules' series).
+fn own_series(rules: &[Rule], metric: &str) -> Option<String> {
+    rules.iter().find_map(|r| {
+        r.selected_series_name()
+            .filter(|s| r.metric_name_for(s).as_deref() == Some(metric))
+            .map(str::to_string)
+    })
+}
+
+fn request(rules: &RuleSet, metric: &str, ns: &str, external: bool) -> super::query::Args {
+    let list = if external {
+        &rules.external
+    } else {
+        &rules.custom
+    };
+    super::query::Args {
+        config: PathBuf::new(),
+        metric: metric.to_string(),
+        series: own_series(list, metric),
+        resource: None,
+        namespace: Some(ns.to_string()),
+        names: Vec::new(),
+        metric_selector: None,
+        external,
+        selector: None,
+    }
+}
+
+fn selector_text(s: Option<&MetaLabelSelector>) -> Option<String> {
+    s.map(|s| s.to_string()).filter(|s| !s.is_empty())
+}
+
+/// One PromQL per metric of `hpa`, each giving a single series in the target's units: the
+/// rule's query for the scale target's pods (averaged), the described object, or the
+/// external series with the HPA's selector (summed). The pods are those of the object file
+/// now; pods that existed only in the past are not included.
+pub fn metric_queries(
+    flags: &BackendFlags,
+    hpa: &HorizontalPodAutoscaler,
+) -> anyhow::Result<Vec<String>> {
+    let rules = flags.load_rules()?;
+    let ns = hpa
+        .metadata
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let objects = flags.objects_text()?;
+    let mut out = Vec::new();
+    for m in hpa.spec.effective_metrics() {
+        let q = match m.kind.as_str() {
+            "Pods" => {
+                let Some(p) = &m.pods else {
+                    bail!("Pods metric without a `pods` section")
+                };
+                let Some((text, source)) = &objects else {
+                    bail!("rendering the query of pods metric {} needs the pods: pass --objects FILE, or --query", p.metric.name);
+                };
+                let target = hpa.spec.scale_target_ref.clone().unwrap_or_default();
+                let scope = pod_scope(Some(text), &target, &ns);
+                let names = scope_pod_names(text, source, &scope, &ns)?;
+                if names.is_empty() {
+                    bail!(
+                        "no pods of {} {} in namespace {ns} in the objects",
+                        target.kind,
+                        target.name
+                    );
+                }
+                let mut r = request(&rules, &p.metric.name, &ns, false);
+                r.resource = Some("pods".into());
+                r.names = names;
+                r.metric_selector = selector_text(p.metric.selector.as_ref());
+                format!("avg({})", super::query::render(&rules, &r)?)
+            }
+            "Object" => {
+                let Some(o) = &m.object else {
+                    bail!("Object metric without an `object` section")
+                };
+                let d = &o.described_object;
+                let group = d.api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
+                let kind = d.kind.to_ascii_lowercase();
+                let mut r = request(&rules, &o.metric.name, &ns, false);
+                r.resource = Some(if group.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}.{group}")
+                });
+                r.names = vec![d.name.clone()];
+                r.metric_selector = selector_text(o.metric.selector.as_ref());
+                format!("sum({})", super::query::render(&rules, &r)?)
+            }
+            "External" => {
+                let Some(x) = &m.external else {
+                    bail!("External metric without an `external` section")
+                };
+                let mut r = request(&rules, &x.metric.name, &ns, true);
+                r.selector = selector_text(x.metric.selector.as_ref());
+                format!("sum({})", super::query::render(&rules, &r)?)
+            }
+            other => bail!(
+                "{other} metrics come from metrics.k8s.io, not the rule file: give every metric's query with --query"
+            ),
+        };
+        out.push(q);
+    }
+    Ok(out)
+}
+
+/// Range-query every metric and the replica count (a query, or a constant) over
+/// `(start, end, step)` in milliseconds.
+pub fn fetch_history(
+    flags: &BackendFlags,
+    queries: &[String],
+    replicas: Result<&str, f64>,
+    (start, end, step): (i64, i64, i64),
+) -> anyhow::Result<(Vec<Series>, ActualReplicas)> {
+    let mut flags = flags.clone();
+    let rules = flags.load_rules()?;
+    flags.adopt_rule_file_prometheus(&rules);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let backend = flags.build_backend()?;
+        let mut metrics = Vec::new();
+        for q in queries {
+            let s = fetch_series(&*backend, q, start, end, step).await?;
+            if s.is_empty() {
+                bail!("range query {q:?} returned no samples between --from and --to");
+            }
+            metrics.push(s);
+        }
+        let actual = match replicas {
+            Ok(q) => {
+                let s = fetch_series(&*backend, q, start, end, step).await?;
+                if s.is_empty() {
+                    bail!("--replicas-query {q:?} returned no samples between --from and --to");
+                }
+                ActualReplicas::Series(s)
+            }
+            Err(c) => ActualReplicas::Constant(c),
+        };
+        Ok((metrics, actual))
+    })
+}

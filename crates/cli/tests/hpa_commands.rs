@@ -1,0 +1,286 @@
+//! `promhpa recommend`, `explain` and `simulate` end to end.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn promhpa() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_promhpa"))
+}
+
+fn tmp(name: &str, text: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&p, text).expect("write temp file");
+    p
+}
+
+#[test]
+fn recommend_check_passes_the_shared_hpa_suite() {
+    let dir = promhpa_test_support::shared_dir()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("conformance/hpa");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("suite")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let out = promhpa()
+        .arg("recommend")
+        .arg("--check")
+        .args(&files)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let last = stdout.lines().last().expect("summary line");
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn recommend_check_reports_a_failing_case() {
+    let f = tmp(
+        "failing-case.yaml",
+        "id: F1\nhpa: {minReplicas: 1, maxReplicas: 10, behavior: {}}\nscale: {spec: 1, status: 1}\nsteps:\n- {at: 0s, raw: 100, expect: {desiredReplicas: 4}}\n",
+    );
+    let out = promhpa()
+        .args(["recommend", "--check"])
+        .arg(&f)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("F1: at 0s: desiredReplicas: expected 4, got 5"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("0 passed, 1 failed"),
+        "{stdout}"
+    );
+    let json = promhpa().arg("recommend").arg(&f).output().expect("run");
+    let line = String::from_utf8_lossy(&json.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).expect("json line");
+    assert_eq!(v["id"], "F1");
+    assert_eq!(v["steps"][0]["desiredReplicas"], 5);
+}
+
+const HPA: &str = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web, namespace: shop}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 2\n  maxReplicas: 6\n  metrics:\n  - type: Pods\n    pods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 10}}\n";
+
+#[test]
+fn explain_prints_text_and_json() {
+    let f = tmp("explain-hpa.yaml", HPA);
+    let out = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--replicas", "3", "--values", "rps=40", "-o", "json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["metrics"][0]["proposedReplicas"], 12);
+    assert_eq!(v["desiredReplicas"], 6);
+    let text = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--replicas", "3"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("\"rps\" on pods:  <unknown> / 10"), "{text}");
+    let bad = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--values", "nope=1"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn simulate_writes_csv_and_svg_from_a_data_file() {
+    let f = tmp("simulate-hpa.yaml", HPA);
+    let mut data = String::from("timestamp,value\n");
+    for i in 0..60 {
+        let v = if i < 20 { 10 } else { 25 };
+        data.push_str(&format!("{},{v}\n", 1_714_521_600 + i * 15));
+    }
+    let d = tmp("simulate-data.csv", &data);
+    let svg = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate.svg");
+    let out = promhpa()
+        .args(["simulate", "-f"])
+        .arg(&f)
+        .arg("--data")
+        .arg(&d)
+        .args(["--replicas", "2", "--step", "15s", "--svg"])
+        .arg(&svg)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), 61);
+    // 25 per pod on 2 pods = 50 in total: 5 pods at the target of 10.
+    assert!(
+        csv.lines()
+            .last()
+            .expect("row")
+            .starts_with("2024-05-01T00:14:45Z,2,5,25,"),
+        "{csv}"
+    );
+    assert!(std::fs::read_to_string(svg).expect("svg").contains("<svg"));
+}
+
+const DEMO_HPA: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: http_requests_in_flight}
+      target: {type: AverageValue, averageValue: "5"}
+  - type: Pods
+    pods:
+      metric: {name: no_such_metric}
+      target: {type: AverageValue, averageValue: "5"}
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}
+  - type: External
+    external:
+      metric: {name: inferno_desired_replicas, selector: {matchLabels: {variant_name: inference}}}
+      target: {type: Value, value: "2"}
+"#;
+
+#[test]
+fn explain_fetches_metrics_from_the_demo_backend() {
+    let hpa = tmp("explain-demo-hpa.yaml", DEMO_HPA);
+    let out = promhpa()
+        .args(["explain", "-o", "json", "--demo", "--replicas", "3", "-f"])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The demo objects give the Deployment no selector: the pods named web-* are used.
+    assert!(stderr.contains("using pods named web-*"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let m = v["metrics"].as_array().expect("metrics");
+    assert_eq!(m.len(), 4);
+    // Fetched through the custom metrics API: a value and a proposal.
+    assert_ne!(m[0]["current"], "<unknown>", "{stdout}");
+    assert!(m[0]["proposedReplicas"].as_i64().is_some(), "{stdout}");
+    // No rule: the API's 404, as the HPA would see it.
+    assert_eq!(m[1]["current"], "<unknown>");
+    assert_eq!(m[1]["errorReason"], "FailedGetPodsMetric");
+    let err = m[1]["error"].as_str().expect("error");
+    assert!(
+        err.contains("no_such_metric") && err.contains("no rule"),
+        "{err}"
+    );
+    assert!(m[1]["check"].as_str().is_some());
+    // Resource metrics are not fetched, and say so.
+    assert_eq!(m[2]["current"], "<unknown>");
+    assert!(m[2]["error"]
+        .as_str()
+        .expect("error")
+        .contains("not fetched"));
+    // External: the external rule with the HPA's selector.
+    assert_ne!(m[3]["current"], "<unknown>", "{stdout}");
+    assert!(m[3]["proposedReplicas"].as_i64().is_some(), "{stdout}");
+}
+
+fn csv_rows(csv: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .map(|h| h.to_string())
+                .zip(l.split(',').map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn simulate_reads_history_from_the_demo_backend() {
+    let hpa = tmp(
+        "simulate-demo-hpa.yaml",
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: http_requests_in_flight}
+      target: {type: AverageValue, averageValue: "1"}
+"#,
+    );
+    // The demo backend holds the five minutes before it starts: replay most of them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (from, to) = ((now - 240).to_string(), (now - 15).to_string());
+    let out = promhpa()
+        .args([
+            "simulate", "--demo", "--step", "15s", "--from", &from, "--to", &to,
+        ])
+        .args([
+            "--replicas-query",
+            "count(http_requests_in_flight{namespace=\"default\",pod=~\"web-.*\"})",
+            "-f",
+        ])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // The query is the rule's, for the Deployment's pods, averaged.
+    assert!(
+        stderr.contains("history query: avg(") && stderr.contains("http_requests_in_flight{"),
+        "{stderr}"
+    );
+    let rows = csv_rows(&stdout);
+    assert_eq!(rows.len(), 16, "{stdout}");
+    for r in &rows {
+        // Three web pods in the demo produced the history.
+        assert_eq!(r["actual_replicas"], "3", "{stdout}");
+        let sim: i32 = r["simulated_replicas"].parse().expect("replicas");
+        assert!((1..=10).contains(&sim), "{stdout}");
+        assert_eq!(r["target"], "1");
+        let m: f64 = r["metric"].parse().expect("metric value");
+        assert!(m >= 0.0, "{stdout}");
+    }
+}
+
+#[test]
+fn simulate_from_a_backend_needs_the_replica_count() {
+    let hpa = tmp("simulate-norep-hpa.yaml", DEMO_HPA);
+    let out = promhpa()
+        .args(["simulate", "--demo", "--from", "0", "--to", "60", "-f"])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--replicas-query"), "{stderr}");
+}

@@ -1,0 +1,178 @@
+//! Golden outputs of `explain` for the HPAs of shared/seeds. Regenerate with
+//! `UPDATE_GOLDEN=1 cargo test -p promhpa-hpa --test explain` and review the diff.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use promhpa_hpa::explain::{explain_with, render_text, value_key, Explanation};
+use promhpa_hpa::spec::parse_manifest;
+use promhpa_hpa::{ControllerConfig, HorizontalPodAutoscaler};
+
+fn seed(prefix: &str) -> String {
+    let dir = promhpa_test_support::shared_dir()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("seeds");
+    let entry = std::fs::read_dir(&dir)
+        .expect("seeds dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no seed {prefix} in {}", dir.display()));
+    std::fs::read_to_string(entry).expect("read seed")
+}
+
+/// The first fenced YAML block of a seed that holds an HPA.
+fn seed_hpa(prefix: &str) -> HorizontalPodAutoscaler {
+    let text = seed(prefix);
+    let block = text
+        .split("```")
+        .find(|b| b.contains("kind: HorizontalPodAutoscaler"))
+        .unwrap_or_else(|| panic!("seed {prefix} has no HPA manifest"));
+    let yaml = block.strip_prefix("yaml").unwrap_or(block);
+    parse_manifest(yaml).unwrap_or_else(|e| panic!("seed {prefix}: {e}"))
+}
+
+fn run(hpa: HorizontalPodAutoscaler, replicas: i32, values: &[(&str, f64)]) -> Explanation {
+    let values: BTreeMap<String, f64> = values.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    explain_with(hpa, replicas, ControllerConfig::default(), 0, |m| {
+        let k = value_key(m);
+        values
+            .get(&k)
+            .copied()
+            .ok_or_else(|| format!("the server could not find the metric {k} for pods"))
+    })
+}
+
+fn golden(name: &str, e: &Explanation) -> String {
+    let text = render_text(e);
+    let json = serde_json::to_string_pretty(e).expect("json") + "\n";
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("golden");
+    for (ext, got) in [("txt", &text), ("json", &json)] {
+        let path = dir.join(format!("{name}.{ext}"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, got).expect("write golden");
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+        assert_eq!(got, &want, "{} differs", path.display());
+    }
+    text
+}
+
+#[test]
+fn external_average_value_from_seed_000() {
+    let e = run(seed_hpa("000"), 1, &[("inferno_desired_replicas", 3.0)]);
+    let text = golden("000-external-average", &e);
+    assert_eq!(e.desired_replicas, 3);
+    assert!(text.contains("\"inferno_desired_replicas\" (target average value):  3 / 1"));
+}
+
+#[test]
+fn pods_metric_capped_by_max_replicas_from_seed_003() {
+    let e = run(seed_hpa("003"), 12, &[("requests_per_second", 10.0)]);
+    let text = golden("003-capped-by-max", &e);
+    assert_eq!(e.combined_recommendation, Some(24));
+    assert_eq!(e.desired_replicas, 20);
+    assert!(text.contains("ScalingLimited  True    TooManyReplicas"));
+}
+
+#[test]
+fn cpu_scale_up_rate_limit_from_seed_002() {
+    // Seed 002 creates its HPA with `kubectl autoscale deployment php-apache --cpu-percent=50
+    // --min=1 --max=10`; this is the object that command creates.
+    assert!(seed("002")
+        .contains("kubectl autoscale deployment php-apache --cpu-percent=50 --min=1 --max=10"));
+    let hpa = parse_manifest(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: php-apache, namespace: default}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: php-apache}\n  minReplicas: 1\n  maxReplicas: 10\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n",
+    )
+    .expect("manifest");
+    let e = run(hpa, 1, &[("cpu", 250.0)]);
+    let text = golden("002-scale-up-limit", &e);
+    assert_eq!(e.desired_replicas, 4);
+    assert!(text.contains("resource cpu on pods  (as a percentage of request):  250% / 50%"));
+    assert!(text.contains("ScaleUpLimit"));
+}
+
+fn slo_hpa() -> HorizontalPodAutoscaler {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inference-slo-hpa.yaml");
+    parse_manifest(&std::fs::read_to_string(path).expect("fixture")).expect("manifest")
+}
+
+#[test]
+fn unknown_metric_blocks_scale_down_seed_001() {
+    let e = run(
+        slo_hpa(),
+        5,
+        &[("http_requests_in_flight", 2.0), ("cpu", 40.0)],
+    );
+    let text = golden("001-unknown-metric", &e);
+    assert!(text.contains("\"http_request_duration_p95\" on pods:  <unknown> / 350m"));
+    assert_eq!(
+        e.desired_replicas, 5,
+        "scale-down is blocked while a metric is invalid"
+    );
+    let active = e
+        .conditions
+        .iter()
+        .find(|c| c.kind == "ScalingActive")
+        .expect("ScalingActive");
+    assert_eq!(
+        (active.status.as_str(), active.reason.as_str()),
+        ("False", "FailedGetPodsMetric")
+    );
+    assert!(text.contains("the HPA was unable to compute the replica count: "));
+}
+
+#[test]
+fn latency_drives_a_rate_limited_scale_up_seed_001() {
+    let e = run(
+        slo_hpa(),
+        4,
+        &[
+            ("http_request_duration_p95", 0.7),
+            ("http_requests_in_flight", 12.0),
+            ("cpu", 50.0),
+        ],
+    );
+    golden("001-latency-scale-up", &e);
+    assert_eq!(e.metrics[0].proposed_replicas, Some(8));
+    assert_eq!(e.metrics[1].proposed_replicas, Some(5));
+    assert_eq!(e.combined_recommendation, Some(8));
+    // scaleUp policy: 2 pods per 30 s.
+    assert_eq!(e.desired_replicas, 6);
+}
+
+#[test]
+fn async_fetch_gives_the_same_explanation() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let fut = promhpa_hpa::explain::explain_with_async(
+        seed_hpa("003"),
+        12,
+        ControllerConfig::default(),
+        0,
+        |m| async move {
+            if value_key(&m) == "requests_per_second" {
+                Ok(10.0)
+            } else {
+                Err("unexpected metric".to_string())
+            }
+        },
+    );
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = Context::from_waker(Waker::noop());
+    let e = loop {
+        if let Poll::Ready(e) = fut.as_mut().poll(&mut cx) {
+            break e;
+        }
+    };
+    assert_eq!(
+        e,
+        run(seed_hpa("003"), 12, &[("requests_per_second", 10.0)])
+    );
+}

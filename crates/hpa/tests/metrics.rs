@@ -1,0 +1,236 @@
+//! Metric paths the shared conformance suite does not cover.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use promhpa_core::backend::{
+    Backend, BackendError, BoxFuture, QueryValue, RangeSeries, SeriesInfo,
+};
+use promhpa_core::quantity::Quantity;
+use promhpa_hpa::calc::{compute_metric, Container, MetricInput, PodSample, Tolerances};
+use promhpa_hpa::simulate::{simulate_from_backend, ActualReplicas, SimulationInput};
+use promhpa_hpa::spec::{parse_manifest, MetricSpec};
+use promhpa_hpa::{ControllerConfig, Observed, Pod, PodPhase};
+
+fn metric(yaml: &str) -> MetricSpec {
+    serde_yaml::from_str(yaml).expect("metric spec")
+}
+
+fn pod(name: &str, containers: &[(&str, i64)]) -> Pod {
+    Pod {
+        name: name.into(),
+        phase: PodPhase::Running,
+        ready: Some(true),
+        ready_since_ms: -600_000,
+        start_time_ms: Some(-600_000),
+        deleting: false,
+        containers: containers
+            .iter()
+            .map(|(n, r)| Container {
+                name: (*n).into(),
+                requests: BTreeMap::from([("cpu".to_string(), Quantity::from_milli(*r))]),
+            })
+            .collect(),
+    }
+}
+
+fn samples(v: &[(&str, i64)]) -> Observed {
+    Observed::Pods(
+        v.iter()
+            .map(|(n, m)| {
+                (
+                    (*n).to_string(),
+                    PodSample {
+                        milli: *m,
+                        timestamp_ms: 0,
+                        window_ms: 30_000,
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+fn input<'a>(
+    pods: &'a [Pod],
+    config: &'a ControllerConfig,
+    spec: i32,
+    status: i32,
+) -> MetricInput<'a> {
+    MetricInput {
+        spec_replicas: spec,
+        status_replicas: status,
+        pods,
+        now_ms: 0,
+        config,
+        tolerances: Tolerances {
+            scale_down: 0.1,
+            scale_up: 0.1,
+        },
+    }
+}
+
+#[test]
+fn container_resource_uses_only_the_named_containers_request() {
+    let m = metric("type: ContainerResource\ncontainerResource: {name: cpu, container: app, target: {type: Utilization, averageUtilization: 50}}");
+    let pods = [
+        pod("a", &[("app", 500), ("sidecar", 1500)]),
+        pod("b", &[("app", 500), ("sidecar", 1500)]),
+    ];
+    let c = ControllerConfig::default();
+    let p = compute_metric(
+        &m,
+        &samples(&[("a", 500), ("b", 500)]),
+        &input(&pods, &c, 2, 2),
+    )
+    .expect("proposal");
+    // 1000m of 1000m requested by the app containers: 100 % against 50 %.
+    assert_eq!((p.replicas, p.utilization), (4, Some(100)));
+    assert_eq!(
+        p.metric_name,
+        "cpu container resource utilization (percentage of request)"
+    );
+}
+
+#[test]
+fn a_missing_request_fails_the_metric() {
+    let m = metric("type: Resource\nresource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}");
+    let mut p = pod("a", &[("app", 500)]);
+    p.containers.push(Container {
+        name: "side".into(),
+        requests: BTreeMap::new(),
+    });
+    let c = ControllerConfig::default();
+    let pods = [p];
+    let f =
+        compute_metric(&m, &samples(&[("a", 500)]), &input(&pods, &c, 1, 1)).expect_err("fails");
+    assert_eq!(f.reason, "FailedGetResourceMetric");
+    assert!(
+        f.message
+            .contains("missing request for cpu in container side of Pod a"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn external_value_scales_from_zero_without_pods() {
+    let m =
+        metric("type: External\nexternal: {metric: {name: q}, target: {type: Value, value: 10}}");
+    let c = ControllerConfig::default();
+    let p = compute_metric(
+        &m,
+        &Observed::External(vec![12_000, 13_000]),
+        &input(&[], &c, 0, 0),
+    )
+    .expect("proposal");
+    assert_eq!(p.replicas, 3); // ceil(25 / 10)
+    assert_eq!(p.current_milli, 25_000);
+}
+
+#[test]
+fn object_value_needs_pods_when_scaling_from_nonzero() {
+    let m = metric("type: Object\nobject: {describedObject: {kind: Ingress, name: web}, metric: {name: rps}, target: {type: Value, value: 10}}");
+    let c = ControllerConfig::default();
+    let f =
+        compute_metric(&m, &Observed::Object(50_000), &input(&[], &c, 2, 2)).expect_err("fails");
+    assert_eq!(f.reason, "FailedGetObjectMetric");
+    assert_eq!(f.metric_name, "Ingress metric rps");
+}
+
+#[test]
+fn unknown_source_type_is_invalid() {
+    let m = metric("type: Cheese");
+    let c = ControllerConfig::default();
+    let f = compute_metric(&m, &Observed::Nothing, &input(&[], &c, 2, 2)).expect_err("fails");
+    assert_eq!(f.reason, "InvalidMetricSourceType");
+}
+
+struct FakeBackend(BTreeMap<String, Vec<(i64, f64)>>);
+
+impl Backend for FakeBackend {
+    fn address(&self) -> String {
+        "fake".into()
+    }
+    fn query<'a>(&'a self, _: &'a str, _: i64) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported("instant".into())) })
+    }
+    fn query_range<'a>(
+        &'a self,
+        q: &'a str,
+        start: i64,
+        end: i64,
+        _: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        let points: Vec<(i64, f64)> = self
+            .0
+            .get(q)
+            .map(|p| {
+                p.iter()
+                    .copied()
+                    .filter(|(t, _)| (start..=end).contains(t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Box::pin(async move {
+            Ok(QueryValue::Matrix(vec![RangeSeries {
+                labels: BTreeMap::new(),
+                points,
+            }]))
+        })
+    }
+    fn series_names<'a>(
+        &'a self,
+        _: &'a str,
+        _: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn simulation_reads_history_from_a_backend() {
+    let load: Vec<(i64, f64)> = (0..40)
+        .map(|i| (i * 15_000, if i < 10 { 40.0 } else { 120.0 }))
+        .collect();
+    let replicas: Vec<(i64, f64)> = (0..40).map(|i| (i * 15_000, 4.0)).collect();
+    let backend = FakeBackend(BTreeMap::from([
+        ("util".to_string(), load),
+        ("replicas".to_string(), replicas),
+    ]));
+    let hpa = parse_manifest("minReplicas: 1\nmaxReplicas: 20\nmetrics:\n- type: Resource\n  resource: {name: cpu, target: {type: Utilization, averageUtilization: 60}}\n").expect("spec");
+    let input = SimulationInput {
+        spec: hpa.spec,
+        config: ControllerConfig::default(),
+        metrics: Vec::new(),
+        actual: ActualReplicas::Constant(0.0),
+        start_ms: 0,
+        end_ms: 39 * 15_000,
+        step_ms: 15_000,
+        initial_replicas: None,
+        pod_startup_ms: 0,
+    };
+    let ticks = block_on(simulate_from_backend(
+        &backend,
+        input,
+        &["util".to_string()],
+        Ok("replicas"),
+    ))
+    .expect("simulation");
+    assert_eq!(ticks.len(), 40);
+    assert_eq!(ticks[5].simulated_replicas, 4);
+    // 120 % on 4 pods = 480 % of demand: 8 pods at 60 %.
+    assert_eq!(ticks.last().map(|t| t.simulated_replicas), Some(8));
+}
