@@ -1,8 +1,8 @@
 //! The embedded backend: a thread-safe store plus the evaluator behind
 //! [`promhpa_core::backend::Backend`].
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::{PoisonError, RwLock};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use promhpa_core::backend::{
     Backend, BackendError, BoxFuture, QueryValue, RangeSeries, Sample as CoreSample, SeriesInfo,
@@ -15,7 +15,7 @@ use crate::eval::{
 };
 use crate::exposition::{self, IngestStats};
 use crate::labels::{Labels, METRIC_NAME};
-use crate::store::{Store, StoreLimits};
+use crate::store::{stale_nan, SeriesId, Store, StoreLimits};
 use crate::value::{SeriesPoints, Value};
 use crate::EvalError;
 
@@ -26,6 +26,8 @@ use crate::EvalError;
 pub struct EmbeddedBackend {
     store: RwLock<Store>,
     opts: EvalOptions,
+    /// Per target (its labels, rendered): the series its last successful scrape exposed.
+    last_scrape: Mutex<HashMap<String, HashSet<SeriesId>>>,
 }
 
 impl Default for EmbeddedBackend {
@@ -61,6 +63,7 @@ impl EmbeddedBackend {
         EmbeddedBackend {
             store: RwLock::new(Store::with_limits(limits)),
             opts: EvalOptions::default(),
+            last_scrape: Mutex::new(HashMap::new()),
         }
     }
 
@@ -113,7 +116,10 @@ impl EmbeddedBackend {
     /// samples get the target's labels (`job`, `instance`, extra labels) and `t_ms` as their
     /// timestamp; in every case `up` (1 or 0), `scrape_duration_seconds` and
     /// `scrape_samples_scraped` are written for the target. A body that does not parse counts
-    /// as a failed scrape. Returns the ingest statistics of a successful scrape.
+    /// as a failed scrape. Series the previous successful scrape exposed that this one does
+    /// not (all of them when it fails) get a staleness marker at `t_ms`, so queries stop
+    /// seeing them at once instead of after the lookback. Returns the ingest statistics of a
+    /// successful scrape.
     pub fn record_scrape(
         &self,
         target: &Labels,
@@ -122,13 +128,38 @@ impl EmbeddedBackend {
         body: Result<&str, String>,
     ) -> Result<IngestStats, EvalError> {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        let mut seen = Vec::new();
         let outcome = match body {
-            Ok(text) => exposition::ingest(&mut store, text, t_ms, target),
+            Ok(text) => {
+                exposition::ingest_tracking(&mut store, text, t_ms, target, Some(&mut seen))
+            }
             Err(message) => Err(EvalError::Io {
                 path: format!("scrape of {target}"),
                 message,
             }),
         };
+        let current: HashSet<SeriesId> = if outcome.is_ok() {
+            seen.into_iter().collect()
+        } else {
+            HashSet::new()
+        };
+        {
+            let mut last = self
+                .last_scrape
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let key = target.to_string();
+            if let Some(previous) = last.get(&key) {
+                for id in previous.difference(&current) {
+                    store.append_id(*id, t_ms, stale_nan());
+                }
+            }
+            if current.is_empty() {
+                last.remove(&key);
+            } else {
+                last.insert(key, current);
+            }
+        }
         let (up, scraped) = match &outcome {
             Ok(stats) => (1.0, stats.samples as f64),
             Err(_) => (0.0, 0.0),
@@ -365,6 +396,14 @@ mod tests {
         assert_eq!(v[0].labels.get("instance"), Some("127.0.0.1:8080"));
         let Value::Vector(v) = b
             .query_value("requests_total{job=\"demo\"}", 15_000)
+            .unwrap()
+        else {
+            panic!()
+        };
+        // The failed scrape marked the first target's series stale, as Prometheus does.
+        assert_eq!(v.iter().map(|s| s.v).collect::<Vec<_>>(), vec![7.0]);
+        let Value::Vector(v) = b
+            .query_value("requests_total{job=\"demo\"}", 14_999)
             .unwrap()
         else {
             panic!()

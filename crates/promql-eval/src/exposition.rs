@@ -94,6 +94,18 @@ pub fn ingest(
     default_ts_ms: i64,
     extra: &Labels,
 ) -> Result<IngestStats, EvalError> {
+    ingest_tracking(store, text, default_ts_ms, extra, None)
+}
+
+/// [`ingest`], also collecting into `stamped` the series whose samples carried no timestamp
+/// of their own (the ones a scrape's staleness tracking covers).
+pub(crate) fn ingest_tracking(
+    store: &mut Store,
+    text: &str,
+    default_ts_ms: i64,
+    extra: &Labels,
+    mut stamped: Option<&mut Vec<crate::store::SeriesId>>,
+) -> Result<IngestStats, EvalError> {
     let openmetrics = is_openmetrics(text);
     // The scrape cache is kept per target: two targets may expose identical text.
     let target_key = extra.to_string();
@@ -212,6 +224,11 @@ pub fn ingest(
                 }
             }
         };
+        if p.t.is_none() {
+            if let Some(ids) = stamped.as_deref_mut() {
+                ids.push(id);
+            }
+        }
         store.append_id(id, p.t.unwrap_or(default_ts_ms), p.v);
         stats.samples += 1;
     }

@@ -13,6 +13,8 @@ use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::lookup::ObjectLookup;
 
+mod scrape;
+
 /// The flags of `promhpa serve`, boxed so the subcommand enum stays small.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -32,6 +34,22 @@ pub struct Flags {
     /// How far back discovery looks for series (default: the relist interval).
     #[arg(long, value_parser = go_duration, value_name = "DURATION")]
     pub metrics_max_age: Option<Duration>,
+
+    /// Targets the embedded evaluator scrapes (YAML: `targets:` with `url`, `interval`,
+    /// `timeout`, `caFile`, `bearerTokenFile`, `insecureSkipVerify`, `labels`). Only
+    /// without --prometheus-url.
+    #[arg(long, value_name = "FILE")]
+    pub scrape_config: Option<PathBuf>,
+    /// Exposition file (text format or OpenMetrics) loaded into the embedded evaluator at
+    /// start, stamped with the start time; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub load_exposition: Vec<PathBuf>,
+    /// How long the embedded evaluator keeps samples.
+    #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
+    pub retention: Duration,
+    /// The most series the embedded evaluator holds; samples of further series are dropped.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub max_series: usize,
 
     /// HTTPS port.
     #[arg(long, default_value_t = 6443)]
@@ -150,6 +168,72 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining connections");
 }
 
+/// The embedded evaluator and the targets it scrapes once the runtime runs.
+struct Scraping {
+    backend: Arc<promhpa_promql_eval::EmbeddedBackend>,
+    config: scrape::ScrapeConfig,
+    retention: Duration,
+}
+
+/// The embedded evaluator with --retention/--max-series, the --load-exposition files
+/// loaded, and the --scrape-config targets read (scraping starts with the runtime).
+fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)> {
+    use promhpa_promql_eval::{EmbeddedBackend, Labels, StoreLimits};
+    let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
+    if retention_ms <= 0 {
+        bail!("--retention must be positive");
+    }
+    let backend = Arc::new(EmbeddedBackend::new(StoreLimits {
+        retention_ms,
+        max_series: args.max_series,
+    }));
+    let now = now_ms();
+    for file in &args.load_exposition {
+        let stats = backend
+            .ingest_file(file, now, &Labels::empty())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("loading --load-exposition {}", file.display()))?;
+        tracing::info!(file = %file.display(), samples = stats.samples, "loaded exposition file");
+    }
+    let config = match &args.scrape_config {
+        Some(path) => scrape::ScrapeConfig::load(path)?,
+        None => scrape::ScrapeConfig::default(),
+    };
+    for t in &config.targets {
+        // Fail at startup on an unreadable CA file rather than on every scrape.
+        t.client()?;
+    }
+    tracing::info!(
+        targets = config.targets.len(),
+        retention = ?args.retention,
+        max_series = args.max_series,
+        "no --prometheus-url: using the embedded PromQL evaluator as the backend"
+    );
+    let scraping = Scraping {
+        backend: backend.clone(),
+        config,
+        retention: args.retention,
+    };
+    Ok((backend, scraping))
+}
+
+/// The backend: the demo traffic with --demo, Prometheus with --prometheus-url, otherwise
+/// the embedded evaluator with its scrape targets and exposition files.
+fn build_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
+    let embedded_inputs = args.scrape_config.is_some() || !args.load_exposition.is_empty();
+    if args.backend.demo {
+        return Ok((args.backend.build_backend()?, None));
+    }
+    if args.backend.prometheus_url.is_some() {
+        if embedded_inputs {
+            bail!("--scrape-config and --load-exposition feed the embedded evaluator and cannot be combined with --prometheus-url");
+        }
+        return Ok((args.backend.build_backend()?, None));
+    }
+    let (backend, scraping) = embedded_backend(args)?;
+    Ok((backend, Some(scraping)))
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let args = *args.flags;
     init_logging(&args);
@@ -161,8 +245,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut args = args;
     let rules = args.backend.load_rules()?;
-    args.backend.adopt_rule_file_prometheus(&rules);
-    let backend = args.backend.build_backend()?;
+    if args.scrape_config.is_none() && args.load_exposition.is_empty() {
+        args.backend.adopt_rule_file_prometheus(&rules);
+    }
+    let (backend, scraping) = build_backend(&args)?;
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => server::ensure_self_signed(&args.cert_dir, &[])?,
@@ -177,6 +263,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        if let Some(s) = scraping {
+            // Retention is enforced a few times per window so memory stays bounded even
+            // when every target is down.
+            scrape::spawn(s.backend, &s.config, s.retention / 4)?;
+        }
         let lookup: Arc<dyn ObjectLookup> = args
             .backend
             .build_lookup(args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()))?;

@@ -1,0 +1,325 @@
+//! Scraping for the embedded backend: a YAML file of static targets, and one task per
+//! target that fetches its exposition on its interval and records it (with `up`,
+//! `scrape_duration_seconds` and `scrape_samples_scraped`) in an [`EmbeddedBackend`].
+//!
+//! ```yaml
+//! targets:
+//! - url: https://10.0.0.5:8443/metrics
+//!   interval: 15s          # default 15s
+//!   timeout: 10s           # default 10s; at most the interval
+//!   caFile: /etc/ca.pem    # CA bundle for the target's certificate
+//!   bearerTokenFile: /var/run/token
+//!   insecureSkipVerify: false
+//!   labels: {team: search} # added to every series; may override job and instance
+//! ```
+//!
+//! Like Prometheus, every series of a target gets `job` (default `promhpa`) and `instance`
+//! (the URL's `host:port`, with the scheme's default port filled in).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promhpa_core::duration::parse_go_duration_ms;
+use promhpa_promql_eval::{EmbeddedBackend, Labels};
+use serde::Deserialize;
+
+/// The `job` label of a target whose `labels` do not set one.
+pub const DEFAULT_JOB: &str = "promhpa";
+const DEFAULT_INTERVAL: &str = "15s";
+const DEFAULT_TIMEOUT: &str = "10s";
+
+/// What can go wrong reading a scrape configuration or preparing a target.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("reading scrape config {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("scrape config {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("scrape target {url}: {message}")]
+    Target { url: String, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawTarget {
+    url: String,
+    interval: Option<String>,
+    timeout: Option<String>,
+    ca_file: Option<PathBuf>,
+    bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// One static target, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub url: url::Url,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+    /// `job`, `instance` and the configured extra labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The targets of a scrape configuration file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScrapeConfig {
+    pub targets: Vec<Target>,
+}
+
+fn positive_duration(s: &str, what: &str) -> Result<Duration, String> {
+    let ms = parse_go_duration_ms(s).map_err(|e| format!("{what}: {e}"))?;
+    if ms <= 0 {
+        return Err(format!("{what} \"{s}\" must be positive"));
+    }
+    Ok(Duration::from_millis(ms as u64))
+}
+
+fn is_label_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl ScrapeConfig {
+    /// Reads and validates a scrape configuration file.
+    pub fn load(path: &Path) -> Result<ScrapeConfig, ScrapeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScrapeError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates the text of a scrape configuration; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<ScrapeConfig, ScrapeError> {
+        let invalid = |message: String| ScrapeError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig { targets: vec![] }
+        } else {
+            serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?
+        };
+        let mut targets = Vec::with_capacity(raw.targets.len());
+        for (i, t) in raw.targets.into_iter().enumerate() {
+            let ctx = |m: String| invalid(format!("targets[{i}] ({}): {m}", t.url));
+            let url = url::Url::parse(&t.url).map_err(|e| ctx(format!("invalid url: {e}")))?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(ctx(format!(
+                    "url scheme must be http or https, got {:?}",
+                    url.scheme()
+                )));
+            }
+            let host = url
+                .host_str()
+                .ok_or_else(|| ctx("url has no host".to_string()))?;
+            let port = url
+                .port_or_known_default()
+                .ok_or_else(|| ctx("url has no port".to_string()))?;
+            let interval = positive_duration(
+                t.interval.as_deref().unwrap_or(DEFAULT_INTERVAL),
+                "interval",
+            )
+            .map_err(ctx)?;
+            let timeout =
+                positive_duration(t.timeout.as_deref().unwrap_or(DEFAULT_TIMEOUT), "timeout")
+                    .map_err(ctx)?;
+            if timeout > interval {
+                return Err(ctx(format!(
+                    "timeout {timeout:?} must not be longer than interval {interval:?}"
+                )));
+            }
+            let mut labels = BTreeMap::new();
+            labels.insert("job".to_string(), DEFAULT_JOB.to_string());
+            labels.insert("instance".to_string(), format!("{host}:{port}"));
+            for (k, v) in t.labels {
+                if !is_label_name(&k) || k.starts_with("__") {
+                    return Err(ctx(format!("invalid label name {k:?}")));
+                }
+                labels.insert(k, v);
+            }
+            targets.push(Target {
+                url,
+                interval,
+                timeout,
+                ca_file: t.ca_file,
+                bearer_token_file: t.bearer_token_file,
+                insecure_skip_verify: t.insecure_skip_verify,
+                labels,
+            });
+        }
+        Ok(ScrapeConfig { targets })
+    }
+}
+
+impl Target {
+    /// The target's labels as the store takes them.
+    pub fn store_labels(&self) -> Labels {
+        Labels::from_pairs(self.labels.iter())
+    }
+
+    /// An HTTP client for this target: rustls, its CA bundle, its timeout.
+    pub fn client(&self) -> Result<reqwest::Client, ScrapeError> {
+        let err = |message: String| ScrapeError::Target {
+            url: self.url.to_string(),
+            message,
+        };
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(self.timeout)
+            .user_agent(concat!("promhpa/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| err(format!("reading caFile {}: {e}", ca.display())))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| err(format!("caFile {}: {e}", ca.display())))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if self.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        builder.build().map_err(|e| err(e.to_string()))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Fetches the target's exposition once; the error says why the scrape failed.
+async fn fetch(client: &reqwest::Client, target: &Target) -> Result<String, String> {
+    let mut req = client
+        .get(target.url.clone())
+        .header(
+            reqwest::header::ACCEPT,
+            "text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,*/*;q=0.1",
+        )
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format!("{}", target.timeout.as_secs_f64()),
+        );
+    if let Some(f) = &target.bearer_token_file {
+        let token = tokio::fs::read_to_string(f)
+            .await
+            .map_err(|e| format!("reading bearerTokenFile {}: {e}", f.display()))?;
+        req = req.bearer_auth(token.trim());
+    }
+    let resp = req.send().await.map_err(|e| describe(&e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("server returned HTTP status {status}"));
+    }
+    resp.text().await.map_err(|e| describe(&e))
+}
+
+/// A reqwest error with its causes, which carry the TLS or connection detail.
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "scrape timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// Scrapes `target` once at the current time and records the outcome in `backend`.
+/// Returns whether the scrape succeeded.
+pub async fn scrape_once(
+    backend: &EmbeddedBackend,
+    client: &reqwest::Client,
+    target: &Target,
+    labels: &Labels,
+) -> bool {
+    let t = now_ms();
+    let start = Instant::now();
+    let body = fetch(client, target).await;
+    let duration = start.elapsed().as_secs_f64();
+    if let Err(e) = &body {
+        tracing::warn!(target = %target.url, labels = %labels, error = %e, "scrape failed");
+    }
+    match backend.record_scrape(labels, t, duration, body.as_deref().map_err(Clone::clone)) {
+        Ok(stats) => {
+            if stats.rejected > 0 {
+                tracing::warn!(target = %target.url, rejected = stats.rejected, "samples dropped: the embedded store holds --max-series series");
+            }
+            tracing::debug!(target = %target.url, samples = stats.samples, "scraped");
+            true
+        }
+        Err(e) => {
+            if body.is_ok() {
+                tracing::warn!(target = %target.url, error = %e, "scrape failed");
+            }
+            false
+        }
+    }
+}
+
+/// Starts one task per target on the current tokio runtime, plus one that enforces the
+/// store's retention every `retention_every`. A target whose client cannot be built (a
+/// missing CA file) is an error before anything starts.
+pub fn spawn(
+    backend: Arc<EmbeddedBackend>,
+    config: &ScrapeConfig,
+    retention_every: Duration,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ScrapeError> {
+    let mut prepared = Vec::with_capacity(config.targets.len());
+    for target in &config.targets {
+        prepared.push((target.clone(), target.client()?));
+    }
+    let mut handles = Vec::with_capacity(prepared.len() + 1);
+    for (target, client) in prepared {
+        let backend = backend.clone();
+        handles.push(tokio::spawn(async move {
+            let labels = target.store_labels();
+            let mut ticker = tokio::time::interval(target.interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tracing::info!(target = %target.url, interval = ?target.interval, "scraping");
+            loop {
+                ticker.tick().await;
+                scrape_once(&backend, &client, &target, &labels).await;
+            }
+        }));
+    }
+    handles.push(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(retention_every.max(Duration::from_secs(1)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            ticker.tick().await;
+            backend.enforce_retention();
+        }
+    }));
+    Ok(handles)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
