@@ -19,6 +19,8 @@ use promhpa_core::selector::LabelSelector;
 use promhpa_rules::{RenderError, Rule};
 use serde::Serialize;
 
+use promhpa_core::path::segments;
+
 use crate::error::ApiError;
 use crate::metrics::SelfMetrics;
 use crate::registry::Registry;
@@ -212,19 +214,6 @@ async fn apis() -> Response {
         api_version: "v1",
         groups: vec![custom_group(), external_group()],
     })
-}
-
-fn segments(path: &str, prefix: &str) -> Vec<String> {
-    path.strip_prefix(prefix)
-        .unwrap_or("")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect()
 }
 
 fn query_params(req: &Request) -> BTreeMap<String, String> {

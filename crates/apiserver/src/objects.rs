@@ -122,7 +122,9 @@ pub struct StaticObjects {
     objects: BTreeMap<GroupResource, Vec<Object>>,
 }
 
-fn plural(kind: &str) -> String {
+/// The lowercase plural resource name Kubernetes derives from a kind (`Deployment` →
+/// `deployments`, `Ingress` → `ingresses`, `Policy` → `policies`).
+pub fn plural(kind: &str) -> String {
     let k = kind.to_ascii_lowercase();
     if k.ends_with('s') || k.ends_with('x') || k.ends_with("ch") {
         format!("{k}es")

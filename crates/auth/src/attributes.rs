@@ -37,15 +37,7 @@ impl RequestAttributes {
             method_verb: method_verb.clone(),
             resource: None,
         };
-        let decoded: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let decoded = promhpa_core::path::segments(path, "");
         let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         if parts.len() < 3 {
             return attrs;

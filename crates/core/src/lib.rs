@@ -18,6 +18,7 @@ pub mod backend;
 pub mod duration;
 pub mod gofmt;
 pub mod lookup;
+pub mod path;
 pub mod quantity;
 pub mod selector;
 pub mod time;

@@ -20,41 +20,7 @@ pub struct ScriptReport {
 
 /// Parses a Prometheus/model duration such as `5m`, `1h30m`, `90s`, `0`, `250ms`.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    let mut total: i64 = 0;
-    if bytes.is_empty() {
-        return None;
-    }
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return None;
-        }
-        let n: i64 = s[start..i].parse().ok()?;
-        let ustart = i;
-        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit = match &s[ustart..i] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    Some(total)
+    promhpa_core::duration::parse_prometheus_duration_ms(s).ok()
 }
 
 /// One value of a series description: a sample, a gap (`_`) or a staleness marker.

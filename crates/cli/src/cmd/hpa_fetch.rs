@@ -7,6 +7,7 @@
 //! every pod of the namespace whose name starts with `<target name>-` (the names a
 //! Deployment's ReplicaSet gives its pods).
 
+use promhpa_apiserver::objects::plural;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,17 +164,6 @@ fn with_params(path: String, params: &[Option<String>]) -> String {
         path
     } else {
         format!("{path}?{}", p.join("&"))
-    }
-}
-
-fn plural(kind: &str) -> String {
-    let k = kind.to_ascii_lowercase();
-    if k.ends_with('s') || k.ends_with('x') || k.ends_with("ch") {
-        format!("{k}es")
-    } else if let Some(stem) = k.strip_suffix('y') {
-        format!("{stem}ies")
-    } else {
-        format!("{k}s")
     }
 }
 
