@@ -1190,9 +1190,23 @@ extraManifests:
         );
         assert_eq!((rules.custom.len(), rules.external.len()), (6, 1));
 
-        for file in ["base/config.yaml", "overlays/tls-prometheus/config.yaml"] {
+        // The kustomize ConfigMaps are the rule files of rules/ (kustomize cannot read files
+        // outside its directory, so they are copies that must not drift).
+        for (file, source) in [
+            ("base/config.yaml", "generic-application.yaml"),
+            (
+                "overlays/tls-prometheus/config.yaml",
+                "seed-inferno-desired-replicas.yaml",
+            ),
+        ] {
             let text = fs::read_to_string(deploy_dir().join(file))
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
+            let original = fs::read_to_string(deploy_dir().join("../rules").join(source))
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
+            assert!(
+                text == original,
+                "deploy/{file} differs from rules/{source}: cp rules/{source} deploy/{file}"
+            );
             let rules = compile_rules(&text, file);
             assert!(rules.rules().count() > 0, "{file} has rules");
         }
