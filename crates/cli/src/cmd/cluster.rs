@@ -31,12 +31,8 @@ fn flag_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
 fn flag_ttl(name: &str, value: &Option<String>) -> anyhow::Result<Duration> {
     match value {
         None => Ok(Duration::from_secs(10)),
-        Some(v) => {
-            let ms = promhpa_core::duration::parse_go_duration_ms(v)
-                .map_err(|e| anyhow::anyhow!("invalid --{name} \"{v}\": {e}"))?;
-            anyhow::ensure!(ms >= 0, "invalid --{name} \"{v}\": must not be negative");
-            Ok(Duration::from_millis(ms as u64))
-        }
+        Some(v) => super::backend::go_duration(v)
+            .map_err(|e| anyhow::anyhow!("invalid --{name} \"{v}\": {e}")),
     }
 }
 
