@@ -415,6 +415,28 @@ pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
         json!([{"kind": "ServiceAccount", "name": n.service_account, "namespace": n.namespace}]);
     let hpa_subject = json!([{"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"}]);
     let role_ref = |kind: &str, name: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name});
+    let binding = |kind: &str,
+                   name: &str,
+                   namespace: Option<&str>,
+                   role_kind: &str,
+                   role: &str,
+                   subjects: &Value| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": kind,
+            "metadata": meta(name, namespace),
+            "roleRef": role_ref(role_kind, role),
+            "subjects": subjects,
+        })
+    };
+    let cluster_role = |name: &str, rules: Value| {
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(name, None),
+            "rules": rules,
+        })
+    };
 
     let mut objects = Vec::new();
 
@@ -462,90 +484,77 @@ pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
     }
 
     if rbac {
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": meta(&format!("{}-resource-reader", n.name), None),
-            "rules": [{"apiGroups": [""], "resources": ["namespaces", "pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}],
-        }));
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": meta(&format!("{}-resource-reader", n.name), None),
-            "roleRef": role_ref("ClusterRole", &format!("{}-resource-reader", n.name)),
-            "subjects": sa_subject,
-        }));
-        objects.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": meta(&format!("{}-system-auth-delegator", n.name), None),
-            "roleRef": role_ref("ClusterRole", "system:auth-delegator"),
-            "subjects": sa_subject,
-        }));
+        objects.push(cluster_role(&format!("{}-resource-reader", n.name), json!([{"apiGroups": [""], "resources": ["namespaces", "pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}])));
+        objects.push(binding(
+            "ClusterRoleBinding",
+            &format!("{}-resource-reader", n.name),
+            None,
+            "ClusterRole",
+            &format!("{}-resource-reader", n.name),
+            &sa_subject,
+        ));
+        objects.push(binding(
+            "ClusterRoleBinding",
+            &format!("{}-system-auth-delegator", n.name),
+            None,
+            "ClusterRole",
+            "system:auth-delegator",
+            &sa_subject,
+        ));
         if truthy(get(values, "rbac.useAuthReaderClusterRole")) {
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": meta(&format!("{}-auth-reader", n.name), None),
-                "roleRef": role_ref("ClusterRole", "extension-apiserver-authentication-reader"),
-                "subjects": sa_subject,
-            }));
+            objects.push(binding(
+                "ClusterRoleBinding",
+                &format!("{}-auth-reader", n.name),
+                None,
+                "ClusterRole",
+                "extension-apiserver-authentication-reader",
+                &sa_subject,
+            ));
         } else {
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": meta(&format!("{}-auth-reader", n.name), Some("kube-system")),
-                "roleRef": role_ref("Role", "extension-apiserver-authentication-reader"),
-                "subjects": sa_subject,
-            }));
+            objects.push(binding(
+                "RoleBinding",
+                &format!("{}-auth-reader", n.name),
+                Some("kube-system"),
+                "Role",
+                "extension-apiserver-authentication-reader",
+                &sa_subject,
+            ));
         }
         if custom {
             let role = format!("{}-server-resources", n.name);
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": meta(&role, None),
-                "rules": [{"apiGroups": ["custom.metrics.k8s.io"], "resources": get(values, "rbac.customMetrics.resources"), "verbs": ["*"]}],
-            }));
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": meta(&format!("{}-hpa-controller", n.name), None),
-                "roleRef": role_ref("ClusterRole", &role),
-                "subjects": hpa_subject,
-            }));
+            objects.push(cluster_role(&role, json!([{"apiGroups": ["custom.metrics.k8s.io"], "resources": get(values, "rbac.customMetrics.resources"), "verbs": ["*"]}])));
+            objects.push(binding(
+                "ClusterRoleBinding",
+                &format!("{}-hpa-controller", n.name),
+                None,
+                "ClusterRole",
+                &role,
+                &hpa_subject,
+            ));
         }
         if external {
             let role = format!("{}-external-metrics", n.name);
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": meta(&role, None),
-                "rules": [{"apiGroups": ["external.metrics.k8s.io"], "resources": get(values, "rbac.externalMetrics.resources"), "verbs": ["list", "get", "watch"]}],
-            }));
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": meta(&format!("{}-hpa-controller-external-metrics", n.name), None),
-                "roleRef": role_ref("ClusterRole", &role),
-                "subjects": hpa_subject,
-            }));
+            objects.push(cluster_role(&role, json!([{"apiGroups": ["external.metrics.k8s.io"], "resources": get(values, "rbac.externalMetrics.resources"), "verbs": ["list", "get", "watch"]}])));
+            objects.push(binding(
+                "ClusterRoleBinding",
+                &format!("{}-hpa-controller-external-metrics", n.name),
+                None,
+                "ClusterRole",
+                &role,
+                &hpa_subject,
+            ));
         }
         if resource {
             let role = format!("{}-metrics", n.name);
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": meta(&role, None),
-                "rules": [{"apiGroups": [""], "resources": ["pods", "nodes", "nodes/stats"], "verbs": ["get", "list", "watch"]}],
-            }));
-            objects.push(json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": meta(&format!("{}-hpa-controller-metrics", n.name), None),
-                "roleRef": role_ref("ClusterRole", &role),
-                "subjects": sa_subject,
-            }));
+            objects.push(cluster_role(&role, json!([{"apiGroups": [""], "resources": ["pods", "nodes", "nodes/stats"], "verbs": ["get", "list", "watch"]}])));
+            objects.push(binding(
+                "ClusterRoleBinding",
+                &format!("{}-hpa-controller-metrics", n.name),
+                None,
+                "ClusterRole",
+                &role,
+                &sa_subject,
+            ));
         }
     }
 
