@@ -9,41 +9,13 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use promhpa_auth::authn::AuthnSources;
 use promhpa_auth::{Authenticator, DelegatingAuthenticator, SystemClock};
-use promhpa_core::tls::PeerCertificates;
 use promhpa_core::BoxFuture;
 use promhpa_kube_lookup::api::{KubeApi, WatchStream};
 use promhpa_kube_lookup::authconfig::follow_authentication_config;
 use promhpa_kube_lookup::KubeError;
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
 
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-fn ca(cn: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).unwrap();
-    Ca { cert, key }
-}
-
-fn client(ca: &Ca, cn: &str) -> PeerCertificates {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    PeerCertificates(vec![params
-        .signed_by(&key, &ca.cert, &ca.key)
-        .unwrap()
-        .der()
-        .to_vec()])
-}
+mod common;
+use common::{ca, client, Ca};
 
 /// The configmap as the API server returns it.
 fn configmap(front_proxy: &Ca, client_ca: &Ca, rv: u32) -> serde_json::Value {

@@ -6,40 +6,12 @@
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use promhpa_core::tls::PeerCertificates;
 use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuthOptions};
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-fn ca(cn: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).unwrap();
-    Ca { cert, key }
-}
-
-fn client(ca: &Ca, cn: &str) -> PeerCertificates {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    PeerCertificates(vec![params
-        .signed_by(&key, &ca.cert, &ca.key)
-        .unwrap()
-        .der()
-        .to_vec()])
-}
+mod common;
+use common::{ca, client};
 
 type Log = Arc<Mutex<Vec<(String, String, String)>>>;
 
