@@ -2,12 +2,13 @@
 //! tolerance band and proposal; then stabilization, rate limits and the min/max clamp;
 //! the final recommendation with the conditions `kubectl describe hpa` would show.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use promhpa_core::quantity::Quantity;
 use serde::Serialize;
 
-use crate::calc::{ControllerConfig, Observed};
+use crate::calc::{ControllerConfig, Observed, Pod, PodSample};
 use crate::controller::{reconcile, Condition, ControllerState, MetricsInput, Outcome, TickInput};
 use crate::simulate::{synth_pods, synthetic_observation};
 use crate::spec::{HorizontalPodAutoscaler, MetricSpec, SelectPolicy};
@@ -17,14 +18,36 @@ use crate::spec::{HorizontalPodAutoscaler, MetricSpec, SelectPolicy};
 /// the value (External: the sum of the series) for Object and External metrics.
 pub type FetchedValue = Result<f64, String>;
 
+/// What was fetched for one metric.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measured {
+    /// One number in the units of the target (see [`FetchedValue`]), reported by every pod
+    /// alike for per-pod metrics.
+    Value(f64),
+    /// Per-pod samples in milli-units (Resource, ContainerResource and Pods metrics), as the
+    /// metrics APIs return them: usage for resources, the metric for Pods.
+    PerPod(BTreeMap<String, PodSample>),
+}
+
+impl From<f64> for Measured {
+    fn from(v: f64) -> Self {
+        Measured::Value(v)
+    }
+}
+
 /// Everything an explanation reads.
 #[derive(Debug, Clone)]
 pub struct ExplainInput {
     pub hpa: HorizontalPodAutoscaler,
-    /// `spec.replicas` of the scale target (every pod is taken as Running and Ready).
+    /// `spec.replicas` of the scale target.
     pub current_replicas: i32,
+    /// `status.replicas` of the scale target (default: `current_replicas`).
+    pub status_replicas: Option<i32>,
+    /// The pods the scale target's selector matches; `None`: `current_replicas` Running,
+    /// Ready pods with a 1000m request for each resource the metrics name.
+    pub pods: Option<Vec<Pod>>,
     /// One value per metric of the (defaulted) spec, in order.
-    pub values: Vec<FetchedValue>,
+    pub values: Vec<Result<Measured, String>>,
     pub config: ControllerConfig,
     /// The controller's memory; `None` means it remembers no recent recommendation.
     pub state: Option<ControllerState>,
@@ -211,6 +234,39 @@ fn check_hint(m: &MetricSpec, ns: &str) -> String {
     }
 }
 
+/// How the controller's second pass treats pods without metrics and unready pods, when it
+/// runs one (`calcPlainMetricReplicas` / `calcResourceReplicas`); empty when it does not.
+fn rebalance_text(p: &crate::calc::Proposal) -> String {
+    let Some(c) = p.pods else {
+        return String::new();
+    };
+    let scale_up = p.ratio > 1.0;
+    let mut parts = Vec::new();
+    if c.missing > 0 && p.ratio != 1.0 {
+        let fill = if scale_up {
+            "0".to_string()
+        } else if p.utilization.is_some() {
+            format!("max(100%, {}%) of their request", p.target)
+        } else {
+            "the target".to_string()
+        };
+        parts.push(format!(
+            "{} pods without metrics counted at {fill}",
+            c.missing
+        ));
+    }
+    if c.unready > 0 && scale_up {
+        parts.push(format!("{} unready pods counted at 0", c.unready));
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(
+        "second pass with {} (kept at the current count if that lands within tolerance or reverses the direction)",
+        parts.join(" and ")
+    )
+}
+
 fn band(lo: f64, hi: f64) -> [f64; 2] {
     [1.0 - lo, 1.0 + hi]
 }
@@ -225,12 +281,16 @@ pub fn explain(input: &ExplainInput) -> Explanation {
         .clone()
         .unwrap_or_else(|| "default".into());
     let metrics = spec.effective_metrics();
-    let pods = synth_pods(spec, input.current_replicas);
+    let pods = input
+        .pods
+        .clone()
+        .unwrap_or_else(|| synth_pods(spec, input.current_replicas));
     let observed: Vec<Observed> = metrics
         .iter()
         .enumerate()
         .map(|(i, m)| match input.values.get(i) {
-            Some(Ok(v)) => synthetic_observation(m, *v, &pods, input.now_ms),
+            Some(Ok(Measured::Value(v))) => synthetic_observation(m, *v, &pods, input.now_ms),
+            Some(Ok(Measured::PerPod(samples))) => Observed::Pods(samples.clone()),
             Some(Err(e)) => Observed::Error(e.clone()),
             None => Observed::Error("no value was fetched for this metric".into()),
         })
@@ -241,7 +301,7 @@ pub fn explain(input: &ExplainInput) -> Explanation {
     });
     let tick = TickInput {
         spec_replicas: input.current_replicas,
-        status_replicas: input.current_replicas,
+        status_replicas: input.status_replicas.unwrap_or(input.current_replicas),
         pods: &pods,
         metrics: MetricsInput::Observed(&observed),
         now_ms: input.now_ms,
@@ -274,7 +334,20 @@ pub fn explain(input: &ExplainInput) -> Explanation {
                 let within = tol.is_within(p.ratio);
                 row.within_tolerance = Some(within);
                 row.proposed_replicas = Some(p.replicas);
-                row.formula = Some(if within {
+                let counts = p.pods.unwrap_or_default();
+                let rebalanced = rebalance_text(p);
+                let ignored = if counts.ignored > 0 {
+                    format!("; {} failed or deleting pods ignored", counts.ignored)
+                } else {
+                    String::new()
+                };
+                let unready = if counts.unready > 0 && rebalanced.is_empty() {
+                    format!("; {} unready pods left out", counts.unready)
+                } else {
+                    String::new()
+                };
+                let ready = p.pods.map_or(out.current_replicas as usize, |c| c.ready);
+                row.formula = Some(if within && rebalanced.is_empty() {
                     format!(
                         "ratio {:.3} is within [{:.2}, {:.2}]: keep {}",
                         p.ratio, row.tolerance_band[0], row.tolerance_band[1], out.current_replicas
@@ -284,10 +357,15 @@ pub fn explain(input: &ExplainInput) -> Explanation {
                         "ceil({:.3} x {} replicas) = {}",
                         p.ratio, out.current_replicas, p.replicas
                     )
+                } else if !rebalanced.is_empty() {
+                    format!(
+                        "ratio {:.3} over {ready} ready pods; {rebalanced}{ignored}: {}",
+                        p.ratio, p.replicas
+                    )
                 } else {
                     format!(
-                        "ceil({:.3} x {} ready pods) = {}",
-                        p.ratio, out.current_replicas, p.replicas
+                        "ceil({:.3} x {ready} ready pods) = {}{unready}{ignored}",
+                        p.ratio, p.replicas
                     )
                 });
             }
@@ -577,11 +655,13 @@ where
         .spec
         .effective_metrics()
         .iter()
-        .map(&mut fetch)
+        .map(|m| fetch(m).map(Measured::Value))
         .collect();
     explain(&ExplainInput {
         hpa,
         current_replicas,
+        status_replicas: None,
+        pods: None,
         values,
         config,
         state: None,
@@ -618,11 +698,13 @@ where
 {
     let mut values = Vec::new();
     for m in hpa.spec.effective_metrics() {
-        values.push(fetch(m).await);
+        values.push(fetch(m).await.map(Measured::Value));
     }
     explain(&ExplainInput {
         hpa,
         current_replicas,
+        status_replicas: None,
+        pods: None,
         values,
         config,
         state: None,

@@ -8,6 +8,7 @@ pub mod calc;
 pub mod conformance;
 pub mod controller;
 pub mod explain;
+pub mod objects;
 pub mod simulate;
 pub mod spec;
 

@@ -125,18 +125,20 @@ fn is_utilization(m: &MetricSpec) -> bool {
 const REQUEST_MILLI: i64 = 1000;
 
 /// What the metrics APIs would return for `value` in the units of the metric's series:
-/// every pod reporting `value` (utilization % of a 1000m request, or the per-pod average)
-/// for per-pod metrics, the value itself for Object and External metrics.
+/// every pod reporting `value` (for Utilization targets `value` percent of the pod's own
+/// request, the per-pod average otherwise) for per-pod metrics, the value itself for Object
+/// and External metrics.
 pub fn synthetic_observation(m: &MetricSpec, value: f64, pods: &[Pod], t: i64) -> Observed {
     if is_per_pod(m) {
-        let milli = if is_utilization(m) {
-            to_milli(value * REQUEST_MILLI as f64 / 100_000.0)
-        } else {
-            to_milli(value)
-        };
+        let utilization = is_utilization(m);
         Observed::Pods(
             pods.iter()
                 .map(|p| {
+                    let milli = if utilization {
+                        to_milli(value * request_milli(m, p) as f64 / 100_000.0)
+                    } else {
+                        to_milli(value)
+                    };
                     (
                         p.name.clone(),
                         PodSample {
@@ -153,6 +155,24 @@ pub fn synthetic_observation(m: &MetricSpec, value: f64, pods: &[Pod], t: i64) -
     } else {
         Observed::External(vec![to_milli(value)])
     }
+}
+
+/// The pod's request (milli) for a Resource or ContainerResource metric's resource: summed
+/// over its containers, or the named container's; missing requests count as zero (the
+/// controller then reports them).
+fn request_milli(m: &MetricSpec, pod: &Pod) -> i64 {
+    let (resource, container) = match (&m.resource, &m.container_resource) {
+        (Some(r), _) if m.kind == "Resource" => (r.name.as_str(), None),
+        (_, Some(r)) if m.kind == "ContainerResource" => {
+            (r.name.as_str(), Some(r.container.as_str()))
+        }
+        _ => return 0,
+    };
+    pod.containers
+        .iter()
+        .filter(|c| container.is_none_or(|n| n == c.name))
+        .filter_map(|c| c.requests.get(resource))
+        .fold(0i64, |acc, q| acc.saturating_add(q.milli_value()))
 }
 
 /// `n` Running, Ready pods with a 1000m request for every resource the metrics name.

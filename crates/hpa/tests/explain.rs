@@ -176,3 +176,120 @@ fn async_fetch_gives_the_same_explanation() {
         run(seed_hpa("003"), 12, &[("requests_per_second", 10.0)])
     );
 }
+
+/// Pods as the API returns them, each requesting `request` milli-CPU in one container.
+fn api_pod(name: &str, phase: &str, request: i64) -> promhpa_hpa::Pod {
+    let v = serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": format!("{request}m")}}}]},
+        "status": {
+            "phase": phase,
+            "startTime": "2026-01-01T00:00:00Z",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:30Z"}]
+        }
+    });
+    promhpa_hpa::objects::pod_from_object(&v).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn cpu_hpa(target: i32) -> HorizontalPodAutoscaler {
+    parse_manifest(&format!(
+        "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: web, namespace: shop}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: {target}}}}}
+"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn explain_pods(
+    target: i32,
+    current: i32,
+    pods: Vec<promhpa_hpa::Pod>,
+    usage: &[(&str, i64)],
+) -> Explanation {
+    use promhpa_hpa::calc::PodSample;
+    use promhpa_hpa::explain::{explain, ExplainInput, Measured};
+    // 2026-01-01T01:00:00Z: an hour after the pods started.
+    let now = 1_767_229_200_000;
+    let samples = usage
+        .iter()
+        .map(|(n, m)| {
+            (
+                n.to_string(),
+                PodSample {
+                    milli: *m,
+                    timestamp_ms: now - 10_000,
+                    window_ms: 300_000,
+                },
+            )
+        })
+        .collect();
+    explain(&ExplainInput {
+        hpa: cpu_hpa(target),
+        current_replicas: current,
+        status_replicas: None,
+        pods: Some(pods),
+        values: vec![Ok(Measured::PerPod(samples))],
+        config: ControllerConfig::default(),
+        state: None,
+        now_ms: now,
+    })
+}
+
+#[test]
+fn real_pods_missing_metrics_on_scale_down() {
+    // Reference vector K-R10: 400 and 95 of 1000m, two pods without samples, target 100%.
+    let pods = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| api_pod(n, "Running", 1000))
+        .collect();
+    let e = explain_pods(100, 4, pods, &[("a", 400), ("b", 95)]);
+    let m = &e.metrics[0];
+    assert_eq!(m.current, "24%");
+    assert_eq!(m.proposed_replicas, Some(3));
+    let f = m.formula.clone().unwrap_or_default();
+    assert!(
+        f.contains("2 pods without metrics counted at max(100%, 100%) of their request"),
+        "{f}"
+    );
+    assert_eq!(e.desired_replicas, 3);
+}
+
+#[test]
+fn real_pods_failed_ones_are_ignored() {
+    // Reference vector K-R06: 500 and 700 of 1000m, two Failed pods, target 30%.
+    let pods = vec![
+        api_pod("a", "Running", 1000),
+        api_pod("b", "Running", 1000),
+        api_pod("c", "Failed", 1000),
+        api_pod("d", "Failed", 1000),
+    ];
+    let e = explain_pods(30, 2, pods, &[("a", 500), ("b", 700)]);
+    let m = &e.metrics[0];
+    assert_eq!(m.current, "60%");
+    assert_eq!(m.proposed_replicas, Some(4));
+    let f = m.formula.clone().unwrap_or_default();
+    assert!(f.contains("2 failed or deleting pods ignored"), "{f}");
+}
+
+#[test]
+fn real_pods_without_a_request_fail_the_metric() {
+    let mut pod = api_pod("a", "Running", 1000);
+    pod.containers[0].requests.clear();
+    let e = explain_pods(50, 1, vec![pod], &[("a", 400)]);
+    let m = &e.metrics[0];
+    assert_eq!(m.current, "<unknown>");
+    let err = m.error.clone().unwrap_or_default();
+    assert!(
+        err.contains("missing request for cpu in container app of Pod a"),
+        "{err}"
+    );
+    assert_eq!(m.error_reason.as_deref(), Some("FailedGetResourceMetric"));
+}
