@@ -338,7 +338,7 @@ impl Backoff {
 }
 
 /// Percent-encodes a query parameter value (continue tokens are base64 with `=`, `+`, `/`).
-fn percent_encode(s: &str) -> String {
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

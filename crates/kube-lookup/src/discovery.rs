@@ -61,6 +61,14 @@ impl ResourceMap {
         self.find(resource, Some(group), Some(version))
     }
 
+    /// The resource whose kind is `kind` (exactly, as a `scaleTargetRef` names it) in
+    /// `group`.
+    pub fn for_kind(&self, group: &str, kind: &str) -> Option<&ResourceInfo> {
+        self.resources
+            .iter()
+            .find(|r| r.mapping.group_resource.group == group && r.mapping.kind == kind)
+    }
+
     /// The resource with exactly this group and plural name.
     pub fn get(&self, group_resource: &GroupResource) -> Option<&ResourceInfo> {
         self.resources

@@ -38,6 +38,7 @@ pub mod cache;
 pub mod config;
 pub mod delegated;
 pub mod discovery;
+pub mod scale;
 mod error;
 pub mod http;
 pub mod lookup;

@@ -139,8 +139,8 @@ impl KubeApi for Recorded {
     ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
         Box::pin(async move {
             self.log.lock().unwrap().push(path.to_string());
-            if path.contains("limit=") {
-                assert_eq!(accept, ACCEPT_METADATA_LIST, "lists ask for metadata only");
+            if path.contains("limit=") && !path.contains("labelSelector=") {
+                assert_eq!(accept, ACCEPT_METADATA_LIST, "cache lists ask for metadata only");
             }
             let mut gets = self.gets.lock().unwrap();
             let base = path.split('?').next().unwrap_or(path);
@@ -540,4 +540,56 @@ async fn cluster_scoped_resources_ignore_the_namespace_and_failures_are_reported
         .await
         .unwrap_err();
     assert_eq!(err, LookupError::UnknownResource("gizmos".into()));
+}
+
+#[tokio::test]
+async fn scale_target_and_its_pods_as_the_controller_reads_them() {
+    use promhpa_kube_lookup::discovery::discover;
+    use promhpa_kube_lookup::scale::{get_scale, list_pods, scale_path};
+    let api = Arc::new(Recorded::default());
+    api.discovery()
+        .get(
+            "/apis/apps/v1/namespaces/shop/deployments/web/scale",
+            "deployments-web-scale.json",
+        )
+        .get(
+            "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb%2Ctier%3Dfrontend&limit=500",
+            "pods-full-page1.json",
+        )
+        .get(
+            "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb%2Ctier%3Dfrontend&limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTIxMCwic3RhcnQiOiJzaG9wL3dlYi0yXHUwMDAwIn0%3D",
+            "pods-full-page2.json",
+        );
+    let map = discover(api.as_ref()).await.unwrap();
+    let scale = get_scale(api.as_ref(), &map, "apps/v1", "Deployment", "shop", "web")
+        .await
+        .unwrap();
+    assert_eq!(scale["status"]["selector"], "app=web,tier=frontend");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    let pods = list_pods(api.as_ref(), "shop", "app=web,tier=frontend")
+        .await
+        .unwrap();
+    let names: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["web-1", "web-2"], "both pages are read");
+    assert_eq!(
+        pods[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "250m",
+        "full objects, not metadata"
+    );
+
+    // A kind discovery does not know in the ref's group is reported, not guessed.
+    let err = scale_path(&map, "apps/v1", "Rollout", "shop", "web").unwrap_err();
+    assert!(err.to_string().contains("no matches for kind \"Rollout\""), "{err}");
+    // A kind of the core group goes to /api.
+    let err = get_scale(api.as_ref(), &map, "v1", "Pod", "shop", "web-1")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("/api/v1/namespaces/shop/pods/web-1/scale"),
+        "{err}"
+    );
 }
