@@ -21,6 +21,12 @@ pod_cpu_cores{namespace=\"shop\",pod=\"web-a\",container=\"sidecar\"} 0.05
 pod_cpu_cores{namespace=\"shop\",pod=\"web-b\",container=\"app\"} 0.4
 pod_cpu_cores{namespace=\"shop\",pod=\"other-c\",container=\"app\"} 0.6
 pod_cpu_cores{namespace=\"shop\",pod=\"web-d\",container=\"app\"} 9
+# TYPE pod_memory_bytes gauge
+pod_memory_bytes{namespace=\"shop\",pod=\"web-a\",container=\"app\"} 209715200
+pod_memory_bytes{namespace=\"shop\",pod=\"web-a\",container=\"sidecar\"} 20971520
+pod_memory_bytes{namespace=\"shop\",pod=\"web-b\",container=\"app\"} 314572800
+pod_memory_bytes{namespace=\"shop\",pod=\"other-c\",container=\"app\"} 104857600
+pod_memory_bytes{namespace=\"shop\",pod=\"web-d\",container=\"app\"} 999
 ";
 
 const RULES: &str = r#"rules:
@@ -51,6 +57,8 @@ resourceRules:
     containerLabel: container
 "#;
 
+// web-e is Pending (no metrics yet): the controller counts it as unready. The other pods
+// carry no status, as in a hand-written file, and are taken as Running and Ready.
 const OBJECTS: &str = r#"apiVersion: v1
 kind: List
 items:
@@ -59,9 +67,26 @@ items:
   metadata: {name: web, namespace: shop}
   spec:
     selector: {matchLabels: {app: web}}
-- {apiVersion: v1, kind: Pod, metadata: {name: web-a, namespace: shop, labels: {app: web}}}
-- {apiVersion: v1, kind: Pod, metadata: {name: web-b, namespace: shop, labels: {app: web}}}
-- {apiVersion: v1, kind: Pod, metadata: {name: other-c, namespace: shop, labels: {app: web}}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-a, namespace: shop, labels: {app: web}}
+  spec:
+    containers:
+    - {name: app, resources: {requests: {cpu: 250m, memory: 256Mi}}}
+    - {name: sidecar, resources: {requests: {memory: 64Mi}}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-b, namespace: shop, labels: {app: web}}
+  spec: {containers: [{name: app, resources: {requests: {cpu: 250m, memory: 256Mi}}}]}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: other-c, namespace: shop, labels: {app: web}}
+  spec: {containers: [{name: app, resources: {requests: {cpu: 250m, memory: 256Mi}}}]}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-e, namespace: shop, labels: {app: web}}
+  spec: {containers: [{name: app, resources: {requests: {cpu: 250m, memory: 256Mi}}}]}
+  status: {phase: Pending}
 - {apiVersion: v1, kind: Pod, metadata: {name: web-d, namespace: shop, labels: {app: batch}}}
 "#;
 
@@ -95,7 +120,12 @@ spec:
   - type: Resource
     resource: {name: cpu, target: {type: AverageValue, averageValue: 200m}}
   - type: Resource
-    resource: {name: memory, target: {type: Utilization, averageUtilization: 80}}
+    resource: {name: memory, target: {type: Utilization, averageUtilization: 50}}
+  - type: ContainerResource
+    containerResource:
+      name: cpu
+      container: app
+      target: {type: Utilization, averageUtilization: 100}
 "#;
 
 fn now_ms() -> i64 {
@@ -151,7 +181,9 @@ fn explain_and_simulate_against_prometheus() {
         format!("--objects={}", objects.display()),
     ];
 
-    // explain: (6 + 9 + 3) / 3 = 6 per pod against 5 -> ratio 1.2 -> ceil(1.2 x 3) = 4.
+    // explain: (6 + 9 + 3) / 3 = 6 per ready pod against 5 -> ratio 1.2; scaling up with
+    // the Pending pod counted at 0 gives 18 / 4 = 4.5, ratio 0.9: the direction flips, so
+    // the controller keeps 3.
     let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
         .args(["explain", "-o", "json", "--replicas", "3", "-f"])
         .arg(&hpa)
@@ -161,14 +193,22 @@ fn explain_and_simulate_against_prometheus() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stderr.contains("pods matching app=web"), "{stderr}");
+    assert!(
+        stderr.contains("pods matching app=web, 4 found (3 without status"),
+        "{stderr}"
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(v["metrics"][0]["current"], "6", "{stdout}");
-    assert_eq!(v["metrics"][0]["proposedReplicas"], 4, "{stdout}");
-    assert_eq!(v["desiredReplicas"], 4, "{stdout}");
+    assert_eq!(v["metrics"][0]["proposedReplicas"], 3, "{stdout}");
+    let formula = v["metrics"][0]["formula"].as_str().unwrap_or_default();
+    assert!(formula.contains("1 unready pods counted at 0"), "{formula}");
+    assert_eq!(v["desiredReplicas"], 3, "{stdout}");
 
-    // cpu from resourceRules: per pod 0.2, 0.4, 0.6 -> 400m against 200m -> 6 replicas;
-    // a Utilization target needs requests and is not fetched.
+    // Resource metrics from resourceRules, per pod and container, against the pods'
+    // requests; the Pending pod counts at 0 in the second pass of each:
+    // - cpu AverageValue: 200m, 400m, 600m -> 400m vs 200m; (1200m / 4) / 200m = 1.5 -> 6
+    // - memory Utilization: 620Mi of 832Mi = 74% vs 50%; 620Mi of 1088Mi = 56% -> 1.12 -> 5
+    // - container app cpu: 1150m of 750m = 153% vs 100%; 1150m of 1000m -> 1.15 -> 5
     let hpa_cpu = write("hpa-cpu.yaml", HPA_CPU);
     let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
         .args(["explain", "-o", "json", "--replicas", "3", "-f"])
@@ -181,13 +221,31 @@ fn explain_and_simulate_against_prometheus() {
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(v["metrics"][1]["current"], "400m", "{stdout}");
     assert_eq!(v["metrics"][1]["proposedReplicas"], 6, "{stdout}");
-    assert_eq!(v["metrics"][2]["current"], "<unknown>", "{stdout}");
-    let err = v["metrics"][2]["error"].as_str().expect("error");
+    assert_eq!(v["metrics"][2]["current"], "74%", "{stdout}");
+    assert_eq!(v["metrics"][2]["proposedReplicas"], 5, "{stdout}");
+    assert_eq!(v["metrics"][3]["current"], "153%", "{stdout}");
+    assert_eq!(v["metrics"][3]["proposedReplicas"], 5, "{stdout}");
+    assert_eq!(v["desiredReplicas"], 6, "{stdout}");
+
+    // A container the metrics do not list fails the metric as the controller reports it.
+    let hpa_sidecar = write(
+        "hpa-sidecar.yaml",
+        &HPA_CPU.replace("container: app", "container: proxy"),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .args(["explain", "-o", "json", "--replicas", "3", "-f"])
+        .arg(&hpa_sidecar)
+        .args(&backend_args)
+        .output()
+        .expect("run explain");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["metrics"][3]["current"], "<unknown>", "{stdout}");
+    let err = v["metrics"][3]["error"].as_str().unwrap_or_default();
     assert!(
-        err.contains("not fetched") && err.contains("requests"),
+        err.contains("container proxy not present in metrics for pod shop/"),
         "{err}"
     );
-    assert_eq!(v["desiredReplicas"], 6, "{stdout}");
 
     // Without the CA, the fetch fails and says why, as the HPA would show it.
     let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))

@@ -146,8 +146,9 @@ pub struct ScaleInfo {
     /// The pod selector in query-string form; `None` when the target has none, which the
     /// controller reports as `InvalidSelector`.
     pub selector: Option<String>,
-    /// `spec.replicas`: what the controller calls the current replica count.
-    pub spec_replicas: i32,
+    /// `spec.replicas`: what the controller calls the current replica count; `None` when a
+    /// workload object in a file does not give it.
+    pub spec_replicas: Option<i32>,
     /// `status.replicas`.
     pub status_replicas: Option<i32>,
 }
@@ -172,14 +173,14 @@ pub fn scale_from_subresource(v: &Value) -> Result<ScaleInfo, String> {
         selector: str_at(v, &["status", "selector"])
             .filter(|s| !s.is_empty())
             .map(str::to_string),
-        spec_replicas: int_at(v, &["spec", "replicas"]).unwrap_or(0),
+        spec_replicas: Some(int_at(v, &["spec", "replicas"]).unwrap_or(0)),
         status_replicas: int_at(v, &["status", "replicas"]),
     })
 }
 
 /// A workload object (Deployment, StatefulSet, ReplicaSet, or a custom resource of the same
 /// shape) as its `scale` subresource would present it: `spec.selector` as a label selector
-/// (or a plain map, as ReplicationControllers have), `spec.replicas` defaulting to 1.
+/// (or a plain map, as ReplicationControllers have) and `spec.replicas`.
 pub fn scale_from_workload(v: &Value) -> Result<ScaleInfo, String> {
     let selector = match v.get("spec").and_then(|s| s.get("selector")) {
         None | Some(Value::Null) => None,
@@ -200,7 +201,7 @@ pub fn scale_from_workload(v: &Value) -> Result<ScaleInfo, String> {
     };
     Ok(ScaleInfo {
         selector,
-        spec_replicas: int_at(v, &["spec", "replicas"]).unwrap_or(1),
+        spec_replicas: int_at(v, &["spec", "replicas"]),
         status_replicas: int_at(v, &["status", "replicas"]),
     })
 }
@@ -317,7 +318,7 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.selector.as_deref(), Some("app=web,tier in (a,b)"));
-        assert_eq!((s.spec_replicas, s.status_replicas), (4, Some(3)));
+        assert_eq!((s.spec_replicas, s.status_replicas), (Some(4), Some(3)));
         assert!(scale_from_subresource(&json!({"kind": "Status"})).is_err());
 
         let d = scale_from_workload(&json!({
@@ -327,14 +328,14 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(d.selector.as_deref(), Some("app=web,tier notin (x)"));
-        assert_eq!(d.spec_replicas, 1, "spec.replicas defaults to 1");
+        assert_eq!(d.spec_replicas, None);
         let rc = scale_from_workload(&json!({
             "kind": "ReplicationController",
             "spec": {"replicas": 2, "selector": {"app": "old"}}
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rc.selector.as_deref(), Some("app=old"));
-        assert_eq!(rc.spec_replicas, 2);
+        assert_eq!(rc.spec_replicas, Some(2));
         let none = scale_from_workload(&json!({"kind": "Deployment", "spec": {}}))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(none.selector, None);

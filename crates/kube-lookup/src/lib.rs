@@ -38,10 +38,10 @@ pub mod cache;
 pub mod config;
 pub mod delegated;
 pub mod discovery;
-pub mod scale;
 mod error;
 pub mod http;
 pub mod lookup;
+pub mod scale;
 
 pub use error::KubeError;
 pub use lookup::KubeObjectLookup;

@@ -32,12 +32,14 @@ pub fn scale_path(
         Some((g, v)) => (g, v),
         None => ("", api_version),
     };
-    let not_found = || KubeError::Status {
+    let not_found = || {
+        KubeError::Status {
         code: 404,
         path: format!("{api_version}, Kind={kind}"),
         message: format!(
             "no matches for kind \"{kind}\" in group \"{group}\" (is the scaleTargetRef's apiVersion right?)"
         ),
+    }
     };
     let info = map.for_kind(group, kind).ok_or_else(not_found)?;
     let version = if version.is_empty() {

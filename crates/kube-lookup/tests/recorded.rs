@@ -140,7 +140,10 @@ impl KubeApi for Recorded {
         Box::pin(async move {
             self.log.lock().unwrap().push(path.to_string());
             if path.contains("limit=") && !path.contains("labelSelector=") {
-                assert_eq!(accept, ACCEPT_METADATA_LIST, "cache lists ask for metadata only");
+                assert_eq!(
+                    accept, ACCEPT_METADATA_LIST,
+                    "cache lists ask for metadata only"
+                );
             }
             let mut gets = self.gets.lock().unwrap();
             let base = path.split('?').next().unwrap_or(path);
@@ -575,14 +578,16 @@ async fn scale_target_and_its_pods_as_the_controller_reads_them() {
         .collect();
     assert_eq!(names, ["web-1", "web-2"], "both pages are read");
     assert_eq!(
-        pods[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
-        "250m",
+        pods[0]["spec"]["containers"][0]["resources"]["requests"]["cpu"], "250m",
         "full objects, not metadata"
     );
 
     // A kind discovery does not know in the ref's group is reported, not guessed.
     let err = scale_path(&map, "apps/v1", "Rollout", "shop", "web").unwrap_err();
-    assert!(err.to_string().contains("no matches for kind \"Rollout\""), "{err}");
+    assert!(
+        err.to_string().contains("no matches for kind \"Rollout\""),
+        "{err}"
+    );
     // A kind of the core group goes to /api.
     let err = get_scale(api.as_ref(), &map, "v1", "Pod", "shop", "web-1")
         .await

@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_core::quantity::Quantity;
-use promhpa_hpa::explain::{explain_with, explain_with_async, render_text, value_key};
+use promhpa_hpa::explain::{explain, explain_with, render_text, value_key, ExplainInput, Measured};
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
 
 use super::backend::{go_duration, now_ms, BackendFlags};
-use super::hpa_fetch::{HpaFetcher, PodScope};
+use super::hpa_fetch::HpaFetcher;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,11 +30,12 @@ pub struct Args {
 
     /// Where metrics are fetched from when not given with --values: the same backend,
     /// rules and objects `serve` takes. Fetching is on when any of --prometheus-url,
-    /// --config, --objects or --demo is given.
+    /// --config, --objects, --kubeconfig or --demo is given.
     #[command(flatten)]
     pub backend: Box<BackendFlags>,
 
-    /// kubeconfig for looking up pods when no --objects file is given.
+    /// kubeconfig of the cluster the scale target (its scale subresource) and its pods are
+    /// read from when no --objects file is given; in-cluster credentials without it.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
@@ -42,7 +43,8 @@ pub struct Args {
     #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
     pub metrics_max_age: Duration,
 
-    /// The scale target's current replica count (default: minReplicas).
+    /// The scale target's current replica count (default: its spec.replicas, else the
+    /// number of its pods, else minReplicas).
     #[arg(long)]
     pub replicas: Option<i32>,
 
@@ -94,10 +96,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
         ..ControllerConfig::default()
     };
-    let current = args.replicas.unwrap_or_else(|| hpa.spec.min_replicas());
     let b = &args.backend;
-    let fetching =
-        b.demo || b.prometheus_url.is_some() || b.config.is_some() || b.objects.is_some();
+    let fetching = b.demo
+        || b.prometheus_url.is_some()
+        || b.config.is_some()
+        || b.objects.is_some()
+        || args.kubeconfig.is_some();
     let explanation = if fetching {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -106,25 +110,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         runtime.block_on(async {
             let fetcher =
                 HpaFetcher::new(b, &hpa, args.kubeconfig.as_deref(), args.metrics_max_age).await?;
-            match fetcher.pod_scope() {
-                PodScope::Selector(s) => eprintln!("pods metrics: pods matching {s}"),
-                PodScope::NamePrefix(p) => eprintln!(
-                    "pods metrics: no selector for the scale target in the objects; using pods named {p}*"
-                ),
+            let target = fetcher.target();
+            eprintln!("{}", target.describe());
+            let current = match (args.replicas, target.current_replicas()) {
+                (Some(r), _) => r,
+                (None, Some((r, from))) => {
+                    eprintln!("current replicas: {r} ({from}; --replicas overrides)");
+                    r
+                }
+                (None, None) => {
+                    let r = hpa.spec.min_replicas();
+                    eprintln!(
+                        "current replicas: {r} (minReplicas: no replica count or pods of the scale target found; --replicas overrides)"
+                    );
+                    r
+                }
+            };
+            let mut fetched = Vec::new();
+            for m in hpa.spec.effective_metrics() {
+                fetched.push(match values.get(&value_key(&m)) {
+                    Some(v) => Ok(Measured::Value(*v)),
+                    None => fetcher.fetch(&m).await,
+                });
             }
-            let fetcher = &fetcher;
-            let values = &values;
-            anyhow::Ok(
-                explain_with_async(hpa, current, config, now_ms(), |m| async move {
-                    match values.get(&value_key(&m)) {
-                        Some(v) => Ok(*v),
-                        None => fetcher.fetch(&m).await,
-                    }
-                })
-                .await,
-            )
+            // Without pods of the scale target, values given with --values are spread
+            // over `current` synthetic Running and Ready pods.
+            let pods = (!target.pods.is_empty()).then(|| target.pods.clone());
+            anyhow::Ok(explain(&ExplainInput {
+                hpa,
+                current_replicas: current,
+                status_replicas: target.scale.as_ref().and_then(|s| s.status_replicas),
+                pods,
+                values: fetched,
+                config,
+                state: None,
+                now_ms: now_ms(),
+            }))
         })?
     } else {
+        let current = args.replicas.unwrap_or_else(|| hpa.spec.min_replicas());
         explain_with(hpa, current, config, 0, |m| {
             let key = value_key(m);
             values

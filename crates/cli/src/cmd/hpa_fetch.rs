@@ -1,13 +1,13 @@
 //! Fetching an HPA's metrics the way the HPA controller does: through promhpa's own custom
 //! and external metrics API (the same router `serve` runs, called in-process), so rule
 //! rendering, object lookup and the errors are exactly what the controller would get.
+//! Resource metrics come from the rule file's `resourceRules` container queries, per pod
+//! and container as metrics.k8s.io would report them.
 //!
-//! Pods metrics are asked for the scale target's pods: the `spec.selector` of the scale
-//! target (Deployment, StatefulSet, ReplicaSet...) when the object file has it, otherwise
-//! every pod of the namespace whose name starts with `<target name>-` (the names a
-//! Deployment's ReplicaSet gives its pods).
+//! Per-pod metrics are returned per pod, for the pods of the scale target
+//! ([`super::hpa_target::ScaleTarget`]), so the controller's pod classification applies.
 
-use promhpa_apiserver::objects::plural;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,62 +15,37 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use promhpa_apiserver::metrics::SelfMetrics;
-use promhpa_apiserver::objects::StaticObjects;
+use promhpa_apiserver::objects::plural;
 use promhpa_apiserver::{AppState, Registry};
 use promhpa_core::backend::{Backend, QueryValue};
 use promhpa_core::quantity::Quantity;
-use promhpa_core::selector::LabelSelector;
 use promhpa_core::GroupResource;
-use promhpa_hpa::explain::FetchedValue;
-use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector, MetricSpec, ScaleTargetRef};
+use promhpa_hpa::calc::PodSample;
+use promhpa_hpa::explain::Measured;
+use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector, MetricSpec};
+use promhpa_kube_lookup::cache::percent_encode as encode;
 use promhpa_rules::ResourceRules;
 use serde::Deserialize;
 use tower::ServiceExt;
 
 use super::backend::BackendFlags;
+use super::hpa_target::{PodScope, ScaleTarget};
 
-/// Which pods a Pods metric is averaged over.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PodScope {
-    /// The scale target's `spec.selector` (query-string form).
-    Selector(String),
-    /// No selector known: pods whose name starts with this prefix.
-    NamePrefix(String),
-}
+/// What one metric fetch gives: per-pod samples or one value, or the error the HPA would
+/// report.
+pub type Fetched = Result<Measured, String>;
+
+/// The window metrics.k8s.io reports when the rule file's `resourceRules` set none.
+const DEFAULT_RESOURCE_WINDOW_MS: i64 = 300_000;
+/// The window the controller assumes for custom metrics without one.
+const CUSTOM_METRIC_WINDOW_MS: i64 = 60_000;
 
 /// The in-process metrics API plus what is needed to ask it for one HPA's metrics.
 pub struct HpaFetcher {
     router: axum::Router,
-    namespace: String,
-    pods: PodScope,
+    target: ScaleTarget,
     backend: Arc<dyn Backend>,
     resource_rules: Option<ResourceRules>,
-    /// The scale target's pods in the object file, when there is one.
-    pod_names: Option<Vec<String>>,
-}
-
-/// The names of the pods in `scope` among the objects `text`.
-pub fn scope_pod_names(
-    text: &str,
-    source: &str,
-    scope: &PodScope,
-    ns: &str,
-) -> anyhow::Result<Vec<String>> {
-    let objs = StaticObjects::from_text(text, source)?;
-    let pods = GroupResource::new("", "pods");
-    Ok(match scope {
-        PodScope::Selector(s) => {
-            let sel: LabelSelector = s
-                .parse()
-                .map_err(|e| anyhow::anyhow!("scale target selector {s:?}: {e}"))?;
-            objs.names_sync(&pods, Some(ns), &sel)
-        }
-        PodScope::NamePrefix(prefix) => objs
-            .names_sync(&pods, Some(ns), &LabelSelector::everything())
-            .into_iter()
-            .filter(|n| n.starts_with(prefix.as_str()))
-            .collect(),
-    })
 }
 
 #[derive(Deserialize)]
@@ -85,6 +60,10 @@ struct ValueItem {
     #[serde(default)]
     described_object: Option<Described>,
     value: String,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    window_seconds: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -97,60 +76,6 @@ struct Described {
 struct StatusBody {
     #[serde(default)]
     message: String,
-}
-
-fn yaml_str<'a>(v: &'a serde_yaml::Value, path: &[&str]) -> Option<&'a str> {
-    let mut cur = v;
-    for p in path {
-        cur = cur.get(*p)?;
-    }
-    cur.as_str()
-}
-
-fn find_selector(v: &serde_yaml::Value, target: &ScaleTargetRef, ns: &str) -> Option<String> {
-    if let Some(seq) = v.as_sequence() {
-        return seq.iter().find_map(|i| find_selector(i, target, ns));
-    }
-    if let Some(items) = v.get("items").and_then(|i| i.as_sequence()) {
-        return items.iter().find_map(|i| find_selector(i, target, ns));
-    }
-    let matches = yaml_str(v, &["kind"]) == Some(target.kind.as_str())
-        && yaml_str(v, &["metadata", "name"]) == Some(target.name.as_str())
-        && yaml_str(v, &["metadata", "namespace"]).unwrap_or("default") == ns;
-    if !matches {
-        return None;
-    }
-    let sel = v.get("spec")?.get("selector")?;
-    let sel: MetaLabelSelector = serde_yaml::from_value(sel.clone()).ok()?;
-    let text = sel.to_string();
-    (!text.is_empty()).then_some(text)
-}
-
-/// The pods a Pods metric covers: the scale target's selector from the object file, or the
-/// `<name>-` prefix when the file does not give one.
-pub fn pod_scope(objects: Option<&str>, target: &ScaleTargetRef, ns: &str) -> PodScope {
-    objects
-        .and_then(|text| {
-            serde_yaml::Deserializer::from_str(text).find_map(|doc| {
-                let v = serde_yaml::Value::deserialize(doc).ok()?;
-                find_selector(&v, target, ns)
-            })
-        })
-        .map(PodScope::Selector)
-        .unwrap_or_else(|| PodScope::NamePrefix(format!("{}-", target.name)))
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 fn selector_param(name: &str, sel: Option<&MetaLabelSelector>) -> Option<String> {
@@ -167,9 +92,19 @@ fn with_params(path: String, params: &[Option<String>]) -> String {
     }
 }
 
+fn milli(value: f64) -> i64 {
+    let m = (value * 1000.0).round();
+    if m.is_nan() {
+        0
+    } else {
+        m.clamp(i64::MIN as f64, i64::MAX as f64) as i64
+    }
+}
+
 impl HpaFetcher {
-    /// Build the metrics API from the backend flags, run discovery once, and aim it at
-    /// `hpa`'s namespace and scale target. Must run inside a tokio runtime.
+    /// Build the metrics API from the backend flags, run discovery once, and read `hpa`'s
+    /// scale target and its pods (from the object file, or from the cluster of
+    /// `kubeconfig`). Must run inside a tokio runtime.
     pub async fn new(
         flags: &BackendFlags,
         hpa: &HorizontalPodAutoscaler,
@@ -181,22 +116,9 @@ impl HpaFetcher {
         flags.adopt_rule_file_prometheus(&rules);
         let backend = flags.build_backend()?;
         let lookup = flags.build_lookup(kubeconfig)?;
-        let namespace = hpa
-            .metadata
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into());
-        let objects = flags.objects_text()?;
-        let target = hpa.spec.scale_target_ref.clone().unwrap_or_default();
-        let pods = pod_scope(
-            objects.as_ref().map(|(t, _)| t.as_str()),
-            &target,
-            &namespace,
-        );
-        let pod_names = match &objects {
-            Some((text, source)) => Some(scope_pod_names(text, source, &pods, &namespace)?),
-            None => None,
+        let target = match flags.objects_text()? {
+            Some((text, source)) => ScaleTarget::from_objects(&text, &source, hpa)?,
+            None => ScaleTarget::from_cluster(kubeconfig, hpa).await?,
         };
         let resource_rules = rules.resource.clone();
         let metrics = Arc::new(SelfMetrics::default());
@@ -220,17 +142,15 @@ impl HpaFetcher {
         });
         Ok(HpaFetcher {
             router,
-            namespace,
-            pods,
+            target,
             backend,
             resource_rules,
-            pod_names,
         })
     }
 
-    /// Which pods Pods metrics are averaged over.
-    pub fn pod_scope(&self) -> &PodScope {
-        &self.pods
+    /// The scale target and its pods.
+    pub fn target(&self) -> &ScaleTarget {
+        &self.target
     }
 
     async fn get(&self, path: &str) -> Result<Vec<ValueItem>, String> {
@@ -258,29 +178,31 @@ impl HpaFetcher {
             .map_err(|e| format!("decoding the answer to GET {path}: {e}"))
     }
 
+    fn quantity(i: &ValueItem) -> Result<Quantity, String> {
+        i.value
+            .parse()
+            .map_err(|e| format!("metric value {:?}: {e}", i.value))
+    }
+
     fn sum(items: &[ValueItem]) -> Result<f64, String> {
         let mut total = 0.0;
         for i in items {
-            let q: Quantity = i
-                .value
-                .parse()
-                .map_err(|e| format!("metric value {:?}: {e}", i.value))?;
-            total += q.as_f64();
+            total += Self::quantity(i)?.as_f64();
         }
         Ok(total)
     }
 
-    /// One metric's value in the units [`promhpa_hpa::explain::explain`] expects, or the
-    /// error the HPA would report.
-    pub async fn fetch(&self, m: &MetricSpec) -> FetchedValue {
-        let ns = &self.namespace;
+    /// One metric as the HPA would get it (per pod for Pods and resource metrics), or the
+    /// error it would report.
+    pub async fn fetch(&self, m: &MetricSpec) -> Fetched {
+        let ns = &self.target.namespace;
         match m.kind.as_str() {
             "Pods" => {
                 let Some(p) = &m.pods else {
                     return Err("Pods metric without a `pods` section".into());
                 };
                 let name = &p.metric.name;
-                let label = match &self.pods {
+                let label = match &self.target.scope {
                     PodScope::Selector(s) => Some(format!("labelSelector={}", encode(s))),
                     PodScope::NamePrefix(_) => None,
                 };
@@ -296,18 +218,36 @@ impl HpaFetcher {
                 );
                 let fail =
                     |e: String| format!("unable to fetch metrics from custom metrics API: {e}");
-                let mut items = self.get(&path).await.map_err(fail)?;
-                if let PodScope::NamePrefix(prefix) = &self.pods {
-                    items.retain(|i| {
-                        i.described_object
-                            .as_ref()
-                            .is_some_and(|d| d.name.starts_with(prefix.as_str()))
-                    });
+                let items = self.get(&path).await.map_err(fail)?;
+                let now = super::backend::now_ms();
+                let mut samples = BTreeMap::new();
+                for i in &items {
+                    let Some(pod) = i.described_object.as_ref().map(|d| d.name.as_str()) else {
+                        continue;
+                    };
+                    if !self.target.pods.iter().any(|p| p.name == pod) {
+                        continue;
+                    }
+                    let timestamp_ms = i
+                        .timestamp
+                        .as_deref()
+                        .and_then(promhpa_core::time::parse_rfc3339_ms)
+                        .unwrap_or(now);
+                    samples.insert(
+                        pod.to_string(),
+                        PodSample {
+                            milli: Self::quantity(i)?.milli_value(),
+                            timestamp_ms,
+                            window_ms: i
+                                .window_seconds
+                                .map_or(CUSTOM_METRIC_WINDOW_MS, |w| w.saturating_mul(1000)),
+                        },
+                    );
                 }
-                if items.is_empty() {
+                if samples.is_empty() {
                     return Err(fail("no metrics returned from custom metrics API".into()));
                 }
-                Ok(Self::sum(&items)? / items.len() as f64)
+                Ok(Measured::PerPod(samples))
             }
             "Object" => {
                 let Some(o) = &m.object else {
@@ -340,7 +280,7 @@ impl HpaFetcher {
                     |e: String| format!("unable to fetch metrics from custom metrics API: {e}");
                 let items = self.get(&path).await.map_err(fail)?;
                 match items.first() {
-                    Some(_) => Self::sum(&items[..1]),
+                    Some(_) => Self::sum(&items[..1]).map(Measured::Value),
                     None => Err(fail("no metrics returned from custom metrics API".into())),
                 }
             }
@@ -362,24 +302,26 @@ impl HpaFetcher {
                 if items.is_empty() {
                     return Err(fail("no metrics returned from external metrics API".into()));
                 }
-                Self::sum(&items)
+                Self::sum(&items).map(Measured::Value)
             }
-            "Resource" => self.fetch_resource(m).await,
-            "ContainerResource" => Err(
-                "not fetched: container resource metrics come from metrics.k8s.io, which explain \
-                 does not query; pass the value with --values"
-                    .into(),
-            ),
+            "Resource" => match &m.resource {
+                Some(r) => self.fetch_resource(&r.name, None).await,
+                None => Err("Resource metric without a `resource` section".into()),
+            },
+            "ContainerResource" => match &m.container_resource {
+                Some(r) => self.fetch_resource(&r.name, Some(&r.container)).await,
+                None => {
+                    Err("ContainerResource metric without a `containerResource` section".into())
+                }
+            },
             other => Err(format!("invalid metric source type \"{other}\"")),
         }
     }
 
-    /// A Resource metric with an AverageValue target from the rule file's `resourceRules`:
-    /// the container query for the scale target's pods, summed per pod, averaged.
-    async fn fetch_resource(&self, m: &MetricSpec) -> FetchedValue {
-        let Some(r) = &m.resource else {
-            return Err("Resource metric without a `resource` section".into());
-        };
+    /// A resource metric as metrics.k8s.io would report it from the rule file's
+    /// `resourceRules`: the container query for the scale target's pods, per pod and
+    /// container; a pod's usage is the sum over its containers (or the named container's).
+    async fn fetch_resource(&self, resource: &str, container: Option<&str>) -> Fetched {
         let Some(rules) = &self.resource_rules else {
             return Err(
                 "not fetched: resource metrics come from metrics.k8s.io (metrics-server), \
@@ -387,38 +329,92 @@ impl HpaFetcher {
                     .into(),
             );
         };
-        if r.target.average_value.is_none() {
-            return Err(format!(
-                "not fetched: a Utilization target needs the pods' {} requests, which explain \
-                 does not read; pass the utilization with --values {}=PERCENT",
-                r.name, r.name
-            ));
-        }
-        let rule = match r.name.as_str() {
+        let rule = match resource {
             "cpu" => &rules.cpu,
             "memory" => &rules.memory,
-            other => return Err(format!("resourceRules serve cpu and memory, not {other}")),
+            other => {
+                return Err(format!(
+                    "resourceRules serve cpu and memory only, not {other}"
+                ))
+            }
         };
-        let Some(names) = self.pod_names.as_ref().filter(|n| !n.is_empty()) else {
-            return Err("not fetched: no pods of the scale target in the objects".into());
-        };
+        let names = self.target.pod_names();
+        if names.is_empty() {
+            return Err(format!(
+                "no pods of the scale target ({})",
+                self.target.describe()
+            ));
+        }
+        let ns = &self.target.namespace;
         let q = rule
-            .render_container_query(&self.namespace, names)
+            .render_container_query(ns, &names)
             .map_err(|e| format!("rendering {}: {e}", rule.path()))?;
-        let label = rule
+        let pod_label = rule
             .resources()
             .label_for_resource(&GroupResource::new("", "pods"))
             .unwrap_or_else(|| "pod".into());
-        let promql = format!("avg(sum by ({label}) ({q}))");
-        match self.backend.query(&promql, super::backend::now_ms()).await {
-            Ok(QueryValue::Vector(v)) => v
-                .first()
-                .map(|s| s.value)
-                .ok_or_else(|| "no metrics returned from resource metrics API".into()),
-            Ok(other) => Err(format!("{promql} returned a {}", other.type_name())),
-            Err(e) => Err(format!(
-                "unable to fetch metrics from resource metrics API: {e}"
-            )),
+        let container_label = rule.container_label();
+        let samples = match self.backend.query(&q, super::backend::now_ms()).await {
+            Ok(QueryValue::Vector(v)) => v,
+            Ok(other) => return Err(format!("{q} returned a {}", other.type_name())),
+            Err(e) => {
+                return Err(format!(
+                    "unable to fetch metrics from resource metrics API: {e}"
+                ))
+            }
+        };
+        // pod -> container -> (usage, timestamp), as PodMetrics lists them.
+        let mut per_pod: BTreeMap<String, BTreeMap<String, (f64, i64)>> = BTreeMap::new();
+        for s in &samples {
+            let (Some(pod), Some(c)) = (s.labels.get(&pod_label), s.labels.get(container_label))
+            else {
+                continue;
+            };
+            if !s.value.is_finite() {
+                continue;
+            }
+            per_pod
+                .entry(pod.to_string())
+                .or_default()
+                .insert(c.to_string(), (s.value, s.timestamp_ms));
         }
+        if per_pod.is_empty() {
+            return Err(format!(
+                "no metrics returned from resource metrics API (query: {q})"
+            ));
+        }
+        let to_milli = |v: f64| {
+            if resource == "cpu" {
+                milli(v)
+            } else {
+                milli(v.trunc())
+            }
+        };
+        let window_ms = rules.window_ms.unwrap_or(DEFAULT_RESOURCE_WINDOW_MS);
+        let mut out = BTreeMap::new();
+        for (pod, containers) in per_pod {
+            let sample = match container {
+                Some(c) => match containers.get(c) {
+                    Some((v, t)) => (to_milli(*v), *t),
+                    None => {
+                        return Err(format!(
+                            "failed to get container metrics: container {c} not present in metrics for pod {ns}/{pod}"
+                        ))
+                    }
+                },
+                None => containers.values().fold((0i64, i64::MIN), |(m, t), (v, ts)| {
+                    (m.saturating_add(to_milli(*v)), t.max(*ts))
+                }),
+            };
+            out.insert(
+                pod,
+                PodSample {
+                    milli: sample.0,
+                    timestamp_ms: sample.1,
+                    window_ms,
+                },
+            );
+        }
+        Ok(Measured::PerPod(out))
     }
 }

@@ -10,7 +10,7 @@ use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector};
 use promhpa_rules::{Rule, RuleSet};
 
 use super::backend::BackendFlags;
-use super::hpa_fetch::{pod_scope, scope_pod_names};
+use super::hpa_target::ScaleTarget;
 
 /// The series a rule of `rules` serves as `metric`, looking at each rule's own series
 /// (a rule whose `name.as` takes any series would otherwise claim other rules' series).
@@ -71,9 +71,9 @@ pub fn metric_queries(
                 let Some((text, source)) = &objects else {
                     bail!("rendering the query of pods metric {} needs the pods: pass --objects FILE, or --query", p.metric.name);
                 };
-                let target = hpa.spec.scale_target_ref.clone().unwrap_or_default();
-                let scope = pod_scope(Some(text), &target, &ns);
-                let names = scope_pod_names(text, source, &scope, &ns)?;
+                let scale_target = ScaleTarget::from_objects(text, source, hpa)?;
+                let target = &scale_target.reference;
+                let names = scale_target.pod_names();
                 if names.is_empty() {
                     bail!(
                         "no pods of {} {} in namespace {ns} in the objects",

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod explain;
 pub mod hpa_fetch;
 pub mod hpa_history;
+pub mod hpa_target;
 pub mod manifests;
 pub mod promql;
 pub mod query;

@@ -1,0 +1,283 @@
+//! An HPA's scale target as the controller sees it: the pod selector and replica count of
+//! its `scale` subresource, and the pods that selector matches with their phase, readiness
+//! and container requests. Read from an object file (`--objects`, `--demo`) or from the
+//! cluster (`--kubeconfig`, or in-cluster credentials).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use promhpa_core::selector::LabelSelector;
+use promhpa_hpa::objects::{
+    has_status, pod_from_object, scale_from_subresource, scale_from_workload, ScaleInfo,
+};
+use promhpa_hpa::spec::{HorizontalPodAutoscaler, ScaleTargetRef};
+use promhpa_hpa::{Pod, PodPhase};
+use promhpa_kube_lookup::api::KubeApi;
+use promhpa_kube_lookup::config::KubeConfig;
+use promhpa_kube_lookup::http::HttpKubeApi;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Which pods a Pods metric is averaged over.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodScope {
+    /// The scale target's selector (query-string form).
+    Selector(String),
+    /// No scale target in the object file: pods whose name starts with this prefix (the
+    /// names a Deployment's ReplicaSet gives its pods).
+    NamePrefix(String),
+}
+
+/// The scale target and its pods.
+#[derive(Debug, Clone)]
+pub struct ScaleTarget {
+    pub namespace: String,
+    pub reference: ScaleTargetRef,
+    pub scope: PodScope,
+    /// The scale subresource (or, in a file, the workload object); `None` when the file
+    /// does not hold the target.
+    pub scale: Option<ScaleInfo>,
+    pub pods: Vec<Pod>,
+    /// How many of `pods` had no `status` (hand-written) and were taken as Running and Ready.
+    pub pods_without_status: usize,
+    /// Where it was read: the file name or the cluster.
+    pub source: String,
+}
+
+/// The HPA's namespace (`default` when the manifest has none).
+pub fn hpa_namespace(hpa: &HorizontalPodAutoscaler) -> String {
+    hpa.metadata
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Every object of a YAML/JSON text (several documents, `List`s flattened), as JSON.
+fn documents(text: &str, source: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let v = serde_yaml::Value::deserialize(doc)
+            .with_context(|| format!("{source}: document {}", i + 1))?;
+        if v.is_null() {
+            continue;
+        }
+        let v: Value = serde_json::to_value(&v)
+            .with_context(|| format!("{source}: document {} is not a Kubernetes object", i + 1))?;
+        flatten(v, &mut out);
+    }
+    Ok(out)
+}
+
+fn flatten(v: Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Array(items) => items.into_iter().for_each(|i| flatten(i, out)),
+        Value::Object(mut m) if m.get("items").is_some_and(Value::is_array) => {
+            if let Some(Value::Array(items)) = m.remove("items") {
+                items.into_iter().for_each(|i| flatten(i, out));
+            }
+        }
+        other => out.push(other),
+    }
+}
+
+fn meta<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get("metadata")?.get(field)?.as_str()
+}
+
+fn labels(v: &Value) -> BTreeMap<String, String> {
+    v.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_selector(s: &str) -> anyhow::Result<LabelSelector> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("scale target selector {s:?}: {e}"))
+}
+
+fn convert_pods(objects: &[&Value]) -> anyhow::Result<(Vec<Pod>, usize)> {
+    let mut pods = Vec::new();
+    let mut without_status = 0;
+    for o in objects {
+        if !has_status(o) {
+            without_status += 1;
+        }
+        pods.push(pod_from_object(o).map_err(|e| anyhow::anyhow!("{e}"))?);
+    }
+    Ok((pods, without_status))
+}
+
+impl ScaleTarget {
+    /// The target `hpa` scales, looked up in the objects of `text`.
+    pub fn from_objects(
+        text: &str,
+        source: &str,
+        hpa: &HorizontalPodAutoscaler,
+    ) -> anyhow::Result<ScaleTarget> {
+        let namespace = hpa_namespace(hpa);
+        let reference = hpa.spec.scale_target_ref.clone().unwrap_or_default();
+        let docs = documents(text, source)?;
+        let in_ns = |v: &&Value| meta(v, "namespace").unwrap_or("default") == namespace;
+        let workload = docs.iter().filter(in_ns).find(|v| {
+            v.get("kind").and_then(Value::as_str) == Some(reference.kind.as_str())
+                && meta(v, "name") == Some(reference.name.as_str())
+        });
+        let scale = workload
+            .map(|w| {
+                scale_from_workload(w).map_err(|e| {
+                    anyhow::anyhow!("{source}: {} {}: {e}", reference.kind, reference.name)
+                })
+            })
+            .transpose()?;
+        let scope = match scale.as_ref().and_then(|s| s.selector.clone()) {
+            Some(sel) => PodScope::Selector(sel),
+            None => PodScope::NamePrefix(format!("{}-", reference.name)),
+        };
+        let all_pods = docs
+            .iter()
+            .filter(in_ns)
+            .filter(|v| v.get("kind").and_then(Value::as_str) == Some("Pod"));
+        let matched: Vec<&Value> = match &scope {
+            PodScope::Selector(s) => {
+                let sel = parse_selector(s)?;
+                all_pods.filter(|p| sel.matches(&labels(p))).collect()
+            }
+            PodScope::NamePrefix(prefix) => all_pods
+                .filter(|p| meta(p, "name").is_some_and(|n| n.starts_with(prefix.as_str())))
+                .collect(),
+        };
+        let (pods, pods_without_status) = convert_pods(&matched)?;
+        Ok(ScaleTarget {
+            namespace,
+            reference,
+            scope,
+            scale,
+            pods,
+            pods_without_status,
+            source: source.to_string(),
+        })
+    }
+
+    /// The target `hpa` scales, read from the cluster of `kubeconfig` (in-cluster
+    /// credentials when `None`) the way the controller reads it.
+    pub async fn from_cluster(
+        kubeconfig: Option<&Path>,
+        hpa: &HorizontalPodAutoscaler,
+    ) -> anyhow::Result<ScaleTarget> {
+        let config = KubeConfig::load(kubeconfig).context(
+            "loading Kubernetes credentials to read the scale target; pass --kubeconfig, or \
+             give the objects with --objects",
+        )?;
+        let api: Arc<dyn KubeApi> = Arc::new(HttpKubeApi::new(config)?);
+        Self::from_api(api.as_ref(), hpa).await
+    }
+
+    /// [`ScaleTarget::from_cluster`] over any [`KubeApi`].
+    pub async fn from_api(
+        api: &dyn KubeApi,
+        hpa: &HorizontalPodAutoscaler,
+    ) -> anyhow::Result<ScaleTarget> {
+        use promhpa_kube_lookup::scale::{get_scale, list_pods};
+        let namespace = hpa_namespace(hpa);
+        let reference = hpa.spec.scale_target_ref.clone().unwrap_or_default();
+        let map = promhpa_kube_lookup::discovery::discover(api)
+            .await
+            .context("API discovery")?;
+        let what = format!("{} {}/{}", reference.kind, namespace, reference.name);
+        let raw = get_scale(
+            api,
+            &map,
+            &reference.api_version,
+            &reference.kind,
+            &namespace,
+            &reference.name,
+        )
+        .await
+        .with_context(|| {
+            format!("the HPA cannot read the scale of {what} (condition AbleToScale False, reason FailedGetScale)")
+        })?;
+        let scale = scale_from_subresource(&raw).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        let Some(selector) = scale.selector.clone() else {
+            anyhow::bail!(
+                "the scale of {what} has no selector: the HPA reports condition ScalingActive \
+                 False, reason InvalidSelector"
+            );
+        };
+        parse_selector(&selector).with_context(|| {
+            format!("{what}: the HPA reports condition ScalingActive False, reason InvalidSelector")
+        })?;
+        let objects = list_pods(api, &namespace, &selector)
+            .await
+            .with_context(|| format!("listing the pods of {what} ({selector})"))?;
+        let refs: Vec<&Value> = objects.iter().collect();
+        let (pods, pods_without_status) = convert_pods(&refs)?;
+        Ok(ScaleTarget {
+            namespace,
+            reference,
+            scope: PodScope::Selector(selector),
+            scale: Some(scale),
+            pods,
+            pods_without_status,
+            source: "the cluster".into(),
+        })
+    }
+
+    pub fn pod_names(&self) -> Vec<String> {
+        self.pods.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The current replica count as the controller takes it (`spec.replicas` of the
+    /// scale), else the pods that are neither failed nor being deleted; with where it came
+    /// from.
+    pub fn current_replicas(&self) -> Option<(i32, &'static str)> {
+        if let Some(r) = self.scale.as_ref().and_then(|s| s.spec_replicas) {
+            return Some((r, "spec.replicas of the scale target"));
+        }
+        let live = self
+            .pods
+            .iter()
+            .filter(|p| !p.deleting && p.phase != PodPhase::Failed)
+            .count();
+        (live > 0).then(|| {
+            (
+                i32::try_from(live).unwrap_or(i32::MAX),
+                "the scale target's pods, as it gives no spec.replicas",
+            )
+        })
+    }
+
+    /// One line on stderr-worthy facts: what was found and what was assumed.
+    pub fn describe(&self) -> String {
+        let scope = match &self.scope {
+            PodScope::Selector(s) => format!("pods matching {s}"),
+            PodScope::NamePrefix(p) => format!(
+                "no {} {} in {}; using pods named {p}*",
+                self.reference.kind, self.reference.name, self.source
+            ),
+        };
+        let mut s = format!(
+            "scale target {} {}/{} from {}: {scope}, {} found",
+            self.reference.kind,
+            self.namespace,
+            self.reference.name,
+            self.source,
+            self.pods.len()
+        );
+        if self.pods_without_status > 0 {
+            s.push_str(&format!(
+                " ({} without status, taken as Running and Ready)",
+                self.pods_without_status
+            ));
+        }
+        s
+    }
+}
