@@ -284,3 +284,138 @@ fn simulate_from_a_backend_needs_the_replica_count() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--replicas-query"), "{stderr}");
 }
+
+// Seed 002's HPA (`kubectl autoscale deployment php-apache --cpu-percent=50 --min=1
+// --max=10`) and the walkthrough's Deployment: one pod requesting 200m.
+const PHP_APACHE_HPA: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: php-apache, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: php-apache}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+"#;
+
+const PHP_APACHE_OBJECTS: &str = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: php-apache, namespace: default}
+  spec:
+    replicas: 1
+    selector: {matchLabels: {run: php-apache}}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: php-apache-5d54745f55-kx9mg
+    namespace: default
+    labels: {run: php-apache, pod-template-hash: 5d54745f55}
+  spec:
+    containers:
+    - name: php-apache
+      image: registry.k8s.io/hpa-example
+      resources:
+        limits: {cpu: 500m}
+        requests: {cpu: 200m}
+  status:
+    phase: Running
+    startTime: "2026-01-01T00:00:00Z"
+    conditions:
+    - {type: Ready, status: "True", lastTransitionTime: "2026-01-01T00:00:05Z"}
+"#;
+
+fn golden(name: &str, got: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, got).expect("write golden");
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(
+        got,
+        want,
+        "{} differs (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[test]
+fn explain_computes_cpu_utilization_from_cadvisor_and_requests() {
+    // cAdvisor's counter for the pod, growing 0.6101 CPU-seconds per second over the last
+    // five minutes (the load generator of seed 002): 610m of a 200m request is 305%.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    for i in 0..=20 {
+        let t = now - 300_000 + i * 15_000;
+        expo.push_str(&format!(
+            "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"php-apache-5d54745f55-kx9mg\",container=\"php-apache\"}} {} {t}\n",
+            1000.0 + 0.6101 * (i * 15) as f64
+        ));
+    }
+    let expo = tmp("php-apache-cadvisor.prom", &expo);
+    let hpa = tmp("php-apache-hpa.yaml", PHP_APACHE_HPA);
+    let objects = tmp("php-apache-objects.yaml", PHP_APACHE_OBJECTS);
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/resource-metrics.yaml");
+    let out = promhpa()
+        .arg("explain")
+        .arg("-f")
+        .arg(&hpa)
+        .arg("--config")
+        .arg(&rules)
+        .arg("--objects")
+        .arg(&objects)
+        .arg("--load-exposition")
+        .arg(&expo)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("current replicas: 1 (spec.replicas of the scale target"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pods matching run=php-apache, 1 found"),
+        "{stderr}"
+    );
+    // 305% against 50%: ceil(6.1 x 1) = 7, held to 4 by the legacy scale-up limit.
+    golden("explain-php-apache.txt", &stdout);
+
+    // The pod without its request: the metric fails as the controller reports it.
+    let no_request = tmp(
+        "php-apache-objects-norequest.yaml",
+        &PHP_APACHE_OBJECTS.replace("requests: {cpu: 200m}", "requests: {memory: 64Mi}"),
+    );
+    let out = promhpa()
+        .args(["explain", "-o", "json", "-f"])
+        .arg(&hpa)
+        .arg("--config")
+        .arg(&rules)
+        .arg("--objects")
+        .arg(&no_request)
+        .arg("--load-exposition")
+        .arg(&expo)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["metrics"][0]["current"], "<unknown>", "{stdout}");
+    let err = v["metrics"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains(
+            "missing request for cpu in container php-apache of Pod php-apache-5d54745f55-kx9mg"
+        ),
+        "{err}"
+    );
+    assert_eq!(v["desiredReplicas"], 1, "{stdout}");
+}

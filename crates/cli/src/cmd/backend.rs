@@ -75,6 +75,11 @@ pub struct BackendFlags {
     /// Kubernetes objects (YAML/JSON, lists allowed) that label selectors are matched against.
     #[arg(long, value_name = "FILE")]
     pub objects: Option<PathBuf>,
+    /// Exposition file (text format or OpenMetrics) loaded into the embedded evaluator at
+    /// start; samples without a timestamp are stamped with the start time. Repeatable.
+    /// Only without --prometheus-url.
+    #[arg(long, value_name = "FILE")]
+    pub load_exposition: Vec<PathBuf>,
     /// Built-in demo traffic from the embedded evaluator, with the demo rule file and
     /// object set unless --config/--objects are given. Ignores --prometheus-url.
     #[arg(long)]
@@ -131,8 +136,15 @@ impl BackendFlags {
             tracing::info!(
                 "no --prometheus-url: using the embedded PromQL evaluator as the backend"
             );
-            return Ok(Arc::new(promhpa_promql_eval::EmbeddedBackend::default()));
+            let backend = promhpa_promql_eval::EmbeddedBackend::default();
+            self.load_expositions(&backend)?;
+            return Ok(Arc::new(backend));
         };
+        if !self.load_exposition.is_empty() {
+            anyhow::bail!(
+                "--load-exposition feeds the embedded evaluator and cannot be combined with --prometheus-url"
+            );
+        }
         let mut config = PromConfig::new(url.clone());
         config.ca_file = self.prometheus_ca_file.clone();
         config.client_cert_file = self.prometheus_client_tls_cert_file.clone();
@@ -150,6 +162,23 @@ impl BackendFlags {
             ));
         }
         Ok(Arc::new(PromClient::new(config)?))
+    }
+
+    /// Load the --load-exposition files into `backend`, stamping samples without a
+    /// timestamp with the current time.
+    pub fn load_expositions(
+        &self,
+        backend: &promhpa_promql_eval::EmbeddedBackend,
+    ) -> anyhow::Result<()> {
+        let now = now_ms();
+        for file in &self.load_exposition {
+            let stats = backend
+                .ingest_file(file, now, &promhpa_promql_eval::Labels::empty())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("loading --load-exposition {}", file.display()))?;
+            tracing::info!(file = %file.display(), samples = stats.samples, "loaded exposition file");
+        }
+        Ok(())
     }
 
     /// The text of the object file (`--objects`, or the demo objects with `--demo`).

@@ -259,6 +259,10 @@ impl ScaleTarget {
     pub fn describe(&self) -> String {
         let scope = match &self.scope {
             PodScope::Selector(s) => format!("pods matching {s}"),
+            PodScope::NamePrefix(p) if self.scale.is_some() => format!(
+                "{} {} has no selector in {}; using pods named {p}*",
+                self.reference.kind, self.reference.name, self.source
+            ),
             PodScope::NamePrefix(p) => format!(
                 "no {} {} in {}; using pods named {p}*",
                 self.reference.kind, self.reference.name, self.source

@@ -40,10 +40,6 @@ pub struct Flags {
     /// without --prometheus-url.
     #[arg(long, value_name = "FILE")]
     pub scrape_config: Option<PathBuf>,
-    /// Exposition file (text format or OpenMetrics) loaded into the embedded evaluator at
-    /// start, stamped with the start time; repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub load_exposition: Vec<PathBuf>,
     /// How long the embedded evaluator keeps samples.
     #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
     pub retention: Duration,
@@ -178,7 +174,7 @@ struct Scraping {
 /// The embedded evaluator with --retention/--max-series, the --load-exposition files
 /// loaded, and the --scrape-config targets read (scraping starts with the runtime).
 fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)> {
-    use promhpa_promql_eval::{EmbeddedBackend, Labels, StoreLimits};
+    use promhpa_promql_eval::{EmbeddedBackend, StoreLimits};
     let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
     if retention_ms <= 0 {
         bail!("--retention must be positive");
@@ -187,14 +183,7 @@ fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)
         retention_ms,
         max_series: args.max_series,
     }));
-    let now = now_ms();
-    for file in &args.load_exposition {
-        let stats = backend
-            .ingest_file(file, now, &Labels::empty())
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("loading --load-exposition {}", file.display()))?;
-        tracing::info!(file = %file.display(), samples = stats.samples, "loaded exposition file");
-    }
+    args.backend.load_expositions(&backend)?;
     let config = match &args.scrape_config {
         Some(path) => scrape::ScrapeConfig::load(path)?,
         None => scrape::ScrapeConfig::default(),
@@ -220,7 +209,7 @@ fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)
 /// The backend: the demo traffic with --demo, Prometheus with --prometheus-url, otherwise
 /// the embedded evaluator with its scrape targets and exposition files.
 fn build_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
-    let embedded_inputs = args.scrape_config.is_some() || !args.load_exposition.is_empty();
+    let embedded_inputs = args.scrape_config.is_some() || !args.backend.load_exposition.is_empty();
     if args.backend.demo {
         return Ok((args.backend.build_backend()?, None));
     }
@@ -245,7 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut args = args;
     let rules = args.backend.load_rules()?;
-    if args.scrape_config.is_none() && args.load_exposition.is_empty() {
+    if args.scrape_config.is_none() && args.backend.load_exposition.is_empty() {
         args.backend.adopt_rule_file_prometheus(&rules);
     }
     let (backend, scraping) = build_backend(&args)?;
