@@ -173,8 +173,11 @@ fn explain_fetches_metrics_from_the_demo_backend() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
-    // The demo objects give the Deployment no selector: the pods named web-* are used.
-    assert!(stderr.contains("using pods named web-*"), "{stderr}");
+    // The demo Deployment's selector picks its three pods.
+    assert!(
+        stderr.contains("pods matching app=web, 3 found"),
+        "{stderr}"
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let m = v["metrics"].as_array().expect("metrics");
     assert_eq!(m.len(), 4);
@@ -190,12 +193,13 @@ fn explain_fetches_metrics_from_the_demo_backend() {
         "{err}"
     );
     assert!(m[1]["check"].as_str().is_some());
-    // Resource metrics are not fetched, and say so.
-    assert_eq!(m[2]["current"], "<unknown>");
-    assert!(m[2]["error"]
-        .as_str()
-        .expect("error")
-        .contains("not fetched"));
+    // CPU from the demo's cAdvisor series against the pods' 100m requests.
+    let cpu = m[2]["current"].as_str().expect("current");
+    assert!(
+        cpu.ends_with('%') && cpu.trim_end_matches('%').parse::<u32>().is_ok(),
+        "{stdout}"
+    );
+    assert!(m[2]["proposedReplicas"].as_i64().is_some(), "{stdout}");
     // External: the external rule with the HPA's selector.
     assert_ne!(m[3]["current"], "<unknown>", "{stdout}");
     assert!(m[3]["proposedReplicas"].as_i64().is_some(), "{stdout}");

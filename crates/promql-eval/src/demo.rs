@@ -1,6 +1,7 @@
 //! A generator of realistic demo traffic for the embedded backend: two Deployments whose
 //! pods export a request-latency histogram, in-flight requests, request counters (plain and
-//! Istio-style), GPU utilisation, and a replica-recommendation gauge, under a load that
+//! Istio-style), GPU utilisation, cAdvisor's CPU and memory series, and a
+//! replica-recommendation gauge, under a load that
 //! rises and falls over a ten-minute cycle. Deterministic: the same ticks give the same
 //! samples.
 
@@ -28,6 +29,7 @@ struct PodCounters {
     requests_err: f64,
     buckets: [f64; 12],
     latency_sum: f64,
+    cpu_seconds: f64,
 }
 
 /// The demo workload and its accumulated counters.
@@ -99,6 +101,24 @@ impl DemoTraffic {
         }
     }
 
+    /// CPU cores a pod of a Deployment uses serving `rps` requests per second.
+    fn cpu_cores(deployment: &str, rps: f64) -> f64 {
+        if deployment == "web" {
+            0.01 + rps * 0.002
+        } else {
+            0.2 + rps * 0.05
+        }
+    }
+
+    /// The container of a Deployment's pods.
+    fn container(deployment: &str) -> &'static str {
+        if deployment == "web" {
+            "app"
+        } else {
+            "model"
+        }
+    }
+
     /// Mean latency (seconds) of a pod at a load factor: queueing makes it grow with load.
     fn mean_latency(deployment: &str, load: f64) -> f64 {
         let base = if deployment == "web" { 0.04 } else { 0.18 };
@@ -115,6 +135,7 @@ impl DemoTraffic {
                 let errors = rps * 0.002 * load;
                 c.requests_ok += rps - errors;
                 c.requests_err += errors;
+                c.cpu_seconds += Self::cpu_cores(pod.deployment, rps);
                 let mean = Self::mean_latency(pod.deployment, load);
                 // Exponentially distributed latencies: P(X <= le) = 1 - exp(-le / mean).
                 for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
@@ -202,6 +223,34 @@ impl DemoTraffic {
                 pod.namespace, pod.name
             );
         }
+        let _ = writeln!(out, "# TYPE container_cpu_usage_seconds_total counter");
+        for (pod, c) in self.pods.iter().zip(&self.counters) {
+            let _ = writeln!(
+                out,
+                "container_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\",container=\"{}\"}} {}",
+                pod.namespace,
+                pod.name,
+                Self::container(pod.deployment),
+                c.cpu_seconds
+            );
+        }
+        let _ = writeln!(out, "# TYPE container_memory_working_set_bytes gauge");
+        for pod in &self.pods {
+            let rps = Self::base_rps(pod.deployment) * load * pod.weight;
+            let mib = if pod.deployment == "web" {
+                96.0 + rps
+            } else {
+                2048.0 + 40.0 * rps
+            };
+            let _ = writeln!(
+                out,
+                "container_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\",container=\"{}\"}} {}",
+                pod.namespace,
+                pod.name,
+                Self::container(pod.deployment),
+                (mib * 1024.0 * 1024.0).round()
+            );
+        }
         let _ = writeln!(out, "# TYPE inferno_desired_replicas gauge");
         let desired = (2.0 * load).ceil().max(1.0);
         let _ = writeln!(
@@ -245,6 +294,8 @@ mod tests {
             "sum(rate(istio_requests_total{pod!=\"\",namespace!=\"\"}[2m])) by (pod)",
             "DCGM_FI_DEV_GPU_UTIL",
             "inferno_desired_replicas{variant_name=\"inference\"}",
+            "sum by (pod, container) (rate(container_cpu_usage_seconds_total[3m]))",
+            "container_memory_working_set_bytes",
         ] {
             let Value::Vector(v) = backend.query_value(q, t - 15_000).unwrap() else {
                 panic!("{q}")

@@ -115,11 +115,11 @@ impl HpaFetcher {
         let rules = flags.load_rules()?;
         flags.adopt_rule_file_prometheus(&rules);
         let backend = flags.build_backend()?;
-        let lookup = flags.build_lookup(kubeconfig)?;
         let target = match flags.objects_text()? {
             Some((text, source)) => ScaleTarget::from_objects(&text, &source, hpa)?,
             None => ScaleTarget::from_cluster(kubeconfig, hpa).await?,
         };
+        let lookup = flags.build_lookup(kubeconfig)?;
         let resource_rules = rules.resource.clone();
         let metrics = Arc::new(SelfMetrics::default());
         let registry = Arc::new(Registry::new(

@@ -1,0 +1,205 @@
+//! `explain --kubeconfig`: the scale target's `scale` subresource and its pods read from a
+//! Kubernetes API server, here a local server answering with recorded API responses.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+fn fixture(name: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../kube-lookup/tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Answers GETs whose path (query included) is in `answers`, 404 otherwise; returns the
+/// server URL and the paths asked for.
+fn api_server(answers: BTreeMap<String, String>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line == "\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(path.clone());
+            let (status, body) = match answers.get(&path) {
+                Some(b) => ("200 OK", b.clone()),
+                None => (
+                    "404 Not Found",
+                    format!(
+                        r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource ({path})","reason":"NotFound","code":404}}"#
+                    ),
+                ),
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+const HPA: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: php-apache, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: php-apache}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+"#;
+
+const SCALE: &str = r#"{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"php-apache","namespace":"default"},"spec":{"replicas":2},"status":{"replicas":2,"selector":"run=php-apache"}}"#;
+
+// One pod Running and Ready, one just created and still Pending.
+const PODS: &str = r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5120"},"items":[
+{"metadata":{"name":"php-apache-5d54745f55-kx9mg","namespace":"default","labels":{"run":"php-apache"}},
+ "spec":{"containers":[{"name":"php-apache","image":"registry.k8s.io/hpa-example","resources":{"limits":{"cpu":"500m"},"requests":{"cpu":"200m"}}}]},
+ "status":{"phase":"Running","startTime":"2026-01-01T00:00:00Z","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2026-01-01T00:00:05Z"}]}},
+{"metadata":{"name":"php-apache-5d54745f55-q7w2n","namespace":"default","labels":{"run":"php-apache"}},
+ "spec":{"containers":[{"name":"php-apache","image":"registry.k8s.io/hpa-example","resources":{"requests":{"cpu":"200m"}}}]},
+ "status":{"phase":"Pending","conditions":[{"type":"PodScheduled","status":"False","reason":"Unschedulable"}]}}]}"#;
+
+#[test]
+fn explain_reads_the_scale_target_and_pods_from_the_cluster() {
+    let mut answers = BTreeMap::new();
+    for (path, file) in [
+        ("/api", "api.json"),
+        ("/api/v1", "api-v1.json"),
+        ("/apis", "apis.json"),
+        ("/apis/apps/v1", "apis-apps-v1.json"),
+    ] {
+        answers.insert(path.to_string(), fixture(file));
+    }
+    answers.insert(
+        "/apis/apps/v1/namespaces/default/deployments/php-apache/scale".into(),
+        SCALE.into(),
+    );
+    answers.insert(
+        "/api/v1/namespaces/default/pods?labelSelector=run%3Dphp-apache&limit=500".into(),
+        PODS.into(),
+    );
+    let (url, seen) = api_server(answers);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {{server: \"{url}\"}}
+users:
+- name: test
+  user: {{token: test-token}}
+contexts:
+- name: test
+  context: {{cluster: test, user: test}}
+current-context: test
+"
+        ),
+    )
+    .expect("write kubeconfig");
+    // 0.6101 CPU-seconds per second for the running pod: 305% of its 200m request.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    for i in 0..=20 {
+        expo.push_str(&format!(
+            "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"php-apache-5d54745f55-kx9mg\",container=\"php-apache\"}} {} {}\n",
+            100.0 + 0.6101 * (i * 15) as f64,
+            now - 300_000 + i * 15_000
+        ));
+    }
+    let expo_file = dir.path().join("cadvisor.prom");
+    std::fs::write(&expo_file, expo).expect("write exposition");
+    let hpa = dir.path().join("hpa.yaml");
+    std::fs::write(&hpa, HPA).expect("write hpa");
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/resource-metrics.yaml");
+    let explain = |hpa: &PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_promhpa"))
+            .args(["explain", "-o", "json", "-f"])
+            .arg(hpa)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--config")
+            .arg(&rules)
+            .arg("--load-exposition")
+            .arg(&expo_file)
+            .output()
+            .expect("run explain")
+    };
+    let out = explain(&hpa);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("from the cluster: pods matching run=php-apache, 2 found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("current replicas: 2 (spec.replicas of the scale target"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let m = &v["metrics"][0];
+    // 305% of the ready pod; scaling up, the Pending pod counts at 0: 610m of 400m = 152%,
+    // ratio 3.04, ceil(3.04 x 2) = 7; the legacy limit allows max(2 x 2, 4) = 4.
+    assert_eq!(m["current"], "305%", "{stdout}");
+    assert_eq!(m["proposedReplicas"], 7, "{stdout}");
+    let formula = m["formula"].as_str().unwrap_or_default();
+    assert!(formula.contains("1 unready pods counted at 0"), "{formula}");
+    assert_eq!(v["currentReplicas"], 2, "{stdout}");
+    assert_eq!(v["desiredReplicas"], 4, "{stdout}");
+    let paths = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        paths.contains(&"/apis/apps/v1/namespaces/default/deployments/php-apache/scale".into()),
+        "{paths:?}"
+    );
+
+    // A scale target the cluster does not have: the error names the condition.
+    let missing = dir.path().join("hpa-missing.yaml");
+    std::fs::write(
+        &missing,
+        HPA.replace("name: php-apache}", "name: php-apache-v2}"),
+    )
+    .expect("write hpa");
+    let out = explain(&missing);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("FailedGetScale") && stderr.contains("php-apache-v2"),
+        "{stderr}"
+    );
+}
