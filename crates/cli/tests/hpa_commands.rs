@@ -423,3 +423,81 @@ fn explain_computes_cpu_utilization_from_cadvisor_and_requests() {
     );
     assert_eq!(v["desiredReplicas"], 1, "{stdout}");
 }
+
+#[test]
+fn simulate_replays_resource_utilization_from_loaded_cadvisor_data() {
+    // Ten minutes of cAdvisor counters for one pod: the app container uses 300m, its
+    // sidecar 50m; they request 200m and 50m.
+    let t0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    for i in 0..=40 {
+        for (container, cores) in [("php-apache", 0.3), ("proxy", 0.05)] {
+            expo.push_str(&format!(
+                "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"php-apache-5d54745f55-kx9mg\",container=\"{container}\"}} {} {}\n",
+                cores * (i * 15) as f64,
+                t0 + i * 15_000
+            ));
+        }
+    }
+    let expo = tmp("simulate-cadvisor.prom", &expo);
+    let objects = tmp(
+        "simulate-objects.yaml",
+        &PHP_APACHE_OBJECTS.replace(
+            "        requests: {cpu: 200m}\n",
+            "        requests: {cpu: 200m}\n    - name: proxy\n      resources:\n        requests: {cpu: 50m}\n",
+        ),
+    );
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/resource-metrics.yaml");
+    let container_hpa = PHP_APACHE_HPA.replace(
+        "  - type: Resource\n    resource: {name: cpu,",
+        "  - type: ContainerResource\n    containerResource: {name: cpu, container: php-apache,",
+    );
+    let simulate = |name: &str, hpa_text: &str| {
+        let hpa = tmp(name, hpa_text);
+        let out = promhpa()
+            .args(["simulate", "--step", "30s", "--replicas", "1"])
+            .args([
+                "--from",
+                "2026-01-01T00:04:00Z",
+                "--to",
+                "2026-01-01T00:09:00Z",
+            ])
+            .arg("-f")
+            .arg(&hpa)
+            .arg("--config")
+            .arg(&rules)
+            .arg("--objects")
+            .arg(&objects)
+            .arg("--load-exposition")
+            .arg(&expo)
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stdout}{stderr}");
+        (csv_rows(&stdout), stderr)
+    };
+    // The pod's usage over its request: 350m of 250m.
+    let (rows, stderr) = simulate("simulate-resource-hpa.yaml", PHP_APACHE_HPA);
+    assert!(
+        stderr.contains("history query: 100 * avg(sum by (pod) ("),
+        "{stderr}"
+    );
+    assert_eq!(rows.len(), 11);
+    for r in &rows {
+        let m: f64 = r["metric"].parse().expect("metric");
+        assert!((m - 140.0).abs() < 1e-6, "{r:?}");
+        assert_eq!(r["target"], "50");
+    }
+    // The app container alone: 300m of 200m.
+    let (rows, _) = simulate("simulate-container-hpa.yaml", &container_hpa);
+    for r in &rows {
+        let m: f64 = r["metric"].parse().expect("metric");
+        assert!((m - 150.0).abs() < 1e-6, "{r:?}");
+    }
+    // 150% against 50% on one pod asks for 3 at once; the same demand on 3 pods is 50%,
+    // on target, so it stays there.
+    for r in &rows {
+        assert_eq!(r["simulated_replicas"], "3", "{rows:?}");
+    }
+}

@@ -112,13 +112,94 @@ pub fn metric_queries(
                 r.selector = selector_text(x.metric.selector.as_ref());
                 format!("sum({})", super::query::render(&rules, &r)?)
             }
-            other => bail!(
-                "{other} metrics come from metrics.k8s.io, not the rule file: give every metric's query with --query"
-            ),
+            "Resource" | "ContainerResource" => {
+                let Some((text, source)) = &objects else {
+                    bail!("rendering the query of a {} metric needs the scale target's pods: pass --objects FILE, or --query", m.kind);
+                };
+                resource_query(&rules, &m, &ScaleTarget::from_objects(text, source, hpa)?)?
+            }
+            other => bail!("invalid metric source type \"{other}\""),
         };
         out.push(q);
     }
     Ok(out)
+}
+
+/// The history of a Resource or ContainerResource metric in its target's units, from the
+/// rule file's `resourceRules` container query for the scale target's pods: the average
+/// per-pod usage, or for Utilization targets that average as a percentage of the pods'
+/// average request (equal to the controller's sum of usage over sum of requests when the
+/// pods share one template).
+fn resource_query(
+    rules: &RuleSet,
+    m: &promhpa_hpa::spec::MetricSpec,
+    target: &ScaleTarget,
+) -> anyhow::Result<String> {
+    let (resource, container, spec_target) = match (&m.resource, &m.container_resource) {
+        (Some(r), _) if m.kind == "Resource" => (r.name.as_str(), None, &r.target),
+        (_, Some(r)) if m.kind == "ContainerResource" => {
+            (r.name.as_str(), Some(r.container.as_str()), &r.target)
+        }
+        _ => bail!("{} metric without its `{}` section", m.kind, m.kind),
+    };
+    let Some(rr) = &rules.resource else {
+        bail!("{resource} metrics come from metrics.k8s.io; the rule file has no resourceRules: give the metric's query with --query");
+    };
+    let rule = match resource {
+        "cpu" => &rr.cpu,
+        "memory" => &rr.memory,
+        other => bail!(
+            "resourceRules serve cpu and memory, not {other}: give the metric's query with --query"
+        ),
+    };
+    let names = target.pod_names();
+    if names.is_empty() {
+        bail!("{}", target.describe());
+    }
+    let q = rule
+        .render_container_query(&target.namespace, &names)
+        .map_err(|e| anyhow::anyhow!("rendering {}: {e}", rule.path()))?;
+    let cl = rule.container_label();
+    let q = match container {
+        Some(c) => format!(
+            "({q}) * on ({cl}) group_left () label_replace(vector(1), \"{cl}\", {}, \"\", \"\")",
+            promhpa_core::gofmt::go_quote(c)
+        ),
+        None => q,
+    };
+    let pod_label = rule
+        .resources()
+        .label_for_resource(&promhpa_core::GroupResource::new("", "pods"))
+        .unwrap_or_else(|| "pod".into());
+    let per_pod = format!("avg(sum by ({pod_label}) ({q}))");
+    if spec_target.average_value.is_some() {
+        return Ok(per_pod);
+    }
+    let mut total: i64 = 0;
+    for pod in &target.pods {
+        for c in pod
+            .containers
+            .iter()
+            .filter(|c| container.is_none_or(|n| n == c.name))
+        {
+            let Some(q) = c.requests.get(resource) else {
+                bail!(
+                    "missing request for {resource} in container {} of Pod {}",
+                    c.name,
+                    pod.name
+                );
+            };
+            total = total.saturating_add(q.milli_value());
+        }
+    }
+    if total <= 0 {
+        bail!("the scale target's pods request no {resource}");
+    }
+    // The pods' average request in the metric's units (cores, bytes), from milli-units.
+    Ok(format!(
+        "100 * {per_pod} / ({total} / {} / 1000)",
+        target.pods.len()
+    ))
 }
 
 /// Range-query every metric and the replica count (a query, or a constant) over

@@ -46,9 +46,11 @@ pub struct Inner {
     pub data: Option<PathBuf>,
 
     /// PromQL giving each metric's past values, in spec order, in the target's units (for
-    /// a Pods metric: the per-pod average). Without it, each metric's query is rendered
-    /// from the rule file for the scale target's pods in the object file (the same pods
-    /// `explain` uses), wrapped in `avg` (Pods) or `sum` (Object, External).
+    /// a Pods metric: the per-pod average; for Utilization: percent of request). Without
+    /// it, each metric's query is rendered from the rule file for the scale target's pods
+    /// in the object file (the same pods `explain` uses), wrapped in `avg` (Pods) or `sum`
+    /// (Object, External); Resource metrics use `resourceRules`' container query, per pod,
+    /// over the pods' average request for Utilization targets.
     #[arg(long = "query", value_name = "PROMQL")]
     pub queries: Vec<String>,
 
