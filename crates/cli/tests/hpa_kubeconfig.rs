@@ -88,6 +88,16 @@ const PODS: &str = r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceV
  "spec":{"containers":[{"name":"php-apache","image":"registry.k8s.io/hpa-example","resources":{"requests":{"cpu":"200m"}}}]},
  "status":{"phase":"Pending","conditions":[{"type":"PodScheduled","status":"False","reason":"Unschedulable"}]}}]}"#;
 
+// The HPA as the API server returns it, with the controller's last status.
+const HPA_OBJECT: &str = r#"{"kind":"HorizontalPodAutoscaler","apiVersion":"autoscaling/v2",
+"metadata":{"name":"php-apache","namespace":"default","uid":"3f1d2c4b-9a8e-4f7d-8c6b-5a4e3d2c1b0a","resourceVersion":"5301","creationTimestamp":"2026-01-01T00:01:00Z"},
+"spec":{"scaleTargetRef":{"kind":"Deployment","name":"php-apache","apiVersion":"apps/v1"},"minReplicas":1,"maxReplicas":10,
+ "metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":50}}}]},
+"status":{"lastScaleTime":"2026-01-01T00:03:00Z","currentReplicas":2,"desiredReplicas":2,
+ "currentMetrics":[{"type":"Resource","resource":{"name":"cpu","current":{"averageValue":"610m","averageUtilization":305}}}],
+ "conditions":[{"type":"AbleToScale","status":"True","lastTransitionTime":"2026-01-01T00:01:15Z","reason":"ReadyForNewScale","message":"recommended size matches current size"},
+  {"type":"ScalingActive","status":"True","lastTransitionTime":"2026-01-01T00:01:15Z","reason":"ValidMetricFound","message":"the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)"}]}}"#;
+
 #[test]
 fn explain_reads_the_scale_target_and_pods_from_the_cluster() {
     let mut answers = BTreeMap::new();
@@ -106,6 +116,10 @@ fn explain_reads_the_scale_target_and_pods_from_the_cluster() {
     answers.insert(
         "/api/v1/namespaces/default/pods?labelSelector=run%3Dphp-apache&limit=500".into(),
         PODS.into(),
+    );
+    answers.insert(
+        "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/php-apache".into(),
+        HPA_OBJECT.into(),
     );
     let (url, seen) = api_server(answers);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -186,6 +200,28 @@ current-context: test
     assert!(
         paths.contains(&"/apis/apps/v1/namespaces/default/deployments/php-apache/scale".into()),
         "{paths:?}"
+    );
+
+    // The HPA itself read from the cluster by name gives the same explanation, after the
+    // controller's own last report.
+    let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .args(["explain", "php-apache", "-n", "default", "-o", "json"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--config")
+        .arg(&rules)
+        .arg("--load-exposition")
+        .arg(&expo_file)
+        .output()
+        .expect("run explain");
+    let by_name = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{by_name}{stderr}");
+    assert_eq!(by_name, stdout, "{stderr}");
+    assert!(
+        stderr.contains("the controller last reported 2 current / 2 desired replicas, last scaled at 2026-01-01T00:03:00Z")
+            && stderr.contains("ScalingActive=True ValidMetricFound"),
+        "{stderr}"
     );
 
     // A scale target the cluster does not have: the error names the condition.

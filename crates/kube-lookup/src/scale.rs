@@ -116,3 +116,14 @@ pub async fn list_pods(
         continue_token = page.metadata.continue_token;
     }
 }
+
+/// `GET` the autoscaling/v2 HorizontalPodAutoscaler `name` of `namespace`.
+pub async fn get_hpa(api: &dyn KubeApi, namespace: &str, name: &str) -> Result<Value, KubeError> {
+    let path = format!(
+        "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers/{}",
+        percent_encode(namespace),
+        percent_encode(name)
+    );
+    let body = api.get(&path, ACCEPT_JSON).await?;
+    decode(&path, &body)
+}

@@ -14,12 +14,22 @@ use promhpa_hpa::ControllerConfig;
 
 use super::backend::{go_duration, now_ms, BackendFlags};
 use super::hpa_fetch::HpaFetcher;
+use super::hpa_target::hpa_from_cluster;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The HPA manifest (a full HorizontalPodAutoscaler object or its spec).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+
+    /// The HPA to explain, read from the cluster (--kubeconfig, or in-cluster
+    /// credentials) instead of a file; its scale target and pods are read from there too.
+    #[arg(value_name = "NAME", conflicts_with = "file")]
+    pub name: Option<String>,
+
+    /// Namespace of the HPA NAME (default: default).
+    #[arg(short = 'n', long, value_name = "NAMESPACE", requires = "name")]
+    pub namespace: Option<String>,
 
     /// Metric values as NAME=VALUE,... (NAME: the resource name for Resource metrics, the
     /// metric name otherwise; VALUE in the target's units: `75` or `75%` for utilization,
@@ -72,9 +82,27 @@ fn parse_value(s: &str) -> anyhow::Result<f64> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    let hpa = parse_manifest(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let hpa = match (&args.file, &args.name) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            parse_manifest(&text).with_context(|| format!("in {}", file.display()))?
+        }
+        (None, Some(name)) => {
+            let ns = args.namespace.as_deref().unwrap_or("default");
+            let (hpa, status) =
+                runtime.block_on(hpa_from_cluster(args.kubeconfig.as_deref(), ns, name))?;
+            eprintln!("{status}");
+            hpa
+        }
+        (None, None) => bail!(
+            "say which HPA: -f FILE, or its NAME (with -n NAMESPACE) to read it from the cluster"
+        ),
+    };
     let mut values = BTreeMap::new();
     for kv in args.values.iter().filter(|v| !v.trim().is_empty()) {
         let Some((k, v)) = kv.split_once('=') else {
@@ -101,12 +129,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         || b.prometheus_url.is_some()
         || b.config.is_some()
         || b.objects.is_some()
-        || args.kubeconfig.is_some();
+        || args.kubeconfig.is_some()
+        || args.name.is_some();
     let explanation = if fetching {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
         runtime.block_on(async {
             let fetcher =
                 HpaFetcher::new(b, &hpa, args.kubeconfig.as_deref(), args.metrics_max_age).await?;

@@ -116,6 +116,73 @@ fn convert_pods(objects: &[&Value]) -> anyhow::Result<(Vec<Pod>, usize)> {
     Ok((pods, without_status))
 }
 
+/// The API server of `kubeconfig` (in-cluster credentials when `None`).
+pub fn cluster_api(kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn KubeApi>> {
+    let config = KubeConfig::load(kubeconfig).context(
+        "loading Kubernetes credentials; pass --kubeconfig, or give the objects with --objects",
+    )?;
+    Ok(Arc::new(HttpKubeApi::new(config)?))
+}
+
+/// The HPA `name` of `namespace` from the cluster, and a line on its status (what the
+/// controller last reported).
+pub async fn hpa_from_cluster(
+    kubeconfig: Option<&Path>,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<(HorizontalPodAutoscaler, String)> {
+    let api = cluster_api(kubeconfig)?;
+    let v = promhpa_kube_lookup::scale::get_hpa(api.as_ref(), namespace, name)
+        .await
+        .with_context(|| format!("reading HorizontalPodAutoscaler {namespace}/{name}"))?;
+    let text = serde_json::to_string(&v)?;
+    let hpa = promhpa_hpa::spec::parse_manifest(&text)
+        .with_context(|| format!("HorizontalPodAutoscaler {namespace}/{name}"))?;
+    Ok((hpa, status_line(&v, super::backend::now_ms())))
+}
+
+/// The controller's last report in an HPA's `status`, in one line.
+pub fn status_line(hpa: &Value, now_ms: i64) -> String {
+    let status = hpa.get("status").cloned().unwrap_or(Value::Null);
+    let num = |k: &str| {
+        status
+            .get(k)
+            .and_then(Value::as_i64)
+            .map_or_else(|| "?".to_string(), |n| n.to_string())
+    };
+    let mut s = format!(
+        "in the cluster the controller last reported {} current / {} desired replicas",
+        num("currentReplicas"),
+        num("desiredReplicas")
+    );
+    match status.get("lastScaleTime").and_then(Value::as_str) {
+        Some(t) => {
+            s.push_str(&format!(", last scaled at {t}"));
+            if let Some(ms) = promhpa_core::time::parse_rfc3339_ms(t) {
+                let ago = (now_ms - ms).max(0) / 1000;
+                s.push_str(&format!(" ({}m{}s ago)", ago / 60, ago % 60));
+            }
+        }
+        None => s.push_str(", never scaled"),
+    }
+    for c in status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+        s.push_str(&format!(
+            "; {}={} {}: {}",
+            field("type"),
+            field("status"),
+            field("reason"),
+            field("message")
+        ));
+    }
+    s
+}
+
 impl ScaleTarget {
     /// The target `hpa` scales, looked up in the objects of `text`.
     pub fn from_objects(
@@ -173,11 +240,7 @@ impl ScaleTarget {
         kubeconfig: Option<&Path>,
         hpa: &HorizontalPodAutoscaler,
     ) -> anyhow::Result<ScaleTarget> {
-        let config = KubeConfig::load(kubeconfig).context(
-            "loading Kubernetes credentials to read the scale target; pass --kubeconfig, or \
-             give the objects with --objects",
-        )?;
-        let api: Arc<dyn KubeApi> = Arc::new(HttpKubeApi::new(config)?);
+        let api = cluster_api(kubeconfig)?;
         Self::from_api(api.as_ref(), hpa).await
     }
 
