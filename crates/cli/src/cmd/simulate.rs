@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_hpa::simulate::{
-    parse_data, parse_time, simulate, to_csv, to_csv_runs, to_svg_runs, ActualReplicas,
-    SimulationInput, Tick,
+    parse_data, simulate, to_csv, to_csv_runs, to_svg_runs, ActualReplicas, SimulationInput, Tick,
 };
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
@@ -28,12 +27,13 @@ pub struct Inner {
     #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
 
-    /// Start of the replay (RFC 3339 or Unix seconds); defaults to the first sample.
-    #[arg(long)]
+    /// Start of the replay: RFC 3339, Unix seconds, `now`, or a duration before now
+    /// (`-2h`); defaults to the first sample.
+    #[arg(long, allow_hyphen_values = true)]
     pub from: Option<String>,
 
-    /// End of the replay (RFC 3339 or Unix seconds); defaults to the last sample.
-    #[arg(long)]
+    /// End of the replay (same forms as --from); defaults to the last sample.
+    #[arg(long, allow_hyphen_values = true)]
     pub to: Option<String>,
 
     /// Controller sync period.
@@ -88,6 +88,20 @@ pub struct Inner {
     /// Write an SVG chart (actual vs simulated replicas, metric vs target) here.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+}
+
+/// A time as --from/--to take it: `now`, `-DURATION` (before now), RFC 3339 or Unix
+/// seconds; milliseconds since the epoch.
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(super::backend::now_ms());
+    }
+    if let Some(d) = s.strip_prefix('-').filter(|d| d.parse::<f64>().is_err()) {
+        let ms = parse_go_duration_ms(d).map_err(|e| anyhow::anyhow!("invalid time {s:?}: {e}"))?;
+        return Ok(super::backend::now_ms() - ms);
+    }
+    Ok(promhpa_hpa::simulate::parse_time(s)?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -217,4 +231,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_are_absolute_or_relative_to_now() {
+        let now = super::super::backend::now_ms();
+        let t = |s: &str| parse_time(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!((t("now") - now).abs() < 60_000);
+        assert!((t("-4m") - (now - 240_000)).abs() < 60_000);
+        assert!((t("-1h30m") - (now - 5_400_000)).abs() < 60_000);
+        assert_eq!(t("2024-05-01T00:00:00Z"), 1_714_521_600_000);
+        assert_eq!(t("1714521600"), 1_714_521_600_000);
+        assert_eq!(t("-60"), -60_000, "a negative number is Unix seconds");
+        assert!(parse_time("-4x").is_err());
+        assert!(parse_time("yesterday").is_err());
+    }
 }
