@@ -578,7 +578,7 @@ pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
     const RIGHT: f64 = 20.0;
     const TOP: f64 = 40.0;
     const GAP: f64 = 50.0;
-    let h = TOP + PANEL_H * 2.0 + GAP + 40.0;
+    let h = TOP + PANEL_H * 2.0 + GAP + 70.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -597,13 +597,20 @@ pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
     let t0 = ticks[0].timestamp_ms as f64;
     let t1 = (ticks[ticks.len() - 1].timestamp_ms as f64).max(t0 + 1.0);
     let x = |t: i64| LEFT + (t as f64 - t0) / (t1 - t0) * (W - LEFT - RIGHT);
-    let panel = |s: &mut String, top: f64, label: &str, lines: &[ChartLine]| {
+    let panel = |s: &mut String, top: f64, label: &str, lines: &[ChartLine], whole: bool| {
         let maxv = lines
             .iter()
             .flat_map(|l| l.2.iter().map(|p| p.1))
             .fold(0.0f64, f64::max);
         let maxv = if maxv <= 0.0 {
-            1.0
+            if whole {
+                4.0
+            } else {
+                1.0
+            }
+        } else if whole {
+            // Whole numbers (replica counts) on every grid line.
+            (maxv * 1.1 / 4.0).ceil().max(1.0) * 4.0
         } else {
             nice_ceil(maxv * 1.1)
         };
@@ -709,19 +716,37 @@ pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
         series(&|t| t.target, ticks),
         false,
     ));
-    panel(&mut s, TOP + 10.0, "replicas", &replica_lines);
+    panel(&mut s, TOP + 10.0, "replicas", &replica_lines, true);
     let top2 = TOP + 10.0 + PANEL_H + GAP;
-    panel(&mut s, top2, "metric", &metric_lines);
-    for k in 0..=6 {
-        let t = t0 + (t1 - t0) * f64::from(k) / 6.0;
-        let xx = x(t as i64);
-        let label = format_rfc3339(t as i64);
-        let short = label.get(11..16).unwrap_or(&label);
+    panel(&mut s, top2, "metric", &metric_lines, false);
+    let (t0_ms, t1_ms) = (t0 as i64, t1 as i64);
+    let every = time_tick_ms(t1_ms - t0_ms);
+    let mut t = t0_ms.div_euclid(every) * every;
+    if t < t0_ms {
+        t += every;
+    }
+    while t <= t1_ms {
+        let xx = x(t);
+        let label = format_rfc3339(t);
+        let short = if t1_ms - t0_ms > 86_400_000 {
+            format!(
+                "{} {}",
+                label.get(5..10).unwrap_or(""),
+                label.get(11..16).unwrap_or("")
+            )
+        } else if every < 60_000 {
+            label.get(11..19).unwrap_or(&label).to_string()
+        } else {
+            label.get(11..16).unwrap_or(&label).to_string()
+        };
         let _ = writeln!(
             s,
-            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{short}</text>"#,
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{:.1}" y2="{:.1}" stroke="#999"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{short}</text>"##,
+            top2 + PANEL_H,
+            top2 + PANEL_H + 4.0,
             top2 + PANEL_H + 16.0
         );
+        t += every;
     }
     let _ = writeln!(
         s,
@@ -732,6 +757,19 @@ pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
     );
     s.push_str("</svg>\n");
     s
+}
+
+/// The spacing of time-axis labels: a round interval giving at most eight labels.
+fn time_tick_ms(span_ms: i64) -> i64 {
+    const STEPS_S: [i64; 19] = [
+        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200,
+        86_400, 604_800,
+    ];
+    STEPS_S
+        .iter()
+        .map(|s| s * 1000)
+        .find(|every| span_ms / every <= 8)
+        .unwrap_or_else(|| (span_ms / 8).max(1))
 }
 
 fn nice_ceil(v: f64) -> f64 {
