@@ -67,11 +67,21 @@ pub struct Tick {
     pub simulated_metric: Option<f64>,
     /// The first metric's target (utilization % or value in units).
     pub target: Option<f64>,
+    /// The same three figures for each further metric of the spec, in order.
+    pub more_metrics: Vec<MetricPoint>,
     /// The combined recommendation before normalization.
     pub raw_recommendation: Option<i32>,
     pub simulated_replicas: i32,
     /// ScalingLimited / ScalingActive reason when it is not the plain case.
     pub reason: String,
+}
+
+/// One metric at one tick: recorded value, value as the simulated pods report it, target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub recorded: Option<f64>,
+    pub simulated: Option<f64>,
+    pub target: Option<f64>,
 }
 
 fn value_at(series: &Series, t: i64) -> Option<f64> {
@@ -267,7 +277,7 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             .cloned()
             .collect();
         let serving_count = serving.len() as i32;
-        let mut first_sim = None;
+        let mut sims: Vec<Option<f64>> = vec![None; metrics.len()];
         let observed: Vec<Observed> = metrics
             .iter()
             .enumerate()
@@ -284,14 +294,10 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
                     } else {
                         0.0
                     };
-                    if i == 0 {
-                        first_sim = Some(per_pod);
-                    }
+                    sims[i] = Some(per_pod);
                     synthetic_observation(m, per_pod, &serving, t)
                 } else {
-                    if i == 0 {
-                        first_sim = Some(v);
-                    }
+                    sims[i] = Some(v);
                     synthetic_observation(m, v, &pods, t)
                 }
             })
@@ -325,8 +331,15 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             timestamp_ms: t,
             actual_replicas: actual,
             metric: input.metrics.first().and_then(|s| value_at(s, t)),
-            simulated_metric: first_sim,
+            simulated_metric: sims.first().copied().flatten(),
             target: metrics.first().and_then(series_target),
+            more_metrics: (1..metrics.len())
+                .map(|i| MetricPoint {
+                    recorded: input.metrics.get(i).and_then(|s| value_at(s, t)),
+                    simulated: sims.get(i).copied().flatten(),
+                    target: series_target(&metrics[i]),
+                })
+                .collect(),
             raw_recommendation: out.raw_recommendation,
             simulated_replicas: replicas,
             reason,
@@ -394,10 +407,15 @@ fn opt(v: Option<f64>) -> String {
 /// The ticks as CSV, with a header line.
 pub fn to_csv(ticks: &[Tick]) -> String {
     let mut s = String::from(
-        "timestamp,actual_replicas,simulated_replicas,metric,simulated_metric,target,raw_recommendation,reason\n",
+        "timestamp,actual_replicas,simulated_replicas,metric,simulated_metric,target,raw_recommendation,reason",
     );
+    let more = ticks.first().map_or(0, |t| t.more_metrics.len());
+    for k in 2..more + 2 {
+        let _ = write!(s, ",metric_{k},simulated_metric_{k},target_{k}");
+    }
+    s.push('\n');
     for t in ticks {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{},{},{},{},{},{},{},{}",
             format_rfc3339(t.timestamp_ms),
@@ -411,6 +429,16 @@ pub fn to_csv(ticks: &[Tick]) -> String {
                 .unwrap_or_default(),
             t.reason
         );
+        for p in &t.more_metrics {
+            let _ = write!(
+                s,
+                ",{},{},{}",
+                opt(p.recorded),
+                opt(p.simulated),
+                opt(p.target)
+            );
+        }
+        s.push('\n');
     }
     s
 }
@@ -571,14 +599,21 @@ const PALETTE: [(&str, &str); 4] = [
 /// settings): actual and each run's replicas (top), recorded metric, each run's metric and
 /// the target (bottom). The first run gives the actual replicas, metric and target.
 pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
+    to_svg_named(runs, title, &[])
+}
+
+/// [`to_svg_runs`] with one metric panel per metric of the spec, each labelled with its
+/// name from `metric_names` (in spec order; "metric N" where none is given).
+pub fn to_svg_named(runs: &[(&str, &[Tick])], title: &str, metric_names: &[String]) -> String {
     let ticks: &[Tick] = runs.first().map(|r| r.1).unwrap_or(&[]);
+    let n_metrics = 1 + ticks.first().map_or(0, |t| t.more_metrics.len());
     const W: f64 = 1000.0;
     const PANEL_H: f64 = 220.0;
     const LEFT: f64 = 60.0;
     const RIGHT: f64 = 20.0;
     const TOP: f64 = 40.0;
     const GAP: f64 = 50.0;
-    let h = TOP + PANEL_H * 2.0 + GAP + 70.0;
+    let h = TOP + (PANEL_H + GAP) * (1 + n_metrics) as f64 + 20.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -689,36 +724,61 @@ pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
         series(&|t| t.actual_replicas, ticks),
         true,
     )];
-    let mut metric_lines: Vec<ChartLine> = vec![(
-        "recorded".into(),
-        "#888888",
-        series(&|t| t.metric, ticks),
-        false,
-    )];
     for (i, (label, run)) in runs.iter().enumerate() {
-        let (c1, c2) = PALETTE[i % PALETTE.len()];
+        let (c1, _) = PALETTE[i % PALETTE.len()];
         replica_lines.push((
             (*label).to_string(),
             c1,
             series(&|t| Some(f64::from(t.simulated_replicas)), run),
             true,
         ));
-        metric_lines.push((
-            (*label).to_string(),
-            c2,
-            series(&|t| t.simulated_metric, run),
+    }
+    panel(&mut s, TOP + 10.0, "replicas", &replica_lines, true);
+    let mut top2 = TOP + 10.0;
+    for k in 0..n_metrics {
+        // The k-th metric's recorded, simulated and target figures of a tick.
+        let point = move |t: &Tick| -> MetricPoint {
+            if k == 0 {
+                MetricPoint {
+                    recorded: t.metric,
+                    simulated: t.simulated_metric,
+                    target: t.target,
+                }
+            } else {
+                t.more_metrics.get(k - 1).copied().unwrap_or_default()
+            }
+        };
+        let mut lines: Vec<ChartLine> = vec![(
+            "recorded".into(),
+            "#888888",
+            series(&|t| point(t).recorded, ticks),
+            false,
+        )];
+        for (i, (label, run)) in runs.iter().enumerate() {
+            let (_, c2) = PALETTE[i % PALETTE.len()];
+            lines.push((
+                (*label).to_string(),
+                c2,
+                series(&|t| point(t).simulated, run),
+                false,
+            ));
+        }
+        lines.push((
+            "target".into(),
+            "#2ca02c",
+            series(&|t| point(t).target, ticks),
             false,
         ));
+        let name = metric_names.get(k).cloned().unwrap_or_else(|| {
+            if n_metrics == 1 {
+                "metric".to_string()
+            } else {
+                format!("metric {}", k + 1)
+            }
+        });
+        top2 += PANEL_H + GAP;
+        panel(&mut s, top2, &name, &lines, false);
     }
-    metric_lines.push((
-        "target".into(),
-        "#2ca02c",
-        series(&|t| t.target, ticks),
-        false,
-    ));
-    panel(&mut s, TOP + 10.0, "replicas", &replica_lines, true);
-    let top2 = TOP + 10.0 + PANEL_H + GAP;
-    panel(&mut s, top2, "metric", &metric_lines, false);
     let (t0_ms, t1_ms) = (t0 as i64, t1 as i64);
     let every = time_tick_ms(t1_ms - t0_ms);
     let mut t = t0_ms.div_euclid(every) * every;

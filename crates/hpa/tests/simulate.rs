@@ -210,3 +210,54 @@ fn slow_pod_startup_delays_the_relief() {
         high(&fast)
     );
 }
+
+#[test]
+fn every_metric_gets_csv_columns_and_a_chart_panel() {
+    let spec: HpaSpec = serde_yaml::from_str(
+        "minReplicas: 1
+maxReplicas: 20
+metrics:
+- type: Resource
+  resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+- type: Pods
+  pods: {metric: {name: queue_depth}, target: {type: AverageValue, averageValue: '10'}}
+",
+    )
+    .expect("spec");
+    // cpu stays at its target; the queue grows to 30 per pod on 4 pods: 12 pods needed.
+    let cpu = vec![(DAY_START, 50.0)];
+    let queue = vec![(DAY_START, 10.0), (DAY_START + 60_000, 30.0)];
+    let ticks = simulate(&SimulationInput {
+        spec: spec.clone(),
+        config: ControllerConfig::default(),
+        metrics: vec![cpu, queue],
+        actual: ActualReplicas::Constant(4.0),
+        start_ms: DAY_START,
+        end_ms: DAY_START + 300_000,
+        step_ms: 15_000,
+        initial_replicas: None,
+        pod_startup_ms: 0,
+    })
+    .expect("simulate");
+    let csv = to_csv(&ticks);
+    let header = csv.lines().next().unwrap_or_default();
+    assert!(
+        header.ends_with(",reason,metric_2,simulated_metric_2,target_2"),
+        "{header}"
+    );
+    // At 00:01:00 the queue of 30 per pod asks for 12 pods; the legacy limit allows 8.
+    // Then the recorded demand (on 4 pods) spread over 8 simulated pods halves each
+    // metric, and the next tick reaches 12.
+    assert!(
+        csv.contains("2024-05-01T00:01:00Z,4,8,50,50,50,12,ScaleUpLimit,30,30,10\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("2024-05-01T00:01:15Z,4,12,50,25,50,12,,30,15,10\n"),
+        "{csv}"
+    );
+    assert_eq!(ticks.last().map(|t| t.simulated_replicas), Some(12));
+    let names = ["cpu utilization".to_string(), "queue_depth".to_string()];
+    let svg = promhpa_hpa::simulate::to_svg_named(&[("simulated", &ticks)], "two", &names);
+    assert!(svg.contains(">cpu utilization</text>") && svg.contains(">queue_depth</text>"));
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_hpa::simulate::{
-    parse_data, simulate, to_csv, to_csv_runs, to_svg_runs, ActualReplicas, SimulationInput, Tick,
+    parse_data, simulate, to_csv, to_csv_runs, to_svg_named, ActualReplicas, SimulationInput, Tick,
 };
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
@@ -227,7 +227,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             format!("HPA {}", names.join(" vs "))
         };
-        std::fs::write(p, to_svg_runs(&runs, &title))
+        let metric_names: Vec<String> = hpas[0]
+            .1
+            .spec
+            .effective_metrics()
+            .iter()
+            .map(promhpa_hpa::calc::metric_name)
+            .collect();
+        std::fs::write(p, to_svg_named(&runs, &title, &metric_names))
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
