@@ -19,6 +19,24 @@ pub enum PodPhase {
     Unknown,
 }
 
+/// The status of a pod condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(b: bool) -> Self {
+        if b {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        }
+    }
+}
+
 /// A pod matched by the scale target's selector. Times are milliseconds on the same clock
 /// as the reconcile's `now`.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +44,7 @@ pub struct Pod {
     pub name: String,
     pub phase: PodPhase,
     /// Status of the Ready condition; `None` when the pod has no Ready condition.
-    pub ready: Option<bool>,
+    pub ready: Option<ConditionStatus>,
     /// Last transition time of the Ready condition.
     pub ready_since_ms: i64,
     pub start_time_ms: Option<i64>,
@@ -188,15 +206,18 @@ fn group_pods(
         if resource == "cpu" {
             let unready = match (pod.ready, pod.start_time_ms) {
                 (None, _) | (_, None) => true,
-                (Some(ready), Some(start)) => {
+                (Some(status), Some(start)) => {
+                    // Only a Ready condition that is False counts against the pod; Unknown
+                    // (an unreachable node) does not.
+                    let not_ready = status == ConditionStatus::False;
                     if input.now_ms
                         < start.saturating_add(input.config.cpu_initialization_period_ms)
                     {
-                        !ready
+                        not_ready
                             || sample.timestamp_ms
                                 < pod.ready_since_ms.saturating_add(sample.window_ms)
                     } else {
-                        !ready
+                        not_ready
                             && start + input.config.initial_readiness_delay_ms > pod.ready_since_ms
                     }
                 }
@@ -421,7 +442,7 @@ fn usage_ratio_replica_count(input: &MetricInput, ratio: f64) -> Result<i32, Str
         let ready = input
             .pods
             .iter()
-            .filter(|p| p.phase == PodPhase::Running && p.ready == Some(true))
+            .filter(|p| p.phase == PodPhase::Running && p.ready == Some(ConditionStatus::True))
             .count();
         Ok(ceil_i32(ratio * ready as f64))
     } else {

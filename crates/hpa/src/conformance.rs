@@ -8,7 +8,9 @@ use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_core::quantity::Quantity;
 use serde::{Deserialize, Serialize};
 
-use crate::calc::{Container, ControllerConfig, Observed, Pod, PodPhase, PodSample};
+use crate::calc::{
+    ConditionStatus, Container, ControllerConfig, Observed, Pod, PodPhase, PodSample,
+};
 use crate::controller::{
     reconcile, ControllerState, MetricsInput, Outcome, Recommendation, ScaleEvent, TickInput,
 };
@@ -276,9 +278,10 @@ fn convert_pod(id: &str, p: &PodYaml) -> Result<Pod, Error> {
         other => return Err(bad(format!("pod {}: unknown phase {other}", p.name))),
     };
     let ready = match &p.ready {
-        None => Some(true),
-        Some(serde_yaml::Value::Bool(b)) => Some(*b),
+        None => Some(ConditionStatus::True),
+        Some(serde_yaml::Value::Bool(b)) => Some((*b).into()),
         Some(serde_yaml::Value::String(s)) if s == "absent" => None,
+        Some(serde_yaml::Value::String(s)) if s == "Unknown" => Some(ConditionStatus::Unknown),
         Some(other) => return Err(bad(format!("pod {}: bad ready value {other:?}", p.name))),
     };
     let containers = match (&p.containers, &p.requests) {

@@ -341,7 +341,8 @@ pub fn explain(input: &ExplainInput) -> Explanation {
                 } else {
                     String::new()
                 };
-                let unready = if counts.unready > 0 && rebalanced.is_empty() {
+                // Unready pods count at 0 only when scaling up; otherwise they are left out.
+                let unready = if counts.unready > 0 && p.ratio <= 1.0 {
                     format!("; {} unready pods left out", counts.unready)
                 } else {
                     String::new()
@@ -359,7 +360,7 @@ pub fn explain(input: &ExplainInput) -> Explanation {
                     )
                 } else if !rebalanced.is_empty() {
                     format!(
-                        "ratio {:.3} over {ready} ready pods; {rebalanced}{ignored}: {}",
+                        "ratio {:.3} over {ready} ready pods; {rebalanced}{unready}{ignored}: {}",
                         p.ratio, p.replicas
                     )
                 } else {

@@ -8,7 +8,7 @@ use promhpa_core::quantity::Quantity;
 use promhpa_core::time::parse_rfc3339_ms;
 use serde_json::Value;
 
-use crate::calc::{Container, Pod, PodPhase};
+use crate::calc::{ConditionStatus, Container, Pod, PodPhase};
 use crate::spec::MetaLabelSelector;
 
 /// A time long before any sample: a pod that has been ready "forever".
@@ -96,7 +96,7 @@ pub fn pod_from_object(v: &Value) -> Result<Pod, String> {
         return Ok(Pod {
             name,
             phase: PodPhase::Running,
-            ready: Some(true),
+            ready: Some(ConditionStatus::True),
             ready_since_ms: LONG_AGO_MS,
             start_time_ms: Some(LONG_AGO_MS),
             deleting,
@@ -118,7 +118,11 @@ pub fn pod_from_object(v: &Value) -> Result<Pod, String> {
     let (ready, ready_since_ms) = match ready_cond {
         None => (None, LONG_AGO_MS),
         Some(c) => (
-            Some(str_at(c, &["status"]) == Some("True")),
+            Some(match str_at(c, &["status"]) {
+                Some("True") => ConditionStatus::True,
+                Some("False") => ConditionStatus::False,
+                _ => ConditionStatus::Unknown,
+            }),
             time_at(
                 c,
                 &["lastTransitionTime"],
@@ -174,7 +178,7 @@ pub fn scale_from_subresource(v: &Value) -> Result<ScaleInfo, String> {
             .filter(|s| !s.is_empty())
             .map(str::to_string),
         spec_replicas: Some(int_at(v, &["spec", "replicas"]).unwrap_or(0)),
-        status_replicas: int_at(v, &["status", "replicas"]),
+        status_replicas: Some(int_at(v, &["status", "replicas"]).unwrap_or(0)),
     })
 }
 
@@ -202,7 +206,8 @@ pub fn scale_from_workload(v: &Value) -> Result<ScaleInfo, String> {
     Ok(ScaleInfo {
         selector,
         spec_replicas: int_at(v, &["spec", "replicas"]),
-        status_replicas: int_at(v, &["status", "replicas"]),
+        // The API leaves out `status.replicas` when it is 0.
+        status_replicas: has_status(v).then(|| int_at(v, &["status", "replicas"]).unwrap_or(0)),
     })
 }
 
@@ -237,7 +242,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.name, "web-1");
         assert_eq!(p.phase, PodPhase::Running);
-        assert_eq!(p.ready, Some(true));
+        assert_eq!(p.ready, Some(ConditionStatus::True));
         assert_eq!(p.start_time_ms, Some(1_767_225_600_000));
         assert_eq!(p.ready_since_ms, 1_767_225_610_000);
         let names: Vec<&str> = p.containers.iter().map(|c| c.name.as_str()).collect();
@@ -271,7 +276,13 @@ mod tests {
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(unready.ready, Some(false));
+        assert_eq!(unready.ready, Some(ConditionStatus::False));
+        let unknown = pod_from_object(&json!({
+            "metadata": {"name": "e"},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "Unknown"}]}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(unknown.ready, Some(ConditionStatus::Unknown));
         let failed =
             pod_from_object(&json!({"metadata": {"name": "d"}, "status": {"phase": "Failed"}}))
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -283,7 +294,7 @@ mod tests {
         let p = pod_from_object(&json!({"metadata": {"name": "x"}, "spec": {"containers": []}}))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.phase, PodPhase::Running);
-        assert_eq!(p.ready, Some(true));
+        assert_eq!(p.ready, Some(ConditionStatus::True));
         assert!(p.start_time_ms.is_some());
     }
 

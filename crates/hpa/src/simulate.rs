@@ -20,7 +20,9 @@ use promhpa_core::backend::{Backend, QueryValue};
 use promhpa_core::quantity::Quantity;
 use serde::Serialize;
 
-use crate::calc::{Container, ControllerConfig, Observed, Pod, PodPhase, PodSample};
+use crate::calc::{
+    ConditionStatus, Container, ControllerConfig, Observed, Pod, PodPhase, PodSample,
+};
 use crate::controller::{reconcile, ControllerState, MetricsInput, TickInput};
 use crate::spec::{HpaSpec, MetricSpec};
 use crate::Error;
@@ -188,29 +190,41 @@ fn request_milli(m: &MetricSpec, pod: &Pod) -> i64 {
 /// `n` Running, Ready pods with a 1000m request for every resource the metrics name.
 pub fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
     let mut requests = BTreeMap::new();
-    let mut containers = Vec::new();
+    let mut containers: Vec<Container> = Vec::new();
     for m in spec.effective_metrics() {
         if let Some(r) = &m.resource {
             requests.insert(r.name.clone(), Quantity::from_milli(REQUEST_MILLI));
         }
         if let Some(r) = &m.container_resource {
-            containers.push(Container {
-                name: r.container.clone(),
-                requests: BTreeMap::from([(r.name.clone(), Quantity::from_milli(REQUEST_MILLI))]),
-            });
+            let request = (r.name.clone(), Quantity::from_milli(REQUEST_MILLI));
+            match containers.iter_mut().find(|c| c.name == r.container) {
+                Some(c) => {
+                    c.requests.insert(request.0, request.1);
+                }
+                None => containers.push(Container {
+                    name: r.container.clone(),
+                    requests: BTreeMap::from([request]),
+                }),
+            }
         }
     }
     if containers.is_empty() {
         containers.push(Container {
             name: "app".into(),
-            requests,
+            requests: BTreeMap::new(),
         });
+    }
+    // Resource metrics need a request in every container.
+    for c in &mut containers {
+        for (name, q) in &requests {
+            c.requests.entry(name.clone()).or_insert(*q);
+        }
     }
     (0..n.max(0))
         .map(|i| Pod {
             name: format!("sim-{i}"),
             phase: PodPhase::Running,
-            ready: Some(true),
+            ready: Some(ConditionStatus::True),
             ready_since_ms: i64::MIN / 4,
             start_time_ms: Some(i64::MIN / 4),
             deleting: false,
@@ -266,14 +280,14 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             for (p, c) in pods.iter_mut().zip(&created) {
                 let ready_at = c.saturating_add(input.pod_startup_ms);
                 let ready = ready_at <= t;
-                p.ready = Some(ready);
+                p.ready = Some(ready.into());
                 p.start_time_ms = Some(*c);
                 p.ready_since_ms = if ready { ready_at } else { *c };
             }
         }
         let serving: Vec<Pod> = pods
             .iter()
-            .filter(|p| p.ready == Some(true))
+            .filter(|p| p.ready == Some(ConditionStatus::True))
             .cloned()
             .collect();
         let serving_count = serving.len() as i32;

@@ -22,7 +22,7 @@ fn pod(name: &str, containers: &[(&str, i64)]) -> Pod {
     Pod {
         name: name.into(),
         phase: PodPhase::Running,
-        ready: Some(true),
+        ready: Some(promhpa_hpa::calc::ConditionStatus::True),
         ready_since_ms: -600_000,
         start_time_ms: Some(-600_000),
         deleting: false,
@@ -233,4 +233,29 @@ fn simulation_reads_history_from_a_backend() {
     assert_eq!(ticks[5].simulated_replicas, 4);
     // 120 % on 4 pods = 480 % of demand: 8 pods at 60 %.
     assert_eq!(ticks.last().map(|t| t.simulated_replicas), Some(8));
+}
+
+#[test]
+fn a_ready_condition_of_unknown_does_not_make_a_cpu_pod_unready() {
+    use promhpa_hpa::calc::ConditionStatus;
+    // Two pods started 10 s before now (inside the CPU initialization period), ready
+    // since long before the sample; one pod's node stopped reporting (Ready Unknown), the
+    // other's readiness probe fails (Ready False).
+    let m = metric("type: Resource\nresource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}");
+    let config = ControllerConfig::default();
+    let mut pods = [pod("a", &[("app", 1000)]), pod("b", &[("app", 1000)])];
+    for p in pods.iter_mut() {
+        p.start_time_ms = Some(-10_000);
+        p.ready_since_ms = -60_000;
+    }
+    pods[0].ready = Some(ConditionStatus::Unknown);
+    pods[1].ready = Some(ConditionStatus::False);
+    let p = compute_metric(
+        &m,
+        &samples(&[("a", 800), ("b", 800)]),
+        &input(&pods, &config, 2, 2),
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    let counts = p.pods.unwrap_or_default();
+    assert_eq!((counts.ready, counts.unready), (1, 1), "{p:?}");
 }

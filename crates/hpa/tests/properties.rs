@@ -45,7 +45,7 @@ fn pods(kinds: &[u8], requests: &[i64]) -> Vec<Pod> {
             } else {
                 PodPhase::Running
             },
-            ready: Some(*k != 1),
+            ready: Some((*k != 1).into()),
             ready_since_ms: -600_000,
             start_time_ms: Some(-600_000),
             deleting: *k == 4,

@@ -19,6 +19,8 @@ pub enum KubeError {
     Auth(String),
     #[error("watch of {0} expired (410 Gone)")]
     Gone(String),
+    #[error("no matches for kind \"{kind}\" in version \"{api_version}\" (API discovery does not list it; is the apiVersion right, is its CRD installed?)")]
+    NoKind { api_version: String, kind: String },
 }
 
 impl KubeError {

@@ -32,14 +32,9 @@ pub fn scale_path(
         Some((g, v)) => (g, v),
         None => ("", api_version),
     };
-    let not_found = || {
-        KubeError::Status {
-        code: 404,
-        path: format!("{api_version}, Kind={kind}"),
-        message: format!(
-            "no matches for kind \"{kind}\" in group \"{group}\" (is the scaleTargetRef's apiVersion right?)"
-        ),
-    }
+    let not_found = || KubeError::NoKind {
+        api_version: api_version.to_string(),
+        kind: kind.to_string(),
     };
     let info = map.for_kind(group, kind).ok_or_else(not_found)?;
     let version = if version.is_empty() {

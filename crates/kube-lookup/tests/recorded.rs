@@ -585,7 +585,8 @@ async fn scale_target_and_its_pods_as_the_controller_reads_them() {
     // A kind discovery does not know in the ref's group is reported, not guessed.
     let err = scale_path(&map, "apps/v1", "Rollout", "shop", "web").unwrap_err();
     assert!(
-        err.to_string().contains("no matches for kind \"Rollout\""),
+        err.to_string()
+            .contains("no matches for kind \"Rollout\" in version \"apps/v1\""),
         "{err}"
     );
     // A kind of the core group goes to /api.

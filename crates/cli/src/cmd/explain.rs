@@ -158,9 +158,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     None => fetcher.fetch(&m).await,
                 });
             }
-            // Without pods of the scale target, values given with --values are spread
-            // over `current` synthetic Running and Ready pods.
-            let pods = (!target.pods.is_empty()).then(|| target.pods.clone());
+            // The scale target's pods, even none, once the target itself was found; without
+            // it (an object file that does not hold it), values given with --values are
+            // spread over `current` synthetic Running and Ready pods.
+            let pods = (target.scale.is_some() || !target.pods.is_empty())
+                .then(|| target.pods.clone());
             anyhow::Ok(explain(&ExplainInput {
                 hpa,
                 current_replicas: current,

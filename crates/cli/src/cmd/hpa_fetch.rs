@@ -35,8 +35,9 @@ use super::hpa_target::{PodScope, ScaleTarget};
 /// report.
 pub type Fetched = Result<Measured, String>;
 
-/// The window metrics.k8s.io reports when the rule file's `resourceRules` set none.
-const DEFAULT_RESOURCE_WINDOW_MS: i64 = 300_000;
+/// The window reported for resource metrics when the rule file's `resourceRules` set none
+/// (prometheus-adapter then reports a zero window).
+const DEFAULT_RESOURCE_WINDOW_MS: i64 = 0;
 /// The window the controller assumes for custom metrics without one.
 const CUSTOM_METRIC_WINDOW_MS: i64 = 60_000;
 
@@ -92,12 +93,14 @@ fn with_params(path: String, params: &[Option<String>]) -> String {
     }
 }
 
-fn milli(value: f64) -> i64 {
-    let m = (value * 1000.0).round();
-    if m.is_nan() {
+/// A resource usage in milli-units as the resource metrics API reports it: truncated, and
+/// zero for NaN and negative values.
+fn usage_milli(value: f64) -> i64 {
+    let m = (value * 1000.0).trunc();
+    if m.is_nan() || m < 0.0 {
         0
     } else {
-        m.clamp(i64::MIN as f64, i64::MAX as f64) as i64
+        m.min(i64::MAX as f64) as i64
     }
 }
 
@@ -114,6 +117,11 @@ impl HpaFetcher {
         let mut flags = flags.clone();
         let rules = flags.load_rules()?;
         flags.adopt_rule_file_prometheus(&rules);
+        if flags.prometheus_url.is_none() && !flags.demo && flags.load_exposition.is_empty() {
+            eprintln!(
+                "warning: no --prometheus-url: metrics come from the embedded evaluator, which holds no data (pass --prometheus-url, or --load-exposition)"
+            );
+        }
         let backend = flags.build_backend()?;
         let target = match flags.objects_text()? {
             Some((text, source)) => ScaleTarget::from_objects(&text, &source, hpa)?,
@@ -245,7 +253,15 @@ impl HpaFetcher {
                     );
                 }
                 if samples.is_empty() {
-                    return Err(fail("no metrics returned from custom metrics API".into()));
+                    return Err(if items.is_empty() {
+                        "no metrics returned from custom metrics API".to_string()
+                    } else {
+                        format!(
+                            "{} values returned from custom metrics API, none for the {} pods of the scale target",
+                            items.len(),
+                            self.target.pods.len()
+                        )
+                    });
                 }
                 Ok(Measured::PerPod(samples))
             }
@@ -341,8 +357,8 @@ impl HpaFetcher {
         let names = self.target.pod_names();
         if names.is_empty() {
             return Err(format!(
-                "no pods of the scale target ({})",
-                self.target.describe()
+                "no metrics returned from resource metrics API (no pods of {} {})",
+                self.target.reference.kind, self.target.reference.name
             ));
         }
         let ns = &self.target.namespace;
@@ -363,48 +379,45 @@ impl HpaFetcher {
                 ))
             }
         };
-        // pod -> container -> (usage, timestamp), as PodMetrics lists them.
-        let mut per_pod: BTreeMap<String, BTreeMap<String, (f64, i64)>> = BTreeMap::new();
+        // pod -> container -> (usage in milli-units, timestamp), as PodMetrics lists them.
+        let mut per_pod: BTreeMap<String, BTreeMap<String, (i64, i64)>> = BTreeMap::new();
         for s in &samples {
             let (Some(pod), Some(c)) = (s.labels.get(&pod_label), s.labels.get(container_label))
             else {
                 continue;
             };
-            if !s.value.is_finite() {
-                continue;
-            }
-            per_pod
+            // Two series for one container (a query that does not aggregate) add up.
+            let entry = per_pod
                 .entry(pod.to_string())
                 .or_default()
-                .insert(c.to_string(), (s.value, s.timestamp_ms));
+                .entry(c.to_string())
+                .or_insert((0, s.timestamp_ms));
+            entry.0 = entry.0.saturating_add(usage_milli(s.value));
+            entry.1 = entry.1.min(s.timestamp_ms);
         }
         if per_pod.is_empty() {
             return Err(format!(
                 "no metrics returned from resource metrics API (query: {q})"
             ));
         }
-        let to_milli = |v: f64| {
-            if resource == "cpu" {
-                milli(v)
-            } else {
-                milli(v.trunc())
-            }
-        };
         let window_ms = rules.window_ms.unwrap_or(DEFAULT_RESOURCE_WINDOW_MS);
         let mut out = BTreeMap::new();
         for (pod, containers) in per_pod {
             let sample = match container {
                 Some(c) => match containers.get(c) {
-                    Some((v, t)) => (to_milli(*v), *t),
+                    Some(sample) => *sample,
                     None => {
                         return Err(format!(
                             "failed to get container metrics: container {c} not present in metrics for pod {ns}/{pod}"
                         ))
                     }
                 },
-                None => containers.values().fold((0i64, i64::MIN), |(m, t), (v, ts)| {
-                    (m.saturating_add(to_milli(*v)), t.max(*ts))
-                }),
+                // The pod's usage is the sum over its containers, stamped with the earliest.
+                None => containers
+                    .values()
+                    .fold((0i64, i64::MAX), |(m, t), (v, ts)| {
+                        (m.saturating_add(*v), t.min(*ts))
+                    }),
             };
             out.insert(
                 pod,

@@ -177,6 +177,11 @@ fn resource_query(
     }
     let mut total: i64 = 0;
     for pod in &target.pods {
+        if let Some(name) = container {
+            if !pod.containers.iter().any(|c| c.name == name) {
+                bail!("container {name} not present in pod {}", pod.name);
+            }
+        }
         for c in pod
             .containers
             .iter()
