@@ -46,7 +46,7 @@ fn serve(series: usize) -> u16 {
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
             );
             let mut chunk = String::from("{\"status\":\"success\",\"data\":[");
-            let mut flush = |chunk: &mut String, conn: &mut std::net::TcpStream| {
+            let flush = |chunk: &mut String, conn: &mut std::net::TcpStream| {
                 let _ = write!(conn, "{:x}\r\n{chunk}\r\n", chunk.len());
                 chunk.clear();
             };
