@@ -49,8 +49,10 @@ pub struct Pod {
     pub ready_since_ms: i64,
     pub start_time_ms: Option<i64>,
     pub deleting: bool,
-    /// Per-container requests, in spec order.
+    /// Per-container requests, in spec order (regular and restartable init containers).
     pub containers: Vec<Container>,
+    /// Pod-level requests (`spec.resources.requests`, PodLevelResources); empty when unset.
+    pub pod_requests: BTreeMap<String, Quantity>,
 }
 
 /// A container's name and resource requests.
@@ -263,6 +265,13 @@ fn pod_requests(
                     ));
                 };
                 total = q.milli_value();
+            }
+            None if pod.pod_requests.contains_key(resource) => {
+                // Pod-level requests, when set for the resource, stand for the containers'.
+                total = pod
+                    .pod_requests
+                    .get(resource)
+                    .map_or(0, Quantity::milli_value);
             }
             None => {
                 for cont in &pod.containers {

@@ -313,6 +313,7 @@ fn convert_pod(id: &str, p: &PodYaml) -> Result<Pod, Error> {
         start_time_ms: p.start_time.as_deref().map(|s| dur(id, s)).transpose()?,
         deleting: p.deleting,
         containers,
+        pod_requests: BTreeMap::new(),
     })
 }
 

@@ -1,8 +1,9 @@
 //! The Kubernetes HorizontalPodAutoscaler's replica recommendation (autoscaling/v2), as
 //! kube-controller-manager computes it, in pure functions: per-metric proposals
 //! ([`calc`]), one reconcile with legacy or `behavior` normalization ([`controller`]),
-//! the conformance-case format ([`conformance`]), replaying history ([`simulate`]) and
-//! explaining a decision ([`explain`]).
+//! the conformance-case format ([`conformance`]), replaying history ([`simulate`]),
+//! explaining a decision ([`explain`]) and reading pods and scale targets from Kubernetes
+//! objects ([`objects`]).
 
 pub mod calc;
 pub mod conformance;

@@ -27,9 +27,9 @@ fn time_at(v: &Value, path: &[&str], what: &str, pod: &str) -> Result<Option<i64
     }
 }
 
-fn container(v: &Value, pod: &str) -> Result<Container, String> {
-    let name = str_at(v, &["name"]).unwrap_or_default().to_string();
-    let mut requests = BTreeMap::new();
+/// The `resources.requests` of `v` (a container, or a pod's spec); `what` names it in errors.
+fn requests(v: &Value, what: &str) -> Result<BTreeMap<String, Quantity>, String> {
+    let mut out = BTreeMap::new();
     if let Some(reqs) = v
         .get("resources")
         .and_then(|r| r.get("requests"))
@@ -41,16 +41,22 @@ fn container(v: &Value, pod: &str) -> Result<Container, String> {
                 Value::Number(n) => n.to_string(),
                 other => {
                     return Err(format!(
-                        "pod {pod}: container {name}: request for {resource} is {other}, not a quantity"
+                        "{what}: request for {resource} is {other}, not a quantity"
                     ))
                 }
             };
-            let q: Quantity = text.parse().map_err(|e| {
-                format!("pod {pod}: container {name}: request for {resource} {text:?}: {e}")
-            })?;
-            requests.insert(resource.clone(), q);
+            let q: Quantity = text
+                .parse()
+                .map_err(|e| format!("{what}: request for {resource} {text:?}: {e}"))?;
+            out.insert(resource.clone(), q);
         }
     }
+    Ok(out)
+}
+
+fn container(v: &Value, pod: &str) -> Result<Container, String> {
+    let name = str_at(v, &["name"]).unwrap_or_default().to_string();
+    let requests = requests(v, &format!("pod {pod}: container {name}"))?;
     Ok(Container { name, requests })
 }
 
@@ -92,6 +98,10 @@ pub fn pod_from_object(v: &Value) -> Result<Pod, String> {
     {
         containers.push(container(c, &name)?);
     }
+    let pod_requests = match spec {
+        Some(spec) => requests(spec, &format!("pod {name}"))?,
+        None => BTreeMap::new(),
+    };
     if !has_status(v) {
         return Ok(Pod {
             name,
@@ -101,6 +111,7 @@ pub fn pod_from_object(v: &Value) -> Result<Pod, String> {
             start_time_ms: Some(LONG_AGO_MS),
             deleting,
             containers,
+            pod_requests,
         });
     }
     let phase = match str_at(v, &["status", "phase"]).unwrap_or("") {
@@ -141,6 +152,7 @@ pub fn pod_from_object(v: &Value) -> Result<Pod, String> {
         start_time_ms,
         deleting,
         containers,
+        pod_requests,
     })
 }
 
@@ -221,6 +233,7 @@ mod tests {
         let p = pod_from_object(&json!({
             "metadata": {"name": "web-1"},
             "spec": {
+                "resources": {"requests": {"cpu": "1"}},
                 "containers": [
                     {"name": "app", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}}},
                     {"name": "proxy", "resources": {"requests": {"cpu": 0.1}}}
@@ -254,6 +267,7 @@ mod tests {
         assert_eq!(p.containers[0].requests["cpu"].milli_value(), 250);
         assert_eq!(p.containers[1].requests["cpu"].milli_value(), 100);
         assert!(!p.containers[1].requests.contains_key("memory"));
+        assert_eq!(p.pod_requests["cpu"].milli_value(), 1000);
     }
 
     #[test]

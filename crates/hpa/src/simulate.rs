@@ -229,6 +229,7 @@ pub fn synth_pods(spec: &HpaSpec, n: i32) -> Vec<Pod> {
             start_time_ms: Some(i64::MIN / 4),
             deleting: false,
             containers: containers.clone(),
+            pod_requests: BTreeMap::new(),
         })
         .collect()
 }

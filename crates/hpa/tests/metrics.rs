@@ -26,6 +26,7 @@ fn pod(name: &str, containers: &[(&str, i64)]) -> Pod {
         ready_since_ms: -600_000,
         start_time_ms: Some(-600_000),
         deleting: false,
+        pod_requests: BTreeMap::new(),
         containers: containers
             .iter()
             .map(|(n, r)| Container {
@@ -258,4 +259,31 @@ fn a_ready_condition_of_unknown_does_not_make_a_cpu_pod_unready() {
     .unwrap_or_else(|f| panic!("{f:?}"));
     let counts = p.pods.unwrap_or_default();
     assert_eq!((counts.ready, counts.unready), (1, 1), "{p:?}");
+}
+
+#[test]
+fn pod_level_requests_stand_for_the_containers() {
+    // The pod requests 2 CPUs as a whole; its containers request 100m each. Utilization is
+    // taken against the pod-level request; a ContainerResource metric still uses the
+    // container's own.
+    let mut p = pod("a", &[("app", 100), ("sidecar", 100)]);
+    p.pod_requests = BTreeMap::from([("cpu".to_string(), Quantity::from_milli(2000))]);
+    let pods = [p];
+    let config = ControllerConfig::default();
+    let resource = metric("type: Resource\nresource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}");
+    let got = compute_metric(
+        &resource,
+        &samples(&[("a", 1000)]),
+        &input(&pods, &config, 1, 1),
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    assert_eq!(got.utilization, Some(50));
+    let container = metric("type: ContainerResource\ncontainerResource: {name: cpu, container: app, target: {type: Utilization, averageUtilization: 50}}");
+    let got = compute_metric(
+        &container,
+        &samples(&[("a", 100)]),
+        &input(&pods, &config, 1, 1),
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    assert_eq!(got.utilization, Some(100));
 }

@@ -49,6 +49,7 @@ fn pods(kinds: &[u8], requests: &[i64]) -> Vec<Pod> {
             ready_since_ms: -600_000,
             start_time_ms: Some(-600_000),
             deleting: *k == 4,
+            pod_requests: BTreeMap::new(),
             containers: vec![Container {
                 name: "app".into(),
                 requests: BTreeMap::from([("cpu".to_string(), Quantity::from_milli(*r))]),

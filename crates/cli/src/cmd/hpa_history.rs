@@ -181,6 +181,9 @@ fn resource_query(
             if !pod.containers.iter().any(|c| c.name == name) {
                 bail!("container {name} not present in pod {}", pod.name);
             }
+        } else if let Some(q) = pod.pod_requests.get(resource) {
+            total = total.saturating_add(q.milli_value());
+            continue;
         }
         for c in pod
             .containers
