@@ -11,6 +11,8 @@
 //!   bearerTokenFile: /var/run/token
 //!   insecureSkipVerify: false
 //!   labels: {team: search} # added to every series; may override job and instance
+//!   sampleLimit: 50000     # more samples fail the scrape; default 0, no limit
+//!   bodySizeLimit: 10MiB   # a larger answer fails the scrape; default 0, no limit
 //! ```
 //!
 //! Like Prometheus, every series of a target gets `job` (default `promhpa`) and `instance`
@@ -60,6 +62,9 @@ struct RawTarget {
     insecure_skip_verify: bool,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    sample_limit: usize,
+    body_size_limit: Option<String>,
 }
 
 /// One static target, validated.
@@ -73,6 +78,36 @@ pub struct Target {
     pub insecure_skip_verify: bool,
     /// `job`, `instance` and the configured extra labels.
     pub labels: BTreeMap<String, String>,
+    /// The most samples one scrape may carry; 0 is no limit.
+    pub sample_limit: usize,
+    /// The largest answer in bytes; 0 is no limit.
+    pub body_size_limit: u64,
+}
+
+/// A byte size as Prometheus writes it: `512`, `10KB`, `10MB`, `10MiB`, `1GB`...
+fn byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bodySizeLimit {s:?}: expected a size such as 10MiB"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "bodySizeLimit {s:?}: unknown unit {other:?} (B, KB, KiB, MB, MiB, GB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("bodySizeLimit {s:?} is too large"))
 }
 
 /// The targets of a scrape configuration file.
@@ -156,6 +191,10 @@ impl ScrapeConfig {
                 }
                 labels.insert(k, v);
             }
+            let body_size_limit = match &t.body_size_limit {
+                Some(b) => byte_size(b).map_err(ctx)?,
+                None => 0,
+            };
             targets.push(Target {
                 url,
                 interval,
@@ -164,6 +203,8 @@ impl ScrapeConfig {
                 bearer_token_file: t.bearer_token_file,
                 insecure_skip_verify: t.insecure_skip_verify,
                 labels,
+                sample_limit: t.sample_limit,
+                body_size_limit,
             });
         }
         Ok(ScrapeConfig { targets })
@@ -227,12 +268,44 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<String, Stri
             .map_err(|e| format!("reading bearerTokenFile {}: {e}", f.display()))?;
         req = req.bearer_auth(token.trim());
     }
-    let resp = req.send().await.map_err(|e| describe(&e))?;
+    let mut resp = req.send().await.map_err(|e| describe(&e))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("server returned HTTP status {status}"));
     }
-    resp.text().await.map_err(|e| describe(&e))
+    let limit = target.body_size_limit;
+    let too_big = || format!("body size limit exceeded: the answer is larger than {limit} bytes");
+    if limit > 0 && resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+        if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(body).map_err(|e| format!("the answer is not UTF-8: {e}"))?;
+    if target.sample_limit > 0 {
+        let samples = sample_lines(&text);
+        if samples > target.sample_limit {
+            return Err(format!(
+                "sample limit exceeded: {samples} samples, the limit is {}",
+                target.sample_limit
+            ));
+        }
+    }
+    Ok(text)
+}
+
+/// The samples of an exposition: its lines that are neither blank nor comments.
+fn sample_lines(text: &str) -> usize {
+    text.lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !l.is_empty() && !l.starts_with('#')
+        })
+        .count()
 }
 
 /// A reqwest error with its causes, which carry the TLS or connection detail.

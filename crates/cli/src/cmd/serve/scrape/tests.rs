@@ -293,3 +293,59 @@ async fn series_a_target_stops_exposing_go_stale_at_once() {
     assert!(one_value(&backend, "b_gauge").is_empty());
     assert_eq!(one_value(&backend, "up")[0].1, 0.0);
 }
+
+#[test]
+fn limits_parse_with_prometheus_units() {
+    let c = config(
+        "targets:\n- url: http://a:1/\n  sampleLimit: 100\n  bodySizeLimit: 10MiB\n- url: http://b:1/\n  bodySizeLimit: 2KB\n- url: http://c:1/\n",
+    )
+    .unwrap();
+    assert_eq!(c.targets[0].sample_limit, 100);
+    assert_eq!(c.targets[0].body_size_limit, 10 << 20);
+    assert_eq!(c.targets[1].body_size_limit, 2000);
+    assert_eq!(
+        (c.targets[2].sample_limit, c.targets[2].body_size_limit),
+        (0, 0)
+    );
+    let e = config("targets:\n- url: http://a:1/\n  bodySizeLimit: 10 parsecs\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bodySizeLimit") && e.contains("parsecs"), "{e}");
+    let e = config("targets:\n- url: http://a:1/\n  sampleLimit: -1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sampleLimit") || e.contains("invalid"), "{e}");
+}
+
+#[tokio::test]
+async fn a_scrape_over_its_sample_or_size_limit_fails_whole() {
+    let body = "# HELP requests_total Requests.\n# TYPE requests_total counter\nrequests_total{path=\"/a\"} 7\nrequests_total{path=\"/b\"} 8\nrequests_total{path=\"/c\"} 9\n";
+    let server = ScrapeTarget::start(body).unwrap();
+    let backend = EmbeddedBackend::default();
+    for (limits, ok) in [
+        ("sampleLimit: 3", true),
+        ("sampleLimit: 2", false),
+        (&format!("bodySizeLimit: {}", body.len()) as &str, true),
+        (&format!("bodySizeLimit: {}", body.len() - 1) as &str, false),
+    ] {
+        let c = config(&format!(
+            "targets:\n- url: http://127.0.0.1:{}/metrics\n  {limits}\n",
+            server.port
+        ))
+        .unwrap();
+        let t = &c.targets[0];
+        assert_eq!(
+            scrape_once(&backend, &t.client().unwrap(), t, &t.store_labels()).await,
+            ok,
+            "{limits}"
+        );
+        let up = one_value(&backend, "up");
+        assert_eq!(up[0].1, if ok { 1.0 } else { 0.0 }, "{limits}");
+        // A failed scrape keeps none of its samples: the series go stale at once.
+        assert_eq!(
+            one_value(&backend, "requests_total").len(),
+            if ok { 3 } else { 0 },
+            "{limits}"
+        );
+    }
+}
