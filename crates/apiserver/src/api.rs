@@ -51,7 +51,7 @@ pub struct AppState {
 #[derive(Clone, Copy)]
 struct RouteLabel(&'static str);
 
-fn json<T: Serialize>(value: &T) -> Response {
+pub(crate) fn json<T: Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => (
             StatusCode::OK,
@@ -63,7 +63,7 @@ fn json<T: Serialize>(value: &T) -> Response {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -81,6 +81,12 @@ pub fn router(state: AppState) -> Router {
         .route("/apis/external.metrics.k8s.io", get(external))
         .route("/apis/external.metrics.k8s.io/", get(external))
         .route("/apis/external.metrics.k8s.io/{*rest}", get(external))
+        .route("/apis/metrics.k8s.io", get(crate::resource::handler))
+        .route("/apis/metrics.k8s.io/", get(crate::resource::handler))
+        .route(
+            "/apis/metrics.k8s.io/{*rest}",
+            get(crate::resource::handler),
+        )
         .route("/metrics", get(self_metrics))
         .route("/version", get(version))
         .route("/openapi/v2", get(openapi_v2))
@@ -173,7 +179,7 @@ async fn self_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn not_found(req: Request) -> Response {
+pub(crate) async fn not_found(req: Request) -> Response {
     ApiError::not_found(format!(
         "the server could not find the requested resource {}",
         req.uri().path()
@@ -208,15 +214,19 @@ fn external_group() -> ApiGroup {
     }
 }
 
-async fn apis() -> Response {
+async fn apis(State(state): State<AppState>) -> Response {
+    let mut groups = vec![custom_group(), external_group()];
+    if state.registry.rules().resource.is_some() {
+        groups.push(crate::resource::resource_group());
+    }
     json(&ApiGroupList {
         kind: "APIGroupList",
         api_version: "v1",
-        groups: vec![custom_group(), external_group()],
+        groups,
     })
 }
 
-fn query_params(req: &Request) -> BTreeMap<String, String> {
+pub(crate) fn query_params(req: &Request) -> BTreeMap<String, String> {
     req.uri()
         .query()
         .map(|q| {
@@ -236,7 +246,7 @@ fn query_params(req: &Request) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn parse_selector(
+pub(crate) fn parse_selector(
     params: &BTreeMap<String, String>,
     name: &str,
 ) -> Result<LabelSelector, ApiError> {
@@ -248,7 +258,7 @@ fn parse_selector(
     }
 }
 
-fn with_route(route: &'static str, mut resp: Response) -> Response {
+pub(crate) fn with_route(route: &'static str, mut resp: Response) -> Response {
     resp.extensions_mut().insert(RouteLabel(route));
     resp
 }

@@ -1,5 +1,6 @@
 //! The Kubernetes aggregated API server of promhpa: `custom.metrics.k8s.io` (v1beta1,
-//! v1beta2) and `external.metrics.k8s.io` (v1beta1) served over rustls from a
+//! v1beta2), `external.metrics.k8s.io` (v1beta1) and, with `resourceRules`,
+//! `metrics.k8s.io` (v1beta1, [`resource`]) served over rustls from a
 //! [`promhpa_core::Backend`] and a rule set.
 //!
 //! - [`registry::Registry`]: which metrics exist, kept current by relisting each rule's
@@ -23,6 +24,7 @@ pub mod error;
 pub mod metrics;
 pub mod objects;
 pub mod registry;
+pub mod resource;
 pub mod server;
 pub mod types;
 

@@ -767,3 +767,148 @@ fn delegated_auth_guards_requests_when_cluster_credentials_are_given() {
         "{e}"
     );
 }
+
+/// cAdvisor's series for two pods: CPU counters growing `cores` CPU-seconds per scrape
+/// interval of one second, working sets constant.
+fn cadvisor(n: u64) -> String {
+    let mut s = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    let series = [
+        ("inference-a", "model", "node-a", 0.4, 536_870_912u64),
+        ("inference-a", "proxy", "node-a", 0.1, 67_108_864),
+        ("inference-b", "model", "node-b", 0.8, 1_073_741_824),
+    ];
+    for (pod, c, node, cores, _) in series {
+        s.push_str(&format!(
+            "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"{pod}\",container=\"{c}\",node=\"{node}\"}} {}\n",
+            cores * n as f64
+        ));
+    }
+    s.push_str("# TYPE container_memory_working_set_bytes gauge\n");
+    for (pod, c, node, _, bytes) in series {
+        s.push_str(&format!(
+            "container_memory_working_set_bytes{{namespace=\"default\",pod=\"{pod}\",container=\"{c}\",node=\"{node}\"}} {bytes}\n"
+        ));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_metrics_k8s_io_from_resource_rules_through_kubectl() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile_dir();
+    let pki = TestPki::generate("resource-ca", "front-proxy").unwrap();
+    let target = ScrapeTarget::start_with(Arc::new(cadvisor)).unwrap();
+    let prom = Prometheus::start_https(&pki, &[target.port]).unwrap();
+    let mut pc = PromConfig::new(prom.url());
+    pc.ca_file = Some(pki.ca_cert.clone());
+    let client = PromClient::new(pc).unwrap();
+    let rules = repo_rules().join("resource-metrics.yaml");
+    let cpu_query = "sum(rate(container_cpu_usage_seconds_total{namespace=\"default\",container!=\"\"}[3m])) by (pod)";
+    let start = Instant::now();
+    while prom_value(&client, cpu_query).await.len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no data in prometheus: {}",
+            prom.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, OBJECTS).unwrap();
+    let server = Promhpa::start(
+        &[
+            format!("--prometheus-url={}", prom.url()),
+            format!("--prometheus-ca-file={}", pki.ca_cert.display()),
+            format!("--config={}", rules.display()),
+            format!("--objects={}", objects.display()),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+            "--insecure-skip-delegated-auth".into(),
+        ],
+        &dir,
+    );
+    let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
+    let start = Instant::now();
+    while !kubectl.raw("/readyz").status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let groups = kubectl.json("/apis");
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "metrics.k8s.io"),
+        "{groups}"
+    );
+    // rate() over 3m still grows while Prometheus has less than 3m of samples: bracket the
+    // served figure between Prometheus' own answers just before and just after.
+    let before = prom_value(&client, cpu_query).await[0].1;
+    let list = kubectl.json("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods");
+    let after = prom_value(&client, cpu_query).await[0].1;
+    assert_eq!(list["kind"], "PodMetricsList");
+    // Pods of the namespace without cAdvisor series (inference-c, db-0) are left out.
+    let items = list["items"].as_array().unwrap();
+    let pods: Vec<&str> = items
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pods, ["inference-a", "inference-b"], "{list}");
+    assert_eq!(list["items"][0]["window"], "3m0s");
+    // CPU: Prometheus' own rate for the same containers (each truncated to the milli-CPU).
+    let served: f64 = items[0]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| quantity_f64(c["usage"]["cpu"].as_str().unwrap()))
+        .sum();
+    assert!(
+        served >= before - 0.002 && served <= after,
+        "served {served} cores, Prometheus {before}..{after}: {list}"
+    );
+    let by_container: Vec<(&str, &str)> = items[0]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["usage"]["memory"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(by_container, [("model", "512Mi"), ("proxy", "64Mi")]);
+    let one = kubectl.json("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/inference-b");
+    assert_eq!(one["kind"], "PodMetrics");
+    assert_eq!(one["containers"][0]["usage"]["memory"], "1Gi");
+    let err = kubectl.error("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/db-0");
+    assert!(
+        err.contains("podmetrics.metrics.k8s.io \"db-0\" not found"),
+        "{err}"
+    );
+
+    // kubectl top reads the same API.
+    let out = Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", kubectl.kubeconfig.display()))
+        .arg(format!("--cache-dir={}", kubectl.cache.display()))
+        .args(["top", "pod", "-n", "default", "--containers"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("inference-a") && l.contains("model") && l.contains("512Mi")),
+        "{stdout}"
+    );
+}

@@ -139,6 +139,35 @@ impl fmt::Display for PromDuration {
     }
 }
 
+/// Milliseconds as Go's `time.Duration.String` prints them (`3m0s`, `1h0m0s`, `1.5s`,
+/// `250ms`, `0s`), the form `metav1.Duration` takes in JSON.
+pub fn format_go_duration_ms(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    if abs < 1000 {
+        return format!("{sign}{abs}ms");
+    }
+    let (h, rest) = (abs / 3_600_000, abs % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, frac) = (rest / 1000, rest % 1000);
+    let secs = if frac == 0 {
+        format!("{s}s")
+    } else {
+        let f = format!("{frac:03}");
+        format!("{s}.{}s", f.trim_end_matches('0'))
+    };
+    if h > 0 {
+        format!("{sign}{h}h{m}m{secs}")
+    } else if m > 0 {
+        format!("{sign}{m}m{secs}")
+    } else {
+        format!("{sign}{secs}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +194,22 @@ mod tests {
         assert_eq!(PromDuration(90_000).to_string(), "1m30s");
         assert_eq!(PromDuration(300_000).to_string(), "5m");
         assert_eq!(PromDuration(0).to_string(), "0s");
+    }
+
+    #[test]
+    fn formats_as_go_prints_durations() {
+        for (ms, want) in [
+            (0, "0s"),
+            (250, "250ms"),
+            (1500, "1.5s"),
+            (30_000, "30s"),
+            (180_000, "3m0s"),
+            (90_500, "1m30.5s"),
+            (3_600_000, "1h0m0s"),
+            (-15_000, "-15s"),
+        ] {
+            assert_eq!(format_go_duration_ms(ms), want);
+            assert_eq!(parse_go_duration_ms(want), Ok(ms), "{want}");
+        }
     }
 }

@@ -104,6 +104,12 @@ impl Quantity {
         self.format
     }
 
+    /// The same amount, printed in `format` (`BinarySi` for bytes: `128Mi`).
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
     /// The value in milli-units, rounded up (toward +∞) as Kubernetes' `MilliValue` does.
     pub fn milli_value(&self) -> i64 {
         let m = div_ceil(self.nanos, 1_000_000);

@@ -1,8 +1,8 @@
 //! Fetching an HPA's metrics the way the HPA controller does: through promhpa's own custom
 //! and external metrics API (the same router `serve` runs, called in-process), so rule
 //! rendering, object lookup and the errors are exactly what the controller would get.
-//! Resource metrics come from the rule file's `resourceRules` container queries, per pod
-//! and container as metrics.k8s.io would report them.
+//! Resource metrics come from the same server's metrics.k8s.io, served from the rule file's
+//! `resourceRules`.
 //!
 //! Per-pod metrics are returned per pod, for the pods of the scale target
 //! ([`super::hpa_target::ScaleTarget`]), so the controller's pod classification applies.
@@ -17,9 +17,8 @@ use axum::http::{Request, StatusCode};
 use promhpa_apiserver::metrics::SelfMetrics;
 use promhpa_apiserver::objects::plural;
 use promhpa_apiserver::{AppState, Registry};
-use promhpa_core::backend::{Backend, QueryValue};
+use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_core::quantity::Quantity;
-use promhpa_core::GroupResource;
 use promhpa_hpa::calc::PodSample;
 use promhpa_hpa::explain::Measured;
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector, MetricSpec};
@@ -35,9 +34,6 @@ use super::hpa_target::{PodScope, ScaleTarget};
 /// report.
 pub type Fetched = Result<Measured, String>;
 
-/// The window reported for resource metrics when the rule file's `resourceRules` set none
-/// (prometheus-adapter then reports a zero window).
-const DEFAULT_RESOURCE_WINDOW_MS: i64 = 0;
 /// The window the controller assumes for custom metrics without one.
 const CUSTOM_METRIC_WINDOW_MS: i64 = 60_000;
 
@@ -45,7 +41,6 @@ const CUSTOM_METRIC_WINDOW_MS: i64 = 60_000;
 pub struct HpaFetcher {
     router: axum::Router,
     target: ScaleTarget,
-    backend: Arc<dyn Backend>,
     resource_rules: Option<ResourceRules>,
 }
 
@@ -74,6 +69,31 @@ struct Described {
 }
 
 #[derive(Deserialize)]
+struct PodMetricsList {
+    #[serde(default)]
+    items: Vec<PodMetricsItem>,
+}
+
+#[derive(Deserialize)]
+struct PodMetricsItem {
+    metadata: Described,
+    #[serde(default)]
+    timestamp: String,
+    #[serde(default)]
+    window: String,
+    #[serde(default)]
+    containers: Vec<PodContainerMetrics>,
+}
+
+#[derive(Deserialize)]
+struct PodContainerMetrics {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    usage: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
 struct StatusBody {
     #[serde(default)]
     message: String,
@@ -90,17 +110,6 @@ fn with_params(path: String, params: &[Option<String>]) -> String {
         path
     } else {
         format!("{path}?{}", p.join("&"))
-    }
-}
-
-/// A resource usage in milli-units as the resource metrics API reports it: truncated, and
-/// zero for NaN and negative values.
-fn usage_milli(value: f64) -> i64 {
-    let m = (value * 1000.0).trunc();
-    if m.is_nan() || m < 0.0 {
-        0
-    } else {
-        m.min(i64::MAX as f64) as i64
     }
 }
 
@@ -151,7 +160,6 @@ impl HpaFetcher {
         Ok(HpaFetcher {
             router,
             target,
-            backend,
             resource_rules,
         })
     }
@@ -162,6 +170,11 @@ impl HpaFetcher {
     }
 
     async fn get(&self, path: &str) -> Result<Vec<ValueItem>, String> {
+        self.get_json::<ValueList>(path).await.map(|l| l.items)
+    }
+
+    /// `GET path` on the in-process API; the `Status` message when it is not 200.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         let req = Request::get(path)
             .body(Body::empty())
             .map_err(|e| format!("building request {path}: {e}"))?;
@@ -181,8 +194,7 @@ impl HpaFetcher {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
             return Err(format!("the server returned {status}: {msg}"));
         }
-        serde_json::from_slice::<ValueList>(&body)
-            .map(|l| l.items)
+        serde_json::from_slice::<T>(&body)
             .map_err(|e| format!("decoding the answer to GET {path}: {e}"))
     }
 
@@ -334,99 +346,90 @@ impl HpaFetcher {
         }
     }
 
-    /// A resource metric as metrics.k8s.io would report it from the rule file's
-    /// `resourceRules`: the container query for the scale target's pods, per pod and
-    /// container; a pod's usage is the sum over its containers (or the named container's).
+    /// A resource metric as the HPA reads it: the scale target's pods from metrics.k8s.io
+    /// (the in-process API `serve` runs, from the rule file's `resourceRules`); a pod's usage
+    /// is the sum over its containers, or the named container's.
     async fn fetch_resource(&self, resource: &str, container: Option<&str>) -> Fetched {
-        let Some(rules) = &self.resource_rules else {
+        if self.resource_rules.is_none() {
             return Err(
                 "not fetched: resource metrics come from metrics.k8s.io (metrics-server), \
                  and the rule file has no resourceRules; pass the value with --values"
                     .into(),
             );
-        };
-        let rule = match resource {
-            "cpu" => &rules.cpu,
-            "memory" => &rules.memory,
-            other => {
-                return Err(format!(
-                    "resourceRules serve cpu and memory only, not {other}"
-                ))
-            }
-        };
-        let names = self.target.pod_names();
-        if names.is_empty() {
+        }
+        if self.target.pods.is_empty() {
             return Err(format!(
                 "no metrics returned from resource metrics API (no pods of {} {})",
                 self.target.reference.kind, self.target.reference.name
             ));
         }
         let ns = &self.target.namespace;
-        let q = rule
-            .render_container_query(ns, &names)
-            .map_err(|e| format!("rendering {}: {e}", rule.path()))?;
-        let pod_label = rule
-            .resources()
-            .label_for_resource(&GroupResource::new("", "pods"))
-            .unwrap_or_else(|| "pod".into());
-        let container_label = rule.container_label();
-        let samples = match self.backend.query(&q, super::backend::now_ms()).await {
-            Ok(QueryValue::Vector(v)) => v,
-            Ok(other) => return Err(format!("{q} returned a {}", other.type_name())),
-            Err(e) => {
-                return Err(format!(
-                    "unable to fetch metrics from resource metrics API: {e}"
-                ))
-            }
+        let label = match &self.target.scope {
+            PodScope::Selector(s) => Some(format!("labelSelector={}", encode(s))),
+            PodScope::NamePrefix(_) => None,
         };
-        // pod -> container -> (usage in milli-units, timestamp), as PodMetrics lists them.
-        let mut per_pod: BTreeMap<String, BTreeMap<String, (i64, i64)>> = BTreeMap::new();
-        for s in &samples {
-            let (Some(pod), Some(c)) = (s.labels.get(&pod_label), s.labels.get(container_label))
-            else {
-                continue;
-            };
-            // Two series for one container (a query that does not aggregate) add up.
-            let entry = per_pod
-                .entry(pod.to_string())
-                .or_default()
-                .entry(c.to_string())
-                .or_insert((0, s.timestamp_ms));
-            entry.0 = entry.0.saturating_add(usage_milli(s.value));
-            entry.1 = entry.1.min(s.timestamp_ms);
-        }
-        if per_pod.is_empty() {
-            return Err(format!(
-                "no metrics returned from resource metrics API (query: {q})"
-            ));
-        }
-        let window_ms = rules.window_ms.unwrap_or(DEFAULT_RESOURCE_WINDOW_MS);
+        let path = with_params(
+            format!(
+                "/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods",
+                encode(ns)
+            ),
+            &[label],
+        );
+        let list: PodMetricsList = self
+            .get_json(&path)
+            .await
+            .map_err(|e| format!("unable to fetch metrics from resource metrics API: {e}"))?;
         let mut out = BTreeMap::new();
-        for (pod, containers) in per_pod {
-            let sample = match container {
-                Some(c) => match containers.get(c) {
-                    Some(sample) => *sample,
-                    None => {
-                        return Err(format!(
-                            "failed to get container metrics: container {c} not present in metrics for pod {ns}/{pod}"
-                        ))
-                    }
-                },
-                // The pod's usage is the sum over its containers, stamped with the earliest.
-                None => containers
-                    .values()
-                    .fold((0i64, i64::MAX), |(m, t), (v, ts)| {
-                        (m.saturating_add(*v), t.min(*ts))
-                    }),
+        for item in &list.items {
+            let pod = item.metadata.name.as_str();
+            if !self.target.pods.iter().any(|p| p.name == pod) {
+                continue;
+            }
+            let usage_of = |c: &PodContainerMetrics| -> Result<Option<i64>, String> {
+                c.usage
+                    .get(resource)
+                    .map(|q| {
+                        q.parse::<Quantity>()
+                            .map(|q| q.milli_value())
+                            .map_err(|e| format!("usage {q:?} of pod {pod}: {e}"))
+                    })
+                    .transpose()
             };
+            let milli = match container {
+                Some(name) => {
+                    let Some(c) = item.containers.iter().find(|c| c.name == name) else {
+                        return Err(format!(
+                            "failed to get container metrics: container {name} not present in metrics for pod {ns}/{pod}"
+                        ));
+                    };
+                    usage_of(c)?
+                }
+                // A pod some container of which lacks the resource has no sample.
+                None if item.containers.is_empty() => None,
+                None => {
+                    let mut sum: Option<i64> = Some(0);
+                    for c in &item.containers {
+                        sum = match (sum, usage_of(c)?) {
+                            (Some(s), Some(v)) => Some(s.saturating_add(v)),
+                            _ => None,
+                        };
+                    }
+                    sum
+                }
+            };
+            let Some(milli) = milli else { continue };
             out.insert(
-                pod,
+                pod.to_string(),
                 PodSample {
-                    milli: sample.0,
-                    timestamp_ms: sample.1,
-                    window_ms,
+                    milli,
+                    timestamp_ms: promhpa_core::time::parse_rfc3339_ms(&item.timestamp)
+                        .unwrap_or_else(super::backend::now_ms),
+                    window_ms: parse_go_duration_ms(&item.window).unwrap_or(0),
                 },
             );
+        }
+        if out.is_empty() {
+            return Err("no metrics returned from resource metrics API".into());
         }
         Ok(Measured::PerPod(out))
     }

@@ -1207,6 +1207,10 @@ extraManifests:
                 "overlays/tls-prometheus/config.yaml",
                 "seed-inferno-desired-replicas.yaml",
             ),
+            (
+                "overlays/resource-metrics/config.yaml",
+                "resource-metrics.yaml",
+            ),
         ] {
             let text = fs::read_to_string(deploy_dir().join(file))
                 .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -1217,7 +1221,10 @@ extraManifests:
                 "deploy/{file} differs from rules/{source}: cp rules/{source} deploy/{file}"
             );
             let rules = compile_rules(&text, file);
-            assert!(rules.rules().count() > 0, "{file} has rules");
+            assert!(
+                rules.rules().count() > 0 || rules.resource.is_some(),
+                "{file} has rules"
+            );
         }
     }
 
@@ -1393,6 +1400,34 @@ extraManifests:
             svc["spec"]["selector"],
             deployment["spec"]["selector"]["matchLabels"]
         );
+    }
+
+    #[test]
+    fn kustomize_resource_metrics_overlay_registers_metrics_k8s_io() {
+        let objects = kustomize(&deploy_dir().join("overlays/resource-metrics"));
+        let apis: BTreeSet<String> = by_kind(&objects, "APIService")
+            .iter()
+            .map(|o| scalar(&o["metadata"]["name"]))
+            .collect();
+        assert!(apis.contains("v1beta1.metrics.k8s.io"), "{apis:?}");
+        let reader = objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "ClusterRole"
+                    && o["metadata"]["name"] == "promhpa-aggregated-metrics-reader"
+            })
+            .unwrap_or_else(|| panic!("no aggregated reader role"));
+        assert_eq!(
+            reader["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"],
+            "true"
+        );
+        assert_eq!(reader["rules"][0]["apiGroups"][0], "metrics.k8s.io");
+        let config = by_kind(&objects, "ConfigMap")
+            .into_iter()
+            .find(|c| scalar(&c["metadata"]["name"]).starts_with("promhpa-config"))
+            .unwrap_or_else(|| panic!("no rule ConfigMap"));
+        let rules = compile_rules(&scalar(&config["data"]["config.yaml"]), "overlay");
+        assert!(rules.resource.is_some());
     }
 
     #[test]

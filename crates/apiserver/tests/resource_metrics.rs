@@ -1,0 +1,290 @@
+//! `metrics.k8s.io` from `resourceRules` over the embedded evaluator and a static object
+//! file: discovery, pod and node lists and single objects, selectors, units, and the 404s.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use promhpa_apiserver::metrics::SelfMetrics;
+use promhpa_apiserver::{router, AppState, Registry, StaticObjects};
+use promhpa_promql_eval::{EmbeddedBackend, Labels};
+use promhpa_rules::RuleSet;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const RULES: &str = r#"
+resourceRules:
+  cpu:
+    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[1m])) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,id="/"}[1m])) by (<<.GroupBy>>)'
+    resources:
+      overrides:
+        node: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id="/"}) by (<<.GroupBy>>)'
+    resources:
+      overrides:
+        node: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  window: 1m
+"#;
+
+// web-3 exists but has no samples; batch-1 is in another namespace.
+const OBJECTS: &str = r#"
+- {apiVersion: v1, kind: Pod, metadata: {name: web-1, namespace: shop, labels: {app: web}}}
+- {apiVersion: v1, kind: Pod, metadata: {name: web-2, namespace: shop, labels: {app: web}}}
+- {apiVersion: v1, kind: Pod, metadata: {name: web-3, namespace: shop, labels: {app: web}}}
+- {apiVersion: v1, kind: Pod, metadata: {name: batch-1, namespace: jobs, labels: {app: batch}}}
+- {apiVersion: v1, kind: Node, metadata: {name: node-a, labels: {zone: a}}}
+- {apiVersion: v1, kind: Node, metadata: {name: node-b, labels: {zone: b}}}
+"#;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Two minutes of cAdvisor samples every 15 s: CPU counters growing at `cores` per second
+/// and working-set gauges.
+fn load(backend: &EmbeddedBackend, now: i64) {
+    // (namespace, pod, container, node, cores, bytes)
+    let series = [
+        ("shop", "web-1", "app", "node-a", 0.25, 134_217_728.0),
+        ("shop", "web-1", "proxy", "node-a", 0.05, 33_554_432.0),
+        ("shop", "web-2", "app", "node-b", 0.5, 268_435_456.0),
+        ("jobs", "batch-1", "main", "node-b", 1.0, 1_000_000.0),
+    ];
+    let mut t = now - 120_000;
+    let mut i = 0.0;
+    while t <= now {
+        let mut text = String::new();
+        for (ns, pod, c, node, cores, bytes) in series {
+            let l = format!("namespace=\"{ns}\",pod=\"{pod}\",container=\"{c}\",node=\"{node}\"");
+            text.push_str(&format!(
+                "container_cpu_usage_seconds_total{{{l}}} {}\ncontainer_memory_working_set_bytes{{{l}}} {bytes}\n",
+                cores * 15.0 * i
+            ));
+        }
+        for (node, cores, bytes) in [
+            ("node-a", 0.3, 2_147_483_648.0),
+            ("node-b", 1.5, 4_294_967_296.0),
+        ] {
+            text.push_str(&format!(
+                "container_cpu_usage_seconds_total{{node=\"{node}\",id=\"/\"}} {}\ncontainer_memory_working_set_bytes{{node=\"{node}\",id=\"/\"}} {bytes}\n",
+                cores * 15.0 * i
+            ));
+        }
+        backend
+            .ingest_exposition(&text, t, &Labels::empty())
+            .unwrap();
+        t += 15_000;
+        i += 1.0;
+    }
+}
+
+fn app(rules: &str) -> axum::Router {
+    let backend = Arc::new(EmbeddedBackend::default());
+    load(&backend, now_ms());
+    let rules = Arc::new(RuleSet::from_yaml(rules, "rules.yaml").unwrap());
+    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects.yaml").unwrap());
+    let metrics = Arc::new(SelfMetrics::default());
+    let registry = Arc::new(Registry::new(
+        rules,
+        backend.clone(),
+        lookup.clone(),
+        metrics.clone(),
+        Duration::from_secs(600),
+    ));
+    router(AppState {
+        registry,
+        backend,
+        lookup,
+        metrics,
+        guard: None,
+        coalescer: Default::default(),
+    })
+}
+
+async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// A CPU quantity in milli-CPU; `rate()` over float samples may land a hair below the
+/// exact figure, and usage is truncated to the milli-CPU as prometheus-adapter does.
+fn cpu_milli(v: &Value) -> i64 {
+    let s = v.as_str().unwrap();
+    s.strip_suffix('m')
+        .map(|m| m.parse().unwrap())
+        .unwrap_or_else(|| s.parse::<i64>().unwrap() * 1000)
+}
+
+fn assert_cpu(v: &Value, want: i64) {
+    let got = cpu_milli(v);
+    assert!(got == want || got == want - 1, "{v} is not {want}m");
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn pods_and_nodes_from_resource_rules() {
+    let app = app(RULES);
+    let (code, groups) = get(&app, "/apis").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "metrics.k8s.io"));
+    let (_, list) = get(&app, "/apis/metrics.k8s.io/v1beta1").await;
+    let resources: Vec<(&str, &str, bool)> = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["kind"].as_str().unwrap(),
+                r["namespaced"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            ("nodes", "NodeMetrics", false),
+            ("pods", "PodMetrics", true)
+        ]
+    );
+
+    // Pods of a namespace: web-3 has no samples and is left out; usage per container.
+    let (code, pods) = get(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods").await;
+    assert_eq!(code, StatusCode::OK, "{pods}");
+    assert_eq!(pods["kind"], "PodMetricsList");
+    assert_eq!(pods["apiVersion"], "metrics.k8s.io/v1beta1");
+    assert_eq!(names(&pods), ["web-1", "web-2"]);
+    let web1 = &pods["items"][0];
+    assert_eq!(web1["kind"], "PodMetrics");
+    assert_eq!(web1["metadata"]["namespace"], "shop");
+    assert_eq!(web1["window"], "1m0s");
+    assert!(web1["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(web1["containers"][0]["name"], "app");
+    assert_cpu(&web1["containers"][0]["usage"]["cpu"], 250);
+    assert_eq!(web1["containers"][0]["usage"]["memory"], "128Mi");
+    assert_eq!(web1["containers"][1]["name"], "proxy");
+    assert_cpu(&web1["containers"][1]["usage"]["cpu"], 50);
+    assert_eq!(web1["containers"][1]["usage"]["memory"], "32Mi");
+
+    // A label selector, every namespace, a single pod.
+    let (_, sel) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods?labelSelector=app%3Dbatch",
+    )
+    .await;
+    assert_eq!(names(&sel), Vec::<String>::new());
+    let (_, all) = get(&app, "/apis/metrics.k8s.io/v1beta1/pods").await;
+    assert_eq!(names(&all), ["batch-1", "web-1", "web-2"]);
+    assert_eq!(
+        all["items"][0]["containers"][0]["usage"]["memory"],
+        "1000000"
+    );
+    let (code, one) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/web-2",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{one}");
+    assert_eq!(one["kind"], "PodMetrics");
+    assert_cpu(&one["containers"][0]["usage"]["cpu"], 500);
+    assert_eq!(one["containers"][0]["usage"]["memory"], "256Mi");
+
+    // Nodes, all and by selector and by name.
+    let (_, nodes) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes").await;
+    assert_eq!(nodes["kind"], "NodeMetricsList");
+    assert_eq!(names(&nodes), ["node-a", "node-b"]);
+    assert_cpu(&nodes["items"][0]["usage"]["cpu"], 300);
+    assert_eq!(nodes["items"][0]["usage"]["memory"], "2Gi");
+    let (_, zone_b) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/nodes?labelSelector=zone%3Db",
+    )
+    .await;
+    assert_eq!(names(&zone_b), ["node-b"]);
+    let (code, node) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes/node-b").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_cpu(&node["usage"]["cpu"], 1500);
+    assert_eq!(node["usage"]["memory"], "4Gi");
+
+    // 404s as Status objects: no such pod, a pod without metrics, an unserved version.
+    let (code, st) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/nope",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(st["kind"], "Status");
+    assert_eq!(st["message"], "pods \"nope\" not found");
+    let (code, st) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/web-3",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("podmetrics.metrics.k8s.io \"web-3\" not found"),
+        "{st}"
+    );
+    let (code, _) = get(&app, "/apis/metrics.k8s.io/v1/nodes").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, st) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/nodes?labelSelector=zone%3D%3D%3D",
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{st}");
+}
+
+#[tokio::test]
+async fn without_resource_rules_the_group_is_not_served() {
+    let app = app("rules: []\n");
+    let (_, groups) = get(&app, "/apis").await;
+    assert!(!groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "metrics.k8s.io"));
+    let (code, st) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(
+        st["message"].as_str().unwrap().contains("no resourceRules"),
+        "{st}"
+    );
+}
