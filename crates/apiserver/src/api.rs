@@ -358,12 +358,13 @@ pub fn range_window_seconds(promql: &str) -> Option<i64> {
     best
 }
 
-async fn query_vector(
+/// `promql` at the current time through the coalescer, recorded in the self-metrics under
+/// the rule at `rule_path`.
+pub(crate) async fn observed_query(
     state: &AppState,
-    rule: &Rule,
-    metric: &str,
+    rule_path: &str,
     promql: &str,
-) -> Result<Vec<Sample>, ApiError> {
+) -> Result<QueryValue, BackendError> {
     let start = Instant::now();
     let (result, shared) = state
         .coalescer
@@ -378,8 +379,17 @@ async fn query_vector(
     };
     state
         .metrics
-        .observe_backend(rule.path(), outcome, start.elapsed().as_secs_f64());
-    match result {
+        .observe_backend(rule_path, outcome, start.elapsed().as_secs_f64());
+    result
+}
+
+async fn query_vector(
+    state: &AppState,
+    rule: &Rule,
+    metric: &str,
+    promql: &str,
+) -> Result<Vec<Sample>, ApiError> {
+    match observed_query(state, rule.path(), promql).await {
         Ok(QueryValue::Vector(v)) => Ok(v),
         Ok(QueryValue::Scalar {
             value,

@@ -7,8 +7,8 @@
 //! milli-units truncated toward zero, NaN and negative values as zero; a pod or node the
 //! queries return nothing for is left out of lists, and a GET of it is 404.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -21,10 +21,13 @@ use promhpa_core::selector::LabelSelector;
 use promhpa_rules::{ResourceRule, ResourceRules};
 use serde::Serialize;
 
-use crate::api::{json, not_found, now_ms, parse_selector, query_params, with_route, AppState};
+use crate::api::{
+    json, not_found, now_ms, observed_query, parse_selector, query_params, with_route, AppState,
+};
 use crate::error::ApiError;
 use crate::types::{
     rfc3339, ApiGroup, ApiResource, ApiResourceList, GroupVersionForDiscovery, ListMeta,
+    StatusDetails,
 };
 
 pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
@@ -115,7 +118,7 @@ fn resource_list() -> ApiResourceList {
 }
 
 /// A usage in milli-units as the resource metrics API reports it: truncated toward zero,
-/// zero for NaN and negative values.
+/// zero for NaN and negative values (non-finite samples are skipped before this).
 pub fn usage_milli(value: f64) -> i64 {
     let m = (value * 1000.0).trunc();
     if m.is_nan() || m < 0.0 {
@@ -149,22 +152,7 @@ async fn query(
     rule: &ResourceRule,
     promql: &str,
 ) -> Result<Vec<Sample>, ApiError> {
-    let start = Instant::now();
-    let (result, shared) = state
-        .coalescer
-        .query(&state.backend, promql, now_ms())
-        .await;
-    let outcome = match &result {
-        Ok(_) if shared => "shared",
-        Ok(_) => "success",
-        Err(BackendError::Unavailable { .. }) => "unavailable",
-        Err(BackendError::Query { .. }) => "rejected",
-        Err(_) => "error",
-    };
-    state
-        .metrics
-        .observe_backend(rule.path(), outcome, start.elapsed().as_secs_f64());
-    match result {
+    match observed_query(state, rule.path(), promql).await {
         Ok(QueryValue::Vector(v)) => Ok(v),
         Ok(other) => Err(ApiError::Internal(format!(
             "{}: the query returned a {} instead of a vector; query: {promql}",
@@ -189,6 +177,79 @@ fn window(rules: &ResourceRules) -> String {
     format_go_duration_ms(rules.window_ms.unwrap_or(0))
 }
 
+/// Usage per object (pod or node) and per container (`""` for nodes), with each object's
+/// earliest sample time.
+struct Usage {
+    by_object: BTreeMap<String, BTreeMap<String, BTreeMap<&'static str, i64>>>,
+    stamps: BTreeMap<String, i64>,
+}
+
+/// Runs the cpu and memory queries `render` gives and sums their samples per object named
+/// by the label of `objects` (and per container for pods), keeping only `names`.
+async fn collect_usage(
+    state: &AppState,
+    rules: &ResourceRules,
+    objects: &GroupResource,
+    names: &[String],
+    render: impl Fn(&ResourceRule) -> Result<String, promhpa_rules::RenderError>,
+) -> Result<Usage, ApiError> {
+    let mut usage = Usage {
+        by_object: BTreeMap::new(),
+        stamps: BTreeMap::new(),
+    };
+    let per_container = objects.resource == "pods";
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let render = |rule: &ResourceRule| {
+        render(rule).map_err(|e| ApiError::Internal(format!("{}: {e}", rule.path())))
+    };
+    let (cpu_q, memory_q) = (render(&rules.cpu)?, render(&rules.memory)?);
+    let (cpu, memory) = tokio::join!(
+        query(state, &rules.cpu, &cpu_q),
+        query(state, &rules.memory, &memory_q)
+    );
+    for ((resource, rule), samples) in rules_of(rules).into_iter().zip([cpu?, memory?]) {
+        let Some(label) = rule.resources().label_for_resource(objects) else {
+            return Err(ApiError::Internal(format!(
+                "{}: no label holds {objects} names",
+                rule.path()
+            )));
+        };
+        for s in samples {
+            let Some(object) = s.labels.get(&label).filter(|o| wanted.contains(o.as_str())) else {
+                continue;
+            };
+            // NaN or ±Inf is no measurement: the object is reported without it.
+            if !s.value.is_finite() {
+                continue;
+            }
+            let container = if per_container {
+                match s.labels.get(rule.container_label()) {
+                    Some(c) => c.clone(),
+                    None => continue,
+                }
+            } else {
+                String::new()
+            };
+            let slot = usage
+                .by_object
+                .entry(object.clone())
+                .or_default()
+                .entry(container)
+                .or_default()
+                .entry(resource)
+                .or_insert(0);
+            *slot = slot.saturating_add(usage_milli(s.value));
+            let t = usage.stamps.entry(object.clone()).or_insert(s.timestamp_ms);
+            *t = (*t).min(s.timestamp_ms);
+        }
+    }
+    Ok(usage)
+}
+
+fn quantities(u: BTreeMap<&'static str, i64>) -> BTreeMap<&'static str, Quantity> {
+    u.into_iter().map(|(r, m)| (r, quantity(r, m))).collect()
+}
+
 /// The metrics of pods `names` of `namespace`, in the order of `names`, leaving out pods
 /// without any sample.
 async fn pod_metrics(
@@ -201,48 +262,16 @@ async fn pod_metrics(
         return Ok(Vec::new());
     }
     let pods = GroupResource::new("", "pods");
-    // pod -> container -> resource -> milli; pod -> earliest sample time.
-    let mut usage: BTreeMap<String, BTreeMap<String, BTreeMap<&'static str, i64>>> =
-        BTreeMap::new();
-    let mut stamps: BTreeMap<String, i64> = BTreeMap::new();
-    for (resource, rule) in rules_of(rules) {
-        let promql = rule
-            .render_container_query(namespace, names)
-            .map_err(|e| ApiError::Internal(format!("{}: {e}", rule.path())))?;
-        let Some(pod_label) = rule.resources().label_for_resource(&pods) else {
-            return Err(ApiError::Internal(format!(
-                "{}: no label holds pod names",
-                rule.path()
-            )));
-        };
-        for s in query(state, rule, &promql).await? {
-            let (Some(pod), Some(container)) = (
-                s.labels.get(&pod_label),
-                s.labels.get(rule.container_label()),
-            ) else {
-                continue;
-            };
-            if !names.contains(pod) {
-                continue;
-            }
-            let slot = usage
-                .entry(pod.clone())
-                .or_default()
-                .entry(container.clone())
-                .or_default()
-                .entry(resource)
-                .or_insert(0);
-            *slot = slot.saturating_add(usage_milli(s.value));
-            let t = stamps.entry(pod.clone()).or_insert(s.timestamp_ms);
-            *t = (*t).min(s.timestamp_ms);
-        }
-    }
+    let mut usage = collect_usage(state, rules, &pods, names, |r| {
+        r.render_container_query(namespace, names)
+    })
+    .await?;
     let created = rfc3339(now_ms());
     let window = window(rules);
     Ok(names
         .iter()
         .filter_map(|name| {
-            let containers = usage.remove(name)?;
+            let containers = usage.by_object.remove(name)?;
             Some(PodMetrics {
                 kind: "PodMetrics",
                 api_version: API_VERSION,
@@ -251,13 +280,13 @@ async fn pod_metrics(
                     namespace: Some(namespace.to_string()),
                     creation_timestamp: created.clone(),
                 },
-                timestamp: rfc3339(stamps.get(name).copied().unwrap_or_else(now_ms)),
+                timestamp: rfc3339(usage.stamps.get(name).copied().unwrap_or_else(now_ms)),
                 window: window.clone(),
                 containers: containers
                     .into_iter()
                     .map(|(c, u)| ContainerMetrics {
                         name: c,
-                        usage: u.into_iter().map(|(r, m)| (r, quantity(r, m))).collect(),
+                        usage: quantities(u),
                     })
                     .collect(),
             })
@@ -275,41 +304,14 @@ async fn node_metrics(
         return Ok(Vec::new());
     }
     let nodes = GroupResource::new("", "nodes");
-    let mut usage: BTreeMap<String, BTreeMap<&'static str, i64>> = BTreeMap::new();
-    let mut stamps: BTreeMap<String, i64> = BTreeMap::new();
-    for (resource, rule) in rules_of(rules) {
-        let promql = rule
-            .render_node_query(names)
-            .map_err(|e| ApiError::Internal(format!("{}: {e}", rule.path())))?;
-        let Some(node_label) = rule.resources().label_for_resource(&nodes) else {
-            return Err(ApiError::Internal(format!(
-                "{}: no label holds node names",
-                rule.path()
-            )));
-        };
-        for s in query(state, rule, &promql).await? {
-            let Some(node) = s.labels.get(&node_label) else {
-                continue;
-            };
-            if !names.contains(node) {
-                continue;
-            }
-            let slot = usage
-                .entry(node.clone())
-                .or_default()
-                .entry(resource)
-                .or_insert(0);
-            *slot = slot.saturating_add(usage_milli(s.value));
-            let t = stamps.entry(node.clone()).or_insert(s.timestamp_ms);
-            *t = (*t).min(s.timestamp_ms);
-        }
-    }
+    let mut usage =
+        collect_usage(state, rules, &nodes, names, |r| r.render_node_query(names)).await?;
     let created = rfc3339(now_ms());
     let window = window(rules);
     Ok(names
         .iter()
         .filter_map(|name| {
-            let u = usage.remove(name)?;
+            let u = usage.by_object.remove(name)?.remove("")?;
             Some(NodeMetrics {
                 kind: "NodeMetrics",
                 api_version: API_VERSION,
@@ -318,9 +320,9 @@ async fn node_metrics(
                     namespace: None,
                     creation_timestamp: created.clone(),
                 },
-                timestamp: rfc3339(stamps.get(name).copied().unwrap_or_else(now_ms)),
+                timestamp: rfc3339(usage.stamps.get(name).copied().unwrap_or_else(now_ms)),
                 window: window.clone(),
-                usage: u.into_iter().map(|(r, m)| (r, quantity(r, m))).collect(),
+                usage: quantities(u),
             })
         })
         .collect())
@@ -360,16 +362,87 @@ async fn exists(
     if all.iter().any(|n| n == name) {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!(
-            "{resource} \"{name}\" not found"
-        )))
+        Err(ApiError::NotFound {
+            message: format!("{resource} \"{name}\" not found"),
+            details: Some(StatusDetails {
+                name: name.to_string(),
+                group: String::new(),
+                kind: resource.to_string(),
+            }),
+        })
     }
 }
 
 fn no_metrics(resource: &str, name: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "{resource}metrics.{RESOURCE_GROUP} \"{name}\" not found (the resourceRules queries return no {resource} usage for it)"
-    ))
+    ApiError::NotFound {
+        message: format!(
+            "{resource}metrics.{RESOURCE_GROUP} \"{name}\" not found (the resourceRules queries return no usage for it)"
+        ),
+        details: Some(StatusDetails {
+            name: name.to_string(),
+            group: RESOURCE_GROUP.to_string(),
+            kind: format!("{resource}s"),
+        }),
+    }
+}
+
+/// How many namespaces a cluster-wide pod list queries at once.
+const NAMESPACE_CONCURRENCY: usize = 8;
+
+/// The field selectors metrics-server takes: `metadata.name` and `metadata.namespace`, with
+/// `=`, `==` or `!=`, comma-separated.
+#[derive(Debug, Clone, Default)]
+struct FieldSelector {
+    /// (field, value, wanted equal)
+    terms: Vec<(String, String, bool)>,
+}
+
+impl FieldSelector {
+    fn parse(text: Option<&str>) -> Result<FieldSelector, ApiError> {
+        let mut terms = Vec::new();
+        for term in text
+            .unwrap_or("")
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+        {
+            let (field, value, eq) = if let Some((f, v)) = term.split_once("!=") {
+                (f, v, false)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, v, true)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, v, true)
+            } else {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid fieldSelector term \"{term}\": expected FIELD=VALUE or FIELD!=VALUE"
+                )));
+            };
+            let field = field.trim();
+            if field != "metadata.name" && field != "metadata.namespace" {
+                return Err(ApiError::BadRequest(format!(
+                    "field label not supported: {field} (metadata.name and metadata.namespace are)"
+                )));
+            }
+            terms.push((field.to_string(), value.trim().to_string(), eq));
+        }
+        Ok(FieldSelector { terms })
+    }
+
+    /// `names` of namespace `ns` (`""` for nodes) that the selector keeps.
+    fn filter(&self, ns: &str, names: Vec<String>) -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|name| {
+                self.terms.iter().all(|(field, value, eq)| {
+                    let actual = if field == "metadata.name" {
+                        name.as_str()
+                    } else {
+                        ns
+                    };
+                    (actual == value) == *eq
+                })
+            })
+            .collect()
+    }
 }
 
 async fn serve(
@@ -378,10 +451,11 @@ async fn serve(
     segs: &[&str],
     params: &BTreeMap<String, String>,
 ) -> Result<Response, ApiError> {
+    let fields = FieldSelector::parse(params.get("fieldSelector").map(String::as_str))?;
     match segs {
         [VERSION, "nodes"] => {
             let selector = parse_selector(params, "labelSelector")?;
-            let names = names(state, "nodes", None, &selector).await?;
+            let names = fields.filter("", names(state, "nodes", None, &selector).await?);
             Ok(list(
                 "NodeMetricsList",
                 node_metrics(state, rules, &names).await?,
@@ -397,16 +471,41 @@ async fn serve(
         }
         [VERSION, "pods"] => {
             let selector = parse_selector(params, "labelSelector")?;
-            let mut items = Vec::new();
-            for ns in names(state, "namespaces", None, &LabelSelector::everything()).await? {
-                let pods = names(state, "pods", Some(&ns), &selector).await?;
-                items.extend(pod_metrics(state, rules, &ns, &pods).await?);
+            let namespaces = names(state, "namespaces", None, &LabelSelector::everything()).await?;
+            // Namespaces are queried a few at a time: a cluster with hundreds of them must
+            // answer within the aggregator's timeout.
+            let permits = Arc::new(tokio::sync::Semaphore::new(NAMESPACE_CONCURRENCY));
+            let mut tasks = tokio::task::JoinSet::new();
+            for ns in namespaces {
+                let (state, rules, selector, fields) = (
+                    state.clone(),
+                    rules.clone(),
+                    selector.clone(),
+                    fields.clone(),
+                );
+                let permits = permits.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let pods =
+                        fields.filter(&ns, names(&state, "pods", Some(&ns), &selector).await?);
+                    let items = pod_metrics(&state, &rules, &ns, &pods).await?;
+                    Ok::<_, ApiError>((ns, items))
+                });
             }
-            Ok(list("PodMetricsList", items))
+            let mut by_namespace = BTreeMap::new();
+            while let Some(done) = tasks.join_next().await {
+                let (ns, items) =
+                    done.map_err(|e| ApiError::Internal(format!("listing pod metrics: {e}")))??;
+                by_namespace.insert(ns, items);
+            }
+            Ok(list(
+                "PodMetricsList",
+                by_namespace.into_values().flatten().collect(),
+            ))
         }
         [VERSION, "namespaces", ns, "pods"] => {
             let selector = parse_selector(params, "labelSelector")?;
-            let pods = names(state, "pods", Some(ns), &selector).await?;
+            let pods = fields.filter(ns, names(state, "pods", Some(ns), &selector).await?);
             Ok(list(
                 "PodMetricsList",
                 pod_metrics(state, rules, ns, &pods).await?,

@@ -262,6 +262,32 @@ async fn pods_and_nodes_from_resource_rules() {
             .starts_with("podmetrics.metrics.k8s.io \"web-3\" not found"),
         "{st}"
     );
+    assert_eq!(st["details"]["group"], "metrics.k8s.io");
+    assert_eq!(st["details"]["kind"], "pods");
+
+    // Field selectors on metadata.name and metadata.namespace, as metrics-server takes.
+    let (_, by_name) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/pods?fieldSelector=metadata.name%3Dweb-2",
+    )
+    .await;
+    assert_eq!(names(&by_name), ["web-2"]);
+    let (_, not_shop) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/pods?fieldSelector=metadata.namespace!%3Dshop",
+    )
+    .await;
+    assert_eq!(names(&not_shop), ["batch-1"]);
+    let (code, st) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/pods?fieldSelector=spec.nodeName%3Dnode-a",
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        st["message"].as_str().unwrap().contains("spec.nodeName"),
+        "{st}"
+    );
     let (code, _) = get(&app, "/apis/metrics.k8s.io/v1/nodes").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     let (code, st) = get(

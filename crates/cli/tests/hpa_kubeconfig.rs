@@ -121,15 +121,6 @@ fn explain_reads_the_scale_target_and_pods_from_the_cluster() {
         "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/php-apache".into(),
         HPA_OBJECT.into(),
     );
-    // The metadata-only list the object lookup's watch cache starts from (its watch is
-    // not recorded: the cache keeps what it listed).
-    answers.insert(
-        "/api/v1/pods?limit=500".into(),
-        r#"{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{"resourceVersion":"5120"},"items":[
-{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"php-apache-5d54745f55-kx9mg","namespace":"default","labels":{"run":"php-apache"}}},
-{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"php-apache-5d54745f55-q7w2n","namespace":"default","labels":{"run":"php-apache"}}}]}"#
-            .into(),
-    );
     let (url, seen) = api_server(answers);
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
@@ -208,6 +199,11 @@ current-context: test
     let paths = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert!(
         paths.contains(&"/apis/apps/v1/namespaces/default/deployments/php-apache/scale".into()),
+        "{paths:?}"
+    );
+    // The target's pods come from one list of the selector, not a cluster-wide pod cache.
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/api/v1/pods")),
         "{paths:?}"
     );
 

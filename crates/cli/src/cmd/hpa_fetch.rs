@@ -137,6 +137,13 @@ impl HpaFetcher {
             None => ScaleTarget::from_cluster(kubeconfig, hpa).await?,
         };
         let lookup = flags.build_lookup(kubeconfig)?;
+        // From the cluster, the target's pods are already read: answer for them from that.
+        let lookup: Arc<dyn promhpa_core::lookup::ObjectLookup> =
+            if flags.objects.is_none() && !flags.demo {
+                Arc::new(super::hpa_target::TargetPodsLookup::new(&target, lookup))
+            } else {
+                lookup
+            };
         let resource_rules = rules.resource.clone();
         let metrics = Arc::new(SelfMetrics::default());
         let registry = Arc::new(Registry::new(
@@ -357,6 +364,11 @@ impl HpaFetcher {
                     .into(),
             );
         }
+        if resource != "cpu" && resource != "memory" {
+            return Err(format!(
+                "not fetched: resourceRules serve cpu and memory, not {resource}; pass the value with --values"
+            ));
+        }
         if self.target.pods.is_empty() {
             return Err(format!(
                 "no metrics returned from resource metrics API (no pods of {} {})",
@@ -428,8 +440,11 @@ impl HpaFetcher {
                 },
             );
         }
-        if out.is_empty() {
+        if list.items.is_empty() {
             return Err("no metrics returned from resource metrics API".into());
+        }
+        if out.is_empty() {
+            return Err("did not receive metrics for targeted pods (pods might be unready)".into());
         }
         Ok(Measured::PerPod(out))
     }

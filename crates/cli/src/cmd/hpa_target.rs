@@ -42,6 +42,8 @@ pub struct ScaleTarget {
     pub pods: Vec<Pod>,
     /// How many of `pods` had no `status` (hand-written) and were taken as Running and Ready.
     pub pods_without_status: usize,
+    /// The labels of each of `pods`.
+    pub pod_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// Where it was read: the file name or the cluster.
     pub source: String,
 }
@@ -104,16 +106,22 @@ fn parse_selector(s: &str) -> anyhow::Result<LabelSelector> {
         .map_err(|e| anyhow::anyhow!("scale target selector {s:?}: {e}"))
 }
 
-fn convert_pods(objects: &[&Value]) -> anyhow::Result<(Vec<Pod>, usize)> {
+/// The pods, how many had no status, and their labels.
+type ConvertedPods = (Vec<Pod>, usize, BTreeMap<String, BTreeMap<String, String>>);
+
+fn convert_pods(objects: &[&Value]) -> anyhow::Result<ConvertedPods> {
     let mut pods = Vec::new();
     let mut without_status = 0;
+    let mut all_labels = BTreeMap::new();
     for o in objects {
         if !has_status(o) {
             without_status += 1;
         }
-        pods.push(pod_from_object(o).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let pod = pod_from_object(o).map_err(|e| anyhow::anyhow!("{e}"))?;
+        all_labels.insert(pod.name.clone(), labels(o));
+        pods.push(pod);
     }
-    Ok((pods, without_status))
+    Ok((pods, without_status, all_labels))
 }
 
 /// The API server of `kubeconfig` (in-cluster credentials when `None`).
@@ -222,7 +230,7 @@ impl ScaleTarget {
                 .filter(|p| meta(p, "name").is_some_and(|n| n.starts_with(prefix.as_str())))
                 .collect(),
         };
-        let (pods, pods_without_status) = convert_pods(&matched)?;
+        let (pods, pods_without_status, pod_labels) = convert_pods(&matched)?;
         Ok(ScaleTarget {
             namespace,
             reference,
@@ -230,6 +238,7 @@ impl ScaleTarget {
             scale,
             pods,
             pods_without_status,
+            pod_labels,
             source: source.to_string(),
         })
     }
@@ -282,7 +291,7 @@ impl ScaleTarget {
             .await
             .with_context(|| format!("listing the pods of {what} ({selector})"))?;
         let refs: Vec<&Value> = objects.iter().collect();
-        let (pods, pods_without_status) = convert_pods(&refs)?;
+        let (pods, pods_without_status, pod_labels) = convert_pods(&refs)?;
         Ok(ScaleTarget {
             namespace,
             reference,
@@ -290,6 +299,7 @@ impl ScaleTarget {
             scale: Some(scale),
             pods,
             pods_without_status,
+            pod_labels,
             source: "the cluster".into(),
         })
     }
@@ -346,5 +356,57 @@ impl ScaleTarget {
             ));
         }
         s
+    }
+}
+
+/// An object lookup that answers for the scale target's pods from what was already read of
+/// them, and asks `inner` for everything else: explaining one HPA needs no cluster-wide
+/// pod cache (nor the permission to list every namespace's pods).
+pub struct TargetPodsLookup {
+    namespace: String,
+    pods: BTreeMap<String, BTreeMap<String, String>>,
+    inner: Arc<dyn promhpa_core::lookup::ObjectLookup>,
+}
+
+impl TargetPodsLookup {
+    pub fn new(target: &ScaleTarget, inner: Arc<dyn promhpa_core::lookup::ObjectLookup>) -> Self {
+        TargetPodsLookup {
+            namespace: target.namespace.clone(),
+            pods: target.pod_labels.clone(),
+            inner,
+        }
+    }
+}
+
+impl promhpa_core::lookup::ObjectLookup for TargetPodsLookup {
+    fn resolve<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> promhpa_core::BoxFuture<
+        'a,
+        Result<promhpa_core::lookup::ResourceMapping, promhpa_core::LookupError>,
+    > {
+        self.inner.resolve(resource)
+    }
+
+    fn names<'a>(
+        &'a self,
+        group_resource: &'a promhpa_core::GroupResource,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> promhpa_core::BoxFuture<'a, Result<Vec<String>, promhpa_core::LookupError>> {
+        let ours = group_resource.group.is_empty()
+            && group_resource.resource == "pods"
+            && namespace == Some(self.namespace.as_str());
+        if !ours {
+            return self.inner.names(group_resource, namespace, selector);
+        }
+        let names: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, labels)| selector.matches(labels))
+            .map(|(name, _)| name.clone())
+            .collect();
+        Box::pin(async move { Ok(names) })
     }
 }
