@@ -2,17 +2,18 @@
 //! file: discovery, pod and node lists and single objects, selectors, units, and the 404s.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::get;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use promhpa_apiserver::metrics::SelfMetrics;
 use promhpa_apiserver::{router, AppState, Registry, StaticObjects};
 use promhpa_promql_eval::{EmbeddedBackend, Labels};
 use promhpa_rules::RuleSet;
 use serde_json::Value;
-use tower::ServiceExt;
 
 const RULES: &str = r#"
 resourceRules:
@@ -113,19 +114,6 @@ fn app(rules: &str) -> axum::Router {
         guard: None,
         coalescer: Default::default(),
     })
-}
-
-async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let resp = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap())
 }
 
 /// A CPU quantity in milli-CPU; `rate()` over float samples may land a hair below the

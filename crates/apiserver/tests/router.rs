@@ -2,12 +2,14 @@
 //! static object file; TLS serving with client certificates and a request guard.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::get;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use promhpa_apiserver::api::RequestGuard;
 use promhpa_apiserver::metrics::SelfMetrics;
 use promhpa_apiserver::{router, server, ApiError, AppState, Registry, StaticObjects};
@@ -16,7 +18,6 @@ use promhpa_core::tls::PeerCertificates;
 use promhpa_promql_eval::{EmbeddedBackend, Labels};
 use promhpa_rules::RuleSet;
 use serde_json::Value;
-use tower::ServiceExt;
 
 const RULES: &str = r#"
 rules:
@@ -132,21 +133,6 @@ fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
         coalescer: Default::default(),
     });
     (backend, registry, app)
-}
-
-async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
-    let resp = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, v)
 }
 
 fn seed(b: &Switchable) {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use promhpa_test_support::fixtures::{cadvisor_cpu, PHP_APACHE_HPA};
+
 fn promhpa() -> Command {
     Command::new(env!("CARGO_BIN_EXE_promhpa"))
 }
@@ -289,20 +291,7 @@ fn simulate_from_a_backend_needs_the_replica_count() {
     assert!(stderr.contains("--replicas-query"), "{stderr}");
 }
 
-// Seed 002's HPA (`kubectl autoscale deployment php-apache --cpu-percent=50 --min=1
-// --max=10`) and the walkthrough's Deployment: one pod requesting 200m.
-const PHP_APACHE_HPA: &str = r#"apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata: {name: php-apache, namespace: default}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: php-apache}
-  minReplicas: 1
-  maxReplicas: 10
-  metrics:
-  - type: Resource
-    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
-"#;
-
+// The walkthrough's Deployment of seed 002: one pod requesting 200m.
 const PHP_APACHE_OBJECTS: &str = r#"apiVersion: v1
 kind: List
 items:
@@ -357,14 +346,12 @@ fn explain_computes_cpu_utilization_from_cadvisor_and_requests() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
-    for i in 0..=20 {
-        let t = now - 300_000 + i * 15_000;
-        expo.push_str(&format!(
-            "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"php-apache-5d54745f55-kx9mg\",container=\"php-apache\"}} {} {t}\n",
-            1000.0 + 0.6101 * (i * 15) as f64
-        ));
-    }
+    let expo = cadvisor_cpu(
+        "php-apache-5d54745f55-kx9mg",
+        &[("php-apache", 0.6101)],
+        now - 300_000,
+        21,
+    );
     let expo = tmp("php-apache-cadvisor.prom", &expo);
     let hpa = tmp("php-apache-hpa.yaml", PHP_APACHE_HPA);
     let objects = tmp("php-apache-objects.yaml", PHP_APACHE_OBJECTS);
@@ -429,16 +416,12 @@ fn simulate_replays_resource_utilization_from_loaded_cadvisor_data() {
     // Ten minutes of cAdvisor counters for one pod: the app container uses 300m, its
     // sidecar 50m; they request 200m and 50m.
     let t0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
-    for i in 0..=40 {
-        for (container, cores) in [("php-apache", 0.3), ("proxy", 0.05)] {
-            expo.push_str(&format!(
-                "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"php-apache-5d54745f55-kx9mg\",container=\"{container}\"}} {} {}\n",
-                cores * (i * 15) as f64,
-                t0 + i * 15_000
-            ));
-        }
-    }
+    let expo = cadvisor_cpu(
+        "php-apache-5d54745f55-kx9mg",
+        &[("php-apache", 0.3), ("proxy", 0.05)],
+        t0,
+        41,
+    );
     let expo = tmp("simulate-cadvisor.prom", &expo);
     let objects = tmp(
         "simulate-objects.yaml",

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use promhpa_test_support::fixtures::{cadvisor_cpu, PHP_APACHE_HPA};
+
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../kube-lookup/tests/fixtures")
@@ -64,18 +66,6 @@ fn api_server(answers: BTreeMap<String, String>) -> (String, Arc<Mutex<Vec<Strin
     });
     (url, seen)
 }
-
-const HPA: &str = r#"apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata: {name: php-apache, namespace: default}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: php-apache}
-  minReplicas: 1
-  maxReplicas: 10
-  metrics:
-  - type: Resource
-    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
-"#;
 
 const SCALE: &str = r#"{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"php-apache","namespace":"default"},"spec":{"replicas":2},"status":{"replicas":2,"selector":"run=php-apache"}}"#;
 
@@ -148,18 +138,16 @@ current-context: test
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
-    for i in 0..=20 {
-        expo.push_str(&format!(
-            "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"php-apache-5d54745f55-kx9mg\",container=\"php-apache\"}} {} {}\n",
-            100.0 + 0.6101 * (i * 15) as f64,
-            now - 300_000 + i * 15_000
-        ));
-    }
+    let expo = cadvisor_cpu(
+        "php-apache-5d54745f55-kx9mg",
+        &[("php-apache", 0.6101)],
+        now - 300_000,
+        21,
+    );
     let expo_file = dir.path().join("cadvisor.prom");
     std::fs::write(&expo_file, expo).expect("write exposition");
     let hpa = dir.path().join("hpa.yaml");
-    std::fs::write(&hpa, HPA).expect("write hpa");
+    std::fs::write(&hpa, PHP_APACHE_HPA).expect("write hpa");
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/resource-metrics.yaml");
     let explain = |hpa: &PathBuf| {
         Command::new(env!("CARGO_BIN_EXE_promhpa"))
@@ -233,7 +221,7 @@ current-context: test
     let missing = dir.path().join("hpa-missing.yaml");
     std::fs::write(
         &missing,
-        HPA.replace("name: php-apache}", "name: php-apache-v2}"),
+        PHP_APACHE_HPA.replace("name: php-apache}", "name: php-apache-v2}"),
     )
     .expect("write hpa");
     let out = explain(&missing);

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod fixtures;
 pub mod pki;
 pub mod prometheus;
 

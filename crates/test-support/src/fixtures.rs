@@ -1,0 +1,32 @@
+//! Test data several test files use: seed 002's HPA and cAdvisor CPU counters.
+
+/// Seed 002's HPA (`kubectl autoscale deployment php-apache --cpu-percent=50 --min=1
+/// --max=10`) as the API server stores it in autoscaling/v2.
+pub const PHP_APACHE_HPA: &str = r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: php-apache, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: php-apache}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+"#;
+
+/// cAdvisor's `container_cpu_usage_seconds_total` for the containers of pod `pod` in
+/// namespace `default`, each `(container, cores)` growing `cores` CPU-seconds per second:
+/// `samples` points 15 s apart from `start_ms`, with explicit timestamps.
+pub fn cadvisor_cpu(pod: &str, containers: &[(&str, f64)], start_ms: i64, samples: i64) -> String {
+    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    for i in 0..samples {
+        for (container, cores) in containers {
+            expo.push_str(&format!(
+                "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"{pod}\",container=\"{container}\"}} {} {}\n",
+                cores * (i * 15) as f64,
+                start_ms + i * 15_000
+            ));
+        }
+    }
+    expo
+}
