@@ -78,6 +78,24 @@ const PODS: &str = r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceV
  "spec":{"containers":[{"name":"php-apache","image":"registry.k8s.io/hpa-example","resources":{"requests":{"cpu":"200m"}}}]},
  "status":{"phase":"Pending","conditions":[{"type":"PodScheduled","status":"False","reason":"Unschedulable"}]}}]}"#;
 
+const HPA_LIST_PATH: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+
+/// An HorizontalPodAutoscalerList of (name, target Deployment) pairs.
+fn hpa_list(hpas: &[(&str, &str)]) -> String {
+    let items: Vec<String> = hpas
+        .iter()
+        .map(|(name, target)| {
+            format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"default"}},"spec":{{"scaleTargetRef":{{"kind":"Deployment","name":"{target}","apiVersion":"apps/v1"}},"minReplicas":1,"maxReplicas":10}}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"kind":"HorizontalPodAutoscalerList","apiVersion":"autoscaling/v2","metadata":{{}},"items":[{}]}}"#,
+        items.join(",")
+    )
+}
+
 // The HPA as the API server returns it, with the controller's last status.
 const HPA_OBJECT: &str = r#"{"kind":"HorizontalPodAutoscaler","apiVersion":"autoscaling/v2",
 "metadata":{"name":"php-apache","namespace":"default","uid":"3f1d2c4b-9a8e-4f7d-8c6b-5a4e3d2c1b0a","resourceVersion":"5301","creationTimestamp":"2026-01-01T00:01:00Z"},
@@ -110,6 +128,27 @@ fn explain_reads_the_scale_target_and_pods_from_the_cluster() {
     answers.insert(
         "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/php-apache".into(),
         HPA_OBJECT.into(),
+    );
+    // The namespace's HPAs: this one, and one for another Deployment (whose scale is not
+    // recorded, so it is left out of the ambiguity check).
+    answers.insert(
+        HPA_LIST_PATH.into(),
+        hpa_list(&[("php-apache", "php-apache"), ("web", "web")]),
+    );
+    let mut ambiguous = answers.clone();
+    // KEDA's HPA on the same Deployment, beside the user's own.
+    ambiguous.insert(
+        HPA_LIST_PATH.into(),
+        hpa_list(&[
+            ("php-apache", "php-apache"),
+            ("keda-hpa-php-apache", "php-apache"),
+        ]),
+    );
+    // A scale target whose scale has no selector (a custom resource without one).
+    let mut no_selector = answers.clone();
+    no_selector.insert(
+        "/apis/apps/v1/namespaces/default/deployments/php-apache/scale".into(),
+        SCALE.replace(r#","selector":"run=php-apache""#, ""),
     );
     let (url, seen) = api_server(answers);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -230,5 +269,49 @@ current-context: test
     assert!(
         stderr.contains("FailedGetScale") && stderr.contains("php-apache-v2"),
         "{stderr}"
+    );
+
+    // With a second HPA on the same pods the controller refuses to scale.
+    let (ambiguous_url, _) = api_server(ambiguous);
+    std::fs::write(
+        &kubeconfig,
+        std::fs::read_to_string(&kubeconfig)
+            .expect("kubeconfig")
+            .replace(&url, &ambiguous_url),
+    )
+    .expect("write kubeconfig");
+    let out = explain(&hpa);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let active = v["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "ScalingActive")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(active["reason"], "AmbiguousSelector", "{stdout}");
+    assert_eq!(
+        active["message"],
+        "pods by selector run=php-apache are controlled by multiple HPAs: [default/keda-hpa-php-apache default/php-apache]"
+    );
+    assert_eq!(v["desiredReplicas"], 2, "{stdout}");
+
+    let (no_selector_url, _) = api_server(no_selector);
+    std::fs::write(
+        &kubeconfig,
+        std::fs::read_to_string(&kubeconfig)
+            .expect("kubeconfig")
+            .replace(&ambiguous_url, &no_selector_url),
+    )
+    .expect("write kubeconfig");
+    let out = explain(&hpa);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(r#""reason": "InvalidSelector""#)
+            && stdout.contains(r#""message": "selector is required""#),
+        "{stdout}"
     );
 }

@@ -585,6 +585,7 @@ pub fn run_case(case: &Case) -> CaseResult {
             pods: &case.pods,
             metrics,
             now_ms: step.at_ms,
+            selector_error: None,
         };
         let outcome = reconcile(&case.hpa, &case.config, &mut state, &input);
         check(&case.id, step, &outcome, &state, &mut failures);

@@ -63,6 +63,9 @@ pub struct TickInput<'a> {
     pub pods: &'a [Pod],
     pub metrics: MetricsInput<'a>,
     pub now_ms: i64,
+    /// A problem with the scale target's selector, as the controller's condition reason
+    /// and message (`InvalidSelector`, `AmbiguousSelector`); it blocks scaling on metrics.
+    pub selector_error: Option<(String, String)>,
 }
 
 /// What one reconcile decided, with the intermediate numbers an explanation needs.
@@ -197,6 +200,11 @@ pub fn reconcile(
         out.rescale_reason = Some("Current number of replicas below Spec.MinReplicas".into());
         desired = min;
         rescale = desired != current;
+    } else if let Some((reason, message)) = &input.selector_error {
+        out.conditions
+            .insert("ScalingActive".into(), cond(false, reason, message.clone()));
+        out.error = Some(message.clone());
+        return out;
     } else {
         let (proposal, metric) = match &input.metrics {
             MetricsInput::Raw(r) => (*r, "raw recommendation".to_string()),

@@ -52,6 +52,8 @@ pub struct ExplainInput {
     /// The controller's memory; `None` means it remembers no recent recommendation.
     pub state: Option<ControllerState>,
     pub now_ms: i64,
+    /// A selector problem of the scale target (condition reason and message).
+    pub selector_error: Option<(String, String)>,
 }
 
 /// One metric, explained.
@@ -305,6 +307,7 @@ pub fn explain(input: &ExplainInput) -> Explanation {
         pods: &pods,
         metrics: MetricsInput::Observed(&observed),
         now_ms: input.now_ms,
+        selector_error: input.selector_error.clone(),
     };
     let out = reconcile(spec, &input.config, &mut state, &tick);
     let tol = out.tolerances;
@@ -667,6 +670,7 @@ where
         config,
         state: None,
         now_ms,
+        selector_error: None,
     })
 }
 
@@ -710,5 +714,6 @@ where
         config,
         state: None,
         now_ms,
+        selector_error: None,
     })
 }

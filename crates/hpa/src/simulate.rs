@@ -323,6 +323,7 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             pods: &pods,
             metrics: MetricsInput::Observed(&observed),
             now_ms: t,
+            selector_error: None,
         };
         let out = reconcile(&input.spec, &input.config, &mut state, &tick);
         let reason = match (

@@ -240,6 +240,7 @@ fn explain_pods(
         config: ControllerConfig::default(),
         state: None,
         now_ms: now,
+        selector_error: None,
     })
 }
 
@@ -292,4 +293,34 @@ fn real_pods_without_a_request_fail_the_metric() {
         "{err}"
     );
     assert_eq!(m.error_reason.as_deref(), Some("FailedGetResourceMetric"));
+}
+
+#[test]
+fn an_ambiguous_selector_blocks_scaling() {
+    use promhpa_hpa::explain::{explain, ExplainInput, Measured};
+    let message =
+        "pods by selector run=php-apache are controlled by multiple HPAs: [default/a default/b]";
+    let e = explain(&ExplainInput {
+        hpa: cpu_hpa(50),
+        current_replicas: 2,
+        status_replicas: None,
+        pods: None,
+        values: vec![Ok(Measured::Value(300.0))],
+        config: ControllerConfig::default(),
+        state: None,
+        now_ms: 0,
+        selector_error: Some(("AmbiguousSelector".into(), message.into())),
+    });
+    assert_eq!(e.desired_replicas, 2);
+    let active = e
+        .conditions
+        .iter()
+        .find(|c| c.kind == "ScalingActive")
+        .unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(
+        (active.status.as_str(), active.reason.as_str()),
+        ("False", "AmbiguousSelector")
+    );
+    assert_eq!(active.message, message);
+    assert!(e.decision.contains("AmbiguousSelector"), "{}", e.decision);
 }

@@ -91,6 +91,7 @@ fn desired(spec: &HpaSpec, current: i32, pods: &[Pod], obs: Observed) -> i32 {
         pods,
         metrics: MetricsInput::Observed(&observed),
         now_ms: 0,
+        selector_error: None,
     };
     reconcile(spec, &ControllerConfig::default(), &mut state, &input).desired_replicas
 }
@@ -103,6 +104,7 @@ fn raw_desired(spec: &HpaSpec, current: i32, raw: i32) -> i32 {
         pods: &[],
         metrics: MetricsInput::Raw(raw),
         now_ms: 0,
+        selector_error: None,
     };
     reconcile(spec, &ControllerConfig::default(), &mut state, &input).desired_replicas
 }
@@ -190,6 +192,7 @@ proptest! {
                 pods: &[],
                 metrics: MetricsInput::Raw(*raw),
                 now_ms: now,
+                selector_error: None,
             };
             let out = reconcile(&spec, &config, &mut state, &input);
             seen.push((now, *raw));
@@ -291,6 +294,7 @@ proptest! {
             pods: &ps,
             metrics: MetricsInput::Observed(&observed),
             now_ms: 0,
+            selector_error: None,
         };
         let _ = reconcile(&spec, &ControllerConfig::default(), &mut state, &input);
     }

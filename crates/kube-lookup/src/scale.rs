@@ -69,6 +69,7 @@ pub async fn get_scale(
     decode(&path, &body)
 }
 
+/// A list of objects of any kind, as the API returns it.
 #[derive(Deserialize)]
 struct PodList {
     #[serde(default)]
@@ -121,4 +122,15 @@ pub async fn get_hpa(api: &dyn KubeApi, namespace: &str, name: &str) -> Result<V
     );
     let body = api.get(&path, ACCEPT_JSON).await?;
     decode(&path, &body)
+}
+
+/// The autoscaling/v2 HorizontalPodAutoscalers of `namespace`.
+pub async fn list_hpas(api: &dyn KubeApi, namespace: &str) -> Result<Vec<Value>, KubeError> {
+    let path = format!(
+        "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
+        percent_encode(namespace)
+    );
+    let body = api.get(&path, ACCEPT_JSON).await?;
+    let list: PodList = decode(&path, &body)?;
+    Ok(list.items)
 }

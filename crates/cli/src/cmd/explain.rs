@@ -172,6 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 config,
                 state: None,
                 now_ms: now_ms(),
+                selector_error: target.selector_error.clone(),
             }))
         })?
     } else {

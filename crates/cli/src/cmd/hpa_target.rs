@@ -44,6 +44,9 @@ pub struct ScaleTarget {
     pub pods_without_status: usize,
     /// The labels of each of `pods`.
     pub pod_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// What the controller would say of the selector (condition reason and message), when
+    /// it cannot scale on it: none, unparsable, or pods also selected by another HPA.
+    pub selector_error: Option<(String, String)>,
     /// Where it was read: the file name or the cluster.
     pub source: String,
 }
@@ -239,6 +242,7 @@ impl ScaleTarget {
             pods,
             pods_without_status,
             pod_labels,
+            selector_error: None,
             source: source.to_string(),
         })
     }
@@ -278,21 +282,31 @@ impl ScaleTarget {
             format!("the HPA cannot read the scale of {what} (condition AbleToScale False, reason FailedGetScale)")
         })?;
         let scale = scale_from_subresource(&raw).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-        let Some(selector) = scale.selector.clone() else {
-            anyhow::bail!(
-                "the scale of {what} has no selector: the HPA reports condition ScalingActive \
-                 False, reason InvalidSelector"
-            );
+        let invalid = |message: String| ScaleTarget {
+            namespace: namespace.clone(),
+            reference: reference.clone(),
+            scope: PodScope::Selector(String::new()),
+            scale: Some(scale.clone()),
+            pods: Vec::new(),
+            pods_without_status: 0,
+            pod_labels: BTreeMap::new(),
+            selector_error: Some(("InvalidSelector".to_string(), message)),
+            source: "the cluster".into(),
         };
-        parse_selector(&selector).with_context(|| {
-            format!("{what}: the HPA reports condition ScalingActive False, reason InvalidSelector")
-        })?;
+        let Some(selector) = scale.selector.clone() else {
+            return Ok(invalid("selector is required".into()));
+        };
+        if let Err(e) = parse_selector(&selector) {
+            return Ok(invalid(format!(
+                "couldn't convert selector into a corresponding internal selector object: {e}"
+            )));
+        }
         let objects = list_pods(api, &namespace, &selector)
             .await
             .with_context(|| format!("listing the pods of {what} ({selector})"))?;
         let refs: Vec<&Value> = objects.iter().collect();
         let (pods, pods_without_status, pod_labels) = convert_pods(&refs)?;
-        Ok(ScaleTarget {
+        let mut target = ScaleTarget {
             namespace,
             reference,
             scope: PodScope::Selector(selector),
@@ -300,8 +314,77 @@ impl ScaleTarget {
             pods,
             pods_without_status,
             pod_labels,
+            selector_error: None,
             source: "the cluster".into(),
-        })
+        };
+        target.selector_error = target.ambiguity(api, &map, hpa).await;
+        Ok(target)
+    }
+
+    /// `AmbiguousSelector` when another HPA of the namespace selects some of these pods, as
+    /// the controller checks before scaling. A failure to list the HPAs skips the check.
+    async fn ambiguity(
+        &self,
+        api: &dyn KubeApi,
+        map: &promhpa_kube_lookup::discovery::ResourceMap,
+        hpa: &HorizontalPodAutoscaler,
+    ) -> Option<(String, String)> {
+        use promhpa_kube_lookup::scale::{get_scale, list_hpas};
+        let ns = &self.namespace;
+        let others = match list_hpas(api, ns).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("warning: not checking for other HPAs selecting these pods: {e}");
+                return None;
+            }
+        };
+        let mut controlling = vec![format!("{ns}/{}", hpa.metadata.name)];
+        for other in &others {
+            let Some(name) = meta(other, "name").filter(|n| *n != hpa.metadata.name) else {
+                continue;
+            };
+            let Some(r) = other.get("spec").and_then(|s| s.get("scaleTargetRef")) else {
+                continue;
+            };
+            let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+            let Ok(raw) = get_scale(
+                api,
+                map,
+                field("apiVersion"),
+                field("kind"),
+                ns,
+                field("name"),
+            )
+            .await
+            else {
+                continue;
+            };
+            let Some(sel) = scale_from_subresource(&raw)
+                .ok()
+                .and_then(|s| s.selector)
+                .and_then(|s| s.parse::<LabelSelector>().ok())
+            else {
+                continue;
+            };
+            if self.pod_labels.values().any(|l| sel.matches(l)) {
+                controlling.push(format!("{ns}/{name}"));
+            }
+        }
+        if controlling.len() < 2 {
+            return None;
+        }
+        controlling.sort();
+        let selector = match &self.scope {
+            PodScope::Selector(s) => s.clone(),
+            PodScope::NamePrefix(_) => String::new(),
+        };
+        Some((
+            "AmbiguousSelector".to_string(),
+            format!(
+                "pods by selector {selector} are controlled by multiple HPAs: [{}]",
+                controlling.join(" ")
+            ),
+        ))
     }
 
     pub fn pod_names(&self) -> Vec<String> {
@@ -330,6 +413,12 @@ impl ScaleTarget {
 
     /// One line on stderr-worthy facts: what was found and what was assumed.
     pub fn describe(&self) -> String {
+        if let Some((reason, message)) = &self.selector_error {
+            return format!(
+                "scale target {} {}/{} from {}: {reason}: {message}",
+                self.reference.kind, self.namespace, self.reference.name, self.source
+            );
+        }
         let scope = match &self.scope {
             PodScope::Selector(s) => format!("pods matching {s}"),
             PodScope::NamePrefix(p) if self.scale.is_some() => format!(
