@@ -213,6 +213,11 @@ current-context: test
         stderr.contains("current replicas: 2 (spec.replicas of the scale target"),
         "{stderr}"
     );
+    // The cluster's HPA of the same name: what the controller last reported.
+    assert!(
+        stderr.contains("the controller last reported 2 current / 2 desired replicas"),
+        "{stderr}"
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let m = &v["metrics"][0];
     // 305% of the ready pod; scaling up, the Pending pod counts at 0: 610m of 400m = 152%,

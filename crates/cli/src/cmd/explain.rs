@@ -90,7 +90,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(file), _) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            parse_manifest(&text).with_context(|| format!("in {}", file.display()))?
+            let hpa = parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
+            // Against a cluster, the HPA of the same name (if it exists) tells what the
+            // controller last reported, beside this manifest's explanation.
+            if args.kubeconfig.is_some() && args.backend.objects.is_none() && !args.backend.demo {
+                let ns = hpa
+                    .metadata
+                    .namespace
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "default".into());
+                if let Ok((_, status)) = runtime.block_on(hpa_from_cluster(
+                    args.kubeconfig.as_deref(),
+                    &ns,
+                    &hpa.metadata.name,
+                )) {
+                    eprintln!("{status}");
+                }
+            }
+            hpa
         }
         (None, Some(name)) => {
             let ns = args.namespace.as_deref().unwrap_or("default");
