@@ -4,8 +4,9 @@
 //!
 //! Pods are the ones the object lookup knows (listed by namespace and label selector); the
 //! container query gives usage per pod and container, the node query per node. Usage is in
-//! milli-units truncated toward zero, NaN and negative values as zero; a pod or node the
-//! queries return nothing for is left out of lists, and a GET of it is 404.
+//! milli-units truncated toward zero, negative values as zero; NaN and ±Inf samples are
+//! skipped. A pod or node the queries return nothing for is left out of lists, and a GET of
+//! it is 404.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

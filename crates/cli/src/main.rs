@@ -1,5 +1,5 @@
-//! `promhpa`: serve `custom.metrics.k8s.io` and `external.metrics.k8s.io` from Prometheus
-//! rule templates, and the tools around it (`check`, `query`, `promql`, `recommend`, ...).
+//! `promhpa`: serve `custom.metrics.k8s.io`, `external.metrics.k8s.io` and
+//! `metrics.k8s.io` from Prometheus rule templates, and the tools around it (`check`, `query`, `promql`, `recommend`, ...).
 //!
 //! Running `promhpa` with prometheus-adapter's flags and no subcommand serves, exactly like
 //! `promhpa serve`, so an existing Deployment's args work unchanged.
@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-/// Serve Kubernetes custom and external metrics from Prometheus, and explain HPA decisions.
+/// Serve Kubernetes custom, external and resource metrics from Prometheus, and explain HPA
+/// decisions.
 #[derive(Parser, Debug)]
 #[command(name = "promhpa", version, about, long_about = None)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -25,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve the custom and external metrics APIs (the default when no subcommand is given).
+    /// Serve the custom, external and (with resourceRules) resource metrics APIs (the default
+    /// when no subcommand is given).
     Serve(cmd::serve::Args),
     /// Validate a rule file and summarise every rule.
     Check(cmd::check::Args),

@@ -203,7 +203,7 @@ fn target_text(m: &MetricSpec) -> String {
 fn check_hint(m: &MetricSpec, ns: &str) -> String {
     match m.kind.as_str() {
         "Resource" | "ContainerResource" => format!(
-            "is metrics-server running? `kubectl top pods -n {ns}`, `kubectl get --raw /apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods`; do all containers set a request for the resource?"
+            "does metrics.k8s.io answer for these pods (`kubectl top pods -n {ns}`, `kubectl get --raw /apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods`): is metrics-server running, or do the rule file's resourceRules queries return series for them? Do all containers set a request for the resource?"
         ),
         "Pods" => {
             let n = m.pods.as_ref().map(|p| p.metric.name.as_str()).unwrap_or("");

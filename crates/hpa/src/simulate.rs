@@ -10,8 +10,9 @@
 //! * Object and External metrics: the value is a property of something outside the pods
 //!   (a queue length, an ingress rate) and is passed through unchanged.
 //!
-//! Simulated pods are all Running and Ready and start reporting at once; the value at a
-//! tick is the last sample at or before it.
+//! Simulated pods are Running and Ready and report at once, unless a pod start-up time is
+//! given (`pod_startup_ms`: new pods serve no load until then); the value at a tick is the
+//! last sample at or before it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -169,9 +170,9 @@ pub fn synthetic_observation(m: &MetricSpec, value: f64, pods: &[Pod], t: i64) -
     }
 }
 
-/// The pod's request (milli) for a Resource or ContainerResource metric's resource: summed
-/// over its containers, or the named container's; missing requests count as zero (the
-/// controller then reports them).
+/// The pod's request (milli) for a Resource or ContainerResource metric's resource: the
+/// pod-level request when set, else summed over its containers, or the named container's;
+/// missing requests count as zero (the controller then reports them).
 fn request_milli(m: &MetricSpec, pod: &Pod) -> i64 {
     let (resource, container) = match (&m.resource, &m.container_resource) {
         (Some(r), _) if m.kind == "Resource" => (r.name.as_str(), None),
@@ -180,6 +181,11 @@ fn request_milli(m: &MetricSpec, pod: &Pod) -> i64 {
         }
         _ => return 0,
     };
+    if container.is_none() {
+        if let Some(q) = pod.pod_requests.get(resource) {
+            return q.milli_value();
+        }
+    }
     pod.containers
         .iter()
         .filter(|c| container.is_none_or(|n| n == c.name))

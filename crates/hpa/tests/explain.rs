@@ -324,3 +324,29 @@ fn an_ambiguous_selector_blocks_scaling() {
     assert_eq!(active.message, message);
     assert!(e.decision.contains("AmbiguousSelector"), "{}", e.decision);
 }
+
+#[test]
+fn a_given_utilization_is_of_the_pod_level_request_when_set() {
+    use promhpa_hpa::explain::{explain, ExplainInput, Measured};
+    let v = serde_json::json!({
+        "metadata": {"name": "a"},
+        "spec": {
+            "resources": {"requests": {"cpu": "200m"}},
+            "containers": [{"name": "app", "resources": {"requests": {"cpu": "100m"}}}]
+        }
+    });
+    let pod = promhpa_hpa::objects::pod_from_object(&v).unwrap_or_else(|e| panic!("{e}"));
+    let e = explain(&ExplainInput {
+        hpa: cpu_hpa(50),
+        current_replicas: 1,
+        status_replicas: None,
+        pods: Some(vec![pod]),
+        values: vec![Ok(Measured::Value(100.0))],
+        config: ControllerConfig::default(),
+        state: None,
+        now_ms: 0,
+        selector_error: None,
+    });
+    assert_eq!(e.metrics[0].current, "100%");
+    assert_eq!(e.metrics[0].proposed_replicas, Some(2));
+}

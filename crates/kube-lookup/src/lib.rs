@@ -11,6 +11,8 @@
 //!   [`http::HttpKubeApi`] talks to the API server (it also creates TokenReviews and
 //!   SubjectAccessReviews for `promhpa-auth`).
 //! - [`authconfig`] follows `kube-system/extension-apiserver-authentication`.
+//! - [`scale`] reads what the HPA controller reads of a scale target: its `scale`
+//!   subresource, the full pods its selector matches, and the namespace's HPAs.
 //!
 //! Everything Kubernetes-facing goes through the small [`api::KubeApi`] trait, so tests run
 //! against recorded API server responses.

@@ -112,7 +112,8 @@ impl BackendFlags {
     /// Without `--prometheus-url`, take Prometheus from a Helm values file's
     /// `prometheus.url`/`port`/`path`, joined the way the chart joins them.
     pub fn adopt_rule_file_prometheus(&mut self, rules: &RuleSet) {
-        if self.prometheus_url.is_some() || self.demo {
+        // Loaded exposition files mean the embedded evaluator is the backend.
+        if self.prometheus_url.is_some() || self.demo || !self.load_exposition.is_empty() {
             return;
         }
         if let Some(p) = rules.prometheus.as_ref().and_then(|p| {
@@ -127,7 +128,7 @@ impl BackendFlags {
     }
 
     /// The backend: Prometheus when `--prometheus-url` is given, the demo traffic with
-    /// `--demo`, otherwise the (empty) embedded evaluator.
+    /// `--demo`, otherwise the embedded evaluator with the `--load-exposition` files.
     pub fn build_backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
         if self.demo {
             return Ok(demo_backend());

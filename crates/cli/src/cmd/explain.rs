@@ -39,8 +39,9 @@ pub struct Args {
     pub values: Vec<String>,
 
     /// Where metrics are fetched from when not given with --values: the same backend,
-    /// rules and objects `serve` takes. Fetching is on when any of --prometheus-url,
-    /// --config, --objects, --kubeconfig or --demo is given.
+    /// rules and objects `serve` takes. Fetching is on when NAME or any of
+    /// --prometheus-url, --config, --objects, --load-exposition, --kubeconfig or --demo is
+    /// given.
     #[command(flatten)]
     pub backend: Box<BackendFlags>,
 
@@ -147,6 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         || b.prometheus_url.is_some()
         || b.config.is_some()
         || b.objects.is_some()
+        || !b.load_exposition.is_empty()
         || args.kubeconfig.is_some()
         || args.name.is_some();
     let explanation = if fetching {

@@ -234,6 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut args = args;
     let rules = args.backend.load_rules()?;
+    let has_resource_rules = rules.resource.is_some();
     if args.scrape_config.is_none() && args.backend.load_exposition.is_empty() {
         args.backend.adopt_rule_file_prometheus(&rules);
     }
@@ -310,7 +311,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(%addr, cert = %cert.display(), "serving custom.metrics.k8s.io and external.metrics.k8s.io");
+        tracing::info!(%addr, cert = %cert.display(), resource_metrics = has_resource_rules, "serving custom.metrics.k8s.io, external.metrics.k8s.io and, with resourceRules, metrics.k8s.io");
         server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace_period).await;
         Ok(ExitCode::SUCCESS)
     })
