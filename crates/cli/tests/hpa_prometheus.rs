@@ -202,6 +202,7 @@ fn explain_and_simulate_against_prometheus() {
     assert_eq!(v["metrics"][0]["proposedReplicas"], 3, "{stdout}");
     let formula = v["metrics"][0]["formula"].as_str().unwrap_or_default();
     assert!(formula.contains("1 unready pods counted at 0"), "{formula}");
+    assert_eq!(v["metrics"][0]["pods"]["unready"][0], "web-e", "{stdout}");
     assert_eq!(v["desiredReplicas"], 3, "{stdout}");
 
     // Resource metrics from resourceRules, per pod and container, against the pods'

@@ -142,6 +142,21 @@ pub struct Proposal {
     /// How many pods fell in each class (Resource/Pods metrics).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pods: Option<PodCounts>,
+    /// Which pods were not counted as ready with a metric, when any was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_classes: Option<PodClasses>,
+}
+
+/// The pods `groupPods` did not count as ready with a metric, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodClasses {
+    /// Pending pods, and for cpu pods not (yet) ready by the controller's rules.
+    pub unready: Vec<String>,
+    /// Pods the metrics API returned no sample for.
+    pub missing: Vec<String>,
+    /// Failed pods and pods being deleted.
+    pub ignored: Vec<String>,
 }
 
 /// Counts of the pod classes (`groupPods`).
@@ -235,6 +250,17 @@ fn group_pods(
 }
 
 impl Groups {
+    fn classes(&self) -> Option<PodClasses> {
+        let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+        (!self.unready.is_empty() || !self.missing.is_empty() || !self.ignored.is_empty()).then(
+            || PodClasses {
+                unready: list(&self.unready),
+                missing: list(&self.missing),
+                ignored: list(&self.ignored),
+            },
+        )
+    }
+
     fn counts(&self) -> PodCounts {
         PodCounts {
             ready: self.ready,
@@ -354,6 +380,7 @@ struct Calculated {
     utilization: Option<i32>,
     average: i64,
     counts: PodCounts,
+    classes: Option<PodClasses>,
 }
 
 fn pods_replicas(
@@ -394,6 +421,7 @@ fn pods_replicas(
         utilization,
         average,
         counts: groups.counts(),
+        classes: groups.classes(),
     };
     let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
     if !scale_up_with_unready && groups.missing.is_empty() {
@@ -690,6 +718,7 @@ pub fn compute_metric(
                     is_average: true,
                     target: avg,
                     pods: Some(c.counts),
+                    pod_classes: c.classes,
                 });
             }
             if is_pods {
@@ -721,6 +750,7 @@ pub fn compute_metric(
                 is_average: true,
                 target: i64::from(util),
                 pods: Some(c.counts),
+                pod_classes: c.classes,
             })
         }
         "Object" => {
@@ -739,11 +769,11 @@ pub fn compute_metric(
                     let ratio = value as f64 / t as f64;
                     let replicas = usage_ratio_replica_count(input, ratio)
                         .map_err(|m| err(format!("failed to get object metric value: {m}")))?;
-                    Ok(Proposal { replicas, metric_name: name.clone(), ratio, utilization: None, current_milli: value, is_average: false, target: t, pods: None })
+                    Ok(Proposal { replicas, metric_name: name.clone(), ratio, utilization: None, current_milli: value, is_average: false, target: t, pods: None, pod_classes: None })
                 }
                 ("AverageValue", _, Some(t)) => {
                     let (replicas, ratio, avg) = per_pod_replicas(input, value, t);
-                    Ok(Proposal { replicas, metric_name: name.clone(), ratio, utilization: None, current_milli: avg, is_average: true, target: t, pods: None })
+                    Ok(Proposal { replicas, metric_name: name.clone(), ratio, utilization: None, current_milli: avg, is_average: true, target: t, pods: None, pod_classes: None })
                 }
                 _ => Err(err("invalid object metric source: neither a value target nor an average value target was set".into())),
             }
@@ -779,6 +809,7 @@ pub fn compute_metric(
                     is_average: true,
                     target: t,
                     pods: None,
+                    pod_classes: None,
                 });
             }
             if let Some(t) = target_milli(&e.target.value) {
@@ -794,6 +825,7 @@ pub fn compute_metric(
                     is_average: false,
                     target: t,
                     pods: None,
+                    pod_classes: None,
                 });
             }
             Err(err("invalid external metric source: neither a value target nor an average value target was set".into()))

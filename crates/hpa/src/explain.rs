@@ -84,6 +84,9 @@ pub struct MetricExplanation {
     /// What to check when the metric could not be fetched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
+    /// The pods not counted as ready with a metric, by class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pods: Option<crate::calc::PodClasses>,
 }
 
 /// A named condition row.
@@ -326,6 +329,7 @@ pub fn explain(input: &ExplainInput) -> Explanation {
             error_reason: None,
             error: None,
             check: None,
+            pods: None,
         };
         match out.metrics.get(i) {
             Some(Ok(p)) => {
@@ -351,6 +355,7 @@ pub fn explain(input: &ExplainInput) -> Explanation {
                     String::new()
                 };
                 let ready = p.pods.map_or(out.current_replicas as usize, |c| c.ready);
+                row.pods = p.pod_classes.clone();
                 row.formula = Some(if within && rebalanced.is_empty() {
                     format!(
                         "ratio {:.3} is within [{:.2}, {:.2}]: keep {}",
@@ -544,6 +549,21 @@ fn decision_text(out: &Outcome) -> String {
     }
 }
 
+/// Up to ten names, then how many more.
+fn name_list(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    s
+}
+
 /// The explanation as text, in the layout of `kubectl describe hpa` followed by the
 /// arithmetic behind it.
 pub fn render_text(e: &Explanation) -> String {
@@ -619,6 +639,17 @@ pub fn render_text(e: &Explanation) -> String {
         }
         if let (Some(p), Some(f)) = (m.proposed_replicas, &m.formula) {
             let _ = writeln!(s, "     proposes {p} replicas: {f}");
+        }
+        if let Some(c) = &m.pods {
+            for (what, names) in [
+                ("unready", &c.unready),
+                ("without metrics", &c.missing),
+                ("ignored (failed or deleting)", &c.ignored),
+            ] {
+                if !names.is_empty() {
+                    let _ = writeln!(s, "     {what}: {}", name_list(names));
+                }
+            }
         }
         if let Some(err) = &m.error {
             let _ = writeln!(

@@ -260,6 +260,9 @@ fn real_pods_missing_metrics_on_scale_down() {
         f.contains("2 pods without metrics counted at max(100%, 100%) of their request"),
         "{f}"
     );
+    let classes = m.pods.clone().unwrap_or_default();
+    assert_eq!(classes.missing, ["c", "d"]);
+    assert!(render_text(&e).contains("     without metrics: c, d\n"));
     assert_eq!(e.desired_replicas, 3);
 }
 
