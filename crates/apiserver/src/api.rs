@@ -789,6 +789,36 @@ async fn external_values(
     }))
 }
 
+/// The metrics.k8s.io types, for servers with `resourceRules`.
+fn resource_definitions() -> serde_json::Value {
+    use crate::resource::RESOURCE_GROUP;
+    let usage = serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let meta = serde_json::json!({"type": "object", "properties": {
+        "name": {"type": "string"}, "namespace": {"type": "string"},
+        "creationTimestamp": {"type": "string", "format": "date-time"}}});
+    let gvk = |kind: &str| serde_json::json!([{"group": RESOURCE_GROUP, "version": "v1beta1", "kind": kind}]);
+    let pod = serde_json::json!({"type": "object", "x-kubernetes-group-version-kind": gvk("PodMetrics"),
+        "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": meta,
+        "timestamp": {"type": "string", "format": "date-time"}, "window": {"type": "string"},
+        "containers": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "usage": usage}}}}});
+    let node = serde_json::json!({"type": "object", "x-kubernetes-group-version-kind": gvk("NodeMetrics"),
+        "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": meta,
+        "timestamp": {"type": "string", "format": "date-time"}, "window": {"type": "string"}, "usage": usage}});
+    let list = |kind: &str, item: &serde_json::Value| {
+        serde_json::json!({"type": "object",
+        "x-kubernetes-group-version-kind": gvk(kind),
+        "properties": {"kind": {"type": "string"}, "apiVersion": {"type": "string"},
+        "metadata": {"type": "object"}, "items": {"type": "array", "items": item}}})
+    };
+    serde_json::json!({
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetricsList": list("PodMetricsList", &pod),
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics": pod,
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetricsList": list("NodeMetricsList", &node),
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics": node,
+    })
+}
+
 fn openapi_definitions() -> serde_json::Value {
     let obj_ref = serde_json::json!({"type": "object", "properties": {
         "kind": {"type": "string"}, "namespace": {"type": "string"},
@@ -815,7 +845,7 @@ fn openapi_definitions() -> serde_json::Value {
     })
 }
 
-fn openapi_paths(group: Option<&str>) -> serde_json::Value {
+fn openapi_paths(group: Option<&str>, resource_metrics: bool) -> serde_json::Value {
     let mut paths = serde_json::Map::new();
     let op = |def: &str, v3: bool| {
         let schema = if v3 {
@@ -852,25 +882,63 @@ fn openapi_paths(group: Option<&str>) -> serde_json::Value {
             ),
         );
     }
+    let resource_gv = format!("{}/v1beta1", crate::resource::RESOURCE_GROUP);
+    if resource_metrics && group.is_none_or(|g| g == resource_gv) {
+        let def = |kind: &str| format!("io.k8s.metrics.pkg.apis.metrics.v1beta1.{kind}");
+        for (p, kind) in [
+            ("nodes", "NodeMetricsList"),
+            ("nodes/{name}", "NodeMetrics"),
+            ("pods", "PodMetricsList"),
+            ("namespaces/{namespace}/pods", "PodMetricsList"),
+            ("namespaces/{namespace}/pods/{name}", "PodMetrics"),
+        ] {
+            paths.insert(format!("/apis/{resource_gv}/{p}"), op(&def(kind), v3));
+        }
+    }
     serde_json::Value::Object(paths)
 }
 
-async fn openapi_v2() -> Response {
-    json(&serde_json::json!({
-        "swagger": "2.0",
-        "info": {"title": "promhpa", "version": env!("CARGO_PKG_VERSION")},
-        "paths": openapi_paths(None),
-        "definitions": openapi_definitions(),
-    }))
+/// The definitions served: the custom and external types, and the resource ones with
+/// `resourceRules`.
+fn all_definitions(resource_metrics: bool) -> serde_json::Value {
+    let mut defs = openapi_definitions();
+    if let (true, Some(d), serde_json::Value::Object(r)) = (
+        resource_metrics,
+        defs.as_object_mut(),
+        resource_definitions(),
+    ) {
+        d.extend(r);
+    }
+    defs
 }
 
-async fn openapi_v3() -> Response {
-    let mut paths = serde_json::Map::new();
-    for gv in [
+/// The group versions with an OpenAPI v3 document.
+fn openapi_group_versions(resource_metrics: bool) -> Vec<String> {
+    let mut gvs = vec![
         format!("{CUSTOM_GROUP}/v1beta1"),
         format!("{CUSTOM_GROUP}/v1beta2"),
         format!("{EXTERNAL_GROUP}/v1beta1"),
-    ] {
+    ];
+    if resource_metrics {
+        gvs.push(format!("{}/v1beta1", crate::resource::RESOURCE_GROUP));
+    }
+    gvs
+}
+
+async fn openapi_v2(State(state): State<AppState>) -> Response {
+    let resource = state.registry.rules().resource.is_some();
+    json(&serde_json::json!({
+        "swagger": "2.0",
+        "info": {"title": "promhpa", "version": env!("CARGO_PKG_VERSION")},
+        "paths": openapi_paths(None, resource),
+        "definitions": all_definitions(resource),
+    }))
+}
+
+async fn openapi_v3(State(state): State<AppState>) -> Response {
+    let resource = state.registry.rules().resource.is_some();
+    let mut paths = serde_json::Map::new();
+    for gv in openapi_group_versions(resource) {
         paths.insert(
             format!("apis/{gv}"),
             serde_json::json!({"serverRelativeURL": format!("/openapi/v3/apis/{gv}")}),
@@ -879,25 +947,21 @@ async fn openapi_v3() -> Response {
     json(&serde_json::json!({ "paths": paths }))
 }
 
-async fn openapi_v3_group(req: Request<Body>) -> Response {
+async fn openapi_v3_group(State(state): State<AppState>, req: Request<Body>) -> Response {
+    let resource = state.registry.rules().resource.is_some();
     let gv = req
         .uri()
         .path()
         .trim_start_matches("/openapi/v3/apis/")
         .to_string();
-    let known = [
-        format!("{CUSTOM_GROUP}/v1beta1"),
-        format!("{CUSTOM_GROUP}/v1beta2"),
-        format!("{EXTERNAL_GROUP}/v1beta1"),
-    ];
-    if !known.contains(&gv) {
+    if !openapi_group_versions(resource).contains(&gv) {
         return not_found(req).await;
     }
     json(&serde_json::json!({
         "openapi": "3.0.0",
         "info": {"title": "promhpa", "version": env!("CARGO_PKG_VERSION")},
-        "paths": openapi_paths(Some(&gv)),
-        "components": {"schemas": openapi_definitions()},
+        "paths": openapi_paths(Some(&gv), resource),
+        "components": {"schemas": all_definitions(resource)},
     }))
 }
 

@@ -287,6 +287,38 @@ async fn pods_and_nodes_from_resource_rules() {
 }
 
 #[tokio::test]
+async fn openapi_documents_describe_the_resource_metrics() {
+    let plain = app("rules: []\n");
+    let app = app(RULES);
+    let (_, v2) = get(&app, "/openapi/v2").await;
+    assert!(v2["paths"]["/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"].is_object());
+    assert_eq!(
+        v2["definitions"]["io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics"]
+            ["x-kubernetes-group-version-kind"][0]["kind"],
+        "PodMetrics"
+    );
+    let (_, v3) = get(&app, "/openapi/v3").await;
+    assert!(
+        v3["paths"]["apis/metrics.k8s.io/v1beta1"].is_object(),
+        "{v3}"
+    );
+    let (code, doc) = get(&app, "/openapi/v3/apis/metrics.k8s.io/v1beta1").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(doc["paths"]["/apis/metrics.k8s.io/v1beta1/nodes/{name}"].is_object());
+    assert!(doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|p| p.starts_with("/apis/metrics.k8s.io/")));
+
+    // Without resourceRules the documents say nothing of metrics.k8s.io.
+    let (_, v2) = get(&plain, "/openapi/v2").await;
+    assert!(!v2.to_string().contains("metrics.k8s.io/v1beta1/nodes"));
+    let (code, _) = get(&plain, "/openapi/v3/apis/metrics.k8s.io/v1beta1").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn without_resource_rules_the_group_is_not_served() {
     let app = app("rules: []\n");
     let (_, groups) = get(&app, "/apis").await;
