@@ -7,12 +7,13 @@
 //! `cargo bench -p promhpa --bench first_sample`
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use promhpa_core::backend::{Backend, QueryValue};
 use promhpa_prom::{PromClient, PromConfig};
-use promhpa_test_support::{free_port, Prometheus, ScrapeTarget, TestPki};
+use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -54,29 +55,8 @@ async fn main() {
         "- {apiVersion: v1, kind: Pod, metadata: {name: worker-0, namespace: default}}\n",
     )
     .unwrap();
-    let port = free_port().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
-        .arg(format!("--prometheus-url={}", prom.url()))
-        .arg(format!("--prometheus-ca-file={}", pki.ca_cert.display()))
-        .arg(format!("--config={}", rules.display()))
-        .arg(format!("--objects={}", objects.display()))
-        .arg(format!("--tls-cert-file={}", pki.server_cert.display()))
-        .arg(format!(
-            "--tls-private-key-file={}",
-            pki.server_key.display()
-        ))
-        .arg(format!("--secure-port={port}"))
-        .arg("--bind-address=127.0.0.1")
-        .arg("--insecure-skip-delegated-auth")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
+    let (mut child, port) = support::start_promhpa(&prom, &pki, &rules, &objects, &[]);
+    let http = support::client(&pki);
     let url = |m: usize| {
         format!("https://127.0.0.1:{port}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/job_queue_{m}")
     };

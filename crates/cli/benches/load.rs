@@ -7,11 +7,12 @@
 //! change the load; every request goes to 127.0.0.1).
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promhpa_test_support::{free_port, Prometheus, ScrapeTarget, TestPki};
+use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki};
 
 fn body(_: u64) -> String {
     let mut s = String::from("# TYPE http_requests_in_flight gauge\n");
@@ -97,30 +98,14 @@ async fn main() {
         ));
     }
     std::fs::write(&objects, o).unwrap();
-    let port = free_port().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
-        .arg(format!("--prometheus-url={}", prom.url()))
-        .arg(format!("--prometheus-ca-file={}", pki.ca_cert.display()))
-        .arg(format!("--config={}", rules.display()))
-        .arg(format!("--objects={}", objects.display()))
-        .arg(format!("--tls-cert-file={}", pki.server_cert.display()))
-        .arg(format!(
-            "--tls-private-key-file={}",
-            pki.server_key.display()
-        ))
-        .arg(format!("--secure-port={port}"))
-        .arg("--bind-address=127.0.0.1")
-        .arg("--insecure-skip-delegated-auth")
-        .arg("--metrics-relist-interval=2s")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
+    let (mut child, port) = support::start_promhpa(
+        &prom,
+        &pki,
+        &rules,
+        &objects,
+        &["--metrics-relist-interval=2s"],
+    );
+    let client = support::client(&pki);
     let url = format!(
         "https://127.0.0.1:{port}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/http_requests_in_flight?labelSelector=app%3Dweb"
     );

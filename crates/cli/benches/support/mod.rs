@@ -1,0 +1,48 @@
+//! What the benches against a real Prometheus share: promhpa started in front of it, and an
+//! HTTPS client that trusts the test CA.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use promhpa_test_support::{free_port, Prometheus, TestPki};
+
+/// The `promhpa` binary serving `rules` over `objects` from `prom` on 127.0.0.1, with
+/// `extra` flags; returns the process and its port.
+pub fn start_promhpa(
+    prom: &Prometheus,
+    pki: &TestPki,
+    rules: &Path,
+    objects: &Path,
+    extra: &[&str],
+) -> (Child, u16) {
+    let port = free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .arg(format!("--prometheus-url={}", prom.url()))
+        .arg(format!("--prometheus-ca-file={}", pki.ca_cert.display()))
+        .arg(format!("--config={}", rules.display()))
+        .arg(format!("--objects={}", objects.display()))
+        .arg(format!("--tls-cert-file={}", pki.server_cert.display()))
+        .arg(format!(
+            "--tls-private-key-file={}",
+            pki.server_key.display()
+        ))
+        .arg(format!("--secure-port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg("--insecure-skip-delegated-auth")
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, port)
+}
+
+/// An HTTPS client trusting the test CA.
+pub fn client(pki: &TestPki) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap()
+}
