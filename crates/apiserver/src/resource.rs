@@ -478,18 +478,18 @@ async fn serve(
             let permits = Arc::new(tokio::sync::Semaphore::new(NAMESPACE_CONCURRENCY));
             let mut tasks = tokio::task::JoinSet::new();
             for ns in namespaces {
-                let (state, rules, selector, fields) = (
-                    state.clone(),
-                    rules.clone(),
-                    selector.clone(),
-                    fields.clone(),
-                );
+                let (state, selector, fields) = (state.clone(), selector.clone(), fields.clone());
                 let permits = permits.clone();
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
+                    // The rule set lives as long as the registry this task holds.
+                    let registry = state.registry.clone();
+                    let Some(rules) = registry.rules().resource.as_ref() else {
+                        return Ok((ns, Vec::new()));
+                    };
                     let pods =
                         fields.filter(&ns, names(&state, "pods", Some(&ns), &selector).await?);
-                    let items = pod_metrics(&state, &rules, &ns, &pods).await?;
+                    let items = pod_metrics(&state, rules, &ns, &pods).await?;
                     Ok::<_, ApiError>((ns, items))
                 });
             }
@@ -529,7 +529,8 @@ async fn serve(
 
 /// The handler of every `/apis/metrics.k8s.io` path.
 pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
-    let Some(rules) = state.registry.rules().resource.clone() else {
+    let registry = state.registry.clone();
+    let Some(rules) = registry.rules().resource.as_ref() else {
         return ApiError::not_found(format!(
             "the server could not find the requested resource: {RESOURCE_GROUP} is not served, as the rule file has no resourceRules"
         ))
@@ -559,7 +560,7 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
     };
     with_route(
         route,
-        serve(&state, &rules, &segs, &params)
+        serve(&state, rules, &segs, &params)
             .await
             .unwrap_or_else(IntoResponse::into_response),
     )
