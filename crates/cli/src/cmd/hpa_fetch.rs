@@ -23,7 +23,6 @@ use promhpa_hpa::calc::PodSample;
 use promhpa_hpa::explain::Measured;
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector, MetricSpec};
 use promhpa_kube_lookup::cache::percent_encode as encode;
-use promhpa_rules::ResourceRules;
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -41,7 +40,8 @@ const CUSTOM_METRIC_WINDOW_MS: i64 = 60_000;
 pub struct HpaFetcher {
     router: axum::Router,
     target: ScaleTarget,
-    resource_rules: Option<ResourceRules>,
+    /// Whether the rule file has `resourceRules`, so metrics.k8s.io is served.
+    resource_metrics: bool,
 }
 
 #[derive(Deserialize)]
@@ -144,7 +144,7 @@ impl HpaFetcher {
             } else {
                 lookup
             };
-        let resource_rules = rules.resource.clone();
+        let resource_metrics = rules.resource.is_some();
         let metrics = Arc::new(SelfMetrics::default());
         let registry = Arc::new(Registry::new(
             Arc::new(rules),
@@ -167,7 +167,7 @@ impl HpaFetcher {
         Ok(HpaFetcher {
             router,
             target,
-            resource_rules,
+            resource_metrics,
         })
     }
 
@@ -357,7 +357,7 @@ impl HpaFetcher {
     /// (the in-process API `serve` runs, from the rule file's `resourceRules`); a pod's usage
     /// is the sum over its containers, or the named container's.
     async fn fetch_resource(&self, resource: &str, container: Option<&str>) -> Fetched {
-        if self.resource_rules.is_none() {
+        if !self.resource_metrics {
             return Err(
                 "not fetched: resource metrics come from metrics.k8s.io (metrics-server), \
                  and the rule file has no resourceRules; pass the value with --values"
