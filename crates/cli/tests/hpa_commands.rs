@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use promhpa_test_support::fixtures::{cadvisor_cpu, PHP_APACHE_HPA};
+use promhpa_test_support::fixtures::{cadvisor_cpu, php_apache_load_now, PHP_APACHE_HPA};
 
 fn promhpa() -> Command {
     Command::new(env!("CARGO_BIN_EXE_promhpa"))
@@ -342,16 +342,7 @@ fn golden(name: &str, got: &str) {
 fn explain_computes_cpu_utilization_from_cadvisor_and_requests() {
     // cAdvisor's counter for the pod, growing 0.6101 CPU-seconds per second over the last
     // five minutes (the load generator of seed 002): 610m of a 200m request is 305%.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let expo = cadvisor_cpu(
-        "php-apache-5d54745f55-kx9mg",
-        &[("php-apache", 0.6101)],
-        now - 300_000,
-        21,
-    );
+    let expo = php_apache_load_now();
     let expo = tmp("php-apache-cadvisor.prom", &expo);
     let hpa = tmp("php-apache-hpa.yaml", PHP_APACHE_HPA);
     let objects = tmp("php-apache-objects.yaml", PHP_APACHE_OBJECTS);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use promhpa_test_support::fixtures::{cadvisor_cpu, PHP_APACHE_HPA};
+use promhpa_test_support::fixtures::{php_apache_load_now, PHP_APACHE_HPA};
 
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -77,6 +77,12 @@ const PODS: &str = r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceV
 {"metadata":{"name":"php-apache-5d54745f55-q7w2n","namespace":"default","labels":{"run":"php-apache"}},
  "spec":{"containers":[{"name":"php-apache","image":"registry.k8s.io/hpa-example","resources":{"requests":{"cpu":"200m"}}}]},
  "status":{"phase":"Pending","conditions":[{"type":"PodScheduled","status":"False","reason":"Unschedulable"}]}}]}"#;
+
+/// Point the kubeconfig at another recorded API server.
+fn repoint(kubeconfig: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    std::fs::write(kubeconfig, text.replace(from, to)).expect("write kubeconfig");
+}
 
 const HPA_LIST_PATH: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
 
@@ -173,16 +179,7 @@ current-context: test
     )
     .expect("write kubeconfig");
     // 0.6101 CPU-seconds per second for the running pod: 305% of its 200m request.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let expo = cadvisor_cpu(
-        "php-apache-5d54745f55-kx9mg",
-        &[("php-apache", 0.6101)],
-        now - 300_000,
-        21,
-    );
+    let expo = php_apache_load_now();
     let expo_file = dir.path().join("cadvisor.prom");
     std::fs::write(&expo_file, expo).expect("write exposition");
     let hpa = dir.path().join("hpa.yaml");
@@ -278,13 +275,7 @@ current-context: test
 
     // With a second HPA on the same pods the controller refuses to scale.
     let (ambiguous_url, _) = api_server(ambiguous);
-    std::fs::write(
-        &kubeconfig,
-        std::fs::read_to_string(&kubeconfig)
-            .expect("kubeconfig")
-            .replace(&url, &ambiguous_url),
-    )
-    .expect("write kubeconfig");
+    repoint(&kubeconfig, &url, &ambiguous_url);
     let out = explain(&hpa);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -304,13 +295,7 @@ current-context: test
     assert_eq!(v["desiredReplicas"], 2, "{stdout}");
 
     let (no_selector_url, _) = api_server(no_selector);
-    std::fs::write(
-        &kubeconfig,
-        std::fs::read_to_string(&kubeconfig)
-            .expect("kubeconfig")
-            .replace(&ambiguous_url, &no_selector_url),
-    )
-    .expect("write kubeconfig");
+    repoint(&kubeconfig, &ambiguous_url, &no_selector_url);
     let out = explain(&hpa);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

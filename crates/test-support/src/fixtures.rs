@@ -30,3 +30,18 @@ pub fn cadvisor_cpu(pod: &str, containers: &[(&str, f64)], start_ms: i64, sample
     }
     expo
 }
+
+/// Seed 002's load on its one php-apache pod over the last five minutes: 0.6101 CPU-seconds
+/// per second, 610m of the walkthrough's 200m request (305%).
+pub fn php_apache_load_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    cadvisor_cpu(
+        "php-apache-5d54745f55-kx9mg",
+        &[("php-apache", 0.6101)],
+        now - 300_000,
+        21,
+    )
+}
