@@ -27,6 +27,9 @@ pub struct KubeConfig {
     /// PEM client certificate and key.
     pub client_cert_pem: Option<Vec<u8>>,
     pub client_key_pem: Option<Vec<u8>>,
+    /// HTTP basic auth (`username`/`password`), used when there is no bearer token.
+    pub username: Option<String>,
+    pub password: Option<String>,
     /// The default namespace of the context.
     pub namespace: Option<String>,
 }
@@ -146,9 +149,20 @@ impl KubeConfig {
                 .ok_or_else(|| format!("user {name:?} of context {context_name:?} not found"))?,
             _ => &empty,
         };
-        if user.exec.is_some() || user.auth_provider.is_some() {
+        let unsupported = unsupported_settings(user, cluster);
+        if !unsupported.is_empty() {
             return Err(format!(
-                "user of context {context_name:?} uses an exec or auth-provider plugin, which is not supported; use a token or client certificate"
+                "context {context_name:?} uses {}, which promhpa does not support; use a token, tokenFile, username/password or a client certificate",
+                unsupported.join(", ")
+            ));
+        }
+        let has_token = user.token.as_deref().is_some_and(|t| !t.is_empty())
+            || user.token_file.as_deref().is_some_and(|t| !t.is_empty());
+        let has_basic = user.username.as_deref().is_some_and(|u| !u.is_empty())
+            || user.password.as_deref().is_some_and(|p| !p.is_empty());
+        if has_token && has_basic {
+            return Err(format!(
+                "more than one authentication method found for the user of context {context_name:?}: token and username/password; only one is allowed"
             ));
         }
         let resolve = |p: &str| -> PathBuf {
@@ -201,9 +215,44 @@ impl KubeConfig {
                 "client-certificate",
             )?,
             client_key_pem: data_or_file(&user.client_key_data, &user.client_key, "client-key")?,
+            username: user.username.clone().filter(|u| !u.is_empty()),
+            password: user.password.clone().filter(|p| !p.is_empty()),
             namespace: ctx.namespace.clone().filter(|n| !n.is_empty()),
         })
     }
+}
+
+/// The settings of a kubeconfig user or cluster that change how requests are made and that
+/// promhpa cannot honour, by their kubeconfig names.
+fn unsupported_settings(user: &KubeconfigUser, cluster: &KubeconfigCluster) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    if user.exec.is_some() {
+        found.push("an exec credential plugin (users[].user.exec)");
+    }
+    if user.auth_provider.is_some() {
+        found.push("an auth-provider plugin (users[].user.auth-provider)");
+    }
+    let set = |v: &Option<serde_yaml::Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    for (value, name) in [
+        (&user.impersonate, "impersonation (users[].user.as)"),
+        (&user.impersonate_uid, "impersonation (users[].user.as-uid)"),
+        (
+            &user.impersonate_groups,
+            "impersonation (users[].user.as-groups)",
+        ),
+        (
+            &user.impersonate_user_extra,
+            "impersonation (users[].user.as-user-extra)",
+        ),
+    ] {
+        if set(value) {
+            found.push(name);
+        }
+    }
+    if cluster.proxy_url.as_deref().is_some_and(|p| !p.is_empty()) {
+        found.push("a proxy (clusters[].cluster.proxy-url)");
+    }
+    found
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,6 +283,7 @@ struct KubeconfigCluster {
     #[serde(default)]
     insecure_skip_tls_verify: bool,
     tls_server_name: Option<String>,
+    proxy_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +303,16 @@ struct KubeconfigUser {
     client_certificate_data: Option<String>,
     client_key: Option<String>,
     client_key_data: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    #[serde(rename = "as")]
+    impersonate: Option<serde_yaml::Value>,
+    #[serde(rename = "as-uid")]
+    impersonate_uid: Option<serde_yaml::Value>,
+    #[serde(rename = "as-groups")]
+    impersonate_groups: Option<serde_yaml::Value>,
+    #[serde(rename = "as-user-extra")]
+    impersonate_user_extra: Option<serde_yaml::Value>,
     exec: Option<serde_yaml::Value>,
     auth_provider: Option<BTreeMap<String, serde_yaml::Value>>,
 }
@@ -348,6 +408,56 @@ users:
             .err()
             .unwrap_or_default();
         assert!(err.contains("\"nope\" not found"), "{err}");
+    }
+
+    #[test]
+    fn basic_auth_and_settings_that_cannot_be_honoured() {
+        let kubeconfig = |user: &str, cluster_extra: &str| {
+            format!(
+                "current-context: c\nclusters:\n- name: c\n  cluster:\n    server: https://prom:9090\n{cluster_extra}contexts:\n- name: c\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user:\n{user}"
+            )
+        };
+        let c = KubeConfig::from_kubeconfig(
+            &kubeconfig("    username: adapter\n    password: s3cret\n", ""),
+            Path::new("/"),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.username.as_deref(), Some("adapter"));
+        assert_eq!(c.password.as_deref(), Some("s3cret"));
+        assert_eq!(c.token, None);
+
+        let err = KubeConfig::from_kubeconfig(
+            &kubeconfig("    token: t\n    username: adapter\n    password: p\n", ""),
+            Path::new("/"),
+            None,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("more than one authentication method"), "{err}");
+
+        let err = KubeConfig::from_kubeconfig(
+            &kubeconfig(
+                "    token: t\n    as: admin\n    as-groups: [system:masters]\n",
+                "    proxy-url: socks5://127.0.0.1:1080\n",
+            ),
+            Path::new("/"),
+            None,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("users[].user.as)"), "{err}");
+        assert!(err.contains("users[].user.as-groups"), "{err}");
+        assert!(err.contains("clusters[].cluster.proxy-url"), "{err}");
+
+        let err = KubeConfig::from_kubeconfig(
+            &kubeconfig("    auth-provider: {name: oidc}\n", ""),
+            Path::new("/"),
+            None,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("auth-provider"), "{err}");
     }
 
     #[test]

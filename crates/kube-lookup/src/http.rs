@@ -115,6 +115,8 @@ impl HttpKubeApi {
             .request(method, format!("{}{path}", self.server));
         if let Some(token) = self.bearer_token() {
             req = req.bearer_auth(token);
+        } else if let Some(user) = &self.config.username {
+            req = req.basic_auth(user, self.config.password.as_deref());
         }
         req
     }
