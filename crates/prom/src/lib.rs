@@ -6,7 +6,8 @@
 //! `https://thanos:9090/prefix?dedup=true` sends `https://thanos:9090/prefix/api/v1/query?dedup=true&query=...`.
 //! Credentials: a CA file, a client certificate and key, a bearer token read from a file (and
 //! re-read whenever the file changes), extra headers, and basic auth (from the URL or set
-//! explicitly). Queries use GET, or POST when configured or when a GET URL would be longer
+//! explicitly). The CA, the client certificate and the token can also be given inline, as a
+//! kubeconfig carries them, with a name to verify the server's certificate against. Queries use GET, or POST when configured or when a GET URL would be longer
 //! than [`PromConfig::max_get_url_len`]. Each query has a deadline, also sent to Prometheus
 //! as `timeout=`.
 //!
@@ -46,6 +47,10 @@ pub enum PromError {
         path: PathBuf,
         message: String,
     },
+    #[error("invalid {what}: {message}")]
+    InvalidInlinePem { what: String, message: String },
+    #[error("{0}")]
+    Conflict(String),
     #[error("invalid header \"{0}\": expected key=value with a valid header name and value")]
     InvalidHeader(String),
     #[error("invalid prometheus verb \"{0}\": expected GET or POST")]
@@ -88,8 +93,18 @@ pub struct PromConfig {
     pub client_cert_file: Option<PathBuf>,
     /// PEM private key of `client_cert_file`.
     pub client_key_file: Option<PathBuf>,
+    /// PEM CA bundle given inline, trusted like `ca_file` (which it cannot be combined with).
+    pub ca_pem: Option<InlinePem>,
+    /// PEM client certificate and key given inline (not with `client_cert_file`).
+    pub client_identity_pem: Option<(InlinePem, InlinePem)>,
+    /// Name to verify Prometheus' certificate against (and send as SNI) instead of the URL's
+    /// host; the connection still goes to the URL's address.
+    pub tls_server_name: Option<String>,
     /// File holding a bearer token; re-read when its modification time or size changes.
+    /// Wins over `bearer_token`.
     pub token_file: Option<PathBuf>,
+    /// A fixed bearer token. A token (from either source) wins over basic auth.
+    pub bearer_token: Option<String>,
     /// Extra headers sent on every request, e.g. `X-Scope-OrgID`.
     pub headers: Vec<(String, String)>,
     /// Basic auth user and password; the URL's user info is used when this is unset.
@@ -110,7 +125,11 @@ impl PromConfig {
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
+            ca_pem: None,
+            client_identity_pem: None,
+            tls_server_name: None,
             token_file: None,
+            bearer_token: None,
             headers: Vec::new(),
             basic_auth: None,
             verb: Verb::Get,
@@ -118,6 +137,24 @@ impl PromConfig {
             max_get_url_len: 4096,
             insecure_skip_verify: false,
         }
+    }
+}
+
+/// PEM text handed over in memory, with what it is and where it came from for messages
+/// (e.g. `certificate-authority-data of kubeconfig /etc/prom-auth/config`).
+#[derive(Clone)]
+pub struct InlinePem {
+    pub source: String,
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for InlinePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("InlinePem")
+            .field("source", &self.source)
+            .field("bytes", &self.pem.len())
+            .finish()
     }
 }
 
@@ -167,6 +204,7 @@ pub struct PromClient {
     /// The base URL without credentials, for messages.
     display: String,
     token: Option<TokenCache>,
+    bearer_token: Option<String>,
     basic_auth: Option<(String, String)>,
     verb: Verb,
     timeout: Duration,
@@ -213,6 +251,11 @@ impl PromClient {
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .connect_timeout(config.query_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(90));
+        if config.ca_file.is_some() && config.ca_pem.is_some() {
+            return Err(PromError::Conflict(
+                "a prometheus ca file and an inline ca cannot both be given".into(),
+            ));
+        }
         if let Some(ca) = &config.ca_file {
             let pem = read_file("prometheus ca file", ca)?;
             let certs =
@@ -232,6 +275,54 @@ impl PromClient {
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }
+        }
+        if let Some(ca) = &config.ca_pem {
+            let invalid = |message: String| PromError::InvalidInlinePem {
+                what: ca.source.clone(),
+                message,
+            };
+            let certs = reqwest::Certificate::from_pem_bundle(&ca.pem)
+                .map_err(|e| invalid(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(invalid("no certificates found".into()));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if let Some((cert, key)) = &config.client_identity_pem {
+            if config.client_cert_file.is_some() || config.client_key_file.is_some() {
+                return Err(PromError::Conflict(
+                    "a prometheus client certificate file and an inline client certificate cannot both be given".into(),
+                ));
+            }
+            let mut pem = cert.pem.clone();
+            pem.push(b'\n');
+            pem.extend_from_slice(&key.pem);
+            let id =
+                reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidInlinePem {
+                    what: format!("{} / {}", cert.source, key.source),
+                    message: e.to_string(),
+                })?;
+            builder = builder.identity(id);
+        }
+        if let Some(name) = config.tls_server_name.as_deref().filter(|n| !n.is_empty()) {
+            // Verify the certificate for `name` (and send it as SNI) while connecting to the
+            // URL's address: requests go to `name`, which resolves to that address only here.
+            let host = base.host_str().unwrap_or_default().to_string();
+            let port = base.port_or_known_default().unwrap_or(443);
+            let lookup = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(lookup.as_str(), port))
+                    .map_err(|e| invalid_url(format!("resolving {host} for tls-server-name: {e}")))?
+                    .collect();
+            builder = builder.resolve_to_addrs(name, &addrs);
+            base.set_host(Some(name))
+                .map_err(|e| invalid_url(format!("tls-server-name {name:?}: {e}")))?;
         }
         match (&config.client_cert_file, &config.client_key_file) {
             (Some(cert), Some(key)) => {
@@ -286,6 +377,7 @@ impl PromClient {
             base,
             display,
             token,
+            bearer_token: config.bearer_token.clone().filter(|t| !t.is_empty()),
             basic_auth,
             verb: config.verb,
             timeout: config.query_timeout,
@@ -347,6 +439,8 @@ impl PromClient {
         req = req.timeout(self.timeout);
         if let Some(tok) = &self.token {
             let t = tok.token().map_err(unavailable)?;
+            req = req.bearer_auth(t);
+        } else if let Some(t) = &self.bearer_token {
             req = req.bearer_auth(t);
         } else if let Some((u, p)) = &self.basic_auth {
             req = req.basic_auth(u, Some(p));
@@ -563,6 +657,40 @@ mod tests {
         assert!(parse_header_flag("bad header=x").is_err());
         assert_eq!("post".parse::<Verb>().unwrap(), Verb::Post);
         assert!("PUT".parse::<Verb>().is_err());
+    }
+
+    #[test]
+    fn tls_server_name_is_requested_while_the_address_stays() {
+        let mut c = PromConfig::new("https://127.0.0.1:9090/prefix");
+        c.tls_server_name = Some("prometheus.monitoring.svc".into());
+        let client = PromClient::new(c).unwrap();
+        assert_eq!(
+            client.endpoint("/api/v1/query").as_str(),
+            "https://prometheus.monitoring.svc:9090/prefix/api/v1/query"
+        );
+        assert_eq!(client.address(), "https://127.0.0.1:9090/prefix");
+    }
+
+    #[test]
+    fn inline_and_file_credentials_do_not_mix() {
+        let pem = |source: &str, text: &str| InlinePem {
+            source: source.into(),
+            pem: text.as_bytes().to_vec(),
+        };
+        let mut c = PromConfig::new("https://x");
+        c.ca_file = Some("/etc/ca.crt".into());
+        c.ca_pem = Some(pem("certificate-authority-data", "x"));
+        let err = PromClient::new(c).err().map(|e| e.to_string()).unwrap();
+        assert!(err.contains("cannot both be given"), "{err}");
+        let mut c = PromConfig::new("https://x");
+        c.ca_pem = Some(pem("certificate-authority-data of kubeconfig k", "not pem"));
+        let err = PromClient::new(c).err().map(|e| e.to_string()).unwrap();
+        assert!(
+            err.contains("certificate-authority-data of kubeconfig k"),
+            "{err}"
+        );
+        let debug = format!("{:?}", pem("client-key-data", "SECRET KEY"));
+        assert!(!debug.contains("SECRET"), "{debug}");
     }
 
     #[test]

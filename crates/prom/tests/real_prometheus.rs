@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use promhpa_core::backend::{Backend, BackendError, QueryValue};
-use promhpa_prom::{PromClient, PromConfig, Verb};
+use promhpa_prom::{InlinePem, PromClient, PromConfig, Verb};
 use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki};
 
 fn now_ms() -> i64 {
@@ -168,6 +168,63 @@ async fn client_certificates_for_mutual_tls() {
         Err(BackendError::Unavailable { .. }) => {}
         other => panic!("expected the handshake to be refused, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_ca_and_client_certificate_with_a_tls_server_name() {
+    let pki = TestPki::generate("inline-ca", "promhpa").unwrap();
+    let target = ScrapeTarget::start(BODY).unwrap();
+    let prom = Prometheus::start_mtls(&pki, &[target.port]).unwrap();
+    let inline = |what: &str, path: &std::path::Path| InlinePem {
+        source: what.to_string(),
+        pem: std::fs::read(path).unwrap(),
+    };
+    let mut config = PromConfig::new(prom.url());
+    config.ca_pem = Some(inline("certificate-authority-data", &pki.ca_cert));
+    config.client_identity_pem = Some((
+        inline("client-certificate-data", &pki.client_cert),
+        inline("client-key-data", &pki.client_key),
+    ));
+    // The serving certificate names localhost and 127.0.0.1: verified as localhost while
+    // connecting to 127.0.0.1.
+    config.tls_server_name = Some("localhost".into());
+    let with = PromClient::new(config.clone()).unwrap();
+    let start = Instant::now();
+    loop {
+        match with.query("vector(4)", now_ms()).await {
+            Ok(QueryValue::Vector(v)) => {
+                assert_eq!(v[0].value, 4.0);
+                break;
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(BackendError::Unavailable { message, .. }) if message.contains("503") => {}
+            Err(e) => panic!("with inline credentials: {e}\n{}", prom.log()),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", prom.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(with.address(), prom.url());
+    // A name the certificate does not carry fails verification.
+    let mut wrong = config.clone();
+    wrong.tls_server_name = Some("prometheus.example".into());
+    match PromClient::new(wrong)
+        .unwrap()
+        .query("vector(1)", now_ms())
+        .await
+    {
+        Err(BackendError::Unavailable { message, .. }) => {
+            assert!(message.to_lowercase().contains("certificate"), "{message}")
+        }
+        other => panic!("expected a certificate error, got {other:?}"),
+    }
+    // Without the inline client certificate the handshake is refused.
+    let mut anonymous = config;
+    anonymous.client_identity_pem = None;
+    assert!(PromClient::new(anonymous)
+        .unwrap()
+        .query("vector(1)", now_ms())
+        .await
+        .is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
