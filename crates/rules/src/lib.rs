@@ -48,6 +48,7 @@ use regex::Regex;
 
 mod gotmpl;
 mod load;
+mod precedence;
 mod render;
 mod resources;
 mod yaml;
@@ -66,13 +67,24 @@ pub struct ConfigErrors {
 }
 
 /// One problem in a rule file.
+///
+/// `line` is 0 for problems in rules that do not come from the file (the chart's default
+/// rules); they are then shown without a line.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{source_name}:{line}: {}{message}", path_prefix(.path))]
+#[error("{source_name}{}: {}{message}", line_suffix(*.line), path_prefix(.path))]
 pub struct ConfigError {
     pub source_name: String,
     pub line: usize,
     pub path: String,
     pub message: String,
+}
+
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 fn path_prefix(path: &str) -> String {
@@ -94,6 +106,9 @@ pub enum RenderError {
     Template { rule: String, message: String },
     #[error("label selector operator {operator} on \"{key}\" cannot be expressed in PromQL")]
     UnsupportedOperator { key: String, operator: String },
+    /// The rule loaded (as prometheus-adapter loads it) but cannot produce a query.
+    #[error("rule {rule} is broken: {reason}")]
+    Broken { rule: String, reason: String },
 }
 
 /// Which section of the rule file a rule came from.
@@ -138,6 +153,10 @@ pub struct Rule {
     metrics_query_source: String,
     /// The metric name `seriesQuery` selects, when it names one.
     sample_series: Option<String>,
+    /// Why the rule cannot serve (prometheus-adapter loads it and fails at query time).
+    broken: Option<String>,
+    /// Whether `seriesQuery` is a series selector the backend can be asked for.
+    discoverable: bool,
 }
 
 /// A made-up request a rule can answer, used to validate and to show a sample query.
@@ -160,9 +179,30 @@ impl Rule {
         &self.path
     }
 
-    /// The line of the file the rule starts on.
+    /// The line of the file the rule starts on (0 for the chart's default rules).
     pub fn line(&self) -> usize {
         self.line
+    }
+
+    /// Why this rule cannot produce a query, when it cannot. Such a rule is loaded, as
+    /// prometheus-adapter loads it, and every request it would serve fails with this reason.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Whether the backend can be asked for this rule's series (`seriesQuery` is a valid
+    /// series selector); a rule whose `seriesQuery` is not serves nothing.
+    pub fn discoverable(&self) -> bool {
+        self.discoverable
+    }
+
+    /// Where the rule is, for messages: `rules[3]`, or `rules.default[2] (chart default)`.
+    pub fn origin(&self) -> String {
+        if self.line == 0 && self.path.starts_with("rules.default[") {
+            format!("{} (chart default)", self.path)
+        } else {
+            self.path.clone()
+        }
     }
 
     /// The `seriesQuery` series selector, as written.
@@ -339,6 +379,12 @@ impl Rule {
     }
 
     fn execute(&self, data: &gotmpl::Val) -> Result<String, RenderError> {
+        if let Some(reason) = &self.broken {
+            return Err(RenderError::Broken {
+                rule: self.origin(),
+                reason: reason.clone(),
+            });
+        }
         let out = self
             .metrics_query
             .execute(data)
@@ -633,6 +679,13 @@ pub struct RuleSet {
     /// Problems that do not stop the file from loading but make some requests fail
     /// (e.g. no label mapped to namespaces).
     pub warnings: Vec<ConfigError>,
+    /// Rules that load (prometheus-adapter starts with them) but cannot serve: a missing
+    /// `metricsQuery`, a template that renders invalid PromQL, a `seriesQuery` that is not a
+    /// series selector. Every other rule is served; these fail each request with the reason.
+    pub broken: Vec<ConfigError>,
+    /// Rules that a later rule shadows (the same metric name for the same resource, where
+    /// prometheus-adapter keeps the later one), as found when loading.
+    pub shadowed: Vec<ConfigError>,
     pub shape: FileShape,
 }
 
@@ -658,5 +711,20 @@ impl RuleSet {
     /// Every rule, custom then external.
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
         self.custom.iter().chain(self.external.iter())
+    }
+
+    /// Whether every rule can serve and nothing was warned about: what `--strict-rules`
+    /// requires.
+    pub fn is_clean(&self) -> bool {
+        self.broken.is_empty() && self.warnings.is_empty()
+    }
+
+    /// The problems `--strict-rules` refuses: broken rules, then warnings.
+    pub fn strict_errors(&self) -> Vec<ConfigError> {
+        self.broken
+            .iter()
+            .chain(self.warnings.iter())
+            .cloned()
+            .collect()
     }
 }

@@ -23,9 +23,31 @@ struct Ctx {
     line_offset: usize,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    /// Problems that make one rule unable to serve without stopping the file from loading
+    /// (prometheus-adapter starts with them and fails at query time).
+    broken: Vec<ConfigError>,
 }
 
 impl Ctx {
+    fn new(source: &str) -> Ctx {
+        Ctx {
+            source: source.to_string(),
+            line_offset: 0,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            broken: Vec::new(),
+        }
+    }
+
+    fn broken(&mut self, line: usize, path: &str, message: impl Into<String>) {
+        self.broken.push(ConfigError {
+            source_name: self.source.clone(),
+            line: line + self.line_offset,
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
     fn error(&mut self, line: usize, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             source_name: self.source.clone(),
@@ -213,13 +235,104 @@ fn sequence<'a>(ctx: &mut Ctx, node: Option<&'a Node>, path: &str) -> Vec<&'a No
     }
 }
 
+/// Go's RE2 syntax in the form Rust's `regex` crate reads the same way: a `{` that does not
+/// start a repetition (`{2}`, `{2,}`, `{2,5}`) is a literal in Go and an error here, and
+/// `\Q...\E` quotes literal text in Go only.
+pub(crate) fn go_regex(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut i = 0;
+    let mut in_class = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if chars.get(i + 1) == Some(&'Q') && !in_class => {
+                i += 2;
+                while i < chars.len() {
+                    if chars[i] == '\\' && chars.get(i + 1) == Some(&'E') {
+                        i += 2;
+                        break;
+                    }
+                    out.push_str(&regex::escape(&chars[i].to_string()));
+                    i += 1;
+                }
+                continue;
+            }
+            '\\' => {
+                out.push(c);
+                if let Some(n) = chars.get(i + 1) {
+                    out.push(*n);
+                }
+                i += 2;
+                continue;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // `[]` and `[^]` at the start of a class are literal brackets.
+                if chars.get(i + 1) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            '{' if !in_class && !starts_repetition(&chars[i + 1..]) => out.push_str("\\{"),
+            '}' if !in_class => {
+                // A `}` that closes a repetition was copied with it; any other is literal.
+                out.push_str("\\}");
+            }
+            _ => out.push(c),
+        }
+        if c == '{' && !in_class && starts_repetition(&chars[i + 1..]) {
+            // Copy the whole `{n,m}`.
+            i += 1;
+            while i < chars.len() && chars[i] != '}' {
+                out.push(chars[i]);
+                i += 1;
+            }
+            if i < chars.len() {
+                out.push('}');
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Whether the text after a `{` is `n}`, `n,}` or `n,m}`.
+fn starts_repetition(rest: &[char]) -> bool {
+    let digits = |s: &[char]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+    let n = digits(rest);
+    if n == 0 {
+        return false;
+    }
+    match rest.get(n) {
+        Some('}') => true,
+        Some(',') => {
+            let m = digits(&rest[n + 1..]);
+            rest.get(n + 1 + m) == Some(&'}')
+        }
+        _ => false,
+    }
+}
+
+/// Compile a regular expression written for Go. One that does not compile breaks the rule
+/// (prometheus-adapter refuses to start with an invalid one; a pattern Go reads and this
+/// crate cannot must not stop the other rules from being served).
 fn compile_regex(ctx: &mut Ctx, line: usize, path: &str, pattern: &str) -> Option<Regex> {
-    match Regex::new(pattern) {
+    match Regex::new(&go_regex(pattern)) {
         Ok(r) => Some(r),
         Err(e) => {
             let msg = e.to_string();
             let short = msg.lines().last().unwrap_or(&msg).trim().to_string();
-            ctx.error(
+            ctx.broken(
                 line,
                 path,
                 format!("invalid regular expression \"{pattern}\": {short}"),
@@ -231,16 +344,13 @@ fn compile_regex(ctx: &mut Ctx, line: usize, path: &str, pattern: &str) -> Optio
 
 /// Entry point: any of the three shapes.
 pub(crate) fn compile(text: &str, source_name: &str) -> Result<RuleSet, ConfigErrors> {
-    let mut ctx = Ctx {
-        source: source_name.to_string(),
-        line_offset: 0,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-    };
+    let mut ctx = Ctx::new(source_name);
     let set = compile_text(&mut ctx, text, true);
     if ctx.errors.is_empty() {
         let mut set = set.unwrap_or_default();
         set.warnings = ctx.warnings;
+        set.broken = ctx.broken;
+        set.shadowed = crate::precedence::shadowed(&set, source_name);
         Ok(set)
     } else {
         Err(ConfigErrors { errors: ctx.errors })
@@ -286,6 +396,24 @@ fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<Rule
         && (root.get("kind").is_some() || root.get("apiVersion").is_some());
     if is_configmap && allow_configmap {
         return compile_configmap(ctx, &root);
+    }
+    // An umbrella chart's values carry the adapter chart's under its name.
+    if let Some(sub) = root
+        .get("prometheus-adapter")
+        .filter(|n| n.as_map().is_some() && root.get("rules").is_none())
+    {
+        let (errors, warnings, broken) = (ctx.errors.len(), ctx.warnings.len(), ctx.broken.len());
+        let mut set = compile_helm(ctx, sub);
+        let prefix = |list: &mut Vec<ConfigError>, from: usize| {
+            for e in &mut list[from..] {
+                e.path = join_path("prometheus-adapter", &e.path);
+            }
+        };
+        prefix(&mut ctx.errors, errors);
+        prefix(&mut ctx.warnings, warnings);
+        prefix(&mut ctx.broken, broken);
+        set.shape = crate::FileShape::HelmValues;
+        return Some(set);
     }
     let helm = root.get("rules").is_some_and(|r| r.as_map().is_some())
         || root.get("prometheus").is_some()
@@ -430,13 +558,80 @@ fn compile_adapter(ctx: &mut Ctx, root: &Node) -> RuleSet {
     set
 }
 
+/// The keys of the chart's `rules` value.
+const HELM_RULES_KEYS: &[&str] = &["default", "custom", "external", "resource", "existing"];
+
+/// The entries of a mapping the chart reads; keys it does not read are warned about (the
+/// chart ignores them, so the installation runs without them), never refused.
+fn helm_fields<'a>(
+    ctx: &mut Ctx,
+    node: &'a Node,
+    path: &str,
+    allowed: &[&str],
+) -> Option<Vec<(&'a str, &'a Node)>> {
+    let entries = fields(ctx, node, path, allowed, false)?;
+    for (k, _) in node.as_map().unwrap_or_default() {
+        if let Some(key) = k.as_scalar().filter(|key| !allowed.contains(key)) {
+            let hint = if key == "rules" && path == "prometheus" {
+                " (rules belong at the top level of the values, as `rules:`)".to_string()
+            } else {
+                suggestion(key, allowed)
+            };
+            ctx.warn(
+                k.line,
+                &join_path(path, key),
+                format!("the chart does not read \"{key}\" here, so it is ignored{hint}"),
+            );
+        }
+    }
+    Some(entries)
+}
+
+/// The rules added from the chart's defaults, labelled as such and without lines of the
+/// user's file.
+fn compile_helm_default_rules(ctx: &mut Ctx, set: &mut RuleSet) {
+    let Ok(Some(doc)) = yaml::parse(HELM_DEFAULT_RULES) else {
+        ctx.error(
+            0,
+            "rules.default",
+            "the built-in chart default rules do not parse",
+        );
+        return;
+    };
+    let mut inner = Ctx::new(&ctx.source);
+    for (i, node) in sequence(&mut inner, Some(&doc), "rules.default")
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(mut rule) = compile_rule(
+            &mut inner,
+            node,
+            &format!("rules.default[{i}]"),
+            RuleKind::Custom,
+        ) {
+            rule.line = 0;
+            set.custom.push(rule);
+        }
+    }
+    let relabel = |mut e: ConfigError| {
+        e.line = 0;
+        if let Some(end) = e.path.find(']') {
+            e.path.insert_str(end + 1, " (chart default)");
+        }
+        e
+    };
+    ctx.errors.extend(inner.errors.into_iter().map(relabel));
+    ctx.warnings.extend(inner.warnings.into_iter().map(relabel));
+    ctx.broken.extend(inner.broken.into_iter().map(relabel));
+}
+
 fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
     let mut set = RuleSet::default();
     let Some(top) = fields(ctx, root, "", &["rules", "prometheus"], false) else {
         return set;
     };
-    if let Some(prom) = get(&top, "prometheus") {
-        if let Some(p) = fields(ctx, prom, "prometheus", &["url", "port", "path"], true) {
+    if let Some(prom) = get(&top, "prometheus").filter(|n| !n.is_helm_empty()) {
+        if let Some(p) = helm_fields(ctx, prom, "prometheus", &["url", "port", "path"]) {
             let url = string(ctx, get(&p, "url"), "prometheus.url");
             let path = string(ctx, get(&p, "path"), "prometheus.path");
             let port = get(&p, "port").and_then(|n| {
@@ -464,30 +659,25 @@ fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
             .as_map()
             .and_then(|m| m.iter().find(|(k, _)| k.as_scalar() == Some(key)));
         if let Some((k, _)) = entry {
-            ctx.error(
+            ctx.warn(
                 k.line,
                 key,
-                format!("`{key}` belongs to the adapter config; in Helm values write it as `{helm_key}`"),
+                format!("the chart does not read `{key}` at the top level of its values, so it is ignored; write it as `{helm_key}`"),
             );
         }
     }
-    let rules_node = get(&top, "rules");
-    let rules = match rules_node {
-        Some(n) => fields(
-            ctx,
-            n,
-            "rules",
-            &["default", "custom", "external", "resource", "existing"],
-            true,
-        )
-        .unwrap_or_default(),
+    let rules = match get(&top, "rules").filter(|n| !n.is_helm_empty()) {
+        Some(n) => helm_fields(ctx, n, "rules", HELM_RULES_KEYS).unwrap_or_default(),
         None => Vec::new(),
     };
+    // The chart renders a section only when its value is not empty (`{}`, `[]`, null).
+    let section = |key: &str| get(&rules, key).filter(|n| !n.is_helm_empty());
     let default = match get(&rules, "default") {
+        Some(n) if n.is_null() => false,
         Some(n) => boolean(ctx, Some(n), "rules.default").unwrap_or(false),
         None => true,
     };
-    if let Some(existing) = string(ctx, get(&rules, "existing"), "rules.existing") {
+    if let Some(existing) = string(ctx, section("existing"), "rules.existing") {
         if !existing.is_empty() {
             let line = get(&rules, "existing").map(|n| n.line).unwrap_or(1);
             ctx.warn(
@@ -500,39 +690,9 @@ fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
         }
     }
     if default {
-        match yaml::parse(HELM_DEFAULT_RULES) {
-            Ok(Some(doc)) => {
-                let line_offset = ctx.line_offset;
-                let mut inner = Ctx {
-                    source: format!("{} (chart default rules)", ctx.source),
-                    line_offset: 0,
-                    errors: Vec::new(),
-                    warnings: Vec::new(),
-                };
-                for (i, node) in sequence(&mut inner, Some(&doc), "rules.default")
-                    .into_iter()
-                    .enumerate()
-                {
-                    if let Some(rule) = compile_rule(
-                        &mut inner,
-                        node,
-                        &format!("rules.default[{i}]"),
-                        RuleKind::Custom,
-                    ) {
-                        set.custom.push(rule);
-                    }
-                }
-                ctx.errors.extend(inner.errors);
-                ctx.line_offset = line_offset;
-            }
-            _ => ctx.error(
-                1,
-                "rules.default",
-                "the built-in chart default rules do not parse",
-            ),
-        }
+        compile_helm_default_rules(ctx, &mut set);
     }
-    for (i, node) in sequence(ctx, get(&rules, "custom"), "rules.custom")
+    for (i, node) in sequence(ctx, section("custom"), "rules.custom")
         .into_iter()
         .enumerate()
     {
@@ -541,7 +701,7 @@ fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
             set.custom.push(rule);
         }
     }
-    for (i, node) in sequence(ctx, get(&rules, "external"), "rules.external")
+    for (i, node) in sequence(ctx, section("external"), "rules.external")
         .into_iter()
         .enumerate()
     {
@@ -554,7 +714,7 @@ fn compile_helm(ctx: &mut Ctx, root: &Node) -> RuleSet {
             set.external.push(rule);
         }
     }
-    if let Some(node) = get(&rules, "resource").filter(|n| !n.is_null()) {
+    if let Some(node) = section("resource") {
         set.resource = compile_resource_rules(ctx, node, "rules.resource");
     }
     set
@@ -647,21 +807,29 @@ fn compile_resources(
                         continue;
                     }
                     let normalized = resources::normalize(&group, &resource);
-                    if let Some((other, _, _)) = lines.iter().find(|(_, g, _)| *g == normalized) {
-                        ctx.error(
-                            k.line,
-                            &lpath,
-                            format!(
-                                "labels \"{other}\" and \"{label}\" both map to resource \"{normalized}\"; prometheus-adapter would pick one at random, so keep only one"
-                            ),
-                        );
-                        continue;
-                    }
                     lines.push((label, normalized, k.line));
                 }
-                let mut overrides: Vec<(String, GroupResource)> =
-                    lines.into_iter().map(|(l, g, _)| (l, g)).collect();
+                let mut overrides: Vec<(String, GroupResource)> = lines
+                    .iter()
+                    .map(|(l, g, _)| (l.clone(), g.clone()))
+                    .collect();
                 overrides.sort();
+                for (i, (label, gr)) in overrides.iter().enumerate() {
+                    if let Some((first, _)) = overrides[..i].iter().find(|(_, g)| g == gr) {
+                        let line = lines
+                            .iter()
+                            .find(|(l, _, _)| l == label)
+                            .map(|(_, _, line)| *line)
+                            .unwrap_or(ov.line);
+                        ctx.warn(
+                            line,
+                            &format!("{opath}.{label}"),
+                            format!(
+                                "labels \"{first}\" and \"{label}\" both map to resource \"{gr}\"; prometheus-adapter picks one of them at random at each start, promhpa always uses \"{first}\" in queries; keep only one"
+                            ),
+                        );
+                    }
+                }
                 mapper.overrides = overrides;
             }
         }
@@ -683,33 +851,34 @@ fn selector_name(vs: &promql_parser::parser::VectorSelector) -> Option<String> {
 
 fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Option<Rule> {
     let errors_before = ctx.errors.len();
+    let broken_before = ctx.broken.len();
     let f = fields(ctx, node, path, RULE_KEYS, true)?;
-    if node.is_null() {
-        ctx.error(node.line, path, "empty rule");
-        return None;
-    }
-    // seriesQuery
+    // seriesQuery: prometheus-adapter starts with any string here and asks Prometheus for
+    // it, which refuses; so the rule is broken, not the file.
     let sq_path = join_path(path, "seriesQuery");
     let sq_node = get(&f, "seriesQuery");
     let series_query = string(ctx, sq_node, &sq_path).unwrap_or_default();
     let sq_line = sq_node.map(|n| n.line).unwrap_or(node.line);
     let mut sample_series = None;
+    let mut discoverable = false;
     if series_query.trim().is_empty() {
-        ctx.error(sq_line, &sq_path, "missing seriesQuery (a series selector such as 'http_requests_total{namespace!=\"\",pod!=\"\"}')");
+        ctx.broken(sq_line, &sq_path, "missing seriesQuery (a series selector such as 'http_requests_total{namespace!=\"\",pod!=\"\"}')");
     } else {
         match parse_promql(&series_query) {
             Ok(Expr::VectorSelector(vs)) => {
                 if vs.offset.is_some() || vs.at.is_some() {
-                    ctx.error(sq_line, &sq_path, "a series selector cannot have offset or @ modifiers");
+                    ctx.broken(sq_line, &sq_path, "a series selector cannot have offset or @ modifiers");
+                } else {
+                    discoverable = true;
                 }
                 sample_series = selector_name(&vs);
             }
-            Ok(_) => ctx.error(
+            Ok(_) => ctx.broken(
                 sq_line,
                 &sq_path,
                 format!("\"{}\" is not a series selector (expected e.g. 'metric{{label!=\"\"}}', not an expression)", shorten(&series_query)),
             ),
-            Err(e) => ctx.error(
+            Err(e) => ctx.broken(
                 sq_line,
                 &sq_path,
                 format!("\"{}\" is not a valid series selector: {}", shorten(&series_query), e.trim()),
@@ -782,6 +951,11 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         }
     }
     let explicit_filters = filters.len();
+    // A rule whose filters or name pattern did not compile cannot say which series it
+    // serves, so it is not asked for any.
+    if ctx.broken.len() > broken_before {
+        discoverable = false;
+    }
     let name_regex = match name_matches {
         Some(r) => {
             filters.push(SeriesFilter {
@@ -816,7 +990,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     let mq_src = string(ctx, mq_node, &mq_path).unwrap_or_default();
     let mut template = None;
     if mq_src.trim().is_empty() {
-        ctx.error(
+        ctx.broken(
             mq_line,
             &mq_path,
             "missing metricsQuery (e.g. 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)')",
@@ -824,10 +998,13 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     } else {
         match Template::parse(&mq_src, QUERY_FIELDS) {
             Ok(t) => template = Some(t),
-            Err(e) => ctx.error(mq_line, &mq_path, format!("invalid template: {e}")),
+            Err(e) => ctx.broken(mq_line, &mq_path, format!("invalid template: {e}")),
         }
     }
-    let rule = Rule {
+    if ctx.errors.len() > errors_before {
+        return None;
+    }
+    let mut rule = Rule {
         kind,
         path: path.to_string(),
         series_query,
@@ -838,13 +1015,38 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         name_as,
         resources,
         namespaced: namespaced.unwrap_or(true),
-        metrics_query: template?,
+        metrics_query: match template {
+            Some(t) => t,
+            None => Template::parse("", QUERY_FIELDS).ok()?,
+        },
         metrics_query_source: mq_src,
         sample_series,
+        broken: None,
+        discoverable,
     };
-    check_rule(ctx, &rule, mq_line, &mq_path);
+    if ctx.broken.len() == broken_before {
+        check_rule(ctx, &rule, mq_line, &mq_path);
+    }
     if ctx.errors.len() > errors_before {
         return None;
+    }
+    if ctx.broken.len() > broken_before {
+        let reasons: Vec<String> = ctx.broken[broken_before..]
+            .iter()
+            .map(|e| {
+                let field = e
+                    .path
+                    .strip_prefix(path)
+                    .map(|p| p.trim_start_matches('.'))
+                    .unwrap_or(&e.path);
+                if field.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("{field}: {}", e.message)
+                }
+            })
+            .collect();
+        rule.broken = Some(reasons.join("; "));
     }
     Some(rule)
 }
@@ -888,7 +1090,7 @@ fn check_rule(ctx: &mut Ctx, rule: &Rule, line: usize, path: &str) {
                 }
             }
         }
-        Err(e) => ctx.error(
+        Err(e) => ctx.broken(
             line,
             path,
             format!("rendering with placeholder data failed: {e}"),
@@ -982,7 +1184,7 @@ fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) -> Option<E
     match parse_promql(query) {
         Ok(expr) => Some(expr),
         Err(e) => {
-            ctx.error(
+            ctx.broken(
                 line,
                 path,
                 format!(
@@ -998,6 +1200,7 @@ fn check_promql(ctx: &mut Ctx, line: usize, path: &str, query: &str) -> Option<E
 
 fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ResourceRule> {
     let errors_before = ctx.errors.len();
+    let broken_before = ctx.broken.len();
     let f = fields(
         ctx,
         node,
@@ -1012,14 +1215,14 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         let line = knode.map(|n| n.line).unwrap_or(node.line);
         let src = string(ctx, knode, &kpath).unwrap_or_default();
         if src.trim().is_empty() {
-            ctx.error(line, &kpath, format!("missing {key}"));
+            ctx.broken(line, &kpath, format!("missing {key}"));
             templates.push(None);
             continue;
         }
         match Template::parse(&src, QUERY_FIELDS) {
             Ok(t) => templates.push(Some((t, src, line))),
             Err(e) => {
-                ctx.error(line, &kpath, format!("invalid template: {e}"));
+                ctx.broken(line, &kpath, format!("invalid template: {e}"));
                 templates.push(None);
             }
         }
@@ -1041,13 +1244,13 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
     )
     .unwrap_or_default();
     if container_label.is_empty() {
-        ctx.error(
+        ctx.broken(
             node.line,
             &join_path(path, "containerLabel"),
             "missing containerLabel (the label holding the container name, e.g. container)",
         );
     } else if !crate::render::is_valid_label_name(&container_label) {
-        ctx.error(
+        ctx.broken(
             node.line,
             &join_path(path, "containerLabel"),
             format!("\"{container_label}\" is not a valid Prometheus label name"),
@@ -1059,7 +1262,7 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
     else {
         return None;
     };
-    if ctx.errors.len() > errors_before {
+    if ctx.errors.len() > errors_before || ctx.broken.len() > broken_before {
         return None;
     }
     let rule = ResourceRule {
@@ -1075,7 +1278,7 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         Ok(q) => {
             check_promql(ctx, cq_line, &join_path(path, "containerQuery"), &q);
         }
-        Err(e) => ctx.error(
+        Err(e) => ctx.broken(
             cq_line,
             &join_path(path, "containerQuery"),
             format!("rendering with placeholder data failed: {e}"),
@@ -1085,13 +1288,13 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         Ok(q) => {
             check_promql(ctx, nq_line, &join_path(path, "nodeQuery"), &q);
         }
-        Err(e) => ctx.error(
+        Err(e) => ctx.broken(
             nq_line,
             &join_path(path, "nodeQuery"),
             format!("rendering with placeholder data failed: {e}"),
         ),
     }
-    (ctx.errors.len() == errors_before).then_some(rule)
+    (ctx.errors.len() == errors_before && ctx.broken.len() == broken_before).then_some(rule)
 }
 
 fn compile_resource_rules(ctx: &mut Ctx, node: &Node, path: &str) -> Option<ResourceRules> {
@@ -1117,7 +1320,7 @@ fn compile_resource_rules(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Reso
         match get(&f, key).filter(|n| !n.is_null()) {
             Some(n) => parts.push(compile_resource_rule(ctx, n, &kpath)),
             None => {
-                ctx.error(
+                ctx.broken(
                     node.line,
                     &kpath,
                     format!("missing {key} (containerQuery, nodeQuery, resources, containerLabel)"),
@@ -1151,12 +1354,7 @@ mod tests {
 
     #[test]
     fn helm_default_rules_compile() {
-        let mut ctx = Ctx {
-            source: "t".into(),
-            line_offset: 0,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut ctx = Ctx::new("t");
         let doc = yaml::parse(HELM_DEFAULT_RULES).unwrap().unwrap();
         let rules: Vec<_> = sequence(&mut ctx, Some(&doc), "rules.default")
             .into_iter()

@@ -219,6 +219,11 @@ impl ResourceMapper {
     }
 
     /// Whether no label maps to any resource.
+    /// The labels of `resources.overrides`, sorted.
+    pub fn override_labels(&self) -> impl Iterator<Item = &str> {
+        self.overrides.iter().map(|(l, _)| l.as_str())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.overrides.is_empty() && self.template.is_none()
     }

@@ -34,6 +34,21 @@ impl Node {
         matches!(&self.value, Value::Scalar { text, quoted: false, .. } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
+    /// Whether Helm's templates treat the value as empty (`if .Values.x` is false): null,
+    /// an empty mapping, list or string, `false` or zero.
+    pub fn is_helm_empty(&self) -> bool {
+        match &self.value {
+            Value::Seq(items) => items.is_empty(),
+            Value::Map(entries) => entries.is_empty(),
+            Value::Scalar { text, quoted, .. } => {
+                text.is_empty()
+                    || (!quoted
+                        && (self.is_null()
+                            || matches!(text.as_str(), "false" | "False" | "FALSE" | "0")))
+            }
+        }
+    }
+
     /// The node's type as a YAML user would call it, for messages.
     pub fn type_name(&self) -> &'static str {
         match &self.value {
@@ -93,7 +108,35 @@ pub(crate) fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.roots)
+    let mut roots = builder.roots;
+    // A block scalar that runs to the end of text without a final line break has no line
+    // break to keep (as Go's YAML reads it: `config.yaml: |-` around a file ending in
+    // `metricsQuery: |`); the scanner here adds one.
+    let last_line = text.rsplit('\n').next().unwrap_or("").trim();
+    if builder.last_scalar_block && !last_line.is_empty() && !last_line.starts_with('#') {
+        if let Some(Node {
+            value: Value::Scalar { text: value, .. },
+            ..
+        }) = roots.last_mut().and_then(last_scalar_mut)
+        {
+            if value.ends_with('\n') {
+                value.pop();
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// The scalar that comes last in `node`, in document order.
+fn last_scalar_mut(node: &mut Node) -> Option<&mut Node> {
+    if matches!(node.value, Value::Scalar { .. }) {
+        return Some(node);
+    }
+    match &mut node.value {
+        Value::Seq(items) => items.last_mut().and_then(last_scalar_mut),
+        Value::Map(entries) => entries.last_mut().and_then(|(_, v)| last_scalar_mut(v)),
+        Value::Scalar { .. } => None,
+    }
 }
 
 /// Parse the first document of `text`; `Ok(None)` when there is none.
@@ -122,6 +165,8 @@ struct Builder {
     anchors: HashMap<usize, Node>,
     nodes: usize,
     error: Option<YamlError>,
+    /// Whether the last scalar read was a `|` or `>` block.
+    last_scalar_block: bool,
 }
 
 fn node_size(node: &Node) -> usize {
@@ -203,6 +248,7 @@ impl MarkedEventReceiver for Builder {
                 self.nodes += 1;
                 let quoted = style != TScalarStyle::Plain;
                 let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
+                self.last_scalar_block = block;
                 self.push_node(
                     Node {
                         line,

@@ -238,71 +238,166 @@ data:
 
 #[test]
 fn every_error_is_reported_at_once_with_path_and_line() {
+    // What prometheus-adapter refuses to start with: unknown keys, wrong types, more than
+    // one capture group without `as`, a resource template without `.Resource`.
     let text = r#"rules:
 - seriesQuerry: 'x{pod!=""}'
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-- seriesQuery: 'rate(x[5m])'
-  resources: {template: '<<.Resource>>'}
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-- seriesQuery: 'x{pod!=""}'
-  seriesFilters:
-  - is: "([unclosed"
-  resources: {template: '<<.Resource>>'}
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>} by (<<.GroupBy>>)'
 - seriesQuery: 'x{pod!=""}'
   resources:
     overrides:
       pod: {resource: pod}
-      pod_name: {resource: pods}
     namespaced: "yes please"
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatcher>>})'
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
 - seriesQuery: ['not', 'a', 'string']
   resources: {template: '<<.Resource>>'}
-  metricsQuery: '<<if .Series>>x'
+  metricsQuery: 'x'
 - seriesQuery: 'x{pod!=""}'
-  resources: {template: '<<.Resource>>'}
-  metricsQuery: '<<upper .Series>>'
-externalRules:
-- seriesQuery: 'y{ns!=""}'
-  resources: {overrides: {ns: {resource: namespace}}}
-  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}'
+  name: {matches: '^(a)_(b)$'}
+  resources: {template: 'kube_<<.Group>>'}
+  metricsQuery: 'x'
 "#;
     let errs = errors(text);
     let e = find(&errs, "rules[0].seriesQuerry");
     assert_eq!(e.line, 2);
     assert!(e.message.contains("did you mean \"seriesQuery\""));
-    assert_eq!(find(&errs, "rules[0].seriesQuery").line, 2);
-    let e = find(&errs, "rules[1].seriesQuery");
-    assert_eq!(e.line, 4);
-    assert!(e.message.contains("not a series selector"), "{e}");
-    let e = find(&errs, "rules[2].seriesFilters[0].is");
-    assert_eq!(e.line, 9);
-    assert!(e.message.contains("invalid regular expression"), "{e}");
-    let e = find(&errs, "rules[2].metricsQuery");
-    assert_eq!(e.line, 11);
-    assert!(e.message.contains("invalid PromQL"), "{e}");
-    let e = find(&errs, "rules[3].resources.overrides.pod_name");
-    assert_eq!(e.line, 16);
-    assert!(e.message.contains("both map to resource \"pods\""), "{e}");
-    let e = find(&errs, "rules[3].resources.namespaced");
+    let e = find(&errs, "rules[1].resources.namespaced");
+    assert_eq!(e.line, 8);
     assert!(e.message.contains("expected a boolean"), "{e}");
-    let e = find(&errs, "rules[3].metricsQuery");
-    assert!(e.message.contains("unknown field \".LabelMatcher\""), "{e}");
-    let e = find(&errs, "rules[4].seriesQuery");
-    assert_eq!(e.line, 19);
+    let e = find(&errs, "rules[2].seriesQuery");
+    assert_eq!(e.line, 10);
     assert!(e.message.contains("expected a string, got a list"), "{e}");
-    let e = find(&errs, "rules[4].metricsQuery");
-    assert!(e.message.contains("missing <<end>>"), "{e}");
-    let e = find(&errs, "rules[5].metricsQuery");
-    assert!(e.message.contains("function \"upper\" not defined"), "{e}");
-    let e = find(&errs, "externalRules[0].metricsQuery");
-    assert_eq!(e.line, 28);
-    // the rendered form helps find the mistake
-    assert!(e.message.contains("max(y{ns=\"default\"}"), "{e}");
+    let e = find(&errs, "rules[3].name.as");
+    assert!(e.message.contains("2 capture groups"), "{e}");
+    find(&errs, "rules[3].resources.template");
     // every message carries the file name and line when displayed
     assert!(e
         .to_string()
-        .starts_with("test.yaml:28: externalRules[0].metricsQuery: "));
+        .starts_with("test.yaml:14: rules[3].name.as: "));
+}
+
+#[test]
+fn broken_rules_are_reported_and_the_others_served() {
+    // What prometheus-adapter starts with and fails on at query time.
+    let text = r#"rules:
+- seriesQuery: 'ok_total{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+- seriesQuery: 'rate(x[5m])'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: 'x{namespace!="",pod!=""}'
+  seriesFilters:
+  - is: "([unclosed"
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: 'y{namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+      pod_name: {resource: pods}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatcher>>})'
+- seriesQuery: 'z{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: '<<upper .Series>>'
+- seriesQuery: 'w{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+- seriesQuery: 'v{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>} by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: 'q{ns!=""}'
+  resources: {overrides: {ns: {resource: namespace}}}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}'
+"#;
+    let set = RuleSet::from_yaml(text, "test.yaml").unwrap();
+    assert!(set.custom[0].broken().is_none());
+    assert_eq!(set.custom.len(), 7);
+    let find_broken = |path: &str| {
+        set.broken
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no broken rule at {path}: {:#?}", set.broken))
+    };
+    let e = find_broken("rules[1].seriesQuery");
+    assert_eq!(e.line, 5);
+    assert!(e.message.contains("not a series selector"), "{e}");
+    assert!(!set.custom[1].discoverable());
+    let e = find_broken("rules[2].seriesFilters[0].is");
+    assert_eq!(e.line, 10);
+    assert!(e.message.contains("invalid regular expression"), "{e}");
+    assert!(!set.custom[2].discoverable());
+    let e = find_broken("rules[3].metricsQuery");
+    assert!(e.message.contains("unknown field \".LabelMatcher\""), "{e}");
+    assert!(set.custom[3].discoverable());
+    let w = set
+        .warnings
+        .iter()
+        .find(|w| w.path == "rules[3].resources.overrides.pod_name")
+        .unwrap();
+    assert!(w.message.contains("both map to resource \"pods\""), "{w}");
+    assert!(find_broken("rules[4].metricsQuery")
+        .message
+        .contains("function \"upper\" not defined"));
+    assert!(find_broken("rules[5].metricsQuery")
+        .message
+        .contains("missing metricsQuery"));
+    assert!(find_broken("rules[6].metricsQuery")
+        .message
+        .contains("invalid PromQL"));
+    let e = find_broken("externalRules[0].metricsQuery");
+    assert_eq!(e.line, 31);
+    // the rendered form helps find the mistake
+    assert!(e.message.contains("max(q{ns=\"default\"}"), "{e}");
+    assert!(e
+        .to_string()
+        .starts_with("test.yaml:31: externalRules[0].metricsQuery: "));
+    // a request for a broken rule's metric names the rule and the reason
+    let err = set.custom[5]
+        .render_custom(
+            "w",
+            Some("shop"),
+            &GroupResource::new("", "pods"),
+            &["a".into()],
+            &LabelSelector::everything(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "rule rules[5] is broken: metricsQuery: missing metricsQuery (e.g. 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)')"
+    );
+    assert!(!set.is_clean());
+    assert_eq!(
+        set.strict_errors().len(),
+        set.broken.len() + set.warnings.len()
+    );
+}
+
+#[test]
+fn go_regex_syntax_reads_as_in_go() {
+    // A `{` that starts no repetition is a literal in Go's RE2, and `\Q...\E` quotes.
+    let text = r#"rules:
+- seriesQuery: '{__name__=~"^app_.*",namespace!="",pod!=""}'
+  seriesFilters:
+  - isNot: '{internal}'
+  resources: {template: '<<.Resource>>'}
+  name: {matches: '^app_(.*)_a{2}$', as: '${1}'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: '{__name__=~"^q_.*",namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  name: {matches: '^\Qq_a.b\E(.*)$', as: 'x${1}'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#;
+    let set = RuleSet::from_yaml(text, "t").unwrap();
+    assert!(set.broken.is_empty(), "{:?}", set.broken);
+    let r = &set.custom[0];
+    assert_eq!(r.metric_name_for("app_x_aa").as_deref(), Some("x"));
+    assert_eq!(r.metric_name_for("app_x_a"), None);
+    assert_eq!(r.metric_name_for("app_{internal}_aa"), None);
+    let q = &set.custom[1];
+    assert_eq!(q.metric_name_for("q_a.bc").as_deref(), Some("xc"));
+    assert_eq!(q.metric_name_for("q_axbc"), None);
 }
 
 #[test]
@@ -318,10 +413,10 @@ fn empty_and_non_yaml_files_are_errors() {
     assert!(errs[0].message.contains("got a list"), "{errs:?}");
     let errs = errors("rules: 3\n");
     assert!(errs[0].message.contains("expected a list"), "{errs:?}");
-    let errs = errors("rules:\n- seriesQuery: 'x{a=\"b\"}'\n");
-    assert!(find(&errs, "rules[0].metricsQuery")
-        .message
-        .contains("missing metricsQuery"));
+    let set = RuleSet::from_yaml("rules:\n- seriesQuery: 'x{a=\"b\"}'\n", "t").unwrap();
+    assert!(set.custom[0]
+        .broken()
+        .is_some_and(|b| b.contains("missing metricsQuery")));
     let errs = errors("foo: 1\n");
     assert!(
         find(&errs, "foo").message.contains("unknown field"),
@@ -381,8 +476,13 @@ data:
     assert_eq!(set.custom.len(), 1);
     assert_eq!(set.custom[0].path(), "rules.custom[0]");
     // lines point into the whole file
-    let errs = errors(&text.replace("seriesQuery: 'x_total", "seriesQuery: 'rate(x_total"));
-    assert_eq!(find(&errs, "rules.custom[0].seriesQuery").line, 13);
+    let set = RuleSet::from_yaml(
+        &text.replace("seriesQuery: 'x_total", "seriesQuery: 'rate(x_total"),
+        "all.yaml",
+    )
+    .unwrap();
+    assert_eq!(set.broken[0].path, "rules.custom[0].seriesQuery");
+    assert_eq!(set.broken[0].line, 13);
 }
 
 #[test]
@@ -394,12 +494,128 @@ fn rule_sets_can_be_shared_across_threads() {
 }
 
 #[test]
-fn adapter_keys_in_helm_values_are_errors() {
-    let text = "rules:\n  default: false\nexternalRules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsQuery: 'x'\n";
-    let errs = errors(text);
-    let e = find(&errs, "externalRules");
-    assert_eq!(e.line, 3);
+fn keys_the_chart_ignores_are_warnings() {
+    let text = "rules:\n  default: false\n  custon: []\nexternalRules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsQuery: 'x'\nprometheus:\n  url: http://p\n  rules:\n    custom: []\n";
+    let set = RuleSet::from_yaml(text, "values.yaml").unwrap();
+    assert_eq!(set.shape, FileShape::HelmValues);
+    assert!(set.external.is_empty());
+    let w = |path: &str| {
+        set.warnings
+            .iter()
+            .find(|w| w.path == path)
+            .unwrap_or_else(|| panic!("no warning at {path}: {:#?}", set.warnings))
+            .clone()
+    };
+    let e = w("externalRules");
+    assert_eq!(e.line, 4);
     assert!(e.message.contains("rules.external"), "{e}");
+    assert!(e.message.contains("ignored"), "{e}");
+    assert!(w("rules.custon")
+        .message
+        .contains("did you mean \"custom\""));
+    assert!(w("prometheus.rules")
+        .message
+        .contains("rules belong at the top level"));
+}
+
+#[test]
+fn empty_helm_sections_are_absent_as_in_the_chart() {
+    for section in [
+        "resource: {}",
+        "resource: []",
+        "resource:",
+        "custom: []",
+        "custom: {}",
+        "external: {}",
+        "external: []",
+        "existing: \"\"",
+    ] {
+        let text = format!(
+            "rules:\n  default: false\n  {section}\n  custom:\n  - seriesQuery: 'x{{namespace!=\"\",pod!=\"\"}}'\n    resources: {{template: '<<.Resource>>'}}\n    metricsQuery: 'sum(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n"
+        );
+        // a duplicate `custom` key is its own error; test the empty one alone then
+        let text = if section.starts_with("custom") {
+            format!("rules:\n  default: false\n  {section}\n")
+        } else {
+            text
+        };
+        let set =
+            RuleSet::from_yaml(&text, "values.yaml").unwrap_or_else(|e| panic!("{section}: {e}"));
+        assert!(set.resource.is_none(), "{section}");
+        assert!(set.broken.is_empty(), "{section}: {:?}", set.broken);
+        assert!(set.warnings.is_empty(), "{section}: {:?}", set.warnings);
+    }
+    // `rules: {}` leaves the chart's default rules
+    let set = RuleSet::from_yaml("rules: {}\nprometheus: {url: http://p}\n", "v").unwrap();
+    assert_eq!(set.custom.len(), 6);
+}
+
+#[test]
+fn umbrella_chart_values_are_read_under_the_chart_name() {
+    let text = r#"grafana:
+  enabled: true
+prometheus-adapter:
+  prometheus:
+    url: http://prometheus.monitoring.svc
+    port: 9090
+  rules:
+    default: false
+    custom:
+    - seriesQuery: 'x_total{namespace!="",pod!=""}'
+      resources: {template: '<<.Resource>>'}
+      name: {matches: '^(.*)_total$', as: '${1}_per_second'}
+      metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+    - seriesQuery: 'y{namespace!="",pod!=""}'
+      resources: {template: '<<.Resource>>'}
+"#;
+    let set = RuleSet::from_yaml(text, "values.yaml").unwrap();
+    assert_eq!(set.shape, FileShape::HelmValues);
+    assert_eq!(set.custom.len(), 2);
+    assert_eq!(set.prometheus.as_ref().and_then(|p| p.port), Some(9090));
+    assert_eq!(
+        set.broken[0].path,
+        "prometheus-adapter.rules.custom[1].metricsQuery"
+    );
+    assert_eq!(set.broken[0].line, 14);
+}
+
+#[test]
+fn chart_default_rules_are_labelled_without_user_lines() {
+    let text = "rules:\n  custom:\n  - seriesQuery: 'x_total{namespace!=\"\",pod!=\"\"}'\n    resources: {template: '<<.Resource>>'}\n    metricsQuery: 'avg_over_time(<<.Series>>{<<.LabelMatchers>>}[1m])'\n";
+    let set = RuleSet::from_yaml(text, "values.yaml").unwrap();
+    assert_eq!(set.custom.len(), 7);
+    let d = &set.custom[4];
+    assert_eq!(d.path(), "rules.default[4]");
+    assert_eq!(d.line(), 0);
+    assert_eq!(d.origin(), "rules.default[4] (chart default)");
+    // the chart's generic `_total` rule exposes "x" from x_total for pods too; the user's
+    // rule does not (it keeps the name), so nothing is shadowed here
+    assert!(set.shadowed.is_empty(), "{:?}", set.shadowed);
+}
+
+#[test]
+fn later_rules_shadow_earlier_ones_and_check_names_them() {
+    let text = r#"rules:
+  custom:
+  - seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+    resources: {template: '<<.Resource>>'}
+    name: {matches: '^(.*)_total$', as: '$1'}
+    metricsQuery: 'avg_over_time(<<.Series>>{<<.LabelMatchers>>}[1m])'
+"#;
+    let set = RuleSet::from_yaml(text, "values.yaml").unwrap();
+    let s = &set.shadowed[0];
+    assert_eq!(s.path, "rules.default[4] (chart default)");
+    assert_eq!(s.line, 0);
+    assert!(
+        s.message
+            .contains("rules.custom[0] also exposes \"http_requests\""),
+        "{s}"
+    );
+    assert!(
+        s.to_string()
+            .starts_with("values.yaml: rules.default[4] (chart default): "),
+        "{s}"
+    );
 }
 
 #[test]
