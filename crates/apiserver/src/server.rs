@@ -23,6 +23,13 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+mod tls_policy;
+
+pub use tls_policy::{
+    check_cipher_suite_name, offered_cipher_suite_names, unoffered_cipher_suite_names, ResolvedTls,
+    TlsOptions, TlsVersion,
+};
+
 /// Why serving could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -197,9 +204,22 @@ impl ClientCertVerifier for OptionalClientCert {
 pub fn tls_config(
     resolver: Arc<dyn ResolvesServerCert>,
 ) -> Result<Arc<rustls::ServerConfig>, ServerError> {
-    let provider = provider();
+    let resolved = TlsOptions::default().resolve()?;
+    tls_config_with(resolver, &resolved)
+}
+
+/// [`tls_config`] with the versions and cipher suites of `resolved`
+/// ([`TlsOptions::resolve`]).
+pub fn tls_config_with(
+    resolver: Arc<dyn ResolvesServerCert>,
+    resolved: &ResolvedTls,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: resolved.cipher_suites.clone(),
+        ..rustls::crypto::ring::default_provider()
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(&resolved.versions)
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_client_cert_verifier(Arc::new(OptionalClientCert { provider }))
         .with_cert_resolver(resolver);
