@@ -335,6 +335,9 @@ fn render_error(e: RenderError, metric: &str) -> ApiError {
         RenderError::InvalidSelectorKey { .. } | RenderError::UnsupportedOperator { .. } => {
             ApiError::BadRequest(format!("metric \"{metric}\": {e}"))
         }
+        RenderError::Broken { .. } => ApiError::Unavailable(format!(
+            "unable to fetch metric \"{metric}\": {e}; fix the rule file (`promhpa check --config FILE` lists every problem)"
+        )),
         other => ApiError::Internal(format!("metric \"{metric}\": {other}")),
     }
 }
@@ -445,15 +448,25 @@ fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiErro
             served_for.into_iter().collect::<Vec<_>>().join(", ")
         )
     } else {
-        let could: Vec<&str> = state
+        let candidates: Vec<&Rule> = state
             .registry
             .rules()
             .custom
             .iter()
             .filter(|r| rule_could_produce(r, metric))
+            .collect();
+        let broken: Vec<String> = candidates
+            .iter()
+            .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
+            .collect();
+        let could: Vec<&str> = candidates
+            .iter()
+            .filter(|r| r.broken().is_none())
             .map(|r| r.path())
             .collect();
-        if could.is_empty() {
+        if !broken.is_empty() && could.is_empty() {
+            broken.join("; ")
+        } else if could.is_empty() {
             "no rule in the configuration produces a metric of that name".to_string()
         } else {
             format!(
@@ -705,15 +718,25 @@ async fn external_values(
             .collect(),
     );
     let Some(entry) = state.registry.external(metric).await else {
-        let could: Vec<&str> = state
+        let candidates: Vec<&Rule> = state
             .registry
             .rules()
             .external
             .iter()
             .filter(|r| rule_could_produce(r, metric))
+            .collect();
+        let broken: Vec<String> = candidates
+            .iter()
+            .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
+            .collect();
+        let could: Vec<&str> = candidates
+            .iter()
+            .filter(|r| r.broken().is_none())
             .map(|r| r.path())
             .collect();
-        let why = if could.is_empty() {
+        let why = if !broken.is_empty() && could.is_empty() {
+            broken.join("; ")
+        } else if could.is_empty() {
             "no external rule in the configuration produces a metric of that name".to_string()
         } else {
             format!(

@@ -55,6 +55,7 @@ struct Inner {
     registry_custom: u64,
     registry_external: u64,
     dropped_values: BTreeMap<String, u64>,
+    broken_rules: Vec<String>,
 }
 
 /// Counters and histograms describing the server's own behaviour.
@@ -109,6 +110,11 @@ impl SelfMetrics {
         i.registry_external = external as u64;
     }
 
+    /// The rules of the loaded file that cannot serve (by position, e.g. `rules[3]`).
+    pub fn set_broken_rules(&self, rules: Vec<String>) {
+        self.lock().broken_rules = rules;
+    }
+
     /// A value that was not served because it was NaN or infinite.
     pub fn dropped_value(&self, metric: &str) {
         *self
@@ -144,6 +150,11 @@ impl SelfMetrics {
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_failures_total Relists that failed for at least one rule.\n# TYPE promhpa_discovery_relist_failures_total counter\npromhpa_discovery_relist_failures_total {}", i.relist_failures);
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_series Distinct (name, label-name set) pairs seen by the last relist.\n# TYPE promhpa_discovery_relist_series gauge\npromhpa_discovery_relist_series {}", i.relist_series);
         let _ = writeln!(out, "# HELP promhpa_registry_metrics Metrics served, by API.\n# TYPE promhpa_registry_metrics gauge\npromhpa_registry_metrics{{api=\"custom\"}} {}\npromhpa_registry_metrics{{api=\"external\"}} {}", i.registry_custom, i.registry_external);
+        let _ = writeln!(out, "# HELP promhpa_rules_broken Rules of the rule file that load but cannot serve (see the log or `promhpa check`).\n# TYPE promhpa_rules_broken gauge\npromhpa_rules_broken {}", i.broken_rules.len());
+        out.push_str("# HELP promhpa_rule_broken A rule that loads but cannot serve; every request for its metrics fails.\n# TYPE promhpa_rule_broken gauge\n");
+        for rule in &i.broken_rules {
+            let _ = writeln!(out, "promhpa_rule_broken{{rule=\"{}\"}} 1", esc(rule));
+        }
         out.push_str("# HELP promhpa_dropped_values_total Values not served because they were NaN or infinite.\n# TYPE promhpa_dropped_values_total counter\n");
         for (m, c) in &i.dropped_values {
             let _ = writeln!(

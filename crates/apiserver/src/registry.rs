@@ -82,6 +82,13 @@ impl Registry {
         metrics: Arc<SelfMetrics>,
         max_age: Duration,
     ) -> Registry {
+        metrics.set_broken_rules(
+            rules
+                .rules()
+                .filter(|r| r.broken().is_some())
+                .map(|r| r.origin())
+                .collect(),
+        );
         Registry {
             rules,
             backend,
@@ -134,6 +141,9 @@ impl Registry {
         idx: usize,
         rule: &Rule,
     ) -> (RuleResult<((GroupResource, String), CustomEntry)>, u64) {
+        if !rule.discoverable() {
+            return (Ok(Vec::new()), 0);
+        }
         let since = now_ms() - self.max_age.as_millis() as i64;
         let infos = match self.backend.series_names(rule.series_query(), since).await {
             Ok(i) => i,
@@ -180,6 +190,9 @@ impl Registry {
         idx: usize,
         rule: &Rule,
     ) -> (RuleResult<(String, ExternalEntry)>, u64) {
+        if !rule.discoverable() {
+            return (Ok(Vec::new()), 0);
+        }
         let since = now_ms() - self.max_age.as_millis() as i64;
         let infos = match self.backend.series_names(rule.series_query(), since).await {
             Ok(i) => i,
@@ -203,6 +216,32 @@ impl Registry {
         (Ok(out), n)
     }
 
+    /// Record that the rule of `entry` serves `key`. Rules are visited in file order and,
+    /// as in prometheus-adapter's series registry, a later rule takes a metric an earlier
+    /// one also exposes for the same resource — unless the later rule is broken and the
+    /// earlier one is not: a rule that cannot serve never takes a metric away from one that
+    /// can.
+    fn claim<K: Ord, V>(
+        &self,
+        map: &mut BTreeMap<K, V>,
+        key: K,
+        entry: V,
+        rule_of: impl Fn(&V) -> usize,
+        api: Api,
+    ) {
+        let list = match api {
+            Api::Custom => &self.rules.custom,
+            Api::External => &self.rules.external,
+        };
+        let broken = |idx: usize| list.get(idx).is_some_and(|r| r.broken().is_some());
+        if let Some(existing) = map.get(&key) {
+            if broken(rule_of(&entry)) && !broken(rule_of(existing)) {
+                return;
+            }
+        }
+        map.insert(key, entry);
+    }
+
     /// Rebuild the entries of `apis` from the backend. A rule whose discovery fails keeps
     /// its previous entries; the errors are returned.
     async fn rebuild(&self, apis: &[Api]) -> (Snapshot, Vec<String>, u64) {
@@ -217,13 +256,19 @@ impl Registry {
                 match res {
                     Ok(entries) => {
                         for (k, v) in entries {
-                            snap.custom.entry(k).or_insert(v);
+                            self.claim(&mut snap.custom, k, v, |e| e.rule, Api::Custom);
                         }
                     }
                     Err(e) => {
                         errors.push(e);
                         for (k, v) in old.custom.iter().filter(|(_, v)| v.rule == idx) {
-                            snap.custom.entry(k.clone()).or_insert(v.clone());
+                            self.claim(
+                                &mut snap.custom,
+                                k.clone(),
+                                v.clone(),
+                                |e| e.rule,
+                                Api::Custom,
+                            );
                         }
                     }
                 }
@@ -238,13 +283,19 @@ impl Registry {
                 match res {
                     Ok(entries) => {
                         for (k, v) in entries {
-                            snap.external.entry(k).or_insert(v);
+                            self.claim(&mut snap.external, k, v, |e| e.rule, Api::External);
                         }
                     }
                     Err(e) => {
                         errors.push(e);
                         for (k, v) in old.external.iter().filter(|(_, v)| v.rule == idx) {
-                            snap.external.entry(k.clone()).or_insert(v.clone());
+                            self.claim(
+                                &mut snap.external,
+                                k.clone(),
+                                v.clone(),
+                                |e| e.rule,
+                                Api::External,
+                            );
                         }
                     }
                 }

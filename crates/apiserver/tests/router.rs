@@ -453,3 +453,91 @@ async fn tls_passes_client_certificates_to_the_guard() {
     tx.send(()).unwrap();
     handle.await.unwrap();
 }
+
+const PRECEDENCE_RULES: &str = r#"
+rules:
+# generic: every series with namespace and pod labels but queues, summed
+- seriesQuery: '{namespace!="",pod!="",__name__!~"queue_.*"}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+# the team's own rule for the same series and name: the later rule serves it
+- seriesQuery: 'http_requests_in_flight{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'max by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>} * 1000)'
+# loads as in prometheus-adapter but cannot serve: no metricsQuery
+- seriesQuery: 'queue_length{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+# broken and later than the generic rule: it does not take node_load_x away from it
+- seriesQuery: 'node_load_x{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>} by (<<.GroupBy>>)'
+"#;
+
+#[tokio::test]
+async fn later_rules_win_and_broken_rules_are_named() {
+    let backend = Arc::new(EmbeddedBackend::default());
+    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
+    let metrics = Arc::new(SelfMetrics::default());
+    let rules = Arc::new(RuleSet::from_yaml(PRECEDENCE_RULES, "rules").unwrap());
+    assert_eq!(rules.broken.len(), 2, "{:?}", rules.broken);
+    let registry = Arc::new(Registry::new(
+        rules,
+        backend.clone(),
+        lookup.clone(),
+        metrics.clone(),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry: registry.clone(),
+        backend: backend.clone(),
+        lookup,
+        metrics: metrics.clone(),
+        guard: None,
+        coalescer: Default::default(),
+    });
+    for (name, v) in [
+        ("http_requests_in_flight", 2.0),
+        ("queue_length", 5.0),
+        ("node_load_x", 7.0),
+    ] {
+        backend
+            .append(
+                &Labels::from_pairs([("__name__", name), ("namespace", "shop"), ("pod", "web-1")]),
+                now_ms() - 1000,
+                v,
+            )
+            .unwrap();
+    }
+    assert!(registry.relist().await.is_empty());
+    let base = "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1";
+
+    // the later rule's query: max(... * 1000)
+    let (code, body) = get(&app, &format!("{base}/http_requests_in_flight")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["items"][0]["value"], "2k", "{body}");
+
+    // a broken rule's metric: 503 naming the rule and the reason
+    let (code, body) = get(&app, &format!("{base}/queue_length")).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains("rule rules[2] is broken: metricsQuery: missing metricsQuery"),
+        "{msg}"
+    );
+
+    // a broken later rule does not take a metric away from a working earlier one
+    let (code, body) = get(&app, &format!("{base}/node_load_x")).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["items"][0]["value"], "7", "{body}");
+
+    let text = metrics.render();
+    assert!(text.contains("\npromhpa_rules_broken 2\n"), "{text}");
+    assert!(
+        text.contains("promhpa_rule_broken{rule=\"rules[2]\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("promhpa_rule_broken{rule=\"rules[3]\"} 1"),
+        "{text}"
+    );
+}
