@@ -33,7 +33,10 @@ fn check_summarises_a_valid_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("OK (prometheus-adapter config): 1 custom rule, 0 external rules"),
+        text.starts_with(&format!(
+            "{}: OK: 1 rule ok, 0 warnings\nprometheus-adapter config: 1 custom rule, 0 external rules",
+            rules_file("istio-requests.yaml")
+        )),
         "{text}"
     );
     assert!(text.contains("rules[0] (line 5): custom"), "{text}");
@@ -75,6 +78,57 @@ fn check_lists_every_error_and_fails() {
         "{err}"
     );
     assert!(err.contains("errors found"), "{err}");
+}
+
+#[test]
+fn check_reports_broken_rules_and_fails_only_then_or_when_strict() {
+    let dir = std::env::temp_dir().join(format!("promhpa-check-broken-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "rules:\n  custom:\n  - seriesQuery: 'x_total{namespace!=\"\",pod!=\"\"}'\n    resources: {template: '<<.Resource>>'}\n",
+    )
+    .unwrap();
+    let warned = dir.join("warned.yaml");
+    std::fs::write(
+        &warned,
+        "rules:\n- seriesQuery: 'x{pod!=\"\"}'\n  resources: {overrides: {pod: {resource: pod}}}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+    )
+    .unwrap();
+    let out = promhpa(&["check", "--config", broken.to_str().unwrap()]);
+    let lenient = promhpa(&["check", "--config", warned.to_str().unwrap()]);
+    let strict = promhpa(&["check", "--strict", "--config", warned.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // the verdict comes first; the chart's six default rules are counted
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with("broken.yaml: BROKEN RULES: 6 rules ok, 1 broken, 0 warnings"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rules.default[0] (chart default): custom\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rules.custom[0] (line 3): custom, BROKEN"),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken.yaml:3: rules.custom[0].metricsQuery: missing metricsQuery"),
+        "{text}"
+    );
+    assert!(stderr(&out).contains("serve would start without the broken rule"));
+
+    assert_eq!(lenient.status.code(), Some(0), "{}", stdout(&lenient));
+    assert!(stdout(&lenient).contains("OK: 1 rule ok, 1 warning"));
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(stderr(&strict).contains("--strict refuses warnings"));
 }
 
 #[test]

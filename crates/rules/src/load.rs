@@ -353,7 +353,12 @@ pub(crate) fn compile(text: &str, source_name: &str) -> Result<RuleSet, ConfigEr
         set.shadowed = crate::precedence::shadowed(&set, source_name);
         Ok(set)
     } else {
-        Err(ConfigErrors { errors: ctx.errors })
+        // The file is refused; what would only have broken a rule is listed with the rest,
+        // so that one run shows every problem.
+        let mut errors = ctx.errors;
+        errors.extend(ctx.broken);
+        errors.sort_by_key(|e| e.line);
+        Err(ConfigErrors { errors })
     }
 }
 
@@ -1004,6 +1009,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     if ctx.errors.len() > errors_before {
         return None;
     }
+    let template_parsed = template.is_some();
     let mut rule = Rule {
         kind,
         path: path.to_string(),
@@ -1024,7 +1030,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         broken: None,
         discoverable,
     };
-    if ctx.broken.len() == broken_before {
+    if template_parsed {
         check_rule(ctx, &rule, mq_line, &mq_path);
     }
     if ctx.errors.len() > errors_before {

@@ -21,6 +21,10 @@ struct Selected {
 }
 
 fn selector(rule: &Rule) -> Option<VectorSelector> {
+    // Only a discoverable rule's seriesQuery has passed the loader's size and nesting limits.
+    if !rule.discoverable() {
+        return None;
+    }
     match promql::parse(rule.series_query()) {
         Ok(Expr::VectorSelector(vs)) => Some(vs),
         _ => None,

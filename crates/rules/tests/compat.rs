@@ -161,7 +161,10 @@ fn series_labels(rule: &Rule) -> BTreeSet<String> {
     ] {
         labels.extend(rule.label_for_resource(&gr));
     }
-    if let Ok(Expr::VectorSelector(vs)) = parser::parse(rule.series_query()) {
+    if let Some(Ok(Expr::VectorSelector(vs))) = rule
+        .discoverable()
+        .then(|| parser::parse(rule.series_query()))
+    {
         for m in &vs.matchers.matchers {
             if m.name != "__name__" {
                 labels.insert(m.name.clone());

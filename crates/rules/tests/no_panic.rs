@@ -165,9 +165,17 @@ fn deeply_nested_inputs_are_errors_not_stack_overflows() {
     let deep_ifs = format!("{}x{}", "<<if 1>>".repeat(n), "<<end>>".repeat(n));
     let else_ifs = format!("<<if 1>>x{}<<end>>", "<<else if 1>>".repeat(n));
     let deep_tmpl_parens = format!("<<{}1{}>>", "(".repeat(n), ")".repeat(n));
+    // such a rule loads broken (prometheus-adapter would start with it), with a short reason
+    let broken_reason = |text: &str| -> String {
+        let set = RuleSet::from_yaml(text, "deep.yaml").unwrap();
+        set.broken
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     for query in [deep_parens, deep_ifs, else_ifs, deep_tmpl_parens] {
-        let err = RuleSet::from_yaml(&wrap(&query), "deep.yaml").unwrap_err();
-        let msg = err.to_string();
+        let msg = broken_reason(&wrap(&query));
         assert!(
             msg.contains("deeper than") || msg.contains("longer than"),
             "{}",
@@ -180,14 +188,10 @@ fn deeply_nested_inputs_are_errors_not_stack_overflows() {
         "(".repeat(n),
         ")".repeat(n)
     );
-    assert!(RuleSet::from_yaml(&deep_series, "deep.yaml").is_err());
+    assert!(!broken_reason(&deep_series).is_empty());
     let long = format!("x{}", " + x".repeat(n));
-    let err = RuleSet::from_yaml(&wrap(&long), "long.yaml").unwrap_err();
-    assert!(
-        err.to_string().contains("longer than"),
-        "{}",
-        &err.to_string()[..200]
-    );
+    let msg = broken_reason(&wrap(&long));
+    assert!(msg.contains("longer than"), "{}", &msg[..200]);
     let deep_yaml = format!("rules: {}{}", "[".repeat(n), "]".repeat(n));
     assert!(RuleSet::from_yaml(&deep_yaml, "deep.yaml").is_err());
 }

@@ -11,12 +11,33 @@ pub struct Args {
     /// The rule file: prometheus-adapter config, Helm values, or a ConfigMap manifest.
     #[arg(long)]
     pub config: PathBuf,
+    /// Fail on warnings too, as `serve --strict-rules` refuses to start on them (for CI
+    /// pipelines).
+    #[arg(long)]
+    pub strict: bool,
 }
+
+/// Exit code when the file loads but some rules are broken (or, with --strict, warned
+/// about); a file that does not load exits 1.
+const EXIT_NOT_CLEAN: u8 = 2;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match RuleSet::load(&args.config) {
         Ok(set) => {
             print!("{}", summary(&set, &args.config.display().to_string()));
+            let fails = !set.broken.is_empty() || (args.strict && !set.warnings.is_empty());
+            if fails {
+                let why = if set.broken.is_empty() {
+                    "--strict refuses warnings, as serve --strict-rules does".to_string()
+                } else {
+                    format!(
+                        "serve would start without the broken rule{} (and refuse with --strict-rules)",
+                        if set.broken.len() == 1 { "" } else { "s" }
+                    )
+                };
+                eprintln!("{}: {why}", args.config.display());
+                return Ok(ExitCode::from(EXIT_NOT_CLEAN));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -25,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("{e}");
             }
             eprintln!(
-                "{}: {n} error{} found",
+                "{}: {n} error{} found; prometheus-adapter refuses such a file too, and so does promhpa",
                 args.config.display(),
                 if n == 1 { "" } else { "s" }
             );
@@ -34,7 +55,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The readable summary `check` prints for a valid file.
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// The one-line verdict: "4 rules ok, 1 broken, 2 warnings".
+pub fn verdict(set: &RuleSet) -> String {
+    let rules = set.rules().count();
+    let broken = set.rules().filter(|r| r.broken().is_some()).count();
+    let resource_broken = set
+        .broken
+        .iter()
+        .any(|b| b.path.starts_with("resourceRules") || b.path.starts_with("rules.resource"));
+    let mut parts = vec![format!("{} ok", plural(rules - broken, "rule"))];
+    if broken > 0 {
+        parts.push(format!("{broken} broken"));
+    }
+    if resource_broken {
+        parts.push("resource rules broken".to_string());
+    }
+    parts.push(plural(set.warnings.len(), "warning"));
+    parts.join(", ")
+}
+
+/// The readable summary `check` prints for a file that loads: the verdict first, then each
+/// rule, then what is broken, shadowed or warned about.
 pub fn summary(set: &RuleSet, source: &str) -> String {
     let mut out = String::new();
     let shape = match set.shape {
@@ -42,10 +87,15 @@ pub fn summary(set: &RuleSet, source: &str) -> String {
         FileShape::HelmValues => "Helm values",
         FileShape::ConfigMap => "ConfigMap",
     };
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let status = if set.broken.is_empty() {
+        "OK"
+    } else {
+        "BROKEN RULES"
+    };
+    let _ = writeln!(out, "{source}: {status}: {}", verdict(set));
     let _ = writeln!(
         out,
-        "{source}: OK ({shape}): {}, {}, {}",
+        "{shape}: {}, {}, {}",
         plural(set.custom.len(), "custom rule"),
         plural(set.external.len(), "external rule"),
         if set.resource.is_some() {
@@ -80,6 +130,18 @@ pub fn summary(set: &RuleSet, source: &str) -> String {
             );
         }
     }
+    if !set.broken.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nbroken (prometheus-adapter loads these and fails every request for them; promhpa serves every other rule):"
+        );
+        for b in &set.broken {
+            let _ = writeln!(out, "  {b}");
+        }
+    }
+    for s in &set.shadowed {
+        let _ = writeln!(out, "\nshadowed: {s}");
+    }
     for w in &set.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
     }
@@ -92,7 +154,21 @@ fn describe_rule(out: &mut String, rule: &Rule) {
         RuleKind::External if rule.namespaced() => "external",
         RuleKind::External => "external, not namespaced",
     };
-    let _ = writeln!(out, "{} (line {}): {kind}", rule.path(), rule.line());
+    let broken = if rule.broken().is_some() {
+        ", BROKEN"
+    } else {
+        ""
+    };
+    if rule.line() == 0 {
+        let _ = writeln!(out, "{}: {kind}{broken}", rule.origin());
+    } else {
+        let _ = writeln!(
+            out,
+            "{} (line {}): {kind}{broken}",
+            rule.origin(),
+            rule.line()
+        );
+    }
     let _ = writeln!(out, "  series:     {}", rule.series_query());
     let filters = rule.series_filters();
     if !filters.is_empty() {
