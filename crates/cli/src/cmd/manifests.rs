@@ -1,23 +1,41 @@
 //! `promhpa manifests`: render promhpa's Kubernetes objects from the Helm values of the
 //! prometheus-community/prometheus-adapter chart, so an installation moves with the values
-//! it already has.
+//! it already has — or from the rule file an adapter already runs.
 //!
 //! The objects are those the chart installs for the same values (ServiceAccount, ConfigMap of
-//! rules, Deployment, Service, APIServices, RBAC, PodDisruptionBudget, TLS Secret, extra
-//! manifests) with the same names and the same Deployment selector, so `kubectl apply` can
-//! take over a release. Differences, each deliberate:
+//! rules, Deployment, Service, APIServices, RBAC, PodDisruptionBudget, TLS Secret or
+//! cert-manager Issuers and Certificates, extra manifests) with the same names and the same
+//! Deployment selector, so `kubectl apply` can take over a release. Differences, each
+//! deliberate:
 //! - the image is promhpa's (unless `--image` or a non-adapter `image.repository` says otherwise);
 //! - `v1beta2.custom.metrics.k8s.io` is registered next to `v1beta1`, since promhpa serves both;
 //! - the custom-metrics ClusterRole is bound to the HPA controller
 //!   (`kube-system/horizontal-pod-autoscaler`), the subject that reads the metrics;
-//! - `app.kubernetes.io/managed-by` is `promhpa` and there is no `helm.sh/chart` label.
+//! - `app.kubernetes.io/managed-by` is `promhpa` and there is no `helm.sh/chart` label;
+//! - values that give no rule at all are refused instead of installing an adapter that serves
+//!   nothing.
+//!
+//! Every input `promhpa check` accepts is accepted:
+//! - Helm values (also an umbrella chart's `prometheus-adapter:` section) render as the chart
+//!   renders them;
+//! - a prometheus-adapter config (`rules`, `externalRules`, `resourceRules`), or a ConfigMap
+//!   manifest holding one in `data."config.yaml"`, becomes the `config.yaml` of the rendered
+//!   ConfigMap byte for byte, and registers the metrics APIs its rules serve
+//!   (`custom.metrics.k8s.io` for `rules`, `external.metrics.k8s.io` for `externalRules`,
+//!   `metrics.k8s.io` for `resourceRules`). Everything else comes from Helm values given with
+//!   it, or the chart's defaults, which the output names in a comment. The input ConfigMap is
+//!   not reused: the Deployment mounts the rendered one, in the release namespace.
+//!
+//! A rule file that does not load, or that has no rule, is an error.
 
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use promhpa_rules::{FileShape, RuleSet};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -30,8 +48,11 @@ const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/promhpa/promhpa";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Helm values files of the prometheus-adapter chart; later files win, as with `helm -f`.
-    #[arg(short = 'f', long = "values", required = true)]
+    /// Input files, later files winning as with `helm -f`: Helm values of the
+    /// prometheus-adapter chart, and at most one rule file — a prometheus-adapter config
+    /// (`rules`, `externalRules`, `resourceRules`) or a ConfigMap manifest holding one in
+    /// `data."config.yaml"` — which the installation then runs as written.
+    #[arg(short = 'f', long = "values", value_name = "FILE", required = true)]
     pub values: Vec<PathBuf>,
     /// The release name (`helm install NAME`), which names the objects.
     #[arg(long, default_value = CHART_NAME)]
@@ -42,6 +63,11 @@ pub struct Args {
     /// The container image to run, overriding the values.
     #[arg(long)]
     pub image: Option<String>,
+    /// URL of the Prometheus API the Deployment queries (its `--prometheus-url`), overriding
+    /// the values' prometheus.url, prometheus.port and prometheus.path [default: the chart's,
+    /// http://prometheus.default.svc:9090].
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// Write the manifests to this file instead of standard output.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
@@ -49,26 +75,93 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut values = chart_defaults();
+    let mut rule_file: Option<RuleFile> = None;
+    let mut values_files = Vec::new();
+    let mut prometheus_given = args.prometheus_url.is_some();
     for path in &args.values {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("reading values file {}", path.display()))?;
-        let user =
-            parse_values(&text).with_context(|| format!("values file {}", path.display()))?;
-        for key in unknown_keys(&user) {
-            eprintln!(
-                "warning: {}: {key:?} is not a value of the prometheus-adapter chart; ignored",
-                path.display()
-            );
+        let source = path.display().to_string();
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading values file {source}"))?;
+        match read_input(&text, &source)? {
+            Input::Values(user) => {
+                for key in unknown_keys(&user) {
+                    eprintln!(
+                        "warning: {source}: {key:?} is not a value of the prometheus-adapter chart; ignored"
+                    );
+                }
+                prometheus_given |= truthy(get(&user, "prometheus.url"));
+                values_files.push((source, user.get("rules").is_some()));
+                merge_values(&mut values, user);
+            }
+            Input::Rules(file) => {
+                if let Some(first) = &rule_file {
+                    bail!(
+                        "{source}: a second rule file after {}: give one prometheus-adapter \
+                         config or ConfigMap, with any number of Helm values files",
+                        first.origin
+                    );
+                }
+                rule_file = Some(file);
+            }
         }
-        merge_values(&mut values, user);
+    }
+    if let Some(url) = &args.prometheus_url {
+        merge_values(
+            &mut values,
+            json!({"prometheus": {"url": url, "port": null, "path": ""}}),
+        );
     }
     let release = Release {
         name: args.release_name.clone(),
         namespace: args.namespace.clone(),
         image: args.image.clone(),
     };
-    let objects = render(&values, &release)?;
-    let yaml = to_yaml_stream(&objects)?;
+
+    let mut notes = Vec::new();
+    let rules = match &rule_file {
+        Some(file) => {
+            for (source, has_rules) in &values_files {
+                if *has_rules {
+                    eprintln!(
+                        "warning: {source}: rules are ignored: the installation runs the rules of {}",
+                        file.origin
+                    );
+                }
+            }
+            let n = names(&values, &release);
+            notes.push(format!(
+                "the rules are {}, copied as written into config.yaml of ConfigMap {}/{}, \
+                 which the Deployment mounts",
+                file.origin, n.namespace, n.fullname
+            ));
+            if values_files.is_empty() {
+                notes.push(format!(
+                    "everything else is the prometheus-adapter chart's default values (release \
+                     {}, namespace {}); add Helm values files with -f to change them",
+                    release.name, n.namespace
+                ));
+            }
+            file.rules()
+        }
+        None => chart_rules(&values)?,
+    };
+    if !prometheus_given {
+        notes.push(format!(
+            "Prometheus is assumed at the chart's default {}: pass --prometheus-url (or \
+             prometheus.url in Helm values) if it is elsewhere",
+            prometheus_url(&values)?
+        ));
+    }
+    for warning in &rules.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let objects = render_with(&values, &release, &rules)?;
+    let mut yaml = String::new();
+    for note in &notes {
+        eprintln!("note: {note}");
+        yaml.push_str(&format!("# {note}\n"));
+    }
+    yaml.push_str(&to_yaml_stream(&objects)?);
     match &args.output {
         Some(path) => {
             fs::write(path, yaml).with_context(|| format!("writing {}", path.display()))?
@@ -78,6 +171,206 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .context("writing to standard output")?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One input file, as `manifests` reads it.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Helm values of the chart.
+    Values(Value),
+    /// A rule file the installation runs as written.
+    Rules(RuleFile),
+}
+
+/// A prometheus-adapter config (on its own or from a ConfigMap) that promhpa loads.
+#[derive(Debug, Clone)]
+pub struct RuleFile {
+    /// The config, byte for byte as written.
+    pub text: String,
+    /// Where it comes from, for messages: `FILE (prometheus-adapter config)`.
+    pub origin: String,
+    pub custom: usize,
+    pub external: usize,
+    pub resource: bool,
+    pub warnings: Vec<String>,
+}
+
+impl RuleFile {
+    /// The rules an installation of this file runs: the text as written, and a metrics API
+    /// registered for each kind of rule it has.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            config: RuleConfig::Text(self.text.clone()),
+            custom: self.custom > 0,
+            external: self.external > 0,
+            resource: self.resource,
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+/// Reads one input file: Helm values of the chart, a prometheus-adapter config, or a
+/// ConfigMap manifest holding either (the first ConfigMap with `config.yaml` of a
+/// multi-document file, as `promhpa check` reads it). A rule file that does not load or has
+/// no rule is an error.
+pub fn read_input(text: &str, source: &str) -> anyhow::Result<Input> {
+    let set = match RuleSet::from_yaml(text, source) {
+        Ok(set) => set,
+        // Values that set no rules are not a rule file; the chart's rules apply.
+        Err(_) if plain_values(text) => return values_input(parse_values(text)?, source),
+        Err(errors) => {
+            let n = errors.errors.len();
+            bail!(
+                "{errors}\n{source}: {n} error{}: its rules do not load, so it cannot be installed",
+                if n == 1 { "" } else { "s" }
+            )
+        }
+    };
+    match set.shape {
+        FileShape::HelmValues => values_input(
+            parse_values(text).with_context(|| format!("values file {source}"))?,
+            source,
+        ),
+        FileShape::AdapterConfig => {
+            rule_file(text, format!("{source} (prometheus-adapter config)"), &set)
+        }
+        FileShape::ConfigMap => {
+            let (inner, name) = configmap_config(text)
+                .with_context(|| format!("{source}: reading the ConfigMap's config.yaml"))?;
+            let inner_set = RuleSet::from_yaml(&inner, source)
+                .map_err(|e| anyhow!("{e}\n{source}: the ConfigMap's config.yaml does not load"))?;
+            if inner_set.shape == FileShape::HelmValues {
+                let values = parse_values(&inner).with_context(|| {
+                    format!("{source}: the Helm values in the ConfigMap's config.yaml")
+                })?;
+                return values_input(values, source);
+            }
+            // The file's own load reports lines of the file, not of config.yaml.
+            rule_file(
+                &inner,
+                format!("the config.yaml of {source} (ConfigMap {name}, not used itself)"),
+                &set,
+            )
+        }
+    }
+}
+
+/// The key under which a chart that includes prometheus-adapter as a dependency (an
+/// umbrella chart) keeps its values.
+const UMBRELLA_KEY: &str = "prometheus-adapter";
+
+/// Helm values, unless not one of their keys is a value of the chart. An umbrella chart's
+/// values (a `prometheus-adapter:` mapping and no `rules`) give that section, as the rule
+/// loader reads them.
+fn values_input(mut values: Value, source: &str) -> anyhow::Result<Input> {
+    if values.get("rules").is_none() {
+        if let Some(section) = values.get_mut(UMBRELLA_KEY).filter(|v| v.is_object()) {
+            eprintln!("note: {source}: reading its `{UMBRELLA_KEY}:` section (an umbrella chart's values)");
+            let section = section.take();
+            values = section;
+        }
+    }
+    let unknown = unknown_keys(&values);
+    if !unknown.is_empty() && values.as_object().is_some_and(|m| m.len() == unknown.len()) {
+        let hint = match unknown.as_slice() {
+            [key] if values[key].is_object() => format!(
+                "; if these are the values of a chart that includes prometheus-adapter, give \
+                 the contents of `{key}:` in a file of their own"
+            ),
+            _ => String::new(),
+        };
+        bail!(
+            "{source}: none of its keys ({}) is a value of the prometheus-adapter chart, and it \
+             is neither a prometheus-adapter config nor a ConfigMap{hint}",
+            unknown.join(", ")
+        );
+    }
+    Ok(Input::Values(values))
+}
+
+fn rule_file(text: &str, origin: String, set: &RuleSet) -> anyhow::Result<Input> {
+    if set.custom.is_empty() && set.external.is_empty() && set.resource.is_none() {
+        let mut message = format!(
+            "{origin} has no rules (rules, externalRules and resourceRules are empty or \
+             absent), so an installation would serve no metrics API"
+        );
+        for w in &set.warnings {
+            message.push_str(&format!("\n{w}"));
+        }
+        bail!(message);
+    }
+    Ok(Input::Rules(RuleFile {
+        text: text.to_string(),
+        origin,
+        custom: set.custom.len(),
+        external: set.external.len(),
+        resource: set.resource.is_some(),
+        warnings: set.warnings.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+/// Whether a file the rule loader refuses still reads as Helm values: nothing, or a mapping
+/// with neither a rule section nor the fields of a Kubernetes object.
+fn plain_values(text: &str) -> bool {
+    const RULE_FILE_KEYS: [&str; 6] = [
+        "rules",
+        "externalRules",
+        "resourceRules",
+        "apiVersion",
+        "kind",
+        "data",
+    ];
+    let plain = |m: &serde_yaml::Mapping| !RULE_FILE_KEYS.iter().any(|k| m.contains_key(*k));
+    match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(serde_yaml::Value::Null) => true,
+        Ok(serde_yaml::Value::Mapping(m)) => {
+            plain(&m)
+                && match m.get(UMBRELLA_KEY) {
+                    Some(serde_yaml::Value::Mapping(section)) => plain(section),
+                    _ => true,
+                }
+        }
+        _ => false,
+    }
+}
+
+/// The text of `data."config.yaml"` of the ConfigMap a manifest file holds (the first with
+/// that key, else the first document), and the ConfigMap's `namespace/name`.
+pub fn configmap_config(text: &str) -> anyhow::Result<(String, String)> {
+    let mut chosen = None;
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let doc = serde_yaml::Value::deserialize(document).context("parsing YAML")?;
+        if doc.is_null() {
+            continue;
+        }
+        let has_config = doc.get("kind").and_then(serde_yaml::Value::as_str) == Some("ConfigMap")
+            && doc.get("data").and_then(|d| d.get("config.yaml")).is_some();
+        if has_config {
+            chosen = Some(doc);
+            break;
+        }
+        if chosen.is_none() {
+            chosen = Some(doc);
+        }
+    }
+    let doc = chosen.context("no document")?;
+    let config = doc
+        .get("data")
+        .and_then(|d| d.get("config.yaml"))
+        .and_then(serde_yaml::Value::as_str)
+        .context("no data.\"config.yaml\" string")?;
+    let field = |key: &str| {
+        doc.get("metadata")
+            .and_then(|m| m.get(key))
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let name = match (field("namespace"), field("name")) {
+        (ns, name) if ns.is_empty() => name,
+        (ns, name) => format!("{ns}/{name}"),
+    };
+    Ok((config.to_string(), name))
 }
 
 /// Top-level keys of `values` the chart does not read (typos, values of another chart).
@@ -111,6 +404,29 @@ pub struct Release {
     pub name: String,
     pub namespace: String,
     pub image: Option<String>,
+}
+
+/// The rule file an installation runs and the metrics APIs it registers.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub config: RuleConfig,
+    /// Register `custom.metrics.k8s.io` (v1beta1 and v1beta2).
+    pub custom: bool,
+    /// Register `external.metrics.k8s.io`.
+    pub external: bool,
+    /// Register `metrics.k8s.io`.
+    pub resource: bool,
+    /// What the rule loader reported without refusing the file.
+    pub warnings: Vec<String>,
+}
+
+/// Where the Deployment reads its rule file from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleConfig {
+    /// `config.yaml` of the ConfigMap rendered with the release.
+    Text(String),
+    /// A ConfigMap of the release namespace that is not rendered (`rules.existing`).
+    Existing(String),
 }
 
 /// The chart's default values (chart 5.x), the base user values are merged over.
@@ -185,7 +501,7 @@ pub fn chart_defaults() -> Value {
         "hostNetwork": {"enabled": false},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
         "podDisruptionBudget": {"enabled": false, "minAvailable": null, "maxUnavailable": 1, "unhealthyPodEvictionPolicy": null},
-        "certManager": {"enabled": false},
+        "certManager": {"enabled": false, "caCertDuration": "43800h", "certDuration": "8760h"},
         "extraManifests": [],
         "revisionHistoryLimit": 10
     });
@@ -364,14 +680,9 @@ fn names(values: &Value, release: &Release) -> Names {
     }
 }
 
-/// Renders every object, in the order `kubectl apply` should create them.
-pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
-    if truthy(get(values, "certManager.enabled")) {
-        bail!(
-            "certManager.enabled is not supported: create the serving certificate Secret \
-             yourself and set tls.enable with tls.ca, tls.certificate and tls.key"
-        );
-    }
+/// Renders every object, in the order `kubectl apply` should create them: `rules` decide
+/// the rule ConfigMap and the metrics APIs, `values` everything else.
+pub fn render_with(values: &Value, release: &Release, rules: &Rules) -> anyhow::Result<Vec<Value>> {
     let n = names(values, release);
     let selector = json!({
         "app.kubernetes.io/name": n.name,
@@ -407,9 +718,7 @@ pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
     };
     let ns = Some(n.namespace.as_str());
     let rbac = truthy(get(values, "rbac.create"));
-    let custom = truthy(get(values, "rules.default")) || truthy(get(values, "rules.custom"));
-    let external = truthy(get(values, "rules.external"));
-    let resource = truthy(get(values, "rules.resource"));
+    let (custom, external, resource) = (rules.custom, rules.external, rules.resource);
     let tls = truthy(get(values, "tls.enable"));
     let sa_subject =
         json!([{"kind": "ServiceAccount", "name": n.service_account, "namespace": n.namespace}]);
@@ -455,12 +764,12 @@ pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
         }));
     }
 
-    let existing_rules = get(values, "rules.existing")
-        .as_str()
-        .filter(|s| !s.is_empty());
+    let existing_rules = match &rules.config {
+        RuleConfig::Existing(name) => Some(name.as_str()),
+        RuleConfig::Text(_) => None,
+    };
     let mut config_checksum = String::new();
-    if existing_rules.is_none() {
-        let config = rule_config(values)?;
+    if let RuleConfig::Text(config) = &rules.config {
         config_checksum = hex(&Sha256::digest(config.as_bytes()));
         objects.push(json!({
             "apiVersion": "v1",
@@ -481,6 +790,49 @@ pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
                 "tls.key": base64(scalar(get(values, "tls.key")).as_bytes()),
             },
         }));
+    }
+
+    let cert_manager = truthy(get(values, "certManager.enabled"));
+    if cert_manager {
+        let root_cert = format!("{}-root-cert", n.fullname);
+        let self_signed = format!("{}-self-signed-issuer", n.fullname);
+        let root_issuer = format!("{}-root-issuer", n.fullname);
+        let cert_manager_object = |kind: &str, name: &str, spec: Value| json!({"apiVersion": "cert-manager.io/v1", "kind": kind, "metadata": meta(name, ns), "spec": spec});
+        objects.push(cert_manager_object(
+            "Issuer",
+            &self_signed,
+            json!({"selfSigned": {}}),
+        ));
+        objects.push(cert_manager_object(
+            "Certificate",
+            &root_cert,
+            json!({
+                "secretName": root_cert,
+                "duration": get(values, "certManager.caCertDuration"),
+                "issuerRef": {"name": self_signed},
+                "commonName": "ca.webhook.prometheus-adapter",
+                "isCA": true,
+            }),
+        ));
+        objects.push(cert_manager_object(
+            "Issuer",
+            &root_issuer,
+            json!({"ca": {"secretName": root_cert}}),
+        ));
+        objects.push(cert_manager_object(
+            "Certificate",
+            &format!("{}-cert", n.fullname),
+            json!({
+                "secretName": n.fullname,
+                "duration": get(values, "certManager.certDuration"),
+                "issuerRef": {"name": root_issuer},
+                "dnsNames": [
+                    n.fullname,
+                    format!("{}.{}", n.fullname, n.namespace),
+                    format!("{}.{}.svc", n.fullname, n.namespace),
+                ],
+            }),
+        ));
     }
 
     if rbac {
@@ -599,13 +951,24 @@ pub fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
         });
         if tls {
             spec["caBundle"] = base64(scalar(get(values, "tls.ca")).as_bytes()).into();
-        } else {
+        } else if !cert_manager {
             spec["insecureSkipTLSVerify"] = true.into();
+        }
+        let mut metadata = meta(&format!("{version}.{group}"), None);
+        if cert_manager {
+            // cert-manager's CA injector fills caBundle from the root certificate.
+            let root = format!("{}/{}-root-cert", n.namespace, n.fullname);
+            let mut annotations = json!({
+                "certmanager.k8s.io/inject-ca-from": root,
+                "cert-manager.io/inject-ca-from": root,
+            });
+            merge_values(&mut annotations, custom_annotations.clone());
+            metadata["annotations"] = annotations;
         }
         json!({
             "apiVersion": "apiregistration.k8s.io/v1",
             "kind": "APIService",
-            "metadata": meta(&format!("{version}.{group}"), None),
+            "metadata": metadata,
             "spec": spec,
         })
     };
@@ -690,6 +1053,59 @@ fn rule_config(values: &Value) -> anyhow::Result<String> {
     serde_yaml::to_string(&Value::Object(config)).context("serialising the rule file")
 }
 
+/// The Prometheus URL the Deployment passes, joined from `prometheus.url`, `port` and `path`
+/// as the chart joins them.
+fn prometheus_url(values: &Value) -> anyhow::Result<String> {
+    let mut url = scalar(get(values, "prometheus.url"));
+    if url.contains("{{") {
+        bail!("prometheus.url {url:?} uses a Helm template, which promhpa manifests does not evaluate");
+    }
+    let port = get(values, "prometheus.port");
+    if truthy(port) {
+        url.push(':');
+        url.push_str(&scalar(port));
+    }
+    url.push_str(&scalar(get(values, "prometheus.path")));
+    Ok(url)
+}
+
+/// The rules of the chart's values, as the chart's ConfigMap template writes them, after
+/// checking that they load and serve at least one metrics API.
+pub fn chart_rules(values: &Value) -> anyhow::Result<Rules> {
+    let custom = truthy(get(values, "rules.default")) || truthy(get(values, "rules.custom"));
+    let external = truthy(get(values, "rules.external"));
+    let resource = truthy(get(values, "rules.resource"));
+    if let Some(existing) = get(values, "rules.existing")
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        return Ok(Rules {
+            config: RuleConfig::Existing(existing.to_string()),
+            custom,
+            external,
+            resource,
+            warnings: Vec::new(),
+        });
+    }
+    if !(custom || external || resource) {
+        bail!(
+            "the values give no rules (rules.default is false and rules.custom, rules.external \
+             and rules.resource are empty), so the installation would serve no metrics API: \
+             add rules, or name a ConfigMap that holds them with rules.existing"
+        );
+    }
+    let text = rule_config(values)?;
+    let set = RuleSet::from_yaml(&text, "the rule file rendered from the values")
+        .map_err(|e| anyhow!("the rules of the values do not load:\n{e}"))?;
+    Ok(Rules {
+        config: RuleConfig::Text(text),
+        custom,
+        external,
+        resource,
+        warnings: set.warnings.iter().map(ToString::to_string).collect(),
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn deployment(
     values: &Value,
@@ -710,7 +1126,8 @@ fn deployment(
     if truthy(&annotations) {
         metadata["annotations"] = annotations;
     }
-    let tls = truthy(get(values, "tls.enable"));
+    // The serving certificate comes from the chart's Secret or from cert-manager.
+    let tls = truthy(get(values, "tls.enable")) || truthy(get(values, "certManager.enabled"));
     let port = get(values, "listenPort");
 
     let mut args = vec![format!("--secure-port={}", scalar(port))];
@@ -719,18 +1136,7 @@ fn deployment(
         args.push("--tls-private-key-file=/var/run/serving-cert/tls.key".into());
     }
     args.push("--cert-dir=/tmp/cert".into());
-    let url = scalar(get(values, "prometheus.url"));
-    if url.contains("{{") {
-        bail!("prometheus.url {url:?} uses a Helm template, which promhpa manifests does not evaluate");
-    }
-    let prom_port = get(values, "prometheus.port");
-    let mut prometheus_url = url;
-    if truthy(prom_port) {
-        prometheus_url.push(':');
-        prometheus_url.push_str(&scalar(prom_port));
-    }
-    prometheus_url.push_str(&scalar(get(values, "prometheus.path")));
-    args.push(format!("--prometheus-url={prometheus_url}"));
+    args.push(format!("--prometheus-url={}", prometheus_url(values)?));
     args.push(format!(
         "--metrics-relist-interval={}",
         scalar(get(values, "metricsRelistInterval"))
@@ -910,6 +1316,13 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::Path;
     use std::process::Command;
+
+    use serde::Deserialize;
+
+    /// Renders Helm values as the chart does.
+    fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
+        render_with(values, release, &chart_rules(values)?)
+    }
 
     fn release(namespace: &str) -> Release {
         Release {
@@ -1170,7 +1583,24 @@ extraManifests:
 
         let mut cm = chart_defaults();
         merge_values(&mut cm, json!({"certManager": {"enabled": true}}));
-        assert!(render(&cm, &release("default")).is_err());
+        let objects = render(&cm, &release("monitoring")).unwrap_or_else(|e| panic!("{e:#}"));
+        let cert = find(&objects, "Certificate", "prometheus-adapter-cert");
+        assert_eq!(cert["spec"]["secretName"], "prometheus-adapter");
+        assert_eq!(
+            cert["spec"]["dnsNames"][2],
+            "prometheus-adapter.monitoring.svc"
+        );
+        find(&objects, "Issuer", "prometheus-adapter-root-issuer");
+        let api = find(&objects, "APIService", "v1beta1.custom.metrics.k8s.io");
+        assert_eq!(
+            api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "monitoring/prometheus-adapter-root-cert"
+        );
+        assert!(api["spec"].get("insecureSkipTLSVerify").is_none());
+        let deployment = find(&objects, "Deployment", "prometheus-adapter");
+        assert!(args_of(deployment)
+            .contains(&"--tls-cert-file=/var/run/serving-cert/tls.crt".to_string()));
+        assert!(!kinds_and_names(&objects).contains(&"Secret/prometheus-adapter".to_string()));
     }
 
     /// Compiles a rendered rule file with promhpa's own rule loader.
@@ -1228,6 +1658,272 @@ extraManifests:
         }
     }
 
+    /// An adapter config with a comment, a custom and an external rule.
+    const ADAPTER_CONFIG: &str = r#"# requests per second, per pod
+rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: 'queue_depth{queue!=""}'   # from the broker's exporter
+  resources: {namespaced: false}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'
+"#;
+
+    /// resourceRules only, as kube-prometheus ships them.
+    const RESOURCE_CONFIG: &str = r#"resourceRules:
+  cpu:
+    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[5m])) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(rate(node_cpu_seconds_total{mode!="idle",<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)'
+    resources:
+      overrides:
+        node: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(node_memory_MemTotal_bytes{<<.LabelMatchers>>} - node_memory_MemAvailable_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+    resources:
+      overrides:
+        node: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  window: 5m
+"#;
+
+    /// `text` as the `config.yaml` of a ConfigMap manifest, after a Namespace document.
+    fn configmap_manifest(text: &str) -> String {
+        let indented: String = text.lines().map(|l| format!("    {l}\n")).collect();
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: custom-metrics}}\n---\n\
+             apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: adapter-config\n  \
+             namespace: custom-metrics\ndata:\n  config.yaml: |\n{indented}"
+        )
+    }
+
+    fn rule_file_of(input: Input) -> RuleFile {
+        match input {
+            Input::Rules(file) => file,
+            Input::Values(v) => panic!("read as Helm values: {v}"),
+        }
+    }
+
+    fn values_of(input: Input) -> Value {
+        match input {
+            Input::Values(v) => v,
+            Input::Rules(file) => panic!("read as a rule file: {}", file.origin),
+        }
+    }
+
+    fn api_services(objects: &[Value]) -> Vec<String> {
+        let mut names: Vec<String> = by_kind(objects, "APIService")
+            .iter()
+            .map(|o| scalar(&o["metadata"]["name"]))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn adapter_config_is_installed_as_written() {
+        let input = read_input(ADAPTER_CONFIG, "adapter.yaml").unwrap_or_else(|e| panic!("{e:#}"));
+        let file = rule_file_of(input);
+        assert_eq!((file.custom, file.external, file.resource), (1, 1, false));
+        assert_eq!(file.origin, "adapter.yaml (prometheus-adapter config)");
+        let objects = render_with(&chart_defaults(), &release("monitoring"), &file.rules())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let cm = find(&objects, "ConfigMap", "prometheus-adapter");
+        assert_eq!(cm["metadata"]["namespace"], "monitoring");
+        assert_eq!(cm["data"]["config.yaml"], ADAPTER_CONFIG, "byte for byte");
+        assert_eq!(
+            api_services(&objects),
+            [
+                "v1beta1.custom.metrics.k8s.io",
+                "v1beta1.external.metrics.k8s.io",
+                "v1beta2.custom.metrics.k8s.io"
+            ]
+        );
+        find(
+            &objects,
+            "ClusterRoleBinding",
+            "prometheus-adapter-hpa-controller-external-metrics",
+        );
+        let deployment = find(&objects, "Deployment", "prometheus-adapter");
+        let args = args_of(deployment);
+        assert!(args.contains(&"--config=/etc/adapter/config.yaml".to_string()));
+        assert!(args.contains(&"--prometheus-url=http://prometheus.default.svc:9090".to_string()));
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"],
+            "prometheus-adapter"
+        );
+        // The YAML stream carries the text unchanged too.
+        let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
+        let reread: Vec<Value> = serde_yaml::Deserializer::from_str(&stream)
+            .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let cm = find(&reread, "ConfigMap", "prometheus-adapter");
+        assert_eq!(cm["data"]["config.yaml"], ADAPTER_CONFIG);
+
+        // External rules alone register only the external API.
+        let external_only = "externalRules:\n- seriesQuery: 'queue_depth{queue!=\"\"}'\n  resources: {namespaced: false}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'\n";
+        let file = rule_file_of(
+            read_input(external_only, "external.yaml").unwrap_or_else(|e| panic!("{e:#}")),
+        );
+        let objects = render_with(&chart_defaults(), &release("default"), &file.rules())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(api_services(&objects), ["v1beta1.external.metrics.k8s.io"]);
+        assert!(!kinds_and_names(&objects)
+            .contains(&"ClusterRole/prometheus-adapter-server-resources".to_string()));
+    }
+
+    #[test]
+    fn configmap_manifest_installs_its_config_yaml() {
+        let manifest = configmap_manifest(RESOURCE_CONFIG);
+        let file =
+            rule_file_of(read_input(&manifest, "cm.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        assert_eq!((file.custom, file.external, file.resource), (0, 0, true));
+        assert!(
+            file.origin
+                .contains("ConfigMap custom-metrics/adapter-config"),
+            "{}",
+            file.origin
+        );
+        assert_eq!(file.text, RESOURCE_CONFIG);
+        let mut values = chart_defaults();
+        merge_values(&mut values, json!({"fullnameOverride": "promhpa"}));
+        let objects = render_with(&values, &release("monitoring"), &file.rules())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        // The rendered ConfigMap, not the input one, is what the Deployment mounts.
+        let cm = find(&objects, "ConfigMap", "promhpa");
+        assert_eq!(cm["metadata"]["namespace"], "monitoring");
+        assert_eq!(cm["data"]["config.yaml"], RESOURCE_CONFIG);
+        assert!(!kinds_and_names(&objects).contains(&"ConfigMap/adapter-config".to_string()));
+        assert_eq!(api_services(&objects), ["v1beta1.metrics.k8s.io"]);
+        find(
+            &objects,
+            "ClusterRoleBinding",
+            "prometheus-adapter-hpa-controller-metrics",
+        );
+        let rules = compile_rules(&scalar(&cm["data"]["config.yaml"]), "rendered");
+        assert!(rules.resource.is_some());
+
+        // A quoted (non-block) config.yaml reads the same.
+        let quoted = format!(
+            "kind: ConfigMap\napiVersion: v1\nmetadata: {{name: c}}\ndata:\n  config.yaml: {}\n",
+            serde_json::to_string(ADAPTER_CONFIG).unwrap_or_default()
+        );
+        let file = rule_file_of(read_input(&quoted, "q.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        assert_eq!(file.text, ADAPTER_CONFIG);
+        assert_eq!((file.custom, file.external), (1, 1));
+    }
+
+    #[test]
+    fn configmap_holding_helm_values_renders_them_as_the_chart_does() {
+        let values = "prometheus:\n  url: http://prom.monitoring.svc\n  port: 9091\nrules:\n  default: false\n  custom:\n  - seriesQuery: 'jobs_pending{namespace!=\"\"}'\n    resources: {template: <<.Resource>>}\n    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+        let user = values_of(
+            read_input(&configmap_manifest(values), "cm.yaml").unwrap_or_else(|e| panic!("{e:#}")),
+        );
+        let mut merged = chart_defaults();
+        merge_values(&mut merged, user);
+        let objects = render(&merged, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let args = args_of(find(&objects, "Deployment", "prometheus-adapter"));
+        assert!(args.contains(&"--prometheus-url=http://prom.monitoring.svc:9091".to_string()));
+        let config = config_of(find(&objects, "ConfigMap", "prometheus-adapter"));
+        assert_eq!(config["rules"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            api_services(&objects),
+            [
+                "v1beta1.custom.metrics.k8s.io",
+                "v1beta2.custom.metrics.k8s.io"
+            ]
+        );
+    }
+
+    #[test]
+    fn helm_values_keep_the_charts_logic() {
+        let text = "replicas: 3\nrules:\n  external:\n  - seriesQuery: 'queue_depth{queue!=\"\"}'\n    resources: {namespaced: false}\n    metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'\n  resource: {}\n";
+        let user = values_of(read_input(text, "values.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        let mut values = chart_defaults();
+        merge_values(&mut values, user);
+        let objects = render(&values, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        // Default rules stay on; an empty `resource` section is an absent one.
+        assert_eq!(
+            api_services(&objects),
+            [
+                "v1beta1.custom.metrics.k8s.io",
+                "v1beta1.external.metrics.k8s.io",
+                "v1beta2.custom.metrics.k8s.io"
+            ]
+        );
+        assert_eq!(
+            find(&objects, "Deployment", "prometheus-adapter")["spec"]["replicas"],
+            3
+        );
+        let config = config_of(find(&objects, "ConfigMap", "prometheus-adapter"));
+        assert_eq!(config["rules"].as_array().map(Vec::len), Some(6));
+        assert!(config.get("resourceRules").is_none());
+
+        // Values without rules, empty ones and an umbrella chart's section are values too.
+        for text in ["tls: {enable: false}\n", "", "{}\n"] {
+            values_of(read_input(text, "v.yaml").unwrap_or_else(|e| panic!("{text:?}: {e:#}")));
+        }
+        let umbrella = "prometheus-adapter:\n  replicas: 2\n  prometheus: {url: http://p}\ngrafana: {enabled: true}\n";
+        let section = values_of(read_input(umbrella, "u.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        assert_eq!(
+            section,
+            json!({"replicas": 2, "prometheus": {"url": "http://p"}})
+        );
+    }
+
+    fn refused(text: &str) -> String {
+        match read_input(text, "in.yaml") {
+            Ok(input) => panic!("accepted {text:?} as {input:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    #[test]
+    fn inputs_that_cannot_be_installed_are_refused() {
+        let empty_rules = refused("rules: []\nexternalRules: []\n");
+        assert!(empty_rules.contains("has no rules"), "{empty_rules}");
+        let empty_configmap = refused(&configmap_manifest("rules: []\n"));
+        assert!(
+            empty_configmap.contains("has no rules"),
+            "{empty_configmap}"
+        );
+        let unknown = refused("rules:\n- seriesQuerry: 'up'\n  metricsQuery: 'up'\n");
+        assert!(unknown.contains("seriesQuerry"), "{unknown}");
+        assert!(unknown.contains("do not load"), "{unknown}");
+        let broken = refused("rules:\n- seriesQuery: 'up\n  metricsQuery: up\n");
+        assert!(broken.contains("in.yaml"), "{broken}");
+        let no_config = refused(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {other.yaml: x}\n",
+        );
+        assert!(no_config.contains("config.yaml"), "{no_config}");
+        let foreign = refused("grafana: {enabled: true}\nloki: {}\n");
+        assert!(foreign.contains("none of its keys"), "{foreign}");
+
+        let mut values = chart_defaults();
+        merge_values(&mut values, json!({"rules": {"default": false}}));
+        match chart_rules(&values) {
+            Ok(rules) => panic!("values without rules accepted: {rules:?}"),
+            Err(e) => assert!(e.to_string().contains("no rules"), "{e}"),
+        }
+        // rules.existing names a ConfigMap this cannot see: rendered as the chart does.
+        merge_values(
+            &mut values,
+            json!({"rules": {"existing": "mine", "custom": [{"seriesQuery": "x"}]}}),
+        );
+        let rules = chart_rules(&values).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(rules.config, RuleConfig::Existing("mine".into()));
+    }
+
     #[test]
     fn unknown_top_level_keys_are_reported() {
         let values = parse_values(
@@ -1265,8 +1961,6 @@ extraManifests:
             .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}")))
             .collect()
     }
-
-    use serde::Deserialize;
 
     fn deploy_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
