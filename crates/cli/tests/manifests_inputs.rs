@@ -1,0 +1,375 @@
+//! `promhpa manifests` run as a user runs it, on every input `promhpa check` accepts: the
+//! real rule files of `../shared/compat/files` and small files of each shape. The output is
+//! read back by a real `kubectl kustomize` (which needs no cluster) and checked object by
+//! object.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use promhpa_rules::{FileShape, RuleSet};
+use serde::Deserialize;
+use serde_json::Value;
+
+fn promhpa(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn compat_dir() -> PathBuf {
+    promhpa_test_support::shared_dir()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .join("compat/files")
+}
+
+/// The objects as `kubectl kustomize` reads and writes them back.
+fn through_kubectl(manifests: &str) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("manifests.yaml"), manifests).unwrap();
+    fs::write(
+        dir.path().join("kustomization.yaml"),
+        "resources:\n- manifests.yaml\n",
+    )
+    .unwrap();
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("running kubectl kustomize: {e}"));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize refuses the manifests: {}",
+        stderr(&out)
+    );
+    serde_yaml::Deserializer::from_str(&stdout(&out))
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn by_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .map(String::from)
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn api_services(objects: &[Value]) -> BTreeSet<String> {
+    by_kind(objects, "APIService")
+        .iter()
+        .map(|o| text(&o["metadata"]["name"]))
+        .collect()
+}
+
+/// The one Deployment, its container args and the `config.yaml` of the ConfigMap it mounts.
+fn deployment_and_config(objects: &[Value]) -> (Vec<String>, String) {
+    let deployments = by_kind(objects, "Deployment");
+    assert_eq!(deployments.len(), 1, "one Deployment");
+    let deployment = deployments[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let args: Vec<String> = pod["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    let config_map = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "config")
+        .map(|v| text(&v["configMap"]["name"]))
+        .unwrap();
+    let namespace = &deployment["metadata"]["namespace"];
+    let cm = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && o["metadata"]["name"] == config_map.as_str()
+                && o["metadata"]["namespace"] == *namespace
+        })
+        .unwrap_or_else(|| panic!("the mounted ConfigMap {config_map} is not rendered"));
+    let service = by_kind(objects, "Service")[0];
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    for api in by_kind(objects, "APIService") {
+        assert_eq!(api["spec"]["service"]["name"], service["metadata"]["name"]);
+        assert_eq!(
+            api["spec"]["service"]["namespace"],
+            service["metadata"]["namespace"]
+        );
+    }
+    (args, text(&cm["data"]["config.yaml"]))
+}
+
+/// The APIServices an installation of `set` needs.
+fn needed_apis(set: &RuleSet) -> BTreeSet<String> {
+    let mut apis = BTreeSet::new();
+    if !set.custom.is_empty() {
+        apis.insert("v1beta1.custom.metrics.k8s.io".to_string());
+        apis.insert("v1beta2.custom.metrics.k8s.io".to_string());
+    }
+    if !set.external.is_empty() {
+        apis.insert("v1beta1.external.metrics.k8s.io".to_string());
+    }
+    if set.resource.is_some() {
+        apis.insert("v1beta1.metrics.k8s.io".to_string());
+    }
+    apis
+}
+
+fn counts(set: &RuleSet) -> (usize, usize, bool) {
+    (set.custom.len(), set.external.len(), set.resource.is_some())
+}
+
+/// The `config.yaml` of the ConfigMap the rule loader reads from a manifest file.
+fn configmap_config(text: &str) -> Option<String> {
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(text)
+        .filter_map(|doc| Value::deserialize(doc).ok())
+        .filter(|d| !d.is_null())
+        .collect();
+    let has = |d: &&Value| d["kind"] == "ConfigMap" && d["data"]["config.yaml"].is_string();
+    docs.iter()
+        .find(has)
+        .or(docs.first())
+        .and_then(|d| d["data"]["config.yaml"].as_str())
+        .map(String::from)
+}
+
+#[test]
+fn every_compat_file_check_accepts_renders_a_working_installation() {
+    let mut files: Vec<PathBuf> = fs::read_dir(compat_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no rule files in {}",
+        compat_dir().display()
+    );
+    let mut rendered = BTreeSet::new();
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let path = file.to_str().unwrap();
+        let check = promhpa(&["check", "--config", path]);
+        if !check.status.success() {
+            println!("skipped {name}: promhpa check refuses it");
+            continue;
+        }
+        let input = RuleSet::load(file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = promhpa(&["manifests", "-f", path, "-n", "monitoring"]);
+        assert!(
+            out.status.success(),
+            "{name}: check accepts it but manifests fails: {}",
+            stderr(&out)
+        );
+        let objects = through_kubectl(&stdout(&out));
+        let (args, config) = deployment_and_config(&objects);
+        assert!(
+            args.contains(&"--config=/etc/adapter/config.yaml".to_string()),
+            "{name}: {args:?}"
+        );
+        assert!(
+            args.iter().any(|a| a.starts_with("--prometheus-url=")),
+            "{name}: {args:?}"
+        );
+        let installed = RuleSet::from_yaml(&config, &format!("{name} (rendered)"))
+            .unwrap_or_else(|e| panic!("{name}: the rendered config.yaml does not load: {e}"));
+        assert_eq!(
+            counts(&installed),
+            counts(&input),
+            "{name}: rules installed"
+        );
+        let apis = api_services(&objects);
+        let needed = needed_apis(&input);
+        // A rule file runs as written and registers exactly what its rules serve; Helm
+        // values register what the chart registers, which covers every kind of rule.
+        let verbatim = match input.shape {
+            FileShape::AdapterConfig => Some(fs::read_to_string(file).unwrap()),
+            FileShape::ConfigMap => {
+                configmap_config(&fs::read_to_string(file).unwrap()).filter(|inner| {
+                    RuleSet::from_yaml(inner, &name).is_ok_and(|s| s.shape != FileShape::HelmValues)
+                })
+            }
+            FileShape::HelmValues => None,
+        };
+        match verbatim {
+            Some(original) => {
+                assert_eq!(config, original, "{name}: config.yaml as written");
+                assert_eq!(apis, needed, "{name}: APIServices");
+            }
+            None => assert!(apis.is_superset(&needed), "{name}: {apis:?} ⊉ {needed:?}"),
+        }
+        assert!(!apis.is_empty(), "{name}: no APIService");
+        rendered.insert(format!("{:?}", input.shape));
+        println!("rendered {name}: {} objects, {apis:?}", objects.len());
+    }
+    assert!(
+        rendered.contains("HelmValues") && rendered.contains("ConfigMap"),
+        "rendered shapes: {rendered:?}"
+    );
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+const ADAPTER_CONFIG: &str = r#"# the shop's request rate, per pod
+rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: 'queue_depth{queue!=""}'
+  resources: {namespaced: false}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'
+"#;
+
+#[test]
+fn an_adapter_config_is_installed_as_written_with_the_charts_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "config.yaml", ADAPTER_CONFIG);
+    let out = promhpa(&["manifests", "-f", &config]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--prometheus-url"), "{err}");
+    assert!(err.contains("http://prometheus.default.svc:9090"), "{err}");
+    assert!(
+        stdout(&out).starts_with("# "),
+        "the assumptions head the output"
+    );
+    let objects = through_kubectl(&stdout(&out));
+    let (args, installed) = deployment_and_config(&objects);
+    assert_eq!(installed, ADAPTER_CONFIG);
+    assert!(args.contains(&"--prometheus-url=http://prometheus.default.svc:9090".to_string()));
+    assert_eq!(
+        api_services(&objects),
+        [
+            "v1beta1.custom.metrics.k8s.io",
+            "v1beta1.external.metrics.k8s.io",
+            "v1beta2.custom.metrics.k8s.io"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    );
+
+    // --prometheus-url sets the Deployment's flag as given; nothing is assumed then.
+    let out = promhpa(&[
+        "manifests",
+        "-f",
+        &config,
+        "--prometheus-url",
+        "https://prometheus.monitoring.svc:9090/prom",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("assumed"), "{}", stderr(&out));
+    let (args, _) = deployment_and_config(&through_kubectl(&stdout(&out)));
+    assert!(
+        args.contains(&"--prometheus-url=https://prometheus.monitoring.svc:9090/prom".to_string()),
+        "{args:?}"
+    );
+}
+
+#[test]
+fn a_configmap_and_helm_values_together_give_rules_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let indented: String = ADAPTER_CONFIG
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let cm = write(
+        dir.path(),
+        "cm.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: adapter-config\n  namespace: custom-metrics\ndata:\n  config.yaml: |\n{indented}"
+        ),
+    );
+    let values = write(
+        dir.path(),
+        "values.yaml",
+        "replicas: 2\nprometheus: {url: http://prom.monitoring.svc, port: 9090}\nrules: {default: true}\n",
+    );
+    let out = promhpa(&["manifests", "-f", &values, "-f", &cm, "-n", "metrics"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("rules are ignored"), "{err}");
+    assert!(!err.contains("assumed"), "{err}");
+    let objects = through_kubectl(&stdout(&out));
+    let (args, installed) = deployment_and_config(&objects);
+    assert_eq!(installed, ADAPTER_CONFIG);
+    assert!(args.contains(&"--prometheus-url=http://prom.monitoring.svc:9090".to_string()));
+    let deployment = by_kind(&objects, "Deployment")[0];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["metadata"]["namespace"], "metrics");
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "adapter-config"),
+        "the input ConfigMap is not rendered"
+    );
+}
+
+#[test]
+fn inputs_that_cannot_be_installed_fail_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("empty-rules.yaml", "rules: []\n", "has no rules"),
+        (
+            "empty-cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  config.yaml: |\n    rules: []\n",
+            "has no rules",
+        ),
+        (
+            "typo.yaml",
+            "rules:\n- seriesQuery: 'up'\n  metricQuery: 'up'\n",
+            "metricQuery",
+        ),
+        (
+            "no-rules-values.yaml",
+            "rules: {default: false}\nreplicas: 2\n",
+            "no rules",
+        ),
+    ];
+    for (name, contents, message) in cases {
+        let path = write(dir.path(), name, contents);
+        let out = promhpa(&["manifests", "-f", &path]);
+        assert!(!out.status.success(), "{name}: exit 0");
+        assert!(stdout(&out).is_empty(), "{name}: {}", stdout(&out));
+        assert!(stderr(&out).contains(message), "{name}: {}", stderr(&out));
+    }
+    let a = write(dir.path(), "a.yaml", ADAPTER_CONFIG);
+    let b = write(dir.path(), "b.yaml", ADAPTER_CONFIG);
+    let out = promhpa(&["manifests", "-f", &a, "-f", &b]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a second rule file"),
+        "{}",
+        stderr(&out)
+    );
+}
