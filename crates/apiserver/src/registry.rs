@@ -216,11 +216,10 @@ impl Registry {
         (Ok(out), n)
     }
 
-    /// Record that the rule of `entry` serves `key`. Rules are visited in file order and,
-    /// as in prometheus-adapter's series registry, a later rule takes a metric an earlier
-    /// one also exposes for the same resource — unless the later rule is broken and the
-    /// earlier one is not: a rule that cannot serve never takes a metric away from one that
-    /// can.
+    /// Record that the rule of `entry` serves `key`. Rules are visited in file order, and
+    /// a later rule takes a metric an earlier one also exposes for the same resource as
+    /// [`Rule::overrides`] says (as in prometheus-adapter, but a broken rule never takes a
+    /// metric from a working one).
     fn claim<K: Ord, V>(
         &self,
         map: &mut BTreeMap<K, V>,
@@ -233,10 +232,13 @@ impl Registry {
             Api::Custom => &self.rules.custom,
             Api::External => &self.rules.external,
         };
-        let broken = |idx: usize| list.get(idx).is_some_and(|r| r.broken().is_some());
         if let Some(existing) = map.get(&key) {
-            if broken(rule_of(&entry)) && !broken(rule_of(existing)) {
-                return;
+            if let (Some(later), Some(earlier)) =
+                (list.get(rule_of(&entry)), list.get(rule_of(existing)))
+            {
+                if !later.overrides(earlier) {
+                    return;
+                }
             }
         }
         map.insert(key, entry);

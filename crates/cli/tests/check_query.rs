@@ -289,3 +289,53 @@ fn query_uses_the_series_of_the_rule_that_names_the_metric() {
         stderr(&out)
     );
 }
+
+#[test]
+fn query_uses_the_later_rule_as_the_adapter_does() {
+    // The chart's generic `_total` rule comes first and also exposes http_requests for pods.
+    let dir = std::env::temp_dir().join(format!("promhpa-query-later-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("values.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n  custom:\n  - seriesQuery: 'http_requests_total{namespace!=\"\",pod!=\"\"}'\n    resources: {template: '<<.Resource>>'}\n    name: {matches: '^(.*)_total$', as: '$1'}\n    metricsQuery: 'avg_over_time(<<.Series>>{<<.LabelMatchers>>}[1m])'\n",
+    )
+    .unwrap();
+    let query = promhpa(&[
+        "query",
+        "--config",
+        file.to_str().unwrap(),
+        "--metric",
+        "http_requests",
+        "--series",
+        "http_requests_total",
+        "--resource",
+        "pods",
+        "--namespace",
+        "shop",
+        "--names",
+        "web-1",
+    ]);
+    let check = promhpa(&["check", "--config", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(query.status.success(), "{}", stderr(&query));
+    assert_eq!(
+        stdout(&query),
+        "avg_over_time(http_requests_total{namespace=\"shop\",pod=\"web-1\"}[1m])\n"
+    );
+    assert!(
+        stderr(&query).contains(
+            "rules.default[4] (chart default) also exposes this metric; rules.custom[0] serves it"
+        ),
+        "{}",
+        stderr(&query)
+    );
+    let text = stdout(&check);
+    assert!(
+        text.contains("shadowed: ")
+            && text.contains(
+                "rules.default[4] (chart default): rules.custom[0] also exposes \"http_requests\""
+            ),
+        "{text}"
+    );
+}

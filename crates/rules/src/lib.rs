@@ -190,6 +190,22 @@ impl Rule {
         self.broken.as_deref()
     }
 
+    /// Whether this rule, coming later in the file, serves a metric that `earlier` also
+    /// exposes for the same resource. As in prometheus-adapter's series registry the later
+    /// rule wins — except that a broken rule never takes a metric from a working one.
+    pub fn overrides(&self, earlier: &Rule) -> bool {
+        !(self.broken.is_some() && earlier.broken.is_none())
+    }
+
+    /// The rule that serves a metric all of `rules` (in file order) expose for the same
+    /// resource: see [`Rule::overrides`].
+    pub fn serving<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Option<&'a Rule> {
+        rules.into_iter().fold(None, |winner: Option<&Rule>, r| match winner {
+            Some(w) if !r.overrides(w) => Some(w),
+            _ => Some(r),
+        })
+    }
+
     /// Whether the backend can be asked for this rule's series (`seriesQuery` is a valid
     /// series selector); a rule whose `seriesQuery` is not serves nothing.
     pub fn discoverable(&self) -> bool {

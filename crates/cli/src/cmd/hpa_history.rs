@@ -12,14 +12,8 @@ use promhpa_rules::{Rule, RuleSet};
 use super::backend::BackendFlags;
 use super::hpa_target::ScaleTarget;
 
-/// The series a rule of `rules` serves as `metric`, looking at each rule's own series
-/// (a rule whose `name.as` takes any series would otherwise claim other rules' series).
 fn own_series(rules: &[Rule], metric: &str) -> Option<String> {
-    rules.iter().find_map(|r| {
-        r.selected_series_name()
-            .filter(|s| r.metric_name_for(s).as_deref() == Some(metric))
-            .map(str::to_string)
-    })
+    super::query::own_series(rules, metric)
 }
 
 fn request(rules: &RuleSet, metric: &str, ns: &str, external: bool) -> super::query::Args {

@@ -55,6 +55,22 @@ fn parse_selector(text: Option<&str>, flag: &str) -> anyhow::Result<LabelSelecto
     }
 }
 
+/// The series the rule serving `metric` names in its `seriesQuery`, among the rules that
+/// name one (a rule whose `name.as` takes any series would otherwise claim other rules'
+/// series); the later rule wins as in the registry.
+pub fn own_series<'a>(rules: impl IntoIterator<Item = &'a Rule>, metric: &str) -> Option<String> {
+    let naming: Vec<&Rule> = rules
+        .into_iter()
+        .filter(|r| {
+            r.selected_series_name()
+                .is_some_and(|s| r.metric_name_for(s).as_deref() == Some(metric))
+        })
+        .collect();
+    Rule::serving(naming)
+        .and_then(Rule::selected_series_name)
+        .map(str::to_string)
+}
+
 /// The PromQL for the request the arguments describe.
 pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
     let candidates: Vec<&Rule> = if args.external {
@@ -66,14 +82,7 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
     let series = match &args.series {
         Some(s) => s.clone(),
         // Each rule only ever sees the series its own seriesQuery selects.
-        None => candidates
-            .iter()
-            .find_map(|r| {
-                r.selected_series_name()
-                    .filter(|s| r.metric_name_for(s).as_deref() == Some(args.metric.as_str()))
-            })
-            .map(str::to_string)
-            .with_context(|| {
+        None => own_series(candidates.iter().copied(), &args.metric).with_context(|| {
                 format!(
                     "no {section} rule names a series for metric \"{}\" in its seriesQuery; pass --series",
                     args.metric
@@ -90,7 +99,7 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
             selects(r) && r.metric_name_for(&series).as_deref() == Some(args.metric.as_str())
         })
         .collect();
-    let Some(rule) = matching.first() else {
+    let Some(rule) = Rule::serving(matching.iter().copied()) else {
         let served: Vec<String> = candidates
             .iter()
             .filter(|r| selects(r))
@@ -115,12 +124,16 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
         );
     };
     if matching.len() > 1 {
-        let others: Vec<&str> = matching[1..].iter().map(|r| r.path()).collect();
+        let others: Vec<String> = matching
+            .iter()
+            .filter(|r| r.path() != rule.path())
+            .map(|r| r.origin())
+            .collect();
         eprintln!(
-            "note: {} also serve{} this metric; using {}",
+            "note: {} also expose{} this metric; {} serves it (the later rule wins, as in prometheus-adapter; a broken rule never takes a metric from a working one)",
             others.join(", "),
             if others.len() == 1 { "s" } else { "" },
-            rule.path()
+            rule.origin()
         );
     }
     if args.external {
