@@ -73,6 +73,8 @@ pub fn verdict(set: &RuleSet) -> String {
     }
     if resource_broken {
         parts.push("resource rules broken".to_string());
+    } else if set.resource.is_some() {
+        parts.push("resource rules ok".to_string());
     }
     parts.push(plural(set.warnings.len(), "warning"));
     parts.join(", ")
