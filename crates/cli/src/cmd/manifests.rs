@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use promhpa_rules::{FileShape, RuleSet};
+use promhpa_rules::{FileShape, Rule, RuleSet};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -189,8 +189,11 @@ pub struct RuleFile {
     pub text: String,
     /// Where it comes from, for messages: `FILE (prometheus-adapter config)`.
     pub origin: String,
+    /// Custom rules that can answer requests (broken ones left out).
     pub custom: usize,
+    /// External rules that can answer requests.
     pub external: usize,
+    /// Whether its resource rules can answer requests.
     pub resource: bool,
     pub warnings: Vec<String>,
 }
@@ -289,24 +292,60 @@ fn values_input(mut values: Value, source: &str) -> anyhow::Result<Input> {
 }
 
 fn rule_file(text: &str, origin: String, set: &RuleSet) -> anyhow::Result<Input> {
-    if set.custom.is_empty() && set.external.is_empty() && set.resource.is_none() {
-        let mut message = format!(
-            "{origin} has no rules (rules, externalRules and resourceRules are empty or \
-             absent), so an installation would serve no metrics API"
-        );
-        for w in &set.warnings {
-            message.push_str(&format!("\n{w}"));
-        }
-        bail!(message);
+    let (custom, external, resource) = working_rules(set);
+    if custom == 0 && external == 0 && !resource {
+        bail!(nothing_served(&origin, set));
     }
     Ok(Input::Rules(RuleFile {
         text: text.to_string(),
         origin,
-        custom: set.custom.len(),
-        external: set.external.len(),
-        resource: set.resource.is_some(),
-        warnings: set.warnings.iter().map(ToString::to_string).collect(),
+        custom,
+        external,
+        resource,
+        warnings: loader_reports(set),
     }))
+}
+
+/// The custom and external rules of `set` that can answer requests, and whether its resource
+/// rules can: broken rules are installed (serve starts without them) but serve nothing.
+fn working_rules(set: &RuleSet) -> (usize, usize, bool) {
+    let working = |rules: &[Rule]| rules.iter().filter(|r| r.broken().is_none()).count();
+    let resource_broken = set
+        .broken
+        .iter()
+        .any(|b| b.path.starts_with("resourceRules") || b.path.starts_with("rules.resource"));
+    (
+        working(&set.custom),
+        working(&set.external),
+        set.resource.is_some() && !resource_broken,
+    )
+}
+
+/// Why a loaded rule file would give an installation that serves nothing.
+fn nothing_served(origin: &str, set: &RuleSet) -> String {
+    let mut message = if set.rules().next().is_none() && set.resource.is_none() {
+        format!(
+            "{origin} has no rules (rules, externalRules and resourceRules are empty or \
+             absent), so an installation would serve no metrics API"
+        )
+    } else {
+        format!("every rule of {origin} is broken, so an installation would serve nothing:")
+    };
+    for report in loader_reports(set) {
+        message.push_str(&format!("\n{report}"));
+    }
+    message
+}
+
+/// The loader's reports on a file it loads: broken rules, then warnings.
+fn loader_reports(set: &RuleSet) -> Vec<String> {
+    let broken = set
+        .broken
+        .iter()
+        .map(|b| format!("{b} (broken: serve starts without this rule)"));
+    broken
+        .chain(set.warnings.iter().map(ToString::to_string))
+        .collect()
 }
 
 /// Whether a file the rule loader refuses still reads as Helm values: nothing, or a mapping
@@ -1095,14 +1134,18 @@ pub fn chart_rules(values: &Value) -> anyhow::Result<Rules> {
         );
     }
     let text = rule_config(values)?;
-    let set = RuleSet::from_yaml(&text, "the rule file rendered from the values")
+    let origin = "the rule file rendered from the values";
+    let set = RuleSet::from_yaml(&text, origin)
         .map_err(|e| anyhow!("the rules of the values do not load:\n{e}"))?;
+    if working_rules(&set) == (0, 0, false) {
+        bail!(nothing_served(origin, &set));
+    }
     Ok(Rules {
         config: RuleConfig::Text(text),
         custom,
         external,
         resource,
-        warnings: set.warnings.iter().map(ToString::to_string).collect(),
+        warnings: loader_reports(&set),
     })
 }
 
@@ -1879,6 +1922,33 @@ externalRules:
             section,
             json!({"replicas": 2, "prometheus": {"url": "http://p"}})
         );
+    }
+
+    #[test]
+    fn broken_rules_are_installed_but_register_no_api() {
+        // The custom rule has no metricsQuery: the adapter loads it and fails its requests.
+        let text = "rules:\n- seriesQuery: 'jobs{namespace!=\"\"}'\n  resources: {template: <<.Resource>>}\nexternalRules:\n- seriesQuery: 'queue_depth{queue!=\"\"}'\n  resources: {namespaced: false}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'\n";
+        let file = rule_file_of(read_input(text, "b.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        assert_eq!((file.custom, file.external, file.resource), (0, 1, false));
+        assert!(
+            file.warnings
+                .iter()
+                .any(|w| w.contains("rules[0].metricsQuery")),
+            "{:?}",
+            file.warnings
+        );
+        let objects = render_with(&chart_defaults(), &release("default"), &file.rules())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(api_services(&objects), ["v1beta1.external.metrics.k8s.io"]);
+        assert_eq!(
+            find(&objects, "ConfigMap", "prometheus-adapter")["data"]["config.yaml"],
+            text
+        );
+
+        let only_broken = "rules:\n- seriesQuery: 'jobs{namespace!=\"\"}'\n  resources: {template: <<.Resource>>}\n";
+        let message = refused(only_broken);
+        assert!(message.contains("every rule"), "{message}");
+        assert!(message.contains("metricsQuery"), "{message}");
     }
 
     fn refused(text: &str) -> String {
