@@ -29,7 +29,8 @@ enum Command {
     /// Serve the custom, external and (with resourceRules) resource metrics APIs (the default
     /// when no subcommand is given).
     Serve(cmd::serve::Args),
-    /// Validate a rule file and summarise every rule.
+    /// Validate a rule file: a verdict, every rule, and what is broken, shadowed or warned
+    /// about (exit 0: serve runs every rule; 2: some rule is broken; 1: the file is refused).
     Check(cmd::check::Args),
     /// Print the PromQL promhpa would send for a metric request.
     Query(cmd::query::Args),
@@ -41,7 +42,7 @@ enum Command {
     Explain(cmd::explain::Args),
     /// Replay history through an HPA spec and chart the replicas it would have chosen.
     Simulate(cmd::simulate::Args),
-    /// Render deployment manifests from a prometheus-adapter Helm values file.
+    /// Render a complete installation from Helm values, an adapter config or its ConfigMap.
     Manifests(cmd::manifests::Args),
 }
 
