@@ -14,6 +14,8 @@ use promhpa_core::lookup::ObjectLookup;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
+mod prom_auth;
+
 /// A non-negative Go duration (`20s`, `1m30s`).
 pub fn go_duration(s: &str) -> Result<Duration, String> {
     let ms = parse_go_duration_ms(s).map_err(|e| e.to_string())?;
@@ -21,6 +23,21 @@ pub fn go_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration \"{s}\" must not be negative"));
     }
     Ok(Duration::from_millis(ms as u64))
+}
+
+/// A Go-style boolean flag value (`true`, `false`, `1`, `0`, `t`, `f`, `TRUE`, `False`, ...),
+/// as pflag accepts for `--flag=value`.
+pub fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean \"{s}\": expected true or false")),
+    }
+}
+
+/// A file path where an empty value means none, as pflag string flags take it.
+fn path_or_empty(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
 }
 
 /// prometheus-adapter's backend flags (same names and meanings), the rule file, the object
@@ -34,9 +51,31 @@ pub struct BackendFlags {
     /// PEM CA bundle that signed Prometheus' serving certificate.
     #[arg(long, value_name = "FILE")]
     pub prometheus_ca_file: Option<PathBuf>,
-    /// File with a bearer token for Prometheus; re-read when it changes.
+    /// File with a bearer token for Prometheus; re-read when it changes. Sent instead of the
+    /// token or password of --prometheus-auth-config / --prometheus-auth-incluster.
     #[arg(long, value_name = "FILE")]
     pub prometheus_token_file: Option<PathBuf>,
+    /// kubeconfig file used to configure auth when connecting to Prometheus: its current
+    /// context's user (token, tokenFile, username/password, client certificate) and cluster
+    /// (certificate-authority, insecure-skip-tls-verify, tls-server-name). Its server is not
+    /// used: queries go to --prometheus-url. Not with --prometheus-ca-file or
+    /// --prometheus-client-tls-cert-file/key-file.
+    #[arg(long, value_name = "FILE", value_parser = path_or_empty)]
+    pub prometheus_auth_config: Option<PathBuf>,
+    /// Use the pod's service account when connecting to Prometheus: its token (re-read when
+    /// it rotates) and its CA, as the in-cluster kubeconfig does. Not with
+    /// --prometheus-auth-config, --prometheus-ca-file or --prometheus-client-tls-cert-file/key-file.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = go_bool,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub prometheus_auth_incluster: bool,
     /// Extra header sent to Prometheus, `key=value`; repeatable.
     #[arg(long, value_name = "KEY=VALUE")]
     pub prometheus_header: Vec<String>,
@@ -63,11 +102,6 @@ pub struct BackendFlags {
     /// aggregator's own request timeout.
     #[arg(long, default_value = "20s", value_parser = go_duration, value_name = "DURATION")]
     pub prometheus_query_timeout: Duration,
-    /// Accepted for compatibility (kubeconfig-style Prometheus auth).
-    #[arg(long, hide = true)]
-    pub prometheus_auth_config: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub prometheus_auth_incluster: Option<String>,
 
     /// Rule file (prometheus-adapter config, Helm values or ConfigMap).
     #[arg(long, value_name = "FILE")]
@@ -127,13 +161,65 @@ impl BackendFlags {
         }
     }
 
+    /// The Prometheus connection flags that are given, by flag name.
+    fn prometheus_flags_given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        let mut note = |set: bool, name: &'static str| {
+            if set {
+                given.push(name);
+            }
+        };
+        note(self.prometheus_ca_file.is_some(), "--prometheus-ca-file");
+        note(
+            self.prometheus_token_file.is_some(),
+            "--prometheus-token-file",
+        );
+        note(
+            self.prometheus_auth_config
+                .as_ref()
+                .is_some_and(|p| !p.as_os_str().is_empty()),
+            "--prometheus-auth-config",
+        );
+        note(
+            self.prometheus_auth_incluster,
+            "--prometheus-auth-incluster",
+        );
+        note(
+            self.prometheus_client_tls_cert_file.is_some(),
+            "--prometheus-client-tls-cert-file",
+        );
+        note(
+            self.prometheus_client_tls_key_file.is_some(),
+            "--prometheus-client-tls-key-file",
+        );
+        note(!self.prometheus_header.is_empty(), "--prometheus-header");
+        note(self.prometheus_user.is_some(), "--prometheus-user");
+        given
+    }
+
+    /// Says which Prometheus connection flags go unused because the embedded evaluator is
+    /// the backend.
+    pub fn warn_unused_prometheus_flags(&self) {
+        let given = self.prometheus_flags_given();
+        if !given.is_empty() {
+            let why = if self.demo {
+                "--demo serves from the embedded evaluator"
+            } else {
+                "there is no --prometheus-url, so the embedded evaluator is the backend"
+            };
+            tracing::warn!("{} not used: {why}", given.join(", "));
+        }
+    }
+
     /// The backend: Prometheus when `--prometheus-url` is given, the demo traffic with
     /// `--demo`, otherwise the embedded evaluator with the `--load-exposition` files.
     pub fn build_backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
         if self.demo {
+            self.warn_unused_prometheus_flags();
             return Ok(demo_backend());
         }
         let Some(url) = &self.prometheus_url else {
+            self.warn_unused_prometheus_flags();
             tracing::info!(
                 "no --prometheus-url: using the embedded PromQL evaluator as the backend"
             );
@@ -146,7 +232,12 @@ impl BackendFlags {
                 "--load-exposition feeds the embedded evaluator and cannot be combined with --prometheus-url"
             );
         }
-        let mut config = PromConfig::new(url.clone());
+        Ok(Arc::new(PromClient::new(self.prom_config(url)?)?))
+    }
+
+    /// The Prometheus client settings of the flags, for `url`.
+    pub fn prom_config(&self, url: &str) -> anyhow::Result<PromConfig> {
+        let mut config = PromConfig::new(url.to_string());
         config.ca_file = self.prometheus_ca_file.clone();
         config.client_cert_file = self.prometheus_client_tls_cert_file.clone();
         config.client_key_file = self.prometheus_client_tls_key_file.clone();
@@ -161,8 +252,13 @@ impl BackendFlags {
                 user.clone(),
                 self.prometheus_password.clone().unwrap_or_default(),
             ));
+        } else if self.prometheus_password.is_some() {
+            tracing::warn!(
+                "PROMHPA_PROMETHEUS_PASSWORD (--prometheus-password) is set but not used: it is the password of --prometheus-user, which is not given"
+            );
         }
-        Ok(Arc::new(PromClient::new(config)?))
+        prom_auth::apply(self, &mut config)?;
+        Ok(config)
     }
 
     /// Load the --load-exposition files into `backend`, stamping samples without a

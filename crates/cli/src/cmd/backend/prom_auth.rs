@@ -1,0 +1,388 @@
+//! `--prometheus-auth-config` and `--prometheus-auth-incluster`: Prometheus credentials from a
+//! kubeconfig file or from the pod's service account, taken as prometheus-adapter takes them
+//! (a client-go transport built from the kubeconfig; the URL stays `--prometheus-url`).
+//!
+//! How they combine with the other Prometheus flags, where prometheus-adapter either refuses
+//! or silently drops one side:
+//! - both at once: refused, as prometheus-adapter refuses them;
+//! - with `--prometheus-ca-file`, `--prometheus-client-tls-cert-file/key-file`: refused.
+//!   prometheus-adapter would use the CA file and drop the kubeconfig or service account
+//!   entirely (and it uses the client certificate flags only with a CA file);
+//! - with `--prometheus-token-file`: the token file's token is sent in place of the
+//!   kubeconfig's token or password or the service account token, as prometheus-adapter does;
+//!   the TLS settings still come from the kubeconfig or the service account;
+//! - with `--prometheus-user` (promhpa's own): refused; put username/password in the kubeconfig.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use promhpa_kube_lookup::config::{KubeConfig, SERVICE_ACCOUNT_DIR};
+use promhpa_prom::{InlinePem, PromConfig};
+
+use super::BackendFlags;
+
+/// Environment variable naming another directory to read the service account from (for tests;
+/// a warning says when it is used).
+pub const SERVICE_ACCOUNT_DIR_ENV: &str = "PROMHPA_SERVICE_ACCOUNT_DIR";
+
+/// Where the service account's token and CA are mounted.
+fn service_account_dir() -> PathBuf {
+    match std::env::var_os(SERVICE_ACCOUNT_DIR_ENV).filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            tracing::warn!(
+                dir = %dir.display(),
+                "--prometheus-auth-incluster: reading the service account from {SERVICE_ACCOUNT_DIR_ENV} instead of {SERVICE_ACCOUNT_DIR}"
+            );
+            dir
+        }
+        None => PathBuf::from(SERVICE_ACCOUNT_DIR),
+    }
+}
+
+/// Applies `--prometheus-auth-config` / `--prometheus-auth-incluster` to `config`, which
+/// already holds the other Prometheus flags.
+pub(super) fn apply(flags: &BackendFlags, config: &mut PromConfig) -> anyhow::Result<()> {
+    let kubeconfig = flags
+        .prometheus_auth_config
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty());
+    let source = match (kubeconfig, flags.prometheus_auth_incluster) {
+        (None, false) => return Ok(()),
+        (Some(_), true) => bail!(
+            "--prometheus-auth-config and --prometheus-auth-incluster cannot be combined: may not use both in-cluster auth and an explicit kubeconfig at the same time"
+        ),
+        (Some(_), false) => "--prometheus-auth-config",
+        (None, true) => "--prometheus-auth-incluster",
+    };
+    if flags.prometheus_ca_file.is_some() {
+        let fix = if kubeconfig.is_some() {
+            "put the CA in the kubeconfig's certificate-authority instead"
+        } else {
+            "to send the service account token to a Prometheus with its own CA, pass --prometheus-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token with --prometheus-ca-file instead"
+        };
+        bail!(
+            "{source} cannot be combined with --prometheus-ca-file (prometheus-adapter would use the CA file and silently drop the {source} credentials); {fix}"
+        );
+    }
+    if flags.prometheus_client_tls_cert_file.is_some()
+        || flags.prometheus_client_tls_key_file.is_some()
+    {
+        bail!(
+            "{source} cannot be combined with --prometheus-client-tls-cert-file/--prometheus-client-tls-key-file (prometheus-adapter ignores them without --prometheus-ca-file); put the client certificate in a kubeconfig's client-certificate/client-key and pass it with --prometheus-auth-config"
+        );
+    }
+    if flags.prometheus_user.is_some() {
+        bail!(
+            "{source} cannot be combined with --prometheus-user; put username/password in a kubeconfig's user and pass it with --prometheus-auth-config"
+        );
+    }
+    match kubeconfig {
+        Some(path) => from_kubeconfig(path, config),
+        None => from_service_account(&service_account_dir(), config),
+    }
+}
+
+/// The current context's user and cluster TLS settings of a kubeconfig file.
+fn from_kubeconfig(path: &Path, config: &mut PromConfig) -> anyhow::Result<()> {
+    let kc = KubeConfig::from_kubeconfig_file(path, None).map_err(|e| {
+        anyhow::anyhow!("--prometheus-auth-config: {e} (unable to construct auth configuration for connecting to Prometheus)")
+    })?;
+    let origin = |what: &str| format!("{what} of --prometheus-auth-config {}", path.display());
+    if kc.insecure && kc.ca_pem.is_some() {
+        bail!(
+            "--prometheus-auth-config {}: specifying a root certificates file with the insecure flag is not allowed (certificate-authority and insecure-skip-tls-verify are both set)",
+            path.display()
+        );
+    }
+    if let Some(ca) = kc.ca_pem {
+        config.ca_pem = Some(InlinePem {
+            source: origin("certificate-authority"),
+            pem: ca,
+        });
+    }
+    if kc.insecure {
+        tracing::warn!(
+            kubeconfig = %path.display(),
+            "--prometheus-auth-config sets insecure-skip-tls-verify: Prometheus' certificate is not verified"
+        );
+        config.insecure_skip_verify = true;
+    }
+    config.tls_server_name = kc.tls_server_name;
+    match (kc.client_cert_pem, kc.client_key_pem) {
+        (Some(cert), Some(key)) => {
+            config.client_identity_pem = Some((
+                InlinePem {
+                    source: origin("client-certificate"),
+                    pem: cert,
+                },
+                InlinePem {
+                    source: origin("client-key"),
+                    pem: key,
+                },
+            ));
+        }
+        (None, None) => {}
+        (Some(_), None) => bail!(
+            "--prometheus-auth-config {}: client-key-data or client-key must be specified with client-certificate",
+            path.display()
+        ),
+        (None, Some(_)) => bail!(
+            "--prometheus-auth-config {}: client-certificate-data or client-certificate must be specified with client-key",
+            path.display()
+        ),
+    }
+    let has_credentials = kc.token.is_some() || kc.token_file.is_some() || kc.username.is_some();
+    if config.token_file.is_some() {
+        if has_credentials {
+            tracing::warn!(
+                kubeconfig = %path.display(),
+                "--prometheus-token-file is sent instead of the token or password of --prometheus-auth-config's user, as prometheus-adapter does"
+            );
+        }
+        return Ok(());
+    }
+    // As in client-go, a tokenFile (re-read as it changes) wins over a token.
+    config.token_file = kc.token_file;
+    config.bearer_token = kc.token;
+    if let Some(user) = kc.username {
+        config.basic_auth = Some((user, kc.password.unwrap_or_default()));
+    }
+    if kc.server != config.url.trim_end_matches('/') {
+        tracing::info!(
+            kubeconfig = %path.display(),
+            server = %kc.server,
+            "--prometheus-auth-config: using its current context's credentials; its server is not used, queries go to --prometheus-url"
+        );
+    }
+    Ok(())
+}
+
+/// The service account token (re-read as it rotates) and CA mounted in `dir`.
+fn from_service_account(dir: &Path, config: &mut PromConfig) -> anyhow::Result<()> {
+    let token = dir.join("token");
+    if !token.is_file() {
+        bail!(
+            "--prometheus-auth-incluster: no service account token at {} (is a service account token mounted in this pod?)",
+            token.display()
+        );
+    }
+    if config.token_file.is_some() {
+        tracing::warn!(
+            "--prometheus-token-file is sent instead of the service account token of --prometheus-auth-incluster, as prometheus-adapter does"
+        );
+    } else {
+        config.token_file = Some(token);
+    }
+    let ca = dir.join("ca.crt");
+    match std::fs::read(&ca) {
+        Ok(pem) => {
+            config.ca_pem = Some(InlinePem {
+                source: format!("service account CA {}", ca.display()),
+                pem,
+            })
+        }
+        // client-go's in-cluster configuration goes on with the system roots then.
+        Err(e) => tracing::warn!(
+            "--prometheus-auth-incluster: cannot read the service account CA {}: {e}; verifying Prometheus with the system's root certificates",
+            ca.display()
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        flags: BackendFlags,
+    }
+
+    fn flags(args: &[&str]) -> BackendFlags {
+        let mut all = vec!["promhpa", "--prometheus-url=https://prometheus:9090"];
+        all.extend_from_slice(args);
+        match Wrapper::try_parse_from(all) {
+            Ok(w) => w.flags,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<PromConfig> {
+        flags(args).prom_config("https://prometheus:9090")
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    fn kubeconfig(user: &str, cluster: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: prom\nclusters:\n- name: prom\n  cluster:\n    server: https://kubernetes.default.svc\n{cluster}contexts:\n- name: prom\n  context: {{cluster: prom, user: adapter}}\nusers:\n- name: adapter\n  user:\n{user}"
+        )
+    }
+
+    #[test]
+    fn the_bool_flag_takes_go_values_only_after_an_equals_sign() {
+        assert!(flags(&["--prometheus-auth-incluster"]).prometheus_auth_incluster);
+        assert!(flags(&["--prometheus-auth-incluster=T"]).prometheus_auth_incluster);
+        assert!(!flags(&["--prometheus-auth-incluster=false"]).prometheus_auth_incluster);
+        assert!(!flags(&[]).prometheus_auth_incluster);
+        let err = Wrapper::try_parse_from(["promhpa", "--prometheus-auth-incluster=yes"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("invalid boolean \"yes\""), "{err}");
+    }
+
+    #[test]
+    fn kubeconfig_user_and_cluster_become_the_client_settings() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let token = write(dir.path(), "token", "from-file\n");
+        let k = write(
+            dir.path(),
+            "k1",
+            &kubeconfig(
+                &format!("    token: fixed\n    tokenFile: {}\n", token.display()),
+                "    certificate-authority-data: Q0E=\n    tls-server-name: prometheus.monitoring.svc\n",
+            ),
+        );
+        let c = config(&[&format!("--prometheus-auth-config={}", k.display())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.url, "https://prometheus:9090");
+        assert_eq!(
+            c.ca_pem.as_ref().map(|p| p.pem.clone()),
+            Some(b"CA".to_vec())
+        );
+        assert!(c.ca_pem.as_ref().is_some_and(|p| p.source.contains("k1")));
+        assert_eq!(
+            c.tls_server_name.as_deref(),
+            Some("prometheus.monitoring.svc")
+        );
+        assert_eq!(c.token_file, Some(token.clone()));
+        assert_eq!(c.bearer_token.as_deref(), Some("fixed"));
+        assert!(!c.insecure_skip_verify);
+
+        let k = write(
+            dir.path(),
+            "k2",
+            &kubeconfig(
+                "    username: adapter\n    password: pw\n",
+                "    insecure-skip-tls-verify: true\n",
+            ),
+        );
+        let c = config(&[&format!("--prometheus-auth-config={}", k.display())])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.basic_auth, Some(("adapter".into(), "pw".into())));
+        assert!(c.insecure_skip_verify);
+        assert!(c.ca_pem.is_none());
+
+        // --prometheus-token-file wins over the kubeconfig's password.
+        let flag_token = write(dir.path(), "flag-token", "t");
+        let c = config(&[
+            &format!("--prometheus-auth-config={}", k.display()),
+            &format!("--prometheus-token-file={}", flag_token.display()),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.token_file, Some(flag_token));
+        assert_eq!(c.basic_auth, None);
+    }
+
+    #[test]
+    fn combinations_prometheus_adapter_would_drop_are_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let k = write(dir.path(), "k", &kubeconfig("    token: t\n", ""));
+        let auth = format!("--prometheus-auth-config={}", k.display());
+        let err = |args: &[&str]| {
+            config(args)
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        let e = err(&[&auth, "--prometheus-auth-incluster"]);
+        assert!(e.contains("cannot be combined"), "{e}");
+        let e = err(&[&auth, "--prometheus-ca-file=/etc/ca.crt"]);
+        assert!(
+            e.contains("--prometheus-auth-config cannot be combined with --prometheus-ca-file"),
+            "{e}"
+        );
+        let e = err(&["--prometheus-auth-incluster", "--prometheus-ca-file=/ca"]);
+        assert!(
+            e.contains("--prometheus-token-file=/var/run/secrets"),
+            "{e}"
+        );
+        let e = err(&[&auth, "--prometheus-client-tls-cert-file=/c"]);
+        assert!(e.contains("--prometheus-client-tls-cert-file"), "{e}");
+        let e = err(&[&auth, "--prometheus-user=u"]);
+        assert!(e.contains("--prometheus-user"), "{e}");
+        // An empty value is no kubeconfig, as in prometheus-adapter.
+        assert!(config(&["--prometheus-auth-config=", "--prometheus-ca-file=/ca"]).is_ok());
+    }
+
+    #[test]
+    fn unsupported_kubeconfig_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for (user, cluster, named) in [
+            ("    exec: {command: aws}\n", "", "users[].user.exec"),
+            (
+                "    auth-provider: {name: gcp}\n",
+                "",
+                "users[].user.auth-provider",
+            ),
+            ("    token: t\n    as: admin\n", "", "users[].user.as"),
+            (
+                "    token: t\n",
+                "    proxy-url: http://proxy:3128\n",
+                "clusters[].cluster.proxy-url",
+            ),
+        ] {
+            let k = write(dir.path(), "k", &kubeconfig(user, cluster));
+            let e = config(&[&format!("--prometheus-auth-config={}", k.display())])
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(e.contains(named), "{e}");
+            assert!(e.contains("--prometheus-auth-config"), "{e}");
+        }
+        let k = write(
+            dir.path(),
+            "k",
+            &kubeconfig("    client-certificate-data: Y2VydA==\n", ""),
+        );
+        let e = config(&[&format!("--prometheus-auth-config={}", k.display())])
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("client-key"), "{e}");
+    }
+
+    #[test]
+    fn service_account_token_and_ca() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut c = PromConfig::new("https://prometheus:9090");
+        let e = from_service_account(dir.path(), &mut c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("no service account token at"), "{e}");
+        let token = write(dir.path(), "token", "sa-token");
+        // Without ca.crt the system roots are used, as client-go does.
+        from_service_account(dir.path(), &mut c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.token_file, Some(token.clone()));
+        assert!(c.ca_pem.is_none());
+        write(dir.path(), "ca.crt", "CA");
+        let mut c = PromConfig::new("https://prometheus:9090");
+        from_service_account(dir.path(), &mut c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.ca_pem.map(|p| p.pem), Some(b"CA".to_vec()));
+        // --prometheus-token-file wins over the service account token.
+        let mut c = PromConfig::new("https://prometheus:9090");
+        c.token_file = Some("/etc/prom/token".into());
+        from_service_account(dir.path(), &mut c).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.token_file, Some(PathBuf::from("/etc/prom/token")));
+    }
+}
