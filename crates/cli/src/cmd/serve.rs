@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::{go_duration, now_ms, BackendFlags};
+use super::backend::{go_bool, go_duration, now_ms, BackendFlags};
 use anyhow::{bail, Context};
+use promhpa_apiserver::server::{TlsOptions, TlsVersion};
 use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::lookup::ObjectLookup;
@@ -60,6 +61,26 @@ pub struct Flags {
     pub tls_cert_file: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub tls_private_key_file: Option<PathBuf>,
+    /// Minimum TLS version supported. Possible values: VersionTLS10, VersionTLS11,
+    /// VersionTLS12, VersionTLS13 (default VersionTLS12). TLS 1.0 and 1.1 are not
+    /// implemented: they are accepted with a warning, and TLS 1.2 stays the minimum.
+    #[arg(long, value_name = "VERSION", value_parser = tls_min_version)]
+    pub tls_min_version: Option<TlsVersion>,
+    /// Comma-separated list of cipher suites for the server (Go names). If omitted, all
+    /// offered suites are used. Offered: TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384,
+    /// TLS_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    /// TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    /// TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    /// TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256. Go's CBC, RSA-key-exchange, 3DES and RC4
+    /// suites are accepted with a warning but not offered; a list with nothing to offer is an
+    /// error. The TLS 1.3 suites are all offered unless the list names some.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "SUITES",
+        value_parser = tls_cipher_suite
+    )]
+    pub tls_cipher_suites: Vec<String>,
     /// Serve without delegated authentication and authorization: anyone who can reach the
     /// port reads every metric. For local use only; implied by --demo.
     #[arg(long)]
@@ -110,16 +131,60 @@ pub struct Flags {
     pub kubeconfig: Option<PathBuf>,
     #[arg(long, hide = true)]
     pub lister_kubeconfig: Option<PathBuf>,
-    #[arg(long, hide = true, value_delimiter = ',')]
-    pub tls_cipher_suites: Vec<String>,
-    #[arg(long, hide = true)]
-    pub tls_min_version: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    pub logtostderr: Option<String>,
+    // Accepted so that existing Deployments parse unchanged; they mean nothing here and a
+    // warning says so at start.
+    #[arg(
+        long,
+        hide = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool
+    )]
+    pub logtostderr: Option<bool>,
     #[arg(long, hide = true)]
     pub audit_log_path: Option<String>,
     #[arg(long, hide = true)]
     pub audit_policy_file: Option<String>,
+}
+
+/// `--tls-min-version`: a Go version name; empty means the default.
+fn tls_min_version(s: &str) -> Result<TlsVersion, String> {
+    if s.trim().is_empty() {
+        return Ok(TlsVersion::Tls12);
+    }
+    s.parse()
+}
+
+/// One `--tls-cipher-suites` name, checked against Go's names.
+fn tls_cipher_suite(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Ok(String::new());
+    }
+    server::check_cipher_suite_name(s)?;
+    Ok(s.trim().to_string())
+}
+
+/// One warning for each prometheus-adapter flag given that has no effect here.
+fn compatibility_warnings(args: &Flags) -> Vec<String> {
+    let mut out = Vec::new();
+    if args.logtostderr.is_some() {
+        out.push(
+            "--logtostderr is accepted for compatibility with prometheus-adapter and has no effect: promhpa always logs to stderr"
+                .to_string(),
+        );
+    }
+    for (given, flag) in [
+        (args.audit_log_path.is_some(), "--audit-log-path"),
+        (args.audit_policy_file.is_some(), "--audit-policy-file"),
+    ] {
+        if given {
+            out.push(format!(
+                "{flag} is accepted for compatibility with prometheus-adapter and has no effect: promhpa writes no audit log"
+            ));
+        }
+    }
+    out
 }
 
 fn init_logging(args: &Flags) {
@@ -184,6 +249,7 @@ fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)
         max_series: args.max_series,
     }));
     args.backend.load_expositions(&backend)?;
+    args.backend.warn_unused_prometheus_flags();
     let config = match &args.scrape_config {
         Some(path) => scrape::ScrapeConfig::load(path)?,
         None => scrape::ScrapeConfig::default(),
@@ -232,6 +298,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.log_format
         );
     }
+    for w in compatibility_warnings(&args) {
+        tracing::warn!("{w}");
+    }
+    let tls_options = TlsOptions {
+        min_version: args.tls_min_version,
+        cipher_suites: args.tls_cipher_suites.clone(),
+    };
+    let serving_tls = tls_options.resolve()?;
+    for w in &serving_tls.warnings {
+        tracing::warn!("{w}");
+    }
     let mut args = args;
     let rules = args.backend.load_rules()?;
     let has_resource_rules = rules.resource.is_some();
@@ -245,7 +322,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => bail!("--tls-cert-file and --tls-private-key-file must be given together"),
     };
     let resolver = Arc::new(server::ReloadingCert::new(&cert, &key)?);
-    let tls = server::tls_config(resolver)?;
+    let tls = server::tls_config_with(resolver, &serving_tls)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -273,10 +350,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.backend.prometheus_url.is_some() && !args.backend.demo {
             match backend.query("1", now_ms()).await {
                 Err(BackendError::Unavailable { address, message })
-                    if message.to_lowercase().contains("certificate") =>
+                    if message.to_lowercase().contains("invalid peer certificate") =>
                 {
+                    let fix = if args.backend.prometheus_auth_config.as_ref().is_some_and(|p| !p.as_os_str().is_empty()) {
+                        "set the certificate-authority (and tls-server-name if the name differs) of the --prometheus-auth-config kubeconfig"
+                    } else if args.backend.prometheus_auth_incluster {
+                        "--prometheus-auth-incluster trusts the service account's CA only"
+                    } else {
+                        "pass --prometheus-ca-file with the CA that signed it"
+                    };
                     bail!(
-                        "cannot verify the TLS certificate of prometheus {address}: {message} (pass --prometheus-ca-file with the CA that signed it)"
+                        "cannot verify the TLS certificate of prometheus {address}: {message} ({fix})"
                     );
                 }
                 Err(e) => tracing::warn!(error = %e, "prometheus is not answering yet"),
@@ -315,4 +399,90 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace_period).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    fn parse(args: &[&str]) -> Result<Flags, String> {
+        let mut all = vec!["promhpa"];
+        all.extend_from_slice(args);
+        Wrapper::try_parse_from(all)
+            .map(|w| w.flags)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_without_meaning_here_warn_once_each() {
+        let f = parse(&[
+            "--logtostderr",
+            "--audit-log-path=/var/log/audit.log",
+            "--audit-policy-file=/etc/audit.yaml",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let w = compatibility_warnings(&f);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("--logtostderr is accepted for compatibility"));
+        assert!(w[1].starts_with("--audit-log-path") && w[1].contains("no effect"));
+        assert!(w[2].starts_with("--audit-policy-file"));
+        let f = parse(&["--logtostderr=false"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(compatibility_warnings(&f).len(), 1);
+        assert!(compatibility_warnings(&parse(&[]).unwrap_or_else(|e| panic!("{e}"))).is_empty());
+        let e = parse(&["--logtostderr=sure"]).err().unwrap_or_default();
+        assert!(e.contains("invalid boolean \"sure\""), "{e}");
+    }
+
+    #[test]
+    fn tls_flags_take_go_names() {
+        let f = parse(&[
+            "--tls-min-version=VersionTLS13",
+            "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA",
+            "--tls-cipher-suites=TLS_AES_128_GCM_SHA256",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.tls_min_version, Some(TlsVersion::Tls13));
+        assert_eq!(
+            f.tls_cipher_suites,
+            vec![
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_RSA_WITH_AES_128_CBC_SHA",
+                "TLS_AES_128_GCM_SHA256"
+            ]
+        );
+        let e = parse(&["--tls-min-version=1.3"]).err().unwrap_or_default();
+        assert!(e.contains("unknown tls version \"1.3\""), "{e}");
+        assert!(e.contains("VersionTLS12"), "{e}");
+        let e = parse(&["--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,AES128"])
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("\"AES128\" not supported"), "{e}");
+        assert!(e.contains("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"), "{e}");
+    }
+
+    #[test]
+    fn cipher_suite_help_lists_what_is_offered() {
+        use clap::CommandFactory;
+        let cmd = Wrapper::command();
+        let help = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "tls_cipher_suites")
+            .and_then(|a| a.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        for name in server::offered_cipher_suite_names() {
+            assert!(help.contains(name), "{name} missing from: {help}");
+        }
+        assert_eq!(
+            help.matches("TLS_").count(),
+            server::offered_cipher_suite_names().len()
+        );
+    }
 }
