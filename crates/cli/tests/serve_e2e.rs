@@ -912,3 +912,94 @@ async fn serves_metrics_k8s_io_from_resource_rules_through_kubectl() {
         "{stdout}"
     );
 }
+
+/// A rule file with a working rule and one prometheus-adapter loads but cannot serve.
+fn file_with_a_broken_rule(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n- seriesQuery: 'jobs_waiting{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'\n- seriesQuery: 'jobs_running{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n",
+    )
+    .unwrap();
+    let objects = dir.join("objects.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: worker-1, namespace: batch}\n",
+    )
+    .unwrap();
+    let exposition = dir.join("jobs.prom");
+    std::fs::write(
+        &exposition,
+        "jobs_waiting{namespace=\"batch\",pod=\"worker-1\"} 3\njobs_running{namespace=\"batch\",pod=\"worker-1\"} 2\n",
+    )
+    .unwrap();
+    (rules, objects, exposition)
+}
+
+#[test]
+fn a_broken_rule_is_reported_and_every_other_rule_served() {
+    let _serial = serial();
+    let dir = tempfile_dir();
+    let pki = TestPki::generate("broken-ca", "broken").unwrap();
+    let (rules, objects, exposition) = file_with_a_broken_rule(&dir);
+    let server = Promhpa::start(
+        &[
+            format!("--config={}", rules.display()),
+            format!("--objects={}", objects.display()),
+            format!("--load-exposition={}", exposition.display()),
+            "--insecure-skip-delegated-auth".to_string(),
+            format!("--tls-cert-file={}", pki.server_cert.display()),
+            format!("--tls-private-key-file={}", pki.server_key.display()),
+        ],
+        &dir,
+    );
+    let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
+    let start = Instant::now();
+    while !kubectl.raw("/readyz").status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = "/apis/custom.metrics.k8s.io/v1beta1/namespaces/batch/pods/worker-1";
+    let list = kubectl.json(&format!("{base}/jobs_waiting"));
+    assert_eq!(list["items"][0]["value"], "3", "{list}");
+    let err = kubectl.error(&format!("{base}/jobs_running"));
+    assert!(
+        err.contains("ServiceUnavailable")
+            && err.contains("rule rules[1] is broken: metricsQuery: missing metricsQuery"),
+        "{err}"
+    );
+    let metrics = String::from_utf8_lossy(&kubectl.raw("/metrics").stdout).into_owned();
+    assert!(metrics.contains("\npromhpa_rules_broken 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("promhpa_rule_broken{rule=\"rules[1]\"} 1"),
+        "{metrics}"
+    );
+    let log = server.log();
+    assert!(
+        log.contains("ERROR") && log.contains("rules[1].metricsQuery: missing metricsQuery"),
+        "{log}"
+    );
+
+    // --strict-rules refuses the same file before serving anything
+    let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .arg(format!("--config={}", rules.display()))
+        .arg(format!("--objects={}", objects.display()))
+        .arg("--insecure-skip-delegated-auth")
+        .arg("--strict-rules")
+        .arg("--secure-port=0")
+        .arg(format!("--cert-dir={}", dir.join("certs").display()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--strict-rules")
+            && stderr.contains("rules[1].metricsQuery: missing metricsQuery"),
+        "{stderr}"
+    );
+}

@@ -200,10 +200,12 @@ impl Rule {
     /// The rule that serves a metric all of `rules` (in file order) expose for the same
     /// resource: see [`Rule::overrides`].
     pub fn serving<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Option<&'a Rule> {
-        rules.into_iter().fold(None, |winner: Option<&Rule>, r| match winner {
-            Some(w) if !r.overrides(w) => Some(w),
-            _ => Some(r),
-        })
+        rules
+            .into_iter()
+            .fold(None, |winner: Option<&Rule>, r| match winner {
+                Some(w) if !r.overrides(w) => Some(w),
+                _ => Some(r),
+            })
     }
 
     /// Whether the backend can be asked for this rule's series (`seriesQuery` is a valid

@@ -140,6 +140,20 @@ impl BackendFlags {
         for w in &rules.warnings {
             tracing::warn!("{w}");
         }
+        for b in &rules.broken {
+            tracing::error!("broken rule, not served (every request for its metrics fails): {b}");
+        }
+        if !rules.broken.is_empty() {
+            let n = rules.rules().filter(|r| r.broken().is_none()).count();
+            tracing::error!(
+                broken = rules.broken.len(),
+                served = n,
+                "the rule file has broken rules; every other rule is served (`promhpa check --config FILE` lists them, --strict-rules refuses such a file)"
+            );
+        }
+        for s in &rules.shadowed {
+            tracing::info!("{s}");
+        }
         Ok(rules)
     }
 

@@ -29,6 +29,11 @@ pub struct Flags {
     #[command(flatten)]
     pub backend: BackendFlags,
 
+    /// Refuse to start when a rule of --config is broken (it loads, as in
+    /// prometheus-adapter, but cannot serve) or warned about, instead of serving the others.
+    #[arg(long)]
+    pub strict_rules: bool,
+
     /// How often discovery relists every rule's seriesQuery.
     #[arg(long, default_value = "1m", value_parser = go_duration, value_name = "DURATION")]
     pub metrics_relist_interval: Duration,
@@ -311,6 +316,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut args = args;
     let rules = args.backend.load_rules()?;
+    if args.strict_rules && !rules.is_clean() {
+        let problems: Vec<String> = rules
+            .strict_errors()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        bail!(
+            "--strict-rules: the rule file has {} broken rule{} and {} warning{}:\n{}",
+            rules.broken.len(),
+            if rules.broken.len() == 1 { "" } else { "s" },
+            rules.warnings.len(),
+            if rules.warnings.len() == 1 { "" } else { "s" },
+            problems.join("\n")
+        );
+    }
     let has_resource_rules = rules.resource.is_some();
     if args.scrape_config.is_none() && args.backend.load_exposition.is_empty() {
         args.backend.adopt_rule_file_prometheus(&rules);
