@@ -448,9 +448,8 @@ fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiErro
             served_for.into_iter().collect::<Vec<_>>().join(", ")
         )
     } else {
-        let candidates: Vec<&Rule> = state
-            .registry
-            .rules()
+        let rules = state.registry.rules();
+        let candidates: Vec<&Rule> = rules
             .custom
             .iter()
             .filter(|r| rule_could_produce(r, metric))
@@ -518,7 +517,7 @@ async fn custom_values(
         Some(e) => e,
         None => return Err(unknown_metric(state, metric, &gr)),
     };
-    let Some(rule) = state.registry.rules().custom.get(entry.rule) else {
+    let Some(rule) = entry.rule() else {
         return Err(ApiError::Internal(format!(
             "metric \"{metric}\": registry refers to a missing rule"
         )));
@@ -718,9 +717,8 @@ async fn external_values(
             .collect(),
     );
     let Some(entry) = state.registry.external(metric).await else {
-        let candidates: Vec<&Rule> = state
-            .registry
-            .rules()
+        let rules = state.registry.rules();
+        let candidates: Vec<&Rule> = rules
             .external
             .iter()
             .filter(|r| rule_could_produce(r, metric))
@@ -753,7 +751,7 @@ async fn external_values(
             }),
         });
     };
-    let Some(rule) = state.registry.rules().external.get(entry.rule) else {
+    let Some(rule) = entry.rule() else {
         return Err(ApiError::Internal(format!(
             "metric \"{metric}\": registry refers to a missing rule"
         )));

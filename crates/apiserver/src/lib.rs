@@ -9,6 +9,7 @@
 //!   OpenAPI; an optional [`api::RequestGuard`] authenticates and authorizes requests.
 //! - [`server::serve`]: TLS 1.2+ with certificate reload, client certificates passed to
 //!   the guard as [`promhpa_core::tls::PeerCertificates`].
+//! - [`reload::RuleFileReloader`]: the rule file reloaded when it changes or on SIGHUP.
 //! - [`objects::StaticObjects`]: an object lookup backed by a file of Kubernetes objects.
 //!
 //! ```
@@ -24,6 +25,7 @@ pub mod error;
 pub mod metrics;
 pub mod objects;
 pub mod registry;
+pub mod reload;
 pub mod resource;
 pub mod server;
 pub mod types;

@@ -56,6 +56,11 @@ struct Inner {
     registry_external: u64,
     dropped_values: BTreeMap<String, u64>,
     broken_rules: Vec<String>,
+    /// Whether the last reload of the rule file succeeded (1 before any).
+    reload_failed: bool,
+    /// Unix time of the last successful load or reload of the rule file.
+    reload_success_seconds: f64,
+    reloads: BTreeMap<&'static str, u64>,
 }
 
 /// Counters and histograms describing the server's own behaviour.
@@ -115,6 +120,30 @@ impl SelfMetrics {
         self.lock().broken_rules = rules;
     }
 
+    /// The rule file was loaded (at start, or reloaded) successfully now.
+    pub fn rules_loaded(&self) {
+        let mut i = self.lock();
+        i.reload_failed = false;
+        i.reload_success_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+    }
+
+    /// One reload of the rule file, successful or not.
+    pub fn observe_reload(&self, ok: bool) {
+        if ok {
+            self.rules_loaded();
+        }
+        let mut i = self.lock();
+        if !ok {
+            i.reload_failed = true;
+        }
+        *i.reloads
+            .entry(if ok { "success" } else { "failure" })
+            .or_default() += 1;
+    }
+
     /// A value that was not served because it was NaN or infinite.
     pub fn dropped_value(&self, metric: &str) {
         *self
@@ -150,6 +179,15 @@ impl SelfMetrics {
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_failures_total Relists that failed for at least one rule.\n# TYPE promhpa_discovery_relist_failures_total counter\npromhpa_discovery_relist_failures_total {}", i.relist_failures);
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_series Distinct (name, label-name set) pairs seen by the last relist.\n# TYPE promhpa_discovery_relist_series gauge\npromhpa_discovery_relist_series {}", i.relist_series);
         let _ = writeln!(out, "# HELP promhpa_registry_metrics Metrics served, by API.\n# TYPE promhpa_registry_metrics gauge\npromhpa_registry_metrics{{api=\"custom\"}} {}\npromhpa_registry_metrics{{api=\"external\"}} {}", i.registry_custom, i.registry_external);
+        let _ = writeln!(out, "# HELP promhpa_config_last_reload_successful Whether the last reload of the rule file succeeded.\n# TYPE promhpa_config_last_reload_successful gauge\npromhpa_config_last_reload_successful {}", u8::from(!i.reload_failed));
+        let _ = writeln!(out, "# HELP promhpa_config_last_reload_success_timestamp_seconds When the rule file was last loaded successfully.\n# TYPE promhpa_config_last_reload_success_timestamp_seconds gauge\npromhpa_config_last_reload_success_timestamp_seconds {}", i.reload_success_seconds);
+        out.push_str("# HELP promhpa_config_reloads_total Reloads of the rule file, by result.\n# TYPE promhpa_config_reloads_total counter\n");
+        for (result, n) in &i.reloads {
+            let _ = writeln!(
+                out,
+                "promhpa_config_reloads_total{{result=\"{result}\"}} {n}"
+            );
+        }
         let _ = writeln!(out, "# HELP promhpa_rules_broken Rules of the rule file that load but cannot serve (see the log or `promhpa check`).\n# TYPE promhpa_rules_broken gauge\npromhpa_rules_broken {}", i.broken_rules.len());
         out.push_str("# HELP promhpa_rule_broken A rule that loads but cannot serve; every request for its metrics fails.\n# TYPE promhpa_rule_broken gauge\n");
         for rule in &i.broken_rules {

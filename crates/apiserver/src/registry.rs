@@ -2,7 +2,9 @@
 //!
 //! Built from each rule's `seriesQuery` through [`Backend::series_names`] (metric names and
 //! label-name sets only), replaced atomically after each relist, and kept — rule by rule —
-//! when a relist fails. A request for a metric the registry does not know triggers a
+//! when a relist fails. The rule set is part of each snapshot, so a reloaded rule file
+//! ([`Registry::reload`]) replaces rules and entries in one step: a request sees the old
+//! rules with the old entries or the new with the new, never a mix. A request for a metric the registry does not know triggers a
 //! targeted relist of the rules of that API (coalesced, and remembered briefly when it
 //! finds nothing) instead of failing until the next periodic relist.
 
@@ -36,11 +38,40 @@ pub struct ExternalEntry {
     pub namespaced: bool,
 }
 
-/// One immutable view of the served metrics.
+/// One immutable view of the served metrics and the rules that serve them.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    pub rules: Arc<RuleSet>,
     pub custom: BTreeMap<(GroupResource, String), CustomEntry>,
     pub external: BTreeMap<String, ExternalEntry>,
+}
+
+/// A registry entry with the rule set it was found with.
+#[derive(Debug, Clone)]
+pub struct Served<E> {
+    pub rules: Arc<RuleSet>,
+    pub entry: E,
+}
+
+impl<E> std::ops::Deref for Served<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.entry
+    }
+}
+
+impl Served<CustomEntry> {
+    /// The rule that serves the metric.
+    pub fn rule(&self) -> Option<&Rule> {
+        self.rules.custom.get(self.entry.rule)
+    }
+}
+
+impl Served<ExternalEntry> {
+    /// The rule that serves the metric.
+    pub fn rule(&self) -> Option<&Rule> {
+        self.rules.external.get(self.entry.rule)
+    }
 }
 
 /// Which API a targeted lookup is for.
@@ -52,7 +83,6 @@ pub enum Api {
 
 /// The registry and what it needs to refresh itself.
 pub struct Registry {
-    rules: Arc<RuleSet>,
     backend: Arc<dyn Backend>,
     lookup: Arc<dyn ObjectLookup>,
     metrics: Arc<SelfMetrics>,
@@ -90,13 +120,15 @@ impl Registry {
                 .collect(),
         );
         Registry {
-            rules,
             backend,
             lookup,
             metrics,
             max_age,
             negative_ttl: Duration::from_secs(10),
-            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                rules,
+                ..Snapshot::default()
+            })),
             ready: AtomicBool::new(false),
             negative: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
@@ -109,8 +141,9 @@ impl Registry {
         self
     }
 
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
+    /// The rule set being served now.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.snapshot().rules.clone()
     }
 
     /// The current snapshot (cheap: one `Arc` clone).
@@ -221,17 +254,12 @@ impl Registry {
     /// [`Rule::overrides`] says (as in prometheus-adapter, but a broken rule never takes a
     /// metric from a working one).
     fn claim<K: Ord, V>(
-        &self,
+        list: &[Rule],
         map: &mut BTreeMap<K, V>,
         key: K,
         entry: V,
         rule_of: impl Fn(&V) -> usize,
-        api: Api,
     ) {
-        let list = match api {
-            Api::Custom => &self.rules.custom,
-            Api::External => &self.rules.external,
-        };
         if let Some(existing) = map.get(&key) {
             if let (Some(later), Some(earlier)) =
                 (list.get(rule_of(&entry)), list.get(rule_of(existing)))
@@ -244,65 +272,78 @@ impl Registry {
         map.insert(key, entry);
     }
 
-    /// Rebuild the entries of `apis` from the backend. A rule whose discovery fails keeps
-    /// its previous entries; the errors are returned.
-    async fn rebuild(&self, apis: &[Api]) -> (Snapshot, Vec<String>, u64) {
+    /// Rebuild the entries of `apis` for `rules` from the backend. When `rules` is the rule
+    /// set of the current snapshot, a rule whose discovery fails keeps its previous entries;
+    /// the errors are returned.
+    async fn rebuild(&self, rules: &Arc<RuleSet>, apis: &[Api]) -> (Snapshot, Vec<String>, u64) {
         let old = self.snapshot();
-        let mut snap = Snapshot::default();
+        let same_rules = Arc::ptr_eq(&old.rules, rules);
+        let mut snap = Snapshot {
+            rules: rules.clone(),
+            ..Snapshot::default()
+        };
         let mut errors = Vec::new();
         let mut series = 0;
         if apis.contains(&Api::Custom) {
-            for (idx, rule) in self.rules.custom.iter().enumerate() {
+            for (idx, rule) in rules.custom.iter().enumerate() {
                 let (res, n) = self.discover_custom(idx, rule).await;
                 series += n;
                 match res {
                     Ok(entries) => {
                         for (k, v) in entries {
-                            self.claim(&mut snap.custom, k, v, |e| e.rule, Api::Custom);
+                            Self::claim(&rules.custom, &mut snap.custom, k, v, |e| e.rule);
                         }
                     }
                     Err(e) => {
                         errors.push(e);
-                        for (k, v) in old.custom.iter().filter(|(_, v)| v.rule == idx) {
-                            self.claim(
+                        let kept = old
+                            .custom
+                            .iter()
+                            .filter(|(_, v)| same_rules && v.rule == idx);
+                        for (k, v) in kept {
+                            Self::claim(
+                                &rules.custom,
                                 &mut snap.custom,
                                 k.clone(),
                                 v.clone(),
                                 |e| e.rule,
-                                Api::Custom,
                             );
                         }
                     }
                 }
             }
-        } else {
+        } else if same_rules {
             snap.custom = old.custom.clone();
         }
         if apis.contains(&Api::External) {
-            for (idx, rule) in self.rules.external.iter().enumerate() {
+            for (idx, rule) in rules.external.iter().enumerate() {
                 let (res, n) = self.discover_external(idx, rule).await;
                 series += n;
                 match res {
                     Ok(entries) => {
                         for (k, v) in entries {
-                            self.claim(&mut snap.external, k, v, |e| e.rule, Api::External);
+                            Self::claim(&rules.external, &mut snap.external, k, v, |e| e.rule);
                         }
                     }
                     Err(e) => {
                         errors.push(e);
-                        for (k, v) in old.external.iter().filter(|(_, v)| v.rule == idx) {
-                            self.claim(
+                        let kept = old
+                            .external
+                            .iter()
+                            .filter(|(_, v)| same_rules && v.rule == idx);
+                        for (k, v) in kept {
+                            Self::claim(
+                                &rules.external,
                                 &mut snap.external,
                                 k.clone(),
                                 v.clone(),
                                 |e| e.rule,
-                                Api::External,
                             );
                         }
                     }
                 }
             }
-        } else {
+        } else if same_rules {
             snap.external = old.external.clone();
         }
         (snap, errors, series)
@@ -313,7 +354,8 @@ impl Registry {
     pub async fn relist(&self) -> Vec<String> {
         let _guard = self.targeted.lock().await;
         let start = Instant::now();
-        let (snap, errors, series) = self.rebuild(&[Api::Custom, Api::External]).await;
+        let rules = self.rules();
+        let (snap, errors, series) = self.rebuild(&rules, &[Api::Custom, Api::External]).await;
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
         for e in &errors {
@@ -326,7 +368,7 @@ impl Registry {
             "discovery relist done"
         );
         self.swap(snap);
-        let total = self.rules.custom.len() + self.rules.external.len();
+        let total = rules.custom.len() + rules.external.len();
         if errors.len() < total || total == 0 {
             self.ready.store(true, Ordering::Release);
         }
@@ -369,7 +411,8 @@ impl Registry {
         if present(&self.snapshot()) || self.negative_hit(api, metric) {
             return;
         }
-        let (snap, errors, _) = self.rebuild(&[api]).await;
+        let rules = self.rules();
+        let (snap, errors, _) = self.rebuild(&rules, &[api]).await;
         for e in &errors {
             tracing::warn!(error = %e, metric, "targeted discovery failed for a rule");
         }
@@ -382,24 +425,65 @@ impl Registry {
         }
     }
 
+    /// Serve `rules` from now on: discover their series, then replace rules and entries in
+    /// one step. Requests in flight finish with the snapshot they started with. Returns the
+    /// rules whose discovery failed (they serve nothing until the next relist).
+    pub async fn reload(&self, rules: RuleSet) -> Vec<String> {
+        let _guard = self.targeted.lock().await;
+        let start = Instant::now();
+        let rules = Arc::new(rules);
+        let (snap, errors, series) = self.rebuild(&rules, &[Api::Custom, Api::External]).await;
+        self.metrics
+            .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
+        self.metrics.set_broken_rules(
+            rules
+                .rules()
+                .filter(|r| r.broken().is_some())
+                .map(|r| r.origin())
+                .collect(),
+        );
+        for e in &errors {
+            tracing::warn!(error = %e, "discovery failed for a reloaded rule; it serves nothing until the next relist");
+        }
+        self.swap(snap);
+        if let Ok(mut n) = self.negative.lock() {
+            n.clear();
+        }
+        errors
+    }
+
     /// The entry for a custom metric of a resource, with a targeted lookup when unknown.
-    pub async fn custom(&self, gr: &GroupResource, metric: &str) -> Option<CustomEntry> {
+    pub async fn custom(&self, gr: &GroupResource, metric: &str) -> Option<Served<CustomEntry>> {
         let key = (gr.clone(), metric.to_string());
-        if let Some(e) = self.snapshot().custom.get(&key) {
-            return Some(e.clone());
+        let served = |s: Arc<Snapshot>| {
+            let entry = s.custom.get(&key).cloned()?;
+            Some(Served {
+                rules: s.rules.clone(),
+                entry,
+            })
+        };
+        if let Some(found) = served(self.snapshot()) {
+            return Some(found);
         }
         self.targeted_lookup(Api::Custom, metric, |s| s.custom.contains_key(&key))
             .await;
-        self.snapshot().custom.get(&key).cloned()
+        served(self.snapshot())
     }
 
     /// The entry for an external metric, with a targeted lookup when unknown.
-    pub async fn external(&self, metric: &str) -> Option<ExternalEntry> {
-        if let Some(e) = self.snapshot().external.get(metric) {
-            return Some(e.clone());
+    pub async fn external(&self, metric: &str) -> Option<Served<ExternalEntry>> {
+        let served = |s: Arc<Snapshot>| {
+            let entry = s.external.get(metric).cloned()?;
+            Some(Served {
+                rules: s.rules.clone(),
+                entry,
+            })
+        };
+        if let Some(found) = served(self.snapshot()) {
+            return Some(found);
         }
         self.targeted_lookup(Api::External, metric, |s| s.external.contains_key(metric))
             .await;
-        self.snapshot().external.get(metric).cloned()
+        served(self.snapshot())
     }
 }

@@ -482,9 +482,8 @@ async fn serve(
                 let permits = permits.clone();
                 tasks.spawn(async move {
                     let _permit = permits.acquire_owned().await;
-                    // The rule set lives as long as the registry this task holds.
-                    let registry = state.registry.clone();
-                    let Some(rules) = registry.rules().resource.as_ref() else {
+                    let set = state.registry.rules();
+                    let Some(rules) = set.resource.as_ref() else {
                         return Ok((ns, Vec::new()));
                     };
                     let pods =
@@ -529,8 +528,8 @@ async fn serve(
 
 /// The handler of every `/apis/metrics.k8s.io` path.
 pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
-    let registry = state.registry.clone();
-    let Some(rules) = registry.rules().resource.as_ref() else {
+    let set = state.registry.rules();
+    let Some(rules) = set.resource.as_ref() else {
         return ApiError::not_found(format!(
             "the server could not find the requested resource: {RESOURCE_GROUP} is not served, as the rule file has no resourceRules"
         ))

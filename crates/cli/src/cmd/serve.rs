@@ -34,6 +34,11 @@ pub struct Flags {
     #[arg(long)]
     pub strict_rules: bool,
 
+    /// How often the --config file is checked for changes (a change, or SIGHUP, reloads it
+    /// without a restart; a file that does not load leaves the running rules in place).
+    #[arg(long, default_value = "2s", value_parser = go_duration, value_name = "DURATION")]
+    pub config_reload_interval: Duration,
+
     /// How often discovery relists every rule's seriesQuery.
     #[arg(long, default_value = "1m", value_parser = go_duration, value_name = "DURATION")]
     pub metrics_relist_interval: Duration,
@@ -397,6 +402,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             max_age,
         ));
         tokio::spawn(registry.clone().run(args.metrics_relist_interval));
+        match &args.backend.config {
+            Some(path) => {
+                let reloader = promhpa_apiserver::reload::RuleFileReloader::new(
+                    path.clone(),
+                    registry.clone(),
+                    metrics.clone(),
+                    args.strict_rules,
+                );
+                tokio::spawn(reloader.run(args.config_reload_interval));
+            }
+            None => {
+                tokio::spawn(promhpa_apiserver::reload::ignore_hangup_without_rule_file());
+            }
+        }
         let state = AppState {
             registry,
             backend,

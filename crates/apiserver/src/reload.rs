@@ -1,0 +1,199 @@
+//! Reloading the rule file while serving: when its content changes (including the symlink
+//! swap Kubernetes makes when a mounted ConfigMap changes) or on SIGHUP, the new file is
+//! compiled and validated completely; only a file that loads replaces the running rules
+//! (through [`Registry::reload`], in one step), otherwise the running rules stay and the
+//! errors are logged with path and line. `/metrics` shows the outcome as
+//! `promhpa_config_last_reload_successful` and
+//! `promhpa_config_last_reload_success_timestamp_seconds`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use promhpa_rules::{PrometheusSettings, RuleSet};
+
+use crate::metrics::SelfMetrics;
+use crate::registry::Registry;
+
+/// Why a reload left the running rules in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reading the rule file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("the rule file {path} does not load; the running rules stay:\n{errors}")]
+    Invalid { path: String, errors: String },
+    #[error("--strict-rules: the rule file {path} has broken rules or warnings; the running rules stay:\n{errors}")]
+    Strict { path: String, errors: String },
+}
+
+/// Watches one rule file and reloads the registry from it.
+pub struct RuleFileReloader {
+    path: PathBuf,
+    registry: Arc<Registry>,
+    metrics: Arc<SelfMetrics>,
+    strict: bool,
+    /// The content last read, loaded or not, so that one bad edit is reported once.
+    last: Vec<u8>,
+    /// `prometheus` settings of the file that is running (Helm values): changing them
+    /// needs a restart.
+    prometheus: Option<PrometheusSettings>,
+}
+
+impl RuleFileReloader {
+    /// A reloader for the file `path`, whose current content is already being served.
+    pub fn new(
+        path: PathBuf,
+        registry: Arc<Registry>,
+        metrics: Arc<SelfMetrics>,
+        strict: bool,
+    ) -> RuleFileReloader {
+        let last = std::fs::read(&path).unwrap_or_default();
+        let prometheus = registry.rules().prometheus.clone();
+        metrics.rules_loaded();
+        RuleFileReloader {
+            path,
+            registry,
+            metrics,
+            strict,
+            last,
+            prometheus,
+        }
+    }
+
+    /// Whether the file's content differs from what was last read.
+    fn changed(&self) -> Option<Vec<u8>> {
+        // A missing file (mid-swap) is no change: the next poll sees the new one.
+        let now = std::fs::read(&self.path).ok()?;
+        (now != self.last).then_some(now)
+    }
+
+    /// Compile `text` and, when it loads (and, with `strict`, has nothing broken or warned
+    /// about), serve it.
+    pub async fn reload_text(&mut self, text: Vec<u8>) -> Result<RuleSet, ReloadError> {
+        let path = self.path.display().to_string();
+        self.last = text.clone();
+        let text = String::from_utf8(text).map_err(|e| ReloadError::Read {
+            path: path.clone(),
+            message: format!("not UTF-8: {e}"),
+        })?;
+        let set = RuleSet::from_yaml(&text, &path).map_err(|e| ReloadError::Invalid {
+            path: path.clone(),
+            errors: e.to_string(),
+        })?;
+        if self.strict && !set.is_clean() {
+            let errors: Vec<String> = set.strict_errors().iter().map(|e| e.to_string()).collect();
+            return Err(ReloadError::Strict {
+                path,
+                errors: errors.join("\n"),
+            });
+        }
+        for w in &set.warnings {
+            tracing::warn!("{w}");
+        }
+        for b in &set.broken {
+            tracing::error!("broken rule, not served (every request for its metrics fails): {b}");
+        }
+        if set.prometheus != self.prometheus {
+            tracing::warn!(
+                path = %path,
+                "the rule file's prometheus settings changed; they take effect at the next restart"
+            );
+        }
+        let errors = self.registry.reload(set.clone()).await;
+        tracing::info!(
+            path = %path,
+            rules = set.rules().count(),
+            broken = set.rules().filter(|r| r.broken().is_some()).count(),
+            discovery_failures = errors.len(),
+            "rule file reloaded"
+        );
+        Ok(set)
+    }
+
+    /// Reload from the file now (SIGHUP, or a change seen by polling).
+    pub async fn reload(&mut self) -> Result<RuleSet, ReloadError> {
+        let text = std::fs::read(&self.path).map_err(|e| ReloadError::Read {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        });
+        let result = match text {
+            Ok(text) => self.reload_text(text).await,
+            Err(e) => Err(e),
+        };
+        self.metrics.observe_reload(result.is_ok());
+        if let Err(e) = &result {
+            tracing::error!("{e}");
+        }
+        result
+    }
+
+    /// Reload whenever the file's content changes (checked every `poll`) or SIGHUP arrives,
+    /// forever.
+    pub async fn run(mut self, poll: Duration) {
+        let mut hangup = hangup_signal();
+        let mut tick = tokio::time::interval(poll.max(Duration::from_millis(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Some(text) = self.changed() {
+                        tracing::info!(path = %self.path.display(), "the rule file changed; reloading");
+                        let result = self.reload_text(text).await;
+                        self.metrics.observe_reload(result.is_ok());
+                        if let Err(e) = result {
+                            tracing::error!("{e}");
+                        }
+                    }
+                }
+                Some(()) = recv(&mut hangup) => {
+                    tracing::info!(path = %self.path.display(), "SIGHUP: reloading the rule file");
+                    let _ = self.reload().await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the rule file is still reloaded when it changes");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {
+    None
+}
+
+#[cfg(unix)]
+async fn recv(h: &mut Hangup) -> Option<()> {
+    match h {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn recv(_: &mut Hangup) -> Option<()> {
+    std::future::pending().await
+}
+
+/// Keep SIGHUP from ending the process when no rule file is being watched (its default
+/// action is to terminate): log that there is nothing to reload.
+pub async fn ignore_hangup_without_rule_file() {
+    let mut hangup = hangup_signal();
+    while recv(&mut hangup).await.is_some() {
+        tracing::info!("SIGHUP: no --config rule file to reload");
+    }
+}
