@@ -169,8 +169,8 @@ impl StaticObjects {
                 },
             ));
         }
-        for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let value = serde_yaml::Value::deserialize(doc).map_err(|e| ObjectsError::Parse {
+        for (index, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+            let value = yaml_serde::Value::deserialize(doc).map_err(|e| ObjectsError::Parse {
                 path: source.to_string(),
                 index,
                 message: e.to_string(),
@@ -180,12 +180,12 @@ impl StaticObjects {
             }
             // A document may be one object, a `kind: List`, or a bare sequence of objects.
             let values = match value {
-                serde_yaml::Value::Sequence(items) => items,
+                yaml_serde::Value::Sequence(items) => items,
                 other => vec![other],
             };
             for value in values {
                 let raw: RawObject =
-                    serde_yaml::from_value(value).map_err(|e| ObjectsError::Parse {
+                    yaml_serde::from_value(value).map_err(|e| ObjectsError::Parse {
                         path: source.to_string(),
                         index,
                         message: e.to_string(),

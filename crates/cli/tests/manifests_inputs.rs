@@ -53,7 +53,7 @@ fn through_kubectl(manifests: &str) -> Vec<Value> {
         "kubectl kustomize refuses the manifests: {}",
         stderr(&out)
     );
-    serde_yaml::Deserializer::from_str(&stdout(&out))
+    yaml_serde::Deserializer::from_str(&stdout(&out))
         .map(|doc| Value::deserialize(doc).unwrap())
         .filter(|v| !v.is_null())
         .collect()
@@ -147,7 +147,7 @@ fn counts(set: &RuleSet) -> (usize, usize, bool) {
 
 /// The `config.yaml` of the ConfigMap the rule loader reads from a manifest file.
 fn configmap_config(text: &str) -> Option<String> {
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(text)
+    let docs: Vec<Value> = yaml_serde::Deserializer::from_str(text)
         .filter_map(|doc| Value::deserialize(doc).ok())
         .filter(|d| !d.is_null())
         .collect();

@@ -101,7 +101,7 @@ fn combined_rules(dir: &Path) -> PathBuf {
         "seed-inferno-desired-replicas.yaml",
     ] {
         let text = std::fs::read_to_string(repo_rules().join(f)).unwrap();
-        let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let v: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
         if let Some(r) = v.get("rules").and_then(|r| r.as_sequence()) {
             rules.extend(r.iter().cloned());
         }
@@ -109,14 +109,14 @@ fn combined_rules(dir: &Path) -> PathBuf {
             external.extend(r.iter().cloned());
         }
     }
-    let mut m = serde_yaml::Mapping::new();
-    m.insert("rules".into(), serde_yaml::Value::Sequence(rules));
+    let mut m = yaml_serde::Mapping::new();
+    m.insert("rules".into(), yaml_serde::Value::Sequence(rules));
     m.insert(
         "externalRules".into(),
-        serde_yaml::Value::Sequence(external),
+        yaml_serde::Value::Sequence(external),
     );
     let path = dir.join("rules.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&m).unwrap()).unwrap();
+    std::fs::write(&path, yaml_serde::to_string(&m).unwrap()).unwrap();
     path
 }
 

@@ -24,7 +24,7 @@ pub enum Error {
     Yaml {
         context: String,
         #[source]
-        source: serde_yaml::Error,
+        source: yaml_serde::Error,
     },
     #[error("invalid case {id}: {message}")]
     Case { id: String, message: String },

@@ -305,20 +305,20 @@ impl Behavior {
 /// Read an HPA from YAML or JSON: the first `HorizontalPodAutoscaler` object of a
 /// (possibly multi-document) manifest, or a bare `spec`.
 pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Error> {
-    let yaml_err = |i: usize, e: serde_yaml::Error| crate::Error::Yaml {
+    let yaml_err = |i: usize, e: yaml_serde::Error| crate::Error::Yaml {
         context: format!("manifest document {}", i + 1),
         source: e,
     };
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| yaml_err(i, e))?;
-        let kind = value.get("kind").and_then(serde_yaml::Value::as_str);
+    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let value = yaml_serde::Value::deserialize(doc).map_err(|e| yaml_err(i, e))?;
+        let kind = value.get("kind").and_then(yaml_serde::Value::as_str);
         if kind == Some("HorizontalPodAutoscaler")
             || (kind.is_none() && value.get("spec").is_some())
         {
-            return serde_yaml::from_value(value).map_err(|e| yaml_err(i, e));
+            return yaml_serde::from_value(value).map_err(|e| yaml_err(i, e));
         }
         if kind.is_none() && value.get("maxReplicas").is_some() {
-            let spec: HpaSpec = serde_yaml::from_value(value).map_err(|e| yaml_err(i, e))?;
+            let spec: HpaSpec = yaml_serde::from_value(value).map_err(|e| yaml_err(i, e))?;
             return Ok(HorizontalPodAutoscaler {
                 api_version: "autoscaling/v2".into(),
                 kind: "HorizontalPodAutoscaler".into(),

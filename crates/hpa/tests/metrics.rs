@@ -15,7 +15,7 @@ use promhpa_hpa::spec::{parse_manifest, MetricSpec};
 use promhpa_hpa::{ControllerConfig, Observed, Pod, PodPhase};
 
 fn metric(yaml: &str) -> MetricSpec {
-    serde_yaml::from_str(yaml).expect("metric spec")
+    yaml_serde::from_str(yaml).expect("metric spec")
 }
 
 fn pod(name: &str, containers: &[(&str, i64)]) -> Pod {

@@ -13,7 +13,7 @@ fn spec(behavior: &str) -> HpaSpec {
     let yaml = format!(
         "minReplicas: 2\nmaxReplicas: 20\nmetrics:\n- type: Resource\n  resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}\n{behavior}"
     );
-    serde_yaml::from_str(&yaml).expect("spec")
+    yaml_serde::from_str(&yaml).expect("spec")
 }
 
 /// Utilization recorded on 4 pods: 40 % at night, 150 % from 09:00 to 18:00 (a total
@@ -213,7 +213,7 @@ fn slow_pod_startup_delays_the_relief() {
 
 #[test]
 fn every_metric_gets_csv_columns_and_a_chart_panel() {
-    let spec: HpaSpec = serde_yaml::from_str(
+    let spec: HpaSpec = yaml_serde::from_str(
         "minReplicas: 1
 maxReplicas: 20
 metrics:

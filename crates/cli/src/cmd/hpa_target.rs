@@ -63,8 +63,8 @@ pub fn hpa_namespace(hpa: &HorizontalPodAutoscaler) -> String {
 /// Every object of a YAML/JSON text (several documents, `List`s flattened), as JSON.
 fn documents(text: &str, source: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let v = serde_yaml::Value::deserialize(doc)
+    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let v = yaml_serde::Value::deserialize(doc)
             .with_context(|| format!("{source}: document {}", i + 1))?;
         if v.is_null() {
             continue;

@@ -359,13 +359,13 @@ fn plain_values(text: &str) -> bool {
         "kind",
         "data",
     ];
-    let plain = |m: &serde_yaml::Mapping| !RULE_FILE_KEYS.iter().any(|k| m.contains_key(*k));
-    match serde_yaml::from_str::<serde_yaml::Value>(text) {
-        Ok(serde_yaml::Value::Null) => true,
-        Ok(serde_yaml::Value::Mapping(m)) => {
+    let plain = |m: &yaml_serde::Mapping| !RULE_FILE_KEYS.iter().any(|k| m.contains_key(*k));
+    match yaml_serde::from_str::<yaml_serde::Value>(text) {
+        Ok(yaml_serde::Value::Null) => true,
+        Ok(yaml_serde::Value::Mapping(m)) => {
             plain(&m)
                 && match m.get(UMBRELLA_KEY) {
-                    Some(serde_yaml::Value::Mapping(section)) => plain(section),
+                    Some(yaml_serde::Value::Mapping(section)) => plain(section),
                     _ => true,
                 }
         }
@@ -377,12 +377,12 @@ fn plain_values(text: &str) -> bool {
 /// that key, else the first document), and the ConfigMap's `namespace/name`.
 pub fn configmap_config(text: &str) -> anyhow::Result<(String, String)> {
     let mut chosen = None;
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let doc = serde_yaml::Value::deserialize(document).context("parsing YAML")?;
+    for document in yaml_serde::Deserializer::from_str(text) {
+        let doc = yaml_serde::Value::deserialize(document).context("parsing YAML")?;
         if doc.is_null() {
             continue;
         }
-        let has_config = doc.get("kind").and_then(serde_yaml::Value::as_str) == Some("ConfigMap")
+        let has_config = doc.get("kind").and_then(yaml_serde::Value::as_str) == Some("ConfigMap")
             && doc.get("data").and_then(|d| d.get("config.yaml")).is_some();
         if has_config {
             chosen = Some(doc);
@@ -396,12 +396,12 @@ pub fn configmap_config(text: &str) -> anyhow::Result<(String, String)> {
     let config = doc
         .get("data")
         .and_then(|d| d.get("config.yaml"))
-        .and_then(serde_yaml::Value::as_str)
+        .and_then(yaml_serde::Value::as_str)
         .context("no data.\"config.yaml\" string")?;
     let field = |key: &str| {
         doc.get("metadata")
             .and_then(|m| m.get(key))
-            .and_then(serde_yaml::Value::as_str)
+            .and_then(yaml_serde::Value::as_str)
             .unwrap_or("")
             .to_string()
     };
@@ -429,7 +429,7 @@ pub fn unknown_keys(values: &Value) -> Vec<String> {
 
 /// Parses a values document; an empty file is an empty map.
 pub fn parse_values(text: &str) -> anyhow::Result<Value> {
-    let value: Value = serde_yaml::from_str(text).context("parsing YAML")?;
+    let value: Value = yaml_serde::from_str(text).context("parsing YAML")?;
     match value {
         Value::Null => Ok(Value::Object(Map::new())),
         Value::Object(_) => Ok(value),
@@ -1046,7 +1046,7 @@ pub fn render_with(values: &Value, release: &Release, rules: &Rules) -> anyhow::
     if let Some(extra) = get(values, "extraManifests").as_array() {
         for (i, manifest) in extra.iter().enumerate() {
             let object = match manifest {
-                Value::String(text) => serde_yaml::from_str(text)
+                Value::String(text) => yaml_serde::from_str(text)
                     .with_context(|| format!("extraManifests[{i}]: parsing YAML"))?,
                 other => other.clone(),
             };
@@ -1089,7 +1089,7 @@ fn rule_config(values: &Value) -> anyhow::Result<String> {
     if truthy(resource) {
         config.insert("resourceRules".into(), resource.clone());
     }
-    serde_yaml::to_string(&Value::Object(config)).context("serialising the rule file")
+    yaml_serde::to_string(&Value::Object(config)).context("serialising the rule file")
 }
 
 /// The Prometheus URL the Deployment passes, joined from `prometheus.url`, `port` and `path`
@@ -1322,7 +1322,7 @@ pub fn to_yaml_stream(objects: &[Value]) -> anyhow::Result<String> {
     let mut out = String::new();
     for object in objects {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(object).context("serialising a manifest")?);
+        out.push_str(&yaml_serde::to_string(object).context("serialising a manifest")?);
     }
     Ok(out)
 }
@@ -1405,7 +1405,7 @@ mod tests {
         let text = configmap["data"]["config.yaml"]
             .as_str()
             .unwrap_or_default();
-        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("config.yaml: {e}"))
+        yaml_serde::from_str(text).unwrap_or_else(|e| panic!("config.yaml: {e}"))
     }
 
     /// The prometheus-adapter values block of the first seed (a TLS Prometheus with its CA
@@ -1562,7 +1562,7 @@ mod tests {
         // The rendered stream is valid YAML, one document per object.
         let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(
-            serde_yaml::Deserializer::from_str(&stream).count(),
+            yaml_serde::Deserializer::from_str(&stream).count(),
             objects.len()
         );
     }
@@ -1807,7 +1807,7 @@ externalRules:
         );
         // The YAML stream carries the text unchanged too.
         let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
-        let reread: Vec<Value> = serde_yaml::Deserializer::from_str(&stream)
+        let reread: Vec<Value> = yaml_serde::Deserializer::from_str(&stream)
             .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}")))
             .collect();
         let cm = find(&reread, "ConfigMap", "prometheus-adapter");
@@ -2027,7 +2027,7 @@ externalRules:
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_yaml::Deserializer::from_str(&text)
+        yaml_serde::Deserializer::from_str(&text)
             .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}")))
             .collect()
     }

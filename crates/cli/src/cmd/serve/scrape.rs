@@ -151,7 +151,7 @@ impl ScrapeConfig {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig { targets: vec![] }
         } else {
-            serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?
+            yaml_serde::from_str(text).map_err(|e| invalid(e.to_string()))?
         };
         let mut targets = Vec::with_capacity(raw.targets.len());
         for (i, t) in raw.targets.into_iter().enumerate() {
