@@ -1,0 +1,126 @@
+//! What the end-to-end tests of the binary share: starting `promhpa` on a free port and
+//! asking it with `kubectl get --raw`.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use promhpa_test_support::free_port;
+use serde_json::Value;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A fresh directory under the system's temporary directory.
+pub fn tempfile_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "promhpa-{name}-{}-{}",
+        std::process::id(),
+        now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `promhpa` binary serving on 127.0.0.1 and a free port, its log in a file.
+pub struct Promhpa {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Promhpa {
+    pub fn start(args: &[String], dir: &Path) -> Promhpa {
+        let port = free_port().unwrap();
+        let log = dir.join(format!("promhpa-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+            .args(args)
+            .arg(format!("--secure-port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--cert-dir={}", dir.join("certs").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Promhpa { child, port, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Promhpa {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kubectl` with a kubeconfig pointing at one promhpa.
+pub struct Kubectl {
+    pub kubeconfig: PathBuf,
+    pub cache: PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(dir: &Path, port: u16, ca: &Path) -> Kubectl {
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: promhpa\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: test\n  user: {{token: test-token}}\ncontexts:\n- name: test\n  context: {{cluster: promhpa, user: test}}\ncurrent-context: test\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        Kubectl {
+            kubeconfig,
+            cache: dir.join("kube-cache"),
+        }
+    }
+
+    pub fn raw(&self, path: &str) -> Output {
+        Command::new("kubectl")
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--cache-dir={}", self.cache.display()))
+            .arg("--request-timeout=30s")
+            .args(["get", "--raw", path])
+            .output()
+            .unwrap()
+    }
+
+    pub fn json(&self, path: &str) -> Value {
+        let out = self.raw(path);
+        assert!(
+            out.status.success(),
+            "kubectl get --raw {path} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Wait (bounded) until `/readyz` answers 200.
+    pub fn wait_ready(&self, server: &Promhpa) {
+        let start = Instant::now();
+        while !self.raw("/readyz").status.success() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
