@@ -91,6 +91,19 @@ pub trait Backend: Send + Sync {
         at_ms: i64,
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>>;
 
+    /// [`Backend::query`] within a time budget: a backend that can tell the server it asks
+    /// to stop after `timeout` (Prometheus' `timeout=`) and to give up waiting by then does
+    /// so. The default ignores the budget; callers enforce it on their side as well.
+    fn query_within<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        let _ = timeout;
+        self.query(promql, at_ms)
+    }
+
     /// Evaluate `promql` as a range query; the result is a [`QueryValue::Matrix`].
     fn query_range<'a>(
         &'a self,
@@ -119,6 +132,14 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
         at_ms: i64,
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
         (**self).query(promql, at_ms)
+    }
+    fn query_within<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        (**self).query_within(promql, at_ms, timeout)
     }
     fn query_range<'a>(
         &'a self,

@@ -393,21 +393,27 @@ impl PromClient {
     }
 
     /// Call an API endpoint with form parameters and return the body of a 2xx/4xx/5xx JSON answer.
-    async fn call(&self, api: &str, params: &[(&str, String)]) -> Result<Vec<u8>, BackendError> {
-        let resp = self.send(api, params).await?;
+    async fn call(
+        &self,
+        api: &str,
+        params: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, BackendError> {
+        let resp = self.send(api, params, timeout).await?;
         let body = resp.bytes().await.map_err(|e| BackendError::Unavailable {
             address: self.display.clone(),
-            message: error_chain(&e),
+            message: transport_error(&e, timeout),
         })?;
         Ok(body.to_vec())
     }
 
-    /// Send a request; a successful response is returned with its body unread, anything
-    /// else becomes a typed error.
+    /// Send a request that must be answered (body included) within `timeout`; a successful
+    /// response is returned with its body unread, anything else becomes a typed error.
     async fn send(
         &self,
         api: &str,
         params: &[(&str, String)],
+        timeout: Duration,
     ) -> Result<reqwest::Response, BackendError> {
         let unavailable = |message: String| BackendError::Unavailable {
             address: self.display.clone(),
@@ -436,7 +442,7 @@ impl PromClient {
         } else {
             self.http.get(get_url)
         };
-        req = req.timeout(self.timeout);
+        req = req.timeout(timeout);
         if let Some(tok) = &self.token {
             let t = tok.token().map_err(unavailable)?;
             req = req.bearer_auth(t);
@@ -445,7 +451,10 @@ impl PromClient {
         } else if let Some((u, p)) = &self.basic_auth {
             req = req.basic_auth(u, Some(p));
         }
-        let resp = req.send().await.map_err(|e| unavailable(error_chain(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unavailable(transport_error(&e, timeout)))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -453,7 +462,7 @@ impl PromClient {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| unavailable(error_chain(&e)))?;
+            .map_err(|e| unavailable(transport_error(&e, timeout)))?;
         // Prometheus answers API errors with JSON bodies and 400/422/503 codes.
         if let Ok(err) = serde_json::from_slice::<parse::ApiErrorBody>(&body) {
             if err.status == "error" {
@@ -481,8 +490,52 @@ impl PromClient {
         }
     }
 
-    fn timeout_param(&self) -> String {
-        format!("{}ms", self.timeout.as_millis().max(1))
+    /// The budget of one call: the configured query timeout, or less when the caller has less.
+    fn budget(&self, caller: Duration) -> Duration {
+        caller.min(self.timeout)
+    }
+
+    async fn instant_query(
+        &self,
+        promql: &str,
+        at_ms: i64,
+        timeout: Duration,
+    ) -> Result<QueryValue, BackendError> {
+        let params = [
+            ("query", promql.to_string()),
+            ("time", format_ts(at_ms)),
+            ("timeout", timeout_param(timeout)),
+        ];
+        let body = self.call("/api/v1/query", &params, timeout).await?;
+        parse_query_response(&body).map_err(|message| BackendError::Protocol {
+            address: self.display.clone(),
+            message,
+        })
+    }
+}
+
+/// Prometheus' `timeout=`: whole milliseconds, at least one.
+fn timeout_param(timeout: Duration) -> String {
+    format!("{}ms", timeout.as_millis().max(1))
+}
+
+/// Why a request failed on the wire; a timeout says how long was waited.
+fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        format!("timed out: no answer within {}", format_duration(timeout))
+    } else {
+        error_chain(e)
+    }
+}
+
+/// `1.5s`, `250ms`.
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 1000 && ms % 100 == 0 {
+        let s = ms as f64 / 1000.0;
+        format!("{s}s")
+    } else {
+        format!("{ms}ms")
     }
 }
 
@@ -525,18 +578,16 @@ impl Backend for PromClient {
         promql: &'a str,
         at_ms: i64,
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
-        Box::pin(async move {
-            let params = [
-                ("query", promql.to_string()),
-                ("time", format_ts(at_ms)),
-                ("timeout", self.timeout_param()),
-            ];
-            let body = self.call("/api/v1/query", &params).await?;
-            parse_query_response(&body).map_err(|message| BackendError::Protocol {
-                address: self.display.clone(),
-                message,
-            })
-        })
+        Box::pin(self.instant_query(promql, at_ms, self.timeout))
+    }
+
+    fn query_within<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        Box::pin(self.instant_query(promql, at_ms, self.budget(timeout)))
     }
 
     fn query_range<'a>(
@@ -552,9 +603,11 @@ impl Backend for PromClient {
                 ("start", format_ts(start_ms)),
                 ("end", format_ts(end_ms)),
                 ("step", format_ts(step_ms.max(1))),
-                ("timeout", self.timeout_param()),
+                ("timeout", timeout_param(self.timeout)),
             ];
-            let body = self.call("/api/v1/query_range", &params).await?;
+            let body = self
+                .call("/api/v1/query_range", &params, self.timeout)
+                .await?;
             parse_query_response(&body).map_err(|message| BackendError::Protocol {
                 address: self.display.clone(),
                 message,
@@ -579,7 +632,7 @@ impl Backend for PromClient {
             ];
             // The body is parsed while it arrives, so a relist of many series never holds
             // the whole response (or any label value beyond the series being read).
-            let mut resp = self.send("/api/v1/series", &params).await?;
+            let mut resp = self.send("/api/v1/series", &params, self.timeout).await?;
             let (tx, rx) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(16);
             let parser = tokio::task::spawn_blocking(move || {
                 parse::parse_series_reader(parse::ChannelReader::new(rx))

@@ -292,5 +292,21 @@ async fn a_backend_that_never_answers_is_unavailable_after_the_deadline() {
         }
         other => panic!("expected the deadline to make it unavailable, got {other:?}"),
     }
+    // A caller with less time left than the query timeout gets its own budget; one with
+    // more is held to the query timeout.
+    for (budget, said) in [(100, "100ms"), (5000, "300ms")] {
+        match client
+            .query_within("up", now_ms(), std::time::Duration::from_millis(budget))
+            .await
+        {
+            Err(BackendError::Unavailable { message, .. }) => {
+                assert!(
+                    message.contains(&format!("no answer within {said}")),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
     hold.abort();
 }
