@@ -323,6 +323,10 @@ fn backend_error(e: BackendError, metric: &str, rule: &Rule, promql: &str) -> Ap
         BackendError::Unavailable { address, message } => ApiError::Unavailable(format!(
             "unable to fetch metric \"{metric}\": backend {address} unavailable: {message}"
         )),
+        // Not an answer Prometheus gives: a broken or foreign server, or a cut connection.
+        BackendError::Protocol { address, message } => ApiError::Unavailable(format!(
+            "unable to fetch metric \"{metric}\": backend {address} unavailable: unexpected response: {message}"
+        )),
         other => ApiError::Internal(format!(
             "unable to fetch metric \"{metric}\" ({}): {other}; query: {promql}",
             rule.path()
@@ -361,8 +365,8 @@ pub fn range_window_seconds(promql: &str) -> Option<i64> {
     best
 }
 
-/// `promql` at the current time through the coalescer, recorded in the self-metrics under
-/// the rule at `rule_path`.
+/// `promql` at the current time through the coalescer, within what is left of the
+/// request's deadline, recorded in the self-metrics under the rule at `rule_path`.
 pub(crate) async fn observed_query(
     state: &AppState,
     rule_path: &str,
@@ -371,7 +375,12 @@ pub(crate) async fn observed_query(
     let start = Instant::now();
     let (result, shared) = state
         .coalescer
-        .query(&state.backend, promql, now_ms())
+        .query(
+            &state.backend,
+            promql,
+            now_ms(),
+            crate::deadline::backend_budget(NO_DEADLINE_BUDGET),
+        )
         .await;
     let outcome = match &result {
         Ok(_) if shared => "shared",
@@ -385,6 +394,10 @@ pub(crate) async fn observed_query(
         .observe_backend(rule_path, outcome, start.elapsed().as_secs_f64());
     result
 }
+
+/// The budget of a query made outside a request with a deadline (the backend's own query
+/// timeout still applies).
+const NO_DEADLINE_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn query_vector(
     state: &AppState,

@@ -1,72 +1,162 @@
-//! Query coalescing: concurrent requests that render the same PromQL share one backend query.
+//! Query coalescing: concurrent requests that render the same PromQL share one backend
+//! query, but only while it is young. A query older than [`Coalescer::max_join_age`] is
+//! not joined: the next request asks the backend itself, so a stalled backend that answers
+//! again serves new requests at once instead of after the stalled query gives up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use promhpa_core::backend::{Backend, BackendError, QueryValue};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 type Outcome = Option<Result<QueryValue, BackendError>>;
 
-/// Shares in-flight instant queries between identical requests.
-#[derive(Default)]
-pub struct Coalescer {
-    inflight: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+/// How long a query in flight may be joined by identical requests unless configured.
+pub const DEFAULT_MAX_JOIN_AGE: Duration = Duration::from_secs(1);
+
+struct InFlight {
+    id: u64,
+    started: Instant,
+    result: watch::Receiver<Outcome>,
 }
 
-/// Removes the in-flight entry when the leading request finishes or is dropped.
+/// Shares in-flight instant queries between identical requests.
+pub struct Coalescer {
+    inflight: Mutex<HashMap<String, InFlight>>,
+    next_id: AtomicU64,
+    max_join_age: Duration,
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Coalescer::new(DEFAULT_MAX_JOIN_AGE)
+    }
+}
+
+/// Removes the in-flight entry when the leading request finishes or is dropped, unless a
+/// newer query for the same PromQL has taken its place.
 struct Leader<'a> {
     coalescer: &'a Coalescer,
     key: &'a str,
+    id: u64,
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.coalescer.inflight.lock() {
+        let mut m = self
+            .coalescer
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if m.get(self.key).is_some_and(|e| e.id == self.id) {
             m.remove(self.key);
         }
     }
 }
 
+/// The error of a query that got no answer within `budget`.
+fn timed_out(backend: &dyn Backend, budget: Duration) -> BackendError {
+    BackendError::Unavailable {
+        address: backend.address(),
+        message: format!(
+            "no answer within {}ms (the request's deadline)",
+            budget.as_millis()
+        ),
+    }
+}
+
 impl Coalescer {
-    /// Evaluate `promql` at `at_ms`, or wait for an identical query already in flight.
-    /// Returns the result and whether it was shared.
+    /// A coalescer that lets requests join a query for at most `max_join_age` after it
+    /// was sent.
+    pub fn new(max_join_age: Duration) -> Self {
+        Coalescer {
+            inflight: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            max_join_age,
+        }
+    }
+
+    /// How long after it was sent a query may still be joined.
+    pub fn max_join_age(&self) -> Duration {
+        self.max_join_age
+    }
+
+    /// Evaluate `promql` at `at_ms` within `budget`, or wait (at most `budget`) for an
+    /// identical query sent less than [`Coalescer::max_join_age`] ago. Returns the result
+    /// and whether it was shared.
     pub async fn query(
         &self,
         backend: &Arc<dyn Backend>,
         promql: &str,
         at_ms: i64,
+        budget: Duration,
     ) -> (Result<QueryValue, BackendError>, bool) {
-        let (follower, leader_tx) = {
+        let deadline = Instant::now() + budget;
+        let (follower, leader) = {
             let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             match m.get(promql) {
-                Some(rx) => (Some(rx.clone()), None),
-                None => {
+                Some(e) if e.started.elapsed() < self.max_join_age => {
+                    (Some(e.result.clone()), None)
+                }
+                _ => {
                     let (tx, rx) = watch::channel(None);
-                    m.insert(promql.to_string(), rx);
-                    (None, Some(tx))
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    m.insert(
+                        promql.to_string(),
+                        InFlight {
+                            id,
+                            started: Instant::now(),
+                            result: rx,
+                        },
+                    );
+                    (None, Some((tx, id)))
                 }
             }
         };
-        if let Some(tx) = leader_tx {
+        if let Some((tx, id)) = leader {
             let guard = Leader {
                 coalescer: self,
                 key: promql,
+                id,
             };
-            let result = backend.query(promql, at_ms).await;
+            let result = ask(backend, promql, at_ms, deadline).await;
             drop(guard);
             let _ = tx.send(Some(result.clone()));
             return (result, false);
         }
         if let Some(mut rx) = follower {
-            if let Ok(v) = rx.wait_for(Option::is_some).await {
-                if let Some(result) = v.clone() {
-                    return (result, true);
+            match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
+                Ok(Ok(v)) => {
+                    if let Some(result) = v.clone() {
+                        return (result, true);
+                    }
                 }
+                Ok(Err(_)) => {}
+                Err(_) => return (Err(timed_out(backend.as_ref(), budget)), true),
             }
         }
         // The leading request went away before answering: ask on our own.
-        (backend.query(promql, at_ms).await, false)
+        (ask(backend, promql, at_ms, deadline).await, false)
+    }
+}
+
+/// One backend query that gives up at `deadline`.
+async fn ask(
+    backend: &Arc<dyn Backend>,
+    promql: &str,
+    at_ms: i64,
+    deadline: Instant,
+) -> Result<QueryValue, BackendError> {
+    let budget = deadline.saturating_duration_since(Instant::now());
+    if budget.is_zero() {
+        return Err(timed_out(backend.as_ref(), budget));
+    }
+    match tokio::time::timeout_at(deadline, backend.query_within(promql, at_ms, budget)).await {
+        Ok(r) => r,
+        Err(_) => Err(timed_out(backend.as_ref(), budget)),
     }
 }
 
@@ -129,7 +219,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..5 {
             let (c, b) = (c.clone(), backend.clone());
-            tasks.push(tokio::spawn(async move { c.query(&b, "up", 1).await }));
+            tasks.push(tokio::spawn(async move {
+                c.query(&b, "up", 1, Duration::from_secs(30)).await
+            }));
         }
         while gate.calls.load(Ordering::SeqCst) == 0 {
             tokio::task::yield_now().await;
@@ -153,6 +245,90 @@ mod tests {
         assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
         assert_eq!(shared, 4);
         // Nothing stays in flight afterwards.
+        assert!(c.inflight.lock().unwrap().is_empty());
+    }
+
+    /// The first query never answers; every later one answers at once.
+    struct StallFirst {
+        calls: AtomicUsize,
+    }
+
+    impl Backend for StallFirst {
+        fn address(&self) -> String {
+            "https://stalled.example".into()
+        }
+        fn query<'a>(
+            &'a self,
+            _promql: &'a str,
+            at_ms: i64,
+        ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+            Box::pin(async move {
+                if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(QueryValue::Scalar {
+                    value: 7.0,
+                    timestamp_ms: at_ms,
+                })
+            })
+        }
+        fn query_range<'a>(
+            &'a self,
+            _: &'a str,
+            _: i64,
+            _: i64,
+            _: i64,
+        ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+            Box::pin(async { Err(BackendError::Unsupported("range".into())) })
+        }
+        fn series_names<'a>(
+            &'a self,
+            _: &'a str,
+            _: i64,
+        ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_query_is_not_joined_once_it_is_old() {
+        let stall = Arc::new(StallFirst {
+            calls: AtomicUsize::new(0),
+        });
+        let backend: Arc<dyn Backend> = stall.clone();
+        let c = Arc::new(Coalescer::new(Duration::from_secs(1)));
+        let (c1, b1) = (c.clone(), backend.clone());
+        let first =
+            tokio::spawn(async move { c1.query(&b1, "up", 1, Duration::from_secs(2)).await });
+        while stall.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // A young stalled query is joined, and the joiner gives up at its own deadline.
+        let (r, shared) = c.query(&backend, "up", 2, Duration::from_millis(300)).await;
+        assert!(shared);
+        match r {
+            Err(BackendError::Unavailable { address, message }) => {
+                assert_eq!(address, "https://stalled.example");
+                assert!(message.contains("no answer within 300ms"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(stall.calls.load(Ordering::SeqCst), 1);
+        // Once it is older than the bound, the next request asks the backend itself.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (r, shared) = c.query(&backend, "up", 3, Duration::from_secs(5)).await;
+        assert!(!shared);
+        assert_eq!(
+            r.unwrap(),
+            QueryValue::Scalar {
+                value: 7.0,
+                timestamp_ms: 3
+            }
+        );
+        assert_eq!(stall.calls.load(Ordering::SeqCst), 2);
+        // The stalled leader ends at its own deadline, leaving nothing in flight.
+        let (r, _) = first.await.unwrap();
+        assert!(matches!(r, Err(BackendError::Unavailable { .. })), "{r:?}");
         assert!(c.inflight.lock().unwrap().is_empty());
     }
 }

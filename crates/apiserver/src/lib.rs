@@ -21,6 +21,7 @@
 pub mod api;
 pub mod auth_guard;
 pub mod coalesce;
+pub mod deadline;
 pub mod error;
 pub mod metrics;
 pub mod objects;

@@ -163,6 +163,9 @@ async fn query(
         Err(BackendError::Unavailable { address, message }) => Err(ApiError::Unavailable(format!(
             "unable to fetch resource metrics: backend {address} unavailable: {message}"
         ))),
+        Err(BackendError::Protocol { address, message }) => Err(ApiError::Unavailable(format!(
+            "unable to fetch resource metrics: backend {address} unavailable: unexpected response: {message}"
+        ))),
         Err(other) => Err(ApiError::Internal(format!(
             "unable to fetch resource metrics ({}): {other}; query: {promql}",
             rule.path()
