@@ -61,6 +61,9 @@ struct Inner {
     /// Unix time of the last successful load or reload of the rule file.
     reload_success_seconds: f64,
     reloads: BTreeMap<&'static str, u64>,
+    open_connections: u64,
+    connections_closed: BTreeMap<String, u64>,
+    requests_rejected: BTreeMap<String, u64>,
 }
 
 /// Counters and histograms describing the server's own behaviour.
@@ -153,6 +156,29 @@ impl SelfMetrics {
             .or_default() += 1;
     }
 
+    /// Connections open now.
+    pub fn set_open_connections(&self, n: usize) {
+        self.lock().open_connections = n as u64;
+    }
+
+    /// A connection the server closed (a timeout, to make room, or refused at the cap).
+    pub fn connection_closed(&self, reason: &str) {
+        *self
+            .lock()
+            .connections_closed
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
+    /// A request refused by the serving limits (in-flight cap, body, request timeout).
+    pub fn request_rejected(&self, reason: &str) {
+        *self
+            .lock()
+            .requests_rejected
+            .entry(reason.to_string())
+            .or_default() += 1;
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let i = self.lock();
@@ -199,6 +225,23 @@ impl SelfMetrics {
                 out,
                 "promhpa_dropped_values_total{{metric=\"{}\"}} {c}",
                 esc(m)
+            );
+        }
+        let _ = writeln!(out, "# HELP promhpa_connections_open Client connections open when the last one was accepted.\n# TYPE promhpa_connections_open gauge\npromhpa_connections_open {}", i.open_connections);
+        out.push_str("# HELP promhpa_connections_closed_total Client connections closed by the server, by reason.\n# TYPE promhpa_connections_closed_total counter\n");
+        for (r, c) in &i.connections_closed {
+            let _ = writeln!(
+                out,
+                "promhpa_connections_closed_total{{reason=\"{}\"}} {c}",
+                esc(r)
+            );
+        }
+        out.push_str("# HELP promhpa_requests_rejected_total Requests refused by the serving limits, by reason.\n# TYPE promhpa_requests_rejected_total counter\n");
+        for (r, c) in &i.requests_rejected {
+            let _ = writeln!(
+                out,
+                "promhpa_requests_rejected_total{{reason=\"{}\"}} {c}",
+                esc(r)
             );
         }
         out

@@ -1,6 +1,7 @@
 //! TLS serving: rustls (TLS 1.2 and 1.3 only), serving certificates re-read when their files
 //! change, optional client certificates passed up as [`PeerCertificates`], HTTP/1.1 and
-//! HTTP/2, and graceful shutdown.
+//! HTTP/2, timeouts and caps on connections and requests ([`ServingLimits`]), and graceful
+//! shutdown.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use promhpa_core::tls::PeerCertificates;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -21,10 +21,13 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
+use crate::metrics::SelfMetrics;
+
+mod limits;
 mod tls_policy;
 
+pub use limits::ServingLimits;
 pub use tls_policy::{
     check_cipher_suite_name, offered_cipher_suite_names, unoffered_cipher_suite_names, ResolvedTls,
     TlsOptions, TlsVersion,
@@ -261,7 +264,8 @@ pub fn ensure_self_signed(
 }
 
 /// Accept TLS connections on `listener` and serve `app` until `shutdown` resolves; then
-/// stop accepting and give open connections up to `grace` to finish.
+/// stop accepting and give open connections up to `grace` to finish. Uses the default
+/// [`ServingLimits`].
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -269,8 +273,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    serve_with(
+        listener,
+        tls,
+        app,
+        shutdown,
+        grace,
+        ServingLimits::default(),
+        None,
+    )
+    .await
+}
+
+/// [`serve`] within `limits`, counting refused requests and closed connections in
+/// `metrics`.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+    limits: ServingLimits,
+    metrics: Option<Arc<SelfMetrics>>,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let table = limits::ConnTable::new(limits.max_connections);
+    let requests = Arc::new(limits::RequestLimits::new(limits, metrics));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -278,54 +307,152 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors, most likely: wait for connections to close.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "tls handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "tls handshake timed out");
-                    return;
-                }
-            };
-            let peer_certs =
-                tls.get_ref().1.peer_certificates().map(|chain| {
-                    PeerCertificates(chain.iter().map(|c| c.as_ref().to_vec()).collect())
-                });
-            let svc = app.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
-                let mut req = req.map(axum::body::Body::new);
-                if let Some(pc) = &peer_certs {
-                    req.extensions_mut().insert(pc.clone());
-                }
-                req
-            });
-            let svc = TowerToHyperService::new(svc);
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let (slot, evicted) = table.admit();
+        if let Some(m) = &requests.metrics {
+            if evicted {
+                m.connection_closed(limits::CloseReason::Evicted.label());
             }
-        });
+            m.set_open_connections(table.len());
+        }
+        let Some(slot) = slot else {
+            tracing::debug!(%peer, "connection refused: every open connection is serving a request");
+            if let Some(m) = &requests.metrics {
+                m.connection_closed("refused");
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            acceptor.clone(),
+            app.clone(),
+            requests.clone(),
+            slot,
+            stop_rx.clone(),
+        ));
     }
     drop(listener);
+    let _ = stop_tx.send(true);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = table.drained() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing open connections"),
     }
+}
+
+/// One connection: the TLS handshake, then HTTP/1.1 or HTTP/2 under the watchdog of
+/// [`limits`], until the client leaves, a deadline passes, the connection is evicted or the
+/// server shuts down.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    requests: Arc<limits::RequestLimits>,
+    slot: limits::Slot,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let state = slot.state.clone();
+    let closed = |reason: limits::CloseReason| {
+        tracing::debug!(%peer, reason = reason.label(), "connection closed by the server");
+        if let Some(m) = &requests.metrics {
+            m.connection_closed(reason.label());
+        }
+    };
+    let handshake = tokio::time::timeout(
+        requests.limits.tls_handshake_timeout,
+        acceptor.accept(stream),
+    );
+    let tls = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                closed(limits::CloseReason::HandshakeTimeout);
+                return;
+            }
+        },
+        _ = limits::evicted(&state) => return,
+    };
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    state.handshake_done(http2);
+    let peer_certs = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|chain| PeerCertificates(chain.iter().map(|c| c.as_ref().to_vec()).collect()));
+    let conn_state = state.clone();
+    let reqs = requests.clone();
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        if let Some(pc) = &peer_certs {
+            req.extensions_mut().insert(pc.clone());
+        }
+        limits::handle(app.clone(), req, reqs.clone(), conn_state.clone())
+    });
+    let limits = &requests.limits;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .max_buf_size(limits.max_request_header_bytes.max(8192));
+    builder
+        .http2()
+        .max_concurrent_streams(limits.http2_max_streams_per_connection)
+        .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
+    if http2 {
+        builder = builder.http2_only();
+    }
+    let io = TokioIo::new(limits::TrackedIo::new(tls, state.clone()));
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    // Once asked to finish, the connection is dropped at this instant.
+    let mut drop_at: Option<tokio::time::Instant> = None;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = async {
+                match drop_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => break,
+            w = limits::watch(&state, limits), if drop_at.is_none() => match w {
+                limits::Watch::Continue => {}
+                limits::Watch::Close(reason) => {
+                    closed(reason);
+                    break;
+                }
+                limits::Watch::Finish(reason) => {
+                    if reason != limits::CloseReason::Evicted {
+                        closed(reason);
+                    }
+                    conn.as_mut().graceful_shutdown();
+                    drop_at = Some(tokio::time::Instant::now() + limits::close_grace());
+                }
+            },
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    drop(slot);
 }
 
 #[cfg(test)]

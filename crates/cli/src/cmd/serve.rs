@@ -14,6 +14,7 @@ use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::lookup::ObjectLookup;
 
+mod limits;
 mod scrape;
 
 /// The flags of `promhpa serve`, boxed so the subcommand enum stays small.
@@ -98,6 +99,8 @@ pub struct Flags {
     /// How long open connections may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = go_duration, value_name = "DURATION")]
     pub shutdown_grace_period: Duration,
+    #[command(flatten)]
+    pub limits: limits::LimitFlags,
 
     /// Log verbosity (klog style: 0-2 info, 3-5 debug, 6+ trace).
     #[arg(long = "v", short = 'v', default_value_t = 0)]
@@ -416,11 +419,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tokio::spawn(promhpa_apiserver::reload::ignore_hangup_without_rule_file());
             }
         }
+        let serving_limits = args.limits.limits()?;
         let state = AppState {
             registry,
             backend,
             lookup,
-            metrics,
+            metrics: metrics.clone(),
             guard,
             coalescer: Default::default(),
         };
@@ -435,7 +439,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {addr}"))?;
         tracing::info!(%addr, cert = %cert.display(), resource_metrics = has_resource_rules, "serving custom.metrics.k8s.io, external.metrics.k8s.io and, with resourceRules, metrics.k8s.io");
-        server::serve(listener, tls, app, shutdown_signal(), args.shutdown_grace_period).await;
+        server::serve_with(
+            listener,
+            tls,
+            app,
+            shutdown_signal(),
+            args.shutdown_grace_period,
+            serving_limits,
+            Some(metrics),
+        )
+        .await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,677 @@
+//! Limits on every phase of a connection and on requests, so that clients that never
+//! finish a handshake, trickle their headers, sit idle or flood the server cannot exhaust
+//! it: the hardening Go's `net/http` server and the Kubernetes generic API server apply,
+//! plus a cap on open connections.
+//!
+//! Each connection has a phase — TLS handshake, waiting for a request head, serving, idle
+//! between requests — and a deadline for the phase it is in; a watchdog in the
+//! connection's own task closes it when the deadline passes. At the connection cap the
+//! connection that has been waiting longest without a request in flight is closed to make
+//! room, so a flood of silent connections cannot lock new clients out.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use std::collections::HashMap;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::error::ApiError;
+use crate::metrics::SelfMetrics;
+
+/// Timeouts and caps of the serving layer. The defaults follow Go's `net/http` server as
+/// the Kubernetes generic API server configures it (1 MiB of request headers, 90 s idle
+/// keep-alive, `--max-requests-inflight=400`, `--request-timeout=1m`), with shorter
+/// handshake and header timeouts and a cap on open connections.
+#[derive(Debug, Clone)]
+pub struct ServingLimits {
+    /// Time allowed from accepting a connection to the end of its TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time allowed to receive a complete request head: from the end of the handshake for
+    /// the first request, from its first byte for later HTTP/1.1 requests.
+    pub request_header_timeout: Duration,
+    /// How long a connection with no request in flight stays open.
+    pub idle_timeout: Duration,
+    /// The longest a request may take (a caller's shorter `timeout=` wins); past it the
+    /// answer is a 504 `Timeout` Status.
+    pub request_timeout: Duration,
+    /// Open connections at most (0: no limit). At the limit a new connection closes the
+    /// one that has waited longest without a request in flight, or is refused when every
+    /// connection is serving.
+    pub max_connections: usize,
+    /// Requests served at once at most (0: no limit); past it the answer is a 429
+    /// `TooManyRequests` Status with `Retry-After`. Health probes are not counted.
+    pub max_requests_inflight: usize,
+    /// Largest request head accepted (HTTP/1.1 request line and headers; the HTTP/2
+    /// header list). HTTP/1.1 clients above it get 431.
+    pub max_request_header_bytes: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub http2_max_streams_per_connection: u32,
+}
+
+impl Default for ServingLimits {
+    fn default() -> Self {
+        ServingLimits {
+            tls_handshake_timeout: Duration::from_secs(10),
+            request_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_requests_inflight: 400,
+            max_request_header_bytes: 1 << 20,
+            http2_max_streams_per_connection: 250,
+        }
+    }
+}
+
+/// How long a connection asked to close (idle, evicted) may take to finish before it is
+/// dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// A request body of at most this declared size is read (and thrown away) before the 413
+/// answer, so that its client sees the answer instead of a reset connection. Larger or
+/// unsized bodies are not read at all: a client waiting for `100 Continue` gets the 413
+/// instead and sends nothing.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Handshake = 0,
+    Head = 1,
+    Idle = 2,
+    Serving = 3,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Handshake,
+            1 => Phase::Head,
+            2 => Phase::Idle,
+            _ => Phase::Serving,
+        }
+    }
+}
+
+/// Why the server closed a connection, as counted in the self-metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    HandshakeTimeout,
+    HeaderTimeout,
+    IdleTimeout,
+    Evicted,
+}
+
+impl CloseReason {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            CloseReason::HandshakeTimeout => "tls_handshake_timeout",
+            CloseReason::HeaderTimeout => "request_header_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Evicted => "evicted",
+        }
+    }
+}
+
+/// One open connection's phase, shared by its I/O, its requests and its watchdog.
+pub(crate) struct ConnState {
+    epoch: std::time::Instant,
+    phase: AtomicU8,
+    /// When the current phase started, in nanoseconds since `epoch`.
+    since: AtomicU64,
+    serving: AtomicUsize,
+    http2: AtomicBool,
+    evicted: AtomicBool,
+    wake: Notify,
+}
+
+impl ConnState {
+    fn new(epoch: std::time::Instant) -> ConnState {
+        let s = ConnState {
+            epoch,
+            phase: AtomicU8::new(Phase::Handshake as u8),
+            since: AtomicU64::new(0),
+            serving: AtomicUsize::new(0),
+            http2: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            wake: Notify::new(),
+        };
+        s.enter(Phase::Handshake);
+        s
+    }
+
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn enter(&self, phase: Phase) {
+        self.since.store(self.now_nanos(), Ordering::Relaxed);
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// The TLS handshake is done; the first request head is awaited.
+    pub(crate) fn handshake_done(&self, http2: bool) {
+        self.http2.store(http2, Ordering::Relaxed);
+        self.enter(Phase::Head);
+    }
+
+    /// Bytes arrived. On an idle HTTP/1.1 connection they start the next request head,
+    /// which must then be complete within the header timeout. (HTTP/2 connections carry
+    /// pings and window updates between requests, so for them only streams count.)
+    fn on_read(&self) {
+        if !self.http2.load(Ordering::Relaxed)
+            && self.serving.load(Ordering::Acquire) == 0
+            && self
+                .phase
+                .compare_exchange(
+                    Phase::Idle as u8,
+                    Phase::Head as u8,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.since.store(self.now_nanos(), Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+    }
+
+    /// A request head arrived; the returned guard marks the request finished when dropped.
+    pub(crate) fn begin_request(self: &Arc<Self>) -> RequestGuard {
+        self.serving.fetch_add(1, Ordering::AcqRel);
+        self.phase.store(Phase::Serving as u8, Ordering::Release);
+        RequestGuard { conn: self.clone() }
+    }
+
+    /// The time of `since` as a tokio instant.
+    fn instant_at(&self, nanos: u64) -> Instant {
+        Instant::from_std(self.epoch + Duration::from_nanos(nanos))
+    }
+
+    /// When the watchdog must look again, and what closes the connection then if nothing
+    /// changed.
+    fn next_check(&self, limits: &ServingLimits) -> (Instant, Option<CloseReason>) {
+        let since = self.instant_at(self.since.load(Ordering::Relaxed));
+        if self.serving.load(Ordering::Acquire) > 0 {
+            // A request that finishes leaves the connection idle from then on, so looking
+            // again one idle timeout from now is never late.
+            return (Instant::now() + limits.idle_timeout, None);
+        }
+        match self.phase() {
+            Phase::Handshake => (
+                since + limits.tls_handshake_timeout,
+                Some(CloseReason::HandshakeTimeout),
+            ),
+            Phase::Head => (
+                since + limits.request_header_timeout,
+                Some(CloseReason::HeaderTimeout),
+            ),
+            Phase::Idle => (since + limits.idle_timeout, Some(CloseReason::IdleTimeout)),
+            Phase::Serving => (Instant::now() + limits.idle_timeout, None),
+        }
+    }
+
+    /// Whether this connection may be closed to make room: nothing in flight.
+    fn evictable(&self) -> Option<u64> {
+        (self.serving.load(Ordering::Acquire) == 0 && self.phase() != Phase::Serving)
+            .then(|| self.since.load(Ordering::Relaxed))
+    }
+}
+
+/// Marks a request finished when dropped (also when the connection goes away mid-request).
+pub(crate) struct RequestGuard {
+    conn: Arc<ConnState>,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.conn.serving.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.conn.enter(Phase::Idle);
+        }
+    }
+}
+
+/// The open connections, for the connection cap and for draining at shutdown.
+pub(crate) struct ConnTable {
+    epoch: std::time::Instant,
+    max: usize,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<ConnState>>>,
+    empty: Notify,
+}
+
+/// A connection's place in the table, given up when dropped.
+pub(crate) struct Slot {
+    table: Arc<ConnTable>,
+    id: u64,
+    pub(crate) state: Arc<ConnState>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.table.lock();
+        open.remove(&self.id);
+        if open.is_empty() {
+            self.table.empty.notify_waiters();
+        }
+    }
+}
+
+impl ConnTable {
+    pub(crate) fn new(max: usize) -> Arc<ConnTable> {
+        Arc::new(ConnTable {
+            epoch: std::time::Instant::now(),
+            max,
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            empty: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Open connections.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Register a new connection. At the cap, the connection waiting longest without a
+    /// request in flight is told to close and gives up its place; `None` when every open
+    /// connection is serving.
+    pub(crate) fn admit(self: &Arc<Self>) -> (Option<Slot>, bool) {
+        let mut open = self.lock();
+        let mut evicted = false;
+        if self.max > 0 && open.len() >= self.max {
+            let oldest = open
+                .iter()
+                .filter_map(|(id, c)| c.evictable().map(|since| (since, *id)))
+                .min();
+            let Some((_, victim)) = oldest else {
+                return (None, false);
+            };
+            if let Some(c) = open.remove(&victim) {
+                c.evicted.store(true, Ordering::Release);
+                c.wake.notify_one();
+                evicted = true;
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnState::new(self.epoch));
+        open.insert(id, state.clone());
+        (
+            Some(Slot {
+                table: self.clone(),
+                id,
+                state,
+            }),
+            evicted,
+        )
+    }
+
+    /// Wait until no connection is open.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let notified = self.empty.notified();
+            if self.lock().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// I/O that tells its connection's state when bytes arrive.
+pub(crate) struct TrackedIo<T> {
+    inner: T,
+    state: Arc<ConnState>,
+}
+
+impl<T> TrackedIo<T> {
+    pub(crate) fn new(inner: T, state: Arc<ConnState>) -> Self {
+        TrackedIo { inner, state }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.state.on_read();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// What the watchdog decided.
+pub(crate) enum Watch {
+    /// Close now, for this reason.
+    Close(CloseReason),
+    /// Ask the connection to finish (GOAWAY, no more keep-alive) and drop it after a grace.
+    Finish(CloseReason),
+    /// Nothing to do yet.
+    Continue,
+}
+
+/// Sleep until the connection's current deadline or a change, and say what to do.
+pub(crate) async fn watch(state: &ConnState, limits: &ServingLimits) -> Watch {
+    if state.evicted.load(Ordering::Acquire) {
+        return Watch::Finish(CloseReason::Evicted);
+    }
+    let (at, reason) = state.next_check(limits);
+    tokio::select! {
+        _ = tokio::time::sleep_until(at) => {}
+        _ = state.wake.notified() => return Watch::Continue,
+    }
+    // Look again: the phase may have changed while sleeping.
+    match state.next_check(limits) {
+        (again, Some(r)) if again <= Instant::now() && Some(r) == reason => match r {
+            CloseReason::IdleTimeout => Watch::Finish(r),
+            _ => Watch::Close(r),
+        },
+        _ => Watch::Continue,
+    }
+}
+
+/// Wait until the connection is told to make room for another.
+pub(crate) async fn evicted(state: &ConnState) {
+    while !state.evicted.load(Ordering::Acquire) {
+        state.wake.notified().await;
+    }
+}
+
+/// The grace a connection asked to finish gets before it is dropped.
+pub(crate) fn close_grace() -> Duration {
+    CLOSE_GRACE
+}
+
+/// Everything requests share: the limits, the in-flight cap and the self-metrics.
+pub(crate) struct RequestLimits {
+    pub(crate) limits: ServingLimits,
+    inflight: Option<Arc<Semaphore>>,
+    pub(crate) metrics: Option<Arc<SelfMetrics>>,
+}
+
+impl RequestLimits {
+    pub(crate) fn new(limits: ServingLimits, metrics: Option<Arc<SelfMetrics>>) -> Self {
+        let inflight = (limits.max_requests_inflight > 0)
+            .then(|| Arc::new(Semaphore::new(limits.max_requests_inflight)));
+        RequestLimits {
+            limits,
+            inflight,
+            metrics,
+        }
+    }
+
+    fn rejected(&self, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.request_rejected(reason);
+        }
+    }
+}
+
+fn is_health_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz")
+}
+
+/// What a request says about its body.
+#[derive(Debug, PartialEq)]
+enum BodySize {
+    None,
+    Declared(u64),
+    Unknown,
+}
+
+fn body_size<B>(req: &Request<B>) -> BodySize {
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return BodySize::Unknown;
+    }
+    match req.headers().get(header::CONTENT_LENGTH) {
+        None => BodySize::None,
+        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(0) => BodySize::None,
+            Some(n) => BodySize::Declared(n),
+            None => BodySize::Unknown,
+        },
+    }
+}
+
+/// The `timeout` query parameter, percent-decoded.
+fn timeout_param(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == "timeout").then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// 429 with `Retry-After`, as the generic API server answers past its in-flight limit.
+fn too_many_requests() -> Response<Body> {
+    let status = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "Too many requests, please try again later.",
+        "reason": "TooManyRequests",
+        "details": {"retryAfterSeconds": 1},
+        "code": 429,
+    });
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::CONTENT_TYPE, "application/json")],
+        status.to_string(),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Serve one request through `app` within the limits.
+pub(crate) async fn handle(
+    app: Router,
+    req: Request<Body>,
+    limits: Arc<RequestLimits>,
+    conn: Arc<ConnState>,
+) -> Result<Response<Body>, Infallible> {
+    let _guard = conn.begin_request();
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
+    let size = body_size(&req);
+    if size != BodySize::None {
+        limits.rejected("body");
+        if let BodySize::Declared(n) = size {
+            if n <= DRAIN_LIMIT {
+                let grace = limits.limits.request_header_timeout;
+                let body = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT as usize);
+                let _ = tokio::time::timeout(grace, body).await;
+            }
+        }
+        let mut resp = ApiError::Rejected {
+            code: StatusCode::PAYLOAD_TOO_LARGE,
+            reason: "RequestEntityTooLarge",
+            message: "Request entity too large: request bodies are not accepted; every promhpa API is read with GET".into(),
+            details: None,
+        }
+        .into_response();
+        if http1 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Ok(resp);
+    }
+    let _permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
+        (Some(sem), false) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                limits.rejected("max_requests_inflight");
+                return Ok(too_many_requests());
+            }
+        },
+        _ => None,
+    };
+    let caller = match timeout_param(req.uri().query()) {
+        None => None,
+        Some(v) if v.is_empty() => None,
+        Some(v) => match crate::deadline::parse_timeout_param(&v) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return Ok(ApiError::BadRequest(format!(
+                    "invalid timeout specified in the request URL - {e}"
+                ))
+                .into_response())
+            }
+        },
+    };
+    let timeout = crate::deadline::effective_timeout(caller, limits.limits.request_timeout);
+    let deadline = Instant::now() + timeout;
+    let served = crate::deadline::scope(deadline, app.oneshot(req));
+    match tokio::time::timeout_at(deadline, served).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            limits.rejected("request_timeout");
+            Ok(ApiError::Rejected {
+                code: StatusCode::GATEWAY_TIMEOUT,
+                reason: "Timeout",
+                message: "Timeout: request did not complete within requested timeout - context deadline exceeded".into(),
+                details: Some(Default::default()),
+            }
+            .into_response())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_recognised() {
+        let with = |k: &str, v: &str| Request::builder().header(k, v).body(()).unwrap();
+        assert_eq!(body_size(&Request::new(())), BodySize::None);
+        assert_eq!(body_size(&with("content-length", "0")), BodySize::None);
+        assert_eq!(
+            body_size(&with("content-length", "10485760")),
+            BodySize::Declared(10485760)
+        );
+        assert_eq!(
+            body_size(&with("content-length", "many")),
+            BodySize::Unknown
+        );
+        assert_eq!(
+            body_size(&with("transfer-encoding", "chunked")),
+            BodySize::Unknown
+        );
+    }
+
+    #[test]
+    fn the_timeout_parameter_is_found_and_decoded() {
+        assert_eq!(
+            timeout_param(Some("labelSelector=a%3Db&timeout=32s")),
+            Some("32s".into())
+        );
+        assert_eq!(timeout_param(Some("timeout=1m30s")), Some("1m30s".into()));
+        assert_eq!(timeout_param(Some("timeouts=1s")), None);
+        assert_eq!(timeout_param(None), None);
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_the_longest_waiting_idle_connection_makes_room() {
+        let table = ConnTable::new(2);
+        let (a, _) = table.admit();
+        let a = a.unwrap();
+        let (b, _) = table.admit();
+        let b = b.unwrap();
+        // `a` serves a request, `b` is still in its handshake: `b` is closed for `c`.
+        let guard = a.state.begin_request();
+        let (c, evicted) = table.admit();
+        assert!(c.is_some() && evicted);
+        assert!(b.state.evicted.load(Ordering::Acquire));
+        assert!(!a.state.evicted.load(Ordering::Acquire));
+        assert_eq!(table.len(), 2);
+        // With every connection serving, a new one is refused.
+        let _g2 = c.as_ref().unwrap().state.begin_request();
+        let (d, _) = table.admit();
+        assert!(d.is_none());
+        // A finished request leaves its connection idle and evictable again.
+        drop(guard);
+        assert_eq!(a.state.phase(), Phase::Idle);
+        let (e, evicted) = table.admit();
+        assert!(e.is_some() && evicted);
+        assert!(a.state.evicted.load(Ordering::Acquire));
+        drop((a, b, c, e));
+        assert_eq!(table.len(), 0);
+        table.drained().await;
+    }
+
+    #[test]
+    fn bytes_on_an_idle_http1_connection_start_a_request_head() {
+        let table = ConnTable::new(0);
+        let (slot, _) = table.admit();
+        let s = slot.unwrap().state.clone();
+        let limits = ServingLimits::default();
+        assert_eq!(s.next_check(&limits).1, Some(CloseReason::HandshakeTimeout));
+        s.handshake_done(false);
+        assert_eq!(s.next_check(&limits).1, Some(CloseReason::HeaderTimeout));
+        drop(s.begin_request());
+        assert_eq!(s.next_check(&limits).1, Some(CloseReason::IdleTimeout));
+        s.on_read();
+        assert_eq!(s.next_check(&limits).1, Some(CloseReason::HeaderTimeout));
+        // On HTTP/2, frames between requests (pings, window updates) keep it idle.
+        s.handshake_done(true);
+        drop(s.begin_request());
+        s.on_read();
+        assert_eq!(s.next_check(&limits).1, Some(CloseReason::IdleTimeout));
+    }
+}

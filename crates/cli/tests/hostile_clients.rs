@@ -1,0 +1,494 @@
+//! The `promhpa` binary against hostile clients on 127.0.0.1: thousands of connections
+//! that stay silent, stop half-way through the TLS handshake, trickle half a request head,
+//! or sit idle after a request. A real client (reqwest with the test CA, and kubectl) is
+//! answered throughout, and the server closes every hostile connection by itself once its
+//! phase's timeout (short, set by flags here) has passed.
+//!
+//! `measure_20000_hostile_connections` (ignored; run it with `--ignored --nocapture`)
+//! opens 20,000 of them against the default limits and prints the server's RSS.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promhpa_test_support::{free_port, wait_for_port, TestPki};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(pki: &TestPki, dir: &Path, flags: &[&str]) -> Server {
+        let port = free_port().unwrap();
+        let log = dir.join(format!("promhpa-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+            .arg("serve")
+            .arg("--demo")
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--tls-cert-file={}", pki.server_cert.display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.server_key.display()
+            ))
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, Duration::from_secs(30)).unwrap();
+        Server { child, port, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident memory of the server, KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The soft limit on open files of this process (the server inherits it).
+fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+fn reqwest_client(pki: &TestPki) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn tls_connector(pki: &TestPki) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&pki.ca_cert).unwrap();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Hostile {
+    /// TCP connected, nothing sent.
+    Silent,
+    /// The first bytes of a TLS record announcing a ClientHello that never comes.
+    HalfHandshake,
+    /// TLS done, half a request head sent.
+    HalfHead,
+    /// TLS done, one request answered, then idle.
+    IdleKeepAlive,
+}
+
+/// Open one hostile connection and spawn a reader that counts it in `closed` once the
+/// server closes it.
+async fn open(
+    port: u16,
+    kind: Hostile,
+    tls: &tokio_rustls::TlsConnector,
+    closed: Arc<AtomicUsize>,
+) -> Result<(), String> {
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("{kind:?}: connect: {e}"))?;
+    match kind {
+        Hostile::Silent | Hostile::HalfHandshake => {
+            let mut tcp = tcp;
+            if let Hostile::HalfHandshake = kind {
+                // Handshake record, TLS 1.0 framing, 512 bytes announced; 4 sent.
+                tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
+                    .await
+                    .map_err(|e| format!("{kind:?}: write: {e}"))?;
+            }
+            tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                loop {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        Hostile::HalfHead | Hostile::IdleKeepAlive => {
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut s = tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("{kind:?}: tls: {e}"))?;
+            if let Hostile::HalfHead = kind {
+                s.write_all(b"GET /apis HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                    .await
+                    .map_err(|e| format!("{kind:?}: write: {e}"))?;
+            } else {
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .await
+                    .map_err(|e| format!("{kind:?}: write: {e}"))?;
+            }
+            s.flush()
+                .await
+                .map_err(|e| format!("{kind:?}: flush: {e}"))?;
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Open `n` hostile connections of every kind (in equal parts), at most 256 at a time.
+async fn open_many(
+    port: u16,
+    n: usize,
+    tls: &tokio_rustls::TlsConnector,
+    closed: &Arc<AtomicUsize>,
+) -> usize {
+    let kinds = [
+        Hostile::Silent,
+        Hostile::HalfHandshake,
+        Hostile::HalfHead,
+        Hostile::IdleKeepAlive,
+    ];
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        let (tls, closed) = (tls.clone(), closed.clone());
+        let kind = kinds[i % kinds.len()];
+        tasks.push(tokio::spawn(async move {
+            let r = open(port, kind, &tls, closed).await;
+            drop(permit);
+            r
+        }));
+    }
+    let mut opened = 0;
+    let mut errors = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => opened += 1,
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        eprintln!(
+            "{} hostile connections failed to open, e.g. {:?}",
+            errors.len(),
+            &errors[..errors.len().min(3)]
+        );
+    }
+    opened
+}
+
+async fn get_ok(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let resp = client.get(url).send().await.unwrap();
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+async fn wait_closed(closed: &AtomicUsize, n: usize, limit: Duration, server: &Server) {
+    let start = Instant::now();
+    while closed.load(Ordering::SeqCst) < n {
+        assert!(
+            start.elapsed() < limit,
+            "{} of {n} hostile connections still open after {limit:?}; log:\n{}",
+            n - closed.load(Ordering::SeqCst),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn kubectl_raw(dir: &Path, port: u16, ca: &Path, path: &str) -> std::process::Output {
+    let kubeconfig = dir.join(format!("kubeconfig-{port}"));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: promhpa\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: test\n  user: {{token: test-token}}\ncontexts:\n- name: test\n  context: {{cluster: promhpa, user: test}}\ncurrent-context: test\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    Command::new("kubectl")
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--cache-dir={}", dir.join("kube-cache").display()))
+        .arg("--request-timeout=20s")
+        .args(["get", "--raw", path])
+        .output()
+        .unwrap()
+}
+
+const METRIC: &str =
+    "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/http_requests_in_flight";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connections_are_closed_and_clients_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    // This process holds every hostile connection and the server one file each: scale
+    // the count to the open-file limit.
+    let n = 3000.min(open_file_limit().saturating_sub(200) / 4 * 4);
+    assert!(n >= 400, "open-file limit too low: {}", open_file_limit());
+    let max_connections = (n + 200).to_string();
+    let server = Server::start(
+        &pki,
+        dir.path(),
+        &[
+            "--tls-handshake-timeout=2s",
+            "--request-header-timeout=2s",
+            "--idle-connection-timeout=3s",
+            &format!("--max-connections={max_connections}"),
+        ],
+    );
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let client = reqwest_client(&pki);
+    get_ok(&client, &format!("{base}{METRIC}")).await;
+    let rss_before = server.rss_kib();
+
+    let tls = tls_connector(&pki);
+    let closed = Arc::new(AtomicUsize::new(0));
+    let opened = open_many(server.port, n, &tls, &closed).await;
+    assert!(opened >= n * 9 / 10, "only {opened} of {n} opened");
+    let rss_during = server.rss_kib();
+
+    // Served clients are unaffected: new connections from reqwest and kubectl.
+    for _ in 0..3 {
+        let fresh = reqwest_client(&pki);
+        let list = get_ok(&fresh, &format!("{base}{METRIC}")).await;
+        assert_eq!(list["kind"], "MetricValueList");
+        assert!(!list["items"].as_array().unwrap().is_empty());
+    }
+    let out = kubectl_raw(dir.path(), server.port, &pki.ca_cert, METRIC);
+    assert!(
+        out.status.success(),
+        "kubectl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Every hostile connection is closed by the server.
+    wait_closed(&closed, opened, Duration::from_secs(30), &server).await;
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "tls_handshake_timeout",
+        "request_header_timeout",
+        "idle_timeout",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "promhpa_connections_closed_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} missing:\n{metrics}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = server.rss_kib();
+    eprintln!(
+        "{opened} hostile connections: server RSS {} MiB before, {} MiB with them open, {} MiB after they were closed",
+        rss_before / 1024,
+        rss_during / 1024,
+        rss_after / 1024
+    );
+    // The client that kept its connection is still served.
+    get_ok(&client, &format!("{base}{METRIC}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_new_clients_displace_silent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    let server = Server::start(
+        &pki,
+        dir.path(),
+        &["--max-connections=50", "--request-header-timeout=30s"],
+    );
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let tls = tls_connector(&pki);
+    let closed = Arc::new(AtomicUsize::new(0));
+    // Four times the cap, each kind; with 30 s timeouts none expires during the test.
+    // (Some are displaced by later ones before their own handshake is over.)
+    let opened = open_many(server.port, 200, &tls, &closed).await;
+    assert!(opened >= 50, "only {opened} opened");
+    // A new client still gets in and is answered, again and again.
+    for _ in 0..5 {
+        let list = get_ok(&reqwest_client(&pki), &format!("{base}{METRIC}")).await;
+        assert_eq!(list["kind"], "MetricValueList");
+    }
+    // The displaced connections were closed; at most the cap stay open.
+    wait_closed(
+        &closed,
+        opened.saturating_sub(50),
+        Duration::from_secs(10),
+        &server,
+    )
+    .await;
+    let metrics = reqwest_client(&pki)
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("promhpa_connections_closed_total{reason=\"evicted\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_and_bad_timeouts_get_a_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    let server = Server::start(&pki, dir.path(), &[]);
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let client = reqwest_client(&pki);
+    for size in [5, 10 << 20] {
+        let resp = client
+            .get(format!("{base}/apis"))
+            .body(vec![b'x'; size])
+            .send()
+            .await;
+        // A large body may be cut off before the client reads the answer; it is never
+        // served, and the client is never left waiting.
+        if let Ok(resp) = resp {
+            assert_eq!(resp.status(), 413, "{size} bytes");
+            let status: serde_json::Value =
+                serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+            assert_eq!(status["reason"], "RequestEntityTooLarge");
+        } else {
+            assert!(size > 64 * 1024, "a small body must get its 413");
+        }
+    }
+    let resp = client
+        .get(format!("{base}/apis?timeout=soon"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let status: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid timeout specified in the request URL"));
+    // Too large a request head: 431 from HTTP/1.1.
+    let big = "x".repeat(2 << 20);
+    let resp = client
+        .get(format!("{base}/apis"))
+        .header("x-big", big)
+        .send()
+        .await;
+    if let Ok(resp) = resp {
+        assert_eq!(resp.status(), 431);
+    }
+    get_ok(&client, &format!("{base}{METRIC}")).await;
+}
+
+/// 20,000 hostile connections (in waves that fit the open-file limit) against the
+/// default limits; prints the server's RSS before, at the peak and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn measure_20000_hostile_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    let server = Server::start(&pki, dir.path(), &[]);
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let client = reqwest_client(&pki);
+    get_ok(&client, &format!("{base}{METRIC}")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = server.rss_kib();
+    let tls = tls_connector(&pki);
+    let total = 20_000;
+    let wave = 10_000.min(open_file_limit().saturating_sub(500));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let mut opened = 0;
+    let mut peak = 0;
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    while opened < total {
+        opened += open_many(server.port, wave.min(total - opened), &tls, &closed).await;
+        peak = peak.max(server.rss_kib());
+        let t = Instant::now();
+        get_ok(&reqwest_client(&pki), &format!("{base}{METRIC}")).await;
+        latencies.push(t.elapsed());
+        // The server keeps at most its cap (4096 by default) open: wait for it to close the
+        // rest, which frees this process' descriptors for the next wave.
+        while opened - closed.load(Ordering::SeqCst) > 4200
+            && start.elapsed() < Duration::from_secs(600)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            peak = peak.max(server.rss_kib());
+        }
+    }
+    eprintln!(
+        "opened {opened} hostile connections in {:?}",
+        start.elapsed()
+    );
+    // The last ones close after the default idle timeout (90 s).
+    wait_closed(&closed, opened, Duration::from_secs(150), &server).await;
+    eprintln!("all closed by the server after {:?}", start.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib();
+    eprintln!(
+        "server RSS: {} MiB before, {} MiB peak, {} MiB after; a new client's request during each wave took {latencies:?}",
+        before / 1024,
+        peak / 1024,
+        after / 1024
+    );
+}
