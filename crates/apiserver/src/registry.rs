@@ -185,11 +185,15 @@ impl Registry {
         let n = infos.len() as u64;
         let mut out = Vec::new();
         let mut scope_cache: HashMap<GroupResource, bool> = HashMap::new();
+        let mut resolved: HashMap<(String, String), Option<GroupResource>> = HashMap::new();
         for info in infos {
             let Some(metric) = rule.metric_name_for(&info.name) else {
                 continue;
             };
-            for gr in rule.resources_for_labels(&info.label_names) {
+            let resources = self
+                .resources_for_labels(rule, &info.label_names, &mut resolved)
+                .await;
+            for gr in resources {
                 let namespaced = if !rule.namespaced() || gr == GroupResource::new("", "namespaces")
                 {
                     false
@@ -216,6 +220,54 @@ impl Registry {
             }
         }
         (Ok(out), n)
+    }
+
+    /// The resources a series with these label names describes. Labels matched through
+    /// `resources.template` name built-in resources directly and any other resource through
+    /// API discovery (so a custom resource installed after promhpa started is served once
+    /// discovery knows it); `resolved` remembers each answer for one discovery pass.
+    async fn resources_for_labels(
+        &self,
+        rule: &Rule,
+        labels: &std::collections::BTreeSet<String>,
+        resolved: &mut HashMap<(String, String), Option<GroupResource>>,
+    ) -> Vec<GroupResource> {
+        let asked = std::cell::RefCell::new(Vec::new());
+        rule.resources_for_labels_with(labels, &|group, resource| {
+            let known = promhpa_rules::builtin_resource(group, resource);
+            if known.is_none() {
+                asked
+                    .borrow_mut()
+                    .push((group.to_string(), resource.to_string()));
+            }
+            known
+        });
+        for (group, resource) in asked.into_inner() {
+            if resolved.contains_key(&(group.clone(), resource.clone())) {
+                continue;
+            }
+            let name = if group.is_empty() {
+                resource.clone()
+            } else {
+                format!("{resource}.{group}")
+            };
+            let found = self
+                .lookup
+                .resolve(&name)
+                .await
+                .ok()
+                .map(|m| m.group_resource)
+                .filter(|gr| group.is_empty() || gr.group == group);
+            resolved.insert((group, resource), found);
+        }
+        rule.resources_for_labels_with(labels, &|group, resource| {
+            promhpa_rules::builtin_resource(group, resource).or_else(|| {
+                resolved
+                    .get(&(group.to_string(), resource.to_string()))
+                    .cloned()
+                    .flatten()
+            })
+        })
     }
 
     async fn discover_external(

@@ -541,3 +541,107 @@ async fn later_rules_win_and_broken_rules_are_named() {
         "{text}"
     );
 }
+
+/// Object lookup whose API discovery learns about `widgets.example.com` only once the
+/// CRD is "installed".
+struct LateCrd {
+    objects: StaticObjects,
+    installed: AtomicBool,
+}
+
+impl promhpa_core::lookup::ObjectLookup for LateCrd {
+    fn resolve<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<
+        'a,
+        Result<promhpa_core::lookup::ResourceMapping, promhpa_core::lookup::LookupError>,
+    > {
+        Box::pin(async move {
+            if resource.contains("widget") && !self.installed.load(Ordering::SeqCst) {
+                return Err(promhpa_core::lookup::LookupError::UnknownResource(
+                    resource.to_string(),
+                ));
+            }
+            self.objects.resolve_sync(resource)
+        })
+    }
+
+    fn names<'a>(
+        &'a self,
+        gr: &'a promhpa_core::lookup::GroupResource,
+        namespace: Option<&'a str>,
+        selector: &'a promhpa_core::selector::LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, promhpa_core::lookup::LookupError>> {
+        Box::pin(async move { Ok(self.objects.names_sync(gr, namespace, selector)) })
+    }
+}
+
+#[tokio::test]
+async fn template_labels_serve_custom_resources_once_discovery_knows_them() {
+    let backend = Arc::new(EmbeddedBackend::default());
+    let lookup = Arc::new(LateCrd {
+        objects: StaticObjects::from_text(
+            "- {apiVersion: example.com/v1, kind: Widget, metadata: {name: w1, namespace: shop}}\n",
+            "objects",
+        )
+        .unwrap(),
+        installed: AtomicBool::new(false),
+    });
+    let rules = Arc::new(
+        RuleSet::from_yaml(
+            "rules:\n- seriesQuery: 'queue_depth{namespace!=\"\",widget!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'\n",
+            "rules",
+        )
+        .unwrap(),
+    );
+    let metrics = Arc::new(SelfMetrics::default());
+    let registry = Arc::new(Registry::new(
+        rules,
+        backend.clone(),
+        lookup.clone(),
+        metrics.clone(),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry: registry.clone(),
+        backend: backend.clone(),
+        lookup: lookup.clone(),
+        metrics,
+        guard: None,
+        coalescer: Default::default(),
+    });
+    backend
+        .append(
+            &Labels::from_pairs([
+                ("__name__", "queue_depth"),
+                ("namespace", "shop"),
+                ("widget", "w1"),
+            ]),
+            now_ms() - 1000,
+            4.0,
+        )
+        .unwrap();
+    let widgets = (
+        promhpa_core::lookup::GroupResource::new("example.com", "widgets"),
+        "queue_depth".to_string(),
+    );
+    assert!(registry.relist().await.is_empty());
+    assert!(!registry.snapshot().custom.contains_key(&widgets));
+
+    // the CRD is installed after promhpa started: the next relist serves it
+    lookup.installed.store(true, Ordering::SeqCst);
+    assert!(registry.relist().await.is_empty());
+    assert!(registry.snapshot().custom.contains_key(&widgets));
+    let (code, body) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/widgets.example.com/w1/queue_depth",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["items"][0]["value"], "4", "{body}");
+    assert_eq!(
+        body["items"][0]["describedObject"]["kind"], "Widget",
+        "{body}"
+    );
+}

@@ -54,7 +54,9 @@ mod resources;
 mod yaml;
 
 pub use render::{is_valid_label_name, quote_meta};
-pub use resources::{normalize as normalize_resource, ResourceMapper};
+pub use resources::{
+    normalize as normalize_resource, normalize_known as builtin_resource, ResourceMapper,
+};
 
 use gotmpl::Template;
 use render::{Matchers, PartError};
