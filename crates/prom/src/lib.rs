@@ -199,7 +199,9 @@ impl TokenCache {
 
 /// A Prometheus HTTP API client.
 pub struct PromClient {
-    http: reqwest::Client,
+    /// Rebuilt when the CA or client certificate files change.
+    http: std::sync::RwLock<reqwest::Client>,
+    credentials: Option<CredentialFiles>,
     base: url::Url,
     /// The base URL without credentials, for messages.
     display: String,
@@ -219,8 +221,193 @@ fn read_file(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, PromError> {
     })
 }
 
+/// The HTTP client for `config`: TLS roots and client identity read now.
+fn build_http(
+    config: &PromConfig,
+    server_name: Option<&(String, Vec<std::net::SocketAddr>)>,
+) -> Result<reqwest::Client, PromError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+        .connect_timeout(config.query_timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(90));
+    if config.ca_file.is_some() && config.ca_pem.is_some() {
+        return Err(PromError::Conflict(
+            "a prometheus ca file and an inline ca cannot both be given".into(),
+        ));
+    }
+    if let Some(ca) = &config.ca_file {
+        let pem = read_file("prometheus ca file", ca)?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| PromError::InvalidPem {
+                what: "prometheus ca file",
+                path: ca.clone(),
+                message: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(PromError::InvalidPem {
+                what: "prometheus ca file",
+                path: ca.clone(),
+                message: "no certificates found".into(),
+            });
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    if let Some(ca) = &config.ca_pem {
+        let invalid = |message: String| PromError::InvalidInlinePem {
+            what: ca.source.clone(),
+            message,
+        };
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| invalid(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(invalid("no certificates found".into()));
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    if let Some((cert, key)) = &config.client_identity_pem {
+        if config.client_cert_file.is_some() || config.client_key_file.is_some() {
+            return Err(PromError::Conflict(
+                    "a prometheus client certificate file and an inline client certificate cannot both be given".into(),
+                ));
+        }
+        let mut pem = cert.pem.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(&key.pem);
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidInlinePem {
+            what: format!("{} / {}", cert.source, key.source),
+            message: e.to_string(),
+        })?;
+        builder = builder.identity(id);
+    }
+    match (&config.client_cert_file, &config.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read_file("prometheus client certificate", cert)?;
+            pem.push(b'\n');
+            pem.extend(read_file("prometheus client key", key)?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidPem {
+                what: "prometheus client certificate/key",
+                path: cert.clone(),
+                message: e.to_string(),
+            })?;
+            builder = builder.identity(id);
+        }
+        (None, None) => {}
+        (Some(p), None) | (None, Some(p)) => {
+            return Err(PromError::InvalidPem {
+                what: "prometheus client certificate/key",
+                path: p.clone(),
+                message: "both a certificate file and a key file are required".into(),
+            })
+        }
+    }
+    if let Some((name, addrs)) = server_name {
+        builder = builder.resolve_to_addrs(name, addrs);
+    }
+    if config.insecure_skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in &config.headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
+        let value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
+        headers.append(name, value);
+    }
+    builder = builder.default_headers(headers);
+    builder
+        .build()
+        .map_err(|e| PromError::Client(e.to_string()))
+}
+
+/// The CA and client certificate files of a client, watched so that the client is rebuilt
+/// with their new content (certificates rotated by cert-manager or a mounted Secret).
+struct CredentialFiles {
+    config: PromConfig,
+    server_name: Option<(String, Vec<std::net::SocketAddr>)>,
+    state: Mutex<CredentialState>,
+}
+
+struct CredentialState {
+    checked: std::time::Instant,
+    seen: Vec<Option<(std::time::SystemTime, u64)>>,
+}
+
+/// How often the files are looked at.
+const CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+impl CredentialFiles {
+    fn new(
+        config: &PromConfig,
+        server_name: Option<(String, Vec<std::net::SocketAddr>)>,
+    ) -> Option<CredentialFiles> {
+        let files = Self::paths(config);
+        if files.is_empty() {
+            return None;
+        }
+        Some(CredentialFiles {
+            state: Mutex::new(CredentialState {
+                checked: std::time::Instant::now(),
+                seen: files.iter().map(fingerprint).collect(),
+            }),
+            config: config.clone(),
+            server_name,
+        })
+    }
+
+    fn paths(config: &PromConfig) -> Vec<PathBuf> {
+        [
+            &config.ca_file,
+            &config.client_cert_file,
+            &config.client_key_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
+    /// A new client when a file changed since the last look (at most once a second) and
+    /// the new content makes a valid client; a half-written file is tried again later.
+    fn rebuilt(&self) -> Option<reqwest::Client> {
+        let mut state = self.state.lock().ok()?;
+        if state.checked.elapsed() < CREDENTIAL_CHECK_INTERVAL {
+            return None;
+        }
+        state.checked = std::time::Instant::now();
+        let now: Vec<_> = Self::paths(&self.config).iter().map(fingerprint).collect();
+        if now == state.seen {
+            return None;
+        }
+        match build_http(&self.config, self.server_name.as_ref()) {
+            Ok(client) => {
+                state.seen = now;
+                tracing::info!("prometheus CA or client certificate changed; using the new files");
+                Some(client)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "prometheus CA or client certificate changed but does not load yet; keeping the previous one");
+                None
+            }
+        }
+    }
+}
+
+fn fingerprint(path: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
 impl PromClient {
-    /// Build a client; reads the CA and client certificate files now.
+    /// Build a client; reads the CA and client certificate files now, and again when they
+    /// change.
     pub fn new(config: PromConfig) -> Result<Self, PromError> {
         let invalid_url = |m: String| PromError::InvalidUrl {
             url: config.url.clone(),
@@ -246,70 +433,11 @@ impl PromClient {
             d.to_string().trim_end_matches('/').to_string()
         };
 
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .min_tls_version(reqwest::tls::Version::TLS_1_2)
-            .connect_timeout(config.query_timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(90));
-        if config.ca_file.is_some() && config.ca_pem.is_some() {
-            return Err(PromError::Conflict(
-                "a prometheus ca file and an inline ca cannot both be given".into(),
-            ));
-        }
-        if let Some(ca) = &config.ca_file {
-            let pem = read_file("prometheus ca file", ca)?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| PromError::InvalidPem {
-                    what: "prometheus ca file",
-                    path: ca.clone(),
-                    message: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(PromError::InvalidPem {
-                    what: "prometheus ca file",
-                    path: ca.clone(),
-                    message: "no certificates found".into(),
-                });
-            }
-            builder = builder.tls_built_in_root_certs(false);
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        if let Some(ca) = &config.ca_pem {
-            let invalid = |message: String| PromError::InvalidInlinePem {
-                what: ca.source.clone(),
-                message,
-            };
-            let certs = reqwest::Certificate::from_pem_bundle(&ca.pem)
-                .map_err(|e| invalid(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(invalid("no certificates found".into()));
-            }
-            builder = builder.tls_built_in_root_certs(false);
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        if let Some((cert, key)) = &config.client_identity_pem {
-            if config.client_cert_file.is_some() || config.client_key_file.is_some() {
-                return Err(PromError::Conflict(
-                    "a prometheus client certificate file and an inline client certificate cannot both be given".into(),
-                ));
-            }
-            let mut pem = cert.pem.clone();
-            pem.push(b'\n');
-            pem.extend_from_slice(&key.pem);
-            let id =
-                reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidInlinePem {
-                    what: format!("{} / {}", cert.source, key.source),
-                    message: e.to_string(),
-                })?;
-            builder = builder.identity(id);
-        }
+        // Verify the certificate for `tls_server_name` (and send it as SNI) while connecting
+        // to the URL's address: requests go to that name, which resolves to the address only
+        // here.
+        let mut server_name = None;
         if let Some(name) = config.tls_server_name.as_deref().filter(|n| !n.is_empty()) {
-            // Verify the certificate for `name` (and send it as SNI) while connecting to the
-            // URL's address: requests go to `name`, which resolves to that address only here.
             let host = base.host_str().unwrap_or_default().to_string();
             let port = base.port_or_known_default().unwrap_or(443);
             let lookup = host
@@ -320,46 +448,12 @@ impl PromClient {
                 std::net::ToSocketAddrs::to_socket_addrs(&(lookup.as_str(), port))
                     .map_err(|e| invalid_url(format!("resolving {host} for tls-server-name: {e}")))?
                     .collect();
-            builder = builder.resolve_to_addrs(name, &addrs);
             base.set_host(Some(name))
                 .map_err(|e| invalid_url(format!("tls-server-name {name:?}: {e}")))?;
+            server_name = Some((name.to_string(), addrs));
         }
-        match (&config.client_cert_file, &config.client_key_file) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read_file("prometheus client certificate", cert)?;
-                pem.push(b'\n');
-                pem.extend(read_file("prometheus client key", key)?);
-                let id = reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidPem {
-                    what: "prometheus client certificate/key",
-                    path: cert.clone(),
-                    message: e.to_string(),
-                })?;
-                builder = builder.identity(id);
-            }
-            (None, None) => {}
-            (Some(p), None) | (None, Some(p)) => {
-                return Err(PromError::InvalidPem {
-                    what: "prometheus client certificate/key",
-                    path: p.clone(),
-                    message: "both a certificate file and a key file are required".into(),
-                })
-            }
-        }
-        if config.insecure_skip_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (k, v) in &config.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
-            let value = reqwest::header::HeaderValue::from_str(v)
-                .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
-            headers.append(name, value);
-        }
-        builder = builder.default_headers(headers);
-        let http = builder
-            .build()
-            .map_err(|e| PromError::Client(e.to_string()))?;
+        let http = build_http(&config, server_name.as_ref())?;
+        let credentials = CredentialFiles::new(&config, server_name);
         // Read the token once now so that a missing file is reported at startup.
         let token = match &config.token_file {
             Some(p) => {
@@ -373,7 +467,8 @@ impl PromClient {
             None => None,
         };
         Ok(PromClient {
-            http,
+            http: std::sync::RwLock::new(http),
+            credentials,
             base,
             display,
             token,
@@ -383,6 +478,20 @@ impl PromClient {
             timeout: config.query_timeout,
             max_get_url_len: config.max_get_url_len,
         })
+    }
+
+    /// The HTTP client, rebuilt first when the credential files changed.
+    fn client(&self) -> reqwest::Client {
+        if let Some(new) = self.credentials.as_ref().and_then(CredentialFiles::rebuilt) {
+            match self.http.write() {
+                Ok(mut h) => *h = new,
+                Err(p) => *p.into_inner() = new,
+            }
+        }
+        match self.http.read() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     fn endpoint(&self, api: &str) -> url::Url {
@@ -432,7 +541,7 @@ impl PromClient {
             let body = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
                 .finish();
-            self.http
+            self.client()
                 .post(url)
                 .header(
                     reqwest::header::CONTENT_TYPE,
@@ -440,7 +549,7 @@ impl PromClient {
                 )
                 .body(body)
         } else {
-            self.http.get(get_url)
+            self.client().get(get_url)
         };
         req = req.timeout(timeout);
         if let Some(tok) = &self.token {

@@ -310,3 +310,64 @@ async fn a_backend_that_never_answers_is_unavailable_after_the_deadline() {
     }
     hold.abort();
 }
+
+/// Ask `vector(1)` until Prometheus answers (it may not be ready yet) or `refused` says the
+/// error is the expected refusal.
+async fn answers(client: &PromClient, prom: &Prometheus) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        match client.query("vector(1)", now_ms()).await {
+            Ok(QueryValue::Vector(_)) => return Ok(()),
+            Ok(other) => panic!("{other:?}"),
+            Err(BackendError::Unavailable { message, .. }) if message.contains("503") => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{}", prom.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_ca_and_client_certificate_files_are_used_without_a_restart() {
+    let pki = TestPki::generate("rotate-ca", "promhpa").unwrap();
+    let other = TestPki::generate("other-ca", "promhpa").unwrap();
+    let target = ScrapeTarget::start(BODY).unwrap();
+    let prom = Prometheus::start_mtls(&pki, &[target.port]).unwrap();
+    let dir = pki.dir.path().join("mounted");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, cert, key) = (dir.join("ca.crt"), dir.join("tls.crt"), dir.join("tls.key"));
+    // A CA that did not sign Prometheus' certificate, and a client certificate it does not
+    // trust: nothing works yet.
+    std::fs::copy(&other.ca_cert, &ca).unwrap();
+    std::fs::copy(&other.client_cert, &cert).unwrap();
+    std::fs::copy(&other.client_key, &key).unwrap();
+    let mut config = PromConfig::new(prom.url());
+    config.ca_file = Some(ca.clone());
+    config.client_cert_file = Some(cert.clone());
+    config.client_key_file = Some(key.clone());
+    let client = PromClient::new(config).unwrap();
+    let err = answers(&client, &prom).await.unwrap_err();
+    assert!(err.contains("certificate"), "{err}");
+
+    // The right CA arrives (as a renewed Secret would): Prometheus is verified, but the
+    // client certificate is still refused.
+    std::fs::copy(&pki.ca_cert, &ca).unwrap();
+    let start = Instant::now();
+    loop {
+        let err = answers(&client, &prom).await.unwrap_err();
+        if !err.contains("UnknownIssuer") && !err.contains("unknown issuer") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{err}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Then the client certificate and key: queries succeed, with the same client.
+    std::fs::copy(&pki.client_key, &key).unwrap();
+    std::fs::copy(&pki.client_cert, &cert).unwrap();
+    let start = Instant::now();
+    while answers(&client, &prom).await.is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", prom.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
