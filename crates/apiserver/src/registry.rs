@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use promhpa_core::backend::Backend;
+use promhpa_core::backend::{Backend, SeriesInfo};
 use promhpa_core::lookup::{GroupResource, ObjectLookup};
 use promhpa_rules::{Rule, RuleSet};
 
@@ -101,8 +101,17 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long a targeted lookup that found nothing is remembered: short enough that a client
+/// asking every second for a metric that just appeared gets it on its next request, long
+/// enough that a flood of requests for a name that never appears costs at most two lookups
+/// a second.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_millis(500);
+
 /// Result of discovering one rule.
 type RuleResult<T> = Result<Vec<T>, String>;
+
+/// The series fetched in one discovery pass, by canonical `seriesQuery`.
+type Fetched = HashMap<String, Result<Arc<Vec<SeriesInfo>>, String>>;
 
 impl Registry {
     pub fn new(
@@ -124,7 +133,7 @@ impl Registry {
             lookup,
             metrics,
             max_age,
-            negative_ttl: Duration::from_secs(10),
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
             snapshot: RwLock::new(Arc::new(Snapshot {
                 rules,
                 ..Snapshot::default()
@@ -169,24 +178,46 @@ impl Registry {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// The series `rule`'s `seriesQuery` selects, asked from the backend once per pass for
+    /// every rule with the same (canonical) `seriesQuery`; the count is of series fetched
+    /// now (0 when another rule already fetched them).
+    async fn series_of(
+        &self,
+        rule: &Rule,
+        fetched: &mut Fetched,
+    ) -> (Result<Arc<Vec<SeriesInfo>>, String>, u64) {
+        if let Some(done) = fetched.get(rule.series_key()) {
+            return (done.clone(), 0);
+        }
+        let since = now_ms() - self.max_age.as_millis() as i64;
+        let result = self
+            .backend
+            .series_names(rule.series_query(), since)
+            .await
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        let n = result.as_ref().map(|i| i.len() as u64).unwrap_or(0);
+        fetched.insert(rule.series_key().to_string(), result.clone());
+        (result, n)
+    }
+
     async fn discover_custom(
         &self,
         idx: usize,
         rule: &Rule,
+        fetched: &mut Fetched,
     ) -> (RuleResult<((GroupResource, String), CustomEntry)>, u64) {
         if !rule.discoverable() {
             return (Ok(Vec::new()), 0);
         }
-        let since = now_ms() - self.max_age.as_millis() as i64;
-        let infos = match self.backend.series_names(rule.series_query(), since).await {
-            Ok(i) => i,
-            Err(e) => return (Err(format!("{}: {e}", rule.path())), 0),
+        let (infos, n) = match self.series_of(rule, fetched).await {
+            (Ok(i), n) => (i, n),
+            (Err(e), n) => return (Err(format!("{}: {e}", rule.path())), n),
         };
-        let n = infos.len() as u64;
         let mut out = Vec::new();
         let mut scope_cache: HashMap<GroupResource, bool> = HashMap::new();
         let mut resolved: HashMap<(String, String), Option<GroupResource>> = HashMap::new();
-        for info in infos {
+        for info in infos.iter() {
             let Some(metric) = rule.metric_name_for(&info.name) else {
                 continue;
             };
@@ -274,25 +305,24 @@ impl Registry {
         &self,
         idx: usize,
         rule: &Rule,
+        fetched: &mut Fetched,
     ) -> (RuleResult<(String, ExternalEntry)>, u64) {
         if !rule.discoverable() {
             return (Ok(Vec::new()), 0);
         }
-        let since = now_ms() - self.max_age.as_millis() as i64;
-        let infos = match self.backend.series_names(rule.series_query(), since).await {
-            Ok(i) => i,
-            Err(e) => return (Err(format!("{}: {e}", rule.path())), 0),
+        let (infos, n) = match self.series_of(rule, fetched).await {
+            (Ok(i), n) => (i, n),
+            (Err(e), n) => return (Err(format!("{}: {e}", rule.path())), n),
         };
-        let n = infos.len() as u64;
         let out = infos
-            .into_iter()
+            .iter()
             .filter_map(|info| {
                 let metric = rule.metric_name_for(&info.name)?;
                 Some((
                     metric,
                     ExternalEntry {
                         rule: idx,
-                        series: info.name,
+                        series: info.name.clone(),
                         namespaced: rule.namespaced(),
                     },
                 ))
@@ -328,6 +358,17 @@ impl Registry {
     /// set of the current snapshot, a rule whose discovery fails keeps its previous entries;
     /// the errors are returned.
     async fn rebuild(&self, rules: &Arc<RuleSet>, apis: &[Api]) -> (Snapshot, Vec<String>, u64) {
+        self.rebuild_some(rules, apis, &|_| true).await
+    }
+
+    /// [`Registry::rebuild`] for the rules `only` selects; the others keep their entries
+    /// (when `rules` is the current rule set).
+    async fn rebuild_some(
+        &self,
+        rules: &Arc<RuleSet>,
+        apis: &[Api],
+        only: &(dyn Fn(&Rule) -> bool + Sync),
+    ) -> (Snapshot, Vec<String>, u64) {
         let old = self.snapshot();
         let same_rules = Arc::ptr_eq(&old.rules, rules);
         let mut snap = Snapshot {
@@ -336,9 +377,14 @@ impl Registry {
         };
         let mut errors = Vec::new();
         let mut series = 0;
+        let mut fetched = Fetched::new();
         if apis.contains(&Api::Custom) {
             for (idx, rule) in rules.custom.iter().enumerate() {
-                let (res, n) = self.discover_custom(idx, rule).await;
+                let (res, n) = if only(rule) {
+                    self.discover_custom(idx, rule, &mut fetched).await
+                } else {
+                    (Err(String::new()), 0)
+                };
                 series += n;
                 match res {
                     Ok(entries) => {
@@ -347,7 +393,9 @@ impl Registry {
                         }
                     }
                     Err(e) => {
-                        errors.push(e);
+                        if !e.is_empty() {
+                            errors.push(e);
+                        }
                         let kept = old
                             .custom
                             .iter()
@@ -369,7 +417,11 @@ impl Registry {
         }
         if apis.contains(&Api::External) {
             for (idx, rule) in rules.external.iter().enumerate() {
-                let (res, n) = self.discover_external(idx, rule).await;
+                let (res, n) = if only(rule) {
+                    self.discover_external(idx, rule, &mut fetched).await
+                } else {
+                    (Err(String::new()), 0)
+                };
                 series += n;
                 match res {
                     Ok(entries) => {
@@ -378,7 +430,9 @@ impl Registry {
                         }
                     }
                     Err(e) => {
-                        errors.push(e);
+                        if !e.is_empty() {
+                            errors.push(e);
+                        }
                         let kept = old
                             .external
                             .iter()
@@ -464,7 +518,10 @@ impl Registry {
             return;
         }
         let rules = self.rules();
-        let (snap, errors, _) = self.rebuild(&rules, &[api]).await;
+        // Only the rules that may serve this name are asked again.
+        let (snap, errors, _) = self
+            .rebuild_some(&rules, &[api], &|r| r.could_serve(metric))
+            .await;
         for e in &errors {
             tracing::warn!(error = %e, metric, "targeted discovery failed for a rule");
         }

@@ -645,3 +645,166 @@ async fn template_labels_serve_custom_resources_once_discovery_knows_them() {
         "{body}"
     );
 }
+
+/// The embedded evaluator, counting the series lookups discovery makes.
+struct Counting {
+    inner: EmbeddedBackend,
+    series_calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Backend for Counting {
+    fn address(&self) -> String {
+        "embedded-counting".into()
+    }
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        self.inner.query(promql, at_ms)
+    }
+    fn query_range<'a>(
+        &'a self,
+        promql: &'a str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        self.inner.query_range(promql, start_ms, end_ms, step_ms)
+    }
+    fn series_names<'a>(
+        &'a self,
+        selector: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+        self.series_calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.series_names(selector, since_ms)
+    }
+}
+
+#[tokio::test]
+async fn rules_with_the_same_series_query_share_one_fetch_per_relist() {
+    // The chart's three generic rules share one seriesQuery; here it is spelled three ways.
+    let rules = r#"
+rules:
+- seriesQuery: '{namespace!="",__name__!~"^container_.*"}'
+  seriesFilters: [{isNot: '.*_total$'}]
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: '{__name__!~"^container_.*", namespace!=""}'
+  seriesFilters: [{is: '.*_total$'}]
+  resources: {template: '<<.Resource>>'}
+  name: {matches: '^(.*)_total$', as: '${1}_per_second'}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)'
+- seriesQuery: "{namespace!='',__name__!~'^container_.*'}"
+  resources: {template: '<<.Resource>>'}
+  name: {matches: '^(.*)$', as: '${1}_max'}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: 'queue_depth{queue!=""}'
+  resources: {namespaced: false}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+"#;
+    let backend = Arc::new(Counting {
+        inner: EmbeddedBackend::default(),
+        series_calls: Default::default(),
+    });
+    for (name, pod) in [("jobs", "web-1"), ("requests_total", "web-2")] {
+        backend
+            .inner
+            .append(
+                &Labels::from_pairs([("__name__", name), ("namespace", "shop"), ("pod", pod)]),
+                now_ms() - 1000,
+                1.0,
+            )
+            .unwrap();
+    }
+    let rules = Arc::new(RuleSet::from_yaml(rules, "rules").unwrap());
+    assert_eq!(rules.custom[0].series_key(), rules.custom[1].series_key());
+    assert_eq!(rules.custom[0].series_key(), rules.custom[2].series_key());
+    let registry = Registry::new(
+        rules,
+        backend.clone(),
+        Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap()),
+        Arc::new(SelfMetrics::default()),
+        Duration::from_secs(600),
+    );
+    assert!(registry.relist().await.is_empty());
+    // one fetch for the three custom rules, one for the external rule
+    assert_eq!(backend.series_calls.load(Ordering::SeqCst), 2);
+    let snap = registry.snapshot();
+    let names: Vec<&str> = snap.custom.keys().map(|(_, m)| m.as_str()).collect();
+    for want in [
+        "jobs",
+        "requests_per_second",
+        "jobs_max",
+        "requests_total_max",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(registry.relist().await.is_empty());
+    assert_eq!(backend.series_calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_metric_asked_for_before_it_exists_is_served_on_the_next_request_and_misses_stay_cheap() {
+    let rules = r#"
+rules:
+- seriesQuery: 'http_requests_in_flight{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+- seriesQuery: 'other_metric{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+"#;
+    let backend = Arc::new(Counting {
+        inner: EmbeddedBackend::default(),
+        series_calls: Default::default(),
+    });
+    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
+    let registry = Arc::new(Registry::new(
+        Arc::new(RuleSet::from_yaml(rules, "rules").unwrap()),
+        backend.clone(),
+        lookup.clone(),
+        Arc::new(SelfMetrics::default()),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry: registry.clone(),
+        backend: backend.clone(),
+        lookup,
+        metrics: Arc::new(SelfMetrics::default()),
+        guard: None,
+        coalescer: Default::default(),
+    });
+    registry.relist().await;
+    let after_relist = backend.series_calls.load(Ordering::SeqCst);
+    let uri =
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/http_requests_in_flight";
+
+    // A flood of requests for the name while it does not exist: one targeted lookup (of the
+    // one rule that can serve it), the rest answered from the remembered miss.
+    for _ in 0..200 {
+        assert_eq!(get(&app, uri).await.0, StatusCode::NOT_FOUND);
+    }
+    let flood = backend.series_calls.load(Ordering::SeqCst) - after_relist;
+    assert!(flood <= 2, "{flood} series lookups for one missing name");
+
+    // The series appears; a client asking once a second gets it on its next request.
+    backend
+        .inner
+        .append(
+            &Labels::from_pairs([
+                ("__name__", "http_requests_in_flight"),
+                ("namespace", "shop"),
+                ("pod", "web-1"),
+            ]),
+            now_ms() - 1000,
+            3.0,
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, body) = get(&app, uri).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["items"][0]["value"], "3");
+}

@@ -159,6 +159,9 @@ pub struct Rule {
     broken: Option<String>,
     /// Whether `seriesQuery` is a series selector the backend can be asked for.
     discoverable: bool,
+    /// `seriesQuery` in a canonical form (matchers sorted, spacing and quoting normalised):
+    /// rules with the same key select the same series.
+    series_key: String,
 }
 
 /// A made-up request a rule can answer, used to validate and to show a sample query.
@@ -190,6 +193,25 @@ impl Rule {
     /// prometheus-adapter loads it, and every request it would serve fails with this reason.
     pub fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
+    }
+
+    /// `seriesQuery` in a canonical form: two rules whose keys are equal select the same
+    /// series, so discovery asks the backend once for both.
+    pub fn series_key(&self) -> &str {
+        &self.series_key
+    }
+
+    /// Whether this rule may serve a metric named `metric`: when its `seriesQuery` names one
+    /// series, whether that series is served under this name; otherwise (a regex or a
+    /// label-only selector) it may.
+    pub fn could_serve(&self, metric: &str) -> bool {
+        if !self.discoverable {
+            return false;
+        }
+        match &self.sample_series {
+            Some(series) => self.metric_name_for(series).as_deref() == Some(metric),
+            None => true,
+        }
     }
 
     /// Whether this rule, coming later in the file, serves a metric that `earlier` also

@@ -842,6 +842,42 @@ fn compile_resources(
     (mapper, namespaced)
 }
 
+/// A series selector in one canonical form: the metric name, then the matchers sorted,
+/// values quoted the same way, so that `up{a="1", b!=""}` and `{b!="",__name__="up",a='1'}`
+/// are one key.
+fn canonical_selector(vs: &promql_parser::parser::VectorSelector) -> String {
+    let mut matchers: Vec<String> = vs
+        .matchers
+        .matchers
+        .iter()
+        .filter(|m| !(m.name == "__name__" && vs.name.is_some()))
+        .map(|m| format!("{}{}{:?}", m.name, m.op, m.value))
+        .collect();
+    if let Some(name) = &vs.name {
+        matchers.push(format!("__name__={name:?}"));
+    }
+    matchers.sort();
+    let mut or: Vec<String> = vs
+        .matchers
+        .or_matchers
+        .iter()
+        .map(|group| {
+            let mut g: Vec<String> = group
+                .iter()
+                .map(|m| format!("{}{}{:?}", m.name, m.op, m.value))
+                .collect();
+            g.sort();
+            g.join(",")
+        })
+        .collect();
+    or.sort();
+    if or.is_empty() {
+        format!("{{{}}}", matchers.join(","))
+    } else {
+        format!("{{{}}} or {{{}}}", matchers.join(","), or.join("} or {"))
+    }
+}
+
 /// The metric name a series selector selects, for placeholder rendering.
 fn selector_name(vs: &promql_parser::parser::VectorSelector) -> Option<String> {
     if let Some(n) = &vs.name {
@@ -866,6 +902,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     let sq_line = sq_node.map(|n| n.line).unwrap_or(node.line);
     let mut sample_series = None;
     let mut discoverable = false;
+    let mut series_key = series_query.trim().to_string();
     if series_query.trim().is_empty() {
         ctx.broken(sq_line, &sq_path, "missing seriesQuery (a series selector such as 'http_requests_total{namespace!=\"\",pod!=\"\"}')");
     } else {
@@ -877,6 +914,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
                     discoverable = true;
                 }
                 sample_series = selector_name(&vs);
+                series_key = canonical_selector(&vs);
             }
             Ok(_) => ctx.broken(
                 sq_line,
@@ -1029,6 +1067,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         sample_series,
         broken: None,
         discoverable,
+        series_key,
     };
     if template_parsed {
         check_rule(ctx, &rule, mq_line, &mq_path);
