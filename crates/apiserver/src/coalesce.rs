@@ -1,7 +1,11 @@
 //! Query coalescing: concurrent requests that render the same PromQL share one backend
 //! query, but only while it is young. A query older than [`Coalescer::max_join_age`] is
-//! not joined: the next request asks the backend itself, so a stalled backend that answers
-//! again serves new requests at once instead of after the stalled query gives up.
+//! neither joined nor waited on: the next request asks the backend itself, so a stalled
+//! backend that answers again serves new requests at once instead of after the stalled
+//! query gives up. A request that joined a query which failed asks once more itself (if it
+//! has time left), since the backend may have recovered since the query was sent; a
+//! failure that was only the leader's deadline passing is never taken as the answer by a
+//! request with time left.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +16,9 @@ use promhpa_core::backend::{Backend, BackendError, QueryValue};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-type Outcome = Option<Result<QueryValue, BackendError>>;
+/// A finished query's result, and whether it failed only because its leader's deadline
+/// passed (which says nothing to a request with time left).
+type Outcome = Option<(Result<QueryValue, BackendError>, bool)>;
 
 /// How long a query in flight may be joined by identical requests unless configured.
 pub const DEFAULT_MAX_JOIN_AGE: Duration = Duration::from_secs(1);
@@ -84,9 +90,10 @@ impl Coalescer {
         self.max_join_age
     }
 
-    /// Evaluate `promql` at `at_ms` within `budget`, or wait (at most `budget`) for an
-    /// identical query sent less than [`Coalescer::max_join_age`] ago. Returns the result
-    /// and whether it was shared.
+    /// Evaluate `promql` at `at_ms` within `budget`, or wait for an identical query sent
+    /// less than [`Coalescer::max_join_age`] ago — until it answers, the budget runs out, or
+    /// it turns that old, whichever comes first; in the last case ask the backend anew.
+    /// Returns the result and whether it was shared.
     pub async fn query(
         &self,
         backend: &Arc<dyn Backend>,
@@ -95,51 +102,68 @@ impl Coalescer {
         budget: Duration,
     ) -> (Result<QueryValue, BackendError>, bool) {
         let deadline = Instant::now() + budget;
-        let (follower, leader) = {
-            let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match m.get(promql) {
-                Some(e) if e.started.elapsed() < self.max_join_age => {
-                    (Some(e.result.clone()), None)
-                }
-                _ => {
-                    let (tx, rx) = watch::channel(None);
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    m.insert(
-                        promql.to_string(),
-                        InFlight {
-                            id,
-                            started: Instant::now(),
-                            result: rx,
-                        },
-                    );
-                    (None, Some((tx, id)))
-                }
-            }
-        };
-        if let Some((tx, id)) = leader {
-            let guard = Leader {
-                coalescer: self,
-                key: promql,
-                id,
-            };
-            let result = ask(backend, promql, at_ms, deadline).await;
-            drop(guard);
-            let _ = tx.send(Some(result.clone()));
-            return (result, false);
-        }
-        if let Some(mut rx) = follower {
-            match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
-                Ok(Ok(v)) => {
-                    if let Some(result) = v.clone() {
-                        return (result, true);
+        let mut retried = false;
+        loop {
+            let (follower, leader) = {
+                let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                match m.get(promql) {
+                    Some(e) if e.started.elapsed() < self.max_join_age => (
+                        Some((e.result.clone(), e.started + self.max_join_age)),
+                        None,
+                    ),
+                    _ => {
+                        let (tx, rx) = watch::channel(None);
+                        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                        m.insert(
+                            promql.to_string(),
+                            InFlight {
+                                id,
+                                started: Instant::now(),
+                                result: rx,
+                            },
+                        );
+                        (None, Some((tx, id)))
                     }
                 }
-                Ok(Err(_)) => {}
-                Err(_) => return (Err(timed_out(backend.as_ref(), budget)), true),
+            };
+            if let Some((tx, id)) = leader {
+                let guard = Leader {
+                    coalescer: self,
+                    key: promql,
+                    id,
+                };
+                let result = ask(backend, promql, at_ms, deadline).await;
+                let ran_out = result.is_err() && Instant::now() >= deadline;
+                drop(guard);
+                let _ = tx.send(Some((result.clone(), ran_out)));
+                return (result, false);
+            }
+            let Some((mut rx, stale_at)) = follower else {
+                continue;
+            };
+            let until = deadline.min(stale_at);
+            let waited = tokio::time::timeout_at(until, rx.wait_for(Option::is_some)).await;
+            let shared: Outcome = match waited {
+                Ok(Ok(v)) => v.clone(),
+                // The leading request went away before answering: ask again.
+                Ok(Err(_)) => None,
+                Err(_) if Instant::now() >= deadline => {
+                    return (Err(timed_out(backend.as_ref(), budget)), true)
+                }
+                // The shared query is too old to wait on any longer: ask again.
+                Err(_) => None,
+            };
+            let time_left = Instant::now() < deadline;
+            match shared {
+                // The leader ran out of time, this request has some left: ask again.
+                Some((Err(_), true)) if time_left => {}
+                // A failure of a query sent before this request arrived may be over by
+                // now: ask once more before passing it on.
+                Some((Err(_), false)) if time_left && !retried => retried = true,
+                Some((result, _)) => return (result, true),
+                None => {}
             }
         }
-        // The leading request went away before answering: ask on our own.
-        (ask(backend, promql, at_ms, deadline).await, false)
     }
 }
 
@@ -314,8 +338,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(stall.calls.load(Ordering::SeqCst), 1);
-        // Once it is older than the bound, the next request asks the backend itself.
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // One with time to spare waits only until the stalled query is a second old, then
+        // asks the backend itself, and has its answer.
         let (r, shared) = c.query(&backend, "up", 3, Duration::from_secs(5)).await;
         assert!(!shared);
         assert_eq!(
@@ -326,6 +350,10 @@ mod tests {
             }
         );
         assert_eq!(stall.calls.load(Ordering::SeqCst), 2);
+        // Later requests do not join the stalled query either.
+        let (r, _) = c.query(&backend, "up", 4, Duration::from_secs(5)).await;
+        assert!(r.is_ok());
+        assert_eq!(stall.calls.load(Ordering::SeqCst), 3);
         // The stalled leader ends at its own deadline, leaving nothing in flight.
         let (r, _) = first.await.unwrap();
         assert!(matches!(r, Err(BackendError::Unavailable { .. })), "{r:?}");
