@@ -136,6 +136,8 @@ fn serve_one(stream: TcpStream, text: &str) -> std::io::Result<()> {
 /// A running Prometheus; killed when dropped.
 pub struct Prometheus {
     child: Child,
+    /// Arguments it was started with, to start it again on the same port and data.
+    args: Vec<String>,
     pub port: u16,
     pub dir: tempfile::TempDir,
     /// CA that signed the serving certificate (PEM file).
@@ -195,28 +197,18 @@ impl Prometheus {
             web.push_str(&format!("basic_auth_users:\n  {user}: '{hash}'\n"));
         }
         write(&web_path, &web)?;
-        let log = std::fs::File::create(dir.path().join("prometheus.log"))
-            .map_err(|e| format!("creating prometheus log: {e}"))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| format!("cloning prometheus log: {e}"))?;
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.config.file={}", web_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("starting prometheus (Debian package `prometheus`): {e}"))?;
+        let args = vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--web.config.file={}", web_path.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            "--web.enable-remote-write-receiver".to_string(),
+            "--log.level=warn".to_string(),
+        ];
+        let child = spawn(&args, dir.path())?;
         let mut p = Prometheus {
             child,
+            args,
             port,
             ca_file: pki.ca_cert.clone(),
             dir,
@@ -231,6 +223,26 @@ impl Prometheus {
             ));
         }
         Ok(p)
+    }
+
+    /// The process id, e.g. to stop (SIGSTOP) and resume it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kill the process (SIGKILL), as a crash would end it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port with the same data (after [`Prometheus::kill`]),
+    /// and wait until it listens.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        self.child = spawn(&self.args, self.dir.path())?;
+        wait_for_port(self.port, Duration::from_secs(30))
+            .map_err(|e| format!("{e}; log:\n{}", self.log()))
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -253,6 +265,25 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Start `prometheus` with `args`, appending its output to `dir/prometheus.log`.
+fn spawn(args: &[String], dir: &Path) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("prometheus.log"))
+        .map_err(|e| format!("opening prometheus log: {e}"))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| format!("cloning prometheus log: {e}"))?;
+    Command::new("prometheus")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("starting prometheus (Debian package `prometheus`): {e}"))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
