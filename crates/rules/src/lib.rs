@@ -47,7 +47,9 @@ use promhpa_core::GroupResource;
 use regex::Regex;
 
 mod gotmpl;
+mod isolation;
 mod load;
+pub mod objects;
 mod precedence;
 mod render;
 mod resources;
@@ -111,6 +113,14 @@ pub enum RenderError {
     /// The rule loaded (as prometheus-adapter loads it) but cannot produce a query.
     #[error("rule {rule} is broken: {reason}")]
     Broken { rule: String, reason: String },
+    /// A rule of a namespace asked for another namespace, or a query that could read
+    /// another namespace's series.
+    #[error("{rule} serves namespace \"{namespace}\" only: {message}")]
+    Isolation {
+        rule: String,
+        namespace: String,
+        message: String,
+    },
 }
 
 /// Which section of the rule file a rule came from.
@@ -162,6 +172,9 @@ pub struct Rule {
     /// `seriesQuery` in a canonical form (matchers sorted, spacing and quoting normalised):
     /// rules with the same key select the same series.
     series_key: String,
+    /// For a rule object of a namespace: the namespace label and the namespace every request
+    /// and every series selector is held to.
+    pinned: Option<(String, String)>,
 }
 
 /// A made-up request a rule can answer, used to validate and to show a sample query.
@@ -193,6 +206,57 @@ impl Rule {
     /// prometheus-adapter loads it, and every request it would serve fails with this reason.
     pub fn broken(&self) -> Option<&str> {
         self.broken.as_deref()
+    }
+
+    /// The namespace a rule object is held to (`None` for the rules of the file).
+    pub fn pinned_namespace(&self) -> Option<&str> {
+        self.pinned.as_ref().map(|(_, ns)| ns.as_str())
+    }
+
+    /// Hold this rule to `namespace`, whose label is `label`.
+    pub(crate) fn pin_to_namespace(&mut self, label: &str, namespace: &str) {
+        self.pinned = Some((label.to_string(), namespace.to_string()));
+        self.namespaced = true;
+        self.series_key = format!("{}@{namespace}", self.series_key);
+    }
+
+    pub(crate) fn set_path(&mut self, path: String) {
+        self.path = path;
+    }
+
+    /// The series selector discovery asks the backend for: `seriesQuery`, restricted to the
+    /// rule's namespace for a rule object.
+    pub fn discovery_query(&self) -> String {
+        let q = self.series_query.trim();
+        let Some((label, ns)) = &self.pinned else {
+            return q.to_string();
+        };
+        let matcher = format!("{label}={}", promhpa_core::gofmt::go_quote(ns));
+        match q.strip_suffix('}').and_then(|head| head.rsplit_once('{')) {
+            Some((name, inner)) if inner.trim().is_empty() => format!("{name}{{{matcher}}}"),
+            Some((name, inner)) => format!("{name}{{{inner},{matcher}}}"),
+            None => format!("{q}{{{matcher}}}"),
+        }
+    }
+
+    fn isolation(&self, message: impl Into<String>) -> RenderError {
+        RenderError::Isolation {
+            rule: self.path.clone(),
+            namespace: self.pinned_namespace().unwrap_or_default().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// For a rule object: the request must be for its namespace.
+    fn check_request_namespace(&self, namespace: Option<&str>) -> Result<(), RenderError> {
+        match (&self.pinned, namespace) {
+            (None, _) => Ok(()),
+            (Some((_, pinned)), Some(ns)) if ns == pinned => Ok(()),
+            (Some(_), Some(ns)) => {
+                Err(self.isolation(format!("the request is for namespace \"{ns}\"")))
+            }
+            (Some(_), None) => Err(self.isolation("the request is not for a namespace")),
+        }
     }
 
     /// `seriesQuery` in a canonical form: two rules whose keys are equal select the same
@@ -261,6 +325,14 @@ impl Rule {
     /// `placeholder_series`), namespace `default` when a label maps to namespaces, the first
     /// resource the rule maps (pods for a template), and two object names.
     pub fn sample_request(&self) -> SampleRequest {
+        let mut req = self.sample_request_any_namespace();
+        if let Some(ns) = self.pinned_namespace() {
+            req.namespace = Some(ns.to_string());
+        }
+        req
+    }
+
+    fn sample_request_any_namespace(&self) -> SampleRequest {
         let series = self
             .sample_series
             .clone()
@@ -440,6 +512,9 @@ impl Rule {
                 message: "empty query produced by metrics query template".into(),
             });
         }
+        if let Some((label, ns)) = &self.pinned {
+            isolation::check(&out, label, ns).map_err(|m| self.isolation(m))?;
+        }
         Ok(out)
     }
 
@@ -457,6 +532,7 @@ impl Rule {
         names: &[String],
         metric_selector: &LabelSelector,
     ) -> Result<String, RenderError> {
+        self.check_request_namespace(namespace)?;
         let data = self.custom_data(
             series_name,
             namespace,
@@ -505,6 +581,7 @@ impl Rule {
         namespace: Option<&str>,
         metric_selector: &LabelSelector,
     ) -> Result<String, RenderError> {
+        self.check_request_namespace(namespace)?;
         let mut m = Matchers::default();
         m.push_selector(metric_selector).map_err(Self::part_error)?;
         if self.namespaced {

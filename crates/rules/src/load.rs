@@ -17,19 +17,19 @@ use crate::{
 /// The rules the prometheus-community chart adds when `rules.default` is true (its default).
 const HELM_DEFAULT_RULES: &str = include_str!("helm_default_rules.yaml");
 
-struct Ctx {
+pub(crate) struct Ctx {
     source: String,
     /// Added to every line (for the text inside a ConfigMap's `config.yaml`).
     line_offset: usize,
-    errors: Vec<ConfigError>,
-    warnings: Vec<ConfigError>,
+    pub(crate) errors: Vec<ConfigError>,
+    pub(crate) warnings: Vec<ConfigError>,
     /// Problems that make one rule unable to serve without stopping the file from loading
     /// (prometheus-adapter starts with them and fails at query time).
-    broken: Vec<ConfigError>,
+    pub(crate) broken: Vec<ConfigError>,
 }
 
 impl Ctx {
-    fn new(source: &str) -> Ctx {
+    pub(crate) fn new(source: &str) -> Ctx {
         Ctx {
             source: source.to_string(),
             line_offset: 0,
@@ -890,6 +890,16 @@ fn selector_name(vs: &promql_parser::parser::VectorSelector) -> Option<String> {
         .map(|m| m.value.clone())
 }
 
+/// One rule from its YAML node (for rule objects, whose `spec` is a rule).
+pub(crate) fn compile_rule_node(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    kind: RuleKind,
+) -> Option<Rule> {
+    compile_rule(ctx, node, path, kind)
+}
+
 fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Option<Rule> {
     let errors_before = ctx.errors.len();
     let broken_before = ctx.broken.len();
@@ -1068,6 +1078,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         broken: None,
         discoverable,
         series_key,
+        pinned: None,
     };
     if template_parsed {
         check_rule(ctx, &rule, mq_line, &mq_path);
