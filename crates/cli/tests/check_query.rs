@@ -339,3 +339,54 @@ fn query_uses_the_later_rule_as_the_adapter_does() {
         "{text}"
     );
 }
+
+#[test]
+fn check_validates_metric_rule_objects_in_files_and_directories() {
+    let dir = std::env::temp_dir().join(format!("promhpa-check-objects-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("team-a")).unwrap();
+    std::fs::write(
+        dir.join("team-a/latency.yaml"),
+        "apiVersion: metrics.promhpa.io/v1alpha1\nkind: MetricRule\nmetadata: {name: latency, namespace: team-a}\nspec:\n  seriesQuery: 'http_requests_total{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n  name: {matches: '^(.*)_total$', as: '${1}_per_second'}\n  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("team-a/notes.txt"), "not a manifest").unwrap();
+    let good = promhpa(&["check", "-f", dir.join("team-a").to_str().unwrap()]);
+    std::fs::write(
+        dir.join("team-a/leaky.json"),
+        r#"{"apiVersion":"metrics.promhpa.io/v1alpha1","kind":"MetricRule","metadata":{"name":"leaky","namespace":"team-a"},"spec":{"seriesQuery":"jobs{namespace!=\"\"}","resources":{"template":"<<.Resource>>"},"metricsQuery":"sum(<<.Series>>)"}}"#,
+    )
+    .unwrap();
+    let bad = promhpa(&["check", "-f", dir.join("team-a").to_str().unwrap()]);
+    let as_config = promhpa(&[
+        "check",
+        "--config",
+        dir.join("team-a/latency.yaml").to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let text = stdout(&good);
+    assert!(good.status.success(), "{text}{}", stderr(&good));
+    assert!(
+        text.contains("MetricRule team-a/latency: OK: custom metrics")
+            && text.contains("namespace team-a only")
+            && text.contains("MetricRule objects: 1 ok, 0 invalid, 0 warnings"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"sample query: sum(rate(http_requests_total{namespace="team-a",pod=~"placeholder-a|placeholder-b"}[2m])) by (pod)"#),
+        "{text}"
+    );
+    let text = stdout(&bad);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("MetricRule team-a/leaky: INVALID")
+            && text.contains("spec.metricsQuery:")
+            && text.contains("must carry the namespace matcher"),
+        "{text}"
+    );
+    assert!(
+        stderr(&as_config).contains("this is a MetricRule object, not a rule file"),
+        "{}",
+        stderr(&as_config)
+    );
+}

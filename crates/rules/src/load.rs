@@ -397,6 +397,14 @@ fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<Rule
         );
         return None;
     }
+    if root.get("kind").and_then(Node::as_scalar) == Some(crate::objects::KIND) {
+        ctx.error(
+            root.line,
+            "kind",
+            "this is a MetricRule object, not a rule file: validate it with `promhpa check -f FILE` and apply it to the cluster",
+        );
+        return None;
+    }
     let is_configmap = root.get("data").is_some()
         && (root.get("kind").is_some() || root.get("apiVersion").is_some());
     if is_configmap && allow_configmap {

@@ -1,4 +1,5 @@
-//! `promhpa check`: validate a rule file and summarise every rule.
+//! `promhpa check`: validate a rule file and summarise every rule, and validate `MetricRule`
+//! objects before they are applied.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -7,10 +8,16 @@ use std::process::ExitCode;
 use promhpa_rules::{FileShape, ResourceRule, Rule, RuleKind, RuleSet};
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["config", "filename"])))]
 pub struct Args {
     /// The rule file: prometheus-adapter config, Helm values, or a ConfigMap manifest.
     #[arg(long)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// MetricRule objects (metrics.promhpa.io/v1alpha1) to validate before applying them: a
+    /// file (YAML or JSON, a List, or `---` documents) or a directory of such files.
+    /// Repeatable.
+    #[arg(short = 'f', long, value_name = "PATH")]
+    pub filename: Vec<PathBuf>,
     /// Fail on warnings too, as `serve --strict-rules` refuses to start on them (for CI
     /// pipelines).
     #[arg(long)]
@@ -22,10 +29,24 @@ pub struct Args {
 const EXIT_NOT_CLEAN: u8 = 2;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match RuleSet::load(&args.config) {
+    let mut code = ExitCode::SUCCESS;
+    if let Some(config) = &args.config {
+        code = check_rule_file(config, args.strict);
+    }
+    if !args.filename.is_empty() {
+        let objects = check_objects(&args.filename)?;
+        if objects != ExitCode::SUCCESS {
+            code = objects;
+        }
+    }
+    Ok(code)
+}
+
+fn check_rule_file(config: &std::path::Path, strict: bool) -> ExitCode {
+    match RuleSet::load(config) {
         Ok(set) => {
-            print!("{}", summary(&set, &args.config.display().to_string()));
-            let fails = !set.broken.is_empty() || (args.strict && !set.warnings.is_empty());
+            print!("{}", summary(&set, &config.display().to_string()));
+            let fails = !set.broken.is_empty() || (strict && !set.warnings.is_empty());
             if fails {
                 let why = if set.broken.is_empty() {
                     "--strict refuses warnings, as serve --strict-rules does".to_string()
@@ -35,10 +56,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         if set.broken.len() == 1 { "" } else { "s" }
                     )
                 };
-                eprintln!("{}: {why}", args.config.display());
-                return Ok(ExitCode::from(EXIT_NOT_CLEAN));
+                eprintln!("{}: {why}", config.display());
+                return ExitCode::from(EXIT_NOT_CLEAN);
             }
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(errors) => {
             let n = errors.errors.len();
@@ -47,12 +68,105 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             eprintln!(
                 "{}: {n} error{} found; prometheus-adapter refuses such a file too, and so does promhpa",
-                args.config.display(),
+                config.display(),
                 if n == 1 { "" } else { "s" }
             );
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
     }
+}
+
+/// The files `-f` names: files as given, directories' `.yaml`, `.yml` and `.json` files.
+fn object_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| anyhow::anyhow!("reading directory {}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(
+                            f.extension().and_then(|e| e.to_str()),
+                            Some("yaml" | "yml" | "json")
+                        )
+                })
+                .collect();
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Validate MetricRule objects: one line per object, its problems under it. Exit 1 when an
+/// object is invalid (promhpa would not serve it) or a file is not a file of objects.
+fn check_objects(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (mut ok, mut invalid, mut warned) = (0, 0, 0);
+    let mut failed = false;
+    for file in object_files(paths)? {
+        let source = file.display().to_string();
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{source}: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let objects = match promhpa_rules::objects::parse_metric_rules(&text, &source) {
+            Ok(o) => o,
+            Err(errors) => {
+                for e in &errors.errors {
+                    eprintln!("{e}");
+                }
+                failed = true;
+                continue;
+            }
+        };
+        for o in objects {
+            match &o.rule {
+                Ok(rule) => {
+                    ok += 1;
+                    let api = match rule.kind() {
+                        RuleKind::Custom => "custom",
+                        RuleKind::External => "external",
+                    };
+                    let (matches, as_) = rule.name_mapping();
+                    println!(
+                        "{source}: MetricRule {}: OK: {api} metrics, name matches {matches:?} as {as_:?}, namespace {} only",
+                        o.key(),
+                        o.namespace
+                    );
+                    if let Ok(q) = rule.sample_query() {
+                        println!("  sample query: {}", one_line(&q));
+                    }
+                }
+                Err(errors) => {
+                    invalid += 1;
+                    println!("{source}: MetricRule {}: INVALID", o.key());
+                    for e in errors {
+                        println!("  {}: {}", e.path, e.message);
+                    }
+                }
+            }
+            for w in &o.warnings {
+                warned += 1;
+                println!("  warning: {}: {}", w.path, w.message);
+            }
+        }
+    }
+    println!(
+        "MetricRule objects: {ok} ok, {invalid} invalid, {}",
+        plural(warned, "warning")
+    );
+    Ok(if failed || invalid > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn plural(n: usize, word: &str) -> String {
