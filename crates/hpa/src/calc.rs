@@ -93,6 +93,8 @@ pub struct ControllerConfig {
     pub cpu_initialization_period_ms: i64,
     pub initial_readiness_delay_ms: i64,
     pub downscale_stabilization_ms: i64,
+    /// How the controller treats a scale target at zero replicas.
+    pub zero_replicas: ZeroReplicas,
 }
 
 impl Default for ControllerConfig {
@@ -102,6 +104,39 @@ impl Default for ControllerConfig {
             cpu_initialization_period_ms: 300_000,
             initial_readiness_delay_ms: 30_000,
             downscale_stabilization_ms: 300_000,
+            zero_replicas: ZeroReplicas::default(),
+        }
+    }
+}
+
+/// The controller generation's handling of zero replicas (KEP-2021, `HPAScaleToZero`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZeroReplicas {
+    /// Kubernetes 1.36 and later with the `HPAScaleToZero` gate on (the default from 1.37):
+    /// scaling to zero on an Object or External metric sets the `ScaledToZero` condition,
+    /// and only while it is set does the controller compute metrics for a target at zero.
+    /// A target at zero without it was scaled down by hand, which disables the HPA.
+    #[default]
+    Condition,
+    /// Kubernetes 1.36 and later with the gate off: a target at zero always disables the
+    /// HPA, and the condition is neither read nor written.
+    GateOff,
+    /// Kubernetes up to 1.35: a target at zero disables the HPA unless `minReplicas` is 0,
+    /// in which case the metrics decide as for any other count.
+    Legacy,
+}
+
+impl std::str::FromStr for ZeroReplicas {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "condition" => Ok(ZeroReplicas::Condition),
+            "gate-off" => Ok(ZeroReplicas::GateOff),
+            "legacy" => Ok(ZeroReplicas::Legacy),
+            other => Err(format!(
+                "unknown zero-replicas mode {other:?}: condition (Kubernetes 1.36+ with HPAScaleToZero, the 1.37 default), gate-off (1.36+ without it) or legacy (up to 1.35)"
+            )),
         }
     }
 }

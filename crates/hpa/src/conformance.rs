@@ -37,6 +37,9 @@ struct CaseYaml {
     expect: Option<ExpectYaml>,
     #[serde(default)]
     steps: Option<Vec<StepYaml>>,
+    /// Conditions already on the HPA's status before the first step (`ScaledToZero`).
+    #[serde(default)]
+    hpa_conditions: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,6 +49,9 @@ struct ControllerYaml {
     cpu_initialization_period: Option<String>,
     initial_readiness_delay: Option<String>,
     downscale_stabilization: Option<String>,
+    /// `condition`, `gate-off` or `legacy` (see [`crate::ZeroReplicas`]); a case without
+    /// it describes the controller up to Kubernetes 1.35.
+    zero_replicas: Option<crate::ZeroReplicas>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -345,12 +351,16 @@ fn convert_history(id: &str, h: &HistoryYaml) -> Result<ControllerState, Error> 
         recommendations: Some(recs),
         scale_up_events: events(&h.scale_up_events)?,
         scale_down_events: events(&h.scale_down_events)?,
+        scaled_to_zero: false,
     })
 }
 
 fn convert(c: CaseYaml) -> Result<Case, Error> {
     let id = c.id.clone();
-    let mut config = ControllerConfig::default();
+    let mut config = ControllerConfig {
+        zero_replicas: crate::ZeroReplicas::Legacy,
+        ..ControllerConfig::default()
+    };
     if let Some(k) = &c.controller {
         if let Some(t) = k.tolerance {
             config.tolerance = t;
@@ -364,16 +374,33 @@ fn convert(c: CaseYaml) -> Result<Case, Error> {
         if let Some(d) = &k.downscale_stabilization {
             config.downscale_stabilization_ms = dur(&id, d)?;
         }
+        if let Some(z) = k.zero_replicas {
+            config.zero_replicas = z;
+        }
     }
     let pods = c
         .pods
         .iter()
         .map(|p| convert_pod(&id, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let state = match &c.history {
+    let mut state = match &c.history {
         Some(h) => convert_history(&id, h)?,
         None => ControllerState::default(),
     };
+    for (name, status) in c.hpa_conditions.iter().flatten() {
+        match (name.as_str(), status.as_str()) {
+            ("ScaledToZero", "True") => state.scaled_to_zero = true,
+            ("ScaledToZero", "False") => state.scaled_to_zero = false,
+            _ => {
+                return Err(Error::Case {
+                    id,
+                    message: format!(
+                        "hpaConditions: only ScaledToZero: \"True\" or \"False\" is read, not {name}: {status:?}"
+                    ),
+                })
+            }
+        }
+    }
     let steps = match (c.steps, c.observed, c.expect) {
         (Some(steps), None, None) => steps
             .into_iter()

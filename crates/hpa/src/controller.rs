@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::calc::{
     compute_metric, ControllerConfig, MetricFailure, MetricInput, Observed, Pod, Proposal,
-    Tolerances,
+    Tolerances, ZeroReplicas,
 };
 use crate::spec::{EffectiveRules, HpaSpec, PolicyType, SelectPolicy};
 
@@ -36,6 +36,10 @@ pub struct ControllerState {
     pub recommendations: Option<Vec<Recommendation>>,
     pub scale_up_events: Vec<ScaleEvent>,
     pub scale_down_events: Vec<ScaleEvent>,
+    /// The HPA's `ScaledToZero` condition is `True`: the controller itself scaled the
+    /// target to zero (kept in the HPA's status, so it survives controller restarts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scaled_to_zero: bool,
 }
 
 /// One HPA status condition.
@@ -179,9 +183,10 @@ pub fn reconcile(
     }
     let min = spec.min_replicas();
     let max = spec.max_replicas;
+    let zero = ZeroState::new(spec, config, state);
     let desired;
     let rescale;
-    if current == 0 && min != 0 {
+    if current == 0 && !zero.computes_metrics_at_zero(min) {
         desired = 0;
         rescale = false;
         out.conditions.insert(
@@ -192,11 +197,11 @@ pub fn reconcile(
                 "scaling is disabled since the replica count of the target is zero",
             ),
         );
-    } else if current > max {
+    } else if current != 0 && current > max {
         out.rescale_reason = Some("Current number of replicas above Spec.MaxReplicas".into());
         desired = max;
         rescale = desired != current;
-    } else if current < min {
+    } else if current != 0 && current < min {
         out.rescale_reason = Some("Current number of replicas below Spec.MinReplicas".into());
         desired = min;
         rescale = desired != current;
@@ -225,7 +230,7 @@ pub fn reconcile(
         } else if d < current {
             out.rescale_reason = Some("All metrics below target".into());
         }
-        desired = match &spec.behavior {
+        let mut normalized = match &spec.behavior {
             None => normalize_legacy(config, state, current, d, min, max, now, &mut out),
             Some(b) => {
                 let up = b.effective_scale_up();
@@ -234,7 +239,45 @@ pub fn reconcile(
                 normalize_with_behavior(state, &up, &down, current, d, min, max, now, &mut out)
             }
         };
+        // Scaled to zero while minReplicas was 0, then minReplicas raised: back to the floor.
+        if current == 0 && min != 0 && zero.condition && normalized < min {
+            normalized = min;
+            if out.rescale_reason.is_none() {
+                out.rescale_reason =
+                    Some("Current number of replicas below Spec.MinReplicas".into());
+            }
+        }
+        desired = normalized;
         rescale = desired != current;
+    }
+    if rescale && zero.tracks_condition() {
+        let to_zero = current > 0 && desired == 0 && min == 0 && zero.object_or_external;
+        state.scaled_to_zero = to_zero;
+        out.conditions.insert(
+            "ScaledToZero".into(),
+            if to_zero {
+                cond(
+                    true,
+                    "ScaledToZero",
+                    "the HPA controller scaled the workload to zero",
+                )
+            } else {
+                cond(
+                    false,
+                    "NotScaledToZero",
+                    "the HPA controller did not scale the workload to zero",
+                )
+            },
+        );
+    } else if zero.tracks_condition() && state.scaled_to_zero {
+        out.conditions.insert(
+            "ScaledToZero".into(),
+            cond(
+                true,
+                "ScaledToZero",
+                "the HPA controller scaled the workload to zero",
+            ),
+        );
     }
     if rescale {
         out.conditions.insert(
@@ -254,9 +297,49 @@ pub fn reconcile(
         out.rescale = true;
     } else {
         out.rescale_reason = None;
-        out.desired_replicas = if current == 0 && min != 0 { 0 } else { current };
+        out.desired_replicas = current;
     }
     out
+}
+
+/// What the reconcile knows about scaling to and from zero (`HPAScaleToZero`, KEP-2021).
+struct ZeroState {
+    mode: ZeroReplicas,
+    /// `spec.metrics` has an Object or External metric, the only kinds that can be read
+    /// while no pod runs.
+    object_or_external: bool,
+    /// The `ScaledToZero` condition is `True` and this controller reads it.
+    condition: bool,
+}
+
+impl ZeroState {
+    fn new(spec: &HpaSpec, config: &ControllerConfig, state: &ControllerState) -> ZeroState {
+        let object_or_external = spec
+            .metrics
+            .iter()
+            .any(|m| m.kind == "Object" || m.kind == "External");
+        ZeroState {
+            mode: config.zero_replicas,
+            object_or_external,
+            condition: config.zero_replicas == ZeroReplicas::Condition && state.scaled_to_zero,
+        }
+    }
+
+    fn tracks_condition(&self) -> bool {
+        self.mode == ZeroReplicas::Condition
+    }
+
+    /// Whether a target at zero replicas is autoscaled (else the HPA reports
+    /// `ScalingDisabled` and leaves it at zero).
+    fn computes_metrics_at_zero(&self, min: i32) -> bool {
+        match self.mode {
+            ZeroReplicas::Legacy => min == 0,
+            ZeroReplicas::GateOff => false,
+            // Only a target this HPA scaled to zero itself; then either a metric it can
+            // still read there, or a raised minReplicas to return to.
+            ZeroReplicas::Condition => self.condition && (self.object_or_external || min != 0),
+        }
+    }
 }
 
 /// `computeReplicasForMetrics`: the max over valid metrics, or `None` when scaling is blocked.

@@ -304,6 +304,7 @@ pub fn explain(input: &ExplainInput) -> Explanation {
         recommendations: Some(Vec::new()),
         ..ControllerState::default()
     });
+    state.scaled_to_zero |= hpa.scaled_to_zero();
     let tick = TickInput {
         spec_replicas: input.current_replicas,
         status_replicas: input.status_replicas.unwrap_or(input.current_replicas),
@@ -356,24 +357,36 @@ pub fn explain(input: &ExplainInput) -> Explanation {
                 };
                 let ready = p.pods.map_or(out.current_replicas as usize, |c| c.ready);
                 row.pods = p.pod_classes.clone();
-                row.formula = Some(if within && rebalanced.is_empty() {
+                let ready_pods = if ready == 1 {
+                    "1 ready pod".to_string()
+                } else {
+                    format!("{ready} ready pods")
+                };
+                row.formula = Some(if out.current_replicas == 0 {
+                    format!(
+                        "from zero replicas: ceil({:.3}) = {} (no tolerance band at zero)",
+                        p.ratio, p.replicas
+                    )
+                } else if within && rebalanced.is_empty() {
                     format!(
                         "ratio {:.3} is within [{:.2}, {:.2}]: keep {}",
                         p.ratio, row.tolerance_band[0], row.tolerance_band[1], out.current_replicas
                     )
                 } else if p.utilization.is_none() && p.pods.is_none() && p.is_average {
                     format!(
-                        "ceil({:.3} x {} replicas) = {}",
-                        p.ratio, out.current_replicas, p.replicas
+                        "ceil({:.3} x {}) = {}",
+                        p.ratio,
+                        replicas(out.current_replicas),
+                        p.replicas
                     )
                 } else if !rebalanced.is_empty() {
                     format!(
-                        "ratio {:.3} over {ready} ready pods; {rebalanced}{unready}{ignored}: {}",
+                        "ratio {:.3} over {ready_pods}; {rebalanced}{unready}{ignored}: {}",
                         p.ratio, p.replicas
                     )
                 } else {
                     format!(
-                        "ceil({:.3} x {ready} ready pods) = {}{unready}{ignored}",
+                        "ceil({:.3} x {ready_pods}) = {}{unready}{ignored}",
                         p.ratio, p.replicas
                     )
                 });
@@ -389,17 +402,23 @@ pub fn explain(input: &ExplainInput) -> Explanation {
     }
     let normalization = normalization_lines(input, &out);
     let decision = decision_text(&out);
-    let conditions = ["AbleToScale", "ScalingActive", "ScalingLimited"]
-        .iter()
-        .filter_map(|k| {
-            out.conditions.get(*k).map(|c: &Condition| ConditionRow {
-                kind: (*k).to_string(),
-                status: c.status.clone(),
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            })
+    let conditions = [
+        "AbleToScale",
+        "ScalingActive",
+        "ScalingLimited",
+        "ScaledToZero",
+    ]
+    .iter()
+    .filter(|k| **k != "ScaledToZero" || involves_zero(input, &out))
+    .filter_map(|k| {
+        out.conditions.get(*k).map(|c: &Condition| ConditionRow {
+            kind: (*k).to_string(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: prospective_message(c, out.desired_replicas),
         })
-        .collect();
+    })
+    .collect();
     let reference = spec
         .scale_target_ref
         .as_ref()
@@ -421,9 +440,79 @@ pub fn explain(input: &ExplainInput) -> Explanation {
     }
 }
 
-fn normalization_lines(input: &ExplainInput, out: &Outcome) -> Vec<String> {
+/// A condition message in the tense of a prediction: the controller writes its messages
+/// after acting, an explanation is read before it has.
+fn prospective_message(c: &Condition, desired: i32) -> String {
+    match c.reason.as_str() {
+        "SucceededRescale" => format!(
+            "the HPA controller would update the target scale to {desired} (not done yet: this is a prediction)"
+        ),
+        "ScaledToZero" if c.status == "True" => {
+            "the HPA controller scales the workload to zero, or did: it keeps computing metrics while the target is at zero".to_string()
+        }
+        _ => c.message.clone(),
+    }
+}
+
+/// Whether zero replicas play a part in this decision (then the `ScaledToZero` condition is
+/// worth showing; otherwise the controller merely rewrites it as False on every rescale).
+fn involves_zero(input: &ExplainInput, out: &Outcome) -> bool {
+    input.hpa.spec.min_replicas() == 0
+        || out.current_replicas == 0
+        || out.desired_replicas == 0
+        || input.hpa.scaled_to_zero()
+}
+
+/// `1 replica`, `3 replicas`.
+pub fn replicas(n: i32) -> String {
+    if n == 1 {
+        "1 replica".to_string()
+    } else {
+        format!("{n} replicas")
+    }
+}
+
+/// Why a target at zero replicas is or is not autoscaled (KEP-2021).
+fn zero_lines(input: &ExplainInput, out: &Outcome) -> Vec<String> {
+    use crate::calc::ZeroReplicas;
     let spec = &input.hpa.spec;
     let mut v = Vec::new();
+    let object_or_external = spec
+        .metrics
+        .iter()
+        .any(|m| m.kind == "Object" || m.kind == "External");
+    let condition =
+        input.hpa.scaled_to_zero() || input.state.as_ref().is_some_and(|s| s.scaled_to_zero);
+    if out.current_replicas == 0 {
+        let disabled = out
+            .conditions
+            .get("ScalingActive")
+            .is_some_and(|c| c.reason == "ScalingDisabled");
+        let line = match (input.config.zero_replicas, disabled) {
+            (ZeroReplicas::Condition, true) => "at zero without the ScaledToZero condition: the target was scaled to zero by hand (or by something other than this HPA), which disables the HPA until replicas are set above zero".to_string(),
+            (ZeroReplicas::Condition, false) => "at zero with ScaledToZero True: the controller scaled the target to zero and keeps reading its Object/External metrics; from zero a metric proposes ceil(value / target), without the tolerance band".to_string(),
+            (ZeroReplicas::GateOff, _) => "at zero with the HPAScaleToZero gate off: the HPA is disabled until replicas are set above zero".to_string(),
+            (ZeroReplicas::Legacy, true) => "at zero with minReplicas above 0: the HPA is disabled until replicas are set above zero (controller up to 1.35)".to_string(),
+            (ZeroReplicas::Legacy, false) => "at zero with minReplicas 0: the metrics decide as for any replica count (controller up to 1.35)".to_string(),
+        };
+        v.push(line);
+    } else if out.desired_replicas == 0 && out.rescale {
+        v.push(if out.conditions.get("ScaledToZero").is_some_and(|c| c.status == "True") {
+            "scale to zero: the controller sets ScaledToZero True and scales back up when an Object/External metric asks for it".to_string()
+        } else if input.config.zero_replicas == ZeroReplicas::Condition && !object_or_external {
+            "scale to zero without an Object or External metric: ScaledToZero is not set, so once at zero the HPA is disabled until replicas are set by hand".to_string()
+        } else {
+            "scale to zero".to_string()
+        });
+    } else if condition && input.config.zero_replicas == ZeroReplicas::Condition {
+        v.push("ScaledToZero is True on the HPA although the target runs: the next rescale sets it False".to_string());
+    }
+    v
+}
+
+fn normalization_lines(input: &ExplainInput, out: &Outcome) -> Vec<String> {
+    let spec = &input.hpa.spec;
+    let mut v = zero_lines(input, out);
     let (Some(raw), Some(stab)) = (out.raw_recommendation, out.stabilized) else {
         if let Some(r) = &out.rescale_reason {
             v.push(format!("{r}: the metrics are not consulted"));
@@ -531,21 +620,23 @@ fn decision_text(out: &Outcome) -> String {
     if let Some(c) = out.conditions.get("ScalingActive") {
         if c.status == "False" {
             return format!(
-                "no scaling: {} ({}); replicas stay at {}",
-                c.message, c.reason, out.current_replicas
+                "no scaling: {} ({}); stays at {}",
+                c.message,
+                c.reason,
+                replicas(out.current_replicas)
             );
         }
     }
     if out.rescale {
         format!(
-            "scale from {} to {}: New size: {}; reason: {}",
+            "would scale from {} to {} (event: \"New size: {}; reason: {}\")",
             out.current_replicas,
             out.desired_replicas,
             out.desired_replicas,
             out.rescale_reason.clone().unwrap_or_default()
         )
     } else {
-        format!("no change: stays at {} replicas", out.current_replicas)
+        format!("no change: stays at {}", replicas(out.current_replicas))
     }
 }
 
@@ -638,7 +729,7 @@ pub fn render_text(e: &Explanation) -> String {
             );
         }
         if let (Some(p), Some(f)) = (m.proposed_replicas, &m.formula) {
-            let _ = writeln!(s, "     proposes {p} replicas: {f}");
+            let _ = writeln!(s, "     proposes {}: {f}", replicas(p));
         }
         if let Some(c) = &m.pods {
             for (what, names) in [

@@ -13,7 +13,9 @@ pub mod objects;
 pub mod simulate;
 pub mod spec;
 
-pub use calc::{ConditionStatus, ControllerConfig, Observed, Pod, PodPhase, Proposal};
+pub use calc::{
+    ConditionStatus, ControllerConfig, Observed, Pod, PodPhase, Proposal, ZeroReplicas,
+};
 pub use controller::{reconcile, ControllerState, MetricsInput, Outcome, TickInput};
 pub use spec::{HorizontalPodAutoscaler, HpaSpec};
 

@@ -16,6 +16,43 @@ pub struct HorizontalPodAutoscaler {
     #[serde(default)]
     pub metadata: ObjectMeta,
     pub spec: HpaSpec,
+    /// The status the controller last wrote, when the object came from a cluster; only its
+    /// conditions are read (`ScaledToZero` decides whether a target at zero is autoscaled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<HpaStatus>,
+}
+
+/// The parts of `status` the algorithm reads.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HpaStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<StatusCondition>,
+}
+
+/// One `status.conditions` entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCondition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl HorizontalPodAutoscaler {
+    /// Whether the HPA carries `ScaledToZero: True`: the controller scaled its target to zero
+    /// and keeps autoscaling it there.
+    pub fn scaled_to_zero(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.kind == "ScaledToZero" && c.status == "True")
+        })
+    }
 }
 
 /// The parts of `metadata` the HPA algorithm and its explanations use.
@@ -324,6 +361,7 @@ pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Erro
                 kind: "HorizontalPodAutoscaler".into(),
                 metadata: ObjectMeta::default(),
                 spec,
+                status: None,
             });
         }
     }

@@ -1,6 +1,44 @@
-//! Every case of shared/conformance/hpa must pass.
+//! Every case of shared/conformance/hpa, and of this crate's own tests/conformance (the
+//! Kubernetes 1.36/1.37 behaviour: ScaledToZero, scaling from zero, per-HPA tolerances), must
+//! pass.
 
 use promhpa_hpa::conformance::run_text;
+
+fn run_dir(dir: &std::path::Path) -> (usize, Vec<String>) {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no cases in {}", dir.display());
+    let (mut passed, mut failed) = (0, Vec::new());
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read case file");
+        let name = f.file_name().expect("name").to_string_lossy().to_string();
+        for r in run_text(&text, &name) {
+            if r.passed() {
+                passed += 1;
+            } else {
+                failed.push(format!("{name} {}: {}", r.id, r.failures.join("; ")));
+            }
+        }
+    }
+    (passed, failed)
+}
+
+#[test]
+fn all_own_cases_pass() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let (passed, failed) = run_dir(&dir);
+    assert!(passed >= 11, "only {passed} cases ran");
+    assert!(
+        failed.is_empty(),
+        "{} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+}
 
 #[test]
 fn all_shared_hpa_cases_pass() {

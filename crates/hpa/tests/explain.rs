@@ -353,3 +353,117 @@ fn a_given_utilization_is_of_the_pod_level_request_when_set() {
     assert_eq!(e.metrics[0].current, "100%");
     assert_eq!(e.metrics[0].proposed_replicas, Some(2));
 }
+
+/// A queue worker scaled on an External metric, with minReplicas 0, optionally carrying the
+/// `ScaledToZero` condition in its status as a cluster would return it.
+fn queue_hpa(scaled_to_zero: Option<&str>) -> HorizontalPodAutoscaler {
+    let status = scaled_to_zero
+        .map(|s| {
+            format!(
+                "status:\n  conditions:\n  - {{type: ScaledToZero, status: \"{s}\", reason: ScaledToZero}}\n"
+            )
+        })
+        .unwrap_or_default();
+    parse_manifest(&format!(
+        "apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: worker, namespace: jobs}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: worker}}
+  minReplicas: 0
+  maxReplicas: 20
+  metrics:
+  - type: External
+    external: {{metric: {{name: queue_depth}}, target: {{type: Value, value: 10}}}}
+{status}"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn explain_queue(hpa: HorizontalPodAutoscaler, replicas: i32, value: f64) -> Explanation {
+    use promhpa_hpa::explain::{explain, ExplainInput, Measured};
+    explain(&ExplainInput {
+        hpa,
+        current_replicas: replicas,
+        status_replicas: None,
+        pods: None,
+        values: vec![Ok(Measured::Value(value))],
+        config: ControllerConfig::default(),
+        state: None,
+        now_ms: 0,
+        selector_error: None,
+    })
+}
+
+fn condition<'a>(e: &'a Explanation, kind: &str) -> (&'a str, &'a str) {
+    let c = e
+        .conditions
+        .iter()
+        .find(|c| c.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {:?}", e.conditions));
+    (c.status.as_str(), c.reason.as_str())
+}
+
+#[test]
+fn scaled_to_zero_by_the_controller_scales_back_up_from_its_status() {
+    let e = explain_queue(queue_hpa(Some("True")), 0, 35.0);
+    assert_eq!(e.desired_replicas, 4);
+    assert_eq!(condition(&e, "ScaledToZero"), ("False", "NotScaledToZero"));
+    let f = e.metrics[0].formula.clone().unwrap_or_default();
+    assert!(f.contains("from zero replicas: ceil(3.500) = 4"), "{f}");
+    let text = render_text(&e);
+    assert!(text.contains("at zero with ScaledToZero True"), "{text}");
+    assert!(text.contains("would scale from 0 to 4"), "{text}");
+}
+
+#[test]
+fn a_manual_zero_disables_the_hpa() {
+    let e = explain_queue(queue_hpa(None), 0, 500.0);
+    assert_eq!(e.desired_replicas, 0);
+    assert_eq!(condition(&e, "ScalingActive"), ("False", "ScalingDisabled"));
+    let text = render_text(&e);
+    assert!(text.contains("scaled to zero by hand"), "{text}");
+    assert!(text.contains("stays at 0 replicas"), "{text}");
+    // The controller up to 1.35 let minReplicas 0 decide from the metrics.
+    use promhpa_hpa::explain::{explain, ExplainInput, Measured};
+    let legacy = explain(&ExplainInput {
+        hpa: queue_hpa(None),
+        current_replicas: 0,
+        status_replicas: None,
+        pods: None,
+        values: vec![Ok(Measured::Value(500.0))],
+        config: ControllerConfig {
+            zero_replicas: promhpa_hpa::ZeroReplicas::Legacy,
+            ..ControllerConfig::default()
+        },
+        state: None,
+        now_ms: 0,
+        selector_error: None,
+    });
+    assert_eq!(legacy.desired_replicas, 4);
+}
+
+#[test]
+fn an_idle_queue_scales_to_zero_and_sets_the_condition() {
+    let e = explain_queue(queue_hpa(None), 3, 0.0);
+    assert_eq!(e.desired_replicas, 0);
+    assert_eq!(condition(&e, "ScaledToZero"), ("True", "ScaledToZero"));
+    assert!(render_text(&e).contains("scale to zero: the controller sets ScaledToZero True"));
+}
+
+#[test]
+fn one_replica_is_singular() {
+    let e = explain_queue(queue_hpa(None), 2, 5.0);
+    let text = render_text(&e);
+    assert!(
+        text.contains("proposes 1 replica: ceil(0.500 x 2 ready pods) = 1"),
+        "{text}"
+    );
+    assert!(!text.contains("1 replicas"), "{text}");
+    let (_, able) = condition(&e, "AbleToScale");
+    assert_eq!(able, "SucceededRescale");
+    assert!(
+        text.contains("would update the target scale to 1 (not done yet"),
+        "{text}"
+    );
+}
