@@ -298,9 +298,11 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
 
 fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
     let snap = state.registry.snapshot();
+    let objects = snap.namespaces.values().flat_map(|nr| nr.custom.iter());
     let mut resources: Vec<ApiResource> = snap
         .custom
         .iter()
+        .chain(objects)
         .map(|((gr, metric), e)| ApiResource {
             name: format!("{gr}/{metric}"),
             singular_name: String::new(),
@@ -310,6 +312,7 @@ fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
         })
         .collect();
     resources.sort_by(|a, b| a.name.cmp(&b.name));
+    resources.dedup_by(|a, b| a.name == b.name);
     ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
@@ -526,7 +529,7 @@ async fn custom_values(
             (gr, String::new(), String::new())
         }
     };
-    let entry = match state.registry.custom(&gr, metric).await {
+    let entry = match state.registry.custom(&gr, metric, namespace).await {
         Some(e) => e,
         None => return Err(unknown_metric(state, metric, &gr)),
     };
@@ -698,17 +701,24 @@ fn external_resources(state: &AppState) -> ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
         group_version: format!("{EXTERNAL_GROUP}/v1beta1"),
-        resources: snap
-            .external
-            .iter()
-            .map(|(metric, e)| ApiResource {
-                name: metric.clone(),
-                singular_name: String::new(),
-                namespaced: e.namespaced,
-                kind: "ExternalMetricValueList",
-                verbs: vec!["get"],
-            })
-            .collect(),
+        resources: {
+            let objects = snap.namespaces.values().flat_map(|nr| nr.external.iter());
+            let mut list: Vec<ApiResource> = snap
+                .external
+                .iter()
+                .chain(objects)
+                .map(|(metric, e)| ApiResource {
+                    name: metric.clone(),
+                    singular_name: String::new(),
+                    namespaced: e.namespaced,
+                    kind: "ExternalMetricValueList",
+                    verbs: vec!["get"],
+                })
+                .collect();
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            list.dedup_by(|a, b| a.name == b.name);
+            list
+        },
     }
 }
 
@@ -729,7 +739,7 @@ async fn external_values(
             .cloned()
             .collect(),
     );
-    let Some(entry) = state.registry.external(metric).await else {
+    let Some(entry) = state.registry.external(metric, Some(namespace)).await else {
         let rules = state.registry.rules();
         let candidates: Vec<&Rule> = rules
             .external

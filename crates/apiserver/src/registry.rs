@@ -44,6 +44,34 @@ pub struct Snapshot {
     pub rules: Arc<RuleSet>,
     pub custom: BTreeMap<(GroupResource, String), CustomEntry>,
     pub external: BTreeMap<String, ExternalEntry>,
+    /// The rules of `MetricRule` objects, by namespace, and what they serve there.
+    pub namespaces: BTreeMap<String, NamespaceRules>,
+}
+
+/// The rule objects of one namespace and the metrics they serve in it (never a metric the
+/// rule file serves for the same resource).
+#[derive(Debug, Clone, Default)]
+pub struct NamespaceRules {
+    /// The valid objects' rules, by object name, as a rule set (`custom`, `external`).
+    pub rules: Arc<RuleSet>,
+    /// The object name of each rule of `rules.custom` / `rules.external`.
+    pub custom_objects: Vec<String>,
+    pub external_objects: Vec<String>,
+    pub custom: BTreeMap<(GroupResource, String), CustomEntry>,
+    pub external: BTreeMap<String, ExternalEntry>,
+    /// (rule index, metric) an object exposes but another rule serves: the rule file, or an
+    /// object of the namespace whose name sorts first.
+    pub custom_shadowed: Vec<(usize, String)>,
+    pub external_shadowed: Vec<(usize, String)>,
+}
+
+/// What one rule object serves, for its status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectReport {
+    /// Metric names served (`pods/http_requests_p95`, or the name for external metrics).
+    pub metrics: Vec<String>,
+    /// Metric names the rule file (or an earlier object of the namespace) serves instead.
+    pub shadowed: Vec<String>,
 }
 
 /// A registry entry with the rule set it was found with.
@@ -163,6 +191,14 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    fn swap_quietly(&self, snap: Snapshot) {
+        let snap = Arc::new(snap);
+        match self.snapshot.write() {
+            Ok(mut s) => *s = snap,
+            Err(p) => *p.into_inner() = snap,
+        }
+    }
+
     fn swap(&self, snap: Snapshot) {
         self.metrics
             .set_registry_size(snap.custom.len(), snap.external.len());
@@ -192,7 +228,7 @@ impl Registry {
         let since = now_ms() - self.max_age.as_millis() as i64;
         let result = self
             .backend
-            .series_names(rule.series_query(), since)
+            .series_names(&rule.discovery_query(), since)
             .await
             .map(Arc::new)
             .map_err(|e| e.to_string());
@@ -225,6 +261,11 @@ impl Registry {
                 .resources_for_labels(rule, &info.label_names, &mut resolved)
                 .await;
             for gr in resources {
+                // A rule object answers requests in its namespace, which a request for a
+                // namespace object (cluster-scoped) is not.
+                if rule.pinned_namespace().is_some() && gr == GroupResource::new("", "namespaces") {
+                    continue;
+                }
                 let namespaced = if !rule.namespaced() || gr == GroupResource::new("", "namespaces")
                 {
                     false
@@ -452,7 +493,186 @@ impl Registry {
         } else if same_rules {
             snap.external = old.external.clone();
         }
+        // Rule objects, namespace by namespace, after the file's rules (which they never
+        // override).
+        for (ns, old_ns) in &old.namespaces {
+            let mut fresh = NamespaceRules {
+                rules: old_ns.rules.clone(),
+                custom_objects: old_ns.custom_objects.clone(),
+                external_objects: old_ns.external_objects.clone(),
+                ..NamespaceRules::default()
+            };
+            let set = old_ns.rules.clone();
+            for (idx, rule) in set.custom.iter().enumerate() {
+                let keep = |fresh: &mut NamespaceRules| {
+                    for (k, v) in old_ns.custom.iter().filter(|(_, v)| v.rule == idx) {
+                        fresh.custom.insert(k.clone(), v.clone());
+                    }
+                    fresh.custom_shadowed.extend(
+                        old_ns
+                            .custom_shadowed
+                            .iter()
+                            .filter(|(i, _)| *i == idx)
+                            .cloned(),
+                    );
+                };
+                if !apis.contains(&Api::Custom) || !only(rule) {
+                    keep(&mut fresh);
+                    continue;
+                }
+                let (res, n) = self.discover_custom(idx, rule, &mut fetched).await;
+                series += n;
+                match res {
+                    Ok(entries) => {
+                        for (k, v) in entries {
+                            if snap.custom.contains_key(&k) || fresh.custom.contains_key(&k) {
+                                fresh
+                                    .custom_shadowed
+                                    .push((idx, format!("{}/{}", k.0, k.1)));
+                            } else {
+                                fresh.custom.insert(k, v);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        errors.push(format!("namespace {ns}: {e}"));
+                        keep(&mut fresh);
+                    }
+                }
+            }
+            for (idx, rule) in set.external.iter().enumerate() {
+                let keep = |fresh: &mut NamespaceRules| {
+                    for (k, v) in old_ns.external.iter().filter(|(_, v)| v.rule == idx) {
+                        fresh.external.insert(k.clone(), v.clone());
+                    }
+                    fresh.external_shadowed.extend(
+                        old_ns
+                            .external_shadowed
+                            .iter()
+                            .filter(|(i, _)| *i == idx)
+                            .cloned(),
+                    );
+                };
+                if !apis.contains(&Api::External) || !only(rule) {
+                    keep(&mut fresh);
+                    continue;
+                }
+                let (res, n) = self.discover_external(idx, rule, &mut fetched).await;
+                series += n;
+                match res {
+                    Ok(entries) => {
+                        for (k, v) in entries {
+                            if snap.external.contains_key(&k) || fresh.external.contains_key(&k) {
+                                fresh.external_shadowed.push((idx, k));
+                            } else {
+                                fresh.external.insert(k, v);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        errors.push(format!("namespace {ns}: {e}"));
+                        keep(&mut fresh);
+                    }
+                }
+            }
+            snap.namespaces.insert(ns.clone(), fresh);
+        }
         (snap, errors, series)
+    }
+
+    /// Serve these rule objects from now on (the valid ones; each namespace's rules in object
+    /// name order): discover their series in their namespaces, then replace every
+    /// namespace's rules and metrics in one step.
+    pub async fn set_objects(&self, objects: &[promhpa_rules::objects::MetricRuleObject]) {
+        let _guard = self.targeted.lock().await;
+        let mut by_ns: BTreeMap<String, Vec<&promhpa_rules::objects::MetricRuleObject>> =
+            BTreeMap::new();
+        for o in objects.iter().filter(|o| o.rule.is_ok()) {
+            by_ns.entry(o.namespace.clone()).or_default().push(o);
+        }
+        let old = self.snapshot();
+        let mut staged = Snapshot {
+            rules: old.rules.clone(),
+            custom: old.custom.clone(),
+            external: old.external.clone(),
+            namespaces: BTreeMap::new(),
+        };
+        for (ns, mut list) in by_ns {
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut set = RuleSet::default();
+            let mut nr = NamespaceRules::default();
+            for o in list {
+                if let Ok(rule) = &o.rule {
+                    match rule.kind() {
+                        promhpa_rules::RuleKind::Custom => {
+                            set.custom.push(rule.clone());
+                            nr.custom_objects.push(o.name.clone());
+                        }
+                        promhpa_rules::RuleKind::External => {
+                            set.external.push(rule.clone());
+                            nr.external_objects.push(o.name.clone());
+                        }
+                    }
+                }
+            }
+            nr.rules = Arc::new(set);
+            staged.namespaces.insert(ns, nr);
+        }
+        // Discover the objects' series with the staged namespaces as the "old" state.
+        self.swap_quietly(staged);
+        let rules = self.rules();
+        let (snap, errors, _) = self
+            .rebuild_some(&rules, &[Api::Custom, Api::External], &|r| {
+                r.pinned_namespace().is_some()
+            })
+            .await;
+        for e in &errors {
+            tracing::warn!(error = %e, "discovery failed for a MetricRule");
+        }
+        self.swap(snap);
+    }
+
+    /// What each rule object (`namespace/name`) serves now, for its status.
+    pub fn object_reports(&self) -> BTreeMap<String, ObjectReport> {
+        let snap = self.snapshot();
+        let mut out: BTreeMap<String, ObjectReport> = BTreeMap::new();
+        for (ns, nr) in &snap.namespaces {
+            for (idx, name) in nr.custom_objects.iter().enumerate() {
+                let report = out.entry(format!("{ns}/{name}")).or_default();
+                for ((gr, metric), e) in &nr.custom {
+                    if e.rule == idx {
+                        report.metrics.push(format!("{gr}/{metric}"));
+                    }
+                }
+                report.shadowed.extend(
+                    nr.custom_shadowed
+                        .iter()
+                        .filter(|(i, _)| *i == idx)
+                        .map(|(_, m)| m.clone()),
+                );
+            }
+            for (idx, name) in nr.external_objects.iter().enumerate() {
+                let report = out.entry(format!("{ns}/{name}")).or_default();
+                for (metric, e) in &nr.external {
+                    if e.rule == idx {
+                        report.metrics.push(metric.clone());
+                    }
+                }
+                report.shadowed.extend(
+                    nr.external_shadowed
+                        .iter()
+                        .filter(|(i, _)| *i == idx)
+                        .map(|(_, m)| m.clone()),
+                );
+            }
+            for report in out.values_mut() {
+                report.metrics.sort();
+                report.metrics.dedup();
+                report.shadowed.sort();
+                report.shadowed.dedup();
+            }
+        }
+        out
     }
 
     /// Relist every rule and swap in the result. Returns the per-rule errors (the registry
@@ -561,38 +781,71 @@ impl Registry {
         errors
     }
 
-    /// The entry for a custom metric of a resource, with a targeted lookup when unknown.
-    pub async fn custom(&self, gr: &GroupResource, metric: &str) -> Option<Served<CustomEntry>> {
+    /// The entry for a custom metric of a resource, with a targeted lookup when unknown:
+    /// the rule file's, else (for a request in a namespace) that namespace's rule objects'.
+    pub async fn custom(
+        &self,
+        gr: &GroupResource,
+        metric: &str,
+        namespace: Option<&str>,
+    ) -> Option<Served<CustomEntry>> {
         let key = (gr.clone(), metric.to_string());
         let served = |s: Arc<Snapshot>| {
-            let entry = s.custom.get(&key).cloned()?;
+            if let Some(entry) = s.custom.get(&key) {
+                return Some(Served {
+                    rules: s.rules.clone(),
+                    entry: entry.clone(),
+                });
+            }
+            let nr = s.namespaces.get(namespace?)?;
             Some(Served {
-                rules: s.rules.clone(),
-                entry,
+                rules: nr.rules.clone(),
+                entry: nr.custom.get(&key)?.clone(),
             })
         };
         if let Some(found) = served(self.snapshot()) {
             return Some(found);
         }
-        self.targeted_lookup(Api::Custom, metric, |s| s.custom.contains_key(&key))
-            .await;
+        self.targeted_lookup(Api::Custom, metric, |s| {
+            s.custom.contains_key(&key)
+                || namespace
+                    .and_then(|ns| s.namespaces.get(ns))
+                    .is_some_and(|nr| nr.custom.contains_key(&key))
+        })
+        .await;
         served(self.snapshot())
     }
 
-    /// The entry for an external metric, with a targeted lookup when unknown.
-    pub async fn external(&self, metric: &str) -> Option<Served<ExternalEntry>> {
+    /// The entry for an external metric, with a targeted lookup when unknown: the rule
+    /// file's, else that namespace's rule objects'.
+    pub async fn external(
+        &self,
+        metric: &str,
+        namespace: Option<&str>,
+    ) -> Option<Served<ExternalEntry>> {
         let served = |s: Arc<Snapshot>| {
-            let entry = s.external.get(metric).cloned()?;
+            if let Some(entry) = s.external.get(metric) {
+                return Some(Served {
+                    rules: s.rules.clone(),
+                    entry: entry.clone(),
+                });
+            }
+            let nr = s.namespaces.get(namespace?)?;
             Some(Served {
-                rules: s.rules.clone(),
-                entry,
+                rules: nr.rules.clone(),
+                entry: nr.external.get(metric)?.clone(),
             })
         };
         if let Some(found) = served(self.snapshot()) {
             return Some(found);
         }
-        self.targeted_lookup(Api::External, metric, |s| s.external.contains_key(metric))
-            .await;
+        self.targeted_lookup(Api::External, metric, |s| {
+            s.external.contains_key(metric)
+                || namespace
+                    .and_then(|ns| s.namespaces.get(ns))
+                    .is_some_and(|nr| nr.external.contains_key(metric))
+        })
+        .await;
         served(self.snapshot())
     }
 }
