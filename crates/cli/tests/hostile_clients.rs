@@ -480,9 +480,18 @@ async fn measure_20000_hostile_connections() {
         "opened {opened} hostile connections in {:?}",
         start.elapsed()
     );
-    // The last ones close after the default idle timeout (90 s).
-    wait_closed(&closed, opened, Duration::from_secs(150), &server).await;
-    eprintln!("all closed by the server after {:?}", start.elapsed());
+    // The last ones close after the default idle timeout (90 s). (A silent connection the
+    // kernel completed but dropped from a full accept queue never reaches the server, so a
+    // few may stay open on this side only.)
+    let waited = Instant::now();
+    while closed.load(Ordering::SeqCst) < opened && waited.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "{} of {opened} closed by the server after {:?}",
+        closed.load(Ordering::SeqCst),
+        start.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = server.rss_kib();
     eprintln!(
