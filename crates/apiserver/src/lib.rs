@@ -28,6 +28,7 @@ pub mod objects;
 pub mod registry;
 pub mod reload;
 pub mod resource;
+pub mod rule_objects;
 pub mod server;
 pub mod types;
 

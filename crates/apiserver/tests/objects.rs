@@ -187,3 +187,126 @@ async fn rule_objects_serve_their_namespace_only_and_never_over_the_file() {
         (StatusCode::OK, "6".into())
     );
 }
+
+/// Status writes, recorded.
+#[derive(Default)]
+struct Recorded {
+    writes: std::sync::Mutex<Vec<(String, String, serde_json::Value)>>,
+}
+
+impl promhpa_apiserver::rule_objects::StatusWriter for Recorded {
+    fn write_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        status: &'a serde_json::Value,
+    ) -> promhpa_core::backend::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.writes.lock().unwrap().push((
+                namespace.to_string(),
+                name.to_string(),
+                status.clone(),
+            ));
+            Ok(())
+        })
+    }
+}
+
+fn as_json_items(text: &str) -> Vec<serde_json::Value> {
+    text.split("\n---\n")
+        .map(|doc| {
+            let v: yaml_serde::Value = yaml_serde::from_str(doc).unwrap();
+            serde_json::to_value(v).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn status_follows_the_objects_created_updated_made_invalid_and_deleted() {
+    let backend = Arc::new(EmbeddedBackend::default());
+    for (name, ns) in [
+        ("http_requests_total", "team-a"),
+        ("jobs", "team-a"),
+        ("queue_depth", "team-b"),
+    ] {
+        backend
+            .append(
+                &Labels::from_pairs([("__name__", name), ("namespace", ns), ("pod", "web-1")]),
+                now_ms() - 1000,
+                3.0,
+            )
+            .unwrap();
+    }
+    let registry = Arc::new(Registry::new(
+        Arc::new(RuleSet::from_yaml(FILE, "rules.yaml").unwrap()),
+        backend,
+        Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap()),
+        Arc::new(SelfMetrics::default()),
+        Duration::from_secs(600),
+    ));
+    registry.relist().await;
+    let writer = Arc::new(Recorded::default());
+    let mut controller =
+        promhpa_apiserver::rule_objects::RuleObjects::new(registry.clone(), writer.clone());
+    let items = as_json_items(RULE_OBJECTS);
+    let last = |ns: &str, name: &str| {
+        writer
+            .writes
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(n, o, _)| n == ns && o == name)
+            .map(|(_, _, s)| s.clone())
+            .unwrap_or_default()
+    };
+
+    // created
+    controller.update(&items).await;
+    let s = last("team-a", "requests");
+    assert_eq!(s["conditions"][0]["type"], "Ready");
+    assert_eq!(s["conditions"][0]["status"], "True", "{s}");
+    assert_eq!(s["metricNames"], "pods/http_requests_per_second", "{s}");
+    let s = last("team-a", "jobs-too");
+    assert!(
+        s["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not serving pods/jobs"),
+        "{s}"
+    );
+    let s = last("team-b", "broken");
+    assert_eq!(s["conditions"][0]["status"], "False", "{s}");
+    assert_eq!(s["conditions"][0]["reason"], "Invalid");
+    assert!(
+        s["conditions"][0]["message"].as_str().unwrap().contains(
+            "spec.metricsQuery: MetricRule team-b/broken serves namespace \"team-b\" only"
+        ),
+        "{s}"
+    );
+    // nothing changed: nothing written
+    let writes = writer.writes.lock().unwrap().len();
+    controller.write_statuses().await;
+    assert_eq!(writer.writes.lock().unwrap().len(), writes);
+
+    // updated to be invalid: its metric is no longer served, the others are untouched
+    let mut changed = items.clone();
+    changed[0]["spec"]["metricsQuery"] = serde_json::json!("sum(<<.Series>>)");
+    changed[0]["metadata"]["generation"] = serde_json::json!(2);
+    controller.update(&changed).await;
+    let s = last("team-a", "requests");
+    assert_eq!(s["conditions"][0]["status"], "False", "{s}");
+    assert_eq!(s["observedGeneration"], 2);
+    assert!(registry.object_reports().get("team-a/requests").is_none());
+    assert_eq!(
+        registry.object_reports()["team-b/queue"].metrics,
+        vec!["queue_depth"]
+    );
+
+    // deleted
+    controller.update(&changed[1..]).await;
+    assert!(registry.snapshot().namespaces["team-a"]
+        .custom_objects
+        .iter()
+        .all(|n| n != "requests"));
+}
