@@ -297,7 +297,7 @@ async fn status_follows_the_objects_created_updated_made_invalid_and_deleted() {
     let s = last("team-a", "requests");
     assert_eq!(s["conditions"][0]["status"], "False", "{s}");
     assert_eq!(s["observedGeneration"], 2);
-    assert!(registry.object_reports().get("team-a/requests").is_none());
+    assert!(!registry.object_reports().contains_key("team-a/requests"));
     assert_eq!(
         registry.object_reports()["team-b/queue"].metrics,
         vec!["queue_depth"]
