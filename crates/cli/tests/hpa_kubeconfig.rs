@@ -9,6 +9,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use promhpa_test_support::fixtures::{php_apache_load_now, PHP_APACHE_HPA};
+use promhpa_test_support::pki::TestPki;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -17,55 +21,108 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Answers GETs whose path (query included) is in `answers`, 404 otherwise; returns the
-/// server URL and the paths asked for.
-fn api_server(answers: BTreeMap<String, String>) -> (String, Arc<Mutex<Vec<String>>>) {
+/// Answers GETs whose path (query included, empty query parameters dropped as the API
+/// server reads them) is in `answers`, 404 otherwise, over HTTPS with the server certificate
+/// of `pki`, and only to requests bearing `token` (401 otherwise); returns the server URL and
+/// the paths asked for.
+fn api_server(
+    pki: &TestPki,
+    token: &'static str,
+    answers: BTreeMap<String, String>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let certs = vec![CertificateDer::from_pem_file(&pki.server_cert).expect("server cert")];
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).expect("server key");
+    let tls = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("tls config"),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let Ok(conn) = conn else { continue };
+            let Ok(session) = rustls::ServerConnection::new(tls.clone()) else {
+                continue;
+            };
+            let mut conn = rustls::StreamOwned::new(session, conn);
+            let mut reader = BufReader::new(&mut conn);
             let mut request_line = String::new();
             if reader.read_line(&mut request_line).is_err() {
                 continue;
             }
+            let mut authorization = String::new();
             loop {
                 let mut line = String::new();
                 match reader.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) if line == "\r\n" => break,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("authorization") {
+                                authorization = value.trim().to_string();
+                            }
+                        }
+                    }
                 }
             }
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_string();
+            let raw = request_line.split_whitespace().nth(1).unwrap_or_default();
+            let path = match raw.split_once('?') {
+                None => raw.to_string(),
+                Some((base, query)) => {
+                    let pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+                    if pairs.is_empty() {
+                        base.to_string()
+                    } else {
+                        format!("{base}?{}", pairs.join("&"))
+                    }
+                }
+            };
             log.lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(path.clone());
-            let (status, body) = match answers.get(&path) {
-                Some(b) => ("200 OK", b.clone()),
-                None => (
-                    "404 Not Found",
-                    format!(
-                        r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource ({path})","reason":"NotFound","code":404}}"#
+            let (status, body) = if authorization != format!("Bearer {token}") {
+                (
+                    "401 Unauthorized",
+                    r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#.to_string(),
+                )
+            } else {
+                match answers.get(&path) {
+                    Some(b) => ("200 OK", b.clone()),
+                    None => (
+                        "404 Not Found",
+                        format!(
+                            r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server could not find the requested resource ({path})","reason":"NotFound","code":404}}"#
+                        ),
                     ),
-                ),
+                }
             };
             let _ = write!(
                 conn,
                 "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
+            conn.conn.send_close_notify();
+            let _ = conn.flush();
         }
     });
     (url, seen)
 }
+
+/// An exec credential plugin, as EKS, GKE and AKS kubeconfigs run one: it checks its
+/// arguments and environment and prints an ExecCredential with a token.
+const EXEC_PLUGIN: &str = r#"#!/bin/sh
+[ "$1" = "eks" ] && [ "$2" = "get-token" ] && [ "$3" = "--cluster-name" ] && [ "$4" = "test" ] || { echo "unexpected arguments: $*" >&2; exit 1; }
+[ "$AWS_PROFILE" = "platform" ] || { echo "AWS_PROFILE is not set" >&2; exit 1; }
+echo '{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{},"status":{"expirationTimestamp":"2099-01-01T00:00:00Z","token":"k8s-aws-v1.exec-token"}}'
+"#;
 
 const SCALE: &str = r#"{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"php-apache","namespace":"default"},"spec":{"replicas":2},"status":{"replicas":2,"selector":"run=php-apache"}}"#;
 
@@ -156,8 +213,14 @@ fn explain_reads_the_scale_target_and_pods_from_the_cluster() {
         "/apis/apps/v1/namespaces/default/deployments/php-apache/scale".into(),
         SCALE.replace(r#","selector":"run=php-apache""#, ""),
     );
-    let (url, seen) = api_server(answers);
+    let pki = TestPki::generate("kubernetes", "unused").expect("pki");
+    const TOKEN: &str = "k8s-aws-v1.exec-token";
+    let (url, seen) = api_server(&pki, TOKEN, answers);
     let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("aws");
+    std::fs::write(&plugin, EXEC_PLUGIN).expect("write plugin");
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod plugin");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -166,15 +229,28 @@ fn explain_reads_the_scale_target_and_pods_from_the_cluster() {
 kind: Config
 clusters:
 - name: test
-  cluster: {{server: \"{url}\"}}
+  cluster:
+    server: \"{url}\"
+    certificate-authority: {}
 users:
 - name: test
-  user: {{token: test-token}}
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: {}
+      args: [eks, get-token, --cluster-name, test]
+      env:
+      - name: AWS_PROFILE
+        value: platform
+      interactiveMode: IfAvailable
+      installHint: install the AWS CLI
 contexts:
 - name: test
   context: {{cluster: test, user: test}}
 current-context: test
-"
+",
+            pki.ca_cert.display(),
+            plugin.display()
         ),
     )
     .expect("write kubeconfig");
@@ -274,7 +350,7 @@ current-context: test
     );
 
     // With a second HPA on the same pods the controller refuses to scale.
-    let (ambiguous_url, _) = api_server(ambiguous);
+    let (ambiguous_url, _) = api_server(&pki, TOKEN, ambiguous);
     repoint(&kubeconfig, &url, &ambiguous_url);
     let out = explain(&hpa);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -294,7 +370,7 @@ current-context: test
     );
     assert_eq!(v["desiredReplicas"], 2, "{stdout}");
 
-    let (no_selector_url, _) = api_server(no_selector);
+    let (no_selector_url, _) = api_server(&pki, TOKEN, no_selector);
     repoint(&kubeconfig, &ambiguous_url, &no_selector_url);
     let out = explain(&hpa);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -4,55 +4,37 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use promhpa_auth::authn::AuthnSources;
 use promhpa_auth::configmap::{
     merge_sources, sources_from_configmap, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE,
 };
 use promhpa_auth::DelegatingAuthenticator;
-use serde::Deserialize;
 
-use crate::api::KubeApi;
 use crate::KubeError;
 
-#[derive(Debug, Default, Deserialize)]
-struct ConfigMap {
-    #[serde(default)]
-    data: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    object: serde_json::Value,
-}
-
-fn object_path() -> String {
-    format!("/api/v1/namespaces/{CONFIGMAP_NAMESPACE}/configmaps/{CONFIGMAP_NAME}")
-}
-
-fn watch_path() -> String {
-    format!(
-        "/api/v1/namespaces/{CONFIGMAP_NAMESPACE}/configmaps?watch=1&fieldSelector=metadata.name%3D{CONFIGMAP_NAME}&timeoutSeconds=290"
-    )
+fn configmaps(client: &kube::Client) -> Api<ConfigMap> {
+    Api::namespaced(client.clone(), CONFIGMAP_NAMESPACE)
 }
 
 /// Reads the configmap once and applies it over `flags` (flags win per authenticator).
 pub async fn load_authentication_config(
-    api: &dyn KubeApi,
+    client: &kube::Client,
     authenticator: &DelegatingAuthenticator,
     flags: &AuthnSources,
 ) -> Result<(), KubeError> {
-    let path = object_path();
-    let body = api.get(&path, "application/json").await?;
-    let cm: ConfigMap = serde_json::from_slice(&body).map_err(|e| KubeError::Decode {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    apply(&cm.data, authenticator, flags, &path)
+    let api = configmaps(client);
+    let path = format!("{}/{CONFIGMAP_NAME}", api.resource_url());
+    let cm = api
+        .get(CONFIGMAP_NAME)
+        .await
+        .map_err(|e| KubeError::request(&path, e))?;
+    apply(&cm.data.unwrap_or_default(), authenticator, flags, &path)
 }
 
 fn apply(
@@ -71,14 +53,16 @@ fn apply(
 
 /// Loads the configmap (an error unless `tolerate_lookup_failure`, as
 /// `--authentication-tolerate-lookup-failure`), then watches it forever, applying every
-/// change; an invalid change is logged and the previous settings kept.
+/// change; a change that cannot be read or is invalid is logged and the previous settings
+/// kept (dropping to no CA at all would refuse every proxied request until the next good
+/// change).
 pub async fn follow_authentication_config(
-    api: Arc<dyn KubeApi>,
+    client: kube::Client,
     authenticator: Arc<DelegatingAuthenticator>,
     flags: AuthnSources,
     tolerate_lookup_failure: bool,
 ) -> Result<tokio::task::JoinHandle<()>, KubeError> {
-    match load_authentication_config(api.as_ref(), &authenticator, &flags).await {
+    match load_authentication_config(&client, &authenticator, &flags).await {
         Ok(()) => {}
         Err(e) if tolerate_lookup_failure => {
             tracing::warn!(error = %e, "reading {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}; continuing with the flags' settings");
@@ -86,47 +70,24 @@ pub async fn follow_authentication_config(
         }
         Err(e) => return Err(e),
     }
+    let api = configmaps(&client);
+    let path = format!("{}/{CONFIGMAP_NAME}", api.resource_url());
+    let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
     Ok(tokio::spawn(async move {
-        loop {
-            if let Err(e) = watch_once(api.as_ref(), &authenticator, &flags).await {
-                tracing::warn!(error = %e, "watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
-                tokio::time::sleep(Duration::from_secs(5)).await;
+        while let Some(event) = events.next().await {
+            let cm = match event {
+                Ok(Event::Apply(cm) | Event::InitApply(cm)) => cm,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
+                    continue;
+                }
+            };
+            let data = cm.data.unwrap_or_default();
+            if let Err(e) = apply(&data, &authenticator, &flags, &path) {
+                tracing::warn!(error = %e, "ignoring invalid {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
             }
         }
     }))
-}
-
-async fn watch_once(
-    api: &dyn KubeApi,
-    authenticator: &DelegatingAuthenticator,
-    flags: &AuthnSources,
-) -> Result<(), KubeError> {
-    let path = watch_path();
-    let mut stream = api.watch(&path, "application/json").await?;
-    while let Some(line) = stream.next_event().await {
-        let line = line?;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let event: Event = serde_json::from_slice(&line).map_err(|e| KubeError::Decode {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        if event.kind != "ADDED" && event.kind != "MODIFIED" {
-            continue;
-        }
-        // A change that cannot be read is skipped like an invalid one: dropping to no CA at
-        // all would refuse every proxied request until the next good change.
-        let cm: ConfigMap = match serde_json::from_value(event.object) {
-            Ok(cm) => cm,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring undecodable {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
-                continue;
-            }
-        };
-        if let Err(e) = apply(&cm.data, authenticator, flags, &path) {
-            tracing::warn!(error = %e, "ignoring invalid {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
-        }
-    }
-    Ok(())
 }

@@ -1,90 +1,50 @@
-//! A metadata-only watch cache of one resource: LIST once (paginated), then WATCH from the
-//! list's resourceVersion; a watch that ends is resumed from the last version seen, a watch
-//! that expired (410 Gone) is replaced by a new LIST.
+//! A metadata-only watch cache of one resource, kept by kube's watcher: LIST (paginated),
+//! then WATCH from the list's resourceVersion; a watch that ends is resumed from the last
+//! version seen, a watch that expired (410 Gone) is replaced by a new LIST, errors back off.
+//! Only each object's namespace, name and labels are kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
 use promhpa_core::selector::LabelSelector;
 use promhpa_core::ResourceMapping;
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::api::{KubeApi, ACCEPT_METADATA, ACCEPT_METADATA_LIST};
-use crate::KubeError;
-
 /// Page size of the LIST that fills the cache.
-pub const LIST_PAGE_SIZE: usize = 500;
+pub const LIST_PAGE_SIZE: u32 = 500;
 /// How long the server keeps one watch open before the cache resumes it.
-pub const WATCH_TIMEOUT_SECONDS: u64 = 290;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ObjectMeta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    #[serde(default)]
-    resource_version: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct MetaOnly {
-    #[serde(default)]
-    metadata: ObjectMeta,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMeta {
-    #[serde(default)]
-    resource_version: String,
-    #[serde(default, rename = "continue")]
-    continue_token: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct MetaList {
-    #[serde(default)]
-    metadata: ListMeta,
-    #[serde(default)]
-    items: Vec<MetaOnly>,
-}
-
-#[derive(Debug, Deserialize)]
-struct WatchEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    object: serde_json::Value,
-}
+pub const WATCH_TIMEOUT_SECONDS: u32 = 290;
 
 type Labels = BTreeMap<String, String>;
+type Meta = PartialObjectMeta<DynamicObject>;
 
 /// Objects by namespace (empty for cluster-scoped ones), then by name, so a request reads
 /// only its namespace and gets names already sorted.
 #[derive(Default)]
 struct Store {
     objects: HashMap<String, BTreeMap<String, Labels>>,
-    resource_version: String,
 }
 
 impl Store {
-    fn insert(&mut self, namespace: String, name: String, labels: Labels) {
+    fn insert(&mut self, object: Meta) {
+        let m = object.metadata;
         self.objects
-            .entry(namespace)
+            .entry(m.namespace.unwrap_or_default())
             .or_default()
-            .insert(name, labels);
+            .insert(m.name.unwrap_or_default(), m.labels.unwrap_or_default());
     }
 
-    fn remove(&mut self, namespace: &str, name: &str) {
+    fn remove(&mut self, object: &Meta) {
+        let m = &object.metadata;
+        let namespace = m.namespace.as_deref().unwrap_or_default();
         if let Some(names) = self.objects.get_mut(namespace) {
-            names.remove(name);
+            names.remove(m.name.as_deref().unwrap_or_default());
             if names.is_empty() {
                 self.objects.remove(namespace);
             }
@@ -92,11 +52,12 @@ impl Store {
     }
 }
 
-/// How many requests a cache made, for observing that the request path does not LIST.
+/// What a cache has seen, for observing that the request path does not LIST.
 #[derive(Debug, Default)]
 pub struct CacheStats {
+    /// Complete LISTs (the first one and each after an expired watch).
     pub lists: AtomicUsize,
-    pub watches: AtomicUsize,
+    /// Objects added, changed or deleted by watch events.
     pub events: AtomicUsize,
 }
 
@@ -120,19 +81,6 @@ impl ObjectCache {
 
     pub fn mapping(&self) -> &ResourceMapping {
         &self.mapping
-    }
-
-    /// The collection path across all namespaces, e.g. `/api/v1/pods`, `/apis/apps/v1/deployments`.
-    pub fn collection_path(&self) -> String {
-        let gr = &self.mapping.group_resource;
-        if gr.group.is_empty() {
-            format!("/api/{}/{}", self.mapping.version, gr.resource)
-        } else {
-            format!(
-                "/apis/{}/{}/{}",
-                gr.group, self.mapping.version, gr.resource
-            )
-        }
     }
 
     pub fn is_synced(&self) -> bool {
@@ -179,173 +127,64 @@ impl ObjectCache {
         self.len() == 0
     }
 
-    /// Keeps the cache current, forever: LIST, then WATCH, resuming and relisting as needed,
-    /// with exponential backoff (0.5s to 30s) after errors.
-    pub async fn run(self: Arc<Self>, api: Arc<dyn KubeApi>) {
-        let mut backoff = Backoff::default();
-        loop {
-            match self.list(api.as_ref()).await {
-                Ok(()) => backoff.reset(),
+    /// The kube resource of this cache's mapping.
+    fn api_resource(&self) -> ApiResource {
+        let gr = &self.mapping.group_resource;
+        let api_version = if gr.group.is_empty() {
+            self.mapping.version.clone()
+        } else {
+            format!("{}/{}", gr.group, self.mapping.version)
+        };
+        ApiResource {
+            group: gr.group.clone(),
+            version: self.mapping.version.clone(),
+            api_version,
+            kind: self.mapping.kind.clone(),
+            plural: gr.resource.clone(),
+        }
+    }
+
+    /// Keeps the cache current, forever. A relist fills a fresh store that replaces the old
+    /// one once complete, so requests never see a half-listed cache.
+    pub async fn run(self: Arc<Self>, client: kube::Client) {
+        let api: Api<Meta> = Api::all_with(client, &self.api_resource());
+        let config = watcher::Config::default()
+            .page_size(LIST_PAGE_SIZE)
+            .timeout(WATCH_TIMEOUT_SECONDS);
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut fresh: Option<Store> = None;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
                 Err(e) => {
-                    tracing::warn!(resource = %self.mapping.group_resource, error = %e, "listing");
-                    backoff.wait().await;
+                    tracing::warn!(resource = %self.mapping.group_resource, error = %e, "watching");
                     continue;
                 }
-            }
-            loop {
-                match self.watch_once(api.as_ref()).await {
-                    Ok(0) => backoff.wait().await,
-                    Ok(_) => backoff.reset(),
-                    Err(KubeError::Gone(_)) => break,
-                    Err(e) => {
-                        tracing::warn!(resource = %self.mapping.group_resource, error = %e, "watching");
-                        backoff.wait().await;
-                        if e.status_code().is_some() {
-                            break;
-                        }
-                    }
+            };
+            match event {
+                Event::Init => fresh = Some(Store::default()),
+                Event::InitApply(object) => fresh.get_or_insert_with(Store::default).insert(object),
+                Event::InitDone => {
+                    let listed = fresh.take().unwrap_or_default();
+                    *self.store.write().unwrap_or_else(|e| e.into_inner()) = listed;
+                    self.stats.lists.fetch_add(1, Ordering::Relaxed);
+                    self.synced_tx.send_replace(true);
+                }
+                Event::Apply(object) => {
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    self.store
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(object);
+                }
+                Event::Delete(object) => {
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    self.store
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&object);
                 }
             }
         }
     }
-
-    async fn list(&self, api: &dyn KubeApi) -> Result<(), KubeError> {
-        let base = self.collection_path();
-        let mut fresh = Store::default();
-        let mut continue_token = String::new();
-        let resource_version = loop {
-            let mut path = format!("{base}?limit={LIST_PAGE_SIZE}");
-            if !continue_token.is_empty() {
-                path.push_str("&continue=");
-                path.push_str(&percent_encode(&continue_token));
-            }
-            self.stats.lists.fetch_add(1, Ordering::Relaxed);
-            let body = api.get(&path, ACCEPT_METADATA_LIST).await?;
-            let page: MetaList = serde_json::from_slice(&body).map_err(|e| KubeError::Decode {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            for item in page.items {
-                let m = item.metadata;
-                fresh.insert(m.namespace, m.name, m.labels);
-            }
-            if page.metadata.continue_token.is_empty() {
-                break page.metadata.resource_version;
-            }
-            continue_token = page.metadata.continue_token;
-        };
-        {
-            let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
-            store.objects = fresh.objects;
-            store.resource_version = resource_version;
-        }
-        self.synced_tx.send_replace(true);
-        Ok(())
-    }
-
-    /// One watch from the stored resourceVersion until the server ends it; returns how
-    /// many events it carried.
-    async fn watch_once(&self, api: &dyn KubeApi) -> Result<usize, KubeError> {
-        let rv = self
-            .store
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .resource_version
-            .clone();
-        let path = format!(
-            "{}?watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}",
-            self.collection_path(),
-            percent_encode(&rv)
-        );
-        self.stats.watches.fetch_add(1, Ordering::Relaxed);
-        let mut stream = match api.watch(&path, ACCEPT_METADATA).await {
-            Err(e) if e.status_code() == Some(410) => return Err(KubeError::Gone(path)),
-            other => other?,
-        };
-        let mut events = 0;
-        while let Some(line) = stream.next_event().await {
-            let line = line?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let event: WatchEvent =
-                serde_json::from_slice(&line).map_err(|e| KubeError::Decode {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            self.stats.events.fetch_add(1, Ordering::Relaxed);
-            events += 1;
-            if event.kind == "ERROR" {
-                let code = event
-                    .object
-                    .get("code")
-                    .and_then(|c| c.as_u64())
-                    .unwrap_or(0);
-                let message = event
-                    .object
-                    .get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                if code == 410 {
-                    return Err(KubeError::Gone(path));
-                }
-                return Err(KubeError::Status {
-                    code: u16::try_from(code).unwrap_or(500),
-                    path,
-                    message,
-                });
-            }
-            let meta: MetaOnly =
-                serde_json::from_value(event.object).map_err(|e| KubeError::Decode {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            let m = meta.metadata;
-            let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
-            match event.kind.as_str() {
-                "ADDED" | "MODIFIED" => {
-                    store.insert(m.namespace, m.name, m.labels);
-                }
-                "DELETED" => {
-                    store.remove(&m.namespace, &m.name);
-                }
-                _ => {} // BOOKMARK: only the resourceVersion moves
-            }
-            if !m.resource_version.is_empty() {
-                store.resource_version = m.resource_version;
-            }
-        }
-        Ok(events)
-    }
-}
-
-#[derive(Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    async fn wait(&mut self) {
-        let ms = 500u64.saturating_mul(1 << self.failures.min(6)).min(30_000);
-        self.failures = self.failures.saturating_add(1);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-}
-
-/// Percent-encodes a query parameter value (continue tokens are base64 with `=`, `+`, `/`).
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

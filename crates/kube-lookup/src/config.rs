@@ -34,66 +34,9 @@ pub struct KubeConfig {
     pub namespace: Option<String>,
 }
 
-/// Where the service account's credentials are mounted in a pod.
-pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub use crate::client::SERVICE_ACCOUNT_DIR;
 
 impl KubeConfig {
-    /// Credentials for `--lister-kubeconfig` (and the `--authentication-`/`--authorization-`
-    /// kubeconfigs): the given file, or in a pod the service account, or else `$KUBECONFIG`
-    /// or `~/.kube/config`.
-    pub fn load(kubeconfig: Option<&Path>) -> Result<KubeConfig, KubeError> {
-        if let Some(path) = kubeconfig.filter(|p| !p.as_os_str().is_empty()) {
-            return KubeConfig::from_kubeconfig_file(path, None);
-        }
-        let host = std::env::var("KUBERNETES_SERVICE_HOST").ok();
-        let port = std::env::var("KUBERNETES_SERVICE_PORT").ok();
-        if let (Some(host), Some(port)) = (host, port) {
-            return KubeConfig::in_cluster(&host, &port, Path::new(SERVICE_ACCOUNT_DIR));
-        }
-        let path =
-            match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-                Some(list) => std::env::split_paths(&list).next().unwrap_or_default(),
-                None => match std::env::var_os("HOME") {
-                    Some(home) => Path::new(&home).join(".kube").join("config"),
-                    None => return Err(KubeError::InCluster(
-                        "not in a pod, and no kubeconfig given, in $KUBECONFIG or in $HOME/.kube"
-                            .into(),
-                    )),
-                },
-            };
-        KubeConfig::from_kubeconfig_file(&path, None)
-    }
-
-    /// The in-cluster configuration: `https://host:port`, with the CA, token and namespace
-    /// mounted in `sa_dir`.
-    pub fn in_cluster(host: &str, port: &str, sa_dir: &Path) -> Result<KubeConfig, KubeError> {
-        let token_file = sa_dir.join("token");
-        if !token_file.is_file() {
-            return Err(KubeError::InCluster(format!(
-                "no service account token at {}",
-                token_file.display()
-            )));
-        }
-        let ca_file = sa_dir.join("ca.crt");
-        let ca_pem = std::fs::read(&ca_file)
-            .map_err(|e| KubeError::InCluster(format!("reading {}: {e}", ca_file.display())))?;
-        let namespace = std::fs::read_to_string(sa_dir.join("namespace"))
-            .ok()
-            .map(|s| s.trim().to_string());
-        let host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
-        Ok(KubeConfig {
-            server: format!("https://{host}:{port}"),
-            ca_pem: Some(ca_pem),
-            token_file: Some(token_file),
-            namespace,
-            ..KubeConfig::default()
-        })
-    }
-
     /// Reads a kubeconfig file, using `context` or its `current-context`.
     pub fn from_kubeconfig_file(
         path: &Path,
@@ -458,20 +401,5 @@ users:
         .err()
         .unwrap_or_default();
         assert!(err.contains("auth-provider"), "{err}");
-    }
-
-    #[test]
-    fn in_cluster_reads_the_service_account_mount() {
-        let dir = std::env::temp_dir().join(format!("promhpa-sa-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_default();
-        assert!(KubeConfig::in_cluster("10.96.0.1", "443", &dir).is_err());
-        std::fs::write(dir.join("token"), "t").unwrap_or_default();
-        std::fs::write(dir.join("ca.crt"), "CA").unwrap_or_default();
-        std::fs::write(dir.join("namespace"), "promhpa\n").unwrap_or_default();
-        let c = KubeConfig::in_cluster("fd00::1", "443", &dir).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.server, "https://[fd00::1]:443");
-        assert_eq!(c.namespace.as_deref(), Some("promhpa"));
-        assert_eq!(c.token_file, Some(dir.join("token")));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,15 +9,14 @@ use std::time::Duration;
 use promhpa_auth::authn::TokenReviewConfig;
 use promhpa_auth::request::DEFAULT_ALWAYS_ALLOW_PATHS;
 use promhpa_auth::{
-    AuthnFlags, DelegatingAuthenticator, DelegatingAuthorizer, RequestAuth, ReviewClient,
-    SystemClock,
+    AuthError, AuthnFlags, DelegatingAuthenticator, DelegatingAuthorizer, RequestAuth,
+    ReviewClient, SystemClock,
 };
+use promhpa_core::BoxFuture;
 use tokio::task::JoinHandle;
 
-use crate::api::KubeApi;
 use crate::authconfig::follow_authentication_config;
-use crate::config::KubeConfig;
-use crate::http::HttpKubeApi;
+use crate::client::ClusterAccess;
 use crate::KubeError;
 
 /// The flag values of delegated authentication and authorization, with Kubernetes' defaults.
@@ -85,29 +84,47 @@ impl Drop for DelegatedAuth {
 
 /// Builds the guard against the cluster the kubeconfig flags (or the pod) point at.
 pub async fn delegated_auth(options: &DelegatedAuthOptions) -> Result<DelegatedAuth, KubeError> {
-    let authn_api = Arc::new(HttpKubeApi::new(KubeConfig::load(
-        options.authentication_kubeconfig.as_deref(),
-    )?)?);
-    let authz_api = if options.authorization_kubeconfig == options.authentication_kubeconfig {
-        authn_api.clone()
+    let authn = ClusterAccess::kubeconfig(options.authentication_kubeconfig.as_deref()).client()?;
+    let authz = if options.authorization_kubeconfig == options.authentication_kubeconfig {
+        authn.clone()
     } else {
-        Arc::new(HttpKubeApi::new(KubeConfig::load(
-            options.authorization_kubeconfig.as_deref(),
-        )?)?)
+        ClusterAccess::kubeconfig(options.authorization_kubeconfig.as_deref()).client()?
     };
-    delegated_auth_with(options, authn_api, authz_api).await
+    delegated_auth_with(options, authn, authz).await
+}
+
+/// TokenReviews and SubjectAccessReviews created through a kube client.
+pub struct Reviews(pub kube::Client);
+
+impl ReviewClient for Reviews {
+    fn create<'a>(
+        &'a self,
+        path: &'a str,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, AuthError>> {
+        Box::pin(async move {
+            let request = http::Request::post(path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::ACCEPT, "application/json")
+                .body(body)
+                .map_err(|e| AuthError::Transport(e.to_string()))?;
+            self.0
+                .request_text(request)
+                .await
+                .map(String::into_bytes)
+                .map_err(|e| AuthError::Transport(KubeError::request(path, e).to_string()))
+        })
+    }
 }
 
 /// [`delegated_auth`] over given API clients.
-pub async fn delegated_auth_with<A, Z>(
+pub async fn delegated_auth_with(
     options: &DelegatedAuthOptions,
-    authn_api: Arc<A>,
-    authz_api: Arc<Z>,
-) -> Result<DelegatedAuth, KubeError>
-where
-    A: KubeApi + ReviewClient + 'static,
-    Z: ReviewClient + 'static,
-{
+    authn_client: kube::Client,
+    authz_client: kube::Client,
+) -> Result<DelegatedAuth, KubeError> {
+    let authn_api = Arc::new(Reviews(authn_client.clone()));
+    let authz_api = Arc::new(Reviews(authz_client));
     let flag_sources = options
         .authn
         .load()
@@ -125,7 +142,7 @@ where
     let mut tasks = Vec::new();
     if !options.skip_lookup {
         let task = follow_authentication_config(
-            authn_api.clone(),
+            authn_client,
             authenticator.clone(),
             flag_sources,
             options.tolerate_lookup_failure,

@@ -4,11 +4,10 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use promhpa_core::{GroupResource, LookupError, ResourceMapping};
-use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::api::KubeApi;
 use crate::KubeError;
 
 /// One resource as discovery describes it.
@@ -96,69 +95,7 @@ impl ResourceMap {
     }
 }
 
-#[derive(Deserialize)]
-struct ApiVersions {
-    #[serde(default)]
-    versions: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ApiGroupList {
-    #[serde(default)]
-    groups: Vec<ApiGroup>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ApiGroup {
-    name: String,
-    #[serde(default)]
-    versions: Vec<GroupVersion>,
-    preferred_version: Option<GroupVersion>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupVersion {
-    group_version: String,
-    version: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ApiResourceList {
-    #[serde(default)]
-    resources: Vec<ApiResource>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ApiResource {
-    name: String,
-    #[serde(default)]
-    singular_name: String,
-    #[serde(default)]
-    namespaced: bool,
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    verbs: Vec<String>,
-    #[serde(default)]
-    short_names: Vec<String>,
-}
-
-async fn get_json<T: for<'de> Deserialize<'de>>(
-    api: &dyn KubeApi,
-    path: &str,
-) -> Result<T, KubeError> {
-    let body = api.get(path, "application/json").await?;
-    serde_json::from_slice(&body).map_err(|e| KubeError::Decode {
-        path: path.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn push_resources(out: &mut Vec<ResourceInfo>, group: &str, version: &str, list: ApiResourceList) {
+fn push_resources(out: &mut Vec<ResourceInfo>, group: &str, version: &str, list: APIResourceList) {
     for r in list.resources {
         if r.name.contains('/') {
             continue; // subresources
@@ -176,7 +113,7 @@ fn push_resources(out: &mut Vec<ResourceInfo>, group: &str, version: &str, list:
                 namespaced: r.namespaced,
             },
             singular,
-            short_names: r.short_names,
+            short_names: r.short_names.unwrap_or_default(),
             verbs: r.verbs,
         });
     }
@@ -185,17 +122,26 @@ fn push_resources(out: &mut Vec<ResourceInfo>, group: &str, version: &str, list:
 /// Reads the whole resource map from the API server: `/api`, `/apis` and each group's
 /// preferred version. A group whose version document cannot be read (an unavailable
 /// aggregated API) is left out rather than failing discovery.
-pub async fn discover(api: &dyn KubeApi) -> Result<ResourceMap, KubeError> {
+pub async fn discover(client: &kube::Client) -> Result<ResourceMap, KubeError> {
     let mut resources = Vec::new();
-    let core: ApiVersions = get_json(api, "/api").await?;
+    let core = client
+        .list_core_api_versions()
+        .await
+        .map_err(|e| KubeError::request("/api", e))?;
     let core_version = core
         .versions
-        .first()
-        .cloned()
+        .into_iter()
+        .next()
         .unwrap_or_else(|| "v1".to_string());
-    let list: ApiResourceList = get_json(api, &format!("/api/{core_version}")).await?;
+    let list = client
+        .list_core_api_resources(&core_version)
+        .await
+        .map_err(|e| KubeError::request(&format!("/api/{core_version}"), e))?;
     push_resources(&mut resources, "", &core_version, list);
-    let groups: ApiGroupList = get_json(api, "/apis").await?;
+    let groups = client
+        .list_api_groups()
+        .await
+        .map_err(|e| KubeError::request("/apis", e))?;
     for group in groups.groups {
         let Some(preferred) = group
             .preferred_version
@@ -203,10 +149,13 @@ pub async fn discover(api: &dyn KubeApi) -> Result<ResourceMap, KubeError> {
         else {
             continue;
         };
-        let path = format!("/apis/{}", preferred.group_version);
-        match get_json::<ApiResourceList>(api, &path).await {
+        match client
+            .list_api_group_resources(&preferred.group_version)
+            .await
+        {
             Ok(list) => push_resources(&mut resources, &group.name, &preferred.version, list),
             Err(e) => {
+                let e = KubeError::request(&format!("/apis/{}", preferred.group_version), e);
                 tracing::warn!(group = %group.name, error = %e, "skipping api group in discovery")
             }
         }
@@ -218,7 +167,7 @@ pub async fn discover(api: &dyn KubeApi) -> Result<ResourceMap, KubeError> {
 /// when a name is not found (at most once per `min_refresh_interval`), so that resources
 /// installed after start (CRDs) resolve without a restart.
 pub struct Discovery {
-    api: Arc<dyn KubeApi>,
+    client: kube::Client,
     map: RwLock<Arc<ResourceMap>>,
     last_refresh: Mutex<Option<Instant>>,
     refreshing: tokio::sync::Mutex<()>,
@@ -226,9 +175,9 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    pub fn new(api: Arc<dyn KubeApi>, min_refresh_interval: Duration) -> Self {
+    pub fn new(client: kube::Client, min_refresh_interval: Duration) -> Self {
         Discovery {
-            api,
+            client,
             map: RwLock::new(Arc::new(ResourceMap::default())),
             last_refresh: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
@@ -249,7 +198,7 @@ impl Discovery {
 
     async fn refresh_locked(&self) -> Result<Arc<ResourceMap>, KubeError> {
         let started = Instant::now();
-        let map = Arc::new(discover(self.api.as_ref()).await?);
+        let map = Arc::new(discover(&self.client).await?);
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = map.clone();
         *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
         Ok(map)

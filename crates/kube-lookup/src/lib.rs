@@ -1,32 +1,35 @@
 //! Kubernetes object lookup for promhpa: which objects a metric request is about, and what
-//! resource names mean, read from a live cluster.
+//! resource names mean, read from a live cluster through kube-rs (`kube`, `kube-runtime`)
+//! with `k8s-openapi` types.
 //!
+//! - [`client::ClusterAccess`] loads credentials with kube's loader (kubeconfig files, merged
+//!   `KUBECONFIG` lists, contexts, exec credential plugins, in-cluster service accounts) and
+//!   builds a [`kube::Client`].
 //! - [`discovery::Discovery`] maps `po`, `pod`, `pods`, `Pod`, `deployments.apps` and CRDs
 //!   to group/version/resource/kind from API discovery, refreshed periodically and on a miss.
-//! - [`cache::ObjectCache`] is a metadata-only watch cache of one resource (LIST once, then
-//!   WATCH; resumed after a closed watch, relisted after 410 Gone).
+//! - [`cache::ObjectCache`] is a metadata-only watch cache of one resource kept by kube's
+//!   watcher (LIST once, then WATCH; resumed after a closed watch, relisted after 410 Gone),
+//!   holding only names and labels.
 //! - [`lookup::KubeObjectLookup`] implements [`promhpa_core::ObjectLookup`] over both,
 //!   starting a cache the first time its resource is asked for.
-//! - [`config::KubeConfig`] reads kubeconfig files and in-cluster credentials, and
-//!   [`http::HttpKubeApi`] talks to the API server (it also creates TokenReviews and
-//!   SubjectAccessReviews for `promhpa-auth`).
-//! - [`authconfig`] follows `kube-system/extension-apiserver-authentication`.
+//! - [`delegated`] builds the delegated authentication and authorization guard, creating
+//!   TokenReviews and SubjectAccessReviews for `promhpa-auth`; [`authconfig`] follows
+//!   `kube-system/extension-apiserver-authentication`.
 //! - [`scale`] reads what the HPA controller reads of a scale target: its `scale`
 //!   subresource, the full pods its selector matches, and the namespace's HPAs.
-//!
-//! Everything Kubernetes-facing goes through the small [`api::KubeApi`] trait, so tests run
-//! against recorded API server responses.
+//! - [`config::KubeConfig`] is a kubeconfig user's and cluster's TLS settings and static
+//!   credentials, for clients other than the Kubernetes one (Prometheus).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use promhpa_core::{ObjectLookup, selector::LabelSelector};
-//! use promhpa_kube_lookup::{config::KubeConfig, discovery::Discovery, http::HttpKubeApi, lookup::KubeObjectLookup};
+//! use promhpa_kube_lookup::{client::ClusterAccess, discovery::Discovery, lookup::KubeObjectLookup};
 //!
-//! let api: Arc<dyn promhpa_kube_lookup::api::KubeApi> = Arc::new(HttpKubeApi::new(KubeConfig::load(None)?)?);
-//! let discovery = Arc::new(Discovery::new(api.clone(), Duration::from_secs(10)));
-//! let lookup = KubeObjectLookup::new(api, discovery, Duration::from_secs(30))
+//! let client = ClusterAccess::default().client()?;
+//! let discovery = Arc::new(Discovery::new(client.clone(), Duration::from_secs(10)));
+//! let lookup = KubeObjectLookup::new(client, discovery, Duration::from_secs(30))
 //!     .with_periodic_discovery(Duration::from_secs(600));
 //! let pods = lookup.resolve("po").await?;
 //! let selector: LabelSelector = "app=web".parse()?;
@@ -34,16 +37,16 @@
 //! # let _ = names; Ok(()) }
 //! ```
 
-pub mod api;
 pub mod authconfig;
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod delegated;
 pub mod discovery;
 mod error;
-pub mod http;
 pub mod lookup;
 pub mod scale;
 
 pub use error::KubeError;
+pub use kube::Client;
 pub use lookup::KubeObjectLookup;

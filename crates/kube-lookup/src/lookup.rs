@@ -8,7 +8,6 @@ use promhpa_core::selector::LabelSelector;
 use promhpa_core::{BoxFuture, GroupResource, LookupError, ObjectLookup, ResourceMapping};
 use tokio::task::JoinHandle;
 
-use crate::api::KubeApi;
 use crate::cache::ObjectCache;
 use crate::discovery::Discovery;
 
@@ -17,7 +16,7 @@ use crate::discovery::Discovery;
 /// started the first time its resource is asked for. Once a cache has synced, requests
 /// read memory only.
 pub struct KubeObjectLookup {
-    api: Arc<dyn KubeApi>,
+    client: kube::Client,
     discovery: Arc<Discovery>,
     caches: Mutex<HashMap<GroupResource, Arc<ObjectCache>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -27,9 +26,9 @@ pub struct KubeObjectLookup {
 impl KubeObjectLookup {
     /// A lookup whose first request for a resource waits at most `sync_timeout` for its
     /// cache to fill. Must be used inside a tokio runtime.
-    pub fn new(api: Arc<dyn KubeApi>, discovery: Arc<Discovery>, sync_timeout: Duration) -> Self {
+    pub fn new(client: kube::Client, discovery: Arc<Discovery>, sync_timeout: Duration) -> Self {
         KubeObjectLookup {
-            api,
+            client,
             discovery,
             caches: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
@@ -59,7 +58,7 @@ impl KubeObjectLookup {
         }
         let cache = Arc::new(ObjectCache::new(mapping.clone()));
         caches.insert(mapping.group_resource.clone(), cache.clone());
-        let task = tokio::spawn(cache.clone().run(self.api.clone()));
+        let task = tokio::spawn(cache.clone().run(self.client.clone()));
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())

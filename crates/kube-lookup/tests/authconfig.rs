@@ -9,12 +9,10 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use promhpa_auth::authn::AuthnSources;
 use promhpa_auth::{Authenticator, DelegatingAuthenticator, SystemClock};
-use promhpa_core::BoxFuture;
-use promhpa_kube_lookup::api::{KubeApi, WatchStream};
 use promhpa_kube_lookup::authconfig::follow_authentication_config;
-use promhpa_kube_lookup::KubeError;
 
 mod common;
+use common::standin::{Request, Response, StandIn};
 use common::{ca, client, Ca};
 
 /// The configmap as the API server returns it.
@@ -46,66 +44,42 @@ struct Fake {
     log: Mutex<Vec<String>>,
 }
 
-struct Lines(VecDeque<Vec<u8>>, bool);
-
-impl WatchStream for Lines {
-    fn next_event(&mut self) -> BoxFuture<'_, Option<Result<Vec<u8>, KubeError>>> {
-        Box::pin(async move {
-            match self.0.pop_front() {
-                Some(line) => Some(Ok(line)),
-                None if self.1 => std::future::pending().await,
-                None => None,
-            }
-        })
-    }
-}
-
-impl KubeApi for Fake {
-    fn get<'a>(
-        &'a self,
-        path: &'a str,
-        _accept: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
-        Box::pin(async move {
-            self.log.lock().unwrap().push(path.to_string());
-            self.object
-                .lock()
-                .unwrap()
-                .clone()
-                .ok_or(KubeError::Status {
-                    code: 403,
-                    path: path.into(),
-                    message: "configmaps \"extension-apiserver-authentication\" is forbidden"
-                        .into(),
-                })
-        })
+impl Fake {
+    /// The configmap, its list (as a watcher's list sees it), or a watch that carries the
+    /// next queued events and ends (then quiet watches).
+    fn answer(&self, request: &Request) -> Response {
+        self.log.lock().unwrap().push(request.path.clone());
+        if request.is_watch() {
+            return match self.watches.lock().unwrap().pop_front() {
+                Some(lines) => Response::Watch { lines, close: true },
+                None => Response::Watch {
+                    lines: Vec::new(),
+                    close: false,
+                },
+            };
+        }
+        let Some(object) = self.object.lock().unwrap().clone() else {
+            return Response::status(
+                403,
+                "configmaps \"extension-apiserver-authentication\" is forbidden",
+            );
+        };
+        let object: serde_json::Value = serde_json::from_slice(&object).unwrap();
+        if request.base().ends_with("/configmaps") {
+            return Response::json(
+                200,
+                &serde_json::json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": object["metadata"]["resourceVersion"]}, "items": [object]}),
+            );
+        }
+        Response::json(200, &object)
     }
 
-    fn watch<'a>(
-        &'a self,
-        path: &'a str,
-        _accept: &'a str,
-    ) -> BoxFuture<'a, Result<Box<dyn WatchStream>, KubeError>> {
-        Box::pin(async move {
-            self.log.lock().unwrap().push(path.to_string());
-            let next = self.watches.lock().unwrap().pop_front();
-            let quiet = next.is_none();
-            Ok(Box::new(Lines(next.unwrap_or_default().into(), quiet)) as Box<dyn WatchStream>)
-        })
-    }
-
-    fn post<'a>(
-        &'a self,
-        path: &'a str,
-        _body: Vec<u8>,
-    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
-        Box::pin(async move {
-            Err(KubeError::Status {
-                code: 405,
-                path: path.into(),
-                message: String::new(),
-            })
-        })
+    /// Serves this fake behind a local HTTPS stand-in; a client of it.
+    async fn serve(self: &Arc<Self>) -> (StandIn, kube::Client, tempfile::TempDir) {
+        let fake = self.clone();
+        let standin = StandIn::start(Arc::new(move |r: &Request| fake.answer(r)), None).await;
+        let (client, dir) = standin.client("    token: promhpa\n");
+        (standin, client, dir)
     }
 }
 
@@ -115,7 +89,7 @@ fn as_user(name: &str) -> HeaderMap {
     h
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn configmap_is_applied_and_followed_through_a_ca_rotation() {
     let old_fp = ca("front-proxy-ca");
     let new_fp = ca("front-proxy-ca-rotated");
@@ -149,8 +123,9 @@ async fn configmap_is_applied_and_followed_through_a_ca_rotation() {
         Ok(Some(_))
     ));
 
+    let (_standin, kube, _dir) = fake.serve().await;
     let task =
-        follow_authentication_config(fake.clone(), authn.clone(), AuthnSources::default(), false)
+        follow_authentication_config(kube.clone(), authn.clone(), AuthnSources::default(), false)
             .await
             .unwrap();
     let user = authn
@@ -203,7 +178,7 @@ async fn configmap_is_applied_and_followed_through_a_ca_rotation() {
     task.abort();
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn lookup_failure_is_fatal_unless_tolerated() {
     let fake = Arc::new(Fake {
         object: Mutex::new(None),
@@ -215,8 +190,9 @@ async fn lookup_failure_is_fatal_unless_tolerated() {
         None,
         Arc::new(SystemClock),
     ));
+    let (_standin, kube, _dir) = fake.serve().await;
     let err =
-        follow_authentication_config(fake.clone(), authn.clone(), AuthnSources::default(), false)
+        follow_authentication_config(kube.clone(), authn.clone(), AuthnSources::default(), false)
             .await
             .unwrap_err();
     assert_eq!(err.status_code(), Some(403));
@@ -229,7 +205,7 @@ async fn lookup_failure_is_fatal_unless_tolerated() {
             promhpa_auth::CaBundle::from_pem("ca.crt", client_ca.cert.pem().as_bytes()).unwrap(),
         ),
     };
-    let task = follow_authentication_config(fake, authn.clone(), flags, true)
+    let task = follow_authentication_config(kube, authn.clone(), flags, true)
         .await
         .unwrap();
     let carol = client(&client_ca, "carol");
@@ -245,7 +221,7 @@ async fn lookup_failure_is_fatal_unless_tolerated() {
     task.abort();
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn an_undecodable_change_keeps_the_previous_settings() {
     let fp = ca("front-proxy-ca");
     let client_ca = ca("kubernetes-ca");
@@ -272,8 +248,9 @@ async fn an_undecodable_change_keeps_the_previous_settings() {
         None,
         Arc::new(SystemClock),
     ));
+    let (_standin, kube, _dir) = fake.serve().await;
     let task =
-        follow_authentication_config(fake.clone(), authn.clone(), AuthnSources::default(), false)
+        follow_authentication_config(kube.clone(), authn.clone(), AuthnSources::default(), false)
             .await
             .unwrap();
     // Let the watch deliver both events and end; later watches stay quiet.

@@ -73,7 +73,7 @@ async fn api_server(configmap: serde_json::Value) -> (String, Log) {
                         .contains("authorization: bearer promhpa-sa-token"),
                     "{head}"
                 );
-                if path.contains("watch=1") {
+                if path.contains("watch=true") || path.contains("watch=1") {
                     let _ = sock
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
                         .await;

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use promhpa_core::selector::LabelSelector;
-use promhpa_core::{BoxFuture, GroupResource, LookupError, ObjectLookup};
-use promhpa_kube_lookup::api::{KubeApi, WatchStream, ACCEPT_METADATA, ACCEPT_METADATA_LIST};
+use promhpa_core::{GroupResource, LookupError, ObjectLookup};
 use promhpa_kube_lookup::discovery::Discovery;
-use promhpa_kube_lookup::{KubeError, KubeObjectLookup};
+use promhpa_kube_lookup::KubeObjectLookup;
+
+mod common;
+use common::standin::{Request, Response, StandIn};
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
@@ -39,6 +41,8 @@ struct Recorded {
     gets: Mutex<HashMap<String, VecDeque<Answer>>>,
     watches: Mutex<HashMap<String, VecDeque<Script>>>,
     log: Mutex<Vec<String>>,
+    /// Cache requests that did not ask for metadata only.
+    not_metadata: Mutex<Vec<String>>,
 }
 
 impl Recorded {
@@ -106,6 +110,76 @@ impl Recorded {
                 "apis-inference.example.com-v1alpha2.json",
             )
     }
+
+    fn answer(&self, request: &Request) -> Response {
+        let path = request.normalized_path();
+        let path = path.as_str();
+        self.log.lock().unwrap().push(path.to_string());
+        let accept = request.header("accept").unwrap_or_default();
+        if request.is_watch() {
+            if !accept.contains("as=PartialObjectMetadata;") {
+                self.not_metadata.lock().unwrap().push(path.to_string());
+            }
+            let script = self
+                .watches
+                .lock()
+                .unwrap()
+                .get_mut(request.base())
+                .and_then(|q| q.pop_front());
+            return match script {
+                Some(Script::Lines(lines)) => Response::Watch { lines, close: true },
+                None => Response::Watch {
+                    lines: Vec::new(),
+                    close: false,
+                },
+            };
+        }
+        if path.contains("limit=")
+            && !path.contains("labelSelector=")
+            && !accept.contains("as=PartialObjectMetadataList;")
+        {
+            self.not_metadata.lock().unwrap().push(path.to_string());
+        }
+        let mut gets = self.gets.lock().unwrap();
+        let queue = if gets.contains_key(path) {
+            gets.get_mut(path)
+        } else {
+            gets.get_mut(request.base())
+        };
+        let Some(queue) = queue else {
+            return Response::status(404, "not recorded");
+        };
+        let answer = if queue.len() > 1 {
+            queue.pop_front()
+        } else {
+            queue.front().map(|a| match a {
+                Answer::Body(b) => Answer::Body(b.clone()),
+                Answer::Error(c, b) => Answer::Error(*c, b.clone()),
+            })
+        };
+        match answer {
+            Some(Answer::Body(b)) => Response::Json(200, b),
+            Some(Answer::Error(code, body)) => Response::Json(code, body),
+            None => Response::status(404, "not recorded"),
+        }
+    }
+
+    /// Asserts that every cache list and watch asked for metadata only.
+    fn assert_metadata_only(&self) {
+        let not = self.not_metadata.lock().unwrap().clone();
+        assert!(
+            not.is_empty(),
+            "cache requests not asking for metadata only: {not:?}"
+        );
+    }
+}
+
+/// The recorded API server behind a local HTTPS stand-in, and a client of it.
+async fn serve(api: &Arc<Recorded>) -> (StandIn, kube::Client, tempfile::TempDir) {
+    let recorded = api.clone();
+    let standin = StandIn::start(Arc::new(move |r: &Request| recorded.answer(r)), None).await;
+    let (client, dir) = standin.client("    token: recorded\n");
+    (standin, client, dir)
 }
 
 fn lines(name: &str) -> Script {
@@ -118,123 +192,18 @@ fn lines(name: &str) -> Script {
     )
 }
 
-struct ScriptedWatch(VecDeque<Vec<u8>>, bool);
-
-impl WatchStream for ScriptedWatch {
-    fn next_event(&mut self) -> BoxFuture<'_, Option<Result<Vec<u8>, KubeError>>> {
-        Box::pin(async move {
-            if self.1 {
-                return std::future::pending().await;
-            }
-            self.0.pop_front().map(Ok)
-        })
-    }
-}
-
-impl KubeApi for Recorded {
-    fn get<'a>(
-        &'a self,
-        path: &'a str,
-        accept: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
-        Box::pin(async move {
-            self.log.lock().unwrap().push(path.to_string());
-            if path.contains("limit=") && !path.contains("labelSelector=") {
-                assert_eq!(
-                    accept, ACCEPT_METADATA_LIST,
-                    "cache lists ask for metadata only"
-                );
-            }
-            let mut gets = self.gets.lock().unwrap();
-            let base = path.split('?').next().unwrap_or(path);
-            let queue = if gets.contains_key(path) {
-                gets.get_mut(path)
-            } else {
-                gets.get_mut(base)
-            };
-            let Some(queue) = queue else {
-                return Err(KubeError::Status {
-                    code: 404,
-                    path: path.into(),
-                    message: "not recorded".into(),
-                });
-            };
-            let answer = if queue.len() > 1 {
-                queue.pop_front()
-            } else {
-                queue.front().map(|a| match a {
-                    Answer::Body(b) => Answer::Body(b.clone()),
-                    Answer::Error(c, b) => Answer::Error(*c, b.clone()),
-                })
-            };
-            match answer {
-                Some(Answer::Body(b)) => Ok(b),
-                Some(Answer::Error(code, body)) => Err(KubeError::Status {
-                    code,
-                    path: path.into(),
-                    message: String::from_utf8_lossy(&body).into_owned(),
-                }),
-                None => Err(KubeError::Status {
-                    code: 404,
-                    path: path.into(),
-                    message: "not recorded".into(),
-                }),
-            }
-        })
-    }
-
-    fn watch<'a>(
-        &'a self,
-        path: &'a str,
-        accept: &'a str,
-    ) -> BoxFuture<'a, Result<Box<dyn WatchStream>, KubeError>> {
-        Box::pin(async move {
-            assert_eq!(accept, ACCEPT_METADATA, "watches ask for metadata only");
-            self.log.lock().unwrap().push(path.to_string());
-            let base = path.split('?').next().unwrap_or(path).to_string();
-            let script = self
-                .watches
-                .lock()
-                .unwrap()
-                .get_mut(&base)
-                .and_then(|q| q.pop_front());
-            match script {
-                Some(Script::Lines(lines)) => {
-                    Ok(Box::new(ScriptedWatch(lines.into(), false)) as Box<dyn WatchStream>)
-                }
-                None => Ok(Box::new(ScriptedWatch(VecDeque::new(), true)) as Box<dyn WatchStream>),
-            }
-        })
-    }
-
-    fn post<'a>(
-        &'a self,
-        path: &'a str,
-        _body: Vec<u8>,
-    ) -> BoxFuture<'a, Result<Vec<u8>, KubeError>> {
-        Box::pin(async move {
-            Err(KubeError::Status {
-                code: 405,
-                path: path.into(),
-                message: "not recorded".into(),
-            })
-        })
-    }
-}
-
-fn lookup(api: Arc<Recorded>, min_refresh: Duration) -> KubeObjectLookup {
-    let api: Arc<dyn KubeApi> = api;
-    let discovery = Arc::new(Discovery::new(api.clone(), min_refresh));
-    KubeObjectLookup::new(api, discovery, Duration::from_secs(30))
+fn lookup(client: &kube::Client, min_refresh: Duration) -> KubeObjectLookup {
+    let discovery = Arc::new(Discovery::new(client.clone(), min_refresh));
+    KubeObjectLookup::new(client.clone(), discovery, Duration::from_secs(30))
 }
 
 fn sel(s: &str) -> LabelSelector {
     s.parse().unwrap()
 }
 
-/// Lets background tasks run until `done` holds (time is paused, so sleeps cost nothing).
+/// Lets background tasks run until `done` holds.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1000 {
+    for _ in 0..2000 {
         if done() {
             return;
         }
@@ -243,11 +212,12 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn resource_names_resolve_through_discovery() {
     let api = Arc::new(Recorded::default());
     api.discovery();
-    let l = lookup(api.clone(), Duration::from_secs(10));
+    let (_standin, client, _dir) = serve(&api).await;
+    let l = lookup(&client, Duration::from_secs(10));
     for name in ["po", "pod", "pods", "Pod", "PODS"] {
         let m = l.resolve(name).await.unwrap();
         assert_eq!(m.group_resource, GroupResource::new("", "pods"), "{name}");
@@ -295,11 +265,12 @@ async fn resource_names_resolve_through_discovery() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_crd_installed_later_resolves_after_a_refresh() {
     let api = Arc::new(Recorded::default());
     api.discovery();
-    let l = lookup(api.clone(), Duration::from_secs(5));
+    let (_standin, client, _dir) = serve(&api).await;
+    let l = lookup(&client, Duration::from_secs(2));
     assert_eq!(l.resolve("pods").await.unwrap().kind, "Pod");
     assert_eq!(
         l.resolve("variantautoscalings").await,
@@ -312,7 +283,7 @@ async fn a_crd_installed_later_resolves_after_a_refresh() {
     // A miss within the minimum refresh interval does not hit the API server again.
     assert!(l.resolve("va").await.is_err());
     assert_eq!(api.requests("/apis/apps/v1").len(), discoveries);
-    tokio::time::advance(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let m = l.resolve("va").await.unwrap();
     assert_eq!(
         m.group_resource,
@@ -344,16 +315,21 @@ async fn a_crd_installed_later_resolves_after_a_refresh() {
         .await
         .unwrap();
     assert_eq!(names, vec!["vllme-deployment"]);
+    until("the watch after the list", || {
+        !api.requests("/apis/inference.example.com/v1alpha2/variantautoscalings?watch")
+            .is_empty()
+    })
+    .await;
     assert_eq!(
         api.requests("/apis/inference.example.com/v1alpha2/variantautoscalings?"),
         vec![
             "/apis/inference.example.com/v1alpha2/variantautoscalings?limit=500".to_string(),
-            "/apis/inference.example.com/v1alpha2/variantautoscalings?watch=1&resourceVersion=3100&allowWatchBookmarks=true&timeoutSeconds=290".to_string(),
+            "/apis/inference.example.com/v1alpha2/variantautoscalings?watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion=3100".to_string(),
         ]
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
     let api = Arc::new(Recorded::default());
     api.discovery()
@@ -366,7 +342,8 @@ async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
         .get("/api/v1/pods?limit=500", "pods-relist.json")
         .watch("/api/v1/pods", lines("pods-watch-1.jsonl"))
         .watch("/api/v1/pods", lines("pods-watch-2.jsonl"));
-    let l = lookup(api.clone(), Duration::from_secs(10));
+    let (_standin, client, _dir) = serve(&api).await;
+    let l = lookup(&client, Duration::from_secs(10));
     let pods = GroupResource::new("", "pods");
 
     // The first request waits for the initial (paginated) list.
@@ -386,11 +363,11 @@ async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
     assert_eq!(
         api.requests("/api/v1/pods?watch"),
         vec![
-            "/api/v1/pods?watch=1&resourceVersion=1000&allowWatchBookmarks=true&timeoutSeconds=290"
+            "/api/v1/pods?watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion=1000"
                 .to_string(),
-            "/api/v1/pods?watch=1&resourceVersion=1010&allowWatchBookmarks=true&timeoutSeconds=290"
+            "/api/v1/pods?watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion=1010"
                 .to_string(),
-            "/api/v1/pods?watch=1&resourceVersion=2000&allowWatchBookmarks=true&timeoutSeconds=290"
+            "/api/v1/pods?watch=true&timeoutSeconds=290&allowWatchBookmarks=true&resourceVersion=2000"
                 .to_string(),
         ]
     );
@@ -430,9 +407,10 @@ async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
     }
     assert_eq!(api.requests("/api/v1/pods?limit").len(), lists);
     assert_eq!(l.cached_resources(), vec![pods]);
+    api.assert_metadata_only();
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn watch_events_are_applied_in_order() {
     let api = Arc::new(Recorded::default());
     api.discovery()
@@ -442,20 +420,25 @@ async fn watch_events_are_applied_in_order() {
             "pods-list-page2.json",
         )
         .watch("/api/v1/pods", lines("pods-watch-1.jsonl"));
-    let l = lookup(api.clone(), Duration::from_secs(10));
+    let (_standin, client, _dir) = serve(&api).await;
+    let l = lookup(&client, Duration::from_secs(10));
     let pods = GroupResource::new("", "pods");
     l.names(&pods, None, &LabelSelector::everything())
         .await
         .unwrap();
     let cache = l.cache(&l.resolve("pods").await.unwrap());
-    until("four watch events", || {
+    // The first watch carried three changes and a bookmark; the cache resumes after it.
+    until("the watch's events and its resumption", || {
+        api.requests("/api/v1/pods?watch").len() >= 2
+    })
+    .await;
+    assert_eq!(
         cache
             .stats
             .events
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 4
-    })
-    .await;
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
     // web-3 added, web-1 relabelled, web-2 deleted; the staging pod is untouched.
     assert_eq!(
         l.names(&pods, Some("shop"), &sel("tier=frontend"))
@@ -481,12 +464,13 @@ async fn watch_events_are_applied_in_order() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn cluster_scoped_resources_ignore_the_namespace_and_failures_are_reported() {
     let api = Arc::new(Recorded::default());
     api.discovery()
         .get("/api/v1/nodes?limit=500", "nodes-list.json");
-    let l = lookup(api.clone(), Duration::from_secs(10));
+    let (_standin, client, _dir) = serve(&api).await;
+    let l = lookup(&client, Duration::from_secs(10));
     assert_eq!(
         l.warm(&["nodes", "gizmos"]).await,
         vec!["gizmos".to_string()]
@@ -520,8 +504,8 @@ async fn cluster_scoped_resources_ignore_the_namespace_and_failures_are_reported
     // A resource whose list is refused never syncs: the request fails instead of hanging.
     api.fail("/api/v1/services?limit=500", 403, "unavailable.json");
     let l = KubeObjectLookup::new(
-        api.clone(),
-        Arc::new(Discovery::new(api.clone(), Duration::from_secs(10))),
+        client.clone(),
+        Arc::new(Discovery::new(client.clone(), Duration::from_secs(10))),
         Duration::from_secs(3),
     );
     let err = l
@@ -543,12 +527,13 @@ async fn cluster_scoped_resources_ignore_the_namespace_and_failures_are_reported
         .await
         .unwrap_err();
     assert_eq!(err, LookupError::UnknownResource("gizmos".into()));
+    api.assert_metadata_only();
 }
 
 #[tokio::test]
 async fn scale_target_and_its_pods_as_the_controller_reads_them() {
     use promhpa_kube_lookup::discovery::discover;
-    use promhpa_kube_lookup::scale::{get_scale, list_pods, scale_path};
+    use promhpa_kube_lookup::scale::{get_scale, list_pods};
     let api = Arc::new(Recorded::default());
     api.discovery()
         .get(
@@ -563,13 +548,14 @@ async fn scale_target_and_its_pods_as_the_controller_reads_them() {
             "/api/v1/namespaces/shop/pods?labelSelector=app%3Dweb%2Ctier%3Dfrontend&limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTIxMCwic3RhcnQiOiJzaG9wL3dlYi0yXHUwMDAwIn0%3D",
             "pods-full-page2.json",
         );
-    let map = discover(api.as_ref()).await.unwrap();
-    let scale = get_scale(api.as_ref(), &map, "apps/v1", "Deployment", "shop", "web")
+    let (_standin, client, _dir) = serve(&api).await;
+    let map = discover(&client).await.unwrap();
+    let scale = get_scale(&client, &map, "apps/v1", "Deployment", "shop", "web")
         .await
         .unwrap();
     assert_eq!(scale["status"]["selector"], "app=web,tier=frontend");
     assert_eq!(scale["spec"]["replicas"], 3);
-    let pods = list_pods(api.as_ref(), "shop", "app=web,tier=frontend")
+    let pods = list_pods(&client, "shop", "app=web,tier=frontend")
         .await
         .unwrap();
     let names: Vec<&str> = pods
@@ -583,14 +569,16 @@ async fn scale_target_and_its_pods_as_the_controller_reads_them() {
     );
 
     // A kind discovery does not know in the ref's group is reported, not guessed.
-    let err = scale_path(&map, "apps/v1", "Rollout", "shop", "web").unwrap_err();
+    let err = get_scale(&client, &map, "apps/v1", "Rollout", "shop", "web")
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("no matches for kind \"Rollout\" in version \"apps/v1\""),
         "{err}"
     );
     // A kind of the core group goes to /api.
-    let err = get_scale(api.as_ref(), &map, "v1", "Pod", "shop", "web-1")
+    let err = get_scale(&client, &map, "v1", "Pod", "shop", "web-1")
         .await
         .unwrap_err();
     assert!(

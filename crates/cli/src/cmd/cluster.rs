@@ -9,10 +9,9 @@ use anyhow::Context;
 use promhpa_apiserver::api::RequestGuard;
 use promhpa_auth::AuthnFlags;
 use promhpa_core::lookup::ObjectLookup;
-use promhpa_kube_lookup::config::KubeConfig;
+use promhpa_kube_lookup::client::ClusterAccess;
 use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOptions};
 use promhpa_kube_lookup::discovery::Discovery;
-use promhpa_kube_lookup::http::HttpKubeApi;
 use promhpa_kube_lookup::KubeObjectLookup;
 
 use super::serve::Flags;
@@ -111,13 +110,12 @@ pub async fn guard(flags: &Flags) -> anyhow::Result<(Arc<dyn RequestGuard>, Dele
 /// Object lookup through metadata-only watch caches of the cluster named by
 /// `--lister-kubeconfig` (or `--kubeconfig`, or in-cluster credentials).
 pub fn kube_lookup(kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn ObjectLookup>> {
-    let config = KubeConfig::load(kubeconfig).context(
+    let client = ClusterAccess::kubeconfig(kubeconfig).client().context(
         "loading Kubernetes credentials for object lookup; run in a cluster, pass \
          --lister-kubeconfig, or give a static object file with --objects",
     )?;
-    let api: Arc<dyn promhpa_kube_lookup::api::KubeApi> = Arc::new(HttpKubeApi::new(config)?);
-    let discovery = Arc::new(Discovery::new(api.clone(), Duration::from_secs(10)));
-    let lookup = KubeObjectLookup::new(api, discovery, Duration::from_secs(30))
+    let discovery = Arc::new(Discovery::new(client.clone(), Duration::from_secs(10)));
+    let lookup = KubeObjectLookup::new(client, discovery, Duration::from_secs(30))
         .with_periodic_discovery(Duration::from_secs(600));
     Ok(Arc::new(lookup))
 }

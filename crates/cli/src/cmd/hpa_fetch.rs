@@ -22,7 +22,6 @@ use promhpa_core::quantity::Quantity;
 use promhpa_hpa::calc::PodSample;
 use promhpa_hpa::explain::Measured;
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector, MetricSpec};
-use promhpa_kube_lookup::cache::percent_encode as encode;
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -97,6 +96,19 @@ struct PodContainerMetrics {
 struct StatusBody {
     #[serde(default)]
     message: String,
+}
+
+/// Percent-encodes a path segment or query parameter value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn selector_param(name: &str, sel: Option<&MetaLabelSelector>) -> Option<String> {

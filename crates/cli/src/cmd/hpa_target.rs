@@ -14,9 +14,7 @@ use promhpa_hpa::objects::{
 };
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, ScaleTargetRef};
 use promhpa_hpa::{Pod, PodPhase};
-use promhpa_kube_lookup::api::KubeApi;
-use promhpa_kube_lookup::config::KubeConfig;
-use promhpa_kube_lookup::http::HttpKubeApi;
+use promhpa_kube_lookup::client::ClusterAccess;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -128,11 +126,10 @@ fn convert_pods(objects: &[&Value]) -> anyhow::Result<ConvertedPods> {
 }
 
 /// The API server of `kubeconfig` (in-cluster credentials when `None`).
-pub fn cluster_api(kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn KubeApi>> {
-    let config = KubeConfig::load(kubeconfig).context(
+pub fn cluster_api(kubeconfig: Option<&Path>) -> anyhow::Result<promhpa_kube_lookup::Client> {
+    ClusterAccess::kubeconfig(kubeconfig).client().context(
         "loading Kubernetes credentials; pass --kubeconfig, or give the objects with --objects",
-    )?;
-    Ok(Arc::new(HttpKubeApi::new(config)?))
+    )
 }
 
 /// The HPA `name` of `namespace` from the cluster, and a line on its status (what the
@@ -143,7 +140,7 @@ pub async fn hpa_from_cluster(
     name: &str,
 ) -> anyhow::Result<(HorizontalPodAutoscaler, String)> {
     let api = cluster_api(kubeconfig)?;
-    let v = promhpa_kube_lookup::scale::get_hpa(api.as_ref(), namespace, name)
+    let v = promhpa_kube_lookup::scale::get_hpa(&api, namespace, name)
         .await
         .with_context(|| format!("reading HorizontalPodAutoscaler {namespace}/{name}"))?;
     let text = serde_json::to_string(&v)?;
@@ -254,12 +251,12 @@ impl ScaleTarget {
         hpa: &HorizontalPodAutoscaler,
     ) -> anyhow::Result<ScaleTarget> {
         let api = cluster_api(kubeconfig)?;
-        Self::from_api(api.as_ref(), hpa).await
+        Self::from_api(&api, hpa).await
     }
 
-    /// [`ScaleTarget::from_cluster`] over any [`KubeApi`].
+    /// [`ScaleTarget::from_cluster`] over a given client.
     pub async fn from_api(
-        api: &dyn KubeApi,
+        api: &promhpa_kube_lookup::Client,
         hpa: &HorizontalPodAutoscaler,
     ) -> anyhow::Result<ScaleTarget> {
         use promhpa_kube_lookup::scale::{get_scale, list_pods};
@@ -325,7 +322,7 @@ impl ScaleTarget {
     /// the controller checks before scaling. A failure to list the HPAs skips the check.
     async fn ambiguity(
         &self,
-        api: &dyn KubeApi,
+        api: &promhpa_kube_lookup::Client,
         map: &promhpa_kube_lookup::discovery::ResourceMap,
         hpa: &HorizontalPodAutoscaler,
     ) -> Option<(String, String)> {

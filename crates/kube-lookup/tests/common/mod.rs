@@ -1,6 +1,8 @@
 //! Certificates for the kube-lookup tests: a CA and client certificates it signs.
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod standin;
+
 use promhpa_core::tls::PeerCertificates;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
