@@ -9,7 +9,7 @@ use promhpa_core::tls::PeerCertificates;
 use promhpa_core::BoxFuture;
 
 use crate::cache::{Clock, TtlCache};
-use crate::review::{ReviewClient, TokenReview, TOKEN_REVIEW_PATH};
+use crate::review::{reviewed_user, token_review, ReviewClient, TOKEN_REVIEW_PATH};
 use crate::user::UserInfo;
 use crate::x509::CaBundle;
 use crate::AuthError;
@@ -142,20 +142,23 @@ impl DelegatingAuthenticator {
         if let Some(cached) = self.token_cache.get(&key, self.clock.now()) {
             return cached.ok_or(AuthError::InvalidBearerToken).map(Some);
         }
-        let review = TokenReview::new(token, &config.audiences);
+        let review = token_review(token, &config.audiences);
         let body =
             serde_json::to_vec(&review).map_err(|e| AuthError::TokenReview(e.to_string()))?;
         let answer = config.client.create(TOKEN_REVIEW_PATH, body).await?;
-        let answer: TokenReview = serde_json::from_slice(&answer)
-            .map_err(|e| AuthError::TokenReview(format!("decoding the answer: {e}")))?;
+        let answer: k8s_openapi::api::authentication::v1::TokenReview =
+            serde_json::from_slice(&answer)
+                .map_err(|e| AuthError::TokenReview(format!("decoding the answer: {e}")))?;
         let status = answer.status.unwrap_or_default();
         let audiences_ok = config.audiences.is_empty()
             || status
                 .audiences
                 .iter()
+                .flatten()
                 .any(|a| config.audiences.contains(a));
-        let user = (status.authenticated && audiences_ok && !status.user.name.is_empty())
-            .then_some(status.user);
+        let user = reviewed_user(status.user.unwrap_or_default());
+        let user = (status.authenticated == Some(true) && audiences_ok && !user.name.is_empty())
+            .then_some(user);
         self.token_cache
             .insert(key, user.clone(), config.ttl, self.clock.now());
         user.ok_or(AuthError::InvalidBearerToken).map(Some)

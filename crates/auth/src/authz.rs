@@ -8,7 +8,7 @@ use promhpa_core::BoxFuture;
 use crate::attributes::RequestAttributes;
 use crate::cache::{Clock, TtlCache};
 use crate::review::{
-    ReviewClient, SubjectAccessReview, SubjectAccessReviewSpec, SUBJECT_ACCESS_REVIEW_PATH,
+    subject_access_review, ReviewClient, SubjectAccessReviewSpec, SUBJECT_ACCESS_REVIEW_PATH,
 };
 use crate::user::{UserInfo, MASTERS_GROUP};
 use crate::AuthError;
@@ -107,21 +107,23 @@ impl Authorizer for DelegatingAuthorizer {
             if let Some(decision) = self.cache.get(&spec, self.clock.now()) {
                 return Ok(decision);
             }
-            let review = SubjectAccessReview::new(spec.clone());
-            let body = serde_json::to_vec(&review)
+            let body = serde_json::to_vec(&subject_access_review(&spec))
                 .map_err(|e| AuthError::SubjectAccessReview(e.to_string()))?;
             let answer = self.client.create(SUBJECT_ACCESS_REVIEW_PATH, body).await?;
-            let answer: SubjectAccessReview = serde_json::from_slice(&answer)
-                .map_err(|e| AuthError::SubjectAccessReview(format!("decoding the answer: {e}")))?;
+            let answer: k8s_openapi::api::authorization::v1::SubjectAccessReview =
+                serde_json::from_slice(&answer).map_err(|e| {
+                    AuthError::SubjectAccessReview(format!("decoding the answer: {e}"))
+                })?;
             let status = answer.status.unwrap_or_default();
+            let reason = status.reason.unwrap_or_default();
             // An answer that both allows and denies is a denial, as in Kubernetes' webhook
             // authorizer.
-            let (decision, ttl) = if status.denied {
-                (Decision::Deny(status.reason), self.denied_ttl)
+            let (decision, ttl) = if status.denied == Some(true) {
+                (Decision::Deny(reason), self.denied_ttl)
             } else if status.allowed {
-                (Decision::Allow(status.reason), self.allowed_ttl)
+                (Decision::Allow(reason), self.allowed_ttl)
             } else {
-                (Decision::NoOpinion(status.reason), self.denied_ttl)
+                (Decision::NoOpinion(reason), self.denied_ttl)
             };
             self.cache
                 .insert(spec, decision.clone(), ttl, self.clock.now());

@@ -1,7 +1,10 @@
-//! TokenReview and SubjectAccessReview objects, and the client that creates them.
+//! TokenReview and SubjectAccessReview objects (k8s-openapi's `authentication.k8s.io/v1`
+//! and `authorization.k8s.io/v1` types), and the client that creates them. A
+//! [`SubjectAccessReviewSpec`] is what an authorization decision is cached under.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::{authentication::v1 as authentication, authorization::v1 as authorization};
 use promhpa_core::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -21,70 +24,6 @@ pub trait ReviewClient: Send + Sync {
         path: &'a str,
         body: Vec<u8>,
     ) -> BoxFuture<'a, Result<Vec<u8>, AuthError>>;
-}
-
-/// `authentication.k8s.io/v1` TokenReview.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenReview {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub spec: TokenReviewSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<TokenReviewStatus>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenReviewSpec {
-    #[serde(default)]
-    pub token: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub audiences: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenReviewStatus {
-    #[serde(default)]
-    pub authenticated: bool,
-    #[serde(default)]
-    pub user: UserInfo,
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    #[serde(default)]
-    pub error: String,
-}
-
-impl TokenReview {
-    pub fn new(token: &str, audiences: &[String]) -> Self {
-        TokenReview {
-            api_version: "authentication.k8s.io/v1".to_string(),
-            kind: "TokenReview".to_string(),
-            spec: TokenReviewSpec {
-                token: token.to_string(),
-                audiences: audiences.to_vec(),
-            },
-            status: None,
-        }
-    }
-}
-
-/// `authorization.k8s.io/v1` SubjectAccessReview.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SubjectAccessReview {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub spec: SubjectAccessReviewSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<SubjectAccessReviewStatus>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -132,26 +71,63 @@ pub struct NonResourceAttributes {
     pub verb: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SubjectAccessReviewStatus {
-    #[serde(default)]
-    pub allowed: bool,
-    #[serde(default)]
-    pub denied: bool,
-    #[serde(default)]
-    pub reason: String,
-    #[serde(default)]
-    pub evaluation_error: String,
+fn nonempty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
 }
 
-impl SubjectAccessReview {
-    pub fn new(spec: SubjectAccessReviewSpec) -> Self {
-        SubjectAccessReview {
-            api_version: "authorization.k8s.io/v1".to_string(),
-            kind: "SubjectAccessReview".to_string(),
-            spec,
-            status: None,
-        }
+/// The `authentication.k8s.io/v1` TokenReview of `token` for `audiences` (empty leaves the
+/// API server's default).
+pub fn token_review(token: &str, audiences: &[String]) -> authentication::TokenReview {
+    authentication::TokenReview {
+        spec: authentication::TokenReviewSpec {
+            token: Some(token.to_string()),
+            audiences: (!audiences.is_empty()).then(|| audiences.to_vec()),
+        },
+        ..authentication::TokenReview::default()
+    }
+}
+
+/// The user a TokenReview answered with.
+pub fn reviewed_user(user: authentication::UserInfo) -> UserInfo {
+    UserInfo {
+        name: user.username.unwrap_or_default(),
+        uid: user.uid.unwrap_or_default(),
+        groups: user.groups.unwrap_or_default(),
+        extra: user.extra.unwrap_or_default(),
+    }
+}
+
+/// The `authorization.k8s.io/v1` SubjectAccessReview asking about `spec`.
+pub fn subject_access_review(spec: &SubjectAccessReviewSpec) -> authorization::SubjectAccessReview {
+    let resource = spec
+        .resource_attributes
+        .as_ref()
+        .map(|r| authorization::ResourceAttributes {
+            namespace: nonempty(&r.namespace),
+            verb: Some(r.verb.clone()),
+            group: nonempty(&r.group),
+            version: nonempty(&r.version),
+            resource: Some(r.resource.clone()),
+            subresource: nonempty(&r.subresource),
+            name: nonempty(&r.name),
+            ..authorization::ResourceAttributes::default()
+        });
+    let non_resource =
+        spec.non_resource_attributes
+            .as_ref()
+            .map(|n| authorization::NonResourceAttributes {
+                path: Some(n.path.clone()),
+                verb: Some(n.verb.clone()),
+            });
+    authorization::SubjectAccessReview {
+        spec: authorization::SubjectAccessReviewSpec {
+            resource_attributes: resource,
+            non_resource_attributes: non_resource,
+            user: Some(spec.user.clone()),
+            groups: (!spec.groups.is_empty()).then(|| spec.groups.clone()),
+            extra: (!spec.extra.is_empty()).then(|| spec.extra.clone()),
+            uid: nonempty(&spec.uid),
+        },
+        ..authorization::SubjectAccessReview::default()
     }
 }
