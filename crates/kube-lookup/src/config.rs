@@ -1,12 +1,15 @@
-//! Where the Kubernetes API is and how to authenticate to it: a kubeconfig file or the
-//! pod's in-cluster service account.
+//! A kubeconfig context's TLS settings and static credentials, read with kube's kubeconfig
+//! parser, for HTTP clients other than the Kubernetes one (Prometheus through
+//! `--prometheus-auth-config`). Settings such a client cannot honour (exec and auth-provider
+//! plugins, impersonation, proxies) are errors naming them.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use serde::Deserialize;
+use kube::config::{AuthInfo, Cluster, Kubeconfig};
+use secrecy::{ExposeSecret, SecretString};
 
+use crate::error::error_chain;
 use crate::KubeError;
 
 /// Connection settings for one API server.
@@ -42,15 +45,13 @@ impl KubeConfig {
         path: &Path,
         context: Option<&str>,
     ) -> Result<KubeConfig, KubeError> {
-        let text = std::fs::read_to_string(path).map_err(|e| KubeError::Kubeconfig {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        KubeConfig::from_kubeconfig(&text, base, context).map_err(|message| KubeError::Kubeconfig {
+        let err = |message: String| KubeError::Kubeconfig {
             path: path.display().to_string(),
             message,
-        })
+        };
+        let file = Kubeconfig::read_from(path).map_err(|e| err(error_chain(&e)))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        KubeConfig::from_parsed(file, base, context).map_err(err)
     }
 
     /// Parses kubeconfig text; relative file references are resolved against `base`.
@@ -59,7 +60,15 @@ impl KubeConfig {
         base: &Path,
         context: Option<&str>,
     ) -> Result<KubeConfig, String> {
-        let file: KubeconfigFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let file = Kubeconfig::from_yaml(text).map_err(|e| error_chain(&e))?;
+        KubeConfig::from_parsed(file, base, context)
+    }
+
+    fn from_parsed(
+        file: Kubeconfig,
+        base: &Path,
+        context: Option<&str>,
+    ) -> Result<KubeConfig, String> {
         let context_name = context
             .map(str::to_string)
             .or(file.current_context.clone())
@@ -69,41 +78,46 @@ impl KubeConfig {
             .contexts
             .iter()
             .find(|c| c.name == context_name)
-            .map(|c| &c.context)
+            .and_then(|c| c.context.clone())
             .ok_or_else(|| format!("context {context_name:?} not found"))?;
         let cluster = file
             .clusters
             .iter()
             .find(|c| c.name == ctx.cluster)
-            .map(|c| &c.cluster)
+            .and_then(|c| c.cluster.clone())
             .ok_or_else(|| {
                 format!(
                     "cluster {:?} of context {context_name:?} not found",
                     ctx.cluster
                 )
             })?;
-        let empty = KubeconfigUser::default();
-        let user = match &ctx.user {
+        let user = match ctx.user.as_deref() {
             Some(name) if !name.is_empty() => file
-                .users
+                .auth_infos
                 .iter()
-                .find(|u| &u.name == name)
-                .map(|u| &u.user)
+                .find(|u| u.name == name)
+                .map(|u| u.auth_info.clone().unwrap_or_default())
                 .ok_or_else(|| format!("user {name:?} of context {context_name:?} not found"))?,
-            _ => &empty,
+            _ => AuthInfo::default(),
         };
-        let unsupported = unsupported_settings(user, cluster);
+        let unsupported = unsupported_settings(&user, &cluster);
         if !unsupported.is_empty() {
             return Err(format!(
                 "context {context_name:?} uses {}, which promhpa does not support; use a token, tokenFile, username/password or a client certificate",
                 unsupported.join(", ")
             ));
         }
-        let has_token = user.token.as_deref().is_some_and(|t| !t.is_empty())
-            || user.token_file.as_deref().is_some_and(|t| !t.is_empty());
-        let has_basic = user.username.as_deref().is_some_and(|u| !u.is_empty())
-            || user.password.as_deref().is_some_and(|p| !p.is_empty());
-        if has_token && has_basic {
+        let secret = |s: &Option<SecretString>| {
+            s.as_ref()
+                .map(|s| s.expose_secret().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let set = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let token = secret(&user.token);
+        let password = secret(&user.password);
+        let username = set(&user.username);
+        let has_token = token.is_some() || set(&user.token_file).is_some();
+        if has_token && (username.is_some() || password.is_some()) {
             return Err(format!(
                 "more than one authentication method found for the user of context {context_name:?}: token and username/password; only one is allowed"
             ));
@@ -116,11 +130,11 @@ impl KubeConfig {
                 base.join(p)
             }
         };
-        let data_or_file = |data: &Option<String>,
+        let data_or_file = |data: Option<String>,
                             file: &Option<String>,
                             what: &str|
          -> Result<Option<Vec<u8>>, String> {
-            if let Some(data) = data.as_deref().filter(|d| !d.is_empty()) {
+            if let Some(data) = data.filter(|d| !d.is_empty()) {
                 let cleaned: String = data.split_whitespace().collect();
                 return base64::engine::general_purpose::STANDARD
                     .decode(cleaned)
@@ -134,40 +148,39 @@ impl KubeConfig {
                 None => Ok(None),
             }
         };
-        if cluster.server.is_empty() {
-            return Err(format!("cluster {:?} has no server", ctx.cluster));
-        }
+        let server = set(&cluster.server)
+            .ok_or_else(|| format!("cluster {:?} has no server", ctx.cluster))?;
         Ok(KubeConfig {
-            server: cluster.server.trim_end_matches('/').to_string(),
+            server: server.trim_end_matches('/').to_string(),
             ca_pem: data_or_file(
-                &cluster.certificate_authority_data,
+                cluster.certificate_authority_data.clone(),
                 &cluster.certificate_authority,
                 "certificate-authority",
             )?,
-            insecure: cluster.insecure_skip_tls_verify,
-            tls_server_name: cluster.tls_server_name.clone().filter(|s| !s.is_empty()),
-            token: user.token.clone().filter(|t| !t.is_empty()),
-            token_file: user
-                .token_file
-                .as_deref()
-                .filter(|f| !f.is_empty())
-                .map(resolve),
+            insecure: cluster.insecure_skip_tls_verify.unwrap_or(false),
+            tls_server_name: set(&cluster.tls_server_name),
+            token,
+            token_file: set(&user.token_file).as_deref().map(resolve),
             client_cert_pem: data_or_file(
-                &user.client_certificate_data,
+                user.client_certificate_data.clone(),
                 &user.client_certificate,
                 "client-certificate",
             )?,
-            client_key_pem: data_or_file(&user.client_key_data, &user.client_key, "client-key")?,
-            username: user.username.clone().filter(|u| !u.is_empty()),
-            password: user.password.clone().filter(|p| !p.is_empty()),
-            namespace: ctx.namespace.clone().filter(|n| !n.is_empty()),
+            client_key_pem: data_or_file(
+                secret(&user.client_key_data),
+                &user.client_key,
+                "client-key",
+            )?,
+            username,
+            password,
+            namespace: set(&ctx.namespace),
         })
     }
 }
 
 /// The settings of a kubeconfig user or cluster that change how requests are made and that
-/// promhpa cannot honour, by their kubeconfig names.
-fn unsupported_settings(user: &KubeconfigUser, cluster: &KubeconfigCluster) -> Vec<&'static str> {
+/// a client built from [`KubeConfig`] cannot honour, by their kubeconfig names.
+fn unsupported_settings(user: &AuthInfo, cluster: &Cluster) -> Vec<&'static str> {
     let mut found = Vec::new();
     if user.exec.is_some() {
         found.push("an exec credential plugin (users[].user.exec)");
@@ -175,20 +188,25 @@ fn unsupported_settings(user: &KubeconfigUser, cluster: &KubeconfigCluster) -> V
     if user.auth_provider.is_some() {
         found.push("an auth-provider plugin (users[].user.auth-provider)");
     }
-    let set = |v: &Option<serde_yaml::Value>| v.as_ref().is_some_and(|v| !v.is_null());
-    for (value, name) in [
-        (&user.impersonate, "impersonation (users[].user.as)"),
-        (&user.impersonate_uid, "impersonation (users[].user.as-uid)"),
+    for (set, name) in [
         (
-            &user.impersonate_groups,
+            user.impersonate.is_some(),
+            "impersonation (users[].user.as)",
+        ),
+        (
+            user.impersonate_uid.is_some(),
+            "impersonation (users[].user.as-uid)",
+        ),
+        (
+            user.impersonate_groups.is_some(),
             "impersonation (users[].user.as-groups)",
         ),
         (
-            &user.impersonate_user_extra,
+            user.impersonate_user_extra.is_some(),
             "impersonation (users[].user.as-user-extra)",
         ),
     ] {
-        if set(value) {
+        if set {
             found.push(name);
         }
     }
@@ -196,81 +214,6 @@ fn unsupported_settings(user: &KubeconfigUser, cluster: &KubeconfigCluster) -> V
         found.push("a proxy (clusters[].cluster.proxy-url)");
     }
     found
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct KubeconfigFile {
-    #[serde(rename = "current-context", default)]
-    current_context: Option<String>,
-    #[serde(default)]
-    clusters: Vec<NamedCluster>,
-    #[serde(default)]
-    users: Vec<NamedUser>,
-    #[serde(default)]
-    contexts: Vec<NamedContext>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct NamedCluster {
-    name: String,
-    cluster: KubeconfigCluster,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct KubeconfigCluster {
-    #[serde(default)]
-    server: String,
-    certificate_authority: Option<String>,
-    certificate_authority_data: Option<String>,
-    #[serde(default)]
-    insecure_skip_tls_verify: bool,
-    tls_server_name: Option<String>,
-    proxy_url: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct NamedUser {
-    name: String,
-    #[serde(default)]
-    user: KubeconfigUser,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct KubeconfigUser {
-    token: Option<String>,
-    #[serde(rename = "tokenFile")]
-    token_file: Option<String>,
-    client_certificate: Option<String>,
-    client_certificate_data: Option<String>,
-    client_key: Option<String>,
-    client_key_data: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    #[serde(rename = "as")]
-    impersonate: Option<serde_yaml::Value>,
-    #[serde(rename = "as-uid")]
-    impersonate_uid: Option<serde_yaml::Value>,
-    #[serde(rename = "as-groups")]
-    impersonate_groups: Option<serde_yaml::Value>,
-    #[serde(rename = "as-user-extra")]
-    impersonate_user_extra: Option<serde_yaml::Value>,
-    exec: Option<serde_yaml::Value>,
-    auth_provider: Option<BTreeMap<String, serde_yaml::Value>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct NamedContext {
-    name: String,
-    context: KubeconfigContext,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct KubeconfigContext {
-    cluster: String,
-    user: Option<String>,
-    namespace: Option<String>,
 }
 
 #[cfg(test)]
