@@ -21,9 +21,11 @@ use serde::Serialize;
 
 use promhpa_core::path::segments;
 
+use crate::coalesce::Source;
 use crate::error::ApiError;
 use crate::metrics::SelfMetrics;
 use crate::registry::Registry;
+use crate::stale::Recall;
 use crate::types::*;
 
 /// Decides whether a request may proceed (authentication and authorization). Health probes
@@ -276,6 +278,7 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
             .into_response();
         }
     }
+    let key = request_key(&req, &params);
     let (route, result) = match segs.as_slice() {
         [] => return json(&custom_group()),
         [v] => return json(&custom_resources(&state, v)),
@@ -293,7 +296,7 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
         ),
         _ => return not_found(req).await,
     };
-    with_route(route, result.unwrap_or_else(IntoResponse::into_response))
+    with_route(route, remembered(&state, "custom", key, result).await)
 }
 
 fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
@@ -323,11 +326,11 @@ fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
 
 fn backend_error(e: BackendError, metric: &str, rule: &Rule, promql: &str) -> ApiError {
     match e {
-        BackendError::Unavailable { address, message } => ApiError::Unavailable(format!(
+        BackendError::Unavailable { address, message } => ApiError::BackendUnavailable(format!(
             "unable to fetch metric \"{metric}\": backend {address} unavailable: {message}"
         )),
         // Not an answer Prometheus gives: a broken or foreign server, or a cut connection.
-        BackendError::Protocol { address, message } => ApiError::Unavailable(format!(
+        BackendError::Protocol { address, message } => ApiError::BackendUnavailable(format!(
             "unable to fetch metric \"{metric}\": backend {address} unavailable: unexpected response: {message}"
         )),
         other => ApiError::Internal(format!(
@@ -368,6 +371,91 @@ pub fn range_window_seconds(promql: &str) -> Option<i64> {
     best
 }
 
+/// What identifies a metric request for its stale value: the path (API, version,
+/// namespace, resource, object name, metric) and every query parameter but `timeout`.
+pub(crate) fn request_key(req: &Request, params: &BTreeMap<String, String>) -> String {
+    let rest: Vec<(&String, &String)> = params.iter().filter(|(k, _)| *k != "timeout").collect();
+    format!("{}?{rest:?}", req.uri().path())
+}
+
+/// The answer to a metric request, with the stale-value memory when it is on
+/// (`--stale-value-max-age`): a value answered is remembered under `key`; when the backend
+/// fails, the answer remembered for the same request is served while it is younger than
+/// the maximum age (with a `Warning` header, logged and counted under `api`), and past
+/// that age the 503 says when the last answer was.
+pub(crate) async fn remembered(
+    state: &AppState,
+    api: &'static str,
+    key: String,
+    result: Result<Response, ApiError>,
+) -> Response {
+    let Some(answers) = state.coalescer.answers() else {
+        return result.unwrap_or_else(IntoResponse::into_response);
+    };
+    match result {
+        Ok(resp) if resp.status() == StatusCode::OK => {
+            let (parts, body) = resp.into_parts();
+            match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(bytes) => {
+                    answers.remember(&key, bytes.clone(), now_ms());
+                    let (entries, size) = answers.size();
+                    state.metrics.set_stale_values_remembered(entries, size);
+                    Response::from_parts(parts, Body::from(bytes))
+                }
+                Err(e) => ApiError::Internal(format!("reading an answer: {e}")).into_response(),
+            }
+        }
+        Ok(resp) => resp,
+        Err(ApiError::BackendUnavailable(message)) => match answers.recall(&key) {
+            Recall::Fresh {
+                body,
+                answered_ms,
+                age,
+            } => {
+                state.metrics.stale_value_served(api);
+                let answered = crate::types::rfc3339(answered_ms);
+                if let Some(suppressed) = answers.log_served() {
+                    tracing::warn!(
+                        api,
+                        request = %key,
+                        answered_at = %answered,
+                        age_s = age.as_secs(),
+                        not_logged_since_last = suppressed,
+                        error = %message,
+                        "backend failed: serving the last answer to this request (stale value)"
+                    );
+                }
+                let warning = format!(
+                    "299 - \"promhpa: the metrics backend failed; this is the answer of {answered} ({}s old)\"",
+                    age.as_secs()
+                );
+                let mut resp = (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response();
+                if let Ok(v) = header::HeaderValue::from_str(&warning) {
+                    resp.headers_mut().insert(header::WARNING, v);
+                }
+                resp
+            }
+            Recall::TooOld { answered_ms, age } => ApiError::BackendUnavailable(format!(
+                "{message}; the last successful answer to this request was at {} ({}s ago), older than --stale-value-max-age={}s",
+                crate::types::rfc3339(answered_ms),
+                age.as_secs(),
+                answers.max_age().as_secs_f64()
+            ))
+            .into_response(),
+            Recall::Unknown => ApiError::BackendUnavailable(format!(
+                "{message}; no earlier answer to this request is remembered to serve instead"
+            ))
+            .into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `promql` at the current time through the coalescer, within what is left of the
 /// request's deadline, recorded in the self-metrics under the rule at `rule_path`.
 pub(crate) async fn observed_query(
@@ -376,7 +464,7 @@ pub(crate) async fn observed_query(
     promql: &str,
 ) -> Result<QueryValue, BackendError> {
     let start = Instant::now();
-    let (result, shared) = state
+    let (result, source) = state
         .coalescer
         .query(
             &state.backend,
@@ -386,7 +474,8 @@ pub(crate) async fn observed_query(
         )
         .await;
     let outcome = match &result {
-        Ok(_) if shared => "shared",
+        Ok(_) if source == Source::Shared => "shared",
+        Ok(_) if source == Source::Cache => "cached",
         Ok(_) => "success",
         Err(BackendError::Unavailable { .. }) => "unavailable",
         Err(BackendError::Query { .. }) => "rejected",
@@ -685,12 +774,14 @@ async fn external(State(state): State<AppState>, req: Request) -> Response {
     match segs.as_slice() {
         [] => json(&external_group()),
         ["v1beta1"] => json(&external_resources(&state)),
-        ["v1beta1", "namespaces", ns, metric] => with_route(
-            "external/value",
-            external_values(&state, ns, metric, &params)
-                .await
-                .unwrap_or_else(IntoResponse::into_response),
-        ),
+        ["v1beta1", "namespaces", ns, metric] => {
+            let key = request_key(&req, &params);
+            let result = external_values(&state, ns, metric, &params).await;
+            with_route(
+                "external/value",
+                remembered(&state, "external", key, result).await,
+            )
+        }
         _ => not_found(req).await,
     }
 }

@@ -6,6 +6,12 @@
 //! has time left), since the backend may have recovered since the query was sent; a
 //! failure that was only the leader's deadline passing is never taken as the answer by a
 //! request with time left.
+//!
+//! Two memories sit beside it, both off unless configured: a result cache
+//! ([`Coalescer::with_result_ttl`], `--query-cache-ttl`) answers an identical query from
+//! memory for a short time after it succeeded, and the request's last answers
+//! ([`Coalescer::with_stale_answers`], `--stale-value-max-age`) are kept for serving when
+//! the backend fails.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +22,70 @@ use promhpa_core::backend::{Backend, BackendError, QueryValue};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::stale::StaleAnswers;
+
 /// A finished query's result, and whether it failed only because its leader's deadline
 /// passed (which says nothing to a request with time left).
 type Outcome = Option<(Result<QueryValue, BackendError>, bool)>;
 
 /// How long a query in flight may be joined by identical requests unless configured.
 pub const DEFAULT_MAX_JOIN_AGE: Duration = Duration::from_secs(1);
+
+/// The most results the result cache holds; past it new results are not cached until
+/// older ones expire.
+pub const MAX_CACHED_RESULTS: usize = 10_000;
+
+/// Where a query's result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// This request asked the backend.
+    Backend,
+    /// An identical query in flight answered it.
+    Shared,
+    /// The result cache answered it.
+    Cache,
+}
+
+/// Results of recent successful queries by PromQL, each answered from memory for `ttl`.
+struct ResultCache {
+    ttl: Duration,
+    entries: Mutex<CachedResults>,
+}
+
+#[derive(Default)]
+struct CachedResults {
+    by_query: HashMap<String, (Instant, QueryValue)>,
+    last_sweep: Option<Instant>,
+}
+
+impl ResultCache {
+    fn get(&self, promql: &str) -> Option<QueryValue> {
+        let m = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match m.by_query.get(promql) {
+            Some((at, v)) if at.elapsed() < self.ttl => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, promql: &str, value: &QueryValue) {
+        let mut m = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        // Expired results are dropped once per TTL, so the cache holds about what one TTL
+        // of distinct queries produced, and never more than MAX_CACHED_RESULTS.
+        if m.last_sweep
+            .is_none_or(|t| now.duration_since(t) >= self.ttl)
+            || m.by_query.len() >= MAX_CACHED_RESULTS
+        {
+            let ttl = self.ttl;
+            m.by_query
+                .retain(|_, (at, _)| now.duration_since(*at) < ttl);
+            m.last_sweep = Some(now);
+        }
+        if m.by_query.len() < MAX_CACHED_RESULTS || m.by_query.contains_key(promql) {
+            m.by_query.insert(promql.to_string(), (now, value.clone()));
+        }
+    }
+}
 
 struct InFlight {
     id: u64,
@@ -34,6 +98,8 @@ pub struct Coalescer {
     inflight: Mutex<HashMap<String, InFlight>>,
     next_id: AtomicU64,
     max_join_age: Duration,
+    results: Option<ResultCache>,
+    answers: Option<StaleAnswers>,
 }
 
 impl Default for Coalescer {
@@ -82,7 +148,30 @@ impl Coalescer {
             inflight: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             max_join_age,
+            results: None,
+            answers: None,
         }
+    }
+
+    /// Answer a query from memory for `ttl` after an identical one succeeded (zero: never).
+    pub fn with_result_ttl(mut self, ttl: Duration) -> Self {
+        self.results = (!ttl.is_zero()).then(|| ResultCache {
+            ttl,
+            entries: Mutex::new(CachedResults::default()),
+        });
+        self
+    }
+
+    /// Keep the last answer to each request for serving when the backend fails, for at
+    /// most `max_age` (zero: never).
+    pub fn with_stale_answers(mut self, max_age: Duration) -> Self {
+        self.answers = (!max_age.is_zero()).then(|| StaleAnswers::new(max_age));
+        self
+    }
+
+    /// The last answers to requests, when stale values are served.
+    pub fn answers(&self) -> Option<&StaleAnswers> {
+        self.answers.as_ref()
     }
 
     /// How long after it was sent a query may still be joined.
@@ -93,14 +182,18 @@ impl Coalescer {
     /// Evaluate `promql` at `at_ms` within `budget`, or wait for an identical query sent
     /// less than [`Coalescer::max_join_age`] ago — until it answers, the budget runs out, or
     /// it turns that old, whichever comes first; in the last case ask the backend anew.
-    /// Returns the result and whether it was shared.
+    /// With a result cache, a result younger than its TTL is the answer. Returns the
+    /// result and where it came from.
     pub async fn query(
         &self,
         backend: &Arc<dyn Backend>,
         promql: &str,
         at_ms: i64,
         budget: Duration,
-    ) -> (Result<QueryValue, BackendError>, bool) {
+    ) -> (Result<QueryValue, BackendError>, Source) {
+        if let Some(v) = self.results.as_ref().and_then(|c| c.get(promql)) {
+            return (Ok(v), Source::Cache);
+        }
         let deadline = Instant::now() + budget;
         let mut retried = false;
         loop {
@@ -134,9 +227,12 @@ impl Coalescer {
                 };
                 let result = ask(backend, promql, at_ms, deadline).await;
                 let ran_out = result.is_err() && Instant::now() >= deadline;
+                if let (Some(cache), Ok(v)) = (&self.results, &result) {
+                    cache.put(promql, v);
+                }
                 drop(guard);
                 let _ = tx.send(Some((result.clone(), ran_out)));
-                return (result, false);
+                return (result, Source::Backend);
             }
             let Some((mut rx, stale_at)) = follower else {
                 continue;
@@ -148,7 +244,7 @@ impl Coalescer {
                 // The leading request went away before answering: ask again.
                 Ok(Err(_)) => None,
                 Err(_) if Instant::now() >= deadline => {
-                    return (Err(timed_out(backend.as_ref(), budget)), true)
+                    return (Err(timed_out(backend.as_ref(), budget)), Source::Shared)
                 }
                 // The shared query is too old to wait on any longer: ask again.
                 Err(_) => None,
@@ -160,7 +256,7 @@ impl Coalescer {
                 // A failure of a query sent before this request arrived may be over by
                 // now: ask once more before passing it on.
                 Some((Err(_), false)) if time_left && !retried => retried = true,
-                Some((result, _)) => return (result, true),
+                Some((result, _)) => return (result, Source::Shared),
                 None => {}
             }
         }
@@ -264,7 +360,7 @@ mod tests {
                     timestamp_ms: 1
                 }
             );
-            shared += usize::from(s);
+            shared += usize::from(s == Source::Shared);
         }
         assert_eq!(gate.calls.load(Ordering::SeqCst), 1);
         assert_eq!(shared, 4);
@@ -328,8 +424,8 @@ mod tests {
             tokio::task::yield_now().await;
         }
         // A young stalled query is joined, and the joiner gives up at its own deadline.
-        let (r, shared) = c.query(&backend, "up", 2, Duration::from_millis(300)).await;
-        assert!(shared);
+        let (r, source) = c.query(&backend, "up", 2, Duration::from_millis(300)).await;
+        assert_eq!(source, Source::Shared);
         match r {
             Err(BackendError::Unavailable { address, message }) => {
                 assert_eq!(address, "https://stalled.example");
@@ -340,8 +436,8 @@ mod tests {
         assert_eq!(stall.calls.load(Ordering::SeqCst), 1);
         // One with time to spare waits only until the stalled query is a second old, then
         // asks the backend itself, and has its answer.
-        let (r, shared) = c.query(&backend, "up", 3, Duration::from_secs(5)).await;
-        assert!(!shared);
+        let (r, source) = c.query(&backend, "up", 3, Duration::from_secs(5)).await;
+        assert_eq!(source, Source::Backend);
         assert_eq!(
             r.unwrap(),
             QueryValue::Scalar {
@@ -358,5 +454,91 @@ mod tests {
         let (r, _) = first.await.unwrap();
         assert!(matches!(r, Err(BackendError::Unavailable { .. })), "{r:?}");
         assert!(c.inflight.lock().unwrap().is_empty());
+    }
+    /// Answers every query at once with the number of queries so far.
+    struct Counting {
+        calls: AtomicUsize,
+    }
+
+    impl Backend for Counting {
+        fn address(&self) -> String {
+            "counting".into()
+        }
+        fn query<'a>(
+            &'a self,
+            _promql: &'a str,
+            at_ms: i64,
+        ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(QueryValue::Scalar {
+                    value: n as f64,
+                    timestamp_ms: at_ms,
+                })
+            })
+        }
+        fn query_range<'a>(
+            &'a self,
+            _: &'a str,
+            _: i64,
+            _: i64,
+            _: i64,
+        ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+            Box::pin(async { Err(BackendError::Unsupported("range".into())) })
+        }
+        fn series_names<'a>(
+            &'a self,
+            _: &'a str,
+            _: i64,
+        ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_result_cache_answers_identical_queries_within_its_ttl() {
+        let counting = Arc::new(Counting {
+            calls: AtomicUsize::new(0),
+        });
+        let backend: Arc<dyn Backend> = counting.clone();
+        let budget = Duration::from_secs(5);
+        // Off by default: every query asks.
+        let c = Coalescer::default();
+        c.query(&backend, "up", 1, budget).await.0.unwrap();
+        let (_, source) = c.query(&backend, "up", 2, budget).await;
+        assert_eq!(source, Source::Backend);
+        assert_eq!(counting.calls.load(Ordering::SeqCst), 2);
+
+        let c = Coalescer::default().with_result_ttl(Duration::from_secs(60));
+        let (first, source) = c.query(&backend, "up", 3, budget).await;
+        assert_eq!(source, Source::Backend);
+        let (again, source) = c.query(&backend, "up", 4, budget).await;
+        assert_eq!(source, Source::Cache);
+        assert_eq!(again.unwrap(), first.unwrap());
+        // Another query is not answered by it.
+        let (_, source) = c.query(&backend, "down", 5, budget).await;
+        assert_eq!(source, Source::Backend);
+        assert_eq!(counting.calls.load(Ordering::SeqCst), 4);
+
+        // Past the TTL the backend is asked again.
+        let c = Coalescer::default().with_result_ttl(Duration::from_millis(1));
+        c.query(&backend, "up", 6, budget).await.0.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (_, source) = c.query(&backend, "up", 7, budget).await;
+        assert_eq!(source, Source::Backend);
+        assert_eq!(counting.calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn failures_are_not_cached() {
+        let backend: Arc<dyn Backend> = Arc::new(StallFirst {
+            calls: AtomicUsize::new(0),
+        });
+        let c = Coalescer::default().with_result_ttl(Duration::from_secs(60));
+        let (r, _) = c.query(&backend, "up", 1, Duration::from_millis(50)).await;
+        assert!(r.is_err());
+        let (r, source) = c.query(&backend, "up", 2, Duration::from_secs(5)).await;
+        assert!(r.is_ok());
+        assert_eq!(source, Source::Backend);
     }
 }

@@ -17,9 +17,15 @@ pub enum ApiError {
     /// 400 `BadRequest`.
     #[error("{0}")]
     BadRequest(String),
-    /// 503 `ServiceUnavailable`: the backend could not be reached or timed out.
+    /// 503 `ServiceUnavailable`: something other than the metrics backend is unavailable
+    /// (the cluster's objects, a broken rule).
     #[error("{0}")]
     Unavailable(String),
+    /// 503 `ServiceUnavailable`: the metrics backend could not be reached, did not answer
+    /// in time or gave something that is not an answer. The message names it. A stale
+    /// value may stand in for it (`--stale-value-max-age`).
+    #[error("{0}")]
+    BackendUnavailable(String),
     /// 500 `InternalError`: the backend rejected a rendered query, or a rule failed to render.
     #[error("{0}")]
     Internal(String),
@@ -45,7 +51,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::BackendUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -57,7 +65,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => "NotFound",
             ApiError::BadRequest(_) => "BadRequest",
-            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Unavailable(_) | ApiError::BackendUnavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",

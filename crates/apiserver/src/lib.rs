@@ -11,6 +11,8 @@
 //!   the guard as [`promhpa_core::tls::PeerCertificates`].
 //! - [`reload::RuleFileReloader`]: the rule file reloaded when it changes or on SIGHUP.
 //! - [`objects::StaticObjects`]: an object lookup backed by a file of Kubernetes objects.
+//! - [`coalesce::Coalescer`]: identical queries shared, optionally cached; with
+//!   [`stale::StaleAnswers`], the last answer served when the backend fails.
 //!
 //! ```
 //! use promhpa_apiserver::types::rfc3339;
@@ -30,6 +32,7 @@ pub mod reload;
 pub mod resource;
 pub mod rule_objects;
 pub mod server;
+pub mod stale;
 pub mod types;
 
 pub use api::{router, AppState, RequestGuard};

@@ -64,6 +64,8 @@ struct Inner {
     open_connections: u64,
     connections_closed: BTreeMap<String, u64>,
     requests_rejected: BTreeMap<String, u64>,
+    stale_values_served: BTreeMap<&'static str, u64>,
+    stale_values_remembered: (u64, u64),
 }
 
 /// Counters and histograms describing the server's own behaviour.
@@ -179,6 +181,16 @@ impl SelfMetrics {
             .or_default() += 1;
     }
 
+    /// An earlier answer served for a request of `api` because the backend failed.
+    pub fn stale_value_served(&self, api: &'static str) {
+        *self.lock().stale_values_served.entry(api).or_default() += 1;
+    }
+
+    /// Requests whose last answer is remembered for stale values, and the bytes kept.
+    pub fn set_stale_values_remembered(&self, requests: usize, bytes: usize) {
+        self.lock().stale_values_remembered = (requests as u64, bytes as u64);
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let i = self.lock();
@@ -244,6 +256,17 @@ impl SelfMetrics {
                 esc(r)
             );
         }
+        out.push_str("# HELP promhpa_stale_values_served_total Earlier answers served because the backend failed (--stale-value-max-age), by API.\n# TYPE promhpa_stale_values_served_total counter\n");
+        for api in ["custom", "external", "resource"] {
+            let n = i.stale_values_served.get(api).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "promhpa_stale_values_served_total{{api=\"{api}\"}} {n}"
+            );
+        }
+        let (requests, bytes) = i.stale_values_remembered;
+        let _ = writeln!(out, "# HELP promhpa_stale_values_remembered Requests whose last answer (or only its time, once too old) is kept for stale values.\n# TYPE promhpa_stale_values_remembered gauge\npromhpa_stale_values_remembered {requests}");
+        let _ = writeln!(out, "# HELP promhpa_stale_values_remembered_bytes Bytes of the answers kept for stale values.\n# TYPE promhpa_stale_values_remembered_bytes gauge\npromhpa_stale_values_remembered_bytes {bytes}");
         out
     }
 }
@@ -268,5 +291,10 @@ mod tests {
         ));
         assert!(text.contains("promhpa_registry_metrics{api=\"custom\"} 3"));
         assert!(text.contains("rule=\"rules[0]\",outcome=\"success\""));
+        assert!(text.contains("promhpa_stale_values_served_total{api=\"external\"} 0"));
+        m.stale_value_served("custom");
+        assert!(m
+            .render()
+            .contains("promhpa_stale_values_served_total{api=\"custom\"} 1"));
     }
 }

@@ -23,7 +23,8 @@ use promhpa_rules::{ResourceRule, ResourceRules};
 use serde::Serialize;
 
 use crate::api::{
-    json, not_found, now_ms, observed_query, parse_selector, query_params, with_route, AppState,
+    json, not_found, now_ms, observed_query, parse_selector, query_params, remembered, request_key,
+    with_route, AppState,
 };
 use crate::error::ApiError;
 use crate::types::{
@@ -160,10 +161,10 @@ async fn query(
             rule.path(),
             other.type_name()
         ))),
-        Err(BackendError::Unavailable { address, message }) => Err(ApiError::Unavailable(format!(
+        Err(BackendError::Unavailable { address, message }) => Err(ApiError::BackendUnavailable(format!(
             "unable to fetch resource metrics: backend {address} unavailable: {message}"
         ))),
-        Err(BackendError::Protocol { address, message }) => Err(ApiError::Unavailable(format!(
+        Err(BackendError::Protocol { address, message }) => Err(ApiError::BackendUnavailable(format!(
             "unable to fetch resource metrics: backend {address} unavailable: unexpected response: {message}"
         ))),
         Err(other) => Err(ApiError::Internal(format!(
@@ -560,12 +561,9 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
     } else {
         "resource/pods"
     };
-    with_route(
-        route,
-        serve(&state, rules, &segs, &params)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
-    )
+    let key = request_key(&req, &params);
+    let result = serve(&state, rules, &segs, &params).await;
+    with_route(route, remembered(&state, "resource", key, result).await)
 }
 
 #[cfg(test)]

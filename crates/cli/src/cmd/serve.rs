@@ -101,6 +101,15 @@ pub struct Flags {
     pub shutdown_grace_period: Duration,
     #[command(flatten)]
     pub limits: limits::LimitFlags,
+    /// When a backend query fails, serve the last answer to the same request if it is
+    /// younger than this, instead of a 503 (the HPA cannot tell it is old). 0 (default):
+    /// off.
+    #[arg(long, default_value = "0s", value_parser = go_duration, value_name = "DURATION")]
+    pub stale_value_max_age: Duration,
+    /// Answer a query from memory for this long after an identical one succeeded, on top
+    /// of sharing identical concurrent queries. 0 (default): off.
+    #[arg(long, default_value = "0s", value_parser = go_duration, value_name = "DURATION")]
+    pub query_cache_ttl: Duration,
 
     /// Log verbosity (klog style: 0-2 info, 3-5 debug, 6+ trace).
     #[arg(long = "v", short = 'v', default_value_t = 0)]
@@ -426,7 +435,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             lookup,
             metrics: metrics.clone(),
             guard,
-            coalescer: Default::default(),
+            coalescer: Arc::new(
+                promhpa_apiserver::coalesce::Coalescer::default()
+                    .with_result_ttl(args.query_cache_ttl)
+                    .with_stale_answers(args.stale_value_max_age),
+            ),
         };
         let app = promhpa_apiserver::router(state);
         let bind = args.bind_address.unwrap_or(if args.backend.demo {
