@@ -45,6 +45,7 @@ pub mod delegated;
 pub mod discovery;
 mod error;
 pub mod lookup;
+pub mod metric_rules;
 pub mod scale;
 
 pub use error::KubeError;
