@@ -75,7 +75,7 @@ fn explain_prints_text_and_json() {
     let out = promhpa()
         .args(["explain", "-f"])
         .arg(&f)
-        .args(["--replicas", "3", "--values", "rps=40", "-o", "json"])
+        .args(["--replicas", "3", "--metric-values", "rps=40", "-o", "json"])
         .output()
         .expect("run");
     assert!(
@@ -86,6 +86,20 @@ fn explain_prints_text_and_json() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["metrics"][0]["proposedReplicas"], 12);
     assert_eq!(v["desiredReplicas"], 6);
+    // The published spelling still works, with a warning naming the new one.
+    let old = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--replicas", "3", "--values", "rps=40", "-o", "json"])
+        .output()
+        .expect("run");
+    assert!(old.status.success());
+    assert_eq!(old.stdout, out.stdout);
+    let warning = String::from_utf8_lossy(&old.stderr);
+    assert!(
+        warning.contains("explain --values is deprecated: use --metric-values"),
+        "{warning}"
+    );
     let text = promhpa()
         .args(["explain", "-f"])
         .arg(&f)
@@ -97,7 +111,7 @@ fn explain_prints_text_and_json() {
     let bad = promhpa()
         .args(["explain", "-f"])
         .arg(&f)
-        .args(["--values", "nope=1"])
+        .args(["--metric-values", "nope=1"])
         .output()
         .expect("run");
     assert!(!bad.status.success());
@@ -127,6 +141,26 @@ fn simulate_writes_csv_and_svg_from_a_data_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // With --svg the table is written only when asked for.
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let svg_text = std::fs::read_to_string(&svg).expect("svg");
+    assert!(svg_text.contains(">replicas (pods)</text>"), "{svg_text}");
+    assert!(svg_text.contains(">per pod</text>"), "{svg_text}");
+    assert!(svg_text.contains("by rps"), "{svg_text}");
+    let out = promhpa()
+        .args(["simulate", "-f"])
+        .arg(&f)
+        .arg("--data")
+        .arg(&d)
+        .args(["--replicas", "2", "--step", "15s", "--csv", "-", "--svg"])
+        .arg(&svg)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
     let csv = String::from_utf8_lossy(&out.stdout);
     assert_eq!(csv.lines().count(), 61);
     // 25 per pod on 2 pods = 50 in total: 5 pods at the target of 10.

@@ -77,6 +77,10 @@ pub struct Tick {
     pub simulated_replicas: i32,
     /// ScalingLimited / ScalingActive reason when it is not the plain case.
     pub reason: String,
+    /// The metric (index in the defaulted spec) whose proposal was the combined
+    /// recommendation: the one that drove a step, or asked for the count kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<usize>,
 }
 
 /// One metric at one tick: recorded value, value as the simulated pods report it, target.
@@ -275,7 +279,12 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             .map(|a| a.round() as i32)
             .unwrap_or_else(|| input.spec.min_replicas()),
     };
-    let mut state = ControllerState::default();
+    // A replay that starts at zero with minReplicas 0 is taken to start where the HPA
+    // scaled the target to zero itself (ScaledToZero True), not at a manual zero.
+    let mut state = ControllerState {
+        scaled_to_zero: replicas == 0 && input.spec.min_replicas() == 0,
+        ..ControllerState::default()
+    };
     let mut ticks = Vec::new();
     let mut t = input.start_ms;
     let long_ago = i64::MIN / 4;
@@ -343,6 +352,7 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
                 _ => String::new(),
             },
         };
+        let driver = driving_metric(&out);
         replicas = out.desired_replicas;
         let want = replicas.max(0) as usize;
         while created.len() < want {
@@ -365,6 +375,7 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             raw_recommendation: out.raw_recommendation,
             simulated_replicas: replicas,
             reason,
+            driver,
         });
         match t.checked_add(input.step_ms) {
             Some(next) => t = next,
@@ -372,6 +383,21 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
         }
     }
     Ok(ticks)
+}
+
+/// The metric whose proposal the reconcile combined into its recommendation (the first of
+/// the highest, as the controller picks it).
+fn driving_metric(out: &crate::controller::Outcome) -> Option<usize> {
+    out.raw_recommendation?;
+    let mut best: Option<(usize, i32)> = None;
+    for (i, m) in out.metrics.iter().enumerate() {
+        if let Ok(p) = m {
+            if best.is_none_or(|(_, r)| r == 0 || p.replicas > r) {
+                best = Some((i, p.replicas));
+            }
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// Fetch a series with a range query; the first series of the result is used.
@@ -423,13 +449,40 @@ pub async fn simulate_from_backend<B: Backend + ?Sized>(
 }
 
 fn opt(v: Option<f64>) -> String {
-    v.map(|x| format!("{x}")).unwrap_or_default()
+    v.map(round3).unwrap_or_default()
+}
+
+/// A number with at most three decimals and no trailing zeros (`0.1`, `42`, `-3.333`).
+fn round3(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let s = format!("{:.3}", x);
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// The CSV column of metric `i` (`metric`, `metric_2`, ...).
+fn metric_column(i: usize) -> String {
+    if i == 0 {
+        "metric".to_string()
+    } else {
+        format!("metric_{}", i + 1)
+    }
 }
 
 /// The ticks as CSV, with a header line.
 pub fn to_csv(ticks: &[Tick]) -> String {
     let mut s = String::from(
-        "timestamp,actual_replicas,simulated_replicas,metric,simulated_metric,target,raw_recommendation,reason",
+        "timestamp,actual_replicas,simulated_replicas,metric,simulated_metric,target,raw_recommendation,reason,driver",
     );
     let more = ticks.first().map_or(0, |t| t.more_metrics.len());
     for k in 2..more + 2 {
@@ -439,7 +492,7 @@ pub fn to_csv(ticks: &[Tick]) -> String {
     for t in ticks {
         let _ = write!(
             s,
-            "{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             format_rfc3339(t.timestamp_ms),
             opt(t.actual_replicas),
             t.simulated_replicas,
@@ -449,7 +502,8 @@ pub fn to_csv(ticks: &[Tick]) -> String {
             t.raw_recommendation
                 .map(|r| r.to_string())
                 .unwrap_or_default(),
-            t.reason
+            t.reason,
+            t.driver.map(metric_column).unwrap_or_default()
         );
         for p in &t.more_metrics {
             let _ = write!(
@@ -627,15 +681,73 @@ pub fn to_svg_runs(runs: &[(&str, &[Tick])], title: &str) -> String {
 /// [`to_svg_runs`] with one metric panel per metric of the spec, each labelled with its
 /// name from `metric_names` (in spec order; "metric N" where none is given).
 pub fn to_svg_named(runs: &[(&str, &[Tick])], title: &str, metric_names: &[String]) -> String {
+    let metrics: Vec<ChartMetric> = metric_names
+        .iter()
+        .map(|n| ChartMetric {
+            name: n.clone(),
+            unit: String::new(),
+        })
+        .collect();
+    to_svg_chart(runs, title, &metrics)
+}
+
+/// A metric panel's title and the unit of its values (its y axis).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChartMetric {
+    pub name: String,
+    pub unit: String,
+}
+
+impl ChartMetric {
+    /// The panel of one `spec.metrics` entry: its controller name, and its unit from the
+    /// target type (percent of request for utilization, per pod for averages).
+    pub fn of(m: &MetricSpec) -> ChartMetric {
+        let unit = if is_utilization(m) {
+            "% of request"
+        } else if is_per_pod(m) {
+            "per pod"
+        } else {
+            match m.external.as_ref().map(|e| e.target.kind.as_str()) {
+                Some("AverageValue") => "total over all pods' share",
+                _ => "value",
+            }
+        };
+        ChartMetric {
+            name: crate::calc::metric_name(m),
+            unit: unit.to_string(),
+        }
+    }
+}
+
+/// What a reason code of a tick means on the chart, and its colour.
+fn reason_label(reason: &str) -> Option<(&'static str, &'static str)> {
+    Some(match reason {
+        "ScaleDownStabilized" => ("stabilization window holds a scale-down", "#f2c14e"),
+        "ScaleUpStabilized" => ("stabilization window holds a scale-up", "#f7dc9c"),
+        "ScaleUpLimit" | "ScaleDownLimit" => ("rate limit (scaling policies)", "#e07a5f"),
+        "TooManyReplicas" => ("clamped at maxReplicas", "#b5179e"),
+        "TooFewReplicas" => ("clamped at minReplicas", "#7b9acc"),
+        "ScalingDisabled" => ("target at zero, HPA disabled", "#555555"),
+        "" => return None,
+        _ => ("metrics could not be computed", "#999999"),
+    })
+}
+
+/// A chart of several simulations over the same history: actual and each run's replicas
+/// (top) above a strip saying why the first run's replica line moved or stayed (the
+/// metric that drove each step, stabilization holding a scale-down, a rate limit, the
+/// min/max clamp), then one panel per metric with its unit.
+pub fn to_svg_chart(runs: &[(&str, &[Tick])], title: &str, metric_info: &[ChartMetric]) -> String {
     let ticks: &[Tick] = runs.first().map(|r| r.1).unwrap_or(&[]);
     let n_metrics = 1 + ticks.first().map_or(0, |t| t.more_metrics.len());
     const W: f64 = 1000.0;
     const PANEL_H: f64 = 220.0;
-    const LEFT: f64 = 60.0;
+    const LEFT: f64 = 70.0;
     const RIGHT: f64 = 20.0;
     const TOP: f64 = 40.0;
     const GAP: f64 = 50.0;
-    let h = TOP + (PANEL_H + GAP) * (1 + n_metrics) as f64 + 20.0;
+    const STRIP_GAP: f64 = 70.0;
+    let h = TOP + (PANEL_H + GAP) * (1 + n_metrics) as f64 + STRIP_GAP + 40.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -654,7 +766,12 @@ pub fn to_svg_named(runs: &[(&str, &[Tick])], title: &str, metric_names: &[Strin
     let t0 = ticks[0].timestamp_ms as f64;
     let t1 = (ticks[ticks.len() - 1].timestamp_ms as f64).max(t0 + 1.0);
     let x = |t: i64| LEFT + (t as f64 - t0) / (t1 - t0) * (W - LEFT - RIGHT);
-    let panel = |s: &mut String, top: f64, label: &str, lines: &[ChartLine], whole: bool| {
+    let panel = |s: &mut String,
+                 top: f64,
+                 label: &str,
+                 unit: &str,
+                 lines: &[ChartLine],
+                 whole: bool| {
         let maxv = lines
             .iter()
             .flat_map(|l| l.2.iter().map(|p| p.1))
@@ -695,6 +812,14 @@ pub fn to_svg_named(runs: &[(&str, &[Tick])], title: &str, metric_names: &[Strin
             top - 6.0,
             esc(label)
         );
+        if !unit.is_empty() {
+            let (ux, uy) = (14.0, top + PANEL_H / 2.0);
+            let _ = writeln!(
+                s,
+                r##"<text x="{ux}" y="{uy:.1}" transform="rotate(-90 {ux} {uy:.1})" text-anchor="middle" fill="#444">{}</text>"##,
+                esc(unit)
+            );
+        }
         let mut lx = W - RIGHT - 10.0;
         for (name, color, pts, step) in lines.iter().rev() {
             if pts.is_empty() {
@@ -755,8 +880,17 @@ pub fn to_svg_named(runs: &[(&str, &[Tick])], title: &str, metric_names: &[Strin
             true,
         ));
     }
-    panel(&mut s, TOP + 10.0, "replicas", &replica_lines, true);
-    let mut top2 = TOP + 10.0;
+    panel(
+        &mut s,
+        TOP + 10.0,
+        "replicas",
+        "replicas (pods)",
+        &replica_lines,
+        true,
+    );
+    let strip_top = TOP + 10.0 + PANEL_H + 24.0;
+    why_strip(&mut s, ticks, metric_info, &x, (TOP + 10.0, strip_top), W);
+    let mut top2 = TOP + 10.0 + STRIP_GAP;
     for k in 0..n_metrics {
         // The k-th metric's recorded, simulated and target figures of a tick.
         let point = move |t: &Tick| -> MetricPoint {
@@ -791,15 +925,19 @@ pub fn to_svg_named(runs: &[(&str, &[Tick])], title: &str, metric_names: &[Strin
             series(&|t| point(t).target, ticks),
             false,
         ));
-        let name = metric_names.get(k).cloned().unwrap_or_else(|| {
-            if n_metrics == 1 {
-                "metric".to_string()
-            } else {
-                format!("metric {}", k + 1)
-            }
-        });
+        let name = metric_info
+            .get(k)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| {
+                if n_metrics == 1 {
+                    "metric".to_string()
+                } else {
+                    format!("metric {}", k + 1)
+                }
+            });
+        let unit = metric_info.get(k).map_or("", |m| m.unit.as_str());
         top2 += PANEL_H + GAP;
-        panel(&mut s, top2, &name, &lines, false);
+        panel(&mut s, top2, &name, unit, &lines, false);
     }
     let (t0_ms, t1_ms) = (t0 as i64, t1 as i64);
     let every = time_tick_ms(t1_ms - t0_ms);
@@ -832,13 +970,137 @@ pub fn to_svg_named(runs: &[(&str, &[Tick])], title: &str, metric_names: &[Strin
     }
     let _ = writeln!(
         s,
-        r##"<text x="{LEFT}" y="{:.1}" fill="#666">{} .. {} (UTC)</text>"##,
+        r##"<text x="{LEFT}" y="{:.1}" fill="#666">time (UTC), {} .. {}</text>"##,
         top2 + PANEL_H + 34.0,
         format_rfc3339(t0 as i64),
         format_rfc3339(t1 as i64)
     );
     s.push_str("</svg>\n");
     s
+}
+
+/// The strip under the replicas panel: one coloured cell per tick whose outcome was held or
+/// limited, a legend of the reasons present, and at each step of the replica line a label
+/// with the new count and the metric that asked for it.
+fn why_strip(
+    s: &mut String,
+    ticks: &[Tick],
+    metric_info: &[ChartMetric],
+    x: &dyn Fn(i64) -> f64,
+    (panel_top, top): (f64, f64),
+    width: f64,
+) {
+    const STRIP_H: f64 = 14.0;
+    const PANEL_H: f64 = 220.0;
+    let _ = writeln!(
+        s,
+        r##"<text x="14" y="{:.1}" fill="#444">why</text>"##,
+        top + STRIP_H - 3.0
+    );
+    let mut present: Vec<(&str, &str)> = Vec::new();
+    for (i, t) in ticks.iter().enumerate() {
+        let Some((label, color)) = reason_label(&t.reason) else {
+            continue;
+        };
+        let x0 = x(t.timestamp_ms);
+        let x1 = ticks.get(i + 1).map_or(x0 + 2.0, |n| x(n.timestamp_ms));
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x0:.1}" y="{top:.1}" width="{:.1}" height="{STRIP_H}" fill="{color}"><title>{}</title></rect>"#,
+            (x1 - x0).max(1.0),
+            esc(&t.reason)
+        );
+        if !present.iter().any(|(l, _)| *l == label) {
+            present.push((label, color));
+        }
+    }
+    let mut lx = 70.0;
+    let ly = top + STRIP_H + 16.0;
+    for (label, color) in &present {
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx:.0}" y="{:.0}" width="12" height="10" fill="{color}"/><text x="{:.0}" y="{ly:.0}">{}</text>"#,
+            ly - 9.0,
+            lx + 16.0,
+            esc(label)
+        );
+        lx += 7.0 * label.len() as f64 + 34.0;
+        if lx > width - 150.0 {
+            break;
+        }
+    }
+    // Step labels on the replicas panel, skipped where they would overlap the previous.
+    let max_replicas = ticks
+        .iter()
+        .map(|t| t.simulated_replicas)
+        .chain(
+            ticks
+                .iter()
+                .filter_map(|t| t.actual_replicas.map(|a| a.ceil() as i32)),
+        )
+        .max()
+        .unwrap_or(0);
+    let scale = if max_replicas <= 0 {
+        4.0
+    } else {
+        (f64::from(max_replicas) * 1.1 / 4.0).ceil().max(1.0) * 4.0
+    };
+    let mut last_x = f64::MIN;
+    for w in ticks.windows(2) {
+        let (prev, t) = (&w[0], &w[1]);
+        if t.simulated_replicas == prev.simulated_replicas {
+            continue;
+        }
+        let xx = x(t.timestamp_ms);
+        if xx - last_x < 90.0 {
+            continue;
+        }
+        last_x = xx;
+        let by = match t.driver {
+            Some(i) => short_metric(metric_info, i),
+            None => String::new(),
+        };
+        let why = match (t.reason.as_str(), by.is_empty()) {
+            ("", true) => String::new(),
+            ("", false) => format!(" by {by}"),
+            (r, true) => format!(" ({r})"),
+            (r, false) => format!(" by {by} ({r})"),
+        };
+        let arrow = if t.simulated_replicas > prev.simulated_replicas {
+            "▲"
+        } else {
+            "▼"
+        };
+        let yy = panel_top + PANEL_H - f64::from(t.simulated_replicas) / scale * PANEL_H;
+        let yy = (yy - 6.0).max(panel_top + 12.0);
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{yy:.1}" font-size="10" fill="#333">{arrow}{}{}</text>"##,
+            xx + 3.0,
+            t.simulated_replicas,
+            esc(&why)
+        );
+    }
+}
+
+/// A metric's name short enough for a label on the chart.
+fn short_metric(metric_info: &[ChartMetric], i: usize) -> String {
+    let name = metric_info
+        .get(i)
+        .map(|m| m.name.as_str())
+        .unwrap_or_default();
+    let name = name.split('(').next().unwrap_or(name).trim();
+    // `cpu resource utilization`, `memory resource`: the resource; `pods metric x`: x.
+    let name = if name.contains(" resource") {
+        name.split(' ').next().unwrap_or(name)
+    } else {
+        name.rsplit(' ').next().unwrap_or(name)
+    };
+    if name.is_empty() {
+        format!("metric {}", i + 1)
+    } else {
+        name.to_string()
+    }
 }
 
 /// The spacing of time-axis labels: a round interval giving at most eight labels.

@@ -242,22 +242,63 @@ metrics:
     let csv = to_csv(&ticks);
     let header = csv.lines().next().unwrap_or_default();
     assert!(
-        header.ends_with(",reason,metric_2,simulated_metric_2,target_2"),
+        header.ends_with(",reason,driver,metric_2,simulated_metric_2,target_2"),
         "{header}"
     );
     // At 00:01:00 the queue of 30 per pod asks for 12 pods; the legacy limit allows 8.
     // Then the recorded demand (on 4 pods) spread over 8 simulated pods halves each
     // metric, and the next tick reaches 12.
     assert!(
-        csv.contains("2024-05-01T00:01:00Z,4,8,50,50,50,12,ScaleUpLimit,30,30,10\n"),
+        csv.contains("2024-05-01T00:01:00Z,4,8,50,50,50,12,ScaleUpLimit,metric_2,30,30,10\n"),
         "{csv}"
     );
     assert!(
-        csv.contains("2024-05-01T00:01:15Z,4,12,50,25,50,12,,30,15,10\n"),
+        csv.contains("2024-05-01T00:01:15Z,4,12,50,25,50,12,,metric_2,30,15,10\n"),
         "{csv}"
     );
     assert_eq!(ticks.last().map(|t| t.simulated_replicas), Some(12));
     let names = ["cpu utilization".to_string(), "queue_depth".to_string()];
     let svg = promhpa_hpa::simulate::to_svg_named(&[("simulated", &ticks)], "two", &names);
     assert!(svg.contains(">cpu utilization</text>") && svg.contains(">queue_depth</text>"));
+    // The chart says why the line moved: the step to 8 was asked for by the queue and cut
+    // by the rate limit, which the strip under the replicas shows.
+    let metrics = [
+        promhpa_hpa::simulate::ChartMetric {
+            name: "cpu resource utilization (percentage of request)".into(),
+            unit: "% of request".into(),
+        },
+        promhpa_hpa::simulate::ChartMetric {
+            name: "pods metric queue_depth".into(),
+            unit: "per pod".into(),
+        },
+    ];
+    let svg = promhpa_hpa::simulate::to_svg_chart(&[("simulated", &ticks)], "two", &metrics);
+    assert!(svg.contains("▲8 by queue_depth (ScaleUpLimit)"), "{svg}");
+    assert!(
+        svg.contains(">rate limit (scaling policies)</text>"),
+        "{svg}"
+    );
+    assert!(svg.contains(">% of request</text>") && svg.contains(">per pod</text>"));
+    assert!(svg.contains(">replicas (pods)</text>") && svg.contains("time (UTC)"));
+}
+
+#[test]
+fn csv_numbers_have_at_most_three_decimals() {
+    let ticks = vec![promhpa_hpa::simulate::Tick {
+        timestamp_ms: DAY_START,
+        actual_replicas: Some(3.0),
+        metric: Some(0.1 + 0.2),
+        simulated_metric: Some(2.0 / 3.0),
+        target: Some(-0.0001),
+        more_metrics: Vec::new(),
+        raw_recommendation: Some(4),
+        simulated_replicas: 4,
+        reason: String::new(),
+        driver: Some(0),
+    }];
+    let csv = to_csv(&ticks);
+    assert!(
+        csv.ends_with("\n2024-05-01T00:00:00Z,3,4,0.3,0.667,0,4,,metric\n"),
+        "{csv}"
+    );
 }

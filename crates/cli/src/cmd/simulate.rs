@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_hpa::simulate::{
-    parse_data, simulate, to_csv, to_csv_runs, to_svg_named, ActualReplicas, SimulationInput, Tick,
+    parse_data, simulate, to_csv, to_csv_runs, to_svg_chart, ActualReplicas, ChartMetric,
+    SimulationInput, Tick,
 };
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
@@ -76,12 +77,20 @@ pub struct Inner {
     #[arg(long, default_value = "5m")]
     pub downscale_stabilization: String,
 
+    /// How the controller treats a target at zero replicas: `condition` (Kubernetes 1.36+
+    /// with HPAScaleToZero, the 1.37 default: it scales to zero on Object/External metrics
+    /// and back up while its ScaledToZero condition is set), `gate-off` or `legacy` (up to
+    /// 1.35).
+    #[arg(long, default_value = "condition", value_name = "MODE")]
+    pub zero_replicas: promhpa_hpa::ZeroReplicas,
+
     /// Where history comes from when --data is not given: the same backend, rules and
     /// objects `serve` takes.
     #[command(flatten)]
     pub backend: BackendFlags,
 
-    /// Write the table here instead of standard output.
+    /// Write the table (CSV) to this file, or to standard output with `-`. Without --csv
+    /// the table goes to standard output unless --svg is given.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
 
@@ -184,6 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = ControllerConfig {
         tolerance: args.tolerance,
         downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
+        zero_replicas: args.zero_replicas,
         ..ControllerConfig::default()
     };
     let pod_startup_ms = parse_go_duration_ms(&args.pod_startup)?;
@@ -210,8 +220,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         to_csv_runs(&runs)
     };
     match &args.csv {
-        Some(p) => std::fs::write(p, csv).with_context(|| format!("writing {}", p.display()))?,
-        None => {
+        Some(p) if p.as_os_str() != "-" => {
+            std::fs::write(p, csv).with_context(|| format!("writing {}", p.display()))?
+        }
+        None if args.svg.is_some() => {}
+        _ => {
             use std::io::Write;
             std::io::stdout().lock().write_all(csv.as_bytes())?;
         }
@@ -227,14 +240,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             format!("HPA {}", names.join(" vs "))
         };
-        let metric_names: Vec<String> = hpas[0]
+        let metrics: Vec<ChartMetric> = hpas[0]
             .1
             .spec
             .effective_metrics()
             .iter()
-            .map(promhpa_hpa::calc::metric_name)
+            .map(ChartMetric::of)
             .collect();
-        std::fs::write(p, to_svg_named(&runs, &title, &metric_names))
+        std::fs::write(p, to_svg_chart(&runs, &title, &metrics))
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
