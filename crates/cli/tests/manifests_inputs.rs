@@ -265,7 +265,7 @@ externalRules:
 fn an_adapter_config_is_installed_as_written_with_the_charts_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let config = write(dir.path(), "config.yaml", ADAPTER_CONFIG);
-    let out = promhpa(&["manifests", "-f", &config]);
+    let out = promhpa(&["manifests", "--config", &config]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("--prometheus-url"), "{err}");
@@ -293,7 +293,7 @@ fn an_adapter_config_is_installed_as_written_with_the_charts_defaults() {
     // --prometheus-url sets the Deployment's flag as given; nothing is assumed then.
     let out = promhpa(&[
         "manifests",
-        "-f",
+        "--config",
         &config,
         "--prometheus-url",
         "https://prometheus.monitoring.svc:9090/prom",
@@ -326,8 +326,53 @@ fn a_configmap_and_helm_values_together_give_rules_and_settings() {
         "values.yaml",
         "replicas: 2\nprometheus: {url: http://prom.monitoring.svc, port: 9090}\nrules: {default: true}\n",
     );
-    let out = promhpa(&["manifests", "-f", &values, "-f", &cm, "-n", "metrics"]);
+    let out = promhpa(&[
+        "manifests",
+        "--helm-values",
+        &values,
+        "--config",
+        &cm,
+        "-n",
+        "metrics",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The published -f spelling takes both kinds, in order, and says what replaces it.
+    let old = promhpa(&["manifests", "-f", &values, "-f", &cm, "-n", "metrics"]);
+    assert!(old.status.success(), "{}", stderr(&old));
+    assert_eq!(stdout(&old), stdout(&out));
+    assert!(
+        stderr(&old).contains("manifests -f/--values is deprecated: give Helm values with --helm-values and a rule file (adapter config or ConfigMap) with --config"),
+        "{}",
+        stderr(&old)
+    );
+    assert!(!stderr(&out).contains("deprecated"), "{}", stderr(&out));
+    // Each flag takes one kind of file.
+    let swapped = promhpa(&["manifests", "--helm-values", &cm]);
+    assert!(!swapped.status.success());
+    assert!(
+        stderr(&swapped).contains("pass it with --config"),
+        "{}",
+        stderr(&swapped)
+    );
+    let swapped = promhpa(&["manifests", "--config", &values]);
+    assert!(!swapped.status.success());
+    assert!(
+        stderr(&swapped).contains("pass it with --helm-values"),
+        "{}",
+        stderr(&swapped)
+    );
+    // -o FILE still writes the file, with a warning; --output-file is its new name.
+    let file = dir.path().join("out.yaml");
+    let old = promhpa(&["manifests", "--config", &cm, "-o", file.to_str().unwrap()]);
+    assert!(old.status.success(), "{}", stderr(&old));
+    assert!(
+        stderr(&old).contains("use --output-file FILE"),
+        "{}",
+        stderr(&old)
+    );
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("kind: Deployment"));
     let err = stderr(&out);
     assert!(err.contains("rules are ignored"), "{err}");
     assert!(!err.contains("assumed"), "{err}");

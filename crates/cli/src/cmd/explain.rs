@@ -35,10 +35,23 @@ pub struct Args {
     /// metric name otherwise; VALUE in the target's units: `75` or `75%` for utilization,
     /// a quantity such as `350m` for averages and values). A metric without a value is
     /// shown as `<unknown>`, as the HPA shows a metric it cannot fetch.
-    #[arg(long, value_delimiter = ',', value_name = "NAME=VALUE")]
+    #[arg(
+        long = "metric-values",
+        value_delimiter = ',',
+        value_name = "NAME=VALUE"
+    )]
+    pub metric_values: Vec<String>,
+
+    /// Deprecated spelling of --metric-values (`--values` names Helm values elsewhere).
+    #[arg(
+        long = "values",
+        value_delimiter = ',',
+        value_name = "NAME=VALUE",
+        hide = true
+    )]
     pub values: Vec<String>,
 
-    /// Where metrics are fetched from when not given with --values: the same backend,
+    /// Where metrics are fetched from when not given with --metric-values: the same backend,
     /// rules and objects `serve` takes. Fetching is on when NAME or any of
     /// --prometheus-url, --config, --objects, --load-exposition, --kubeconfig or --demo is
     /// given.
@@ -70,6 +83,13 @@ pub struct Args {
     /// --horizontal-pod-autoscaler-downscale-stabilization.
     #[arg(long, default_value = "5m")]
     pub downscale_stabilization: String,
+
+    /// How the controller treats a target at zero replicas: `condition` (Kubernetes 1.36+
+    /// with HPAScaleToZero, the 1.37 default: only a target the HPA scaled to zero itself,
+    /// marked by its ScaledToZero condition, is autoscaled from zero), `gate-off` (1.36+
+    /// without the gate) or `legacy` (up to 1.35: minReplicas 0 autoscales from zero).
+    #[arg(long, default_value = "condition", value_name = "MODE")]
+    pub zero_replicas: promhpa_hpa::ZeroReplicas,
 }
 
 fn parse_value(s: &str) -> anyhow::Result<f64> {
@@ -122,10 +142,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "say which HPA: -f FILE, or its NAME (with -n NAMESPACE) to read it from the cluster"
         ),
     };
+    if !args.values.is_empty() {
+        eprintln!("warning: explain --values is deprecated: use --metric-values");
+    }
     let mut values = BTreeMap::new();
-    for kv in args.values.iter().filter(|v| !v.trim().is_empty()) {
+    for kv in args
+        .metric_values
+        .iter()
+        .chain(&args.values)
+        .filter(|v| !v.trim().is_empty())
+    {
         let Some((k, v)) = kv.split_once('=') else {
-            bail!("--values entries look like NAME=VALUE, got {kv:?}");
+            bail!("--metric-values entries look like NAME=VALUE, got {kv:?}");
         };
         values.insert(k.trim().to_string(), parse_value(v)?);
     }
@@ -133,7 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for k in values.keys() {
         if !known.contains(k) {
             bail!(
-                "--values names {k:?}, which is not a metric of this HPA (it has: {})",
+                "--metric-values names {k:?}, which is not a metric of this HPA (it has: {})",
                 known.join(", ")
             );
         }
@@ -141,6 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = ControllerConfig {
         tolerance: args.tolerance,
         downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
+        zero_replicas: args.zero_replicas,
         ..ControllerConfig::default()
     };
     let b = &args.backend;
@@ -179,7 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 });
             }
             // The scale target's pods, even none, once the target itself was found; without
-            // it (an object file that does not hold it), values given with --values are
+            // it (an object file that does not hold it), values given with --metric-values are
             // spread over `current` synthetic Running and Ready pods.
             let pods = (target.scale.is_some() || !target.pods.is_empty())
                 .then(|| target.pods.clone());
@@ -202,7 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             values
                 .get(&key)
                 .copied()
-                .ok_or_else(|| format!("no value for {key} (pass --values {key}=VALUE)"))
+                .ok_or_else(|| format!("no value for {key} (pass --metric-values {key}=VALUE)"))
         })
     };
     let out = match args.output.as_str() {

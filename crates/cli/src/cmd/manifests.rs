@@ -47,12 +47,25 @@ const ADAPTER_REPOSITORY: &str = "registry.k8s.io/prometheus-adapter/prometheus-
 const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/promhpa/promhpa";
 
 #[derive(clap::Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("input")
+        .required(true)
+        .multiple(true)
+        .args(["helm_values", "config", "values"])
+))]
 pub struct Args {
-    /// Input files, later files winning as with `helm -f`: Helm values of the
-    /// prometheus-adapter chart, and at most one rule file — a prometheus-adapter config
+    /// Helm values of the prometheus-adapter chart; repeatable, later files winning as with
+    /// `helm -f`.
+    #[arg(long = "helm-values", value_name = "FILE")]
+    pub helm_values: Vec<PathBuf>,
+    /// A rule file the installation then runs as written: a prometheus-adapter config
     /// (`rules`, `externalRules`, `resourceRules`) or a ConfigMap manifest holding one in
-    /// `data."config.yaml"` — which the installation then runs as written.
-    #[arg(short = 'f', long = "values", value_name = "FILE", required = true)]
+    /// `data."config.yaml"`; it wins over rules in the Helm values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Deprecated spelling of --helm-values and --config (either kind of file, told apart
+    /// by content).
+    #[arg(short = 'f', long = "values", value_name = "FILE", hide = true)]
     pub values: Vec<PathBuf>,
     /// The release name (`helm install NAME`), which names the objects.
     #[arg(long, default_value = CHART_NAME)]
@@ -69,8 +82,46 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub prometheus_url: Option<String>,
     /// Write the manifests to this file instead of standard output.
-    #[arg(short = 'o', long)]
+    #[arg(long = "output-file", value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+    /// Deprecated spelling of --output-file (`-o` names an output format elsewhere).
+    #[arg(short = 'o', long = "output", value_name = "FILE", hide = true)]
     pub output: Option<PathBuf>,
+}
+
+/// What an input file was given as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Given {
+    HelmValues,
+    Config,
+    Either,
+}
+
+impl Args {
+    /// The input files in the order they apply, each with the flag that named it; a
+    /// deprecation warning for each old spelling used.
+    fn inputs(&self) -> anyhow::Result<Vec<(PathBuf, Given)>> {
+        if !self.values.is_empty() {
+            eprintln!(
+                "warning: manifests -f/--values is deprecated: give Helm values with --helm-values and a rule file (adapter config or ConfigMap) with --config"
+            );
+        }
+        if self.output.is_some() {
+            eprintln!("warning: manifests -o/--output FILE is deprecated: use --output-file FILE");
+        }
+        if self.output.is_some() && self.output_file.is_some() {
+            bail!("give the output file once, with --output-file");
+        }
+        let mut inputs: Vec<(PathBuf, Given)> = Vec::new();
+        inputs.extend(self.values.iter().map(|p| (p.clone(), Given::Either)));
+        inputs.extend(
+            self.helm_values
+                .iter()
+                .map(|p| (p.clone(), Given::HelmValues)),
+        );
+        inputs.extend(self.config.iter().map(|p| (p.clone(), Given::Config)));
+        Ok(inputs)
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -78,11 +129,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut rule_file: Option<RuleFile> = None;
     let mut values_files = Vec::new();
     let mut prometheus_given = args.prometheus_url.is_some();
-    for path in &args.values {
+    for (path, given) in args.inputs()? {
         let source = path.display().to_string();
         let text =
-            fs::read_to_string(path).with_context(|| format!("reading values file {source}"))?;
+            fs::read_to_string(&path).with_context(|| format!("reading input file {source}"))?;
         match read_input(&text, &source)? {
+            Input::Values(_) if given == Given::Config => bail!(
+                "{source} holds Helm values, not a rule file: pass it with --helm-values"
+            ),
+            Input::Rules(_) if given == Given::HelmValues => bail!(
+                "{source} is a rule file (adapter config or ConfigMap), not Helm values: pass it with --config"
+            ),
             Input::Values(user) => {
                 for key in unknown_keys(&user) {
                     eprintln!(
@@ -162,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         yaml.push_str(&format!("# {note}\n"));
     }
     yaml.push_str(&to_yaml_stream(&objects)?);
-    match &args.output {
+    match args.output_file.as_ref().or(args.output.as_ref()) {
         Some(path) => {
             fs::write(path, yaml).with_context(|| format!("writing {}", path.display()))?
         }
