@@ -390,3 +390,62 @@ fn check_validates_metric_rule_objects_in_files_and_directories() {
         stderr(&as_config)
     );
 }
+
+#[test]
+fn the_metric_rules_overlay_installs_the_crd_the_flag_and_a_valid_example() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let overlay = root.join("deploy/overlays/metric-rules");
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", overlay.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docs: Vec<serde_json::Value> = stdout(&out)
+        .split("\n---\n")
+        .map(|d| {
+            serde_json::to_value(yaml_serde::from_str::<yaml_serde::Value>(d).unwrap()).unwrap()
+        })
+        .collect();
+    let crd = docs
+        .iter()
+        .find(|d| d["kind"] == "CustomResourceDefinition")
+        .unwrap();
+    assert_eq!(crd["metadata"]["name"], "metricrules.metrics.promhpa.io");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert!(version["subresources"]["status"].is_object());
+    // the schema offers exactly the fields a MetricRule's spec is read with
+    let mut fields: Vec<&str> = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "api",
+            "metricsQuery",
+            "name",
+            "resources",
+            "seriesFilters",
+            "seriesQuery"
+        ]
+    );
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(args.iter().any(|a| a == "--metric-rules"), "{args:?}");
+    let help = promhpa(&["serve", "--help"]);
+    assert!(stdout(&help).contains("--metric-rules"));
+    let example = promhpa(&[
+        "check",
+        "-f",
+        overlay.join("example.yaml").to_str().unwrap(),
+    ]);
+    assert!(example.status.success(), "{}", stdout(&example));
+}

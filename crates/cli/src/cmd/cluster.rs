@@ -120,6 +120,52 @@ pub fn kube_lookup(kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn ObjectLo
     Ok(Arc::new(lookup))
 }
 
+/// Status writes of MetricRule objects through the cluster's API server.
+struct KubeStatusWriter {
+    client: promhpa_kube_lookup::Client,
+}
+
+impl promhpa_apiserver::rule_objects::StatusWriter for KubeStatusWriter {
+    fn write_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        status: &'a serde_json::Value,
+    ) -> promhpa_core::backend::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            promhpa_kube_lookup::metric_rules::write_status(
+                &self.client,
+                namespace,
+                name,
+                status,
+                Duration::from_secs(10),
+            )
+            .await
+        })
+    }
+}
+
+/// Serve the cluster's MetricRule objects beside the rule file: watch them, hand the valid
+/// ones to the registry, write every object's status (refreshed every `refresh`, as
+/// discovery finds their series).
+pub fn serve_metric_rules(
+    kubeconfig: Option<&Path>,
+    registry: Arc<promhpa_apiserver::Registry>,
+    refresh: Duration,
+) -> anyhow::Result<()> {
+    let client = ClusterAccess::kubeconfig(kubeconfig).client().context(
+        "loading Kubernetes credentials to watch MetricRule objects (--metric-rules); run in a \
+         cluster or pass --lister-kubeconfig / --kubeconfig",
+    )?;
+    let lists = promhpa_kube_lookup::metric_rules::watch(client.clone());
+    let controller = promhpa_apiserver::rule_objects::RuleObjects::new(
+        registry,
+        Arc::new(KubeStatusWriter { client }),
+    );
+    tokio::spawn(controller.run(lists, refresh));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

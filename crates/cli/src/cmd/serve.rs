@@ -40,6 +40,12 @@ pub struct Flags {
     #[arg(long, default_value = "2s", value_parser = go_duration, value_name = "DURATION")]
     pub config_reload_interval: Duration,
 
+    /// Also serve the cluster's MetricRule objects (metrics.promhpa.io/v1alpha1, the CRD of
+    /// deploy/overlays/metric-rules): each team's rules in its own namespace only, beside
+    /// --config's rules and never over them; each object's status says what it serves.
+    #[arg(long)]
+    pub metric_rules: bool,
+
     /// How often discovery relists every rule's seriesQuery.
     #[arg(long, default_value = "1m", value_parser = go_duration, value_name = "DURATION")]
     pub metrics_relist_interval: Duration,
@@ -68,8 +74,11 @@ pub struct Flags {
     /// Directory for the self-signed serving certificate when none is given.
     #[arg(long, default_value = "apiserver.local.config/certificates")]
     pub cert_dir: PathBuf,
+    /// Serving certificate (PEM, with any intermediates after it); re-read when it changes.
+    /// Without it a self-signed pair is generated into --cert-dir.
     #[arg(long, value_name = "FILE")]
     pub tls_cert_file: Option<PathBuf>,
+    /// Private key of --tls-cert-file (PEM); re-read when it changes.
     #[arg(long, value_name = "FILE")]
     pub tls_private_key_file: Option<PathBuf>,
     /// Minimum TLS version supported. Possible values: VersionTLS10, VersionTLS11,
@@ -118,40 +127,63 @@ pub struct Flags {
     #[arg(long, default_value = "text")]
     pub log_format: String,
 
-    // Accepted so that existing prometheus-adapter Deployments parse unchanged.
-    #[arg(long, hide = true)]
+    /// CA bundle that signs the front proxy's (the aggregator's) client certificate; only
+    /// then are the --requestheader-username-headers believed. Default: from
+    /// kube-system/extension-apiserver-authentication.
+    #[arg(long, value_name = "FILE")]
     pub requestheader_client_ca_file: Option<PathBuf>,
-    #[arg(long, hide = true, value_delimiter = ',')]
+    /// Common names allowed for the front proxy's client certificate (empty: any
+    /// certificate the request-header CA signed).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub requestheader_allowed_names: Vec<String>,
-    #[arg(long, hide = true, value_delimiter = ',')]
+    /// Request headers to read the user name from (default X-Remote-User).
+    #[arg(long, value_delimiter = ',', value_name = "HEADERS")]
     pub requestheader_username_headers: Vec<String>,
-    #[arg(long, hide = true, value_delimiter = ',')]
+    /// Request headers to read groups from (default X-Remote-Group).
+    #[arg(long, value_delimiter = ',', value_name = "HEADERS")]
     pub requestheader_group_headers: Vec<String>,
-    #[arg(long, hide = true, value_delimiter = ',')]
+    /// Header prefixes to read extra user information from (default X-Remote-Extra-).
+    #[arg(long, value_delimiter = ',', value_name = "PREFIXES")]
     pub requestheader_extra_headers_prefix: Vec<String>,
-    #[arg(long, hide = true, value_delimiter = ',')]
+    /// Request headers to read the user's UID from.
+    #[arg(long, value_delimiter = ',', value_name = "HEADERS")]
     pub requestheader_uid_headers: Vec<String>,
-    #[arg(long, hide = true)]
+    /// CA bundle for client certificates: a certificate it signs authenticates as its
+    /// common name (user) and organizations (groups).
+    #[arg(long, value_name = "FILE")]
     pub client_ca_file: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// kubeconfig of the cluster that checks bearer tokens (TokenReview) and holds
+    /// extension-apiserver-authentication (default: --kubeconfig, else in-cluster).
+    #[arg(long, value_name = "FILE")]
     pub authentication_kubeconfig: Option<PathBuf>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    /// Do not read missing CAs from kube-system/extension-apiserver-authentication.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub authentication_skip_lookup: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    /// Start even when extension-apiserver-authentication cannot be read.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub authentication_tolerate_lookup_failure: Option<String>,
-    #[arg(long, hide = true)]
+    /// How long TokenReview answers are cached (default 10s).
+    #[arg(long, value_name = "DURATION")]
     pub authentication_token_webhook_cache_ttl: Option<String>,
-    #[arg(long, hide = true)]
+    /// kubeconfig of the cluster that authorizes requests (SubjectAccessReview) (default:
+    /// --kubeconfig, else in-cluster).
+    #[arg(long, value_name = "FILE")]
     pub authorization_kubeconfig: Option<PathBuf>,
-    #[arg(long, hide = true, value_delimiter = ',')]
+    /// Paths served without authorization (default /healthz,/readyz,/livez).
+    #[arg(long, value_delimiter = ',', value_name = "PATHS")]
     pub authorization_always_allow_paths: Vec<String>,
-    #[arg(long, hide = true)]
+    /// How long an allowed SubjectAccessReview is cached (default 10s).
+    #[arg(long, value_name = "DURATION")]
     pub authorization_webhook_cache_authorized_ttl: Option<String>,
-    #[arg(long, hide = true)]
+    /// How long a denied SubjectAccessReview is cached (default 10s).
+    #[arg(long, value_name = "DURATION")]
     pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
-    #[arg(long, hide = true)]
+    /// kubeconfig of the cluster promhpa serves (default: in-cluster credentials).
+    #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    #[arg(long, hide = true)]
+    /// kubeconfig for the watch caches that match labelSelectors to objects (default:
+    /// --kubeconfig, else in-cluster); unused with --objects.
+    #[arg(long, value_name = "FILE")]
     pub lister_kubeconfig: Option<PathBuf>,
     // Accepted so that existing Deployments parse unchanged; they mean nothing here and a
     // warning says so at start.
@@ -218,8 +250,10 @@ fn init_logging(args: &Flags) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only for a person at a terminal; container logs are pipes and files.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if args.log_format == "json" {
         builder.json().try_init()
@@ -414,6 +448,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             max_age,
         ));
         tokio::spawn(registry.clone().run(args.metrics_relist_interval));
+        if args.metric_rules {
+            super::cluster::serve_metric_rules(
+                args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
+                registry.clone(),
+                args.metrics_relist_interval.min(Duration::from_secs(30)),
+            )?;
+        }
         match &args.backend.config {
             Some(path) => {
                 let reloader = promhpa_apiserver::reload::RuleFileReloader::new(
