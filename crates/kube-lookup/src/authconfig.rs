@@ -3,7 +3,9 @@
 //! [`DelegatingAuthenticator`] when they change (CA rotation without a restart).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -20,6 +22,16 @@ use crate::KubeError;
 
 fn configmaps(client: &kube::Client) -> Api<ConfigMap> {
     Api::namespaced(client.clone(), CONFIGMAP_NAMESPACE)
+}
+
+async fn read_configmap(client: &kube::Client) -> Result<BTreeMap<String, String>, KubeError> {
+    let api = configmaps(client);
+    let path = format!("{}/{CONFIGMAP_NAME}", api.resource_url());
+    let cm = api
+        .get(CONFIGMAP_NAME)
+        .await
+        .map_err(|e| KubeError::request(&path, e))?;
+    Ok(cm.data.unwrap_or_default())
 }
 
 /// Reads the configmap once and applies it over `flags` (flags win per authenticator).
@@ -51,6 +63,110 @@ fn apply(
     Ok(())
 }
 
+/// The CA files of `--client-ca-file` and `--requestheader-client-ca-file` with what the
+/// configmap says, so that either changing re-applies both (flags win per authenticator).
+#[derive(Default)]
+pub struct AuthnState {
+    flags: RwLock<AuthnSources>,
+    configmap: RwLock<Option<BTreeMap<String, String>>>,
+}
+
+impl AuthnState {
+    pub fn new(flags: AuthnSources) -> AuthnState {
+        AuthnState {
+            flags: RwLock::new(flags),
+            configmap: RwLock::new(None),
+        }
+    }
+
+    fn flags(&self) -> AuthnSources {
+        match self.flags.read() {
+            Ok(f) => f.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_flags(&self, flags: AuthnSources) {
+        match self.flags.write() {
+            Ok(mut f) => *f = flags,
+            Err(p) => *p.into_inner() = flags,
+        }
+    }
+
+    fn set_configmap(&self, data: BTreeMap<String, String>) {
+        match self.configmap.write() {
+            Ok(mut c) => *c = Some(data),
+            Err(p) => *p.into_inner() = Some(data),
+        }
+    }
+
+    /// Apply the flags' CAs and the configmap's (when read) to `authenticator`.
+    fn reapply(&self, authenticator: &DelegatingAuthenticator) -> Result<(), KubeError> {
+        let data = match self.configmap.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        match data {
+            Some(d) => apply(&d, authenticator, &self.flags(), CONFIGMAP_NAME),
+            None => {
+                authenticator.set_sources(self.flags());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The files' contents (CA bundles are small): a rotation that keeps size and mtime is
+/// still seen.
+fn fingerprint(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
+    paths.iter().map(|p| std::fs::read(p).ok()).collect()
+}
+
+/// Re-read the `--client-ca-file` and `--requestheader-client-ca-file` files when they
+/// change (looked at every `interval`) and apply them; a file that does not load (yet) is
+/// logged and the previous CAs kept.
+pub fn follow_ca_files(
+    flags: promhpa_auth::AuthnFlags,
+    state: Arc<AuthnState>,
+    authenticator: Arc<DelegatingAuthenticator>,
+    interval: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let paths: Vec<PathBuf> = [&flags.client_ca_file, &flags.requestheader_client_ca_file]
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.as_os_str().is_empty())
+        .cloned()
+        .collect();
+    if paths.is_empty() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let mut seen = fingerprint(&paths);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = fingerprint(&paths);
+            if now == seen {
+                continue;
+            }
+            match flags.load() {
+                Ok(sources) => {
+                    seen = now;
+                    state.set_flags(sources);
+                    match state.reapply(&authenticator) {
+                        Ok(()) => tracing::info!("client CA files changed; using the new CAs"),
+                        Err(e) => tracing::warn!(error = %e, "applying the new client CA files"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "client CA files changed but do not load yet; keeping the previous CAs")
+                }
+            }
+        }
+    }))
+}
+
 /// Loads the configmap (an error unless `tolerate_lookup_failure`, as
 /// `--authentication-tolerate-lookup-failure`), then watches it forever, applying every
 /// change; a change that cannot be read or is invalid is logged and the previous settings
@@ -59,14 +175,18 @@ fn apply(
 pub async fn follow_authentication_config(
     client: kube::Client,
     authenticator: Arc<DelegatingAuthenticator>,
-    flags: AuthnSources,
+    state: Arc<AuthnState>,
     tolerate_lookup_failure: bool,
 ) -> Result<tokio::task::JoinHandle<()>, KubeError> {
-    match load_authentication_config(&client, &authenticator, &flags).await {
-        Ok(()) => {}
+    match read_configmap(&client).await {
+        Ok(data) => {
+            let flags = state.flags();
+            apply(&data, &authenticator, &flags, CONFIGMAP_NAME)?;
+            state.set_configmap(data);
+        }
         Err(e) if tolerate_lookup_failure => {
             tracing::warn!(error = %e, "reading {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}; continuing with the flags' settings");
-            authenticator.set_sources(flags.clone());
+            authenticator.set_sources(state.flags());
         }
         Err(e) => return Err(e),
     }
@@ -85,8 +205,11 @@ pub async fn follow_authentication_config(
                 }
             };
             let data = cm.data.unwrap_or_default();
-            if let Err(e) = apply(&data, &authenticator, &flags, &path) {
-                tracing::warn!(error = %e, "ignoring invalid {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
+            match apply(&data, &authenticator, &state.flags(), &path) {
+                Ok(()) => state.set_configmap(data),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring invalid {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}")
+                }
             }
         }
     }))

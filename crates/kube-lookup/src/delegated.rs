@@ -15,7 +15,7 @@ use promhpa_auth::{
 use promhpa_core::BoxFuture;
 use tokio::task::JoinHandle;
 
-use crate::authconfig::follow_authentication_config;
+use crate::authconfig::{follow_authentication_config, follow_ca_files, AuthnState};
 use crate::client::ClusterAccess;
 use crate::KubeError;
 
@@ -44,6 +44,9 @@ pub struct DelegatedAuthOptions {
     pub anonymous: bool,
     /// Audiences bearer tokens are reviewed for; empty leaves the API server's default.
     pub token_audiences: Vec<String>,
+    /// How often the `--client-ca-file` and `--requestheader-client-ca-file` files are
+    /// looked at; a change is applied without a restart.
+    pub ca_file_check_interval: Duration,
 }
 
 impl Default for DelegatedAuthOptions {
@@ -62,6 +65,7 @@ impl Default for DelegatedAuthOptions {
             skip_lookup: false,
             tolerate_lookup_failure: false,
             anonymous: false,
+            ca_file_check_interval: Duration::from_secs(2),
             token_audiences: Vec::new(),
         }
     }
@@ -140,16 +144,23 @@ pub async fn delegated_auth_with(
         Arc::new(SystemClock),
     ));
     let mut tasks = Vec::new();
+    let state = Arc::new(AuthnState::new(flag_sources));
     if !options.skip_lookup {
         let task = follow_authentication_config(
             authn_client,
             authenticator.clone(),
-            flag_sources,
+            state.clone(),
             options.tolerate_lookup_failure,
         )
         .await?;
         tasks.push(task);
     }
+    tasks.extend(follow_ca_files(
+        options.authn.clone(),
+        state,
+        authenticator.clone(),
+        options.ca_file_check_interval,
+    ));
     let authorizer = Arc::new(DelegatingAuthorizer::new(
         authz_api,
         options.authorized_ttl,

@@ -244,3 +244,78 @@ async fn guard_built_from_flags_and_kubeconfig() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_rotated_request_header_ca_file_is_used_without_a_restart() {
+    let old_ca = ca("old-front-proxy-ca");
+    let new_ca = ca("new-front-proxy-ca");
+    let configmap = serde_json::json!({
+        "kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system", "resourceVersion": "41"},
+        "data": {"client-ca-file": ca("kubernetes-ca").cert.pem()}
+    });
+    let (server, _log) = api_server(configmap).await;
+    let dir = std::env::temp_dir().join(format!("promhpa-rotate-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {{server: \"{server}\"}}\nusers:\n- name: u\n  user: {{token: promhpa-sa-token}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\n"
+        ),
+    )
+    .unwrap();
+    let ca_file = dir.join("front-proxy-ca.crt");
+    std::fs::write(&ca_file, old_ca.cert.pem()).unwrap();
+    let mut options = DelegatedAuthOptions {
+        authentication_kubeconfig: Some(kubeconfig.clone()),
+        authorization_kubeconfig: Some(kubeconfig),
+        ca_file_check_interval: std::time::Duration::from_millis(100),
+        ..DelegatedAuthOptions::default()
+    };
+    options.authn.requestheader_client_ca_file = Some(ca_file.clone());
+    options.authn.requestheader_allowed_names = vec!["front-proxy-client".to_string()];
+    let auth = delegated_auth(&options).await.unwrap();
+    let path =
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/http_requests_per_second";
+    let hpa = headers(&[
+        (
+            "X-Remote-User",
+            "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        ),
+        ("X-Remote-Group", "system:serviceaccounts"),
+    ]);
+    let old_proxy = client(&old_ca, "front-proxy-client");
+    let new_proxy = client(&new_ca, "front-proxy-client");
+    auth.guard
+        .check(&Method::GET, path, Some(&old_proxy), &hpa)
+        .await
+        .unwrap();
+    let rej = auth
+        .guard
+        .check(&Method::GET, path, Some(&new_proxy), &hpa)
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+
+    // The front-proxy CA rotates on disk (a renewed Secret): the new one is trusted, the old
+    // one no longer, without restarting.
+    std::fs::write(&ca_file, new_ca.cert.pem()).unwrap();
+    let start = std::time::Instant::now();
+    while auth
+        .guard
+        .check(&Method::GET, path, Some(&new_proxy), &hpa)
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rej = auth
+        .guard
+        .check(&Method::GET, path, Some(&old_proxy), &hpa)
+        .await
+        .unwrap_err();
+    assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -337,7 +337,7 @@ struct CredentialFiles {
 
 struct CredentialState {
     checked: std::time::Instant,
-    seen: Vec<Option<(std::time::SystemTime, u64)>>,
+    seen: Vec<Option<Vec<u8>>>,
 }
 
 /// How often the files are looked at.
@@ -400,9 +400,10 @@ impl CredentialFiles {
     }
 }
 
-fn fingerprint(path: &PathBuf) -> Option<(std::time::SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+/// A file's content (certificates and keys are small): a rotation that keeps size and
+/// mtime is still seen.
+fn fingerprint(path: &PathBuf) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
 }
 
 impl PromClient {
