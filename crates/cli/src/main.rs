@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
 
@@ -61,7 +61,26 @@ fn arguments(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(arguments(std::env::args_os()));
+    let args = arguments(std::env::args_os());
+    let plugin = cmd::plugin::invoked_as_plugin(args.first().map(|a| a.as_os_str()));
+    let mut command = Cli::command();
+    if plugin {
+        command = command.name("kubectl promhpa").bin_name("kubectl promhpa");
+        if args.len() <= 1 {
+            // `kubectl promhpa` alone asks what the plugin does; it never serves.
+            let _ = command.print_help();
+            return ExitCode::SUCCESS;
+        }
+    }
+    let mut cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if plugin {
+        if let Some(Command::Explain(a)) = &mut cli.command {
+            cmd::plugin::explain_defaults(a);
+        }
+    }
     let result = match cli.command {
         None => cmd::serve::run(cli.serve),
         Some(Command::Serve(args)) => cmd::serve::run(args),

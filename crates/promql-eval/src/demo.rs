@@ -1,6 +1,7 @@
 //! A generator of realistic demo traffic for the embedded backend: two Deployments whose
 //! pods export a request-latency histogram, in-flight requests, request counters (plain and
-//! Istio-style), GPU utilisation, cAdvisor's CPU and memory series, and a
+//! Istio-style), GPU utilisation, cAdvisor's CPU and memory series (per container, and per
+//! node for the root cgroup `id="/"`, as the kubelet reports them), and a
 //! replica-recommendation gauge, under a load that
 //! rises and falls over a ten-minute cycle. Deterministic: the same ticks give the same
 //! samples.
@@ -14,6 +15,13 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
 
 const CYCLE_S: f64 = 600.0;
 
+/// The demo's nodes; pods are spread over them in turn.
+pub const NODES: [&str; 2] = ["demo-node-1", "demo-node-2"];
+
+/// CPU cores and memory a node uses beyond its pods (kubelet, runtime, system daemons).
+const NODE_OVERHEAD_CORES: f64 = 0.15;
+const NODE_OVERHEAD_MIB: f64 = 900.0;
+
 struct Pod {
     namespace: &'static str,
     deployment: &'static str,
@@ -21,6 +29,7 @@ struct Pod {
     /// Share of its Deployment's traffic.
     weight: f64,
     gpu: bool,
+    node: &'static str,
 }
 
 #[derive(Default, Clone)]
@@ -36,6 +45,8 @@ struct PodCounters {
 pub struct DemoTraffic {
     pods: Vec<Pod>,
     counters: Vec<PodCounters>,
+    /// CPU seconds of each node's root cgroup (its pods and its own overhead).
+    node_cpu_seconds: Vec<f64>,
     start_ms: i64,
     last_ms: i64,
 }
@@ -52,6 +63,7 @@ impl DemoTraffic {
                 name: format!("web-7c9d8f6b5-{}", ["x2k4p", "m8q7z", "t5r9w"][i]),
                 weight: *w,
                 gpu: false,
+                node: NODES[i % NODES.len()],
             });
         }
         for (i, w) in [0.6, 0.4].iter().enumerate() {
@@ -61,14 +73,26 @@ impl DemoTraffic {
                 name: format!("inference-5f4b7d9c8-{}", ["a1b2c", "d3e4f"][i]),
                 weight: *w,
                 gpu: true,
+                node: NODES[(i + 1) % NODES.len()],
             });
         }
         let counters = vec![PodCounters::default(); pods.len()];
         DemoTraffic {
             pods,
             counters,
+            node_cpu_seconds: vec![0.0; NODES.len()],
             start_ms,
             last_ms: start_ms,
+        }
+    }
+
+    /// Memory (MiB) a pod's container works with at a load factor.
+    fn memory_mib(pod: &Pod, load: f64) -> f64 {
+        let rps = Self::base_rps(pod.deployment) * load * pod.weight;
+        if pod.deployment == "web" {
+            96.0 + rps
+        } else {
+            2048.0 + 40.0 * rps
         }
     }
 
@@ -130,12 +154,19 @@ impl DemoTraffic {
         while self.last_ms + 1000 <= t_ms {
             self.last_ms += 1000;
             let load = self.load(self.last_ms);
+            for n in &mut self.node_cpu_seconds {
+                *n += NODE_OVERHEAD_CORES;
+            }
             for (pod, c) in self.pods.iter().zip(self.counters.iter_mut()) {
                 let rps = Self::base_rps(pod.deployment) * load * pod.weight;
                 let errors = rps * 0.002 * load;
                 c.requests_ok += rps - errors;
                 c.requests_err += errors;
-                c.cpu_seconds += Self::cpu_cores(pod.deployment, rps);
+                let cores = Self::cpu_cores(pod.deployment, rps);
+                c.cpu_seconds += cores;
+                if let Some(n) = NODES.iter().position(|n| *n == pod.node) {
+                    self.node_cpu_seconds[n] += cores;
+                }
                 let mean = Self::mean_latency(pod.deployment, load);
                 // Exponentially distributed latencies: P(X <= le) = 1 - exp(-le / mean).
                 for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
@@ -227,27 +258,44 @@ impl DemoTraffic {
         for (pod, c) in self.pods.iter().zip(&self.counters) {
             let _ = writeln!(
                 out,
-                "container_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\",container=\"{}\"}} {}",
+                "container_cpu_usage_seconds_total{{namespace=\"{}\",pod=\"{}\",container=\"{}\",node=\"{}\"}} {}",
                 pod.namespace,
                 pod.name,
                 Self::container(pod.deployment),
+                pod.node,
                 c.cpu_seconds
+            );
+        }
+        for (node, cpu) in NODES.iter().zip(&self.node_cpu_seconds) {
+            let _ = writeln!(
+                out,
+                "container_cpu_usage_seconds_total{{id=\"/\",node=\"{node}\"}} {cpu}"
             );
         }
         let _ = writeln!(out, "# TYPE container_memory_working_set_bytes gauge");
         for pod in &self.pods {
-            let rps = Self::base_rps(pod.deployment) * load * pod.weight;
-            let mib = if pod.deployment == "web" {
-                96.0 + rps
-            } else {
-                2048.0 + 40.0 * rps
-            };
+            let mib = Self::memory_mib(pod, load);
             let _ = writeln!(
                 out,
-                "container_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\",container=\"{}\"}} {}",
+                "container_memory_working_set_bytes{{namespace=\"{}\",pod=\"{}\",container=\"{}\",node=\"{}\"}} {}",
                 pod.namespace,
                 pod.name,
                 Self::container(pod.deployment),
+                pod.node,
+                (mib * 1024.0 * 1024.0).round()
+            );
+        }
+        for node in NODES {
+            let mib = NODE_OVERHEAD_MIB
+                + self
+                    .pods
+                    .iter()
+                    .filter(|p| p.node == node)
+                    .map(|p| Self::memory_mib(p, load))
+                    .sum::<f64>();
+            let _ = writeln!(
+                out,
+                "container_memory_working_set_bytes{{id=\"/\",node=\"{node}\"}} {}",
                 (mib * 1024.0 * 1024.0).round()
             );
         }
@@ -296,6 +344,8 @@ mod tests {
             "inferno_desired_replicas{variant_name=\"inference\"}",
             "sum by (pod, container) (rate(container_cpu_usage_seconds_total[3m]))",
             "container_memory_working_set_bytes",
+            "sum by (node) (rate(container_cpu_usage_seconds_total{id=\"/\"}[3m]))",
+            "container_memory_working_set_bytes{id=\"/\",node=\"demo-node-2\"}",
         ] {
             let Value::Vector(v) = backend.query_value(q, t - 15_000).unwrap() else {
                 panic!("{q}")

@@ -121,7 +121,7 @@ pub struct BackendFlags {
 }
 
 const DEMO_RULES: &str = include_str!("../../../../demo/rules.yaml");
-const DEMO_OBJECTS: &str = include_str!("../../../../demo/objects.yaml");
+pub(crate) const DEMO_OBJECTS: &str = include_str!("../../../../demo/objects.yaml");
 
 impl BackendFlags {
     /// The rule set: `--config`, the demo rules with `--demo`, or no rules.

@@ -8,6 +8,7 @@ pub mod hpa_fetch;
 pub mod hpa_history;
 pub mod hpa_target;
 pub mod manifests;
+pub mod plugin;
 pub mod promql;
 pub mod query;
 pub mod recommend;

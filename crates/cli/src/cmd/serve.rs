@@ -14,6 +14,7 @@ use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::lookup::ObjectLookup;
 
+mod demo_nodes;
 mod limits;
 mod scrape;
 
@@ -482,7 +483,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .with_stale_answers(args.stale_value_max_age),
             ),
         };
-        let app = promhpa_apiserver::router(state);
+        let mut app = promhpa_apiserver::router(state);
+        if args.backend.demo {
+            app = app.merge(demo_nodes::router(demo_nodes::nodes_of(
+                super::backend::DEMO_OBJECTS,
+            )?));
+        }
         let bind = args.bind_address.unwrap_or(if args.backend.demo {
             IpAddr::from([127, 0, 0, 1])
         } else {
