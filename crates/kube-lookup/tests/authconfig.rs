@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use promhpa_auth::authn::AuthnSources;
 use promhpa_auth::{Authenticator, DelegatingAuthenticator, SystemClock};
-use promhpa_kube_lookup::authconfig::follow_authentication_config;
+use promhpa_kube_lookup::authconfig::{follow_authentication_config, AuthnState};
 
 mod common;
 use common::standin::{Request, Response, StandIn};
@@ -124,10 +124,14 @@ async fn configmap_is_applied_and_followed_through_a_ca_rotation() {
     ));
 
     let (_standin, kube, _dir) = fake.serve().await;
-    let task =
-        follow_authentication_config(kube.clone(), authn.clone(), AuthnSources::default(), false)
-            .await
-            .unwrap();
+    let task = follow_authentication_config(
+        kube.clone(),
+        authn.clone(),
+        Arc::new(AuthnState::new(AuthnSources::default())),
+        false,
+    )
+    .await
+    .unwrap();
     let user = authn
         .authenticate(Some(&old_proxy), &as_user("alice"))
         .await
@@ -191,10 +195,14 @@ async fn lookup_failure_is_fatal_unless_tolerated() {
         Arc::new(SystemClock),
     ));
     let (_standin, kube, _dir) = fake.serve().await;
-    let err =
-        follow_authentication_config(kube.clone(), authn.clone(), AuthnSources::default(), false)
-            .await
-            .unwrap_err();
+    let err = follow_authentication_config(
+        kube.clone(),
+        authn.clone(),
+        Arc::new(AuthnState::new(AuthnSources::default())),
+        false,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.status_code(), Some(403));
 
     // Tolerated: the flags' settings are used.
@@ -205,9 +213,10 @@ async fn lookup_failure_is_fatal_unless_tolerated() {
             promhpa_auth::CaBundle::from_pem("ca.crt", client_ca.cert.pem().as_bytes()).unwrap(),
         ),
     };
-    let task = follow_authentication_config(kube, authn.clone(), flags, true)
-        .await
-        .unwrap();
+    let task =
+        follow_authentication_config(kube, authn.clone(), Arc::new(AuthnState::new(flags)), true)
+            .await
+            .unwrap();
     let carol = client(&client_ca, "carol");
     assert_eq!(
         authn
@@ -249,10 +258,14 @@ async fn an_undecodable_change_keeps_the_previous_settings() {
         Arc::new(SystemClock),
     ));
     let (_standin, kube, _dir) = fake.serve().await;
-    let task =
-        follow_authentication_config(kube.clone(), authn.clone(), AuthnSources::default(), false)
-            .await
-            .unwrap();
+    let task = follow_authentication_config(
+        kube.clone(),
+        authn.clone(),
+        Arc::new(AuthnState::new(AuthnSources::default())),
+        false,
+    )
+    .await
+    .unwrap();
     // Let the watch deliver both events and end; later watches stay quiet.
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(50)).await;
