@@ -51,6 +51,8 @@ struct Inner {
     backend: BTreeMap<(String, String), Histogram>,
     relist: Histogram,
     relist_failures: u64,
+    /// Unix seconds of the end of the last relist in which every rule succeeded (0: none).
+    relist_success_seconds: f64,
     relist_series: u64,
     registry_custom: u64,
     registry_external: u64,
@@ -108,7 +110,11 @@ impl SelfMetrics {
         let mut i = self.lock();
         i.relist.observe(seconds);
         i.relist_series = series;
-        if !ok {
+        if ok {
+            i.relist_success_seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+        } else {
             i.relist_failures += 1;
         }
     }
@@ -215,6 +221,7 @@ impl SelfMetrics {
         i.relist
             .render(&mut out, "promhpa_discovery_relist_duration_seconds", "");
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_failures_total Relists that failed for at least one rule.\n# TYPE promhpa_discovery_relist_failures_total counter\npromhpa_discovery_relist_failures_total {}", i.relist_failures);
+        let _ = writeln!(out, "# HELP promhpa_discovery_last_success_timestamp_seconds When the last relist in which every rule succeeded ended (0: none yet).\n# TYPE promhpa_discovery_last_success_timestamp_seconds gauge\npromhpa_discovery_last_success_timestamp_seconds {}", i.relist_success_seconds);
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_series Distinct (name, label-name set) pairs seen by the last relist.\n# TYPE promhpa_discovery_relist_series gauge\npromhpa_discovery_relist_series {}", i.relist_series);
         let _ = writeln!(out, "# HELP promhpa_registry_metrics Metrics served, by API.\n# TYPE promhpa_registry_metrics gauge\npromhpa_registry_metrics{{api=\"custom\"}} {}\npromhpa_registry_metrics{{api=\"external\"}} {}", i.registry_custom, i.registry_external);
         let _ = writeln!(out, "# HELP promhpa_config_last_reload_successful Whether the last reload of the rule file succeeded.\n# TYPE promhpa_config_last_reload_successful gauge\npromhpa_config_last_reload_successful {}", u8::from(!i.reload_failed));
@@ -296,5 +303,31 @@ mod tests {
         assert!(m
             .render()
             .contains("promhpa_stale_values_served_total{api=\"custom\"} 1"));
+    }
+
+    #[test]
+    fn the_last_successful_relist_is_a_timestamp() {
+        let m = SelfMetrics::default();
+        assert!(m
+            .render()
+            .contains("\npromhpa_discovery_last_success_timestamp_seconds 0\n"));
+        m.observe_relist(0.1, 10, false);
+        assert!(m
+            .render()
+            .contains("\npromhpa_discovery_last_success_timestamp_seconds 0\n"));
+        m.observe_relist(0.1, 10, true);
+        let text = m.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("promhpa_discovery_last_success_timestamp_seconds "))
+            .unwrap_or_default();
+        let at: f64 = line
+            .rsplit(' ')
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0.0);
+        assert!(at > 1.7e9, "{line}");
+        assert!(text.contains("promhpa_discovery_relist_failures_total 1"));
     }
 }
