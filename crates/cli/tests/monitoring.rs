@@ -217,7 +217,7 @@ fn the_overlay_renders_the_scrape_and_its_authorization() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let docs: Vec<Value> = text.split("\n---\n").map(|d| yaml_file_text(d)).collect();
+    let docs: Vec<Value> = text.split("\n---\n").map(yaml_file_text).collect();
     let find = |kind: &str, name: &str| {
         docs.iter()
             .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
