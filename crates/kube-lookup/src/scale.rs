@@ -1,6 +1,8 @@
 //! A scale target as the HPA controller reads it: its `scale` subresource (selector and
 //! replica counts) and the full Pod objects the selector matches (phase, readiness, start
-//! time, container requests). Answers are returned as JSON for `promhpa_hpa::objects`.
+//! time, container requests). Answers are returned as JSON for `promhpa_hpa::objects`, so
+//! pods and HPAs are read as dynamic objects (their JSON kept as sent) rather than decoded
+//! into k8s-openapi's types and encoded again.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
@@ -79,7 +81,8 @@ pub async fn list_pods(
     namespace: &str,
     selector: &str,
 ) -> Result<Vec<Value>, KubeError> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<Pod>(&()));
     let path = api.resource_url().to_string();
     let mut params = ListParams::default().labels(selector).limit(LIST_PAGE_SIZE);
     let mut pods = Vec::new();
@@ -98,13 +101,18 @@ pub async fn list_pods(
     }
 }
 
+fn hpas(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::erase::<HorizontalPodAutoscaler>(&());
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
 /// `GET` the autoscaling/v2 HorizontalPodAutoscaler `name` of `namespace`.
 pub async fn get_hpa(
     client: &kube::Client,
     namespace: &str,
     name: &str,
 ) -> Result<Value, KubeError> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let api = hpas(client, namespace);
     let path = format!("{}/{name}", api.resource_url());
     let hpa = api
         .get(name)
@@ -115,7 +123,7 @@ pub async fn get_hpa(
 
 /// The autoscaling/v2 HorizontalPodAutoscalers of `namespace`.
 pub async fn list_hpas(client: &kube::Client, namespace: &str) -> Result<Vec<Value>, KubeError> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+    let api = hpas(client, namespace);
     let path = api.resource_url().to_string();
     let list = api
         .list(&ListParams::default())
