@@ -90,6 +90,8 @@ pub fn router(state: AppState) -> Router {
             get(crate::resource::handler),
         )
         .route("/metrics", get(self_metrics))
+        .route("/debug/promhpa/rules", get(crate::debug::rules))
+        .route("/debug/promhpa/query", get(crate::debug::query))
         .route("/version", get(version))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3))

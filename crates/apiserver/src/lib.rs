@@ -10,6 +10,8 @@
 //! - [`server::serve`]: TLS 1.2+ with certificate reload, client certificates passed to
 //!   the guard as [`promhpa_core::tls::PeerCertificates`].
 //! - [`reload::RuleFileReloader`]: the rule file reloaded when it changes or on SIGHUP.
+//! - [`debug`]: `/debug/promhpa/rules` and `/debug/promhpa/query`, the operator's view of
+//!   discovery and of the PromQL a request would send.
 //! - [`objects::StaticObjects`]: an object lookup backed by a file of Kubernetes objects.
 //! - [`coalesce::Coalescer`]: identical queries shared, optionally cached; with
 //!   [`stale::StaleAnswers`], the last answer served when the backend fails.
@@ -24,6 +26,7 @@ pub mod api;
 pub mod auth_guard;
 pub mod coalesce;
 pub mod deadline;
+pub mod debug;
 pub mod error;
 pub mod metrics;
 pub mod objects;

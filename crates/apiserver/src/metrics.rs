@@ -68,6 +68,21 @@ struct Inner {
     requests_rejected: BTreeMap<String, u64>,
     stale_values_served: BTreeMap<&'static str, u64>,
     stale_values_remembered: (u64, u64),
+    /// Per rule (by path): the last relist's outcome.
+    rule_relists: BTreeMap<String, RuleRelist>,
+}
+
+/// What the last relists said about one rule.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleRelist {
+    /// Unix seconds of the last relist that asked about this rule.
+    pub last_relist_seconds: f64,
+    /// Unix seconds of the last relist in which its discovery succeeded (0: never).
+    pub last_success_seconds: f64,
+    /// The error of the last relist, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// Counters and histograms describing the server's own behaviour.
@@ -117,6 +132,40 @@ impl SelfMetrics {
         } else {
             i.relist_failures += 1;
         }
+    }
+
+    /// One relist of every rule in `paths` (`rules[0]`, `externalRules[2]`); an error of
+    /// `errors` belongs to the rule whose path it starts with (`rules[0]: ...`).
+    pub fn record_rule_relists<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        errors: &[String],
+    ) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut i = self.lock();
+        let mut seen = std::collections::BTreeSet::new();
+        for path in paths {
+            seen.insert(path.to_string());
+            let error = errors
+                .iter()
+                .find(|e| e.strip_prefix(path).is_some_and(|r| r.starts_with(": ")))
+                .cloned();
+            let r = i.rule_relists.entry(path.to_string()).or_default();
+            r.last_relist_seconds = now;
+            if error.is_none() {
+                r.last_success_seconds = now;
+            }
+            r.last_error = error;
+        }
+        // Rules gone with a reload are forgotten.
+        i.rule_relists.retain(|k, _| seen.contains(k));
+    }
+
+    /// The last relist of each rule, by path.
+    pub fn rule_relists(&self) -> BTreeMap<String, RuleRelist> {
+        self.lock().rule_relists.clone()
     }
 
     /// Current registry size.
@@ -222,6 +271,24 @@ impl SelfMetrics {
             .render(&mut out, "promhpa_discovery_relist_duration_seconds", "");
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_failures_total Relists that failed for at least one rule.\n# TYPE promhpa_discovery_relist_failures_total counter\npromhpa_discovery_relist_failures_total {}", i.relist_failures);
         let _ = writeln!(out, "# HELP promhpa_discovery_last_success_timestamp_seconds When the last relist in which every rule succeeded ended (0: none yet).\n# TYPE promhpa_discovery_last_success_timestamp_seconds gauge\npromhpa_discovery_last_success_timestamp_seconds {}", i.relist_success_seconds);
+        out.push_str("# HELP promhpa_discovery_rule_last_success_timestamp_seconds When discovery last succeeded for a rule (0: never since start).\n# TYPE promhpa_discovery_rule_last_success_timestamp_seconds gauge\n");
+        for (rule, r) in &i.rule_relists {
+            let _ = writeln!(
+                out,
+                "promhpa_discovery_rule_last_success_timestamp_seconds{{rule=\"{}\"}} {}",
+                esc(rule),
+                r.last_success_seconds
+            );
+        }
+        out.push_str("# HELP promhpa_discovery_rule_failing Whether the last relist failed for a rule (it keeps its previous metrics).\n# TYPE promhpa_discovery_rule_failing gauge\n");
+        for (rule, r) in &i.rule_relists {
+            let _ = writeln!(
+                out,
+                "promhpa_discovery_rule_failing{{rule=\"{}\"}} {}",
+                esc(rule),
+                u8::from(r.last_error.is_some())
+            );
+        }
         let _ = writeln!(out, "# HELP promhpa_discovery_relist_series Distinct (name, label-name set) pairs seen by the last relist.\n# TYPE promhpa_discovery_relist_series gauge\npromhpa_discovery_relist_series {}", i.relist_series);
         let _ = writeln!(out, "# HELP promhpa_registry_metrics Metrics served, by API.\n# TYPE promhpa_registry_metrics gauge\npromhpa_registry_metrics{{api=\"custom\"}} {}\npromhpa_registry_metrics{{api=\"external\"}} {}", i.registry_custom, i.registry_external);
         let _ = writeln!(out, "# HELP promhpa_config_last_reload_successful Whether the last reload of the rule file succeeded.\n# TYPE promhpa_config_last_reload_successful gauge\npromhpa_config_last_reload_successful {}", u8::from(!i.reload_failed));
@@ -329,5 +396,33 @@ mod tests {
             .unwrap_or(0.0);
         assert!(at > 1.7e9, "{line}");
         assert!(text.contains("promhpa_discovery_relist_failures_total 1"));
+    }
+
+    #[test]
+    fn each_rules_relist_is_recorded() {
+        let m = SelfMetrics::default();
+        m.record_rule_relists(
+            ["rules[0]", "rules[1]", "externalRules[0]"],
+            &["rules[1]: backend unavailable".to_string()],
+        );
+        let r = m.rule_relists();
+        assert_eq!(r.len(), 3);
+        assert!(r["rules[0]"].last_success_seconds > 0.0 && r["rules[0]"].last_error.is_none());
+        assert_eq!(r["rules[1]"].last_success_seconds, 0.0);
+        assert_eq!(
+            r["rules[1]"].last_error.as_deref(),
+            Some("rules[1]: backend unavailable")
+        );
+        let text = m.render();
+        assert!(text.contains("promhpa_discovery_rule_failing{rule=\"rules[1]\"} 1"));
+        assert!(text.contains("promhpa_discovery_rule_failing{rule=\"externalRules[0]\"} 0"));
+        assert!(text.contains(
+            "promhpa_discovery_rule_last_success_timestamp_seconds{rule=\"rules[1]\"} 0"
+        ));
+        // A rule gone with a reload is forgotten; a recovered one keeps no error.
+        m.record_rule_relists(["rules[1]"], &[]);
+        let r = m.rule_relists();
+        assert_eq!(r.keys().collect::<Vec<_>>(), ["rules[1]"]);
+        assert!(r["rules[1]"].last_error.is_none() && r["rules[1]"].last_success_seconds > 0.0);
     }
 }

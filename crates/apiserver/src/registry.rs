@@ -684,6 +684,10 @@ impl Registry {
         let (snap, errors, series) = self.rebuild(&rules, &[Api::Custom, Api::External]).await;
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
+        self.metrics.record_rule_relists(
+            rules.custom.iter().chain(&rules.external).map(|r| r.path()),
+            &errors,
+        );
         for e in &errors {
             tracing::warn!(error = %e, "discovery failed for a rule; keeping its previous metrics");
         }

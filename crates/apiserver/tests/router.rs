@@ -808,3 +808,86 @@ rules:
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["items"][0]["value"], "3");
 }
+
+#[tokio::test]
+async fn the_debug_view_shows_each_rules_discovery_and_the_promql_of_a_path() {
+    let (backend, registry, app) = setup(Duration::from_secs(3600));
+    seed(&backend);
+    registry.relist().await;
+    let (code, v) = get(&app, "/debug/promhpa/rules").await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let first = &v["rules"][0];
+    assert_eq!(first["path"], "rules[0]");
+    assert_eq!(first["metrics"][1], "pods/http_requests_in_flight", "{v}");
+    assert!(first["lastSuccess"].as_str().unwrap().ends_with('Z'), "{v}");
+    assert!(first.get("lastError").is_none(), "{v}");
+    assert_eq!(v["externalRules"][0]["metrics"][0], "queue_depth", "{v}");
+
+    // A failing relist is shown per rule, with its error; the metrics are kept.
+    backend.fail.store(true, Ordering::SeqCst);
+    registry.relist().await;
+    backend.fail.store(false, Ordering::SeqCst);
+    let (_, v) = get(&app, "/debug/promhpa/rules").await;
+    let first = &v["rules"][0];
+    assert!(
+        first["lastError"]
+            .as_str()
+            .unwrap()
+            .starts_with("rules[0]: "),
+        "{v}"
+    );
+    assert_eq!(first["metrics"][1], "pods/http_requests_in_flight", "{v}");
+
+    // The PromQL of a request, with the objects it names, without querying.
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/http_requests_in_flight?labelSelector=app%3Dweb";
+    let enc: String = path
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (code, v) = get(&app, &format!("/debug/promhpa/query?path={enc}")).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["rule"], "rules[0]");
+    assert_eq!(v["objects"], serde_json::json!(["web-1", "web-2"]));
+    let promql = v["promql"].as_str().unwrap();
+    assert!(
+        promql.starts_with("sum by (pod) (http_requests_in_flight{"),
+        "{promql}"
+    );
+    assert!(
+        promql.contains("namespace=\"shop\"") && promql.contains("web-1|web-2"),
+        "{promql}"
+    );
+    let (code, v) = get(
+        &app,
+        "/debug/promhpa/query?path=%2Fapis%2Fexternal.metrics.k8s.io%2Fv1beta1%2Fnamespaces%2Fshop%2Fqueue_depth",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["rule"], "externalRules[0]");
+    let (code, v) = get(&app, "/debug/promhpa/query?path=%2Fapis%2Fcustom.metrics.k8s.io%2Fv1beta1%2Fnamespaces%2Fshop%2Fpods%2F*%2Fnope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{v}");
+    let (code, _) = get(&app, "/debug/promhpa/query").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_debug_view_is_behind_the_guard() {
+    let (backend, registry, _) = setup(Duration::ZERO);
+    seed(&backend);
+    registry.relist().await;
+    let app = router(AppState {
+        registry: registry.clone(),
+        backend: backend.clone(),
+        lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
+        metrics: Arc::new(SelfMetrics::default()),
+        guard: Some(Arc::new(NeedsClientCert)),
+        coalescer: Default::default(),
+    });
+    for path in ["/debug/promhpa/rules", "/debug/promhpa/query?path=%2Fapis"] {
+        let (code, v) = get(&app, path).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{path}: {v}");
+    }
+}
