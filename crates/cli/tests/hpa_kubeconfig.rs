@@ -334,6 +334,44 @@ current-context: test
         "{stderr}"
     );
 
+    // KUBECONFIG listing two files whose current context is another cluster: --context
+    // picks this one, its user coming from the other file.
+    let text = std::fs::read_to_string(&kubeconfig).expect("kubeconfig");
+    let (clusters, users) = text.split_once("users:").expect("users section");
+    let (users, contexts) = users.split_once("contexts:").expect("contexts section");
+    let first = dir.path().join("clusters.yaml");
+    std::fs::write(
+        &first,
+        clusters.to_string()
+            + "- name: elsewhere\n  cluster: {server: \"https://127.0.0.1:1\"}\ncontexts:"
+            + &contexts.replace("current-context: test\n", "")
+            + "- name: elsewhere\n  context: {cluster: elsewhere, user: test}\ncurrent-context: elsewhere\n",
+    )
+    .expect("write clusters");
+    let second = dir.path().join("users.yaml");
+    std::fs::write(
+        &second,
+        format!("apiVersion: v1\nkind: Config\nusers:{users}"),
+    )
+    .expect("write users");
+    let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .args(["explain", "php-apache", "-n", "default", "-o", "json"])
+        .args(["--context", "test"])
+        .env(
+            "KUBECONFIG",
+            std::env::join_paths([&first, &second]).expect("KUBECONFIG"),
+        )
+        .arg("--config")
+        .arg(&rules)
+        .arg("--load-exposition")
+        .arg(&expo_file)
+        .output()
+        .expect("run explain");
+    let merged = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{merged}{stderr}");
+    assert_eq!(merged, stdout, "{stderr}");
+
     // A scale target the cluster does not have: the error names the condition.
     let missing = dir.path().join("hpa-missing.yaml");
     std::fs::write(

@@ -2,7 +2,7 @@
 //! from (Prometheus or the embedded evaluator), the rule file, and the objects selectors are
 //! matched against.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -307,12 +307,15 @@ impl BackendFlags {
         }
     }
 
-    /// The object lookup: the object file, the demo objects, or the cluster of `kubeconfig`
-    /// (in-cluster configuration when `None`). Must run inside a tokio runtime.
-    pub fn build_lookup(&self, kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn ObjectLookup>> {
+    /// The object lookup: the object file, the demo objects, or `cluster`. Must run inside a
+    /// tokio runtime.
+    pub fn build_lookup(
+        &self,
+        cluster: &promhpa_kube_lookup::client::ClusterAccess,
+    ) -> anyhow::Result<Arc<dyn ObjectLookup>> {
         match self.objects_text()? {
             Some((text, source)) => Ok(Arc::new(StaticObjects::from_text(&text, &source)?)),
-            None => super::cluster::kube_lookup(kubeconfig),
+            None => super::cluster::kube_lookup(cluster),
         }
     }
 }

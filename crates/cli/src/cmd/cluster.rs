@@ -109,8 +109,8 @@ pub async fn guard(flags: &Flags) -> anyhow::Result<(Arc<dyn RequestGuard>, Dele
 
 /// Object lookup through metadata-only watch caches of the cluster named by
 /// `--lister-kubeconfig` (or `--kubeconfig`, or in-cluster credentials).
-pub fn kube_lookup(kubeconfig: Option<&Path>) -> anyhow::Result<Arc<dyn ObjectLookup>> {
-    let client = ClusterAccess::kubeconfig(kubeconfig).client().context(
+pub fn kube_lookup(cluster: &ClusterAccess) -> anyhow::Result<Arc<dyn ObjectLookup>> {
+    let client = cluster.client().context(
         "loading Kubernetes credentials for object lookup; run in a cluster, pass \
          --lister-kubeconfig, or give a static object file with --objects",
     )?;

@@ -1,5 +1,6 @@
 //! `promhpa explain`: what an HPA would decide now, metric by metric.
 
+use promhpa_kube_lookup::client::ClusterAccess;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
+    /// The kubeconfig context to use instead of its current-context (with --kubeconfig, or
+    /// of $KUBECONFIG's files, merged, or ~/.kube/config).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
     /// How far back metric discovery looks for series.
     #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
     pub metrics_max_age: Duration,
@@ -92,6 +98,16 @@ pub struct Args {
     pub zero_replicas: promhpa_hpa::ZeroReplicas,
 }
 
+impl Args {
+    /// The cluster `--kubeconfig` and `--context` name.
+    fn cluster(&self) -> ClusterAccess {
+        ClusterAccess {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
 fn parse_value(s: &str) -> anyhow::Result<f64> {
     let s = s.trim();
     let s = s.strip_suffix('%').unwrap_or(s);
@@ -114,18 +130,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let hpa = parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
             // Against a cluster, the HPA of the same name (if it exists) tells what the
             // controller last reported, beside this manifest's explanation.
-            if args.kubeconfig.is_some() && args.backend.objects.is_none() && !args.backend.demo {
+            if (args.kubeconfig.is_some() || args.context.is_some())
+                && args.backend.objects.is_none()
+                && !args.backend.demo
+            {
                 let ns = hpa
                     .metadata
                     .namespace
                     .clone()
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| "default".into());
-                if let Ok((_, status)) = runtime.block_on(hpa_from_cluster(
-                    args.kubeconfig.as_deref(),
-                    &ns,
-                    &hpa.metadata.name,
-                )) {
+                if let Ok((_, status)) =
+                    runtime.block_on(hpa_from_cluster(&args.cluster(), &ns, &hpa.metadata.name))
+                {
                     eprintln!("{status}");
                 }
             }
@@ -133,8 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         (None, Some(name)) => {
             let ns = args.namespace.as_deref().unwrap_or("default");
-            let (hpa, status) =
-                runtime.block_on(hpa_from_cluster(args.kubeconfig.as_deref(), ns, name))?;
+            let (hpa, status) = runtime.block_on(hpa_from_cluster(&args.cluster(), ns, name))?;
             eprintln!("{status}");
             hpa
         }
@@ -179,11 +195,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         || b.objects.is_some()
         || !b.load_exposition.is_empty()
         || args.kubeconfig.is_some()
+        || args.context.is_some()
         || args.name.is_some();
     let explanation = if fetching {
         runtime.block_on(async {
             let fetcher =
-                HpaFetcher::new(b, &hpa, args.kubeconfig.as_deref(), args.metrics_max_age).await?;
+                HpaFetcher::new(b, &hpa, &args.cluster(), args.metrics_max_age).await?;
             let target = fetcher.target();
             eprintln!("{}", target.describe());
             let current = match (args.replicas, target.current_replicas()) {

@@ -7,8 +7,8 @@
 //! Per-pod metrics are returned per pod, for the pods of the scale target
 //! ([`super::hpa_target::ScaleTarget`]), so the controller's pod classification applies.
 
+use promhpa_kube_lookup::client::ClusterAccess;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,12 +127,12 @@ fn with_params(path: String, params: &[Option<String>]) -> String {
 
 impl HpaFetcher {
     /// Build the metrics API from the backend flags, run discovery once, and read `hpa`'s
-    /// scale target and its pods (from the object file, or from the cluster of
-    /// `kubeconfig`). Must run inside a tokio runtime.
+    /// scale target and its pods (from the object file, or from `cluster`). Must run inside
+    /// a tokio runtime.
     pub async fn new(
         flags: &BackendFlags,
         hpa: &HorizontalPodAutoscaler,
-        kubeconfig: Option<&Path>,
+        cluster: &ClusterAccess,
         max_age: Duration,
     ) -> anyhow::Result<HpaFetcher> {
         let mut flags = flags.clone();
@@ -146,9 +146,9 @@ impl HpaFetcher {
         let backend = flags.build_backend()?;
         let target = match flags.objects_text()? {
             Some((text, source)) => ScaleTarget::from_objects(&text, &source, hpa)?,
-            None => ScaleTarget::from_cluster(kubeconfig, hpa).await?,
+            None => ScaleTarget::from_cluster(cluster, hpa).await?,
         };
-        let lookup = flags.build_lookup(kubeconfig)?;
+        let lookup = flags.build_lookup(cluster)?;
         // From the cluster, the target's pods are already read: answer for them from that.
         let lookup: Arc<dyn promhpa_core::lookup::ObjectLookup> =
             if flags.objects.is_none() && !flags.demo {

@@ -4,7 +4,6 @@
 //! cluster (`--kubeconfig`, or in-cluster credentials).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -125,9 +124,9 @@ fn convert_pods(objects: &[&Value]) -> anyhow::Result<ConvertedPods> {
     Ok((pods, without_status, all_labels))
 }
 
-/// The API server of `kubeconfig` (in-cluster credentials when `None`).
-pub fn cluster_api(kubeconfig: Option<&Path>) -> anyhow::Result<promhpa_kube_lookup::Client> {
-    ClusterAccess::kubeconfig(kubeconfig).client().context(
+/// The API server of `cluster`.
+pub fn cluster_api(cluster: &ClusterAccess) -> anyhow::Result<promhpa_kube_lookup::Client> {
+    cluster.client().context(
         "loading Kubernetes credentials; pass --kubeconfig, or give the objects with --objects",
     )
 }
@@ -135,11 +134,11 @@ pub fn cluster_api(kubeconfig: Option<&Path>) -> anyhow::Result<promhpa_kube_loo
 /// The HPA `name` of `namespace` from the cluster, and a line on its status (what the
 /// controller last reported).
 pub async fn hpa_from_cluster(
-    kubeconfig: Option<&Path>,
+    cluster: &ClusterAccess,
     namespace: &str,
     name: &str,
 ) -> anyhow::Result<(HorizontalPodAutoscaler, String)> {
-    let api = cluster_api(kubeconfig)?;
+    let api = cluster_api(cluster)?;
     let v = promhpa_kube_lookup::scale::get_hpa(&api, namespace, name)
         .await
         .with_context(|| format!("reading HorizontalPodAutoscaler {namespace}/{name}"))?;
@@ -247,10 +246,10 @@ impl ScaleTarget {
     /// The target `hpa` scales, read from the cluster of `kubeconfig` (in-cluster
     /// credentials when `None`) the way the controller reads it.
     pub async fn from_cluster(
-        kubeconfig: Option<&Path>,
+        cluster: &ClusterAccess,
         hpa: &HorizontalPodAutoscaler,
     ) -> anyhow::Result<ScaleTarget> {
-        let api = cluster_api(kubeconfig)?;
+        let api = cluster_api(cluster)?;
         Self::from_api(&api, hpa).await
     }
 

@@ -409,7 +409,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let lookup: Arc<dyn ObjectLookup> = args
             .backend
-            .build_lookup(args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()))?;
+            .build_lookup(&promhpa_kube_lookup::client::ClusterAccess::kubeconfig(
+                args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
+            ))?;
         let (guard, _delegated_auth) = if args.backend.demo || args.insecure_skip_delegated_auth {
             tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
             (None, None)
