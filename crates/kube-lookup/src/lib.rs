@@ -49,5 +49,5 @@ pub mod metric_rules;
 pub mod scale;
 
 pub use error::KubeError;
-pub use kube::Client;
+pub use kube::{self, Client};
 pub use lookup::KubeObjectLookup;

@@ -1,11 +1,13 @@
 //! Running as a kubectl plugin: installed (or linked) as `kubectl-promhpa` on the PATH,
 //! `kubectl promhpa explain web -n shop` runs this binary with `explain web -n shop`. Then
 //! it names itself `kubectl promhpa` in help, and reads the cluster as kubectl does: the
-//! current kubeconfig (`$KUBECONFIG`, else `~/.kube/config`) and its context's namespace,
-//! unless `--kubeconfig` or `-n` say otherwise.
+//! current kubeconfig (`$KUBECONFIG`'s files merged, else `~/.kube/config`) and its
+//! context's namespace, unless `--kubeconfig`, `--context` or `-n` say otherwise.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use promhpa_kube_lookup::kube::config::Kubeconfig;
 
 /// The name kubectl looks for on the PATH.
 pub const PLUGIN_BINARY: &str = "kubectl-promhpa";
@@ -19,39 +21,53 @@ pub fn invoked_as_plugin(argv0: Option<&OsStr>) -> bool {
         == Some(PLUGIN_BINARY)
 }
 
-/// The kubeconfig kubectl would read: the first existing file of `$KUBECONFIG` (a
-/// path list), else `~/.kube/config` if it exists.
-pub fn kubectl_kubeconfig() -> Option<PathBuf> {
-    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        return std::env::split_paths(&list).find(|p| p.is_file());
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(".kube").join("config")).filter(|p| p.is_file())
+/// The current context of the kubeconfig kubectl would read: `$KUBECONFIG`'s files merged,
+/// else `~/.kube/config`.
+pub fn kubectl_context() -> Option<String> {
+    Kubeconfig::read()
+        .ok()?
+        .current_context
+        .filter(|c| !c.is_empty())
 }
 
 /// The namespace of a kubeconfig's current context, if it names one.
 pub fn context_namespace(kubeconfig: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(kubeconfig).ok()?;
-    let doc: yaml_serde::Value = yaml_serde::from_str(&text).ok()?;
-    let current = doc.get("current-context")?.as_str()?;
-    doc.get("contexts")?
-        .as_sequence()?
-        .iter()
-        .find(|c| c.get("name").and_then(yaml_serde::Value::as_str) == Some(current))?
-        .get("context")?
-        .get("namespace")?
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
+    let config = Kubeconfig::read_from(kubeconfig).ok()?;
+    namespace_of(&config, config.current_context.as_deref()?)
 }
 
-/// `explain` as kubectl users expect it: the current kubeconfig and its namespace.
+fn namespace_of(config: &Kubeconfig, context: &str) -> Option<String> {
+    config
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+}
+
+/// `explain` as kubectl users expect it: the current kubeconfig (`$KUBECONFIG`'s files
+/// merged) and its context's namespace.
 pub fn explain_defaults(args: &mut super::explain::Args) {
-    if args.kubeconfig.is_none() && args.backend.objects.is_none() && !args.backend.demo {
-        args.kubeconfig = kubectl_kubeconfig();
+    if args.kubeconfig.is_none()
+        && args.context.is_none()
+        && args.backend.objects.is_none()
+        && !args.backend.demo
+    {
+        args.context = kubectl_context();
     }
     if args.name.is_some() && args.namespace.is_none() {
-        args.namespace = args.kubeconfig.as_deref().and_then(context_namespace);
+        args.namespace = match (&args.kubeconfig, &args.context) {
+            (Some(path), None) => context_namespace(path),
+            (path, Some(context)) => path
+                .as_deref()
+                .map_or_else(Kubeconfig::read, Kubeconfig::read_from)
+                .ok()
+                .and_then(|config| namespace_of(&config, context)),
+            (None, None) => None,
+        };
     }
 }
 
