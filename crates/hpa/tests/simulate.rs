@@ -302,3 +302,71 @@ fn csv_numbers_have_at_most_three_decimals() {
         "{csv}"
     );
 }
+
+/// A queue worker on an External metric with minReplicas 0: the queue empties at 00:10 and
+/// fills again at 00:30 (30 messages against a Value target of 10).
+fn queue_run(zero: promhpa_hpa::ZeroReplicas, initial: Option<i32>) -> Vec<Tick> {
+    let spec: HpaSpec = yaml_serde::from_str(
+        "minReplicas: 0\nmaxReplicas: 10\nmetrics:\n- type: External\n  external: {metric: {name: queue_depth}, target: {type: Value, value: 10}}\n",
+    )
+    .expect("spec");
+    let mut series = Vec::new();
+    let mut t = DAY_START;
+    while t <= DAY_START + 3_600_000 {
+        let minute = (t - DAY_START) / 60_000;
+        let v = if (10..30).contains(&minute) {
+            0.0
+        } else {
+            30.0
+        };
+        series.push((t, v));
+        t += 15_000;
+    }
+    simulate(&SimulationInput {
+        spec,
+        config: ControllerConfig {
+            zero_replicas: zero,
+            ..ControllerConfig::default()
+        },
+        metrics: vec![series],
+        actual: ActualReplicas::Constant(3.0),
+        start_ms: DAY_START,
+        end_ms: DAY_START + 3_600_000,
+        step_ms: 15_000,
+        initial_replicas: initial,
+        pod_startup_ms: 0,
+    })
+    .expect("simulate")
+}
+
+#[test]
+fn a_queue_worker_scales_to_zero_and_back() {
+    use promhpa_hpa::ZeroReplicas;
+    let ticks = queue_run(ZeroReplicas::Condition, None);
+    // The empty queue takes it to zero once the 5-minute window has no higher recommendation.
+    let zero_at = first_at_most(&ticks, DAY_START + 600_000, 0);
+    assert!(zero_at >= DAY_START + 900_000, "{}", zero_at - DAY_START);
+    // Held at zero while the queue is empty, the metrics still read.
+    let held = ticks
+        .iter()
+        .filter(|t| t.timestamp_ms > zero_at && t.timestamp_ms < DAY_START + 1_800_000);
+    for t in held {
+        assert_eq!(t.simulated_replicas, 0);
+        assert_eq!(t.reason, "", "{t:?}");
+    }
+    // The queue refills at 00:30: ceil(30 / 10) = 3 from zero at the next sync.
+    let back = ticks
+        .iter()
+        .find(|t| t.timestamp_ms >= DAY_START + 1_800_000)
+        .expect("tick");
+    assert_eq!(back.simulated_replicas, 3, "{back:?}");
+    assert_eq!(back.driver, Some(0));
+
+    // A replay that starts at zero starts where the HPA scaled the target down (its
+    // ScaledToZero condition set); with the gate off, zero disables the HPA.
+    let from_zero = queue_run(ZeroReplicas::Condition, Some(0));
+    assert_eq!(from_zero[0].simulated_replicas, 3);
+    let gate_off = queue_run(ZeroReplicas::GateOff, Some(0));
+    assert!(gate_off.iter().all(|t| t.simulated_replicas == 0));
+    assert_eq!(gate_off[0].reason, "ScalingDisabled");
+}
