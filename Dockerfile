@@ -7,7 +7,7 @@
 #   docker run --rm promhpa --prometheus-url=http://prometheus:9090 --config=/etc/adapter/config.yaml
 #
 # Build stage: the workspace's release profile (thin LTO, stripped). The image has gcc and
-# make, which the binary's allocator (jemalloc, built from its C sources) needs.
+# make, which `--features jemalloc` (jemalloc built from its C sources) needs.
 FROM docker.io/library/rust:1-bookworm AS build
 WORKDIR /src
 # The registry and target directories are cache mounts: a rebuild after a source edit

@@ -10,9 +10,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
 
-/// jemalloc with background threads: memory freed after a burst (20,000 hostile connections,
-/// a large relist) is purged back to the system within seconds, where glibc's allocator keeps
-/// it mapped (README, hardening).
+/// With `--features jemalloc`: jemalloc with background threads, so memory freed after a
+/// burst (20,000 hostile connections, a large relist) is purged back to the system within
+/// seconds, where glibc's allocator keeps it mapped (README, hardening).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
