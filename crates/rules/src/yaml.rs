@@ -113,7 +113,12 @@ pub(crate) fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
     // break to keep (as Go's YAML reads it: `config.yaml: |-` around a file ending in
     // `metricsQuery: |`); the scanner here adds one.
     let last_line = text.rsplit('\n').next().unwrap_or("").trim();
-    if builder.last_scalar_block && !last_line.is_empty() && !last_line.starts_with('#') {
+    let ends_document = last_line == "---" || last_line == "...";
+    if builder.last_scalar_block
+        && !last_line.is_empty()
+        && !last_line.starts_with('#')
+        && !ends_document
+    {
         if let Some(Node {
             value: Value::Scalar { text: value, .. },
             ..
@@ -336,6 +341,24 @@ impl MarkedEventReceiver for Builder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_scalar_ending_the_text_keeps_no_line_break_it_does_not_have() {
+        let q = |text: &str| {
+            parse(text)
+                .unwrap()
+                .unwrap()
+                .get("q")
+                .unwrap()
+                .as_scalar()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(q("q: |\n  sum(x)\n"), "sum(x)\n");
+        assert_eq!(q("q: |\n  sum(x)"), "sum(x)");
+        assert_eq!(q("q: |\n  sum(x)\n# end"), "sum(x)\n");
+        assert_eq!(q("q: |\n  sum(x)\n..."), "sum(x)\n");
+    }
 
     #[test]
     fn lines_are_one_based_and_kept_per_node() {
