@@ -785,8 +785,40 @@ impl Registry {
         errors
     }
 
-    /// The entry for a custom metric of a resource, with a targeted lookup when unknown:
-    /// the rule file's, else (for a request in a namespace) that namespace's rule objects'.
+    /// The entry `in_file` finds in the rule file's metrics, else (for a request in a
+    /// namespace) the one `in_objects` finds among that namespace's rule objects; when
+    /// neither knows it, after a targeted lookup.
+    async fn find<E: Clone>(
+        &self,
+        api: Api,
+        metric: &str,
+        namespace: Option<&str>,
+        in_file: impl Fn(&Snapshot) -> Option<&E>,
+        in_objects: impl Fn(&NamespaceRules) -> Option<&E>,
+    ) -> Option<Served<E>> {
+        let served = |s: &Snapshot| {
+            if let Some(entry) = in_file(s) {
+                return Some(Served {
+                    rules: s.rules.clone(),
+                    entry: entry.clone(),
+                });
+            }
+            let nr = s.namespaces.get(namespace?)?;
+            Some(Served {
+                rules: nr.rules.clone(),
+                entry: in_objects(nr)?.clone(),
+            })
+        };
+        if let Some(found) = served(&self.snapshot()) {
+            return Some(found);
+        }
+        self.targeted_lookup(api, metric, |s| served(s).is_some())
+            .await;
+        served(&self.snapshot())
+    }
+
+    /// The entry for a custom metric of a resource: the rule file's, else that namespace's
+    /// rule objects'; a targeted lookup when unknown.
     pub async fn custom(
         &self,
         gr: &GroupResource,
@@ -794,62 +826,30 @@ impl Registry {
         namespace: Option<&str>,
     ) -> Option<Served<CustomEntry>> {
         let key = (gr.clone(), metric.to_string());
-        let served = |s: Arc<Snapshot>| {
-            if let Some(entry) = s.custom.get(&key) {
-                return Some(Served {
-                    rules: s.rules.clone(),
-                    entry: entry.clone(),
-                });
-            }
-            let nr = s.namespaces.get(namespace?)?;
-            Some(Served {
-                rules: nr.rules.clone(),
-                entry: nr.custom.get(&key)?.clone(),
-            })
-        };
-        if let Some(found) = served(self.snapshot()) {
-            return Some(found);
-        }
-        self.targeted_lookup(Api::Custom, metric, |s| {
-            s.custom.contains_key(&key)
-                || namespace
-                    .and_then(|ns| s.namespaces.get(ns))
-                    .is_some_and(|nr| nr.custom.contains_key(&key))
-        })
-        .await;
-        served(self.snapshot())
+        self.find(
+            Api::Custom,
+            metric,
+            namespace,
+            |s| s.custom.get(&key),
+            |nr| nr.custom.get(&key),
+        )
+        .await
     }
 
-    /// The entry for an external metric, with a targeted lookup when unknown: the rule
-    /// file's, else that namespace's rule objects'.
+    /// The entry for an external metric: the rule file's, else that namespace's rule
+    /// objects'; a targeted lookup when unknown.
     pub async fn external(
         &self,
         metric: &str,
         namespace: Option<&str>,
     ) -> Option<Served<ExternalEntry>> {
-        let served = |s: Arc<Snapshot>| {
-            if let Some(entry) = s.external.get(metric) {
-                return Some(Served {
-                    rules: s.rules.clone(),
-                    entry: entry.clone(),
-                });
-            }
-            let nr = s.namespaces.get(namespace?)?;
-            Some(Served {
-                rules: nr.rules.clone(),
-                entry: nr.external.get(metric)?.clone(),
-            })
-        };
-        if let Some(found) = served(self.snapshot()) {
-            return Some(found);
-        }
-        self.targeted_lookup(Api::External, metric, |s| {
-            s.external.contains_key(metric)
-                || namespace
-                    .and_then(|ns| s.namespaces.get(ns))
-                    .is_some_and(|nr| nr.external.contains_key(metric))
-        })
-        .await;
-        served(self.snapshot())
+        self.find(
+            Api::External,
+            metric,
+            namespace,
+            |s| s.external.get(metric),
+            |nr| nr.external.get(metric),
+        )
+        .await
     }
 }

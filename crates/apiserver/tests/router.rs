@@ -53,10 +53,12 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The embedded evaluator, with discovery that can be made to fail.
+/// The embedded evaluator, with discovery that can be made to fail and counts its calls.
+#[derive(Default)]
 struct Switchable {
     inner: EmbeddedBackend,
     fail: AtomicBool,
+    series_calls: std::sync::atomic::AtomicUsize,
 }
 
 impl Backend for Switchable {
@@ -84,6 +86,7 @@ impl Backend for Switchable {
         selector: &'a str,
         since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
+        self.series_calls.fetch_add(1, Ordering::SeqCst);
         if self.fail.load(Ordering::SeqCst) {
             return Box::pin(async {
                 Err(BackendError::Unavailable {
@@ -107,10 +110,7 @@ fn add(b: &Switchable, pairs: &[(&str, &str)], v: f64) {
 }
 
 fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
-    let backend = Arc::new(Switchable {
-        inner: EmbeddedBackend::default(),
-        fail: AtomicBool::new(false),
-    });
+    let backend = Arc::new(Switchable::default());
     let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
     let metrics = Arc::new(SelfMetrics::default());
     let rules = Arc::new(RuleSet::from_yaml(RULES, "rules").unwrap());
@@ -646,42 +646,6 @@ async fn template_labels_serve_custom_resources_once_discovery_knows_them() {
     );
 }
 
-/// The embedded evaluator, counting the series lookups discovery makes.
-struct Counting {
-    inner: EmbeddedBackend,
-    series_calls: std::sync::atomic::AtomicUsize,
-}
-
-impl Backend for Counting {
-    fn address(&self) -> String {
-        "embedded-counting".into()
-    }
-    fn query<'a>(
-        &'a self,
-        promql: &'a str,
-        at_ms: i64,
-    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
-        self.inner.query(promql, at_ms)
-    }
-    fn query_range<'a>(
-        &'a self,
-        promql: &'a str,
-        start_ms: i64,
-        end_ms: i64,
-        step_ms: i64,
-    ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
-        self.inner.query_range(promql, start_ms, end_ms, step_ms)
-    }
-    fn series_names<'a>(
-        &'a self,
-        selector: &'a str,
-        since_ms: i64,
-    ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
-        self.series_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.series_names(selector, since_ms)
-    }
-}
-
 #[tokio::test]
 async fn rules_with_the_same_series_query_share_one_fetch_per_relist() {
     // The chart's three generic rules share one seriesQuery; here it is spelled three ways.
@@ -705,10 +669,7 @@ externalRules:
   resources: {namespaced: false}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
 "#;
-    let backend = Arc::new(Counting {
-        inner: EmbeddedBackend::default(),
-        series_calls: Default::default(),
-    });
+    let backend = Arc::new(Switchable::default());
     for (name, pod) in [("jobs", "web-1"), ("requests_total", "web-2")] {
         backend
             .inner
@@ -757,10 +718,7 @@ rules:
   resources: {template: '<<.Resource>>'}
   metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
 "#;
-    let backend = Arc::new(Counting {
-        inner: EmbeddedBackend::default(),
-        series_calls: Default::default(),
-    });
+    let backend = Arc::new(Switchable::default());
     let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
     let registry = Arc::new(Registry::new(
         Arc::new(RuleSet::from_yaml(rules, "rules").unwrap()),
