@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use promhpa_core::backend::{Backend, BackendError, QueryValue};
 use promhpa_core::quantity::Quantity;
@@ -14,19 +14,15 @@ use promhpa_prom::{PromClient, PromConfig};
 use promhpa_test_support::{free_port, Prometheus, ScrapeTarget, TestPki};
 use serde_json::Value;
 
+mod common;
+use common::{now_ms, tempfile_dir, Kubectl, Promhpa};
+
 /// The tests here pick free ports and start servers on them; running them one at a time
 /// keeps one test's server from taking a port another test just picked.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.blocking_lock()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The seeds' series; counters grow by a fixed amount per scrape.
@@ -120,95 +116,6 @@ fn combined_rules(dir: &Path) -> PathBuf {
     path
 }
 
-struct Promhpa {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Promhpa {
-    fn start(args: &[String], dir: &Path) -> Promhpa {
-        let port = free_port().unwrap();
-        let log = dir.join(format!("promhpa-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
-            .args(args)
-            .arg(format!("--secure-port={port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg(format!("--cert-dir={}", dir.join("certs").display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Promhpa { child, port, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Promhpa {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-}
-
-impl Kubectl {
-    fn new(dir: &Path, port: u16, ca: &Path) -> Kubectl {
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: promhpa\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: test\n  user: {{token: test-token}}\ncontexts:\n- name: test\n  context: {{cluster: promhpa, user: test}}\ncurrent-context: test\n",
-                ca.display()
-            ),
-        )
-        .unwrap();
-        Kubectl {
-            kubeconfig,
-            cache: dir.join("kube-cache"),
-        }
-    }
-
-    fn raw(&self, path: &str) -> Output {
-        Command::new("kubectl")
-            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .arg(format!("--cache-dir={}", self.cache.display()))
-            .arg("--request-timeout=30s")
-            .args(["get", "--raw", path])
-            .output()
-            .unwrap()
-    }
-
-    fn json(&self, path: &str) -> Value {
-        let out = self.raw(path);
-        assert!(
-            out.status.success(),
-            "kubectl get --raw {path} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// The error kubectl prints for a failed request.
-    fn error(&self, path: &str) -> String {
-        let out = self.raw(path);
-        assert!(
-            !out.status.success(),
-            "kubectl get --raw {path} should fail, got {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-}
-
 async fn prom_value(client: &PromClient, promql: &str) -> Vec<(String, f64)> {
     match client.query(promql, now_ms()).await.unwrap() {
         QueryValue::Vector(v) => {
@@ -248,7 +155,7 @@ fn quantity_f64(s: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_seeds_through_kubectl() {
     let _serial = SERIAL.lock().await;
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("e2e");
     let pki = TestPki::generate("promhpa-test-ca", "front-proxy").unwrap();
     let target = ScrapeTarget::start_with(Arc::new(exposition)).unwrap();
     let prom = Prometheus::start_https(&pki, &[target.port]).unwrap();
@@ -580,16 +487,10 @@ async fn serves_the_seeds_through_kubectl() {
     assert!(status.success(), "{}", server.log());
 }
 
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("promhpa-e2e-{}-{}", std::process::id(), now_ms()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn demo_serves_the_embedded_backend() {
     let _serial = serial();
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("e2e");
     let pki = TestPki::generate("demo-ca", "demo").unwrap();
     let server = Promhpa::start(
         &[
@@ -624,7 +525,7 @@ fn demo_serves_the_embedded_backend() {
 #[test]
 fn helm_values_prometheus_settings_are_used() {
     let _serial = serial();
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("e2e");
     let pki = TestPki::generate("helm-ca", "helm").unwrap();
     let closed = free_port().unwrap();
     let values = dir.join("values.yaml");
@@ -669,7 +570,7 @@ fn helm_values_prometheus_settings_are_used() {
 
 #[test]
 fn without_cluster_credentials_serving_refuses_to_start() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("e2e");
     let objects = dir.join("objects.yaml");
     std::fs::write(&objects, "apiVersion: v1\nkind: List\nitems: []\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
@@ -700,7 +601,7 @@ fn without_cluster_credentials_serving_refuses_to_start() {
 #[test]
 fn delegated_auth_guards_requests_when_cluster_credentials_are_given() {
     let _serial = serial();
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("e2e");
     let pki = TestPki::generate("auth-ca", "alice").unwrap();
     // A cluster that is not there: TokenReview and SubjectAccessReview cannot be asked.
     let closed = free_port().unwrap();
@@ -795,7 +696,7 @@ fn cadvisor(n: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_metrics_k8s_io_from_resource_rules_through_kubectl() {
     let _serial = SERIAL.lock().await;
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("e2e");
     let pki = TestPki::generate("resource-ca", "front-proxy").unwrap();
     let target = ScrapeTarget::start_with(Arc::new(cadvisor)).unwrap();
     let prom = Prometheus::start_https(&pki, &[target.port]).unwrap();
@@ -939,7 +840,7 @@ fn file_with_a_broken_rule(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 #[test]
 fn a_broken_rule_is_reported_and_every_other_rule_served() {
     let _serial = serial();
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("e2e");
     let pki = TestPki::generate("broken-ca", "broken").unwrap();
     let (rules, objects, exposition) = file_with_a_broken_rule(&dir);
     let server = Promhpa::start(

@@ -111,6 +111,17 @@ impl Kubectl {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The error kubectl prints for a failed request.
+    pub fn error(&self, path: &str) -> String {
+        let out = self.raw(path);
+        assert!(
+            !out.status.success(),
+            "kubectl get --raw {path} should fail, got {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Wait (bounded) until `/readyz` answers 200.
     pub fn wait_ready(&self, server: &Promhpa) {
         let start = Instant::now();
