@@ -46,6 +46,7 @@ use promhpa_core::selector::LabelSelector;
 use promhpa_core::GroupResource;
 use regex::Regex;
 
+mod backends;
 mod gotmpl;
 mod isolation;
 mod load;
@@ -55,6 +56,7 @@ mod render;
 mod resources;
 mod yaml;
 
+pub use backends::{BackendSpec, DEFAULT_BACKEND};
 pub use render::{is_valid_label_name, quote_meta};
 pub use resources::{
     normalize as normalize_resource, normalize_known as builtin_resource, ResourceMapper,
@@ -175,6 +177,8 @@ pub struct Rule {
     /// For a rule object of a namespace: the namespace label and the namespace every request
     /// and every series selector is held to.
     pinned: Option<(String, String)>,
+    /// The entry of `backends` that discovery and queries go to; `None` for the default.
+    backend: Option<String>,
 }
 
 /// A made-up request a rule can answer, used to validate and to show a sample query.
@@ -209,6 +213,12 @@ impl Rule {
     }
 
     /// The namespace a rule object is held to (`None` for the rules of the file).
+    /// The name of the backend in the rule file's `backends` this rule reads from; `None`
+    /// for the one the flags describe.
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
+    }
+
     pub fn pinned_namespace(&self) -> Option<&str> {
         self.pinned.as_ref().map(|(_, ns)| ns.as_str())
     }
@@ -806,6 +816,8 @@ pub struct RuleSet {
     /// prometheus-adapter keeps the later one), as found when loading.
     pub shadowed: Vec<ConfigError>,
     pub shape: FileShape,
+    /// The `backends` section: servers besides the default one, which rules may name.
+    pub backends: Vec<BackendSpec>,
 }
 
 impl RuleSet {

@@ -26,6 +26,9 @@ pub(crate) struct Ctx {
     /// Problems that make one rule unable to serve without stopping the file from loading
     /// (prometheus-adapter starts with them and fails at query time).
     pub(crate) broken: Vec<ConfigError>,
+    /// The names in the rule file's `backends` section, when rules may name one; `None`
+    /// where no rule may (Helm values, rule objects).
+    pub(crate) backends: Option<Vec<String>>,
 }
 
 impl Ctx {
@@ -36,6 +39,7 @@ impl Ctx {
             errors: Vec::new(),
             warnings: Vec::new(),
             broken: Vec::new(),
+            backends: None,
         }
     }
 
@@ -48,7 +52,7 @@ impl Ctx {
         });
     }
 
-    fn error(&mut self, line: usize, path: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, line: usize, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             source_name: self.source.clone(),
             line: line + self.line_offset,
@@ -90,7 +94,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn suggestion(key: &str, allowed: &[&str]) -> String {
+pub(crate) fn suggestion(key: &str, allowed: &[&str]) -> String {
     let best = allowed
         .iter()
         .map(|a| (edit_distance(key, a), *a))
@@ -110,7 +114,7 @@ fn suggestion(key: &str, allowed: &[&str]) -> String {
 
 /// The known entries of a mapping; unknown and duplicate keys are reported. A null node is
 /// an empty mapping. `None` when the node is not a mapping.
-fn fields<'a>(
+pub(crate) fn fields<'a>(
     ctx: &mut Ctx,
     node: &'a Node,
     path: &str,
@@ -158,12 +162,12 @@ fn fields<'a>(
     Some(out)
 }
 
-fn get<'a>(entries: &[(&'a str, &'a Node)], key: &str) -> Option<&'a Node> {
+pub(crate) fn get<'a>(entries: &[(&'a str, &'a Node)], key: &str) -> Option<&'a Node> {
     entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
 /// A string field; null is absent. Non-scalars are type errors.
-fn string(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<String> {
+pub(crate) fn string(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<String> {
     let node = node?;
     if node.is_null() {
         return None;
@@ -181,7 +185,7 @@ fn string(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<String> {
     }
 }
 
-fn boolean(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<bool> {
+pub(crate) fn boolean(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<bool> {
     let node = node?;
     if node.is_null() {
         return None;
@@ -215,7 +219,7 @@ fn boolean(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<bool> {
     None
 }
 
-fn sequence<'a>(ctx: &mut Ctx, node: Option<&'a Node>, path: &str) -> Vec<&'a Node> {
+pub(crate) fn sequence<'a>(ctx: &mut Ctx, node: Option<&'a Node>, path: &str) -> Vec<&'a Node> {
     let Some(node) = node else {
         return Vec::new();
     };
@@ -532,11 +536,15 @@ fn compile_adapter(ctx: &mut Ctx, root: &Node) -> RuleSet {
         ctx,
         root,
         "",
-        &["rules", "externalRules", "resourceRules"],
+        &["rules", "externalRules", "resourceRules", "backends"],
         true,
     ) else {
         return set;
     };
+    set.backends = crate::backends::compile_backends(ctx, get(&top, "backends"));
+    let saved_backends = ctx
+        .backends
+        .replace(set.backends.iter().map(|b| b.name.clone()).collect());
     for (i, node) in sequence(ctx, get(&top, "rules"), "rules")
         .into_iter()
         .enumerate()
@@ -561,7 +569,8 @@ fn compile_adapter(ctx: &mut Ctx, root: &Node) -> RuleSet {
     if let Some(node) = get(&top, "resourceRules").filter(|n| !n.is_null()) {
         set.resource = compile_resource_rules(ctx, node, "resourceRules");
     }
-    if top.is_empty() {
+    ctx.backends = saved_backends;
+    if top.iter().all(|(k, _)| *k == "backends") {
         ctx.error(
             root.line,
             "",
@@ -739,6 +748,7 @@ const RULE_KEYS: &[&str] = &[
     "resources",
     "name",
     "metricsQuery",
+    "backend",
 ];
 
 fn compile_resources(
@@ -899,6 +909,29 @@ fn selector_name(vs: &promql_parser::parser::VectorSelector) -> Option<String> {
 }
 
 /// One rule from its YAML node (for rule objects, whose `spec` is a rule).
+/// A rule's `backend`: `None` for the default one (absent or `default`).
+fn compile_rule_backend(ctx: &mut Ctx, node: Option<&Node>, path: &str) -> Option<String> {
+    let line = node.map(|n| n.line).unwrap_or_default();
+    let name = string(ctx, node, path)
+        .filter(|n| !n.is_empty() && n != crate::backends::DEFAULT_BACKEND)?;
+    match &ctx.backends {
+        Some(known) if known.contains(&name) => Some(name),
+        Some(known) => {
+            let message = crate::backends::unknown_backend(&name, known);
+            ctx.error(line, path, message);
+            None
+        }
+        None => {
+            ctx.error(
+                line,
+                path,
+                "only rules of a rule file (--config) may name a backend; these are served by the default one",
+            );
+            None
+        }
+    }
+}
+
 pub(crate) fn compile_rule_node(
     ctx: &mut Ctx,
     node: &Node,
@@ -1065,6 +1098,10 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
     if ctx.errors.len() > errors_before {
         return None;
     }
+    let backend = compile_rule_backend(ctx, get(&f, "backend"), &join_path(path, "backend"));
+    if ctx.errors.len() > errors_before {
+        return None;
+    }
     let template_parsed = template.is_some();
     let mut rule = Rule {
         kind,
@@ -1087,6 +1124,7 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         discoverable,
         series_key,
         pinned: None,
+        backend,
     };
     if template_parsed {
         check_rule(ctx, &rule, mq_line, &mq_path);
