@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use promhpa_core::backend::{Backend, BackendError, BoxFuture, QueryValue, Sample};
+use promhpa_core::backend::{BackendError, BoxFuture, QueryValue, Sample};
 use promhpa_core::lookup::{GroupResource, LookupError, ObjectLookup};
 use promhpa_core::quantity::Quantity;
 use promhpa_core::selector::LabelSelector;
@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use promhpa_core::path::segments;
 
+use crate::backends::{BackendRef, Backends};
 use crate::coalesce::Source;
 use crate::error::ApiError;
 use crate::metrics::SelfMetrics;
@@ -41,7 +42,6 @@ pub trait RequestGuard: Send + Sync {
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
-    pub backend: Arc<dyn Backend>,
     pub lookup: Arc<dyn ObjectLookup>,
     pub metrics: Arc<SelfMetrics>,
     pub guard: Option<Arc<dyn RequestGuard>>,
@@ -462,6 +462,7 @@ pub(crate) async fn remembered(
 /// request's deadline, recorded in the self-metrics under the rule at `rule_path`.
 pub(crate) async fn observed_query(
     state: &AppState,
+    backend: &BackendRef,
     rule_path: &str,
     promql: &str,
 ) -> Result<QueryValue, BackendError> {
@@ -469,7 +470,7 @@ pub(crate) async fn observed_query(
     let (result, source) = state
         .coalescer
         .query(
-            &state.backend,
+            backend,
             promql,
             now_ms(),
             crate::deadline::backend_budget(NO_DEADLINE_BUDGET),
@@ -495,11 +496,15 @@ const NO_DEADLINE_BUDGET: std::time::Duration = std::time::Duration::from_secs(6
 
 async fn query_vector(
     state: &AppState,
+    backends: &Backends,
     rule: &Rule,
     metric: &str,
     promql: &str,
 ) -> Result<Vec<Sample>, ApiError> {
-    match observed_query(state, rule.path(), promql).await {
+    let backend = backends
+        .for_rule(rule)
+        .map_err(|e| backend_error(e, metric, rule, promql))?;
+    match observed_query(state, backend, rule.path(), promql).await {
         Ok(QueryValue::Vector(v)) => Ok(v),
         Ok(QueryValue::Scalar {
             value,
@@ -661,7 +666,7 @@ async fn custom_values(
             rule.path()
         )));
     };
-    let samples = query_vector(state, rule, metric, &promql).await?;
+    let samples = query_vector(state, &entry.backends, rule, metric, &promql).await?;
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let mut by_name: BTreeMap<&str, &Sample> = BTreeMap::new();
     let mut seen_other: BTreeSet<String> = BTreeSet::new();
@@ -875,7 +880,7 @@ async fn external_values(
     let promql = rule
         .render_external(&entry.series, Some(namespace), &selector)
         .map_err(|e| render_error(e, metric))?;
-    let samples = query_vector(state, rule, metric, &promql).await?;
+    let samples = query_vector(state, &entry.backends, rule, metric, &promql).await?;
     let window = range_window_seconds(&promql);
     let mut items = Vec::new();
     let mut dropped = Vec::new();

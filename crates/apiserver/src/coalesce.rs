@@ -22,6 +22,7 @@ use promhpa_core::backend::{Backend, BackendError, QueryValue};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::backends::BackendRef;
 use crate::stale::StaleAnswers;
 
 /// A finished query's result, and whether it failed only because its leader's deadline
@@ -186,12 +187,14 @@ impl Coalescer {
     /// result and where it came from.
     pub async fn query(
         &self,
-        backend: &Arc<dyn Backend>,
+        backend: &BackendRef,
         promql: &str,
         at_ms: i64,
         budget: Duration,
     ) -> (Result<QueryValue, BackendError>, Source) {
-        if let Some(v) = self.results.as_ref().and_then(|c| c.get(promql)) {
+        let key = &format!("{}\n{promql}", backend.id);
+        let backend = &backend.client;
+        if let Some(v) = self.results.as_ref().and_then(|c| c.get(key)) {
             return (Ok(v), Source::Cache);
         }
         let deadline = Instant::now() + budget;
@@ -199,7 +202,7 @@ impl Coalescer {
         loop {
             let (follower, leader) = {
                 let mut m = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                match m.get(promql) {
+                match m.get(key) {
                     Some(e) if e.started.elapsed() < self.max_join_age => (
                         Some((e.result.clone(), e.started + self.max_join_age)),
                         None,
@@ -208,7 +211,7 @@ impl Coalescer {
                         let (tx, rx) = watch::channel(None);
                         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                         m.insert(
-                            promql.to_string(),
+                            key.to_string(),
                             InFlight {
                                 id,
                                 started: Instant::now(),
@@ -222,13 +225,13 @@ impl Coalescer {
             if let Some((tx, id)) = leader {
                 let guard = Leader {
                     coalescer: self,
-                    key: promql,
+                    key,
                     id,
                 };
                 let result = ask(backend, promql, at_ms, deadline).await;
                 let ran_out = result.is_err() && Instant::now() >= deadline;
                 if let (Some(cache), Ok(v)) = (&self.results, &result) {
-                    cache.put(promql, v);
+                    cache.put(key, v);
                 }
                 drop(guard);
                 let _ = tx.send(Some((result.clone(), ran_out)));
@@ -334,7 +337,7 @@ mod tests {
             calls: AtomicUsize::new(0),
             release: tokio::sync::Notify::new(),
         });
-        let backend: Arc<dyn Backend> = gate.clone();
+        let backend = BackendRef::new(gate.clone());
         let c = Arc::new(Coalescer::default());
         let mut tasks = Vec::new();
         for _ in 0..5 {
@@ -415,7 +418,7 @@ mod tests {
         let stall = Arc::new(StallFirst {
             calls: AtomicUsize::new(0),
         });
-        let backend: Arc<dyn Backend> = stall.clone();
+        let backend = BackendRef::new(stall.clone());
         let c = Arc::new(Coalescer::new(Duration::from_secs(1)));
         let (c1, b1) = (c.clone(), backend.clone());
         let first =
@@ -500,7 +503,7 @@ mod tests {
         let counting = Arc::new(Counting {
             calls: AtomicUsize::new(0),
         });
-        let backend: Arc<dyn Backend> = counting.clone();
+        let backend = BackendRef::new(counting.clone());
         let budget = Duration::from_secs(5);
         // Off by default: every query asks.
         let c = Coalescer::default();
@@ -531,9 +534,9 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_not_cached() {
-        let backend: Arc<dyn Backend> = Arc::new(StallFirst {
+        let backend = BackendRef::new(Arc::new(StallFirst {
             calls: AtomicUsize::new(0),
-        });
+        }));
         let c = Coalescer::default().with_result_ttl(Duration::from_secs(60));
         let (r, _) = c.query(&backend, "up", 1, Duration::from_millis(50)).await;
         assert!(r.is_err());

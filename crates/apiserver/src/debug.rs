@@ -30,6 +30,8 @@ struct RuleView {
     origin: String,
     series_query: String,
     metrics_query: String,
+    /// `name (address)` of the backend the rule reads from.
+    backend: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     broken: Option<String>,
     /// Served metrics: `resource/metric` for custom rules, the name for external ones.
@@ -74,6 +76,7 @@ pub async fn rules(State(state): State<AppState>) -> Response {
             origin: r.origin(),
             series_query: r.series_query().to_string(),
             metrics_query: r.metrics_query().to_string(),
+            backend: snap.backends.describe(r),
             broken: r.broken().map(str::to_string),
             metrics: served.get(r.path()).cloned().unwrap_or_default(),
             last_relist: relist.and_then(|x| time(x.last_relist_seconds)),
@@ -86,6 +89,7 @@ pub async fn rules(State(state): State<AppState>) -> Response {
         "rules": snap.rules.custom.iter().map(view).collect::<Vec<_>>(),
         "externalRules": snap.rules.external.iter().map(view).collect::<Vec<_>>(),
         "resourceRules": snap.rules.resource.is_some(),
+        "backends": snap.backends.list().into_iter().map(|(name, address)| serde_json::json!({"name": name, "address": address})).collect::<Vec<_>>(),
         "ready": state.registry.is_ready(),
     });
     json(&body)
@@ -103,6 +107,8 @@ struct QueryView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     objects: Vec<String>,
     promql: String,
+    /// `name (address)` of the backend the query goes to.
+    backend: String,
 }
 
 /// `GET /debug/promhpa/query?path=/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/x`.
@@ -189,6 +195,7 @@ async fn plan(state: &AppState, path: Option<String>) -> Result<QueryView, ApiEr
             series: entry.series.clone(),
             objects: names,
             promql,
+            backend: entry.backends.describe(rule),
         });
     }
     if uri_path.starts_with("/apis/external.metrics.k8s.io/") {
@@ -227,6 +234,7 @@ async fn plan(state: &AppState, path: Option<String>) -> Result<QueryView, ApiEr
             series: entry.series.clone(),
             objects: Vec::new(),
             promql,
+            backend: entry.backends.describe(rule),
         });
     }
     Err(not_a_values_path(&path))

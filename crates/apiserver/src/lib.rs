@@ -3,6 +3,7 @@
 //! `metrics.k8s.io` (v1beta1, [`resource`]) served over rustls from a
 //! [`promhpa_core::Backend`] and a rule set.
 //!
+//! - [`backends::Backends`]: the default backend and those of the rule file's `backends`.
 //! - [`registry::Registry`]: which metrics exist, kept current by relisting each rule's
 //!   `seriesQuery`.
 //! - [`api::router`]: discovery, metric values, `Status` errors, health, self-metrics,
@@ -24,6 +25,7 @@
 
 pub mod api;
 pub mod auth_guard;
+pub mod backends;
 pub mod coalesce;
 pub mod deadline;
 pub mod debug;

@@ -17,6 +17,7 @@ use promhpa_core::backend::{Backend, SeriesInfo};
 use promhpa_core::lookup::{GroupResource, ObjectLookup};
 use promhpa_rules::{Rule, RuleSet};
 
+use crate::backends::{Backends, Connect};
 use crate::metrics::SelfMetrics;
 
 /// A custom metric served for one resource.
@@ -42,6 +43,8 @@ pub struct ExternalEntry {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub rules: Arc<RuleSet>,
+    /// The backends `rules` read from (the rule file's `backends` and the default one).
+    pub backends: Arc<Backends>,
     pub custom: BTreeMap<(GroupResource, String), CustomEntry>,
     pub external: BTreeMap<String, ExternalEntry>,
     /// The rules of `MetricRule` objects, by namespace, and what they serve there.
@@ -78,6 +81,8 @@ pub struct ObjectReport {
 #[derive(Debug, Clone)]
 pub struct Served<E> {
     pub rules: Arc<RuleSet>,
+    /// The backends of `rules`.
+    pub backends: Arc<Backends>,
     pub entry: E,
 }
 
@@ -111,7 +116,8 @@ pub enum Api {
 
 /// The registry and what it needs to refresh itself.
 pub struct Registry {
-    backend: Arc<dyn Backend>,
+    /// Makes the clients of a reloaded rule file's new `backends` entries.
+    connect: Option<Connect>,
     lookup: Arc<dyn ObjectLookup>,
     metrics: Arc<SelfMetrics>,
     max_age: Duration,
@@ -138,13 +144,28 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_millis(500);
 /// Result of discovering one rule.
 type RuleResult<T> = Result<Vec<T>, String>;
 
-/// The series fetched in one discovery pass, by canonical `seriesQuery`.
-type Fetched = HashMap<String, Result<Arc<Vec<SeriesInfo>>, String>>;
+/// One discovery pass: the backends it asks, and the series fetched so far by backend and
+/// canonical `seriesQuery`.
+struct Fetched {
+    backends: Arc<Backends>,
+    series: HashMap<(Option<String>, String), Result<Arc<Vec<SeriesInfo>>, String>>,
+}
+
+impl Fetched {
+    fn new(backends: &Arc<Backends>) -> Fetched {
+        Fetched {
+            backends: backends.clone(),
+            series: HashMap::new(),
+        }
+    }
+}
 
 impl Registry {
+    /// A registry serving `rules` from `backends` (built for these rules, see
+    /// [`Backends::build`]; a single backend converts into a set).
     pub fn new(
         rules: Arc<RuleSet>,
-        backend: Arc<dyn Backend>,
+        backends: impl Into<Backends>,
         lookup: Arc<dyn ObjectLookup>,
         metrics: Arc<SelfMetrics>,
         max_age: Duration,
@@ -157,19 +178,32 @@ impl Registry {
                 .collect(),
         );
         Registry {
-            backend,
+            connect: None,
             lookup,
             metrics,
             max_age,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             snapshot: RwLock::new(Arc::new(Snapshot {
                 rules,
+                backends: Arc::new(backends.into()),
                 ..Snapshot::default()
             })),
             ready: AtomicBool::new(false),
             negative: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// How a reloaded rule file's new `backends` entries get their clients; without it a
+    /// reload that adds or changes one is refused.
+    pub fn with_connector(mut self, connect: Connect) -> Self {
+        self.connect = Some(connect);
+        self
+    }
+
+    /// The backends of the rule set being served now.
+    pub fn backends(&self) -> Arc<Backends> {
+        self.snapshot().backends.clone()
     }
 
     /// How long a targeted lookup that found nothing is remembered.
@@ -222,18 +256,25 @@ impl Registry {
         rule: &Rule,
         fetched: &mut Fetched,
     ) -> (Result<Arc<Vec<SeriesInfo>>, String>, u64) {
-        if let Some(done) = fetched.get(rule.series_key()) {
+        let key = (
+            rule.backend().map(str::to_string),
+            rule.series_key().to_string(),
+        );
+        if let Some(done) = fetched.series.get(&key) {
             return (done.clone(), 0);
         }
         let since = now_ms() - self.max_age.as_millis() as i64;
-        let result = self
-            .backend
-            .series_names(&rule.discovery_query(), since)
-            .await
-            .map(Arc::new)
-            .map_err(|e| e.to_string());
+        let result = match fetched.backends.for_rule(rule) {
+            Ok(backend) => backend
+                .client
+                .series_names(&rule.discovery_query(), since)
+                .await
+                .map(Arc::new)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         let n = result.as_ref().map(|i| i.len() as u64).unwrap_or(0);
-        fetched.insert(rule.series_key().to_string(), result.clone());
+        fetched.series.insert(key, result.clone());
         (result, n)
     }
 
@@ -398,8 +439,13 @@ impl Registry {
     /// Rebuild the entries of `apis` for `rules` from the backend. When `rules` is the rule
     /// set of the current snapshot, a rule whose discovery fails keeps its previous entries;
     /// the errors are returned.
-    async fn rebuild(&self, rules: &Arc<RuleSet>, apis: &[Api]) -> (Snapshot, Vec<String>, u64) {
-        self.rebuild_some(rules, apis, &|_| true).await
+    async fn rebuild(
+        &self,
+        rules: &Arc<RuleSet>,
+        backends: &Arc<Backends>,
+        apis: &[Api],
+    ) -> (Snapshot, Vec<String>, u64) {
+        self.rebuild_some(rules, backends, apis, &|_| true).await
     }
 
     /// [`Registry::rebuild`] for the rules `only` selects; the others keep their entries
@@ -407,6 +453,7 @@ impl Registry {
     async fn rebuild_some(
         &self,
         rules: &Arc<RuleSet>,
+        backends: &Arc<Backends>,
         apis: &[Api],
         only: &(dyn Fn(&Rule) -> bool + Sync),
     ) -> (Snapshot, Vec<String>, u64) {
@@ -414,11 +461,12 @@ impl Registry {
         let same_rules = Arc::ptr_eq(&old.rules, rules);
         let mut snap = Snapshot {
             rules: rules.clone(),
+            backends: backends.clone(),
             ..Snapshot::default()
         };
         let mut errors = Vec::new();
         let mut series = 0;
-        let mut fetched = Fetched::new();
+        let mut fetched = Fetched::new(backends);
         if apis.contains(&Api::Custom) {
             for (idx, rule) in rules.custom.iter().enumerate() {
                 let (res, n) = if only(rule) {
@@ -593,6 +641,7 @@ impl Registry {
         let old = self.snapshot();
         let mut staged = Snapshot {
             rules: old.rules.clone(),
+            backends: old.backends.clone(),
             custom: old.custom.clone(),
             external: old.external.clone(),
             namespaces: BTreeMap::new(),
@@ -620,11 +669,14 @@ impl Registry {
         }
         // Discover the objects' series with the staged namespaces as the "old" state.
         self.swap_quietly(staged);
-        let rules = self.rules();
+        let current = self.snapshot();
         let (snap, errors, _) = self
-            .rebuild_some(&rules, &[Api::Custom, Api::External], &|r| {
-                r.pinned_namespace().is_some()
-            })
+            .rebuild_some(
+                &current.rules,
+                &current.backends,
+                &[Api::Custom, Api::External],
+                &|r| r.pinned_namespace().is_some(),
+            )
             .await;
         for e in &errors {
             tracing::warn!(error = %e, "discovery failed for a MetricRule");
@@ -680,8 +732,11 @@ impl Registry {
     pub async fn relist(&self) -> Vec<String> {
         let _guard = self.targeted.lock().await;
         let start = Instant::now();
-        let rules = self.rules();
-        let (snap, errors, series) = self.rebuild(&rules, &[Api::Custom, Api::External]).await;
+        let current = self.snapshot();
+        let rules = current.rules.clone();
+        let (snap, errors, series) = self
+            .rebuild(&rules, &current.backends, &[Api::Custom, Api::External])
+            .await;
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
         self.metrics.record_rule_relists(
@@ -741,10 +796,12 @@ impl Registry {
         if present(&self.snapshot()) || self.negative_hit(api, metric) {
             return;
         }
-        let rules = self.rules();
+        let current = self.snapshot();
         // Only the rules that may serve this name are asked again.
         let (snap, errors, _) = self
-            .rebuild_some(&rules, &[api], &|r| r.could_serve(metric))
+            .rebuild_some(&current.rules, &current.backends, &[api], &|r| {
+                r.could_serve(metric)
+            })
             .await;
         for e in &errors {
             tracing::warn!(error = %e, metric, "targeted discovery failed for a rule");
@@ -758,14 +815,25 @@ impl Registry {
         }
     }
 
-    /// Serve `rules` from now on: discover their series, then replace rules and entries in
-    /// one step. Requests in flight finish with the snapshot they started with. Returns the
-    /// rules whose discovery failed (they serve nothing until the next relist).
-    pub async fn reload(&self, rules: RuleSet) -> Vec<String> {
+    /// Serve `rules` from now on: connect their new backends, discover their series, then
+    /// replace rules, backends and entries in one step. Requests in flight finish with the
+    /// snapshot they started with. Returns the rules whose discovery failed (they serve
+    /// nothing until the next relist), or why the rules' backends cannot be connected
+    /// (nothing changes then).
+    pub async fn reload(&self, rules: RuleSet) -> Result<Vec<String>, String> {
         let _guard = self.targeted.lock().await;
         let start = Instant::now();
+        let old = self.snapshot();
+        let backends = Arc::new(Backends::build(
+            old.backends.default_backend().clone(),
+            &rules.backends,
+            self.connect.as_ref(),
+            Some(&old.backends),
+        )?);
         let rules = Arc::new(rules);
-        let (snap, errors, series) = self.rebuild(&rules, &[Api::Custom, Api::External]).await;
+        let (snap, errors, series) = self
+            .rebuild(&rules, &backends, &[Api::Custom, Api::External])
+            .await;
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
         self.metrics.set_broken_rules(
@@ -782,7 +850,7 @@ impl Registry {
         if let Ok(mut n) = self.negative.lock() {
             n.clear();
         }
-        errors
+        Ok(errors)
     }
 
     /// The entry `in_file` finds in the rule file's metrics, else (for a request in a
@@ -800,12 +868,14 @@ impl Registry {
             if let Some(entry) = in_file(s) {
                 return Some(Served {
                     rules: s.rules.clone(),
+                    backends: s.backends.clone(),
                     entry: entry.clone(),
                 });
             }
             let nr = s.namespaces.get(namespace?)?;
             Some(Served {
                 rules: nr.rules.clone(),
+                backends: s.backends.clone(),
                 entry: in_objects(nr)?.clone(),
             })
         };

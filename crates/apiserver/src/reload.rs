@@ -24,6 +24,8 @@ pub enum ReloadError {
     Invalid { path: String, errors: String },
     #[error("--strict-rules: the rule file {path} has broken rules or warnings; the running rules stay:\n{errors}")]
     Strict { path: String, errors: String },
+    #[error("the rule file {path} names a backend that cannot be connected; the running rules stay: {message}")]
+    Backend { path: String, message: String },
 }
 
 /// Watches one rule file and reloads the registry from it.
@@ -99,7 +101,14 @@ impl RuleFileReloader {
                 "the rule file's prometheus settings changed; they take effect at the next restart"
             );
         }
-        let errors = self.registry.reload(set.clone()).await;
+        let errors =
+            self.registry
+                .reload(set.clone())
+                .await
+                .map_err(|message| ReloadError::Backend {
+                    path: path.clone(),
+                    message,
+                })?;
         tracing::info!(
             path = %path,
             rules = set.rules().count(),

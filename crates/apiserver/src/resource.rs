@@ -154,7 +154,8 @@ async fn query(
     rule: &ResourceRule,
     promql: &str,
 ) -> Result<Vec<Sample>, ApiError> {
-    match observed_query(state, rule.path(), promql).await {
+    let backends = state.registry.backends();
+    match observed_query(state, backends.default_backend(), rule.path(), promql).await {
         Ok(QueryValue::Vector(v)) => Ok(v),
         Ok(other) => Err(ApiError::Internal(format!(
             "{}: the query returned a {} instead of a vector; query: {promql}",

@@ -103,7 +103,6 @@ async fn rule_objects_serve_their_namespace_only_and_never_over_the_file() {
     registry.set_objects(&objects).await;
     let app = router(AppState {
         registry: registry.clone(),
-        backend,
         lookup,
         metrics,
         guard: None,

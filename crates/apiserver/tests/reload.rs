@@ -90,7 +90,6 @@ async fn setup(name: &str) -> Setup {
     assert!(registry.relist().await.is_empty());
     let app = router(AppState {
         registry: registry.clone(),
-        backend,
         lookup,
         metrics: metrics.clone(),
         guard: None,

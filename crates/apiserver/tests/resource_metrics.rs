@@ -108,7 +108,6 @@ fn app(rules: &str) -> axum::Router {
     ));
     router(AppState {
         registry,
-        backend,
         lookup,
         metrics,
         guard: None,

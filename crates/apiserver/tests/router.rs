@@ -126,7 +126,6 @@ fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
     );
     let app = router(AppState {
         registry: registry.clone(),
-        backend: backend.clone(),
         lookup,
         metrics,
         guard: None,
@@ -397,7 +396,6 @@ async fn tls_passes_client_certificates_to_the_guard() {
     registry.relist().await;
     let app = router(AppState {
         registry: registry.clone(),
-        backend: backend.clone(),
         lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
         metrics: Arc::new(SelfMetrics::default()),
         guard: Some(Arc::new(NeedsClientCert)),
@@ -489,7 +487,6 @@ async fn later_rules_win_and_broken_rules_are_named() {
     ));
     let app = router(AppState {
         registry: registry.clone(),
-        backend: backend.clone(),
         lookup,
         metrics: metrics.clone(),
         guard: None,
@@ -605,7 +602,6 @@ async fn template_labels_serve_custom_resources_once_discovery_knows_them() {
     ));
     let app = router(AppState {
         registry: registry.clone(),
-        backend: backend.clone(),
         lookup: lookup.clone(),
         metrics,
         guard: None,
@@ -729,7 +725,6 @@ rules:
     ));
     let app = router(AppState {
         registry: registry.clone(),
-        backend: backend.clone(),
         lookup,
         metrics: Arc::new(SelfMetrics::default()),
         guard: None,
@@ -838,7 +833,6 @@ async fn the_debug_view_is_behind_the_guard() {
     registry.relist().await;
     let app = router(AppState {
         registry: registry.clone(),
-        backend: backend.clone(),
         lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
         metrics: Arc::new(SelfMetrics::default()),
         guard: Some(Arc::new(NeedsClientCert)),

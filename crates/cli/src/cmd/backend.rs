@@ -249,6 +249,18 @@ impl BackendFlags {
         Ok(Arc::new(PromClient::new(self.prom_config(url)?)?))
     }
 
+    /// Makes the client of each `backends` entry of the rule file: its own URL, TLS, auth,
+    /// headers and query parameters; the query settings (verb, timeout) of the flags.
+    pub fn connector(&self) -> anyhow::Result<promhpa_apiserver::backends::Connect> {
+        let verb = self.prometheus_verb.parse::<Verb>()?;
+        let timeout = self.prometheus_query_timeout;
+        Ok(Arc::new(move |spec: &promhpa_rules::BackendSpec| {
+            let config = spec_config(spec, verb, timeout)?;
+            let client = PromClient::new(config).map_err(|e| e.to_string())?;
+            Ok(Arc::new(client) as Arc<dyn Backend>)
+        }))
+    }
+
     /// The Prometheus client settings of the flags, for `url`.
     pub fn prom_config(&self, url: &str) -> anyhow::Result<PromConfig> {
         let mut config = PromConfig::new(url.to_string());
@@ -318,6 +330,42 @@ impl BackendFlags {
             None => super::cluster::kube_lookup(cluster),
         }
     }
+}
+
+/// The client settings of a `backends` entry. A basic-auth password file is read now (the
+/// entry's client is made anew when the rule file changes it); a token file is re-read by
+/// the client whenever it changes.
+pub fn spec_config(
+    spec: &promhpa_rules::BackendSpec,
+    verb: Verb,
+    timeout: std::time::Duration,
+) -> Result<PromConfig, String> {
+    let url = if spec.query_parameters.is_empty() {
+        spec.url.clone()
+    } else {
+        url::Url::parse_with_params(&spec.url, &spec.query_parameters)
+            .map_err(|e| format!("invalid url: {e}"))?
+            .to_string()
+    };
+    let mut config = PromConfig::new(url);
+    config.verb = verb;
+    config.query_timeout = timeout;
+    config.ca_file = spec.ca_file.as_ref().map(PathBuf::from);
+    config.client_cert_file = spec.cert_file.as_ref().map(PathBuf::from);
+    config.client_key_file = spec.key_file.as_ref().map(PathBuf::from);
+    config.tls_server_name = spec.tls_server_name.clone();
+    config.token_file = spec.bearer_token_file.as_ref().map(PathBuf::from);
+    config.insecure_skip_verify = spec.insecure_skip_tls_verify;
+    config.headers = spec.headers.clone();
+    if let Some((user, file)) = &spec.basic_auth {
+        let password = std::fs::read_to_string(file)
+            .map_err(|e| format!("reading basicAuth.passwordFile {file}: {e}"))?;
+        config.basic_auth = Some((
+            user.clone(),
+            password.trim_end_matches(['\r', '\n']).to_string(),
+        ));
+    }
+    Ok(config)
 }
 
 /// The embedded evaluator fed by the demo traffic generator: five minutes of history at

@@ -229,6 +229,21 @@ pub fn summary(set: &RuleSet, source: &str) -> String {
             p.path.as_deref().filter(|p| !p.is_empty()).unwrap_or("-"),
         );
     }
+    for b in &set.backends {
+        let mut extras = Vec::new();
+        for (k, _) in &b.headers {
+            extras.push(format!("header {k}"));
+        }
+        for (k, v) in &b.query_parameters {
+            extras.push(format!("{k}={v}"));
+        }
+        let extras = if extras.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extras.join(", "))
+        };
+        let _ = writeln!(out, "backend {}: {}{extras}", b.name, b.url);
+    }
     for rule in set.rules() {
         out.push('\n');
         describe_rule(&mut out, rule);
@@ -284,6 +299,9 @@ fn describe_rule(out: &mut String, rule: &Rule) {
             rule.origin(),
             rule.line()
         );
+    }
+    if let Some(b) = rule.backend() {
+        let _ = writeln!(out, "  backend:    {b}");
     }
     let _ = writeln!(out, "  series:     {}", rule.series_query());
     let filters = rule.series_filters();

@@ -158,9 +158,16 @@ impl HpaFetcher {
             };
         let resource_metrics = rules.resource.is_some();
         let metrics = Arc::new(SelfMetrics::default());
+        let backends = promhpa_apiserver::backends::Backends::build(
+            promhpa_apiserver::backends::BackendRef::new(backend.clone()),
+            &rules.backends,
+            Some(&flags.connector()?),
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let registry = Arc::new(Registry::new(
             Arc::new(rules),
-            backend.clone(),
+            backends,
             lookup.clone(),
             metrics.clone(),
             max_age,
@@ -170,7 +177,6 @@ impl HpaFetcher {
         }
         let router = promhpa_apiserver::router(AppState {
             registry,
-            backend: backend.clone(),
             lookup,
             metrics,
             guard: None,

@@ -136,6 +136,18 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
             rule.origin()
         );
     }
+    if let Some(name) = rule.backend() {
+        let url = set
+            .backends
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.url.as_str())
+            .unwrap_or_default();
+        eprintln!(
+            "note: {} reads from backend \"{name}\" ({url})",
+            rule.origin()
+        );
+    }
     if args.external {
         let selector = parse_selector(args.selector.as_deref(), "selector")?;
         return Ok(rule.render_external(&series, args.namespace.as_deref(), &selector)?);

@@ -388,6 +388,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.backend.adopt_rule_file_prometheus(&rules);
     }
     let (backend, scraping) = build_backend(&args)?;
+    let connect = args.backend.connector()?;
+    let backends = promhpa_apiserver::backends::Backends::build(
+        promhpa_apiserver::backends::BackendRef::new(backend.clone()),
+        &rules.backends,
+        Some(&connect),
+        None,
+    )
+    .map_err(|e| {
+        let source = args
+            .backend
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        anyhow::anyhow!("{source}: {e}")
+    })?;
+    for (name, address) in backends.list().into_iter().skip(1) {
+        tracing::info!(backend = %name, %address, "backend of the rule file");
+    }
     let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         (None, None) => server::ensure_self_signed(&args.cert_dir, &[])?,
@@ -443,13 +462,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let metrics = Arc::new(SelfMetrics::default());
         let max_age = args.metrics_max_age.unwrap_or(args.metrics_relist_interval);
-        let registry = Arc::new(Registry::new(
-            Arc::new(rules),
-            backend.clone(),
-            lookup.clone(),
-            metrics.clone(),
-            max_age,
-        ));
+        let registry = Arc::new(
+            Registry::new(
+                Arc::new(rules),
+                backends,
+                lookup.clone(),
+                metrics.clone(),
+                max_age,
+            )
+            .with_connector(connect),
+        );
         tokio::spawn(registry.clone().run(args.metrics_relist_interval));
         if args.metric_rules {
             super::cluster::serve_metric_rules(
@@ -475,7 +497,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let serving_limits = args.limits.limits()?;
         let state = AppState {
             registry,
-            backend,
             lookup,
             metrics: metrics.clone(),
             guard,
