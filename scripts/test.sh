@@ -10,6 +10,7 @@ need=()
 want() { [[ " ${need[*]} " == *" $1 "* ]] || need+=("$1"); }
 command -v prometheus >/dev/null || want prometheus
 command -v promtool >/dev/null || want prometheus
+command -v victoria-metrics >/dev/null || want victoria-metrics
 command -v kubectl >/dev/null || want kubernetes-client
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"

@@ -148,8 +148,11 @@ type RuleResult<T> = Result<Vec<T>, String>;
 /// canonical `seriesQuery`.
 struct Fetched {
     backends: Arc<Backends>,
-    series: HashMap<(Option<String>, String), Result<Arc<Vec<SeriesInfo>>, String>>,
+    series: HashMap<(Option<String>, String), SeriesResult>,
 }
+
+/// A `seriesQuery`'s series, or why they could not be fetched.
+type SeriesResult = Result<Arc<Vec<SeriesInfo>>, String>;
 
 impl Fetched {
     fn new(backends: &Arc<Backends>) -> Fetched {

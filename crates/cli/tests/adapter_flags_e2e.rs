@@ -5,18 +5,17 @@
 //! `--tls-min-version`/`--tls-cipher-suites` against curl, and the flags that only warn.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+use common::gate::GateProxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use promhpa_core::backend::{Backend, QueryValue};
 use promhpa_prom::{PromClient, PromConfig};
 use promhpa_test_support::{free_port, wait_for_port, Prometheus, ScrapeTarget, TestPki};
-use tokio_rustls::rustls;
 
 /// The tests start servers on ports they picked as free; one at a time keeps them apart.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -339,156 +338,6 @@ fn prometheus_auth_config_sends_basic_auth_and_client_certificates() {
     );
 }
 
-/// A proxy in front of Prometheus that forwards only requests bearing the expected token.
-struct TokenProxy {
-    port: u16,
-    expected: Arc<Mutex<String>>,
-    seen: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl TokenProxy {
-    fn start(pki: &TestPki, upstream: String, token: &str) -> TokenProxy {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_cert)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let expected = Arc::new(Mutex::new(token.to_string()));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let client = https_client(&pki.ca_cert);
-        let (e, s, st) = (expected.clone(), seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let (config, client, upstream) =
-                            (config.clone(), client.clone(), upstream.clone());
-                        let (e, s) = (e.clone(), s.clone());
-                        std::thread::spawn(move || {
-                            let _ = proxy_one(stream, config, &client, &upstream, &e, &s);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        TokenProxy {
-            port,
-            expected,
-            seen,
-            stop,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    fn seen(&self, token: &str) -> bool {
-        let want = format!("Bearer {token}");
-        self.seen.lock().unwrap().contains(&want)
-    }
-}
-
-impl Drop for TokenProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn proxy_one(
-    stream: TcpStream,
-    config: Arc<rustls::ServerConfig>,
-    client: &reqwest::blocking::Client,
-    upstream: &str,
-    expected: &Mutex<String>,
-    seen: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let conn = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
-    let mut tls = rustls::StreamOwned::new(conn, stream);
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = tls.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        data.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&data[..head_end]).into_owned();
-    let mut lines = head.lines();
-    let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let method = request_line.next().unwrap_or_default().to_string();
-    let path = request_line.next().unwrap_or_default().to_string();
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    let length: usize = header("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = data[head_end..].to_vec();
-    while body.len() < length {
-        let n = tls.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&buf[..n]);
-    }
-    let auth = header("authorization").unwrap_or_default();
-    seen.lock().unwrap().push(auth.clone());
-    let want = format!("Bearer {}", expected.lock().unwrap());
-    let (status, answer) = if auth == want {
-        let mut req = client.request(method.parse().unwrap(), format!("{upstream}{path}"));
-        if let Some(ct) = header("content-type") {
-            req = req.header("content-type", ct);
-        }
-        match req.body(body).send() {
-            Ok(resp) => (
-                resp.status().as_u16(),
-                resp.bytes().unwrap_or_default().to_vec(),
-            ),
-            Err(e) => (502, e.to_string().into_bytes()),
-        }
-    } else {
-        (401, b"Unauthorized\n".to_vec())
-    };
-    write!(
-        tls,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        answer.len()
-    )?;
-    tls.write_all(&answer)?;
-    tls.conn.send_close_notify();
-    tls.flush()
-}
-
 #[test]
 fn prometheus_auth_incluster_sends_the_rotating_service_account_token_and_trusts_its_ca() {
     let _serial = serial();
@@ -500,7 +349,7 @@ fn prometheus_auth_incluster_sends_the_rotating_service_account_token_and_trusts
     let mut pc = PromConfig::new(prom.url());
     pc.ca_file = Some(pki.ca_cert.clone());
     wait_for_series(pc, &prom);
-    let proxy = TokenProxy::start(&pki, prom.url(), "sa-token-one");
+    let proxy = GateProxy::start(&pki, prom.url(), "authorization", "Bearer sa-token-one");
 
     let sa = dir.join("serviceaccount");
     std::fs::create_dir_all(&sa).unwrap();
@@ -512,7 +361,7 @@ fn prometheus_auth_incluster_sends_the_rotating_service_account_token_and_trusts
     let (status, body) = get_metric(&server, &pki.ca_cert);
     assert_eq!(status, 200, "{body}\n{}", server.log());
     assert_eq!(metric_value(&body), "7", "{body}");
-    assert!(proxy.seen("sa-token-one"));
+    assert!(proxy.saw("Bearer sa-token-one"));
     assert!(
         server.log().contains("PROMHPA_SERVICE_ACCOUNT_DIR"),
         "{}",
@@ -521,13 +370,13 @@ fn prometheus_auth_incluster_sends_the_rotating_service_account_token_and_trusts
 
     // The kubelet rotates the token: the next queries carry the new one.
     std::fs::write(sa.join("token"), "sa-token-rotated\n").unwrap();
-    *proxy.expected.lock().unwrap() = "sa-token-rotated".into();
+    proxy.expect("Bearer sa-token-rotated");
     let client = https_client(&pki.ca_cert);
     let resp = client.get(server.url(METRIC)).send().unwrap();
     let status = resp.status().as_u16();
     let body = resp.text().unwrap_or_default();
     assert_eq!(status, 200, "{body}\n{}", server.log());
-    assert!(proxy.seen("sa-token-rotated"));
+    assert!(proxy.saw("Bearer sa-token-rotated"));
     drop(server);
 
     // Without the flag no token is sent and the proxy refuses the queries.
@@ -538,7 +387,7 @@ fn prometheus_auth_incluster_sends_the_rotating_service_account_token_and_trusts
     assert_ne!(status, 200, "{log}");
     assert!(log.contains("401 Unauthorized"), "{log}");
     assert!(
-        proxy.seen.lock().unwrap().iter().any(|t| t.is_empty()),
+        proxy.values().iter().any(|t| t.is_empty()),
         "no request without a token reached the proxy"
     );
     drop(server);

@@ -1,15 +1,18 @@
 //! Helpers shared by promhpa's tests: locating the shared conformance suites and seeds,
 //! a throw-away certificate authority ([`pki::TestPki`]), and a real Prometheus serving
-//! HTTPS on 127.0.0.1 that scrapes a test target ([`prometheus::Prometheus`]).
+//! HTTPS on 127.0.0.1 that scrapes a test target ([`prometheus::Prometheus`]), and the same
+//! for VictoriaMetrics ([`victoria::VictoriaMetrics`]).
 
 use std::path::{Path, PathBuf};
 
 pub mod fixtures;
 pub mod pki;
 pub mod prometheus;
+pub mod victoria;
 
 pub use pki::TestPki;
 pub use prometheus::{free_port, wait_for_port, BodyFn, Prometheus, ScrapeTarget};
+pub use victoria::VictoriaMetrics;
 
 /// The `shared/` directory that holds `conformance/` and `seeds/`.
 ///

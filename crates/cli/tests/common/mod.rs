@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod gate;
+
 use promhpa_test_support::free_port;
 use serde_json::Value;
 
