@@ -218,6 +218,11 @@ impl SelfMetrics {
         self.lock().open_connections = n as u64;
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.lock().open_connections
+    }
+
     /// A connection the server closed (a timeout, to make room, or refused at the cap).
     pub fn connection_closed(&self, reason: &str) {
         *self
@@ -313,7 +318,7 @@ impl SelfMetrics {
                 esc(m)
             );
         }
-        let _ = writeln!(out, "# HELP promhpa_connections_open Client connections open when the last one was accepted.\n# TYPE promhpa_connections_open gauge\npromhpa_connections_open {}", i.open_connections);
+        let _ = writeln!(out, "# HELP promhpa_connections_open Client connections open.\n# TYPE promhpa_connections_open gauge\npromhpa_connections_open {}", i.open_connections);
         out.push_str("# HELP promhpa_connections_closed_total Client connections closed by the server, by reason.\n# TYPE promhpa_connections_closed_total counter\n");
         for (r, c) in &i.connections_closed {
             let _ = writeln!(

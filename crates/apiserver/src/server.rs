@@ -297,7 +297,7 @@ pub async fn serve_with(
     metrics: Option<Arc<SelfMetrics>>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let table = limits::ConnTable::new(limits.max_connections);
+    let table = limits::ConnTable::with_gauge(limits.max_connections, metrics.clone());
     let requests = Arc::new(limits::RequestLimits::new(limits, metrics));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);

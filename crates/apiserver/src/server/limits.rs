@@ -253,6 +253,8 @@ pub(crate) struct ConnTable {
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<ConnState>>>,
     empty: Notify,
+    /// Where the number of open connections is published as it changes.
+    gauge: Option<Arc<crate::metrics::SelfMetrics>>,
 }
 
 /// A connection's place in the table, given up when dropped.
@@ -266,6 +268,9 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.table.lock();
         open.remove(&self.id);
+        if let Some(m) = &self.table.gauge {
+            m.set_open_connections(open.len());
+        }
         if open.is_empty() {
             self.table.empty.notify_waiters();
         }
@@ -273,13 +278,23 @@ impl Drop for Slot {
 }
 
 impl ConnTable {
+    #[cfg(test)]
     pub(crate) fn new(max: usize) -> Arc<ConnTable> {
+        ConnTable::with_gauge(max, None)
+    }
+
+    /// A table that publishes its number of open connections to `gauge`.
+    pub(crate) fn with_gauge(
+        max: usize,
+        gauge: Option<Arc<crate::metrics::SelfMetrics>>,
+    ) -> Arc<ConnTable> {
         Arc::new(ConnTable {
             epoch: std::time::Instant::now(),
             max,
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             empty: Notify::new(),
+            gauge,
         })
     }
 

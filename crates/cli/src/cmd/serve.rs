@@ -16,6 +16,7 @@ use promhpa_core::lookup::ObjectLookup;
 
 mod demo_nodes;
 mod limits;
+mod memory;
 mod scrape;
 
 /// The flags of `promhpa serve`, boxed so the subcommand enum stays small.
@@ -473,6 +474,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_connector(connect),
         );
         tokio::spawn(registry.clone().run(args.metrics_relist_interval));
+        tokio::spawn(memory::run(metrics.clone()));
         if args.metric_rules {
             super::cluster::serve_metric_rules(
                 args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),

@@ -1,0 +1,116 @@
+//! Giving memory back after a burst. glibc's allocator keeps what the process freed in its
+//! arenas for reuse: after a flood of connections comes and goes, the memory they used stays
+//! resident until the next flood. `malloc_trim` asks it to return the free pages of every
+//! arena. promhpa calls it when the number of open connections has fallen well below its
+//! recent peak, and when resident memory has grown well past what it was after the last
+//! call; otherwise never, since it briefly locks each arena. Built with jemalloc
+//! (`--features jemalloc`), whose background thread purges by itself, this does nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promhpa_apiserver::metrics::SelfMetrics;
+
+/// How often the conditions are checked.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Connections closed since the peak that make a trim worth it.
+const CONNECTIONS_GONE: u64 = 256;
+/// Growth of resident memory over the level after the last trim that makes one worth it.
+const GROWTH: u64 = 32 << 20;
+
+/// Whether a trim is due: `open` connections now, `peak` the most seen since the last trim,
+/// `rss` the resident bytes now and `after_last` those right after the last trim.
+pub fn due(open: u64, peak: u64, rss: u64, after_last: u64) -> bool {
+    let emptied = peak >= CONNECTIONS_GONE && open <= peak / 2 && peak - open >= CONNECTIONS_GONE;
+    emptied || rss > after_last.saturating_add(GROWTH)
+}
+
+/// Resident memory of this process in bytes (`VmRSS` of /proc/self/status).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+#[allow(unsafe_code)]
+fn trim() -> bool {
+    // SAFETY: malloc_trim takes no pointer and touches only glibc's own free lists, under
+    // the arenas' locks; it is safe to call from any thread at any time.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc"))))]
+fn trim() -> bool {
+    false
+}
+
+/// Whether this build's allocator keeps freed memory until asked (glibc).
+const fn needed() -> bool {
+    cfg!(all(
+        target_os = "linux",
+        target_env = "gnu",
+        not(feature = "jemalloc")
+    ))
+}
+
+/// Watch open connections and resident memory, and trim when [`due`]. Runs forever.
+pub async fn run(metrics: Arc<SelfMetrics>) {
+    if !needed() {
+        return;
+    }
+    let mut after_last = resident_bytes().unwrap_or(0);
+    let mut peak = 0;
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let open = metrics.open_connections();
+        peak = peak.max(open);
+        let Some(rss) = resident_bytes() else {
+            continue;
+        };
+        if !due(open, peak, rss, after_last) {
+            continue;
+        }
+        let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
+        after_last = resident_bytes().unwrap_or(rss);
+        tracing::debug!(
+            before_bytes = rss,
+            after_bytes = after_last,
+            released,
+            "returned freed memory to the system"
+        );
+        peak = open;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trim_follows_a_flood_or_growth_only() {
+        // Steady state: nothing.
+        assert!(!due(10, 12, 40 << 20, 30 << 20));
+        // A flood of 4,000 connections has gone: trim.
+        assert!(due(20, 4000, 150 << 20, 30 << 20));
+        // Still half open: wait.
+        assert!(!due(2500, 4000, 150 << 20, 140 << 20));
+        // Memory grew 32 MiB past the last level without connections (a big relist).
+        assert!(due(5, 5, 80 << 20, 40 << 20));
+        assert!(!due(5, 5, 60 << 20, 40 << 20));
+    }
+
+    #[test]
+    fn resident_memory_is_read() {
+        assert!(resident_bytes().is_some_and(|b| b > 0));
+    }
+}
