@@ -586,13 +586,13 @@ fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiErro
             )
         }
     };
-    ApiError::NotFound {
+    ApiError::UnknownMetric {
         message: format!("the server could not find the metric \"{metric}\" for {gr}: {why}"),
-        details: Some(StatusDetails {
+        details: StatusDetails {
             name: metric.to_string(),
             group: CUSTOM_GROUP.to_string(),
             kind: gr.to_string(),
-        }),
+        },
     }
 }
 
@@ -863,13 +863,13 @@ async fn external_values(
                 could.join(", ")
             )
         };
-        return Err(ApiError::NotFound {
+        return Err(ApiError::UnknownMetric {
             message: format!("the server could not find the external metric \"{metric}\": {why}"),
-            details: Some(StatusDetails {
+            details: StatusDetails {
                 name: metric.to_string(),
                 group: EXTERNAL_GROUP.to_string(),
                 kind: String::new(),
-            }),
+            },
         });
     };
     let Some(rule) = entry.rule() else {

@@ -14,6 +14,14 @@ pub enum ApiError {
         message: String,
         details: Option<StatusDetails>,
     },
+    /// 404 `NotFound` for a metric none of the rules serves (after a targeted lookup): a
+    /// request another metrics server may answer (`--forward-unknown-*-metrics-to`).
+    /// `details.name` is the metric.
+    #[error("{message}")]
+    UnknownMetric {
+        message: String,
+        details: StatusDetails,
+    },
     /// 400 `BadRequest`.
     #[error("{0}")]
     BadRequest(String),
@@ -49,7 +57,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
-            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::NotFound { .. } | ApiError::UnknownMetric { .. } => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) | ApiError::BackendUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -63,7 +71,7 @@ impl ApiError {
 
     pub fn reason(&self) -> &'static str {
         match self {
-            ApiError::NotFound { .. } => "NotFound",
+            ApiError::NotFound { .. } | ApiError::UnknownMetric { .. } => "NotFound",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unavailable(_) | ApiError::BackendUnavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
@@ -91,6 +99,7 @@ impl ApiError {
             reason: self.reason(),
             details: match self {
                 ApiError::NotFound { details, .. } => details.clone(),
+                ApiError::UnknownMetric { details, .. } => Some(details.clone()),
                 // Kubernetes always sends `details` on a Forbidden status, `{}` when empty.
                 ApiError::Rejected { details, code, .. } => details
                     .clone()
