@@ -25,7 +25,7 @@ use crate::backends::{BackendRef, Backends};
 use crate::coalesce::Source;
 use crate::error::ApiError;
 use crate::metrics::SelfMetrics;
-use crate::registry::Registry;
+use crate::registry::{Api, Registry};
 use crate::stale::Recall;
 use crate::types::*;
 
@@ -47,6 +47,8 @@ pub struct AppState {
     pub guard: Option<Arc<dyn RequestGuard>>,
     /// Identical concurrent queries share one backend call.
     pub coalescer: Arc<crate::coalesce::Coalescer>,
+    /// Where requests for metrics no rule serves go (`--forward-unknown-*-metrics-to`).
+    pub forward: Option<Arc<crate::forward::Forwarder>>,
 }
 
 /// The route label used in self-metrics.
@@ -283,7 +285,11 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
     let key = request_key(&req, &params);
     let (route, result) = match segs.as_slice() {
         [] => return json(&custom_group()),
-        [v] => return json(&custom_resources(&state, v)),
+        [v] => {
+            let path = format!("/apis/{CUSTOM_GROUP}/{v}");
+            let own = custom_resources(&state, v);
+            return resources(&state, Api::Custom, &path, req.headers(), own).await;
+        }
         [v, "namespaces", ns, "metrics", metric] => (
             "custom/namespace",
             custom_values(&state, v, None, "namespaces", ns, metric, &params).await,
@@ -298,7 +304,40 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
         ),
         _ => return not_found(req).await,
     };
+    if let Some((f, metric)) = forwarding(&state, Api::Custom, req.headers(), &result) {
+        let forwarded = f.forward(Api::Custom, &metric, req.uri()).await;
+        return with_route("custom/forwarded", forwarded);
+    }
     with_route(route, remembered(&state, "custom", key, result).await)
+}
+
+/// A discovery list: `own`, with the resources of the server `api` forwards to.
+async fn resources(
+    state: &AppState,
+    api: Api,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    own: ApiResourceList,
+) -> Response {
+    match &state.forward {
+        Some(f) if f.forwards(api, headers) => f.discovery(api, path, &own).await,
+        _ => json(&own),
+    }
+}
+
+/// The forwarder, and the metric, when `result` says no rule serves the metric and `api`
+/// forwards such requests.
+fn forwarding<'a>(
+    state: &'a AppState,
+    api: Api,
+    headers: &axum::http::HeaderMap,
+    result: &Result<Response, ApiError>,
+) -> Option<(&'a crate::forward::Forwarder, String)> {
+    let Err(ApiError::UnknownMetric { details, .. }) = result else {
+        return None;
+    };
+    let f = state.forward.as_deref()?;
+    f.forwards(api, headers).then(|| (f, details.name.clone()))
 }
 
 fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
@@ -780,10 +819,18 @@ async fn external(State(state): State<AppState>, req: Request) -> Response {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         [] => json(&external_group()),
-        ["v1beta1"] => json(&external_resources(&state)),
+        ["v1beta1"] => {
+            let path = format!("/apis/{EXTERNAL_GROUP}/v1beta1");
+            let own = external_resources(&state);
+            resources(&state, Api::External, &path, req.headers(), own).await
+        }
         ["v1beta1", "namespaces", ns, metric] => {
             let key = request_key(&req, &params);
             let result = external_values(&state, ns, metric, &params).await;
+            if let Some((f, metric)) = forwarding(&state, Api::External, req.headers(), &result) {
+                let forwarded = f.forward(Api::External, &metric, req.uri()).await;
+                return with_route("external/forwarded", forwarded);
+            }
             with_route(
                 "external/value",
                 remembered(&state, "external", key, result).await,

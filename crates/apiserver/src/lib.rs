@@ -16,6 +16,8 @@
 //! - [`objects::StaticObjects`]: an object lookup backed by a file of Kubernetes objects.
 //! - [`coalesce::Coalescer`]: identical queries shared, optionally cached; with
 //!   [`stale::StaleAnswers`], the last answer served when the backend fails.
+//! - [`forward::Forwarder`]: requests for metrics no rule serves passed to another metrics
+//!   server (KEDA's), whose resources discovery lists beside promhpa's.
 //!
 //! ```
 //! use promhpa_apiserver::types::rfc3339;
@@ -30,6 +32,7 @@ pub mod coalesce;
 pub mod deadline;
 pub mod debug;
 pub mod error;
+pub mod forward;
 pub mod metrics;
 pub mod objects;
 pub mod registry;

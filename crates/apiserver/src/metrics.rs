@@ -70,6 +70,10 @@ struct Inner {
     stale_values_remembered: (u64, u64),
     /// Per rule (by path): the last relist's outcome.
     rule_relists: BTreeMap<String, RuleRelist>,
+    /// Value requests forwarded to another metrics server, by API and the code answered.
+    forwarded: BTreeMap<(&'static str, u16), u64>,
+    /// Calls to the other metrics server without a usable answer, by API and call.
+    forward_failures: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// What the last relists said about one rule.
@@ -251,6 +255,17 @@ impl SelfMetrics {
         self.lock().stale_values_remembered = (requests as u64, bytes as u64);
     }
 
+    /// A value request of `api` forwarded to another metrics server, answered with `code`.
+    pub fn forwarded(&self, api: &'static str, code: u16) {
+        *self.lock().forwarded.entry((api, code)).or_default() += 1;
+    }
+
+    /// A call (`value` or `discovery`) to the metrics server `api` forwards to that gave no
+    /// usable answer.
+    pub fn forward_failed(&self, api: &'static str, call: &'static str) {
+        *self.lock().forward_failures.entry((api, call)).or_default() += 1;
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let i = self.lock();
@@ -346,6 +361,20 @@ impl SelfMetrics {
         let (requests, bytes) = i.stale_values_remembered;
         let _ = writeln!(out, "# HELP promhpa_stale_values_remembered Requests whose last answer (or only its time, once too old) is kept for stale values.\n# TYPE promhpa_stale_values_remembered gauge\npromhpa_stale_values_remembered {requests}");
         let _ = writeln!(out, "# HELP promhpa_stale_values_remembered_bytes Bytes of the answers kept for stale values.\n# TYPE promhpa_stale_values_remembered_bytes gauge\npromhpa_stale_values_remembered_bytes {bytes}");
+        out.push_str("# HELP promhpa_forwarded_requests_total Requests for metrics no rule serves, forwarded to another metrics server, by API and the code answered.\n# TYPE promhpa_forwarded_requests_total counter\n");
+        for ((api, code), n) in &i.forwarded {
+            let _ = writeln!(
+                out,
+                "promhpa_forwarded_requests_total{{api=\"{api}\",code=\"{code}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP promhpa_forward_failures_total Calls to the metrics server forwarded to that gave no usable answer (unreachable, too slow, not JSON), by API and call.\n# TYPE promhpa_forward_failures_total counter\n");
+        for ((api, call), n) in &i.forward_failures {
+            let _ = writeln!(
+                out,
+                "promhpa_forward_failures_total{{api=\"{api}\",call=\"{call}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -375,6 +404,16 @@ mod tests {
         assert!(m
             .render()
             .contains("promhpa_stale_values_served_total{api=\"custom\"} 1"));
+        m.forwarded("external", 200);
+        m.forwarded("external", 200);
+        m.forwarded("external", 503);
+        m.forward_failed("external", "discovery");
+        let text = m.render();
+        assert!(text.contains("promhpa_forwarded_requests_total{api=\"external\",code=\"200\"} 2"));
+        assert!(text.contains("promhpa_forwarded_requests_total{api=\"external\",code=\"503\"} 1"));
+        assert!(
+            text.contains("promhpa_forward_failures_total{api=\"external\",call=\"discovery\"} 1")
+        );
     }
 
     #[test]

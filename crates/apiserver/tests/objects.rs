@@ -107,6 +107,7 @@ async fn rule_objects_serve_their_namespace_only_and_never_over_the_file() {
         metrics,
         guard: None,
         coalescer: Default::default(),
+        forward: None,
     });
     let value = |path: String| {
         let app = app.clone();

@@ -94,6 +94,7 @@ async fn setup(name: &str) -> Setup {
         metrics: metrics.clone(),
         guard: None,
         coalescer: Default::default(),
+        forward: None,
     });
     Setup {
         dir,

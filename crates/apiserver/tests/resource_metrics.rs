@@ -112,6 +112,7 @@ fn app(rules: &str) -> axum::Router {
         metrics,
         guard: None,
         coalescer: Default::default(),
+        forward: None,
     })
 }
 

@@ -130,6 +130,7 @@ fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
         metrics,
         guard: None,
         coalescer: Default::default(),
+        forward: None,
     });
     (backend, registry, app)
 }
@@ -400,6 +401,7 @@ async fn tls_passes_client_certificates_to_the_guard() {
         metrics: Arc::new(SelfMetrics::default()),
         guard: Some(Arc::new(NeedsClientCert)),
         coalescer: Default::default(),
+        forward: None,
     });
     let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
     let tls = server::tls_config(resolver).unwrap();
@@ -491,6 +493,7 @@ async fn later_rules_win_and_broken_rules_are_named() {
         metrics: metrics.clone(),
         guard: None,
         coalescer: Default::default(),
+        forward: None,
     });
     for (name, v) in [
         ("http_requests_in_flight", 2.0),
@@ -606,6 +609,7 @@ async fn template_labels_serve_custom_resources_once_discovery_knows_them() {
         metrics,
         guard: None,
         coalescer: Default::default(),
+        forward: None,
     });
     backend
         .append(
@@ -729,6 +733,7 @@ rules:
         metrics: Arc::new(SelfMetrics::default()),
         guard: None,
         coalescer: Default::default(),
+        forward: None,
     });
     registry.relist().await;
     let after_relist = backend.series_calls.load(Ordering::SeqCst);
@@ -837,6 +842,7 @@ async fn the_debug_view_is_behind_the_guard() {
         metrics: Arc::new(SelfMetrics::default()),
         guard: Some(Arc::new(NeedsClientCert)),
         coalescer: Default::default(),
+        forward: None,
     });
     for path in ["/debug/promhpa/rules", "/debug/promhpa/query?path=%2Fapis"] {
         let (code, v) = get(&app, path).await;

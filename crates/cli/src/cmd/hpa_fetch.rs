@@ -181,6 +181,7 @@ impl HpaFetcher {
             metrics,
             guard: None,
             coalescer: Default::default(),
+            forward: None,
         });
         Ok(HpaFetcher {
             router,

@@ -507,6 +507,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .with_result_ttl(args.query_cache_ttl)
                     .with_stale_answers(args.stale_value_max_age),
             ),
+            forward: None,
         };
         let mut app = promhpa_apiserver::router(state);
         if args.backend.demo {
