@@ -122,6 +122,33 @@ pub struct Flags {
     #[arg(long, default_value = "0s", value_parser = go_duration, value_name = "DURATION")]
     pub query_cache_ttl: Duration,
 
+    /// Forward requests for external metrics that no rule serves to this metrics server
+    /// (https://host:port, e.g. KEDA's keda-operator-metrics-apiserver), so that promhpa can
+    /// own the external.metrics.k8s.io APIService beside it; discovery lists both servers'
+    /// metrics. http:// only for 127.0.0.1, ::1 or localhost.
+    #[arg(long, value_name = "URL")]
+    pub forward_unknown_external_metrics_to: Option<String>,
+    /// Forward requests for custom metrics that no rule serves to this metrics server
+    /// (https://host:port), as --forward-unknown-external-metrics-to does for external ones.
+    #[arg(long, value_name = "URL")]
+    pub forward_unknown_custom_metrics_to: Option<String>,
+    /// CA bundle that signed the certificate of the server forwarded to (required for
+    /// https://; re-read when it changes).
+    #[arg(long, value_name = "FILE")]
+    pub forward_ca_file: Option<PathBuf>,
+    /// Client certificate promhpa presents to the server forwarded to (re-read when it
+    /// changes); with --forward-client-key-file.
+    #[arg(long, value_name = "FILE")]
+    pub forward_client_cert_file: Option<PathBuf>,
+    /// Private key of --forward-client-cert-file.
+    #[arg(long, value_name = "FILE")]
+    pub forward_client_key_file: Option<PathBuf>,
+    /// Bearer token promhpa sends to the server forwarded to, re-read when it changes.
+    /// Without it and without a client certificate, the pod's service account token is sent
+    /// when there is one. The caller's credentials are never forwarded.
+    #[arg(long, value_name = "FILE")]
+    pub forward_token_file: Option<PathBuf>,
+
     /// Log verbosity (klog style: 0-2 info, 3-5 debug, 6+ trace).
     #[arg(long = "v", short = 'v', default_value_t = 0)]
     pub verbosity: u8,
@@ -219,6 +246,19 @@ fn tls_cipher_suite(s: &str) -> Result<String, String> {
     }
     server::check_cipher_suite_name(s)?;
     Ok(s.trim().to_string())
+}
+
+/// The --forward-* flags.
+fn forward_options(args: &Flags) -> promhpa_apiserver::forward::ForwardOptions {
+    promhpa_apiserver::forward::ForwardOptions {
+        external_url: args.forward_unknown_external_metrics_to.clone(),
+        custom_url: args.forward_unknown_custom_metrics_to.clone(),
+        ca_file: args.forward_ca_file.clone(),
+        client_cert_file: args.forward_client_cert_file.clone(),
+        client_key_file: args.forward_client_key_file.clone(),
+        token_file: args.forward_token_file.clone(),
+        service_account_token: Some(promhpa_apiserver::forward::SERVICE_ACCOUNT_TOKEN.into()),
+    }
 }
 
 /// One warning for each prometheus-adapter flag given that has no effect here.
@@ -367,6 +407,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for w in &serving_tls.warnings {
         tracing::warn!("{w}");
     }
+    let metrics = Arc::new(SelfMetrics::default());
+    let forward = forward_options(&args).build(metrics.clone())?.map(Arc::new);
     let mut args = args;
     let rules = args.backend.load_rules()?;
     if args.strict_rules && !rules.is_clean() {
@@ -461,7 +503,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(_) => tracing::info!(address = %backend.address(), "prometheus reachable"),
             }
         }
-        let metrics = Arc::new(SelfMetrics::default());
         let max_age = args.metrics_max_age.unwrap_or(args.metrics_relist_interval);
         let registry = Arc::new(
             Registry::new(
@@ -507,7 +548,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .with_result_ttl(args.query_cache_ttl)
                     .with_stale_answers(args.stale_value_max_age),
             ),
-            forward: None,
+            forward,
         };
         let mut app = promhpa_apiserver::router(state);
         if args.backend.demo {
@@ -603,6 +644,32 @@ mod tests {
             .unwrap_or_default();
         assert!(e.contains("\"AES128\" not supported"), "{e}");
         assert!(e.contains("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"), "{e}");
+    }
+
+    #[test]
+    fn forward_flags_reach_the_forwarder() {
+        let f = parse(&[
+            "--forward-unknown-external-metrics-to=https://keda-operator-metrics-apiserver.keda.svc",
+            "--forward-ca-file=/etc/keda-ca/ca.crt",
+            "--forward-token-file=/var/run/forward/token",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let o = forward_options(&f);
+        assert_eq!(
+            o.external_url.as_deref(),
+            Some("https://keda-operator-metrics-apiserver.keda.svc")
+        );
+        assert_eq!(o.custom_url, None);
+        assert_eq!(o.ca_file, Some(PathBuf::from("/etc/keda-ca/ca.crt")));
+        assert_eq!(o.token_file, Some(PathBuf::from("/var/run/forward/token")));
+        assert_eq!(
+            o.service_account_token,
+            Some(PathBuf::from(
+                promhpa_apiserver::forward::SERVICE_ACCOUNT_TOKEN
+            ))
+        );
+        let o = forward_options(&parse(&[]).unwrap_or_else(|e| panic!("{e}")));
+        assert!(o.external_url.is_none() && o.custom_url.is_none());
     }
 
     #[test]
