@@ -26,6 +26,17 @@ impl TestPki {
     /// Generate a CA (`CN=<ca_name>`), a server certificate and a client certificate
     /// (`CN=<client_cn>`).
     pub fn generate(ca_name: &str, client_cn: &str) -> Result<TestPki, String> {
+        Self::generate_with_group(ca_name, client_cn, None)
+    }
+
+    /// [`TestPki::generate`] with an organization (`O=`) in the client certificate, which
+    /// Kubernetes reads as the user's group (`system:masters` is allowed everything without
+    /// asking the cluster).
+    pub fn generate_with_group(
+        ca_name: &str,
+        client_cn: &str,
+        client_group: Option<&str>,
+    ) -> Result<TestPki, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let ca_key = KeyPair::generate().map_err(err("ca key"))?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca"))?;
@@ -54,6 +65,9 @@ impl TestPki {
         let client_key = KeyPair::generate().map_err(err("client key"))?;
         let mut cp = CertificateParams::new(Vec::<String>::new()).map_err(err("client"))?;
         cp.distinguished_name.push(DnType::CommonName, client_cn);
+        if let Some(group) = client_group {
+            cp.distinguished_name.push(DnType::OrganizationName, group);
+        }
         cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let client = cp
             .signed_by(&client_key, &ca, &ca_key)

@@ -93,6 +93,26 @@ impl Kubectl {
         }
     }
 
+    /// `kubectl` that authenticates to one promhpa with a client certificate.
+    pub fn with_client_cert(dir: &Path, port: u16, ca: &Path, cert: &Path, key: &Path) -> Kubectl {
+        let name = format!("kubeconfig-cert-{port}");
+        let kubeconfig = dir.join(&name);
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: promhpa\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: cert\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: cert\n  context: {{cluster: promhpa, user: cert}}\ncurrent-context: cert\n",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        Kubectl {
+            kubeconfig,
+            cache: dir.join(format!("{name}-cache")),
+        }
+    }
+
     pub fn raw(&self, path: &str) -> Output {
         Command::new("kubectl")
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
