@@ -98,6 +98,7 @@ fn setup() -> Setup {
             promhpa_apiserver::coalesce::Coalescer::default()
                 .with_result_ttl(Duration::from_secs(60)),
         ),
+        forward: None,
     });
     Setup {
         app,
