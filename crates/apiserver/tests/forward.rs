@@ -240,7 +240,6 @@ async fn setup(
         .map(|f| Arc::new(f.with_discovery_ttl(discovery_ttl)));
     let app = router(AppState {
         registry,
-        backend: backend.clone(),
         lookup,
         metrics: metrics.clone(),
         guard,
