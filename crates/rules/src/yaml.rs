@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use granit_parser::{ErrorKind, Event, Marker, Parser, ScalarStyle, ScanError};
 
 /// Aliases may not expand a document beyond this many nodes (guards against "billion laughs").
 const MAX_NODES: usize = 200_000;
@@ -94,17 +93,76 @@ pub(crate) struct YamlError {
     pub message: String,
 }
 
+/// How many times a space is put after a `:` that directly precedes a flow collection (see
+/// [`parse_all`]); the text is parsed again each time.
+const MAX_SPACED_VALUES: usize = 100;
+
 /// Parse every document of `text` (`---`-separated). Empty when the text holds no document
 /// at all (empty, or only comments).
 pub(crate) fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
-    let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, true) {
-        return Err(YamlError {
-            line: e.marker().line().max(1),
-            message: format!("not valid YAML: {}", e.info()),
-        });
+    let mut spaced: Option<String> = None;
+    let mut spaces = 0;
+    loop {
+        let current = spaced.as_deref().unwrap_or(text);
+        let e = match build(current) {
+            Ok(builder) => return finish(current, builder),
+            Err(e) => e,
+        };
+        // In a flow collection `{key:[a]}` and `[key:{a: b}]` hold `key: [a]` and `key: {a: b}`,
+        // as Go's YAML reads them; the parser wants a blank after that `:`. One is put there
+        // and the text read again: lines, and every scalar, stay as they are.
+        let colon = e
+            .marker()
+            .byte_offset()
+            .filter(|&at| current.get(at..).is_some_and(|rest| rest.starts_with(':')));
+        match colon {
+            Some(at)
+                if *e.kind() == ErrorKind::FlowMappingValueAdjacentCollection
+                    && spaces < MAX_SPACED_VALUES =>
+            {
+                spaces += 1;
+                let mut next = String::with_capacity(current.len() + 1);
+                next.push_str(&current[..=at]);
+                next.push(' ');
+                next.push_str(&current[at + 1..]);
+                spaced = Some(next);
+            }
+            _ => {
+                return Err(YamlError {
+                    line: e.marker().line().max(1),
+                    message: format!("not valid YAML: {}", e.info()),
+                })
+            }
+        }
     }
+}
+
+/// Read the events of `text` into a tree.
+fn build(text: &str) -> Result<Builder, ScanError> {
+    // Comments are not needed; without their capture no run of comment lines can exceed the
+    // parser's buffer for them.
+    let options = granit_parser::options! { emit_comments: false };
+    let mut builder = Builder::default();
+    for next in Parser::new_from_str_with_options(text, options) {
+        let (event, span) = next?;
+        match event {
+            // An empty node (`key:` with nothing after it) spans no text; the parser reads it
+            // as `~` (or, tagged, as ""). It is "" here, on the line of what follows it.
+            Event::Scalar(_, ScalarStyle::Plain, anchor, _) if span.start == span.end => {
+                let line = empty_node_line(text, &span.start, builder.expects_value());
+                builder.on_event(
+                    Event::Scalar("".into(), ScalarStyle::Plain, anchor, None),
+                    line,
+                );
+            }
+            event => builder.on_event(event, span.start.line()),
+        }
+    }
+    Ok(builder)
+}
+
+/// The documents read from `text` by `builder`.
+fn finish(text: &str, builder: Builder) -> Result<Vec<Node>, YamlError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
@@ -130,6 +188,49 @@ pub(crate) fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
         }
     }
     Ok(roots)
+}
+
+/// The line given to an empty node that the parser places at `mark`: the line of the next
+/// token (comments and blank lines skipped), the end of a text without a final line break
+/// counting as the line after its last one. An empty mapping value is placed at its `:`;
+/// the `:` is passed over, except in a flow collection where a `,`, `}` or `]` follows it:
+/// there the value is on the line of its `:`.
+fn empty_node_line(text: &str, mark: &Marker, value: bool) -> usize {
+    let Some(start) = mark.byte_offset().filter(|&at| text.is_char_boundary(at)) else {
+        return mark.line();
+    };
+    let rest = &text[start..];
+    let (rest, colon) = match rest.strip_prefix(':') {
+        Some(after) if value => (after, true),
+        _ => (rest, false),
+    };
+    let mut breaks = 0;
+    let mut chars = rest.chars().peekable();
+    let mut in_comment = false;
+    let next = loop {
+        match chars.next() {
+            None => break None,
+            Some('\r') => {
+                chars.next_if_eq(&'\n');
+                breaks += 1;
+                in_comment = false;
+            }
+            Some('\n') => {
+                breaks += 1;
+                in_comment = false;
+            }
+            Some(_) if in_comment => {}
+            Some(' ' | '\t') => {}
+            Some('#') => in_comment = true,
+            Some(c) => break Some(c),
+        }
+    };
+    match next {
+        Some(',' | '}' | ']') if colon => mark.line(),
+        Some(_) => mark.line() + breaks,
+        None if text.ends_with(['\n', '\r']) => mark.line() + breaks,
+        None => mark.line() + breaks + 1,
+    }
 }
 
 /// The scalar that comes last in `node`, in document order.
@@ -242,23 +343,42 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+impl Builder {
+    /// Whether the next node is the value of a mapping entry.
+    fn expects_value(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame::Map {
+                pending_key: Some(_),
+                ..
+            })
+        )
+    }
+
+    fn unknown_anchor(&mut self, line: usize) {
+        self.error = Some(YamlError {
+            line,
+            message: "alias refers to an unknown anchor".into(),
+        });
+    }
+
+    /// Take one parser event that starts on (1-based) `line`.
+    fn on_event(&mut self, ev: Event<'_>, line: usize) {
         if self.error.is_some() {
             return;
         }
-        let line = mark.line().max(1);
+        let line = line.max(1);
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 self.nodes += 1;
-                let quoted = style != TScalarStyle::Plain;
-                let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
+                let quoted = style != ScalarStyle::Plain;
+                let block = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded);
                 self.last_scalar_block = block;
                 self.push_node(
                     Node {
                         line,
                         value: Value::Scalar {
-                            text,
+                            text: text.into_owned(),
                             quoted,
                             block,
                         },
@@ -266,12 +386,12 @@ impl MarkedEventReceiver for Builder {
                     anchor,
                 );
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
+            Event::SequenceStart(_, anchor, _) => self.stack.push(Frame::Seq {
                 line,
                 anchor,
                 items: Vec::new(),
             }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
+            Event::MappingStart(_, anchor, _) => self.stack.push(Frame::Map {
                 line,
                 anchor,
                 entries: Vec::new(),
@@ -321,18 +441,16 @@ impl MarkedEventReceiver for Builder {
                     }
                     self.push_node(node, 0);
                 }
-                None => {
-                    self.error = Some(YamlError {
-                        line,
-                        message: "alias refers to an unknown anchor".into(),
-                    })
-                }
+                None => self.unknown_anchor(line),
             },
-            Event::Nothing
-            | Event::StreamStart
+            // only with `emit_unresolved_aliases`, which is off: the parser fails instead
+            Event::UnresolvedAlias(_) => self.unknown_anchor(line),
+            Event::StreamStart
             | Event::StreamEnd
-            | Event::DocumentStart
+            | Event::DocumentStart(..)
             | Event::DocumentEnd => {}
+            // presentation only (anchor names, comments), and events of later parser versions
+            _ => {}
         }
     }
 }
@@ -425,5 +543,82 @@ mod tests {
         }
         let err = parse(&text).unwrap_err();
         assert!(err.message.contains("aliases expand"), "{err:?}");
+    }
+
+    /// The value of `key` in the first mapping of `text`.
+    fn value_of(text: &str, key: &str) -> Node {
+        parse(text).unwrap().unwrap().get(key).unwrap().clone()
+    }
+
+    #[test]
+    fn an_empty_value_is_an_empty_plain_scalar_on_the_line_of_what_follows_it() {
+        let empty = |line| Node {
+            line,
+            value: Value::Scalar {
+                text: String::new(),
+                quoted: false,
+                block: false,
+            },
+        };
+        assert_eq!(value_of("a:\n# note\n\nb: 1\n", "a"), empty(4));
+        assert_eq!(value_of("a:\n  b:\nc: 1\n", "a").get("b"), Some(&empty(3)));
+        // the end of a text without a final line break is the line after its last one
+        assert_eq!(value_of("a:", "a"), empty(2));
+        assert_eq!(value_of("a:\n", "a"), empty(2));
+        assert_eq!(value_of("a:\n# note", "a"), empty(3));
+        assert_eq!(value_of("x: 1\na: &anchor\nb: 1\n", "a"), empty(3));
+        assert_eq!(value_of("a: !!str\nb: 1\n", "a"), empty(2));
+        // in a flow mapping a value left out before `,` or `}` is on the line of its `:`
+        assert_eq!(value_of("{a:\n, b: 1}\n", "a"), empty(1));
+        assert_eq!(value_of("{b: 1,\n a:\n}\n", "a"), empty(2));
+        assert_eq!(value_of("{b: 1,\n a\n}\n", "a"), empty(3));
+        let doc = parse("- # none\n- x\n").unwrap().unwrap();
+        let Value::Seq(items) = &doc.value else {
+            panic!("not a seq")
+        };
+        assert_eq!(items[0], empty(2));
+        // a `~` written out stays what it is
+        assert_eq!(value_of("a: ~\n", "a").as_scalar(), Some("~"));
+        assert!(value_of("a: ~\n", "a").is_null());
+    }
+
+    #[test]
+    fn a_flow_mapping_value_may_follow_its_colon_directly() {
+        let doc = parse("a: {k:[x, y], m:{n: 1}}\nb: 2\n").unwrap().unwrap();
+        let a = doc.get("a").unwrap();
+        let Value::Seq(items) = &a.get("k").unwrap().value else {
+            panic!("not a seq")
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(a.get("m").unwrap().get("n").unwrap().as_scalar(), Some("1"));
+        assert_eq!(doc.get("b").unwrap().line, 2);
+        // a quoted key's `:` may be followed by anything; in a plain scalar it is text
+        assert!(parse("{\"k\":[x]}").unwrap().unwrap().get("k").is_some());
+        assert_eq!(value_of("{u: a:b}", "u").as_scalar(), Some("a:b"));
+    }
+
+    #[test]
+    fn an_empty_block_scalar_at_the_end_is_empty() {
+        assert_eq!(value_of("q: |\n", "q").as_scalar(), Some(""));
+        assert_eq!(value_of("q: >\n", "q").as_scalar(), Some(""));
+        assert_eq!(value_of("q: |", "q").as_scalar(), Some(""));
+        assert_eq!(value_of("q: |\n  x\n  ", "q").as_scalar(), Some("x\n"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_starting_the_text_is_not_content() {
+        let doc = parse("\u{feff}rules: []\n").unwrap().unwrap();
+        assert!(doc.get("rules").is_some());
+        assert_eq!(parse("\u{feff}# only a comment\n").unwrap(), None);
+    }
+
+    #[test]
+    fn long_runs_of_comments_are_read() {
+        let comments = "# note\n".repeat(500);
+        let doc = parse(&format!("a:\n{comments}- x\n{comments}b:\n{comments}- y\n"))
+            .unwrap()
+            .unwrap();
+        // the list `b` holds starts after the third run
+        assert_eq!(doc.get("b").unwrap().line, 1504);
     }
 }
