@@ -7,6 +7,7 @@ use std::path::Path;
 use promhpa_core::backend::BoxFuture;
 use promhpa_core::lookup::{GroupResource, LookupError, ObjectLookup, ResourceMapping};
 use promhpa_core::selector::LabelSelector;
+use promhpa_core::yaml;
 use serde::Deserialize;
 
 /// Why an object file could not be read.
@@ -169,27 +170,24 @@ impl StaticObjects {
                 },
             ));
         }
-        for (index, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-            let value = yaml_serde::Value::deserialize(doc).map_err(|e| ObjectsError::Parse {
+        let documents = yaml::documents::<serde_json::Value>(text);
+        for (index, doc) in documents.into_iter().enumerate() {
+            let parse_error = |message: String| ObjectsError::Parse {
                 path: source.to_string(),
                 index,
-                message: e.to_string(),
-            })?;
-            if value.is_null() {
-                continue;
-            }
+                message,
+            };
+            let mut value = doc.map_err(|e| parse_error(e.to_string()))?;
+            // A null field is one not set, as the API server reads objects.
+            yaml::drop_null_fields(&mut value);
             // A document may be one object, a `kind: List`, or a bare sequence of objects.
             let values = match value {
-                yaml_serde::Value::Sequence(items) => items,
+                serde_json::Value::Array(items) => items,
                 other => vec![other],
             };
             for value in values {
                 let raw: RawObject =
-                    yaml_serde::from_value(value).map_err(|e| ObjectsError::Parse {
-                        path: source.to_string(),
-                        index,
-                        message: e.to_string(),
-                    })?;
+                    serde_json::from_value(value).map_err(|e| parse_error(e.to_string()))?;
                 me.add(raw);
             }
         }
@@ -392,5 +390,22 @@ metadata: {name: va, namespace: llm-d-sim}
             vec!["llm-d-sim", "shop"]
         );
         assert!(StaticObjects::from_text("kind: [", "bad").is_err());
+    }
+
+    #[test]
+    fn a_null_field_is_one_not_set() {
+        let text =
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-0\n  namespace: shop\n  labels:\n";
+        let o = StaticObjects::from_text(text, "test").unwrap_or_else(|e| panic!("{e}"));
+        let pods = GroupResource::new("", "pods");
+        assert_eq!(
+            o.names_sync(&pods, Some("shop"), &LabelSelector::everything()),
+            vec!["web-0"]
+        );
+        let err = StaticObjects::from_text("kind: Pod\n---\nkind: [\n", "bad.yaml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("bad.yaml") && err.contains("line 3"), "{err}");
     }
 }

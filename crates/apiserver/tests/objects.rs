@@ -214,10 +214,7 @@ impl promhpa_apiserver::rule_objects::StatusWriter for Recorded {
 
 fn as_json_items(text: &str) -> Vec<serde_json::Value> {
     text.split("\n---\n")
-        .map(|doc| {
-            let v: yaml_serde::Value = yaml_serde::from_str(doc).unwrap();
-            serde_json::to_value(v).unwrap()
-        })
+        .map(|doc| promhpa_core::yaml::from_str(doc).unwrap())
         .collect()
 }
 

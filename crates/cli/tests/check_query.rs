@@ -402,9 +402,7 @@ fn the_metric_rules_overlay_installs_the_crd_the_flag_and_a_valid_example() {
     assert!(out.status.success(), "{}", stderr(&out));
     let docs: Vec<serde_json::Value> = stdout(&out)
         .split("\n---\n")
-        .map(|d| {
-            serde_json::to_value(yaml_serde::from_str::<yaml_serde::Value>(d).unwrap()).unwrap()
-        })
+        .map(|d| promhpa_core::yaml::from_str(d).unwrap())
         .collect();
     let crd = docs
         .iter()

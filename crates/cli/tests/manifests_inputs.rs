@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use promhpa_rules::{FileShape, RuleSet};
-use serde::Deserialize;
 use serde_json::Value;
 
 fn promhpa(args: &[&str]) -> Output {
@@ -53,9 +52,9 @@ fn through_kubectl(manifests: &str) -> Vec<Value> {
         "kubectl kustomize refuses the manifests: {}",
         stderr(&out)
     );
-    yaml_serde::Deserializer::from_str(&stdout(&out))
-        .map(|doc| Value::deserialize(doc).unwrap())
-        .filter(|v| !v.is_null())
+    promhpa_core::yaml::documents(&stdout(&out))
+        .into_iter()
+        .map(|doc| doc.unwrap())
         .collect()
 }
 
@@ -147,9 +146,9 @@ fn counts(set: &RuleSet) -> (usize, usize, bool) {
 
 /// The `config.yaml` of the ConfigMap the rule loader reads from a manifest file.
 fn configmap_config(text: &str) -> Option<String> {
-    let docs: Vec<Value> = yaml_serde::Deserializer::from_str(text)
-        .filter_map(|doc| Value::deserialize(doc).ok())
-        .filter(|d| !d.is_null())
+    let docs: Vec<Value> = promhpa_core::yaml::documents(text)
+        .into_iter()
+        .filter_map(Result::ok)
         .collect();
     let has = |d: &&Value| d["kind"] == "ConfigMap" && d["data"]["config.yaml"].is_string();
     docs.iter()

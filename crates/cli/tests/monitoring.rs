@@ -35,7 +35,7 @@ fn promtool(args: &[&str], dir: &Path) -> String {
 }
 
 fn yaml_file(path: &Path) -> Value {
-    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    promhpa_core::yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn alert_exprs() -> Vec<String> {
@@ -242,5 +242,5 @@ fn the_overlay_renders_the_scrape_and_its_authorization() {
 }
 
 fn yaml_file_text(text: &str) -> Value {
-    yaml_serde::from_str(text).unwrap()
+    promhpa_core::yaml::from_str(text).unwrap()
 }

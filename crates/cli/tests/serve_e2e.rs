@@ -97,22 +97,17 @@ fn combined_rules(dir: &Path) -> PathBuf {
         "seed-inferno-desired-replicas.yaml",
     ] {
         let text = std::fs::read_to_string(repo_rules().join(f)).unwrap();
-        let v: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
-        if let Some(r) = v.get("rules").and_then(|r| r.as_sequence()) {
+        let v: serde_json::Value = promhpa_core::yaml::from_str(&text).unwrap();
+        if let Some(r) = v.get("rules").and_then(|r| r.as_array()) {
             rules.extend(r.iter().cloned());
         }
-        if let Some(r) = v.get("externalRules").and_then(|r| r.as_sequence()) {
+        if let Some(r) = v.get("externalRules").and_then(|r| r.as_array()) {
             external.extend(r.iter().cloned());
         }
     }
-    let mut m = yaml_serde::Mapping::new();
-    m.insert("rules".into(), yaml_serde::Value::Sequence(rules));
-    m.insert(
-        "externalRules".into(),
-        yaml_serde::Value::Sequence(external),
-    );
+    let m = serde_json::json!({"rules": rules, "externalRules": external});
     let path = dir.join("rules.yaml");
-    std::fs::write(&path, yaml_serde::to_string(&m).unwrap()).unwrap();
+    std::fs::write(&path, promhpa_core::yaml::to_string(&m).unwrap()).unwrap();
     path
 }
 

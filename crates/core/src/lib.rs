@@ -23,6 +23,8 @@ pub mod quantity;
 pub mod selector;
 pub mod time;
 pub mod tls;
+#[cfg(feature = "yaml")]
+pub mod yaml;
 
 pub use backend::{
     Backend, BackendError, BoxFuture, Labels, QueryValue, RangeSeries, Sample, SeriesInfo,

@@ -68,7 +68,7 @@ struct PodYaml {
     #[serde(default)]
     phase: Option<String>,
     #[serde(default)]
-    ready: Option<yaml_serde::Value>,
+    ready: Option<serde_json::Value>,
     #[serde(default)]
     ready_since: Option<String>,
     #[serde(default)]
@@ -285,9 +285,9 @@ fn convert_pod(id: &str, p: &PodYaml) -> Result<Pod, Error> {
     };
     let ready = match &p.ready {
         None => Some(ConditionStatus::True),
-        Some(yaml_serde::Value::Bool(b)) => Some((*b).into()),
-        Some(yaml_serde::Value::String(s)) if s == "absent" => None,
-        Some(yaml_serde::Value::String(s)) if s == "Unknown" => Some(ConditionStatus::Unknown),
+        Some(serde_json::Value::Bool(b)) => Some((*b).into()),
+        Some(serde_json::Value::String(s)) if s == "absent" => None,
+        Some(serde_json::Value::String(s)) if s == "Unknown" => Some(ConditionStatus::Unknown),
         Some(other) => return Err(bad(format!("pod {}: bad ready value {other:?}", p.name))),
     };
     let containers = match (&p.containers, &p.requests) {
@@ -451,10 +451,13 @@ fn convert(c: CaseYaml) -> Result<Case, Error> {
 /// parse yields an error naming its position.
 pub fn parse_cases(text: &str, source: &str) -> Vec<Result<Case, Error>> {
     let mut out = Vec::new();
-    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-        let parsed = CaseYaml::deserialize(doc).map_err(|e| Error::Yaml {
+    for (i, doc) in promhpa_core::yaml::documents::<CaseYaml>(text)
+        .into_iter()
+        .enumerate()
+    {
+        let parsed = doc.map_err(|e| Error::Yaml {
             context: format!("{source} document {}", i + 1),
-            source: e,
+            source: e.into(),
         });
         out.push(parsed.and_then(convert));
     }

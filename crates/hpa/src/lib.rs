@@ -26,7 +26,8 @@ pub enum Error {
     Yaml {
         context: String,
         #[source]
-        source: yaml_serde::Error,
+        /// The YAML error, or the error of the object the YAML holds.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("invalid case {id}: {message}")]
     Case { id: String, message: String },

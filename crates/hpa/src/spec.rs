@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use promhpa_core::quantity::Quantity;
+use promhpa_core::yaml;
 use serde::{Deserialize, Serialize};
 
 /// A full `HorizontalPodAutoscaler` object (`apiVersion`, `kind`, `metadata`, `spec`).
@@ -342,28 +343,34 @@ impl Behavior {
 /// Read an HPA from YAML or JSON: the first `HorizontalPodAutoscaler` object of a
 /// (possibly multi-document) manifest, or a bare `spec`.
 pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Error> {
-    let yaml_err = |i: usize, e: yaml_serde::Error| crate::Error::Yaml {
+    let yaml_err = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| crate::Error::Yaml {
         context: format!("manifest document {}", i + 1),
         source: e,
     };
-    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-        let value = yaml_serde::Value::deserialize(doc).map_err(|e| yaml_err(i, e))?;
-        let kind = value.get("kind").and_then(yaml_serde::Value::as_str);
-        if kind == Some("HorizontalPodAutoscaler")
-            || (kind.is_none() && value.get("spec").is_some())
-        {
-            return yaml_serde::from_value(value).map_err(|e| yaml_err(i, e));
+    for (i, doc) in yaml::documents::<serde_json::Value>(text)
+        .into_iter()
+        .enumerate()
+    {
+        let mut value = doc.map_err(|e| yaml_err(i, e.into()))?;
+        let kind = value.get("kind").and_then(serde_json::Value::as_str);
+        let hpa = kind == Some("HorizontalPodAutoscaler")
+            || (kind.is_none() && value.get("spec").is_some());
+        let bare_spec = kind.is_none() && value.get("maxReplicas").is_some();
+        if !(hpa || bare_spec) {
+            continue;
         }
-        if kind.is_none() && value.get("maxReplicas").is_some() {
-            let spec: HpaSpec = yaml_serde::from_value(value).map_err(|e| yaml_err(i, e))?;
-            return Ok(HorizontalPodAutoscaler {
-                api_version: "autoscaling/v2".into(),
-                kind: "HorizontalPodAutoscaler".into(),
-                metadata: ObjectMeta::default(),
-                spec,
-                status: None,
-            });
+        yaml::drop_null_fields(&mut value);
+        if hpa {
+            return serde_json::from_value(value).map_err(|e| yaml_err(i, e.into()));
         }
+        let spec: HpaSpec = serde_json::from_value(value).map_err(|e| yaml_err(i, e.into()))?;
+        return Ok(HorizontalPodAutoscaler {
+            api_version: "autoscaling/v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            metadata: ObjectMeta::default(),
+            spec,
+            status: None,
+        });
     }
     Err(crate::Error::Input(
         "no HorizontalPodAutoscaler found in the manifest".into(),

@@ -15,7 +15,7 @@ use promhpa_hpa::spec::{parse_manifest, MetricSpec};
 use promhpa_hpa::{ControllerConfig, Observed, Pod, PodPhase};
 
 fn metric(yaml: &str) -> MetricSpec {
-    yaml_serde::from_str(yaml).expect("metric spec")
+    promhpa_core::yaml::from_str(yaml).expect("metric spec")
 }
 
 fn pod(name: &str, containers: &[(&str, i64)]) -> Pod {
@@ -286,4 +286,19 @@ fn pod_level_requests_stand_for_the_containers() {
     )
     .unwrap_or_else(|f| panic!("{f:?}"));
     assert_eq!(got.utilization, Some(100));
+}
+
+#[test]
+fn a_null_field_of_an_hpa_is_one_not_set() {
+    let hpa = parse_manifest(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\n  namespace:\nspec:\n  maxReplicas: 5\n  metrics:\n  behavior:\n",
+    )
+    .expect("manifest");
+    assert_eq!(hpa.metadata.namespace, None);
+    assert!(hpa.spec.metrics.is_empty());
+    assert!(hpa.spec.behavior.is_none());
+    let err = parse_manifest("kind: HorizontalPodAutoscaler\nspec: {maxReplicas: [\n")
+        .expect_err("not YAML")
+        .to_string();
+    assert!(err.contains("line 2"), "{err}");
 }

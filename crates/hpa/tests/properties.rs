@@ -230,7 +230,7 @@ fn any_metric() -> impl Strategy<Value = MetricSpec> {
             4 => "type: External\nexternal: {metric: {name: x}, target: {type: Value, value: 1}}".to_string(),
             _ => "type: Cheese".to_string(),
         };
-        let mut m: MetricSpec = yaml_serde::from_str(&yaml).expect("metric");
+        let mut m: MetricSpec = promhpa_core::yaml::from_str(&yaml).expect("metric");
         if let Some(o) = m.object.as_mut() {
             o.target = t.clone();
         }

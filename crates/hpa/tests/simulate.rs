@@ -13,7 +13,7 @@ fn spec(behavior: &str) -> HpaSpec {
     let yaml = format!(
         "minReplicas: 2\nmaxReplicas: 20\nmetrics:\n- type: Resource\n  resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}\n{behavior}"
     );
-    yaml_serde::from_str(&yaml).expect("spec")
+    promhpa_core::yaml::from_str(&yaml).expect("spec")
 }
 
 /// Utilization recorded on 4 pods: 40 % at night, 150 % from 09:00 to 18:00 (a total
@@ -213,7 +213,7 @@ fn slow_pod_startup_delays_the_relief() {
 
 #[test]
 fn every_metric_gets_csv_columns_and_a_chart_panel() {
-    let spec: HpaSpec = yaml_serde::from_str(
+    let spec: HpaSpec = promhpa_core::yaml::from_str(
         "minReplicas: 1
 maxReplicas: 20
 metrics:
@@ -306,7 +306,7 @@ fn csv_numbers_have_at_most_three_decimals() {
 /// A queue worker on an External metric with minReplicas 0: the queue empties at 00:10 and
 /// fills again at 00:30 (30 messages against a Value target of 10).
 fn queue_run(zero: promhpa_hpa::ZeroReplicas, initial: Option<i32>) -> Vec<Tick> {
-    let spec: HpaSpec = yaml_serde::from_str(
+    let spec: HpaSpec = promhpa_core::yaml::from_str(
         "minReplicas: 0\nmaxReplicas: 10\nmetrics:\n- type: External\n  external: {metric: {name: queue_depth}, target: {type: Value, value: 10}}\n",
     )
     .expect("spec");

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use promhpa_core::selector::LabelSelector;
+use promhpa_core::yaml;
 use promhpa_hpa::objects::{
     has_status, pod_from_object, scale_from_subresource, scale_from_workload, ScaleInfo,
 };
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, ScaleTargetRef};
 use promhpa_hpa::{Pod, PodPhase};
 use promhpa_kube_lookup::client::ClusterAccess;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Which pods a Pods metric is averaged over.
@@ -60,14 +60,8 @@ pub fn hpa_namespace(hpa: &HorizontalPodAutoscaler) -> String {
 /// Every object of a YAML/JSON text (several documents, `List`s flattened), as JSON.
 fn documents(text: &str, source: &str) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
-    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-        let v = yaml_serde::Value::deserialize(doc)
-            .with_context(|| format!("{source}: document {}", i + 1))?;
-        if v.is_null() {
-            continue;
-        }
-        let v: Value = serde_json::to_value(&v)
-            .with_context(|| format!("{source}: document {} is not a Kubernetes object", i + 1))?;
+    for (i, doc) in yaml::documents::<Value>(text).into_iter().enumerate() {
+        let v = doc.with_context(|| format!("{source}: document {}", i + 1))?;
         flatten(v, &mut out);
     }
     Ok(out)

@@ -34,8 +34,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
+use promhpa_core::yaml;
 use promhpa_rules::{FileShape, Rule, RuleSet};
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -416,13 +416,13 @@ fn plain_values(text: &str) -> bool {
         "kind",
         "data",
     ];
-    let plain = |m: &yaml_serde::Mapping| !RULE_FILE_KEYS.iter().any(|k| m.contains_key(*k));
-    match yaml_serde::from_str::<yaml_serde::Value>(text) {
-        Ok(yaml_serde::Value::Null) => true,
-        Ok(yaml_serde::Value::Mapping(m)) => {
+    let plain = |m: &Map<String, Value>| !RULE_FILE_KEYS.iter().any(|k| m.contains_key(*k));
+    match yaml::from_str::<Value>(text) {
+        Ok(Value::Null) => true,
+        Ok(Value::Object(m)) => {
             plain(&m)
                 && match m.get(UMBRELLA_KEY) {
-                    Some(yaml_serde::Value::Mapping(section)) => plain(section),
+                    Some(Value::Object(section)) => plain(section),
                     _ => true,
                 }
         }
@@ -434,12 +434,9 @@ fn plain_values(text: &str) -> bool {
 /// that key, else the first document), and the ConfigMap's `namespace/name`.
 pub fn configmap_config(text: &str) -> anyhow::Result<(String, String)> {
     let mut chosen = None;
-    for document in yaml_serde::Deserializer::from_str(text) {
-        let doc = yaml_serde::Value::deserialize(document).context("parsing YAML")?;
-        if doc.is_null() {
-            continue;
-        }
-        let has_config = doc.get("kind").and_then(yaml_serde::Value::as_str) == Some("ConfigMap")
+    for document in yaml::documents::<Value>(text) {
+        let doc = document.context("parsing YAML")?;
+        let has_config = doc.get("kind").and_then(Value::as_str) == Some("ConfigMap")
             && doc.get("data").and_then(|d| d.get("config.yaml")).is_some();
         if has_config {
             chosen = Some(doc);
@@ -453,12 +450,12 @@ pub fn configmap_config(text: &str) -> anyhow::Result<(String, String)> {
     let config = doc
         .get("data")
         .and_then(|d| d.get("config.yaml"))
-        .and_then(yaml_serde::Value::as_str)
+        .and_then(Value::as_str)
         .context("no data.\"config.yaml\" string")?;
     let field = |key: &str| {
         doc.get("metadata")
             .and_then(|m| m.get(key))
-            .and_then(yaml_serde::Value::as_str)
+            .and_then(Value::as_str)
             .unwrap_or("")
             .to_string()
     };
@@ -486,7 +483,7 @@ pub fn unknown_keys(values: &Value) -> Vec<String> {
 
 /// Parses a values document; an empty file is an empty map.
 pub fn parse_values(text: &str) -> anyhow::Result<Value> {
-    let value: Value = yaml_serde::from_str(text).context("parsing YAML")?;
+    let value: Value = yaml::from_str(text).context("parsing YAML")?;
     match value {
         Value::Null => Ok(Value::Object(Map::new())),
         Value::Object(_) => Ok(value),
@@ -1103,7 +1100,7 @@ pub fn render_with(values: &Value, release: &Release, rules: &Rules) -> anyhow::
     if let Some(extra) = get(values, "extraManifests").as_array() {
         for (i, manifest) in extra.iter().enumerate() {
             let object = match manifest {
-                Value::String(text) => yaml_serde::from_str(text)
+                Value::String(text) => yaml::from_str(text)
                     .with_context(|| format!("extraManifests[{i}]: parsing YAML"))?,
                 other => other.clone(),
             };
@@ -1146,7 +1143,7 @@ fn rule_config(values: &Value) -> anyhow::Result<String> {
     if truthy(resource) {
         config.insert("resourceRules".into(), resource.clone());
     }
-    yaml_serde::to_string(&Value::Object(config)).context("serialising the rule file")
+    yaml::to_string(&Value::Object(config)).context("serialising the rule file")
 }
 
 /// The Prometheus URL the Deployment passes, joined from `prometheus.url`, `port` and `path`
@@ -1379,7 +1376,7 @@ pub fn to_yaml_stream(objects: &[Value]) -> anyhow::Result<String> {
     let mut out = String::new();
     for object in objects {
         out.push_str("---\n");
-        out.push_str(&yaml_serde::to_string(object).context("serialising a manifest")?);
+        out.push_str(&yaml::to_string(object).context("serialising a manifest")?);
     }
     Ok(out)
 }
@@ -1416,8 +1413,6 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::Path;
     use std::process::Command;
-
-    use serde::Deserialize;
 
     /// Renders Helm values as the chart does.
     fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
@@ -1462,7 +1457,7 @@ mod tests {
         let text = configmap["data"]["config.yaml"]
             .as_str()
             .unwrap_or_default();
-        yaml_serde::from_str(text).unwrap_or_else(|e| panic!("config.yaml: {e}"))
+        yaml::from_str(text).unwrap_or_else(|e| panic!("config.yaml: {e}"))
     }
 
     /// The prometheus-adapter values block of the first seed (a TLS Prometheus with its CA
@@ -1618,10 +1613,9 @@ mod tests {
         );
         // The rendered stream is valid YAML, one document per object.
         let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(
-            yaml_serde::Deserializer::from_str(&stream).count(),
-            objects.len()
-        );
+        let documents = yaml::documents::<Value>(&stream);
+        assert!(documents.iter().all(Result::is_ok), "{documents:?}");
+        assert_eq!(documents.len(), objects.len());
     }
 
     #[test]
@@ -1864,8 +1858,9 @@ externalRules:
         );
         // The YAML stream carries the text unchanged too.
         let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
-        let reread: Vec<Value> = yaml_serde::Deserializer::from_str(&stream)
-            .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}")))
+        let reread: Vec<Value> = yaml::documents(&stream)
+            .into_iter()
+            .map(|doc| doc.unwrap_or_else(|e| panic!("{e}")))
             .collect();
         let cm = find(&reread, "ConfigMap", "prometheus-adapter");
         assert_eq!(cm["data"]["config.yaml"], ADAPTER_CONFIG);
@@ -2084,8 +2079,9 @@ externalRules:
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        yaml_serde::Deserializer::from_str(&text)
-            .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{e}")))
+        yaml::documents(&text)
+            .into_iter()
+            .map(|doc| doc.unwrap_or_else(|e| panic!("{e}")))
             .collect()
     }
 

@@ -11,10 +11,9 @@ use serde_json::{json, Value};
 
 /// The Node objects of a Kubernetes object file (a `List`, a sequence or documents).
 pub fn nodes_of(text: &str) -> anyhow::Result<Vec<Value>> {
-    use serde::Deserialize;
     let mut nodes = Vec::new();
-    for doc in yaml_serde::Deserializer::from_str(text) {
-        let value: Value = Value::deserialize(doc)?;
+    for doc in promhpa_core::yaml::documents::<Value>(text) {
+        let value = doc?;
         let items = match value {
             Value::Array(items) => items,
             Value::Object(ref o) if o.get("kind").and_then(Value::as_str) == Some("List") => o

@@ -46,8 +46,9 @@ pub enum ScrapeError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// `targets:` with nothing after it is no targets.
     #[serde(default)]
-    targets: Vec<RawTarget>,
+    targets: Option<Vec<RawTarget>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +62,7 @@ struct RawTarget {
     #[serde(default)]
     insecure_skip_verify: bool,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     sample_limit: usize,
     body_size_limit: Option<String>,
@@ -149,12 +150,13 @@ impl ScrapeConfig {
             message,
         };
         let raw: RawConfig = if text.trim().is_empty() {
-            RawConfig { targets: vec![] }
+            RawConfig { targets: None }
         } else {
-            yaml_serde::from_str(text).map_err(|e| invalid(e.to_string()))?
+            promhpa_core::yaml::from_str(text).map_err(|e| invalid(e.to_string()))?
         };
-        let mut targets = Vec::with_capacity(raw.targets.len());
-        for (i, t) in raw.targets.into_iter().enumerate() {
+        let raw_targets = raw.targets.unwrap_or_default();
+        let mut targets = Vec::with_capacity(raw_targets.len());
+        for (i, t) in raw_targets.into_iter().enumerate() {
             let ctx = |m: String| invalid(format!("targets[{i}] ({}): {m}", t.url));
             let url = url::Url::parse(&t.url).map_err(|e| ctx(format!("invalid url: {e}")))?;
             if url.scheme() != "http" && url.scheme() != "https" {
@@ -185,7 +187,7 @@ impl ScrapeConfig {
             let mut labels = BTreeMap::new();
             labels.insert("job".to_string(), DEFAULT_JOB.to_string());
             labels.insert("instance".to_string(), format!("{host}:{port}"));
-            for (k, v) in t.labels {
+            for (k, v) in t.labels.unwrap_or_default() {
                 if !is_label_name(&k) || k.starts_with("__") {
                     return Err(ctx(format!("invalid label name {k:?}")));
                 }
