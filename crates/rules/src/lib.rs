@@ -57,6 +57,7 @@ mod resources;
 mod yaml;
 
 pub use backends::{BackendSpec, DEFAULT_BACKEND};
+pub use load::HELM_DEFAULT_RULES;
 pub use render::{is_valid_label_name, quote_meta};
 pub use resources::{
     normalize as normalize_resource, normalize_known as builtin_resource, ResourceMapper,

@@ -15,7 +15,8 @@ use crate::{
 };
 
 /// The rules the prometheus-community chart adds when `rules.default` is true (its default).
-const HELM_DEFAULT_RULES: &str = include_str!("helm_default_rules.yaml");
+/// The rules the prometheus-adapter chart renders by default (`rules.default: true`), as YAML.
+pub const HELM_DEFAULT_RULES: &str = include_str!("helm_default_rules.yaml");
 
 pub(crate) struct Ctx {
     source: String,
