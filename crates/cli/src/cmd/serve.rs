@@ -17,7 +17,6 @@ use promhpa_core::lookup::ObjectLookup;
 mod demo_nodes;
 mod limits;
 mod memory;
-mod scrape;
 
 /// The flags of `promhpa serve`, boxed so the subcommand enum stays small.
 #[derive(clap::Args, Debug, Clone)]
@@ -330,7 +329,7 @@ async fn shutdown_signal() {
 /// The embedded evaluator and the targets it scrapes once the runtime runs.
 struct Scraping {
     backend: Arc<promhpa_promql_eval::EmbeddedBackend>,
-    config: scrape::ScrapeConfig,
+    config: promhpa_scrape::ScrapeConfig,
     retention: Duration,
 }
 
@@ -349,8 +348,8 @@ fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)
     args.backend.load_expositions(&backend)?;
     args.backend.warn_unused_prometheus_flags();
     let config = match &args.scrape_config {
-        Some(path) => scrape::ScrapeConfig::load(path)?,
-        None => scrape::ScrapeConfig::default(),
+        Some(path) => promhpa_scrape::ScrapeConfig::load(path)?,
+        None => promhpa_scrape::ScrapeConfig::default(),
     };
     for t in &config.targets {
         // Fail at startup on an unreadable CA file rather than on every scrape.
@@ -467,7 +466,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(s) = scraping {
             // Retention is enforced a few times per window so memory stays bounded even
             // when every target is down.
-            scrape::spawn(s.backend, &s.config, s.retention / 4)?;
+            promhpa_scrape::spawn(s.backend, &s.config, s.retention / 4)?;
         }
         let lookup: Arc<dyn ObjectLookup> = args
             .backend

@@ -1,4 +1,4 @@
-//! Scraping for the embedded backend: a YAML file of static targets, and one task per
+//! Scraping for the embedded backend (`promhpa serve --scrape-config`): a YAML file of static targets, and one task per
 //! target that fetches its exposition on its interval and records it (with `up`,
 //! `scrape_duration_seconds` and `scrape_samples_scraped`) in an [`EmbeddedBackend`].
 //!
@@ -17,6 +17,8 @@
 //!
 //! Like Prometheus, every series of a target gets `job` (default `promhpa`) and `instance`
 //! (the URL's `host:port`, with the scheme's default port filled in).
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
