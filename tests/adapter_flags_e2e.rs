@@ -540,7 +540,13 @@ fn run(args: &[&str]) -> Output {
 #[test]
 fn invalid_values_are_flag_errors() {
     let other_flag_error = run(&["--metrics-relist-interval=soon"]);
-    assert_eq!(other_flag_error.status.code(), Some(2));
+    assert_eq!(
+        other_flag_error.status.code(),
+        Some(64),
+        "usage errors exit with EX_USAGE"
+    );
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+    assert_eq!(run(&["--version"]).status.code(), Some(0));
     for (args, says) in [
         (
             vec!["--tls-min-version=TLS1.3"],

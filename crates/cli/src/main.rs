@@ -79,9 +79,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    let mut cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let mut cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
     if plugin {
         if let Some(Command::Explain(a)) = &mut cli.command {
@@ -105,6 +108,21 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Exit status of a command line that does not parse (an unknown flag, a value that is
+/// not a duration...): 64, `EX_USAGE` of sysexits.h, apart from runtime failures (1) and
+/// from `check`'s verdicts (2).
+const EXIT_USAGE: u8 = 64;
+
+/// Print a clap error (or the help and version it was asked for) and the exit status.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
