@@ -39,6 +39,24 @@ pub struct ExternalEntry {
     pub namespaced: bool,
 }
 
+/// An entry that names the rule serving it.
+trait ServedBy {
+    /// Index of the rule in its list ([`RuleSet::custom`] or [`RuleSet::external`]).
+    fn rule(&self) -> usize;
+}
+
+impl ServedBy for CustomEntry {
+    fn rule(&self) -> usize {
+        self.rule
+    }
+}
+
+impl ServedBy for ExternalEntry {
+    fn rule(&self) -> usize {
+        self.rule
+    }
+}
+
 /// One immutable view of the served metrics and the rules that serve them.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -439,6 +457,40 @@ impl Registry {
         map.insert(key, entry);
     }
 
+    /// Put what discovery `found` for each rule of `list` (by index) into `into`, the later
+    /// rule winning a metric; a rule whose discovery failed (or was not asked, with an empty
+    /// error) keeps its entries of `kept`, the previous snapshot's for the same rules.
+    /// Returns the number of series fetched; errors are added to `errors`.
+    fn merge<K: Ord + Clone, E: Clone + ServedBy>(
+        list: &[Rule],
+        kept: Option<&BTreeMap<K, E>>,
+        found: Vec<(RuleResult<(K, E)>, u64)>,
+        into: &mut BTreeMap<K, E>,
+        errors: &mut Vec<String>,
+    ) -> u64 {
+        let mut series = 0;
+        for (idx, (result, n)) in found.into_iter().enumerate() {
+            series += n;
+            match result {
+                Ok(entries) => {
+                    for (k, v) in entries {
+                        Self::claim(list, into, k, v, ServedBy::rule);
+                    }
+                }
+                Err(e) => {
+                    if !e.is_empty() {
+                        errors.push(e);
+                    }
+                    let previous = kept.into_iter().flatten().filter(|(_, v)| v.rule() == idx);
+                    for (k, v) in previous {
+                        Self::claim(list, into, k.clone(), v.clone(), ServedBy::rule);
+                    }
+                }
+            }
+        }
+        series
+    }
+
     /// Rebuild the entries of `apis` for `rules` from the backend. When `rules` is the rule
     /// set of the current snapshot, a rule whose discovery fails keeps its previous entries;
     /// the errors are returned.
@@ -471,76 +523,36 @@ impl Registry {
         let mut series = 0;
         let mut fetched = Fetched::new(backends);
         if apis.contains(&Api::Custom) {
+            let mut found = Vec::with_capacity(rules.custom.len());
             for (idx, rule) in rules.custom.iter().enumerate() {
-                let (res, n) = if only(rule) {
+                found.push(if only(rule) {
                     self.discover_custom(idx, rule, &mut fetched).await
                 } else {
                     (Err(String::new()), 0)
-                };
-                series += n;
-                match res {
-                    Ok(entries) => {
-                        for (k, v) in entries {
-                            Self::claim(&rules.custom, &mut snap.custom, k, v, |e| e.rule);
-                        }
-                    }
-                    Err(e) => {
-                        if !e.is_empty() {
-                            errors.push(e);
-                        }
-                        let kept = old
-                            .custom
-                            .iter()
-                            .filter(|(_, v)| same_rules && v.rule == idx);
-                        for (k, v) in kept {
-                            Self::claim(
-                                &rules.custom,
-                                &mut snap.custom,
-                                k.clone(),
-                                v.clone(),
-                                |e| e.rule,
-                            );
-                        }
-                    }
-                }
+                });
             }
+            let kept = same_rules.then_some(&old.custom);
+            series += Self::merge(&rules.custom, kept, found, &mut snap.custom, &mut errors);
         } else if same_rules {
             snap.custom = old.custom.clone();
         }
         if apis.contains(&Api::External) {
+            let mut found = Vec::with_capacity(rules.external.len());
             for (idx, rule) in rules.external.iter().enumerate() {
-                let (res, n) = if only(rule) {
+                found.push(if only(rule) {
                     self.discover_external(idx, rule, &mut fetched).await
                 } else {
                     (Err(String::new()), 0)
-                };
-                series += n;
-                match res {
-                    Ok(entries) => {
-                        for (k, v) in entries {
-                            Self::claim(&rules.external, &mut snap.external, k, v, |e| e.rule);
-                        }
-                    }
-                    Err(e) => {
-                        if !e.is_empty() {
-                            errors.push(e);
-                        }
-                        let kept = old
-                            .external
-                            .iter()
-                            .filter(|(_, v)| same_rules && v.rule == idx);
-                        for (k, v) in kept {
-                            Self::claim(
-                                &rules.external,
-                                &mut snap.external,
-                                k.clone(),
-                                v.clone(),
-                                |e| e.rule,
-                            );
-                        }
-                    }
-                }
+                });
             }
+            let kept = same_rules.then_some(&old.external);
+            series += Self::merge(
+                &rules.external,
+                kept,
+                found,
+                &mut snap.external,
+                &mut errors,
+            );
         } else if same_rules {
             snap.external = old.external.clone();
         }
