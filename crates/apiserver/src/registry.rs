@@ -8,10 +8,11 @@
 //! targeted relist of the rules of that API (coalesced, and remembered briefly when it
 //! finds nothing) instead of failing until the next periodic relist.
 
+use promhpa_core::time::now_ms;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use promhpa_core::backend::{Backend, SeriesInfo};
 use promhpa_core::lookup::{GroupResource, ObjectLookup};
@@ -144,13 +145,6 @@ pub struct Registry {
     ready: AtomicBool,
     negative: Mutex<HashMap<(Api, String), Instant>>,
     targeted: tokio::sync::Mutex<()>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// How long a targeted lookup that found nothing is remembered: short enough that a client

@@ -6,6 +6,7 @@
 //! [`StatusWriter`] and a stream of object lists, so that this logic is tested without a
 //! cluster.
 
+use promhpa_core::time::now_ms;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,11 +201,4 @@ impl RuleObjects {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -95,6 +95,14 @@ pub fn format_rfc3339(ms: i64) -> String {
     )
 }
 
+/// The current time in milliseconds since the Unix epoch (0 for a clock before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,8 @@ use promhpa_core::lookup::ObjectLookup;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
+pub use promhpa_core::time::now_ms;
+
 mod prom_auth;
 
 /// A non-negative Go duration (`20s`, `1m30s`).
@@ -396,12 +398,4 @@ pub fn demo_backend() -> Arc<dyn Backend> {
     });
     tracing::info!("demo: embedded evaluator with generated traffic");
     backend
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
