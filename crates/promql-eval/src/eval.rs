@@ -16,6 +16,20 @@ use crate::store::{is_stale, Store};
 use crate::value::{Sample, SeriesPoints, Value};
 use crate::EvalError;
 
+/// In which order `rate`, `increase` and `delta` bound the extrapolation towards the range
+/// start; the two differ when a counter's extrapolated zero point lies before the start
+/// threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Extrapolation {
+    /// Prometheus 3.x: cap the gap to the start at half a sample interval when it exceeds
+    /// 1.1 intervals, then shorten it to the counter's zero point if that is nearer.
+    #[default]
+    Prometheus3,
+    /// Prometheus 2.x: shorten the gap to the counter's zero point first, then compare the
+    /// result with the threshold. Only for comparing with 2.x tools such as promtool 2.42.
+    Prometheus2,
+}
+
 /// Evaluation settings.
 #[derive(Debug, Clone, Copy)]
 pub struct EvalOptions {
@@ -24,7 +38,7 @@ pub struct EvalOptions {
     /// The step of subqueries that give none (Prometheus: the global evaluation interval).
     pub default_subquery_step_ms: i64,
     /// Order of the extrapolation bounds of `rate`, `increase` and `delta`.
-    pub extrapolation: crate::functions::Extrapolation,
+    pub extrapolation: Extrapolation,
 }
 
 impl Default for EvalOptions {
@@ -32,7 +46,7 @@ impl Default for EvalOptions {
         EvalOptions {
             lookback_ms: 5 * 60 * 1000,
             default_subquery_step_ms: 60 * 1000,
-            extrapolation: crate::functions::Extrapolation::Prometheus3,
+            extrapolation: Extrapolation::Prometheus3,
         }
     }
 }

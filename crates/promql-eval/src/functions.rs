@@ -5,6 +5,7 @@ use promql_parser::parser::{Call, Expr};
 
 use std::borrow::Cow;
 
+pub use crate::eval::Extrapolation;
 use crate::eval::{check_unique_labelsets, offset_ms, same_metric_name, unwrap_parens, Evaluator};
 use crate::gofloat::parse_go_float;
 use crate::labels::{Labels, METRIC_NAME};
@@ -93,20 +94,6 @@ fn linear_regression(points: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
     let slope = cov_xy / var_x;
     let intercept = sum_y / n - slope * sum_x / n;
     (slope, intercept)
-}
-
-/// In which order `rate`, `increase` and `delta` bound the extrapolation towards the range
-/// start; the two differ when a counter's extrapolated zero point lies before the start
-/// threshold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Extrapolation {
-    /// Prometheus 3.x: cap the gap to the start at half a sample interval when it exceeds
-    /// 1.1 intervals, then shorten it to the counter's zero point if that is nearer.
-    #[default]
-    Prometheus3,
-    /// Prometheus 2.x: shorten the gap to the counter's zero point first, then compare the
-    /// result with the threshold. Only for comparing with 2.x tools such as promtool 2.42.
-    Prometheus2,
 }
 
 /// Prometheus' `extrapolatedRate` for float samples in `(range_end - range, range_end]`.
