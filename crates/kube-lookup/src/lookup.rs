@@ -37,6 +37,14 @@ impl KubeObjectLookup {
     }
 
     /// Also refreshes discovery every `every` in the background.
+    /// A lookup of `client`'s cluster with the timings `serve` uses: API discovery answers
+    /// kept 10 s and refreshed every 10 minutes, a watch cache given 30 s to sync.
+    pub fn for_cluster(client: kube::Client) -> Self {
+        let discovery = Arc::new(Discovery::new(client.clone(), Duration::from_secs(10)));
+        KubeObjectLookup::new(client, discovery, Duration::from_secs(30))
+            .with_periodic_discovery(Duration::from_secs(600))
+    }
+
     pub fn with_periodic_discovery(self, every: Duration) -> Self {
         let task = tokio::spawn(self.discovery.clone().run_periodic(every));
         self.tasks

@@ -329,7 +329,15 @@ impl BackendFlags {
     ) -> anyhow::Result<Arc<dyn ObjectLookup>> {
         match self.objects_text()? {
             Some((text, source)) => Ok(Arc::new(StaticObjects::from_text(&text, &source)?)),
-            None => super::cluster::kube_lookup(cluster),
+            None => {
+                let client = cluster.client().context(
+                    "loading Kubernetes credentials for object lookup; run in a cluster, pass \
+                     --lister-kubeconfig, or give a static object file with --objects",
+                )?;
+                Ok(Arc::new(
+                    promhpa_kube_lookup::KubeObjectLookup::for_cluster(client),
+                ))
+            }
         }
     }
 }

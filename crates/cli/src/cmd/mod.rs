@@ -2,7 +2,6 @@
 
 pub mod backend;
 pub mod check;
-pub mod cluster;
 pub mod explain;
 pub mod hpa_fetch;
 pub mod hpa_history;

@@ -14,6 +14,7 @@ use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::lookup::ObjectLookup;
 
+mod cluster;
 mod demo_nodes;
 mod limits;
 mod memory;
@@ -477,7 +478,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
             (None, None)
         } else {
-            let (guard, handle) = super::cluster::guard(&args).await?;
+            let (guard, handle) = cluster::guard(&args).await?;
             (Some(guard), Some(handle))
         };
         // A certificate the backend's CA does not vouch for will not fix itself: say so and
@@ -516,7 +517,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokio::spawn(registry.clone().run(args.metrics_relist_interval));
         tokio::spawn(memory::run(metrics.clone()));
         if args.metric_rules {
-            super::cluster::serve_metric_rules(
+            cluster::serve_metric_rules(
                 args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
                 registry.clone(),
                 args.metrics_relist_interval.min(Duration::from_secs(30)),

@@ -1,5 +1,5 @@
 //! What `serve` needs from a live cluster: delegated authentication and authorization in front
-//! of every request, and object lookup through watch caches.
+//! of every request, and the MetricRule objects' watch and status.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,13 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use promhpa_apiserver::api::RequestGuard;
 use promhpa_auth::AuthnFlags;
-use promhpa_core::lookup::ObjectLookup;
 use promhpa_kube_lookup::client::ClusterAccess;
 use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOptions};
-use promhpa_kube_lookup::discovery::Discovery;
-use promhpa_kube_lookup::KubeObjectLookup;
 
-use super::serve::Flags;
+use super::Flags;
 
 fn flag_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
     match value.as_deref() {
@@ -30,7 +27,7 @@ fn flag_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
 fn flag_ttl(name: &str, value: &Option<String>) -> anyhow::Result<Duration> {
     match value {
         None => Ok(Duration::from_secs(10)),
-        Some(v) => super::backend::go_duration(v)
+        Some(v) => crate::cmd::backend::go_duration(v)
             .map_err(|e| anyhow::anyhow!("invalid --{name} \"{v}\": {e}")),
     }
 }
@@ -105,19 +102,6 @@ pub async fn guard(flags: &Flags) -> anyhow::Result<(Arc<dyn RequestGuard>, Dele
     )?;
     let guard: Arc<dyn RequestGuard> = auth.guard.clone();
     Ok((guard, auth))
-}
-
-/// Object lookup through metadata-only watch caches of the cluster named by
-/// `--lister-kubeconfig` (or `--kubeconfig`, or in-cluster credentials).
-pub fn kube_lookup(cluster: &ClusterAccess) -> anyhow::Result<Arc<dyn ObjectLookup>> {
-    let client = cluster.client().context(
-        "loading Kubernetes credentials for object lookup; run in a cluster, pass \
-         --lister-kubeconfig, or give a static object file with --objects",
-    )?;
-    let discovery = Arc::new(Discovery::new(client.clone(), Duration::from_secs(10)));
-    let lookup = KubeObjectLookup::new(client, discovery, Duration::from_secs(30))
-        .with_periodic_discovery(Duration::from_secs(600));
-    Ok(Arc::new(lookup))
 }
 
 /// Status writes of MetricRule objects through the cluster's API server.
