@@ -1,7 +1,7 @@
 //! The [`ObjectLookup`] trait: which Kubernetes objects a request names, and how resource
 //! names (`po`, `pods`, `deployment`, `deployments.apps`) map to API resources.
 //!
-//! Implemented over Kubernetes watch caches (`promhpa-kube-lookup`) and over a static
+//! Implemented over Kubernetes watch caches (`promhpa-kube`) and over a static
 //! object file for tests and the embedded demo.
 
 use std::fmt;

@@ -325,7 +325,7 @@ impl BackendFlags {
     /// tokio runtime.
     pub fn build_lookup(
         &self,
-        cluster: &promhpa_kube_lookup::client::ClusterAccess,
+        cluster: &promhpa_kube::client::ClusterAccess,
     ) -> anyhow::Result<Arc<dyn ObjectLookup>> {
         match self.objects_text()? {
             Some((text, source)) => Ok(Arc::new(StaticObjects::from_text(&text, &source)?)),
@@ -334,9 +334,9 @@ impl BackendFlags {
                     "loading Kubernetes credentials for object lookup; run in a cluster, pass \
                      --lister-kubeconfig, or give a static object file with --objects",
                 )?;
-                Ok(Arc::new(
-                    promhpa_kube_lookup::KubeObjectLookup::for_cluster(client),
-                ))
+                Ok(Arc::new(promhpa_kube::KubeObjectLookup::for_cluster(
+                    client,
+                )))
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `promhpa explain`: what an HPA would decide now, metric by metric.
 
-use promhpa_kube_lookup::client::ClusterAccess;
+use promhpa_kube::client::ClusterAccess;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -7,7 +7,7 @@
 //! Per-pod metrics are returned per pod, for the pods of the scale target
 //! ([`super::hpa_target::ScaleTarget`]), so the controller's pod classification applies.
 
-use promhpa_kube_lookup::client::ClusterAccess;
+use promhpa_kube::client::ClusterAccess;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,7 +14,7 @@ use promhpa_hpa::objects::{
 };
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, ScaleTargetRef};
 use promhpa_hpa::{Pod, PodPhase};
-use promhpa_kube_lookup::client::ClusterAccess;
+use promhpa_kube::client::ClusterAccess;
 use serde_json::Value;
 
 /// Which pods a Pods metric is averaged over.
@@ -119,7 +119,7 @@ fn convert_pods(objects: &[&Value]) -> anyhow::Result<ConvertedPods> {
 }
 
 /// The API server of `cluster`.
-pub fn cluster_api(cluster: &ClusterAccess) -> anyhow::Result<promhpa_kube_lookup::Client> {
+pub fn cluster_api(cluster: &ClusterAccess) -> anyhow::Result<promhpa_kube::Client> {
     cluster.client().context(
         "loading Kubernetes credentials; pass --kubeconfig, or give the objects with --objects",
     )
@@ -133,7 +133,7 @@ pub async fn hpa_from_cluster(
     name: &str,
 ) -> anyhow::Result<(HorizontalPodAutoscaler, String)> {
     let api = cluster_api(cluster)?;
-    let v = promhpa_kube_lookup::scale::get_hpa(&api, namespace, name)
+    let v = promhpa_kube::scale::get_hpa(&api, namespace, name)
         .await
         .with_context(|| format!("reading HorizontalPodAutoscaler {namespace}/{name}"))?;
     let text = serde_json::to_string(&v)?;
@@ -249,13 +249,13 @@ impl ScaleTarget {
 
     /// [`ScaleTarget::from_cluster`] over a given client.
     pub async fn from_api(
-        api: &promhpa_kube_lookup::Client,
+        api: &promhpa_kube::Client,
         hpa: &HorizontalPodAutoscaler,
     ) -> anyhow::Result<ScaleTarget> {
-        use promhpa_kube_lookup::scale::{get_scale, list_pods};
+        use promhpa_kube::scale::{get_scale, list_pods};
         let namespace = hpa_namespace(hpa);
         let reference = hpa.spec.scale_target_ref.clone().unwrap_or_default();
-        let map = promhpa_kube_lookup::discovery::discover(api)
+        let map = promhpa_kube::discovery::discover(api)
             .await
             .context("API discovery")?;
         let what = format!("{} {}/{}", reference.kind, namespace, reference.name);
@@ -315,11 +315,11 @@ impl ScaleTarget {
     /// the controller checks before scaling. A failure to list the HPAs skips the check.
     async fn ambiguity(
         &self,
-        api: &promhpa_kube_lookup::Client,
-        map: &promhpa_kube_lookup::discovery::ResourceMap,
+        api: &promhpa_kube::Client,
+        map: &promhpa_kube::discovery::ResourceMap,
         hpa: &HorizontalPodAutoscaler,
     ) -> Option<(String, String)> {
-        use promhpa_kube_lookup::scale::{get_scale, list_hpas};
+        use promhpa_kube::scale::{get_scale, list_hpas};
         let ns = &self.namespace;
         let others = match list_hpas(api, ns).await {
             Ok(o) => o,

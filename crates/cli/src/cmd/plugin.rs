@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use promhpa_kube_lookup::kube::config::Kubeconfig;
+use promhpa_kube::kube::config::Kubeconfig;
 
 /// The name kubectl looks for on the PATH.
 pub const PLUGIN_BINARY: &str = "kubectl-promhpa";

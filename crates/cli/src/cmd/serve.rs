@@ -471,7 +471,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let lookup: Arc<dyn ObjectLookup> = args
             .backend
-            .build_lookup(&promhpa_kube_lookup::client::ClusterAccess::kubeconfig(
+            .build_lookup(&promhpa_kube::client::ClusterAccess::kubeconfig(
                 args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
             ))?;
         let (guard, _delegated_auth) = if args.backend.demo || args.insecure_skip_delegated_auth {

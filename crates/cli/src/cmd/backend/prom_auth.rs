@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
-use promhpa_kube_lookup::config::{KubeConfig, SERVICE_ACCOUNT_DIR};
+use promhpa_kube::config::{KubeConfig, SERVICE_ACCOUNT_DIR};
 use promhpa_prom::{InlinePem, PromConfig};
 
 use super::BackendFlags;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use promhpa_apiserver::api::RequestGuard;
 use promhpa_auth::AuthnFlags;
-use promhpa_kube_lookup::client::ClusterAccess;
-use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOptions};
+use promhpa_kube::client::ClusterAccess;
+use promhpa_kube::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOptions};
 
 use super::Flags;
 
@@ -106,7 +106,7 @@ pub async fn guard(flags: &Flags) -> anyhow::Result<(Arc<dyn RequestGuard>, Dele
 
 /// Status writes of MetricRule objects through the cluster's API server.
 struct KubeStatusWriter {
-    client: promhpa_kube_lookup::Client,
+    client: promhpa_kube::Client,
 }
 
 impl promhpa_apiserver::rule_objects::StatusWriter for KubeStatusWriter {
@@ -117,7 +117,7 @@ impl promhpa_apiserver::rule_objects::StatusWriter for KubeStatusWriter {
         status: &'a serde_json::Value,
     ) -> promhpa_core::backend::BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            promhpa_kube_lookup::metric_rules::write_status(
+            promhpa_kube::metric_rules::write_status(
                 &self.client,
                 namespace,
                 name,
@@ -141,7 +141,7 @@ pub fn serve_metric_rules(
         "loading Kubernetes credentials to watch MetricRule objects (--metric-rules); run in a \
          cluster or pass --lister-kubeconfig / --kubeconfig",
     )?;
-    let lists = promhpa_kube_lookup::metric_rules::watch(client.clone());
+    let lists = promhpa_kube::metric_rules::watch(client.clone());
     let controller = promhpa_apiserver::rule_objects::RuleObjects::new(
         registry,
         Arc::new(KubeStatusWriter { client }),

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use promhpa_kube_lookup::delegated::{delegated_auth, DelegatedAuthOptions};
+use promhpa_kube::delegated::{delegated_auth, DelegatedAuthOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -70,14 +70,14 @@ async fn rule_objects_are_followed_and_their_status_written() {
     )
     .await;
     let (client, _dir) = server.client("    token: t\n");
-    let mut rx = promhpa_kube_lookup::metric_rules::watch(client.clone());
+    let mut rx = promhpa_kube::metric_rules::watch(client.clone());
     assert_eq!(next(&mut rx).await, vec!["a"]);
     assert!(lists.load(Ordering::SeqCst) >= 2, "the 404 was retried");
     assert_eq!(next(&mut rx).await, vec!["a", "b"]);
     // the status-only MODIFIED of "a" sends nothing; its deletion does
     assert_eq!(next(&mut rx).await, vec!["b"]);
 
-    promhpa_kube_lookup::metric_rules::write_status(
+    promhpa_kube::metric_rules::write_status(
         &client,
         "team-a",
         "a",

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use promhpa_auth::ReviewClient;
-use promhpa_kube_lookup::client::ClusterAccess;
-use promhpa_kube_lookup::delegated::Reviews;
-use promhpa_kube_lookup::discovery::discover;
-use promhpa_kube_lookup::KubeError;
+use promhpa_kube::client::ClusterAccess;
+use promhpa_kube::delegated::Reviews;
+use promhpa_kube::discovery::discover;
+use promhpa_kube::KubeError;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 
 mod common;

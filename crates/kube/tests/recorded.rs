@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use promhpa_core::selector::LabelSelector;
 use promhpa_core::{GroupResource, LookupError, ObjectLookup};
-use promhpa_kube_lookup::discovery::Discovery;
-use promhpa_kube_lookup::KubeObjectLookup;
+use promhpa_kube::discovery::Discovery;
+use promhpa_kube::KubeObjectLookup;
 
 mod common;
 use common::standin::{Request, Response, StandIn};
@@ -532,8 +532,8 @@ async fn cluster_scoped_resources_ignore_the_namespace_and_failures_are_reported
 
 #[tokio::test]
 async fn scale_target_and_its_pods_as_the_controller_reads_them() {
-    use promhpa_kube_lookup::discovery::discover;
-    use promhpa_kube_lookup::scale::{get_scale, list_pods};
+    use promhpa_kube::discovery::discover;
+    use promhpa_kube::scale::{get_scale, list_pods};
     let api = Arc::new(Recorded::default());
     api.discovery()
         .get(

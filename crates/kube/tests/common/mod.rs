@@ -1,4 +1,4 @@
-//! Certificates for the kube-lookup tests: a CA and client certificates it signs.
+//! Certificates for the kube crate's tests: a CA and client certificates it signs.
 #![allow(clippy::unwrap_used, dead_code)]
 
 pub mod standin;

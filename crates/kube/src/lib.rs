@@ -1,6 +1,6 @@
-//! Kubernetes object lookup for promhpa: which objects a metric request is about, and what
-//! resource names mean, read from a live cluster through kube-rs (`kube`, `kube-runtime`)
-//! with `k8s-openapi` types.
+//! The Kubernetes client layer of promhpa: credentials, API discovery, watch caches for object
+//! lookup, scale subresources, delegated authentication, MetricRule objects — all through
+//! kube-rs (`kube`, `kube-runtime`) with `k8s-openapi` types.
 //!
 //! - [`client::ClusterAccess`] loads credentials with kube's loader (kubeconfig files, merged
 //!   `KUBECONFIG` lists, contexts, exec credential plugins, in-cluster service accounts) and
@@ -25,7 +25,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use promhpa_core::{ObjectLookup, selector::LabelSelector};
-//! use promhpa_kube_lookup::{client::ClusterAccess, discovery::Discovery, lookup::KubeObjectLookup};
+//! use promhpa_kube::{client::ClusterAccess, discovery::Discovery, lookup::KubeObjectLookup};
 //!
 //! let client = ClusterAccess::default().client()?;
 //! let discovery = Arc::new(Discovery::new(client.clone(), Duration::from_secs(10)));

@@ -231,7 +231,7 @@ impl StandIn {
     pub fn client(&self, user: &str) -> (kube::Client, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = self.kubeconfig(dir.path(), user);
-        let client = promhpa_kube_lookup::client::ClusterAccess::kubeconfig(Some(&kubeconfig))
+        let client = promhpa_kube::client::ClusterAccess::kubeconfig(Some(&kubeconfig))
             .client()
             .unwrap();
         (client, dir)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use promhpa_auth::authn::AuthnSources;
 use promhpa_auth::{Authenticator, DelegatingAuthenticator, SystemClock};
-use promhpa_kube_lookup::authconfig::{follow_authentication_config, AuthnState};
+use promhpa_kube::authconfig::{follow_authentication_config, AuthnState};
 
 mod common;
 use common::standin::{Request, Response, StandIn};
