@@ -1,13 +1,15 @@
 //! Helpers shared by promhpa's tests: locating the shared conformance suites and seeds,
 //! a throw-away certificate authority ([`pki::TestPki`]), and a real Prometheus serving
-//! HTTPS on 127.0.0.1 that scrapes a test target ([`prometheus::Prometheus`]), and the same
-//! for VictoriaMetrics ([`victoria::VictoriaMetrics`]).
+//! HTTPS on 127.0.0.1 that scrapes a test target ([`prometheus::Prometheus`]), the same
+//! for VictoriaMetrics ([`victoria::VictoriaMetrics`]), and a large cluster's
+//! `/api/v1/series` answer written piece by piece ([`series_body::SeriesBody`]).
 
 use std::path::{Path, PathBuf};
 
 pub mod fixtures;
 pub mod pki;
 pub mod prometheus;
+pub mod series_body;
 pub mod victoria;
 
 pub use pki::TestPki;
