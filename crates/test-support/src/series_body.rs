@@ -189,6 +189,9 @@ pub struct SeriesBody {
     written: usize,
     started: bool,
     finished: bool,
+    /// The texts of the pod the last series was about, which the next ones are often about
+    /// too (one pod's containers, codes and methods, buckets).
+    pod: PodText,
 }
 
 impl SeriesBody {
@@ -200,6 +203,7 @@ impl SeriesBody {
             written: 0,
             started: false,
             finished: false,
+            pod: PodText::default(),
         }
     }
 
@@ -226,7 +230,12 @@ impl SeriesBody {
             if self.written > 0 {
                 out.push(b',');
             }
-            write_series(out, self.metric, self.within);
+            let (name, kind) = METRICS[self.metric];
+            let pod = (self.within / kind.variants()) as u64;
+            if self.pod.of != Some((pod, kind)) {
+                self.pod.write(pod, kind);
+            }
+            write_series(out, name, kind, self.within % kind.variants(), &self.pod);
             self.within += 1;
             self.written += 1;
         }
@@ -293,130 +302,138 @@ fn push_uid(out: &mut Vec<u8>, seed: u64) {
     }
 }
 
-/// `,"name":"` (the value and its closing quote follow).
-fn open(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":\"");
+/// The text of one pod's labels as series of one kind have them, in two pieces around the
+/// labels that change from series to series (`le`, `method`), each starting with the
+/// previous label value's closing quote.
+#[derive(Default)]
+struct PodText {
+    /// The pod and kind written, if any.
+    of: Option<(u64, Kind)>,
+    app: &'static str,
+    /// `","endpoint":...,"job":"...`, for each cAdvisor series of the pod (one for other
+    /// kinds).
+    heads: [Vec<u8>; 3],
+    /// `","namespace":...,"service":"..."}`
+    tail: Vec<u8>,
+    /// Scratch space.
+    uid: Vec<u8>,
+    node: Vec<u8>,
 }
 
-fn label(out: &mut Vec<u8>, name: &str, value: &str) {
-    open(out, name);
-    out.extend_from_slice(value.as_bytes());
-    out.push(b'"');
+impl PodText {
+    /// Hold the texts of `pod` for series of `kind`, in the buffers already there.
+    fn write(&mut self, pod: u64, kind: Kind) {
+        self.of = Some((pod, kind));
+        let app = APPS[(pod % APPS.len() as u64) as usize];
+        self.app = app;
+        let namespace = NAMESPACES[(pod % APPS.len() as u64) as usize % NAMESPACES.len()];
+        let node = pod % 400;
+        self.uid.clear();
+        if kind == Kind::KubeState || kind == Kind::Cadvisor {
+            push_uid(&mut self.uid, pod);
+        }
+        // The kubelet's address on the pod's node, `10.0.12.34`.
+        self.node.clear();
+        push_decimal(&mut self.node, node / 200 * 16 + 12);
+        self.node.push(b'.');
+        push_decimal(&mut self.node, node % 200 + 20);
+        for (variant, head) in self.heads.iter_mut().enumerate() {
+            head.clear();
+            match kind {
+                Kind::Cadvisor => {
+                    head.extend_from_slice(
+                        b"\",\"endpoint\":\"https-metrics\",\"id\":\"/kubepods/burstable/pod",
+                    );
+                    head.extend_from_slice(&self.uid);
+                    if variant != 2 {
+                        head.push(b'/');
+                        push_hex(head, pod * 3 + variant as u64, 64);
+                    }
+                    if variant == 0 {
+                        head.extend_from_slice(b"\",\"image\":\"registry.example.com/shop/");
+                        head.extend_from_slice(app.as_bytes());
+                        head.extend_from_slice(b":v1.");
+                        push_decimal(head, pod % 40);
+                        head.extend_from_slice(b".2");
+                    } else if variant == 1 {
+                        head.extend_from_slice(b"\",\"image\":\"docker.io/istio/proxyv2:1.22.3");
+                    }
+                    head.extend_from_slice(b"\",\"instance\":\"10.0.");
+                    head.extend_from_slice(&self.node);
+                    head.extend_from_slice(b":10250\",\"job\":\"kubelet");
+                }
+                _ if variant > 0 => {}
+                // The one kube-state-metrics pod.
+                Kind::KubeState => head.extend_from_slice(
+                    b"\",\"endpoint\":\"http-metrics\",\"instance\":\"10.8.12.7:8080\",\"job\":\"kube-state-metrics",
+                ),
+                _ => {
+                    head.extend_from_slice(b"\",\"endpoint\":\"http-metrics\",\"instance\":\"10.");
+                    push_decimal(head, 64 + (pod >> 16) % 64);
+                    head.push(b'.');
+                    push_decimal(head, (pod >> 8) & 255);
+                    head.push(b'.');
+                    push_decimal(head, pod & 255);
+                    head.extend_from_slice(b":9090\",\"job\":\"kubernetes-pods");
+                }
+            }
+        }
+        let tail = &mut self.tail;
+        tail.clear();
+        tail.extend_from_slice(b"\",\"namespace\":\"");
+        tail.extend_from_slice(namespace.as_bytes());
+        tail.extend_from_slice(b"\",\"node\":\"ip-10-0-");
+        push_decimal(tail, node / 200 * 16 + 12);
+        tail.push(b'-');
+        push_decimal(tail, node % 200 + 20);
+        tail.extend_from_slice(b".eu-west-1.compute.internal\",\"pod\":\"");
+        let seed = mix(pod);
+        tail.extend_from_slice(app.as_bytes());
+        tail.push(b'-');
+        push_letters(tail, seed, 10);
+        tail.push(b'-');
+        push_letters(tail, seed >> 40, 5);
+        tail.extend_from_slice(b"\",\"service\":\"");
+        tail.extend_from_slice(match kind {
+            Kind::Cadvisor => b"kubelet",
+            Kind::KubeState => b"kube-state-metrics",
+            _ => app.as_bytes(),
+        });
+        if kind == Kind::KubeState {
+            tail.extend_from_slice(b"\",\"uid\":\"");
+            tail.extend_from_slice(&self.uid);
+        }
+        tail.extend_from_slice(b"\"}");
+    }
 }
 
-/// Series `within` of metric `metric`.
-fn write_series(out: &mut Vec<u8>, metric: usize, within: usize) {
-    let (name, kind) = METRICS[metric];
-    let pod = (within / kind.variants()) as u64;
-    let variant = within % kind.variants();
-    let app = APPS[(pod % APPS.len() as u64) as usize];
-    let namespace = NAMESPACES[(pod % APPS.len() as u64) as usize % NAMESPACES.len()];
-    let node = pod % 400;
-    // cAdvisor's pod-level series has no container (nor image).
-    let pod_level = kind == Kind::Cadvisor && variant == 2;
-    let (job, service, endpoint, port) = match kind {
-        Kind::Cadvisor => ("kubelet", "kubelet", "https-metrics", 10250),
-        Kind::KubeState => (
-            "kube-state-metrics",
-            "kube-state-metrics",
-            "http-metrics",
-            8080,
-        ),
-        _ => ("kubernetes-pods", app, "http-metrics", 9090),
-    };
-
+/// One series of metric `name` about `pod`.
+fn write_series(out: &mut Vec<u8>, name: &str, kind: Kind, variant: usize, pod: &PodText) {
     out.extend_from_slice(b"{\"__name__\":\"");
     out.extend_from_slice(name.as_bytes());
-    out.push(b'"');
     if kind == Kind::Requests {
-        label(out, "code", CODES[variant / METHODS.len()]);
+        out.extend_from_slice(b"\",\"code\":\"");
+        out.extend_from_slice(CODES[variant / METHODS.len()].as_bytes());
     }
-    if !pod_level {
-        let container = if kind == Kind::Cadvisor && variant == 1 {
-            "istio-proxy"
-        } else {
-            app
-        };
-        label(out, "container", container);
-    }
-    label(out, "endpoint", endpoint);
-    if kind == Kind::Cadvisor {
-        open(out, "id");
-        out.extend_from_slice(b"/kubepods/burstable/pod");
-        push_uid(out, pod);
-        if !pod_level {
-            out.push(b'/');
-            push_hex(out, pod * 3 + variant as u64, 64);
-        }
-        out.push(b'"');
-        if !pod_level {
-            open(out, "image");
-            if variant == 1 {
-                out.extend_from_slice(b"docker.io/istio/proxyv2:1.22.3");
-            } else {
-                out.extend_from_slice(b"registry.example.com/shop/");
-                out.extend_from_slice(app.as_bytes());
-                out.extend_from_slice(b":v1.");
-                push_decimal(out, pod % 40);
-                out.extend_from_slice(b".2");
-            }
-            out.push(b'"');
-        }
-    }
-    open(out, "instance");
-    match kind {
-        // The kubelet of the pod's node.
-        Kind::Cadvisor => {
-            out.extend_from_slice(b"10.0.");
-            push_decimal(out, node / 200 * 16 + 12);
-            out.push(b'.');
-            push_decimal(out, node % 200 + 20);
-        }
-        // The one kube-state-metrics pod.
-        Kind::KubeState => out.extend_from_slice(b"10.8.12.7"),
+    match (kind, variant) {
+        // cAdvisor's pod-level series has no container (nor image).
+        (Kind::Cadvisor, 2) => {}
+        (Kind::Cadvisor, 1) => out.extend_from_slice(b"\",\"container\":\"istio-proxy"),
         _ => {
-            out.extend_from_slice(b"10.");
-            push_decimal(out, 64 + (pod >> 16) % 64);
-            out.push(b'.');
-            push_decimal(out, (pod >> 8) & 255);
-            out.push(b'.');
-            push_decimal(out, pod & 255);
+            out.extend_from_slice(b"\",\"container\":\"");
+            out.extend_from_slice(pod.app.as_bytes());
         }
     }
-    out.push(b':');
-    push_decimal(out, port);
-    out.push(b'"');
-    label(out, "job", job);
+    out.extend_from_slice(&pod.heads[if kind == Kind::Cadvisor { variant } else { 0 }]);
     if kind == Kind::Histogram {
-        label(out, "le", BUCKETS[variant]);
+        out.extend_from_slice(b"\",\"le\":\"");
+        out.extend_from_slice(BUCKETS[variant].as_bytes());
     }
     if kind == Kind::Requests {
-        label(out, "method", METHODS[variant % METHODS.len()]);
+        out.extend_from_slice(b"\",\"method\":\"");
+        out.extend_from_slice(METHODS[variant % METHODS.len()].as_bytes());
     }
-    label(out, "namespace", namespace);
-    open(out, "node");
-    out.extend_from_slice(b"ip-10-0-");
-    push_decimal(out, node / 200 * 16 + 12);
-    out.push(b'-');
-    push_decimal(out, node % 200 + 20);
-    out.extend_from_slice(b".eu-west-1.compute.internal\"");
-    open(out, "pod");
-    let pod_seed = mix(pod);
-    out.extend_from_slice(app.as_bytes());
-    out.push(b'-');
-    push_letters(out, pod_seed, 10);
-    out.push(b'-');
-    push_letters(out, pod_seed >> 40, 5);
-    out.push(b'"');
-    label(out, "service", service);
-    if kind == Kind::KubeState {
-        open(out, "uid");
-        push_uid(out, pod);
-        out.push(b'"');
-    }
-    out.push(b'}');
+    out.extend_from_slice(&pod.tail);
 }
 
 #[cfg(test)]
