@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod parse;
+mod series;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -740,45 +741,27 @@ impl Backend for PromClient {
                 ("start", format_ts(since_ms)),
                 ("end", format_ts(now)),
             ];
-            // The body is parsed while it arrives, so a relist of many series never holds
-            // the whole response (or any label value beyond the series being read).
+            // The body is decoded chunk by chunk while it arrives, so a relist of many series
+            // never holds the whole response (or any label value).
             let mut resp = self.send("/api/v1/series", &params, self.timeout).await?;
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(16);
-            let parser = tokio::task::spawn_blocking(move || {
-                parse::parse_series_reader(parse::ChannelReader::new(rx))
-            });
-            let mut stream_error = None;
+            let protocol = |message| BackendError::Protocol {
+                address: self.display.clone(),
+                message,
+            };
+            let mut scanner = series::SeriesScanner::new();
             loop {
                 match resp.chunk().await {
-                    Ok(Some(chunk)) => {
-                        if tx.send(Ok(chunk)).is_err() {
-                            break;
-                        }
-                    }
+                    Ok(Some(chunk)) => scanner.feed(&chunk).map_err(protocol)?,
                     Ok(None) => break,
                     Err(e) => {
-                        let message = error_chain(&e);
-                        let _ = tx.send(Err(message.clone()));
-                        stream_error = Some(message);
-                        break;
+                        return Err(BackendError::Unavailable {
+                            address: self.display.clone(),
+                            message: transport_error(&e, self.timeout),
+                        })
                     }
                 }
             }
-            drop(tx);
-            let parsed = parser.await.map_err(|e| BackendError::Protocol {
-                address: self.display.clone(),
-                message: format!("series parser failed: {e}"),
-            })?;
-            if let Some(message) = stream_error {
-                return Err(BackendError::Unavailable {
-                    address: self.display.clone(),
-                    message,
-                });
-            }
-            parsed.map_err(|message| BackendError::Protocol {
-                address: self.display.clone(),
-                message,
-            })
+            scanner.finish().map_err(protocol)
         })
     }
 }

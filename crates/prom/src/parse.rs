@@ -1,11 +1,11 @@
 //! Decoding of Prometheus API response bodies into typed results.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fmt;
+use std::collections::BTreeMap;
 
 use promhpa_core::backend::{QueryValue, RangeSeries, Sample, SeriesInfo};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+
+use crate::series::SeriesScanner;
 
 /// The body Prometheus sends with `"status": "error"`.
 #[derive(Debug, Deserialize)]
@@ -121,119 +121,12 @@ pub fn parse_query_response(body: &[u8]) -> Result<QueryValue, String> {
     }
 }
 
-/// The distinct `(name, label names)` pairs of a series list, collected while decoding so
-/// that label values are never held beyond the series being read.
-struct SeriesSet(HashSet<SeriesInfo>);
-
-impl<'de> Deserialize<'de> for SeriesSet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct SeqV;
-        impl<'de> Visitor<'de> for SeqV {
-            type Value = SeriesSet;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of label sets")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SeriesSet, A::Error> {
-                let mut set = HashSet::new();
-                while let Some(info) = seq.next_element::<OneSeries>()? {
-                    set.insert(info.0);
-                }
-                Ok(SeriesSet(set))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<SeriesSet, E> {
-                Ok(SeriesSet(HashSet::new()))
-            }
-        }
-        d.deserialize_any(SeqV)
-    }
-}
-
-struct OneSeries(SeriesInfo);
-
-impl<'de> Deserialize<'de> for OneSeries {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct MapV;
-        impl<'de> Visitor<'de> for MapV {
-            type Value = OneSeries;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a label set")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OneSeries, A::Error> {
-                let mut name = String::new();
-                let mut label_names = BTreeSet::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "__name__" {
-                        name = map.next_value::<String>()?;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                        label_names.insert(key);
-                    }
-                }
-                Ok(OneSeries(SeriesInfo { name, label_names }))
-            }
-        }
-        d.deserialize_map(MapV)
-    }
-}
-
 /// Parse the body of `/api/v1/series` into distinct metric names with their label-name sets,
 /// sorted.
 pub fn parse_series_response(body: &[u8]) -> Result<Vec<SeriesInfo>, String> {
-    let env: Envelope<SeriesSet> =
-        serde_json::from_slice(body).map_err(|e| format!("decoding series response: {e}"))?;
-    finish_series(env)
-}
-
-/// A blocking reader over body chunks sent through a channel; a sent error fails the read.
-pub(crate) struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
-    current: bytes::Bytes,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) -> Self {
-        ChannelReader {
-            rx,
-            current: bytes::Bytes::new(),
-        }
-    }
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => self.current = chunk,
-                Ok(Err(message)) => return Err(std::io::Error::other(message)),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
-/// [`parse_series_response`] over a reader, decoding while the bytes arrive.
-pub(crate) fn parse_series_reader(reader: impl std::io::Read) -> Result<Vec<SeriesInfo>, String> {
-    let env: Envelope<SeriesSet> = serde_json::from_reader(std::io::BufReader::new(reader))
-        .map_err(|e| format!("decoding series response: {e}"))?;
-    finish_series(env)
-}
-
-fn finish_series(env: Envelope<SeriesSet>) -> Result<Vec<SeriesInfo>, String> {
-    if env.status != "success" {
-        return Err(format!(
-            "series request failed: {}: {}",
-            env.error_type, env.error
-        ));
-    }
-    let mut out: Vec<SeriesInfo> = env
-        .data
-        .map(|s| s.0.into_iter().collect())
-        .unwrap_or_default();
-    out.sort();
-    Ok(out)
+    let mut scanner = SeriesScanner::new();
+    scanner.feed(body)?;
+    scanner.finish()
 }
 
 #[cfg(test)]
@@ -313,19 +206,5 @@ mod tests {
         );
         assert_eq!(s[2].label_names.len(), 1);
         assert!(parse_series_response(br#"{"status":"success","data":[1]}"#).is_err());
-        // The same body arriving in small chunks through the streaming reader.
-        let (tx, rx) = std::sync::mpsc::sync_channel(64);
-        for chunk in body.chunks(7) {
-            tx.send(Ok(bytes::Bytes::copy_from_slice(chunk))).unwrap();
-        }
-        drop(tx);
-        assert_eq!(parse_series_reader(ChannelReader::new(rx)).unwrap(), s);
-        let (tx, rx) = std::sync::mpsc::sync_channel(4);
-        tx.send(Ok(bytes::Bytes::from_static(b"{\"status\":\"succ")))
-            .unwrap();
-        tx.send(Err("connection reset".to_string())).unwrap();
-        drop(tx);
-        let err = parse_series_reader(ChannelReader::new(rx)).unwrap_err();
-        assert!(err.contains("connection reset"), "{err}");
     }
 }
