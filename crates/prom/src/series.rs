@@ -232,14 +232,14 @@ const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// Bit 7 set in the lowest byte of `word` (little-endian) that is `"`, `\` or a control
-/// character, when there is one; bits above it may be set too.
+/// character, when there is one; bits above it may be set too (a borrow carries on).
 fn special_bytes(word: u64) -> u64 {
-    let quote = word ^ (ONES * u64::from(b'"'));
+    // `"` and the control characters are the bytes that XOR 2 makes less than 0x21.
+    let flipped = word ^ (ONES * 0x02);
+    let quote_or_control = flipped.wrapping_sub(ONES * 0x21) & !flipped;
     let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_quote = quote.wrapping_sub(ONES) & !quote;
     let zero_backslash = backslash.wrapping_sub(ONES) & !backslash;
-    let control = word.wrapping_sub(ONES * 0x20) & !word;
-    (zero_quote | zero_backslash | control) & HIGH_BITS
+    (quote_or_control | zero_backslash) & HIGH_BITS
 }
 
 fn is_special(b: u8) -> bool {
@@ -1281,8 +1281,34 @@ mod tests {
             })
     }
 
+    #[test]
+    fn every_byte_value_is_classified_at_every_position() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = [b'a'; 8];
+                word[at] = b;
+                let want = if is_special(b) { at } else { 8 };
+                let mut s = word.to_vec();
+                s.extend_from_slice(b"aaaa\"");
+                assert_eq!(plain_run(&s).min(8), want, "byte {b:#04x} at {at}");
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn plain_runs_end_at_the_first_special_byte(
+            s in prop::collection::vec(prop_oneof![
+                4 => 0x20..0x7fu8,
+                1 => any::<u8>(),
+                1 => prop::sample::select(b"\"\\\x00\x1f\x20\x21\x23\x5b\x5d\x7f\x80\xa2\xdc".to_vec()),
+            ], 0..80),
+        ) {
+            let want = s.iter().position(|&b| is_special(b)).unwrap_or(s.len());
+            prop_assert_eq!(plain_run(&s), want);
+        }
 
         #[test]
         fn same_as_the_reference_at_every_chunk_boundary(body in body()) {
