@@ -153,6 +153,7 @@ fn main() {
     let mut transfer = Vec::new();
     let mut server = Vec::new();
     let mut body_bytes = 0;
+    let mut chunks = 0;
     for _ in 0..runs {
         let start = Instant::now();
         let received = runtime.block_on(async {
@@ -162,8 +163,10 @@ fn main() {
                 .await
                 .unwrap();
             let mut n = 0;
+            chunks = 0;
             while let Some(chunk) = resp.chunk().await.unwrap() {
                 n += chunk.len();
+                chunks += 1;
             }
             n
         });
@@ -202,7 +205,11 @@ fn main() {
         secs(median(server)),
         secs(median(server_during_relist))
     );
-    println!("reqwest receives it, no decode: {}", secs(median(transfer)));
+    println!(
+        "reqwest receives it, no decode: {} (in {chunks} chunks of {:.0} KiB on average)",
+        secs(median(transfer)),
+        body_bytes as f64 / chunks.max(1) as f64 / 1024.0
+    );
     println!(
         "promhpa relist:                {} (fastest {}, slowest {})",
         secs(median(relist)),
