@@ -5,8 +5,10 @@
 //!
 //! Prints, as medians of RUNS relists: the server's own time to write the whole body (first
 //! byte to last byte handed to the kernel), the time the same body takes to arrive through
-//! reqwest without decoding, and promhpa's relist time (request to registry updated); and the
-//! process's resident memory before the first relist and at its peak.
+//! reqwest without decoding, promhpa's relist time (request to registry updated), and the CPU
+//! time promhpa's threads and the server's used for a relist (which a busy machine changes
+//! less than the times); and the process's resident memory before the first relist and at
+//! its peak.
 //!
 //! `cargo bench -p promhpa --bench relist` (SERIES changes the count, RUNS the repetitions).
 #![allow(clippy::unwrap_used)]
@@ -34,9 +36,28 @@ fn proc_mib(field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// What the server measured for one answer: its time to write it and the body's size.
+/// User plus system CPU time of `/proc/<of>/stat` (`self`, `thread-self`), in seconds of
+/// 1/100 s ticks.
+fn cpu_secs(of: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{of}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// What the server measured for one answer: its time to write it, the CPU time its thread
+/// used meanwhile, and the body's size.
 struct Sent {
     time: Duration,
+    cpu: f64,
     body_bytes: usize,
 }
 
@@ -61,6 +82,7 @@ fn serve(series: usize) -> (u16, mpsc::Receiver<Sent>) {
                 }
             }
             let start = Instant::now();
+            let cpu = cpu_secs("thread-self");
             let mut ok = conn
                 .write_all(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
@@ -87,8 +109,13 @@ fn serve(series: usize) -> (u16, mpsc::Receiver<Sent>) {
             }
             ok = ok && conn.write_all(b"0\r\n\r\n").is_ok();
             let time = start.elapsed();
+            let cpu = cpu_secs("thread-self") - cpu;
             if ok {
-                let _ = tx.send(Sent { time, body_bytes });
+                let _ = tx.send(Sent {
+                    time,
+                    cpu,
+                    body_bytes,
+                });
             }
         }
     });
@@ -179,17 +206,25 @@ fn main() {
 
     let mut relist = Vec::new();
     let mut server_during_relist = Vec::new();
+    let mut promhpa_cpu = Vec::new();
+    let mut server_cpu = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
+        let cpu = cpu_secs("self");
         let errors = runtime.block_on(registry.relist());
         relist.push(start.elapsed());
+        let cpu = cpu_secs("self") - cpu;
         assert!(errors.is_empty(), "{errors:?}");
         // Every metric name, for pods and for namespaces.
         assert_eq!(
             registry.snapshot().custom.len(),
             2 * series_body::metric_names(series)
         );
-        server_during_relist.push(sent.recv().unwrap().time);
+        let s = sent.recv().unwrap();
+        server_during_relist.push(s.time);
+        // The process's CPU time less the server thread's.
+        promhpa_cpu.push(Duration::from_secs_f64((cpu - s.cpu).max(0.0)));
+        server_cpu.push(Duration::from_secs_f64(s.cpu.max(0.0)));
     }
     let peak = proc_mib("VmHWM:");
     let fastest = relist.iter().min().copied().unwrap_or_default();
@@ -215,6 +250,11 @@ fn main() {
         secs(median(relist)),
         secs(fastest),
         secs(slowest)
+    );
+    println!(
+        "CPU time per relist:           promhpa {}, the server {} (medians, 10 ms ticks)",
+        secs(median(promhpa_cpu)),
+        secs(median(server_cpu))
     );
     println!("resident: {before:.1} MiB before, {peak:.1} MiB at the peak");
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
