@@ -172,6 +172,7 @@ pub(crate) struct SeriesScanner {
     previous: Option<Previous>,
     /// Distinct series as raw name, a 1 byte, raw labels.
     distinct: HashSet<Vec<u8>>,
+    /// Where a series' entry in `distinct` is put together to be looked up.
     key: Vec<u8>,
 }
 
