@@ -168,6 +168,9 @@ pub(crate) struct SeriesScanner {
     labels: Vec<u8>,
     /// Where in `labels` the label name being read starts.
     label_start: usize,
+    /// Whether the series being read had a `__name__` already: a later one replaces it, and
+    /// the replaced one must still be a valid string.
+    named: bool,
     /// The series read before, when there was one.
     previous: Option<Previous>,
     /// Distinct series as raw name, a 1 byte, raw labels.
@@ -192,6 +195,7 @@ impl Default for SeriesScanner {
             name: Vec::new(),
             labels: Vec::new(),
             label_start: 0,
+            named: false,
             previous: None,
             distinct: HashSet::new(),
             key: Vec::new(),
@@ -406,6 +410,10 @@ impl SeriesScanner {
         match role {
             Role::Ignored => Ok(Sink::SkippedValue),
             Role::Name => {
+                if self.named && unescape(&self.name).is_err() {
+                    return Err("invalid metric name");
+                }
+                self.named = true;
                 self.name.clear();
                 Ok(Sink::Name)
             }
@@ -525,7 +533,7 @@ impl SeriesScanner {
         let previous = self.previous.as_ref();
         // `Some(k)`: the label names so far are the previous series' first `k`.
         let mut matched = previous.map(|_| 0);
-        let mut name: &[u8] = &[];
+        let mut name: Option<&[u8]> = None;
         self.labels.clear();
         let mut i = at;
         if s.get(i) == Some(&b'}') {
@@ -538,6 +546,10 @@ impl SeriesScanner {
                 i += 1;
                 // `__name__`, the expected label name, or another.
                 if s.get(i + 8) == Some(&b'"') && same(&s[i..i + 8], b"__name__") {
+                    if name.is_some() {
+                        // A second `__name__`: the general path checks the one it replaces.
+                        return None;
+                    }
                     i += 9;
                     if s.get(i..i + 2)? != b":\"" {
                         return None;
@@ -553,7 +565,7 @@ impl SeriesScanner {
                         }
                         _ => i = string_end(s, i)?,
                     }
-                    name = &s[start..i];
+                    name = Some(&s[start..i]);
                 } else {
                     let expected = match (matched, previous) {
                         (Some(k), Some(p)) if k < p.ends.len() => {
@@ -603,6 +615,7 @@ impl SeriesScanner {
                 }
             }
         }
+        let name = name.unwrap_or_default();
         if let (Some(k), Some(p)) = (matched, previous) {
             if k == p.ends.len() && same(&p.name, name) {
                 return Some(i);
@@ -737,6 +750,7 @@ impl SeriesScanner {
                             }
                             self.name.clear();
                             self.labels.clear();
+                            self.named = false;
                             self.push(Container::Series).map_err(|e| (at, e))?;
                             State::FirstKey
                         }
@@ -1085,6 +1099,33 @@ mod tests {
             assert!(err.contains("ended early"), "{cut}: {err}");
         }
         assert!(scan(&[body]).is_ok());
+    }
+
+    #[test]
+    fn a_replaced_name_must_still_be_a_string() {
+        // serde's decoder reads every `__name__` value as a string, also one that a later
+        // `__name__` replaces; a label value it skips unchecked.
+        let bad_replaced: &[u8] =
+            b"{\"status\":\"success\",\"data\":[{\"__name__\":\"u\xe0up\",\"__name__\":\"up\"}]}";
+        let surrogate_replaced: &[u8] =
+            br#"{"status":"success","data":[{"__name__":"\ud800","__name__":"up"}]}"#;
+        let bad_value: &[u8] =
+            b"{\"status\":\"success\",\"data\":[{\"__name__\":\"up\",\"pod\":\"a\xff\"}]}";
+        let good_replaced: &[u8] =
+            br#"{"status":"success","data":[{"__name__":"down","pod":"a","__name__":"up"}]}"#;
+        for body in [bad_replaced, surrogate_replaced, bad_value, good_replaced] {
+            agrees(body).unwrap();
+        }
+        assert!(scan(&[bad_replaced]).is_err());
+        assert!(scan(&[surrogate_replaced]).is_err());
+        assert_eq!(
+            names(&scan(&[bad_value]).unwrap()),
+            vec![owned("up", &["pod"])]
+        );
+        assert_eq!(
+            names(&scan(&[good_replaced]).unwrap()),
+            vec![owned("up", &["pod"])]
+        );
     }
 
     #[test]
