@@ -79,6 +79,14 @@ pub enum BackendError {
     Unsupported(String),
 }
 
+/// The answer to [`Backend::query_timed`]: the query's result, and the time spent decoding
+/// the backend's response into it when there was a response to decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedAnswer {
+    pub result: Result<QueryValue, BackendError>,
+    pub decode: Option<std::time::Duration>,
+}
+
 /// Where metric values come from: a Prometheus-compatible server or the embedded evaluator.
 pub trait Backend: Send + Sync {
     /// A short human description, e.g. `https://prometheus:9090` or `embedded`.
@@ -102,6 +110,25 @@ pub trait Backend: Send + Sync {
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
         let _ = timeout;
         self.query(promql, at_ms)
+    }
+
+    /// [`Backend::query_within`], also saying how long decoding the backend's answer took,
+    /// so that a caller can tell the round trip from the decoding in its timings. The
+    /// default answers as `query_within` and reports no decoding (the embedded evaluator
+    /// decodes nothing); a client of a remote server overrides it.
+    fn query_timed<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, TimedAnswer> {
+        let answer = self.query_within(promql, at_ms, timeout);
+        Box::pin(async move {
+            TimedAnswer {
+                result: answer.await,
+                decode: None,
+            }
+        })
     }
 
     /// Evaluate `promql` as a range query; the result is a [`QueryValue::Matrix`].
@@ -140,6 +167,14 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
         timeout: std::time::Duration,
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
         (**self).query_within(promql, at_ms, timeout)
+    }
+    fn query_timed<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, TimedAnswer> {
+        (**self).query_timed(promql, at_ms, timeout)
     }
     fn query_range<'a>(
         &'a self,

@@ -28,5 +28,6 @@ pub mod yaml;
 
 pub use backend::{
     Backend, BackendError, BoxFuture, Labels, QueryValue, RangeSeries, Sample, SeriesInfo,
+    TimedAnswer,
 };
 pub use lookup::{GroupResource, LookupError, ObjectLookup, ResourceMapping};

@@ -25,9 +25,11 @@ mod series;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use promhpa_core::backend::{Backend, BackendError, BoxFuture, QueryValue, SeriesInfo};
+use promhpa_core::backend::{
+    Backend, BackendError, BoxFuture, QueryValue, SeriesInfo, TimedAnswer,
+};
 
 pub use parse::{parse_query_response, parse_sample_value, parse_series_response};
 
@@ -606,22 +608,31 @@ impl PromClient {
         caller.min(self.timeout)
     }
 
-    async fn instant_query(
-        &self,
-        promql: &str,
-        at_ms: i64,
-        timeout: Duration,
-    ) -> Result<QueryValue, BackendError> {
+    /// An instant query, with the time its answer took to decode.
+    async fn instant_query(&self, promql: &str, at_ms: i64, timeout: Duration) -> TimedAnswer {
         let params = [
             ("query", promql.to_string()),
             ("time", format_ts(at_ms)),
             ("timeout", timeout_param(timeout)),
         ];
-        let body = self.call("/api/v1/query", &params, timeout).await?;
-        parse_query_response(&body).map_err(|message| BackendError::Protocol {
+        let body = match self.call("/api/v1/query", &params, timeout).await {
+            Ok(body) => body,
+            Err(e) => {
+                return TimedAnswer {
+                    result: Err(e),
+                    decode: None,
+                }
+            }
+        };
+        let started = Instant::now();
+        let result = parse_query_response(&body).map_err(|message| BackendError::Protocol {
             address: self.display.clone(),
             message,
-        })
+        });
+        TimedAnswer {
+            result,
+            decode: Some(started.elapsed()),
+        }
     }
 }
 
@@ -689,7 +700,7 @@ impl Backend for PromClient {
         promql: &'a str,
         at_ms: i64,
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
-        Box::pin(self.instant_query(promql, at_ms, self.timeout))
+        Box::pin(async move { self.instant_query(promql, at_ms, self.timeout).await.result })
     }
 
     fn query_within<'a>(
@@ -698,6 +709,19 @@ impl Backend for PromClient {
         at_ms: i64,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
+        Box::pin(async move {
+            self.instant_query(promql, at_ms, self.budget(timeout))
+                .await
+                .result
+        })
+    }
+
+    fn query_timed<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+        timeout: Duration,
+    ) -> BoxFuture<'a, TimedAnswer> {
         Box::pin(self.instant_query(promql, at_ms, self.budget(timeout)))
     }
 
