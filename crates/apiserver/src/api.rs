@@ -24,7 +24,7 @@ use promhpa_core::path::segments;
 use crate::backends::{BackendRef, Backends};
 use crate::coalesce::Source;
 use crate::error::ApiError;
-use crate::metrics::SelfMetrics;
+use crate::metrics::{SelfMetrics, Stage, StageClock};
 use crate::registry::{Api, Registry};
 use crate::stale::Recall;
 use crate::types::*;
@@ -142,7 +142,10 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
-    if let Err(e) = g.check(&parts).await {
+    let started = Instant::now();
+    let checked = g.check(&parts).await;
+    state.metrics.observe_stage(Stage::Auth, started.elapsed());
+    if let Err(e) = checked {
         return e.into_response();
     }
     next.run(Request::from_parts(parts, body)).await
@@ -270,6 +273,7 @@ pub(crate) fn with_route(route: &'static str, mut resp: Response) -> Response {
 }
 
 async fn custom(State(state): State<AppState>, req: Request) -> Response {
+    let mut clock = StageClock::start(&state.metrics);
     let segs = segments(req.uri().path(), "/apis/custom.metrics.k8s.io");
     let params = query_params(&req);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -292,15 +296,35 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
         }
         [v, "namespaces", ns, "metrics", metric] => (
             "custom/namespace",
-            custom_values(&state, v, None, "namespaces", ns, metric, &params).await,
+            custom_values(
+                &state,
+                &mut clock,
+                v,
+                None,
+                "namespaces",
+                ns,
+                metric,
+                &params,
+            )
+            .await,
         ),
         [v, "namespaces", ns, resource, name, metric] => (
             "custom/namespaced",
-            custom_values(&state, v, Some(ns), resource, name, metric, &params).await,
+            custom_values(
+                &state,
+                &mut clock,
+                v,
+                Some(ns),
+                resource,
+                name,
+                metric,
+                &params,
+            )
+            .await,
         ),
         [v, resource, name, metric] => (
             "custom/cluster",
-            custom_values(&state, v, None, resource, name, metric, &params).await,
+            custom_values(&state, &mut clock, v, None, resource, name, metric, &params).await,
         ),
         _ => return not_found(req).await,
     };
@@ -506,18 +530,19 @@ pub(crate) async fn observed_query(
     promql: &str,
 ) -> Result<QueryValue, BackendError> {
     let start = Instant::now();
-    let (result, source) = state
+    let answer = state
         .coalescer
-        .query(
+        .answer(
             backend,
             promql,
             now_ms(),
             crate::deadline::backend_budget(NO_DEADLINE_BUDGET),
         )
         .await;
-    let outcome = match &result {
-        Ok(_) if source == Source::Shared => "shared",
-        Ok(_) if source == Source::Cache => "cached",
+    let took = start.elapsed();
+    let outcome = match &answer.result {
+        Ok(_) if answer.source == Source::Shared => "shared",
+        Ok(_) if answer.source == Source::Cache => "cached",
         Ok(_) => "success",
         Err(BackendError::Unavailable { .. }) => "unavailable",
         Err(BackendError::Query { .. }) => "rejected",
@@ -525,8 +550,15 @@ pub(crate) async fn observed_query(
     };
     state
         .metrics
-        .observe_backend(rule_path, outcome, start.elapsed().as_secs_f64());
-    result
+        .observe_backend(rule_path, outcome, took.as_secs_f64());
+    let decode = answer.decode.unwrap_or_default();
+    state
+        .metrics
+        .observe_stage(Stage::Backend, took.saturating_sub(decode));
+    if let Some(d) = answer.decode {
+        state.metrics.observe_stage(Stage::Decode, d);
+    }
+    answer.result
 }
 
 /// The budget of a query made outside a request with a deadline (the backend's own query
@@ -638,6 +670,7 @@ fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiErro
 #[allow(clippy::too_many_arguments)]
 async fn custom_values(
     state: &AppState,
+    clock: &mut StageClock<'_>,
     version: &str,
     namespace: Option<&str>,
     resource: &str,
@@ -673,6 +706,7 @@ async fn custom_values(
             "metric \"{metric}\": registry refers to a missing rule"
         )));
     };
+    clock.lap(Stage::Route);
     let names: Vec<String> = if name == "*" {
         let found = state
             .lookup
@@ -692,6 +726,7 @@ async fn custom_values(
                 "no {gr} objects{scope} match labelSelector \"{label_selector}\", so there is no value of metric \"{metric}\" to return"
             )));
         }
+        clock.lap(Stage::ObjectLookup);
         found
     } else {
         vec![name.to_string()]
@@ -705,7 +740,9 @@ async fn custom_values(
             rule.path()
         )));
     };
+    clock.lap(Stage::Render);
     let samples = query_vector(state, &entry.backends, rule, metric, &promql).await?;
+    clock.restart();
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let mut by_name: BTreeMap<&str, &Sample> = BTreeMap::new();
     let mut seen_other: BTreeSet<String> = BTreeSet::new();
@@ -772,7 +809,7 @@ async fn custom_values(
     }
     let selector = MetaLabelSelector::from_selector(&metric_selector);
     let api = format!("{CUSTOM_GROUP}/{version}");
-    if version == "v1beta1" {
+    let answer = if version == "v1beta1" {
         let items = values
             .into_iter()
             .map(|(n, q, ts)| MetricValueV1Beta1 {
@@ -810,10 +847,13 @@ async fn custom_values(
             metadata: ListMeta {},
             items,
         }))
-    }
+    };
+    clock.lap(Stage::Encode);
+    answer
 }
 
 async fn external(State(state): State<AppState>, req: Request) -> Response {
+    let mut clock = StageClock::start(&state.metrics);
     let segs = segments(req.uri().path(), "/apis/external.metrics.k8s.io");
     let params = query_params(&req);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -826,7 +866,7 @@ async fn external(State(state): State<AppState>, req: Request) -> Response {
         }
         ["v1beta1", "namespaces", ns, metric] => {
             let key = request_key(&req, &params);
-            let result = external_values(&state, ns, metric, &params).await;
+            let result = external_values(&state, &mut clock, ns, metric, &params).await;
             if let Some((f, metric)) = forwarding(&state, Api::External, req.headers(), &result) {
                 let forwarded = f.forward(Api::External, &metric, req.uri()).await;
                 return with_route("external/forwarded", forwarded);
@@ -869,6 +909,7 @@ fn external_resources(state: &AppState) -> ApiResourceList {
 
 async fn external_values(
     state: &AppState,
+    clock: &mut StageClock<'_>,
     namespace: &str,
     metric: &str,
     params: &BTreeMap<String, String>,
@@ -924,10 +965,13 @@ async fn external_values(
             "metric \"{metric}\": registry refers to a missing rule"
         )));
     };
+    clock.lap(Stage::Route);
     let promql = rule
         .render_external(&entry.series, Some(namespace), &selector)
         .map_err(|e| render_error(e, metric))?;
+    clock.lap(Stage::Render);
     let samples = query_vector(state, &entry.backends, rule, metric, &promql).await?;
+    clock.restart();
     let window = range_window_seconds(&promql);
     let mut items = Vec::new();
     let mut dropped = Vec::new();
@@ -970,12 +1014,14 @@ async fn external_values(
         });
     }
     items.sort_by(|a, b| a.metric_labels.cmp(&b.metric_labels));
-    Ok(json(&MetricValueList {
+    let answer = json(&MetricValueList {
         kind: "ExternalMetricValueList",
         api_version: format!("{EXTERNAL_GROUP}/v1beta1"),
         metadata: ListMeta {},
         items,
-    }))
+    });
+    clock.lap(Stage::Encode);
+    Ok(answer)
 }
 
 /// The metrics.k8s.io types, for servers with `resourceRules`.

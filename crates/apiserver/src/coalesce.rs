@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use promhpa_core::backend::{Backend, BackendError, QueryValue};
+use promhpa_core::backend::{Backend, BackendError, QueryValue, TimedAnswer};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -84,6 +84,26 @@ impl ResultCache {
         }
         if m.by_query.len() < MAX_CACHED_RESULTS || m.by_query.contains_key(promql) {
             m.by_query.insert(promql.to_string(), (now, value.clone()));
+        }
+    }
+}
+
+/// What [`Coalescer::answer`] gives.
+#[derive(Debug)]
+pub struct Answer {
+    pub result: Result<QueryValue, BackendError>,
+    pub source: Source,
+    /// The time spent decoding the backend's response, when this request asked the
+    /// backend and the backend reports it.
+    pub decode: Option<Duration>,
+}
+
+impl Answer {
+    fn new(result: Result<QueryValue, BackendError>, source: Source) -> Answer {
+        Answer {
+            result,
+            source,
+            decode: None,
         }
     }
 }
@@ -192,10 +212,23 @@ impl Coalescer {
         at_ms: i64,
         budget: Duration,
     ) -> (Result<QueryValue, BackendError>, Source) {
+        let answer = self.answer(backend, promql, at_ms, budget).await;
+        (answer.result, answer.source)
+    }
+
+    /// [`Coalescer::query`], also saying how long decoding the backend's response took
+    /// when this request asked the backend itself.
+    pub async fn answer(
+        &self,
+        backend: &BackendRef,
+        promql: &str,
+        at_ms: i64,
+        budget: Duration,
+    ) -> Answer {
         let key = &format!("{}\n{promql}", backend.id);
         let backend = &backend.client;
         if let Some(v) = self.results.as_ref().and_then(|c| c.get(key)) {
-            return (Ok(v), Source::Cache);
+            return Answer::new(Ok(v), Source::Cache);
         }
         let deadline = Instant::now() + budget;
         let mut retried = false;
@@ -228,14 +261,18 @@ impl Coalescer {
                     key,
                     id,
                 };
-                let result = ask(backend, promql, at_ms, deadline).await;
+                let TimedAnswer { result, decode } = ask(backend, promql, at_ms, deadline).await;
                 let ran_out = result.is_err() && Instant::now() >= deadline;
                 if let (Some(cache), Ok(v)) = (&self.results, &result) {
                     cache.put(key, v);
                 }
                 drop(guard);
                 let _ = tx.send(Some((result.clone(), ran_out)));
-                return (result, Source::Backend);
+                return Answer {
+                    result,
+                    source: Source::Backend,
+                    decode,
+                };
             }
             let Some((mut rx, stale_at)) = follower else {
                 continue;
@@ -247,7 +284,7 @@ impl Coalescer {
                 // The leading request went away before answering: ask again.
                 Ok(Err(_)) => None,
                 Err(_) if Instant::now() >= deadline => {
-                    return (Err(timed_out(backend.as_ref(), budget)), Source::Shared)
+                    return Answer::new(Err(timed_out(backend.as_ref(), budget)), Source::Shared)
                 }
                 // The shared query is too old to wait on any longer: ask again.
                 Err(_) => None,
@@ -259,7 +296,7 @@ impl Coalescer {
                 // A failure of a query sent before this request arrived may be over by
                 // now: ask once more before passing it on.
                 Some((Err(_), false)) if time_left && !retried => retried = true,
-                Some((result, _)) => return (result, Source::Shared),
+                Some((result, _)) => return Answer::new(result, Source::Shared),
                 None => {}
             }
         }
@@ -272,14 +309,18 @@ async fn ask(
     promql: &str,
     at_ms: i64,
     deadline: Instant,
-) -> Result<QueryValue, BackendError> {
+) -> TimedAnswer {
     let budget = deadline.saturating_duration_since(Instant::now());
+    let gave_up = || TimedAnswer {
+        result: Err(timed_out(backend.as_ref(), budget)),
+        decode: None,
+    };
     if budget.is_zero() {
-        return Err(timed_out(backend.as_ref(), budget));
+        return gave_up();
     }
-    match tokio::time::timeout_at(deadline, backend.query_within(promql, at_ms, budget)).await {
-        Ok(r) => r,
-        Err(_) => Err(timed_out(backend.as_ref(), budget)),
+    match tokio::time::timeout_at(deadline, backend.query_timed(promql, at_ms, budget)).await {
+        Ok(answer) => answer,
+        Err(_) => gave_up(),
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -42,6 +44,141 @@ impl Histogram {
         );
         let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
         let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+/// The stages of serving a metric request, in the order a request passes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The TLS handshake of a new connection (once per connection, not per request).
+    TlsHandshake,
+    /// Authentication and authorization (every request but health probes).
+    Auth,
+    /// From the handler's start: path and query parsing, resource mapping and the
+    /// registry's rule for the metric.
+    Route,
+    /// The names of the objects a label selector matches (`pods/*` requests).
+    ObjectLookup,
+    /// The rule's `metricsQuery` template rendered to PromQL.
+    Render,
+    /// Waiting for the backend's answer (a query shared with an identical request, or one
+    /// answered from the result cache, included), its decoding excluded.
+    Backend,
+    /// Decoding the backend's response (only for the request that asked the backend).
+    Decode,
+    /// Samples matched to objects and the answer encoded as JSON.
+    Encode,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 8] = [
+        Stage::TlsHandshake,
+        Stage::Auth,
+        Stage::Route,
+        Stage::ObjectLookup,
+        Stage::Render,
+        Stage::Backend,
+        Stage::Decode,
+        Stage::Encode,
+    ];
+
+    /// The value of the `stage` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::TlsHandshake => "tls_handshake",
+            Stage::Auth => "auth",
+            Stage::Route => "route",
+            Stage::ObjectLookup => "object_lookup",
+            Stage::Render => "render",
+            Stage::Backend => "backend",
+            Stage::Decode => "decode",
+            Stage::Encode => "encode",
+        }
+    }
+}
+
+/// Upper bounds of the stage histogram's buckets, in seconds (25µs to 1s) ...
+const STAGE_BUCKETS: [f64; 15] = [
+    0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0,
+];
+/// ... and in nanoseconds, for comparing without floating point.
+const STAGE_BUCKET_NANOS: [u64; STAGE_BUCKETS.len()] = [
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// A histogram updated without a lock: a count per bucket (not cumulative; the last one
+/// above every bound) and the sum in nanoseconds. The total count is the buckets' sum, so
+/// a scrape racing an observation still sees `+Inf` equal to `_count`.
+#[derive(Debug, Default)]
+struct StageHistogram {
+    buckets: [AtomicU64; STAGE_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl StageHistogram {
+    fn observe(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = STAGE_BUCKET_NANOS.partition_point(|b| *b < nanos);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in STAGE_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[STAGE_BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// Times the consecutive stages of one request: each [`StageClock::lap`] records the time
+/// since the previous lap (or the start) under a stage. One `Instant::now()` per lap.
+pub struct StageClock<'a> {
+    metrics: &'a SelfMetrics,
+    last: Instant,
+}
+
+impl<'a> StageClock<'a> {
+    /// A clock whose first stage starts now.
+    pub fn start(metrics: &'a SelfMetrics) -> StageClock<'a> {
+        StageClock {
+            metrics,
+            last: Instant::now(),
+        }
+    }
+
+    /// The stage that started at the last lap ended now.
+    pub fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        self.metrics.observe_stage(stage, now - self.last);
+        self.last = now;
+    }
+
+    /// The next stage starts now; the time since the last lap was recorded elsewhere.
+    pub fn restart(&mut self) {
+        self.last = Instant::now();
     }
 }
 
@@ -93,6 +230,9 @@ pub struct RuleRelist {
 #[derive(Debug, Default)]
 pub struct SelfMetrics {
     inner: Mutex<Inner>,
+    /// By [`Stage`], in the order of [`Stage::ALL`]; outside the lock, as every request
+    /// records several.
+    stages: [StageHistogram; Stage::ALL.len()],
 }
 
 fn esc(s: &str) -> String {
@@ -113,6 +253,11 @@ impl SelfMetrics {
             .entry((route.to_string(), code))
             .or_default()
             .observe(seconds);
+    }
+
+    /// One request (or connection, for the TLS handshake) spent `took` in `stage`.
+    pub fn observe_stage(&self, stage: Stage, took: Duration) {
+        self.stages[stage as usize].observe(took);
     }
 
     /// One backend query made for `rule` with `outcome` (`success` or an error kind).
@@ -278,6 +423,14 @@ impl SelfMetrics {
                 &format!("route=\"{}\",code=\"{code}\"", esc(route)),
             );
         }
+        out.push_str("# HELP promhpa_request_stage_duration_seconds Time metric requests spend in each stage of serving (tls_handshake: per connection; backend excludes decode).\n# TYPE promhpa_request_stage_duration_seconds histogram\n");
+        for stage in Stage::ALL {
+            self.stages[stage as usize].render(
+                &mut out,
+                "promhpa_request_stage_duration_seconds",
+                &format!("stage=\"{}\"", stage.label()),
+            );
+        }
         out.push_str("# HELP promhpa_backend_query_duration_seconds Latency of backend queries by rule and outcome.\n# TYPE promhpa_backend_query_duration_seconds histogram\n");
         for ((rule, outcome), h) in &i.backend {
             h.render(
@@ -414,6 +567,201 @@ mod tests {
         assert!(
             text.contains("promhpa_forward_failures_total{api=\"external\",call=\"discovery\"} 1")
         );
+    }
+
+    /// A sample of the exposition: metric name, labels in order, value.
+    type ParsedSample = (String, Vec<(String, String)>, f64);
+
+    /// A label set `{a="x",b="y"}` read as pairs; `None` when it is not valid.
+    fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let (name, after) = rest.split_once("=\"")?;
+            let valid = name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if name.is_empty() || !valid {
+                return None;
+            }
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (_, '\\') => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        c @ ('\\' | '"') => value.push(c),
+                        _ => return None,
+                    },
+                    (i, '"') => break i,
+                    (_, c) => value.push(c),
+                }
+            };
+            pairs.push((name.to_string(), value));
+            rest = &after[end + 1..];
+            rest = match rest.strip_prefix(',') {
+                Some(r) => r,
+                None if rest.is_empty() => rest,
+                None => return None,
+            };
+        }
+        Some(pairs)
+    }
+
+    fn parse_value(v: &str) -> Option<f64> {
+        match v {
+            "+Inf" => Some(f64::INFINITY),
+            "-Inf" => Some(f64::NEG_INFINITY),
+            "NaN" => Some(f64::NAN),
+            _ => v.parse().ok(),
+        }
+    }
+
+    /// Checks the text exposition format: HELP and TYPE once per family and before its
+    /// samples, metric and label names and values well formed, and every histogram's
+    /// buckets ascending and cumulative up to `+Inf`, which equals `_count`. Returns the
+    /// samples.
+    fn parse_exposition(text: &str) -> Vec<ParsedSample> {
+        let mut types: BTreeMap<String, String> = BTreeMap::new();
+        let mut helps = std::collections::BTreeSet::new();
+        let mut samples = Vec::new();
+        assert!(text.ends_with('\n'), "the exposition ends with a newline");
+        for line in text.lines() {
+            if let Some(help) = line.strip_prefix("# HELP ") {
+                let (name, doc) = help.split_once(' ').unwrap_or((help, ""));
+                assert!(!doc.is_empty(), "no help text: {line}");
+                assert!(helps.insert(name.to_string()), "second HELP: {line}");
+                continue;
+            }
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = t.split_once(' ').unwrap();
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                    "{line}"
+                );
+                assert!(
+                    types.insert(name.to_string(), kind.to_string()).is_none(),
+                    "second TYPE: {line}"
+                );
+                continue;
+            }
+            assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value = parse_value(value).unwrap_or_else(|| panic!("bad value: {line}"));
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => {
+                    let l = l.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+                    (
+                        n,
+                        parse_labels(l).unwrap_or_else(|| panic!("bad labels: {line}")),
+                    )
+                }
+                None => (series, Vec::new()),
+            };
+            assert!(
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c == '_' || c == ':' || c.is_ascii_alphanumeric())
+                    && !name.starts_with(|c: char| c.is_ascii_digit()),
+                "bad name: {line}"
+            );
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| types.get(*f).map(String::as_str) == Some("histogram"))
+                })
+                .unwrap_or(name);
+            assert!(types.contains_key(family), "no TYPE before: {line}");
+            assert!(helps.contains(family), "no HELP before: {line}");
+            samples.push((name.to_string(), labels, value));
+        }
+        // Histograms: per label set (without `le`), buckets in ascending order, counts
+        // never decreasing, ending at `+Inf` with the `_count`.
+        type Buckets = Vec<(f64, f64)>;
+        let mut buckets: BTreeMap<(String, Vec<(String, String)>), Buckets> = BTreeMap::new();
+        let mut counts = BTreeMap::new();
+        for (name, labels, value) in &samples {
+            if let Some(family) = name.strip_suffix("_bucket") {
+                let le = labels.iter().find(|(k, _)| k == "le").unwrap();
+                let le = parse_value(&le.1).unwrap_or_else(|| panic!("bad le: {le:?}"));
+                let rest: Vec<_> = labels.iter().filter(|(k, _)| k != "le").cloned().collect();
+                buckets
+                    .entry((family.to_string(), rest))
+                    .or_default()
+                    .push((le, *value));
+            } else if let Some(family) = name.strip_suffix("_count") {
+                counts.insert((family.to_string(), labels.clone()), *value);
+            }
+        }
+        for (key, b) in &buckets {
+            assert!(b.windows(2).all(|w| w[0].0 < w[1].0), "le order: {key:?}");
+            assert!(
+                b.windows(2).all(|w| w[0].1 <= w[1].1),
+                "not cumulative: {key:?}"
+            );
+            let (le, last) = b[b.len() - 1];
+            assert_eq!(le, f64::INFINITY, "{key:?}");
+            assert_eq!(Some(&last), counts.get(key), "+Inf and _count: {key:?}");
+        }
+        samples
+    }
+
+    #[test]
+    fn request_stages_are_a_valid_histogram_family() {
+        let m = SelfMetrics::default();
+        m.observe_request("custom/namespaced", 200, 0.003);
+        m.observe_backend("rules[0]", "success", 0.002);
+        m.dropped_value("weird \"metric\"\\name");
+        m.observe_stage(Stage::Decode, Duration::from_micros(30));
+        m.observe_stage(Stage::Decode, Duration::from_micros(25));
+        m.observe_stage(Stage::Backend, Duration::from_millis(2));
+        m.observe_stage(Stage::TlsHandshake, Duration::from_secs(3));
+        let mut clock = StageClock::start(&m);
+        clock.lap(Stage::Route);
+        clock.lap(Stage::Render);
+        let text = m.render();
+        let samples = parse_exposition(&text);
+        let value = |name: &str, stage: &str, le: Option<&str>| {
+            samples
+                .iter()
+                .find(|(n, l, _)| {
+                    n == name
+                        && l.iter().any(|(k, v)| k == "stage" && v == stage)
+                        && le.is_none_or(|le| l.iter().any(|(k, v)| k == "le" && v == le))
+                })
+                .map(|s| s.2)
+                .unwrap_or_else(|| panic!("no {name} for {stage} {le:?}"))
+        };
+        let bucket = "promhpa_request_stage_duration_seconds_bucket";
+        let count = "promhpa_request_stage_duration_seconds_count";
+        let sum = "promhpa_request_stage_duration_seconds_sum";
+        // Every stage is there from the start, in 25µs..1s buckets.
+        for stage in Stage::ALL {
+            assert_eq!(
+                samples
+                    .iter()
+                    .filter(|(n, l, _)| n == bucket
+                        && l.iter().any(|(k, v)| k == "stage" && v == stage.label()))
+                    .count(),
+                STAGE_BUCKETS.len() + 1
+            );
+        }
+        assert_eq!(value(bucket, "decode", Some("0.000025")), 1.0);
+        assert_eq!(value(bucket, "decode", Some("0.00005")), 2.0);
+        assert_eq!(value(count, "decode", None), 2.0);
+        assert!((value(sum, "decode", None) - 0.000055).abs() < 1e-12);
+        assert_eq!(value(bucket, "backend", Some("0.001")), 0.0);
+        assert_eq!(value(bucket, "backend", Some("0.0025")), 1.0);
+        // Above the last bound: only in +Inf.
+        assert_eq!(value(bucket, "tls_handshake", Some("1")), 0.0);
+        assert_eq!(value(bucket, "tls_handshake", Some("+Inf")), 1.0);
+        assert_eq!(value(count, "route", None), 1.0);
+        assert_eq!(value(count, "render", None), 1.0);
+        assert_eq!(value(count, "object_lookup", None), 0.0);
+        assert_eq!(value(count, "encode", None), 0.0);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 
-use crate::metrics::SelfMetrics;
+use crate::metrics::{SelfMetrics, Stage};
 
 mod limits;
 mod tls_policy;
@@ -366,13 +366,19 @@ async fn serve_connection(
             m.connection_closed(reason.label());
         }
     };
+    let handshake_started = Instant::now();
     let handshake = tokio::time::timeout(
         requests.limits.tls_handshake_timeout,
         acceptor.accept(stream),
     );
     let tls = tokio::select! {
         r = handshake => match r {
-            Ok(Ok(tls)) => tls,
+            Ok(Ok(tls)) => {
+                if let Some(m) = &requests.metrics {
+                    m.observe_stage(Stage::TlsHandshake, handshake_started.elapsed());
+                }
+                tls
+            }
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "tls handshake failed");
                 return;
