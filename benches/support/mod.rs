@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 use promhpa_test_support::{free_port, Prometheus, TestPki};
 
+pub mod review;
+
 /// The `promhpa` binary serving `rules` over `objects` from `prom` on 127.0.0.1, with
 /// `extra` flags; returns the process and its port.
 pub fn start_promhpa(
@@ -16,8 +18,30 @@ pub fn start_promhpa(
     objects: &Path,
     extra: &[&str],
 ) -> (Child, u16) {
+    let mut args = vec!["--insecure-skip-delegated-auth"];
+    args.extend_from_slice(extra);
+    start_promhpa_with(prom, pki, rules, objects, &args)
+}
+
+/// The binary the benches start: `PROMHPA_BIN` when set (to compare two builds under the
+/// same bench), else the one cargo built with the bench.
+pub fn promhpa_bin() -> std::path::PathBuf {
+    std::env::var_os("PROMHPA_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_promhpa").into())
+}
+
+/// [`start_promhpa`] without turning delegated authentication and authorization off:
+/// `extra` says how they are done.
+pub fn start_promhpa_with(
+    prom: &Prometheus,
+    pki: &TestPki,
+    rules: &Path,
+    objects: &Path,
+    extra: &[&str],
+) -> (Child, u16) {
     let port = free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+    let child = Command::new(promhpa_bin())
         .arg(format!("--prometheus-url={}", prom.url()))
         .arg(format!("--prometheus-ca-file={}", pki.ca_cert.display()))
         .arg(format!("--config={}", rules.display()))
@@ -29,7 +53,6 @@ pub fn start_promhpa(
         ))
         .arg(format!("--secure-port={port}"))
         .arg("--bind-address=127.0.0.1")
-        .arg("--insecure-skip-delegated-auth")
         .args(extra)
         .stderr(Stdio::null())
         .spawn()
