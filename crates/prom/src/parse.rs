@@ -27,25 +27,132 @@ struct Envelope<T> {
     error: String,
 }
 
-#[derive(Deserialize)]
+/// The `data` of a query response, its `result` decoded by its `resultType` in one pass.
+/// Prometheus writes `resultType` first; a `result` that comes before it is held as a JSON
+/// value until the type is known.
 struct QueryData {
-    #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    result: QueryResult,
+}
+
+enum QueryResult {
+    Vector(Vec<RawSample>),
+    Matrix(Vec<RawSeries>),
+    Scalar((f64, SampleValue)),
+    String((f64, String)),
+    /// A type this client does not know; its result is skipped.
+    Other,
+}
+
+impl QueryResult {
+    fn decode<'de, D: Deserializer<'de>>(result_type: &str, d: D) -> Result<Self, D::Error> {
+        Ok(match result_type {
+            "vector" => QueryResult::Vector(Deserialize::deserialize(d)?),
+            "matrix" => QueryResult::Matrix(Deserialize::deserialize(d)?),
+            "scalar" => QueryResult::Scalar(Deserialize::deserialize(d)?),
+            "string" => QueryResult::String(Deserialize::deserialize(d)?),
+            _ => {
+                IgnoredAny::deserialize(d)?;
+                QueryResult::Other
+            }
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum DataKey {
+    ResultType,
+    Result,
+    #[serde(other)]
+    Other,
+}
+
+/// Decodes the `result` that follows a known `resultType`.
+struct ResultOf<'t>(&'t str);
+
+impl<'de> de::DeserializeSeed<'de> for ResultOf<'_> {
+    type Value = QueryResult;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<QueryResult, D::Error> {
+        QueryResult::decode(self.0, d)
+    }
+}
+
+impl<'de> Deserialize<'de> for QueryData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct DataV;
+        impl<'de> Visitor<'de> for DataV {
+            type Value = QueryData;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("query data with resultType and result")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<QueryData, A::Error> {
+                let mut result_type: Option<String> = None;
+                let mut result: Option<QueryResult> = None;
+                let mut early: Option<serde_json::Value> = None;
+                while let Some(key) = map.next_key::<DataKey>()? {
+                    match key {
+                        DataKey::ResultType => result_type = Some(map.next_value()?),
+                        DataKey::Result => match &result_type {
+                            Some(t) => result = Some(map.next_value_seed(ResultOf(t))?),
+                            None => early = Some(map.next_value()?),
+                        },
+                        DataKey::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let result_type =
+                    result_type.ok_or_else(|| de::Error::missing_field("resultType"))?;
+                let result = match (result, early) {
+                    (Some(r), _) => r,
+                    (None, Some(v)) => QueryResult::decode(&result_type, v).map_err(|e| {
+                        de::Error::custom(format!("decoding {result_type} result: {e}"))
+                    })?,
+                    (None, None) => return Err(de::Error::missing_field("result")),
+                };
+                Ok(QueryData {
+                    result_type,
+                    result,
+                })
+            }
+        }
+        d.deserialize_map(DataV)
+    }
+}
+
+/// A sample value as Prometheus writes it, a JSON string (`"1.25"`, `"NaN"`, `"+Inf"`),
+/// parsed where it is read instead of kept as a string.
+struct SampleValue(f64);
+
+impl<'de> Deserialize<'de> for SampleValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ValueV;
+        impl Visitor<'_> for ValueV {
+            type Value = SampleValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a sample value string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SampleValue, E> {
+                parse_sample_value(v).map(SampleValue).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(ValueV)
+    }
 }
 
 #[derive(Deserialize)]
 struct RawSample {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    value: (f64, String),
+    value: (f64, SampleValue),
 }
 
 #[derive(Deserialize)]
 struct RawSeries {
     #[serde(default)]
     metric: BTreeMap<String, String>,
-    values: Vec<(f64, String)>,
+    values: Vec<(f64, SampleValue)>,
 }
 
 /// Parse a sample value string: decimal numbers, `NaN`, `+Inf`, `-Inf`.
@@ -74,50 +181,33 @@ pub fn parse_query_response(body: &[u8]) -> Result<QueryValue, String> {
     let data = env
         .data
         .ok_or_else(|| "query response has no data".to_string())?;
-    let bad = |e: serde_json::Error| format!("decoding {} result: {e}", data.result_type);
-    match data.result_type.as_str() {
-        "vector" => {
-            let raw: Vec<RawSample> = serde_json::from_value(data.result.clone()).map_err(bad)?;
-            let mut out = Vec::with_capacity(raw.len());
-            for s in raw {
-                out.push(Sample {
+    match data.result {
+        QueryResult::Vector(raw) => Ok(QueryValue::Vector(
+            raw.into_iter()
+                .map(|s| Sample {
                     labels: s.metric,
-                    value: parse_sample_value(&s.value.1)?,
+                    value: s.value.1 .0,
                     timestamp_ms: ts_ms(s.value.0),
-                });
-            }
-            Ok(QueryValue::Vector(out))
-        }
-        "matrix" => {
-            let raw: Vec<RawSeries> = serde_json::from_value(data.result.clone()).map_err(bad)?;
-            let mut out = Vec::with_capacity(raw.len());
-            for s in raw {
-                let mut points = Vec::with_capacity(s.values.len());
-                for (t, v) in s.values {
-                    points.push((ts_ms(t), parse_sample_value(&v)?));
-                }
-                out.push(RangeSeries {
+                })
+                .collect(),
+        )),
+        QueryResult::Matrix(raw) => Ok(QueryValue::Matrix(
+            raw.into_iter()
+                .map(|s| RangeSeries {
                     labels: s.metric,
-                    points,
-                });
-            }
-            Ok(QueryValue::Matrix(out))
-        }
-        "scalar" => {
-            let (t, v): (f64, String) = serde_json::from_value(data.result.clone()).map_err(bad)?;
-            Ok(QueryValue::Scalar {
-                value: parse_sample_value(&v)?,
-                timestamp_ms: ts_ms(t),
-            })
-        }
-        "string" => {
-            let (t, v): (f64, String) = serde_json::from_value(data.result.clone()).map_err(bad)?;
-            Ok(QueryValue::String {
-                value: v,
-                timestamp_ms: ts_ms(t),
-            })
-        }
-        other => Err(format!("unknown result type \"{other}\"")),
+                    points: s.values.into_iter().map(|(t, v)| (ts_ms(t), v.0)).collect(),
+                })
+                .collect(),
+        )),
+        QueryResult::Scalar((t, v)) => Ok(QueryValue::Scalar {
+            value: v.0,
+            timestamp_ms: ts_ms(t),
+        }),
+        QueryResult::String((t, v)) => Ok(QueryValue::String {
+            value: v,
+            timestamp_ms: ts_ms(t),
+        }),
+        QueryResult::Other => Err(format!("unknown result type \"{}\"", data.result_type)),
     }
 }
 
@@ -185,6 +275,39 @@ mod tests {
             err.contains("bad_data") && err.contains("parse error"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_result_may_come_before_its_type() {
+        let body = br#"{"data":{"result":[{"value":[1.5,"2"],"metric":{"pod":"a"}}],
+            "extra":{"x":[1]},"resultType":"vector"},"status":"success","warnings":["w"]}"#;
+        let QueryValue::Vector(v) = parse_query_response(body).unwrap() else {
+            panic!("not a vector")
+        };
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].value, v[0].timestamp_ms), (2.0, 1500));
+        assert_eq!(v[0].labels.get("pod").map(String::as_str), Some("a"));
+        let QueryValue::String {
+            value,
+            timestamp_ms,
+        } = parse_query_response(
+            br#"{"status":"success","data":{"resultType":"string","result":[3,"a \"b\""]}}"#,
+        )
+        .unwrap()
+        else {
+            panic!("not a string")
+        };
+        assert_eq!((value.as_str(), timestamp_ms), ("a \"b\"", 3000));
+        let err = parse_query_response(
+            br#"{"status":"success","data":{"resultType":"histogram","result":[]}}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown result type \"histogram\""), "{err}");
+        assert!(parse_query_response(br#"{"status":"success","data":{"result":[]}}"#).is_err());
+        assert!(parse_query_response(
+            br#"{"status":"success","data":{"result":[{"value":[1,"z"]}],"resultType":"vector"}}"#
+        )
+        .is_err());
     }
 
     #[test]
