@@ -111,29 +111,34 @@ pub fn router(state: AppState) -> Router {
 
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let path = req.uri().path().to_string();
+    // The route of a response that does not name one, from the path.
+    let by_path = match req.uri().path() {
+        "/healthz" | "/livez" | "/readyz" => "health",
+        "/metrics" => "metrics",
+        p if p.starts_with("/openapi") => "openapi",
+        p if p.starts_with("/apis") => "discovery",
+        _ => "other",
+    };
+    // Kept only for the debug log.
+    let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
     let resp = next.run(req).await;
     let route = resp
         .extensions()
         .get::<RouteLabel>()
-        .map(|r| r.0)
-        .unwrap_or(match path.as_str() {
-            "/healthz" | "/livez" | "/readyz" => "health",
-            "/metrics" => "metrics",
-            p if p.starts_with("/openapi") => "openapi",
-            p if p.starts_with("/apis") => "discovery",
-            _ => "other",
-        });
+        .map_or(by_path, |r| r.0);
     let code = resp.status().as_u16();
+    let elapsed = start.elapsed();
     state
         .metrics
-        .observe_request(route, code, start.elapsed().as_secs_f64());
-    tracing::debug!(
-        path,
-        code,
-        elapsed_us = start.elapsed().as_micros() as u64,
-        "request"
-    );
+        .observe_request(route, code, elapsed.as_secs_f64());
+    if let Some(path) = path {
+        tracing::debug!(
+            path,
+            code,
+            elapsed_us = elapsed.as_micros() as u64,
+            "request"
+        );
+    }
     resp
 }
 
@@ -286,7 +291,7 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
             .into_response();
         }
     }
-    let key = request_key(&req, &params);
+    let key = request_key(&state, &req, &params);
     let (route, result) = match segs.as_slice() {
         [] => return json(&custom_group()),
         [v] => {
@@ -438,9 +443,15 @@ pub fn range_window_seconds(promql: &str) -> Option<i64> {
 
 /// What identifies a metric request for its stale value: the path (API, version,
 /// namespace, resource, object name, metric) and every query parameter but `timeout`.
-pub(crate) fn request_key(req: &Request, params: &BTreeMap<String, String>) -> String {
+/// `None` when stale values are not served, as nothing is remembered then.
+pub(crate) fn request_key(
+    state: &AppState,
+    req: &Request,
+    params: &BTreeMap<String, String>,
+) -> Option<String> {
+    state.coalescer.answers()?;
     let rest: Vec<(&String, &String)> = params.iter().filter(|(k, _)| *k != "timeout").collect();
-    format!("{}?{rest:?}", req.uri().path())
+    Some(format!("{}?{rest:?}", req.uri().path()))
 }
 
 /// The answer to a metric request, with the stale-value memory when it is on
@@ -451,10 +462,10 @@ pub(crate) fn request_key(req: &Request, params: &BTreeMap<String, String>) -> S
 pub(crate) async fn remembered(
     state: &AppState,
     api: &'static str,
-    key: String,
+    key: Option<String>,
     result: Result<Response, ApiError>,
 ) -> Response {
-    let Some(answers) = state.coalescer.answers() else {
+    let (Some(answers), Some(key)) = (state.coalescer.answers(), key) else {
         return result.unwrap_or_else(IntoResponse::into_response);
     };
     match result {
@@ -865,7 +876,7 @@ async fn external(State(state): State<AppState>, req: Request) -> Response {
             resources(&state, Api::External, &path, req.headers(), own).await
         }
         ["v1beta1", "namespaces", ns, metric] => {
-            let key = request_key(&req, &params);
+            let key = request_key(&state, &req, &params);
             let result = external_values(&state, &mut clock, ns, metric, &params).await;
             if let Some((f, metric)) = forwarding(&state, Api::External, req.headers(), &result) {
                 let forwarded = f.forward(Api::External, &metric, req.uri()).await;

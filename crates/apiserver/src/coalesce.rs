@@ -266,8 +266,12 @@ impl Coalescer {
                 if let (Some(cache), Ok(v)) = (&self.results, &result) {
                     cache.put(key, v);
                 }
+                // Past this point no request can join: only those already waiting get a
+                // copy of the result.
                 drop(guard);
-                let _ = tx.send(Some((result.clone(), ran_out)));
+                if tx.receiver_count() > 0 {
+                    let _ = tx.send(Some((result.clone(), ran_out)));
+                }
                 return Answer {
                     result,
                     source: Source::Backend,

@@ -184,8 +184,9 @@ impl<'a> StageClock<'a> {
 
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<(String, u16), Histogram>,
-    backend: BTreeMap<(String, String), Histogram>,
+    requests: BTreeMap<(&'static str, u16), Histogram>,
+    /// By rule, then outcome.
+    backend: BTreeMap<String, BTreeMap<&'static str, Histogram>>,
     relist: Histogram,
     relist_failures: u64,
     /// Unix seconds of the end of the last relist in which every rule succeeded (0: none).
@@ -247,10 +248,10 @@ impl SelfMetrics {
     }
 
     /// One served HTTP request on `route` with status `code`.
-    pub fn observe_request(&self, route: &str, code: u16, seconds: f64) {
+    pub fn observe_request(&self, route: &'static str, code: u16, seconds: f64) {
         self.lock()
             .requests
-            .entry((route.to_string(), code))
+            .entry((route, code))
             .or_default()
             .observe(seconds);
     }
@@ -261,12 +262,15 @@ impl SelfMetrics {
     }
 
     /// One backend query made for `rule` with `outcome` (`success` or an error kind).
-    pub fn observe_backend(&self, rule: &str, outcome: &str, seconds: f64) {
-        self.lock()
-            .backend
-            .entry((rule.to_string(), outcome.to_string()))
-            .or_default()
-            .observe(seconds);
+    pub fn observe_backend(&self, rule: &str, outcome: &'static str, seconds: f64) {
+        let mut i = self.lock();
+        // The rule's name is copied only the first time it is seen.
+        if !i.backend.contains_key(rule) {
+            i.backend.insert(rule.to_string(), BTreeMap::new());
+        }
+        if let Some(by_outcome) = i.backend.get_mut(rule) {
+            by_outcome.entry(outcome).or_default().observe(seconds);
+        }
     }
 
     /// One discovery relist.
@@ -432,12 +436,14 @@ impl SelfMetrics {
             );
         }
         out.push_str("# HELP promhpa_backend_query_duration_seconds Latency of backend queries by rule and outcome.\n# TYPE promhpa_backend_query_duration_seconds histogram\n");
-        for ((rule, outcome), h) in &i.backend {
-            h.render(
-                &mut out,
-                "promhpa_backend_query_duration_seconds",
-                &format!("rule=\"{}\",outcome=\"{}\"", esc(rule), esc(outcome)),
-            );
+        for (rule, by_outcome) in &i.backend {
+            for (outcome, h) in by_outcome {
+                h.render(
+                    &mut out,
+                    "promhpa_backend_query_duration_seconds",
+                    &format!("rule=\"{}\",outcome=\"{}\"", esc(rule), esc(outcome)),
+                );
+            }
         }
         out.push_str("# HELP promhpa_discovery_relist_duration_seconds Duration of discovery relists.\n# TYPE promhpa_discovery_relist_duration_seconds histogram\n");
         i.relist

@@ -562,7 +562,7 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
     } else {
         "resource/pods"
     };
-    let key = request_key(&req, &params);
+    let key = request_key(&state, &req, &params);
     let result = serve(&state, rules, &segs, &params).await;
     with_route(route, remembered(&state, "resource", key, result).await)
 }

@@ -511,13 +511,12 @@ impl PromClient {
         api: &str,
         params: &[(&str, String)],
         timeout: Duration,
-    ) -> Result<Vec<u8>, BackendError> {
+    ) -> Result<bytes::Bytes, BackendError> {
         let resp = self.send(api, params, timeout).await?;
-        let body = resp.bytes().await.map_err(|e| BackendError::Unavailable {
+        resp.bytes().await.map_err(|e| BackendError::Unavailable {
             address: self.display.clone(),
             message: transport_error(&e, timeout),
-        })?;
-        Ok(body.to_vec())
+        })
     }
 
     /// Send a request that must be answered (body included) within `timeout`; a successful
