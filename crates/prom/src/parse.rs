@@ -1,8 +1,10 @@
 //! Decoding of Prometheus API response bodies into typed results.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use promhpa_core::backend::{QueryValue, RangeSeries, Sample, SeriesInfo};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::series::SeriesScanner;
