@@ -414,6 +414,30 @@ async fn serves_the_seeds_through_kubectl() {
         ),
         "{text}"
     );
+    // Every stage of a request against a real Prometheus over TLS was timed; no guard here.
+    for stage in [
+        "tls_handshake",
+        "route",
+        "object_lookup",
+        "render",
+        "backend",
+        "decode",
+        "encode",
+    ] {
+        let count = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "promhpa_request_stage_duration_seconds_count{{stage=\"{stage}\"}} "
+                ))
+            })
+            .and_then(|n| n.parse::<u64>().ok());
+        assert!(count.is_some_and(|n| n > 0), "{stage}: {count:?}\n{text}");
+    }
+    assert!(
+        text.contains("promhpa_request_stage_duration_seconds_count{stage=\"auth\"} 0\n"),
+        "{text}"
+    );
     let openapi = kubectl.json("/openapi/v2");
     assert_eq!(openapi["swagger"], "2.0");
     let v3 = kubectl.json("/openapi/v3");

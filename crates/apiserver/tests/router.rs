@@ -454,6 +454,89 @@ async fn tls_passes_client_certificates_to_the_guard() {
     handle.await.unwrap();
 }
 
+/// The count of requests timed in `stage`, read from a `/metrics` text.
+fn stage_count(text: &str, stage: &str) -> u64 {
+    let prefix = format!("promhpa_request_stage_duration_seconds_count{{stage=\"{stage}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no count for stage {stage} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_stage_of_a_metric_request_is_timed() {
+    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+    let (backend, registry, _) = setup(Duration::ZERO);
+    seed(&backend);
+    registry.relist().await;
+    let metrics = Arc::new(SelfMetrics::default());
+    let app = router(AppState {
+        registry: registry.clone(),
+        lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
+        metrics: metrics.clone(),
+        guard: Some(Arc::new(NeedsClientCert)),
+        coalescer: Default::default(),
+        forward: None,
+    });
+    let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
+    let tls = server::tls_config(resolver).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server::serve_with(
+        listener,
+        tls,
+        app,
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+        server::ServingLimits::default(),
+        Some(metrics),
+    ));
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    let mut pem = std::fs::read(&pki.client_cert).unwrap();
+    pem.extend(std::fs::read(&pki.client_key).unwrap());
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let scrape = || async {
+        let resp = client.get(format!("{base}/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    };
+    let before = scrape().await;
+    assert!(stage_count(&before, "tls_handshake") >= 1, "{before}");
+    for path in [
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/*/http_requests_in_flight?labelSelector=app%3Dweb",
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth",
+    ] {
+        let resp = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    let after = scrape().await;
+    let added = |stage: &str| stage_count(&after, stage) - stage_count(&before, stage);
+    // Both requests pass every stage but the object lookup, which only the selector needs;
+    // the embedded backend has nothing to decode.
+    for stage in ["route", "render", "backend", "encode"] {
+        assert_eq!(added(stage), 2, "{stage}:\n{after}");
+    }
+    assert_eq!(added("object_lookup"), 1, "{after}");
+    assert_eq!(added("decode"), 0, "{after}");
+    // The two requests and the second read of /metrics were authorized.
+    assert!(added("auth") >= 2, "{after}");
+    // One connection, kept alive.
+    assert_eq!(added("tls_handshake"), 0, "{after}");
+
+    tx.send(()).unwrap();
+    handle.await.unwrap();
+}
+
 const PRECEDENCE_RULES: &str = r#"
 rules:
 # generic: every series with namespace and pod labels but queues, summed
