@@ -2,8 +2,9 @@
 //! kube-controller-manager computes it, in pure functions: per-metric proposals
 //! ([`calc`]), one reconcile with legacy or `behavior` normalization ([`controller`]),
 //! the conformance-case format ([`conformance`]), replaying history ([`simulate`]),
-//! explaining a decision ([`explain`]) and reading pods and scale targets from Kubernetes
-//! objects ([`objects`]).
+//! explaining a decision ([`explain`]), reading pods and scale targets from Kubernetes
+//! objects ([`objects`]), and an HPA's scale target with its pods and the rules the controller
+//! checks its selector by ([`target`]).
 
 pub mod calc;
 pub mod conformance;
@@ -12,6 +13,7 @@ pub mod explain;
 pub mod objects;
 pub mod simulate;
 pub mod spec;
+pub mod target;
 
 pub use calc::{
     ConditionStatus, ControllerConfig, Observed, Pod, PodPhase, Proposal, ZeroReplicas,

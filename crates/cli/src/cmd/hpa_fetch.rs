@@ -5,7 +5,7 @@
 //! `resourceRules`.
 //!
 //! Per-pod metrics are returned per pod, for the pods of the scale target
-//! ([`super::hpa_target::ScaleTarget`]), so the controller's pod classification applies.
+//! ([`promhpa_hpa::target::ScaleTarget`]), so the controller's pod classification applies.
 
 use promhpa_kube::client::ClusterAccess;
 use std::collections::BTreeMap;
@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tower::ServiceExt;
 
 use super::backend::BackendFlags;
-use super::hpa_target::{PodScope, ScaleTarget};
+use promhpa_hpa::target::{PodScope, ScaleTarget};
 
 /// What one metric fetch gives: per-pod samples or one value, or the error the HPA would
 /// report.
@@ -146,7 +146,7 @@ impl HpaFetcher {
         let backend = flags.build_backend()?;
         let target = match flags.objects_text()? {
             Some((text, source)) => ScaleTarget::from_objects(&text, &source, hpa)?,
-            None => ScaleTarget::from_cluster(cluster, hpa).await?,
+            None => super::hpa_target::target_from_cluster(cluster, hpa).await?,
         };
         let lookup = flags.build_lookup(cluster)?;
         // From the cluster, the target's pods are already read: answer for them from that.

@@ -10,7 +10,7 @@ use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector};
 use promhpa_rules::{Rule, RuleSet};
 
 use super::backend::BackendFlags;
-use super::hpa_target::ScaleTarget;
+use promhpa_hpa::target::ScaleTarget;
 
 fn own_series(rules: &[Rule], metric: &str) -> Option<String> {
     super::query::own_series(rules, metric)
