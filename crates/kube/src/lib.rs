@@ -16,7 +16,8 @@
 //!   TokenReviews and SubjectAccessReviews for `promhpa-auth`; [`authconfig`] follows
 //!   `kube-system/extension-apiserver-authentication`.
 //! - [`scale`] reads what the HPA controller reads of a scale target: its `scale`
-//!   subresource, the full pods its selector matches, and the namespace's HPAs.
+//!   subresource, the full pods its selector matches, and the namespace's HPAs; [`hpa`]
+//!   reads an HPA and its scale target with its pods as `promhpa_hpa::target` describes them.
 //! - [`config::KubeConfig`] is a kubeconfig user's and cluster's TLS settings and static
 //!   credentials, for clients other than the Kubernetes one (Prometheus).
 //!
@@ -44,6 +45,7 @@ pub mod config;
 pub mod delegated;
 pub mod discovery;
 mod error;
+pub mod hpa;
 pub mod lookup;
 pub mod metric_rules;
 pub mod scale;
