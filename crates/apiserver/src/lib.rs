@@ -6,7 +6,7 @@
 //! - [`backends::Backends`]: the default backend and those of the rule file's `backends`.
 //! - [`registry::Registry`]: which metrics exist, kept current by relisting each rule's
 //!   `seriesQuery`.
-//! - [`api::router`]: discovery, metric values, `Status` errors, health, self-metrics,
+//! - [`api::router`] over an [`api::AppState`] ([`state`]): discovery, metric values, `Status` errors, health, self-metrics,
 //!   OpenAPI; an optional [`api::RequestGuard`] authenticates and authorizes requests.
 //! - [`server::serve`]: TLS 1.2+ with certificate reload, client certificates passed to
 //!   the guard as [`promhpa_core::tls::PeerCertificates`].
@@ -41,6 +41,7 @@ pub mod resource;
 pub mod rule_objects;
 pub mod server;
 pub mod stale;
+pub mod state;
 pub mod types;
 
 pub use api::{router, AppState, RequestGuard};

@@ -175,14 +175,7 @@ impl HpaFetcher {
         for e in registry.relist().await {
             eprintln!("warning: metric discovery: {e}");
         }
-        let router = promhpa_apiserver::router(AppState {
-            registry,
-            lookup,
-            metrics,
-            guard: None,
-            coalescer: Default::default(),
-            forward: None,
-        });
+        let router = promhpa_apiserver::router(AppState::new(registry, lookup, metrics));
         Ok(HpaFetcher {
             router,
             target,

@@ -538,18 +538,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         let serving_limits = args.limits.limits()?;
-        let state = AppState {
-            registry,
-            lookup,
-            metrics: metrics.clone(),
-            guard,
-            coalescer: Arc::new(
+        let state = AppState::new(registry, lookup, metrics.clone())
+            .with_guard(guard)
+            .with_coalescer(Arc::new(
                 promhpa_apiserver::coalesce::Coalescer::default()
                     .with_result_ttl(args.query_cache_ttl)
                     .with_stale_answers(args.stale_value_max_age),
-            ),
-            forward,
-        };
+            ))
+            .with_forward(forward);
         let mut app = promhpa_apiserver::router(state);
         if args.backend.demo {
             app = app.merge(demo_nodes::router(demo_nodes::nodes_of(
