@@ -14,7 +14,7 @@ use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
 
 use super::backend::{go_duration, now_ms, BackendFlags};
-use super::hpa_fetch::HpaFetcher;
+use super::hpa_fetch::hpa_fetcher;
 use super::hpa_target::hpa_from_cluster;
 
 #[derive(clap::Args, Debug)]
@@ -200,7 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let explanation = if fetching {
         runtime.block_on(async {
             let fetcher =
-                HpaFetcher::new(b, &hpa, &args.cluster(), args.metrics_max_age).await?;
+                hpa_fetcher(b, &hpa, &args.cluster(), args.metrics_max_age).await?;
             let target = fetcher.target();
             eprintln!("{}", target.describe());
             let current = match (args.replicas, target.current_replicas()) {
