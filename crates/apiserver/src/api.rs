@@ -605,18 +605,6 @@ async fn query_vector(
     }
 }
 
-/// Whether `rule` could serve a metric named `metric`: through the metric name written in
-/// its `seriesQuery` when it has one, otherwise by treating `metric` as a series name.
-fn rule_could_produce(rule: &Rule, metric: &str) -> bool {
-    let q = rule.series_query().trim();
-    let literal: String = q
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
-        .collect();
-    let candidate = if literal.is_empty() { metric } else { &literal };
-    rule.metric_name_for(candidate).as_deref() == Some(metric)
-}
-
 /// Why a finite value could not be produced.
 fn non_finite(v: f64) -> &'static str {
     if v.is_nan() {
@@ -646,7 +634,7 @@ fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiErro
         let candidates: Vec<&Rule> = rules
             .custom
             .iter()
-            .filter(|r| rule_could_produce(r, metric))
+            .filter(|r| r.could_produce(metric))
             .collect();
         let broken: Vec<String> = candidates
             .iter()
@@ -941,7 +929,7 @@ async fn external_values(
         let candidates: Vec<&Rule> = rules
             .external
             .iter()
-            .filter(|r| rule_could_produce(r, metric))
+            .filter(|r| r.could_produce(metric))
             .collect();
         let broken: Vec<String> = candidates
             .iter()

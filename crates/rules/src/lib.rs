@@ -1,6 +1,7 @@
 //! Rule files in prometheus-adapter's format (and the Helm-values and ConfigMap shapes users
 //! paste), compiled into a validated [`RuleSet`]: metric naming, resource mapping in both
-//! directions, and rendering of `metricsQuery` templates to PromQL.
+//! directions, which rule serves a metric name, and rendering of `metricsQuery` templates to
+//! PromQL.
 //!
 //! No IO beyond reading the file handed to [`RuleSet::load`].
 //!
@@ -54,6 +55,7 @@ pub mod objects;
 mod precedence;
 mod render;
 mod resources;
+mod serving;
 mod yaml;
 
 pub use backends::{BackendSpec, DEFAULT_BACKEND};
@@ -62,6 +64,7 @@ pub use render::{is_valid_label_name, quote_meta};
 pub use resources::{
     normalize as normalize_resource, normalize_known as builtin_resource, ResourceMapper,
 };
+pub use serving::{request_resource, NotServed, Serving};
 
 use gotmpl::Template;
 use render::{Matchers, PartError};

@@ -7,25 +7,17 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use promhpa_hpa::simulate::{fetch_series, ActualReplicas, Series};
 use promhpa_hpa::spec::{HorizontalPodAutoscaler, MetaLabelSelector};
-use promhpa_rules::{Rule, RuleSet};
+use promhpa_rules::RuleSet;
 
 use super::backend::BackendFlags;
 use promhpa_hpa::target::ScaleTarget;
 
-fn own_series(rules: &[Rule], metric: &str) -> Option<String> {
-    super::query::own_series(rules, metric)
-}
-
-fn request(rules: &RuleSet, metric: &str, ns: &str, external: bool) -> super::query::Args {
-    let list = if external {
-        &rules.external
-    } else {
-        &rules.custom
-    };
+fn request(metric: &str, ns: &str, external: bool) -> super::query::Args {
+    // With no series given, the one the serving rule names in its seriesQuery is used.
     super::query::Args {
         config: PathBuf::new(),
         metric: metric.to_string(),
-        series: own_series(list, metric),
+        series: None,
         resource: None,
         namespace: Some(ns.to_string()),
         names: Vec::new(),
@@ -75,7 +67,7 @@ pub fn metric_queries(
                         target.name
                     );
                 }
-                let mut r = request(&rules, &p.metric.name, &ns, false);
+                let mut r = request(&p.metric.name, &ns, false);
                 r.resource = Some("pods".into());
                 r.names = names;
                 r.metric_selector = selector_text(p.metric.selector.as_ref());
@@ -88,7 +80,7 @@ pub fn metric_queries(
                 let d = &o.described_object;
                 let group = d.api_version.split_once('/').map(|(g, _)| g).unwrap_or("");
                 let kind = d.kind.to_ascii_lowercase();
-                let mut r = request(&rules, &o.metric.name, &ns, false);
+                let mut r = request(&o.metric.name, &ns, false);
                 r.resource = Some(if group.is_empty() {
                     kind
                 } else {
@@ -102,7 +94,7 @@ pub fn metric_queries(
                 let Some(x) = &m.external else {
                     bail!("External metric without an `external` section")
                 };
-                let mut r = request(&rules, &x.metric.name, &ns, true);
+                let mut r = request(&x.metric.name, &ns, true);
                 r.selector = selector_text(x.metric.selector.as_ref());
                 format!("sum({})", super::query::render(&rules, &r)?)
             }
