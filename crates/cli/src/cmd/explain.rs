@@ -11,6 +11,7 @@ use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_core::quantity::Quantity;
 use promhpa_hpa::explain::{explain, explain_with, render_text, value_key, ExplainInput, Measured};
 use promhpa_hpa::spec::parse_manifest;
+use promhpa_hpa::target::hpa_namespace;
 use promhpa_hpa::ControllerConfig;
 
 use super::backend::{go_duration, now_ms, BackendFlags};
@@ -134,12 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 && args.backend.objects.is_none()
                 && !args.backend.demo
             {
-                let ns = hpa
-                    .metadata
-                    .namespace
-                    .clone()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| "default".into());
+                let ns = hpa_namespace(&hpa);
                 if let Ok((_, status)) =
                     runtime.block_on(hpa_from_cluster(&args.cluster(), &ns, &hpa.metadata.name))
                 {
