@@ -434,3 +434,110 @@ impl HpaFetcher {
         Ok(Measured::PerPod(out))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promhpa_apiserver::StaticObjects;
+    use promhpa_core::backend::Backend;
+    use promhpa_promql_eval::{EmbeddedBackend, Labels};
+
+    const RULES: &str = r#"
+rules:
+- seriesQuery: 'queue_length{namespace!="",pod!=""}'
+  resources: {template: "<<.Resource>>"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#;
+
+    const OBJECTS: &str = r#"
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: shop}
+  spec: {replicas: 2, selector: {matchLabels: {app: web}}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-1, namespace: shop, labels: {app: web}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-2, namespace: shop, labels: {app: web}}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: other-1, namespace: shop, labels: {app: other}}
+"#;
+
+    const HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: shop}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 5
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: queue_length}
+      target: {type: AverageValue, averageValue: "10"}
+  - type: External
+    external:
+      metric: {name: nothing_serves_this}
+      target: {type: Value, value: "1"}
+"#;
+
+    async fn fetcher() -> HpaFetcher {
+        let backend = Arc::new(EmbeddedBackend::default());
+        let now = now_ms();
+        let exposition = "queue_length{namespace=\"shop\",pod=\"web-1\"} 5\n\
+                          queue_length{namespace=\"shop\",pod=\"web-2\"} 7\n\
+                          queue_length{namespace=\"shop\",pod=\"other-1\"} 100\n";
+        backend
+            .ingest_exposition(exposition, now - 1000, &Labels::empty())
+            .expect("exposition");
+        let backend: Arc<dyn Backend> = backend;
+        let rules = RuleSet::from_yaml(RULES, "rules.yaml").expect("rules");
+        let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects.yaml").expect("objects"));
+        let hpa = promhpa_hpa::spec::parse_manifest(HPA).expect("hpa");
+        let target = ScaleTarget::from_objects(OBJECTS, "objects.yaml", &hpa).expect("target");
+        let (fetcher, discovery_errors) = HpaFetcher::new(
+            rules,
+            Backends::from(backend),
+            lookup,
+            target,
+            Duration::from_secs(600),
+        )
+        .await;
+        assert!(discovery_errors.is_empty(), "{discovery_errors:?}");
+        fetcher
+    }
+
+    #[tokio::test]
+    async fn a_pods_metric_is_fetched_per_pod_of_the_scale_target() {
+        let fetcher = fetcher().await;
+        let hpa = promhpa_hpa::spec::parse_manifest(HPA).expect("hpa");
+        let metrics = hpa.spec.effective_metrics();
+        let Ok(Measured::PerPod(samples)) = fetcher.fetch(&metrics[0]).await else {
+            panic!("per-pod samples expected");
+        };
+        let milli: Vec<(&str, i64)> = samples
+            .iter()
+            .map(|(pod, s)| (pod.as_str(), s.milli))
+            .collect();
+        assert_eq!(milli, vec![("web-1", 5000), ("web-2", 7000)]);
+        assert_eq!(fetcher.target().pod_names(), vec!["web-1", "web-2"]);
+    }
+
+    #[tokio::test]
+    async fn a_metric_no_rule_serves_is_the_error_the_hpa_would_report() {
+        let fetcher = fetcher().await;
+        let hpa = promhpa_hpa::spec::parse_manifest(HPA).expect("hpa");
+        let metrics = hpa.spec.effective_metrics();
+        let Err(message) = fetcher.fetch(&metrics[1]).await else {
+            panic!("an error expected");
+        };
+        assert!(
+            message.starts_with(
+                "unable to fetch metrics from external metrics API: the server returned 404"
+            ),
+            "{message}"
+        );
+    }
+}
