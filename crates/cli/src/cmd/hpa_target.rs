@@ -1,6 +1,6 @@
-//! An HPA's scale target as the controller sees it, read from an object file (`--objects`,
-//! `--demo`) or from the cluster (`--kubeconfig`, or in-cluster credentials): the reading is
-//! `promhpa_kube::hpa`'s, what the controller makes of it `promhpa_hpa::target`'s.
+//! An HPA and its scale target read from the cluster of `--kubeconfig` (or in-cluster
+//! credentials): the reading is `promhpa_kube::hpa`'s, what the controller makes of it
+//! `promhpa_hpa::target`'s; here are the credentials and the warnings.
 
 use anyhow::Context;
 use promhpa_hpa::spec::HorizontalPodAutoscaler;
