@@ -1,0 +1,536 @@
+//! promhpa's outgoing HTTP clients (to Prometheus backends, to the metrics server requests are
+//! forwarded to), built from the same kind of settings: a CA bundle, a client certificate and
+//! key, and a bearer token file.
+//!
+//! - [`ClientSettings::build`] makes a rustls client that speaks TLS 1.2 or later, trusts
+//!   only the given CA bundle (every certificate of a PEM bundle) when there is one, presents
+//!   the client certificate, and follows redirects only when told to.
+//! - [`ReloadingClient`] rebuilds that client when the CA or client certificate files change
+//!   (a rotated Secret), at most once a second; a change that does not load yet keeps the
+//!   previous client.
+//! - [`TokenFile`] is a bearer token re-read whenever its file changes.
+//!
+//! Every file is named in messages with the setting it was given by (a flag such as
+//! `--forward-ca-file`), and a cause is part of the message once, not also an error source.
+//!
+//! ```
+//! use std::time::Duration;
+//! use promhpa_http_client::{ClientSettings, Pem, ReloadingClient};
+//! let mut settings = ClientSettings::new(Duration::from_secs(5));
+//! settings.ca = Some(Pem::file("--forward-ca-file", "/nonexistent/ca.crt"));
+//! let err = ReloadingClient::new(settings, "forward").err().map(|e| e.to_string());
+//! assert!(err.is_some_and(|e| e.starts_with("reading --forward-ca-file /nonexistent/ca.crt: ")));
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Why a client or a token could not be had from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("reading {setting} {}: {error}", path.display())]
+    Read {
+        setting: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A CA bundle that is not PEM or holds no certificate; `ca` names it.
+    #[error("{ca}: {message}")]
+    InvalidCa { ca: String, message: String },
+    /// A client certificate and key that do not make an identity.
+    #[error("{cert}: with {key}: {message}")]
+    InvalidIdentity {
+        cert: String,
+        key: String,
+        message: String,
+    },
+    #[error("{setting} {} is empty", path.display())]
+    EmptyToken { setting: String, path: PathBuf },
+    #[error("building the HTTP client: {0}")]
+    Build(String),
+}
+
+/// PEM text handed over in memory, with what it is and where it came from for messages
+/// (e.g. `certificate-authority-data of kubeconfig /etc/prom-auth/config`).
+#[derive(Clone)]
+pub struct InlinePem {
+    pub source: String,
+    pub pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for InlinePem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys stay out of logs.
+        f.debug_struct("InlinePem")
+            .field("source", &self.source)
+            .field("bytes", &self.pem.len())
+            .finish()
+    }
+}
+
+/// PEM content: a file (read when a client is built, watched by [`ReloadingClient`]) or
+/// text in memory.
+#[derive(Debug, Clone)]
+pub enum Pem {
+    File {
+        /// The flag or setting that named the file, for messages.
+        setting: String,
+        path: PathBuf,
+    },
+    Inline(InlinePem),
+}
+
+impl Pem {
+    pub fn file(setting: impl Into<String>, path: impl Into<PathBuf>) -> Pem {
+        Pem::File {
+            setting: setting.into(),
+            path: path.into(),
+        }
+    }
+
+    /// The setting and file, or the inline source, for messages.
+    fn describe(&self) -> String {
+        match self {
+            Pem::File { setting, path } => format!("{setting} {}", path.display()),
+            Pem::Inline(p) => p.source.clone(),
+        }
+    }
+
+    fn read(&self) -> Result<Vec<u8>, ClientError> {
+        match self {
+            Pem::File { setting, path } => std::fs::read(path).map_err(|error| ClientError::Read {
+                setting: setting.clone(),
+                path: path.clone(),
+                error,
+            }),
+            Pem::Inline(p) => Ok(p.pem.clone()),
+        }
+    }
+
+    fn path(&self) -> Option<&Path> {
+        match self {
+            Pem::File { path, .. } => Some(path),
+            Pem::Inline(_) => None,
+        }
+    }
+}
+
+/// A client certificate (chain) and its private key.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub cert: Pem,
+    pub key: Pem,
+}
+
+/// How to make a client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// CA bundle trusted instead of the built-in roots.
+    pub ca: Option<Pem>,
+    /// Client certificate for mutual TLS.
+    pub identity: Option<Identity>,
+    /// Skip certificate verification entirely (testing only).
+    pub insecure_skip_verify: bool,
+    pub connect_timeout: Duration,
+    /// Follow redirects as reqwest does by default; otherwise a redirect is the answer.
+    pub follow_redirects: bool,
+    pub user_agent: Option<&'static str>,
+    /// Sent on every request.
+    pub headers: reqwest::header::HeaderMap,
+    /// Connect to these addresses for this host name (verifying the certificate for the name).
+    pub resolve: Option<(String, Vec<SocketAddr>)>,
+}
+
+/// How long an idle connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl ClientSettings {
+    /// No CA (the built-in roots), no client certificate, redirects followed.
+    pub fn new(connect_timeout: Duration) -> ClientSettings {
+        ClientSettings {
+            ca: None,
+            identity: None,
+            insecure_skip_verify: false,
+            connect_timeout,
+            follow_redirects: true,
+            user_agent: None,
+            headers: reqwest::header::HeaderMap::new(),
+            resolve: None,
+        }
+    }
+
+    /// The client, with the CA and client certificate files read now.
+    pub fn build(&self) -> Result<reqwest::Client, ClientError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
+            .connect_timeout(self.connect_timeout)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        if !self.follow_redirects {
+            builder = builder.redirect(reqwest::redirect::Policy::none());
+        }
+        if let Some(agent) = self.user_agent {
+            builder = builder.user_agent(agent);
+        }
+        if let Some(ca) = &self.ca {
+            let invalid = |message: String| ClientError::InvalidCa {
+                ca: ca.describe(),
+                message,
+            };
+            let certs = reqwest::Certificate::from_pem_bundle(&ca.read()?)
+                .map_err(|e| invalid(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(invalid("no PEM certificate in it".into()));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if let Some(Identity { cert, key }) = &self.identity {
+            let mut pem = cert.read()?;
+            pem.push(b'\n');
+            pem.extend(key.read()?);
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|e| ClientError::InvalidIdentity {
+                    cert: cert.describe(),
+                    key: key.describe(),
+                    message: e.to_string(),
+                })?;
+            builder = builder.identity(identity);
+        }
+        if let Some((name, addrs)) = &self.resolve {
+            builder = builder.resolve_to_addrs(name, addrs);
+        }
+        if self.insecure_skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        builder
+            .default_headers(self.headers.clone())
+            .build()
+            .map_err(|e| ClientError::Build(error_chain(&e)))
+    }
+
+    /// The files the client is built from.
+    fn files(&self) -> Vec<&Path> {
+        let identity = self.identity.iter().flat_map(|i| [&i.cert, &i.key]);
+        self.ca
+            .iter()
+            .chain(identity)
+            .filter_map(Pem::path)
+            .collect()
+    }
+
+    /// The files' contents (certificates and keys are small): a rotation that keeps size and
+    /// modification time is seen too.
+    fn fingerprint(&self) -> Fingerprint {
+        self.files()
+            .into_iter()
+            .map(|p| std::fs::read(p).ok())
+            .collect()
+    }
+}
+
+/// The contents of the files a client is built from, in order (`None`: unreadable).
+type Fingerprint = Vec<Option<Vec<u8>>>;
+
+/// How often the CA and client certificate files are looked at.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A client rebuilt when its CA or client certificate files change.
+pub struct ReloadingClient {
+    settings: ClientSettings,
+    /// What the client talks to (`prometheus`, `forward`), for the log.
+    name: &'static str,
+    http: RwLock<reqwest::Client>,
+    /// When the files were last looked at and what they held; `None` without files.
+    seen: Option<Mutex<(Instant, Fingerprint)>>,
+}
+
+impl ReloadingClient {
+    /// Builds the client now, so that a missing or invalid file is reported at start.
+    pub fn new(settings: ClientSettings, name: &'static str) -> Result<Self, ClientError> {
+        let http = settings.build()?;
+        let seen = if settings.files().is_empty() {
+            None
+        } else {
+            Some(Mutex::new((Instant::now(), settings.fingerprint())))
+        };
+        Ok(ReloadingClient {
+            settings,
+            name,
+            http: RwLock::new(http),
+            seen,
+        })
+    }
+
+    /// The client, rebuilt first when the files changed.
+    pub fn get(&self) -> reqwest::Client {
+        if let Some(new) = self.rebuilt() {
+            match self.http.write() {
+                Ok(mut h) => *h = new,
+                Err(p) => *p.into_inner() = new,
+            }
+        }
+        match self.http.read() {
+            Ok(h) => h.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// A new client when a file changed since the last look (at most once a second) and
+    /// the new content makes a valid client; a half-written file is tried again later.
+    fn rebuilt(&self) -> Option<reqwest::Client> {
+        let mut seen = self.seen.as_ref()?.lock().ok()?;
+        if seen.0.elapsed() < CHECK_INTERVAL {
+            return None;
+        }
+        seen.0 = Instant::now();
+        let now = self.settings.fingerprint();
+        if now == seen.1 {
+            return None;
+        }
+        match self.settings.build() {
+            Ok(client) => {
+                seen.1 = now;
+                tracing::info!(
+                    "{} CA or client certificate changed; using the new files",
+                    self.name
+                );
+                Some(client)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{} CA or client certificate changed but does not load yet; keeping the previous one", self.name);
+                None
+            }
+        }
+    }
+}
+
+/// A bearer token in a file, re-read when the file's modification time or size changes;
+/// surrounding whitespace is not part of it.
+pub struct TokenFile {
+    /// The flag or setting that named the file, for messages.
+    setting: String,
+    path: PathBuf,
+    allow_empty: bool,
+    state: Mutex<Option<(SystemTime, u64, String)>>,
+}
+
+impl TokenFile {
+    /// A token file whose token must not be empty.
+    pub fn new(setting: impl Into<String>, path: impl Into<PathBuf>) -> TokenFile {
+        TokenFile {
+            setting: setting.into(),
+            path: path.into(),
+            allow_empty: false,
+            state: Mutex::new(None),
+        }
+    }
+
+    /// An empty file is an empty token rather than an error.
+    pub fn allowing_empty(mut self) -> TokenFile {
+        self.allow_empty = true;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The token, read again when the file changed since the last call.
+    pub fn token(&self) -> Result<String, ClientError> {
+        let reading = |error| ClientError::Read {
+            setting: self.setting.clone(),
+            path: self.path.clone(),
+            error,
+        };
+        let meta = std::fs::metadata(&self.path).map_err(reading)?;
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let len = meta.len();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((m, l, token)) = state.as_ref() {
+            if *m == mtime && *l == len {
+                return Ok(token.clone());
+            }
+        }
+        let token = std::fs::read_to_string(&self.path)
+            .map_err(reading)?
+            .trim()
+            .to_string();
+        if token.is_empty() && !self.allow_empty {
+            return Err(ClientError::EmptyToken {
+                setting: self.setting.clone(),
+                path: self.path.clone(),
+            });
+        }
+        *state = Some((mtime, len, token.clone()));
+        Ok(token)
+    }
+}
+
+/// An error and its sources joined with `: ` (the rustls or socket reason behind a connect
+/// error), each distinct message once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("promhpa-http-client-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        dir
+    }
+
+    fn err<T>(r: Result<T, ClientError>) -> String {
+        match r {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn token_files_are_reread_when_they_change() {
+        let path = dir("rotating").join("token");
+        std::fs::write(&path, "first\n").unwrap_or_else(|e| panic!("{e}"));
+        let t = TokenFile::new("--forward-token-file", &path);
+        assert_eq!(t.token().ok().as_deref(), Some("first"));
+        // A different length is noticed even when the mtime granularity hides the change.
+        std::fs::write(&path, "second-token").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.token().ok().as_deref(), Some("second-token"));
+        std::fs::write(&path, "  \n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            err(t.token()),
+            format!("--forward-token-file {} is empty", path.display())
+        );
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let e = err(t.token());
+        assert!(
+            e.starts_with(&format!(
+                "reading --forward-token-file {}: ",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_token_can_be_allowed() {
+        let path = dir("empty").join("token");
+        std::fs::write(&path, "\n").unwrap_or_else(|e| panic!("{e}"));
+        let t = TokenFile::new("token file", &path).allowing_empty();
+        assert_eq!(t.token().ok().as_deref(), Some(""));
+    }
+
+    #[test]
+    fn files_are_named_with_their_setting() {
+        let pki = promhpa_test_support::TestPki::generate("ca", "promhpa")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut s = ClientSettings::new(Duration::from_secs(5));
+        s.ca = Some(Pem::file("--forward-ca-file", &pki.client_key));
+        assert_eq!(
+            err(s.build()),
+            format!(
+                "--forward-ca-file {}: no PEM certificate in it",
+                pki.client_key.display()
+            )
+        );
+        s.ca = Some(Pem::Inline(InlinePem {
+            source: "certificate-authority-data of kubeconfig k".into(),
+            pem: b"not pem".to_vec(),
+        }));
+        let e = err(s.build());
+        assert!(
+            e.starts_with("certificate-authority-data of kubeconfig k: "),
+            "{e}"
+        );
+        s.ca = Some(Pem::file("--forward-ca-file", &pki.ca_cert));
+        s.identity = Some(Identity {
+            cert: Pem::file("--forward-client-cert-file", &pki.client_cert),
+            key: Pem::file("--forward-client-key-file", pki.dir.path().join("missing")),
+        });
+        let e = err(s.build());
+        assert!(
+            e.starts_with("reading --forward-client-key-file ") && e.contains("missing"),
+            "{e}"
+        );
+        s.identity = Some(Identity {
+            cert: Pem::file("--forward-client-cert-file", &pki.client_cert),
+            key: Pem::file("--forward-client-key-file", &pki.ca_cert),
+        });
+        let e = err(s.build());
+        assert!(
+            e.starts_with(&format!(
+                "--forward-client-cert-file {}: with --forward-client-key-file {}: ",
+                pki.client_cert.display(),
+                pki.ca_cert.display()
+            )),
+            "{e}"
+        );
+        s.identity = Some(Identity {
+            cert: Pem::file("--forward-client-cert-file", &pki.client_cert),
+            key: Pem::file("--forward-client-key-file", &pki.client_key),
+        });
+        assert!(s.build().is_ok());
+        assert_eq!(s.files().len(), 3);
+    }
+
+    #[test]
+    fn a_rotated_file_is_used_once_it_loads() {
+        let pki = promhpa_test_support::TestPki::generate("ca", "promhpa")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ca = dir("rotated").join("ca.crt");
+        std::fs::copy(&pki.ca_cert, &ca).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = ClientSettings::new(Duration::from_secs(5));
+        s.ca = Some(Pem::file("--forward-ca-file", &ca));
+        let client = ReloadingClient::new(s, "forward").unwrap_or_else(|e| panic!("{e}"));
+        let seen = |c: &ReloadingClient| {
+            c.seen
+                .as_ref()
+                .and_then(|s| s.lock().ok())
+                .map(|s| s.1.clone())
+        };
+        let before = seen(&client);
+        // Half-written: not used, and tried again later.
+        std::fs::write(&ca, "-----BEGIN CERT").unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(CHECK_INTERVAL);
+        assert!(client.rebuilt().is_none());
+        assert_eq!(seen(&client), before);
+        std::fs::copy(&pki.client_cert, &ca).unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(CHECK_INTERVAL);
+        assert!(client.rebuilt().is_some());
+        assert_ne!(seen(&client), before);
+        // No files: nothing to watch.
+        let plain = ReloadingClient::new(ClientSettings::new(Duration::from_secs(5)), "forward")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain.seen.is_none());
+        let _ = plain.get();
+    }
+
+    #[test]
+    fn error_chains_name_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: inner")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(error_chain(&e), "outer: inner");
+        let e = Outer(std::io::Error::other("deeper"));
+        assert_eq!(error_chain(&e), "outer: inner: deeper");
+    }
+}
