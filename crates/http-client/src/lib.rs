@@ -460,6 +460,12 @@ mod tests {
             e.starts_with("certificate-authority-data of kubeconfig k: "),
             "{e}"
         );
+        let key = InlinePem {
+            source: "client-key-data".into(),
+            pem: b"SECRET KEY".to_vec(),
+        };
+        let debug = format!("{:?}", Pem::Inline(key));
+        assert!(!debug.contains("SECRET"), "{debug}");
         s.ca = Some(Pem::file("--forward-ca-file", &pki.ca_cert));
         s.identity = Some(Identity {
             cert: Pem::file("--forward-client-cert-file", &pki.client_cert),

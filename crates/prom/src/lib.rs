@@ -24,12 +24,14 @@ mod parse;
 mod series;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use promhpa_core::backend::{
     Backend, BackendError, BoxFuture, QueryValue, SeriesInfo, TimedAnswer,
 };
+use promhpa_http_client::{error_chain, ClientSettings, Identity, Pem, ReloadingClient, TokenFile};
+
+pub use promhpa_http_client::{ClientError, InlinePem};
 
 pub use parse::{parse_query_response, parse_sample_value, parse_series_response};
 
@@ -38,30 +40,17 @@ pub use parse::{parse_query_response, parse_sample_value, parse_series_response}
 pub enum PromError {
     #[error("invalid prometheus url \"{url}\": {message}")]
     InvalidUrl { url: String, message: String },
-    #[error("reading {what} {path}: {source}")]
-    ReadFile {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid {what} {path}: {message}")]
-    InvalidPem {
-        what: &'static str,
-        path: PathBuf,
-        message: String,
-    },
-    #[error("invalid {what}: {message}")]
-    InvalidInlinePem { what: String, message: String },
+    #[error("invalid prometheus client certificate/key {}: both a certificate file and a key file are required", .0.display())]
+    Unpaired(PathBuf),
     #[error("{0}")]
     Conflict(String),
     #[error("invalid header \"{0}\": expected key=value with a valid header name and value")]
     InvalidHeader(String),
     #[error("invalid prometheus verb \"{0}\": expected GET or POST")]
     InvalidVerb(String),
-    #[error("building http client: {0}")]
-    Client(String),
-    #[error("{0}")]
-    Token(String),
+    /// A CA, client certificate or token that does not load.
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// The HTTP method used for queries.
@@ -143,24 +132,6 @@ impl PromConfig {
     }
 }
 
-/// PEM text handed over in memory, with what it is and where it came from for messages
-/// (e.g. `certificate-authority-data of kubeconfig /etc/prom-auth/config`).
-#[derive(Clone)]
-pub struct InlinePem {
-    pub source: String,
-    pub pem: Vec<u8>,
-}
-
-impl std::fmt::Debug for InlinePem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Keys stay out of logs.
-        f.debug_struct("InlinePem")
-            .field("source", &self.source)
-            .field("bytes", &self.pem.len())
-            .finish()
-    }
-}
-
 /// Parse a `key=value` header flag.
 pub fn parse_header_flag(flag: &str) -> Result<(String, String), PromError> {
     let (k, v) = flag
@@ -175,40 +146,14 @@ pub fn parse_header_flag(flag: &str) -> Result<(String, String), PromError> {
     Ok((k.to_string(), v.to_string()))
 }
 
-struct TokenCache {
-    path: PathBuf,
-    state: Mutex<Option<(SystemTime, u64, String)>>,
-}
-
-impl TokenCache {
-    fn token(&self) -> Result<String, String> {
-        let meta = std::fs::metadata(&self.path)
-            .map_err(|e| format!("reading token file {}: {e}", self.path.display()))?;
-        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let len = meta.len();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((m, l, tok)) = state.as_ref() {
-            if *m == mtime && *l == len {
-                return Ok(tok.clone());
-            }
-        }
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("reading token file {}: {e}", self.path.display()))?;
-        let tok = text.trim().to_string();
-        *state = Some((mtime, len, tok.clone()));
-        Ok(tok)
-    }
-}
-
 /// A Prometheus HTTP API client.
 pub struct PromClient {
     /// Rebuilt when the CA or client certificate files change.
-    http: std::sync::RwLock<reqwest::Client>,
-    credentials: Option<CredentialFiles>,
+    http: ReloadingClient,
     base: url::Url,
     /// The base URL without credentials, for messages.
     display: String,
-    token: Option<TokenCache>,
+    token: Option<TokenFile>,
     bearer_token: Option<String>,
     basic_auth: Option<(String, String)>,
     verb: Verb,
@@ -216,197 +161,56 @@ pub struct PromClient {
     max_get_url_len: usize,
 }
 
-fn read_file(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, PromError> {
-    std::fs::read(path).map_err(|source| PromError::ReadFile {
-        what,
-        path: path.clone(),
-        source,
-    })
-}
-
-/// The HTTP client for `config`: TLS roots and client identity read now.
-fn build_http(
+/// The HTTP client settings of `config`: its CA, client certificate and headers, connecting to
+/// `server_name`'s addresses for its name when given.
+fn client_settings(
     config: &PromConfig,
-    server_name: Option<&(String, Vec<std::net::SocketAddr>)>,
-) -> Result<reqwest::Client, PromError> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .min_tls_version(reqwest::tls::Version::TLS_1_2)
-        .connect_timeout(config.query_timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(90));
-    if config.ca_file.is_some() && config.ca_pem.is_some() {
-        return Err(PromError::Conflict(
-            "a prometheus ca file and an inline ca cannot both be given".into(),
-        ));
-    }
-    if let Some(ca) = &config.ca_file {
-        let pem = read_file("prometheus ca file", ca)?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| PromError::InvalidPem {
-                what: "prometheus ca file",
-                path: ca.clone(),
-                message: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(PromError::InvalidPem {
-                what: "prometheus ca file",
-                path: ca.clone(),
-                message: "no certificates found".into(),
-            });
-        }
-        builder = builder.tls_built_in_root_certs(false);
-        for c in certs {
-            builder = builder.add_root_certificate(c);
-        }
-    }
-    if let Some(ca) = &config.ca_pem {
-        let invalid = |message: String| PromError::InvalidInlinePem {
-            what: ca.source.clone(),
-            message,
-        };
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| invalid(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(invalid("no certificates found".into()));
-        }
-        builder = builder.tls_built_in_root_certs(false);
-        for c in certs {
-            builder = builder.add_root_certificate(c);
-        }
-    }
-    if let Some((cert, key)) = &config.client_identity_pem {
-        if config.client_cert_file.is_some() || config.client_key_file.is_some() {
+    server_name: Option<(String, Vec<std::net::SocketAddr>)>,
+) -> Result<ClientSettings, PromError> {
+    let mut settings = ClientSettings::new(config.query_timeout.min(Duration::from_secs(10)));
+    settings.ca = match (&config.ca_file, &config.ca_pem) {
+        (Some(_), Some(_)) => {
             return Err(PromError::Conflict(
-                    "a prometheus client certificate file and an inline client certificate cannot both be given".into(),
-                ));
+                "a prometheus ca file and an inline ca cannot both be given".into(),
+            ))
         }
-        let mut pem = cert.pem.clone();
-        pem.push(b'\n');
-        pem.extend_from_slice(&key.pem);
-        let id = reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidInlinePem {
-            what: format!("{} / {}", cert.source, key.source),
-            message: e.to_string(),
-        })?;
-        builder = builder.identity(id);
-    }
-    match (&config.client_cert_file, &config.client_key_file) {
-        (Some(cert), Some(key)) => {
-            let mut pem = read_file("prometheus client certificate", cert)?;
-            pem.push(b'\n');
-            pem.extend(read_file("prometheus client key", key)?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| PromError::InvalidPem {
-                what: "prometheus client certificate/key",
-                path: cert.clone(),
-                message: e.to_string(),
-            })?;
-            builder = builder.identity(id);
+        (Some(file), None) => Some(Pem::file("prometheus ca file", file)),
+        (None, Some(pem)) => Some(Pem::Inline(pem.clone())),
+        (None, None) => None,
+    };
+    settings.identity = match (
+        &config.client_identity_pem,
+        &config.client_cert_file,
+        &config.client_key_file,
+    ) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(PromError::Conflict(
+                "a prometheus client certificate file and an inline client certificate cannot both be given".into(),
+            ))
         }
-        (None, None) => {}
-        (Some(p), None) | (None, Some(p)) => {
-            return Err(PromError::InvalidPem {
-                what: "prometheus client certificate/key",
-                path: p.clone(),
-                message: "both a certificate file and a key file are required".into(),
-            })
+        (Some((cert, key)), None, None) => Some(Identity {
+            cert: Pem::Inline(cert.clone()),
+            key: Pem::Inline(key.clone()),
+        }),
+        (None, Some(cert), Some(key)) => Some(Identity {
+            cert: Pem::file("prometheus client certificate", cert),
+            key: Pem::file("prometheus client key", key),
+        }),
+        (None, Some(p), None) | (None, None, Some(p)) => {
+            return Err(PromError::Unpaired(p.clone()))
         }
-    }
-    if let Some((name, addrs)) = server_name {
-        builder = builder.resolve_to_addrs(name, addrs);
-    }
-    if config.insecure_skip_verify {
-        builder = builder.danger_accept_invalid_certs(true);
-    }
-    let mut headers = reqwest::header::HeaderMap::new();
+        (None, None, None) => None,
+    };
+    settings.insecure_skip_verify = config.insecure_skip_verify;
+    settings.resolve = server_name;
     for (k, v) in &config.headers {
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
         let value = reqwest::header::HeaderValue::from_str(v)
             .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
-        headers.append(name, value);
+        settings.headers.append(name, value);
     }
-    builder = builder.default_headers(headers);
-    builder
-        .build()
-        .map_err(|e| PromError::Client(e.to_string()))
-}
-
-/// The CA and client certificate files of a client, watched so that the client is rebuilt
-/// with their new content (certificates rotated by cert-manager or a mounted Secret).
-struct CredentialFiles {
-    config: PromConfig,
-    server_name: Option<(String, Vec<std::net::SocketAddr>)>,
-    state: Mutex<CredentialState>,
-}
-
-struct CredentialState {
-    checked: std::time::Instant,
-    seen: Vec<Option<Vec<u8>>>,
-}
-
-/// How often the files are looked at.
-const CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-impl CredentialFiles {
-    fn new(
-        config: &PromConfig,
-        server_name: Option<(String, Vec<std::net::SocketAddr>)>,
-    ) -> Option<CredentialFiles> {
-        let files = Self::paths(config);
-        if files.is_empty() {
-            return None;
-        }
-        Some(CredentialFiles {
-            state: Mutex::new(CredentialState {
-                checked: std::time::Instant::now(),
-                seen: files.iter().map(fingerprint).collect(),
-            }),
-            config: config.clone(),
-            server_name,
-        })
-    }
-
-    fn paths(config: &PromConfig) -> Vec<PathBuf> {
-        [
-            &config.ca_file,
-            &config.client_cert_file,
-            &config.client_key_file,
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect()
-    }
-
-    /// A new client when a file changed since the last look (at most once a second) and
-    /// the new content makes a valid client; a half-written file is tried again later.
-    fn rebuilt(&self) -> Option<reqwest::Client> {
-        let mut state = self.state.lock().ok()?;
-        if state.checked.elapsed() < CREDENTIAL_CHECK_INTERVAL {
-            return None;
-        }
-        state.checked = std::time::Instant::now();
-        let now: Vec<_> = Self::paths(&self.config).iter().map(fingerprint).collect();
-        if now == state.seen {
-            return None;
-        }
-        match build_http(&self.config, self.server_name.as_ref()) {
-            Ok(client) => {
-                state.seen = now;
-                tracing::info!("prometheus CA or client certificate changed; using the new files");
-                Some(client)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "prometheus CA or client certificate changed but does not load yet; keeping the previous one");
-                None
-            }
-        }
-    }
-}
-
-/// A file's content (certificates and keys are small): a rotation that keeps size and
-/// mtime is still seen.
-fn fingerprint(path: &PathBuf) -> Option<Vec<u8>> {
-    std::fs::read(path).ok()
+    Ok(settings)
 }
 
 impl PromClient {
@@ -456,23 +260,18 @@ impl PromClient {
                 .map_err(|e| invalid_url(format!("tls-server-name {name:?}: {e}")))?;
             server_name = Some((name.to_string(), addrs));
         }
-        let http = build_http(&config, server_name.as_ref())?;
-        let credentials = CredentialFiles::new(&config, server_name);
+        let http = ReloadingClient::new(client_settings(&config, server_name)?, "prometheus")?;
         // Read the token once now so that a missing file is reported at startup.
         let token = match &config.token_file {
             Some(p) => {
-                let cache = TokenCache {
-                    path: p.clone(),
-                    state: Mutex::new(None),
-                };
-                cache.token().map_err(PromError::Token)?;
-                Some(cache)
+                let file = TokenFile::new("token file", p).allowing_empty();
+                file.token()?;
+                Some(file)
             }
             None => None,
         };
         Ok(PromClient {
-            http: std::sync::RwLock::new(http),
-            credentials,
+            http,
             base,
             display,
             token,
@@ -486,16 +285,7 @@ impl PromClient {
 
     /// The HTTP client, rebuilt first when the credential files changed.
     fn client(&self) -> reqwest::Client {
-        if let Some(new) = self.credentials.as_ref().and_then(CredentialFiles::rebuilt) {
-            match self.http.write() {
-                Ok(mut h) => *h = new,
-                Err(p) => *p.into_inner() = new,
-            }
-        }
-        match self.http.read() {
-            Ok(h) => h.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.http.get()
     }
 
     fn endpoint(&self, api: &str) -> url::Url {
@@ -556,7 +346,7 @@ impl PromClient {
         };
         req = req.timeout(timeout);
         if let Some(tok) = &self.token {
-            let t = tok.token().map_err(unavailable)?;
+            let t = tok.token().map_err(|e| unavailable(e.to_string()))?;
             req = req.bearer_auth(t);
         } else if let Some(t) = &self.bearer_token {
             req = req.bearer_auth(t);
@@ -665,21 +455,6 @@ fn percent_decode(s: &str) -> String {
         .next()
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
-}
-
-/// An error and all its sources, joined with `: `, e.g. the rustls reason behind a connect error.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 /// Milliseconds since the epoch as the decimal seconds string Prometheus accepts.
@@ -858,8 +633,6 @@ mod tests {
             err.contains("certificate-authority-data of kubeconfig k"),
             "{err}"
         );
-        let debug = format!("{:?}", pem("client-key-data", "SECRET KEY"));
-        assert!(!debug.contains("SECRET"), "{debug}");
     }
 
     #[test]
@@ -874,15 +647,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("promhpa-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("token");
+        let mut config = PromConfig::new("https://x");
+        config.token_file = Some(path.clone());
+        // A missing token file is reported when the client is made.
+        let err = PromClient::new(config.clone()).err().unwrap().to_string();
+        assert!(
+            err.starts_with(&format!("reading token file {}: ", path.display())),
+            "{err}"
+        );
         std::fs::write(&path, "first\n").unwrap();
-        let cache = TokenCache {
-            path: path.clone(),
-            state: Mutex::new(None),
-        };
+        let client = PromClient::new(config).unwrap();
+        let cache = client.token.as_ref().unwrap();
         assert_eq!(cache.token().unwrap(), "first");
         // A different length is noticed even when the mtime granularity hides the change.
         std::fs::write(&path, "second-token").unwrap();
         assert_eq!(cache.token().unwrap(), "second-token");
+        // An empty file is an empty token, not an error.
+        std::fs::write(&path, "\n").unwrap();
+        assert_eq!(cache.token().unwrap(), "");
         std::fs::remove_file(&path).unwrap();
         assert!(cache.token().is_err());
     }
