@@ -36,12 +36,15 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use promhpa_http_client::{
+    error_chain, ClientError, ClientSettings, Identity, Pem, ReloadingClient, TokenFile,
+};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -72,14 +75,11 @@ const NO_DEADLINE_BUDGET: Duration = Duration::from_secs(60);
 /// The largest answer relayed.
 const MAX_ANSWER_BYTES: usize = 32 << 20;
 
-/// How often the CA and client certificate files are looked at for changes.
-const CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
 const EXTERNAL_FLAG: &str = "forward-unknown-external-metrics-to";
 const CUSTOM_FLAG: &str = "forward-unknown-custom-metrics-to";
 
 /// A forward configuration that cannot work; each message names the flag.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     #[error("invalid --{flag} \"{value}\": {message}")]
     InvalidUrl {
@@ -89,14 +89,9 @@ pub enum ForwardError {
     },
     #[error("{0}")]
     Flags(String),
-    #[error("--{flag} {}: {message}", path.display())]
-    File {
-        flag: &'static str,
-        path: PathBuf,
-        message: String,
-    },
-    #[error("building the HTTP client for forwarding: {0}")]
-    Client(String),
+    /// A CA, client certificate or token file that does not load.
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// The forwarding flags of `serve`.
@@ -241,26 +236,21 @@ impl ForwardOptions {
             }
             _ => {}
         }
-        let files = CredentialFiles {
-            ca: ca.map(Path::to_path_buf),
-            cert: cert.map(Path::to_path_buf),
-            key: key.map(Path::to_path_buf),
-        };
-        let client = ReloadingClient::new(files)?;
+        let client = ReloadingClient::new(client_settings(ca, cert.zip(key)), "forward")?;
         let token = match token {
             Some(path) => {
-                let t = TokenFile::new(path.to_path_buf(), "--forward-token-file");
-                t.token().map_err(ForwardError::Flags)?;
+                let t = TokenFile::new("--forward-token-file", path);
+                t.token()?;
                 Some(t)
             }
             None if cert.is_none() => given_path(&self.service_account_token)
                 .filter(|p| p.is_file())
-                .map(|p| TokenFile::new(p.to_path_buf(), "service account token")),
+                .map(|p| TokenFile::new("service account token", p)),
             None => None,
         };
         let identity = match (&token, cert) {
-            (Some(t), Some(_)) => format!("client certificate and token {}", t.path.display()),
-            (Some(t), None) => format!("token {}", t.path.display()),
+            (Some(t), Some(_)) => format!("client certificate and token {}", t.path().display()),
+            (Some(t), None) => format!("token {}", t.path().display()),
             (None, Some(c)) => format!("client certificate {}", c.display()),
             (None, None) => "no credentials".to_string(),
         };
@@ -287,169 +277,18 @@ impl ForwardOptions {
     }
 }
 
-/// A bearer token in a file, re-read when its modification time or size changes.
-struct TokenFile {
-    path: PathBuf,
-    what: &'static str,
-    state: Mutex<Option<(SystemTime, u64, String)>>,
-}
-
-impl TokenFile {
-    fn new(path: PathBuf, what: &'static str) -> TokenFile {
-        TokenFile {
-            path,
-            what,
-            state: Mutex::new(None),
-        }
-    }
-
-    fn token(&self) -> Result<String, String> {
-        let reading =
-            |e: std::io::Error| format!("reading {} {}: {e}", self.what, self.path.display());
-        let meta = std::fs::metadata(&self.path).map_err(reading)?;
-        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let len = meta.len();
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((m, l, token)) = state.as_ref() {
-            if *m == mtime && *l == len {
-                return Ok(token.clone());
-            }
-        }
-        let token = std::fs::read_to_string(&self.path)
-            .map_err(reading)?
-            .trim()
-            .to_string();
-        if token.is_empty() {
-            return Err(format!("{} {} is empty", self.what, self.path.display()));
-        }
-        *state = Some((mtime, len, token.clone()));
-        Ok(token)
-    }
-}
-
-/// The CA and client certificate files the HTTP client is built from.
-#[derive(Debug, Clone)]
-struct CredentialFiles {
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-}
-
-impl CredentialFiles {
-    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.ca, &self.cert, &self.key].into_iter().flatten()
-    }
-
-    /// The files' contents (they are small): a rotation that keeps size and time is seen too.
-    fn fingerprint(&self) -> Vec<Option<Vec<u8>>> {
-        self.paths().map(|p| std::fs::read(p).ok()).collect()
-    }
-
-    fn read(&self, flag: &'static str, path: &Path) -> Result<Vec<u8>, ForwardError> {
-        std::fs::read(path).map_err(|e| ForwardError::File {
-            flag,
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
-    }
-
-    fn client(&self) -> Result<reqwest::Client, ForwardError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .min_tls_version(reqwest::tls::Version::TLS_1_2)
-            .tls_built_in_root_certs(false)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // A redirect is not an answer; following one could carry the token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("promhpa/", env!("CARGO_PKG_VERSION"), " (forward)"));
-        if let Some(ca) = &self.ca {
-            let pem = self.read("forward-ca-file", ca)?;
-            let invalid = |message: String| ForwardError::File {
-                flag: "forward-ca-file",
-                path: ca.clone(),
-                message,
-            };
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| invalid(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(invalid("no PEM certificate in it".into()));
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-            let mut pem = self.read("forward-client-cert-file", cert)?;
-            pem.push(b'\n');
-            pem.extend(self.read("forward-client-key-file", key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ForwardError::File {
-                flag: "forward-client-cert-file",
-                path: cert.clone(),
-                message: format!("with --forward-client-key-file {}: {e}", key.display()),
-            })?;
-            builder = builder.identity(identity);
-        }
-        builder
-            .build()
-            .map_err(|e| ForwardError::Client(error_chain(&e)))
-    }
-}
-
-/// An HTTP client rebuilt when its CA or client certificate files change (a rotated
-/// Secret); a change that does not load yet keeps the previous client.
-struct ReloadingClient {
-    files: CredentialFiles,
-    http: RwLock<reqwest::Client>,
-    seen: Mutex<(Instant, Vec<Option<Vec<u8>>>)>,
-}
-
-impl ReloadingClient {
-    fn new(files: CredentialFiles) -> Result<ReloadingClient, ForwardError> {
-        let http = files.client()?;
-        let seen = files.fingerprint();
-        Ok(ReloadingClient {
-            files,
-            http: RwLock::new(http),
-            seen: Mutex::new((Instant::now(), seen)),
-        })
-    }
-
-    fn get(&self) -> reqwest::Client {
-        if let Some(new) = self.rebuilt() {
-            match self.http.write() {
-                Ok(mut h) => *h = new,
-                Err(p) => *p.into_inner() = new,
-            }
-        }
-        match self.http.read() {
-            Ok(h) => h.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    fn rebuilt(&self) -> Option<reqwest::Client> {
-        let mut seen = self.seen.lock().ok()?;
-        if seen.0.elapsed() < CREDENTIAL_CHECK_INTERVAL {
-            return None;
-        }
-        seen.0 = Instant::now();
-        let now = self.files.fingerprint();
-        if now == seen.1 {
-            return None;
-        }
-        match self.files.client() {
-            Ok(client) => {
-                seen.1 = now;
-                tracing::info!("forward CA or client certificate changed; using the new files");
-                Some(client)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "forward CA or client certificate changed but does not load yet; keeping the previous one");
-                None
-            }
-        }
-    }
+/// The client's settings: the CA and client certificate of the flags, TLS 1.2 or later, and
+/// no redirects (a redirect is not an answer; following one could carry the token elsewhere).
+fn client_settings(ca: Option<&Path>, identity: Option<(&Path, &Path)>) -> ClientSettings {
+    let mut settings = ClientSettings::new(CONNECT_TIMEOUT);
+    settings.follow_redirects = false;
+    settings.user_agent = Some(concat!("promhpa/", env!("CARGO_PKG_VERSION"), " (forward)"));
+    settings.ca = ca.map(|p| Pem::file("--forward-ca-file", p));
+    settings.identity = identity.map(|(cert, key)| Identity {
+        cert: Pem::file("--forward-client-cert-file", cert),
+        key: Pem::file("--forward-client-key-file", key),
+    });
+    settings
 }
 
 /// The other server's discovery list for one path, or why there is none.
@@ -550,7 +389,7 @@ impl Forwarder {
             .header(header::ACCEPT, "application/json")
             .header(FORWARDED_HEADER, "1");
         if let Some(t) = &self.token {
-            request = request.bearer_auth(t.token().map_err(Failure)?);
+            request = request.bearer_auth(t.token().map_err(|e| Failure(e.to_string()))?);
         }
         request
             .send()
@@ -815,21 +654,6 @@ fn transport_error(e: &reqwest::Error, budget: Duration) -> String {
     }
 }
 
-/// An error and its sources joined with `: ` (the rustls or socket reason of a connect error).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1016,24 +840,6 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
-    }
-
-    #[test]
-    fn token_files_are_reread_when_they_change() {
-        let dir = tempfile_dir();
-        let path = dir.join("rotating");
-        std::fs::write(&path, "first").unwrap();
-        let t = TokenFile::new(path.clone(), "--forward-token-file");
-        assert_eq!(t.token().unwrap(), "first");
-        std::fs::write(&path, "second-token").unwrap();
-        assert_eq!(t.token().unwrap(), "second-token");
-        std::fs::write(&path, "  \n").unwrap();
-        assert!(t.token().unwrap_err().contains("is empty"));
-        std::fs::remove_file(&path).unwrap();
-        assert!(t
-            .token()
-            .unwrap_err()
-            .contains("reading --forward-token-file"));
     }
 
     #[test]
