@@ -529,6 +529,49 @@ mod tests {
         let _ = plain.get();
     }
 
+    /// A server on 127.0.0.1 that redirects `/` to `/there` and answers `/there` with 204,
+    /// for `connections` connections.
+    fn redirecting_server(connections: usize) -> String {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(connections).flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let answer = if request.starts_with("GET /there ") {
+                    "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_string()
+                } else {
+                    format!("HTTP/1.1 302 Found\r\nLocation: http://{addr}/there\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                };
+                let _ = (&stream).write_all(answer.as_bytes());
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn redirects_are_answers_unless_followed() {
+        let status = |follow: bool, url: String| async move {
+            let mut s = ClientSettings::new(Duration::from_secs(5));
+            s.follow_redirects = follow;
+            let client = s.build().unwrap_or_else(|e| panic!("{e}"));
+            match client.get(url).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(status(false, redirecting_server(1)).await, 302);
+        assert_eq!(status(true, redirecting_server(2)).await, 204);
+    }
+
     #[test]
     fn error_chains_name_each_cause_once() {
         #[derive(Debug, thiserror::Error)]
