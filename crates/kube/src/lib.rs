@@ -19,7 +19,9 @@
 //!   subresource, the full pods its selector matches, and the namespace's HPAs; [`hpa`]
 //!   reads an HPA and its scale target with its pods as `promhpa_hpa::target` describes them.
 //! - [`config::KubeConfig`] is a kubeconfig user's and cluster's TLS settings and static
-//!   credentials, for clients other than the Kubernetes one (Prometheus).
+//!   credentials, for clients other than the Kubernetes one (Prometheus);
+//!   [`prometheus_auth`] turns them, or the pod's service account, into the Prometheus
+//!   client's settings (`--prometheus-auth-config`, `--prometheus-auth-incluster`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,6 +50,7 @@ mod error;
 pub mod hpa;
 pub mod lookup;
 pub mod metric_rules;
+pub mod prometheus_auth;
 pub mod scale;
 
 pub use error::KubeError;

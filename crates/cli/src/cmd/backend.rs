@@ -16,8 +16,6 @@ use promhpa_rules::RuleSet;
 
 pub use promhpa_core::time::now_ms;
 
-mod prom_auth;
-
 /// A non-negative Go duration (`20s`, `1m30s`).
 pub fn go_duration(s: &str) -> Result<Duration, String> {
     let ms = parse_go_duration_ms(s).map_err(|e| e.to_string())?;
@@ -285,7 +283,11 @@ impl BackendFlags {
                 "PROMHPA_PROMETHEUS_PASSWORD (--prometheus-password) is set but not used: it is the password of --prometheus-user, which is not given"
             );
         }
-        prom_auth::apply(self, &mut config)?;
+        promhpa_kube::prometheus_auth::apply(
+            self.prometheus_auth_config.as_deref(),
+            self.prometheus_auth_incluster,
+            &mut config,
+        )?;
         Ok(config)
     }
 
@@ -406,4 +408,74 @@ pub fn demo_backend() -> Arc<dyn Backend> {
     });
     tracing::info!("demo: embedded evaluator with generated traffic");
     backend
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        flags: BackendFlags,
+    }
+
+    fn flags(args: &[&str]) -> BackendFlags {
+        let mut all = vec!["promhpa", "--prometheus-url=https://prometheus:9090"];
+        all.extend_from_slice(args);
+        match Wrapper::try_parse_from(all) {
+            Ok(w) => w.flags,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn the_bool_flag_takes_go_values_only_after_an_equals_sign() {
+        assert!(flags(&["--prometheus-auth-incluster"]).prometheus_auth_incluster);
+        assert!(flags(&["--prometheus-auth-incluster=T"]).prometheus_auth_incluster);
+        assert!(!flags(&["--prometheus-auth-incluster=false"]).prometheus_auth_incluster);
+        assert!(!flags(&[]).prometheus_auth_incluster);
+        let err = Wrapper::try_parse_from(["promhpa", "--prometheus-auth-incluster=yes"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("invalid boolean \"yes\""), "{err}");
+    }
+
+    #[test]
+    fn the_auth_flags_reach_the_prometheus_settings() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let k = dir.path().join("k");
+        std::fs::write(
+            &k,
+            "apiVersion: v1\nkind: Config\ncurrent-context: prom\nclusters:\n- name: prom\n  cluster:\n    server: https://kubernetes.default.svc\ncontexts:\n- name: prom\n  context: {cluster: prom, user: adapter}\nusers:\n- name: adapter\n  user:\n    username: adapter\n    password: pw\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let auth = format!("--prometheus-auth-config={}", k.display());
+        let c = flags(&[&auth])
+            .prom_config("https://prometheus:9090")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.basic_auth, Some(("adapter".into(), "pw".into())));
+        // The other flags are what the credentials are checked against.
+        for (flag, named) in [
+            ("--prometheus-ca-file=/ca", "--prometheus-ca-file"),
+            (
+                "--prometheus-client-tls-key-file=/k",
+                "--prometheus-client-tls-cert-file",
+            ),
+            ("--prometheus-user=u", "--prometheus-user"),
+            ("--prometheus-auth-incluster", "--prometheus-auth-incluster"),
+        ] {
+            let e = flags(&[&auth, flag])
+                .prom_config("https://prometheus:9090")
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default();
+            assert!(
+                e.starts_with("--prometheus-auth-config") && e.contains(named),
+                "{flag}: {e}"
+            );
+        }
+    }
 }

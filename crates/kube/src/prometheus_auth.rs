@@ -12,18 +12,63 @@
 //!   kubeconfig's token or password or the service account token, as prometheus-adapter does;
 //!   the TLS settings still come from the kubeconfig or the service account;
 //! - with `--prometheus-user` (promhpa's own): refused; put username/password in the kubeconfig.
+//!
+//! ```
+//! use promhpa_kube::prometheus_auth::{apply, PrometheusAuthError};
+//! use promhpa_prom::PromConfig;
+//! let mut config = PromConfig::new("https://prometheus:9090");
+//! config.ca_file = Some("/etc/prometheus-ca/ca.crt".into());
+//! let err = apply(None, true, &mut config).err();
+//! assert!(matches!(err, Some(PrometheusAuthError::CaFile { .. })));
+//! ```
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
-use promhpa_kube::config::{KubeConfig, SERVICE_ACCOUNT_DIR};
 use promhpa_prom::{InlinePem, PromConfig};
 
-use super::BackendFlags;
+use crate::config::{KubeConfig, SERVICE_ACCOUNT_DIR};
+use crate::KubeError;
 
 /// Environment variable naming another directory to read the service account from (for tests;
 /// a warning says when it is used).
 pub const SERVICE_ACCOUNT_DIR_ENV: &str = "PROMHPA_SERVICE_ACCOUNT_DIR";
+
+const KUBECONFIG_FLAG: &str = "--prometheus-auth-config";
+const INCLUSTER_FLAG: &str = "--prometheus-auth-incluster";
+
+/// Prometheus credentials that cannot be had from a kubeconfig or the service account, or
+/// flags that cannot go with them; each message names the flags and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusAuthError {
+    #[error("--prometheus-auth-config and --prometheus-auth-incluster cannot be combined: may not use both in-cluster auth and an explicit kubeconfig at the same time")]
+    BothSources,
+    /// `from` is the flag the credentials come from.
+    #[error("{from} cannot be combined with --prometheus-ca-file (prometheus-adapter would use the CA file and silently drop the {from} credentials); {}", ca_file_fix(from))]
+    CaFile { from: &'static str },
+    #[error("{from} cannot be combined with --prometheus-client-tls-cert-file/--prometheus-client-tls-key-file (prometheus-adapter ignores them without --prometheus-ca-file); put the client certificate in a kubeconfig's client-certificate/client-key and pass it with --prometheus-auth-config")]
+    ClientCertificate { from: &'static str },
+    #[error("{from} cannot be combined with --prometheus-user; put username/password in a kubeconfig's user and pass it with --prometheus-auth-config")]
+    User { from: &'static str },
+    #[error("--prometheus-auth-config: {0} (unable to construct auth configuration for connecting to Prometheus)")]
+    Kubeconfig(KubeError),
+    #[error("--prometheus-auth-config {}: specifying a root certificates file with the insecure flag is not allowed (certificate-authority and insecure-skip-tls-verify are both set)", .0.display())]
+    CaWithInsecure(PathBuf),
+    #[error("--prometheus-auth-config {}: client-key-data or client-key must be specified with client-certificate", .0.display())]
+    CertificateWithoutKey(PathBuf),
+    #[error("--prometheus-auth-config {}: client-certificate-data or client-certificate must be specified with client-key", .0.display())]
+    KeyWithoutCertificate(PathBuf),
+    #[error("--prometheus-auth-incluster: no service account token at {} (is a service account token mounted in this pod?)", .0.display())]
+    NoServiceAccountToken(PathBuf),
+}
+
+/// How to send the service account's credentials, or the kubeconfig's, with a CA of one's own.
+fn ca_file_fix(from: &str) -> &'static str {
+    if from == KUBECONFIG_FLAG {
+        "put the CA in the kubeconfig's certificate-authority instead"
+    } else {
+        "to send the service account token to a Prometheus with its own CA, pass --prometheus-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token with --prometheus-ca-file instead"
+    }
+}
 
 /// Where the service account's token and CA are mounted.
 fn service_account_dir() -> PathBuf {
@@ -40,42 +85,31 @@ fn service_account_dir() -> PathBuf {
     }
 }
 
-/// Applies `--prometheus-auth-config` / `--prometheus-auth-incluster` to `config`, which
-/// already holds the other Prometheus flags.
-pub(super) fn apply(flags: &BackendFlags, config: &mut PromConfig) -> anyhow::Result<()> {
-    let kubeconfig = flags
-        .prometheus_auth_config
-        .as_deref()
-        .filter(|p| !p.as_os_str().is_empty());
-    let source = match (kubeconfig, flags.prometheus_auth_incluster) {
+/// Applies `--prometheus-auth-config` (`kubeconfig`; an empty path is none, as with pflag)
+/// and `--prometheus-auth-incluster` (`incluster`) to `config`, which already holds the other
+/// Prometheus flags: `--prometheus-ca-file` as `ca_file`, the client certificate flags as
+/// `client_cert_file`/`client_key_file`, `--prometheus-token-file` as `token_file` and
+/// `--prometheus-user` as `basic_auth`.
+pub fn apply(
+    kubeconfig: Option<&Path>,
+    incluster: bool,
+    config: &mut PromConfig,
+) -> Result<(), PrometheusAuthError> {
+    let kubeconfig = kubeconfig.filter(|p| !p.as_os_str().is_empty());
+    let from = match (kubeconfig, incluster) {
         (None, false) => return Ok(()),
-        (Some(_), true) => bail!(
-            "--prometheus-auth-config and --prometheus-auth-incluster cannot be combined: may not use both in-cluster auth and an explicit kubeconfig at the same time"
-        ),
-        (Some(_), false) => "--prometheus-auth-config",
-        (None, true) => "--prometheus-auth-incluster",
+        (Some(_), true) => return Err(PrometheusAuthError::BothSources),
+        (Some(_), false) => KUBECONFIG_FLAG,
+        (None, true) => INCLUSTER_FLAG,
     };
-    if flags.prometheus_ca_file.is_some() {
-        let fix = if kubeconfig.is_some() {
-            "put the CA in the kubeconfig's certificate-authority instead"
-        } else {
-            "to send the service account token to a Prometheus with its own CA, pass --prometheus-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token with --prometheus-ca-file instead"
-        };
-        bail!(
-            "{source} cannot be combined with --prometheus-ca-file (prometheus-adapter would use the CA file and silently drop the {source} credentials); {fix}"
-        );
+    if config.ca_file.is_some() {
+        return Err(PrometheusAuthError::CaFile { from });
     }
-    if flags.prometheus_client_tls_cert_file.is_some()
-        || flags.prometheus_client_tls_key_file.is_some()
-    {
-        bail!(
-            "{source} cannot be combined with --prometheus-client-tls-cert-file/--prometheus-client-tls-key-file (prometheus-adapter ignores them without --prometheus-ca-file); put the client certificate in a kubeconfig's client-certificate/client-key and pass it with --prometheus-auth-config"
-        );
+    if config.client_cert_file.is_some() || config.client_key_file.is_some() {
+        return Err(PrometheusAuthError::ClientCertificate { from });
     }
-    if flags.prometheus_user.is_some() {
-        bail!(
-            "{source} cannot be combined with --prometheus-user; put username/password in a kubeconfig's user and pass it with --prometheus-auth-config"
-        );
+    if config.basic_auth.is_some() {
+        return Err(PrometheusAuthError::User { from });
     }
     match kubeconfig {
         Some(path) => from_kubeconfig(path, config),
@@ -84,16 +118,12 @@ pub(super) fn apply(flags: &BackendFlags, config: &mut PromConfig) -> anyhow::Re
 }
 
 /// The current context's user and cluster TLS settings of a kubeconfig file.
-fn from_kubeconfig(path: &Path, config: &mut PromConfig) -> anyhow::Result<()> {
-    let kc = KubeConfig::from_kubeconfig_file(path, None).map_err(|e| {
-        anyhow::anyhow!("--prometheus-auth-config: {e} (unable to construct auth configuration for connecting to Prometheus)")
-    })?;
+fn from_kubeconfig(path: &Path, config: &mut PromConfig) -> Result<(), PrometheusAuthError> {
+    let kc =
+        KubeConfig::from_kubeconfig_file(path, None).map_err(PrometheusAuthError::Kubeconfig)?;
     let origin = |what: &str| format!("{what} of --prometheus-auth-config {}", path.display());
     if kc.insecure && kc.ca_pem.is_some() {
-        bail!(
-            "--prometheus-auth-config {}: specifying a root certificates file with the insecure flag is not allowed (certificate-authority and insecure-skip-tls-verify are both set)",
-            path.display()
-        );
+        return Err(PrometheusAuthError::CaWithInsecure(path.to_path_buf()));
     }
     if let Some(ca) = kc.ca_pem {
         config.ca_pem = Some(InlinePem {
@@ -123,14 +153,16 @@ fn from_kubeconfig(path: &Path, config: &mut PromConfig) -> anyhow::Result<()> {
             ));
         }
         (None, None) => {}
-        (Some(_), None) => bail!(
-            "--prometheus-auth-config {}: client-key-data or client-key must be specified with client-certificate",
-            path.display()
-        ),
-        (None, Some(_)) => bail!(
-            "--prometheus-auth-config {}: client-certificate-data or client-certificate must be specified with client-key",
-            path.display()
-        ),
+        (Some(_), None) => {
+            return Err(PrometheusAuthError::CertificateWithoutKey(
+                path.to_path_buf(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(PrometheusAuthError::KeyWithoutCertificate(
+                path.to_path_buf(),
+            ))
+        }
     }
     let has_credentials = kc.token.is_some() || kc.token_file.is_some() || kc.username.is_some();
     if config.token_file.is_some() {
@@ -159,13 +191,10 @@ fn from_kubeconfig(path: &Path, config: &mut PromConfig) -> anyhow::Result<()> {
 }
 
 /// The service account token (re-read as it rotates) and CA mounted in `dir`.
-fn from_service_account(dir: &Path, config: &mut PromConfig) -> anyhow::Result<()> {
+fn from_service_account(dir: &Path, config: &mut PromConfig) -> Result<(), PrometheusAuthError> {
     let token = dir.join("token");
     if !token.is_file() {
-        bail!(
-            "--prometheus-auth-incluster: no service account token at {} (is a service account token mounted in this pod?)",
-            token.display()
-        );
+        return Err(PrometheusAuthError::NoServiceAccountToken(token));
     }
     if config.token_file.is_some() {
         tracing::warn!(
@@ -194,25 +223,26 @@ fn from_service_account(dir: &Path, config: &mut PromConfig) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        flags: BackendFlags,
+    const URL: &str = "https://prometheus:9090";
+
+    /// The client settings of `--prometheus-url=URL`, the other flags as `flags` sets them,
+    /// and the kubeconfig or service account.
+    fn config(
+        kubeconfig: Option<&Path>,
+        incluster: bool,
+        flags: impl FnOnce(&mut PromConfig),
+    ) -> Result<PromConfig, PrometheusAuthError> {
+        let mut c = PromConfig::new(URL);
+        flags(&mut c);
+        apply(kubeconfig, incluster, &mut c).map(|()| c)
     }
 
-    fn flags(args: &[&str]) -> BackendFlags {
-        let mut all = vec!["promhpa", "--prometheus-url=https://prometheus:9090"];
-        all.extend_from_slice(args);
-        match Wrapper::try_parse_from(all) {
-            Ok(w) => w.flags,
-            Err(e) => panic!("{e}"),
+    fn err(r: Result<PromConfig, PrometheusAuthError>) -> String {
+        match r {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
         }
-    }
-
-    fn config(args: &[&str]) -> anyhow::Result<PromConfig> {
-        flags(args).prom_config("https://prometheus:9090")
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -228,19 +258,6 @@ mod tests {
     }
 
     #[test]
-    fn the_bool_flag_takes_go_values_only_after_an_equals_sign() {
-        assert!(flags(&["--prometheus-auth-incluster"]).prometheus_auth_incluster);
-        assert!(flags(&["--prometheus-auth-incluster=T"]).prometheus_auth_incluster);
-        assert!(!flags(&["--prometheus-auth-incluster=false"]).prometheus_auth_incluster);
-        assert!(!flags(&[]).prometheus_auth_incluster);
-        let err = Wrapper::try_parse_from(["promhpa", "--prometheus-auth-incluster=yes"])
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.contains("invalid boolean \"yes\""), "{err}");
-    }
-
-    #[test]
     fn kubeconfig_user_and_cluster_become_the_client_settings() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let token = write(dir.path(), "token", "from-file\n");
@@ -252,9 +269,8 @@ mod tests {
                 "    certificate-authority-data: Q0E=\n    tls-server-name: prometheus.monitoring.svc\n",
             ),
         );
-        let c = config(&[&format!("--prometheus-auth-config={}", k.display())])
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.url, "https://prometheus:9090");
+        let c = config(Some(&k), false, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.url, URL);
         assert_eq!(
             c.ca_pem.as_ref().map(|p| p.pem.clone()),
             Some(b"CA".to_vec())
@@ -276,19 +292,15 @@ mod tests {
                 "    insecure-skip-tls-verify: true\n",
             ),
         );
-        let c = config(&[&format!("--prometheus-auth-config={}", k.display())])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c = config(Some(&k), false, |_| {}).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.basic_auth, Some(("adapter".into(), "pw".into())));
         assert!(c.insecure_skip_verify);
         assert!(c.ca_pem.is_none());
 
         // --prometheus-token-file wins over the kubeconfig's password.
         let flag_token = write(dir.path(), "flag-token", "t");
-        let c = config(&[
-            &format!("--prometheus-auth-config={}", k.display()),
-            &format!("--prometheus-token-file={}", flag_token.display()),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        let c = config(Some(&k), false, |c| c.token_file = Some(flag_token.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.token_file, Some(flag_token));
         assert_eq!(c.basic_auth, None);
     }
@@ -297,31 +309,29 @@ mod tests {
     fn combinations_prometheus_adapter_would_drop_are_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let k = write(dir.path(), "k", &kubeconfig("    token: t\n", ""));
-        let auth = format!("--prometheus-auth-config={}", k.display());
-        let err = |args: &[&str]| {
-            config(args)
-                .err()
-                .map(|e| format!("{e:#}"))
-                .unwrap_or_default()
-        };
-        let e = err(&[&auth, "--prometheus-auth-incluster"]);
+        let k = Some(k.as_path());
+        let e = err(config(k, true, |_| {}));
         assert!(e.contains("cannot be combined"), "{e}");
-        let e = err(&[&auth, "--prometheus-ca-file=/etc/ca.crt"]);
+        let e = err(config(k, false, |c| c.ca_file = Some("/etc/ca.crt".into())));
         assert!(
             e.contains("--prometheus-auth-config cannot be combined with --prometheus-ca-file"),
             "{e}"
         );
-        let e = err(&["--prometheus-auth-incluster", "--prometheus-ca-file=/ca"]);
+        let e = err(config(None, true, |c| c.ca_file = Some("/ca".into())));
         assert!(
             e.contains("--prometheus-token-file=/var/run/secrets"),
             "{e}"
         );
-        let e = err(&[&auth, "--prometheus-client-tls-cert-file=/c"]);
+        let e = err(config(k, false, |c| c.client_cert_file = Some("/c".into())));
         assert!(e.contains("--prometheus-client-tls-cert-file"), "{e}");
-        let e = err(&[&auth, "--prometheus-user=u"]);
+        let e = err(config(k, false, |c| {
+            c.basic_auth = Some(("u".into(), String::new()))
+        }));
         assert!(e.contains("--prometheus-user"), "{e}");
         // An empty value is no kubeconfig, as in prometheus-adapter.
-        assert!(config(&["--prometheus-auth-config=", "--prometheus-ca-file=/ca"]).is_ok());
+        assert!(config(Some(Path::new("")), false, |c| c.ca_file =
+            Some("/ca".into()))
+        .is_ok());
     }
 
     #[test]
@@ -342,10 +352,7 @@ mod tests {
             ),
         ] {
             let k = write(dir.path(), "k", &kubeconfig(user, cluster));
-            let e = config(&[&format!("--prometheus-auth-config={}", k.display())])
-                .err()
-                .map(|e| format!("{e:#}"))
-                .unwrap_or_default();
+            let e = err(config(Some(&k), false, |_| {}));
             assert!(e.contains(named), "{e}");
             assert!(e.contains("--prometheus-auth-config"), "{e}");
         }
@@ -354,17 +361,14 @@ mod tests {
             "k",
             &kubeconfig("    client-certificate-data: Y2VydA==\n", ""),
         );
-        let e = config(&[&format!("--prometheus-auth-config={}", k.display())])
-            .err()
-            .map(|e| format!("{e:#}"))
-            .unwrap_or_default();
+        let e = err(config(Some(&k), false, |_| {}));
         assert!(e.contains("client-key"), "{e}");
     }
 
     #[test]
     fn service_account_token_and_ca() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut c = PromConfig::new("https://prometheus:9090");
+        let mut c = PromConfig::new(URL);
         let e = from_service_account(dir.path(), &mut c)
             .err()
             .map(|e| e.to_string())
@@ -376,11 +380,11 @@ mod tests {
         assert_eq!(c.token_file, Some(token.clone()));
         assert!(c.ca_pem.is_none());
         write(dir.path(), "ca.crt", "CA");
-        let mut c = PromConfig::new("https://prometheus:9090");
+        let mut c = PromConfig::new(URL);
         from_service_account(dir.path(), &mut c).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.ca_pem.map(|p| p.pem), Some(b"CA".to_vec()));
         // --prometheus-token-file wins over the service account token.
-        let mut c = PromConfig::new("https://prometheus:9090");
+        let mut c = PromConfig::new(URL);
         c.token_file = Some("/etc/prom/token".into());
         from_service_account(dir.path(), &mut c).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.token_file, Some(PathBuf::from("/etc/prom/token")));
