@@ -61,6 +61,17 @@ pub fn parse_go_duration_ms(input: &str) -> Result<i64, DurationError> {
     Ok(if negative { -ms } else { ms })
 }
 
+/// Parse a non-negative Go duration (`20s`, `1m30s`), as duration flags take them.
+pub fn parse_go_duration(input: &str) -> Result<std::time::Duration, DurationError> {
+    let ms = parse_go_duration_ms(input)?;
+    u64::try_from(ms)
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| DurationError {
+            input: input.to_string(),
+            message: "must not be negative".into(),
+        })
+}
+
 /// Parse a Prometheus duration (`5m`, `1h30m`, `1d`, `2w`, `1y`, `500ms`) into milliseconds.
 pub fn parse_prometheus_duration_ms(input: &str) -> Result<i64, DurationError> {
     let err = |m: &str| DurationError {
@@ -183,6 +194,19 @@ mod tests {
         assert!(parse_go_duration_ms("5").is_err());
         assert!(parse_go_duration_ms("5x").is_err());
         assert!(parse_go_duration_ms("").is_err());
+    }
+
+    #[test]
+    fn go_durations_of_flags_are_not_negative() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_go_duration("-1s").map_err(|e| e.to_string()),
+            Err("invalid duration \"-1s\": must not be negative".to_string())
+        );
+        assert!(parse_go_duration("20").is_err());
     }
 
     #[test]

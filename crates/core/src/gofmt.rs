@@ -1,8 +1,24 @@
 //! Strings quoted as Go quotes them (`strconv.Quote`, `%q`): Kubernetes builds its messages
 //! with it, and prometheus-adapter builds its label matchers with it, so promhpa's messages and
-//! queries must quote the same way.
+//! queries must quote the same way. Booleans parsed as Go parses them (`strconv.ParseBool`),
+//! as the flags of prometheus-adapter and Kubernetes take them.
 
 use std::fmt::Write as _;
+
+/// A value that Go's `strconv.ParseBool` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid boolean \"{0}\": expected true or false")]
+pub struct BoolError(pub String);
+
+/// A boolean as Go's `strconv.ParseBool` reads it: `1`, `t`, `T`, `true`, `TRUE`, `True` and
+/// `0`, `f`, `F`, `false`, `FALSE`, `False`.
+pub fn parse_go_bool(s: &str) -> Result<bool, BoolError> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(BoolError(s.to_string())),
+    }
+}
 
 /// `s` quoted as Go's `%q` does it: `\"` and `\\`, the short escapes `\a \b \f \n \r \t \v`,
 /// `\xNN` for other ASCII controls, `\uNNNN` / `\UNNNNNNNN` for characters Go does not
@@ -67,6 +83,23 @@ fn is_go_printable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn booleans_as_go_parses_them() {
+        for t in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert_eq!(parse_go_bool(t), Ok(true), "{t}");
+        }
+        for f in ["0", "f", "F", "false", "FALSE", "False"] {
+            assert_eq!(parse_go_bool(f), Ok(false), "{f}");
+        }
+        for bad in ["yes", "tRuE", "", " true"] {
+            assert_eq!(parse_go_bool(bad), Err(BoolError(bad.to_string())), "{bad}");
+        }
+        assert_eq!(
+            BoolError("yes".into()).to_string(),
+            "invalid boolean \"yes\": expected true or false"
+        );
+    }
 
     #[test]
     fn quotes_as_go_does() {

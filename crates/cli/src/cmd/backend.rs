@@ -9,31 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use promhpa_apiserver::objects::StaticObjects;
 use promhpa_core::backend::Backend;
-use promhpa_core::duration::parse_go_duration_ms;
+use promhpa_core::duration::parse_go_duration;
+use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
 pub use promhpa_core::time::now_ms;
-
-/// A non-negative Go duration (`20s`, `1m30s`).
-pub fn go_duration(s: &str) -> Result<Duration, String> {
-    let ms = parse_go_duration_ms(s).map_err(|e| e.to_string())?;
-    if ms < 0 {
-        return Err(format!("duration \"{s}\" must not be negative"));
-    }
-    Ok(Duration::from_millis(ms as u64))
-}
-
-/// A Go-style boolean flag value (`true`, `false`, `1`, `0`, `t`, `f`, `TRUE`, `False`, ...),
-/// as pflag accepts for `--flag=value`.
-pub fn go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean \"{s}\": expected true or false")),
-    }
-}
 
 /// A file path where an empty value means none, as pflag string flags take it.
 fn path_or_empty(s: &str) -> Result<PathBuf, String> {
@@ -71,7 +53,7 @@ pub struct BackendFlags {
         require_equals = true,
         default_value = "false",
         default_missing_value = "true",
-        value_parser = go_bool,
+        value_parser = parse_go_bool,
         action = clap::ArgAction::Set,
         value_name = "BOOL"
     )]
@@ -100,7 +82,7 @@ pub struct BackendFlags {
     pub prometheus_password: Option<String>,
     /// Deadline of one Prometheus query (also sent as `timeout=`); keep it below the
     /// aggregator's own request timeout.
-    #[arg(long, default_value = "20s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "20s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub prometheus_query_timeout: Duration,
 
     /// Rule file (prometheus-adapter config, Helm values or ConfigMap).

@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use promhpa_core::duration::parse_go_duration_ms;
+use promhpa_core::duration::{parse_go_duration, parse_go_duration_ms};
 use promhpa_core::quantity::Quantity;
 use promhpa_hpa::explain::{explain, explain_with, render_text, value_key, ExplainInput, Measured};
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::target::hpa_namespace;
 use promhpa_hpa::ControllerConfig;
 
-use super::backend::{go_duration, now_ms, BackendFlags};
+use super::backend::{now_ms, BackendFlags};
 use super::hpa_fetch::hpa_fetcher;
 use super::hpa_target::hpa_from_cluster;
 
@@ -71,7 +71,7 @@ pub struct Args {
     pub context: Option<String>,
 
     /// How far back metric discovery looks for series.
-    #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10m", value_parser = parse_go_duration, value_name = "DURATION")]
     pub metrics_max_age: Duration,
 
     /// The scale target's current replica count (default: its spec.replicas, else the

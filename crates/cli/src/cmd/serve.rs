@@ -7,11 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::{go_bool, go_duration, now_ms, BackendFlags};
+use super::backend::{now_ms, BackendFlags};
 use anyhow::{bail, Context};
 use promhpa_apiserver::server::{TlsOptions, TlsVersion};
 use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
+use promhpa_core::duration::parse_go_duration;
+use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
 
 mod cluster;
@@ -39,7 +41,7 @@ pub struct Flags {
 
     /// How often the --config file is checked for changes (a change, or SIGHUP, reloads it
     /// without a restart; a file that does not load leaves the running rules in place).
-    #[arg(long, default_value = "2s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub config_reload_interval: Duration,
 
     /// Also serve the cluster's MetricRule objects (metrics.promhpa.io/v1alpha1, the CRD of
@@ -49,10 +51,10 @@ pub struct Flags {
     pub metric_rules: bool,
 
     /// How often discovery relists every rule's seriesQuery.
-    #[arg(long, default_value = "1m", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "1m", value_parser = parse_go_duration, value_name = "DURATION")]
     pub metrics_relist_interval: Duration,
     /// How far back discovery looks for series (default: the relist interval).
-    #[arg(long, value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_go_duration, value_name = "DURATION")]
     pub metrics_max_age: Option<Duration>,
 
     /// Targets the embedded evaluator scrapes (YAML: `targets:` with `url`, `interval`,
@@ -61,7 +63,7 @@ pub struct Flags {
     #[arg(long, value_name = "FILE")]
     pub scrape_config: Option<PathBuf>,
     /// How long the embedded evaluator keeps samples.
-    #[arg(long, default_value = "10m", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10m", value_parser = parse_go_duration, value_name = "DURATION")]
     pub retention: Duration,
     /// The most series the embedded evaluator holds; samples of further series are dropped.
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
@@ -108,18 +110,18 @@ pub struct Flags {
     #[arg(long)]
     pub insecure_skip_delegated_auth: bool,
     /// How long open connections may finish after SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub shutdown_grace_period: Duration,
     #[command(flatten)]
     pub limits: limits::LimitFlags,
     /// When a backend query fails, serve the last answer to the same request if it is
     /// younger than this, instead of a 503 (the HPA cannot tell it is old). 0 (default):
     /// off.
-    #[arg(long, default_value = "0s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "0s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub stale_value_max_age: Duration,
     /// Answer a query from memory for this long after an identical one succeeded, on top
     /// of sharing identical concurrent queries. 0 (default): off.
-    #[arg(long, default_value = "0s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "0s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub query_cache_ttl: Duration,
 
     /// Forward requests for external metrics that no rule serves to this metrics server
@@ -222,7 +224,7 @@ pub struct Flags {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
-        value_parser = go_bool
+        value_parser = parse_go_bool
     )]
     pub logtostderr: Option<bool>,
     #[arg(long, hide = true)]

@@ -16,18 +16,15 @@ use super::Flags;
 fn flag_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
     match value.as_deref() {
         None => Ok(false),
-        Some("true") | Some("1") | Some("t") | Some("T") | Some("TRUE") | Some("True") => Ok(true),
-        Some("false") | Some("0") | Some("f") | Some("F") | Some("FALSE") | Some("False") => {
-            Ok(false)
-        }
-        Some(other) => anyhow::bail!("invalid --{name} \"{other}\": expected true or false"),
+        Some(v) => promhpa_core::gofmt::parse_go_bool(v)
+            .map_err(|_| anyhow::anyhow!("invalid --{name} \"{v}\": expected true or false")),
     }
 }
 
 fn flag_ttl(name: &str, value: &Option<String>) -> anyhow::Result<Duration> {
     match value {
         None => Ok(Duration::from_secs(10)),
-        Some(v) => crate::cmd::backend::go_duration(v)
+        Some(v) => promhpa_core::duration::parse_go_duration(v)
             .map_err(|e| anyhow::anyhow!("invalid --{name} \"{v}\": {e}")),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use promhpa_apiserver::server::ServingLimits;
 
-use super::super::backend::go_duration;
+use promhpa_core::duration::parse_go_duration;
 
 /// Timeouts and caps on client connections and requests.
 #[derive(clap::Args, Debug, Clone)]
@@ -18,7 +18,7 @@ pub struct LimitFlags {
     /// The longest a request may take before a 504 Timeout Status; a caller's shorter
     /// `timeout=` query parameter (the aggregator forwards its own) wins, and backend
     /// queries get what is left of it (at most --prometheus-query-timeout).
-    #[arg(long, default_value = "1m", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "1m", value_parser = parse_go_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
     /// The maximum number of open client connections. At the limit a new connection closes
     /// the one that has waited longest without a request in flight (still in its TLS
@@ -26,14 +26,14 @@ pub struct LimitFlags {
     #[arg(long, default_value_t = 4096, value_name = "N")]
     pub max_connections: usize,
     /// Time allowed for a client's TLS handshake.
-    #[arg(long, default_value = "10s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub tls_handshake_timeout: Duration,
     /// Time allowed to receive a complete request head (request line and headers): from the
     /// end of the handshake for the first request, from its first byte for later ones.
-    #[arg(long, default_value = "10s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub request_header_timeout: Duration,
     /// How long a connection without a request in flight stays open (keep-alive).
-    #[arg(long, default_value = "90s", value_parser = go_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "90s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub idle_connection_timeout: Duration,
     /// The largest request head accepted, in bytes (HTTP/1.1 request line and headers,
     /// HTTP/2 header list); larger HTTP/1.1 heads get 431.
