@@ -309,10 +309,52 @@ impl DemoTraffic {
     }
 }
 
+/// An embedded backend fed by demo traffic: five minutes of history before now, then one
+/// scrape every five seconds, in a background thread that lives as long as the process.
+pub fn demo_backend() -> std::sync::Arc<crate::EmbeddedBackend> {
+    use crate::Labels;
+    use promhpa_core::time::now_ms;
+    let backend = std::sync::Arc::new(crate::EmbeddedBackend::default());
+    let now = now_ms();
+    let start = now - 300_000;
+    let mut traffic = DemoTraffic::new(start);
+    let mut t = start;
+    while t <= now {
+        traffic.advance(t);
+        if let Err(e) = backend.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
+            tracing::warn!(error = %e, "demo ingest failed");
+        }
+        t += 5_000;
+    }
+    let feed = backend.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        let t = now_ms();
+        traffic.advance(t);
+        if let Err(e) = feed.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
+            tracing::warn!(error = %e, "demo ingest failed");
+        }
+    });
+    backend
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{EmbeddedBackend, Labels, Value};
+
+    #[test]
+    fn the_demo_backend_starts_with_five_minutes_of_history() {
+        let backend = demo_backend();
+        assert!(backend.series_count() > 0);
+        let now = promhpa_core::time::now_ms();
+        let v = backend
+            .query_value("count_over_time(DCGM_FI_DEV_GPU_UTIL[5m])", now)
+            .unwrap();
+        let Value::Vector(v) = v else { panic!("{v:?}") };
+        assert!(!v.is_empty());
+        assert!(v.iter().all(|s| s.v >= 60.0), "{v:?}");
+    }
 
     #[test]
     fn demo_feeds_the_seed_queries() {

@@ -212,7 +212,9 @@ impl BackendFlags {
     pub fn build_backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
         if self.demo {
             self.warn_unused_prometheus_flags();
-            return Ok(demo_backend());
+            let backend = promhpa_promql_eval::demo::demo_backend();
+            tracing::info!("demo: embedded evaluator with generated traffic");
+            return Ok(backend);
         }
         let Some(url) = &self.prometheus_url else {
             self.warn_unused_prometheus_flags();
@@ -360,36 +362,6 @@ pub fn spec_config(
         ));
     }
     Ok(config)
-}
-
-/// The embedded evaluator fed by the demo traffic generator: five minutes of history at
-/// start, then one scrape every five seconds (in a background thread).
-pub fn demo_backend() -> Arc<dyn Backend> {
-    use promhpa_promql_eval::demo::DemoTraffic;
-    use promhpa_promql_eval::{EmbeddedBackend, Labels};
-    let backend = Arc::new(EmbeddedBackend::default());
-    let now = now_ms();
-    let start = now - 300_000;
-    let mut traffic = DemoTraffic::new(start);
-    let mut t = start;
-    while t <= now {
-        traffic.advance(t);
-        if let Err(e) = backend.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
-            tracing::warn!(error = %e, "demo ingest failed");
-        }
-        t += 5_000;
-    }
-    let feed = backend.clone();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(5));
-        let t = now_ms();
-        traffic.advance(t);
-        if let Err(e) = feed.ingest_exposition(&traffic.exposition(t), t, &Labels::empty()) {
-            tracing::warn!(error = %e, "demo ingest failed");
-        }
-    });
-    tracing::info!("demo: embedded evaluator with generated traffic");
-    backend
 }
 
 #[cfg(test)]
