@@ -57,9 +57,6 @@ use crate::types::ApiResourceList;
 /// forth until its deadline.
 pub const FORWARDED_HEADER: &str = "x-promhpa-forwarded";
 
-/// The token of the pod's service account, sent when no credential is configured.
-pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-
 /// How long the other server's discovery list (or its failure) is reused.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(5);
 
@@ -110,7 +107,7 @@ pub struct ForwardOptions {
     /// `--forward-token-file`: a bearer token, re-read when the file changes.
     pub token_file: Option<PathBuf>,
     /// Sent as the bearer token when neither a token file nor a client certificate is given
-    /// and this file exists ([`SERVICE_ACCOUNT_TOKEN`] in `serve`).
+    /// and this file exists (in `serve`, the token of the pod's service account).
     pub service_account_token: Option<PathBuf>,
 }
 

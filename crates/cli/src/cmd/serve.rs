@@ -259,7 +259,9 @@ fn forward_options(args: &Flags) -> promhpa_apiserver::forward::ForwardOptions {
         client_cert_file: args.forward_client_cert_file.clone(),
         client_key_file: args.forward_client_key_file.clone(),
         token_file: args.forward_token_file.clone(),
-        service_account_token: Some(promhpa_apiserver::forward::SERVICE_ACCOUNT_TOKEN.into()),
+        service_account_token: Some(
+            std::path::Path::new(promhpa_kube::config::SERVICE_ACCOUNT_DIR).join("token"),
+        ),
     }
 }
 
@@ -663,7 +665,7 @@ mod tests {
         assert_eq!(
             o.service_account_token,
             Some(PathBuf::from(
-                promhpa_apiserver::forward::SERVICE_ACCOUNT_TOKEN
+                "/var/run/secrets/kubernetes.io/serviceaccount/token"
             ))
         );
         let o = forward_options(&parse(&[]).unwrap_or_else(|e| panic!("{e}")));
