@@ -801,6 +801,25 @@ pub struct PrometheusSettings {
     pub path: Option<String>,
 }
 
+impl PrometheusSettings {
+    /// The Prometheus URL: `url`, then `:port` and `path` when given, joined as the chart
+    /// joins them for `--prometheus-url`; `None` without `url`.
+    ///
+    /// ```
+    /// let p = promhpa_rules::PrometheusSettings {
+    ///     url: Some("http://prometheus.monitoring.svc".into()),
+    ///     port: Some(9090),
+    ///     path: Some("/prom".into()),
+    /// };
+    /// assert_eq!(p.joined_url().as_deref(), Some("http://prometheus.monitoring.svc:9090/prom"));
+    /// ```
+    pub fn joined_url(&self) -> Option<String> {
+        let url = self.url.as_ref()?;
+        let port = self.port.map(|port| format!(":{port}")).unwrap_or_default();
+        Some(format!("{url}{port}{}", self.path.as_deref().unwrap_or("")))
+    }
+}
+
 /// A validated rule file.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {

@@ -198,6 +198,15 @@ rules:
         Some("http://prometheus.monitoring.svc")
     );
     assert_eq!(prom.port, Some(9090));
+    assert_eq!(
+        prom.joined_url().as_deref(),
+        Some("http://prometheus.monitoring.svc:9090")
+    );
+    let no_url = promhpa_rules::PrometheusSettings {
+        url: None,
+        ..prom.clone()
+    };
+    assert_eq!(no_url.joined_url(), None);
     // the chart's six default rules come first (rules.default is true unless set false)
     assert_eq!(set.custom.len(), 7);
     assert_eq!(set.custom[0].path(), "rules.default[0]");

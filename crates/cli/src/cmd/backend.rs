@@ -146,12 +146,7 @@ impl BackendFlags {
         if self.prometheus_url.is_some() || self.demo || !self.load_exposition.is_empty() {
             return;
         }
-        if let Some(p) = rules.prometheus.as_ref().and_then(|p| {
-            p.url.as_ref().map(|u| {
-                let port = p.port.map(|port| format!(":{port}")).unwrap_or_default();
-                format!("{u}{port}{}", p.path.as_deref().unwrap_or(""))
-            })
-        }) {
+        if let Some(p) = rules.prometheus.as_ref().and_then(|p| p.joined_url()) {
             tracing::info!(url = %p, "using prometheus from the rule file's prometheus settings");
             self.prometheus_url = Some(p);
         }
