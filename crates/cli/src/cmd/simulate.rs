@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use promhpa_chart::{to_svg_chart, ChartMetric};
 use promhpa_core::duration::parse_go_duration_ms;
 use promhpa_hpa::simulate::{
-    parse_data, simulate, to_csv, to_csv_runs, to_svg_chart, ActualReplicas, ChartMetric,
-    SimulationInput, Tick,
+    parse_data, simulate, to_csv, to_csv_runs, ActualReplicas, SimulationInput, Tick,
 };
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
