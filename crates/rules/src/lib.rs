@@ -3,7 +3,8 @@
 //! directions, which rule serves a metric name, and rendering of `metricsQuery` templates to
 //! PromQL.
 //!
-//! No IO beyond reading the file handed to [`RuleSet::load`].
+//! No IO beyond reading the file handed to [`RuleSet::load`] and listing the directories
+//! handed to [`check::object_files`]. What `promhpa check` reports is worked out in [`check`].
 //!
 //! ```
 //! use promhpa_core::{selector::LabelSelector, GroupResource};
@@ -48,6 +49,7 @@ use promhpa_core::GroupResource;
 use regex::Regex;
 
 mod backends;
+pub mod check;
 mod gotmpl;
 mod isolation;
 mod load;

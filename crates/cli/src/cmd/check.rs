@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use promhpa_rules::check::{
+    object_files, ObjectTally, Outcome, ResourceRulesState, ResourceSample, RuleSample, Verdict,
+};
 use promhpa_rules::{FileShape, ResourceRule, Rule, RuleKind, RuleSet};
 
 #[derive(clap::Args, Debug)]
@@ -46,20 +49,18 @@ fn check_rule_file(config: &std::path::Path, strict: bool) -> ExitCode {
     match RuleSet::load(config) {
         Ok(set) => {
             print!("{}", summary(&set, &config.display().to_string()));
-            let fails = !set.broken.is_empty() || (strict && !set.warnings.is_empty());
-            if fails {
-                let why = if set.broken.is_empty() {
+            let why = match Outcome::of(&set, strict) {
+                Outcome::ServesEveryRule => return ExitCode::SUCCESS,
+                Outcome::WarningsRefused => {
                     "--strict refuses warnings, as serve --strict-rules does".to_string()
-                } else {
-                    format!(
-                        "serve would start without the broken rule{} (and refuse with --strict-rules)",
-                        if set.broken.len() == 1 { "" } else { "s" }
-                    )
-                };
-                eprintln!("{}: {why}", config.display());
-                return ExitCode::from(EXIT_NOT_CLEAN);
-            }
-            ExitCode::SUCCESS
+                }
+                Outcome::Broken { problems } => format!(
+                    "serve would start without the broken rule{} (and refuse with --strict-rules)",
+                    if problems == 1 { "" } else { "s" }
+                ),
+            };
+            eprintln!("{}: {why}", config.display());
+            ExitCode::from(EXIT_NOT_CLEAN)
         }
         Err(errors) => {
             let n = errors.errors.len();
@@ -76,43 +77,17 @@ fn check_rule_file(config: &std::path::Path, strict: bool) -> ExitCode {
     }
 }
 
-/// The files `-f` names: files as given, directories' `.yaml`, `.yml` and `.json` files.
-fn object_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| anyhow::anyhow!("reading directory {}: {e}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.is_file()
-                        && matches!(
-                            f.extension().and_then(|e| e.to_str()),
-                            Some("yaml" | "yml" | "json")
-                        )
-                })
-                .collect();
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
 /// Validate MetricRule objects: one line per object, its problems under it. Exit 1 when an
 /// object is invalid (promhpa would not serve it) or a file is not a file of objects.
 fn check_objects(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let (mut ok, mut invalid, mut warned) = (0, 0, 0);
-    let mut failed = false;
+    let mut tally = ObjectTally::default();
     for file in object_files(paths)? {
         let source = file.display().to_string();
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("{source}: {e}");
-                failed = true;
+                tally.refuse_file();
                 continue;
             }
         };
@@ -122,14 +97,14 @@ fn check_objects(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 for e in &errors.errors {
                     eprintln!("{e}");
                 }
-                failed = true;
+                tally.refuse_file();
                 continue;
             }
         };
         for o in objects {
+            tally.add(&o);
             match &o.rule {
                 Ok(rule) => {
-                    ok += 1;
                     let api = match rule.kind() {
                         RuleKind::Custom => "custom",
                         RuleKind::External => "external",
@@ -145,7 +120,6 @@ fn check_objects(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                     }
                 }
                 Err(errors) => {
-                    invalid += 1;
                     println!("{source}: MetricRule {}: INVALID", o.key());
                     for e in errors {
                         println!("  {}: {}", e.path, e.message);
@@ -153,19 +127,20 @@ fn check_objects(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 }
             }
             for w in &o.warnings {
-                warned += 1;
                 println!("  warning: {}: {}", w.path, w.message);
             }
         }
     }
     println!(
-        "MetricRule objects: {ok} ok, {invalid} invalid, {}",
-        plural(warned, "warning")
+        "MetricRule objects: {} ok, {} invalid, {}",
+        tally.ok,
+        tally.invalid,
+        plural(tally.warnings, "warning")
     );
-    Ok(if failed || invalid > 0 {
-        ExitCode::FAILURE
-    } else {
+    Ok(if tally.passes() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 
@@ -174,29 +149,24 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 /// The one-line verdict: "4 rules ok, 1 broken, 2 warnings".
-pub fn verdict(set: &RuleSet) -> String {
-    let rules = set.rules().count();
-    let broken = set.rules().filter(|r| r.broken().is_some()).count();
-    let resource_broken = set
-        .broken
-        .iter()
-        .any(|b| b.path.starts_with("resourceRules") || b.path.starts_with("rules.resource"));
-    let mut parts = vec![format!("{} ok", plural(rules - broken, "rule"))];
-    if broken > 0 {
-        parts.push(format!("{broken} broken"));
+fn verdict(set: &RuleSet) -> String {
+    let v = Verdict::of(set);
+    let mut parts = vec![format!("{} ok", plural(v.ok_rules, "rule"))];
+    if v.broken_rules > 0 {
+        parts.push(format!("{} broken", v.broken_rules));
     }
-    if resource_broken {
-        parts.push("resource rules broken".to_string());
-    } else if set.resource.is_some() {
-        parts.push("resource rules ok".to_string());
+    match v.resource {
+        ResourceRulesState::Broken => parts.push("resource rules broken".to_string()),
+        ResourceRulesState::Ok => parts.push("resource rules ok".to_string()),
+        ResourceRulesState::Absent => {}
     }
-    parts.push(plural(set.warnings.len(), "warning"));
+    parts.push(plural(v.warnings, "warning"));
     parts.join(", ")
 }
 
 /// The readable summary `check` prints for a file that loads: the verdict first, then each
 /// rule, then what is broken, shadowed or warned about.
-pub fn summary(set: &RuleSet, source: &str) -> String {
+fn summary(set: &RuleSet, source: &str) -> String {
     let mut out = String::new();
     let shape = match set.shape {
         FileShape::AdapterConfig => "prometheus-adapter config",
@@ -313,8 +283,12 @@ fn describe_rule(out: &mut String, rule: &Rule) {
         let _ = writeln!(out, "  filters:    {}", parts.join("; "));
     }
     let (matches, as_) = rule.name_mapping();
-    let sample = rule.sample_request();
-    let example = match rule.metric_name_for(&sample.series) {
+    let RuleSample {
+        request: sample,
+        served_as,
+        query,
+    } = RuleSample::of(rule);
+    let example = match served_as {
         Some(name) => format!("{} → {name}", sample.series),
         None => format!("{} is not served", sample.series),
     };
@@ -330,7 +304,7 @@ fn describe_rule(out: &mut String, rule: &Rule) {
         (None, Some(ns)) => format!("namespace {ns}"),
         (None, None) => "no namespace".to_string(),
     };
-    match rule.sample_query() {
+    match query {
         Ok(q) => {
             let _ = writeln!(out, "  sample:     {request}");
             let _ = writeln!(out, "  query:      {}", one_line(&q));
@@ -345,8 +319,8 @@ fn describe_resource_rule(out: &mut String, rule: &ResourceRule) {
     let _ = writeln!(out, "{}: resource metrics", rule.path());
     let _ = writeln!(out, "  resources:  {}", rule.resources().describe());
     let _ = writeln!(out, "  container:  label {}", rule.container_label());
-    let names = ["placeholder-a".to_string(), "placeholder-b".to_string()];
-    match rule.render_container_query("default", &names) {
+    let sample = ResourceSample::of(rule);
+    match sample.pods_query {
         Ok(q) => {
             let _ = writeln!(out, "  pods query: {}", one_line(&q));
         }
@@ -354,7 +328,7 @@ fn describe_resource_rule(out: &mut String, rule: &ResourceRule) {
             let _ = writeln!(out, "  pods query: {e}");
         }
     }
-    match rule.render_node_query(&names[..1]) {
+    match sample.node_query {
         Ok(q) => {
             let _ = writeln!(out, "  node query: {}", one_line(&q));
         }
