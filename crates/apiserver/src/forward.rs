@@ -170,19 +170,28 @@ fn parse_target(flag: &'static str, value: &str) -> Result<url::Url, ForwardErro
 }
 
 impl ForwardOptions {
-    /// Check the flags and read the files they name; `None` when no forward URL is given.
-    pub fn build(&self, metrics: Arc<SelfMetrics>) -> Result<Option<Forwarder>, ForwardError> {
-        let external = given(&self.external_url)
-            .map(|v| parse_target(EXTERNAL_FLAG, v))
-            .transpose()?;
-        let custom = given(&self.custom_url)
-            .map(|v| parse_target(CUSTOM_FLAG, v))
-            .transpose()?;
+    /// Every problem of the flags themselves, found without reading a file: each URL that
+    /// cannot be forwarded to, and each flag given without the flags it needs. `build`
+    /// refuses the first.
+    pub fn flag_errors(&self) -> Vec<ForwardError> {
+        let mut errors = Vec::new();
+        let mut target = |flag: &'static str, value: &Option<String>| match given(value)
+            .map(|v| parse_target(flag, v))
+        {
+            Some(Ok(url)) => Some(url),
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
+            None => None,
+        };
+        let external = target(EXTERNAL_FLAG, &self.external_url);
+        let custom = target(CUSTOM_FLAG, &self.custom_url);
         let ca = given_path(&self.ca_file);
         let cert = given_path(&self.client_cert_file);
         let key = given_path(&self.client_key_file);
         let token = given_path(&self.token_file);
-        if external.is_none() && custom.is_none() {
+        if given(&self.external_url).is_none() && given(&self.custom_url).is_none() {
             let set: Vec<&str> = [
                 (ca.is_some(), "--forward-ca-file"),
                 (cert.is_some(), "--forward-client-cert-file"),
@@ -193,46 +202,67 @@ impl ForwardOptions {
             .filter_map(|(on, flag)| on.then_some(flag))
             .collect();
             if !set.is_empty() {
-                return Err(ForwardError::Flags(format!(
+                errors.push(ForwardError::Flags(format!(
                     "{} given without --{EXTERNAL_FLAG} or --{CUSTOM_FLAG}: there is nothing to forward to",
                     set.join(", ")
                 )));
             }
-            return Ok(None);
+            return errors;
         }
         let urls: Vec<&url::Url> = external.iter().chain(custom.iter()).collect();
-        let any_https = urls.iter().any(|u| u.scheme() == "https");
-        if any_https && ca.is_none() {
-            return Err(ForwardError::Flags(
-                "--forward-ca-file is required with an https:// forward URL: the CA that signed the other metrics server's certificate (for KEDA, ca.crt of its kedaorg-certs Secret); there is no insecure mode"
-                    .into(),
-            ));
-        }
-        if !any_https {
-            for (on, flag) in [
-                (ca.is_some(), "--forward-ca-file"),
-                (cert.is_some(), "--forward-client-cert-file"),
-            ] {
-                if on {
-                    return Err(ForwardError::Flags(format!(
-                        "{flag} has no use with plain http:// forward URLs (TLS is not used)"
-                    )));
+        // With a URL that is refused, whether TLS is used is not known: the flags that depend
+        // on it are checked once the URLs are right.
+        if errors.is_empty() {
+            let any_https = urls.iter().any(|u| u.scheme() == "https");
+            if any_https && ca.is_none() {
+                errors.push(ForwardError::Flags(
+                    "--forward-ca-file is required with an https:// forward URL: the CA that signed the other metrics server's certificate (for KEDA, ca.crt of its kedaorg-certs Secret); there is no insecure mode"
+                        .into(),
+                ));
+            }
+            if !any_https {
+                for (on, flag) in [
+                    (ca.is_some(), "--forward-ca-file"),
+                    (cert.is_some(), "--forward-client-cert-file"),
+                ] {
+                    if on {
+                        errors.push(ForwardError::Flags(format!(
+                            "{flag} has no use with plain http:// forward URLs (TLS is not used)"
+                        )));
+                    }
                 }
             }
         }
         match (cert, key) {
-            (Some(_), None) => {
-                return Err(ForwardError::Flags(
-                    "--forward-client-cert-file needs --forward-client-key-file".into(),
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ForwardError::Flags(
-                    "--forward-client-key-file needs --forward-client-cert-file".into(),
-                ))
-            }
+            (Some(_), None) => errors.push(ForwardError::Flags(
+                "--forward-client-cert-file needs --forward-client-key-file".into(),
+            )),
+            (None, Some(_)) => errors.push(ForwardError::Flags(
+                "--forward-client-key-file needs --forward-client-cert-file".into(),
+            )),
             _ => {}
         }
+        errors
+    }
+
+    /// Check the flags and read the files they name; `None` when no forward URL is given.
+    pub fn build(&self, metrics: Arc<SelfMetrics>) -> Result<Option<Forwarder>, ForwardError> {
+        if let Some(e) = self.flag_errors().into_iter().next() {
+            return Err(e);
+        }
+        let external = given(&self.external_url)
+            .map(|v| parse_target(EXTERNAL_FLAG, v))
+            .transpose()?;
+        let custom = given(&self.custom_url)
+            .map(|v| parse_target(CUSTOM_FLAG, v))
+            .transpose()?;
+        if external.is_none() && custom.is_none() {
+            return Ok(None);
+        }
+        let ca = given_path(&self.ca_file);
+        let cert = given_path(&self.client_cert_file);
+        let key = given_path(&self.client_key_file);
+        let token = given_path(&self.token_file);
         let client = ReloadingClient::new(client_settings(ca, cert.zip(key)), "forward")?;
         let token = match token {
             Some(path) => {
@@ -712,6 +742,35 @@ mod tests {
         ] {
             assert!(external(ok).build(metrics()).unwrap().is_some(), "{ok}");
         }
+    }
+
+    #[test]
+    fn every_problem_of_the_flags_is_listed_without_reading_files() {
+        let errors: Vec<String> = ForwardOptions {
+            external_url: Some("http://keda.keda.svc".into()),
+            custom_url: Some("https://keda/apis".into()),
+            client_key_file: Some("/nonexistent/key".into()),
+            ..ForwardOptions::default()
+        }
+        .flag_errors()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("invalid --forward-unknown-external-metrics-to"));
+        assert!(errors[1].contains("must not have a path"), "{errors:?}");
+        assert_eq!(
+            errors[2],
+            "--forward-client-key-file needs --forward-client-cert-file"
+        );
+        // Files are read by build only.
+        assert!(ForwardOptions {
+            external_url: Some("https://keda.keda.svc".into()),
+            ca_file: Some("/nonexistent/ca.crt".into()),
+            ..ForwardOptions::default()
+        }
+        .flag_errors()
+        .is_empty());
     }
 
     #[test]
