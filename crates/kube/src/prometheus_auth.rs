@@ -95,26 +95,49 @@ pub fn apply(
     incluster: bool,
     config: &mut PromConfig,
 ) -> Result<(), PrometheusAuthError> {
+    if let Some(e) = flag_errors(kubeconfig, incluster, config)
+        .into_iter()
+        .next()
+    {
+        return Err(e);
+    }
+    match kubeconfig.filter(|p| !p.as_os_str().is_empty()) {
+        Some(path) => from_kubeconfig(path, config),
+        None if incluster => from_service_account(&service_account_dir(), config),
+        None => Ok(()),
+    }
+}
+
+/// Every way `--prometheus-auth-config` (`kubeconfig`) and `--prometheus-auth-incluster`
+/// (`incluster`) go against each other and the other Prometheus flags in `config` (as
+/// [`apply`] takes them), found without reading a file. With both given, the other flags are
+/// named against `--prometheus-auth-config`.
+pub fn flag_errors(
+    kubeconfig: Option<&Path>,
+    incluster: bool,
+    config: &PromConfig,
+) -> Vec<PrometheusAuthError> {
     let kubeconfig = kubeconfig.filter(|p| !p.as_os_str().is_empty());
+    let mut errors = Vec::new();
     let from = match (kubeconfig, incluster) {
-        (None, false) => return Ok(()),
-        (Some(_), true) => return Err(PrometheusAuthError::BothSources),
+        (None, false) => return errors,
+        (Some(_), true) => {
+            errors.push(PrometheusAuthError::BothSources);
+            KUBECONFIG_FLAG
+        }
         (Some(_), false) => KUBECONFIG_FLAG,
         (None, true) => INCLUSTER_FLAG,
     };
     if config.ca_file.is_some() {
-        return Err(PrometheusAuthError::CaFile { from });
+        errors.push(PrometheusAuthError::CaFile { from });
     }
     if config.client_cert_file.is_some() || config.client_key_file.is_some() {
-        return Err(PrometheusAuthError::ClientCertificate { from });
+        errors.push(PrometheusAuthError::ClientCertificate { from });
     }
     if config.basic_auth.is_some() {
-        return Err(PrometheusAuthError::User { from });
+        errors.push(PrometheusAuthError::User { from });
     }
-    match kubeconfig {
-        Some(path) => from_kubeconfig(path, config),
-        None => from_service_account(&service_account_dir(), config),
-    }
+    errors
 }
 
 /// The current context's user and cluster TLS settings of a kubeconfig file.
@@ -363,6 +386,32 @@ mod tests {
         );
         let e = err(config(Some(&k), false, |_| {}));
         assert!(e.contains("client-key"), "{e}");
+    }
+
+    #[test]
+    fn every_conflict_of_the_flags_is_listed_without_reading_the_kubeconfig() {
+        let mut c = PromConfig::new(URL);
+        c.ca_file = Some("/etc/prometheus-ca/ca.crt".into());
+        c.basic_auth = Some(("adapter".into(), String::new()));
+        let missing = Path::new("/nonexistent/kubeconfig");
+        let errors = flag_errors(Some(missing), true, &c);
+        assert!(
+            matches!(
+                errors.as_slice(),
+                [
+                    PrometheusAuthError::BothSources,
+                    PrometheusAuthError::CaFile {
+                        from: KUBECONFIG_FLAG
+                    },
+                    PrometheusAuthError::User {
+                        from: KUBECONFIG_FLAG
+                    },
+                ]
+            ),
+            "{errors:?}"
+        );
+        assert!(flag_errors(Some(missing), false, &PromConfig::new(URL)).is_empty());
+        assert!(flag_errors(Some(Path::new("")), false, &c).is_empty());
     }
 
     #[test]
