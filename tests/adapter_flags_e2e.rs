@@ -405,13 +405,14 @@ fn prometheus_auth_incluster_sends_the_rotating_service_account_token_and_trusts
         server.log()
     );
 
-    // Both sources of auth at once are refused, as prometheus-adapter refuses them.
+    // Both sources of auth at once are refused, as prometheus-adapter refuses them: a
+    // usage error.
     let k = kubeconfig(dir, "k", "", "    token: t\n");
     let mut args = serve_args(dir, &pki, &proxy.url());
     args.push("--prometheus-auth-incluster=true".into());
     args.push(format!("--prometheus-auth-config={}", k.display()));
     let mut server = Promhpa::start(&args, dir, &[("PROMHPA_SERVICE_ACCOUNT_DIR", &sa)]);
-    assert_eq!(server.exit().code(), Some(1));
+    assert_eq!(server.exit().code(), Some(64));
     assert!(
         server.log().contains("may not use both in-cluster auth"),
         "{}",
@@ -579,7 +580,8 @@ fn invalid_values_are_flag_errors() {
             assert!(stderr.contains(s), "{args:?}: {stderr}");
         }
     }
-    // Names that parse but leave nothing to offer stop promhpa before it serves.
+    // Names that parse but leave nothing to offer stop promhpa before it serves, as a
+    // usage error.
     let dir = tempfile::tempdir().unwrap();
     let out = run(&[
         "--demo",
@@ -587,9 +589,54 @@ fn invalid_values_are_flag_errors() {
         &format!("--cert-dir={}", dir.path().display()),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
     assert!(
         stderr.contains("none of the --tls-cipher-suites can be offered"),
         "{stderr}"
     );
+}
+
+#[test]
+fn flags_that_do_not_go_together_are_all_reported_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let out = run(&[
+        "--demo",
+        "--tls-cert-file=/etc/promhpa/tls.crt",
+        "--forward-client-key-file=/etc/keda/client.key",
+        "--forward-unknown-external-metrics-to=https://keda-operator-metrics-apiserver.keda.svc",
+        "--forward-ca-file=/etc/keda/ca.crt",
+        &format!("--cert-dir={}", certs.display()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "error: --tls-cert-file and --tls-private-key-file must be given together",
+            "error: --forward-client-key-file needs --forward-client-cert-file",
+        ],
+        "{stderr}"
+    );
+    // Nothing started: no self-signed certificate was written, and the missing files were
+    // not what was reported.
+    assert!(!certs.exists(), "{stderr}");
+    assert!(!stderr.contains("No such file"), "{stderr}");
+
+    // What only running can tell stays a runtime failure.
+    let out = run(&[
+        "--demo",
+        &format!("--tls-cert-file={}", dir.path().join("tls.crt").display()),
+        &format!(
+            "--tls-private-key-file={}",
+            dir.path().join("tls.key").display()
+        ),
+        "--secure-port=0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
 }

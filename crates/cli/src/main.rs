@@ -92,8 +92,8 @@ fn main() -> ExitCode {
         }
     }
     let result = match cli.command {
-        None => cmd::serve::run(cli.serve),
-        Some(Command::Serve(args)) => cmd::serve::run(args),
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
         Some(Command::Check(args)) => cmd::check::run(args),
         Some(Command::Query(args)) => cmd::query::run(args),
         Some(Command::Promql(args)) => cmd::promql::run(args),
@@ -112,9 +112,28 @@ fn main() -> ExitCode {
 }
 
 /// Exit status of a command line that does not parse (an unknown flag, a value that is
-/// not a duration...): 64, `EX_USAGE` of sysexits.h, apart from runtime failures (1) and
-/// from `check`'s verdicts (2).
+/// not a duration...) or whose flags do not go together: 64, `EX_USAGE` of sysexits.h,
+/// apart from runtime failures (1) and from `check`'s verdicts (2).
 const EXIT_USAGE: u8 = 64;
+
+/// `serve`: its flags are checked before anything starts; when they are wrong, every problem
+/// is printed and nothing runs.
+fn serve(args: cmd::serve::Args) -> anyhow::Result<ExitCode> {
+    match cmd::serve::ServeConfig::from_args(args) {
+        Ok(config) => cmd::serve::run(config),
+        Err(errors) => Ok(flag_errors(&errors)),
+    }
+}
+
+/// Print each flag problem on its own `error:` line, as Kubernetes' servers list theirs,
+/// and the exit status.
+fn flag_errors(errors: &cmd::serve::FlagErrors) -> ExitCode {
+    for e in errors.iter() {
+        eprintln!("error: {e}");
+    }
+    eprintln!("\nFor more information, try '--help'.");
+    ExitCode::from(EXIT_USAGE)
+}
 
 /// Print a clap error (or the help and version it was asked for) and the exit status.
 fn usage_error(e: clap::Error) -> ExitCode {

@@ -188,6 +188,69 @@ impl BackendFlags {
         given
     }
 
+    /// Every problem the Prometheus flags show without reading a file: a verb or header
+    /// that is not one, and, unless `--demo` leaves them unused, a URL that is not one and
+    /// flags that cannot go together. The URL may come from a Helm values file instead of
+    /// `--prometheus-url`, so the combinations are checked without one too.
+    pub fn flag_errors(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.prometheus_verb.parse::<Verb>().is_err() {
+            errors.push(format!(
+                "invalid --prometheus-verb \"{}\": expected GET or POST",
+                self.prometheus_verb
+            ));
+        }
+        for h in &self.prometheus_header {
+            if parse_header_flag(h).is_err() {
+                errors.push(format!(
+                    "invalid --prometheus-header \"{h}\": expected key=value with a valid header name and value"
+                ));
+            }
+        }
+        if self.demo {
+            return errors;
+        }
+        if let Some(url) = &self.prometheus_url {
+            match url::Url::parse(url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(_) => errors.push(format!(
+                    "invalid --prometheus-url \"{url}\": scheme must be http or https"
+                )),
+                Err(e) => errors.push(format!("invalid --prometheus-url \"{url}\": {e}")),
+            }
+        }
+        match (
+            &self.prometheus_client_tls_cert_file,
+            &self.prometheus_client_tls_key_file,
+        ) {
+            (Some(_), None) => errors.push(
+                "--prometheus-client-tls-cert-file needs --prometheus-client-tls-key-file".into(),
+            ),
+            (None, Some(_)) => errors.push(
+                "--prometheus-client-tls-key-file needs --prometheus-client-tls-cert-file".into(),
+            ),
+            _ => {}
+        }
+        let mut given = PromConfig::new(String::new());
+        given.ca_file = self.prometheus_ca_file.clone();
+        given.client_cert_file = self.prometheus_client_tls_cert_file.clone();
+        given.client_key_file = self.prometheus_client_tls_key_file.clone();
+        given.basic_auth = self
+            .prometheus_user
+            .as_ref()
+            .map(|u| (u.clone(), String::new()));
+        errors.extend(
+            promhpa_kube::prometheus_auth::flag_errors(
+                self.prometheus_auth_config.as_deref(),
+                self.prometheus_auth_incluster,
+                &given,
+            )
+            .iter()
+            .map(|e| e.to_string()),
+        );
+        errors
+    }
+
     /// Says which Prometheus connection flags go unused because the embedded evaluator is
     /// the backend.
     pub fn warn_unused_prometheus_flags(&self) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::backend::{now_ms, BackendFlags};
 use anyhow::{bail, Context};
-use promhpa_apiserver::server::{TlsOptions, TlsVersion};
+use promhpa_apiserver::server::TlsVersion;
 use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::duration::parse_go_duration;
@@ -17,9 +17,12 @@ use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
 
 mod cluster;
+mod config;
 mod demo_nodes;
 mod limits;
 mod memory;
+
+pub use config::{FlagErrors, ServeConfig};
 
 /// The flags of `promhpa serve`, boxed so the subcommand enum stays small.
 #[derive(clap::Args, Debug, Clone)]
@@ -342,10 +345,8 @@ struct Scraping {
 /// loaded, and the --scrape-config targets read (scraping starts with the runtime).
 fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)> {
     use promhpa_promql_eval::{EmbeddedBackend, StoreLimits};
+    // Positive: ServeConfig::from_args refuses a zero --retention.
     let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
-    if retention_ms <= 0 {
-        bail!("--retention must be positive");
-    }
     let backend = Arc::new(EmbeddedBackend::new(StoreLimits {
         retention_ms,
         max_series: args.max_series,
@@ -374,46 +375,37 @@ fn embedded_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)
     Ok((backend, scraping))
 }
 
-/// The backend: the demo traffic with --demo, Prometheus with --prometheus-url, otherwise
-/// the embedded evaluator with its scrape targets and exposition files.
+/// The backend: the demo traffic with --demo, Prometheus with --prometheus-url (never with
+/// --scrape-config or --load-exposition: ServeConfig::from_args refuses them together),
+/// otherwise the embedded evaluator with its scrape targets and exposition files.
 fn build_backend(args: &Flags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
-    let embedded_inputs = args.scrape_config.is_some() || !args.backend.load_exposition.is_empty();
-    if args.backend.demo {
-        return Ok((args.backend.build_backend()?, None));
-    }
-    if args.backend.prometheus_url.is_some() {
-        if embedded_inputs {
-            bail!("--scrape-config and --load-exposition feed the embedded evaluator and cannot be combined with --prometheus-url");
-        }
+    if args.backend.demo || args.backend.prometheus_url.is_some() {
         return Ok((args.backend.build_backend()?, None));
     }
     let (backend, scraping) = embedded_backend(args)?;
     Ok((backend, Some(scraping)))
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let args = *args.flags;
+/// Serve with flags `ServeConfig::from_args` has checked; what fails now (a file, a server,
+/// the cluster) is a runtime error.
+pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
+    let ServeConfig {
+        flags: mut args,
+        serving_tls,
+        serving_cert,
+        limits: serving_limits,
+        delegated_auth,
+        forward,
+    } = config;
     init_logging(&args);
-    if args.log_format != "text" && args.log_format != "json" {
-        bail!(
-            "invalid --log-format \"{}\": expected text or json",
-            args.log_format
-        );
-    }
     for w in compatibility_warnings(&args) {
         tracing::warn!("{w}");
     }
-    let tls_options = TlsOptions {
-        min_version: args.tls_min_version,
-        cipher_suites: args.tls_cipher_suites.clone(),
-    };
-    let serving_tls = tls_options.resolve()?;
     for w in &serving_tls.warnings {
         tracing::warn!("{w}");
     }
     let metrics = Arc::new(SelfMetrics::default());
-    let forward = forward_options(&args).build(metrics.clone())?.map(Arc::new);
-    let mut args = args;
+    let forward = forward.build(metrics.clone())?.map(Arc::new);
     let rules = args.backend.load_rules()?;
     if args.strict_rules && !rules.is_clean() {
         let problems: Vec<String> = rules
@@ -454,10 +446,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (name, address) in backends.list().into_iter().skip(1) {
         tracing::info!(backend = %name, %address, "backend of the rule file");
     }
-    let (cert, key) = match (&args.tls_cert_file, &args.tls_private_key_file) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        (None, None) => server::ensure_self_signed(&args.cert_dir, &[])?,
-        _ => bail!("--tls-cert-file and --tls-private-key-file must be given together"),
+    let (cert, key) = match serving_cert {
+        Some(pair) => pair,
+        None => server::ensure_self_signed(&args.cert_dir, &[])?,
     };
     let resolver = Arc::new(server::ReloadingCert::new(&cert, &key)?);
     let tls = server::tls_config_with(resolver, &serving_tls)?;
@@ -482,7 +473,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
             (None, None)
         } else {
-            let (guard, handle) = cluster::guard(&args).await?;
+            let (guard, handle) = cluster::guard(&delegated_auth).await?;
             (Some(guard), Some(handle))
         };
         // A certificate the backend's CA does not vouch for will not fix itself: say so and
@@ -541,7 +532,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tokio::spawn(promhpa_apiserver::reload::ignore_hangup_without_rule_file());
             }
         }
-        let serving_limits = args.limits.limits()?;
         let state = AppState::new(registry, lookup, metrics.clone())
             .with_guard(guard)
             .with_coalescer(Arc::new(

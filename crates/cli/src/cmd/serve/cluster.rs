@@ -13,24 +13,30 @@ use promhpa_kube::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOption
 
 use super::Flags;
 
-fn flag_bool(name: &str, value: &Option<String>) -> anyhow::Result<bool> {
+fn flag_bool(name: &str, value: &Option<String>, errors: &mut Vec<String>) -> bool {
     match value.as_deref() {
-        None => Ok(false),
-        Some(v) => promhpa_core::gofmt::parse_go_bool(v)
-            .map_err(|_| anyhow::anyhow!("invalid --{name} \"{v}\": expected true or false")),
+        None => false,
+        Some(v) => promhpa_core::gofmt::parse_go_bool(v).unwrap_or_else(|_| {
+            errors.push(format!("invalid --{name} \"{v}\": expected true or false"));
+            false
+        }),
     }
 }
 
-fn flag_ttl(name: &str, value: &Option<String>) -> anyhow::Result<Duration> {
+fn flag_ttl(name: &str, value: &Option<String>, errors: &mut Vec<String>) -> Duration {
+    let default = Duration::from_secs(10);
     match value {
-        None => Ok(Duration::from_secs(10)),
-        Some(v) => promhpa_core::duration::parse_go_duration(v)
-            .map_err(|e| anyhow::anyhow!("invalid --{name} \"{v}\": {e}")),
+        None => default,
+        Some(v) => promhpa_core::duration::parse_go_duration(v).unwrap_or_else(|e| {
+            errors.push(format!("invalid --{name} \"{v}\": {e}"));
+            default
+        }),
     }
 }
 
-/// The delegated-auth settings from prometheus-adapter's (Kubernetes') flags.
-pub fn auth_options(flags: &Flags) -> anyhow::Result<DelegatedAuthOptions> {
+/// The delegated-auth settings from prometheus-adapter's (Kubernetes') flags, or every flag
+/// whose value is not one.
+pub fn auth_options(flags: &Flags) -> Result<DelegatedAuthOptions, Vec<String>> {
     let mut authn = AuthnFlags {
         client_ca_file: flags.client_ca_file.clone(),
         requestheader_client_ca_file: flags.requestheader_client_ca_file.clone(),
@@ -49,6 +55,7 @@ pub fn auth_options(flags: &Flags) -> anyhow::Result<DelegatedAuthOptions> {
     if !flags.requestheader_uid_headers.is_empty() {
         authn.requestheader_uid_headers = flags.requestheader_uid_headers.clone();
     }
+    let mut errors = Vec::new();
     let mut options = DelegatedAuthOptions {
         authn,
         authentication_kubeconfig: flags
@@ -62,25 +69,33 @@ pub fn auth_options(flags: &Flags) -> anyhow::Result<DelegatedAuthOptions> {
         token_cache_ttl: flag_ttl(
             "authentication-token-webhook-cache-ttl",
             &flags.authentication_token_webhook_cache_ttl,
-        )?,
+            &mut errors,
+        ),
         authorized_ttl: flag_ttl(
             "authorization-webhook-cache-authorized-ttl",
             &flags.authorization_webhook_cache_authorized_ttl,
-        )?,
+            &mut errors,
+        ),
         unauthorized_ttl: flag_ttl(
             "authorization-webhook-cache-unauthorized-ttl",
             &flags.authorization_webhook_cache_unauthorized_ttl,
-        )?,
+            &mut errors,
+        ),
         skip_lookup: flag_bool(
             "authentication-skip-lookup",
             &flags.authentication_skip_lookup,
-        )?,
+            &mut errors,
+        ),
         tolerate_lookup_failure: flag_bool(
             "authentication-tolerate-lookup-failure",
             &flags.authentication_tolerate_lookup_failure,
-        )?,
+            &mut errors,
+        ),
         ..DelegatedAuthOptions::default()
     };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     if !flags.authorization_always_allow_paths.is_empty() {
         options.always_allow_paths = flags.authorization_always_allow_paths.clone();
     }
@@ -89,9 +104,10 @@ pub fn auth_options(flags: &Flags) -> anyhow::Result<DelegatedAuthOptions> {
 
 /// Start delegated authentication and authorization against the cluster's API server. The
 /// returned handle keeps the CA watch running; drop it to stop.
-pub async fn guard(flags: &Flags) -> anyhow::Result<(Arc<dyn RequestGuard>, DelegatedAuth)> {
-    let options = auth_options(flags)?;
-    let auth = delegated_auth(&options).await.context(
+pub async fn guard(
+    options: &DelegatedAuthOptions,
+) -> anyhow::Result<(Arc<dyn RequestGuard>, DelegatedAuth)> {
+    let auth = delegated_auth(options).await.context(
         "setting up delegated authentication and authorization (TokenReview, \
          SubjectAccessReview, extension-apiserver-authentication); run in a cluster, pass \
          --authentication-kubeconfig/--authorization-kubeconfig, or for local use only \
@@ -179,7 +195,7 @@ mod tests {
             "--authorization-always-allow-paths=/healthz,/metrics",
             "--kubeconfig=/etc/kube/config",
         ]);
-        let o = auth_options(&f).unwrap_or_else(|e| panic!("{e}"));
+        let o = auth_options(&f).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             o.authn.requestheader_allowed_names,
             vec!["front-proxy-client", "aggregator"]
@@ -202,9 +218,19 @@ mod tests {
 
     #[test]
     fn bad_flag_values_are_errors() {
-        let f = flags(&["--authentication-skip-lookup=maybe"]);
-        assert!(auth_options(&f).is_err());
-        let f = flags(&["--authentication-token-webhook-cache-ttl=soon"]);
-        assert!(auth_options(&f).is_err());
+        let f = flags(&[
+            "--authentication-skip-lookup=maybe",
+            "--authentication-token-webhook-cache-ttl=soon",
+        ]);
+        let e = auth_options(&f).err().unwrap_or_default();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            e[1],
+            "invalid --authentication-skip-lookup \"maybe\": expected true or false"
+        );
+        assert!(
+            e[0].starts_with("invalid --authentication-token-webhook-cache-ttl \"soon\""),
+            "{e:?}"
+        );
     }
 }

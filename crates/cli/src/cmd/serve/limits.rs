@@ -45,7 +45,9 @@ pub struct LimitFlags {
 }
 
 impl LimitFlags {
-    pub fn limits(&self) -> anyhow::Result<ServingLimits> {
+    /// The serving limits, or every flag whose value cannot be one.
+    pub fn limits(&self) -> Result<ServingLimits, Vec<String>> {
+        let mut errors = Vec::new();
         for (flag, d) in [
             ("--request-timeout", self.request_timeout),
             ("--tls-handshake-timeout", self.tls_handshake_timeout),
@@ -53,11 +55,14 @@ impl LimitFlags {
             ("--idle-connection-timeout", self.idle_connection_timeout),
         ] {
             if d.is_zero() {
-                anyhow::bail!("{flag} must be positive");
+                errors.push(format!("{flag} must be positive"));
             }
         }
         if self.http2_max_streams_per_connection == 0 {
-            anyhow::bail!("--http2-max-streams-per-connection must be positive");
+            errors.push("--http2-max-streams-per-connection must be positive".to_string());
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(ServingLimits {
             tls_handshake_timeout: self.tls_handshake_timeout,
@@ -86,19 +91,24 @@ mod tests {
     #[test]
     fn defaults_match_the_generic_apiserver_where_it_has_them() {
         let f = Wrapper::try_parse_from(["promhpa"]).unwrap_or_else(|e| panic!("{e}"));
-        let l = f.flags.limits().unwrap_or_else(|e| panic!("{e}"));
+        let l = f.flags.limits().unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(l.max_requests_inflight, 400);
         assert_eq!(l.request_timeout, Duration::from_secs(60));
         assert_eq!(l.idle_timeout, Duration::from_secs(90));
         assert_eq!(l.max_request_header_bytes, 1 << 20);
-        let f = Wrapper::try_parse_from(["promhpa", "--request-timeout=0s"])
-            .unwrap_or_else(|e| panic!("{e}"));
-        let e = f
-            .flags
-            .limits()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("--request-timeout must be positive"), "{e}");
+        let f = Wrapper::try_parse_from([
+            "promhpa",
+            "--request-timeout=0s",
+            "--http2-max-streams-per-connection=0",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = f.flags.limits().err().unwrap_or_default();
+        assert_eq!(
+            e,
+            vec![
+                "--request-timeout must be positive",
+                "--http2-max-streams-per-connection must be positive"
+            ]
+        );
     }
 }
