@@ -2,7 +2,6 @@
 //! OpenAPI documents.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
@@ -12,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use promhpa_core::backend::{BackendError, BoxFuture, QueryValue, Sample};
-use promhpa_core::lookup::{GroupResource, LookupError, ObjectLookup};
+use promhpa_core::backend::{BackendError, QueryValue, Sample};
+use promhpa_core::lookup::{GroupResource, LookupError};
 use promhpa_core::quantity::Quantity;
 use promhpa_core::selector::LabelSelector;
 use promhpa_rules::{RenderError, Rule};
@@ -24,32 +23,12 @@ use promhpa_core::path::segments;
 use crate::backends::{BackendRef, Backends};
 use crate::coalesce::Source;
 use crate::error::ApiError;
-use crate::metrics::{SelfMetrics, Stage, StageClock};
-use crate::registry::{Api, Registry};
+use crate::metrics::{Stage, StageClock};
+use crate::registry::Api;
 use crate::stale::Recall;
 use crate::types::*;
 
-/// Decides whether a request may proceed (authentication and authorization). Health probes
-/// are never passed to it.
-pub trait RequestGuard: Send + Sync {
-    fn check<'a>(
-        &'a self,
-        parts: &'a axum::http::request::Parts,
-    ) -> BoxFuture<'a, Result<(), ApiError>>;
-}
-
-/// Everything a request needs.
-#[derive(Clone)]
-pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub lookup: Arc<dyn ObjectLookup>,
-    pub metrics: Arc<SelfMetrics>,
-    pub guard: Option<Arc<dyn RequestGuard>>,
-    /// Identical concurrent queries share one backend call.
-    pub coalescer: Arc<crate::coalesce::Coalescer>,
-    /// Where requests for metrics no rule serves go (`--forward-unknown-*-metrics-to`).
-    pub forward: Option<Arc<crate::forward::Forwarder>>,
-}
+pub use crate::state::{AppState, RequestGuard};
 
 /// The route label used in self-metrics.
 #[derive(Clone, Copy)]

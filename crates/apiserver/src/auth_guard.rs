@@ -4,8 +4,8 @@ use promhpa_auth::{Rejection, RequestAuth};
 use promhpa_core::backend::BoxFuture;
 use promhpa_core::tls::PeerCertificates;
 
-use crate::api::RequestGuard;
 use crate::error::ApiError;
+use crate::state::RequestGuard;
 use crate::types::StatusDetails;
 
 impl RequestGuard for RequestAuth {

@@ -18,8 +18,9 @@ use promhpa_core::path::segments;
 use promhpa_rules::Rule;
 use serde::Serialize;
 
-use crate::api::{json, parse_selector, query_params, AppState};
+use crate::api::{json, parse_selector, query_params};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::types::rfc3339;
 
 /// One rule as the debug view shows it.

@@ -6,8 +6,9 @@
 //! - [`backends::Backends`]: the default backend and those of the rule file's `backends`.
 //! - [`registry::Registry`]: which metrics exist, kept current by relisting each rule's
 //!   `seriesQuery`.
-//! - [`api::router`] over an [`api::AppState`] ([`state`]): discovery, metric values, `Status` errors, health, self-metrics,
-//!   OpenAPI; an optional [`api::RequestGuard`] authenticates and authorizes requests.
+//! - [`api::router`] over a [`state::AppState`]: discovery, metric values, `Status` errors,
+//!   health, self-metrics, OpenAPI; an optional [`state::RequestGuard`] authenticates and
+//!   authorizes requests.
 //! - [`server::serve`]: TLS 1.2+ with certificate reload, client certificates passed to
 //!   the guard as [`promhpa_core::tls::PeerCertificates`].
 //! - [`reload::RuleFileReloader`]: the rule file reloaded when it changes or on SIGHUP.
@@ -44,7 +45,8 @@ pub mod stale;
 pub mod state;
 pub mod types;
 
-pub use api::{router, AppState, RequestGuard};
+pub use api::router;
 pub use error::ApiError;
 pub use objects::StaticObjects;
 pub use registry::Registry;
+pub use state::{AppState, RequestGuard};

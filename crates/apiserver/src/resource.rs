@@ -24,9 +24,10 @@ use serde::Serialize;
 
 use crate::api::{
     json, not_found, now_ms, observed_query, parse_selector, query_params, remembered, request_key,
-    with_route, AppState,
+    with_route,
 };
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::types::{
     rfc3339, ApiGroup, ApiResource, ApiResourceList, GroupVersionForDiscovery, ListMeta,
     StatusDetails,
