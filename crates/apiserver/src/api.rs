@@ -16,7 +16,6 @@ use promhpa_core::lookup::{GroupResource, LookupError};
 use promhpa_core::quantity::Quantity;
 use promhpa_core::selector::LabelSelector;
 use promhpa_rules::{RenderError, Rule};
-use serde::Serialize;
 
 use promhpa_core::path::segments;
 
@@ -25,26 +24,11 @@ use crate::coalesce::Source;
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
+use crate::request::{json, not_found, parse_selector, query_params, with_route, RouteLabel};
 use crate::stale::Recall;
 use crate::types::*;
 
 pub use crate::state::{AppState, RequestGuard};
-
-/// The route label used in self-metrics.
-#[derive(Clone, Copy)]
-struct RouteLabel(&'static str);
-
-pub(crate) fn json<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
-        Err(e) => ApiError::Internal(format!("encoding response: {e}")).into_response(),
-    }
-}
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -172,14 +156,6 @@ async fn self_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub(crate) async fn not_found(req: Request) -> Response {
-    ApiError::not_found(format!(
-        "the server could not find the requested resource {}",
-        req.uri().path()
-    ))
-    .into_response()
-}
-
 fn gv(group: &str, version: &str) -> GroupVersionForDiscovery {
     GroupVersionForDiscovery {
         group_version: format!("{group}/{version}"),
@@ -217,43 +193,6 @@ async fn apis(State(state): State<AppState>) -> Response {
         api_version: "v1",
         groups,
     })
-}
-
-pub(crate) fn query_params(req: &Request) -> BTreeMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    let dec = |s: &str| {
-                        percent_encoding::percent_decode_str(&s.replace('+', " "))
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    };
-                    (dec(k), dec(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(crate) fn parse_selector(
-    params: &BTreeMap<String, String>,
-    name: &str,
-) -> Result<LabelSelector, ApiError> {
-    match params.get(name) {
-        None => Ok(LabelSelector::everything()),
-        Some(s) => s
-            .parse()
-            .map_err(|e| ApiError::BadRequest(format!("invalid {name} \"{s}\": {e}"))),
-    }
-}
-
-pub(crate) fn with_route(route: &'static str, mut resp: Response) -> Response {
-    resp.extensions_mut().insert(RouteLabel(route));
-    resp
 }
 
 async fn custom(State(state): State<AppState>, req: Request) -> Response {

@@ -18,8 +18,8 @@ use promhpa_core::path::segments;
 use promhpa_rules::Rule;
 use serde::Serialize;
 
-use crate::api::{json, parse_selector, query_params};
 use crate::error::ApiError;
+use crate::request::{json, parse_selector, query_params};
 use crate::state::AppState;
 use crate::types::rfc3339;
 

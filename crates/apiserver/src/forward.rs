@@ -50,6 +50,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::metrics::SelfMetrics;
 use crate::registry::Api;
+use crate::request::json;
 use crate::types::ApiResourceList;
 
 /// Set on every forwarded request. A request that arrives with it is never forwarded again,
@@ -471,10 +472,10 @@ impl Forwarder {
     /// by name); `own` alone when there is no target for `api` or the other server fails.
     pub async fn discovery(&self, api: Api, path: &str, own: &ApiResourceList) -> Response {
         let Some(target) = self.target_of(api) else {
-            return crate::api::json(own);
+            return json(own);
         };
         let theirs = self.their_resources(api, target, path).await;
-        crate::api::json(&merge_resources(own, theirs.as_deref().unwrap_or(&[])))
+        json(&merge_resources(own, theirs.as_deref().unwrap_or(&[])))
     }
 
     /// The other server's resources under `path`, from the cache while it is fresh.

@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod objects;
 pub mod registry;
 pub mod reload;
+mod request;
 pub mod resource;
 pub mod rule_objects;
 pub mod server;

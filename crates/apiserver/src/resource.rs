@@ -22,11 +22,9 @@ use promhpa_core::selector::LabelSelector;
 use promhpa_rules::{ResourceRule, ResourceRules};
 use serde::Serialize;
 
-use crate::api::{
-    json, not_found, now_ms, observed_query, parse_selector, query_params, remembered, request_key,
-    with_route,
-};
+use crate::api::{now_ms, observed_query, remembered, request_key};
 use crate::error::ApiError;
+use crate::request::{json, not_found, parse_selector, query_params, with_route};
 use crate::state::AppState;
 use crate::types::{
     rfc3339, ApiGroup, ApiResource, ApiResourceList, GroupVersionForDiscovery, ListMeta,
