@@ -2,7 +2,7 @@
 //! OpenAPI documents.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,23 +19,15 @@ use promhpa_rules::{RenderError, Rule};
 
 use promhpa_core::path::segments;
 
-use crate::backends::{BackendRef, Backends};
-use crate::coalesce::Source;
+use crate::answer::{observed_query, remembered, request_key};
+use crate::backends::Backends;
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
 use crate::request::{json, not_found, parse_selector, query_params, with_route, RouteLabel};
-use crate::stale::Recall;
 use crate::types::*;
 
 pub use crate::state::{AppState, RequestGuard};
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// The router for all routes, with the guard applied to everything but health probes.
 pub fn router(state: AppState) -> Router {
@@ -358,141 +350,6 @@ pub fn range_window_seconds(promql: &str) -> Option<i64> {
     }
     best
 }
-
-/// What identifies a metric request for its stale value: the path (API, version,
-/// namespace, resource, object name, metric) and every query parameter but `timeout`.
-/// `None` when stale values are not served, as nothing is remembered then.
-pub(crate) fn request_key(
-    state: &AppState,
-    req: &Request,
-    params: &BTreeMap<String, String>,
-) -> Option<String> {
-    state.coalescer.answers()?;
-    let rest: Vec<(&String, &String)> = params.iter().filter(|(k, _)| *k != "timeout").collect();
-    Some(format!("{}?{rest:?}", req.uri().path()))
-}
-
-/// The answer to a metric request, with the stale-value memory when it is on
-/// (`--stale-value-max-age`): a value answered is remembered under `key`; when the backend
-/// fails, the answer remembered for the same request is served while it is younger than
-/// the maximum age (with a `Warning` header, logged and counted under `api`), and past
-/// that age the 503 says when the last answer was.
-pub(crate) async fn remembered(
-    state: &AppState,
-    api: &'static str,
-    key: Option<String>,
-    result: Result<Response, ApiError>,
-) -> Response {
-    let (Some(answers), Some(key)) = (state.coalescer.answers(), key) else {
-        return result.unwrap_or_else(IntoResponse::into_response);
-    };
-    match result {
-        Ok(resp) if resp.status() == StatusCode::OK => {
-            let (parts, body) = resp.into_parts();
-            match axum::body::to_bytes(body, usize::MAX).await {
-                Ok(bytes) => {
-                    answers.remember(&key, bytes.clone(), now_ms());
-                    let (entries, size) = answers.size();
-                    state.metrics.set_stale_values_remembered(entries, size);
-                    Response::from_parts(parts, Body::from(bytes))
-                }
-                Err(e) => ApiError::Internal(format!("reading an answer: {e}")).into_response(),
-            }
-        }
-        Ok(resp) => resp,
-        Err(ApiError::BackendUnavailable(message)) => match answers.recall(&key) {
-            Recall::Fresh {
-                body,
-                answered_ms,
-                age,
-            } => {
-                state.metrics.stale_value_served(api);
-                let answered = crate::types::rfc3339(answered_ms);
-                if let Some(suppressed) = answers.log_served() {
-                    tracing::warn!(
-                        api,
-                        request = %key,
-                        answered_at = %answered,
-                        age_s = age.as_secs(),
-                        not_logged_since_last = suppressed,
-                        error = %message,
-                        "backend failed: serving the last answer to this request (stale value)"
-                    );
-                }
-                let warning = format!(
-                    "299 - \"promhpa: the metrics backend failed; this is the answer of {answered} ({}s old)\"",
-                    age.as_secs()
-                );
-                let mut resp = (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response();
-                if let Ok(v) = header::HeaderValue::from_str(&warning) {
-                    resp.headers_mut().insert(header::WARNING, v);
-                }
-                resp
-            }
-            Recall::TooOld { answered_ms, age } => ApiError::BackendUnavailable(format!(
-                "{message}; the last successful answer to this request was at {} ({}s ago), older than --stale-value-max-age={}s",
-                crate::types::rfc3339(answered_ms),
-                age.as_secs(),
-                answers.max_age().as_secs_f64()
-            ))
-            .into_response(),
-            Recall::Unknown => ApiError::BackendUnavailable(format!(
-                "{message}; no earlier answer to this request is remembered to serve instead"
-            ))
-            .into_response(),
-        },
-        Err(e) => e.into_response(),
-    }
-}
-
-/// `promql` at the current time through the coalescer, within what is left of the
-/// request's deadline, recorded in the self-metrics under the rule at `rule_path`.
-pub(crate) async fn observed_query(
-    state: &AppState,
-    backend: &BackendRef,
-    rule_path: &str,
-    promql: &str,
-) -> Result<QueryValue, BackendError> {
-    let start = Instant::now();
-    let answer = state
-        .coalescer
-        .answer(
-            backend,
-            promql,
-            now_ms(),
-            crate::deadline::backend_budget(NO_DEADLINE_BUDGET),
-        )
-        .await;
-    let took = start.elapsed();
-    let outcome = match &answer.result {
-        Ok(_) if answer.source == Source::Shared => "shared",
-        Ok(_) if answer.source == Source::Cache => "cached",
-        Ok(_) => "success",
-        Err(BackendError::Unavailable { .. }) => "unavailable",
-        Err(BackendError::Query { .. }) => "rejected",
-        Err(_) => "error",
-    };
-    state
-        .metrics
-        .observe_backend(rule_path, outcome, took.as_secs_f64());
-    let decode = answer.decode.unwrap_or_default();
-    state
-        .metrics
-        .observe_stage(Stage::Backend, took.saturating_sub(decode));
-    if let Some(d) = answer.decode {
-        state.metrics.observe_stage(Stage::Decode, d);
-    }
-    answer.result
-}
-
-/// The budget of a query made outside a request with a deadline (the backend's own query
-/// timeout still applies).
-const NO_DEADLINE_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn query_vector(
     state: &AppState,
@@ -943,7 +800,6 @@ async fn external_values(
 
 /// The metrics.k8s.io types, for servers with `resourceRules`.
 fn resource_definitions() -> serde_json::Value {
-    use crate::resource::RESOURCE_GROUP;
     let usage = serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}});
     let meta = serde_json::json!({"type": "object", "properties": {
         "name": {"type": "string"}, "namespace": {"type": "string"},
@@ -1034,7 +890,7 @@ fn openapi_paths(group: Option<&str>, resource_metrics: bool) -> serde_json::Val
             ),
         );
     }
-    let resource_gv = format!("{}/v1beta1", crate::resource::RESOURCE_GROUP);
+    let resource_gv = format!("{}/v1beta1", RESOURCE_GROUP);
     if resource_metrics && group.is_none_or(|g| g == resource_gv) {
         let def = |kind: &str| format!("io.k8s.metrics.pkg.apis.metrics.v1beta1.{kind}");
         for (p, kind) in [
@@ -1072,7 +928,7 @@ fn openapi_group_versions(resource_metrics: bool) -> Vec<String> {
         format!("{EXTERNAL_GROUP}/v1beta1"),
     ];
     if resource_metrics {
-        gvs.push(format!("{}/v1beta1", crate::resource::RESOURCE_GROUP));
+        gvs.push(format!("{}/v1beta1", RESOURCE_GROUP));
     }
     gvs
 }

@@ -26,6 +26,7 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod answer;
 pub mod api;
 pub mod auth_guard;
 pub mod backends;

@@ -22,7 +22,7 @@ use promhpa_core::selector::LabelSelector;
 use promhpa_rules::{ResourceRule, ResourceRules};
 use serde::Serialize;
 
-use crate::api::{now_ms, observed_query, remembered, request_key};
+use crate::answer::{now_ms, observed_query, remembered, request_key};
 use crate::error::ApiError;
 use crate::request::{json, not_found, parse_selector, query_params, with_route};
 use crate::state::AppState;
@@ -31,7 +31,7 @@ use crate::types::{
     StatusDetails,
 };
 
-pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
+pub use crate::types::RESOURCE_GROUP;
 const VERSION: &str = "v1beta1";
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 pub const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 pub const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+pub const RESOURCE_GROUP: &str = "metrics.k8s.io";
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ListMeta {}
