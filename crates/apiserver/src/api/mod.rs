@@ -18,6 +18,7 @@ use promhpa_rules::{RenderError, Rule};
 
 use promhpa_core::path::segments;
 
+mod discovery;
 mod openapi;
 
 use crate::answer::{observed_query, remembered, request_key};
@@ -27,14 +28,15 @@ use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
 use crate::request::{json, not_found, parse_selector, query_params, with_route, RouteLabel};
 use crate::types::*;
+use discovery::{custom_group, custom_resources, external_group, external_resources, resources};
 
 pub use crate::state::{AppState, RequestGuard};
 
 /// The router for all routes, with the guard applied to everything but health probes.
 pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
-        .route("/apis", get(apis))
-        .route("/apis/", get(apis))
+        .route("/apis", get(discovery::apis))
+        .route("/apis/", get(discovery::apis))
         .route("/apis/custom.metrics.k8s.io", get(custom))
         .route("/apis/custom.metrics.k8s.io/", get(custom))
         .route("/apis/custom.metrics.k8s.io/{*rest}", get(custom))
@@ -50,7 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(self_metrics))
         .route("/debug/promhpa/rules", get(crate::debug::rules))
         .route("/debug/promhpa/query", get(crate::debug::query))
-        .route("/version", get(version))
+        .route("/version", get(discovery::version))
         .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::v3))
         .route("/openapi/v3/{*rest}", get(openapi::v3_group))
@@ -112,22 +114,6 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
     next.run(Request::from_parts(parts, body)).await
 }
 
-async fn version() -> Response {
-    let v = env!("CARGO_PKG_VERSION");
-    let mut parts = v.split('.');
-    json(&serde_json::json!({
-        "major": parts.next().unwrap_or("0"),
-        "minor": parts.next().unwrap_or("0"),
-        "gitVersion": format!("v{v}"),
-        "gitCommit": "",
-        "gitTreeState": "",
-        "buildDate": "",
-        "goVersion": "",
-        "compiler": "rustc",
-        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
-    }))
-}
-
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.registry.is_ready() {
         (StatusCode::OK, "ok").into_response()
@@ -147,45 +133,6 @@ async fn self_metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-fn gv(group: &str, version: &str) -> GroupVersionForDiscovery {
-    GroupVersionForDiscovery {
-        group_version: format!("{group}/{version}"),
-        version: version.to_string(),
-    }
-}
-
-fn custom_group() -> ApiGroup {
-    ApiGroup {
-        kind: "APIGroup",
-        api_version: "v1",
-        name: CUSTOM_GROUP.into(),
-        versions: vec![gv(CUSTOM_GROUP, "v1beta2"), gv(CUSTOM_GROUP, "v1beta1")],
-        preferred_version: gv(CUSTOM_GROUP, "v1beta2"),
-    }
-}
-
-fn external_group() -> ApiGroup {
-    ApiGroup {
-        kind: "APIGroup",
-        api_version: "v1",
-        name: EXTERNAL_GROUP.into(),
-        versions: vec![gv(EXTERNAL_GROUP, "v1beta1")],
-        preferred_version: gv(EXTERNAL_GROUP, "v1beta1"),
-    }
-}
-
-async fn apis(State(state): State<AppState>) -> Response {
-    let mut groups = vec![custom_group(), external_group()];
-    if state.registry.rules().resource.is_some() {
-        groups.push(crate::resource::resource_group());
-    }
-    json(&ApiGroupList {
-        kind: "APIGroupList",
-        api_version: "v1",
-        groups,
-    })
 }
 
 async fn custom(State(state): State<AppState>, req: Request) -> Response {
@@ -251,20 +198,6 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
     with_route(route, remembered(&state, "custom", key, result).await)
 }
 
-/// A discovery list: `own`, with the resources of the server `api` forwards to.
-async fn resources(
-    state: &AppState,
-    api: Api,
-    path: &str,
-    headers: &axum::http::HeaderMap,
-    own: ApiResourceList,
-) -> Response {
-    match &state.forward {
-        Some(f) if f.forwards(api, headers) => f.discovery(api, path, &own).await,
-        _ => json(&own),
-    }
-}
-
 /// The forwarder, and the metric, when `result` says no rule serves the metric and `api`
 /// forwards such requests.
 fn forwarding<'a>(
@@ -278,31 +211,6 @@ fn forwarding<'a>(
     };
     let f = state.forward.as_deref()?;
     f.forwards(api, headers).then(|| (f, details.name.clone()))
-}
-
-fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
-    let snap = state.registry.snapshot();
-    let objects = snap.namespaces.values().flat_map(|nr| nr.custom.iter());
-    let mut resources: Vec<ApiResource> = snap
-        .custom
-        .iter()
-        .chain(objects)
-        .map(|((gr, metric), e)| ApiResource {
-            name: format!("{gr}/{metric}"),
-            singular_name: String::new(),
-            namespaced: e.namespaced,
-            kind: "MetricValueList",
-            verbs: vec!["get"],
-        })
-        .collect();
-    resources.sort_by(|a, b| a.name.cmp(&b.name));
-    resources.dedup_by(|a, b| a.name == b.name);
-    ApiResourceList {
-        kind: "APIResourceList",
-        api_version: "v1",
-        group_version: format!("{CUSTOM_GROUP}/{version}"),
-        resources,
-    }
 }
 
 fn backend_error(e: BackendError, metric: &str, rule: &Rule, promql: &str) -> ApiError {
@@ -652,33 +560,6 @@ async fn external(State(state): State<AppState>, req: Request) -> Response {
             )
         }
         _ => not_found(req).await,
-    }
-}
-
-fn external_resources(state: &AppState) -> ApiResourceList {
-    let snap = state.registry.snapshot();
-    ApiResourceList {
-        kind: "APIResourceList",
-        api_version: "v1",
-        group_version: format!("{EXTERNAL_GROUP}/v1beta1"),
-        resources: {
-            let objects = snap.namespaces.values().flat_map(|nr| nr.external.iter());
-            let mut list: Vec<ApiResource> = snap
-                .external
-                .iter()
-                .chain(objects)
-                .map(|(metric, e)| ApiResource {
-                    name: metric.clone(),
-                    singular_name: String::new(),
-                    namespaced: e.namespaced,
-                    kind: "ExternalMetricValueList",
-                    verbs: vec!["get"],
-                })
-                .collect();
-            list.sort_by(|a, b| a.name.cmp(&b.name));
-            list.dedup_by(|a, b| a.name == b.name);
-            list
-        },
     }
 }
 

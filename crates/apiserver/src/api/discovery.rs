@@ -1,0 +1,138 @@
+//! Discovery: the `APIGroupList` at `/apis`, each group's `APIGroup`, the
+//! `APIResourceList` of the metrics each version serves (with those of the server
+//! forwarded to, when forwarding is on), and `/version`.
+
+use axum::extract::State;
+use axum::response::Response;
+
+use crate::registry::Api;
+use crate::request::json;
+use crate::state::AppState;
+use crate::types::*;
+
+/// `/apis`: the groups served, metrics.k8s.io among them with `resourceRules`.
+pub(super) async fn apis(State(state): State<AppState>) -> Response {
+    let mut groups = vec![custom_group(), external_group()];
+    if state.registry.rules().resource.is_some() {
+        groups.push(crate::resource::resource_group());
+    }
+    json(&ApiGroupList {
+        kind: "APIGroupList",
+        api_version: "v1",
+        groups,
+    })
+}
+
+/// The `APIGroup` of custom.metrics.k8s.io: v1beta2, preferred, and v1beta1.
+pub(super) fn custom_group() -> ApiGroup {
+    ApiGroup {
+        kind: "APIGroup",
+        api_version: "v1",
+        name: CUSTOM_GROUP.into(),
+        versions: vec![gv(CUSTOM_GROUP, "v1beta2"), gv(CUSTOM_GROUP, "v1beta1")],
+        preferred_version: gv(CUSTOM_GROUP, "v1beta2"),
+    }
+}
+
+/// The `APIGroup` of external.metrics.k8s.io: v1beta1.
+pub(super) fn external_group() -> ApiGroup {
+    ApiGroup {
+        kind: "APIGroup",
+        api_version: "v1",
+        name: EXTERNAL_GROUP.into(),
+        versions: vec![gv(EXTERNAL_GROUP, "v1beta1")],
+        preferred_version: gv(EXTERNAL_GROUP, "v1beta1"),
+    }
+}
+
+fn gv(group: &str, version: &str) -> GroupVersionForDiscovery {
+    GroupVersionForDiscovery {
+        group_version: format!("{group}/{version}"),
+        version: version.to_string(),
+    }
+}
+
+/// A discovery list: `own`, with the resources of the server `api` forwards to.
+pub(super) async fn resources(
+    state: &AppState,
+    api: Api,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    own: ApiResourceList,
+) -> Response {
+    match &state.forward {
+        Some(f) if f.forwards(api, headers) => f.discovery(api, path, &own).await,
+        _ => json(&own),
+    }
+}
+
+/// The custom metrics discovery found, one `{resource}/{metric}` each, for `version`.
+pub(super) fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
+    let snap = state.registry.snapshot();
+    let objects = snap.namespaces.values().flat_map(|nr| nr.custom.iter());
+    let mut resources: Vec<ApiResource> = snap
+        .custom
+        .iter()
+        .chain(objects)
+        .map(|((gr, metric), e)| ApiResource {
+            name: format!("{gr}/{metric}"),
+            singular_name: String::new(),
+            namespaced: e.namespaced,
+            kind: "MetricValueList",
+            verbs: vec!["get"],
+        })
+        .collect();
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    resources.dedup_by(|a, b| a.name == b.name);
+    ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{CUSTOM_GROUP}/{version}"),
+        resources,
+    }
+}
+
+/// The external metrics discovery found.
+pub(super) fn external_resources(state: &AppState) -> ApiResourceList {
+    let snap = state.registry.snapshot();
+    ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{EXTERNAL_GROUP}/v1beta1"),
+        resources: {
+            let objects = snap.namespaces.values().flat_map(|nr| nr.external.iter());
+            let mut list: Vec<ApiResource> = snap
+                .external
+                .iter()
+                .chain(objects)
+                .map(|(metric, e)| ApiResource {
+                    name: metric.clone(),
+                    singular_name: String::new(),
+                    namespaced: e.namespaced,
+                    kind: "ExternalMetricValueList",
+                    verbs: vec!["get"],
+                })
+                .collect();
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            list.dedup_by(|a, b| a.name == b.name);
+            list
+        },
+    }
+}
+
+/// `/version`: promhpa's version, in the form of Kubernetes' own.
+pub(super) async fn version() -> Response {
+    let v = env!("CARGO_PKG_VERSION");
+    let mut parts = v.split('.');
+    json(&serde_json::json!({
+        "major": parts.next().unwrap_or("0"),
+        "minor": parts.next().unwrap_or("0"),
+        "gitVersion": format!("v{v}"),
+        "gitCommit": "",
+        "gitTreeState": "",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }))
+}
