@@ -10,15 +10,16 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use promhpa_core::backend::{BackendError, QueryValue, Sample};
+use promhpa_core::backend::{QueryValue, Sample};
 use promhpa_core::lookup::{GroupResource, LookupError};
 use promhpa_core::quantity::Quantity;
 use promhpa_core::selector::LabelSelector;
-use promhpa_rules::{RenderError, Rule};
+use promhpa_rules::Rule;
 
 use promhpa_core::path::segments;
 
 mod discovery;
+mod errors;
 mod openapi;
 
 use crate::answer::{observed_query, remembered, request_key};
@@ -29,6 +30,7 @@ use crate::registry::Api;
 use crate::request::{json, not_found, parse_selector, query_params, with_route, RouteLabel};
 use crate::types::*;
 use discovery::{custom_group, custom_resources, external_group, external_resources, resources};
+use errors::{backend_error, render_error, unknown_external_metric, unknown_metric};
 
 pub use crate::state::{AppState, RequestGuard};
 
@@ -213,34 +215,6 @@ fn forwarding<'a>(
     f.forwards(api, headers).then(|| (f, details.name.clone()))
 }
 
-fn backend_error(e: BackendError, metric: &str, rule: &Rule, promql: &str) -> ApiError {
-    match e {
-        BackendError::Unavailable { address, message } => ApiError::BackendUnavailable(format!(
-            "unable to fetch metric \"{metric}\": backend {address} unavailable: {message}"
-        )),
-        // Not an answer Prometheus gives: a broken or foreign server, or a cut connection.
-        BackendError::Protocol { address, message } => ApiError::BackendUnavailable(format!(
-            "unable to fetch metric \"{metric}\": backend {address} unavailable: unexpected response: {message}"
-        )),
-        other => ApiError::Internal(format!(
-            "unable to fetch metric \"{metric}\" ({}): {other}; query: {promql}",
-            rule.path()
-        )),
-    }
-}
-
-fn render_error(e: RenderError, metric: &str) -> ApiError {
-    match e {
-        RenderError::InvalidSelectorKey { .. } | RenderError::UnsupportedOperator { .. } => {
-            ApiError::BadRequest(format!("metric \"{metric}\": {e}"))
-        }
-        RenderError::Broken { .. } => ApiError::Unavailable(format!(
-            "unable to fetch metric \"{metric}\": {e}; fix the rule file (`promhpa check --config FILE` lists every problem)"
-        )),
-        other => ApiError::Internal(format!("metric \"{metric}\": {other}")),
-    }
-}
-
 /// The largest range (`[5m]`, `[1h:1m]`) in a query, in seconds: the window its values cover.
 pub fn range_window_seconds(promql: &str) -> Option<i64> {
     let mut best = None;
@@ -297,56 +271,6 @@ fn non_finite(v: f64) -> &'static str {
         "+Inf"
     } else {
         "-Inf"
-    }
-}
-
-fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiError {
-    let snap = state.registry.snapshot();
-    let served_for: BTreeSet<String> = snap
-        .custom
-        .keys()
-        .filter(|(_, m)| m == metric)
-        .map(|(g, _)| g.to_string())
-        .collect();
-    let why = if !served_for.is_empty() {
-        format!(
-            "it is served for {} only",
-            served_for.into_iter().collect::<Vec<_>>().join(", ")
-        )
-    } else {
-        let rules = state.registry.rules();
-        let candidates: Vec<&Rule> = rules
-            .custom
-            .iter()
-            .filter(|r| r.could_produce(metric))
-            .collect();
-        let broken: Vec<String> = candidates
-            .iter()
-            .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
-            .collect();
-        let could: Vec<&str> = candidates
-            .iter()
-            .filter(|r| r.broken().is_none())
-            .map(|r| r.path())
-            .collect();
-        if !broken.is_empty() && could.is_empty() {
-            broken.join("; ")
-        } else if could.is_empty() {
-            "no rule in the configuration produces a metric of that name".to_string()
-        } else {
-            format!(
-                "{} could produce it, but discovery found no series for it with a label for {gr} (seriesQuery within --metrics-max-age)",
-                could.join(", ")
-            )
-        }
-    };
-    ApiError::UnknownMetric {
-        message: format!("the server could not find the metric \"{metric}\" for {gr}: {why}"),
-        details: StatusDetails {
-            name: metric.to_string(),
-            group: CUSTOM_GROUP.to_string(),
-            kind: gr.to_string(),
-        },
     }
 }
 
@@ -582,39 +506,7 @@ async fn external_values(
             .collect(),
     );
     let Some(entry) = state.registry.external(metric, Some(namespace)).await else {
-        let rules = state.registry.rules();
-        let candidates: Vec<&Rule> = rules
-            .external
-            .iter()
-            .filter(|r| r.could_produce(metric))
-            .collect();
-        let broken: Vec<String> = candidates
-            .iter()
-            .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
-            .collect();
-        let could: Vec<&str> = candidates
-            .iter()
-            .filter(|r| r.broken().is_none())
-            .map(|r| r.path())
-            .collect();
-        let why = if !broken.is_empty() && could.is_empty() {
-            broken.join("; ")
-        } else if could.is_empty() {
-            "no external rule in the configuration produces a metric of that name".to_string()
-        } else {
-            format!(
-                "{} could produce it, but discovery found no series for it (seriesQuery within --metrics-max-age)",
-                could.join(", ")
-            )
-        };
-        return Err(ApiError::UnknownMetric {
-            message: format!("the server could not find the external metric \"{metric}\": {why}"),
-            details: StatusDetails {
-                name: metric.to_string(),
-                group: EXTERNAL_GROUP.to_string(),
-                kind: String::new(),
-            },
-        });
+        return Err(unknown_external_metric(state, metric));
     };
     let Some(rule) = entry.rule() else {
         return Err(ApiError::Internal(format!(

@@ -1,0 +1,133 @@
+//! What a metric request that fails is answered with: the [`ApiError`] (and so the
+//! Kubernetes `Status`, [`crate::error`]) of a backend failure, of a query that could not
+//! be rendered, and of a metric no rule serves, with the reason spelled out.
+
+use std::collections::BTreeSet;
+
+use promhpa_core::backend::BackendError;
+use promhpa_core::lookup::GroupResource;
+use promhpa_rules::{RenderError, Rule};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::types::{StatusDetails, CUSTOM_GROUP, EXTERNAL_GROUP};
+
+/// A backend's failure to answer the query `promql` for `metric`: 503 when the backend is
+/// unavailable or answers as Prometheus does not, 500 otherwise.
+pub(super) fn backend_error(e: BackendError, metric: &str, rule: &Rule, promql: &str) -> ApiError {
+    match e {
+        BackendError::Unavailable { address, message } => ApiError::BackendUnavailable(format!(
+            "unable to fetch metric \"{metric}\": backend {address} unavailable: {message}"
+        )),
+        // Not an answer Prometheus gives: a broken or foreign server, or a cut connection.
+        BackendError::Protocol { address, message } => ApiError::BackendUnavailable(format!(
+            "unable to fetch metric \"{metric}\": backend {address} unavailable: unexpected response: {message}"
+        )),
+        other => ApiError::Internal(format!(
+            "unable to fetch metric \"{metric}\" ({}): {other}; query: {promql}",
+            rule.path()
+        )),
+    }
+}
+
+/// A rule's failure to render the query for `metric`: 400 for a selector that cannot be
+/// rendered, 503 for a broken rule, 500 otherwise.
+pub(super) fn render_error(e: RenderError, metric: &str) -> ApiError {
+    match e {
+        RenderError::InvalidSelectorKey { .. } | RenderError::UnsupportedOperator { .. } => {
+            ApiError::BadRequest(format!("metric \"{metric}\": {e}"))
+        }
+        RenderError::Broken { .. } => ApiError::Unavailable(format!(
+            "unable to fetch metric \"{metric}\": {e}; fix the rule file (`promhpa check --config FILE` lists every problem)"
+        )),
+        other => ApiError::Internal(format!("metric \"{metric}\": {other}")),
+    }
+}
+
+/// Why no rule serves the custom metric `metric` for `gr`, as the 404 `Status` answering it.
+pub(super) fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource) -> ApiError {
+    let snap = state.registry.snapshot();
+    let served_for: BTreeSet<String> = snap
+        .custom
+        .keys()
+        .filter(|(_, m)| m == metric)
+        .map(|(g, _)| g.to_string())
+        .collect();
+    let why = if !served_for.is_empty() {
+        format!(
+            "it is served for {} only",
+            served_for.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        let rules = state.registry.rules();
+        let candidates: Vec<&Rule> = rules
+            .custom
+            .iter()
+            .filter(|r| r.could_produce(metric))
+            .collect();
+        let broken: Vec<String> = candidates
+            .iter()
+            .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
+            .collect();
+        let could: Vec<&str> = candidates
+            .iter()
+            .filter(|r| r.broken().is_none())
+            .map(|r| r.path())
+            .collect();
+        if !broken.is_empty() && could.is_empty() {
+            broken.join("; ")
+        } else if could.is_empty() {
+            "no rule in the configuration produces a metric of that name".to_string()
+        } else {
+            format!(
+                "{} could produce it, but discovery found no series for it with a label for {gr} (seriesQuery within --metrics-max-age)",
+                could.join(", ")
+            )
+        }
+    };
+    ApiError::UnknownMetric {
+        message: format!("the server could not find the metric \"{metric}\" for {gr}: {why}"),
+        details: StatusDetails {
+            name: metric.to_string(),
+            group: CUSTOM_GROUP.to_string(),
+            kind: gr.to_string(),
+        },
+    }
+}
+
+/// Why no rule serves the external metric `metric`, as the 404 `Status` answering it.
+pub(super) fn unknown_external_metric(state: &AppState, metric: &str) -> ApiError {
+    let rules = state.registry.rules();
+    let candidates: Vec<&Rule> = rules
+        .external
+        .iter()
+        .filter(|r| r.could_produce(metric))
+        .collect();
+    let broken: Vec<String> = candidates
+        .iter()
+        .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
+        .collect();
+    let could: Vec<&str> = candidates
+        .iter()
+        .filter(|r| r.broken().is_none())
+        .map(|r| r.path())
+        .collect();
+    let why = if !broken.is_empty() && could.is_empty() {
+        broken.join("; ")
+    } else if could.is_empty() {
+        "no external rule in the configuration produces a metric of that name".to_string()
+    } else {
+        format!(
+            "{} could produce it, but discovery found no series for it (seriesQuery within --metrics-max-age)",
+            could.join(", ")
+        )
+    };
+    ApiError::UnknownMetric {
+        message: format!("the server could not find the external metric \"{metric}\": {why}"),
+        details: StatusDetails {
+            name: metric.to_string(),
+            group: EXTERNAL_GROUP.to_string(),
+            kind: String::new(),
+        },
+    }
+}
