@@ -10,29 +10,30 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use promhpa_core::backend::{QueryValue, Sample};
+use promhpa_core::backend::Sample;
 use promhpa_core::lookup::{GroupResource, LookupError};
 use promhpa_core::quantity::Quantity;
 use promhpa_core::selector::LabelSelector;
-use promhpa_rules::Rule;
 
 use promhpa_core::path::segments;
 
 mod discovery;
 mod errors;
 mod openapi;
+mod values;
 
-use crate::answer::{observed_query, remembered, request_key};
-use crate::backends::Backends;
+use crate::answer::{remembered, request_key};
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
 use crate::request::{json, not_found, parse_selector, query_params, with_route, RouteLabel};
 use crate::types::*;
 use discovery::{custom_group, custom_resources, external_group, external_resources, resources};
-use errors::{backend_error, render_error, unknown_external_metric, unknown_metric};
+use errors::{render_error, unknown_external_metric, unknown_metric};
+use values::{forwarding, non_finite, query_vector};
 
 pub use crate::state::{AppState, RequestGuard};
+pub use values::range_window_seconds;
 
 /// The router for all routes, with the guard applied to everything but health probes.
 pub fn router(state: AppState) -> Router {
@@ -198,80 +199,6 @@ async fn custom(State(state): State<AppState>, req: Request) -> Response {
         return with_route("custom/forwarded", forwarded);
     }
     with_route(route, remembered(&state, "custom", key, result).await)
-}
-
-/// The forwarder, and the metric, when `result` says no rule serves the metric and `api`
-/// forwards such requests.
-fn forwarding<'a>(
-    state: &'a AppState,
-    api: Api,
-    headers: &axum::http::HeaderMap,
-    result: &Result<Response, ApiError>,
-) -> Option<(&'a crate::forward::Forwarder, String)> {
-    let Err(ApiError::UnknownMetric { details, .. }) = result else {
-        return None;
-    };
-    let f = state.forward.as_deref()?;
-    f.forwards(api, headers).then(|| (f, details.name.clone()))
-}
-
-/// The largest range (`[5m]`, `[1h:1m]`) in a query, in seconds: the window its values cover.
-pub fn range_window_seconds(promql: &str) -> Option<i64> {
-    let mut best = None;
-    let mut rest = promql;
-    while let Some(start) = rest.find('[') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find(']') else { break };
-        let inner = after[..end].split(':').next().unwrap_or("").trim();
-        if let Ok(ms) = promhpa_core::duration::parse_prometheus_duration_ms(inner) {
-            let s = ms / 1000;
-            if best.is_none_or(|b| s > b) {
-                best = Some(s);
-            }
-        }
-        rest = &after[end..];
-    }
-    best
-}
-
-async fn query_vector(
-    state: &AppState,
-    backends: &Backends,
-    rule: &Rule,
-    metric: &str,
-    promql: &str,
-) -> Result<Vec<Sample>, ApiError> {
-    let backend = backends
-        .for_rule(rule)
-        .map_err(|e| backend_error(e, metric, rule, promql))?;
-    match observed_query(state, backend, rule.path(), promql).await {
-        Ok(QueryValue::Vector(v)) => Ok(v),
-        Ok(QueryValue::Scalar {
-            value,
-            timestamp_ms,
-        }) => Ok(vec![Sample {
-            labels: Default::default(),
-            value,
-            timestamp_ms,
-        }]),
-        Ok(other) => Err(ApiError::Internal(format!(
-            "metric \"{metric}\" ({}): the query returned a {} instead of a vector; query: {promql}",
-            rule.path(),
-            other.type_name()
-        ))),
-        Err(e) => Err(backend_error(e, metric, rule, promql)),
-    }
-}
-
-/// Why a finite value could not be produced.
-fn non_finite(v: f64) -> &'static str {
-    if v.is_nan() {
-        "NaN"
-    } else if v > 0.0 {
-        "+Inf"
-    } else {
-        "-Inf"
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -570,22 +497,4 @@ async fn external_values(
     });
     clock.lap(Stage::Encode);
     Ok(answer)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_from_ranges() {
-        assert_eq!(
-            range_window_seconds("sum(rate(x{a=\"b\"}[2m])) by (pod)"),
-            Some(120)
-        );
-        assert_eq!(
-            range_window_seconds("max_over_time(rate(x[1m])[5m:30s])"),
-            Some(300)
-        );
-        assert_eq!(range_window_seconds("sum(x)"), None);
-    }
 }
