@@ -1,12 +1,21 @@
-//! The HTTP routes: discovery, custom and external metric values, health, self-metrics and
-//! OpenAPI documents.
+//! The HTTP routes, and the way of a request through them, one file per stage:
+//!
+//! 1. `observe.rs`: every request is counted and timed in the self-metrics under its route.
+//! 2. `guard.rs`: every request but the health probes is authenticated and authorized by
+//!    the [`RequestGuard`], when there is one (the `auth` stage).
+//! 3. The handler of its path:
+//!    - `discovery.rs`: `/apis`, each group, the metrics each version lists, `/version`;
+//!    - `custom.rs` and `external.rs`: the values of custom.metrics.k8s.io and
+//!      external.metrics.k8s.io, timed stage by stage (route, object lookup, render,
+//!      backend, decode, encode), with what they share in `values.rs` and the answer to a
+//!      failure in `errors.rs`; [`crate::resource`] serves metrics.k8s.io;
+//!    - `openapi.rs`: the OpenAPI documents;
+//!    - `health.rs`: `/readyz` and `/metrics` (`/healthz` and `/livez` are answered here);
+//!    - [`crate::debug`]: the operator's view under `/debug/promhpa/`.
+//!
+//! Every handler reads its request and writes its answer with `request.rs`; a metric
+//! value is queried, and remembered for stale serving, by `answer.rs`.
 
-use std::time::Instant;
-
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -14,11 +23,13 @@ mod custom;
 mod discovery;
 mod errors;
 mod external;
+mod guard;
+mod health;
+mod observe;
 mod openapi;
 mod values;
 
-use crate::metrics::Stage;
-use crate::request::{not_found, RouteLabel};
+use crate::request::not_found;
 
 pub use crate::state::{AppState, RequestGuard};
 pub use values::range_window_seconds;
@@ -43,7 +54,7 @@ pub fn router(state: AppState) -> Router {
             "/apis/metrics.k8s.io/{*rest}",
             get(crate::resource::handler),
         )
-        .route("/metrics", get(self_metrics))
+        .route("/metrics", get(health::self_metrics))
         .route("/debug/promhpa/rules", get(crate::debug::rules))
         .route("/debug/promhpa/query", get(crate::debug::query))
         .route("/version", get(discovery::version))
@@ -51,80 +62,18 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(openapi::v3))
         .route("/openapi/v3/{*rest}", get(openapi::v3_group))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::check,
+        ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(health::readyz))
         .merge(guarded)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::record,
+        ))
         .with_state(state)
-}
-
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    // The route of a response that does not name one, from the path.
-    let by_path = match req.uri().path() {
-        "/healthz" | "/livez" | "/readyz" => "health",
-        "/metrics" => "metrics",
-        p if p.starts_with("/openapi") => "openapi",
-        p if p.starts_with("/apis") => "discovery",
-        _ => "other",
-    };
-    // Kept only for the debug log.
-    let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
-    let resp = next.run(req).await;
-    let route = resp
-        .extensions()
-        .get::<RouteLabel>()
-        .map_or(by_path, |r| r.0);
-    let code = resp.status().as_u16();
-    let elapsed = start.elapsed();
-    state
-        .metrics
-        .observe_request(route, code, elapsed.as_secs_f64());
-    if let Some(path) = path {
-        tracing::debug!(
-            path,
-            code,
-            elapsed_us = elapsed.as_micros() as u64,
-            "request"
-        );
-    }
-    resp
-}
-
-async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(g) = state.guard.clone() else {
-        return next.run(req).await;
-    };
-    let (parts, body) = req.into_parts();
-    let started = Instant::now();
-    let checked = g.check(&parts).await;
-    state.metrics.observe_stage(Stage::Auth, started.elapsed());
-    if let Err(e) = checked {
-        return e.into_response();
-    }
-    next.run(Request::from_parts(parts, body)).await
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    if state.registry.is_ready() {
-        (StatusCode::OK, "ok").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: metric discovery has not completed yet",
-        )
-            .into_response()
-    }
-}
-
-async fn self_metrics(State(state): State<AppState>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
 }
