@@ -88,6 +88,9 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
     with_route(route, remembered(&state, "custom", key, result).await)
 }
 
+/// The value of `metric` for the object `name` (every object matching `labelSelector`
+/// when it is `*`) of `resource`. The route, object lookup, render and encode stages are
+/// timed on `clock`; the backend and decode ones by the query.
 #[allow(clippy::too_many_arguments)]
 async fn custom_values(
     state: &AppState,

@@ -51,6 +51,9 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
     }
 }
 
+/// The values of the external `metric` in `namespace`, one per series answered. The
+/// route, render and encode stages are timed on `clock`; the backend and decode ones by
+/// the query.
 async fn external_values(
     state: &AppState,
     clock: &mut StageClock<'_>,
