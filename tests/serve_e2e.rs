@@ -111,8 +111,22 @@ fn combined_rules(dir: &Path) -> PathBuf {
     path
 }
 
+/// The answer Prometheus itself gives to `promql` now, the reference promhpa's answers are
+/// compared with. A busy machine can make one query time out, so a failed one is asked again.
 async fn prom_value(client: &PromClient, promql: &str) -> Vec<(String, f64)> {
-    match client.query(promql, now_ms()).await.unwrap() {
+    let mut tries = 0;
+    let value = loop {
+        match client.query(promql, now_ms()).await {
+            Ok(v) => break v,
+            Err(e) if tries < 4 => {
+                eprintln!("asking Prometheus for {promql} again after: {e}");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("Prometheus could not answer {promql}: {e}"),
+        }
+    };
+    match value {
         QueryValue::Vector(v) => {
             let mut out: Vec<(String, f64)> = v
                 .into_iter()
