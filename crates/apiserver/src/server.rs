@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use crate::metrics::{SelfMetrics, Stage};
 
 mod limits;
+pub mod memory;
 mod tls_policy;
 
 pub use limits::ServingLimits;

@@ -20,7 +20,6 @@ mod cluster;
 mod config;
 mod demo_nodes;
 mod limits;
-mod memory;
 
 pub use config::{FlagErrors, ServeConfig};
 
@@ -510,7 +509,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
             .with_connector(connect),
         );
         tokio::spawn(registry.clone().run(args.metrics_relist_interval));
-        tokio::spawn(memory::run(metrics.clone()));
+        tokio::spawn(server::memory::run(metrics.clone()));
         if args.metric_rules {
             cluster::serve_metric_rules(
                 args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),

@@ -4,12 +4,13 @@
 //! arena. promhpa calls it when the number of open connections has fallen well below its
 //! recent peak, and when resident memory has grown well past what it was after the last
 //! call; otherwise never, since it briefly locks each arena. Built with jemalloc
-//! (`--features jemalloc`), whose background thread purges by itself, this does nothing.
+//! (`--features jemalloc`, which turns on this crate's `jemalloc` feature), whose background
+//! thread purges by itself, this does nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use promhpa_apiserver::metrics::SelfMetrics;
+use crate::metrics::SelfMetrics;
 
 /// How often the conditions are checked.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
