@@ -51,4 +51,5 @@ pub use api::router;
 pub use error::ApiError;
 pub use objects::StaticObjects;
 pub use registry::Registry;
+pub use server::{Server, ServerBuilder};
 pub use state::{AppState, RequestGuard};

@@ -24,10 +24,12 @@ use tokio::net::TcpListener;
 
 use crate::metrics::{SelfMetrics, Stage};
 
+mod builder;
 mod limits;
 pub mod memory;
 mod tls_policy;
 
+pub use builder::{Server, ServerBuilder};
 pub use limits::ServingLimits;
 pub use tls_policy::{
     check_cipher_suite_name, offered_cipher_suite_names, unoffered_cipher_suite_names, ResolvedTls,

@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 use axum::http::StatusCode;
 use promhpa_apiserver::api::RequestGuard;
 use promhpa_apiserver::metrics::SelfMetrics;
-use promhpa_apiserver::{router, server, ApiError, AppState, Registry, StaticObjects};
+use promhpa_apiserver::{
+    router, server, ApiError, AppState, Registry, ServerBuilder, StaticObjects,
+};
 use promhpa_core::backend::{Backend, BackendError, BoxFuture, QueryValue, SeriesInfo};
 use promhpa_core::tls::PeerCertificates;
 use promhpa_promql_eval::{EmbeddedBackend, Labels};
@@ -931,4 +933,73 @@ async fn the_debug_view_is_behind_the_guard() {
         let (code, v) = get(&app, path).await;
         assert_eq!(code, StatusCode::FORBIDDEN, "{path}: {v}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_server_relists_by_itself_serves_its_extra_routes_and_stops() {
+    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+    let (backend, registry, _) = setup(Duration::ZERO);
+    seed(&backend);
+    let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
+    let tls = server::tls_config(resolver).unwrap();
+    let server = ServerBuilder::new(
+        registry,
+        Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
+        Arc::new(SelfMetrics::default()),
+        tls,
+    )
+    .guard(Some(Arc::new(NeedsClientCert)))
+    .relist_interval(Duration::from_millis(100))
+    .shutdown_grace_period(Duration::from_secs(5))
+    .merge(axum::Router::new().route("/extra", axum::routing::get(|| async { "extra" })))
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.serve(async {
+        let _ = rx.await;
+    }));
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let anonymous = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca.clone())
+        .build()
+        .unwrap();
+    // The guard stands in front of the metrics APIs.
+    let resp = anonymous.get(format!("{base}/apis")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let extra = anonymous.get(format!("{base}/extra")).send().await.unwrap();
+    assert_eq!(extra.text().await.unwrap(), "extra");
+
+    let mut pem = std::fs::read(&pki.client_cert).unwrap();
+    pem.extend(std::fs::read(&pki.client_key).unwrap());
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    // Nobody relisted: the server did, and is ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = client.get(format!("{base}/readyz")).send().await.unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = client
+        .get(format!(
+            "{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    tx.send(()).unwrap();
+    handle.await.unwrap();
 }

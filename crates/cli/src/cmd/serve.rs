@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::backend::{now_ms, BackendFlags};
 use anyhow::{bail, Context};
+use promhpa_apiserver::coalesce::Coalescer;
 use promhpa_apiserver::server::TlsVersion;
-use promhpa_apiserver::{metrics::SelfMetrics, server, AppState, Registry};
+use promhpa_apiserver::{metrics::SelfMetrics, server, Registry, ServerBuilder};
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
@@ -508,8 +509,6 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
             )
             .with_connector(connect),
         );
-        tokio::spawn(registry.clone().run(args.metrics_relist_interval));
-        tokio::spawn(server::memory::run(metrics.clone()));
         if args.metric_rules {
             cluster::serve_metric_rules(
                 args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
@@ -517,31 +516,26 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
                 args.metrics_relist_interval.min(Duration::from_secs(30)),
             )?;
         }
-        match &args.backend.config {
-            Some(path) => {
-                let reloader = promhpa_apiserver::reload::RuleFileReloader::new(
-                    path.clone(),
-                    registry.clone(),
-                    metrics.clone(),
-                    args.strict_rules,
-                );
-                tokio::spawn(reloader.run(args.config_reload_interval));
-            }
-            None => {
-                tokio::spawn(promhpa_apiserver::reload::ignore_hangup_without_rule_file());
-            }
-        }
-        let state = AppState::new(registry, lookup, metrics.clone())
-            .with_guard(guard)
-            .with_coalescer(Arc::new(
-                promhpa_apiserver::coalesce::Coalescer::default()
+        let mut builder = ServerBuilder::new(registry, lookup, metrics, tls)
+            .guard(guard)
+            .forward(forward)
+            .coalescer(
+                Coalescer::default()
                     .with_result_ttl(args.query_cache_ttl)
                     .with_stale_answers(args.stale_value_max_age),
-            ))
-            .with_forward(forward);
-        let mut app = promhpa_apiserver::router(state);
+            )
+            .limits(serving_limits)
+            .shutdown_grace_period(args.shutdown_grace_period)
+            .relist_interval(args.metrics_relist_interval);
+        if let Some(path) = &args.backend.config {
+            builder = builder.reload_rule_file(
+                path.clone(),
+                args.strict_rules,
+                args.config_reload_interval,
+            );
+        }
         if args.backend.demo {
-            app = app.merge(demo_nodes::router(demo_nodes::nodes_of(
+            builder = builder.merge(demo_nodes::router(demo_nodes::nodes_of(
                 super::backend::DEMO_OBJECTS,
             )?));
         }
@@ -551,20 +545,12 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
             IpAddr::from([0, 0, 0, 0])
         });
         let addr = SocketAddr::new(bind, args.secure_port);
-        let listener = tokio::net::TcpListener::bind(addr)
+        let server = builder
+            .bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
         tracing::info!(%addr, cert = %cert.display(), resource_metrics = has_resource_rules, "serving custom.metrics.k8s.io, external.metrics.k8s.io and, with resourceRules, metrics.k8s.io");
-        server::serve_with(
-            listener,
-            tls,
-            app,
-            shutdown_signal(),
-            args.shutdown_grace_period,
-            serving_limits,
-            Some(metrics),
-        )
-        .await;
+        server.serve(shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
 }
