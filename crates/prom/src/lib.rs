@@ -9,7 +9,7 @@
 //! explicitly). The CA, the client certificate and the token can also be given inline, as a
 //! kubeconfig carries them, with a name to verify the server's certificate against. Queries use GET, or POST when configured or when a GET URL would be longer
 //! than [`PromConfig::max_get_url_len`]. Each query has a deadline, also sent to Prometheus
-//! as `timeout=`.
+//! as `timeout=`. A rule file's `backends` entries become clients through [`backend_spec`].
 //!
 //! ```no_run
 //! use promhpa_prom::{PromClient, PromConfig};
@@ -20,6 +20,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod backend_spec;
 mod parse;
 mod series;
 
@@ -33,6 +34,7 @@ use promhpa_http_client::{error_chain, ClientSettings, Identity, Pem, ReloadingC
 
 pub use promhpa_http_client::{ClientError, InlinePem};
 
+pub use backend_spec::BackendSpecError;
 pub use parse::{parse_query_response, parse_sample_value, parse_series_response};
 
 /// Why a client could not be built from its configuration.

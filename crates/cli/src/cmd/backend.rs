@@ -12,7 +12,7 @@ use promhpa_core::backend::Backend;
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
-use promhpa_prom::{parse_header_flag, PromClient, PromConfig, PromError, Verb};
+use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
 pub use promhpa_core::time::now_ms;
@@ -297,8 +297,7 @@ impl BackendFlags {
         let verb = self.prometheus_verb.parse::<Verb>()?;
         let timeout = self.prometheus_query_timeout;
         Ok(Arc::new(move |spec: &promhpa_rules::BackendSpec| {
-            let client = spec_config(spec, verb, timeout)
-                .and_then(|config| Ok(PromClient::new(config)?))
+            let client = promhpa_prom::backend_spec::spec_client(spec, verb, timeout)
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(client) as Arc<dyn Backend>)
         }))
@@ -387,56 +386,6 @@ impl BackendFlags {
     }
 }
 
-/// Why the client of a rule file's `backends` entry cannot be made.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendSpecError {
-    #[error("invalid url: {0}")]
-    Url(url::ParseError),
-    #[error("reading basicAuth.passwordFile {file}: {error}")]
-    PasswordFile { file: String, error: std::io::Error },
-    #[error(transparent)]
-    Client(#[from] PromError),
-}
-
-/// The client settings of a `backends` entry. A basic-auth password file is read now (the
-/// entry's client is made anew when the rule file changes it); a token file is re-read by
-/// the client whenever it changes.
-pub fn spec_config(
-    spec: &promhpa_rules::BackendSpec,
-    verb: Verb,
-    timeout: std::time::Duration,
-) -> Result<PromConfig, BackendSpecError> {
-    let url = if spec.query_parameters.is_empty() {
-        spec.url.clone()
-    } else {
-        url::Url::parse_with_params(&spec.url, &spec.query_parameters)
-            .map_err(BackendSpecError::Url)?
-            .to_string()
-    };
-    let mut config = PromConfig::new(url);
-    config.verb = verb;
-    config.query_timeout = timeout;
-    config.ca_file = spec.ca_file.as_ref().map(PathBuf::from);
-    config.client_cert_file = spec.cert_file.as_ref().map(PathBuf::from);
-    config.client_key_file = spec.key_file.as_ref().map(PathBuf::from);
-    config.tls_server_name = spec.tls_server_name.clone();
-    config.token_file = spec.bearer_token_file.as_ref().map(PathBuf::from);
-    config.insecure_skip_verify = spec.insecure_skip_tls_verify;
-    config.headers = spec.headers.clone();
-    if let Some((user, file)) = &spec.basic_auth {
-        let password =
-            std::fs::read_to_string(file).map_err(|error| BackendSpecError::PasswordFile {
-                file: file.clone(),
-                error,
-            })?;
-        config.basic_auth = Some((
-            user.clone(),
-            password.trim_end_matches(['\r', '\n']).to_string(),
-        ));
-    }
-    Ok(config)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,61 +417,6 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("invalid boolean \"yes\""), "{err}");
-    }
-
-    #[test]
-    fn backend_entries_that_cannot_be_clients_say_why_once() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let spec = |url: &str| promhpa_rules::BackendSpec {
-            name: "thanos".into(),
-            line: 3,
-            url: url.into(),
-            query_parameters: vec![("dedup".into(), "true".into())],
-            headers: Vec::new(),
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            tls_server_name: None,
-            bearer_token_file: None,
-            basic_auth: None,
-            insecure_skip_tls_verify: false,
-        };
-        let err = |spec: &promhpa_rules::BackendSpec| {
-            spec_config(spec, Verb::Get, Duration::from_secs(1))
-                .and_then(|c| Ok(PromClient::new(c)?))
-                .err()
-                .map(|e| format!("{:#}", anyhow::Error::new(e)))
-                .unwrap_or_default()
-        };
-        assert_eq!(
-            err(&spec("/prometheus")),
-            "invalid url: relative URL without a base"
-        );
-        let password = dir.path().join("password");
-        let mut s = spec("https://thanos:9090");
-        s.basic_auth = Some(("adapter".into(), password.display().to_string()));
-        let e = err(&s);
-        assert!(
-            e.starts_with(&format!(
-                "reading basicAuth.passwordFile {}: ",
-                password.display()
-            )) && e.matches("No such file").count() == 1,
-            "{e}"
-        );
-        std::fs::write(&password, "pw\n").unwrap_or_else(|e| panic!("{e}"));
-        let c =
-            spec_config(&s, Verb::Post, Duration::from_secs(1)).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.url, "https://thanos:9090/?dedup=true");
-        assert_eq!(c.basic_auth, Some(("adapter".into(), "pw".into())));
-        assert_eq!(c.verb, Verb::Post);
-        let ca = dir.path().join("ca.crt");
-        s.ca_file = Some(ca.display().to_string());
-        let e = err(&s);
-        assert!(
-            e.starts_with(&format!("reading prometheus ca file {}: ", ca.display()))
-                && e.matches("No such file").count() == 1,
-            "{e}"
-        );
     }
 
     #[test]
