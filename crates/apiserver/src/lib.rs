@@ -15,6 +15,7 @@
 //! - [`debug`]: `/debug/promhpa/rules` and `/debug/promhpa/query`, the operator's view of
 //!   discovery and of the PromQL a request would send.
 //! - [`objects::StaticObjects`]: an object lookup backed by a file of Kubernetes objects.
+//! - [`demo_nodes`]: the core API's Node objects of the demo object set, for `serve --demo`.
 //! - [`coalesce::Coalescer`]: identical queries shared, optionally cached; with
 //!   [`stale::StaleAnswers`], the last answer served when the backend fails.
 //! - [`forward::Forwarder`]: requests for metrics no rule serves passed to another metrics
@@ -33,6 +34,7 @@ pub mod backends;
 pub mod coalesce;
 pub mod deadline;
 pub mod debug;
+pub mod demo_nodes;
 pub mod error;
 pub mod forward;
 pub mod metrics;

@@ -8,6 +8,13 @@
 
 use std::fmt::Write as _;
 
+/// The demo rule file (`demo/rules.yaml`): the rules that serve the demo traffic's metrics.
+pub const RULES: &str = include_str!("../../../demo/rules.yaml");
+
+/// The demo object set (`demo/objects.yaml`): the Deployments, pods and nodes the demo
+/// traffic comes from.
+pub const OBJECTS: &str = include_str!("../../../demo/objects.yaml");
+
 /// Prometheus client libraries' default histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

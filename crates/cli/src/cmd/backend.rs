@@ -102,8 +102,8 @@ pub struct BackendFlags {
     pub demo: bool,
 }
 
-const DEMO_RULES: &str = include_str!("../../../../demo/rules.yaml");
-pub(crate) const DEMO_OBJECTS: &str = include_str!("../../../../demo/objects.yaml");
+pub(crate) use promhpa_promql_eval::demo::OBJECTS as DEMO_OBJECTS;
+use promhpa_promql_eval::demo::RULES as DEMO_RULES;
 
 impl BackendFlags {
     /// The rule set: `--config`, the demo rules with `--demo`, or no rules.
