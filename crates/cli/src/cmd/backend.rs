@@ -102,7 +102,7 @@ pub struct BackendFlags {
     pub demo: bool,
 }
 
-pub(crate) use promhpa_promql_eval::demo::OBJECTS as DEMO_OBJECTS;
+use promhpa_promql_eval::demo::OBJECTS as DEMO_OBJECTS;
 use promhpa_promql_eval::demo::RULES as DEMO_RULES;
 
 impl BackendFlags {

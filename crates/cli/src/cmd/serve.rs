@@ -19,7 +19,6 @@ use promhpa_core::lookup::ObjectLookup;
 
 mod cluster;
 mod config;
-mod demo_nodes;
 mod limits;
 
 pub use config::{FlagErrors, ServeConfig};
@@ -535,9 +534,9 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
             );
         }
         if args.backend.demo {
-            builder = builder.merge(demo_nodes::router(demo_nodes::nodes_of(
-                super::backend::DEMO_OBJECTS,
-            )?));
+            builder = builder.merge(promhpa_apiserver::demo_nodes::router(
+                promhpa_apiserver::demo_nodes::nodes_of(promhpa_promql_eval::demo::OBJECTS)?,
+            ));
         }
         let bind = args.bind_address.unwrap_or(if args.backend.demo {
             IpAddr::from([127, 0, 0, 1])
