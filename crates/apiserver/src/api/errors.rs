@@ -60,20 +60,7 @@ pub(super) fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource)
         )
     } else {
         let rules = state.registry.rules();
-        let candidates: Vec<&Rule> = rules
-            .custom
-            .iter()
-            .filter(|r| r.could_produce(metric))
-            .collect();
-        let broken: Vec<String> = candidates
-            .iter()
-            .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
-            .collect();
-        let could: Vec<&str> = candidates
-            .iter()
-            .filter(|r| r.broken().is_none())
-            .map(|r| r.path())
-            .collect();
+        let (broken, could) = candidates(&rules.custom, metric);
         if !broken.is_empty() && could.is_empty() {
             broken.join("; ")
         } else if could.is_empty() {
@@ -95,23 +82,26 @@ pub(super) fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource)
     }
 }
 
+/// Of the rules that could produce `metric`: why each broken one is broken, and the paths
+/// of the others.
+fn candidates<'a>(rules: &'a [Rule], metric: &str) -> (Vec<String>, Vec<&'a str>) {
+    let (broken, could): (Vec<&Rule>, Vec<&Rule>) = rules
+        .iter()
+        .filter(|r| r.could_produce(metric))
+        .partition(|r| r.broken().is_some());
+    (
+        broken
+            .iter()
+            .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
+            .collect(),
+        could.iter().map(|r| r.path()).collect(),
+    )
+}
+
 /// Why no rule serves the external metric `metric`, as the 404 `Status` answering it.
 pub(super) fn unknown_external_metric(state: &AppState, metric: &str) -> ApiError {
     let rules = state.registry.rules();
-    let candidates: Vec<&Rule> = rules
-        .external
-        .iter()
-        .filter(|r| r.could_produce(metric))
-        .collect();
-    let broken: Vec<String> = candidates
-        .iter()
-        .filter_map(|r| Some(format!("rule {} is broken: {}", r.origin(), r.broken()?)))
-        .collect();
-    let could: Vec<&str> = candidates
-        .iter()
-        .filter(|r| r.broken().is_none())
-        .map(|r| r.path())
-        .collect();
+    let (broken, could) = candidates(&rules.external, metric);
     let why = if !broken.is_empty() && could.is_empty() {
         broken.join("; ")
     } else if could.is_empty() {
