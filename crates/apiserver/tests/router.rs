@@ -391,41 +391,80 @@ impl RequestGuard for NeedsClientCert {
     }
 }
 
+/// The seeded rules served over TLS behind [`NeedsClientCert`], with self-metrics in
+/// `metrics`, on a free port.
+struct GuardedServer {
+    pki: promhpa_test_support::TestPki,
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl GuardedServer {
+    async fn start(metrics: Arc<SelfMetrics>) -> GuardedServer {
+        let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+        let (backend, registry, _) = setup(Duration::ZERO);
+        seed(&backend);
+        registry.relist().await;
+        let app = router(AppState {
+            registry,
+            lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
+            metrics: metrics.clone(),
+            guard: Some(Arc::new(NeedsClientCert)),
+            coalescer: Default::default(),
+            forward: None,
+        });
+        let resolver =
+            Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
+        let tls = server::tls_config(resolver).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(server::serve_with(
+            listener,
+            tls,
+            app,
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+            server::ServingLimits::default(),
+            Some(metrics),
+        ));
+        GuardedServer {
+            pki,
+            base: format!("https://127.0.0.1:{port}"),
+            stop,
+            handle,
+        }
+    }
+
+    /// A client trusting the server's CA, presenting the client certificate when asked.
+    fn client(&self, with_certificate: bool) -> reqwest::Client {
+        let ca =
+            reqwest::Certificate::from_pem(&std::fs::read(&self.pki.ca_cert).unwrap()).unwrap();
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(ca);
+        if with_certificate {
+            let mut pem = std::fs::read(&self.pki.client_cert).unwrap();
+            pem.extend(std::fs::read(&self.pki.client_key).unwrap());
+            builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        builder.build().unwrap()
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.handle.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_passes_client_certificates_to_the_guard() {
-    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
-    let (backend, registry, _) = setup(Duration::ZERO);
-    seed(&backend);
-    registry.relist().await;
-    let app = router(AppState {
-        registry: registry.clone(),
-        lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
-        metrics: Arc::new(SelfMetrics::default()),
-        guard: Some(Arc::new(NeedsClientCert)),
-        coalescer: Default::default(),
-        forward: None,
-    });
-    let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
-    let tls = server::tls_config(resolver).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(server::serve(
-        listener,
-        tls,
-        app,
-        async {
-            let _ = rx.await;
-        },
-        Duration::from_secs(5),
-    ));
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
-    let base = format!("https://127.0.0.1:{port}");
-    let anonymous = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca.clone())
-        .build()
-        .unwrap();
+    let guarded = GuardedServer::start(Arc::new(SelfMetrics::default())).await;
+    let base = guarded.base.clone();
+    let anonymous = guarded.client(false);
     let resp = anonymous.get(format!("{base}/apis")).send().await.unwrap();
     assert_eq!(resp.status(), 403);
     let status: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
@@ -441,19 +480,11 @@ async fn tls_passes_client_certificates_to_the_guard() {
         200
     );
 
-    let mut pem = std::fs::read(&pki.client_cert).unwrap();
-    pem.extend(std::fs::read(&pki.client_key).unwrap());
-    let with_cert = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
+    let with_cert = guarded.client(true);
     let resp = with_cert.get(format!("{base}/apis")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 
-    tx.send(()).unwrap();
-    handle.await.unwrap();
+    guarded.stop().await;
 }
 
 /// The count of requests timed in `stage`, read from a `/metrics` text.
@@ -468,45 +499,9 @@ fn stage_count(text: &str, stage: &str) -> u64 {
 
 #[tokio::test]
 async fn each_stage_of_a_metric_request_is_timed() {
-    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
-    let (backend, registry, _) = setup(Duration::ZERO);
-    seed(&backend);
-    registry.relist().await;
-    let metrics = Arc::new(SelfMetrics::default());
-    let app = router(AppState {
-        registry: registry.clone(),
-        lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
-        metrics: metrics.clone(),
-        guard: Some(Arc::new(NeedsClientCert)),
-        coalescer: Default::default(),
-        forward: None,
-    });
-    let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
-    let tls = server::tls_config(resolver).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(server::serve_with(
-        listener,
-        tls,
-        app,
-        async {
-            let _ = rx.await;
-        },
-        Duration::from_secs(5),
-        server::ServingLimits::default(),
-        Some(metrics),
-    ));
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
-    let mut pem = std::fs::read(&pki.client_cert).unwrap();
-    pem.extend(std::fs::read(&pki.client_key).unwrap());
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
-    let base = format!("https://127.0.0.1:{port}");
+    let guarded = GuardedServer::start(Arc::new(SelfMetrics::default())).await;
+    let client = guarded.client(true);
+    let base = guarded.base.clone();
     let scrape = || async {
         let resp = client.get(format!("{base}/metrics")).send().await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -535,8 +530,7 @@ async fn each_stage_of_a_metric_request_is_timed() {
     // One connection, kept alive.
     assert_eq!(added("tls_handshake"), 0, "{after}");
 
-    tx.send(()).unwrap();
-    handle.await.unwrap();
+    guarded.stop().await;
 }
 
 const PRECEDENCE_RULES: &str = r#"
