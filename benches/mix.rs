@@ -450,13 +450,8 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Resident memory of `pid` in MiB.
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb / 1024.0
+    let kb = promhpa_test_support::process::status_kib(&pid.to_string(), "VmRSS:").unwrap();
+    kb as f64 / 1024.0
 }
 
 struct Bench {

@@ -28,12 +28,8 @@ use promhpa_test_support::series_body::{self, SeriesBody};
 
 /// A `/proc/self/status` figure in MiB (`VmRSS`, `VmHWM`).
 fn proc_mib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    promhpa_test_support::process::status_kib("self", field)
+        .map_or(f64::NAN, |kb| kb as f64 / 1024.0)
 }
 
 /// User plus system CPU time of `/proc/<of>/stat` (`self`, `thread-self`), in seconds of

@@ -97,11 +97,7 @@ impl Promhpa {
     }
 
     fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        promhpa_test_support::process::status_kib(&self.child.id().to_string(), "VmRSS:")
             .unwrap_or(0)
     }
 }

@@ -54,12 +54,7 @@ impl Server {
 
     /// Resident memory of the server, KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        promhpa_test_support::process::status_kib(&self.child.id().to_string(), "VmRSS:")
             .unwrap_or(0)
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub mod fixtures;
 pub mod pki;
+pub mod process;
 pub mod prometheus;
 pub mod series_body;
 pub mod victoria;
