@@ -201,6 +201,34 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Throughput and sorted latencies of one run.
+/// One row of the matrix: the bare backend's run `b` beside promhpa's `o`, and their ratios.
+fn print_row(title: &str, requests_kind: &str, concurrency: usize, b: &Run, o: &Run) {
+    println!(
+        "{:<16} {:<9} {:>4} | {:>8.0} {:>7.2} {:>7.2} | {:>8.0} {:>7.2} {:>7.2} | {:>5.2} {:>5.2} {:>5.2} | {:>+8.2}",
+        title,
+        requests_kind,
+        concurrency,
+        b.rate,
+        ms(b.p(0.5)),
+        ms(b.p(0.99)),
+        o.rate,
+        ms(o.p(0.5)),
+        ms(o.p(0.99)),
+        o.rate / b.rate,
+        ms(o.p(0.5)) / ms(b.p(0.5)),
+        ms(o.p(0.99)) / ms(b.p(0.99)),
+        ms(o.p(0.99)) - ms(b.p(0.99)),
+    );
+}
+
+/// The stage breakdown of the `requests` sent between two scrapes of promhpa's histogram.
+fn print_stages(before: &BTreeMap<String, Hist>, after: &BTreeMap<String, Hist>, requests: usize) {
+    println!(
+        "    stages (mean/p99): {}",
+        stage_breakdown(before, after, requests)
+    );
+}
+
 struct Run {
     rate: f64,
     latencies: Vec<Duration>,
@@ -534,26 +562,9 @@ impl Bench {
                     let before = scrape_stages(&self.ours, &self.base).await;
                     let o = run(&self.ours, &ours, requests, c).await;
                     let after = scrape_stages(&self.ours, &self.base).await;
-                    println!(
-                        "{:<16} {:<9} {:>4} | {:>8.0} {:>7.2} {:>7.2} | {:>8.0} {:>7.2} {:>7.2} | {:>5.2} {:>5.2} {:>5.2} | {:>+8.2}",
-                        kind.title,
-                        if different { "different" } else { "identical" },
-                        c,
-                        b.rate,
-                        ms(b.p(0.5)),
-                        ms(b.p(0.99)),
-                        o.rate,
-                        ms(o.p(0.5)),
-                        ms(o.p(0.99)),
-                        o.rate / b.rate,
-                        ms(o.p(0.5)) / ms(b.p(0.5)),
-                        ms(o.p(0.99)) / ms(b.p(0.99)),
-                        ms(o.p(0.99)) - ms(b.p(0.99)),
-                    );
-                    println!(
-                        "    stages (mean/p99): {}",
-                        stage_breakdown(&before, &after, requests)
-                    );
+                    let requests_kind = if different { "different" } else { "identical" };
+                    print_row(kind.title, requests_kind, c, &b, &o);
+                    print_stages(&before, &after, requests);
                 }
             }
         }
@@ -564,26 +575,8 @@ impl Bench {
         let before = scrape_stages(&self.ours, &self.base).await;
         let o = run(&self.ours_fresh, &ours, n, 1).await;
         let after = scrape_stages(&self.ours, &self.base).await;
-        println!(
-            "{:<16} {:<9} {:>4} | {:>8.0} {:>7.2} {:>7.2} | {:>8.0} {:>7.2} {:>7.2} | {:>5.2} {:>5.2} {:>5.2} | {:>+8.2}",
-            "pod, new conn.",
-            "identical",
-            1,
-            b.rate,
-            ms(b.p(0.5)),
-            ms(b.p(0.99)),
-            o.rate,
-            ms(o.p(0.5)),
-            ms(o.p(0.99)),
-            o.rate / b.rate,
-            ms(o.p(0.5)) / ms(b.p(0.5)),
-            ms(o.p(0.99)) / ms(b.p(0.99)),
-            ms(o.p(0.99)) - ms(b.p(0.99)),
-        );
-        println!(
-            "    stages (mean/p99): {}",
-            stage_breakdown(&before, &after, n)
-        );
+        print_row("pod, new conn.", "identical", 1, &b, &o);
+        print_stages(&before, &after, n);
         println!("load average after the matrix: {}", load_average());
     }
 
