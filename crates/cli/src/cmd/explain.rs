@@ -14,9 +14,10 @@ use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::target::hpa_namespace;
 use promhpa_hpa::ControllerConfig;
 
-use super::backend::{now_ms, BackendFlags};
 use super::hpa_fetch::hpa_fetcher;
 use super::hpa_target::hpa_from_cluster;
+use promhpa_core::time::now_ms;
+use promhpa_options::BackendFlags;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

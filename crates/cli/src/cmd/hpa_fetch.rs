@@ -11,7 +11,7 @@ use promhpa_hpa::target::ScaleTarget;
 use promhpa_hpa_metrics::{HpaFetcher, TargetPodsLookup};
 use promhpa_kube::client::ClusterAccess;
 
-use super::backend::BackendFlags;
+use promhpa_options::BackendFlags;
 
 /// Build the metrics API from the backend flags, run discovery once, and read `hpa`'s
 /// scale target and its pods (from the object file, or from `cluster`). Must run inside

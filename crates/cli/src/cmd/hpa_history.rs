@@ -6,7 +6,7 @@ use promhpa_hpa::simulate::{ActualReplicas, Series};
 use promhpa_hpa::spec::HorizontalPodAutoscaler;
 use promhpa_hpa_metrics::history;
 
-use super::backend::BackendFlags;
+use promhpa_options::BackendFlags;
 
 /// One PromQL per metric of `hpa` ([`history::metric_queries`]), from the rule file and the
 /// object file of `flags`.

@@ -23,7 +23,7 @@ pub async fn hpa_from_cluster(
 ) -> anyhow::Result<(HorizontalPodAutoscaler, String)> {
     let api = cluster_api(cluster)?;
     let (hpa, v) = promhpa_kube::hpa::read_hpa(&api, namespace, name).await?;
-    Ok((hpa, status_line(&v, super::backend::now_ms())))
+    Ok((hpa, status_line(&v, promhpa_core::time::now_ms())))
 }
 
 /// The target `hpa` scales, read from the cluster the way the controller reads it.

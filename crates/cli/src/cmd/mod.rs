@@ -1,6 +1,5 @@
 //! One module per subcommand; each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
-pub mod backend;
 pub mod check;
 pub mod explain;
 pub mod hpa_fetch;

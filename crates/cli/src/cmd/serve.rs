@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backend::{now_ms, BackendFlags};
 use anyhow::{bail, Context};
 use promhpa_apiserver::coalesce::Coalescer;
 use promhpa_apiserver::server::TlsVersion;
@@ -16,10 +15,11 @@ use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
+use promhpa_core::time::now_ms;
+use promhpa_options::{BackendFlags, LimitFlags};
 
 mod cluster;
 mod config;
-mod limits;
 
 pub use config::{FlagErrors, ServeConfig};
 
@@ -115,7 +115,7 @@ pub struct Flags {
     #[arg(long, default_value = "10s", value_parser = parse_go_duration, value_name = "DURATION")]
     pub shutdown_grace_period: Duration,
     #[command(flatten)]
-    pub limits: limits::LimitFlags,
+    pub limits: LimitFlags,
     /// When a backend query fails, serve the last answer to the same request if it is
     /// younger than this, instead of a 503 (the HPA cannot tell it is old). 0 (default):
     /// off.

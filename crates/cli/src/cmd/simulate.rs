@@ -12,7 +12,7 @@ use promhpa_hpa::simulate::{
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::ControllerConfig;
 
-use super::backend::BackendFlags;
+use promhpa_options::BackendFlags;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -104,11 +104,11 @@ pub struct Inner {
 fn parse_time(s: &str) -> anyhow::Result<i64> {
     let s = s.trim();
     if s == "now" {
-        return Ok(super::backend::now_ms());
+        return Ok(promhpa_core::time::now_ms());
     }
     if let Some(d) = s.strip_prefix('-').filter(|d| d.parse::<f64>().is_err()) {
         let ms = parse_go_duration_ms(d).map_err(|e| anyhow::anyhow!("invalid time {s:?}: {e}"))?;
-        return Ok(super::backend::now_ms() - ms);
+        return Ok(promhpa_core::time::now_ms() - ms);
     }
     Ok(promhpa_hpa::simulate::parse_time(s)?)
 }
@@ -259,7 +259,7 @@ mod tests {
 
     #[test]
     fn times_are_absolute_or_relative_to_now() {
-        let now = super::super::backend::now_ms();
+        let now = promhpa_core::time::now_ms();
         let t = |s: &str| parse_time(s).unwrap_or_else(|e| panic!("{s}: {e}"));
         assert!((t("now") - now).abs() < 60_000);
         assert!((t("-4m") - (now - 240_000)).abs() < 60_000);

@@ -15,7 +15,7 @@ use promhpa_core::lookup::ObjectLookup;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
-pub use promhpa_core::time::now_ms;
+use promhpa_core::time::now_ms;
 
 /// A file path where an empty value means none, as pflag string flags take it.
 fn path_or_empty(s: &str) -> Result<PathBuf, String> {
