@@ -119,7 +119,7 @@ const EXIT_USAGE: u8 = 64;
 /// `serve`: its flags are checked before anything starts; when they are wrong, every problem
 /// is printed and nothing runs.
 fn serve(args: cmd::serve::Args) -> anyhow::Result<ExitCode> {
-    match cmd::serve::ServeConfig::from_args(args) {
+    match cmd::serve::ServeConfig::from_flags(*args.flags) {
         Ok(config) => cmd::serve::run(config),
         Err(errors) => Ok(flag_errors(&errors)),
     }

@@ -7,9 +7,18 @@
 //!   file, and the objects label selectors are matched against; shared by `serve`, `explain`
 //!   and `simulate`.
 //! - [`LimitFlags`]: timeouts and caps on client connections and requests.
+//! - [`ServeFlags`]: every flag of `serve`, with the groups above; [`ServeConfig`] is them
+//!   checked, all problems at once, before anything starts. The delegated-auth flags become
+//!   [`DelegatedAuthOptions`](promhpa_kube::delegated::DelegatedAuthOptions) in
+//!   [`delegated_auth`].
 
 pub mod backend;
+pub mod config;
+pub mod delegated_auth;
 pub mod limits;
+pub mod serve;
 
 pub use backend::BackendFlags;
+pub use config::{FlagErrors, ServeConfig};
 pub use limits::LimitFlags;
+pub use serve::ServeFlags;

@@ -2,7 +2,7 @@
 //! themselves (values out of range, flags that go together or not at all, flags that mean
 //! nothing without another) is found here, without reading a file or reaching a server, so
 //! that all of them are reported at once as a usage error. What only the files, Prometheus or
-//! the cluster can tell is found by `run`.
+//! the cluster can tell is found when serving starts.
 
 use std::path::PathBuf;
 
@@ -10,7 +10,9 @@ use promhpa_apiserver::forward::ForwardOptions;
 use promhpa_apiserver::server::{ResolvedTls, ServingLimits, TlsOptions};
 use promhpa_kube::delegated::DelegatedAuthOptions;
 
-use super::{cluster, Args, Flags};
+use crate::delegated_auth::delegated_auth_options;
+use crate::serve::forward_options;
+use crate::ServeFlags;
 
 /// The flag problems of a `serve` command line, one message each, each naming its flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +32,7 @@ impl std::fmt::Display for FlagErrors {
 
 /// `serve`'s flags with what is worked out from them alone.
 pub struct ServeConfig {
-    pub flags: Flags,
+    pub flags: ServeFlags,
     /// The TLS versions and cipher suites served, and the warnings about what was asked for.
     pub serving_tls: ResolvedTls,
     /// `--tls-cert-file` and `--tls-private-key-file`; none: a self-signed pair in
@@ -42,9 +44,8 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// The configuration of `args`, or every problem of its flags.
-    pub fn from_args(args: Args) -> Result<ServeConfig, FlagErrors> {
-        let flags = *args.flags;
+    /// The configuration of `flags`, or every problem of them.
+    pub fn from_flags(flags: ServeFlags) -> Result<ServeConfig, FlagErrors> {
         let mut errors = Vec::new();
         if flags.log_format != "text" && flags.log_format != "json" {
             errors.push(format!(
@@ -70,10 +71,10 @@ impl ServeConfig {
             }
         };
         let limits = flags.limits.limits().map_err(|e| errors.extend(e)).ok();
-        let delegated_auth = cluster::auth_options(&flags)
+        let delegated_auth = delegated_auth_options(&flags)
             .map_err(|e| errors.extend(e))
             .ok();
-        let forward = super::forward_options(&flags);
+        let forward = forward_options(&flags);
         errors.extend(forward.flag_errors().iter().map(|e| e.to_string()));
         errors.extend(flags.backend.flag_errors());
         if !flags.backend.demo
@@ -109,14 +110,14 @@ mod tests {
     #[derive(Parser)]
     struct Wrapper {
         #[command(flatten)]
-        args: Args,
+        flags: ServeFlags,
     }
 
     fn config(args: &[&str]) -> Result<ServeConfig, FlagErrors> {
         let mut all = vec!["promhpa"];
         all.extend_from_slice(args);
         let w = Wrapper::try_parse_from(all).unwrap_or_else(|e| panic!("{e}"));
-        ServeConfig::from_args(w.args)
+        ServeConfig::from_flags(w.flags)
     }
 
     fn errors(args: &[&str]) -> Vec<String> {
