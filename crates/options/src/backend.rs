@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use promhpa_apiserver::objects::StaticObjects;
-use promhpa_core::backend::Backend;
+use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
@@ -383,6 +383,38 @@ impl BackendFlags {
                 )))
             }
         }
+    }
+
+    /// With `--prometheus-url`, ask Prometheus once: a certificate its CA does not vouch for
+    /// will not fix itself, so that is an error naming the flag that fixes it; a Prometheus
+    /// that does not answer yet is only a warning, as it may come up later.
+    pub async fn check_prometheus(&self, backend: &dyn Backend) -> anyhow::Result<()> {
+        if self.prometheus_url.is_none() || self.demo {
+            return Ok(());
+        }
+        match backend.query("1", now_ms()).await {
+            Err(BackendError::Unavailable { address, message })
+                if message.to_lowercase().contains("invalid peer certificate") =>
+            {
+                let fix = if self
+                    .prometheus_auth_config
+                    .as_ref()
+                    .is_some_and(|p| !p.as_os_str().is_empty())
+                {
+                    "set the certificate-authority (and tls-server-name if the name differs) of the --prometheus-auth-config kubeconfig"
+                } else if self.prometheus_auth_incluster {
+                    "--prometheus-auth-incluster trusts the service account's CA only"
+                } else {
+                    "pass --prometheus-ca-file with the CA that signed it"
+                };
+                anyhow::bail!(
+                    "cannot verify the TLS certificate of prometheus {address}: {message} ({fix})"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "prometheus is not answering yet"),
+            Ok(_) => tracing::info!(address = %backend.address(), "prometheus reachable"),
+        }
+        Ok(())
     }
 }
 

@@ -3,9 +3,11 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use promhpa_apiserver::server::{self, TlsVersion};
+use promhpa_core::backend::Backend;
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
 
@@ -268,6 +270,71 @@ pub fn compatibility_warnings(args: &ServeFlags) -> Vec<String> {
         }
     }
     out
+}
+
+/// The embedded evaluator and the targets it scrapes once the runtime runs.
+pub struct Scraping {
+    backend: Arc<promhpa_promql_eval::EmbeddedBackend>,
+    config: promhpa_scrape::ScrapeConfig,
+    retention: Duration,
+}
+
+/// The embedded evaluator with --retention/--max-series, the --load-exposition files
+/// loaded, and the --scrape-config targets read (scraping starts with the runtime).
+fn embedded_backend(args: &ServeFlags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)> {
+    use promhpa_promql_eval::{EmbeddedBackend, StoreLimits};
+    // Positive: ServeConfig::from_flags refuses a zero --retention.
+    let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
+    let backend = Arc::new(EmbeddedBackend::new(StoreLimits {
+        retention_ms,
+        max_series: args.max_series,
+    }));
+    args.backend.load_expositions(&backend)?;
+    args.backend.warn_unused_prometheus_flags();
+    let config = match &args.scrape_config {
+        Some(path) => promhpa_scrape::ScrapeConfig::load(path)?,
+        None => promhpa_scrape::ScrapeConfig::default(),
+    };
+    for t in &config.targets {
+        // Fail at startup on an unreadable CA file rather than on every scrape.
+        t.client()?;
+    }
+    tracing::info!(
+        targets = config.targets.len(),
+        retention = ?args.retention,
+        max_series = args.max_series,
+        "no --prometheus-url: using the embedded PromQL evaluator as the backend"
+    );
+    let scraping = Scraping {
+        backend: backend.clone(),
+        config,
+        retention: args.retention,
+    };
+    Ok((backend, scraping))
+}
+
+impl ServeFlags {
+    /// The backend: the demo traffic with --demo, Prometheus with --prometheus-url (never
+    /// with --scrape-config or --load-exposition: [`ServeConfig::from_flags`](crate::ServeConfig::from_flags)
+    /// refuses them together), otherwise the embedded evaluator with its exposition files and
+    /// the scrape targets to start once the runtime runs.
+    pub fn backend(&self) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
+        if self.backend.demo || self.backend.prometheus_url.is_some() {
+            return Ok((self.backend.build_backend()?, None));
+        }
+        let (backend, scraping) = embedded_backend(self)?;
+        Ok((backend, Some(scraping)))
+    }
+}
+
+impl Scraping {
+    /// Start scraping the targets. Must run inside a tokio runtime.
+    pub fn start(self) -> anyhow::Result<()> {
+        // Retention is enforced a few times per window so memory stays bounded even when
+        // every target is down.
+        promhpa_scrape::spawn(self.backend, &self.config, self.retention / 4)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use promhpa_apiserver::coalesce::Coalescer;
 use promhpa_apiserver::{metrics::SelfMetrics, server, Registry, ServerBuilder};
-use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::lookup::ObjectLookup;
-use promhpa_core::time::now_ms;
 use promhpa_options::serve::compatibility_warnings;
 use promhpa_options::ServeFlags;
 
@@ -70,59 +68,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; draining connections");
 }
 
-/// The embedded evaluator and the targets it scrapes once the runtime runs.
-struct Scraping {
-    backend: Arc<promhpa_promql_eval::EmbeddedBackend>,
-    config: promhpa_scrape::ScrapeConfig,
-    retention: Duration,
-}
-
-/// The embedded evaluator with --retention/--max-series, the --load-exposition files
-/// loaded, and the --scrape-config targets read (scraping starts with the runtime).
-fn embedded_backend(args: &ServeFlags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)> {
-    use promhpa_promql_eval::{EmbeddedBackend, StoreLimits};
-    // Positive: ServeConfig::from_args refuses a zero --retention.
-    let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
-    let backend = Arc::new(EmbeddedBackend::new(StoreLimits {
-        retention_ms,
-        max_series: args.max_series,
-    }));
-    args.backend.load_expositions(&backend)?;
-    args.backend.warn_unused_prometheus_flags();
-    let config = match &args.scrape_config {
-        Some(path) => promhpa_scrape::ScrapeConfig::load(path)?,
-        None => promhpa_scrape::ScrapeConfig::default(),
-    };
-    for t in &config.targets {
-        // Fail at startup on an unreadable CA file rather than on every scrape.
-        t.client()?;
-    }
-    tracing::info!(
-        targets = config.targets.len(),
-        retention = ?args.retention,
-        max_series = args.max_series,
-        "no --prometheus-url: using the embedded PromQL evaluator as the backend"
-    );
-    let scraping = Scraping {
-        backend: backend.clone(),
-        config,
-        retention: args.retention,
-    };
-    Ok((backend, scraping))
-}
-
-/// The backend: the demo traffic with --demo, Prometheus with --prometheus-url (never with
-/// --scrape-config or --load-exposition: ServeConfig::from_args refuses them together),
-/// otherwise the embedded evaluator with its scrape targets and exposition files.
-fn build_backend(args: &ServeFlags) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
-    if args.backend.demo || args.backend.prometheus_url.is_some() {
-        return Ok((args.backend.build_backend()?, None));
-    }
-    let (backend, scraping) = embedded_backend(args)?;
-    Ok((backend, Some(scraping)))
-}
-
-/// Serve with flags `ServeConfig::from_args` has checked; what fails now (a file, a server,
+/// Serve with flags `ServeConfig::from_flags` has checked; what fails now (a file, a server,
 /// the cluster) is a runtime error.
 pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
     let ServeConfig {
@@ -162,7 +108,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
     if args.scrape_config.is_none() && args.backend.load_exposition.is_empty() {
         args.backend.adopt_rule_file_prometheus(&rules);
     }
-    let (backend, scraping) = build_backend(&args)?;
+    let (backend, scraping) = args.backend()?;
     let connect = args.backend.connector()?;
     let backends = promhpa_apiserver::backends::Backends::build(
         promhpa_apiserver::backends::BackendRef::new(backend.clone()),
@@ -196,9 +142,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         if let Some(s) = scraping {
-            // Retention is enforced a few times per window so memory stays bounded even
-            // when every target is down.
-            promhpa_scrape::spawn(s.backend, &s.config, s.retention / 4)?;
+            s.start()?;
         }
         let lookup: Arc<dyn ObjectLookup> = args
             .backend
@@ -212,28 +156,9 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
             let (guard, handle) = cluster::guard(&delegated_auth).await?;
             (Some(guard), Some(handle))
         };
-        // A certificate the backend's CA does not vouch for will not fix itself: say so and
-        // stop instead of serving errors forever. Unreachable backends may come up later.
-        if args.backend.prometheus_url.is_some() && !args.backend.demo {
-            match backend.query("1", now_ms()).await {
-                Err(BackendError::Unavailable { address, message })
-                    if message.to_lowercase().contains("invalid peer certificate") =>
-                {
-                    let fix = if args.backend.prometheus_auth_config.as_ref().is_some_and(|p| !p.as_os_str().is_empty()) {
-                        "set the certificate-authority (and tls-server-name if the name differs) of the --prometheus-auth-config kubeconfig"
-                    } else if args.backend.prometheus_auth_incluster {
-                        "--prometheus-auth-incluster trusts the service account's CA only"
-                    } else {
-                        "pass --prometheus-ca-file with the CA that signed it"
-                    };
-                    bail!(
-                        "cannot verify the TLS certificate of prometheus {address}: {message} ({fix})"
-                    );
-                }
-                Err(e) => tracing::warn!(error = %e, "prometheus is not answering yet"),
-                Ok(_) => tracing::info!(address = %backend.address(), "prometheus reachable"),
-            }
-        }
+        // A certificate the backend's CA does not vouch for will not fix itself: stop
+        // instead of serving errors forever. Unreachable backends may come up later.
+        args.backend.check_prometheus(&*backend).await?;
         let max_age = args.metrics_max_age.unwrap_or(args.metrics_relist_interval);
         let registry = Arc::new(
             Registry::new(
