@@ -14,9 +14,29 @@ use std::sync::Arc;
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_rules::{BackendSpec, Rule, DEFAULT_BACKEND};
 
-/// Makes the client of a `backends` entry; the error says why it cannot be made (a CA file
-/// that does not parse, a header the HTTP stack refuses...).
-pub type Connect = Arc<dyn Fn(&BackendSpec) -> Result<Arc<dyn Backend>, String> + Send + Sync>;
+/// Why the client of a `backends` entry cannot be made (a CA file that does not parse, a
+/// header the HTTP stack refuses...).
+pub type ConnectError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Makes the client of a `backends` entry.
+pub type Connect =
+    Arc<dyn Fn(&BackendSpec) -> Result<Arc<dyn Backend>, ConnectError> + Send + Sync>;
+
+/// Why a rule file's backends cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendsError {
+    /// The client of an entry cannot be made.
+    #[error("backend \"{name}\" ({url}): {cause}")]
+    Connect {
+        name: String,
+        url: String,
+        cause: ConnectError,
+    },
+    /// The entry names a backend, and this command (without a connector) reads only the
+    /// default one.
+    #[error("backend \"{name}\": this command reads only the default backend")]
+    NotConnected { name: String },
+}
 
 /// A backend's client and a number no other client of this process has, so that the
 /// same query sent to two backends is never shared or cached as one.
@@ -132,7 +152,7 @@ impl Backends {
         specs: &[BackendSpec],
         connect: Option<&Connect>,
         previous: Option<&Backends>,
-    ) -> Result<Backends, String> {
+    ) -> Result<Backends, BackendsError> {
         let mut named = BTreeMap::new();
         for spec in specs {
             let reused = previous
@@ -141,15 +161,17 @@ impl Backends {
                 .map(|(_, b)| b.clone());
             let client = match (reused, connect) {
                 (Some(b), _) => b,
-                (None, Some(connect)) => BackendRef::new(
-                    connect(spec)
-                        .map_err(|e| format!("backend \"{}\" ({}): {e}", spec.name, spec.url))?,
-                ),
+                (None, Some(connect)) => {
+                    BackendRef::new(connect(spec).map_err(|cause| BackendsError::Connect {
+                        name: spec.name.clone(),
+                        url: spec.url.clone(),
+                        cause,
+                    })?)
+                }
                 (None, None) => {
-                    return Err(format!(
-                        "backend \"{}\": this command reads only the default backend",
-                        spec.name
-                    ))
+                    return Err(BackendsError::NotConnected {
+                        name: spec.name.clone(),
+                    })
                 }
             };
             named.insert(spec.name.clone(), (spec.clone(), client));

@@ -829,7 +829,10 @@ impl Registry {
     /// snapshot they started with. Returns the rules whose discovery failed (they serve
     /// nothing until the next relist), or why the rules' backends cannot be connected
     /// (nothing changes then).
-    pub async fn reload(&self, rules: RuleSet) -> Result<Vec<String>, String> {
+    pub async fn reload(
+        &self,
+        rules: RuleSet,
+    ) -> Result<Vec<String>, crate::backends::BackendsError> {
         let _guard = self.targeted.lock().await;
         let start = Instant::now();
         let old = self.snapshot();

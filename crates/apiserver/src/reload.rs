@@ -24,8 +24,11 @@ pub enum ReloadError {
     Invalid { path: String, errors: String },
     #[error("--strict-rules: the rule file {path} has broken rules or warnings; the running rules stay:\n{errors}")]
     Strict { path: String, errors: String },
-    #[error("the rule file {path} names a backend that cannot be connected; the running rules stay: {message}")]
-    Backend { path: String, message: String },
+    #[error("the rule file {path} names a backend that cannot be connected; the running rules stay: {cause}")]
+    Backend {
+        path: String,
+        cause: crate::backends::BackendsError,
+    },
 }
 
 /// Watches one rule file and reloads the registry from it.
@@ -105,9 +108,9 @@ impl RuleFileReloader {
             self.registry
                 .reload(set.clone())
                 .await
-                .map_err(|message| ReloadError::Backend {
+                .map_err(|cause| ReloadError::Backend {
                     path: path.clone(),
-                    message,
+                    cause,
                 })?;
         tracing::info!(
             path = %path,

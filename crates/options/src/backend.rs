@@ -110,10 +110,8 @@ impl BackendFlags {
     pub fn load_rules(&self) -> anyhow::Result<RuleSet> {
         let rules = match &self.config {
             Some(path) => RuleSet::load(path)
-                .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("loading rule file {}", path.display()))?,
-            None if self.demo => RuleSet::from_yaml(DEMO_RULES, "demo/rules.yaml")
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            None if self.demo => RuleSet::from_yaml(DEMO_RULES, "demo/rules.yaml")?,
             None => {
                 tracing::warn!("no --config given: no metrics will be served");
                 RuleSet::default()
@@ -297,8 +295,7 @@ impl BackendFlags {
         let verb = self.prometheus_verb.parse::<Verb>()?;
         let timeout = self.prometheus_query_timeout;
         Ok(Arc::new(move |spec: &promhpa_rules::BackendSpec| {
-            let client = promhpa_prom::backend_spec::spec_client(spec, verb, timeout)
-                .map_err(|e| e.to_string())?;
+            let client = promhpa_prom::backend_spec::spec_client(spec, verb, timeout)?;
             Ok(Arc::new(client) as Arc<dyn Backend>)
         }))
     }

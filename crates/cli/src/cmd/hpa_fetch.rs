@@ -48,8 +48,7 @@ pub async fn hpa_fetcher(
         &rules.backends,
         Some(&flags.connector()?),
         None,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    )?;
     let (fetcher, discovery_errors) =
         HpaFetcher::new(rules, backends, lookup, target, max_age).await;
     for e in discovery_errors {

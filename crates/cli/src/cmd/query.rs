@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let set = RuleSet::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let set = RuleSet::load(&args.config)?;
     println!("{}", render(&set, &args)?);
     Ok(ExitCode::SUCCESS)
 }
