@@ -302,3 +302,70 @@ fn now<F: Future>(future: F) -> Option<F::Output> {
         Poll::Pending => None,
     }
 }
+
+/// The current context of the kubeconfig kubectl would read: `$KUBECONFIG`'s files merged,
+/// else `~/.kube/config`.
+pub fn kubectl_current_context() -> Option<String> {
+    Kubeconfig::read()
+        .ok()?
+        .current_context
+        .filter(|c| !c.is_empty())
+}
+
+/// The namespace a kubeconfig's context names, as kubectl takes it: the kubeconfig at
+/// `path` (default: kubectl's, `$KUBECONFIG`'s files merged, else `~/.kube/config`), the
+/// context `context` (default: its current context). `None` when the file cannot be read
+/// or the context names no namespace.
+pub fn context_namespace(path: Option<&Path>, context: Option<&str>) -> Option<String> {
+    let config = path
+        .map_or_else(Kubeconfig::read, Kubeconfig::read_from)
+        .ok()?;
+    let context = match context {
+        Some(c) => c,
+        None => config.current_context.as_deref()?,
+    };
+    config
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namespace_comes_from_the_context_kubectl_would_use() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: b\ncontexts:\n- name: a\n  context: {cluster: c, namespace: one}\n- name: b\n  context: {cluster: c, namespace: shop}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            context_namespace(Some(&path), None).as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            context_namespace(Some(&path), Some("a")).as_deref(),
+            Some("one")
+        );
+        assert_eq!(context_namespace(Some(&path), Some("z")), None);
+        std::fs::write(
+            &path,
+            "current-context: a\ncontexts:\n- name: a\n  context: {cluster: c}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(context_namespace(Some(&path), None), None);
+        assert_eq!(
+            context_namespace(Some(&dir.path().join("missing")), None),
+            None
+        );
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! - [`client::ClusterAccess`] loads credentials with kube's loader (kubeconfig files, merged
 //!   `KUBECONFIG` lists, contexts, exec credential plugins, in-cluster service accounts) and
-//!   builds a [`kube::Client`].
+//!   builds a [`kube::Client`]; [`client::context_namespace`] is the namespace kubectl would
+//!   use from a kubeconfig.
 //! - [`discovery::Discovery`] maps `po`, `pod`, `pods`, `Pod`, `deployments.apps` and CRDs
 //!   to group/version/resource/kind from API discovery, refreshed periodically and on a miss.
 //! - [`cache::ObjectCache`] is a metadata-only watch cache of one resource kept by kube's
