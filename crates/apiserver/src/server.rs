@@ -25,35 +25,19 @@ use tokio::net::TcpListener;
 use crate::metrics::{SelfMetrics, Stage};
 
 mod builder;
+mod error;
 mod limits;
 pub mod memory;
 mod tls_policy;
 
 pub use builder::{Server, ServerBuilder};
+pub use error::ServerError;
 pub use limits::ServingLimits;
+use tls_policy::provider;
 pub use tls_policy::{
     check_cipher_suite_name, offered_cipher_suite_names, unoffered_cipher_suite_names, ResolvedTls,
     TlsOptions, TlsVersion,
 };
-
-/// Why serving could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("reading {what} {path}: {message}")]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        message: String,
-    },
-    #[error("generating a self-signed serving certificate: {0}")]
-    Generate(String),
-    #[error("configuring tls: {0}")]
-    Tls(String),
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 /// Load a PEM certificate chain and private key.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {

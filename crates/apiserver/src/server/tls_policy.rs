@@ -31,10 +31,17 @@
 //! ```
 
 use std::str::FromStr;
+use std::sync::Arc;
 
+use rustls::crypto::CryptoProvider;
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 
-use super::{provider, ServerError};
+use super::error::ServerError;
+
+/// The crypto provider every TLS configuration of the server is built from (ring).
+pub(super) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
 
 /// A TLS protocol version by its Go name (`VersionTLS12`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
