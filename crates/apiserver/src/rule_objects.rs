@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 use crate::registry::{ObjectReport, Registry};
 use crate::types::rfc3339;
 
+/// Why a status could not be written (the API server's answer, or none in time).
+pub type StatusWriteError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Writes the `status` of one object (a merge patch of the status subresource).
 pub trait StatusWriter: Send + Sync {
     fn write_status<'a>(
@@ -25,7 +28,7 @@ pub trait StatusWriter: Send + Sync {
         namespace: &'a str,
         name: &'a str,
         status: &'a Value,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), StatusWriteError>>;
 }
 
 /// The status an object should have now. `ready_since` is kept from the previous status when

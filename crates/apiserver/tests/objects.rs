@@ -200,7 +200,10 @@ impl promhpa_apiserver::rule_objects::StatusWriter for Recorded {
         namespace: &'a str,
         name: &'a str,
         status: &'a serde_json::Value,
-    ) -> promhpa_core::backend::BoxFuture<'a, Result<(), String>> {
+    ) -> promhpa_core::backend::BoxFuture<
+        'a,
+        Result<(), promhpa_apiserver::rule_objects::StatusWriteError>,
+    > {
         Box::pin(async move {
             self.writes.lock().unwrap().push((
                 namespace.to_string(),

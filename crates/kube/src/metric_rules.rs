@@ -12,6 +12,8 @@ use kube::runtime::WatchStreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::KubeError;
+
 /// The API group, version, kind and plural of rule objects.
 pub const GROUP: &str = "metrics.promhpa.io";
 pub const VERSION: &str = "v1alpha1";
@@ -108,9 +110,10 @@ pub async fn write_status(
     name: &str,
     status: &Value,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), KubeError> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource());
     let patch = serde_json::json!({ "status": status });
+    let path = format!("/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status");
     match tokio::time::timeout(
         timeout,
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)),
@@ -118,7 +121,10 @@ pub async fn write_status(
     .await
     {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Err(KubeError::request(&path, e)),
+        Err(_) => Err(KubeError::Transport {
+            path,
+            message: format!("no answer within {timeout:?}"),
+        }),
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use promhpa_apiserver::api::RequestGuard;
+use promhpa_apiserver::rule_objects::StatusWriteError;
 use promhpa_kube::client::ClusterAccess;
 use promhpa_kube::delegated::{delegated_auth, DelegatedAuth, DelegatedAuthOptions};
 
@@ -36,7 +37,7 @@ impl promhpa_apiserver::rule_objects::StatusWriter for KubeStatusWriter {
         namespace: &'a str,
         name: &'a str,
         status: &'a serde_json::Value,
-    ) -> promhpa_core::backend::BoxFuture<'a, Result<(), String>> {
+    ) -> promhpa_core::backend::BoxFuture<'a, Result<(), StatusWriteError>> {
         Box::pin(async move {
             promhpa_kube::metric_rules::write_status(
                 &self.client,
@@ -45,7 +46,8 @@ impl promhpa_apiserver::rule_objects::StatusWriter for KubeStatusWriter {
                 status,
                 Duration::from_secs(10),
             )
-            .await
+            .await?;
+            Ok(())
         })
     }
 }
