@@ -418,21 +418,12 @@ impl BackendFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        flags: BackendFlags,
-    }
+    use crate::testing::parse;
 
     fn flags(args: &[&str]) -> BackendFlags {
-        let mut all = vec!["promhpa", "--prometheus-url=https://prometheus:9090"];
+        let mut all = vec!["--prometheus-url=https://prometheus:9090"];
         all.extend_from_slice(args);
-        match Wrapper::try_parse_from(all) {
-            Ok(w) => w.flags,
-            Err(e) => panic!("{e}"),
-        }
+        parse(&all).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -441,9 +432,8 @@ mod tests {
         assert!(flags(&["--prometheus-auth-incluster=T"]).prometheus_auth_incluster);
         assert!(!flags(&["--prometheus-auth-incluster=false"]).prometheus_auth_incluster);
         assert!(!flags(&[]).prometheus_auth_incluster);
-        let err = Wrapper::try_parse_from(["promhpa", "--prometheus-auth-incluster=yes"])
+        let err = parse::<BackendFlags>(&["--prometheus-auth-incluster=yes"])
             .err()
-            .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("invalid boolean \"yes\""), "{err}");
     }

@@ -105,19 +105,10 @@ impl ServeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        flags: ServeFlags,
-    }
+    use crate::testing::parse;
 
     fn config(args: &[&str]) -> Result<ServeConfig, FlagErrors> {
-        let mut all = vec!["promhpa"];
-        all.extend_from_slice(args);
-        let w = Wrapper::try_parse_from(all).unwrap_or_else(|e| panic!("{e}"));
-        ServeConfig::from_flags(w.flags)
+        ServeConfig::from_flags(parse(args).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn errors(args: &[&str]) -> Vec<String> {

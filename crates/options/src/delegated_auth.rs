@@ -101,22 +101,11 @@ pub fn delegated_auth_options(flags: &ServeFlags) -> Result<DelegatedAuthOptions
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::testing::parse;
     use std::path::Path;
 
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        flags: ServeFlags,
-    }
-
     fn flags(args: &[&str]) -> ServeFlags {
-        let mut all = vec!["promhpa"];
-        all.extend_from_slice(args);
-        match Wrapper::try_parse_from(all) {
-            Ok(w) => w.flags,
-            Err(e) => panic!("{e}"),
-        }
+        parse(args).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

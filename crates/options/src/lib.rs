@@ -22,3 +22,28 @@ pub use backend::BackendFlags;
 pub use config::{FlagErrors, ServeConfig};
 pub use limits::LimitFlags;
 pub use serve::ServeFlags;
+
+/// Parsing one option group on its own, as the tests of each group do.
+#[cfg(test)]
+pub(crate) mod testing {
+    use clap::{Args, CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Only<T: Args + FromArgMatches> {
+        #[command(flatten)]
+        flags: T,
+    }
+
+    /// The group `T` from a command line without the program name.
+    pub fn parse<T: Args + FromArgMatches>(args: &[&str]) -> Result<T, String> {
+        let all = std::iter::once("promhpa").chain(args.iter().copied());
+        Only::<T>::try_parse_from(all)
+            .map(|o| o.flags)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The command of the group `T` alone, for its help.
+    pub fn command<T: Args + FromArgMatches>() -> clap::Command {
+        Only::<T>::command()
+    }
+}

@@ -80,29 +80,22 @@ impl LimitFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        flags: LimitFlags,
-    }
+    use crate::testing::parse;
 
     #[test]
     fn defaults_match_the_generic_apiserver_where_it_has_them() {
-        let f = Wrapper::try_parse_from(["promhpa"]).unwrap_or_else(|e| panic!("{e}"));
-        let l = f.flags.limits().unwrap_or_else(|e| panic!("{e:?}"));
+        let f: LimitFlags = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let l = f.limits().unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(l.max_requests_inflight, 400);
         assert_eq!(l.request_timeout, Duration::from_secs(60));
         assert_eq!(l.idle_timeout, Duration::from_secs(90));
         assert_eq!(l.max_request_header_bytes, 1 << 20);
-        let f = Wrapper::try_parse_from([
-            "promhpa",
+        let f: LimitFlags = parse(&[
             "--request-timeout=0s",
             "--http2-max-streams-per-connection=0",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        let e = f.flags.limits().err().unwrap_or_default();
+        let e = f.limits().err().unwrap_or_default();
         assert_eq!(
             e,
             vec![

@@ -340,20 +340,10 @@ impl Scraping {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        flags: ServeFlags,
-    }
+    use crate::testing;
 
     fn parse(args: &[&str]) -> Result<ServeFlags, String> {
-        let mut all = vec!["promhpa"];
-        all.extend_from_slice(args);
-        Wrapper::try_parse_from(all)
-            .map(|w| w.flags)
-            .map_err(|e| e.to_string())
+        testing::parse(args)
     }
 
     #[test]
@@ -431,8 +421,7 @@ mod tests {
 
     #[test]
     fn cipher_suite_help_lists_what_is_offered() {
-        use clap::CommandFactory;
-        let cmd = Wrapper::command();
+        let cmd = testing::command::<ServeFlags>();
         let help = cmd
             .get_arguments()
             .find(|a| a.get_id() == "tls_cipher_suites")
