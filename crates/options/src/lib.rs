@@ -7,6 +7,7 @@
 //!   file, and the objects label selectors are matched against; shared by `serve`, `explain`
 //!   and `simulate`.
 //! - [`LimitFlags`]: timeouts and caps on client connections and requests.
+//! - [`ControllerFlags`]: the HPA controller's settings for `explain` and `simulate`.
 //! - [`ServeFlags`]: every flag of `serve`, with the groups above; [`ServeConfig`] is them
 //!   checked, all problems at once, before anything starts. The delegated-auth flags become
 //!   [`DelegatedAuthOptions`](promhpa_kube::delegated::DelegatedAuthOptions) in
@@ -14,12 +15,14 @@
 
 pub mod backend;
 pub mod config;
+pub mod controller;
 pub mod delegated_auth;
 pub mod limits;
 pub mod serve;
 
 pub use backend::BackendFlags;
 pub use config::{FlagErrors, ServeConfig};
+pub use controller::ControllerFlags;
 pub use limits::LimitFlags;
 pub use serve::ServeFlags;
 

@@ -7,17 +7,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use promhpa_core::duration::{parse_go_duration, parse_go_duration_ms};
+use promhpa_core::duration::parse_go_duration;
 use promhpa_core::quantity::Quantity;
 use promhpa_hpa::explain::{explain, explain_with, render_text, value_key, ExplainInput, Measured};
 use promhpa_hpa::spec::parse_manifest;
 use promhpa_hpa::target::hpa_namespace;
-use promhpa_hpa::ControllerConfig;
 
 use super::hpa_fetch::hpa_fetcher;
 use super::hpa_target::hpa_from_cluster;
 use promhpa_core::time::now_ms;
-use promhpa_options::BackendFlags;
+use promhpa_options::{BackendFlags, ControllerFlags};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -84,20 +83,8 @@ pub struct Args {
     #[arg(short = 'o', long, default_value = "text")]
     pub output: String,
 
-    /// --horizontal-pod-autoscaler-tolerance.
-    #[arg(long, default_value_t = 0.1)]
-    pub tolerance: f64,
-
-    /// --horizontal-pod-autoscaler-downscale-stabilization.
-    #[arg(long, default_value = "5m")]
-    pub downscale_stabilization: String,
-
-    /// How the controller treats a target at zero replicas: `condition` (Kubernetes 1.36+
-    /// with HPAScaleToZero, the 1.37 default: only a target the HPA scaled to zero itself,
-    /// marked by its ScaledToZero condition, is autoscaled from zero), `gate-off` (1.36+
-    /// without the gate) or `legacy` (up to 1.35: minReplicas 0 autoscales from zero).
-    #[arg(long, default_value = "condition", value_name = "MODE")]
-    pub zero_replicas: promhpa_hpa::ZeroReplicas,
+    #[command(flatten)]
+    pub controller: ControllerFlags,
 }
 
 impl Args {
@@ -179,12 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let config = ControllerConfig {
-        tolerance: args.tolerance,
-        downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
-        zero_replicas: args.zero_replicas,
-        ..ControllerConfig::default()
-    };
+    let config = args.controller.config();
     let b = &args.backend;
     let fetching = b.demo
         || b.prometheus_url.is_some()

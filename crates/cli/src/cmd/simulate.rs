@@ -10,9 +10,8 @@ use promhpa_hpa::simulate::{
     parse_data, simulate, to_csv, to_csv_runs, ActualReplicas, SimulationInput, Tick,
 };
 use promhpa_hpa::spec::parse_manifest;
-use promhpa_hpa::ControllerConfig;
 
-use promhpa_options::BackendFlags;
+use promhpa_options::{BackendFlags, ControllerFlags};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -69,20 +68,8 @@ pub struct Inner {
     #[arg(long, default_value = "0s")]
     pub pod_startup: String,
 
-    /// --horizontal-pod-autoscaler-tolerance.
-    #[arg(long, default_value_t = 0.1)]
-    pub tolerance: f64,
-
-    /// --horizontal-pod-autoscaler-downscale-stabilization.
-    #[arg(long, default_value = "5m")]
-    pub downscale_stabilization: String,
-
-    /// How the controller treats a target at zero replicas: `condition` (Kubernetes 1.36+
-    /// with HPAScaleToZero, the 1.37 default: it scales to zero on Object/External metrics
-    /// and back up while its ScaledToZero condition is set), `gate-off` or `legacy` (up to
-    /// 1.35).
-    #[arg(long, default_value = "condition", value_name = "MODE")]
-    pub zero_replicas: promhpa_hpa::ZeroReplicas,
+    #[command(flatten)]
+    pub controller: ControllerFlags,
 
     /// Where history comes from when --data is not given: the same backend, rules and
     /// objects `serve` takes.
@@ -190,12 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (metrics, actual, start_ms, end_ms)
         }
     };
-    let config = ControllerConfig {
-        tolerance: args.tolerance,
-        downscale_stabilization_ms: parse_go_duration_ms(&args.downscale_stabilization)?,
-        zero_replicas: args.zero_replicas,
-        ..ControllerConfig::default()
-    };
+    let config = args.controller.config();
     let pod_startup_ms = parse_go_duration_ms(&args.pod_startup)?;
     let mut results = Vec::new();
     for (label, hpa) in &hpas {
