@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use promhpa_apiserver::objects::StaticObjects;
 use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::duration::parse_go_duration;
@@ -14,6 +13,8 @@ use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
+
+use crate::OptionsError;
 
 use promhpa_core::time::now_ms;
 
@@ -107,11 +108,14 @@ use promhpa_promql_eval::demo::RULES as DEMO_RULES;
 
 impl BackendFlags {
     /// The rule set: `--config`, the demo rules with `--demo`, or no rules.
-    pub fn load_rules(&self) -> anyhow::Result<RuleSet> {
+    pub fn load_rules(&self) -> Result<RuleSet, OptionsError> {
         let rules = match &self.config {
-            Some(path) => RuleSet::load(path)
-                .with_context(|| format!("loading rule file {}", path.display()))?,
-            None if self.demo => RuleSet::from_yaml(DEMO_RULES, "demo/rules.yaml")?,
+            Some(path) => RuleSet::load(path).map_err(|source| OptionsError::RuleFile {
+                path: path.clone(),
+                source,
+            })?,
+            None if self.demo => RuleSet::from_yaml(DEMO_RULES, "demo/rules.yaml")
+                .map_err(OptionsError::DemoRules)?,
             None => {
                 tracing::warn!("no --config given: no metrics will be served");
                 RuleSet::default()
@@ -265,7 +269,7 @@ impl BackendFlags {
 
     /// The backend: Prometheus when `--prometheus-url` is given, the demo traffic with
     /// `--demo`, otherwise the embedded evaluator with the `--load-exposition` files.
-    pub fn build_backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
+    pub fn build_backend(&self) -> Result<Arc<dyn Backend>, OptionsError> {
         if self.demo {
             self.warn_unused_prometheus_flags();
             let backend = promhpa_promql_eval::demo::demo_backend();
@@ -282,16 +286,14 @@ impl BackendFlags {
             return Ok(Arc::new(backend));
         };
         if !self.load_exposition.is_empty() {
-            anyhow::bail!(
-                "--load-exposition feeds the embedded evaluator and cannot be combined with --prometheus-url"
-            );
+            return Err(OptionsError::ExpositionWithPrometheus);
         }
         Ok(Arc::new(PromClient::new(self.prom_config(url)?)?))
     }
 
     /// Makes the client of each `backends` entry of the rule file: its own URL, TLS, auth,
     /// headers and query parameters; the query settings (verb, timeout) of the flags.
-    pub fn connector(&self) -> anyhow::Result<promhpa_apiserver::backends::Connect> {
+    pub fn connector(&self) -> Result<promhpa_apiserver::backends::Connect, OptionsError> {
         let verb = self.prometheus_verb.parse::<Verb>()?;
         let timeout = self.prometheus_query_timeout;
         Ok(Arc::new(move |spec: &promhpa_rules::BackendSpec| {
@@ -301,7 +303,7 @@ impl BackendFlags {
     }
 
     /// The Prometheus client settings of the flags, for `url`.
-    pub fn prom_config(&self, url: &str) -> anyhow::Result<PromConfig> {
+    pub fn prom_config(&self, url: &str) -> Result<PromConfig, OptionsError> {
         let mut config = PromConfig::new(url.to_string());
         config.ca_file = self.prometheus_ca_file.clone();
         config.client_cert_file = self.prometheus_client_tls_cert_file.clone();
@@ -335,23 +337,28 @@ impl BackendFlags {
     pub fn load_expositions(
         &self,
         backend: &promhpa_promql_eval::EmbeddedBackend,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), OptionsError> {
         let now = now_ms();
         for file in &self.load_exposition {
             let stats = backend
                 .ingest_file(file, now, &promhpa_promql_eval::Labels::empty())
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("loading --load-exposition {}", file.display()))?;
+                .map_err(|source| OptionsError::Exposition {
+                    path: file.clone(),
+                    source,
+                })?;
             tracing::info!(file = %file.display(), samples = stats.samples, "loaded exposition file");
         }
         Ok(())
     }
 
     /// The text of the object file (`--objects`, or the demo objects with `--demo`).
-    pub fn objects_text(&self) -> anyhow::Result<Option<(String, String)>> {
+    pub fn objects_text(&self) -> Result<Option<(String, String)>, OptionsError> {
         match &self.objects {
             Some(p) => Ok(Some((
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                std::fs::read_to_string(p).map_err(|source| OptionsError::ReadObjects {
+                    path: p.clone(),
+                    source,
+                })?,
                 p.display().to_string(),
             ))),
             None if self.demo => Ok(Some((
@@ -367,14 +374,13 @@ impl BackendFlags {
     pub fn build_lookup(
         &self,
         cluster: &promhpa_kube::client::ClusterAccess,
-    ) -> anyhow::Result<Arc<dyn ObjectLookup>> {
+    ) -> Result<Arc<dyn ObjectLookup>, OptionsError> {
         match self.objects_text()? {
             Some((text, source)) => Ok(Arc::new(StaticObjects::from_text(&text, &source)?)),
             None => {
-                let client = cluster.client().context(
-                    "loading Kubernetes credentials for object lookup; run in a cluster, pass \
-                     --lister-kubeconfig, or give a static object file with --objects",
-                )?;
+                let client = cluster
+                    .client()
+                    .map_err(OptionsError::ObjectLookupCredentials)?;
                 Ok(Arc::new(promhpa_kube::KubeObjectLookup::for_cluster(
                     client,
                 )))
@@ -385,7 +391,7 @@ impl BackendFlags {
     /// With `--prometheus-url`, ask Prometheus once: a certificate its CA does not vouch for
     /// will not fix itself, so that is an error naming the flag that fixes it; a Prometheus
     /// that does not answer yet is only a warning, as it may come up later.
-    pub async fn check_prometheus(&self, backend: &dyn Backend) -> anyhow::Result<()> {
+    pub async fn check_prometheus(&self, backend: &dyn Backend) -> Result<(), OptionsError> {
         if self.prometheus_url.is_none() || self.demo {
             return Ok(());
         }
@@ -404,9 +410,11 @@ impl BackendFlags {
                 } else {
                     "pass --prometheus-ca-file with the CA that signed it"
                 };
-                anyhow::bail!(
-                    "cannot verify the TLS certificate of prometheus {address}: {message} ({fix})"
-                );
+                return Err(OptionsError::PrometheusCertificate {
+                    address,
+                    message,
+                    fix,
+                });
             }
             Err(e) => tracing::warn!(error = %e, "prometheus is not answering yet"),
             Ok(_) => tracing::info!(address = %backend.address(), "prometheus reachable"),

@@ -17,12 +17,14 @@ pub mod backend;
 pub mod config;
 pub mod controller;
 pub mod delegated_auth;
+mod error;
 pub mod limits;
 pub mod serve;
 
 pub use backend::BackendFlags;
 pub use config::{FlagErrors, ServeConfig};
 pub use controller::ControllerFlags;
+pub use error::OptionsError;
 pub use limits::LimitFlags;
 pub use serve::ServeFlags;
 

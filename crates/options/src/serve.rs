@@ -11,7 +11,7 @@ use promhpa_core::backend::Backend;
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
 
-use crate::{BackendFlags, LimitFlags};
+use crate::{BackendFlags, LimitFlags, OptionsError};
 
 /// prometheus-adapter's flags (same names and meanings), plus promhpa's own.
 #[derive(clap::Args, Debug, Clone)]
@@ -281,7 +281,7 @@ pub struct Scraping {
 
 /// The embedded evaluator with --retention/--max-series, the --load-exposition files
 /// loaded, and the --scrape-config targets read (scraping starts with the runtime).
-fn embedded_backend(args: &ServeFlags) -> anyhow::Result<(Arc<dyn Backend>, Scraping)> {
+fn embedded_backend(args: &ServeFlags) -> Result<(Arc<dyn Backend>, Scraping), OptionsError> {
     use promhpa_promql_eval::{EmbeddedBackend, StoreLimits};
     // Positive: ServeConfig::from_flags refuses a zero --retention.
     let retention_ms = i64::try_from(args.retention.as_millis()).unwrap_or(i64::MAX);
@@ -318,7 +318,7 @@ impl ServeFlags {
     /// with --scrape-config or --load-exposition: [`ServeConfig::from_flags`](crate::ServeConfig::from_flags)
     /// refuses them together), otherwise the embedded evaluator with its exposition files and
     /// the scrape targets to start once the runtime runs.
-    pub fn backend(&self) -> anyhow::Result<(Arc<dyn Backend>, Option<Scraping>)> {
+    pub fn backend(&self) -> Result<(Arc<dyn Backend>, Option<Scraping>), OptionsError> {
         if self.backend.demo || self.backend.prometheus_url.is_some() {
             return Ok((self.backend.build_backend()?, None));
         }
@@ -329,7 +329,7 @@ impl ServeFlags {
 
 impl Scraping {
     /// Start scraping the targets. Must run inside a tokio runtime.
-    pub fn start(self) -> anyhow::Result<()> {
+    pub fn start(self) -> Result<(), OptionsError> {
         // Retention is enforced a few times per window so memory stays bounded even when
         // every target is down.
         promhpa_scrape::spawn(self.backend, &self.config, self.retention / 4)?;
