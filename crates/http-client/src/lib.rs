@@ -1,5 +1,5 @@
 //! promhpa's outgoing HTTP clients (to Prometheus backends, to the metrics server requests are
-//! forwarded to), built from the same kind of settings: a CA bundle, a client certificate and
+//! forwarded to, to the embedded scraper's targets), built from the same kind of settings: a CA bundle, a client certificate and
 //! key, and a bearer token file.
 //!
 //! - [`ClientSettings::build`] makes a rustls client that speaks TLS 1.2 or later, trusts
@@ -134,6 +134,8 @@ pub struct ClientSettings {
     /// Skip certificate verification entirely (testing only).
     pub insecure_skip_verify: bool,
     pub connect_timeout: Duration,
+    /// The longest a whole request may take, answer included (none: no limit).
+    pub timeout: Option<Duration>,
     /// Follow redirects as reqwest does by default; otherwise a redirect is the answer.
     pub follow_redirects: bool,
     pub user_agent: Option<&'static str>,
@@ -154,6 +156,7 @@ impl ClientSettings {
             identity: None,
             insecure_skip_verify: false,
             connect_timeout,
+            timeout: None,
             follow_redirects: true,
             user_agent: None,
             headers: reqwest::header::HeaderMap::new(),
@@ -168,6 +171,9 @@ impl ClientSettings {
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .connect_timeout(self.connect_timeout)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        if let Some(t) = self.timeout {
+            builder = builder.timeout(t);
+        }
         if !self.follow_redirects {
             builder = builder.redirect(reqwest::redirect::Policy::none());
         }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use promhpa_core::duration::parse_go_duration_ms;
+use promhpa_http_client::{ClientSettings, Pem};
 use promhpa_promql_eval::{EmbeddedBackend, Labels};
 use serde::Deserialize;
 
@@ -222,29 +223,18 @@ impl Target {
         Labels::from_pairs(self.labels.iter())
     }
 
-    /// An HTTP client for this target: rustls, its CA bundle, its timeout.
+    /// An HTTP client for this target: rustls, its CA bundle (instead of the system's
+    /// roots, as Prometheus' `ca_file` does), its timeout.
     pub fn client(&self) -> Result<reqwest::Client, ScrapeError> {
-        let err = |message: String| ScrapeError::Target {
+        let mut settings = ClientSettings::new(self.timeout);
+        settings.timeout = Some(self.timeout);
+        settings.ca = self.ca_file.as_ref().map(|path| Pem::file("caFile", path));
+        settings.insecure_skip_verify = self.insecure_skip_verify;
+        settings.user_agent = Some(concat!("promhpa/", env!("CARGO_PKG_VERSION")));
+        settings.build().map_err(|e| ScrapeError::Target {
             url: self.url.to_string(),
-            message,
-        };
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(self.timeout)
-            .user_agent(concat!("promhpa/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| err(format!("reading caFile {}: {e}", ca.display())))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| err(format!("caFile {}: {e}", ca.display())))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if self.insecure_skip_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        builder.build().map_err(|e| err(e.to_string()))
+            message: e.to_string(),
+        })
     }
 }
 
