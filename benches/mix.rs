@@ -478,8 +478,26 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Resident memory of `pid` in MiB.
 fn rss_mib(pid: u32) -> f64 {
-    let kb = promhpa_test_support::process::status_kib(&pid.to_string(), "VmRSS:").unwrap();
+    status_mib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` field in kB, in MiB.
+fn status_mib(pid: u32, field: &str) -> f64 {
+    let kb = promhpa_test_support::process::status_kib(&pid.to_string(), field).unwrap();
     kb as f64 / 1024.0
+}
+
+/// Resident memory split into heap and other anonymous memory (`RssAnon`) and mapped files,
+/// the binary's code included (`RssFile`), and the process's thread count.
+fn memory_detail(pid: u32) -> String {
+    let threads =
+        promhpa_test_support::process::status_kib(&pid.to_string(), "Threads:").unwrap_or(0);
+    format!(
+        "{:>9.1} {:>9.1} {:>7}",
+        status_mib(pid, "RssAnon:"),
+        status_mib(pid, "RssFile:"),
+        threads
+    )
 }
 
 struct Bench {
@@ -638,12 +656,26 @@ impl Bench {
         let mut peak: f64 = 0.0;
         let mut n = 0usize;
         println!(
-            "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9}",
-            "s", "requests", "failed", "skipped", "p99 ms", "RSS MiB"
+            "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            "s",
+            "requests",
+            "failed",
+            "skipped",
+            "p99 ms",
+            "RSS MiB",
+            "anon MiB",
+            "file MiB",
+            "threads"
         );
         println!(
-            "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1}",
-            0, 0, 0, 0, "", idle
+            "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1} {}",
+            0,
+            0,
+            0,
+            0,
+            "",
+            idle,
+            memory_detail(self.pid)
         );
         while start.elapsed() < Duration::from_secs(seconds) {
             tick.tick().await;
@@ -672,7 +704,18 @@ impl Bench {
             let elapsed = start.elapsed();
             // The first reading under load, after ten seconds of it.
             if first.is_none() && elapsed >= Duration::from_secs(10) {
-                first = Some(rss_mib(self.pid));
+                let rss = rss_mib(self.pid);
+                first = Some(rss);
+                println!(
+                    "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1} {}",
+                    elapsed.as_secs(),
+                    done.load(Ordering::Relaxed),
+                    failed.load(Ordering::Relaxed),
+                    skipped.load(Ordering::Relaxed),
+                    "",
+                    rss,
+                    memory_detail(self.pid)
+                );
             }
             if elapsed >= next_report {
                 next_report += Duration::from_secs(60);
@@ -686,13 +729,14 @@ impl Bench {
                     format!("{:.2}", ms(percentile(&lat, 0.99)))
                 };
                 println!(
-                    "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1}",
+                    "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1} {}",
                     elapsed.as_secs(),
                     done.load(Ordering::Relaxed),
                     failed.load(Ordering::Relaxed),
                     skipped.load(Ordering::Relaxed),
                     p99,
-                    rss
+                    rss,
+                    memory_detail(self.pid)
                 );
             }
         }
