@@ -133,7 +133,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             hpa
         }
         (None, Some(name)) => {
-            let ns = args.namespace.as_deref().unwrap_or("default");
+            let ns = args
+                .namespace
+                .as_deref()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or("default");
             let (hpa, status) = runtime.block_on(hpa_from_cluster(&args.cluster(), ns, name))?;
             eprintln!("{status}");
             hpa
