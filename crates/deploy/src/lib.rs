@@ -33,7 +33,9 @@ use promhpa_rules::{FileShape, Rule, RuleSet};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use anyhow::{anyhow, bail, Context};
+mod error;
+
+pub use error::DeployError;
 
 pub const CHART_NAME: &str = "prometheus-adapter";
 /// prometheus-adapter's image repository; values naming it get promhpa's image instead.
@@ -76,7 +78,7 @@ pub fn render_installation(
     inputs: &[InputFile],
     release: Release,
     prometheus: Option<&str>,
-) -> anyhow::Result<Rendered> {
+) -> Result<Rendered, DeployError> {
     let mut warnings = Vec::new();
     let mut values = chart_defaults();
     let mut rule_file: Option<RuleFile> = None;
@@ -85,12 +87,16 @@ pub fn render_installation(
     for input in inputs {
         let (source, given) = (&input.source, input.given);
         match read_input(&input.text, source)? {
-            Input::Values(_) if given == Given::Config => bail!(
-                "{source} holds Helm values, not a rule file: pass it with --helm-values"
-            ),
-            Input::Rules(_) if given == Given::HelmValues => bail!(
-                "{source} is a rule file (adapter config or ConfigMap), not Helm values: pass it with --config"
-            ),
+            Input::Values(_) if given == Given::Config => {
+                return Err(DeployError::ValuesGivenAsConfig {
+                    file: source.clone(),
+                })
+            }
+            Input::Rules(_) if given == Given::HelmValues => {
+                return Err(DeployError::ConfigGivenAsValues {
+                    file: source.clone(),
+                })
+            }
             Input::Values(user) => {
                 for key in unknown_keys(&user) {
                     warnings.push(format!(
@@ -103,11 +109,10 @@ pub fn render_installation(
             }
             Input::Rules(file) => {
                 if let Some(first) = &rule_file {
-                    bail!(
-                        "{source}: a second rule file after {}: give one prometheus-adapter \
-                         config or ConfigMap, with any number of Helm values files",
-                        first.origin
-                    );
+                    return Err(DeployError::SecondRuleFile {
+                        file: source.clone(),
+                        first: first.origin.clone(),
+                    });
                 }
                 rule_file = Some(file);
             }
@@ -212,36 +217,47 @@ impl RuleFile {
 /// ConfigMap manifest holding either (the first ConfigMap with `config.yaml` of a
 /// multi-document file, as `promhpa check` reads it). A rule file that does not load or has
 /// no rule is an error.
-pub fn read_input(text: &str, source: &str) -> anyhow::Result<Input> {
+pub fn read_input(text: &str, source: &str) -> Result<Input, DeployError> {
     let set = match RuleSet::from_yaml(text, source) {
         Ok(set) => set,
         // Values that set no rules are not a rule file; the chart's rules apply.
         Err(_) if plain_values(text) => return values_input(parse_values(text)?, source),
         Err(errors) => {
-            let n = errors.errors.len();
-            bail!(
-                "{errors}\n{source}: {n} error{}: its rules do not load, so it cannot be installed",
-                if n == 1 { "" } else { "s" }
-            )
+            return Err(DeployError::RulesDoNotLoad {
+                file: source.to_string(),
+                cause: errors,
+            })
         }
     };
     match set.shape {
         FileShape::HelmValues => values_input(
-            parse_values(text).with_context(|| format!("values file {source}"))?,
+            parse_values(text).map_err(|cause| DeployError::ValuesFile {
+                file: source.to_string(),
+                cause: Box::new(cause),
+            })?,
             source,
         ),
         FileShape::AdapterConfig => {
             rule_file(text, format!("{source} (prometheus-adapter config)"), &set)
         }
         FileShape::ConfigMap => {
-            let (inner, name) = configmap_config(text)
-                .with_context(|| format!("{source}: reading the ConfigMap's config.yaml"))?;
-            let inner_set = RuleSet::from_yaml(&inner, source)
-                .map_err(|e| anyhow!("{e}\n{source}: the ConfigMap's config.yaml does not load"))?;
-            if inner_set.shape == FileShape::HelmValues {
-                let values = parse_values(&inner).with_context(|| {
-                    format!("{source}: the Helm values in the ConfigMap's config.yaml")
+            let (inner, name) =
+                configmap_config(text).map_err(|cause| DeployError::ConfigMapConfig {
+                    file: source.to_string(),
+                    cause: Box::new(cause),
                 })?;
+            let inner_set = RuleSet::from_yaml(&inner, source).map_err(|cause| {
+                DeployError::ConfigMapConfigDoesNotLoad {
+                    file: source.to_string(),
+                    cause,
+                }
+            })?;
+            if inner_set.shape == FileShape::HelmValues {
+                let values =
+                    parse_values(&inner).map_err(|cause| DeployError::ConfigMapValues {
+                        file: source.to_string(),
+                        cause: Box::new(cause),
+                    })?;
                 return values_input(values, source);
             }
             // The file's own load reports lines of the file, not of config.yaml.
@@ -261,7 +277,7 @@ const UMBRELLA_KEY: &str = "prometheus-adapter";
 /// Helm values, unless not one of their keys is a value of the chart. An umbrella chart's
 /// values (a `prometheus-adapter:` mapping and no `rules`) give that section, as the rule
 /// loader reads them.
-fn values_input(mut values: Value, source: &str) -> anyhow::Result<Input> {
+fn values_input(mut values: Value, source: &str) -> Result<Input, DeployError> {
     if values.get("rules").is_none() {
         if let Some(section) = values.get_mut(UMBRELLA_KEY).filter(|v| v.is_object()) {
             eprintln!("note: {source}: reading its `{UMBRELLA_KEY}:` section (an umbrella chart's values)");
@@ -271,26 +287,23 @@ fn values_input(mut values: Value, source: &str) -> anyhow::Result<Input> {
     }
     let unknown = unknown_keys(&values);
     if !unknown.is_empty() && values.as_object().is_some_and(|m| m.len() == unknown.len()) {
-        let hint = match unknown.as_slice() {
-            [key] if values[key].is_object() => format!(
-                "; if these are the values of a chart that includes prometheus-adapter, give \
-                 the contents of `{key}:` in a file of their own"
-            ),
-            _ => String::new(),
+        let section = match unknown.as_slice() {
+            [key] if values[key].is_object() => Some(key.clone()),
+            _ => None,
         };
-        bail!(
-            "{source}: none of its keys ({}) is a value of the prometheus-adapter chart, and it \
-             is neither a prometheus-adapter config nor a ConfigMap{hint}",
-            unknown.join(", ")
-        );
+        return Err(DeployError::ForeignValues {
+            file: source.to_string(),
+            keys: unknown,
+            section,
+        });
     }
     Ok(Input::Values(values))
 }
 
-fn rule_file(text: &str, origin: String, set: &RuleSet) -> anyhow::Result<Input> {
+fn rule_file(text: &str, origin: String, set: &RuleSet) -> Result<Input, DeployError> {
     let (custom, external, resource) = working_rules(set);
     if custom == 0 && external == 0 && !resource {
-        bail!(nothing_served(&origin, set));
+        return Err(nothing_served(origin, set));
     }
     Ok(Input::Rules(RuleFile {
         text: text.to_string(),
@@ -317,20 +330,13 @@ fn working_rules(set: &RuleSet) -> (usize, usize, bool) {
     )
 }
 
-/// Why a loaded rule file would give an installation that serves nothing.
-fn nothing_served(origin: &str, set: &RuleSet) -> String {
-    let mut message = if set.rules().next().is_none() && set.resource.is_none() {
-        format!(
-            "{origin} has no rules (rules, externalRules and resourceRules are empty or \
-             absent), so an installation would serve no metrics API"
-        )
-    } else {
-        format!("every rule of {origin} is broken, so an installation would serve nothing:")
-    };
-    for report in loader_reports(set) {
-        message.push_str(&format!("\n{report}"));
+/// The error for a loaded rule file that would give an installation serving nothing.
+fn nothing_served(origin: String, set: &RuleSet) -> DeployError {
+    DeployError::NothingServed {
+        origin,
+        no_rules: set.rules().next().is_none() && set.resource.is_none(),
+        reports: loader_reports(set),
     }
-    message
 }
 
 /// The loader's reports on a file it loads: broken rules, then warnings.
@@ -371,10 +377,10 @@ fn plain_values(text: &str) -> bool {
 
 /// The text of `data."config.yaml"` of the ConfigMap a manifest file holds (the first with
 /// that key, else the first document), and the ConfigMap's `namespace/name`.
-pub fn configmap_config(text: &str) -> anyhow::Result<(String, String)> {
+pub fn configmap_config(text: &str) -> Result<(String, String), DeployError> {
     let mut chosen = None;
     for document in yaml::documents::<Value>(text) {
-        let doc = document.context("parsing YAML")?;
+        let doc = document?;
         let has_config = doc.get("kind").and_then(Value::as_str) == Some("ConfigMap")
             && doc.get("data").and_then(|d| d.get("config.yaml")).is_some();
         if has_config {
@@ -385,12 +391,12 @@ pub fn configmap_config(text: &str) -> anyhow::Result<(String, String)> {
             chosen = Some(doc);
         }
     }
-    let doc = chosen.context("no document")?;
+    let doc = chosen.ok_or(DeployError::NoDocument)?;
     let config = doc
         .get("data")
         .and_then(|d| d.get("config.yaml"))
         .and_then(Value::as_str)
-        .context("no data.\"config.yaml\" string")?;
+        .ok_or(DeployError::NoConfigYaml)?;
     let field = |key: &str| {
         doc.get("metadata")
             .and_then(|m| m.get(key))
@@ -421,12 +427,14 @@ pub fn unknown_keys(values: &Value) -> Vec<String> {
 }
 
 /// Parses a values document; an empty file is an empty map.
-pub fn parse_values(text: &str) -> anyhow::Result<Value> {
-    let value: Value = yaml::from_str(text).context("parsing YAML")?;
+pub fn parse_values(text: &str) -> Result<Value, DeployError> {
+    let value: Value = yaml::from_str(text)?;
     match value {
         Value::Null => Ok(Value::Object(Map::new())),
         Value::Object(_) => Ok(value),
-        other => bail!("values must be a mapping, found {}", type_name(&other)),
+        other => Err(DeployError::ValuesNotMapping {
+            found: type_name(&other),
+        }),
     }
 }
 
@@ -654,7 +662,11 @@ fn names(values: &Value, release: &Release) -> Names {
 
 /// Renders every object, in the order `kubectl apply` should create them: `rules` decide
 /// the rule ConfigMap and the metrics APIs, `values` everything else.
-pub fn render_with(values: &Value, release: &Release, rules: &Rules) -> anyhow::Result<Vec<Value>> {
+pub fn render_with(
+    values: &Value,
+    release: &Release,
+    rules: &Rules,
+) -> Result<Vec<Value>, DeployError> {
     let n = names(values, release);
     let selector = json!({
         "app.kubernetes.io/name": n.name,
@@ -980,14 +992,14 @@ pub fn render_with(values: &Value, release: &Release, rules: &Rules) -> anyhow::
         for (i, manifest) in extra.iter().enumerate() {
             let object = match manifest {
                 Value::String(text) => yaml::from_str(text)
-                    .with_context(|| format!("extraManifests[{i}]: parsing YAML"))?,
+                    .map_err(|cause| DeployError::ExtraManifestYaml { index: i, cause })?,
                 other => other.clone(),
             };
             if !object.is_object() {
-                bail!(
-                    "extraManifests[{i}] must be an object, found {}",
-                    type_name(&object)
-                );
+                return Err(DeployError::ExtraManifestNotObject {
+                    index: i,
+                    found: type_name(&object),
+                });
             }
             objects.push(object);
         }
@@ -997,7 +1009,7 @@ pub fn render_with(values: &Value, release: &Release, rules: &Rules) -> anyhow::
 
 /// The rule file the chart writes into its ConfigMap: default and custom rules, external
 /// rules and resource rules.
-fn rule_config(values: &Value) -> anyhow::Result<String> {
+fn rule_config(values: &Value) -> Result<String, DeployError> {
     let mut config = Map::new();
     let mut rules = Vec::new();
     if truthy(get(values, "rules.default")) {
@@ -1006,7 +1018,7 @@ fn rule_config(values: &Value) -> anyhow::Result<String> {
     if let Some(custom) = get(values, "rules.custom").as_array() {
         rules.extend(custom.iter().cloned());
     } else if truthy(get(values, "rules.custom")) {
-        bail!("rules.custom must be a list of rules");
+        return Err(DeployError::CustomRulesNotList);
     }
     if !rules.is_empty() {
         config.insert("rules".into(), Value::Array(rules));
@@ -1014,7 +1026,7 @@ fn rule_config(values: &Value) -> anyhow::Result<String> {
     let external = get(values, "rules.external");
     if truthy(external) {
         if !external.is_array() {
-            bail!("rules.external must be a list of rules");
+            return Err(DeployError::ExternalRulesNotList);
         }
         config.insert("externalRules".into(), external.clone());
     }
@@ -1022,15 +1034,15 @@ fn rule_config(values: &Value) -> anyhow::Result<String> {
     if truthy(resource) {
         config.insert("resourceRules".into(), resource.clone());
     }
-    yaml::to_string(&Value::Object(config)).context("serialising the rule file")
+    yaml::to_string(&Value::Object(config)).map_err(DeployError::SerialiseRuleFile)
 }
 
 /// The Prometheus URL the Deployment passes, joined from `prometheus.url`, `port` and `path`
 /// as the chart joins them.
-fn prometheus_url(values: &Value) -> anyhow::Result<String> {
+fn prometheus_url(values: &Value) -> Result<String, DeployError> {
     let mut url = scalar(get(values, "prometheus.url"));
     if url.contains("{{") {
-        bail!("prometheus.url {url:?} uses a Helm template, which promhpa manifests does not evaluate");
+        return Err(DeployError::PrometheusUrlTemplate { url });
     }
     let port = get(values, "prometheus.port");
     if truthy(port) {
@@ -1043,7 +1055,7 @@ fn prometheus_url(values: &Value) -> anyhow::Result<String> {
 
 /// The rules of the chart's values, as the chart's ConfigMap template writes them, after
 /// checking that they load and serve at least one metrics API.
-pub fn chart_rules(values: &Value) -> anyhow::Result<Rules> {
+pub fn chart_rules(values: &Value) -> Result<Rules, DeployError> {
     let custom = truthy(get(values, "rules.default")) || truthy(get(values, "rules.custom"));
     let external = truthy(get(values, "rules.external"));
     let resource = truthy(get(values, "rules.resource"));
@@ -1060,18 +1072,14 @@ pub fn chart_rules(values: &Value) -> anyhow::Result<Rules> {
         });
     }
     if !(custom || external || resource) {
-        bail!(
-            "the values give no rules (rules.default is false and rules.custom, rules.external \
-             and rules.resource are empty), so the installation would serve no metrics API: \
-             add rules, or name a ConfigMap that holds them with rules.existing"
-        );
+        return Err(DeployError::NoRules);
     }
     let text = rule_config(values)?;
     let origin = "the rule file rendered from the values";
     let set = RuleSet::from_yaml(&text, origin)
-        .map_err(|e| anyhow!("the rules of the values do not load:\n{e}"))?;
+        .map_err(|cause| DeployError::ValuesRulesDoNotLoad { cause })?;
     if working_rules(&set) == (0, 0, false) {
-        bail!(nothing_served(origin, &set));
+        return Err(nothing_served(origin.to_string(), &set));
     }
     Ok(Rules {
         config: RuleConfig::Text(text),
@@ -1092,7 +1100,7 @@ fn deployment(
     selector: &Value,
     existing_rules: Option<&str>,
     config_checksum: &str,
-) -> anyhow::Result<Value> {
+) -> Result<Value, DeployError> {
     let mut metadata = metadata.clone();
     let mut annotations = get(values, "customAnnotations").clone();
     merge_values(
@@ -1251,11 +1259,11 @@ fn deployment(
 }
 
 /// Objects as one YAML stream, `---` between documents.
-pub fn to_yaml_stream(objects: &[Value]) -> anyhow::Result<String> {
+pub fn to_yaml_stream(objects: &[Value]) -> Result<String, DeployError> {
     let mut out = String::new();
     for object in objects {
         out.push_str("---\n");
-        out.push_str(&yaml::to_string(object).context("serialising a manifest")?);
+        out.push_str(&yaml::to_string(object).map_err(DeployError::SerialiseManifest)?);
     }
     Ok(out)
 }
@@ -1295,8 +1303,19 @@ mod tests {
     use std::process::Command;
 
     /// Renders Helm values as the chart does.
-    fn render(values: &Value, release: &Release) -> anyhow::Result<Vec<Value>> {
+    fn render(values: &Value, release: &Release) -> Result<Vec<Value>, DeployError> {
         render_with(values, release, &chart_rules(values)?)
+    }
+
+    /// `e` and its causes, `: `-separated, as the binary prints an error.
+    fn chain(e: &DeployError) -> String {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
     }
 
     fn release(namespace: &str) -> Release {
@@ -1363,13 +1382,13 @@ mod tests {
             .nth(1)
             .and_then(|b| b.split("```").next())
             .unwrap_or_else(|| panic!("no yaml block in {}", seed.display()));
-        parse_values(block).unwrap_or_else(|e| panic!("{e:#}"))
+        parse_values(block).unwrap_or_else(|e| panic!("{}", chain(&e)))
     }
 
     #[test]
     fn chart_default_values_render_the_charts_objects() {
-        let objects =
-            render(&chart_defaults(), &release("monitoring")).unwrap_or_else(|e| panic!("{e:#}"));
+        let objects = render(&chart_defaults(), &release("monitoring"))
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
         let mut got: Vec<String> = kinds_and_names(&objects);
         got.sort();
         let mut want = vec![
@@ -1454,7 +1473,7 @@ mod tests {
         let mut values = chart_defaults();
         merge_values(&mut values, seed_values());
         let objects = render(&values, &release("inferno-autoscaler-monitoring"))
-            .unwrap_or_else(|e| panic!("{e:#}"));
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
         let deployment = find(&objects, "Deployment", "prometheus-adapter");
         assert_eq!(deployment["spec"]["replicas"], 2);
         let args = args_of(deployment);
@@ -1492,7 +1511,7 @@ mod tests {
             json!({"kind": "ServiceAccount", "name": "horizontal-pod-autoscaler", "namespace": "kube-system"})
         );
         // The rendered stream is valid YAML, one document per object.
-        let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
+        let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let documents = yaml::documents::<Value>(&stream);
         assert!(documents.iter().all(Result::is_ok), "{documents:?}");
         assert_eq!(documents.len(), objects.len());
@@ -1519,9 +1538,10 @@ extraManifests:
     metadata: {name: extra}
 "#,
         )
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
         merge_values(&mut values, user);
-        let objects = render(&values, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let objects =
+            render(&values, &release("default")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let names = kinds_and_names(&objects);
         assert!(
             !names.iter().any(|n| n == "ConfigMap/metrics"),
@@ -1557,7 +1577,8 @@ extraManifests:
 
         let mut cm = chart_defaults();
         merge_values(&mut cm, json!({"certManager": {"enabled": true}}));
-        let objects = render(&cm, &release("monitoring")).unwrap_or_else(|e| panic!("{e:#}"));
+        let objects =
+            render(&cm, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let cert = find(&objects, "Certificate", "prometheus-adapter-cert");
         assert_eq!(cert["spec"]["secretName"], "prometheus-adapter");
         assert_eq!(
@@ -1584,8 +1605,8 @@ extraManifests:
 
     #[test]
     fn rendered_and_shipped_rule_files_compile() {
-        let objects =
-            render(&chart_defaults(), &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let objects = render(&chart_defaults(), &release("default"))
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
         let cm = find(&objects, "ConfigMap", "prometheus-adapter");
         let rules = compile_rules(
             cm["data"]["config.yaml"].as_str().unwrap_or_default(),
@@ -1595,7 +1616,8 @@ extraManifests:
 
         let mut values = chart_defaults();
         merge_values(&mut values, seed_values());
-        let objects = render(&values, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let objects =
+            render(&values, &release("default")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let cm = find(&objects, "ConfigMap", "prometheus-adapter");
         let rules = compile_rules(
             cm["data"]["config.yaml"].as_str().unwrap_or_default(),
@@ -1706,12 +1728,13 @@ externalRules:
 
     #[test]
     fn adapter_config_is_installed_as_written() {
-        let input = read_input(ADAPTER_CONFIG, "adapter.yaml").unwrap_or_else(|e| panic!("{e:#}"));
+        let input =
+            read_input(ADAPTER_CONFIG, "adapter.yaml").unwrap_or_else(|e| panic!("{}", chain(&e)));
         let file = rule_file_of(input);
         assert_eq!((file.custom, file.external, file.resource), (1, 1, false));
         assert_eq!(file.origin, "adapter.yaml (prometheus-adapter config)");
         let objects = render_with(&chart_defaults(), &release("monitoring"), &file.rules())
-            .unwrap_or_else(|e| panic!("{e:#}"));
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
         let cm = find(&objects, "ConfigMap", "prometheus-adapter");
         assert_eq!(cm["metadata"]["namespace"], "monitoring");
         assert_eq!(cm["data"]["config.yaml"], ADAPTER_CONFIG, "byte for byte");
@@ -1737,7 +1760,7 @@ externalRules:
             "prometheus-adapter"
         );
         // The YAML stream carries the text unchanged too.
-        let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{e:#}"));
+        let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let reread: Vec<Value> = yaml::documents(&stream)
             .into_iter()
             .map(|doc| doc.unwrap_or_else(|e| panic!("{e}")))
@@ -1748,10 +1771,10 @@ externalRules:
         // External rules alone register only the external API.
         let external_only = "externalRules:\n- seriesQuery: 'queue_depth{queue!=\"\"}'\n  resources: {namespaced: false}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'\n";
         let file = rule_file_of(
-            read_input(external_only, "external.yaml").unwrap_or_else(|e| panic!("{e:#}")),
+            read_input(external_only, "external.yaml").unwrap_or_else(|e| panic!("{}", chain(&e))),
         );
         let objects = render_with(&chart_defaults(), &release("default"), &file.rules())
-            .unwrap_or_else(|e| panic!("{e:#}"));
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
         assert_eq!(api_services(&objects), ["v1beta1.external.metrics.k8s.io"]);
         assert!(!kinds_and_names(&objects)
             .contains(&"ClusterRole/prometheus-adapter-server-resources".to_string()));
@@ -1760,8 +1783,9 @@ externalRules:
     #[test]
     fn configmap_manifest_installs_its_config_yaml() {
         let manifest = configmap_manifest(RESOURCE_CONFIG);
-        let file =
-            rule_file_of(read_input(&manifest, "cm.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        let file = rule_file_of(
+            read_input(&manifest, "cm.yaml").unwrap_or_else(|e| panic!("{}", chain(&e))),
+        );
         assert_eq!((file.custom, file.external, file.resource), (0, 0, true));
         assert!(
             file.origin
@@ -1773,7 +1797,7 @@ externalRules:
         let mut values = chart_defaults();
         merge_values(&mut values, json!({"fullnameOverride": "promhpa"}));
         let objects = render_with(&values, &release("monitoring"), &file.rules())
-            .unwrap_or_else(|e| panic!("{e:#}"));
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
         // The rendered ConfigMap, not the input one, is what the Deployment mounts.
         let cm = find(&objects, "ConfigMap", "promhpa");
         assert_eq!(cm["metadata"]["namespace"], "monitoring");
@@ -1793,7 +1817,8 @@ externalRules:
             "kind: ConfigMap\napiVersion: v1\nmetadata: {{name: c}}\ndata:\n  config.yaml: {}\n",
             serde_json::to_string(ADAPTER_CONFIG).unwrap_or_default()
         );
-        let file = rule_file_of(read_input(&quoted, "q.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        let file =
+            rule_file_of(read_input(&quoted, "q.yaml").unwrap_or_else(|e| panic!("{}", chain(&e))));
         assert_eq!(file.text, ADAPTER_CONFIG);
         assert_eq!((file.custom, file.external), (1, 1));
     }
@@ -1802,11 +1827,13 @@ externalRules:
     fn configmap_holding_helm_values_renders_them_as_the_chart_does() {
         let values = "prometheus:\n  url: http://prom.monitoring.svc\n  port: 9091\nrules:\n  default: false\n  custom:\n  - seriesQuery: 'jobs_pending{namespace!=\"\"}'\n    resources: {template: <<.Resource>>}\n    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
         let user = values_of(
-            read_input(&configmap_manifest(values), "cm.yaml").unwrap_or_else(|e| panic!("{e:#}")),
+            read_input(&configmap_manifest(values), "cm.yaml")
+                .unwrap_or_else(|e| panic!("{}", chain(&e))),
         );
         let mut merged = chart_defaults();
         merge_values(&mut merged, user);
-        let objects = render(&merged, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let objects =
+            render(&merged, &release("default")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let args = args_of(find(&objects, "Deployment", "prometheus-adapter"));
         assert!(args.contains(&"--prometheus-url=http://prom.monitoring.svc:9091".to_string()));
         let config = config_of(find(&objects, "ConfigMap", "prometheus-adapter"));
@@ -1823,10 +1850,12 @@ externalRules:
     #[test]
     fn helm_values_keep_the_charts_logic() {
         let text = "replicas: 3\nrules:\n  external:\n  - seriesQuery: 'queue_depth{queue!=\"\"}'\n    resources: {namespaced: false}\n    metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'\n  resource: {}\n";
-        let user = values_of(read_input(text, "values.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        let user =
+            values_of(read_input(text, "values.yaml").unwrap_or_else(|e| panic!("{}", chain(&e))));
         let mut values = chart_defaults();
         merge_values(&mut values, user);
-        let objects = render(&values, &release("default")).unwrap_or_else(|e| panic!("{e:#}"));
+        let objects =
+            render(&values, &release("default")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         // Default rules stay on; an empty `resource` section is an absent one.
         assert_eq!(
             api_services(&objects),
@@ -1846,10 +1875,13 @@ externalRules:
 
         // Values without rules, empty ones and an umbrella chart's section are values too.
         for text in ["tls: {enable: false}\n", "", "{}\n"] {
-            values_of(read_input(text, "v.yaml").unwrap_or_else(|e| panic!("{text:?}: {e:#}")));
+            values_of(
+                read_input(text, "v.yaml").unwrap_or_else(|e| panic!("{text:?}: {}", chain(&e))),
+            );
         }
         let umbrella = "prometheus-adapter:\n  replicas: 2\n  prometheus: {url: http://p}\ngrafana: {enabled: true}\n";
-        let section = values_of(read_input(umbrella, "u.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        let section =
+            values_of(read_input(umbrella, "u.yaml").unwrap_or_else(|e| panic!("{}", chain(&e))));
         assert_eq!(
             section,
             json!({"replicas": 2, "prometheus": {"url": "http://p"}})
@@ -1860,7 +1892,8 @@ externalRules:
     fn broken_rules_are_installed_but_register_no_api() {
         // The custom rule has no metricsQuery: the adapter loads it and fails its requests.
         let text = "rules:\n- seriesQuery: 'jobs{namespace!=\"\"}'\n  resources: {template: <<.Resource>>}\nexternalRules:\n- seriesQuery: 'queue_depth{queue!=\"\"}'\n  resources: {namespaced: false}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'\n";
-        let file = rule_file_of(read_input(text, "b.yaml").unwrap_or_else(|e| panic!("{e:#}")));
+        let file =
+            rule_file_of(read_input(text, "b.yaml").unwrap_or_else(|e| panic!("{}", chain(&e))));
         assert_eq!((file.custom, file.external, file.resource), (0, 1, false));
         assert!(
             file.warnings
@@ -1870,7 +1903,7 @@ externalRules:
             file.warnings
         );
         let objects = render_with(&chart_defaults(), &release("default"), &file.rules())
-            .unwrap_or_else(|e| panic!("{e:#}"));
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
         assert_eq!(api_services(&objects), ["v1beta1.external.metrics.k8s.io"]);
         assert_eq!(
             find(&objects, "ConfigMap", "prometheus-adapter")["data"]["config.yaml"],
@@ -1886,7 +1919,7 @@ externalRules:
     fn refused(text: &str) -> String {
         match read_input(text, "in.yaml") {
             Ok(input) => panic!("accepted {text:?} as {input:?}"),
-            Err(e) => format!("{e:#}"),
+            Err(e) => chain(&e),
         }
     }
 
@@ -1922,8 +1955,96 @@ externalRules:
             &mut values,
             json!({"rules": {"existing": "mine", "custom": [{"seriesQuery": "x"}]}}),
         );
-        let rules = chart_rules(&values).unwrap_or_else(|e| panic!("{e:#}"));
+        let rules = chart_rules(&values).unwrap_or_else(|e| panic!("{}", chain(&e)));
         assert_eq!(rules.config, RuleConfig::Existing("mine".into()));
+    }
+
+    #[test]
+    fn errors_name_each_cause_once() {
+        let once = |text: &str, needle: &str| {
+            assert_eq!(text.matches(needle).count(), 1, "{needle:?} in {text}");
+        };
+        let multidoc = refused("rules:\n  default: true\n---\nreplicas: 2\n");
+        assert!(
+            multidoc.starts_with("values file in.yaml: parsing YAML: multiple YAML documents"),
+            "{multidoc}"
+        );
+        once(&multidoc, "multiple YAML documents");
+        let metadata = refused(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, name: y}\ndata:\n  config.yaml: |\n    rules: []\n",
+        );
+        assert!(
+            metadata.starts_with(
+                "in.yaml: reading the ConfigMap's config.yaml: parsing YAML: duplicate mapping key"
+            ),
+            "{metadata}"
+        );
+        once(&metadata, "duplicate mapping key");
+        let inner_values = refused(&configmap_manifest(
+            "rules:\n  default: true\nreplicas: 2\nreplicas: 3\n",
+        ));
+        assert!(
+            inner_values.starts_with(
+                "in.yaml: the Helm values in the ConfigMap's config.yaml: parsing YAML: duplicate \
+                 mapping key"
+            ),
+            "{inner_values}"
+        );
+        once(&inner_values, "duplicate mapping key");
+
+        // Messages that hold the loader's errors have no source to print again.
+        let loader = match read_input(
+            "rules:\n- seriesQuerry: up\n  metricsQuery: up\n",
+            "in.yaml",
+        ) {
+            Ok(input) => panic!("accepted {input:?}"),
+            Err(e) => e,
+        };
+        assert!(std::error::Error::source(&loader).is_none());
+        let text = chain(&loader);
+        once(&text, "unknown field \"seriesQuerry\"");
+        assert!(
+            text.ends_with("\nin.yaml: 2 errors: its rules do not load, so it cannot be installed"),
+            "{text}"
+        );
+        let mut values = chart_defaults();
+        merge_values(
+            &mut values,
+            json!({"rules": {"default": false, "custom": [{"seriesQuerry": "up"}]}}),
+        );
+        let rendered = match chart_rules(&values) {
+            Ok(rules) => panic!("accepted {rules:?}"),
+            Err(e) => e,
+        };
+        assert!(std::error::Error::source(&rendered).is_none());
+        let text = chain(&rendered);
+        assert!(
+            text.starts_with("the rules of the values do not load:\n"),
+            "{text}"
+        );
+        once(&text, "unknown field \"seriesQuerry\"");
+
+        let render_values = |extra: Value| {
+            let mut values = chart_defaults();
+            merge_values(&mut values, json!({"extraManifests": [extra]}));
+            match render(&values, &release("default")) {
+                Ok(objects) => panic!("rendered {objects:?}"),
+                Err(e) => chain(&e),
+            }
+        };
+        let extra = render_values(json!("a: [1"));
+        assert!(
+            extra.starts_with("extraManifests[0]: parsing YAML: unclosed bracket"),
+            "{extra}"
+        );
+        assert_eq!(
+            render_values(json!(3)),
+            "extraManifests[0] must be an object, found a number"
+        );
+        match parse_values("- a\n") {
+            Ok(v) => panic!("accepted {v:?}"),
+            Err(e) => assert_eq!(chain(&e), "values must be a mapping, found a list"),
+        }
     }
 
     #[test]
@@ -1931,7 +2052,7 @@ externalRules:
         let values = parse_values(
             "replicas: 2\nreplica: 3\ndnsPolicy: ClusterFirst\nprometheus: {url: x}\n",
         )
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        .unwrap_or_else(|e| panic!("{}", chain(&e)));
         assert_eq!(unknown_keys(&values), vec!["replica".to_string()]);
         assert_eq!(unknown_keys(&seed_values()), Vec::<String>::new());
         assert!(parse_values("- a\n- b\n").is_err());
@@ -2189,7 +2310,8 @@ externalRules:
             &mut values,
             json!({"podDisruptionBudget": {"enabled": true}}),
         );
-        let rendered = render(&values, &release("promhpa")).unwrap_or_else(|e| panic!("{e:#}"));
+        let rendered =
+            render(&values, &release("promhpa")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let kinds = |objects: &[Value]| -> BTreeSet<String> {
             objects
                 .iter()
