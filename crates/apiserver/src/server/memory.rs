@@ -2,8 +2,10 @@
 //! arenas for reuse: after a flood of connections comes and goes, the memory they used stays
 //! resident until the next flood. `malloc_trim` asks it to return the free pages of every
 //! arena. promhpa calls it when the number of open connections has fallen well below its
-//! recent peak, and when resident memory has grown well past what it was after the last
-//! call; otherwise never, since it briefly locks each arena. Built with jemalloc
+//! recent peak, when resident memory has grown well past what it was after the last call,
+//! and at most once a minute when it has crept a little past it (the buffers of a burst of
+//! requests in flight behind a slow backend); otherwise never, since it briefly locks each
+//! arena. Built with jemalloc
 //! (`--features jemalloc`, which turns on this crate's `jemalloc` feature), whose background
 //! thread purges by itself, this does nothing.
 
@@ -18,12 +20,19 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 const CONNECTIONS_GONE: u64 = 256;
 /// Growth of resident memory over the level after the last trim that makes one worth it.
 const GROWTH: u64 = 32 << 20;
+/// Smaller growth (this, or 5 % of the level if more) returned at most once per
+/// [`CREEP_EVERY`].
+const CREEP: u64 = 1 << 20;
+const CREEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether a trim is due: `open` connections now, `peak` the most seen since the last trim,
-/// `rss` the resident bytes now and `after_last` those right after the last trim.
-pub fn due(open: u64, peak: u64, rss: u64, after_last: u64) -> bool {
+/// `rss` the resident bytes now, `after_last` those right after the last trim and
+/// `since_last` the time since it.
+pub fn due(open: u64, peak: u64, rss: u64, after_last: u64, since_last: Duration) -> bool {
     let emptied = peak >= CONNECTIONS_GONE && open <= peak / 2 && peak - open >= CONNECTIONS_GONE;
-    emptied || rss > after_last.saturating_add(GROWTH)
+    let crept =
+        since_last >= CREEP_EVERY && rss > after_last.saturating_add(CREEP.max(after_last / 20));
+    emptied || crept || rss > after_last.saturating_add(GROWTH)
 }
 
 /// Resident memory of this process in bytes (`VmRSS` of /proc/self/status).
@@ -68,6 +77,7 @@ pub async fn run(metrics: Arc<SelfMetrics>) {
         return;
     }
     let mut after_last = resident_bytes().unwrap_or(0);
+    let mut last = tokio::time::Instant::now();
     let mut peak = 0;
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,11 +88,12 @@ pub async fn run(metrics: Arc<SelfMetrics>) {
         let Some(rss) = resident_bytes() else {
             continue;
         };
-        if !due(open, peak, rss, after_last) {
+        if !due(open, peak, rss, after_last, last.elapsed()) {
             continue;
         }
         let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
         after_last = resident_bytes().unwrap_or(rss);
+        last = tokio::time::Instant::now();
         tracing::debug!(
             before_bytes = rss,
             after_bytes = after_last,
@@ -99,15 +110,24 @@ mod tests {
 
     #[test]
     fn a_trim_follows_a_flood_or_growth_only() {
+        let soon = Duration::from_secs(5);
+        let later = Duration::from_secs(60);
         // Steady state: nothing.
-        assert!(!due(10, 12, 40 << 20, 30 << 20));
+        assert!(!due(10, 12, 40 << 20, 30 << 20, soon));
         // A flood of 4,000 connections has gone: trim.
-        assert!(due(20, 4000, 150 << 20, 30 << 20));
+        assert!(due(20, 4000, 150 << 20, 30 << 20, soon));
         // Still half open: wait.
-        assert!(!due(2500, 4000, 150 << 20, 140 << 20));
+        assert!(!due(2500, 4000, 150 << 20, 140 << 20, soon));
         // Memory grew 32 MiB past the last level without connections (a big relist).
-        assert!(due(5, 5, 80 << 20, 40 << 20));
-        assert!(!due(5, 5, 60 << 20, 40 << 20));
+        assert!(due(5, 5, 80 << 20, 40 << 20, soon));
+        assert!(!due(5, 5, 60 << 20, 40 << 20, soon));
+        // It crept 3 MiB past a 20 MiB level (a burst of requests in flight): returned, but
+        // not more than once a minute, and not for less than 5 % of the level.
+        assert!(due(5, 5, 23 << 20, 20 << 20, later));
+        assert!(!due(5, 5, 23 << 20, 20 << 20, soon));
+        assert!(!due(5, 5, 20 << 20 | 1 << 19, 20 << 20, later));
+        assert!(!due(5, 5, 82 << 20, 80 << 20, later));
+        assert!(due(5, 5, 85 << 20, 80 << 20, later));
     }
 
     #[test]
