@@ -143,6 +143,9 @@ pub struct ClientSettings {
     pub headers: reqwest::header::HeaderMap,
     /// Connect to these addresses for this host name (verifying the certificate for the name).
     pub resolve: Option<(String, Vec<SocketAddr>)>,
+    /// Speak HTTP/1.1 only (kept-alive connections, one request at a time on each), even
+    /// where the server offers HTTP/2.
+    pub http1_only: bool,
 }
 
 /// How long an idle connection is kept.
@@ -161,6 +164,7 @@ impl ClientSettings {
             user_agent: None,
             headers: reqwest::header::HeaderMap::new(),
             resolve: None,
+            http1_only: false,
         }
     }
 
@@ -212,6 +216,9 @@ impl ClientSettings {
         }
         if self.insecure_skip_verify {
             builder = builder.danger_accept_invalid_certs(true);
+        }
+        if self.http1_only {
+            builder = builder.http1_only();
         }
         builder
             .default_headers(self.headers.clone())

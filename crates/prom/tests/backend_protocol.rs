@@ -1,0 +1,144 @@
+//! The connections queries travel on: an HTTPS backend that offers HTTP/2 and HTTP/1.1 is
+//! asked over HTTP/1.1, one kept-alive connection serves queries one after another, and
+//! queries in flight at the same time get a connection each.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use promhpa_core::backend::{Backend, QueryValue};
+use promhpa_prom::{PromClient, PromConfig};
+use promhpa_test_support::TestPki;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const ANSWER: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+
+/// What the stand-in backend saw: the protocol agreed on each connection it accepted, and
+/// how many requests came in.
+#[derive(Default)]
+struct Seen {
+    protocols: Vec<Option<String>>,
+    requests: usize,
+}
+
+/// An HTTPS server offering `h2` and `http/1.1` that answers every HTTP/1.1 request with an
+/// empty vector after `delay`, keeping the connection open.
+async fn backend(pki: &TestPki, delay: Duration) -> (u16, Arc<Mutex<Seen>>) {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_cert)
+        .and_then(|certs| certs.collect())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap_or_else(|e| panic!("{e}"));
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap_or_else(|e| panic!("{e}"));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let protocol = tls
+                    .get_ref()
+                    .1
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                log.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .protocols
+                    .push(protocol);
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    // A GET has no body: a request ends with its blank line.
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        log.lock().unwrap_or_else(|p| p.into_inner()).requests += 1;
+                        tokio::time::sleep(delay).await;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ANSWER}",
+                            ANSWER.len()
+                        );
+                        if tls.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn client(pki: &TestPki, port: u16) -> PromClient {
+    let mut config = PromConfig::new(format!("https://127.0.0.1:{port}"));
+    config.ca_file = Some(pki.ca_cert.clone());
+    PromClient::new(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn query(client: &PromClient) {
+    match client.query("up", 1_700_000_000_000).await {
+        Ok(QueryValue::Vector(v)) => assert!(v.is_empty()),
+        other => panic!("unexpected answer: {other:?}"),
+    }
+}
+
+/// Time for a connection whose answer was read to go back to the client's pool, which
+/// happens on the connection's own task.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_share_a_kept_alive_http1_connection() {
+    let pki = TestPki::generate("ca", "promhpa").unwrap_or_else(|e| panic!("{e}"));
+    let (port, seen) = backend(&pki, Duration::ZERO).await;
+    let client = client(&pki, port);
+    for _ in 0..3 {
+        query(&client).await;
+        settle().await;
+    }
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(seen.requests, 3);
+    assert_eq!(seen.protocols, vec![Some("http/1.1".to_string())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_in_flight_together_get_a_connection_each() {
+    let pki = TestPki::generate("ca", "promhpa").unwrap_or_else(|e| panic!("{e}"));
+    // Each answer waits, so the two queries below are in flight at the same time.
+    let (port, seen) = backend(&pki, Duration::from_millis(300)).await;
+    let client = client(&pki, port);
+    tokio::join!(query(&client), query(&client));
+    settle().await;
+    // Both connections are kept: two more concurrent queries open none.
+    tokio::join!(query(&client), query(&client));
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!(seen.requests, 4);
+    assert_eq!(
+        seen.protocols,
+        vec![Some("http/1.1".to_string()), Some("http/1.1".to_string())]
+    );
+}
