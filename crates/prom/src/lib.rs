@@ -153,7 +153,8 @@ pub fn parse_header_flag(flag: &str) -> Result<(String, String), PromError> {
 pub struct PromClient {
     /// Rebuilt when the CA or client certificate files change.
     http: ReloadingClient,
-    base: url::Url,
+    /// The URLs of the API endpoints, by [`Endpoint`], each made once from the base URL.
+    endpoints: [url::Url; 3],
     /// The base URL without credentials, for messages.
     display: String,
     token: Option<TokenFile>,
@@ -162,6 +163,34 @@ pub struct PromClient {
     verb: Verb,
     timeout: Duration,
     max_get_url_len: usize,
+}
+
+/// An API endpoint of Prometheus.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Query = 0,
+    QueryRange = 1,
+    Series = 2,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 3] = [Endpoint::Query, Endpoint::QueryRange, Endpoint::Series];
+
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Query => "/api/v1/query",
+            Endpoint::QueryRange => "/api/v1/query_range",
+            Endpoint::Series => "/api/v1/series",
+        }
+    }
+
+    /// The endpoint's URL under `base`, whose path prefix and query parameters it keeps.
+    fn url(self, base: &url::Url) -> url::Url {
+        let mut u = base.clone();
+        let path = format!("{}{}", base.path().trim_end_matches('/'), self.path());
+        u.set_path(&path);
+        u
+    }
 }
 
 /// The HTTP client settings of `config`: its CA, client certificate and headers, connecting to
@@ -279,7 +308,7 @@ impl PromClient {
         };
         Ok(PromClient {
             http,
-            base,
+            endpoints: Endpoint::ALL.map(|e| e.url(&base)),
             display,
             token,
             bearer_token: config.bearer_token.clone().filter(|t| !t.is_empty()),
@@ -295,18 +324,15 @@ impl PromClient {
         self.http.get()
     }
 
-    fn endpoint(&self, api: &str) -> url::Url {
-        let mut u = self.base.clone();
-        let path = format!("{}{}", self.base.path().trim_end_matches('/'), api);
-        u.set_path(&path);
-        u
+    fn endpoint(&self, api: Endpoint) -> &url::Url {
+        &self.endpoints[api as usize]
     }
 
     /// Call an API endpoint with form parameters and return the body of a 2xx/4xx/5xx JSON answer.
     async fn call(
         &self,
-        api: &str,
-        params: &[(&str, String)],
+        api: Endpoint,
+        params: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<bytes::Bytes, BackendError> {
         let resp = self.send(api, params, timeout).await?;
@@ -320,15 +346,15 @@ impl PromClient {
     /// response is returned with its body unread, anything else becomes a typed error.
     async fn send(
         &self,
-        api: &str,
-        params: &[(&str, String)],
+        api: Endpoint,
+        params: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<reqwest::Response, BackendError> {
         let unavailable = |message: String| BackendError::Unavailable {
             address: self.display.clone(),
             message,
         };
-        let mut get_url = self.endpoint(api);
+        let mut get_url = self.endpoint(api).clone();
         {
             let mut pairs = get_url.query_pairs_mut();
             for (k, v) in params {
@@ -337,9 +363,9 @@ impl PromClient {
         }
         let use_post = self.verb == Verb::Post || get_url.as_str().len() > self.max_get_url_len;
         let mut req = if use_post {
-            let url = self.endpoint(api);
+            let url = self.endpoint(api).clone();
             let body = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+                .extend_pairs(params)
                 .finish();
             self.client()
                 .post(url)
@@ -406,12 +432,9 @@ impl PromClient {
 
     /// An instant query, with the time its answer took to decode.
     async fn instant_query(&self, promql: &str, at_ms: i64, timeout: Duration) -> TimedAnswer {
-        let params = [
-            ("query", promql.to_string()),
-            ("time", format_ts(at_ms)),
-            ("timeout", timeout_param(timeout)),
-        ];
-        let body = match self.call("/api/v1/query", &params, timeout).await {
+        let (time, timeout_ms) = (format_ts(at_ms), timeout_param(timeout));
+        let params = [("query", promql), ("time", &time), ("timeout", &timeout_ms)];
+        let body = match self.call(Endpoint::Query, &params, timeout).await {
             Ok(body) => body,
             Err(e) => {
                 return TimedAnswer {
@@ -514,15 +537,17 @@ impl Backend for PromClient {
         step_ms: i64,
     ) -> BoxFuture<'a, Result<QueryValue, BackendError>> {
         Box::pin(async move {
+            let (start, end) = (format_ts(start_ms), format_ts(end_ms));
+            let (step, timeout) = (format_ts(step_ms.max(1)), timeout_param(self.timeout));
             let params = [
-                ("query", promql.to_string()),
-                ("start", format_ts(start_ms)),
-                ("end", format_ts(end_ms)),
-                ("step", format_ts(step_ms.max(1))),
-                ("timeout", timeout_param(self.timeout)),
+                ("query", promql),
+                ("start", &start),
+                ("end", &end),
+                ("step", &step),
+                ("timeout", &timeout),
             ];
             let body = self
-                .call("/api/v1/query_range", &params, self.timeout)
+                .call(Endpoint::QueryRange, &params, self.timeout)
                 .await?;
             parse_query_response(&body).map_err(|message| BackendError::Protocol {
                 address: self.display.clone(),
@@ -541,14 +566,11 @@ impl Backend for PromClient {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            let params = [
-                ("match[]", selector.to_string()),
-                ("start", format_ts(since_ms)),
-                ("end", format_ts(now)),
-            ];
+            let (start, end) = (format_ts(since_ms), format_ts(now));
+            let params = [("match[]", selector), ("start", &start), ("end", &end)];
             // The body is decoded chunk by chunk while it arrives, so a relist of many series
             // never holds the whole response (or any label value).
-            let mut resp = self.send("/api/v1/series", &params, self.timeout).await?;
+            let mut resp = self.send(Endpoint::Series, &params, self.timeout).await?;
             let protocol = |message| BackendError::Protocol {
                 address: self.display.clone(),
                 message,
@@ -581,7 +603,7 @@ mod tests {
             "https://u:p%40ss@thanos:9090/prefix/?dedup=true&partial_response=false",
         ))
         .unwrap();
-        let e = c.endpoint("/api/v1/query");
+        let e = c.endpoint(Endpoint::Query);
         assert_eq!(
             e.as_str(),
             "https://thanos:9090/prefix/api/v1/query?dedup=true&partial_response=false"
@@ -590,7 +612,7 @@ mod tests {
         assert_eq!(c.basic_auth, Some(("u".to_string(), "p@ss".to_string())));
         let c = PromClient::new(PromConfig::new("http://prom:9090")).unwrap();
         assert_eq!(
-            c.endpoint("/api/v1/series").as_str(),
+            c.endpoint(Endpoint::Series).as_str(),
             "http://prom:9090/api/v1/series"
         );
     }
@@ -616,7 +638,7 @@ mod tests {
         c.tls_server_name = Some("prometheus.monitoring.svc".into());
         let client = PromClient::new(c).unwrap();
         assert_eq!(
-            client.endpoint("/api/v1/query").as_str(),
+            client.endpoint(Endpoint::Query).as_str(),
             "https://prometheus.monitoring.svc:9090/prefix/api/v1/query"
         );
         assert_eq!(client.address(), "https://127.0.0.1:9090/prefix");
