@@ -108,7 +108,7 @@ async fn query(client: &PromClient) {
 /// Time for a connection whose answer was read to go back to the client's pool, which
 /// happens on the connection's own task.
 async fn settle() {
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
