@@ -40,11 +40,11 @@ fn bench(c: &mut Criterion) {
             .unwrap()
         })
     });
-    let described = |n: &str| ObjectReference {
-        kind: "Pod".into(),
-        namespace: "default".into(),
-        name: n.to_string(),
-        api_version: "v1".into(),
+    let described = |n| ObjectReference {
+        kind: "Pod",
+        namespace: "default",
+        name: n,
+        api_version: "v1",
     };
     c.bench_function("encode_v1beta1_100_items", |b| {
         b.iter(|| {
@@ -53,8 +53,8 @@ fn bench(c: &mut Criterion) {
                 .enumerate()
                 .map(|(i, n)| MetricValueV1Beta1 {
                     described_object: described(n),
-                    metric_name: "http_request_duration_p95".into(),
-                    timestamp: rfc3339(1_700_000_000_000 + i as i64),
+                    metric_name: "http_request_duration_p95",
+                    timestamp: rfc3339(1_700_000_000_000 + i as i64).into(),
                     window: Some(60),
                     value: Quantity::from_f64_milli(0.123 * i as f64).unwrap(),
                     selector: None,
@@ -77,10 +77,10 @@ fn bench(c: &mut Criterion) {
                 .map(|(i, n)| MetricValueV1Beta2 {
                     described_object: described(n),
                     metric: MetricIdentifier {
-                        name: "http_request_duration_p95".into(),
+                        name: "http_request_duration_p95",
                         selector: None,
                     },
-                    timestamp: rfc3339(1_700_000_000_000 + i as i64),
+                    timestamp: rfc3339(1_700_000_000_000 + i as i64).into(),
                     window_seconds: Some(60),
                     value: Quantity::from_f64_milli(0.123 * i as f64).unwrap(),
                 })

@@ -2,6 +2,7 @@
 //! v1beta2), `ExternalMetricValueList` and `Status`, with the field names and omission rules
 //! of their Go definitions.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use promhpa_core::quantity::Quantity;
@@ -114,45 +115,46 @@ impl MetaLabelSelector {
     }
 }
 
-/// `corev1.ObjectReference` as used in `describedObject`.
+/// `corev1.ObjectReference` as used in `describedObject`, borrowing what every item of an
+/// answer shares.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ObjectReference {
-    pub kind: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    pub name: String,
+pub struct ObjectReference<'a> {
+    pub kind: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub namespace: &'a str,
+    pub name: &'a str,
     #[serde(rename = "apiVersion")]
-    pub api_version: String,
+    pub api_version: &'a str,
 }
 
 /// `custom.metrics.k8s.io/v1beta1` `MetricValue`.
 #[derive(Debug, Clone, Serialize)]
-pub struct MetricValueV1Beta1 {
+pub struct MetricValueV1Beta1<'a> {
     #[serde(rename = "describedObject")]
-    pub described_object: ObjectReference,
+    pub described_object: ObjectReference<'a>,
     #[serde(rename = "metricName")]
-    pub metric_name: String,
-    pub timestamp: String,
+    pub metric_name: &'a str,
+    pub timestamp: Cow<'a, str>,
     #[serde(rename = "window", skip_serializing_if = "Option::is_none")]
     pub window: Option<i64>,
     pub value: Quantity,
-    pub selector: Option<MetaLabelSelector>,
+    pub selector: Option<&'a MetaLabelSelector>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct MetricIdentifier {
-    pub name: String,
+pub struct MetricIdentifier<'a> {
+    pub name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub selector: Option<MetaLabelSelector>,
+    pub selector: Option<&'a MetaLabelSelector>,
 }
 
 /// `custom.metrics.k8s.io/v1beta2` `MetricValue`.
 #[derive(Debug, Clone, Serialize)]
-pub struct MetricValueV1Beta2 {
+pub struct MetricValueV1Beta2<'a> {
     #[serde(rename = "describedObject")]
-    pub described_object: ObjectReference,
-    pub metric: MetricIdentifier,
-    pub timestamp: String,
+    pub described_object: ObjectReference<'a>,
+    pub metric: MetricIdentifier<'a>,
+    pub timestamp: Cow<'a, str>,
     #[serde(rename = "windowSeconds", skip_serializing_if = "Option::is_none")]
     pub window_seconds: Option<i64>,
     pub value: Quantity,

@@ -4,6 +4,7 @@
 //! sent, and each sample matched to its object by the rule's label for the object type;
 //! each step is timed as a stage of the request.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Request, State};
@@ -184,11 +185,11 @@ async fn custom_values(
         }
     }
     let window = range_window_seconds(&promql);
-    let described = |n: &str| ObjectReference {
-        kind: kind.clone(),
-        namespace: namespace.unwrap_or("").to_string(),
-        name: n.to_string(),
-        api_version: api_version.clone(),
+    let described = |n| ObjectReference {
+        kind: &kind,
+        namespace: namespace.unwrap_or(""),
+        name: n,
+        api_version: &api_version,
     };
     let mut values: Vec<(&str, Quantity, i64)> = Vec::new();
     let mut dropped: Vec<String> = Vec::new();
@@ -232,17 +233,26 @@ async fn custom_values(
         });
     }
     let selector = MetaLabelSelector::from_selector(&metric_selector);
+    // The samples of an instant query share one timestamp: each distinct one is written once.
+    let mut stamps: BTreeMap<i64, String> = BTreeMap::new();
+    for &(_, _, ts) in &values {
+        stamps.entry(ts).or_insert_with(|| rfc3339(ts));
+    }
+    let stamp = |ts: i64| match stamps.get(&ts) {
+        Some(s) => Cow::Borrowed(s.as_str()),
+        None => Cow::Owned(rfc3339(ts)),
+    };
     let api = format!("{CUSTOM_GROUP}/{version}");
     let answer = if version == "v1beta1" {
         let items = values
             .into_iter()
             .map(|(n, q, ts)| MetricValueV1Beta1 {
                 described_object: described(n),
-                metric_name: metric.to_string(),
-                timestamp: rfc3339(ts),
+                metric_name: metric,
+                timestamp: stamp(ts),
                 window,
                 value: q,
-                selector: selector.clone(),
+                selector: selector.as_ref(),
             })
             .collect();
         Ok(json(&MetricValueList {
@@ -257,10 +267,10 @@ async fn custom_values(
             .map(|(n, q, ts)| MetricValueV1Beta2 {
                 described_object: described(n),
                 metric: MetricIdentifier {
-                    name: metric.to_string(),
-                    selector: selector.clone(),
+                    name: metric,
+                    selector: selector.as_ref(),
                 },
-                timestamp: rfc3339(ts),
+                timestamp: stamp(ts),
                 window_seconds: window,
                 value: q,
             })
