@@ -318,7 +318,7 @@ impl ServeFlags {
     /// with --scrape-config or --load-exposition: [`ServeConfig::from_flags`](crate::ServeConfig::from_flags)
     /// refuses them together), otherwise the embedded evaluator with its exposition files and
     /// the scrape targets to start once the runtime runs.
-    pub fn backend(&self) -> Result<(Arc<dyn Backend>, Option<Scraping>), OptionsError> {
+    pub fn metrics_backend(&self) -> Result<(Arc<dyn Backend>, Option<Scraping>), OptionsError> {
         if self.backend.demo || self.backend.prometheus_url.is_some() {
             return Ok((self.backend.build_backend()?, None));
         }

@@ -108,7 +108,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
     if args.scrape_config.is_none() && args.backend.load_exposition.is_empty() {
         args.backend.adopt_rule_file_prometheus(&rules);
     }
-    let (backend, scraping) = args.backend()?;
+    let (backend, scraping) = args.metrics_backend()?;
     let connect = args.backend.connector()?;
     let backends = promhpa_apiserver::backends::Backends::build(
         promhpa_apiserver::backends::BackendRef::new(backend.clone()),
