@@ -12,6 +12,24 @@
 //!   checked, all problems at once, before anything starts. The delegated-auth flags become
 //!   [`DelegatedAuthOptions`](promhpa_kube::delegated::DelegatedAuthOptions) in
 //!   [`delegated_auth`].
+//!
+//! ```
+//! use clap::Parser;
+//! use promhpa_options::{ServeConfig, ServeFlags};
+//!
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     serve: ServeFlags,
+//! }
+//!
+//! let cli = Cli::parse_from(["promhpa", "--request-timeout=0s", "--log-format=xml"]);
+//! let errors = ServeConfig::from_flags(cli.serve).err().map(|e| e.to_string());
+//! assert_eq!(
+//!     errors.as_deref(),
+//!     Some("invalid --log-format \"xml\": expected text or json\n--request-timeout must be positive")
+//! );
+//! ```
 
 pub mod backend;
 pub mod config;
