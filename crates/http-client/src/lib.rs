@@ -1,6 +1,6 @@
 //! promhpa's outgoing HTTP clients (to Prometheus backends, to the metrics server requests are
-//! forwarded to, to the embedded scraper's targets), built from the same kind of settings: a CA bundle, a client certificate and
-//! key, and a bearer token file.
+//! forwarded to, to the embedded scraper's targets), built from the same kind of settings: a
+//! CA bundle, a client certificate and key, and a bearer token file.
 //!
 //! - [`ClientSettings::build`] makes a rustls client that speaks TLS 1.2 or later, trusts
 //!   only the given CA bundle (every certificate of a PEM bundle) when there is one, presents
