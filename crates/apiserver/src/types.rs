@@ -169,6 +169,18 @@ pub struct MetricValueList<T> {
     pub items: Vec<T>,
 }
 
+impl<T> MetricValueList<T> {
+    /// A list of `kind` in `api_version` holding `items`.
+    pub fn new(kind: &'static str, api_version: String, items: Vec<T>) -> Self {
+        MetricValueList {
+            kind,
+            api_version,
+            metadata: ListMeta {},
+            items,
+        }
+    }
+}
+
 /// `external.metrics.k8s.io/v1beta1` `ExternalMetricValue`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExternalMetricValue {

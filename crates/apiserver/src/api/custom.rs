@@ -255,12 +255,7 @@ async fn custom_values(
                 selector: selector.as_ref(),
             })
             .collect();
-        Ok(json(&MetricValueList {
-            kind: "MetricValueList",
-            api_version: api,
-            metadata: ListMeta {},
-            items,
-        }))
+        Ok(json(&MetricValueList::new("MetricValueList", api, items)))
     } else {
         let items = values
             .into_iter()
@@ -275,12 +270,7 @@ async fn custom_values(
                 value: q,
             })
             .collect();
-        Ok(json(&MetricValueList {
-            kind: "MetricValueList",
-            api_version: api,
-            metadata: ListMeta {},
-            items,
-        }))
+        Ok(json(&MetricValueList::new("MetricValueList", api, items)))
     };
     clock.lap(Stage::Encode);
     answer

@@ -70,15 +70,43 @@ pub(super) async fn resources(
 pub(super) fn custom_resources(state: &AppState, version: &str) -> ApiResourceList {
     let snap = state.registry.snapshot();
     let objects = snap.namespaces.values().flat_map(|nr| nr.custom.iter());
-    let mut resources: Vec<ApiResource> = snap
-        .custom
-        .iter()
-        .chain(objects)
-        .map(|((gr, metric), e)| ApiResource {
-            name: format!("{gr}/{metric}"),
+    resource_list(
+        format!("{CUSTOM_GROUP}/{version}"),
+        "MetricValueList",
+        snap.custom
+            .iter()
+            .chain(objects)
+            .map(|((gr, metric), e)| (format!("{gr}/{metric}"), e.namespaced)),
+    )
+}
+
+/// The external metrics discovery found.
+pub(super) fn external_resources(state: &AppState) -> ApiResourceList {
+    let snap = state.registry.snapshot();
+    let objects = snap.namespaces.values().flat_map(|nr| nr.external.iter());
+    resource_list(
+        format!("{EXTERNAL_GROUP}/v1beta1"),
+        "ExternalMetricValueList",
+        snap.external
+            .iter()
+            .chain(objects)
+            .map(|(metric, e)| (metric.clone(), e.namespaced)),
+    )
+}
+
+/// The `APIResourceList` of `group_version`: one `kind` resource per (name, namespaced),
+/// sorted by name, each name once.
+fn resource_list(
+    group_version: String,
+    kind: &'static str,
+    named: impl Iterator<Item = (String, bool)>,
+) -> ApiResourceList {
+    let mut resources: Vec<ApiResource> = named
+        .map(|(name, namespaced)| ApiResource {
+            name,
             singular_name: String::new(),
-            namespaced: e.namespaced,
-            kind: "MetricValueList",
+            namespaced,
+            kind,
             verbs: vec!["get"],
         })
         .collect();
@@ -87,36 +115,8 @@ pub(super) fn custom_resources(state: &AppState, version: &str) -> ApiResourceLi
     ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
-        group_version: format!("{CUSTOM_GROUP}/{version}"),
+        group_version,
         resources,
-    }
-}
-
-/// The external metrics discovery found.
-pub(super) fn external_resources(state: &AppState) -> ApiResourceList {
-    let snap = state.registry.snapshot();
-    ApiResourceList {
-        kind: "APIResourceList",
-        api_version: "v1",
-        group_version: format!("{EXTERNAL_GROUP}/v1beta1"),
-        resources: {
-            let objects = snap.namespaces.values().flat_map(|nr| nr.external.iter());
-            let mut list: Vec<ApiResource> = snap
-                .external
-                .iter()
-                .chain(objects)
-                .map(|(metric, e)| ApiResource {
-                    name: metric.clone(),
-                    singular_name: String::new(),
-                    namespaced: e.namespaced,
-                    kind: "ExternalMetricValueList",
-                    verbs: vec!["get"],
-                })
-                .collect();
-            list.sort_by(|a, b| a.name.cmp(&b.name));
-            list.dedup_by(|a, b| a.name == b.name);
-            list
-        },
     }
 }
 

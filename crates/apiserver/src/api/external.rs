@@ -129,12 +129,11 @@ async fn external_values(
         });
     }
     items.sort_by(|a, b| a.metric_labels.cmp(&b.metric_labels));
-    let answer = json(&MetricValueList {
-        kind: "ExternalMetricValueList",
-        api_version: format!("{EXTERNAL_GROUP}/v1beta1"),
-        metadata: ListMeta {},
+    let answer = json(&MetricValueList::new(
+        "ExternalMetricValueList",
+        format!("{EXTERNAL_GROUP}/v1beta1"),
         items,
-    });
+    ));
     clock.lap(Stage::Encode);
     Ok(answer)
 }
