@@ -667,16 +667,20 @@ impl Bench {
             "file MiB",
             "threads"
         );
-        println!(
-            "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1} {}",
-            0,
-            0,
-            0,
-            0,
-            "",
-            idle,
-            memory_detail(self.pid)
-        );
+        let pid = self.pid;
+        let row = |elapsed: Duration, p99: &str, rss: f64| {
+            println!(
+                "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1} {}",
+                elapsed.as_secs(),
+                done.load(Ordering::Relaxed),
+                failed.load(Ordering::Relaxed),
+                skipped.load(Ordering::Relaxed),
+                p99,
+                rss,
+                memory_detail(pid)
+            )
+        };
+        row(Duration::ZERO, "", idle);
         while start.elapsed() < Duration::from_secs(seconds) {
             tick.tick().await;
             let Ok(permit) = in_flight.clone().try_acquire_owned() else {
@@ -706,16 +710,7 @@ impl Bench {
             if first.is_none() && elapsed >= Duration::from_secs(10) {
                 let rss = rss_mib(self.pid);
                 first = Some(rss);
-                println!(
-                    "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1} {}",
-                    elapsed.as_secs(),
-                    done.load(Ordering::Relaxed),
-                    failed.load(Ordering::Relaxed),
-                    skipped.load(Ordering::Relaxed),
-                    "",
-                    rss,
-                    memory_detail(self.pid)
-                );
+                row(elapsed, "", rss);
             }
             if elapsed >= next_report {
                 next_report += Duration::from_secs(60);
@@ -728,16 +723,7 @@ impl Bench {
                 } else {
                     format!("{:.2}", ms(percentile(&lat, 0.99)))
                 };
-                println!(
-                    "{:>6} {:>10} {:>8} {:>7} {:>9} {:>9.1} {}",
-                    elapsed.as_secs(),
-                    done.load(Ordering::Relaxed),
-                    failed.load(Ordering::Relaxed),
-                    skipped.load(Ordering::Relaxed),
-                    p99,
-                    rss,
-                    memory_detail(self.pid)
-                );
+                row(elapsed, &p99, rss);
             }
         }
         let _ = in_flight.acquire_many(64).await;
