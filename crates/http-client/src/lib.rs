@@ -7,7 +7,9 @@
 //!   the client certificate, and follows redirects only when told to.
 //! - [`ReloadingClient`] rebuilds that client when the CA or client certificate files change
 //!   (a rotated Secret), at most once a second; a change that does not load yet keeps the
-//!   previous client.
+//!   previous client. It keeps a client of its own for each thread that asks for one: a
+//!   connection is served by a task on the runtime of the thread that opened it, and a
+//!   request from another thread would wake that one twice on every round trip.
 //! - [`TokenFile`] is a bearer token re-read whenever its file changes.
 //!
 //! Every file is named in messages with the setting it was given by (a flag such as
@@ -22,6 +24,7 @@
 //! assert!(err.is_some_and(|e| e.starts_with("reading --forward-ca-file /nonexistent/ca.crt: ")));
 //! ```
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
@@ -170,6 +173,23 @@ impl ClientSettings {
 
     /// The client, with the CA and client certificate files read now.
     pub fn build(&self) -> Result<reqwest::Client, ClientError> {
+        self.build_from(&self.material()?)
+    }
+
+    /// The CA and client certificate as they are now.
+    fn material(&self) -> Result<Material, ClientError> {
+        let identity = match &self.identity {
+            Some(Identity { cert, key }) => Some((cert.read()?, key.read()?)),
+            None => None,
+        };
+        Ok(Material {
+            ca: self.ca.as_ref().map(Pem::read).transpose()?,
+            identity,
+        })
+    }
+
+    /// The client, with this CA and client certificate.
+    fn build_from(&self, material: &Material) -> Result<reqwest::Client, ClientError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
@@ -189,8 +209,9 @@ impl ClientSettings {
                 ca: ca.describe(),
                 message,
             };
-            let certs = reqwest::Certificate::from_pem_bundle(&ca.read()?)
-                .map_err(|e| invalid(e.to_string()))?;
+            let pem = material.ca.as_deref().unwrap_or_default();
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(e.to_string()))?;
             if certs.is_empty() {
                 return Err(invalid("no PEM certificate in it".into()));
             }
@@ -199,10 +220,12 @@ impl ClientSettings {
                 builder = builder.add_root_certificate(c);
             }
         }
-        if let Some(Identity { cert, key }) = &self.identity {
-            let mut pem = cert.read()?;
+        if let (Some(Identity { cert, key }), Some((cert_pem, key_pem))) =
+            (&self.identity, &material.identity)
+        {
+            let mut pem = cert_pem.clone();
             pem.push(b'\n');
-            pem.extend(key.read()?);
+            pem.extend(key_pem);
             let identity =
                 reqwest::Identity::from_pem(&pem).map_err(|e| ClientError::InvalidIdentity {
                     cert: cert.describe(),
@@ -249,15 +272,30 @@ impl ClientSettings {
 /// The contents of the files a client is built from, in order (`None`: unreadable).
 type Fingerprint = Vec<Option<Vec<u8>>>;
 
+/// The PEM a client was built from: the CA, and the client certificate and key.
+struct Material {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One version of the CA and client certificate, with a client built from it.
+struct Generation {
+    number: u64,
+    material: Material,
+    client: reqwest::Client,
+}
+
 /// How often the CA and client certificate files are looked at.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A client rebuilt when its CA or client certificate files change.
+/// A client rebuilt when its CA or client certificate files change, one for each thread.
 pub struct ReloadingClient {
     settings: ClientSettings,
     /// What the client talks to (`prometheus`, `forward`), for the log.
     name: &'static str,
-    http: RwLock<reqwest::Client>,
+    current: RwLock<Generation>,
+    /// Each thread's client, and the generation it was built from.
+    local: thread_local::ThreadLocal<RefCell<Option<(u64, reqwest::Client)>>>,
     /// When the files were last looked at and what they held; `None` without files.
     seen: Option<Mutex<(Instant, Fingerprint)>>,
 }
@@ -265,7 +303,8 @@ pub struct ReloadingClient {
 impl ReloadingClient {
     /// Builds the client now, so that a missing or invalid file is reported at start.
     pub fn new(settings: ClientSettings, name: &'static str) -> Result<Self, ClientError> {
-        let http = settings.build()?;
+        let material = settings.material()?;
+        let client = settings.build_from(&material)?;
         let seen = if settings.files().is_empty() {
             None
         } else {
@@ -274,29 +313,56 @@ impl ReloadingClient {
         Ok(ReloadingClient {
             settings,
             name,
-            http: RwLock::new(http),
+            current: RwLock::new(Generation {
+                number: 0,
+                material,
+                client,
+            }),
+            local: thread_local::ThreadLocal::new(),
             seen,
         })
     }
 
-    /// The client, rebuilt first when the files changed.
+    /// This thread's client, rebuilt first when the files changed.
     pub fn get(&self) -> reqwest::Client {
-        if let Some(new) = self.rebuilt() {
-            match self.http.write() {
-                Ok(mut h) => *h = new,
-                Err(p) => *p.into_inner() = new,
+        if let Some((material, client)) = self.rebuilt() {
+            let mut current = match self.current.write() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            *current = Generation {
+                number: current.number + 1,
+                material,
+                client,
+            };
+        }
+        let current = match self.current.read() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        let mut local = self.local.get_or(|| RefCell::new(None)).borrow_mut();
+        if let Some((number, client)) = &*local {
+            if *number == current.number {
+                return client.clone();
             }
         }
-        match self.http.read() {
-            Ok(h) => h.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        // The same PEM built the shared client already; should it fail now, that one serves.
+        let client = match self.settings.build_from(&current.material) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "building another {} client failed; sharing the first", self.name);
+                current.client.clone()
+            }
+        };
+        *local = Some((current.number, client.clone()));
+        client
     }
 
-    /// A new client when a file changed since the last look (at most once a second) and
-    /// the new content makes a valid client; a half-written file is tried again later.
-    fn rebuilt(&self) -> Option<reqwest::Client> {
-        let mut seen = self.seen.as_ref()?.lock().ok()?;
+    /// The files' new content and a client built from it, when a file changed since the
+    /// last look (at most once a second) and the new content makes a valid client; a
+    /// half-written file is tried again later. A thread that finds another looking goes on.
+    fn rebuilt(&self) -> Option<(Material, reqwest::Client)> {
+        let mut seen = self.seen.as_ref()?.try_lock().ok()?;
         if seen.0.elapsed() < CHECK_INTERVAL {
             return None;
         }
@@ -305,14 +371,18 @@ impl ReloadingClient {
         if now == seen.1 {
             return None;
         }
-        match self.settings.build() {
-            Ok(client) => {
+        match self
+            .settings
+            .material()
+            .and_then(|m| Ok((self.settings.build_from(&m)?, m)))
+        {
+            Ok((client, material)) => {
                 seen.1 = now;
                 tracing::info!(
                     "{} CA or client certificate changed; using the new files",
                     self.name
                 );
-                Some(client)
+                Some((material, client))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "{} CA or client certificate changed but does not load yet; keeping the previous one", self.name);
@@ -403,6 +473,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     fn dir(name: &str) -> PathBuf {
         let dir =
@@ -568,6 +640,87 @@ mod tests {
             }
         });
         format!("http://{addr}/")
+    }
+
+    /// A server on 127.0.0.1 answering every request with 204 on kept-alive connections, and
+    /// how many connections it accepted.
+    fn counting_server() -> (String, Arc<AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(&stream);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => {
+                                let answer = "HTTP/1.1 204 No Content\r\n\r\n";
+                                if (&stream).write_all(answer.as_bytes()).is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}/"), accepted)
+    }
+
+    #[test]
+    fn each_thread_keeps_its_own_connections() {
+        let (url, accepted) = counting_server();
+        let mut settings = ClientSettings::new(Duration::from_secs(5));
+        settings.http1_only = true;
+        settings.timeout = Some(Duration::from_secs(5));
+        let client =
+            Arc::new(ReloadingClient::new(settings, "forward").unwrap_or_else(|e| panic!("{e}")));
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let ask = |client: &ReloadingClient, url: &str| {
+            let http = client.get();
+            let url = url.to_string();
+            async move {
+                let status = http.get(url).send().await.map(|r| r.status().as_u16());
+                assert_eq!(status.unwrap_or_else(|e| panic!("{e}")), 204);
+            }
+        };
+        let here = runtime();
+        for _ in 0..3 {
+            here.block_on(ask(&client, &url));
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one thread reuses its connection"
+        );
+        let (other_client, other_url) = (client.clone(), url.clone());
+        std::thread::spawn(move || runtime().block_on(ask(&other_client, &other_url)))
+            .join()
+            .unwrap_or_else(|_| panic!("the other thread failed"));
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "another thread opens its own"
+        );
+        here.block_on(ask(&client, &url));
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "the first thread still has its own"
+        );
     }
 
     #[tokio::test]
