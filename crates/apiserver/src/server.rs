@@ -1,7 +1,7 @@
 //! TLS serving: rustls (TLS 1.2 and 1.3 only), serving certificates re-read when their files
 //! change, optional client certificates passed up as [`PeerCertificates`], HTTP/1.1 and
-//! HTTP/2, timeouts and caps on connections and requests ([`ServingLimits`]), and graceful
-//! shutdown.
+//! HTTP/2, timeouts and caps on connections and requests ([`ServingLimits`]), graceful
+//! shutdown, and connections spread over serving threads that each handle theirs alone.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ mod error;
 mod limits;
 pub mod memory;
 mod tls_policy;
+mod workers;
 
 pub use builder::{Server, ServerBuilder};
 pub use error::ServerError;
@@ -284,6 +285,13 @@ pub async fn serve_with(
     metrics: Option<Arc<SelfMetrics>>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let workers = match workers::Workers::start(workers::default_count()) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "starting the serving threads failed; not serving");
+            return;
+        }
+    };
     let table = limits::ConnTable::with_gauge(limits.max_connections, metrics.clone());
     let requests = Arc::new(limits::RequestLimits::new(limits, metrics));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -316,15 +324,28 @@ pub async fn serve_with(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            peer,
+        // The socket moves to the reactor of the thread that will serve it.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "handing the connection over failed");
+                continue;
+            }
+        };
+        let (acceptor, app, requests, stop) = (
             acceptor.clone(),
             app.clone(),
             requests.clone(),
-            slot,
             stop_rx.clone(),
-        ));
+        );
+        workers.place(move || async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    serve_connection(stream, peer, acceptor, app, requests, slot, stop).await
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "taking the connection over failed"),
+            }
+        });
     }
     drop(listener);
     let _ = stop_tx.send(true);
