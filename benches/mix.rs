@@ -458,7 +458,7 @@ async fn urls(
     (Arc::new(ours), Arc::new(bare))
 }
 
-/// promhpa's CPU time so far (user + system), in clock ticks.
+/// A process's CPU time so far (user + system), in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may hold spaces): state is field 3, utime 14
@@ -510,6 +510,8 @@ struct Bench {
     base: String,
     prom: String,
     pid: u32,
+    /// Prometheus' process, whose CPU time per query is the reference.
+    prom_pid: u32,
 }
 
 /// An HTTPS client trusting the test CA; for promhpa, with the front-proxy certificate
@@ -604,13 +606,23 @@ impl Bench {
             "\n## promhpa CPU per metric request: {requests} requests per run, CLK_TCK {hz}; load average {}",
             load_average()
         );
+        println!("Prometheus: its CPU per query, sent by promhpa (\"for promhpa\") and sent alone (\"alone\")");
         println!(
-            "{:<16} {:<9} {:>4} | {:>9} {:>8} {:>10}",
-            "kind", "requests", "conc", "req/s", "cpu s", "cpu ms/req"
+            "{:<16} {:<9} {:>4} | {:>9} {:>8} {:>10} | {:>11} {:>9} | {:>8}",
+            "kind",
+            "requests",
+            "conc",
+            "req/s",
+            "cpu s",
+            "cpu ms/req",
+            "for promhpa",
+            "alone",
+            "promhpa÷"
         );
+        let per_request = |ticks: u64| ticks as f64 / hz * 1e3 / requests as f64;
         for kind in [KINDS[2], KINDS[0]] {
             for different in [true, false] {
-                let (ours, _) = urls(
+                let (ours, bare) = urls(
                     &self.ours,
                     &self.base,
                     &self.prom,
@@ -620,17 +632,24 @@ impl Bench {
                 .await;
                 for c in [1, 16] {
                     run(&self.ours, &ours, WARM_DIFFERENT, 16).await;
-                    let before = cpu_ticks(self.pid);
+                    let (before, prom_before) = (cpu_ticks(self.pid), cpu_ticks(self.prom_pid));
                     let o = run(&self.ours, &ours, requests, c).await;
-                    let cpu = (cpu_ticks(self.pid) - before) as f64 / hz;
+                    let ticks = cpu_ticks(self.pid) - before;
+                    let prom_ticks = cpu_ticks(self.prom_pid) - prom_before;
+                    let prom_before = cpu_ticks(self.prom_pid);
+                    run(&self.bare, &bare, requests, c).await;
+                    let alone = per_request(cpu_ticks(self.prom_pid) - prom_before);
                     println!(
-                        "{:<16} {:<9} {:>4} | {:>9.0} {:>8.2} {:>10.3}",
+                        "{:<16} {:<9} {:>4} | {:>9.0} {:>8.2} {:>10.3} | {:>11.3} {:>9.3} | {:>8.2}",
                         kind.title,
                         if different { "different" } else { "identical" },
                         c,
                         o.rate,
-                        cpu,
-                        cpu * 1e3 / requests as f64
+                        ticks as f64 / hz,
+                        per_request(ticks),
+                        per_request(prom_ticks),
+                        alone,
+                        per_request(ticks) / alone
                     );
                 }
             }
@@ -791,6 +810,7 @@ async fn main() {
         base: format!("https://127.0.0.1:{port}"),
         prom: prom.url(),
         pid: child.id(),
+        prom_pid: prom.pid(),
     };
     // Ready once every kind is served with all its objects.
     let start = Instant::now();
