@@ -284,74 +284,108 @@ pub async fn serve_with(
     limits: ServingLimits,
     metrics: Option<Arc<SelfMetrics>>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let workers = match workers::Workers::start(workers::default_count()) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "starting the serving threads failed; not serving");
-            return;
+    match workers::Workers::start(workers::default_count()) {
+        Ok(workers) => {
+            let listening = Listening {
+                listener,
+                tls,
+                app,
+                limits,
+                metrics,
+                workers,
+            };
+            listening.serve(shutdown, grace).await
         }
-    };
-    let table = limits::ConnTable::with_gauge(limits.max_connections, metrics.clone());
-    let requests = Arc::new(limits::RequestLimits::new(limits, metrics));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+        Err(e) => tracing::error!(error = %e, "starting the serving threads failed; not serving"),
+    }
+}
+
+/// A listening socket, what its connections are served with, and the threads that serve them.
+struct Listening {
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    limits: ServingLimits,
+    metrics: Option<Arc<SelfMetrics>>,
+    workers: workers::Workers,
+}
+
+impl Listening {
+    /// Accept and serve until `shutdown` resolves, then stop accepting and give open
+    /// connections up to `grace` to finish.
+    async fn serve(self, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let Listening {
+            listener,
+            tls,
+            app,
+            limits,
+            metrics,
+            workers,
+        } = self;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let table = limits::ConnTable::with_gauge(limits.max_connections, metrics.clone());
+        let requests = Arc::new(limits::RequestLimits::new(limits, metrics));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: wait for connections to close.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let (slot, evicted) = table.admit();
+            if let Some(m) = &requests.metrics {
+                if evicted {
+                    m.connection_closed(limits::CloseReason::Evicted.label());
+                }
+                m.set_open_connections(table.len());
+            }
+            let Some(slot) = slot else {
+                tracing::debug!(%peer, "connection refused: every open connection is serving a request");
+                if let Some(m) = &requests.metrics {
+                    m.connection_closed("refused");
+                }
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            // The socket moves to the reactor of the thread that will serve it.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
                 Err(e) => {
-                    // Out of file descriptors, most likely: wait for connections to close.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::debug!(%peer, error = %e, "handing the connection over failed");
                     continue;
                 }
-            },
-        };
-        let (slot, evicted) = table.admit();
-        if let Some(m) = &requests.metrics {
-            if evicted {
-                m.connection_closed(limits::CloseReason::Evicted.label());
-            }
-            m.set_open_connections(table.len());
-        }
-        let Some(slot) = slot else {
-            tracing::debug!(%peer, "connection refused: every open connection is serving a request");
-            if let Some(m) = &requests.metrics {
-                m.connection_closed("refused");
-            }
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        // The socket moves to the reactor of the thread that will serve it.
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "handing the connection over failed");
-                continue;
-            }
-        };
-        let (acceptor, app, requests, stop) = (
-            acceptor.clone(),
-            app.clone(),
-            requests.clone(),
-            stop_rx.clone(),
-        );
-        workers.place(move || async move {
-            match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => {
-                    serve_connection(stream, peer, acceptor, app, requests, slot, stop).await
+            };
+            let (acceptor, app, requests, stop) = (
+                acceptor.clone(),
+                app.clone(),
+                requests.clone(),
+                stop_rx.clone(),
+            );
+            workers.place(move || async move {
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        serve_connection(stream, peer, acceptor, app, requests, slot, stop).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "taking the connection over failed")
+                    }
                 }
-                Err(e) => tracing::debug!(%peer, error = %e, "taking the connection over failed"),
-            }
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    tokio::select! {
-        _ = table.drained() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing open connections"),
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        tokio::select! {
+            _ = table.drained() => tracing::info!("all connections closed"),
+            _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing open connections"),
+        }
     }
 }
 

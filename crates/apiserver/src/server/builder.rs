@@ -1,7 +1,8 @@
 //! A running server put together from its pieces: the registry and object lookup it answers
 //! from, the request guard, forwarding, the query cache, the TLS configuration, limits and
 //! self-metrics. [`ServerBuilder::bind`] starts what runs beside the requests (discovery's
-//! relist, the rule file's reload, returning memory after a flood) and listens;
+//! relist, the rule file's reload, returning memory after a flood), listens and starts the
+//! threads that will serve connections;
 //! [`Server::serve`] serves until shutdown and drains.
 
 use std::future::Future;
@@ -14,7 +15,7 @@ use axum::Router;
 use promhpa_core::lookup::ObjectLookup;
 use tokio::net::TcpListener;
 
-use super::{memory, serve_with, ServingLimits};
+use super::{memory, workers, Listening, ServingLimits};
 use crate::coalesce::Coalescer;
 use crate::forward::Forwarder;
 use crate::metrics::SelfMetrics;
@@ -131,7 +132,7 @@ impl ServerBuilder {
     }
 
     /// Start relisting, reloading the rule file and returning memory after floods, then
-    /// listen on `addr`. Must be called within a Tokio runtime.
+    /// listen on `addr` and start the serving threads. Must be called within a Tokio runtime.
     pub async fn bind(self, addr: SocketAddr) -> std::io::Result<Server> {
         tokio::spawn(self.registry.clone().run(self.relist_interval));
         tokio::spawn(memory::run(self.metrics.clone()));
@@ -158,45 +159,38 @@ impl ServerBuilder {
             app = app.merge(routes);
         }
         let listener = TcpListener::bind(addr).await?;
+        let workers = workers::Workers::start(workers::default_count()).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("starting the serving threads: {e}"))
+        })?;
         Ok(Server {
-            listener,
-            tls: self.tls,
-            app,
-            limits: self.limits,
+            listening: Listening {
+                listener,
+                tls: self.tls,
+                app,
+                limits: self.limits,
+                metrics: Some(self.metrics),
+                workers,
+            },
             grace: self.grace,
-            metrics: self.metrics,
         })
     }
 }
 
 /// A server listening, not yet accepting connections.
 pub struct Server {
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    app: Router,
-    limits: ServingLimits,
+    listening: Listening,
     grace: Duration,
-    metrics: Arc<SelfMetrics>,
 }
 
 impl Server {
     /// The address it listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listening.listener.local_addr()
     }
 
     /// Serve until `shutdown` resolves, then stop accepting and let open connections
     /// finish within the grace period.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        serve_with(
-            self.listener,
-            self.tls,
-            self.app,
-            shutdown,
-            self.grace,
-            self.limits,
-            Some(self.metrics),
-        )
-        .await
+        self.listening.serve(shutdown, self.grace).await
     }
 }
