@@ -314,23 +314,16 @@ impl Listening {
     /// Accept and serve until `shutdown` resolves, then stop accepting and give open
     /// connections up to `grace` to finish.
     async fn serve(self, shutdown: impl Future<Output = ()>, grace: Duration) {
-        let Listening {
-            listener,
-            tls,
-            app,
-            limits,
-            metrics,
-            workers,
-        } = self;
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let table = limits::ConnTable::with_gauge(limits.max_connections, metrics.clone());
-        let requests = Arc::new(limits::RequestLimits::new(limits, metrics));
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls);
+        let table =
+            limits::ConnTable::with_gauge(self.limits.max_connections, self.metrics.clone());
+        let requests = Arc::new(limits::RequestLimits::new(self.limits, self.metrics));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
+                accepted = self.listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors, most likely: wait for connections to close.
@@ -365,11 +358,11 @@ impl Listening {
             };
             let (acceptor, app, requests, stop) = (
                 acceptor.clone(),
-                app.clone(),
+                self.app.clone(),
                 requests.clone(),
                 stop_rx.clone(),
             );
-            workers.place(move || async move {
+            self.workers.place(move || async move {
                 match tokio::net::TcpStream::from_std(stream) {
                     Ok(stream) => {
                         serve_connection(stream, peer, acceptor, app, requests, slot, stop).await
@@ -380,7 +373,7 @@ impl Listening {
                 }
             });
         }
-        drop(listener);
+        drop(self.listener);
         let _ = stop_tx.send(true);
         tokio::select! {
             _ = table.drained() => tracing::info!("all connections closed"),
