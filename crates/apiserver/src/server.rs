@@ -424,6 +424,9 @@ async fn serve_connection(
             }
         },
         _ = limits::evicted(&state) => return,
+        // At shutdown a connection that has not finished its handshake has no request in
+        // flight to wait for.
+        _ = stop.wait_for(|s| *s) => return,
     };
     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     state.handshake_done(http2);

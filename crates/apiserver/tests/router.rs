@@ -997,3 +997,67 @@ async fn a_built_server_relists_by_itself_serves_its_extra_routes_and_stops() {
     tx.send(()).unwrap();
     handle.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_starts_its_handshake_does_not_hold_up_shutdown() {
+    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+    let (backend, registry, _) = setup(Duration::ZERO);
+    seed(&backend);
+    let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
+    let tls = server::tls_config(resolver).unwrap();
+    // Neither the handshake timeout nor the grace period would end the wait in this test.
+    let an_hour = Duration::from_secs(3600);
+    let server = ServerBuilder::new(
+        registry,
+        Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
+        Arc::new(SelfMetrics::default()),
+        tls,
+    )
+    .limits(server::ServingLimits {
+        tls_handshake_timeout: an_hour,
+        ..Default::default()
+    })
+    .shutdown_grace_period(an_hour)
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let port = server.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.serve(async {
+        let _ = rx.await;
+    }));
+    // A client that connects and says nothing (a port scan, a TCP health check).
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // Connections are accepted in order: once a later one is answered, the silent one has
+    // been accepted and is waiting for its handshake.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    tx.send(()).unwrap();
+    // The server closes the silent connection and returns, long before either hour is up.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut buf),
+    )
+    .await
+    .expect("the silent connection was kept open after shutdown");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("serve waited for a connection that never started")
+        .unwrap();
+}
