@@ -53,21 +53,35 @@ impl Workers {
         let (stop, stopped) = watch::channel(false);
         let mut workers = Vec::new();
         for i in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            workers.push(Worker {
-                handle: runtime.handle().clone(),
-                connections: AtomicUsize::new(0),
-            });
+            // The runtime is built on its own thread, and its handle sent back: a runtime
+            // must not be dropped inside another (here, if the thread could not start).
+            let (started, handle) = std::sync::mpsc::sync_channel(1);
             let mut stopped = stopped.clone();
             std::thread::Builder::new()
                 .name(format!("promhpa-serve-{i}"))
                 .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(runtime.handle().clone()));
                     runtime.block_on(async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     });
                 })?;
+            let handle = handle.recv().map_err(|_| {
+                std::io::Error::other(format!("serving thread {i} ended before it started"))
+            })??;
+            workers.push(Worker {
+                handle,
+                connections: AtomicUsize::new(0),
+            });
         }
         Ok(Workers {
             workers: workers.into(),
