@@ -21,11 +21,15 @@ pub struct KubeObjectLookup {
     caches: Mutex<HashMap<GroupResource, Arc<ObjectCache>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     sync_timeout: Duration,
+    /// Where the watches and the discovery refresh run: the runtime the lookup was made on,
+    /// not that of the request that first needs a cache (a serving thread, which stops
+    /// with the server).
+    runtime: tokio::runtime::Handle,
 }
 
 impl KubeObjectLookup {
     /// A lookup whose first request for a resource waits at most `sync_timeout` for its
-    /// cache to fill. Must be used inside a tokio runtime.
+    /// cache to fill. Must be made inside a tokio runtime, which runs its caches.
     pub fn new(client: kube::Client, discovery: Arc<Discovery>, sync_timeout: Duration) -> Self {
         KubeObjectLookup {
             client,
@@ -33,6 +37,7 @@ impl KubeObjectLookup {
             caches: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             sync_timeout,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -46,7 +51,9 @@ impl KubeObjectLookup {
     }
 
     pub fn with_periodic_discovery(self, every: Duration) -> Self {
-        let task = tokio::spawn(self.discovery.clone().run_periodic(every));
+        let task = self
+            .runtime
+            .spawn(self.discovery.clone().run_periodic(every));
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -66,7 +73,7 @@ impl KubeObjectLookup {
         }
         let cache = Arc::new(ObjectCache::new(mapping.clone()));
         caches.insert(mapping.group_resource.clone(), cache.clone());
-        let task = tokio::spawn(cache.clone().run(self.client.clone()));
+        let task = self.runtime.spawn(cache.clone().run(self.client.clone()));
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -410,6 +410,52 @@ async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
     api.assert_metadata_only();
 }
 
+/// A cache first needed by a request on another runtime (a serving thread) runs on the
+/// lookup's own, and goes on following the API server after that runtime has stopped.
+#[tokio::test]
+async fn a_cache_started_from_another_runtime_outlives_it() {
+    let api = Arc::new(Recorded::default());
+    api.discovery()
+        .get("/api/v1/pods?limit=500", "pods-list-page1.json")
+        .get(
+            "/api/v1/pods?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTAwMCwic3RhcnQiOiJzaG9wL3dlYi0yXHUwMDAwIn0%3D",
+            "pods-list-page2.json",
+        )
+        .get("/api/v1/pods?limit=500", "pods-relist.json")
+        .watch("/api/v1/pods", lines("pods-watch-1.jsonl"))
+        .watch("/api/v1/pods", lines("pods-watch-2.jsonl"));
+    let (_standin, client, _dir) = serve(&api).await;
+    let l = Arc::new(lookup(&client, Duration::from_secs(10)));
+    let pods = GroupResource::new("", "pods");
+
+    let (other_l, other_pods) = (l.clone(), pods.clone());
+    let first = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The runtime is dropped when this closure returns.
+        runtime.block_on(async move {
+            other_l
+                .names(&other_pods, Some("shop"), &sel("app=web"))
+                .await
+                .unwrap()
+        })
+    })
+    .await
+    .unwrap();
+    assert!(!first.is_empty(), "{first:?}");
+
+    until("the watch to resume, expire and the cache to relist", || {
+        api.requests("/api/v1/pods?watch").len() >= 3
+    })
+    .await;
+    assert_eq!(
+        l.names(&pods, Some("shop"), &sel("app=web")).await.unwrap(),
+        vec!["web-1", "web-3", "web-4"]
+    );
+}
+
 #[tokio::test]
 async fn watch_events_are_applied_in_order() {
     let api = Arc::new(Recorded::default());
