@@ -191,7 +191,8 @@ impl ClientCertVerifier for OptionalClientCert {
 }
 
 /// A rustls server configuration: TLS 1.2+, optional client certificates, ALPN h2 and
-/// http/1.1, certificates from `resolver`.
+/// http/1.1 (HTTP/1.1 only with [`TlsOptions::disable_http2`]), certificates from
+/// `resolver`.
 pub fn tls_config(
     resolver: Arc<dyn ResolvesServerCert>,
 ) -> Result<Arc<rustls::ServerConfig>, ServerError> {
@@ -214,7 +215,11 @@ pub fn tls_config_with(
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_client_cert_verifier(Arc::new(OptionalClientCert { provider }))
         .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if resolved.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(config))
 }
 
@@ -453,9 +458,12 @@ async fn serve_connection(
         .http2()
         .max_concurrent_streams(limits.http2_max_streams_per_connection)
         .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
-    if http2 {
-        builder = builder.http2_only();
-    }
+    // As in Go's server, ALPN decides: HTTP/2 only when it was negotiated, HTTP/1.1 otherwise.
+    builder = if http2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
     let io = TokioIo::new(limits::TrackedIo::new(tls, state.clone()));
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);

@@ -1061,3 +1061,55 @@ async fn a_connection_that_never_starts_its_handshake_does_not_hold_up_shutdown(
         .expect("serve waited for a connection that never started")
         .unwrap();
 }
+
+/// `--disable-http2`: ALPN offers HTTP/1.1 only, so a client able to speak HTTP/2 gets
+/// HTTP/1.1; by default it gets HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_offered_unless_disabled() {
+    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    for (disable_http2, version) in [
+        (false, reqwest::Version::HTTP_2),
+        (true, reqwest::Version::HTTP_11),
+    ] {
+        let (backend, registry, _) = setup(Duration::ZERO);
+        seed(&backend);
+        let resolver =
+            Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
+        let resolved = server::TlsOptions {
+            disable_http2,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let tls = server::tls_config_with(resolver, &resolved).unwrap();
+        let server = ServerBuilder::new(
+            registry,
+            Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
+            Arc::new(SelfMetrics::default()),
+            tls,
+        )
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(server.serve(async {
+            let _ = rx.await;
+        }));
+        let resp = client
+            .get(format!("https://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), version, "disable_http2={disable_http2}");
+        tx.send(()).unwrap();
+        handle.await.unwrap();
+    }
+}

@@ -41,15 +41,16 @@ impl KubeObjectLookup {
         }
     }
 
-    /// Also refreshes discovery every `every` in the background.
     /// A lookup of `client`'s cluster with the timings `serve` uses: API discovery answers
-    /// kept 10 s and refreshed every 10 minutes, a watch cache given 30 s to sync.
-    pub fn for_cluster(client: kube::Client) -> Self {
+    /// kept 10 s and refreshed every `rediscover` (prometheus-adapter's
+    /// `--discovery-interval`, 10 minutes by default), a watch cache given 30 s to sync.
+    pub fn for_cluster(client: kube::Client, rediscover: Duration) -> Self {
         let discovery = Arc::new(Discovery::new(client.clone(), Duration::from_secs(10)));
         KubeObjectLookup::new(client, discovery, Duration::from_secs(30))
-            .with_periodic_discovery(Duration::from_secs(600))
+            .with_periodic_discovery(rediscover)
     }
 
+    /// Also refreshes discovery every `every` in the background.
     pub fn with_periodic_discovery(self, every: Duration) -> Self {
         let task = self
             .runtime

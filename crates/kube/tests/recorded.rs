@@ -446,9 +446,10 @@ async fn a_cache_started_from_another_runtime_outlives_it() {
     .unwrap();
     assert!(!first.is_empty(), "{first:?}");
 
-    until("the watch to resume, expire and the cache to relist", || {
-        api.requests("/api/v1/pods?watch").len() >= 3
-    })
+    until(
+        "the watch to resume, expire and the cache to relist",
+        || api.requests("/api/v1/pods?watch").len() >= 3,
+    )
     .await;
     assert_eq!(
         l.names(&pods, Some("shop"), &sel("app=web")).await.unwrap(),

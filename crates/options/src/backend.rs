@@ -369,11 +369,12 @@ impl BackendFlags {
         }
     }
 
-    /// The object lookup: the object file, the demo objects, or `cluster`. Must run inside a
-    /// tokio runtime.
+    /// The object lookup: the object file, the demo objects, or `cluster`, whose API
+    /// resources are discovered again every `rediscover`. Must run inside a tokio runtime.
     pub fn build_lookup(
         &self,
         cluster: &promhpa_kube::client::ClusterAccess,
+        rediscover: Duration,
     ) -> Result<Arc<dyn ObjectLookup>, OptionsError> {
         match self.objects_text()? {
             Some((text, source)) => Ok(Arc::new(StaticObjects::from_text(&text, &source)?)),
@@ -382,7 +383,7 @@ impl BackendFlags {
                     .client()
                     .map_err(OptionsError::ObjectLookupCredentials)?;
                 Ok(Arc::new(promhpa_kube::KubeObjectLookup::for_cluster(
-                    client,
+                    client, rediscover,
                 )))
             }
         }

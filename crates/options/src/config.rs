@@ -56,6 +56,7 @@ impl ServeConfig {
         let serving_tls = TlsOptions {
             min_version: flags.tls_min_version,
             cipher_suites: flags.tls_cipher_suites.clone(),
+            disable_http2: flags.disable_http2.unwrap_or(false),
         }
         .resolve()
         .map_err(|e| errors.push(e.to_string()))
@@ -85,6 +86,9 @@ impl ServeConfig {
         }
         if flags.retention.as_millis() == 0 {
             errors.push("--retention must be positive".into());
+        }
+        if flags.discovery_interval.is_zero() {
+            errors.push("--discovery-interval must be positive".into());
         }
         match (serving_tls, limits, delegated_auth) {
             (Some(serving_tls), Some(limits), Some(delegated_auth)) if errors.is_empty() => {

@@ -36,6 +36,7 @@ pub mod config;
 pub mod controller;
 pub mod delegated_auth;
 mod error;
+pub mod inert;
 pub mod limits;
 pub mod serve;
 

@@ -201,21 +201,24 @@ pub struct ServeFlags {
     /// --kubeconfig, else in-cluster); unused with --objects.
     #[arg(long, value_name = "FILE")]
     pub lister_kubeconfig: Option<PathBuf>,
-    // Accepted so that existing Deployments parse unchanged; they mean nothing here and a
-    // warning says so at start.
+    /// Serve HTTP/1.1 only: HTTP/2 is not offered in the TLS handshake.
     #[arg(
         long,
-        hide = true,
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
-        value_parser = parse_go_bool
+        value_parser = parse_go_bool,
+        value_name = "BOOL"
     )]
-    pub logtostderr: Option<bool>,
-    #[arg(long, hide = true)]
-    pub audit_log_path: Option<String>,
-    #[arg(long, hide = true)]
-    pub audit_policy_file: Option<String>,
+    pub disable_http2: Option<bool>,
+    /// How often the API server's resources are discovered again (how labelSelectors and
+    /// rules' resources find their kinds), as prometheus-adapter's --discovery-interval.
+    #[arg(long, default_value = "10m", value_parser = parse_go_duration, value_name = "DURATION")]
+    pub discovery_interval: Duration,
+    // Accepted so that existing Deployments parse unchanged; they mean nothing here and a
+    // warning says so at start.
+    #[command(flatten)]
+    pub inert: crate::inert::InertFlags,
 }
 
 /// `--tls-min-version`: a Go version name; empty means the default.
@@ -252,24 +255,7 @@ pub fn forward_options(args: &ServeFlags) -> promhpa_apiserver::forward::Forward
 
 /// One warning for each prometheus-adapter flag given that has no effect here.
 pub fn compatibility_warnings(args: &ServeFlags) -> Vec<String> {
-    let mut out = Vec::new();
-    if args.logtostderr.is_some() {
-        out.push(
-            "--logtostderr is accepted for compatibility with prometheus-adapter and has no effect: promhpa always logs to stderr"
-                .to_string(),
-        );
-    }
-    for (given, flag) in [
-        (args.audit_log_path.is_some(), "--audit-log-path"),
-        (args.audit_policy_file.is_some(), "--audit-policy-file"),
-    ] {
-        if given {
-            out.push(format!(
-                "{flag} is accepted for compatibility with prometheus-adapter and has no effect: promhpa writes no audit log"
-            ));
-        }
-    }
-    out
+    args.inert.warnings()
 }
 
 /// The embedded evaluator and the targets it scrapes once the runtime runs.
@@ -357,13 +343,83 @@ mod tests {
         let w = compatibility_warnings(&f);
         assert_eq!(w.len(), 3, "{w:?}");
         assert!(w[0].starts_with("--logtostderr is accepted for compatibility"));
-        assert!(w[1].starts_with("--audit-log-path") && w[1].contains("no effect"));
-        assert!(w[2].starts_with("--audit-policy-file"));
+        assert!(w[1].starts_with("--audit-policy-file") && w[1].contains("no effect"));
+        assert!(w[2].starts_with("--audit-log-path"));
         let f = parse(&["--logtostderr=false"]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(compatibility_warnings(&f).len(), 1);
         assert!(compatibility_warnings(&parse(&[]).unwrap_or_else(|e| panic!("{e}"))).is_empty());
         let e = parse(&["--logtostderr=sure"]).err().unwrap_or_default();
         assert!(e.contains("invalid boolean \"sure\""), "{e}");
+    }
+
+    /// Flags of Kubernetes' generic API server, custom-metrics-apiserver and klog, as a
+    /// prometheus-adapter Deployment passes them.
+    #[test]
+    fn the_adapter_deployments_other_flags_parse_and_warn() {
+        let f = parse(&[
+            "--profiling=false",
+            "--contention-profiling",
+            "--enable-priority-and-fairness=false",
+            "--tls-sni-cert-key",
+            "/certs/a.crt,/certs/a.key:a.example.com",
+            "--vmodule=rules=4",
+            "--log_dir=/var/log",
+            "--log-file",
+            "/var/log/adapter.log",
+            "--alsologtostderr",
+            "--stderrthreshold=INFO",
+            "--audit-log-maxage=30",
+            "--audit-webhook-config-file=/etc/webhook.yaml",
+            "--client-qps=50",
+            "--client-burst=100",
+            "--profiling=true",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let w = compatibility_warnings(&f);
+        // One warning per flag, a repeated one included once.
+        assert_eq!(w.len(), 13, "{w:#?}");
+        for flag in [
+            "--profiling",
+            "--log-dir",
+            "--log-file",
+            "--tls-sni-cert-key",
+            "--client-qps",
+        ] {
+            assert!(
+                w.iter()
+                    .any(|l| l.starts_with(&format!("{flag} is accepted"))),
+                "{flag}: {w:#?}"
+            );
+        }
+        assert!(w.iter().all(|l| l.contains("has no effect: ")), "{w:#?}");
+        // Go booleans take their value after `=` only, and only Go's spellings.
+        let e = parse(&["--profiling=maybe"]).err().unwrap_or_default();
+        assert!(e.contains("invalid boolean \"maybe\""), "{e}");
+        let e = parse(&["--vmodule"]).err().unwrap_or_default();
+        assert!(e.contains("--vmodule"), "{e}");
+    }
+
+    #[test]
+    fn disable_http2_and_discovery_interval_take_effect() {
+        let f = parse(&["--disable-http2", "--discovery-interval=90s"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.disable_http2, Some(true));
+        assert_eq!(f.discovery_interval, Duration::from_secs(90));
+        assert!(compatibility_warnings(&f).is_empty());
+        let d = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (d.disable_http2, d.discovery_interval),
+            (None, Duration::from_secs(600))
+        );
+        let c = crate::ServeConfig::from_flags(f).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.serving_tls.http2);
+        let c = crate::ServeConfig::from_flags(d).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.serving_tls.http2);
+        let z = parse(&["--discovery-interval=0s"]).unwrap_or_else(|e| panic!("{e}"));
+        let e = crate::ServeConfig::from_flags(z)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("--discovery-interval must be positive"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!         "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
 //!         "TLS_RSA_WITH_AES_128_CBC_SHA".into(),
 //!     ],
+//!     disable_http2: false,
 //! };
 //! let resolved = options.resolve().unwrap();
 //! // TLS 1.3 keeps its suites since none is named.
@@ -184,6 +185,8 @@ pub struct TlsOptions {
     pub min_version: Option<TlsVersion>,
     /// Go cipher suite names; empty means rustls' defaults.
     pub cipher_suites: Vec<String>,
+    /// `--disable-http2`: ALPN offers HTTP/1.1 only.
+    pub disable_http2: bool,
 }
 
 /// What [`TlsOptions`] come to with rustls: the versions and suites offered, and what was
@@ -194,6 +197,8 @@ pub struct ResolvedTls {
     pub cipher_suites: Vec<SupportedCipherSuite>,
     /// One line for each setting that is not honoured as given.
     pub warnings: Vec<String>,
+    /// HTTP/2 is offered (ALPN `h2`).
+    pub http2: bool,
 }
 
 impl ResolvedTls {
@@ -283,6 +288,7 @@ impl TlsOptions {
             versions,
             cipher_suites: suites,
             warnings,
+            http2: !self.disable_http2,
         })
     }
 }
@@ -345,6 +351,7 @@ mod tests {
         let options = TlsOptions {
             min_version: None,
             cipher_suites: vec!["TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305".into()],
+            disable_http2: false,
         };
         let r = options.resolve().unwrap();
         assert_eq!(
@@ -367,6 +374,7 @@ mod tests {
         let r = TlsOptions {
             min_version: Some(TlsVersion::Tls10),
             cipher_suites: vec![],
+            disable_http2: false,
         }
         .resolve()
         .unwrap();
@@ -379,6 +387,7 @@ mod tests {
         let r = TlsOptions {
             min_version: Some(TlsVersion::Tls13),
             cipher_suites: vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()],
+            disable_http2: false,
         }
         .resolve()
         .unwrap();
@@ -391,6 +400,7 @@ mod tests {
     fn unimplemented_suites_warn_and_nothing_offered_is_an_error() {
         let r = TlsOptions {
             min_version: None,
+            disable_http2: false,
             cipher_suites: vec![
                 "TLS_RSA_WITH_AES_128_CBC_SHA".into(),
                 "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".into(),
@@ -418,6 +428,7 @@ mod tests {
 
         let err = TlsOptions {
             min_version: None,
+            disable_http2: false,
             cipher_suites: vec![
                 "TLS_RSA_WITH_AES_128_GCM_SHA256".into(),
                 "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA".into(),
@@ -438,6 +449,7 @@ mod tests {
         let err = TlsOptions {
             min_version: None,
             cipher_suites: vec!["TLS_BOGUS".into()],
+            disable_http2: false,
         }
         .resolve()
         .unwrap_err()
@@ -450,6 +462,7 @@ mod tests {
         let r = TlsOptions {
             min_version: Some(TlsVersion::Tls12),
             cipher_suites: vec!["TLS_AES_128_GCM_SHA256".into()],
+            disable_http2: false,
         }
         .resolve()
         .unwrap();

@@ -35,7 +35,8 @@ pub async fn hpa_fetcher(
         Some((text, source)) => ScaleTarget::from_objects(&text, &source, hpa)?,
         None => super::hpa_target::target_from_cluster(cluster, hpa).await?,
     };
-    let lookup = flags.build_lookup(cluster)?;
+    // serve's default --discovery-interval; a run rarely lasts that long.
+    let lookup = flags.build_lookup(cluster, Duration::from_secs(600))?;
     // From the cluster, the target's pods are already read: answer for them from that.
     let lookup: Arc<dyn promhpa_core::lookup::ObjectLookup> =
         if flags.objects.is_none() && !flags.demo {

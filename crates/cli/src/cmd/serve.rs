@@ -146,9 +146,12 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
         }
         let lookup: Arc<dyn ObjectLookup> = args
             .backend
-            .build_lookup(&promhpa_kube::client::ClusterAccess::kubeconfig(
-                args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
-            ))?;
+            .build_lookup(
+                &promhpa_kube::client::ClusterAccess::kubeconfig(
+                    args.lister_kubeconfig.as_deref().or(args.kubeconfig.as_deref()),
+                ),
+                args.discovery_interval,
+            )?;
         let (guard, _delegated_auth) = if args.backend.demo || args.insecure_skip_delegated_auth {
             tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
             (None, None)
