@@ -1113,3 +1113,83 @@ async fn http2_is_offered_unless_disabled() {
         handle.await.unwrap();
     }
 }
+
+/// A rule that maps pods but no label to namespaces (as copied from many guides): discovery
+/// lists its metric as prometheus-adapter does (namespaced, since pods are), a request in a
+/// namespace is a 404 saying what the rule lacks, as the adapter cannot build that query
+/// either, and the request without a namespace is answered.
+#[tokio::test]
+async fn a_rule_without_a_namespace_label_answers_not_found_in_a_namespace() {
+    let backend = Arc::new(EmbeddedBackend::default());
+    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
+    let metrics = Arc::new(SelfMetrics::default());
+    let rules = Arc::new(
+        RuleSet::from_yaml(
+            r#"
+rules:
+- seriesQuery: 'http_requests_in_flight{endpoint="/predict"}'
+  resources:
+    overrides:
+      pod: {resource: "pod"}
+  name: {as: "http_requests_in_flight"}
+  metricsQuery: 'sum by (pod) (<<.Series>>{<<.LabelMatchers>>})'
+"#,
+            "rules",
+        )
+        .unwrap(),
+    );
+    let registry = Arc::new(Registry::new(
+        rules,
+        backend.clone(),
+        lookup.clone(),
+        metrics.clone(),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry: registry.clone(),
+        lookup,
+        metrics,
+        guard: None,
+        coalescer: Default::default(),
+        forward: None,
+    });
+    backend
+        .append(
+            &Labels::from_pairs([
+                ("__name__", "http_requests_in_flight"),
+                ("endpoint", "/predict"),
+                ("pod", "web-1"),
+            ]),
+            now_ms() - 1000,
+            3.0,
+        )
+        .unwrap();
+    assert!(registry.relist().await.is_empty());
+
+    let (code, list) = get(&app, "/apis/custom.metrics.k8s.io/v1beta1").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list["resources"][0]["name"], "pods/http_requests_in_flight");
+    assert_eq!(list["resources"][0]["namespaced"], true);
+
+    let (code, body) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/http_requests_in_flight",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["reason"], "NotFound", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("rules[0] has no label for resource \"namespaces\"")
+            && message.contains("namespace: {resource: namespace}"),
+        "{message}"
+    );
+
+    let (code, body) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/pods/web-1/http_requests_in_flight",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["items"][0]["value"], "3", "{body}");
+}

@@ -31,11 +31,24 @@ pub(super) fn backend_error(e: BackendError, metric: &str, rule: &Rule, promql: 
 }
 
 /// A rule's failure to render the query for `metric`: 400 for a selector that cannot be
-/// rendered, 503 for a broken rule, 500 otherwise.
+/// rendered, 404 for a request the rule has no label for (prometheus-adapter cannot build
+/// that query either and answers that the metric is not found), 503 for a broken rule, 500
+/// otherwise.
 pub(super) fn render_error(e: RenderError, metric: &str) -> ApiError {
     match e {
         RenderError::InvalidSelectorKey { .. } | RenderError::UnsupportedOperator { .. } => {
             ApiError::BadRequest(format!("metric \"{metric}\": {e}"))
+        }
+        RenderError::NoLabelForResource { ref resource, .. } => {
+            let hint = if resource == "namespaces" {
+                " (a request in a namespace needs one: add e.g. `namespace: {resource: namespace}` to its resources.overrides)"
+            } else {
+                ""
+            };
+            ApiError::NotFound {
+                message: format!("the server could not find the metric \"{metric}\" for this request: {e}{hint}"),
+                details: None,
+            }
         }
         RenderError::Broken { .. } => ApiError::Unavailable(format!(
             "unable to fetch metric \"{metric}\": {e}; fix the rule file (`promhpa check --config FILE` lists every problem)"
