@@ -162,6 +162,11 @@ impl BackendFlags {
                 given.push(name);
             }
         };
+        // Only --demo leaves a URL unused (it is never taken from the rule file then).
+        note(
+            self.demo && self.prometheus_url.is_some(),
+            "--prometheus-url",
+        );
         note(self.prometheus_ca_file.is_some(), "--prometheus-ca-file");
         note(
             self.prometheus_token_file.is_some(),
@@ -433,6 +438,17 @@ mod tests {
         let mut all = vec!["--prometheus-url=https://prometheus:9090"];
         all.extend_from_slice(args);
         parse(&all).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn flags_the_demo_leaves_unused_are_named() {
+        let demo = flags(&["--demo", "--prometheus-ca-file=/ca.crt"]);
+        assert_eq!(
+            demo.prometheus_flags_given(),
+            vec!["--prometheus-url", "--prometheus-ca-file"]
+        );
+        // Without --demo the URL is the backend; only the other flags could go unused.
+        assert!(flags(&[]).prometheus_flags_given().is_empty());
     }
 
     #[test]
