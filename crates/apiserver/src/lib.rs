@@ -39,6 +39,7 @@ pub mod error;
 pub mod forward;
 pub mod metrics;
 pub mod objects;
+pub mod offload;
 pub mod registry;
 pub mod reload;
 mod request;

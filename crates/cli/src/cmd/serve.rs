@@ -109,6 +109,14 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
         args.backend.adopt_rule_file_prometheus(&rules);
     }
     let (backend, scraping) = args.metrics_backend()?;
+    // The embedded evaluator computes each answer in place: on the serving threads that
+    // would hold up the other requests of a connection, so it runs on blocking threads.
+    let backend: Arc<dyn promhpa_core::backend::Backend> =
+        if args.backend.demo || args.backend.prometheus_url.is_none() {
+            Arc::new(promhpa_apiserver::offload::Offloaded::new(backend))
+        } else {
+            backend
+        };
     let connect = args.backend.connector()?;
     let backends = promhpa_apiserver::backends::Backends::build(
         promhpa_apiserver::backends::BackendRef::new(backend.clone()),
