@@ -40,7 +40,8 @@ pub struct Args {
     #[arg(
         long = "metric-values",
         value_delimiter = ',',
-        value_name = "NAME=VALUE"
+        value_name = "NAME=VALUE",
+        value_parser = metric_value_entry
     )]
     pub metric_values: Vec<String>,
 
@@ -49,6 +50,7 @@ pub struct Args {
         long = "values",
         value_delimiter = ',',
         value_name = "NAME=VALUE",
+        value_parser = metric_value_entry,
         hide = true
     )]
     pub values: Vec<String>,
@@ -80,7 +82,7 @@ pub struct Args {
     pub replicas: Option<i32>,
 
     /// Output format: text or json.
-    #[arg(short = 'o', long, default_value = "text")]
+    #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
     pub output: String,
 
     #[command(flatten)]
@@ -95,6 +97,19 @@ impl Args {
             context: self.context.clone(),
         }
     }
+}
+
+/// One `--metric-values` entry, checked as the command line is read: `NAME=VALUE` with a
+/// value [`parse_value`] reads (an empty entry, from a trailing comma, is let through).
+fn metric_value_entry(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Ok(s.to_string());
+    }
+    let Some((_, v)) = s.split_once('=') else {
+        return Err(format!("expected NAME=VALUE, got {s:?}"));
+    };
+    parse_value(v).map_err(|e| format!("{e:#}"))?;
+    Ok(s.to_string())
 }
 
 fn parse_value(s: &str) -> anyhow::Result<f64> {
