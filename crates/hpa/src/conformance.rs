@@ -457,7 +457,7 @@ pub fn parse_cases(text: &str, source: &str) -> Vec<Result<Case, Error>> {
     {
         let parsed = doc.map_err(|e| Error::Yaml {
             context: format!("{source} document {}", i + 1),
-            source: e.into(),
+            cause: e.to_string(),
         });
         out.push(parsed.and_then(convert));
     }

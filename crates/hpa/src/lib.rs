@@ -24,12 +24,21 @@ pub use spec::{HorizontalPodAutoscaler, HpaSpec};
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid yaml in {context}: {source}")]
+    /// YAML that does not parse.
+    #[error("invalid yaml in {context}: {cause}")]
     Yaml {
         context: String,
-        #[source]
-        /// The YAML error, or the error of the object the YAML holds.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Part of the message, not a source: printed once.
+        cause: String,
+    },
+    /// A document that parses but is not a valid object: the field and what is wrong.
+    #[error("invalid {kind} in {context}: {field}: {cause}")]
+    Object {
+        kind: &'static str,
+        context: String,
+        /// Where in the object, e.g. `spec.metrics[0].pods.target.averageValue`.
+        field: String,
+        cause: String,
     },
     #[error("invalid case {id}: {message}")]
     Case { id: String, message: String },

@@ -343,15 +343,23 @@ impl Behavior {
 /// Read an HPA from YAML or JSON: the first `HorizontalPodAutoscaler` object of a
 /// (possibly multi-document) manifest, or a bare `spec`.
 pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Error> {
-    let yaml_err = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| crate::Error::Yaml {
-        context: format!("manifest document {}", i + 1),
-        source: e,
+    let context = |i: usize| format!("manifest document {}", i + 1);
+    let object_err = |i: usize, e: serde_path_to_error::Error<serde_json::Error>| {
+        crate::Error::Object {
+            kind: "HorizontalPodAutoscaler",
+            context: context(i),
+            field: e.path().to_string(),
+            cause: e.into_inner().to_string(),
+        }
     };
     for (i, doc) in yaml::documents::<serde_json::Value>(text)
         .into_iter()
         .enumerate()
     {
-        let mut value = doc.map_err(|e| yaml_err(i, e.into()))?;
+        let mut value = doc.map_err(|e| crate::Error::Yaml {
+            context: context(i),
+            cause: e.to_string(),
+        })?;
         let kind = value.get("kind").and_then(serde_json::Value::as_str);
         let hpa = kind == Some("HorizontalPodAutoscaler")
             || (kind.is_none() && value.get("spec").is_some());
@@ -361,9 +369,10 @@ pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Erro
         }
         yaml::drop_null_fields(&mut value);
         if hpa {
-            return serde_json::from_value(value).map_err(|e| yaml_err(i, e.into()));
+            return serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e));
         }
-        let spec: HpaSpec = serde_json::from_value(value).map_err(|e| yaml_err(i, e.into()))?;
+        let spec: HpaSpec =
+            serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e))?;
         return Ok(HorizontalPodAutoscaler {
             api_version: "autoscaling/v2".into(),
             kind: "HorizontalPodAutoscaler".into(),
