@@ -167,4 +167,32 @@ mod tests {
         assert!(matches!(bare, Ok(Cli { command: None, .. })));
         assert!(parse(&["promhpa", "check", "/adapter"]).is_err());
     }
+
+    /// Values explain cannot use are usage errors of the command line, found before any
+    /// work is done.
+    #[test]
+    fn explain_values_are_checked_as_the_command_line_is_read() {
+        for bad in [
+            &["-o", "yaml"][..],
+            &["--metric-values", "cpu"],
+            &["--metric-values", "cpu=abc"],
+            &["--values", "cpu=1,latency"],
+        ] {
+            let mut args = vec!["promhpa", "explain", "-f", "hpa.yaml"];
+            args.extend_from_slice(bad);
+            let e = parse(&args).err();
+            assert!(
+                e.as_ref().is_some_and(|e| e.use_stderr()),
+                "{bad:?} parsed: {e:?}"
+            );
+        }
+        for good in [
+            &["-o", "json"][..],
+            &["--metric-values", "cpu=95%,latency=350m,"],
+        ] {
+            let mut args = vec!["promhpa", "explain", "-f", "hpa.yaml"];
+            args.extend_from_slice(good);
+            assert!(parse(&args).is_ok(), "{good:?}");
+        }
+    }
 }

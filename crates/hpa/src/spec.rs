@@ -344,14 +344,13 @@ impl Behavior {
 /// (possibly multi-document) manifest, or a bare `spec`.
 pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Error> {
     let context = |i: usize| format!("manifest document {}", i + 1);
-    let object_err = |i: usize, e: serde_path_to_error::Error<serde_json::Error>| {
-        crate::Error::Object {
+    let object_err =
+        |i: usize, e: serde_path_to_error::Error<serde_json::Error>| crate::Error::Object {
             kind: "HorizontalPodAutoscaler",
             context: context(i),
             field: e.path().to_string(),
             cause: e.into_inner().to_string(),
-        }
-    };
+        };
     for (i, doc) in yaml::documents::<serde_json::Value>(text)
         .into_iter()
         .enumerate()

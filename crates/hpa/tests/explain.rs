@@ -467,3 +467,28 @@ fn one_replica_is_singular() {
         "{text}"
     );
 }
+
+/// A manifest that is YAML but not a valid HPA names the field, and each error is said once.
+#[test]
+fn manifest_errors_name_the_field_and_say_it_once() {
+    let bad_quantity = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nspec:\n  maxReplicas: 3\n  scaleTargetRef: {kind: Deployment, name: web}\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: latency}\n      target: {type: AverageValue, averageValue: 350ms}\n";
+    let e = promhpa_hpa::spec::parse_manifest(bad_quantity)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with("invalid HorizontalPodAutoscaler in manifest document 1: spec.metrics[0].pods.target.averageValue: "),
+        "{e}"
+    );
+    assert_eq!(e.matches("350ms").count(), 1, "{e}");
+    let bad_yaml = "kind: HorizontalPodAutoscaler\nspec:\n  maxReplicas: 3\n   bad: [\n";
+    let e = promhpa_hpa::spec::parse_manifest(bad_yaml)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.starts_with("invalid yaml in manifest document 1: "),
+        "{e}"
+    );
+    assert_eq!(e.matches("line 4").count(), 1, "{e}");
+}
