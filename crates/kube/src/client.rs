@@ -50,11 +50,20 @@ impl ClusterAccess {
                     .map_err(|e| KubeError::InCluster(error_chain(&e)));
             }
             None => match Kubeconfig::from_env() {
-                Ok(Some(merged)) => (merged, "$KUBECONFIG".to_string()),
+                Ok(Some(merged)) => {
+                    tracing::info!("no --kubeconfig and not in a pod: using $KUBECONFIG");
+                    (merged, "$KUBECONFIG".to_string())
+                }
                 Ok(None) => match home_kubeconfig() {
-                    Some(path) => (read(&path)?, path.display().to_string()),
+                    Some(path) => {
+                        tracing::info!(
+                            "no --kubeconfig and not in a pod: using {}",
+                            path.display()
+                        );
+                        (read(&path)?, path.display().to_string())
+                    }
                     None => return Err(KubeError::InCluster(
-                        "not in a pod, and no kubeconfig given, in $KUBECONFIG or in $HOME/.kube"
+                        "not in a pod, and no kubeconfig given, in $KUBECONFIG or at $HOME/.kube/config"
                             .into(),
                     )),
                 },
@@ -178,9 +187,10 @@ fn in_a_pod() -> bool {
         && std::env::var_os("KUBERNETES_SERVICE_PORT").is_some()
 }
 
+/// `~/.kube/config`, when it exists.
 fn home_kubeconfig() -> Option<PathBuf> {
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(Path::new(&home).join(".kube").join("config"))
+    Some(Path::new(&home).join(".kube").join("config")).filter(|p| p.exists())
 }
 
 fn read(path: &Path) -> Result<Kubeconfig, KubeError> {

@@ -194,7 +194,8 @@ pub struct ServeFlags {
     /// How long a denied SubjectAccessReview is cached (default 10s).
     #[arg(long, value_name = "DURATION")]
     pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
-    /// kubeconfig of the cluster promhpa serves (default: in-cluster credentials).
+    /// kubeconfig of the cluster promhpa serves (default: in a pod its service account,
+    /// elsewhere $KUBECONFIG or ~/.kube/config, as kubectl).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// kubeconfig for the watch caches that match labelSelectors to objects (default:

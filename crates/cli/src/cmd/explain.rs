@@ -63,7 +63,8 @@ pub struct Args {
     pub backend: Box<BackendFlags>,
 
     /// kubeconfig of the cluster the scale target (its scale subresource) and its pods are
-    /// read from when no --objects file is given; in-cluster credentials without it.
+    /// read from when no --objects file is given (default: in a pod its service account,
+    /// elsewhere $KUBECONFIG or ~/.kube/config, as kubectl).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
