@@ -139,7 +139,8 @@ pub struct ServeFlags {
     /// Log verbosity (klog style: 0-2 info, 3-5 debug, 6+ trace).
     #[arg(long = "v", short = 'v', default_value_t = 0)]
     pub verbosity: u8,
-    /// `text` or `json`.
+    /// `text` (klog's lines: `I1206 13:31:26.308339   12345 serve.rs:83] message key=value`)
+    /// or `json` (one object per line).
     #[arg(long, default_value = "text")]
     pub log_format: String,
 

@@ -14,6 +14,7 @@ use promhpa_options::serve::compatibility_warnings;
 use promhpa_options::ServeFlags;
 
 mod cluster;
+mod klog;
 
 pub use promhpa_options::{FlagErrors, ServeConfig};
 
@@ -41,7 +42,7 @@ fn init_logging(args: &ServeFlags) {
     let _ = if args.log_format == "json" {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        builder.event_format(klog::Klog::new()).try_init()
     };
 }
 

@@ -1,0 +1,189 @@
+//! `--log-format=text`: log lines with klog's header, as Kubernetes components (and
+//! prometheus-adapter) write them, so that the tools and habits made for those read promhpa's
+//! too:
+//!
+//! ```text
+//! W1206 13:31:26.308339   12345 serve.rs:83] --logtostderr is accepted for compatibility...
+//! I1206 13:31:26.394947   12345 serve.rs:231] serving custom.metrics.k8s.io addr="127.0.0.1:6443"
+//! ```
+//!
+//! The severity letter (`E`, `W`, `I`; debug and trace lines are `I`, as klog's verbose
+//! lines are), the month and day, the UTC time to the microsecond, the process id, the
+//! source file and line, then the message and its fields as `key=value` (strings quoted).
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::{format::Writer, FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The klog line format.
+pub struct Klog {
+    pid: u32,
+}
+
+impl Klog {
+    pub fn new() -> Klog {
+        Klog {
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// klog's severity letter.
+fn severity(level: &Level) -> char {
+    match *level {
+        Level::ERROR => 'E',
+        Level::WARN => 'W',
+        _ => 'I',
+    }
+}
+
+/// `MMDD hh:mm:ss.uuuuuu` in UTC for `micros` since the epoch.
+fn timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let (_, month, day) = promhpa_core::time::civil_from_days(secs.div_euclid(86_400));
+    let of_day = secs.rem_euclid(86_400);
+    format!(
+        "{month:02}{day:02} {:02}:{:02}:{:02}.{:06}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        micros.rem_euclid(1_000_000)
+    )
+}
+
+/// The message first, then the other fields as `key=value`.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            // Display-like values (`%addr`) come as Debug of their Display; quote them
+            // when they hold spaces so that a line still splits into fields.
+            let text = format!("{value:?}");
+            if text.contains(' ') && !text.starts_with('"') {
+                let _ = write!(self.rest, " {}={text:?}", field.name());
+            } else {
+                let _ = write!(self.rest, " {}={text}", field.name());
+            }
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for Klog
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let file = meta
+            .file()
+            .map(|f| f.rsplit('/').next().unwrap_or(f))
+            .unwrap_or_else(|| meta.target());
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        write!(
+            writer,
+            "{}{} {:>7} {}:{}] {}{}",
+            severity(meta.level()),
+            timestamp(micros),
+            self.pid,
+            file,
+            meta.line().unwrap_or(0),
+            fields.message,
+            fields.rest
+        )?;
+        writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn the_header_is_klogs() {
+        // 2026-12-06T13:31:26.308339Z
+        assert_eq!(timestamp(1_796_563_886_308_339), "1206 13:31:26.308339");
+        assert_eq!(timestamp(0), "0101 00:00:00.000000");
+        assert_eq!(severity(&Level::ERROR), 'E');
+        assert_eq!(severity(&Level::WARN), 'W');
+        assert_eq!(severity(&Level::DEBUG), 'I');
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut v) = self.0.lock() {
+                v.extend_from_slice(b);
+            }
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_has_the_header_the_message_and_the_fields() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(Klog::new())
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], 6443).into();
+            tracing::warn!(%addr, rule = "rules[0]", n = 3, "serving {} metrics", "custom");
+            tracing::error!(reason = %"two words", "failed");
+        });
+        let text = String::from_utf8(buffer.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let pid = format!(" {} klog.rs:", std::process::id());
+        assert!(
+            lines[0].starts_with('W') && lines[0].contains(&pid),
+            "{text}"
+        );
+        assert!(
+            lines[0]
+                .ends_with("] serving custom metrics addr=127.0.0.1:6443 rule=\"rules[0]\" n=3"),
+            "{text}"
+        );
+        assert!(lines[1].starts_with('E'), "{text}");
+        assert!(
+            lines[1].ends_with("] failed reason=\"two words\""),
+            "{text}"
+        );
+    }
+}
