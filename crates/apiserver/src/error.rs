@@ -113,6 +113,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A server-side failure is what an operator looks for in the log when an HPA shows
+        // <unknown>: it is logged whatever the verbosity, as prometheus-adapter logs the
+        // query failures behind its answers.
+        if self.code().is_server_error() {
+            tracing::warn!(
+                code = self.code().as_u16(),
+                reason = self.reason(),
+                "answered with an error: {self}"
+            );
+        }
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
         (
             self.code(),
