@@ -27,7 +27,7 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Why a client or a token could not be had from its settings.
@@ -281,7 +281,7 @@ struct Material {
 /// One version of the CA and client certificate, with a client built from it.
 struct Generation {
     number: u64,
-    material: Material,
+    material: Arc<Material>,
     client: reqwest::Client,
 }
 
@@ -315,7 +315,7 @@ impl ReloadingClient {
             name,
             current: RwLock::new(Generation {
                 number: 0,
-                material,
+                material: Arc::new(material),
                 client,
             }),
             local: thread_local::ThreadLocal::new(),
@@ -325,36 +325,48 @@ impl ReloadingClient {
 
     /// This thread's client, rebuilt first when the files changed.
     pub fn get(&self) -> reqwest::Client {
+        let mut local = self.local.get_or(|| RefCell::new(None)).borrow_mut();
         if let Some((material, client)) = self.rebuilt() {
             let mut current = match self.current.write() {
                 Ok(c) => c,
                 Err(p) => p.into_inner(),
             };
+            let number = current.number + 1;
             *current = Generation {
-                number: current.number + 1,
-                material,
-                client,
+                number,
+                material: Arc::new(material),
+                client: client.clone(),
             };
+            // The thread that rebuilt it uses the new client itself.
+            *local = Some((number, client.clone()));
+            return client;
         }
-        let current = match self.current.read() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        let mut local = self.local.get_or(|| RefCell::new(None)).borrow_mut();
-        if let Some((number, client)) = &*local {
-            if *number == current.number {
-                return client.clone();
+        let (number, material, shared) = {
+            let current = match self.current.read() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            if let Some((n, client)) = &*local {
+                if *n == current.number {
+                    return client.clone();
+                }
             }
-        }
-        // The same PEM built the shared client already; should it fail now, that one serves.
-        let client = match self.settings.build_from(&current.material) {
+            (
+                current.number,
+                current.material.clone(),
+                current.client.clone(),
+            )
+        };
+        // Built without the lock, so other threads go on meanwhile. The same PEM built the
+        // shared client already; should it fail now, that one serves.
+        let client = match self.settings.build_from(&material) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "building another {} client failed; sharing the first", self.name);
-                current.client.clone()
+                shared
             }
         };
-        *local = Some((current.number, client.clone()));
+        *local = Some((number, client.clone()));
         client
     }
 
