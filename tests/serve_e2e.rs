@@ -553,6 +553,14 @@ fn demo_serves_the_embedded_backend() {
         let v = quantity_f64(item["value"].as_str().unwrap());
         assert!(v.is_finite() && v >= 0.0, "{item}");
     }
+    // The built-in rules count as loaded at start, though there is no file to reload.
+    let metrics = String::from_utf8_lossy(&kubectl.raw("/metrics").stdout).into_owned();
+    let loaded_at = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("promhpa_config_last_reload_success_timestamp_seconds "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(loaded_at > 1.0e9, "{metrics}");
 }
 
 #[test]

@@ -90,6 +90,9 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(SelfMetrics::default());
     let forward = forward.build(metrics.clone())?.map(Arc::new);
     let rules = args.backend.load_rules()?;
+    // Loaded now, whether from --config or built in (--demo): an alert on the age of the
+    // last successful load must not fire for a server that has no file to reload.
+    metrics.rules_loaded();
     if args.strict_rules && !rules.is_clean() {
         let problems: Vec<String> = rules
             .strict_errors()
