@@ -145,7 +145,7 @@ pub fn render_installation(
             if values_files.is_empty() {
                 notes.push(format!(
                     "everything else is the prometheus-adapter chart's default values (release \
-                     {}, namespace {}); add Helm values files with -f to change them",
+                     {}, namespace {}); add Helm values files with --helm-values to change them",
                     release.name, n.namespace
                 ));
             }

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 /// A failure to build what the options describe, naming the flag or file it comes from.
 #[derive(Debug, thiserror::Error)]
 pub enum OptionsError {
-    #[error("loading rule file {}", .path.display())]
+    /// The messages of `source` name the file.
+    #[error("loading the rule file (--config)")]
     RuleFile {
         path: PathBuf,
         #[source]

@@ -78,6 +78,21 @@ pub struct ConfigErrors {
     pub errors: Vec<ConfigError>,
 }
 
+/// The message of a file that could not be read at all.
+const UNREADABLE: &str = "reading the rule file: ";
+
+impl ConfigErrors {
+    /// The file could not be read (missing, a directory, no permission): its content was
+    /// not judged.
+    pub fn unreadable(&self) -> bool {
+        !self.errors.is_empty()
+            && self
+                .errors
+                .iter()
+                .all(|e| e.message.starts_with(UNREADABLE))
+    }
+}
+
 /// One problem in a rule file.
 ///
 /// `line` is 0 for problems in rules that do not come from the file (the chart's default
@@ -853,7 +868,7 @@ impl RuleSet {
                 source_name: path.display().to_string(),
                 line: 0,
                 path: String::new(),
-                message: format!("reading the rule file: {e}"),
+                message: format!("{UNREADABLE}{e}"),
             }],
         })?;
         RuleSet::from_yaml(&text, &path.display().to_string())

@@ -410,6 +410,24 @@ fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<Rule
         );
         return None;
     }
+    // Another Kubernetes object (an HPA, a Deployment...) given by mistake: say so once
+    // rather than list each of its fields as unknown.
+    if let (Some(kind), Some(api_version)) = (
+        root.get("kind").and_then(Node::as_scalar),
+        root.get("apiVersion").and_then(Node::as_scalar),
+    ) {
+        let rule_keys = ["rules", "externalRules", "resourceRules", "data"];
+        if !rule_keys.iter().any(|k| root.get(k).is_some()) {
+            ctx.error(
+                root.get("kind").map(|k| k.line).unwrap_or(root.line),
+                "kind",
+                format!(
+                    "this is a {kind} ({api_version}), not a rule file: expected a prometheus-adapter config (`rules`, `externalRules`, `resourceRules`), its Helm values or its ConfigMap"
+                ),
+            );
+            return None;
+        }
+    }
     let is_configmap = root.get("data").is_some()
         && (root.get("kind").is_some() || root.get("apiVersion").is_some());
     if is_configmap && allow_configmap {

@@ -643,3 +643,32 @@ fn namespaced_on_custom_rules_is_flagged() {
         .message
         .contains("only applies to externalRules"));
 }
+
+/// Another Kubernetes object given as the rule file is named once, not field by field.
+#[test]
+fn another_kubernetes_object_is_said_to_be_one() {
+    let e = errors(
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec: {maxReplicas: 3}\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].line, 2);
+    assert!(
+        e[0].message
+            .starts_with("this is a HorizontalPodAutoscaler (autoscaling/v2), not a rule file"),
+        "{}",
+        e[0].message
+    );
+}
+
+/// A file that cannot be read is told apart from one whose content is wrong.
+#[test]
+fn an_unreadable_file_is_not_judged() {
+    let dir = std::env::temp_dir().join(format!("promhpa-unreadable-{}", std::process::id()));
+    let missing = RuleSet::load(&dir.join("missing.yaml")).err();
+    assert!(
+        missing.as_ref().is_some_and(|e| e.unreadable()),
+        "{missing:?}"
+    );
+    let wrong = RuleSet::from_yaml("rules: 3\n", "x").err();
+    assert!(wrong.as_ref().is_some_and(|e| !e.unreadable()), "{wrong:?}");
+}

@@ -67,11 +67,13 @@ fn check_rule_file(config: &std::path::Path, strict: bool) -> ExitCode {
             for e in &errors.errors {
                 eprintln!("{e}");
             }
-            eprintln!(
-                "{}: {n} error{} found; prometheus-adapter refuses such a file too, and so does promhpa",
-                config.display(),
-                if n == 1 { "" } else { "s" }
-            );
+            if !errors.unreadable() {
+                eprintln!(
+                    "{}: {n} error{} found; prometheus-adapter refuses such a file too, and so does promhpa",
+                    config.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
             ExitCode::FAILURE
         }
     }
