@@ -255,9 +255,41 @@ pub fn forward_options(args: &ServeFlags) -> promhpa_apiserver::forward::Forward
     }
 }
 
-/// One warning for each prometheus-adapter flag given that has no effect here.
+/// One warning for each flag given that has no effect: prometheus-adapter's that mean
+/// nothing here, and those that the other flags leave unused.
 pub fn compatibility_warnings(args: &ServeFlags) -> Vec<String> {
-    args.inert.warnings()
+    let mut out = args.inert.warnings();
+    let b = &args.backend;
+    let plain_http = b
+        .prometheus_url
+        .as_deref()
+        .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("http://"));
+    if plain_http && !b.demo {
+        for (given, flag) in [
+            (b.prometheus_ca_file.is_some(), "--prometheus-ca-file"),
+            (
+                b.prometheus_client_tls_cert_file.is_some(),
+                "--prometheus-client-tls-cert-file",
+            ),
+            (
+                b.prometheus_client_tls_key_file.is_some(),
+                "--prometheus-client-tls-key-file",
+            ),
+        ] {
+            if given {
+                out.push(format!(
+                    "{flag} not used: --prometheus-url is http://, so queries use no TLS"
+                ));
+            }
+        }
+    }
+    if args.lister_kubeconfig.is_some() && (b.objects.is_some() || b.demo) {
+        out.push(format!(
+            "--lister-kubeconfig not used: objects come from {}",
+            if b.demo { "--demo" } else { "--objects" }
+        ));
+    }
+    out
 }
 
 /// The embedded evaluator and the targets it scrapes once the runtime runs.
@@ -422,6 +454,31 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert_eq!(e.as_deref(), Some("--discovery-interval must be positive"));
+    }
+
+    #[test]
+    fn flags_left_unused_by_others_are_named() {
+        let f = parse(&[
+            "--prometheus-url=http://prometheus:9090",
+            "--prometheus-ca-file=/ca.crt",
+            "--objects=objects.yaml",
+            "--lister-kubeconfig=/kubeconfig",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            compatibility_warnings(&f),
+            vec![
+                "--prometheus-ca-file not used: --prometheus-url is http://, so queries use no TLS",
+                "--lister-kubeconfig not used: objects come from --objects",
+            ]
+        );
+        let f = parse(&[
+            "--prometheus-url=https://prometheus:9090",
+            "--prometheus-ca-file=/ca.crt",
+            "--lister-kubeconfig=/kubeconfig",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(compatibility_warnings(&f).is_empty());
     }
 
     #[test]
