@@ -165,9 +165,27 @@ async fn discovery_values_and_readiness() {
     let (backend, registry, app) = setup(Duration::from_secs(10));
     let (code, body) = get(&app, "/readyz").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // A failing check is listed as Kubernetes servers list theirs, verbose or not.
+    assert_eq!(
+        body,
+        "[+]ping ok\n[-]metric-discovery failed: metric discovery has not completed yet\nreadyz check failed\n"
+    );
+    let (code, _) = get(&app, "/readyz?exclude=metric-discovery").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, body) = get(&app, "/livez?verbose").await;
+    assert_eq!(
+        (code, body),
+        (StatusCode::OK, "[+]ping ok\nlivez check passed\n".into())
+    );
     seed(&backend);
     assert!(registry.relist().await.is_empty());
-    assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(get(&app, "/readyz").await, (StatusCode::OK, "ok".into()));
+    let (code, body) = get(&app, "/readyz?verbose=1").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        body,
+        "[+]ping ok\n[+]metric-discovery ok\nreadyz check passed\n"
+    );
 
     let (code, list) = get(&app, "/apis/custom.metrics.k8s.io/v1beta1").await;
     assert_eq!(code, StatusCode::OK);

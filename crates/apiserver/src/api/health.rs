@@ -1,22 +1,69 @@
-//! What the server says of itself: `/readyz` (ready once metric discovery has completed)
-//! and `/metrics` (its self-metrics, in the Prometheus text format).
+//! What the server says of itself: `/livez`, `/readyz` (ready once metric discovery has
+//! completed) and `/metrics` (its self-metrics, in the Prometheus text format).
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
+/// `/livez`: the process answers. `?verbose` lists the checks, as Kubernetes servers do.
+pub(super) async fn livez(RawQuery(query): RawQuery) -> Response {
+    report("livez", &[("ping", Ok(()))], query.as_deref())
+}
+
 /// `/readyz`: 200 once metric discovery has completed, 503 until then.
-pub(super) async fn readyz(State(state): State<AppState>) -> Response {
-    if state.registry.is_ready() {
-        (StatusCode::OK, "ok").into_response()
+pub(super) async fn readyz(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let discovery = if state.registry.is_ready() {
+        Ok(())
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: metric discovery has not completed yet",
-        )
-            .into_response()
+        Err("metric discovery has not completed yet".to_string())
+    };
+    report(
+        "readyz",
+        &[("ping", Ok(())), ("metric-discovery", discovery)],
+        query.as_deref(),
+    )
+}
+
+/// The answer of a health endpoint as Kubernetes' generic API server gives it: `ok` when
+/// every check passes; one `[+]name ok` / `[-]name failed: reason` line per check, then
+/// `<endpoint> check passed|failed`, when asked with `?verbose` or when a check fails.
+/// `?exclude=name` (repeatable) leaves a check out.
+fn report(endpoint: &str, checks: &[(&str, Result<(), String>)], query: Option<&str>) -> Response {
+    let params: Vec<(String, String)> = query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let verbose = params.iter().any(|(k, _)| k == "verbose");
+    let excluded = |name: &str| params.iter().any(|(k, v)| k == "exclude" && v == name);
+    let mut lines = String::new();
+    let mut failed = false;
+    for (name, result) in checks {
+        if excluded(name) {
+            lines.push_str(&format!("[+]{name} excluded: ok\n"));
+            continue;
+        }
+        match result {
+            Ok(()) => lines.push_str(&format!("[+]{name} ok\n")),
+            Err(reason) => {
+                failed = true;
+                lines.push_str(&format!("[-]{name} failed: {reason}\n"));
+            }
+        }
+    }
+    let text = |body: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
+    if failed {
+        let body = format!("{lines}{endpoint} check failed\n");
+        (StatusCode::SERVICE_UNAVAILABLE, text(body)).into_response()
+    } else if verbose {
+        let body = format!("{lines}{endpoint} check passed\n");
+        (StatusCode::OK, text(body)).into_response()
+    } else {
+        (StatusCode::OK, text("ok".to_string())).into_response()
     }
 }
 

@@ -68,7 +68,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/livez", get(|| async { "ok" }))
+        .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .merge(guarded)
         .layer(axum::middleware::from_fn_with_state(
