@@ -752,8 +752,14 @@ impl Registry {
             rules.custom.iter().chain(&rules.external).map(|r| r.path()),
             &errors,
         );
-        for e in &errors {
-            tracing::warn!(error = %e, "discovery failed for a rule; keeping its previous metrics");
+        // Rules that share a series query, or a backend that is down, fail alike: one line
+        // for each cause, naming its rules.
+        for (cause, rules) in by_cause(&errors) {
+            tracing::warn!(
+                rules = %rules.join(", "),
+                error = %cause,
+                "discovery failed; keeping the previous metrics of these rules"
+            );
         }
         tracing::debug!(
             custom = snap.custom.len(),
@@ -933,5 +939,42 @@ impl Registry {
             |nr| nr.external.get(metric),
         )
         .await
+    }
+}
+
+/// Errors of the form `rules[3]: cause`, grouped by cause in the order first seen.
+fn by_cause(errors: &[String]) -> Vec<(&str, Vec<&str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for e in errors {
+        let (rule, cause) = e.split_once(": ").unwrap_or(("", e.as_str()));
+        match out.iter_mut().find(|(c, _)| *c == cause) {
+            Some((_, rules)) => rules.push(rule),
+            None => out.push((cause, vec![rule])),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_cause;
+
+    #[test]
+    fn errors_are_grouped_by_cause_in_order() {
+        let errors = vec![
+            "rules[0]: backend http://p:9090 unavailable: dns error".to_string(),
+            "rules[2]: bad selector".to_string(),
+            "rules[1]: backend http://p:9090 unavailable: dns error".to_string(),
+        ];
+        assert_eq!(
+            by_cause(&errors),
+            vec![
+                (
+                    "backend http://p:9090 unavailable: dns error",
+                    vec!["rules[0]", "rules[1]"]
+                ),
+                ("bad selector", vec!["rules[2]"]),
+            ]
+        );
     }
 }
