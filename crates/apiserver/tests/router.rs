@@ -1211,3 +1211,31 @@ rules:
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(body["items"][0]["value"], "3", "{body}");
 }
+
+/// A metric name one typo away from a served one: the 404 suggests it.
+#[tokio::test]
+async fn a_misspelt_metric_gets_a_suggestion() {
+    let (backend, registry, app) = setup(Duration::ZERO);
+    seed(&backend);
+    assert!(registry.relist().await.is_empty());
+    let (code, body) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/http_request_in_flight",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.ends_with(
+            "no rule in the configuration produces a metric of that name (did you mean \"http_requests_in_flight\"?)"
+        ),
+        "{message}"
+    );
+    let (_, body) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/queue_length_total",
+    )
+    .await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("did you mean"), "{message}");
+}

@@ -61,7 +61,7 @@ mod serving;
 mod yaml;
 
 pub use backends::{BackendSpec, DEFAULT_BACKEND};
-pub use load::HELM_DEFAULT_RULES;
+pub use load::{closest, HELM_DEFAULT_RULES};
 pub use render::{is_valid_label_name, quote_meta};
 pub use resources::{
     normalize as normalize_resource, normalize_known as builtin_resource, ResourceMapper,

@@ -95,6 +95,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// The candidate closest to `name`, when it is close enough to be a typo of it.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != name)
+        .map(|c| (edit_distance(name, c), c))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .map(|(_, c)| c)
+}
+
 pub(crate) fn suggestion(key: &str, allowed: &[&str]) -> String {
     let best = allowed
         .iter()

@@ -77,7 +77,19 @@ pub(super) fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource)
         if !broken.is_empty() && could.is_empty() {
             broken.join("; ")
         } else if could.is_empty() {
-            "no rule in the configuration produces a metric of that name".to_string()
+            let near = promhpa_rules::closest(
+                metric,
+                snap.custom
+                    .keys()
+                    .filter(|(g, _)| g == gr)
+                    .map(|(_, m)| m.as_str()),
+            );
+            match near {
+                Some(near) => format!(
+                    "no rule in the configuration produces a metric of that name (did you mean \"{near}\"?)"
+                ),
+                None => "no rule in the configuration produces a metric of that name".to_string(),
+            }
         } else {
             format!(
                 "{} could produce it, but discovery found no series for it with a label for {gr} (seriesQuery within --metrics-max-age)",
