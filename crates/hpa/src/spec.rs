@@ -340,6 +340,39 @@ impl Behavior {
     }
 }
 
+/// What the API server checks of each metric's target before it stores an HPA: a `type`,
+/// and one it knows.
+fn check_targets(spec: &HpaSpec, prefix: &str, context: &str) -> Result<(), crate::Error> {
+    for (i, m) in spec.metrics.iter().enumerate() {
+        let (source, target) = match () {
+            _ if m.resource.is_some() => ("resource", m.resource.as_ref().map(|s| &s.target)),
+            _ if m.container_resource.is_some() => (
+                "containerResource",
+                m.container_resource.as_ref().map(|s| &s.target),
+            ),
+            _ if m.pods.is_some() => ("pods", m.pods.as_ref().map(|s| &s.target)),
+            _ if m.object.is_some() => ("object", m.object.as_ref().map(|s| &s.target)),
+            _ if m.external.is_some() => ("external", m.external.as_ref().map(|s| &s.target)),
+            _ => continue,
+        };
+        let Some(target) = target else { continue };
+        let cause = match target.kind.as_str() {
+            "Utilization" | "Value" | "AverageValue" => continue,
+            "" => "Required value: must specify a metric target type".to_string(),
+            other => format!(
+                "Unsupported value: \"{other}\": supported values: \"AverageValue\", \"Utilization\", \"Value\""
+            ),
+        };
+        return Err(crate::Error::Object {
+            kind: "HorizontalPodAutoscaler",
+            context: context.to_string(),
+            field: format!("{prefix}metrics[{i}].{source}.target.type"),
+            cause,
+        });
+    }
+    Ok(())
+}
+
 /// Read an HPA from YAML or JSON: the first `HorizontalPodAutoscaler` object of a
 /// (possibly multi-document) manifest, or a bare `spec`.
 pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Error> {
@@ -368,10 +401,14 @@ pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Erro
         }
         yaml::drop_null_fields(&mut value);
         if hpa {
-            return serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e));
+            let hpa: HorizontalPodAutoscaler =
+                serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e))?;
+            check_targets(&hpa.spec, "spec.", &context(i))?;
+            return Ok(hpa);
         }
         let spec: HpaSpec =
             serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e))?;
+        check_targets(&spec, "", &context(i))?;
         return Ok(HorizontalPodAutoscaler {
             api_version: "autoscaling/v2".into(),
             kind: "HorizontalPodAutoscaler".into(),

@@ -491,4 +491,29 @@ fn manifest_errors_name_the_field_and_say_it_once() {
         "{e}"
     );
     assert_eq!(e.matches("line 4").count(), 1, "{e}");
+    // A target without a type, which the API server refuses to store.
+    let untyped = bad_quantity.replace(
+        "type: AverageValue, averageValue: 350ms",
+        "averageValue: 350m",
+    );
+    let e = promhpa_hpa::spec::parse_manifest(&untyped)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        e,
+        "invalid HorizontalPodAutoscaler in manifest document 1: spec.metrics[0].pods.target.type: Required value: must specify a metric target type"
+    );
+    let unknown = bad_quantity.replace(
+        "type: AverageValue, averageValue: 350ms",
+        "type: Average, averageValue: 350m",
+    );
+    let e = promhpa_hpa::spec::parse_manifest(&unknown)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.ends_with("spec.metrics[0].pods.target.type: Unsupported value: \"Average\": supported values: \"AverageValue\", \"Utilization\", \"Value\""),
+        "{e}"
+    );
 }

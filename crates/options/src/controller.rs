@@ -7,12 +7,22 @@ use std::time::Duration;
 use promhpa_core::duration::parse_go_duration;
 use promhpa_hpa::{ControllerConfig, ZeroReplicas};
 
+/// A tolerance: a finite number, 0 or more, as the controller's own flag and an HPA's
+/// `behavior.*.tolerance` must be.
+fn non_negative_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be 0 or more, got {v}")),
+        Err(_) => Err(format!("expected a number such as 0.1, got {s:?}")),
+    }
+}
+
 /// The controller settings that change a recommendation.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ControllerFlags {
     /// --horizontal-pod-autoscaler-tolerance: no scaling while the usage ratio is within
     /// this of 1.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = non_negative_ratio, value_name = "RATIO")]
     pub tolerance: f64,
 
     /// --horizontal-pod-autoscaler-downscale-stabilization: the highest recommendation of
@@ -62,6 +72,9 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
         .config();
         assert_eq!(c.tolerance, 0.05);
+        for bad in ["--tolerance=-1", "--tolerance=NaN", "--tolerance=ten"] {
+            assert!(parse::<ControllerFlags>(&[bad]).is_err(), "{bad}");
+        }
         assert_eq!(c.downscale_stabilization_ms, 90_000);
         assert_eq!(c.zero_replicas, ZeroReplicas::Legacy);
         let e = parse::<ControllerFlags>(&["--downscale-stabilization=soon"])
