@@ -1137,7 +1137,8 @@ fn compile_rule(ctx: &mut Ctx, node: &Node, path: &str, kind: RuleKind) -> Optio
         kind,
         path: path.to_string(),
         series_query,
-        line: node.line,
+        // In the file: a ConfigMap's config.yaml starts some lines down.
+        line: node.line + ctx.line_offset,
         filters,
         explicit_filters,
         name_matches: name_regex,

@@ -672,3 +672,11 @@ fn an_unreadable_file_is_not_judged() {
     let wrong = RuleSet::from_yaml("rules: 3\n", "x").err();
     assert!(wrong.as_ref().is_some_and(|e| !e.unreadable()), "{wrong:?}");
 }
+
+/// In a ConfigMap, a rule's line is its line in the file, as its errors' lines are.
+#[test]
+fn a_configmaps_rules_are_placed_by_their_line_in_the_file() {
+    let text = "apiVersion: v1\nkind: ConfigMap\ndata:\n  config.yaml: |\n    rules:\n    - seriesQuery: 'up{namespace!=\"\",pod!=\"\"}'\n      resources: {template: '<<.Resource>>'}\n      metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+    let set = RuleSet::from_yaml(text, "cm.yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.custom[0].line(), 6);
+}

@@ -32,7 +32,8 @@ pub struct Inner {
     #[arg(long, allow_hyphen_values = true)]
     pub from: Option<String>,
 
-    /// End of the replay (same forms as --from); defaults to the last sample.
+    /// End of the replay (same forms as --from); defaults to the last sample of --data, or
+    /// to now when the history is read from the metrics backend.
     #[arg(long, allow_hyphen_values = true)]
     pub to: Option<String>,
 
@@ -141,10 +142,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (metrics, actual, start_ms, end_ms)
         }
         None => {
-            let (Some(from), Some(to)) = (&args.from, &args.to) else {
-                bail!("no history given: pass --data FILE, or --from and --to to read it from the metrics backend");
+            let Some(from) = &args.from else {
+                bail!("no history given: pass --data FILE, or --from (and --to, default now) to read it from the metrics backend");
             };
+            let to = args.to.as_deref().unwrap_or("now");
             let (start_ms, end_ms) = (parse_time(from)?, parse_time(to)?);
+            if end_ms <= start_ms {
+                bail!(
+                    "--to {to:?} ({}) is not after --from {from:?} ({})",
+                    promhpa_core::time::format_rfc3339(end_ms),
+                    promhpa_core::time::format_rfc3339(start_ms)
+                );
+            }
             let replicas = match (&args.replicas_query, args.replicas) {
                 (Some(q), _) => Ok(q.as_str()),
                 (None, Some(c)) => Err(c),
