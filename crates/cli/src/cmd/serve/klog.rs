@@ -108,6 +108,9 @@ where
             .unwrap_or_else(|| meta.target());
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // A message of several lines (a rule file's problems) keeps one entry: its further
+        // lines are indented with a tab, as klog indents a multi-line value.
+        let message = fields.message.trim_end().replace('\n', "\n\t");
         write!(
             writer,
             "{}{} {:>7} {}:{}] {}{}",
@@ -116,7 +119,7 @@ where
             self.pid,
             file,
             meta.line().unwrap_or(0),
-            fields.message,
+            message,
             fields.rest
         )?;
         writeln!(writer)
@@ -165,11 +168,12 @@ mod tests {
             let addr: std::net::SocketAddr = ([127, 0, 0, 1], 6443).into();
             tracing::warn!(%addr, rule = "rules[0]", n = 3, "serving {} metrics", "custom");
             tracing::error!(reason = %"two words", "failed");
+            tracing::error!("two problems:\nfirst\nsecond\n");
         });
         let text = String::from_utf8(buffer.0.lock().map(|v| v.clone()).unwrap_or_default())
             .unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         let pid = format!(" {} klog.rs:", std::process::id());
         assert!(
             lines[0].starts_with('W') && lines[0].contains(&pid),
