@@ -570,13 +570,19 @@ rules:
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>} by (<<.GroupBy>>)'
 "#;
 
-#[tokio::test]
-async fn later_rules_win_and_broken_rules_are_named() {
+/// The router over `rules` (YAML), the embedded evaluator (empty) and [`OBJECTS`].
+fn embedded_app(
+    rules: &str,
+) -> (
+    Arc<EmbeddedBackend>,
+    Arc<Registry>,
+    axum::Router,
+    Arc<SelfMetrics>,
+) {
     let backend = Arc::new(EmbeddedBackend::default());
     let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
     let metrics = Arc::new(SelfMetrics::default());
-    let rules = Arc::new(RuleSet::from_yaml(PRECEDENCE_RULES, "rules").unwrap());
-    assert_eq!(rules.broken.len(), 2, "{:?}", rules.broken);
+    let rules = Arc::new(RuleSet::from_yaml(rules, "rules").unwrap());
     let registry = Arc::new(Registry::new(
         rules,
         backend.clone(),
@@ -592,6 +598,14 @@ async fn later_rules_win_and_broken_rules_are_named() {
         coalescer: Default::default(),
         forward: None,
     });
+    (backend, registry, app, metrics)
+}
+
+#[tokio::test]
+async fn later_rules_win_and_broken_rules_are_named() {
+    let (backend, registry, app, metrics) = embedded_app(PRECEDENCE_RULES);
+    let broken = &registry.rules().broken;
+    assert_eq!(broken.len(), 2, "{broken:?}");
     for (name, v) in [
         ("http_requests_in_flight", 2.0),
         ("queue_length", 5.0),
@@ -947,31 +961,49 @@ async fn the_debug_view_is_behind_the_guard() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_built_server_relists_by_itself_serves_its_extra_routes_and_stops() {
-    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+/// A running server over the seeded test registry, with the certificate of `pki` and the
+/// TLS settings `tls`, set up further by `configure`: its port, what stops it, and its task.
+async fn start_server(
+    pki: &promhpa_test_support::TestPki,
+    tls: server::TlsOptions,
+    configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (backend, registry, _) = setup(Duration::ZERO);
     seed(&backend);
     let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
-    let tls = server::tls_config(resolver).unwrap();
-    let server = ServerBuilder::new(
+    let tls = server::tls_config_with(resolver, &tls.resolve().unwrap()).unwrap();
+    let builder = ServerBuilder::new(
         registry,
         Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
         Arc::new(SelfMetrics::default()),
         tls,
-    )
-    .guard(Some(Arc::new(NeedsClientCert)))
-    .relist_interval(Duration::from_millis(100))
-    .shutdown_grace_period(Duration::from_secs(5))
-    .merge(axum::Router::new().route("/extra", axum::routing::get(|| async { "extra" })))
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap();
+    );
+    let server = configure(builder)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let port = server.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(server.serve(async {
         let _ = rx.await;
     }));
+    (port, tx, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_server_relists_by_itself_serves_its_extra_routes_and_stops() {
+    let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
+    let (port, tx, handle) = start_server(&pki, Default::default(), |b| {
+        b.guard(Some(Arc::new(NeedsClientCert)))
+            .relist_interval(Duration::from_millis(100))
+            .shutdown_grace_period(Duration::from_secs(5))
+            .merge(axum::Router::new().route("/extra", axum::routing::get(|| async { "extra" })))
+    })
+    .await;
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
     let base = format!("https://127.0.0.1:{port}");
     let anonymous = reqwest::Client::builder()
@@ -1019,31 +1051,16 @@ async fn a_built_server_relists_by_itself_serves_its_extra_routes_and_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_starts_its_handshake_does_not_hold_up_shutdown() {
     let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
-    let (backend, registry, _) = setup(Duration::ZERO);
-    seed(&backend);
-    let resolver = Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
-    let tls = server::tls_config(resolver).unwrap();
     // Neither the handshake timeout nor the grace period would end the wait in this test.
     let an_hour = Duration::from_secs(3600);
-    let server = ServerBuilder::new(
-        registry,
-        Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
-        Arc::new(SelfMetrics::default()),
-        tls,
-    )
-    .limits(server::ServingLimits {
-        tls_handshake_timeout: an_hour,
-        ..Default::default()
+    let (port, tx, handle) = start_server(&pki, Default::default(), |b| {
+        b.limits(server::ServingLimits {
+            tls_handshake_timeout: an_hour,
+            ..Default::default()
+        })
+        .shutdown_grace_period(an_hour)
     })
-    .shutdown_grace_period(an_hour)
-    .bind("127.0.0.1:0".parse().unwrap())
-    .await
-    .unwrap();
-    let port = server.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(server.serve(async {
-        let _ = rx.await;
-    }));
+    .await;
     // A client that connects and says nothing (a port scan, a TCP health check).
     let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -1095,31 +1112,11 @@ async fn http2_is_offered_unless_disabled() {
         (false, reqwest::Version::HTTP_2),
         (true, reqwest::Version::HTTP_11),
     ] {
-        let (backend, registry, _) = setup(Duration::ZERO);
-        seed(&backend);
-        let resolver =
-            Arc::new(server::ReloadingCert::new(&pki.server_cert, &pki.server_key).unwrap());
-        let resolved = server::TlsOptions {
+        let tls = server::TlsOptions {
             disable_http2,
             ..Default::default()
-        }
-        .resolve()
-        .unwrap();
-        let tls = server::tls_config_with(resolver, &resolved).unwrap();
-        let server = ServerBuilder::new(
-            registry,
-            Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
-            Arc::new(SelfMetrics::default()),
-            tls,
-        )
-        .bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-        let port = server.local_addr().unwrap().port();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(server.serve(async {
-            let _ = rx.await;
-        }));
+        };
+        let (port, tx, handle) = start_server(&pki, tls, |b| b).await;
         let resp = client
             .get(format!("https://127.0.0.1:{port}/healthz"))
             .send()
@@ -1138,12 +1135,8 @@ async fn http2_is_offered_unless_disabled() {
 /// either, and the request without a namespace is answered.
 #[tokio::test]
 async fn a_rule_without_a_namespace_label_answers_not_found_in_a_namespace() {
-    let backend = Arc::new(EmbeddedBackend::default());
-    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
-    let metrics = Arc::new(SelfMetrics::default());
-    let rules = Arc::new(
-        RuleSet::from_yaml(
-            r#"
+    let (backend, registry, app, _) = embedded_app(
+        r#"
 rules:
 - seriesQuery: 'http_requests_in_flight{endpoint="/predict"}'
   resources:
@@ -1152,25 +1145,7 @@ rules:
   name: {as: "http_requests_in_flight"}
   metricsQuery: 'sum by (pod) (<<.Series>>{<<.LabelMatchers>>})'
 "#,
-            "rules",
-        )
-        .unwrap(),
     );
-    let registry = Arc::new(Registry::new(
-        rules,
-        backend.clone(),
-        lookup.clone(),
-        metrics.clone(),
-        Duration::from_secs(600),
-    ));
-    let app = router(AppState {
-        registry: registry.clone(),
-        lookup,
-        metrics,
-        guard: None,
-        coalescer: Default::default(),
-        forward: None,
-    });
     backend
         .append(
             &Labels::from_pairs([

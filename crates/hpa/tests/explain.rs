@@ -471,21 +471,21 @@ fn one_replica_is_singular() {
 /// A manifest that is YAML but not a valid HPA names the field, and each error is said once.
 #[test]
 fn manifest_errors_name_the_field_and_say_it_once() {
+    let error_of = |text: &str| {
+        parse_manifest(text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
     let bad_quantity = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nspec:\n  maxReplicas: 3\n  scaleTargetRef: {kind: Deployment, name: web}\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: latency}\n      target: {type: AverageValue, averageValue: 350ms}\n";
-    let e = promhpa_hpa::spec::parse_manifest(bad_quantity)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = error_of(bad_quantity);
     assert!(
         e.starts_with("invalid HorizontalPodAutoscaler in manifest document 1: spec.metrics[0].pods.target.averageValue: "),
         "{e}"
     );
     assert_eq!(e.matches("350ms").count(), 1, "{e}");
     let bad_yaml = "kind: HorizontalPodAutoscaler\nspec:\n  maxReplicas: 3\n   bad: [\n";
-    let e = promhpa_hpa::spec::parse_manifest(bad_yaml)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = error_of(bad_yaml);
     assert!(
         e.starts_with("invalid yaml in manifest document 1: "),
         "{e}"
@@ -496,10 +496,7 @@ fn manifest_errors_name_the_field_and_say_it_once() {
         "type: AverageValue, averageValue: 350ms",
         "averageValue: 350m",
     );
-    let e = promhpa_hpa::spec::parse_manifest(&untyped)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = error_of(&untyped);
     assert_eq!(
         e,
         "invalid HorizontalPodAutoscaler in manifest document 1: spec.metrics[0].pods.target.type: Required value: must specify a metric target type"
@@ -508,10 +505,7 @@ fn manifest_errors_name_the_field_and_say_it_once() {
         "type: AverageValue, averageValue: 350ms",
         "type: Average, averageValue: 350m",
     );
-    let e = promhpa_hpa::spec::parse_manifest(&unknown)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let e = error_of(&unknown);
     assert!(
         e.ends_with("spec.metrics[0].pods.target.type: Unsupported value: \"Average\": supported values: \"AverageValue\", \"Utilization\", \"Value\""),
         "{e}"

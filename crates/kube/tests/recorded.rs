@@ -329,8 +329,9 @@ async fn a_crd_installed_later_resolves_after_a_refresh() {
     );
 }
 
-#[tokio::test]
-async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
+/// Pods listed in two pages, watched (the first watch ends, the second expires with 410
+/// Gone) and listed again.
+fn pods_that_relist() -> Arc<Recorded> {
     let api = Arc::new(Recorded::default());
     api.discovery()
         .get("/api/v1/pods?limit=500", "pods-list-page1.json")
@@ -342,6 +343,12 @@ async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
         .get("/api/v1/pods?limit=500", "pods-relist.json")
         .watch("/api/v1/pods", lines("pods-watch-1.jsonl"))
         .watch("/api/v1/pods", lines("pods-watch-2.jsonl"));
+    api
+}
+
+#[tokio::test]
+async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
+    let api = pods_that_relist();
     let (_standin, client, _dir) = serve(&api).await;
     let l = lookup(&client, Duration::from_secs(10));
     let pods = GroupResource::new("", "pods");
@@ -414,16 +421,7 @@ async fn watch_cache_follows_events_resumes_and_relists_after_gone() {
 /// lookup's own, and goes on following the API server after that runtime has stopped.
 #[tokio::test]
 async fn a_cache_started_from_another_runtime_outlives_it() {
-    let api = Arc::new(Recorded::default());
-    api.discovery()
-        .get("/api/v1/pods?limit=500", "pods-list-page1.json")
-        .get(
-            "/api/v1/pods?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTAwMCwic3RhcnQiOiJzaG9wL3dlYi0yXHUwMDAwIn0%3D",
-            "pods-list-page2.json",
-        )
-        .get("/api/v1/pods?limit=500", "pods-relist.json")
-        .watch("/api/v1/pods", lines("pods-watch-1.jsonl"))
-        .watch("/api/v1/pods", lines("pods-watch-2.jsonl"));
+    let api = pods_that_relist();
     let (_standin, client, _dir) = serve(&api).await;
     let l = Arc::new(lookup(&client, Duration::from_secs(10)));
     let pods = GroupResource::new("", "pods");
