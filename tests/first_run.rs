@@ -82,7 +82,9 @@ fn the_demo_logs_without_colour_and_kubectl_top_node_works() {
     let log = server.log();
     // klog's lines: `I1206 13:31:26.308339   12345 serve.rs:228] serving ...`.
     assert!(
-        log.lines().any(|l| l.starts_with("I1") || l.starts_with("I0")) && log.contains("] "),
+        log.lines()
+            .any(|l| l.starts_with("I1") || l.starts_with("I0"))
+            && log.contains("] "),
         "{log}"
     );
     assert!(
