@@ -64,7 +64,22 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Serve
         .key_provider
         .load_private_key(key_der)
         .map_err(|e| read_err("tls private key file", key, e.to_string()))?;
-    Ok(CertifiedKey::new(certs, signing))
+    let certified = CertifiedKey::new(certs, signing);
+    // As Go's tls.X509KeyPair refuses it: a key that is not the certificate's would fail
+    // every handshake. (A key that cannot tell its public half is not checked.)
+    if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+        certified.keys_match()
+    {
+        return Err(read_err(
+            "tls private key file",
+            key,
+            format!(
+                "private key does not match the public key of the certificate in {}",
+                cert.display()
+            ),
+        ));
+    }
+    Ok(certified)
 }
 
 fn mtimes(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
@@ -555,6 +570,31 @@ mod tests {
             s.checked = Instant::now() - Duration::from_secs(3);
         }
         assert_eq!(r.current().cert[0].as_ref(), &second[..]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The certificate replaced before its key (two `cp`s): the pair does not match, so it
+    /// is not taken, and a mismatched pair at start is an error.
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused() {
+        let dir = std::env::temp_dir().join(format!("promhpa-mismatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, k, first) = write_pair(&dir, "one.example");
+        let r = ReloadingCert::new(&c, &k).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["two.example".to_string()]).unwrap();
+        std::fs::write(&c, other.cert.pem()).unwrap();
+        {
+            let mut s = r.state.lock().unwrap();
+            s.stamps = (None, None);
+            s.checked = Instant::now() - Duration::from_secs(3);
+        }
+        assert_eq!(r.current().cert[0].as_ref(), &first[..]);
+        let e = load_certified_key(&c, &k).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("private key does not match the public key")),
+            "{e:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
