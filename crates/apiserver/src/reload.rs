@@ -24,6 +24,10 @@ pub enum ReloadError {
     Invalid { path: String, errors: String },
     #[error("--strict-rules: the rule file {path} has broken rules or warnings; the running rules stay:\n{errors}")]
     Strict { path: String, errors: String },
+    /// The new file loads, but a rule in it is broken that is not broken in the running
+    /// rules: served, it would fail requests that are answered now.
+    #[error("the rule file {path} breaks rules that are not broken now; the running rules stay:\n{errors}")]
+    Breaks { path: String, errors: String },
     #[error("the rule file {path} names a backend that cannot be connected; the running rules stay: {cause}")]
     Backend {
         path: String,
@@ -92,6 +96,26 @@ impl RuleFileReloader {
                 errors: errors.join("\n"),
             });
         }
+        // A broken rule is served (as prometheus-adapter serves it) only when the running
+        // rules have it broken the same way: an edit never breaks what works now.
+        let running = self.registry.rules();
+        let newly_broken: Vec<String> = set
+            .broken
+            .iter()
+            .filter(|b| {
+                !running
+                    .broken
+                    .iter()
+                    .any(|r| r.path == b.path && r.message == b.message)
+            })
+            .map(|b| b.to_string())
+            .collect();
+        if !newly_broken.is_empty() {
+            return Err(ReloadError::Breaks {
+                path,
+                errors: newly_broken.join("\n"),
+            });
+        }
         for w in &set.warnings {
             tracing::warn!("{w}");
         }
@@ -128,6 +152,11 @@ impl RuleFileReloader {
             path: self.path.display().to_string(),
             message: e.to_string(),
         });
+        if text.is_err() {
+            // Whatever the file holds when it can be read again is a change to load, even
+            // the content last loaded: this failure must not outlive it.
+            self.last.clear();
+        }
         let result = match text {
             Ok(text) => self.reload_text(text).await,
             Err(e) => Err(e),
@@ -207,5 +236,42 @@ pub async fn ignore_hangup_without_rule_file() {
     let mut hangup = hangup_signal();
     while recv(&mut hangup).await.is_some() {
         tracing::info!("SIGHUP: no --config rule file to reload");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promhpa_promql_eval::EmbeddedBackend;
+
+    /// A file that could not be read, then comes back as it was: the poll sees a change, so
+    /// the failed reload does not stay the last word.
+    #[tokio::test]
+    async fn a_file_back_after_a_failed_read_is_loaded_again() {
+        let dir = std::env::temp_dir().join(format!("promhpa-reread-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.join("rules.yaml");
+        let text = "rules:\n- seriesQuery: 'up{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(SelfMetrics::default());
+        let registry = Arc::new(Registry::new(
+            Arc::new(RuleSet::load(&file).unwrap_or_else(|e| panic!("{e}"))),
+            Arc::new(EmbeddedBackend::default()),
+            Arc::new(crate::StaticObjects::from_text("[]", "o").unwrap_or_else(|e| panic!("{e}"))),
+            metrics.clone(),
+            Duration::from_secs(600),
+        ));
+        let mut reloader = RuleFileReloader::new(file.clone(), registry, metrics.clone(), false);
+        assert!(reloader.changed().is_none());
+        let moved = dir.join("moved.yaml");
+        std::fs::rename(&file, &moved).unwrap_or_else(|e| panic!("{e}"));
+        assert!(reloader.reload().await.is_err());
+        assert!(metrics
+            .render()
+            .contains("\npromhpa_config_last_reload_successful 0\n"));
+        std::fs::rename(&moved, &file).unwrap_or_else(|e| panic!("{e}"));
+        let changed = reloader.changed();
+        assert!(changed.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

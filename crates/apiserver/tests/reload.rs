@@ -174,11 +174,50 @@ async fn a_file_that_loads_replaces_the_rules_and_one_that_does_not_leaves_them(
     let err = strict.reload().await.unwrap_err();
     assert!(matches!(err, ReloadError::Strict { .. }), "{err}");
     assert_eq!(value(&s.app, WAITING).await, (StatusCode::OK, "3k".into()));
-    // without it, the broken rule is served as broken and the file is running
+    // without it too, an edit that breaks a rule that works now is refused: the running
+    // rules keep answering
+    let err = reloader.reload().await.unwrap_err();
+    assert!(matches!(err, ReloadError::Breaks { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("rules[0].metricsQuery: missing metricsQuery"),
+        "{err}"
+    );
+    assert_eq!(value(&s.app, WAITING).await, (StatusCode::OK, "3k".into()));
+    let text = s.metrics.render();
+    assert!(
+        text.contains("\npromhpa_config_last_reload_successful 0\n"),
+        "{text}"
+    );
+}
+
+/// A rule that is broken in the running rules may stay broken in the next file (it is
+/// served as broken, as at start), while the file's other edits are taken.
+#[tokio::test]
+async fn a_rule_already_broken_does_not_hold_up_other_edits() {
+    let broken = "- seriesQuery: 'jobs_lost{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n";
+    let s = setup("broken").await;
+    let mut reloader =
+        RuleFileReloader::new(s.file.clone(), s.registry.clone(), s.metrics.clone(), false);
+    // At start the file had the broken rule.
+    let started = format!("{RULES_A}{broken}");
+    let set = RuleSet::from_yaml(&started, &s.file.display().to_string()).unwrap();
+    assert_eq!(set.broken.len(), 1);
+    s.registry.reload(set).await.unwrap();
+    // The next edit keeps it broken and changes the working rule.
+    std::fs::write(
+        &s.file,
+        format!(
+            "{}{broken}",
+            RULES_A.replace(
+                "(<<.Series>>{<<.LabelMatchers>>})",
+                "(<<.Series>>{<<.LabelMatchers>>}) * 2"
+            )
+        ),
+    )
+    .unwrap();
     reloader.reload().await.unwrap();
-    let (code, body) = value(&s.app, WAITING).await;
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body.contains("rule rules[0] is broken"), "{body}");
+    assert_eq!(value(&s.app, WAITING).await, (StatusCode::OK, "6".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
