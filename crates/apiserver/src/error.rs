@@ -111,17 +111,57 @@ impl ApiError {
     }
 }
 
+/// Lets one event through a second and counts the others.
+struct OncePerSecond {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl OncePerSecond {
+    const fn new() -> Self {
+        OncePerSecond {
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(events held back since the last one let through)`, or `None` to hold this one.
+    fn admit(&self) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        match s.0 {
+            Some(at) if now.duration_since(at) < std::time::Duration::from_secs(1) => {
+                s.1 += 1;
+                None
+            }
+            _ => {
+                s.0 = Some(now);
+                Some(std::mem::take(&mut s.1))
+            }
+        }
+    }
+}
+
+/// The 5xx answers logged.
+static SERVER_ERRORS: OncePerSecond = OncePerSecond::new();
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // A server-side failure is what an operator looks for in the log when an HPA shows
         // <unknown>: it is logged whatever the verbosity, as prometheus-adapter logs the
         // query failures behind its answers.
         if self.code().is_server_error() {
-            tracing::warn!(
-                code = self.code().as_u16(),
-                reason = self.reason(),
-                "answered with an error: {self}"
-            );
+            // At most one line a second: an outage fails every request alike.
+            if let Some(more) = SERVER_ERRORS.admit() {
+                tracing::warn!(
+                    code = self.code().as_u16(),
+                    reason = self.reason(),
+                    "answered with an error: {self}{}",
+                    if more > 0 {
+                        format!(" ({more} more server errors since the last such line)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
         }
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
         (
@@ -130,5 +170,24 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OncePerSecond;
+
+    #[test]
+    fn one_event_a_second_is_let_through_and_the_rest_counted() {
+        let gate = OncePerSecond::new();
+        assert_eq!(gate.admit(), Some(0));
+        assert_eq!(gate.admit(), None);
+        assert_eq!(gate.admit(), None);
+        // A second later the next one goes through, with the two held back.
+        if let Ok(mut s) = gate.state.lock() {
+            s.0 =
+                s.0.and_then(|t| t.checked_sub(std::time::Duration::from_secs(2)));
+        }
+        assert_eq!(gate.admit(), Some(2));
     }
 }
