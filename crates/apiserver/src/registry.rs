@@ -145,6 +145,9 @@ pub struct Registry {
     ready: AtomicBool,
     negative: Mutex<HashMap<(Api, String), Instant>>,
     targeted: tokio::sync::Mutex<()>,
+    /// Why the last discovery of a rule failed (by rule path), until one succeeds: a metric
+    /// that rule could produce is then unavailable, not unknown.
+    failing: Mutex<HashMap<String, String>>,
 }
 
 /// How long a targeted lookup that found nothing is remembered: short enough that a client
@@ -205,6 +208,7 @@ impl Registry {
             })),
             ready: AtomicBool::new(false),
             negative: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
         }
     }
@@ -746,6 +750,7 @@ impl Registry {
         let (snap, errors, series) = self
             .rebuild(&rules, &current.backends, &[Api::Custom, Api::External])
             .await;
+        self.note_failures(rules.custom.iter().chain(&rules.external), &errors);
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
         self.metrics.record_rule_relists(
@@ -788,6 +793,27 @@ impl Registry {
         }
     }
 
+    /// After discovering `asked`, remember which of them failed and why (`errors` are
+    /// `rules[3]: cause`), and forget earlier failures of the others.
+    fn note_failures<'a>(&self, asked: impl Iterator<Item = &'a Rule>, errors: &[String]) {
+        let Ok(mut failing) = self.failing.lock() else {
+            return;
+        };
+        for rule in asked {
+            failing.remove(rule.path());
+        }
+        for (cause, rules) in by_cause(errors) {
+            for rule in rules {
+                failing.insert(rule.to_string(), cause.to_string());
+            }
+        }
+    }
+
+    /// Why the last discovery of the rule at `path` failed, while it has not succeeded since.
+    pub fn discovery_failure(&self, path: &str) -> Option<String> {
+        self.failing.lock().ok()?.get(path).cloned()
+    }
+
     fn negative_hit(&self, api: Api, metric: &str) -> bool {
         let Ok(mut n) = self.negative.lock() else {
             return false;
@@ -818,6 +844,8 @@ impl Registry {
                 r.could_serve(metric)
             })
             .await;
+        let asked = current.rules.custom.iter().chain(&current.rules.external);
+        self.note_failures(asked.filter(|r| r.could_serve(metric)), &errors);
         for e in &errors {
             tracing::warn!(error = %e, metric, "targeted discovery failed for a rule");
         }
@@ -852,6 +880,10 @@ impl Registry {
         let (snap, errors, series) = self
             .rebuild(&rules, &backends, &[Api::Custom, Api::External])
             .await;
+        if let Ok(mut f) = self.failing.lock() {
+            f.clear();
+        }
+        self.note_failures(rules.custom.iter().chain(&rules.external), &errors);
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
         self.metrics.set_broken_rules(

@@ -1214,3 +1214,41 @@ async fn a_misspelt_metric_gets_a_suggestion() {
     let message = body["message"].as_str().unwrap_or_default();
     assert!(!message.contains("did you mean"), "{message}");
 }
+
+/// The backend is down from the start: a metric a rule could produce is unavailable (503,
+/// naming why discovery failed), not unknown; once discovery succeeds it is served.
+#[tokio::test]
+async fn a_metric_whose_discovery_failed_is_unavailable_not_unknown() {
+    let (backend, registry, app) = setup(Duration::ZERO);
+    seed(&backend);
+    backend.fail.store(true, Ordering::SeqCst);
+    assert_eq!(registry.relist().await.len(), 3);
+    let path =
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/http_requests_in_flight";
+    let (code, body) = get(&app, path).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("discovering the series of rules[0] failed")
+            && message.contains("switched off"),
+        "{message}"
+    );
+    let (code, body) = get(
+        &app,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth",
+    )
+    .await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // A name no rule could produce is still unknown.
+    let (code, _) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/nothing_like_it",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    backend.fail.store(false, Ordering::SeqCst);
+    assert!(registry.relist().await.is_empty());
+    let (code, body) = get(&app, path).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}

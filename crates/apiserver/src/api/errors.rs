@@ -74,6 +74,9 @@ pub(super) fn unknown_metric(state: &AppState, metric: &str, gr: &GroupResource)
     } else {
         let rules = state.registry.rules();
         let (broken, could) = candidates(&rules.custom, metric);
+        if let Some(e) = discovery_failed(state, metric, &could) {
+            return e;
+        }
         if !broken.is_empty() && could.is_empty() {
             broken.join("; ")
         } else if could.is_empty() {
@@ -123,10 +126,24 @@ fn candidates<'a>(rules: &'a [Rule], metric: &str) -> (Vec<String>, Vec<&'a str>
     )
 }
 
+/// When discovery failed for a rule that could produce `metric` (its backend down, most
+/// likely), the metric is unavailable rather than unknown: a 503 that says why.
+fn discovery_failed(state: &AppState, metric: &str, could: &[&str]) -> Option<ApiError> {
+    let (rule, cause) = could
+        .iter()
+        .find_map(|r| Some((*r, state.registry.discovery_failure(r)?)))?;
+    Some(ApiError::BackendUnavailable(format!(
+        "unable to fetch metric \"{metric}\": discovering the series of {rule} failed: {cause}"
+    )))
+}
+
 /// Why no rule serves the external metric `metric`, as the 404 `Status` answering it.
 pub(super) fn unknown_external_metric(state: &AppState, metric: &str) -> ApiError {
     let rules = state.registry.rules();
     let (broken, could) = candidates(&rules.external, metric);
+    if let Some(e) = discovery_failed(state, metric, &could) {
+        return e;
+    }
     let why = if !broken.is_empty() && could.is_empty() {
         broken.join("; ")
     } else if could.is_empty() {
