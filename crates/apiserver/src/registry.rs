@@ -763,7 +763,7 @@ impl Registry {
             tracing::warn!(
                 rules = %rules.join(", "),
                 error = %cause,
-                "discovery failed; keeping the previous metrics of these rules"
+                "discovery failed; these rules keep the metrics of their last successful discovery, if any"
             );
         }
         tracing::debug!(

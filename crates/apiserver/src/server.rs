@@ -40,6 +40,22 @@ pub use tls_policy::{
     TlsOptions, TlsVersion,
 };
 
+/// A PEM error with the text of the marker or line it names (the error shows their bytes).
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "missing the line \"-----END {}-----\" (the file is cut short?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("malformed PEM line {:?}", String::from_utf8_lossy(line))
+        }
+        Error::NoItemsFound => "no PEM item of the expected kind in it".to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Load a PEM certificate chain and private key.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {
     let read_err = |what: &'static str, path: &Path, e: String| ServerError::Read {
@@ -48,9 +64,9 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Serve
         message: e,
     };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| read_err("tls certificate file", cert, e.to_string()))?
+        .map_err(|e| read_err("tls certificate file", cert, pem_error(&e)))?
         .collect::<Result<_, _>>()
-        .map_err(|e| read_err("tls certificate file", cert, e.to_string()))?;
+        .map_err(|e| read_err("tls certificate file", cert, pem_error(&e)))?;
     if certs.is_empty() {
         return Err(read_err(
             "tls certificate file",
@@ -59,7 +75,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Serve
         ));
     }
     let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| read_err("tls private key file", key, e.to_string()))?;
+        .map_err(|e| read_err("tls private key file", key, pem_error(&e)))?;
     let signing = provider()
         .key_provider
         .load_private_key(key_der)
@@ -544,6 +560,16 @@ mod tests {
         let (c2, _) = ensure_self_signed(&dir, &[]).unwrap();
         assert_eq!(std::fs::read(c2).unwrap(), first);
         assert!(load_certified_key(&dir.join("missing.crt"), &k).is_err());
+        // A certificate cut short is said so in words, not bytes.
+        let cut = dir.join("cut.crt");
+        let pem = String::from_utf8_lossy(&first).into_owned();
+        std::fs::write(&cut, &pem[..pem.len() / 2]).unwrap();
+        let e = load_certified_key(&cut, &k).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("missing the line \"-----END CERTIFICATE-----\"")),
+            "{e:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -199,7 +199,7 @@ fn client_settings(
     config: &PromConfig,
     server_name: Option<(String, Vec<std::net::SocketAddr>)>,
 ) -> Result<ClientSettings, PromError> {
-    let mut settings = ClientSettings::new(config.query_timeout.min(Duration::from_secs(10)));
+    let mut settings = ClientSettings::new(config.query_timeout.min(CONNECT_TIMEOUT));
     settings.ca = match (&config.ca_file, &config.ca_pem) {
         (Some(_), Some(_)) => {
             return Err(PromError::Conflict(
@@ -460,9 +460,18 @@ fn timeout_param(timeout: Duration) -> String {
     format!("{}ms", timeout.as_millis().max(1))
 }
 
+/// The longest a connection to the backend may take to open, TLS handshake included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why a request failed on the wire; a timeout says how long was waited.
 fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
+    if e.is_timeout() && e.is_connect() {
+        // The connect timeout (at most 10 s) ran out before the request's own.
+        format!(
+            "timed out: no connection (TCP and TLS handshake) within {}",
+            format_duration(timeout.min(CONNECT_TIMEOUT))
+        )
+    } else if e.is_timeout() {
         format!("timed out: no answer within {}", format_duration(timeout))
     } else {
         error_chain(e)
