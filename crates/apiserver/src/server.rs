@@ -542,6 +542,13 @@ async fn serve_connection(
 mod tests {
     use super::*;
 
+    /// Make the next `current()` look at the files again.
+    fn recheck_now(r: &ReloadingCert) {
+        let mut s = r.state.lock().unwrap();
+        s.stamps = (None, None);
+        s.checked = Instant::now() - Duration::from_secs(3);
+    }
+
     fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {
         let g = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
         let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
@@ -582,19 +589,11 @@ mod tests {
         assert_eq!(r.current().cert[0].as_ref(), &first[..]);
         // Replace the files; make the change visible to the next check.
         let (_, _, second) = write_pair(&dir, "two.example");
-        {
-            let mut s = r.state.lock().unwrap();
-            s.stamps = (None, None);
-            s.checked = Instant::now() - Duration::from_secs(3);
-        }
+        recheck_now(&r);
         assert_eq!(r.current().cert[0].as_ref(), &second[..]);
         // A broken pair is not taken; the previous one stays.
         std::fs::write(&c, "garbage").unwrap();
-        {
-            let mut s = r.state.lock().unwrap();
-            s.stamps = (None, None);
-            s.checked = Instant::now() - Duration::from_secs(3);
-        }
+        recheck_now(&r);
         assert_eq!(r.current().cert[0].as_ref(), &second[..]);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -609,11 +608,7 @@ mod tests {
         let r = ReloadingCert::new(&c, &k).unwrap();
         let other = rcgen::generate_simple_self_signed(vec!["two.example".to_string()]).unwrap();
         std::fs::write(&c, other.cert.pem()).unwrap();
-        {
-            let mut s = r.state.lock().unwrap();
-            s.stamps = (None, None);
-            s.checked = Instant::now() - Duration::from_secs(3);
-        }
+        recheck_now(&r);
         assert_eq!(r.current().cert[0].as_ref(), &first[..]);
         let e = load_certified_key(&c, &k).err().map(|e| e.to_string());
         assert!(

@@ -1129,6 +1129,13 @@ async fn http2_is_offered_unless_disabled() {
     }
 }
 
+/// The code and `Status` message of a request that fails.
+async fn failure(app: &axum::Router, path: &str) -> (StatusCode, String) {
+    let (code, body) = get(app, path).await;
+    let message = body["message"].as_str().unwrap_or_default().to_string();
+    (code, message)
+}
+
 /// A rule that maps pods but no label to namespaces (as copied from many guides): discovery
 /// lists its metric as prometheus-adapter does (namespaced, since pods are), a request in a
 /// namespace is a 404 saying what the rule lacks, as the adapter cannot build that query
@@ -1193,25 +1200,23 @@ async fn a_misspelt_metric_gets_a_suggestion() {
     let (backend, registry, app) = setup(Duration::ZERO);
     seed(&backend);
     assert!(registry.relist().await.is_empty());
-    let (code, body) = get(
+    let (code, message) = failure(
         &app,
         "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/http_request_in_flight",
     )
     .await;
-    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
+    assert_eq!(code, StatusCode::NOT_FOUND, "{message}");
     assert!(
         message.ends_with(
             "no rule in the configuration produces a metric of that name (did you mean \"http_requests_in_flight\"?)"
         ),
         "{message}"
     );
-    let (_, body) = get(
+    let (_, message) = failure(
         &app,
         "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/queue_length_total",
     )
     .await;
-    let message = body["message"].as_str().unwrap_or_default();
     assert!(!message.contains("did you mean"), "{message}");
 }
 
@@ -1225,9 +1230,8 @@ async fn a_metric_whose_discovery_failed_is_unavailable_not_unknown() {
     assert_eq!(registry.relist().await.len(), 3);
     let path =
         "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/http_requests_in_flight";
-    let (code, body) = get(&app, path).await;
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let message = body["message"].as_str().unwrap_or_default();
+    let (code, message) = failure(&app, path).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{message}");
     assert!(
         message.contains("discovering the series of rules[0] failed")
             && message.contains("switched off"),
