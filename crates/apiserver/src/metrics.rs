@@ -288,11 +288,42 @@ impl SelfMetrics {
     }
 
     /// One relist of every rule in `paths` (`rules[0]`, `externalRules[2]`); an error of
-    /// `errors` belongs to the rule whose path it starts with (`rules[0]: ...`).
+    /// `errors` belongs to the rule whose path it starts with (`rules[0]: ...`). Rules not
+    /// in `paths` (gone with a reload) are forgotten.
     pub fn record_rule_relists<'a>(
         &self,
         paths: impl IntoIterator<Item = &'a str>,
         errors: &[String],
+    ) {
+        self.record_rule_discoveries(paths, errors, true);
+    }
+
+    /// As [`SelfMetrics::record_rule_relists`] for the rules a targeted lookup asked about;
+    /// the others keep what their last discovery recorded.
+    pub fn record_rule_lookups<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        errors: &[String],
+    ) {
+        self.record_rule_discoveries(paths, errors, false);
+    }
+
+    /// Why the last discovery of the rule at `path` failed, while none has succeeded since.
+    pub fn rule_discovery_error(&self, path: &str) -> Option<String> {
+        let i = self.lock();
+        let error = i.rule_relists.get(path)?.last_error.as_deref()?;
+        let cause = error
+            .strip_prefix(path)
+            .and_then(|r| r.strip_prefix(": "))
+            .unwrap_or(error);
+        Some(cause.to_string())
+    }
+
+    fn record_rule_discoveries<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        errors: &[String],
+        forget_others: bool,
     ) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -312,8 +343,9 @@ impl SelfMetrics {
             }
             r.last_error = error;
         }
-        // Rules gone with a reload are forgotten.
-        i.rule_relists.retain(|k, _| seen.contains(k));
+        if forget_others {
+            i.rule_relists.retain(|k, _| seen.contains(k));
+        }
     }
 
     /// The last relist of each rule, by path.
@@ -818,9 +850,21 @@ mod tests {
             "promhpa_discovery_rule_last_success_timestamp_seconds{rule=\"rules[1]\"} 0"
         ));
         // A rule gone with a reload is forgotten; a recovered one keeps no error.
+        assert_eq!(
+            m.rule_discovery_error("rules[1]").as_deref(),
+            Some("backend unavailable")
+        );
+        // A targeted lookup records the rules it asked about and forgets no other.
+        m.record_rule_lookups(["rules[0]"], &["rules[0]: timed out".to_string()]);
+        assert_eq!(
+            m.rule_discovery_error("rules[0]").as_deref(),
+            Some("timed out")
+        );
+        assert_eq!(m.rule_relists().len(), 3);
         m.record_rule_relists(["rules[1]"], &[]);
         let r = m.rule_relists();
         assert_eq!(r.keys().collect::<Vec<_>>(), ["rules[1]"]);
         assert!(r["rules[1]"].last_error.is_none() && r["rules[1]"].last_success_seconds > 0.0);
+        assert_eq!(m.rule_discovery_error("rules[1]"), None);
     }
 }

@@ -145,9 +145,6 @@ pub struct Registry {
     ready: AtomicBool,
     negative: Mutex<HashMap<(Api, String), Instant>>,
     targeted: tokio::sync::Mutex<()>,
-    /// Why the last discovery of a rule failed (by rule path), until one succeeds: a metric
-    /// that rule could produce is then unavailable, not unknown.
-    failing: Mutex<HashMap<String, String>>,
 }
 
 /// How long a targeted lookup that found nothing is remembered: short enough that a client
@@ -208,7 +205,6 @@ impl Registry {
             })),
             ready: AtomicBool::new(false),
             negative: Mutex::new(HashMap::new()),
-            failing: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
         }
     }
@@ -750,7 +746,6 @@ impl Registry {
         let (snap, errors, series) = self
             .rebuild(&rules, &current.backends, &[Api::Custom, Api::External])
             .await;
-        self.note_failures(rules.custom.iter().chain(&rules.external), &errors);
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
         self.metrics.record_rule_relists(
@@ -793,25 +788,10 @@ impl Registry {
         }
     }
 
-    /// After discovering `asked`, remember which of them failed and why (`errors` are
-    /// `rules[3]: cause`), and forget earlier failures of the others.
-    fn note_failures<'a>(&self, asked: impl Iterator<Item = &'a Rule>, errors: &[String]) {
-        let Ok(mut failing) = self.failing.lock() else {
-            return;
-        };
-        for rule in asked {
-            failing.remove(rule.path());
-        }
-        for (cause, rules) in by_cause(errors) {
-            for rule in rules {
-                failing.insert(rule.to_string(), cause.to_string());
-            }
-        }
-    }
-
-    /// Why the last discovery of the rule at `path` failed, while it has not succeeded since.
+    /// Why the last discovery of the rule at `path` failed, while none has succeeded since:
+    /// a metric that rule could produce is then unavailable, not unknown.
     pub fn discovery_failure(&self, path: &str) -> Option<String> {
-        self.failing.lock().ok()?.get(path).cloned()
+        self.metrics.rule_discovery_error(path)
     }
 
     fn negative_hit(&self, api: Api, metric: &str) -> bool {
@@ -845,7 +825,10 @@ impl Registry {
             })
             .await;
         let asked = current.rules.custom.iter().chain(&current.rules.external);
-        self.note_failures(asked.filter(|r| r.could_serve(metric)), &errors);
+        self.metrics.record_rule_lookups(
+            asked.filter(|r| r.could_serve(metric)).map(|r| r.path()),
+            &errors,
+        );
         for e in &errors {
             tracing::warn!(error = %e, metric, "targeted discovery failed for a rule");
         }
@@ -880,10 +863,10 @@ impl Registry {
         let (snap, errors, series) = self
             .rebuild(&rules, &backends, &[Api::Custom, Api::External])
             .await;
-        if let Ok(mut f) = self.failing.lock() {
-            f.clear();
-        }
-        self.note_failures(rules.custom.iter().chain(&rules.external), &errors);
+        self.metrics.record_rule_relists(
+            rules.custom.iter().chain(&rules.external).map(|r| r.path()),
+            &errors,
+        );
         self.metrics
             .observe_relist(start.elapsed().as_secs_f64(), series, errors.is_empty());
         self.metrics.set_broken_rules(
