@@ -43,7 +43,7 @@ pub struct Args {
         value_name = "NAME=VALUE",
         value_parser = metric_value_entry
     )]
-    pub metric_values: Vec<String>,
+    pub metric_values: Vec<MetricValue>,
 
     /// Deprecated spelling of --metric-values (`--values` names Helm values elsewhere).
     #[arg(
@@ -53,7 +53,7 @@ pub struct Args {
         value_parser = metric_value_entry,
         hide = true
     )]
-    pub values: Vec<String>,
+    pub values: Vec<MetricValue>,
 
     /// Where metrics are fetched from when not given with --metric-values: the same backend,
     /// rules and objects `serve` takes. Fetching is on when NAME or any of
@@ -100,17 +100,21 @@ impl Args {
     }
 }
 
-/// One `--metric-values` entry, checked as the command line is read: `NAME=VALUE` with a
-/// value [`parse_value`] reads (an empty entry, from a trailing comma, is let through).
-fn metric_value_entry(s: &str) -> Result<String, String> {
+/// One `--metric-values` entry: a metric's name and value; none for an empty entry (a
+/// trailing comma).
+pub type MetricValue = Option<(String, f64)>;
+
+/// One `--metric-values` entry, read as the command line is read: `NAME=VALUE` with a value
+/// [`parse_value`] reads.
+fn metric_value_entry(s: &str) -> Result<MetricValue, String> {
     if s.trim().is_empty() {
-        return Ok(s.to_string());
+        return Ok(None);
     }
-    let Some((_, v)) = s.split_once('=') else {
+    let Some((k, v)) = s.split_once('=') else {
         return Err(format!("expected NAME=VALUE, got {s:?}"));
     };
-    parse_value(v).map_err(|e| format!("{e:#}"))?;
-    Ok(s.to_string())
+    let value = parse_value(v).map_err(|e| format!("{e:#}"))?;
+    Ok(Some((k.trim().to_string(), value)))
 }
 
 fn parse_value(s: &str) -> anyhow::Result<f64> {
@@ -165,18 +169,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.values.is_empty() {
         eprintln!("warning: explain --values is deprecated: use --metric-values");
     }
-    let mut values = BTreeMap::new();
-    for kv in args
+    let values: BTreeMap<String, f64> = args
         .metric_values
         .iter()
         .chain(&args.values)
-        .filter(|v| !v.trim().is_empty())
-    {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--metric-values entries look like NAME=VALUE, got {kv:?}");
-        };
-        values.insert(k.trim().to_string(), parse_value(v)?);
-    }
+        .flatten()
+        .cloned()
+        .collect();
     let known: Vec<String> = hpa.spec.effective_metrics().iter().map(value_key).collect();
     for k in values.keys() {
         if !known.contains(k) {
