@@ -5,8 +5,8 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -98,61 +98,90 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Serve
     Ok(certified)
 }
 
-fn mtimes(cert: &Path, key: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
-    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (m(cert), m(key))
-}
+/// How often the serving certificate and key files are looked at.
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Serves the certificate in a pair of files, re-reading them (at most every two seconds)
-/// when their modification times change. A pair that fails to load is logged and the
-/// previous one kept.
+/// Serves the certificate in a pair of files. A thread of its own reads them every two
+/// seconds and, when they changed, loads them; a pair that fails to load is logged (once
+/// for each content) and the previous one kept. A handshake only takes the current pair.
 #[derive(Debug)]
 pub struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
-    state: Mutex<ReloadState>,
+    files: Arc<CertFiles>,
 }
 
 #[derive(Debug)]
-struct ReloadState {
-    current: Arc<CertifiedKey>,
-    stamps: (Option<SystemTime>, Option<SystemTime>),
-    checked: Instant,
+struct CertFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// What the files held when the current pair was loaded, and what they held when they
+    /// last failed to load.
+    seen: Mutex<(CertFingerprint, Option<CertFingerprint>)>,
 }
 
+/// The contents of the certificate and key files (`None`: unreadable); a rotation that
+/// keeps size and modification time is seen too.
+type CertFingerprint = [Option<Vec<u8>>; 2];
+
 impl ReloadingCert {
+    /// Loads the pair now, so that a missing or invalid file is reported at start, and
+    /// starts the thread that looks at the files.
     pub fn new(cert: &Path, key: &Path) -> Result<ReloadingCert, ServerError> {
         let ck = load_certified_key(cert, key)?;
-        Ok(ReloadingCert {
+        let files = Arc::new(CertFiles {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            state: Mutex::new(ReloadState {
-                current: Arc::new(ck),
-                stamps: mtimes(cert, key),
-                checked: Instant::now(),
-            }),
-        })
+            current: RwLock::new(Arc::new(ck)),
+            seen: Mutex::new((CertFiles::fingerprint(cert, key), None)),
+        });
+        promhpa_http_client::watch::every(
+            "serving-cert",
+            CERT_CHECK_INTERVAL,
+            &files,
+            CertFiles::look,
+        )
+        .map_err(|e| {
+            ServerError::Tls(format!(
+                "starting the thread that looks at the serving certificate files: {e}"
+            ))
+        })?;
+        Ok(ReloadingCert { files })
     }
 
     fn current(&self) -> Arc<CertifiedKey> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.checked.elapsed() >= Duration::from_secs(2) {
-            s.checked = Instant::now();
-            let stamps = mtimes(&self.cert, &self.key);
-            if stamps != s.stamps {
-                match load_certified_key(&self.cert, &self.key) {
-                    Ok(ck) => {
-                        tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
-                        s.current = Arc::new(ck);
-                        s.stamps = stamps;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "keeping the previous serving certificate")
-                    }
+        match self.files.current.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+impl CertFiles {
+    fn fingerprint(cert: &Path, key: &Path) -> CertFingerprint {
+        [std::fs::read(cert).ok(), std::fs::read(key).ok()]
+    }
+
+    /// Loads the files when they changed since the current pair (or the last failure).
+    fn look(&self) {
+        let now = CertFiles::fingerprint(&self.cert, &self.key);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if now == seen.0 || seen.1.as_ref() == Some(&now) {
+            return;
+        }
+        match load_certified_key(&self.cert, &self.key) {
+            Ok(ck) => {
+                *seen = (now, None);
+                match self.current.write() {
+                    Ok(mut c) => *c = Arc::new(ck),
+                    Err(p) => *p.into_inner() = Arc::new(ck),
                 }
+                tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+            }
+            Err(e) => {
+                seen.1 = Some(now);
+                tracing::warn!(error = %e, "keeping the previous serving certificate");
             }
         }
-        s.current.clone()
     }
 }
 
@@ -542,11 +571,9 @@ async fn serve_connection(
 mod tests {
     use super::*;
 
-    /// Make the next `current()` look at the files again.
+    /// Look at the files now, as the thread started with `r` does every two seconds.
     fn recheck_now(r: &ReloadingCert) {
-        let mut s = r.state.lock().unwrap();
-        s.stamps = (None, None);
-        s.checked = Instant::now() - Duration::from_secs(3);
+        r.files.look();
     }
 
     fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf, Vec<u8>) {

@@ -6,8 +6,8 @@
 //!   only the given CA bundle (every certificate of a PEM bundle) when there is one, presents
 //!   the client certificate, and follows redirects only when told to.
 //! - [`ReloadingClient`] rebuilds that client when the CA or client certificate files change
-//!   (a rotated Secret), at most once a second; a change that does not load yet keeps the
-//!   previous client. It keeps a client of its own for each thread that asks for one: a
+//!   (a rotated Secret): a thread of its own reads them once a second, so a request never
+//!   waits on the files; a change that does not load yet keeps the previous client. It keeps a client of its own for each thread that asks for one: a
 //!   connection is served by a task on the runtime of the thread that opened it, and a
 //!   request from another thread would wake that one twice on every round trip.
 //! - [`TokenFile`] is a bearer token re-read whenever its file changes.
@@ -28,7 +28,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// Why a client or a token could not be had from its settings.
 #[derive(Debug, thiserror::Error)]
@@ -290,27 +290,31 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A client rebuilt when its CA or client certificate files change, one for each thread.
 pub struct ReloadingClient {
+    shared: Arc<Shared>,
+    /// Each thread's client, and the generation it was built from.
+    local: thread_local::ThreadLocal<RefCell<Option<(u64, reqwest::Client)>>>,
+}
+
+/// What the thread that looks at the files and the threads that ask for clients share.
+struct Shared {
     settings: ClientSettings,
     /// What the client talks to (`prometheus`, `forward`), for the log.
     name: &'static str,
     current: RwLock<Generation>,
-    /// Each thread's client, and the generation it was built from.
-    local: thread_local::ThreadLocal<RefCell<Option<(u64, reqwest::Client)>>>,
-    /// When the files were last looked at and what they held; `None` without files.
-    seen: Option<Mutex<(Instant, Fingerprint)>>,
+    /// What the files held when the current generation was built from them, and what they
+    /// held when they last failed to load (logged once for each content).
+    seen: Mutex<(Fingerprint, Option<Fingerprint>)>,
 }
 
 impl ReloadingClient {
-    /// Builds the client now, so that a missing or invalid file is reported at start.
+    /// Builds the client now, so that a missing or invalid file is reported at start, and,
+    /// when it is built from files, starts the thread that looks at them.
     pub fn new(settings: ClientSettings, name: &'static str) -> Result<Self, ClientError> {
         let material = settings.material()?;
         let client = settings.build_from(&material)?;
-        let seen = if settings.files().is_empty() {
-            None
-        } else {
-            Some(Mutex::new((Instant::now(), settings.fingerprint())))
-        };
-        Ok(ReloadingClient {
+        let watched = !settings.files().is_empty();
+        let shared = Arc::new(Shared {
+            seen: Mutex::new((settings.fingerprint(), None)),
             settings,
             name,
             current: RwLock::new(Generation {
@@ -318,31 +322,31 @@ impl ReloadingClient {
                 material: Arc::new(material),
                 client,
             }),
+        });
+        if watched {
+            watch::every(
+                &format!("{name}-certs"),
+                CHECK_INTERVAL,
+                &shared,
+                Shared::look,
+            )
+            .map_err(|e| {
+                ClientError::Build(format!(
+                    "starting the thread that looks at the CA and client certificate files: {e}"
+                ))
+            })?;
+        }
+        Ok(ReloadingClient {
+            shared,
             local: thread_local::ThreadLocal::new(),
-            seen,
         })
     }
 
-    /// This thread's client, rebuilt first when the files changed.
+    /// This thread's client, built again when the files changed since it was built.
     pub fn get(&self) -> reqwest::Client {
         let mut local = self.local.get_or(|| RefCell::new(None)).borrow_mut();
-        if let Some((material, client)) = self.rebuilt() {
-            let mut current = match self.current.write() {
-                Ok(c) => c,
-                Err(p) => p.into_inner(),
-            };
-            let number = current.number + 1;
-            *current = Generation {
-                number,
-                material: Arc::new(material),
-                client: client.clone(),
-            };
-            // The thread that rebuilt it uses the new client itself.
-            *local = Some((number, client.clone()));
-            return client;
-        }
         let (number, material, shared) = {
-            let current = match self.current.read() {
+            let current = match self.shared.current.read() {
                 Ok(c) => c,
                 Err(p) => p.into_inner(),
             };
@@ -359,48 +363,83 @@ impl ReloadingClient {
         };
         // Built without the lock, so other threads go on meanwhile. The same PEM built the
         // shared client already; should it fail now, that one serves.
-        let client = match self.settings.build_from(&material) {
+        let client = match self.shared.settings.build_from(&material) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "building another {} client failed; sharing the first", self.name);
+                tracing::warn!(error = %e, "building another {} client failed; sharing the first", self.shared.name);
                 shared
             }
         };
         *local = Some((number, client.clone()));
         client
     }
+}
 
-    /// The files' new content and a client built from it, when a file changed since the
-    /// last look (at most once a second) and the new content makes a valid client; a
-    /// half-written file is tried again later. A thread that finds another looking goes on.
-    fn rebuilt(&self) -> Option<(Material, reqwest::Client)> {
-        let mut seen = self.seen.as_ref()?.try_lock().ok()?;
-        if seen.0.elapsed() < CHECK_INTERVAL {
-            return None;
-        }
-        seen.0 = Instant::now();
+impl Shared {
+    /// Reads the files and, when they changed and make a valid client, makes that the
+    /// current generation; a half-written file is tried again at the next look. Runs on the
+    /// thread that looks at the files, never on a serving thread.
+    fn look(&self) {
         let now = self.settings.fingerprint();
-        if now == seen.1 {
-            return None;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if now == seen.0 || seen.1.as_ref() == Some(&now) {
+            return;
         }
-        match self
+        let built = self
             .settings
             .material()
-            .and_then(|m| Ok((self.settings.build_from(&m)?, m)))
-        {
+            .and_then(|m| Ok((self.settings.build_from(&m)?, m)));
+        match built {
             Ok((client, material)) => {
-                seen.1 = now;
+                *seen = (now, None);
+                let mut current = match self.current.write() {
+                    Ok(c) => c,
+                    Err(p) => p.into_inner(),
+                };
+                *current = Generation {
+                    number: current.number + 1,
+                    material: Arc::new(material),
+                    client,
+                };
                 tracing::info!(
                     "{} CA or client certificate changed; using the new files",
                     self.name
                 );
-                Some((material, client))
             }
             Err(e) => {
+                seen.1 = Some(now);
                 tracing::warn!(error = %e, "{} CA or client certificate changed but does not load yet; keeping the previous one", self.name);
-                None
             }
         }
+    }
+}
+
+pub mod watch {
+    //! Files looked at on a thread of their own, so that reading them never holds up a
+    //! request.
+
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
+    /// Calls `look` on `target` every `interval` on a thread named `name`, until the last
+    /// `Arc` to `target` is dropped.
+    pub fn every<T: Send + Sync + 'static>(
+        name: &str,
+        interval: Duration,
+        target: &Arc<T>,
+        look: fn(&T),
+    ) -> std::io::Result<()> {
+        let weak: Weak<T> = Arc::downgrade(target);
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                match weak.upgrade() {
+                    Some(target) => look(&target),
+                    None => return,
+                }
+            })?;
+        Ok(())
     }
 }
 
@@ -603,27 +642,47 @@ mod tests {
         let mut s = ClientSettings::new(Duration::from_secs(5));
         s.ca = Some(Pem::file("--forward-ca-file", &ca));
         let client = ReloadingClient::new(s, "forward").unwrap_or_else(|e| panic!("{e}"));
-        let seen = |c: &ReloadingClient| {
-            c.seen
-                .as_ref()
-                .and_then(|s| s.lock().ok())
-                .map(|s| s.1.clone())
-        };
-        let before = seen(&client);
-        // Half-written: not used, and tried again later.
+        let generation = |c: &ReloadingClient| c.shared.current.read().map(|g| g.number).ok();
+        let _ = client.get();
+        // Half-written: not used, and tried again at the next look.
         std::fs::write(&ca, "-----BEGIN CERT").unwrap_or_else(|e| panic!("{e}"));
-        std::thread::sleep(CHECK_INTERVAL);
-        assert!(client.rebuilt().is_none());
-        assert_eq!(seen(&client), before);
+        client.shared.look();
+        assert_eq!(generation(&client), Some(0));
         std::fs::copy(&pki.client_cert, &ca).unwrap_or_else(|e| panic!("{e}"));
-        std::thread::sleep(CHECK_INTERVAL);
-        assert!(client.rebuilt().is_some());
-        assert_ne!(seen(&client), before);
-        // No files: nothing to watch.
-        let plain = ReloadingClient::new(ClientSettings::new(Duration::from_secs(5)), "forward")
+        client.shared.look();
+        assert_eq!(generation(&client), Some(1));
+        // The thread's client is built again from the new files.
+        let _ = client.get();
+        let local = client
+            .local
+            .get()
+            .and_then(|l| l.borrow().as_ref().map(|(n, _)| *n));
+        assert_eq!(local, Some(1));
+        // Unchanged files: nothing new.
+        client.shared.look();
+        assert_eq!(generation(&client), Some(1));
+    }
+
+    /// The thread started with the client looks at the files by itself, and ends with it.
+    #[test]
+    fn the_files_are_looked_at_without_a_request_asking() {
+        let pki = promhpa_test_support::TestPki::generate("ca", "promhpa")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(plain.seen.is_none());
-        let _ = plain.get();
+        let ca = dir("looked-at").join("ca.crt");
+        std::fs::copy(&pki.ca_cert, &ca).unwrap_or_else(|e| panic!("{e}"));
+        let mut s = ClientSettings::new(Duration::from_secs(5));
+        s.ca = Some(Pem::file("--forward-ca-file", &ca));
+        let client = ReloadingClient::new(s, "forward").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(&pki.client_cert, &ca).unwrap_or_else(|e| panic!("{e}"));
+        let rotated = (0..100).any(|_| {
+            std::thread::sleep(CHECK_INTERVAL / 10);
+            client.shared.current.read().is_ok_and(|g| g.number == 1)
+        });
+        assert!(rotated, "the rotated CA was not picked up");
+        let weak = Arc::downgrade(&client.shared);
+        drop(client);
+        std::thread::sleep(CHECK_INTERVAL * 2);
+        assert!(weak.upgrade().is_none());
     }
 
     /// A server on 127.0.0.1 that redirects `/` to `/there` and answers `/there` with 204,
