@@ -171,25 +171,21 @@ impl<'a> Evaluator<'a> {
                 token::T_STDDEV => (g.value / g.count).sqrt(),
                 token::T_QUANTILE => value_quantile(scalar_param, g.values),
                 token::T_TOPK | token::T_BOTTOMK => {
-                    if scalar_param.is_nan() {
+                    // As Prometheus' convertibleToInt64: NaN is refused too.
+                    if !(-9_223_372_036_854_775_808.0..=9_223_372_036_854_774_784.0)
+                        .contains(&scalar_param)
+                    {
                         return Err(EvalError::Execution(format!(
-                            "parameter value is NaN for {name}"
+                            "Scalar value {} overflows int64",
+                            crate::gofloat::format_go_g(scalar_param)
                         )));
                     }
                     let k = scalar_param as i64;
                     if k < 1 {
                         continue;
                     }
-                    let mut kept = select_k(g.samples, k as usize, op == token::T_TOPK);
-                    // Best first, as Prometheus presents them.
-                    kept.sort_by(|a, b| {
-                        let o = a.v.partial_cmp(&b.v).unwrap_or(std::cmp::Ordering::Equal);
-                        if op == token::T_TOPK {
-                            o.reverse()
-                        } else {
-                            o
-                        }
-                    });
+                    let kept = select_k(g.samples, k as usize, op == token::T_TOPK);
+                    let kept = best_first(kept, op == token::T_TOPK);
                     for mut s in kept {
                         s.t = ts;
                         out.push(s);
@@ -206,6 +202,33 @@ impl<'a> Evaluator<'a> {
         }
         Ok(Value::Vector(out))
     }
+}
+
+/// The samples `select_k` kept, best first and NaN last, as Prometheus orders its heap
+/// (`sort.Sort(sort.Reverse(heap))`): for up to 12 samples that is Go's insertion sort,
+/// step by step, so equal values keep Prometheus' order.
+fn best_first(mut kept: Vec<Sample>, top: bool) -> Vec<Sample> {
+    // weaker(a, b): the heap's `Less`, NaN weakest.
+    let weaker = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+    if kept.len() <= 12 {
+        for i in 1..kept.len() {
+            let mut j = i;
+            while j > 0 && weaker(kept[j - 1].v, kept[j].v) {
+                kept.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    } else {
+        kept.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ if weaker(b.v, a.v) => std::cmp::Ordering::Less,
+            _ if weaker(a.v, b.v) => std::cmp::Ordering::Greater,
+            _ => std::cmp::Ordering::Equal,
+        });
+    }
+    kept
 }
 
 /// Keeps the `k` largest (`top`) or smallest samples the way Prometheus does: a binary heap

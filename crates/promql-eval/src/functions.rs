@@ -235,6 +235,32 @@ const RANGE_FUNCTIONS: &[&str] = &[
     "mad_over_time",
 ];
 
+/// Go's `math.Frexp`: `x` as a fraction in [0.5, 1) times a power of two; zero, infinities
+/// and NaN come back as they are, with exponent 0.
+fn frexp(x: f64) -> (f64, i32) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let (mut x, mut exp) = (x, 0);
+    if x.abs() < f64::MIN_POSITIVE {
+        x *= (1u64 << 52) as f64;
+        exp = -52;
+    }
+    let bits = x.to_bits();
+    exp += ((bits >> 52) & 0x7ff) as i32 - 1022;
+    (f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52)), exp)
+}
+
+/// Go's `math.Log2` (which `log10` builds on, as Go's `math.Log10` does): exact for powers
+/// of two, and otherwise the last bit as Go rounds it (`log10(1000)` is 3).
+fn go_log2(x: f64) -> f64 {
+    let (frac, exp) = frexp(x);
+    if frac == 0.5 {
+        return f64::from(exp - 1);
+    }
+    frac.ln() * std::f64::consts::LOG2_E + f64::from(exp)
+}
+
 fn simple_math(name: &str) -> Option<fn(f64) -> f64> {
     Some(match name {
         "abs" => f64::abs,
@@ -243,8 +269,8 @@ fn simple_math(name: &str) -> Option<fn(f64) -> f64> {
         "exp" => f64::exp,
         "sqrt" => f64::sqrt,
         "ln" => f64::ln,
-        "log2" => f64::log2,
-        "log10" => |v: f64| v.ln() * (1.0 / std::f64::consts::LN_10),
+        "log2" => go_log2,
+        "log10" => |v: f64| go_log2(v) * std::f64::consts::LOG10_2,
         "sgn" => |v: f64| {
             if v < 0.0 {
                 -1.0
@@ -741,7 +767,13 @@ pub(crate) fn histogram_quantile(
             continue;
         };
         if upper_bound.is_nan() {
-            continue;
+            // Prometheus sorts such a bucket anywhere (its comparison does not expect one),
+            // so the answer has no meaning to match: refused, not skipped.
+            let le = s.labels.get("le").unwrap_or_default();
+            let name = s.labels.get("__name__").unwrap_or_default();
+            return Err(EvalError::Unsupported(format!(
+                "histogram_quantile over a bucket bound le={le:?} (metric name {name:?})"
+            )));
         }
         let mut key = s.labels.clone();
         key.remove("le");
@@ -782,6 +814,25 @@ mod tests {
         let r = extrapolated_rate(&pts, 60_000, 60_000, true, true, Extrapolation::Prometheus3)
             .unwrap();
         assert!((r - 1.0).abs() < 1e-12, "{r}");
+    }
+
+    /// Values Prometheus answers for `log10` and `log2` (Go's `math.Log10`, `math.Log2`).
+    #[test]
+    fn logarithms_round_as_go_does() {
+        let log10 = simple_math("log10").unwrap();
+        let log2 = simple_math("log2").unwrap();
+        assert_eq!(log10(1000.0), 3.0);
+        assert_eq!(log10(0.001), -3.0);
+        assert_eq!(log10(2.0), std::f64::consts::LOG10_2);
+        assert_eq!(log10(1.0), 0.0);
+        assert_eq!(log10(0.0), f64::NEG_INFINITY);
+        assert!(log10(-1.0).is_nan());
+        assert_eq!(log10(f64::INFINITY), f64::INFINITY);
+        assert_eq!(log2(8.0), 3.0);
+        assert_eq!(log2(5e-324), -1074.0);
+        assert_eq!(log2(0.0), f64::NEG_INFINITY);
+        assert_eq!(frexp(1000.0), (0.9765625, 10));
+        assert_eq!(frexp(-3.0), (-0.75, 2));
     }
 
     #[test]

@@ -118,7 +118,8 @@ fn parse_hex_float(s: &str) -> Option<f64> {
 }
 
 /// Formats like Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus' spellings of the
-/// special values (`+Inf`, `-Inf`, `NaN`); the format of sample values in the HTTP API.
+/// special values (`+Inf`, `-Inf`, `NaN`): `count_values`' label values, and sample values
+/// in the HTTP API between 1e-6 and 1e21 ([`format_api_sample`]).
 pub fn format_api_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".to_string()
@@ -150,28 +151,47 @@ pub fn format_go_g(v: f64) -> String {
             "0".into()
         };
     }
-    // Shortest round-trip digits and decimal exponent from Rust's `{:e}`.
+    let (digits, exp) = shortest_digits(v);
+    // Go decides between %e and %f with precision 6 when printing the shortest form.
+    if !(-4..6).contains(&exp) {
+        exponent_form(v, &digits, exp)
+    } else {
+        let sign = if v < 0.0 { "-" } else { "" };
+        format!("{sign}{}", format_api_float(v.abs()))
+    }
+}
+
+/// The shortest round-trip decimal digits of a finite `v` (no sign, no point) and the
+/// exponent of the first digit, from Rust's `{:e}`.
+fn shortest_digits(v: f64) -> (String, i32) {
     let e = format!("{:e}", v.abs());
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
+    (mant.chars().filter(|c| c.is_ascii_digit()).collect(), exp)
+}
+
+/// `d.ddde±XX` as Go's `%e` writes it: at least two exponent digits.
+fn exponent_form(v: f64, digits: &str, exp: i32) -> String {
     let sign = if v < 0.0 { "-" } else { "" };
-    // Go decides between %e and %f with precision 6 when printing the shortest form.
-    if !(-4..6).contains(&exp) {
-        let mut m = digits[..1].to_string();
-        if digits.len() > 1 {
-            m.push('.');
-            m.push_str(&digits[1..]);
-        }
-        let es = if exp < 0 { '-' } else { '+' };
-        let ea = exp.abs();
-        if ea < 10 {
-            format!("{sign}{m}e{es}0{ea}")
-        } else {
-            format!("{sign}{m}e{es}{ea}")
-        }
+    let mut m = digits[..1].to_string();
+    if digits.len() > 1 {
+        m.push('.');
+        m.push_str(&digits[1..]);
+    }
+    let es = if exp < 0 { '-' } else { '+' };
+    format!("{sign}{m}e{es}{:02}", exp.abs())
+}
+
+/// A sample value as Prometheus' HTTP API writes it (`jsonutil.MarshalFloat`): Go's `'f'`
+/// shortest form, but `'e'` (`1e+21`, `1e-07`) when the magnitude is at least 1e21 or
+/// below 1e-6.
+pub fn format_api_sample(v: f64) -> String {
+    let a = v.abs();
+    if a.is_finite() && a != 0.0 && !(1e-6..1e21).contains(&a) {
+        let (digits, exp) = shortest_digits(v);
+        exponent_form(v, &digits, exp)
     } else {
-        format!("{sign}{}", format_api_float(v.abs()))
+        format_api_float(v)
     }
 }
 
@@ -219,5 +239,30 @@ mod tests {
         assert_eq!(format_openmetrics_float(f64::INFINITY), "+Inf");
         assert_eq!(format_api_float(0.1), "0.1");
         assert_eq!(format_api_float(1e21), "1000000000000000000000");
+        assert_eq!(format_go_g(-1.5e-300), "-1.5e-300");
+    }
+
+    /// Prometheus' `jsonutil.MarshalFloat`: exponent form from 1e21 up and below 1e-6.
+    #[test]
+    fn api_samples_switch_to_exponent_form_where_prometheus_does() {
+        assert_eq!(format_api_sample(1e21), "1e+21");
+        assert_eq!(format_api_sample(-1e21), "-1e+21");
+        assert_eq!(
+            format_api_sample(999999999999999900000.0),
+            "999999999999999900000"
+        );
+        assert_eq!(format_api_sample(1e-7), "1e-07");
+        assert_eq!(format_api_sample(1e-6), "0.000001");
+        assert_eq!(format_api_sample(5e-324), "5e-324");
+        assert_eq!(
+            format_api_sample(5.54062238439351e34),
+            "5.54062238439351e+34"
+        );
+        assert_eq!(format_api_sample(1.5e300), "1.5e+300");
+        assert_eq!(format_api_sample(0.0), "0");
+        assert_eq!(format_api_sample(-0.0), "-0");
+        assert_eq!(format_api_sample(f64::NAN), "NaN");
+        assert_eq!(format_api_sample(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_api_sample(0.1), "0.1");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::gofloat::format_api_float;
+use crate::gofloat::format_api_sample;
 use crate::labels::Labels;
 use crate::value::{SeriesPoints, Value};
 
@@ -55,7 +55,7 @@ fn point(t_ms: i64, v: f64, out: &mut String) {
     out.push('[');
     timestamp(t_ms, out);
     out.push(',');
-    escape(&format_api_float(v), out);
+    escape(&format_api_sample(v), out);
     out.push(']');
 }
 
