@@ -110,15 +110,16 @@ impl Quantity {
         self
     }
 
-    /// The value in milli-units, rounded up (toward +∞) as Kubernetes' `MilliValue` does.
+    /// The value in milli-units, rounded away from zero as Kubernetes' `MilliValue` does
+    /// (`1n` is 1m, `-1500u` is -2m).
     pub fn milli_value(&self) -> i64 {
-        let m = div_ceil(self.nanos, 1_000_000);
+        let m = div_away_from_zero(self.nanos, 1_000_000);
         m.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
-    /// The value in whole units, rounded up as Kubernetes' `Value` does.
+    /// The value in whole units, rounded away from zero as Kubernetes' `Value` does.
     pub fn value(&self) -> i64 {
-        let v = div_ceil(self.nanos, NANO);
+        let v = div_away_from_zero(self.nanos, NANO);
         v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
@@ -129,6 +130,25 @@ impl Quantity {
 
     pub fn is_zero(&self) -> bool {
         self.nanos == 0
+    }
+
+    /// The sum, as Kubernetes' `Add` makes it (in `self`'s format); `None` beyond what a
+    /// quantity holds here.
+    pub fn checked_add(&self, other: &Quantity) -> Option<Quantity> {
+        Some(Quantity {
+            nanos: self.nanos.checked_add(other.nanos)?,
+            format: self.format,
+        })
+    }
+}
+
+/// `a / b` (`b` > 0), a remainder rounding the quotient away from zero.
+fn div_away_from_zero(a: i128, b: i128) -> i128 {
+    let q = a / b;
+    match a % b {
+        0 => q,
+        r if r > 0 => q + 1,
+        _ => q - 1,
     }
 }
 
@@ -349,7 +369,16 @@ mod tests {
         assert_eq!(q("500m").milli_value(), 500);
         assert_eq!(q("2").milli_value(), 2000);
         assert_eq!(q("1Ki").value(), 1024);
-        assert_eq!(q("-1n").milli_value(), 0);
+        assert_eq!(q("-1n").milli_value(), -1);
+        assert_eq!(q("-1500u").milli_value(), -2);
+        assert_eq!(q("-1500m").value(), -2);
+        assert_eq!(q("-2").milli_value(), -2000);
+        assert_eq!(
+            q("1500u")
+                .checked_add(&q("-1500u"))
+                .map(|q| q.milli_value()),
+            Some(0)
+        );
     }
 
     #[test]

@@ -276,30 +276,10 @@ fn resource_query(
     }
     let mut total: i64 = 0;
     for pod in &target.pods {
-        if let Some(name) = container {
-            if !pod.containers.iter().any(|c| c.name == name) {
-                return Err(HistoryError::Pods(format!(
-                    "container {name} not present in pod {}",
-                    pod.name
-                )));
-            }
-        } else if let Some(q) = pod.pod_requests.get(resource) {
-            total = total.saturating_add(q.milli_value());
-            continue;
-        }
-        for c in pod
-            .containers
-            .iter()
-            .filter(|c| container.is_none_or(|n| n == c.name))
-        {
-            let Some(q) = c.requests.get(resource) else {
-                return Err(HistoryError::Pods(format!(
-                    "missing request for {resource} in container {} of Pod {}",
-                    c.name, pod.name
-                )));
-            };
-            total = total.saturating_add(q.milli_value());
-        }
+        let request = pod
+            .request_milli(resource, container)
+            .map_err(HistoryError::Pods)?;
+        total = total.saturating_add(request);
     }
     if total <= 0 {
         return Err(HistoryError::Pods(format!(

@@ -51,8 +51,50 @@ pub struct Pod {
     pub deleting: bool,
     /// Per-container requests, in spec order (regular and restartable init containers).
     pub containers: Vec<Container>,
-    /// Pod-level requests (`spec.resources.requests`, PodLevelResources); empty when unset.
+    /// When the pod sets pod-level requests (PodLevelResources) for cpu, memory or huge
+    /// pages: its requests as Kubernetes' `PodRequests` works them out (its containers'
+    /// aggregated, the pod-level ones in their place, overhead added). Empty otherwise.
     pub pod_requests: BTreeMap<String, Quantity>,
+}
+
+impl Pod {
+    /// The pod's request for `resource` in milli-units, as the controller works it out
+    /// (`calculateRequests`): the named container's; without a container, the pod-level
+    /// requests when the pod sets them, else the sum over its regular and restartable init
+    /// containers, every one of which must request the resource.
+    pub fn request_milli(&self, resource: &str, container: Option<&str>) -> Result<i64, String> {
+        if container.is_none() && !self.pod_requests.is_empty() {
+            return self
+                .pod_requests
+                .get(resource)
+                .map(Quantity::milli_value)
+                .ok_or_else(|| {
+                    format!(
+                        "missing pod-level request for {resource} in Pod {}",
+                        self.name
+                    )
+                });
+        }
+        let mut total: i64 = 0;
+        for c in &self.containers {
+            if container.is_none_or(|n| n == c.name) {
+                let Some(q) = c.requests.get(resource) else {
+                    return Err(format!(
+                        "missing request for {resource} in container {} of Pod {}",
+                        c.name, self.name
+                    ));
+                };
+                total = total.saturating_add(q.milli_value());
+            }
+            if container == Some(c.name.as_str()) {
+                return Ok(total);
+            }
+        }
+        match container {
+            Some(c) => Err(format!("container {c} not found in Pod {}", self.name)),
+            None => Ok(total),
+        }
+    }
 }
 
 /// A container's name and resource requests.
@@ -311,44 +353,9 @@ fn pod_requests(
     resource: &str,
     container: Option<&str>,
 ) -> Result<BTreeMap<String, i64>, String> {
-    let mut out = BTreeMap::new();
-    for pod in pods {
-        let mut total: i64 = 0;
-        match container {
-            Some(c) => {
-                let Some(cont) = pod.containers.iter().find(|x| x.name == c) else {
-                    return Err(format!("container {c} not present in pod {}", pod.name));
-                };
-                let Some(q) = cont.requests.get(resource) else {
-                    return Err(format!(
-                        "missing request for {resource} in container {c} of Pod {}",
-                        pod.name
-                    ));
-                };
-                total = q.milli_value();
-            }
-            None if pod.pod_requests.contains_key(resource) => {
-                // Pod-level requests, when set for the resource, stand for the containers'.
-                total = pod
-                    .pod_requests
-                    .get(resource)
-                    .map_or(0, Quantity::milli_value);
-            }
-            None => {
-                for cont in &pod.containers {
-                    let Some(q) = cont.requests.get(resource) else {
-                        return Err(format!(
-                            "missing request for {resource} in container {} of Pod {}",
-                            cont.name, pod.name
-                        ));
-                    };
-                    total = total.saturating_add(q.milli_value());
-                }
-            }
-        }
-        out.insert(pod.name.clone(), total);
-    }
-    Ok(out)
+    pods.iter()
+        .map(|pod| Ok((pod.name.clone(), pod.request_milli(resource, container)?)))
+        .collect()
 }
 
 /// `GetResourceUtilizationRatio`: (ratio, utilization %, raw average).
@@ -559,7 +566,8 @@ pub fn metric_name(spec: &MetricSpec) -> String {
                 "{} container resource utilization (percentage of request)",
                 r.name
             ),
-            Some(r) => format!("{} container resource", r.name),
+            // As the controller names it: the same as a Resource metric's.
+            Some(r) => format!("{} resource", r.name),
             None => "container resource metric".into(),
         },
         "Pods" => match &spec.pods {
@@ -599,14 +607,7 @@ fn fetch_error_message(spec: &MetricSpec, e: &str) -> String {
                 _ => ("", false),
             };
             let what = if avg { "usage" } else { "utilization" };
-            let kind = if spec.kind == "ContainerResource" {
-                " container"
-            } else {
-                ""
-            };
-            format!(
-                "failed to get {res}{kind} {what}: unable to get metrics for resource {res}: {e}"
-            )
+            format!("failed to get {res} {what}: unable to get metrics for resource {res}: {e}")
         }
         "Pods" => {
             let n = spec
@@ -743,7 +744,13 @@ pub fn compute_metric(
             }
             if let Some(avg) = target_milli(&target.average_value) {
                 let c = pods_replicas(input, samples, &resource, Kind::Plain { target: avg })
-                    .map_err(|m| err(format!("failed to get {name}: {m}")))?;
+                    .map_err(|m| {
+                        err(if is_pods {
+                            m
+                        } else {
+                            format!("failed to get {resource} usage: {m}")
+                        })
+                    })?;
                 return Ok(Proposal {
                     replicas: c.replicas,
                     metric_name: name.clone(),
@@ -762,10 +769,10 @@ pub fn compute_metric(
                 ));
             }
             let Some(util) = target.average_utilization else {
-                return Err(err("invalid resource metric source: neither an average utilization target nor an average value target was set".into()));
+                return Err(err("invalid resource metric source: neither an average utilization target nor an average value (usage) target was set".into()));
             };
             let requests = pod_requests(input.pods, &resource, container)
-                .map_err(|m| err(format!("failed to get {name}: {m}")))?;
+                .map_err(|m| err(format!("failed to get {resource} utilization: {m}")))?;
             let c = pods_replicas(
                 input,
                 samples,
@@ -775,7 +782,7 @@ pub fn compute_metric(
                     target: util,
                 },
             )
-            .map_err(|m| err(format!("failed to get {name}: {m}")))?;
+            .map_err(|m| err(format!("failed to get {resource} utilization: {m}")))?;
             Ok(Proposal {
                 replicas: c.replicas,
                 metric_name: name.clone(),

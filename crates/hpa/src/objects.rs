@@ -29,27 +29,35 @@ fn time_at(v: &Value, path: &[&str], what: &str, pod: &str) -> Result<Option<i64
 
 /// The `resources.requests` of `v` (a container, or a pod's spec); `what` names it in errors.
 fn requests(v: &Value, what: &str) -> Result<BTreeMap<String, Quantity>, String> {
+    quantities(
+        v.get("resources").and_then(|r| r.get("requests")),
+        what,
+        "request",
+    )
+}
+
+/// A resource list (`{cpu: 250m, memory: 128Mi}`), each value a quantity; `what` and
+/// `kind` (`request`, `overhead`) name it in errors.
+fn quantities(
+    list: Option<&Value>,
+    what: &str,
+    kind: &str,
+) -> Result<BTreeMap<String, Quantity>, String> {
     let mut out = BTreeMap::new();
-    if let Some(reqs) = v
-        .get("resources")
-        .and_then(|r| r.get("requests"))
-        .and_then(Value::as_object)
-    {
-        for (resource, q) in reqs {
-            let text = match q {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                other => {
-                    return Err(format!(
-                        "{what}: request for {resource} is {other}, not a quantity"
-                    ))
-                }
-            };
-            let q: Quantity = text
-                .parse()
-                .map_err(|e| format!("{what}: request for {resource} {text:?}: {e}"))?;
-            out.insert(resource.clone(), q);
-        }
+    for (resource, q) in list.and_then(Value::as_object).into_iter().flatten() {
+        let text = match q {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                return Err(format!(
+                    "{what}: {kind} for {resource} is {other}, not a quantity"
+                ))
+            }
+        };
+        let q: Quantity = text
+            .parse()
+            .map_err(|e| format!("{what}: {kind} for {resource} {text:?}: {e}"))?;
+        out.insert(resource.clone(), q);
     }
     Ok(out)
 }
@@ -58,6 +66,83 @@ fn container(v: &Value, pod: &str) -> Result<Container, String> {
     let name = str_at(v, &["name"]).unwrap_or_default().to_string();
     let requests = requests(v, &format!("pod {pod}: container {name}"))?;
     Ok(Container { name, requests })
+}
+
+/// Pod-level resources Kubernetes supports (`IsSupportedPodLevelResource`).
+fn pod_level_resource(name: &str) -> bool {
+    matches!(name, "cpu" | "memory") || name.starts_with("hugepages-")
+}
+
+fn add_into(
+    sum: &mut BTreeMap<String, Quantity>,
+    more: &BTreeMap<String, Quantity>,
+    pod: &str,
+) -> Result<(), String> {
+    for (resource, q) in more {
+        let total = match sum.get(resource) {
+            Some(have) => have.checked_add(q).ok_or_else(|| {
+                format!(
+                    "pod {pod}: the requests for {resource} add up beyond what a quantity holds"
+                )
+            })?,
+            None => *q,
+        };
+        sum.insert(resource.clone(), total);
+    }
+    Ok(())
+}
+
+fn max_into(max: &mut BTreeMap<String, Quantity>, other: &BTreeMap<String, Quantity>) {
+    for (resource, q) in other {
+        if max.get(resource).is_none_or(|have| q > have) {
+            max.insert(resource.clone(), *q);
+        }
+    }
+}
+
+/// Kubernetes' `PodRequests` for a pod that sets pod-level requests for a supported
+/// resource (`IsPodLevelRequestsSet`), empty for one that does not: its containers'
+/// requests summed, init containers taken as a maximum (sidecars, `restartPolicy: Always`,
+/// added to both), the pod-level requests in their place, and `overhead` added.
+fn pod_level_requests(spec: &Value, pod: &str) -> Result<BTreeMap<String, Quantity>, String> {
+    let pod_level = requests(spec, &format!("pod {pod}"))?;
+    if !pod_level.keys().any(|r| pod_level_resource(r)) {
+        return Ok(BTreeMap::new());
+    }
+    let list = |field: &str| {
+        spec.get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    };
+    let mut sum = BTreeMap::new();
+    for c in list("containers") {
+        add_into(&mut sum, &container(c, pod)?.requests, pod)?;
+    }
+    let mut sidecars = BTreeMap::new();
+    let mut init_max = BTreeMap::new();
+    for c in list("initContainers") {
+        let reqs = container(c, pod)?.requests;
+        let in_use = if str_at(c, &["restartPolicy"]) == Some("Always") {
+            add_into(&mut sum, &reqs, pod)?;
+            add_into(&mut sidecars, &reqs, pod)?;
+            sidecars.clone()
+        } else {
+            let mut with_sidecars = reqs;
+            add_into(&mut with_sidecars, &sidecars, pod)?;
+            with_sidecars
+        };
+        max_into(&mut init_max, &in_use);
+    }
+    max_into(&mut sum, &init_max);
+    for (resource, q) in pod_level {
+        if pod_level_resource(&resource) {
+            sum.insert(resource, q);
+        }
+    }
+    let overhead = quantities(spec.get("overhead"), &format!("pod {pod}"), "overhead")?;
+    add_into(&mut sum, &overhead, pod)?;
+    Ok(sum)
 }
 
 /// Whether `v` (a pod as the API returns it, or as written in an object file) has a
@@ -99,7 +184,7 @@ pub fn pod_from_object(v: &Value) -> Result<Pod, String> {
         containers.push(container(c, &name)?);
     }
     let pod_requests = match spec {
-        Some(spec) => requests(spec, &format!("pod {name}"))?,
+        Some(spec) => pod_level_requests(spec, &name)?,
         None => BTreeMap::new(),
     };
     if !has_status(v) {
@@ -227,6 +312,66 @@ pub fn scale_from_workload(v: &Value) -> Result<ScaleInfo, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// With pod-level requests the controller takes Kubernetes' `PodRequests`: the
+    /// containers aggregated (init containers as a maximum), the pod-level values in their
+    /// place, overhead added; a container without the request is then no error.
+    #[test]
+    fn pod_level_requests_are_what_podrequests_gives() {
+        let pod = |spec: Value| {
+            pod_from_object(&json!({"metadata": {"name": "web-0"}, "spec": spec}))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let mi = 1024 * 1024 * 1000;
+        let a = pod(json!({
+            "resources": {"requests": {"cpu": "1"}},
+            "containers": [
+                {"name": "a", "resources": {"requests": {"memory": "100Mi"}}},
+                {"name": "b"}
+            ]
+        }));
+        assert_eq!(a.request_milli("memory", None), Ok(100 * mi));
+        assert_eq!(a.request_milli("cpu", None), Ok(1000));
+        assert_eq!(
+            a.request_milli("memory", Some("b")),
+            Err("missing request for memory in container b of Pod web-0".into())
+        );
+        assert_eq!(
+            a.request_milli("cpu", Some("c")),
+            Err("container c not found in Pod web-0".into())
+        );
+        assert_eq!(
+            a.request_milli("ephemeral-storage", None),
+            Err("missing pod-level request for ephemeral-storage in Pod web-0".into())
+        );
+        let b = pod(json!({
+            "resources": {"requests": {"cpu": "1"}},
+            "overhead": {"cpu": "250m"},
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "300m"}}}]
+        }));
+        assert_eq!(b.request_milli("cpu", None), Ok(1250));
+        assert_eq!(b.request_milli("cpu", Some("a")), Ok(300));
+        let c = pod(json!({
+            "resources": {"requests": {"cpu": "1"}},
+            "initContainers": [
+                {"name": "log", "restartPolicy": "Always", "resources": {"requests": {"memory": "50Mi"}}},
+                {"name": "setup", "resources": {"requests": {"memory": "300Mi"}}}
+            ],
+            "containers": [{"name": "a", "resources": {"requests": {"memory": "100Mi"}}}]
+        }));
+        // max(100Mi + 50Mi, 300Mi + 50Mi)
+        assert_eq!(c.request_milli("memory", None), Ok(350 * mi));
+        // Without pod-level requests: every container's, summed, sidecars included.
+        let d = pod(json!({
+            "initContainers": [
+                {"name": "log", "restartPolicy": "Always", "resources": {"requests": {"memory": "50Mi"}}},
+                {"name": "setup", "resources": {"requests": {"memory": "300Mi"}}}
+            ],
+            "containers": [{"name": "a", "resources": {"requests": {"memory": "100Mi"}}}]
+        }));
+        assert!(d.pod_requests.is_empty());
+        assert_eq!(d.request_milli("memory", None), Ok(150 * mi));
+    }
 
     #[test]
     fn a_running_ready_pod_with_requests() {

@@ -177,9 +177,9 @@ pub fn synthetic_observation(m: &MetricSpec, value: f64, pods: &[Pod], t: i64) -
     }
 }
 
-/// The pod's request (milli) for a Resource or ContainerResource metric's resource: the
-/// pod-level request when set, else summed over its containers, or the named container's;
-/// missing requests count as zero (the controller then reports them).
+/// The pod's request (milli) for a Resource or ContainerResource metric's resource
+/// ([`Pod::request_milli`]); a missing request counts as zero (the controller then reports
+/// it).
 fn request_milli(m: &MetricSpec, pod: &Pod) -> i64 {
     let (resource, container) = match (&m.resource, &m.container_resource) {
         (Some(r), _) if m.kind == "Resource" => (r.name.as_str(), None),
@@ -188,16 +188,7 @@ fn request_milli(m: &MetricSpec, pod: &Pod) -> i64 {
         }
         _ => return 0,
     };
-    if container.is_none() {
-        if let Some(q) = pod.pod_requests.get(resource) {
-            return q.milli_value();
-        }
-    }
-    pod.containers
-        .iter()
-        .filter(|c| container.is_none_or(|n| n == c.name))
-        .filter_map(|c| c.requests.get(resource))
-        .fold(0i64, |acc, q| acc.saturating_add(q.milli_value()))
+    pod.request_milli(resource, container).unwrap_or(0)
 }
 
 /// `n` Running, Ready pods with a 1000m request for every resource the metrics name.

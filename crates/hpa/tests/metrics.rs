@@ -288,6 +288,33 @@ fn pod_level_requests_stand_for_the_containers() {
     assert_eq!(got.utilization, Some(100));
 }
 
+/// The names and messages `kubectl describe hpa` shows, as the controller words them.
+#[test]
+fn resource_metrics_are_named_and_fail_in_the_controllers_words() {
+    let config = ControllerConfig::default();
+    let pods = [pod("web-0", &[("app", 500)])];
+    let average = metric("type: ContainerResource\ncontainerResource: {name: cpu, container: app, target: {type: AverageValue, averageValue: 400m}}");
+    let got = compute_metric(
+        &average,
+        &samples(&[("web-0", 800)]),
+        &input(&pods, &config, 2, 2),
+    )
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    assert_eq!(got.metric_name, "cpu resource");
+    let memory = metric("type: Resource\nresource: {name: memory, target: {type: Utilization, averageUtilization: 50}}");
+    let failed = compute_metric(
+        &memory,
+        &samples(&[("web-0", 800)]),
+        &input(&pods, &config, 2, 2),
+    )
+    .err()
+    .map(|f| f.message);
+    assert_eq!(
+        failed.as_deref(),
+        Some("failed to get memory utilization: missing request for memory in container app of Pod web-0")
+    );
+}
+
 #[test]
 fn a_null_field_of_an_hpa_is_one_not_set() {
     let hpa = parse_manifest(
