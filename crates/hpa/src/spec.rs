@@ -340,37 +340,369 @@ impl Behavior {
     }
 }
 
-/// What the API server checks of each metric's target before it stores an HPA: a `type`,
-/// and one it knows.
-fn check_targets(spec: &HpaSpec, prefix: &str, context: &str) -> Result<(), crate::Error> {
-    for (i, m) in spec.metrics.iter().enumerate() {
-        let (source, target) = match () {
-            _ if m.resource.is_some() => ("resource", m.resource.as_ref().map(|s| &s.target)),
-            _ if m.container_resource.is_some() => (
-                "containerResource",
-                m.container_resource.as_ref().map(|s| &s.target),
-            ),
-            _ if m.pods.is_some() => ("pods", m.pods.as_ref().map(|s| &s.target)),
-            _ if m.object.is_some() => ("object", m.object.as_ref().map(|s| &s.target)),
-            _ if m.external.is_some() => ("external", m.external.as_ref().map(|s| &s.target)),
-            _ => continue,
-        };
-        let Some(target) = target else { continue };
-        let cause = match target.kind.as_str() {
-            "Utilization" | "Value" | "AverageValue" => continue,
-            "" => "Required value: must specify a metric target type".to_string(),
-            other => format!(
-                "Unsupported value: \"{other}\": supported values: \"AverageValue\", \"Utilization\", \"Value\""
-            ),
-        };
-        return Err(crate::Error::Object {
-            kind: "HorizontalPodAutoscaler",
-            context: context.to_string(),
-            field: format!("{prefix}metrics[{i}].{source}.target.type"),
-            cause,
-        });
+/// A field the API server refuses, and why, in its words (`spec.maxReplicas`,
+/// `Invalid value: 0: must be greater than 0`).
+type Refusal = (String, String);
+
+fn invalid(field: String, value: impl std::fmt::Display, detail: &str) -> Refusal {
+    (field, format!("Invalid value: {value}: {detail}"))
+}
+
+fn required(field: String, detail: &str) -> Refusal {
+    let cause = if detail.is_empty() {
+        "Required value".to_string()
+    } else {
+        format!("Required value: {detail}")
+    };
+    (field, cause)
+}
+
+fn forbidden(field: String, detail: &str) -> Refusal {
+    (field, format!("Forbidden: {detail}"))
+}
+
+/// `IsValidPathSegmentName`: what a kind, an object name or a metric name may not be.
+fn path_segment(field: String, value: &str, out: &mut Vec<Refusal>) {
+    let quoted = format!("{value:?}");
+    if value == "." || value == ".." {
+        out.push(invalid(field, &quoted, &format!("may not be '{value}'")));
+        return;
     }
-    Ok(())
+    for c in ['/', '%'] {
+        if value.contains(c) {
+            out.push(invalid(
+                field.clone(),
+                &quoted,
+                &format!("may not contain '{c}'"),
+            ));
+        }
+    }
+}
+
+/// `ValidateCrossVersionObjectReference`.
+fn object_reference(r: &ScaleTargetRef, at: &str, out: &mut Vec<Refusal>) {
+    for (name, value) in [("kind", &r.kind), ("name", &r.name)] {
+        if value.is_empty() {
+            out.push(required(format!("{at}.{name}"), ""));
+        } else {
+            path_segment(format!("{at}.{name}"), value, out);
+        }
+    }
+}
+
+fn metric_identifier(m: &MetricIdentifier, at: &str, out: &mut Vec<Refusal>) {
+    if m.name.is_empty() {
+        out.push(required(format!("{at}.name"), "must specify a metric name"));
+    } else {
+        path_segment(format!("{at}.name"), &m.name, out);
+    }
+}
+
+/// `validateMetricTarget`.
+fn metric_target(t: &MetricTarget, at: &str, out: &mut Vec<Refusal>) {
+    match t.kind.as_str() {
+        "Utilization" | "Value" | "AverageValue" => {}
+        // The API server adds that "" is none of the three; once is enough.
+        "" => out.push(required(
+            format!("{at}.type"),
+            "must specify a metric target type",
+        )),
+        other => out.push(invalid(
+            format!("{at}.type"),
+            format!("{other:?}"),
+            "must be either Utilization, Value, or AverageValue",
+        )),
+    }
+    let positive = |q: &Quantity| q.milli_value() > 0;
+    if let Some(v) = t.value.as_ref().filter(|v| !positive(v)) {
+        out.push(invalid(
+            format!("{at}.value"),
+            format!("\"{v}\""),
+            "must be positive",
+        ));
+    }
+    if let Some(v) = t.average_value.as_ref().filter(|v| !positive(v)) {
+        out.push(invalid(
+            format!("{at}.averageValue"),
+            format!("\"{v}\""),
+            "must be positive",
+        ));
+    }
+    if let Some(u) = t.average_utilization.filter(|u| *u < 1) {
+        out.push(invalid(
+            format!("{at}.averageUtilization"),
+            u,
+            "must be greater than 0",
+        ));
+    }
+}
+
+/// `validateResourceSource` and `validateContainerResourceSource`: a raw value or a
+/// utilization, not both.
+fn resource_target(t: &MetricTarget, at: &str, out: &mut Vec<Refusal>) {
+    metric_target(t, &format!("{at}.target"), out);
+    match (&t.average_utilization, &t.average_value) {
+        (None, None) => out.push(required(
+            format!("{at}.target.averageUtilization"),
+            "must set either a target raw value or a target utilization",
+        )),
+        (Some(_), Some(_)) => out.push(forbidden(
+            format!("{at}.target.averageValue"),
+            "may not set both a target raw value and a target utilization",
+        )),
+        _ => {}
+    }
+}
+
+/// `validateMetricSpec`, for a type the API server knows; an unknown `type` is left to the
+/// controller's InvalidMetricSourceType, as promhpa reports it.
+fn metric_spec(m: &MetricSpec, at: &str, out: &mut Vec<Refusal>) {
+    if m.kind.is_empty() {
+        out.push(required(
+            format!("{at}.type"),
+            "must specify a metric source type",
+        ));
+        return;
+    }
+    let mut present = Vec::new();
+    if let Some(o) = &m.object {
+        present.push("object");
+        if present.len() == 1 {
+            let at = format!("{at}.object");
+            object_reference(&o.described_object, &format!("{at}.describedObject"), out);
+            metric_identifier(&o.metric, &format!("{at}.metric"), out);
+            metric_target(&o.target, &format!("{at}.target"), out);
+            if o.target.value.is_none() && o.target.average_value.is_none() {
+                out.push(required(
+                    format!("{at}.target.averageValue"),
+                    "must set either a target value or averageValue",
+                ));
+            }
+        }
+    }
+    if let Some(e) = &m.external {
+        present.push("external");
+        if present.len() == 1 {
+            let at = format!("{at}.external");
+            metric_identifier(&e.metric, &format!("{at}.metric"), out);
+            metric_target(&e.target, &format!("{at}.target"), out);
+            match (&e.target.value, &e.target.average_value) {
+                (None, None) => out.push(required(
+                    format!("{at}.target.averageValue"),
+                    "must set either a target value for metric or a per-pod target",
+                )),
+                (Some(_), Some(_)) => out.push(forbidden(
+                    format!("{at}.target.value"),
+                    "may not set both a target value for metric and a per-pod target",
+                )),
+                _ => {}
+            }
+        }
+    }
+    if let Some(p) = &m.pods {
+        present.push("pods");
+        if present.len() == 1 {
+            let at = format!("{at}.pods");
+            metric_identifier(&p.metric, &format!("{at}.metric"), out);
+            metric_target(&p.target, &format!("{at}.target"), out);
+            if p.target.average_value.is_none() {
+                out.push(required(
+                    format!("{at}.target.averageValue"),
+                    "must specify a positive target averageValue",
+                ));
+            }
+        }
+    }
+    if let Some(r) = &m.resource {
+        present.push("resource");
+        if present.len() == 1 {
+            let at = format!("{at}.resource");
+            if r.name.is_empty() {
+                out.push(required(
+                    format!("{at}.name"),
+                    "must specify a resource name",
+                ));
+            }
+            resource_target(&r.target, &at, out);
+        }
+    }
+    if let Some(r) = &m.container_resource {
+        present.push("containerResource");
+        if present.len() == 1 {
+            let at = format!("{at}.containerResource");
+            if r.name.is_empty() {
+                out.push(required(
+                    format!("{at}.name"),
+                    "must specify a resource name",
+                ));
+            }
+            if r.container.is_empty() {
+                out.push(required(
+                    format!("{at}.container"),
+                    "must specify a container",
+                ));
+            }
+            resource_target(&r.target, &at, out);
+        }
+    }
+    let expected = match m.kind.as_str() {
+        "Object" => "object",
+        "Pods" => "pods",
+        "Resource" => "resource",
+        "External" => "external",
+        "ContainerResource" => "containerResource",
+        _ => return,
+    };
+    if !present.contains(&expected) {
+        out.push(required(
+            format!("{at}.{expected}"),
+            "must populate information for the given metric source",
+        ));
+    }
+    if present.len() != 1 {
+        for other in present.into_iter().filter(|p| *p != expected) {
+            out.push(forbidden(
+                format!("{at}.{other}"),
+                "must populate the given metric source only",
+            ));
+        }
+    }
+}
+
+/// `validateScalingRules`.
+fn scaling_rules(r: &ScalingRules, at: &str, out: &mut Vec<Refusal>) {
+    if let Some(w) = r.stabilization_window_seconds {
+        if w < 0 {
+            out.push(invalid(
+                format!("{at}.stabilizationWindowSeconds"),
+                w,
+                "must be greater than or equal to zero",
+            ));
+        }
+        if w > 3600 {
+            out.push(invalid(
+                format!("{at}.stabilizationWindowSeconds"),
+                w,
+                "must be less than or equal to 3600",
+            ));
+        }
+    }
+    let Some(policies) = &r.policies else { return };
+    if policies.is_empty() {
+        out.push(required(
+            format!("{at}.policies"),
+            "must specify at least one Policy",
+        ));
+    }
+    for (i, p) in policies.iter().enumerate() {
+        let at = format!("{at}.policies[{i}]");
+        if p.value <= 0 {
+            out.push(invalid(
+                format!("{at}.value"),
+                p.value,
+                "must be greater than zero",
+            ));
+        }
+        if p.period_seconds <= 0 {
+            out.push(invalid(
+                format!("{at}.periodSeconds"),
+                p.period_seconds,
+                "must be greater than zero",
+            ));
+        }
+        if p.period_seconds > 1800 {
+            out.push(invalid(
+                format!("{at}.periodSeconds"),
+                p.period_seconds,
+                "must be less than or equal to 1800",
+            ));
+        }
+    }
+}
+
+/// What the API server checks of an HPA's spec before it stores it
+/// (`validateHorizontalPodAutoscalerSpec`, after defaulting), in its order and words.
+/// `minReplicas: 0` is taken as with the HPAScaleToZero gate on: it needs an Object or
+/// External metric. `scale_target_ref` says whether the spec must name its target (a whole
+/// object must; a bare spec need not).
+fn refusals(spec: &HpaSpec, prefix: &str, scale_target_ref: bool) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    if let Some(min) = spec.min_replicas.filter(|m| *m < 0) {
+        out.push(invalid(
+            format!("{prefix}minReplicas"),
+            min,
+            "must be greater than or equal to 0",
+        ));
+    }
+    if spec.max_replicas < 1 {
+        out.push(invalid(
+            format!("{prefix}maxReplicas"),
+            spec.max_replicas,
+            "must be greater than 0",
+        ));
+    }
+    if spec.min_replicas.is_some_and(|m| spec.max_replicas < m) {
+        out.push(invalid(
+            format!("{prefix}maxReplicas"),
+            spec.max_replicas,
+            "must be greater than or equal to `minReplicas`",
+        ));
+    }
+    match &spec.scale_target_ref {
+        Some(r) => object_reference(r, &format!("{prefix}scaleTargetRef"), &mut out),
+        None if scale_target_ref => object_reference(
+            &ScaleTargetRef::default(),
+            &format!("{prefix}scaleTargetRef"),
+            &mut out,
+        ),
+        None => {}
+    }
+    for (i, m) in spec.metrics.iter().enumerate() {
+        metric_spec(m, &format!("{prefix}metrics[{i}]"), &mut out);
+    }
+    let object_or_external = spec
+        .metrics
+        .iter()
+        .any(|m| m.kind == "Object" || m.kind == "External");
+    if spec.min_replicas == Some(0) && !object_or_external {
+        out.push(forbidden(
+            format!("{prefix}metrics"),
+            "must specify at least one Object or External metric to support scaling to zero replicas",
+        ));
+    }
+    if let Some(b) = &spec.behavior {
+        if let Some(r) = &b.scale_up {
+            scaling_rules(r, &format!("{prefix}behavior.scaleUp"), &mut out);
+        }
+        if let Some(r) = &b.scale_down {
+            scaling_rules(r, &format!("{prefix}behavior.scaleDown"), &mut out);
+        }
+    }
+    out
+}
+
+/// The first of [`refusals`] as an error; the others are counted in it.
+fn check_spec(
+    spec: &HpaSpec,
+    prefix: &str,
+    scale_target_ref: bool,
+    context: &str,
+) -> Result<(), crate::Error> {
+    let mut all = refusals(spec, prefix, scale_target_ref).into_iter();
+    let Some((field, mut cause)) = all.next() else {
+        return Ok(());
+    };
+    let more = all.count();
+    if more > 0 {
+        let s = if more == 1 { "" } else { "s" };
+        cause.push_str(&format!(" (and {more} more error{s})"));
+    }
+    Err(crate::Error::Object {
+        kind: "HorizontalPodAutoscaler",
+        context: context.to_string(),
+        field,
+        cause,
+    })
 }
 
 /// Read an HPA from YAML or JSON: the first `HorizontalPodAutoscaler` object of a
@@ -403,12 +735,12 @@ pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Erro
         if hpa {
             let hpa: HorizontalPodAutoscaler =
                 serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e))?;
-            check_targets(&hpa.spec, "spec.", &context(i))?;
+            check_spec(&hpa.spec, "spec.", true, &context(i))?;
             return Ok(hpa);
         }
         let spec: HpaSpec =
             serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e))?;
-        check_targets(&spec, "", &context(i))?;
+        check_spec(&spec, "", false, &context(i))?;
         return Ok(HorizontalPodAutoscaler {
             api_version: "autoscaling/v2".into(),
             kind: "HorizontalPodAutoscaler".into(),

@@ -468,6 +468,79 @@ fn one_replica_is_singular() {
     );
 }
 
+/// What the API server refuses to store is refused with its words, the first error named
+/// and the others counted.
+#[test]
+fn specs_the_api_server_refuses_are_refused() {
+    let hpa = |spec: &str| {
+        format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: web}}\nspec:\n{spec}")
+    };
+    let target = "  scaleTargetRef: {kind: Deployment, name: web}\n";
+    let cpu = "  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}\n";
+    let error_of = |spec: String| {
+        parse_manifest(&hpa(&spec))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let cases = [
+        (
+            format!("{target}  minReplicas: 0\n  maxReplicas: 3\n{cpu}"),
+            "spec.metrics: Forbidden: must specify at least one Object or External metric to support scaling to zero replicas",
+        ),
+        (
+            format!("{target}  maxReplicas: 0\n{cpu}"),
+            "spec.maxReplicas: Invalid value: 0: must be greater than 0",
+        ),
+        (
+            format!("{target}  minReplicas: 4\n  maxReplicas: 3\n{cpu}"),
+            "spec.maxReplicas: Invalid value: 3: must be greater than or equal to `minReplicas`",
+        ),
+        (
+            format!("  maxReplicas: 3\n{cpu}"),
+            "spec.scaleTargetRef.kind: Required value (and 1 more error)",
+        ),
+        (
+            format!("{target}  maxReplicas: 3\n  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 0}}}}\n"),
+            "spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0",
+        ),
+        (
+            format!("{target}  maxReplicas: 3\n  metrics:\n  - type: Resource\n    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50, averageValue: 100m}}}}\n"),
+            "spec.metrics[0].resource.target.averageValue: Forbidden: may not set both a target raw value and a target utilization",
+        ),
+        (
+            format!("{target}  maxReplicas: 3\n  metrics:\n  - type: External\n    external: {{metric: {{name: q}}, target: {{type: Value, value: \"-1\"}}}}\n"),
+            "spec.metrics[0].external.target.value: Invalid value: \"-1\": must be positive",
+        ),
+        (
+            format!("{target}  maxReplicas: 3\n  metrics:\n  - type: Pods\n    pods: {{metric: {{name: rps}}, target: {{type: Value, value: 1}}}}\n"),
+            "spec.metrics[0].pods.target.averageValue: Required value: must specify a positive target averageValue",
+        ),
+        (
+            format!("{target}  maxReplicas: 3\n  metrics:\n  - type: Resource\n    pods: {{metric: {{name: rps}}, target: {{type: AverageValue, averageValue: 1}}}}\n"),
+            "spec.metrics[0].resource: Required value: must populate information for the given metric source",
+        ),
+        (
+            format!("{target}  maxReplicas: 3\n{cpu}  behavior:\n    scaleUp: {{policies: []}}\n"),
+            "spec.behavior.scaleUp.policies: Required value: must specify at least one Policy",
+        ),
+        (
+            format!("{target}  maxReplicas: 3\n{cpu}  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 4000\n      policies: [{{type: Pods, value: 0, periodSeconds: 1801}}]\n"),
+            "spec.behavior.scaleDown.stabilizationWindowSeconds: Invalid value: 4000: must be less than or equal to 3600 (and 2 more errors)",
+        ),
+    ];
+    for (spec, want) in cases {
+        let e = error_of(spec.clone());
+        assert!(e.ends_with(want), "{spec}\n{e}");
+    }
+    // Scaling to zero with an External metric is stored (with HPAScaleToZero).
+    let external = "  metrics:\n  - type: External\n    external: {metric: {name: q}, target: {type: Value, value: 10}}\n";
+    assert!(parse_manifest(&hpa(&format!(
+        "{target}  minReplicas: 0\n  maxReplicas: 3\n{external}"
+    )))
+    .is_ok());
+}
+
 /// A manifest that is YAML but not a valid HPA names the field, and each error is said once.
 #[test]
 fn manifest_errors_name_the_field_and_say_it_once() {
@@ -507,7 +580,7 @@ fn manifest_errors_name_the_field_and_say_it_once() {
     );
     let e = error_of(&unknown);
     assert!(
-        e.ends_with("spec.metrics[0].pods.target.type: Unsupported value: \"Average\": supported values: \"AverageValue\", \"Utilization\", \"Value\""),
+        e.ends_with("spec.metrics[0].pods.target.type: Invalid value: \"Average\": must be either Utilization, Value, or AverageValue"),
         "{e}"
     );
 }

@@ -318,7 +318,7 @@ fn resource_metrics_are_named_and_fail_in_the_controllers_words() {
 #[test]
 fn a_null_field_of_an_hpa_is_one_not_set() {
     let hpa = parse_manifest(
-        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\n  namespace:\nspec:\n  maxReplicas: 5\n  metrics:\n  behavior:\n",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: web\n  namespace:\nspec:\n  scaleTargetRef: {kind: Deployment, name: web}\n  maxReplicas: 5\n  metrics:\n  behavior:\n",
     )
     .expect("manifest");
     assert_eq!(hpa.metadata.namespace, None);
