@@ -114,6 +114,8 @@ enum Hostile {
     HalfHead,
     /// TLS done, one request answered, then idle.
     IdleKeepAlive,
+    /// TLS done, a request head announcing a small body that never comes.
+    BodyNeverSent,
 }
 
 /// Open one hostile connection and spawn a reader that counts it in `closed` once the
@@ -147,7 +149,7 @@ async fn open(
                 closed.fetch_add(1, Ordering::SeqCst);
             });
         }
-        Hostile::HalfHead | Hostile::IdleKeepAlive => {
+        Hostile::HalfHead | Hostile::IdleKeepAlive | Hostile::BodyNeverSent => {
             let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
             let mut s = tls
                 .connect(name, tcp)
@@ -157,6 +159,12 @@ async fn open(
                 s.write_all(b"GET /apis HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
                     .await
                     .map_err(|e| format!("{kind:?}: write: {e}"))?;
+            } else if let Hostile::BodyNeverSent = kind {
+                s.write_all(
+                    b"GET /apis HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n",
+                )
+                .await
+                .map_err(|e| format!("{kind:?}: write: {e}"))?;
             } else {
                 s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                     .await
@@ -192,6 +200,7 @@ async fn open_many(
         Hostile::HalfHandshake,
         Hostile::HalfHead,
         Hostile::IdleKeepAlive,
+        Hostile::BodyNeverSent,
     ];
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
     let mut tasks = Vec::with_capacity(n);
@@ -402,6 +411,31 @@ async fn at_the_connection_cap_new_clients_displace_silent_ones() {
         metrics.contains("promhpa_connections_closed_total{reason=\"evicted\"}"),
         "{metrics}"
     );
+}
+
+/// Requests announcing a body they never send do not hold their connections against the
+/// cap: promhpa refuses every body anyway, and a connection waiting for one can make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_never_come_do_not_fill_the_connection_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    let server = Server::start(
+        &pki,
+        dir.path(),
+        &["--max-connections=10", "--request-header-timeout=30s"],
+    );
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let tls = tls_connector(&pki);
+    let closed = Arc::new(AtomicUsize::new(0));
+    for _ in 0..10 {
+        open(server.port, Hostile::BodyNeverSent, &tls, closed.clone())
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        let list = get_ok(&reqwest_client(&pki), &format!("{base}{METRIC}")).await;
+        assert_eq!(list["kind"], "MetricValueList");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

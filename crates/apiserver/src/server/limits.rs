@@ -78,8 +78,8 @@ impl Default for ServingLimits {
 /// dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// A request body of at most this declared size is read (and thrown away) before the 413
-/// answer, so that its client sees the answer instead of a reset connection. Larger or
+/// An HTTP/1.1 request body of at most this declared size is read (and thrown away) before
+/// the 413 answer, so that its client sees the answer instead of a reset connection. Larger or
 /// unsized bodies are not read at all: a client waiting for `100 Continue` gets the 413
 /// instead and sends nothing.
 const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -540,12 +540,14 @@ pub(crate) async fn handle(
     limits: Arc<RequestLimits>,
     conn: Arc<ConnState>,
 ) -> Result<Response<Body>, Infallible> {
-    let _guard = conn.begin_request();
     let http1 = req.version() <= axum::http::Version::HTTP_11;
     let size = body_size(&req);
     if size != BodySize::None {
+        // Not counted as serving: a client that never sends the body it announced leaves
+        // its connection one that can make room at the connection cap. Only HTTP/1.1 needs
+        // the body read off the connection before the answer (HTTP/2 resets the stream).
         limits.rejected("body");
-        if let BodySize::Declared(n) = size {
+        if let (true, BodySize::Declared(n)) = (http1, size) {
             if n <= DRAIN_LIMIT {
                 let grace = limits.limits.request_header_timeout;
                 let body = axum::body::to_bytes(req.into_body(), DRAIN_LIMIT as usize);
@@ -565,6 +567,7 @@ pub(crate) async fn handle(
         }
         return Ok(resp);
     }
+    let _guard = conn.begin_request();
     let _permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
         (Some(sem), false) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
