@@ -9,7 +9,7 @@
 //! finds nothing) instead of failing until the next periodic relist.
 
 use promhpa_core::time::now_ms;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -143,14 +143,17 @@ pub struct Registry {
     negative_ttl: Duration,
     snapshot: RwLock<Arc<Snapshot>>,
     ready: AtomicBool,
-    negative: Mutex<HashMap<(Api, String), Instant>>,
+    /// When each rule (by path) was last asked again by a targeted lookup: its answer stands
+    /// for every name the rule could produce, so that requests for names that never appear
+    /// (one name or thousands) cost each rule at most one lookup per `negative_ttl`.
+    looked_up: Mutex<HashMap<String, Instant>>,
     targeted: tokio::sync::Mutex<()>,
 }
 
-/// How long a targeted lookup that found nothing is remembered: short enough that a client
-/// asking every second for a metric that just appeared gets it on its next request, long
-/// enough that a flood of requests for a name that never appears costs at most two lookups
-/// a second.
+/// How long a rule's targeted lookup stands for every name it could produce: short enough
+/// that a client asking every second for a metric that just appeared gets it on its next
+/// request, long enough that a flood of requests for names that never appear costs each rule
+/// at most two lookups a second.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_millis(500);
 
 /// Result of discovering one rule.
@@ -204,7 +207,7 @@ impl Registry {
                 ..Snapshot::default()
             })),
             ready: AtomicBool::new(false),
-            negative: Mutex::new(HashMap::new()),
+            looked_up: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
         }
     }
@@ -221,7 +224,7 @@ impl Registry {
         self.snapshot().backends.clone()
     }
 
-    /// How long a targeted lookup that found nothing is remembered.
+    /// How long a rule's targeted lookup stands for every name it could produce.
     pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = ttl;
         self
@@ -772,9 +775,7 @@ impl Registry {
         if errors.len() < total || total == 0 {
             self.ready.store(true, Ordering::Release);
         }
-        if let Ok(mut n) = self.negative.lock() {
-            n.clear();
-        }
+        self.forget_lookups();
         errors
     }
 
@@ -794,51 +795,70 @@ impl Registry {
         self.metrics.rule_discovery_error(path)
     }
 
-    fn negative_hit(&self, api: Api, metric: &str) -> bool {
-        let Ok(mut n) = self.negative.lock() else {
-            return false;
-        };
-        match n.get(&(api, metric.to_string())) {
-            Some(t) if t.elapsed() < self.negative_ttl => true,
-            Some(_) => {
-                n.remove(&(api, metric.to_string()));
-                false
-            }
-            None => false,
+    /// After a relist or a reload every rule's series are fresh (or its rules new).
+    fn forget_lookups(&self) {
+        if let Ok(mut l) = self.looked_up.lock() {
+            l.clear();
         }
     }
 
+    /// The paths of the rules of `api` in `snap` that could produce `metric` and were not
+    /// asked again within `negative_ttl`.
+    fn due_for_lookup(&self, snap: &Snapshot, api: Api, metric: &str) -> HashSet<String> {
+        let rules = match api {
+            Api::Custom => &snap.rules.custom,
+            Api::External => &snap.rules.external,
+        };
+        let Ok(looked_up) = self.looked_up.lock() else {
+            return HashSet::new();
+        };
+        rules
+            .iter()
+            .filter(|r| r.could_serve(metric))
+            .filter(|r| {
+                looked_up
+                    .get(r.path())
+                    .is_none_or(|t| t.elapsed() >= self.negative_ttl)
+            })
+            .map(|r| r.path().to_string())
+            .collect()
+    }
+
     async fn targeted_lookup(&self, api: Api, metric: &str, present: impl Fn(&Snapshot) -> bool) {
-        if self.negative_hit(api, metric) {
+        if self
+            .due_for_lookup(&self.snapshot(), api, metric)
+            .is_empty()
+        {
             return;
         }
         let _guard = self.targeted.lock().await;
         // Another request may have refreshed the registry while this one waited.
-        if present(&self.snapshot()) || self.negative_hit(api, metric) {
+        let current = self.snapshot();
+        if present(&current) {
             return;
         }
-        let current = self.snapshot();
-        // Only the rules that may serve this name are asked again.
+        let due = self.due_for_lookup(&current, api, metric);
+        if due.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        // Only the rules that may serve this name, and were not just asked, are asked again.
         let (snap, errors, _) = self
             .rebuild_some(&current.rules, &current.backends, &[api], &|r| {
-                r.could_serve(metric)
+                due.contains(r.path())
             })
             .await;
-        let asked = current.rules.custom.iter().chain(&current.rules.external);
-        self.metrics.record_rule_lookups(
-            asked.filter(|r| r.could_serve(metric)).map(|r| r.path()),
-            &errors,
-        );
+        if let Ok(mut looked_up) = self.looked_up.lock() {
+            for path in &due {
+                looked_up.insert(path.clone(), started);
+            }
+        }
+        self.metrics
+            .record_rule_lookups(due.iter().map(String::as_str), &errors);
         for e in &errors {
             tracing::warn!(error = %e, metric, "targeted discovery failed for a rule");
         }
-        let found = present(&snap);
         self.swap(snap);
-        if !found {
-            if let Ok(mut n) = self.negative.lock() {
-                n.insert((api, metric.to_string()), Instant::now());
-            }
-        }
     }
 
     /// Serve `rules` from now on: connect their new backends, discover their series, then
@@ -880,9 +900,7 @@ impl Registry {
             tracing::warn!(error = %e, "discovery failed for a reloaded rule; it serves nothing until the next relist");
         }
         self.swap(snap);
-        if let Ok(mut n) = self.negative.lock() {
-            n.clear();
-        }
+        self.forget_lookups();
         Ok(errors)
     }
 

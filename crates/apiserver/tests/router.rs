@@ -878,6 +878,72 @@ rules:
     assert_eq!(body["items"][0]["value"], "3");
 }
 
+/// A rule whose `seriesQuery` names no metric could produce any name, so every unknown name
+/// asks it again; its answer then stands for all names for a while: a flood of distinct
+/// names costs the backend a bounded number of lookups, and the registry no memory per name.
+#[tokio::test]
+async fn a_flood_of_distinct_unknown_names_costs_each_rule_a_bounded_number_of_lookups() {
+    let rules = r#"
+rules:
+- seriesQuery: '{__name__=~"^http_.*",namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+"#;
+    let backend = Arc::new(Switchable::default());
+    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
+    let registry = Arc::new(Registry::new(
+        Arc::new(RuleSet::from_yaml(rules, "rules").unwrap()),
+        backend.clone(),
+        lookup.clone(),
+        Arc::new(SelfMetrics::default()),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry: registry.clone(),
+        lookup,
+        metrics: Arc::new(SelfMetrics::default()),
+        guard: None,
+        coalescer: Default::default(),
+        forward: None,
+    });
+    registry.relist().await;
+    let after_relist = backend.series_calls.load(Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    for i in 0..300 {
+        let uri =
+            format!("/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/nosuch_{i}");
+        assert_eq!(get(&app, &uri).await.0, StatusCode::NOT_FOUND);
+    }
+    let lookups = backend.series_calls.load(Ordering::SeqCst) - after_relist;
+    // One lookup, then at most one per 500 ms while the flood lasts.
+    let allowed = 1 + (started.elapsed().as_millis() / 500) as usize;
+    assert!(
+        lookups <= allowed,
+        "{lookups} series lookups for 300 unknown names (at most {allowed})"
+    );
+
+    // A name that appears afterwards is still found by the next lookup.
+    backend
+        .inner
+        .append(
+            &Labels::from_pairs([
+                ("__name__", "http_late"),
+                ("namespace", "shop"),
+                ("pod", "web-1"),
+            ]),
+            now_ms() - 1000,
+            3.0,
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, body) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/http_late",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn the_debug_view_shows_each_rules_discovery_and_the_promql_of_a_path() {
     let (backend, registry, app) = setup(Duration::from_secs(3600));
