@@ -11,25 +11,58 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 
-/// The query parameters, percent-decoded (`+` read as a space).
+/// The query parameters, percent-decoded (`+` read as a space). A parameter given twice
+/// has its first value, as Kubernetes reads one (`url.Values.Get`).
 pub(crate) fn query_params(req: &Request) -> BTreeMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    let dec = |s: &str| {
-                        percent_encoding::percent_decode_str(&s.replace('+', " "))
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    };
-                    (dec(k), dec(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    let mut params = BTreeMap::new();
+    let dec = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    for p in req.uri().query().unwrap_or_default().split('&') {
+        if p.is_empty() {
+            continue;
+        }
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        params.entry(dec(k)).or_insert_with(|| dec(v));
+    }
+    params
+}
+
+/// 405 `MethodNotAllowed` for `?watch=true` (true as Kubernetes reads the parameter: any
+/// value but `0` and `false`): metric values cannot be watched, as with the generic API
+/// server's list handler over a storage without watch. `resource` names what was asked
+/// (`pods.custom.metrics.k8s.io`).
+pub(crate) fn refuse_watch(
+    params: &BTreeMap<String, String>,
+    resource: &str,
+) -> Result<(), ApiError> {
+    match params.get("watch") {
+        Some(v) if v != "0" && !v.eq_ignore_ascii_case("false") => Err(ApiError::Rejected {
+            code: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            reason: "MethodNotAllowed",
+            message: format!("watch is not supported on resources of kind \"{resource}\""),
+            details: None,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// 405 `MethodNotAllowed` as a Status, for a method other than GET (or HEAD) on any path.
+pub(crate) async fn method_not_allowed() -> Response {
+    let mut resp = ApiError::Rejected {
+        code: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        reason: "MethodNotAllowed",
+        message: "the server does not allow this method on the requested resource".into(),
+        details: None,
+    }
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("GET, HEAD"),
+    );
+    resp
 }
 
 /// The label selector in the parameter `name`; everything when there is none.

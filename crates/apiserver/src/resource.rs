@@ -561,6 +561,14 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
     } else {
         "resource/pods"
     };
+    let kind = if route == "resource/nodes" {
+        "nodes.metrics.k8s.io"
+    } else {
+        "pods.metrics.k8s.io"
+    };
+    if let Err(e) = crate::request::refuse_watch(&params, kind) {
+        return e.into_response();
+    }
     let key = request_key(&state, &req, &params);
     let result = serve(&state, rules, &segs, &params).await;
     with_route(route, remembered(&state, "resource", key, result).await)

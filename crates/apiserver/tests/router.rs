@@ -254,6 +254,55 @@ async fn discovery_values_and_readiness() {
     assert_eq!(v["items"][0]["value"], "42");
     assert_eq!(v["items"][0]["metricLabels"]["queue"], "jobs");
 
+    // `pods.` is the core group's pods.
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods./web-1/http_requests_in_flight",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["describedObject"]["kind"], "Pod", "{v}");
+
+    // A parameter given twice has its first value, as Kubernetes reads it.
+    let (code, v) = get(
+        &app,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/any/queue_depth?labelSelector=queue%3Djobs&labelSelector=queue%3Dother",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["metricLabels"]["queue"], "jobs");
+
+    // Values cannot be watched; other methods than GET are refused, all with a Status.
+    for path in [
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/any/queue_depth?watch=true",
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/http_requests_in_flight?watch=1",
+    ] {
+        let (code, v) = get(&app, path).await;
+        assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{path}: {v}");
+        assert_eq!(v["reason"], "MethodNotAllowed", "{v}");
+        assert!(v["message"].as_str().unwrap().starts_with("watch is not supported"), "{v}");
+    }
+    let (code, _) = get(
+        &app,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/any/queue_depth?watch=false",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    for (method, path) in [
+        (
+            "POST",
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/nope",
+        ),
+        ("DELETE", "/apis"),
+        ("PUT", "/healthz"),
+    ] {
+        let (code, allow, v) = common::send(&app, method, path).await;
+        assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {v}");
+        assert_eq!(allow.as_deref(), Some("GET, HEAD"));
+        assert_eq!(v["kind"], "Status", "{v}");
+        assert_eq!(v["reason"], "MethodNotAllowed", "{v}");
+    }
+
     // Status errors.
     let (code, v) = get(
         &app,

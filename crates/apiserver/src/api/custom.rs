@@ -21,7 +21,7 @@ use crate::answer::{remembered, request_key};
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
-use crate::request::{json, not_found, parse_selector, query_params, with_route};
+use crate::request::{json, not_found, parse_selector, query_params, refuse_watch, with_route};
 use crate::state::AppState;
 use crate::types::*;
 
@@ -38,6 +38,16 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
                 "the server could not find the requested resource: version \"{v}\" of {CUSTOM_GROUP} is not served (v1beta1, v1beta2 are)"
             ))
             .into_response();
+        }
+    }
+    if segs.len() >= 3 {
+        let resource = match segs.as_slice() {
+            [_, "namespaces", _, resource, _, ..] => resource,
+            [_, resource, ..] => resource,
+            _ => "",
+        };
+        if let Err(e) = refuse_watch(&params, &format!("{resource}.{CUSTOM_GROUP}")) {
+            return e.into_response();
         }
     }
     let key = request_key(&state, &req, &params);
@@ -105,6 +115,8 @@ async fn custom_values(
 ) -> Result<Response, ApiError> {
     let label_selector = parse_selector(params, "labelSelector")?;
     let metric_selector = parse_selector(params, "metricLabelSelector")?;
+    // `pods.` is `pods` of the core group, as `schema.ParseGroupResource` reads it.
+    let resource = resource.strip_suffix('.').unwrap_or(resource);
     let (gr, kind, api_version) = match state.lookup.resolve(resource).await {
         Ok(m) => {
             let av = if m.group_resource.group.is_empty() {

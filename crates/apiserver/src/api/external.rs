@@ -18,9 +18,10 @@ use crate::answer::{remembered, request_key};
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
-use crate::request::{json, not_found, parse_selector, query_params, with_route};
+use crate::request::{json, not_found, parse_selector, query_params, refuse_watch, with_route};
 use crate::state::AppState;
 use crate::types::*;
+use axum::response::IntoResponse as _;
 
 /// Every `/apis/external.metrics.k8s.io` path: the group, its metrics, or a value.
 pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Response {
@@ -36,6 +37,9 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
             resources(&state, Api::External, &path, req.headers(), own).await
         }
         ["v1beta1", "namespaces", ns, metric] => {
+            if let Err(e) = refuse_watch(&params, &format!("{metric}.{EXTERNAL_GROUP}")) {
+                return e.into_response();
+            }
             let key = request_key(&state, &req, &params);
             let result = external_values(&state, &mut clock, ns, metric, &params).await;
             if let Some((f, metric)) = forwarding(&state, Api::External, req.headers(), &result) {

@@ -29,7 +29,7 @@ mod observe;
 mod openapi;
 mod values;
 
-use crate::request::not_found;
+use crate::request::{method_not_allowed, not_found};
 
 pub use crate::state::{AppState, RequestGuard};
 pub use values::range_window_seconds;
@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi/v3", get(openapi::v3))
         .route("/openapi/v3/{*rest}", get(openapi::v3_group))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::check,
@@ -70,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
+        .method_not_allowed_fallback(method_not_allowed)
         .merge(guarded)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
