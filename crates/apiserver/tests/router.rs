@@ -1371,3 +1371,28 @@ async fn a_metric_whose_discovery_failed_is_unavailable_not_unknown() {
     let (code, body) = get(&app, path).await;
     assert_eq!(code, StatusCode::OK, "{body}");
 }
+
+/// A value too large for int64 milli-units is served in whole units; one too large for a
+/// quantity is named as such, not as an infinity.
+#[tokio::test]
+async fn large_values_are_served_or_named_for_what_they_are() {
+    let (backend, registry, app) = setup(Duration::from_secs(10));
+    add(
+        &backend,
+        &[("__name__", "queue_depth"), ("queue", "big")],
+        9.3e15,
+    );
+    add(
+        &backend,
+        &[("__name__", "queue_depth"), ("queue", "huge")],
+        1e300,
+    );
+    registry.relist().await;
+    let base = "/apis/external.metrics.k8s.io/v1beta1/namespaces/any/queue_depth";
+    let (code, v) = get(&app, &format!("{base}?labelSelector=queue%3Dbig")).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "9300T");
+    let (code, message) = failure(&app, &format!("{base}?labelSelector=queue%3Dhuge")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(message.contains("1e300, beyond ±1e27"), "{message}");
+}

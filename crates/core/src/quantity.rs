@@ -86,19 +86,27 @@ impl Quantity {
         }
     }
 
-    /// A float rounded to the nearest milli-unit; `None` for NaN, ±Inf and values too large
-    /// to represent. (prometheus-adapter truncates toward zero and turns NaN into
-    /// -9223372036854775808m; promhpa rounds and refuses.)
+    /// A float rounded to the nearest milli-unit (to the nearest unit from 9.2e15 up, where
+    /// milli-units no longer fit an int64); `None` for NaN, ±Inf and magnitudes of
+    /// [`Quantity::MAX_F64`] or more. (prometheus-adapter truncates toward zero and turns
+    /// NaN, like any value beyond an int64 of milli-units, into -9223372036854775808m;
+    /// promhpa rounds and refuses.)
     pub fn from_f64_milli(value: f64) -> Option<Self> {
-        if !value.is_finite() {
+        if !value.is_finite() || value.abs() >= Self::MAX_F64 {
             return None;
         }
         let milli = (value * 1000.0).round();
-        if milli.abs() >= 9.2e18 {
-            return None;
+        if milli.abs() < 9.2e18 {
+            return Some(Self::from_milli(milli as i64));
         }
-        Some(Self::from_milli(milli as i64))
+        Some(Quantity {
+            nanos: (value.round() as i128) * NANO,
+            format: Format::DecimalSi,
+        })
     }
+
+    /// The magnitude from which [`Quantity::from_f64_milli`] refuses a float.
+    pub const MAX_F64: f64 = 1e27;
 
     pub fn format(&self) -> Format {
         self.format
@@ -390,6 +398,15 @@ mod tests {
 
     #[test]
     fn floats_never_become_garbage() {
+        assert_eq!(
+            Quantity::from_f64_milli(9.3e15).map(|q| q.to_string()),
+            Some("9300T".into())
+        );
+        assert_eq!(
+            Quantity::from_f64_milli(-1.5e20).map(|q| q.to_string()),
+            Some("-150E".into())
+        );
+        assert_eq!(Quantity::from_f64_milli(1e300), None);
         assert_eq!(Quantity::from_f64_milli(f64::NAN), None);
         assert_eq!(Quantity::from_f64_milli(f64::INFINITY), None);
         assert_eq!(

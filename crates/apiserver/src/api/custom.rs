@@ -16,7 +16,7 @@ use promhpa_core::quantity::Quantity;
 
 use super::discovery::{custom_group, custom_resources, resources};
 use super::errors::{render_error, unknown_metric};
-use super::values::{forwarding, non_finite, query_vector, range_window_seconds};
+use super::values::{forwarding, query_vector, range_window_seconds, unservable};
 use crate::answer::{remembered, request_key};
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
@@ -210,8 +210,8 @@ async fn custom_values(
             Some(q) => values.push((n, q, s.timestamp_ms)),
             None => {
                 state.metrics.dropped_value(metric);
-                tracing::warn!(metric, object = n, value = non_finite(s.value), query = %promql, "value dropped: not a finite number");
-                dropped.push(format!("{n}: {}", non_finite(s.value)));
+                tracing::warn!(metric, object = n, value = unservable(s.value), query = %promql, "value dropped: not a number a quantity holds");
+                dropped.push(format!("{n}: {}", unservable(s.value)));
             }
         }
     }
@@ -221,7 +221,7 @@ async fn custom_values(
             .unwrap_or_default();
         let message = if !dropped.is_empty() {
             format!(
-                "metric \"{metric}\" for {gr}{scope} has no finite value (dropped {}); query: {promql}",
+                "metric \"{metric}\" for {gr}{scope} has no value a quantity can hold (dropped {}); query: {promql}",
                 dropped.join(", ")
             )
         } else if samples.is_empty() {

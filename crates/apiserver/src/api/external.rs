@@ -13,7 +13,7 @@ use promhpa_core::selector::LabelSelector;
 
 use super::discovery::{external_group, external_resources, resources};
 use super::errors::{render_error, unknown_external_metric};
-use super::values::{forwarding, non_finite, query_vector, range_window_seconds};
+use super::values::{forwarding, query_vector, range_window_seconds, unservable};
 use crate::answer::{remembered, request_key};
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
@@ -107,8 +107,8 @@ async fn external_values(
             }),
             None => {
                 state.metrics.dropped_value(metric);
-                tracing::warn!(metric, value = non_finite(s.value), query = %promql, "value dropped: not a finite number");
-                dropped.push(format!("{labels:?}: {}", non_finite(s.value)));
+                tracing::warn!(metric, value = unservable(s.value), query = %promql, "value dropped: not a number a quantity holds");
+                dropped.push(format!("{labels:?}: {}", unservable(s.value)));
             }
         }
     }
@@ -119,7 +119,7 @@ async fn external_values(
             )
         } else {
             format!(
-                "external metric \"{metric}\" in namespace \"{namespace}\" has no finite value (dropped {}); query: {promql}",
+                "external metric \"{metric}\" in namespace \"{namespace}\" has no value a quantity can hold (dropped {}); query: {promql}",
                 dropped.join(", ")
             )
         };

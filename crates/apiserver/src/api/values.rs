@@ -64,14 +64,18 @@ pub fn range_window_seconds(promql: &str) -> Option<i64> {
     best
 }
 
-/// Why a finite value could not be produced.
-pub(super) fn non_finite(v: f64) -> &'static str {
+/// Why a value cannot be served: NaN, an infinity, or a finite value too large for a
+/// quantity.
+pub(super) fn unservable(v: f64) -> String {
     if v.is_nan() {
-        "NaN"
-    } else if v > 0.0 {
-        "+Inf"
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
     } else {
-        "-Inf"
+        format!(
+            "{v:e}, beyond ±{:e}",
+            promhpa_core::quantity::Quantity::MAX_F64
+        )
     }
 }
 
