@@ -841,16 +841,18 @@ impl Registry {
         if due.is_empty() {
             return;
         }
-        let started = Instant::now();
         // Only the rules that may serve this name, and were not just asked, are asked again.
         let (snap, errors, _) = self
             .rebuild_some(&current.rules, &current.backends, &[api], &|r| {
                 due.contains(r.path())
             })
             .await;
+        // Stamped when the answer came: the requests that queued behind this lookup while a
+        // slow backend answered are covered by it, not each the cause of another.
+        let answered = Instant::now();
         if let Ok(mut looked_up) = self.looked_up.lock() {
             for path in &due {
-                looked_up.insert(path.clone(), started);
+                looked_up.insert(path.clone(), answered);
             }
         }
         self.metrics

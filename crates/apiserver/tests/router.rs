@@ -61,6 +61,8 @@ struct Switchable {
     inner: EmbeddedBackend,
     fail: AtomicBool,
     series_calls: std::sync::atomic::AtomicUsize,
+    /// How long each series fetch takes, in milliseconds.
+    series_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Backend for Switchable {
@@ -89,6 +91,13 @@ impl Backend for Switchable {
         since_ms: i64,
     ) -> BoxFuture<'a, Result<Vec<SeriesInfo>, BackendError>> {
         self.series_calls.fetch_add(1, Ordering::SeqCst);
+        let delay = Duration::from_millis(self.series_delay_ms.load(Ordering::SeqCst));
+        if !delay.is_zero() {
+            return Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                self.inner.series_names(selector, since_ms).await
+            });
+        }
         if self.fail.load(Ordering::SeqCst) {
             return Box::pin(async {
                 Err(BackendError::Unavailable {
@@ -971,6 +980,32 @@ rules:
         "{lookups} series lookups for 300 unknown names (at most {allowed})"
     );
 
+    // A backend slower than the 0.5 s a lookup stands for: the requests that queued behind
+    // one lookup are answered by it, not each the cause of another.
+    backend.series_delay_ms.store(800, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = backend.series_calls.load(Ordering::SeqCst);
+    let queued: Vec<_> = (0..20)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let uri = format!(
+                    "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/slow_{i}"
+                );
+                get(&app, &uri).await.0
+            })
+        })
+        .collect();
+    for q in queued {
+        assert_eq!(q.await.unwrap(), StatusCode::NOT_FOUND);
+    }
+    let lookups = backend.series_calls.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        lookups, 1,
+        "{lookups} series lookups for 20 requests queued behind one"
+    );
+    backend.series_delay_ms.store(0, Ordering::SeqCst);
+
     // A name that appears afterwards is still found by the next lookup.
     backend
         .inner
@@ -1372,27 +1407,31 @@ async fn a_metric_whose_discovery_failed_is_unavailable_not_unknown() {
     assert_eq!(code, StatusCode::OK, "{body}");
 }
 
-/// A value too large for int64 milli-units is served in whole units; one too large for a
-/// quantity is named as such, not as an infinity.
+/// A value whose milli-units do not fit an int64 (the controller reads values through
+/// `MilliValue`, which would make it 0 or garbage) is dropped and named as out of range, not
+/// as an infinity; one just inside is served.
 #[tokio::test]
-async fn large_values_are_served_or_named_for_what_they_are() {
+async fn values_beyond_int64_milli_units_are_named_for_what_they_are() {
     let (backend, registry, app) = setup(Duration::from_secs(10));
     add(
         &backend,
         &[("__name__", "queue_depth"), ("queue", "big")],
-        9.3e15,
+        9e15,
     );
     add(
         &backend,
         &[("__name__", "queue_depth"), ("queue", "huge")],
-        1e300,
+        9.3e15,
     );
     registry.relist().await;
     let base = "/apis/external.metrics.k8s.io/v1beta1/namespaces/any/queue_depth";
     let (code, v) = get(&app, &format!("{base}?labelSelector=queue%3Dbig")).await;
     assert_eq!(code, StatusCode::OK, "{v}");
-    assert_eq!(v["items"][0]["value"], "9300T");
+    assert_eq!(v["items"][0]["value"], "9P");
     let (code, message) = failure(&app, &format!("{base}?labelSelector=queue%3Dhuge")).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
-    assert!(message.contains("1e300, beyond ±1e27"), "{message}");
+    assert!(
+        message.contains("9.3e15, beyond ±9.2e15, past an int64 of milli-units"),
+        "{message}"
+    );
 }

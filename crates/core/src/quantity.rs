@@ -1,7 +1,7 @@
 //! Kubernetes resource quantities (`500m`, `2`, `1Gi`, `10500m`, `2k`, `1e3`).
 //!
 //! A [`Quantity`] is held exactly, in nano-units, so values survive a parse/print round trip
-//! and milli-value arithmetic matches Kubernetes' (`MilliValue` rounds up). `Display`
+//! and milli-value arithmetic matches Kubernetes' (`MilliValue` rounds away from zero). `Display`
 //! prints the canonical form a Go API server sends: decimal quantities with the largest SI
 //! suffix that keeps the number whole (`3000m` → `3`, `2000` → `2k`, `1500` stays `1500`),
 //! binary quantities with the largest power-of-1024 suffix that does.
@@ -86,27 +86,21 @@ impl Quantity {
         }
     }
 
-    /// A float rounded to the nearest milli-unit (to the nearest unit from 9.2e15 up, where
-    /// milli-units no longer fit an int64); `None` for NaN, ±Inf and magnitudes of
-    /// [`Quantity::MAX_F64`] or more. (prometheus-adapter truncates toward zero and turns
-    /// NaN, like any value beyond an int64 of milli-units, into -9223372036854775808m;
+    /// A float rounded to the nearest milli-unit; `None` for NaN, ±Inf and magnitudes of
+    /// [`Quantity::MAX_F64`] or more, whose milli-units do not fit an int64 (Kubernetes'
+    /// `MilliValue` would read them as garbage or 0). (prometheus-adapter truncates toward
+    /// zero and turns NaN, like any value beyond that range, into -9223372036854775808m;
     /// promhpa rounds and refuses.)
     pub fn from_f64_milli(value: f64) -> Option<Self> {
         if !value.is_finite() || value.abs() >= Self::MAX_F64 {
             return None;
         }
-        let milli = (value * 1000.0).round();
-        if milli.abs() < 9.2e18 {
-            return Some(Self::from_milli(milli as i64));
-        }
-        Some(Quantity {
-            nanos: (value.round() as i128) * NANO,
-            format: Format::DecimalSi,
-        })
+        Some(Self::from_milli((value * 1000.0).round() as i64))
     }
 
-    /// The magnitude from which [`Quantity::from_f64_milli`] refuses a float.
-    pub const MAX_F64: f64 = 1e27;
+    /// The magnitude from which [`Quantity::from_f64_milli`] refuses a float: its
+    /// milli-units would not fit an int64.
+    pub const MAX_F64: f64 = 9.2e15;
 
     pub fn format(&self) -> Format {
         self.format
@@ -372,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn milli_value_rounds_up() {
+    fn milli_value_rounds_away_from_zero() {
         assert_eq!(q("1n").milli_value(), 1);
         assert_eq!(q("500m").milli_value(), 500);
         assert_eq!(q("2").milli_value(), 2000);
@@ -399,14 +393,11 @@ mod tests {
     #[test]
     fn floats_never_become_garbage() {
         assert_eq!(
-            Quantity::from_f64_milli(9.3e15).map(|q| q.to_string()),
-            Some("9300T".into())
+            Quantity::from_f64_milli(9.1e15).map(|q| q.milli_value()),
+            Some(9_100_000_000_000_000_000)
         );
-        assert_eq!(
-            Quantity::from_f64_milli(-1.5e20).map(|q| q.to_string()),
-            Some("-150E".into())
-        );
-        assert_eq!(Quantity::from_f64_milli(1e300), None);
+        assert_eq!(Quantity::from_f64_milli(9.3e15), None);
+        assert_eq!(Quantity::from_f64_milli(-1e300), None);
         assert_eq!(Quantity::from_f64_milli(f64::NAN), None);
         assert_eq!(Quantity::from_f64_milli(f64::INFINITY), None);
         assert_eq!(

@@ -40,12 +40,14 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
             .into_response();
         }
     }
-    if segs.len() >= 3 {
-        let resource = match segs.as_slice() {
-            [_, "namespaces", _, resource, _, ..] => resource,
-            [_, resource, ..] => resource,
-            _ => "",
-        };
+    // The resource of a value path, for a refused watch.
+    let valued = match segs.as_slice() {
+        [_, "namespaces", _, "metrics", _] => Some("namespaces"),
+        [_, "namespaces", _, resource, _, _] | [_, resource, _, _] => Some(*resource),
+        _ => None,
+    };
+    if let Some(resource) = valued {
+        let resource = resource.strip_suffix('.').unwrap_or(resource);
         if let Err(e) = refuse_watch(&params, &format!("{resource}.{CUSTOM_GROUP}")) {
             return e.into_response();
         }

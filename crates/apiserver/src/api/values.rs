@@ -64,8 +64,8 @@ pub fn range_window_seconds(promql: &str) -> Option<i64> {
     best
 }
 
-/// Why a value cannot be served: NaN, an infinity, or a finite value too large for a
-/// quantity.
+/// Why a value cannot be served: NaN, an infinity, or a finite value whose milli-units do
+/// not fit an int64 (the HPA controller reads values through `MilliValue`).
 pub(super) fn unservable(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
@@ -73,7 +73,7 @@ pub(super) fn unservable(v: f64) -> String {
         if v > 0.0 { "+Inf" } else { "-Inf" }.into()
     } else {
         format!(
-            "{v:e}, beyond ±{:e}",
+            "{v:e}, beyond ±{:e}, past an int64 of milli-units",
             promhpa_core::quantity::Quantity::MAX_F64
         )
     }
