@@ -432,8 +432,11 @@ async fn bodies_that_never_come_do_not_fill_the_connection_cap() {
             .await
             .unwrap();
     }
+    // One client, so that the later requests cannot make room by closing an earlier
+    // client's idle connection: the first had to displace a connection waiting for a body.
+    let client = reqwest_client(&pki);
     for _ in 0..3 {
-        let list = get_ok(&reqwest_client(&pki), &format!("{base}{METRIC}")).await;
+        let list = get_ok(&client, &format!("{base}{METRIC}")).await;
         assert_eq!(list["kind"], "MetricValueList");
     }
 }

@@ -58,13 +58,32 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
 
 /// Load a PEM certificate chain and private key.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, ServerError> {
+    let read = |what: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|e| ServerError::Read {
+            what,
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    };
+    let cert_pem = read("tls certificate file", cert)?;
+    let key_pem = read("tls private key file", key)?;
+    certified_key_from(cert, &cert_pem, key, &key_pem)
+}
+
+/// [`load_certified_key`] from the files' contents, already read; the paths name them in
+/// errors.
+fn certified_key_from(
+    cert: &Path,
+    cert_pem: &[u8],
+    key: &Path,
+    key_pem: &[u8],
+) -> Result<CertifiedKey, ServerError> {
     let read_err = |what: &'static str, path: &Path, e: String| ServerError::Read {
         what,
         path: path.to_path_buf(),
         message: e,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| read_err("tls certificate file", cert, pem_error(&e)))?
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| read_err("tls certificate file", cert, pem_error(&e)))?;
     if certs.is_empty() {
@@ -74,7 +93,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, Serve
             "no certificates found".into(),
         ));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| read_err("tls private key file", key, pem_error(&e)))?;
     let signing = provider()
         .key_provider
@@ -127,12 +146,16 @@ impl ReloadingCert {
     /// Loads the pair now, so that a missing or invalid file is reported at start, and
     /// starts the thread that looks at the files.
     pub fn new(cert: &Path, key: &Path) -> Result<ReloadingCert, ServerError> {
-        let ck = load_certified_key(cert, key)?;
+        let seen = CertFiles::fingerprint(cert, key);
+        let ck = match &seen {
+            [Some(c), Some(k)] => certified_key_from(cert, c, key, k)?,
+            _ => load_certified_key(cert, key)?,
+        };
         let files = Arc::new(CertFiles {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             current: RwLock::new(Arc::new(ck)),
-            seen: Mutex::new((CertFiles::fingerprint(cert, key), None)),
+            seen: Mutex::new((seen, None)),
         });
         promhpa_http_client::watch::every(
             "serving-cert",
@@ -168,7 +191,12 @@ impl CertFiles {
         if now == seen.0 || seen.1.as_ref() == Some(&now) {
             return;
         }
-        match load_certified_key(&self.cert, &self.key) {
+        // Loaded from what was just read, so what is remembered is what was loaded.
+        let loaded = match &now {
+            [Some(cert), Some(key)] => certified_key_from(&self.cert, cert, &self.key, key),
+            _ => load_certified_key(&self.cert, &self.key),
+        };
+        match loaded {
             Ok(ck) => {
                 *seen = (now, None);
                 match self.current.write() {

@@ -746,7 +746,7 @@ pub fn compute_metric(
                 let c = pods_replicas(input, samples, &resource, Kind::Plain { target: avg })
                     .map_err(|m| {
                         err(if is_pods {
-                            m
+                            format!("failed to get pods metric value: {m}")
                         } else {
                             format!("failed to get {resource} usage: {m}")
                         })

@@ -177,6 +177,26 @@ impl ClientSettings {
     }
 
     /// The CA and client certificate as they are now.
+    /// The PEM of the files as `files` holds them (read by [`ClientSettings::fingerprint`]),
+    /// so that what is remembered as loaded is what was loaded; a file it could not read is
+    /// read again, for the error.
+    fn material_from(&self, files: &Fingerprint) -> Result<Material, ClientError> {
+        let mut contents = files.iter();
+        let mut take = |pem: &Pem| match pem {
+            Pem::File { .. } => match contents.next() {
+                Some(Some(bytes)) => Ok(bytes.clone()),
+                _ => pem.read(),
+            },
+            Pem::Inline(p) => Ok(p.pem.clone()),
+        };
+        let ca = self.ca.as_ref().map(&mut take).transpose()?;
+        let identity = match &self.identity {
+            Some(Identity { cert, key }) => Some((take(cert)?, take(key)?)),
+            None => None,
+        };
+        Ok(Material { ca, identity })
+    }
+
     fn material(&self) -> Result<Material, ClientError> {
         let identity = match &self.identity {
             Some(Identity { cert, key }) => Some((cert.read()?, key.read()?)),
@@ -310,11 +330,12 @@ impl ReloadingClient {
     /// Builds the client now, so that a missing or invalid file is reported at start, and,
     /// when it is built from files, starts the thread that looks at them.
     pub fn new(settings: ClientSettings, name: &'static str) -> Result<Self, ClientError> {
-        let material = settings.material()?;
+        let seen = settings.fingerprint();
+        let material = settings.material_from(&seen)?;
         let client = settings.build_from(&material)?;
         let watched = !settings.files().is_empty();
         let shared = Arc::new(Shared {
-            seen: Mutex::new((settings.fingerprint(), None)),
+            seen: Mutex::new((seen, None)),
             settings,
             name,
             current: RwLock::new(Generation {
@@ -387,7 +408,7 @@ impl Shared {
         }
         let built = self
             .settings
-            .material()
+            .material_from(&now)
             .and_then(|m| Ok((self.settings.build_from(&m)?, m)));
         match built {
             Ok((client, material)) => {
@@ -679,10 +700,17 @@ mod tests {
             client.shared.current.read().is_ok_and(|g| g.number == 1)
         });
         assert!(rotated, "the rotated CA was not picked up");
+        // The thread holds no reference between looks: the client's state goes with it.
         let weak = Arc::downgrade(&client.shared);
         drop(client);
-        std::thread::sleep(CHECK_INTERVAL * 2);
-        assert!(weak.upgrade().is_none());
+        let freed = (0..100).any(|_| {
+            std::thread::sleep(CHECK_INTERVAL / 50);
+            weak.upgrade().is_none()
+        });
+        assert!(
+            freed,
+            "the thread that looks at the files kept the client alive"
+        );
     }
 
     /// A server on 127.0.0.1 that redirects `/` to `/there` and answers `/there` with 204,

@@ -51,6 +51,17 @@ impl<'a> Evaluator<'a> {
                 let p = param
                     .ok_or_else(|| EvalError::Execution(format!("{name}: missing parameter")))?;
                 scalar_param = self.eval_scalar(p, ts, &name)?;
+                // As Prometheus' convertibleToInt64, before any grouping (so also over no
+                // input): NaN is refused too.
+                if op != token::T_QUANTILE
+                    && !(-9_223_372_036_854_775_808.0..=9_223_372_036_854_774_784.0)
+                        .contains(&scalar_param)
+                {
+                    return Err(EvalError::Execution(format!(
+                        "Scalar value {} overflows int64",
+                        crate::gofloat::format_go_g(scalar_param)
+                    )));
+                }
             }
             token::T_COUNT_VALUES => {
                 let p = param
@@ -171,15 +182,6 @@ impl<'a> Evaluator<'a> {
                 token::T_STDDEV => (g.value / g.count).sqrt(),
                 token::T_QUANTILE => value_quantile(scalar_param, g.values),
                 token::T_TOPK | token::T_BOTTOMK => {
-                    // As Prometheus' convertibleToInt64: NaN is refused too.
-                    if !(-9_223_372_036_854_775_808.0..=9_223_372_036_854_774_784.0)
-                        .contains(&scalar_param)
-                    {
-                        return Err(EvalError::Execution(format!(
-                            "Scalar value {} overflows int64",
-                            crate::gofloat::format_go_g(scalar_param)
-                        )));
-                    }
                     let k = scalar_param as i64;
                     if k < 1 {
                         continue;

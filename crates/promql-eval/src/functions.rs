@@ -252,7 +252,9 @@ fn frexp(x: f64) -> (f64, i32) {
 }
 
 /// Go's `math.Log2` (which `log10` builds on, as Go's `math.Log10` does): exact for powers
-/// of two, and otherwise the last bit as Go rounds it (`log10(1000)` is 3).
+/// of two, otherwise `ln` of the fraction scaled as Go scales it, so that e.g. `log10(1000)`
+/// is 3 as in Prometheus. The last bit still depends on the platform's `ln` (Go has its
+/// own, and fuses the multiply-add on arm64).
 fn go_log2(x: f64) -> f64 {
     let (frac, exp) = frexp(x);
     if frac == 0.5 {
