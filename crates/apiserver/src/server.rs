@@ -133,9 +133,8 @@ struct CertFiles {
     cert: PathBuf,
     key: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
-    /// What the files held when the current pair was loaded, and what they held when they
-    /// last failed to load.
-    seen: Mutex<(CertFingerprint, Option<CertFingerprint>)>,
+    /// What the files held when the current pair was loaded, and when they last failed to.
+    seen: Mutex<promhpa_http_client::watch::Seen<CertFingerprint>>,
 }
 
 /// The contents of the certificate and key files (`None`: unreadable); a rotation that
@@ -155,7 +154,7 @@ impl ReloadingCert {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             current: RwLock::new(Arc::new(ck)),
-            seen: Mutex::new((seen, None)),
+            seen: Mutex::new(promhpa_http_client::watch::Seen::new(seen)),
         });
         promhpa_http_client::watch::every(
             "serving-cert",
@@ -188,7 +187,7 @@ impl CertFiles {
     fn look(&self) {
         let now = CertFiles::fingerprint(&self.cert, &self.key);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if now == seen.0 || seen.1.as_ref() == Some(&now) {
+        if !seen.is_new(&now) {
             return;
         }
         // Loaded from what was just read, so what is remembered is what was loaded.
@@ -198,7 +197,7 @@ impl CertFiles {
         };
         match loaded {
             Ok(ck) => {
-                *seen = (now, None);
+                seen.loaded(now);
                 match self.current.write() {
                     Ok(mut c) => *c = Arc::new(ck),
                     Err(p) => *p.into_inner() = Arc::new(ck),
@@ -206,7 +205,7 @@ impl CertFiles {
                 tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
             }
             Err(e) => {
-                seen.1 = Some(now);
+                seen.refused(now);
                 tracing::warn!(error = %e, "keeping the previous serving certificate");
             }
         }

@@ -146,6 +146,28 @@ fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
     (backend, registry, app)
 }
 
+/// `rules` served from a [`Switchable`] backend, with the test objects.
+fn switchable_app(rules: &str) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
+    let backend = Arc::new(Switchable::default());
+    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
+    let registry = Arc::new(Registry::new(
+        Arc::new(RuleSet::from_yaml(rules, "rules").unwrap()),
+        backend.clone(),
+        lookup.clone(),
+        Arc::new(SelfMetrics::default()),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry: registry.clone(),
+        lookup,
+        metrics: Arc::new(SelfMetrics::default()),
+        guard: None,
+        coalescer: Default::default(),
+        forward: None,
+    });
+    (backend, registry, app)
+}
+
 fn seed(b: &Switchable) {
     add(
         b,
@@ -887,23 +909,7 @@ rules:
   resources: {template: '<<.Resource>>'}
   metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
 "#;
-    let backend = Arc::new(Switchable::default());
-    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
-    let registry = Arc::new(Registry::new(
-        Arc::new(RuleSet::from_yaml(rules, "rules").unwrap()),
-        backend.clone(),
-        lookup.clone(),
-        Arc::new(SelfMetrics::default()),
-        Duration::from_secs(600),
-    ));
-    let app = router(AppState {
-        registry: registry.clone(),
-        lookup,
-        metrics: Arc::new(SelfMetrics::default()),
-        guard: None,
-        coalescer: Default::default(),
-        forward: None,
-    });
+    let (backend, registry, app) = switchable_app(rules);
     registry.relist().await;
     let after_relist = backend.series_calls.load(Ordering::SeqCst);
     let uri =
@@ -947,23 +953,7 @@ rules:
   resources: {template: '<<.Resource>>'}
   metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
 "#;
-    let backend = Arc::new(Switchable::default());
-    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects").unwrap());
-    let registry = Arc::new(Registry::new(
-        Arc::new(RuleSet::from_yaml(rules, "rules").unwrap()),
-        backend.clone(),
-        lookup.clone(),
-        Arc::new(SelfMetrics::default()),
-        Duration::from_secs(600),
-    ));
-    let app = router(AppState {
-        registry: registry.clone(),
-        lookup,
-        metrics: Arc::new(SelfMetrics::default()),
-        guard: None,
-        coalescer: Default::default(),
-        forward: None,
-    });
+    let (backend, registry, app) = switchable_app(rules);
     registry.relist().await;
     let after_relist = backend.series_calls.load(Ordering::SeqCst);
     let started = std::time::Instant::now();

@@ -321,9 +321,9 @@ struct Shared {
     /// What the client talks to (`prometheus`, `forward`), for the log.
     name: &'static str,
     current: RwLock<Generation>,
-    /// What the files held when the current generation was built from them, and what they
-    /// held when they last failed to load (logged once for each content).
-    seen: Mutex<(Fingerprint, Option<Fingerprint>)>,
+    /// What the files held when the current generation was built from them, and when they
+    /// last failed to load.
+    seen: Mutex<watch::Seen<Fingerprint>>,
 }
 
 impl ReloadingClient {
@@ -335,7 +335,7 @@ impl ReloadingClient {
         let client = settings.build_from(&material)?;
         let watched = !settings.files().is_empty();
         let shared = Arc::new(Shared {
-            seen: Mutex::new((seen, None)),
+            seen: Mutex::new(watch::Seen::new(seen)),
             settings,
             name,
             current: RwLock::new(Generation {
@@ -403,7 +403,7 @@ impl Shared {
     fn look(&self) {
         let now = self.settings.fingerprint();
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if now == seen.0 || seen.1.as_ref() == Some(&now) {
+        if !seen.is_new(&now) {
             return;
         }
         let built = self
@@ -412,7 +412,7 @@ impl Shared {
             .and_then(|m| Ok((self.settings.build_from(&m)?, m)));
         match built {
             Ok((client, material)) => {
-                *seen = (now, None);
+                seen.loaded(now);
                 let mut current = match self.current.write() {
                     Ok(c) => c,
                     Err(p) => p.into_inner(),
@@ -428,7 +428,7 @@ impl Shared {
                 );
             }
             Err(e) => {
-                seen.1 = Some(now);
+                seen.refused(now);
                 tracing::warn!(error = %e, "{} CA or client certificate changed but does not load yet; keeping the previous one", self.name);
             }
         }
@@ -441,6 +441,37 @@ pub mod watch {
 
     use std::sync::{Arc, Weak};
     use std::time::Duration;
+
+    /// What files held when they were last loaded, and when they last failed to load: a
+    /// content is tried (and a failure logged) once.
+    #[derive(Debug)]
+    pub struct Seen<F> {
+        loaded: F,
+        refused: Option<F>,
+    }
+
+    impl<F: PartialEq> Seen<F> {
+        pub fn new(loaded: F) -> Self {
+            Seen {
+                loaded,
+                refused: None,
+            }
+        }
+
+        /// Whether `now` is worth loading: neither what is loaded nor what last failed.
+        pub fn is_new(&self, now: &F) -> bool {
+            *now != self.loaded && self.refused.as_ref() != Some(now)
+        }
+
+        pub fn loaded(&mut self, now: F) {
+            self.loaded = now;
+            self.refused = None;
+        }
+
+        pub fn refused(&mut self, now: F) {
+            self.refused = Some(now);
+        }
+    }
 
     /// Calls `look` on `target` every `interval` on a thread named `name`, until the last
     /// `Arc` to `target` is dropped.
