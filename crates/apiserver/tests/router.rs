@@ -294,6 +294,31 @@ async fn discovery_values_and_readiness() {
     assert_eq!(code, StatusCode::OK, "{v}");
     assert_eq!(v["items"][0]["describedObject"]["kind"], "Pod", "{v}");
 
+    // `/version` in Kubernetes' form: its field order, Go's platform names.
+    let (code, v) = get(&app, "/version").await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    let platform = v["platform"].as_str().unwrap();
+    assert!(
+        platform.starts_with("linux/") && !platform.contains("x86_64"),
+        "{v}"
+    );
+    let resp = tower::ServiceExt::oneshot(
+        app.clone(),
+        axum::http::Request::get("/version")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.starts_with("{\"major\":"), "{text}");
+
     // A parameter given twice has its first value, as Kubernetes reads it.
     let (code, v) = get(
         &app,

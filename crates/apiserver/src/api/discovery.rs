@@ -120,19 +120,41 @@ fn resource_list(
     }
 }
 
-/// `/version`: promhpa's version, in the form of Kubernetes' own.
+/// `/version`: promhpa's version, in the form (and field order) of Kubernetes' own
+/// `version.Info`, the platform named as Go names it (`linux/amd64`).
 pub(super) async fn version() -> Response {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Info {
+        major: &'static str,
+        minor: &'static str,
+        git_version: String,
+        git_commit: &'static str,
+        git_tree_state: &'static str,
+        build_date: &'static str,
+        go_version: &'static str,
+        compiler: &'static str,
+        platform: String,
+    }
     let v = env!("CARGO_PKG_VERSION");
     let mut parts = v.split('.');
-    json(&serde_json::json!({
-        "major": parts.next().unwrap_or("0"),
-        "minor": parts.next().unwrap_or("0"),
-        "gitVersion": format!("v{v}"),
-        "gitCommit": "",
-        "gitTreeState": "",
-        "buildDate": "",
-        "goVersion": "",
-        "compiler": "rustc",
-        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
-    }))
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    };
+    json(&Info {
+        major: parts.next().unwrap_or("0"),
+        minor: parts.next().unwrap_or("0"),
+        git_version: format!("v{v}"),
+        git_commit: "",
+        git_tree_state: "",
+        build_date: "",
+        go_version: "",
+        compiler: "rustc",
+        platform: format!("{}/{arch}", std::env::consts::OS),
+    })
 }
