@@ -251,7 +251,12 @@ pub struct PodCounts {
 #[serde(rename_all = "camelCase")]
 pub struct MetricFailure {
     pub reason: String,
+    /// The condition's message after "the HPA was unable to compute the replica count: ",
+    /// and the text of the event of `reason`.
     pub message: String,
+    /// The error the controller returns for the metric (`failed to get pods metric value:
+    /// ...`), which "invalid metrics ..., first error is: " quotes.
+    pub error: String,
     pub metric_name: String,
 }
 
@@ -615,7 +620,7 @@ fn fetch_error_message(spec: &MetricSpec, e: &str) -> String {
                 .as_ref()
                 .map(|p| p.metric.name.as_str())
                 .unwrap_or("");
-            format!("failed to get pods metric value: unable to get metric {n}: {e}")
+            format!("unable to get metric {n}: {e}")
         }
         "Object" => {
             let (n, kind, obj) = spec
@@ -629,9 +634,7 @@ fn fetch_error_message(spec: &MetricSpec, e: &str) -> String {
                     )
                 })
                 .unwrap_or_default();
-            format!(
-                "failed to get object metric value: unable to get metric {n}: {kind} {obj}: {e}"
-            )
+            format!("unable to get metric {n}: {kind} {obj}: {e}")
         }
         _ => {
             let (n, sel) = spec
@@ -639,7 +642,7 @@ fn fetch_error_message(spec: &MetricSpec, e: &str) -> String {
                 .as_ref()
                 .map(|x| (x.metric.name.as_str(), selector_text(&x.metric)))
                 .unwrap_or_default();
-            format!("failed to get external metric value: unable to get external metric {n}({sel}): {e}")
+            format!("unable to get external metric {n}({sel}): {e}")
         }
     }
 }
@@ -672,8 +675,37 @@ pub fn selector_text(m: &crate::spec::MetricIdentifier) -> String {
 fn fail(reason: &str, name: &str, message: String) -> MetricFailure {
     MetricFailure {
         reason: reason.into(),
+        error: message.clone(),
         message,
         metric_name: name.into(),
+    }
+}
+
+/// The error `computeReplicasForMetric` returns for a failed metric of `spec`: the
+/// condition's message in the words of its source type.
+fn returned_error(spec: &MetricSpec, message: &str) -> String {
+    match spec.kind.as_str() {
+        "Object" => format!("failed to get object metric value: {message}"),
+        "Pods" => format!("failed to get pods metric value: {message}"),
+        "Resource" => {
+            let res = spec.resource.as_ref().map_or("", |r| r.name.as_str());
+            format!("failed to get {res} resource metric value: {message}")
+        }
+        "ContainerResource" => {
+            let c = spec
+                .container_resource
+                .as_ref()
+                .map_or("", |r| r.container.as_str());
+            format!("failed to get {c} container metric value: {message}")
+        }
+        "External" => {
+            let n = spec
+                .external
+                .as_ref()
+                .map_or("", |e| e.metric.name.as_str());
+            format!("failed to get {n} external metric value: {message}")
+        }
+        _ => message.to_string(),
     }
 }
 
@@ -702,7 +734,11 @@ pub fn compute_metric(
             ))
         }
     };
-    let err = |m: String| fail(reason, &name, m);
+    let err = |m: String| {
+        let mut f = fail(reason, &name, m);
+        f.error = returned_error(spec, &f.message);
+        f
+    };
     if let Observed::Error(e) = observed {
         return Err(err(fetch_error_message(spec, e)));
     }
@@ -746,7 +782,7 @@ pub fn compute_metric(
                 let c = pods_replicas(input, samples, &resource, Kind::Plain { target: avg })
                     .map_err(|m| {
                         err(if is_pods {
-                            format!("failed to get pods metric value: {m}")
+                            m
                         } else {
                             format!("failed to get {resource} usage: {m}")
                         })
@@ -810,7 +846,7 @@ pub fn compute_metric(
                 ("Value", Some(t), _) => {
                     let ratio = value as f64 / t as f64;
                     let replicas = usage_ratio_replica_count(input, ratio)
-                        .map_err(|m| err(format!("failed to get object metric value: {m}")))?;
+                        .map_err(err)?;
                     Ok(Proposal { replicas, metric_name: name.clone(), ratio, utilization: None, current_milli: value, is_average: false, target: t, pods: None, pod_classes: None })
                 }
                 ("AverageValue", _, Some(t)) => {
@@ -856,8 +892,7 @@ pub fn compute_metric(
             }
             if let Some(t) = target_milli(&e.target.value) {
                 let ratio = usage as f64 / t as f64;
-                let replicas = usage_ratio_replica_count(input, ratio)
-                    .map_err(|m| err(format!("failed to get external metric value: {m}")))?;
+                let replicas = usage_ratio_replica_count(input, ratio).map_err(err)?;
                 return Ok(Proposal {
                     replicas,
                     metric_name: name.clone(),

@@ -387,7 +387,7 @@ fn combine(
         format!(
             "invalid metrics ({invalid} invalid out of {}), first error is: {}",
             metrics.len(),
-            f.message
+            f.error
         )
     });
     if invalid >= metrics.len() || (invalid > 0 && replicas < input.spec_replicas) {

@@ -308,10 +308,31 @@ fn resource_metrics_are_named_and_fail_in_the_controllers_words() {
         &input(&pods, &config, 2, 2),
     )
     .err()
-    .map(|f| f.message);
+    .unwrap_or_else(|| panic!("memory without requests was computed"));
+    // The condition's message, then the error the controller returns (quoted by the
+    // FailedComputeMetricsReplicas event).
     assert_eq!(
-        failed.as_deref(),
-        Some("failed to get memory utilization: missing request for memory in container app of Pod web-0")
+        failed.message,
+        "failed to get memory utilization: missing request for memory in container app of Pod web-0"
+    );
+    assert_eq!(
+        failed.error,
+        "failed to get memory resource metric value: failed to get memory utilization: missing request for memory in container app of Pod web-0"
+    );
+    let rps = metric(
+        "type: Pods\npods: {metric: {name: rps}, target: {type: AverageValue, averageValue: 10}}",
+    );
+    let fetch_failed = Observed::Error("the server could not find the metric rps for pods".into());
+    let failed = compute_metric(&rps, &fetch_failed, &input(&pods, &config, 2, 2))
+        .err()
+        .unwrap_or_else(|| panic!("a metric that failed to fetch was computed"));
+    assert_eq!(
+        failed.message,
+        "unable to get metric rps: the server could not find the metric rps for pods"
+    );
+    assert_eq!(
+        failed.error,
+        "failed to get pods metric value: unable to get metric rps: the server could not find the metric rps for pods"
     );
 }
 
