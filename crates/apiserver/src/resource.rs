@@ -227,11 +227,13 @@ async fn collect_usage(
             if !s.value.is_finite() {
                 continue;
             }
+            // A series without the container label is a container named "", as
+            // prometheus-adapter reads it: the pod is still reported.
             let container = if per_container {
-                match s.labels.get(rule.container_label()) {
-                    Some(c) => c.clone(),
-                    None => continue,
-                }
+                s.labels
+                    .get(rule.container_label())
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 String::new()
             };
@@ -299,7 +301,9 @@ async fn pod_metrics(
         .collect())
 }
 
-/// The metrics of nodes `names`, in their order, leaving out nodes without any sample.
+/// The metrics of nodes `names`, in their order, leaving out nodes without a sample of
+/// both cpu and memory (as prometheus-adapter does: `kubectl top node` shows such a node as
+/// `<unknown>` rather than with a usage of 0).
 async fn node_metrics(
     state: &AppState,
     rules: &ResourceRules,
@@ -317,6 +321,9 @@ async fn node_metrics(
         .iter()
         .filter_map(|name| {
             let u = usage.by_object.remove(name)?.remove("")?;
+            if !(u.contains_key("cpu") && u.contains_key("memory")) {
+                return None;
+            }
             Some(NodeMetrics {
                 kind: "NodeMetrics",
                 api_version: API_VERSION,
@@ -378,15 +385,24 @@ async fn exists(
     }
 }
 
-fn no_metrics(resource: &str, name: &str) -> ApiError {
+/// 404 for an object that exists without metrics, as metrics-server words it
+/// (`podmetrics.metrics.k8s.io "default/web-1" not found`), with what promhpa knows of why.
+fn no_metrics(resource: &str, namespace: Option<&str>, name: &str) -> ApiError {
+    let key = match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    };
+    let why = if resource == "node" {
+        "the resourceRules queries do not return both cpu and memory usage for it"
+    } else {
+        "the resourceRules queries return no usage for it"
+    };
     ApiError::NotFound {
-        message: format!(
-            "{resource}metrics.{RESOURCE_GROUP} \"{name}\" not found (the resourceRules queries return no usage for it)"
-        ),
+        message: format!("{resource}metrics.{RESOURCE_GROUP} \"{key}\" not found ({why})"),
         details: Some(StatusDetails {
-            name: name.to_string(),
+            name: key,
             group: RESOURCE_GROUP.to_string(),
-            kind: format!("{resource}s"),
+            kind: format!("{resource}metrics"),
         }),
     }
 }
@@ -472,7 +488,7 @@ async fn serve(
             items
                 .pop()
                 .map(|m| json(&m))
-                .ok_or_else(|| no_metrics("node", name))
+                .ok_or_else(|| no_metrics("node", None, name))
         }
         [VERSION, "pods"] => {
             let selector = parse_selector(params, "labelSelector")?;
@@ -521,7 +537,7 @@ async fn serve(
             items
                 .pop()
                 .map(|m| json(&m))
-                .ok_or_else(|| no_metrics("pod", name))
+                .ok_or_else(|| no_metrics("pod", Some(ns), name))
         }
         _ => Err(ApiError::not_found(format!(
             "the server could not find the requested resource /apis/{RESOURCE_GROUP}/{}",

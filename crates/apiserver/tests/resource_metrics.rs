@@ -247,11 +247,11 @@ async fn pods_and_nodes_from_resource_rules() {
         st["message"]
             .as_str()
             .unwrap()
-            .starts_with("podmetrics.metrics.k8s.io \"web-3\" not found"),
+            .starts_with("podmetrics.metrics.k8s.io \"shop/web-3\" not found"),
         "{st}"
     );
     assert_eq!(st["details"]["group"], "metrics.k8s.io");
-    assert_eq!(st["details"]["kind"], "pods");
+    assert_eq!(st["details"]["kind"], "podmetrics");
 
     // Field selectors on metadata.name and metadata.namespace, as metrics-server takes.
     let (_, by_name) = get(
@@ -333,4 +333,49 @@ async fn without_resource_rules_the_group_is_not_served() {
         st["message"].as_str().unwrap().contains("no resourceRules"),
         "{st}"
     );
+}
+
+/// As prometheus-adapter reads them: a series without the container label is a container
+/// named "" (the pod is still reported), and a node without both cpu and memory usage is
+/// left out (`kubectl top node` shows `<unknown>`, not a usage of 0).
+#[tokio::test]
+async fn a_missing_container_label_and_a_node_with_one_resource() {
+    // The memory rule reads another container label, which no series has; its node query
+    // finds node-a only.
+    let rules = RULES
+        .replacen(
+            "containerLabel: container\n  window",
+            "containerLabel: container_name\n  window",
+            1,
+        )
+        .replace(
+            "sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id=\"/\"})",
+            "sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id=\"/\",node=\"node-a\"})",
+        );
+    let app = app(&rules);
+    let (code, pod) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/web-2",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{pod}");
+    let names: Vec<&str> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["", "app"], "{pod}");
+    let (code, nodes) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes").await;
+    assert_eq!(code, StatusCode::OK, "{nodes}");
+    let names: Vec<&str> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["node-a"], "{nodes}");
+    let (code, st) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes/node-b").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{st}");
+    assert_eq!(st["details"]["kind"], "nodemetrics", "{st}");
 }
