@@ -11,7 +11,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use promhpa_auth::authn::AuthnSources;
 use promhpa_auth::configmap::{
     merge_sources, sources_from_configmap, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE,
@@ -193,14 +192,21 @@ pub async fn follow_authentication_config(
     let api = configmaps(&client);
     let path = format!("{}/{CONFIGMAP_NAME}", api.resource_url());
     let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut events = watcher::watcher(api, config).boxed();
     Ok(tokio::spawn(async move {
+        let mut delay = crate::cache::RetryDelay::default();
         while let Some(event) = events.next().await {
             let cm = match event {
                 Ok(Event::Apply(cm) | Event::InitApply(cm)) => cm,
-                Ok(_) => continue,
+                Ok(Event::Init) => continue,
+                Ok(_) => {
+                    delay.reset();
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
+                    let wait = delay.next();
+                    tracing::warn!(error = %e, retry_in = ?wait, "watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             };

@@ -1,6 +1,7 @@
 //! A metadata-only watch cache of one resource, kept by kube's watcher: LIST (paginated),
 //! then WATCH from the list's resourceVersion; a watch that ends is resumed from the last
-//! version seen, a watch that expired (410 Gone) is replaced by a new LIST, errors back off.
+//! version seen, a watch that expired (410 Gone) is replaced by a new LIST, errors back off
+//! as client-go's reflector does (0.8 s doubling to 30 s, until the cache is current again).
 //! Only each object's namespace, name and labels are kept.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,7 +12,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use promhpa_core::selector::LabelSelector;
 use promhpa_core::ResourceMapping;
 use tokio::sync::watch;
@@ -61,12 +61,50 @@ pub struct CacheStats {
     pub events: AtomicUsize,
 }
 
+/// How far a cache has come: filling, filled once (then kept current, or stale while the
+/// watch fails), or failing to fill, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncState {
+    Filling,
+    Synced,
+    /// The LIST that would fill the cache for the first time failed (403 for a resource
+    /// the lister may not read, say); it is retried with back-off.
+    Failing(String),
+}
+
 /// The cache of one resource kind, filled by [`ObjectCache::run`].
 pub struct ObjectCache {
     mapping: ResourceMapping,
     store: RwLock<Store>,
-    synced_tx: watch::Sender<bool>,
+    synced_tx: watch::Sender<SyncState>,
     pub stats: CacheStats,
+}
+
+/// The delay before the watcher tries again after an error: 0.8 s, doubling to 30 s, from
+/// the first error until the cache is current again (client-go's reflector backs off so).
+/// kube's own stream back-off starts over at every attempt's first event, so a LIST that
+/// keeps failing would be retried every second.
+#[derive(Debug, Default)]
+pub(crate) struct RetryDelay(Duration);
+
+impl RetryDelay {
+    const FIRST: Duration = Duration::from_millis(800);
+    const MAX: Duration = Duration::from_secs(30);
+
+    /// The next delay, after one more error.
+    pub(crate) fn next(&mut self) -> Duration {
+        self.0 = if self.0.is_zero() {
+            Self::FIRST
+        } else {
+            (self.0 * 2).min(Self::MAX)
+        };
+        self.0
+    }
+
+    /// The watch is current again.
+    pub(crate) fn reset(&mut self) {
+        self.0 = Duration::ZERO;
+    }
 }
 
 impl ObjectCache {
@@ -74,7 +112,7 @@ impl ObjectCache {
         ObjectCache {
             mapping,
             store: RwLock::new(Store::default()),
-            synced_tx: watch::channel(false).0,
+            synced_tx: watch::channel(SyncState::Filling).0,
             stats: CacheStats::default(),
         }
     }
@@ -84,15 +122,26 @@ impl ObjectCache {
     }
 
     pub fn is_synced(&self) -> bool {
-        *self.synced_tx.borrow()
+        *self.synced_tx.borrow() == SyncState::Synced
     }
 
-    /// Waits until the first LIST has filled the cache, at most `timeout`.
-    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+    /// Waits until the first LIST has filled the cache, at most `timeout`: `Ok` once filled,
+    /// at once the error of a LIST that failed while it was never filled, `Err(None)` at the
+    /// timeout.
+    pub async fn wait_synced(&self, timeout: Duration) -> Result<(), Option<String>> {
         let mut rx = self.synced_tx.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|synced| *synced))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let state = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|s| matches!(s, SyncState::Synced | SyncState::Failing(_))),
+        )
+        .await;
+        match state {
+            Ok(Ok(s)) => match &*s {
+                SyncState::Failing(e) => Err(Some(e.clone())),
+                _ => Ok(()),
+            },
+            _ => Err(None),
+        }
     }
 
     /// Names of cached objects in `namespace` (all namespaces for `None`) matching
@@ -151,16 +200,30 @@ impl ObjectCache {
         let config = watcher::Config::default()
             .page_size(LIST_PAGE_SIZE)
             .timeout(WATCH_TIMEOUT_SECONDS);
-        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut events = watcher::watcher(api, config).boxed();
         let mut fresh: Option<Store> = None;
+        let mut delay = RetryDelay::default();
         while let Some(event) = events.next().await {
             let event = match event {
                 Ok(event) => event,
                 Err(e) => {
-                    tracing::warn!(resource = %self.mapping.group_resource, error = %e, "watching");
+                    let wait = delay.next();
+                    tracing::warn!(resource = %self.mapping.group_resource, error = %e, retry_in = ?wait, "watching");
+                    // Until the cache is filled once, requests are told why at once.
+                    self.synced_tx.send_if_modified(|s| match s {
+                        SyncState::Synced => false,
+                        _ => {
+                            *s = SyncState::Failing(e.to_string());
+                            true
+                        }
+                    });
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             };
+            if !matches!(event, Event::Init | Event::InitApply(_)) {
+                delay.reset();
+            }
             match event {
                 Event::Init => fresh = Some(Store::default()),
                 Event::InitApply(object) => fresh.get_or_insert_with(Store::default).insert(object),
@@ -168,7 +231,7 @@ impl ObjectCache {
                     let listed = fresh.take().unwrap_or_default();
                     *self.store.write().unwrap_or_else(|e| e.into_inner()) = listed;
                     self.stats.lists.fetch_add(1, Ordering::Relaxed);
-                    self.synced_tx.send_replace(true);
+                    self.synced_tx.send_replace(SyncState::Synced);
                 }
                 Event::Apply(object) => {
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
@@ -186,5 +249,19 @@ impl ObjectCache {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_as_the_reflector_does_until_the_watch_is_current() {
+        let mut d = RetryDelay::default();
+        let waits: Vec<u64> = (0..8).map(|_| d.next().as_millis() as u64).collect();
+        assert_eq!(waits, [800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
+        d.reset();
+        assert_eq!(d.next(), Duration::from_millis(800));
     }
 }

@@ -149,11 +149,19 @@ impl ObjectLookup for KubeObjectLookup {
                 )));
             }
             let cache = self.cache(&info.mapping);
-            if !cache.wait_synced(self.sync_timeout).await {
-                return Err(LookupError::Unavailable(format!(
-                    "cache of {group_resource} has not synced within {:?}",
-                    self.sync_timeout
-                )));
+            match cache.wait_synced(self.sync_timeout).await {
+                Ok(()) => {}
+                Err(Some(cause)) => {
+                    return Err(LookupError::Unavailable(format!(
+                        "listing {group_resource} failed: {cause}"
+                    )))
+                }
+                Err(None) => {
+                    return Err(LookupError::Unavailable(format!(
+                        "cache of {group_resource} has not synced within {:?}",
+                        self.sync_timeout
+                    )))
+                }
             }
             let namespace = if info.mapping.namespaced {
                 namespace
