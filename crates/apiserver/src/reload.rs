@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use promhpa_rules::{PrometheusSettings, RuleSet};
 
@@ -46,7 +46,18 @@ pub struct RuleFileReloader {
     /// `prometheus` settings of the file that is running (Helm values): changing them
     /// needs a restart.
     prometheus: Option<PrometheusSettings>,
+    /// Since when the file cannot be read, and whether that was reported.
+    unreadable: Option<(Instant, bool)>,
+    /// When the last content was refused because a backend it names could not be
+    /// connected: it is tried again every [`BACKEND_RETRY`].
+    refused_backend: Option<Instant>,
+    backend_retry: Duration,
 }
+
+/// How often a rule file refused because a backend it names could not be connected (a CA
+/// file not mounted yet: Secret and ConfigMap volumes are updated independently) is tried
+/// again while it stays the same.
+pub const BACKEND_RETRY: Duration = Duration::from_secs(10);
 
 impl RuleFileReloader {
     /// A reloader for the file `path`, whose current content is already being served.
@@ -65,15 +76,11 @@ impl RuleFileReloader {
             metrics,
             strict,
             last,
+            unreadable: None,
+            refused_backend: None,
+            backend_retry: BACKEND_RETRY,
             prometheus,
         }
-    }
-
-    /// Whether the file's content differs from what was last read.
-    fn changed(&self) -> Option<Vec<u8>> {
-        // A missing file (mid-swap) is no change: the next poll sees the new one.
-        let now = std::fs::read(&self.path).ok()?;
-        (now != self.last).then_some(now)
     }
 
     /// Compile `text` and, when it loads (and, with `strict`, has nothing broken or warned
@@ -161,11 +168,56 @@ impl RuleFileReloader {
             Ok(text) => self.reload_text(text).await,
             Err(e) => Err(e),
         };
+        self.refused_backend =
+            matches!(result, Err(ReloadError::Backend { .. })).then(Instant::now);
         self.metrics.observe_reload(result.is_ok());
         if let Err(e) = &result {
             tracing::error!("{e}");
         }
         result
+    }
+
+    /// One poll: a changed file is reloaded; a file that stays unreadable for two polls
+    /// (deleted, a dangling link, made a directory) is reported once, as a failed reload,
+    /// and whatever it holds when it comes back is loaded; a content refused because a
+    /// backend could not be connected is tried again every [`BACKEND_RETRY`].
+    pub async fn poll(&mut self, poll: Duration) {
+        let now = match std::fs::read(&self.path) {
+            Ok(now) => now,
+            Err(e) => {
+                let (since, reported) = self.unreadable.get_or_insert((Instant::now(), false));
+                // A missing file for one poll is a ConfigMap volume mid-swap.
+                if !*reported && since.elapsed() >= poll * 2 {
+                    *reported = true;
+                    self.last.clear();
+                    self.metrics.observe_reload(false);
+                    let e = ReloadError::Read {
+                        path: self.path.display().to_string(),
+                        message: e.to_string(),
+                    };
+                    tracing::error!("{e}; the running rules stay");
+                }
+                return;
+            }
+        };
+        self.unreadable = None;
+        if now != self.last {
+            tracing::info!(path = %self.path.display(), "the rule file changed; reloading");
+        } else if self
+            .refused_backend
+            .is_some_and(|t| t.elapsed() >= self.backend_retry)
+        {
+            tracing::info!(path = %self.path.display(), "trying the refused rule file again: its backends may be connectable now");
+        } else {
+            return;
+        }
+        let result = self.reload_text(now).await;
+        self.metrics.observe_reload(result.is_ok());
+        self.refused_backend =
+            matches!(result, Err(ReloadError::Backend { .. })).then(Instant::now);
+        if let Err(e) = result {
+            tracing::error!("{e}");
+        }
     }
 
     /// Reload whenever the file's content changes (checked every `poll`) or SIGHUP arrives,
@@ -176,16 +228,7 @@ impl RuleFileReloader {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    if let Some(text) = self.changed() {
-                        tracing::info!(path = %self.path.display(), "the rule file changed; reloading");
-                        let result = self.reload_text(text).await;
-                        self.metrics.observe_reload(result.is_ok());
-                        if let Err(e) = result {
-                            tracing::error!("{e}");
-                        }
-                    }
-                }
+                _ = tick.tick() => self.poll(poll).await,
                 Some(()) = recv(&mut hangup) => {
                     tracing::info!(path = %self.path.display(), "SIGHUP: reloading the rule file");
                     let _ = self.reload().await;
@@ -244,34 +287,106 @@ mod tests {
     use super::*;
     use promhpa_promql_eval::EmbeddedBackend;
 
-    /// A file that could not be read, then comes back as it was: the poll sees a change, so
-    /// the failed reload does not stay the last word.
-    #[tokio::test]
-    async fn a_file_back_after_a_failed_read_is_loaded_again() {
-        let dir = std::env::temp_dir().join(format!("promhpa-reread-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    const RULES: &str = "rules:\n- seriesQuery: 'up{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+
+    fn reloader(
+        dir: &std::path::Path,
+        connect: Option<crate::backends::Connect>,
+    ) -> (RuleFileReloader, Arc<SelfMetrics>) {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
         let file = dir.join("rules.yaml");
-        let text = "rules:\n- seriesQuery: 'up{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
-        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&file, RULES).unwrap_or_else(|e| panic!("{e}"));
         let metrics = Arc::new(SelfMetrics::default());
-        let registry = Arc::new(Registry::new(
+        let mut registry = Registry::new(
             Arc::new(RuleSet::load(&file).unwrap_or_else(|e| panic!("{e}"))),
             Arc::new(EmbeddedBackend::default()),
             Arc::new(crate::StaticObjects::from_text("[]", "o").unwrap_or_else(|e| panic!("{e}"))),
             metrics.clone(),
             Duration::from_secs(600),
-        ));
-        let mut reloader = RuleFileReloader::new(file.clone(), registry, metrics.clone(), false);
-        assert!(reloader.changed().is_none());
+        );
+        if let Some(c) = connect {
+            registry = registry.with_connector(c);
+        }
+        let reloader = RuleFileReloader::new(file, Arc::new(registry), metrics.clone(), false);
+        (reloader, metrics)
+    }
+
+    fn last_reload_ok(metrics: &SelfMetrics) -> bool {
+        metrics
+            .render()
+            .contains("\npromhpa_config_last_reload_successful 1\n")
+    }
+
+    /// A file that could not be read, then comes back as it was: the poll sees a change, so
+    /// the failed reload does not stay the last word.
+    #[tokio::test]
+    async fn a_file_back_after_a_failed_read_is_loaded_again() {
+        let dir = std::env::temp_dir().join(format!("promhpa-reread-{}", std::process::id()));
+        let (mut reloader, metrics) = reloader(&dir, None);
+        let file = dir.join("rules.yaml");
         let moved = dir.join("moved.yaml");
         std::fs::rename(&file, &moved).unwrap_or_else(|e| panic!("{e}"));
         assert!(reloader.reload().await.is_err());
-        assert!(metrics
-            .render()
-            .contains("\npromhpa_config_last_reload_successful 0\n"));
+        assert!(!last_reload_ok(&metrics));
         std::fs::rename(&moved, &file).unwrap_or_else(|e| panic!("{e}"));
-        let changed = reloader.changed();
-        assert!(changed.is_some());
+        reloader.poll(Duration::from_millis(10)).await;
+        assert!(last_reload_ok(&metrics), "{}", metrics.render());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A rule file that goes away (a key removed from the ConfigMap, a dangling link, a
+    /// directory in its place) is reported after a grace of two polls, not taken as
+    /// unchanged forever; when it comes back it is loaded.
+    #[tokio::test]
+    async fn a_file_that_stays_unreadable_is_reported() {
+        let dir = std::env::temp_dir().join(format!("promhpa-gone-{}", std::process::id()));
+        let (mut reloader, metrics) = reloader(&dir, None);
+        let file = dir.join("rules.yaml");
+        let poll = Duration::from_millis(20);
+        std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(&file).unwrap_or_else(|e| panic!("{e}"));
+        // One poll: a volume mid-swap, not reported yet.
+        reloader.poll(poll).await;
+        assert!(last_reload_ok(&metrics));
+        tokio::time::sleep(poll * 3).await;
+        reloader.poll(poll).await;
+        assert!(!last_reload_ok(&metrics), "{}", metrics.render());
+        std::fs::remove_dir(&file).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&file, RULES).unwrap_or_else(|e| panic!("{e}"));
+        reloader.poll(poll).await;
+        assert!(last_reload_ok(&metrics), "{}", metrics.render());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A rule file refused because a backend it names cannot be connected yet (its CA file
+    /// mounted after the rules) is tried again while it stays the same, and loads once the
+    /// backend can be connected.
+    #[tokio::test]
+    async fn a_file_refused_for_its_backend_is_tried_again() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = std::env::temp_dir().join(format!("promhpa-retry-{}", std::process::id()));
+        let ready = Arc::new(AtomicBool::new(false));
+        let can_connect = ready.clone();
+        let connect: crate::backends::Connect = Arc::new(move |_spec| {
+            if can_connect.load(Ordering::SeqCst) {
+                Ok(Arc::new(EmbeddedBackend::default()) as Arc<dyn promhpa_core::backend::Backend>)
+            } else {
+                Err("reading --ca-file /secret/ca.crt: No such file or directory".into())
+            }
+        });
+        let (mut reloader, metrics) = reloader(&dir, Some(connect));
+        reloader.backend_retry = Duration::from_millis(20);
+        let with_backend = format!(
+            "backends:\n- name: second\n  url: https://second.example:9090\n{}  backend: second\n",
+            RULES
+        );
+        std::fs::write(dir.join("rules.yaml"), with_backend).unwrap_or_else(|e| panic!("{e}"));
+        reloader.poll(Duration::from_millis(20)).await;
+        assert!(!last_reload_ok(&metrics), "{}", metrics.render());
+        ready.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        reloader.poll(Duration::from_millis(20)).await;
+        assert!(last_reload_ok(&metrics), "{}", metrics.render());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
