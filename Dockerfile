@@ -6,8 +6,9 @@
 #   docker build -t promhpa .
 #   docker run --rm promhpa --prometheus-url=http://prometheus:9090 --config=/etc/adapter/config.yaml
 #
-# Build stage: the workspace's release profile (thin LTO, stripped). The image has gcc and
-# make, which `--features jemalloc` (jemalloc built from its C sources) needs.
+# Build stage: the workspace's release profile (fat LTO, one codegen unit, stripped), with
+# glibc's allocator (the README compares it with jemalloc). The image has gcc and make, so
+# adding `--features jemalloc` to the build below (jemalloc built from its C sources) works.
 FROM docker.io/library/rust:1-bookworm AS build
 WORKDIR /src
 # The registry and target directories are cache mounts: a rebuild after a source edit

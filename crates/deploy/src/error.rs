@@ -109,6 +109,8 @@ pub enum DeployError {
     },
     #[error("extraManifests[{index}] must be an object, found {found}")]
     ExtraManifestNotObject { index: usize, found: &'static str },
+    #[error("extraManifests[{index}].{at} uses a Helm template, which promhpa manifests does not evaluate; write the value out")]
+    ExtraManifestTemplate { index: usize, at: String },
     #[error("serialising a manifest")]
     SerialiseManifest(#[source] yaml::SerializeError),
 }

@@ -790,13 +790,16 @@ pub fn render_with(
         objects.push(cert_manager_object(
             "Certificate",
             &root_cert,
-            json!({
-                "secretName": root_cert,
-                "duration": get(values, "certManager.caCertDuration"),
-                "issuerRef": {"name": self_signed},
-                "commonName": "ca.webhook.prometheus-adapter",
-                "isCA": true,
-            }),
+            with_revision_limit(
+                json!({
+                    "secretName": root_cert,
+                    "duration": get(values, "certManager.caCertDuration"),
+                    "issuerRef": {"name": self_signed},
+                    "commonName": "ca.webhook.prometheus-adapter",
+                    "isCA": true,
+                }),
+                get(values, "certManager.caCertRevisionHistoryLimit"),
+            ),
         ));
         objects.push(cert_manager_object(
             "Issuer",
@@ -806,16 +809,19 @@ pub fn render_with(
         objects.push(cert_manager_object(
             "Certificate",
             &format!("{}-cert", n.fullname),
-            json!({
-                "secretName": n.fullname,
-                "duration": get(values, "certManager.certDuration"),
-                "issuerRef": {"name": root_issuer},
-                "dnsNames": [
-                    n.fullname,
-                    format!("{}.{}", n.fullname, n.namespace),
-                    format!("{}.{}.svc", n.fullname, n.namespace),
-                ],
-            }),
+            with_revision_limit(
+                json!({
+                    "secretName": n.fullname,
+                    "duration": get(values, "certManager.certDuration"),
+                    "issuerRef": {"name": root_issuer},
+                    "dnsNames": [
+                        n.fullname,
+                        format!("{}.{}", n.fullname, n.namespace),
+                        format!("{}.{}.svc", n.fullname, n.namespace),
+                    ],
+                }),
+                get(values, "certManager.certRevisionHistoryLimit"),
+            ),
         ));
     }
 
@@ -926,8 +932,14 @@ pub fn render_with(
     objects.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": service_meta, "spec": service_spec}));
 
     let api_service = |group: &str, version: &str, priority: u32| {
+        let mut service = json!({"name": n.fullname, "namespace": n.namespace});
+        // The aggregator connects to 443 unless told: another service port is named.
+        let port = get(values, "service.port");
+        if port.as_i64().is_some_and(|p| p != 443) {
+            service["port"] = port.clone();
+        }
         let mut spec = json!({
-            "service": {"name": n.fullname, "namespace": n.namespace},
+            "service": service,
             "group": group,
             "version": version,
             "groupPriorityMinimum": 100,
@@ -1001,10 +1013,50 @@ pub fn render_with(
                     found: type_name(&object),
                 });
             }
+            // The chart renders these through `tpl`; promhpa has no Helm template engine,
+            // and an object with `{{ ... }}` left in it would be refused when applied.
+            if let Some(at) = template_in(&object, String::new()) {
+                return Err(DeployError::ExtraManifestTemplate { index: i, at });
+            }
             objects.push(object);
         }
     }
     Ok(objects)
+}
+
+/// `spec` of a cert-manager Certificate with `revisionHistoryLimit` when `limit` is set,
+/// as the chart writes it.
+fn with_revision_limit(mut spec: Value, limit: &Value) -> Value {
+    if !limit.is_null() {
+        spec["revisionHistoryLimit"] = limit.clone();
+    }
+    spec
+}
+
+/// Where in `v` a string holds a Helm template action (`{{ .Release.Name }}`).
+fn template_in(v: &Value, at: String) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains("{{") => Some(if at.is_empty() {
+            "(the object)".into()
+        } else {
+            at
+        }),
+        Value::Object(m) => m.iter().find_map(|(k, v)| {
+            template_in(
+                v,
+                if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                },
+            )
+        }),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| template_in(v, format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// The rule file the chart writes into its ConfigMap: default and custom rules, external
@@ -2047,6 +2099,41 @@ externalRules:
         }
     }
 
+    /// Chart values promhpa cannot render as the chart would are refused or carried over:
+    /// an extra manifest with a Helm template, a service port other than 443 (the
+    /// APIServices name it), cert-manager's revision history limits.
+    #[test]
+    fn templates_ports_and_revision_limits() {
+        let mut values = chart_defaults();
+        merge_values(
+            &mut values,
+            json!({"extraManifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "{{ .Release.Name }}-extra"}}]}),
+        );
+        let e = render(&values, &release("monitoring"))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("extraManifests[0].metadata.name uses a Helm template, which promhpa manifests does not evaluate; write the value out")
+        );
+        let mut values = chart_defaults();
+        merge_values(
+            &mut values,
+            json!({"service": {"port": 8443}, "certManager": {"enabled": true, "caCertRevisionHistoryLimit": 3, "certRevisionHistoryLimit": 2}}),
+        );
+        let objects =
+            render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let api = find(&objects, "APIService", "v1beta1.custom.metrics.k8s.io");
+        assert_eq!(api["spec"]["service"]["port"], 8443);
+        let cert = find(&objects, "Certificate", "prometheus-adapter-cert");
+        assert_eq!(cert["spec"]["revisionHistoryLimit"], 2);
+        let root = find(&objects, "Certificate", "prometheus-adapter-root-cert");
+        assert_eq!(root["spec"]["revisionHistoryLimit"], 3);
+        let defaults = render(&chart_defaults(), &release("monitoring"))
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let api = find(&defaults, "APIService", "v1beta1.custom.metrics.k8s.io");
+        assert!(api["spec"]["service"].get("port").is_none(), "{api}");
+    }
     #[test]
     fn unknown_top_level_keys_are_reported() {
         let values = parse_values(
