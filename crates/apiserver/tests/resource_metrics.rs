@@ -379,3 +379,49 @@ async fn a_missing_container_label_and_a_node_with_one_resource() {
     assert_eq!(code, StatusCode::NOT_FOUND, "{st}");
     assert_eq!(st["details"]["kind"], "nodemetrics", "{st}");
 }
+
+/// A resource rule whose node part cannot work (no nodeQuery, no label for nodes) or that
+/// has no containerLabel loads with a warning, as prometheus-adapter loads it: pod metrics
+/// are served (containers named ""), node requests fail naming why.
+#[tokio::test]
+async fn pod_metrics_survive_a_broken_node_query_and_a_missing_container_label() {
+    let rules = RULES
+        .replace("    nodeQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id=\"/\"}) by (<<.GroupBy>>)'\n", "")
+        .replace("    containerLabel: container\n  window", "  window");
+    let set = RuleSet::from_yaml(&rules, "rules.yaml").unwrap();
+    assert!(
+        set.resource.is_some(),
+        "resource rules refused: {:?}",
+        set.broken
+    );
+    let warnings: Vec<String> = set.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings.iter().any(|w| w.contains(
+            "missing nodeQuery; node metrics (kubectl top node) fail, pod metrics are served"
+        )),
+        "{warnings:?}"
+    );
+    let app = app(&rules);
+    let (code, pod) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{pod}");
+    let names: Vec<&str> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["", "app", "proxy"], "{pod}");
+    let (code, st) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes").await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{st}");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing nodeQuery"),
+        "{st}"
+    );
+}

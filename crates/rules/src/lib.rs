@@ -685,7 +685,10 @@ pub struct ResourceRule {
     path: String,
     container_query: Template,
     container_query_source: String,
-    node_query: Template,
+    /// `nodeQuery`, or why it cannot be rendered (missing, not a template, no label for
+    /// nodes): node metrics then fail, pod metrics are still served, as in
+    /// prometheus-adapter.
+    node_query: Result<Template, String>,
     node_query_source: String,
     resources: ResourceMapper,
     container_label: String,
@@ -768,24 +771,38 @@ impl ResourceRule {
         namespace: &str,
         pod_names: &[String],
     ) -> Result<String, RenderError> {
+        // Without a container label (prometheus-adapter loads such a rule), pods are
+        // grouped alone and their containers named "".
+        let extra = if self.container_label.is_empty() {
+            Vec::new()
+        } else {
+            vec![self.container_label.clone()]
+        };
         let data = self.data(
             Some(namespace),
             &GroupResource::new("", "pods"),
             pod_names,
-            vec![self.container_label.clone()],
+            extra,
         )?;
         self.run(&self.container_query, "containerQuery", &data)
     }
 
     /// `nodeQuery` for nodes `names`, grouped by the node label.
     pub fn render_node_query(&self, node_names: &[String]) -> Result<String, RenderError> {
+        let template = self
+            .node_query
+            .as_ref()
+            .map_err(|reason| RenderError::Broken {
+                rule: format!("{}.nodeQuery", self.path),
+                reason: reason.clone(),
+            })?;
         let data = self.data(
             None,
             &GroupResource::new("", "nodes"),
             node_names,
             Vec::new(),
         )?;
-        self.run(&self.node_query, "nodeQuery", &data)
+        self.run(template, "nodeQuery", &data)
     }
 }
 

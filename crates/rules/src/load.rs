@@ -1341,21 +1341,31 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         &["containerQuery", "nodeQuery", "resources", "containerLabel"],
         true,
     )?;
+    // containerQuery must work; a nodeQuery that cannot only costs node metrics (as in
+    // prometheus-adapter, which fails node requests and serves pods).
     let mut templates = Vec::new();
     for key in ["containerQuery", "nodeQuery"] {
         let kpath = join_path(path, key);
         let knode = get(&f, key);
         let line = knode.map(|n| n.line).unwrap_or(node.line);
         let src = string(ctx, knode, &kpath).unwrap_or_default();
-        if src.trim().is_empty() {
-            ctx.broken(line, &kpath, format!("missing {key}"));
-            templates.push(None);
-            continue;
-        }
-        match Template::parse(&src, QUERY_FIELDS) {
-            Ok(t) => templates.push(Some((t, src, line))),
-            Err(e) => {
-                ctx.broken(line, &kpath, format!("invalid template: {e}"));
+        let parsed = if src.trim().is_empty() {
+            Err(format!("missing {key}"))
+        } else {
+            Template::parse(&src, QUERY_FIELDS).map_err(|e| format!("invalid template: {e}"))
+        };
+        match parsed {
+            Ok(t) => templates.push(Some((Ok(t), src, line))),
+            Err(why) if key == "nodeQuery" => {
+                ctx.warn(
+                    line,
+                    &kpath,
+                    format!("{why}; node metrics (kubectl top node) fail, pod metrics are served"),
+                );
+                templates.push(Some((Err(why), src, line)));
+            }
+            Err(why) => {
+                ctx.broken(line, &kpath, why);
                 templates.push(None);
             }
         }
@@ -1377,10 +1387,10 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
     )
     .unwrap_or_default();
     if container_label.is_empty() {
-        ctx.broken(
+        ctx.warn(
             node.line,
             &join_path(path, "containerLabel"),
-            "missing containerLabel (the label holding the container name, e.g. container)",
+            "missing containerLabel (the label holding the container name, e.g. container): pods are reported with one container named \"\", as prometheus-adapter reports them",
         );
     } else if !crate::render::is_valid_label_name(&container_label) {
         ctx.broken(
@@ -1390,7 +1400,7 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         );
     }
     let mut it = templates.into_iter();
-    let (Some(Some((cq, cq_src, cq_line))), Some(Some((nq, nq_src, nq_line)))) =
+    let (Some(Some((Ok(cq), cq_src, cq_line))), Some(Some((nq, nq_src, nq_line)))) =
         (it.next(), it.next())
     else {
         return None;
@@ -1417,15 +1427,27 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
             format!("rendering with placeholder data failed: {e}"),
         ),
     }
-    match rule.render_node_query(&placeholder_names()) {
-        Ok(q) => {
-            check_promql(ctx, nq_line, &join_path(path, "nodeQuery"), &q);
+    let mut rule = rule;
+    if rule.node_query.is_ok() {
+        let npath = join_path(path, "nodeQuery");
+        let failed = match rule.render_node_query(&placeholder_names()) {
+            Ok(q) => parse_promql(&q).err().map(|e| {
+                format!(
+                    "renders to invalid PromQL: {}; rendered with placeholder data: {}",
+                    e.trim(),
+                    shorten(&q)
+                )
+            }),
+            Err(e) => Some(format!("rendering with placeholder data failed: {e}")),
+        };
+        if let Some(why) = failed {
+            ctx.warn(
+                nq_line,
+                &npath,
+                format!("{why}; node metrics (kubectl top node) fail, pod metrics are served"),
+            );
+            rule.node_query = Err(why);
         }
-        Err(e) => ctx.broken(
-            nq_line,
-            &join_path(path, "nodeQuery"),
-            format!("rendering with placeholder data failed: {e}"),
-        ),
     }
     (ctx.errors.len() == errors_before && ctx.broken.len() == broken_before).then_some(rule)
 }
