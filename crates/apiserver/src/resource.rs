@@ -512,11 +512,23 @@ async fn serve(
                     Ok::<_, ApiError>((ns, items))
                 });
             }
+            // A namespace that fails is left out and logged, as prometheus-adapter does;
+            // only when every one fails is the list a failure.
             let mut by_namespace = BTreeMap::new();
+            let mut failed: Option<ApiError> = None;
             while let Some(done) = tasks.join_next().await {
-                let (ns, items) =
-                    done.map_err(|e| ApiError::Internal(format!("listing pod metrics: {e}")))??;
-                by_namespace.insert(ns, items);
+                match done.map_err(|e| ApiError::Internal(format!("listing pod metrics: {e}")))? {
+                    Ok((ns, items)) => {
+                        by_namespace.insert(ns, items);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing the pod metrics of a namespace failed; it is left out of the list");
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let (true, Some(e)) = (by_namespace.is_empty(), failed) {
+                return Err(e);
             }
             Ok(list(
                 "PodMetricsList",
