@@ -830,7 +830,7 @@ async fn serves_metrics_k8s_io_from_resource_rules_through_kubectl() {
     assert_eq!(one["containers"][0]["usage"]["memory"], "1Gi");
     let err = kubectl.error("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/db-0");
     assert!(
-        err.contains("podmetrics.metrics.k8s.io \"db-0\" not found"),
+        err.contains("podmetrics.metrics.k8s.io \"default/db-0\" not found"),
         "{err}"
     );
 

@@ -847,8 +847,11 @@ impl Registry {
                 due.contains(r.path())
             })
             .await;
-        // Stamped when the answer came: the requests that queued behind this lookup while a
-        // slow backend answered are covered by it, not each the cause of another.
+        // Served before it is stamped: a request that finds the rule just looked up reads
+        // what the lookup found. Stamped when the answer came: the requests that queued
+        // behind this lookup while a slow backend answered are covered by it, not each the
+        // cause of another.
+        self.swap(snap);
         let answered = Instant::now();
         if let Ok(mut looked_up) = self.looked_up.lock() {
             for path in &due {
@@ -860,7 +863,6 @@ impl Registry {
         for e in &errors {
             tracing::warn!(error = %e, metric, "targeted discovery failed for a rule");
         }
-        self.swap(snap);
     }
 
     /// Serve `rules` from now on: connect their new backends, discover their series, then

@@ -49,15 +49,18 @@ pub struct RuleFileReloader {
     /// Since when the file cannot be read, and whether that was reported.
     unreadable: Option<(Instant, bool)>,
     /// When the last content was refused because a backend it names could not be
-    /// connected: it is tried again every [`BACKEND_RETRY`].
-    refused_backend: Option<Instant>,
+    /// connected: when to try it again, the wait after that, and the refusal (a failure
+    /// that says the same again is not counted or logged as an error again).
+    refused_backend: Option<(Instant, Duration, String)>,
     backend_retry: Duration,
 }
 
-/// How often a rule file refused because a backend it names could not be connected (a CA
+/// How soon a rule file refused because a backend it names could not be connected (a CA
 /// file not mounted yet: Secret and ConfigMap volumes are updated independently) is tried
-/// again while it stays the same.
+/// again while it stays the same; the wait doubles, to [`BACKEND_RETRY_MAX`].
 pub const BACKEND_RETRY: Duration = Duration::from_secs(10);
+/// The longest wait between tries of a rule file refused for its backends.
+pub const BACKEND_RETRY_MAX: Duration = Duration::from_secs(300);
 
 impl RuleFileReloader {
     /// A reloader for the file `path`, whose current content is already being served.
@@ -161,19 +164,16 @@ impl RuleFileReloader {
         });
         if text.is_err() {
             // Whatever the file holds when it can be read again is a change to load, even
-            // the content last loaded: this failure must not outlive it.
+            // the content last loaded: this failure must not outlive it. Reported here,
+            // polling does not report it again.
             self.last.clear();
+            self.unreadable = Some((Instant::now(), true));
         }
         let result = match text {
             Ok(text) => self.reload_text(text).await,
             Err(e) => Err(e),
         };
-        self.refused_backend =
-            matches!(result, Err(ReloadError::Backend { .. })).then(Instant::now);
-        self.metrics.observe_reload(result.is_ok());
-        if let Err(e) = &result {
-            tracing::error!("{e}");
-        }
+        self.settle(&result);
         result
     }
 
@@ -203,18 +203,48 @@ impl RuleFileReloader {
         self.unreadable = None;
         if now != self.last {
             tracing::info!(path = %self.path.display(), "the rule file changed; reloading");
-        } else if self
-            .refused_backend
-            .is_some_and(|t| t.elapsed() >= self.backend_retry)
-        {
-            tracing::info!(path = %self.path.display(), "trying the refused rule file again: its backends may be connectable now");
-        } else {
+            let result = self.reload_text(now).await;
+            self.settle(&result);
+            return;
+        }
+        let Some((at, wait, said)) = self.refused_backend.take() else {
+            return;
+        };
+        if Instant::now() < at {
+            self.refused_backend = Some((at, wait, said));
             return;
         }
         let result = self.reload_text(now).await;
+        match result {
+            Err(ReloadError::Backend { .. }) => {
+                let text = result
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                let wait = (wait * 2).min(BACKEND_RETRY_MAX);
+                if text == said {
+                    tracing::info!(path = %self.path.display(), retry_in = ?wait, "the refused rule file's backends still cannot be connected");
+                    self.refused_backend = Some((Instant::now() + wait, wait, said));
+                } else {
+                    self.settle(&result);
+                }
+            }
+            other => self.settle(&other),
+        }
+    }
+
+    /// Counts and logs a reload's result; a refusal for a backend is tried again later.
+    fn settle(&mut self, result: &Result<RuleSet, ReloadError>) {
         self.metrics.observe_reload(result.is_ok());
-        self.refused_backend =
-            matches!(result, Err(ReloadError::Backend { .. })).then(Instant::now);
+        self.refused_backend = match result {
+            Err(e @ ReloadError::Backend { .. }) => Some((
+                Instant::now() + self.backend_retry,
+                self.backend_retry,
+                e.to_string(),
+            )),
+            _ => None,
+        };
         if let Err(e) = result {
             tracing::error!("{e}");
         }

@@ -257,6 +257,23 @@ fn quantities(u: BTreeMap<&'static str, i64>) -> BTreeMap<&'static str, Quantity
     u.into_iter().map(|(r, m)| (r, quantity(r, m))).collect()
 }
 
+/// A container without a resource that another container of its pod has gets 0 for it, as
+/// prometheus-adapter fills it: the HPA counts a pod as missing a resource as soon as one
+/// container lacks it, so cpu in one container and memory in another (a series without the
+/// container label, say) would otherwise leave the pod without both. A resource no
+/// container has stays absent.
+fn fill_within_pod(containers: &mut BTreeMap<String, BTreeMap<&'static str, i64>>) {
+    let present: Vec<&'static str> = containers
+        .values()
+        .flat_map(|u| u.keys().copied())
+        .collect();
+    for usage in containers.values_mut() {
+        for r in &present {
+            usage.entry(r).or_insert(0);
+        }
+    }
+}
+
 /// The metrics of pods `names` of `namespace`, in the order of `names`, leaving out pods
 /// without any sample.
 async fn pod_metrics(
@@ -278,7 +295,8 @@ async fn pod_metrics(
     Ok(names
         .iter()
         .filter_map(|name| {
-            let containers = usage.by_object.remove(name)?;
+            let mut containers = usage.by_object.remove(name)?;
+            fill_within_pod(&mut containers);
             Some(PodMetrics {
                 kind: "PodMetrics",
                 api_version: API_VERSION,

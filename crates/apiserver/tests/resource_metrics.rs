@@ -366,6 +366,15 @@ async fn a_missing_container_label_and_a_node_with_one_resource() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["", "app"], "{pod}");
+    // Each container has both resources (0 where its pod's other container has it), so
+    // the HPA does not count the pod as missing either.
+    for c in pod["containers"].as_array().unwrap() {
+        assert!(
+            c["usage"]["cpu"].is_string() && c["usage"]["memory"].is_string(),
+            "{pod}"
+        );
+    }
+    assert_eq!(pod["containers"][0]["usage"]["cpu"], "0");
     let (code, nodes) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes").await;
     assert_eq!(code, StatusCode::OK, "{nodes}");
     let names: Vec<&str> = nodes["items"]

@@ -299,6 +299,10 @@ async fn discovery_values_and_readiness() {
     assert_eq!(code, StatusCode::OK, "{v}");
     let platform = v["platform"].as_str().unwrap();
     assert!(
+        platform.contains('/') && !platform.contains("x86_64") && !platform.contains("aarch64"),
+        "{v}"
+    );
+    assert!(
         platform.starts_with("linux/") && !platform.contains("x86_64"),
         "{v}"
     );

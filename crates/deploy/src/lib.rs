@@ -935,8 +935,11 @@ pub fn render_with(
         let mut service = json!({"name": n.fullname, "namespace": n.namespace});
         // The aggregator connects to 443 unless told: another service port is named.
         let port = get(values, "service.port");
-        if port.as_i64().is_some_and(|p| p != 443) {
-            service["port"] = port.clone();
+        let port = port
+            .as_i64()
+            .or_else(|| port.as_str().and_then(|p| p.trim().parse().ok()));
+        if let Some(p) = port.filter(|p| *p != 443) {
+            service["port"] = p.into();
         }
         let mut spec = json!({
             "service": service,
@@ -1003,6 +1006,13 @@ pub fn render_with(
     if let Some(extra) = get(values, "extraManifests").as_array() {
         for (i, manifest) in extra.iter().enumerate() {
             let object = match manifest {
+                // A template is named before YAML trips over it.
+                Value::String(text) if text.contains("{{") => {
+                    return Err(DeployError::ExtraManifestTemplate {
+                        index: i,
+                        at: "(the text)".into(),
+                    })
+                }
                 Value::String(text) => yaml::from_str(text)
                     .map_err(|cause| DeployError::ExtraManifestYaml { index: i, cause })?,
                 other => other.clone(),
@@ -1027,7 +1037,8 @@ pub fn render_with(
 /// `spec` of a cert-manager Certificate with `revisionHistoryLimit` when `limit` is set,
 /// as the chart writes it.
 fn with_revision_limit(mut spec: Value, limit: &Value) -> Value {
-    if !limit.is_null() {
+    // As the chart's `if`: 0 or empty leaves it out.
+    if truthy(limit) {
         spec["revisionHistoryLimit"] = limit.clone();
     }
     spec
@@ -2257,13 +2268,15 @@ externalRules:
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
         assert!(container["resources"]["requests"]["cpu"].is_string());
         assert!(container["resources"]["requests"]["memory"].is_string());
+        // Readiness on /healthz, as the chart: not on metric discovery, which a Prometheus
+        // down at start would hold up, taking the APIServices down with it.
         let probes: BTreeSet<String> = ["startupProbe", "livenessProbe", "readinessProbe"]
             .iter()
             .map(|p| scalar(&container[*p]["httpGet"]["path"]))
             .collect();
         assert_eq!(
             probes,
-            ["/healthz", "/livez", "/readyz"]
+            ["/healthz", "/livez"]
                 .into_iter()
                 .map(String::from)
                 .collect()

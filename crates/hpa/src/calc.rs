@@ -685,7 +685,14 @@ fn fail(reason: &str, name: &str, message: String) -> MetricFailure {
 /// condition's message in the words of its source type.
 fn returned_error(spec: &MetricSpec, message: &str) -> String {
     match spec.kind.as_str() {
-        "Object" => format!("failed to get object metric value: {message}"),
+        // computeStatusForObjectMetric adds a layer for an average-value target.
+        "Object" => match &spec.object {
+            Some(o) if o.target.average_value.is_some() && o.target.value.is_none() => format!(
+                "failed to get object metric value: failed to get {} object metric: {message}",
+                o.metric.name
+            ),
+            _ => format!("failed to get object metric value: {message}"),
+        },
         "Pods" => format!("failed to get pods metric value: {message}"),
         "Resource" => {
             let res = spec.resource.as_ref().map_or("", |r| r.name.as_str());
@@ -698,12 +705,22 @@ fn returned_error(spec: &MetricSpec, message: &str) -> String {
                 .map_or("", |r| r.container.as_str());
             format!("failed to get {c} container metric value: {message}")
         }
+        // computeStatusForExternalMetric adds a layer of its own for each target type.
         "External" => {
             let n = spec
                 .external
                 .as_ref()
                 .map_or("", |e| e.metric.name.as_str());
-            format!("failed to get {n} external metric value: {message}")
+            let middle = match &spec.external {
+                Some(e) if e.target.average_value.is_some() => {
+                    format!("failed to get {n} external metric: ")
+                }
+                Some(e) if e.target.value.is_some() => {
+                    format!("failed to get external metric {n}: ")
+                }
+                _ => String::new(),
+            };
+            format!("failed to get {n} external metric value: {middle}{message}")
         }
         _ => message.to_string(),
     }

@@ -176,7 +176,6 @@ impl ClientSettings {
         self.build_from(&self.material()?)
     }
 
-    /// The CA and client certificate as they are now.
     /// The PEM of the files as `files` holds them (read by [`ClientSettings::fingerprint`]),
     /// so that what is remembered as loaded is what was loaded; a file it could not read is
     /// read again, for the error.
@@ -197,6 +196,7 @@ impl ClientSettings {
         Ok(Material { ca, identity })
     }
 
+    /// The CA and client certificate as they are now.
     fn material(&self) -> Result<Material, ClientError> {
         let identity = match &self.identity {
             Some(Identity { cert, key }) => Some((cert.read()?, key.read()?)),

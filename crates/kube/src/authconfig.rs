@@ -198,11 +198,7 @@ pub async fn follow_authentication_config(
         while let Some(event) = events.next().await {
             let cm = match event {
                 Ok(Event::Apply(cm) | Event::InitApply(cm)) => cm,
-                Ok(Event::Init) => continue,
-                Ok(_) => {
-                    delay.reset();
-                    continue;
-                }
+                Ok(_) => continue,
                 Err(e) => {
                     let wait = delay.next();
                     tracing::warn!(error = %e, retry_in = ?wait, "watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}");

@@ -80,30 +80,38 @@ pub struct ObjectCache {
     pub stats: CacheStats,
 }
 
-/// The delay before the watcher tries again after an error: 0.8 s, doubling to 30 s, from
-/// the first error until the cache is current again (client-go's reflector backs off so).
+/// The delay before the watcher tries again after an error: 0.8 s, doubling to 30 s, back
+/// to 0.8 s once two minutes passed without an error (client-go's reflector backs off so).
 /// kube's own stream back-off starts over at every attempt's first event, so a LIST that
-/// keeps failing would be retried every second.
+/// keeps failing would be retried every second; and a reset on events alone would let a
+/// watch that fails right after each LIST relist every 0.8 s.
 #[derive(Debug, Default)]
-pub(crate) struct RetryDelay(Duration);
+pub(crate) struct RetryDelay {
+    delay: Duration,
+    last_error: Option<std::time::Instant>,
+}
 
 impl RetryDelay {
     const FIRST: Duration = Duration::from_millis(800);
     const MAX: Duration = Duration::from_secs(30);
+    const RESET_AFTER: Duration = Duration::from_secs(120);
 
-    /// The next delay, after one more error.
+    /// The delay after one more error.
     pub(crate) fn next(&mut self) -> Duration {
-        self.0 = if self.0.is_zero() {
-            Self::FIRST
-        } else {
-            (self.0 * 2).min(Self::MAX)
-        };
-        self.0
+        self.next_at(std::time::Instant::now())
     }
 
-    /// The watch is current again.
-    pub(crate) fn reset(&mut self) {
-        self.0 = Duration::ZERO;
+    fn next_at(&mut self, now: std::time::Instant) -> Duration {
+        let quiet = self
+            .last_error
+            .is_none_or(|t| now.saturating_duration_since(t) >= Self::RESET_AFTER);
+        self.delay = if quiet {
+            Self::FIRST
+        } else {
+            (self.delay * 2).min(Self::MAX)
+        };
+        self.last_error = Some(now);
+        self.delay
     }
 }
 
@@ -221,9 +229,6 @@ impl ObjectCache {
                     continue;
                 }
             };
-            if !matches!(event, Event::Init | Event::InitApply(_)) {
-                delay.reset();
-            }
             match event {
                 Event::Init => fresh = Some(Store::default()),
                 Event::InitApply(object) => fresh.get_or_insert_with(Store::default).insert(object),
@@ -257,11 +262,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retries_back_off_as_the_reflector_does_until_the_watch_is_current() {
+    fn retries_back_off_as_the_reflector_does_and_start_over_after_two_quiet_minutes() {
+        let start = std::time::Instant::now();
         let mut d = RetryDelay::default();
-        let waits: Vec<u64> = (0..8).map(|_| d.next().as_millis() as u64).collect();
+        let waits: Vec<u64> = (0..8)
+            .map(|i| d.next_at(start + Duration::from_secs(i)).as_millis() as u64)
+            .collect();
         assert_eq!(waits, [800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
-        d.reset();
-        assert_eq!(d.next(), Duration::from_millis(800));
+        // Errors close together keep the delay up, whatever events came between.
+        assert_eq!(d.next_at(start + Duration::from_secs(100)), RetryDelay::MAX);
+        // Two minutes without an error: it starts over.
+        assert_eq!(
+            d.next_at(start + Duration::from_secs(221)),
+            Duration::from_millis(800)
+        );
     }
 }

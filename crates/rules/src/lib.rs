@@ -686,8 +686,8 @@ pub struct ResourceRule {
     container_query: Template,
     container_query_source: String,
     /// `nodeQuery`, or why it cannot be rendered (missing, not a template, no label for
-    /// nodes): node metrics then fail, pod metrics are still served, as in
-    /// prometheus-adapter.
+    /// nodes): node requests then fail naming why, pod metrics are still served
+    /// (prometheus-adapter loads such a rule too, and answers node requests with nothing).
     node_query: Result<Template, String>,
     node_query_source: String,
     resources: ResourceMapper,

@@ -1341,8 +1341,8 @@ fn compile_resource_rule(ctx: &mut Ctx, node: &Node, path: &str) -> Option<Resou
         &["containerQuery", "nodeQuery", "resources", "containerLabel"],
         true,
     )?;
-    // containerQuery must work; a nodeQuery that cannot only costs node metrics (as in
-    // prometheus-adapter, which fails node requests and serves pods).
+    // containerQuery must work; a nodeQuery that cannot only costs node metrics
+    // (prometheus-adapter serves pods then too, and answers node requests with nothing).
     let mut templates = Vec::new();
     for key in ["containerQuery", "nodeQuery"] {
         let kpath = join_path(path, key);

@@ -143,7 +143,12 @@ pub(super) async fn version() -> Response {
         "aarch64" => "arm64",
         "x86" => "386",
         "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
         "loongarch64" => "loong64",
+        other => other,
+    };
+    let os = match std::env::consts::OS {
+        "macos" => "darwin",
         other => other,
     };
     json(&Info {
@@ -155,6 +160,6 @@ pub(super) async fn version() -> Response {
         build_date: "",
         go_version: "",
         compiler: "rustc",
-        platform: format!("{}/{arch}", std::env::consts::OS),
+        platform: format!("{os}/{arch}"),
     })
 }
