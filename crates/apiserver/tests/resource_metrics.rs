@@ -93,6 +93,16 @@ fn load(backend: &EmbeddedBackend, now: i64) {
     }
 }
 
+/// The names of a PodMetrics' containers, in order.
+fn container_names(pod: &Value) -> Vec<&str> {
+    pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
+}
+
 fn app(rules: &str) -> axum::Router {
     let backend = Arc::new(EmbeddedBackend::default());
     load(&backend, now_ms());
@@ -359,12 +369,7 @@ async fn a_missing_container_label_and_a_node_with_one_resource() {
     )
     .await;
     assert_eq!(code, StatusCode::OK, "{pod}");
-    let names: Vec<&str> = pod["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = container_names(&pod);
     assert_eq!(names, ["", "app"], "{pod}");
     // Each container has both resources (0 where its pod's other container has it), so
     // the HPA does not count the pod as missing either.
@@ -417,12 +422,7 @@ async fn pod_metrics_survive_a_broken_node_query_and_a_missing_container_label()
     )
     .await;
     assert_eq!(code, StatusCode::OK, "{pod}");
-    let names: Vec<&str> = pod["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = container_names(&pod);
     assert_eq!(names, ["", "app", "proxy"], "{pod}");
     let (code, st) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes").await;
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{st}");

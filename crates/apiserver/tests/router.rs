@@ -146,6 +146,15 @@ fn setup(ttl: Duration) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
     (backend, registry, app)
 }
 
+/// A sample of `name` for pod shop/web-1, a second old.
+fn web_1_series(b: &Switchable, name: &str, v: f64) {
+    add(
+        b,
+        &[("__name__", name), ("namespace", "shop"), ("pod", "web-1")],
+        v,
+    );
+}
+
 /// `rules` served from a [`Switchable`] backend, with the test objects.
 fn switchable_app(rules: &str) -> (Arc<Switchable>, Arc<Registry>, axum::Router) {
     let backend = Arc::new(Switchable::default());
@@ -953,18 +962,7 @@ rules:
     assert!(flood <= 2, "{flood} series lookups for one missing name");
 
     // The series appears; a client asking once a second gets it on its next request.
-    backend
-        .inner
-        .append(
-            &Labels::from_pairs([
-                ("__name__", "http_requests_in_flight"),
-                ("namespace", "shop"),
-                ("pod", "web-1"),
-            ]),
-            now_ms() - 1000,
-            3.0,
-        )
-        .unwrap();
+    web_1_series(&backend, "http_requests_in_flight", 3.0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (code, body) = get(&app, uri).await;
     assert_eq!(code, StatusCode::OK, "{body}");
@@ -1026,18 +1024,7 @@ rules:
     backend.series_delay_ms.store(0, Ordering::SeqCst);
 
     // A name that appears afterwards is still found by the next lookup.
-    backend
-        .inner
-        .append(
-            &Labels::from_pairs([
-                ("__name__", "http_late"),
-                ("namespace", "shop"),
-                ("pod", "web-1"),
-            ]),
-            now_ms() - 1000,
-            3.0,
-        )
-        .unwrap();
+    web_1_series(&backend, "http_late", 3.0);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (code, body) = get(
         &app,
