@@ -173,7 +173,10 @@ impl EmbeddedBackend {
             labels.set(METRIC_NAME, name);
             store.append(&labels, t_ms, v)?;
         }
-        store.enforce_retention();
+        // Relative to the scrape's time, not to the newest sample: one sample a broken
+        // exporter stamps in the future must not age every other series out.
+        let cutoff = t_ms.saturating_sub(store.limits().retention_ms);
+        store.drop_before(cutoff);
         outcome
     }
 
@@ -181,6 +184,14 @@ impl EmbeddedBackend {
     pub fn enforce_retention(&self) {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
         store.enforce_retention();
+    }
+
+    /// Drops samples older than the retention window before `now_ms` (the clock, for data
+    /// scraped now: a sample stamped in the future does not move the window).
+    pub fn enforce_retention_at(&self, now_ms: i64) {
+        let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        let cutoff = now_ms.saturating_sub(store.limits().retention_ms);
+        store.drop_before(cutoff);
     }
 
     /// Number of series held.
@@ -324,6 +335,24 @@ mod tests {
     use std::future::Future;
     use std::sync::Arc;
     use std::task::{Context, Poll, Waker};
+
+    /// Retention for scraped data runs on the clock: a sample a broken exporter stamps far
+    /// in the future does not age every other series out.
+    #[test]
+    fn a_future_sample_does_not_move_the_retention_window() {
+        let b = EmbeddedBackend::default();
+        let now = 1_800_000_000_000;
+        let target = Labels::from_pairs([("job", "a")]);
+        b.record_scrape(&target, now, 0.01, Ok("ok 1\nfuture 1 1796578382640297\n"))
+            .unwrap();
+        let before = b.series_count();
+        assert!(before >= 2, "{before}");
+        b.enforce_retention_at(now);
+        assert_eq!(b.series_count(), before);
+        // Once the window has passed the scrape, only the future sample is left.
+        b.enforce_retention_at(now + 3 * 60 * 60 * 1000);
+        assert_eq!(b.series_count(), 1);
+    }
 
     /// Drives a future that never waits (the embedded backend's futures are ready at once).
     fn ready<T>(fut: impl Future<Output = T>) -> T {

@@ -213,6 +213,24 @@ impl ScrapeConfig {
                 body_size_limit,
             });
         }
+        // Two targets with the same labels would write the same `up` series and mark each
+        // other's series stale (the kubelet's /metrics and /metrics/cadvisor on one
+        // host:port, say): refused, naming both.
+        for (i, a) in targets.iter().enumerate() {
+            if let Some((j, b)) = targets
+                .iter()
+                .enumerate()
+                .skip(i + 1)
+                .find(|(_, b)| b.labels == a.labels)
+            {
+                return Err(invalid(format!(
+                    "targets[{i}] ({}) and targets[{j}] ({}) have the same labels {}: give one of them a label of its own (e.g. job)",
+                    a.url,
+                    b.url,
+                    a.store_labels()
+                )));
+            }
+        }
         Ok(ScrapeConfig { targets })
     }
 }
@@ -375,7 +393,9 @@ pub fn spawn(
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             ticker.tick().await;
-            backend.enforce_retention();
+            // Relative to the clock, not to the newest sample: one sample stamped in the
+            // future by a broken exporter must not age every other series out.
+            backend.enforce_retention_at(now_ms());
         }
     }));
     Ok(handles)

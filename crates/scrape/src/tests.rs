@@ -57,6 +57,18 @@ fn unknown_keys_and_bad_values_are_rejected() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("url"), "{e}");
+    // Two paths of one host:port (the kubelet's /metrics and /metrics/cadvisor) would
+    // share their labels, their `up` and each other's staleness: refused unless labelled.
+    let e = config(
+        "targets:\n- url: https://node:10250/metrics\n- url: https://node:10250/metrics/cadvisor\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("targets[0] (https://node:10250/metrics) and targets[1] (https://node:10250/metrics/cadvisor) have the same labels"),
+        "{e}"
+    );
+    assert!(config("targets:\n- url: https://node:10250/metrics\n- url: https://node:10250/metrics/cadvisor\n  labels: {job: cadvisor}\n").is_ok());
 }
 
 fn one_value(backend: &EmbeddedBackend, q: &str) -> Vec<(String, f64)> {
