@@ -398,12 +398,20 @@ impl PromClient {
             .bytes()
             .await
             .map_err(|e| unavailable(transport_error(&e, timeout)))?;
-        // Prometheus answers API errors with JSON bodies and 400/422/503 codes.
+        // Prometheus answers API errors with JSON bodies: 400/422 for a query it rejects,
+        // 5xx (timeout, internal, unavailable) when it cannot answer, as Mimir, Cortex and
+        // Thanos do while their ingesters or stores are down.
         if let Ok(err) = serde_json::from_slice::<parse::ApiErrorBody>(&body) {
             if err.status == "error" {
                 if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && err.error_type == "timeout"
                 {
                     return Err(unavailable(format!("query timed out: {}", err.error)));
+                }
+                if status.is_server_error() {
+                    return Err(unavailable(format!(
+                        "http {status}: {}: {}",
+                        err.error_type, err.error
+                    )));
                 }
                 return Err(BackendError::Query {
                     error_type: err.error_type,

@@ -142,3 +142,64 @@ async fn queries_in_flight_together_get_a_connection_each() {
         vec![Some("http/1.1".to_string()), Some("http/1.1".to_string())]
     );
 }
+
+/// An HTTP server on 127.0.0.1 answering every request with `status` and the Prometheus
+/// API error body of `error_type`.
+async fn answering_error(status: &'static str, error_type: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = format!(
+                    r#"{{"status":"error","errorType":"{error_type}","error":"store gateway down"}}"#
+                );
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// A 5xx API error (Mimir, Cortex and Thanos answer so while their stores are down) is the
+/// backend unavailable; a 4xx one is the query rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_outages_and_client_errors_rejections() {
+    use promhpa_core::backend::BackendError;
+    let down = answering_error("500 Internal Server Error", "internal").await;
+    let client = PromClient::new(PromConfig::new(format!("http://127.0.0.1:{down}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    match client.query("up", 0).await {
+        Err(BackendError::Unavailable { message, .. }) => {
+            assert!(
+                message.contains("internal: store gateway down"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = answering_error("422 Unprocessable Entity", "execution").await;
+    let client = PromClient::new(PromConfig::new(format!("http://127.0.0.1:{bad}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    match client.query("up", 0).await {
+        Err(BackendError::Query { error_type, .. }) => assert_eq!(error_type, "execution"),
+        other => panic!("{other:?}"),
+    }
+}
