@@ -498,10 +498,29 @@ fn format_duration(d: Duration) -> String {
 }
 
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    // As Go's url.PathUnescape reads userinfo: `%XX` only (a `+` stays a `+`, unlike in a
+    // query string).
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h * 16 + l);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Milliseconds since the epoch as the decimal seconds string Prometheus accepts.
@@ -613,6 +632,14 @@ impl Backend for PromClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userinfo_is_decoded_as_a_path_not_a_query() {
+        assert_eq!(percent_decode("pa+ss%2Bx"), "pa+ss+x");
+        assert_eq!(percent_decode("us%2Ber"), "us+er");
+        assert_eq!(percent_decode("a%26b%3Dc%"), "a&b=c%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
 
     #[test]
     fn endpoints_keep_prefix_and_query() {
