@@ -482,7 +482,18 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
     } else if e.is_timeout() {
         format!("timed out: no answer within {}", format_duration(timeout))
     } else {
-        error_chain(e)
+        // reqwest names the URL; its query string and password (an API key, say) stay out
+        // of Status messages and logs.
+        let mut text = error_chain(e);
+        if let Some(url) = e.url() {
+            let mut shown = url.clone();
+            shown.set_query(None);
+            let _ = shown.set_password(None);
+            if shown != *url {
+                text = text.replace(url.as_str(), shown.as_str());
+            }
+        }
+        text
     }
 }
 

@@ -203,3 +203,24 @@ async fn server_errors_are_outages_and_client_errors_rejections() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A key in the backend URL's query string is not repeated in error messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_string_key_stays_out_of_errors() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    drop(listener);
+    let client = PromClient::new(PromConfig::new(format!(
+        "http://127.0.0.1:{port}/x?api_key=SECRET123"
+    )))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let e = client.query("up", 0).await.err().map(|e| e.to_string());
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| !e.contains("SECRET123") && e.contains("127.0.0.1")),
+        "{e:?}"
+    );
+}
