@@ -164,7 +164,12 @@ type RuleResult<T> = Result<Vec<T>, String>;
 struct Fetched {
     backends: Arc<Backends>,
     series: HashMap<(Option<String>, String), SeriesResult>,
+    /// Fetched ahead, all at once, and not yet counted by a rule's discovery.
+    prefetched: HashSet<(Option<String>, String)>,
 }
+
+/// How many distinct `seriesQuery`s one discovery pass fetches at once.
+const SERIES_FETCH_CONCURRENCY: usize = 8;
 
 /// A `seriesQuery`'s series, or why they could not be fetched.
 type SeriesResult = Result<Arc<Vec<SeriesInfo>>, String>;
@@ -174,6 +179,7 @@ impl Fetched {
         Fetched {
             backends: backends.clone(),
             series: HashMap::new(),
+            prefetched: HashSet::new(),
         }
     }
 }
@@ -279,7 +285,13 @@ impl Registry {
             rule.series_key().to_string(),
         );
         if let Some(done) = fetched.series.get(&key) {
-            return (done.clone(), 0);
+            // A prefetched answer is counted by the first rule that uses it.
+            let n = if fetched.prefetched.remove(&key) {
+                done.as_ref().map(|i| i.len() as u64).unwrap_or(0)
+            } else {
+                0
+            };
+            return (done.clone(), n);
         }
         let since = now_ms() - self.max_age.as_millis() as i64;
         let result = match fetched.backends.for_rule(rule) {
@@ -294,6 +306,48 @@ impl Registry {
         let n = result.as_ref().map(|i| i.len() as u64).unwrap_or(0);
         fetched.series.insert(key, result.clone());
         (result, n)
+    }
+
+    /// Fetches the distinct `seriesQuery`s of `rules` at once (a few at a time), so that a
+    /// pass over many rules against a slow or dead backend takes one query timeout, not
+    /// one per rule, as prometheus-adapter's discovery fetches in parallel.
+    async fn prefetch<'r>(&self, rules: impl IntoIterator<Item = &'r Rule>, fetched: &mut Fetched) {
+        let since = now_ms() - self.max_age.as_millis() as i64;
+        let permits = Arc::new(tokio::sync::Semaphore::new(SERIES_FETCH_CONCURRENCY));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut asked = HashSet::new();
+        for rule in rules.into_iter().filter(|r| r.discoverable()) {
+            let key = (
+                rule.backend().map(str::to_string),
+                rule.series_key().to_string(),
+            );
+            if fetched.series.contains_key(&key) || !asked.insert(key.clone()) {
+                continue;
+            }
+            let Ok(backend) = fetched.backends.for_rule(rule) else {
+                continue;
+            };
+            let (client, query, permits) = (
+                backend.client.clone(),
+                rule.discovery_query(),
+                permits.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let result = client
+                    .series_names(&query, since)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string());
+                (key, result)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((key, result)) = done {
+                fetched.prefetched.insert(key.clone());
+                fetched.series.insert(key, result);
+            }
+        }
     }
 
     async fn discover_custom(
@@ -519,6 +573,14 @@ impl Registry {
         let mut errors = Vec::new();
         let mut series = 0;
         let mut fetched = Fetched::new(backends);
+        let file_rules = apis
+            .iter()
+            .flat_map(|api| match api {
+                Api::Custom => rules.custom.iter(),
+                Api::External => rules.external.iter(),
+            })
+            .filter(|r| only(r));
+        self.prefetch(file_rules, &mut fetched).await;
         if apis.contains(&Api::Custom) {
             let mut found = Vec::with_capacity(rules.custom.len());
             for (idx, rule) in rules.custom.iter().enumerate() {

@@ -63,6 +63,9 @@ struct Switchable {
     series_calls: std::sync::atomic::AtomicUsize,
     /// How long each series fetch takes, in milliseconds.
     series_delay_ms: std::sync::atomic::AtomicU64,
+    /// Series fetches under way now, and the most there have been at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Backend for Switchable {
@@ -94,7 +97,10 @@ impl Backend for Switchable {
         let delay = Duration::from_millis(self.series_delay_ms.load(Ordering::SeqCst));
         if !delay.is_zero() {
             return Box::pin(async move {
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most_in_flight.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(delay).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 self.inner.series_names(selector, since_ms).await
             });
         }
@@ -1440,4 +1446,31 @@ async fn values_beyond_int64_milli_units_are_named_for_what_they_are() {
         message.contains("9.3e15, beyond ±9.2e15, past an int64 of milli-units"),
         "{message}"
     );
+}
+
+/// A discovery pass fetches its distinct series queries at once (as prometheus-adapter does),
+/// so a slow or dead backend costs one query timeout per relist, not one per rule.
+#[tokio::test]
+async fn distinct_series_queries_are_fetched_at_once() {
+    let rules = r#"
+rules:
+- seriesQuery: 'a_metric{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+- seriesQuery: 'b_metric{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})'
+externalRules:
+- seriesQuery: 'c_metric{queue!=""}'
+  resources: {namespaced: false}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+"#;
+    let (backend, registry, _app) = switchable_app(rules);
+    web_1_series(&backend, "a_metric", 1.0);
+    backend.series_delay_ms.store(200, Ordering::SeqCst);
+    assert!(registry.relist().await.is_empty());
+    assert_eq!(backend.series_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(backend.most_in_flight.load(Ordering::SeqCst), 3);
+    let snap = registry.snapshot();
+    assert!(snap.custom.keys().any(|(_, m)| m == "a_metric"));
 }
