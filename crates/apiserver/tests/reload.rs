@@ -134,10 +134,7 @@ async fn a_file_that_loads_replaces_the_rules_and_one_that_does_not_leaves_them(
     assert_eq!(value(&s.app, WAITING).await, (StatusCode::OK, "3k".into()));
     assert_eq!(value(&s.app, DONE).await, (StatusCode::OK, "35".into()));
     let text = s.metrics.render();
-    assert!(
-        text.contains("\npromhpa_config_last_reload_successful 1\n"),
-        "{text}"
-    );
+    assert_last_reload(&text, true);
     assert!(
         text.contains("promhpa_config_reloads_total{result=\"success\"} 1"),
         "{text}"
@@ -154,10 +151,7 @@ async fn a_file_that_loads_replaces_the_rules_and_one_that_does_not_leaves_them(
     );
     assert_eq!(value(&s.app, WAITING).await, (StatusCode::OK, "3k".into()));
     let text = s.metrics.render();
-    assert!(
-        text.contains("\npromhpa_config_last_reload_successful 0\n"),
-        "{text}"
-    );
+    assert_last_reload(&text, false);
     assert!(
         text.contains("promhpa_config_reloads_total{result=\"failure\"} 1"),
         "{text}"
@@ -185,10 +179,7 @@ async fn a_file_that_loads_replaces_the_rules_and_one_that_does_not_leaves_them(
     );
     assert_eq!(value(&s.app, WAITING).await, (StatusCode::OK, "3k".into()));
     let text = s.metrics.render();
-    assert!(
-        text.contains("\npromhpa_config_last_reload_successful 0\n"),
-        "{text}"
-    );
+    assert_last_reload(&text, false);
 }
 
 /// A rule that is broken in the running rules may stay broken in the next file (it is
@@ -260,4 +251,13 @@ async fn requests_during_reloads_see_the_old_rules_or_the_new_never_a_mix() {
     }
     assert!(served.load(Ordering::Relaxed) > 40);
     assert!(switched, "no client saw a reload");
+}
+
+/// `promhpa_config_last_reload_successful` in the rendered self-metrics `text`.
+fn assert_last_reload(text: &str, successful: bool) {
+    let line = format!(
+        "\npromhpa_config_last_reload_successful {}\n",
+        u8::from(successful)
+    );
+    assert!(text.contains(&line), "{text}");
 }

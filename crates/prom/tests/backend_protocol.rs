@@ -15,6 +15,18 @@ use tokio::net::TcpListener;
 
 const ANSWER: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
 
+/// A listener on a free port of 127.0.0.1, and its port.
+async fn listen() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    (listener, port)
+}
+
 /// What the stand-in backend saw: the protocol agreed on each connection it accepted, and
 /// how many requests came in.
 #[derive(Default)]
@@ -40,13 +52,7 @@ async fn backend(pki: &TestPki, delay: Duration) -> (u16, Arc<Mutex<Seen>>) {
     .unwrap_or_else(|e| panic!("{e}"));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .port();
+    let (listener, port) = listen().await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let log = seen.clone();
     tokio::spawn(async move {
@@ -146,13 +152,7 @@ async fn queries_in_flight_together_get_a_connection_each() {
 /// An HTTP server on 127.0.0.1 answering every request with `status` and the Prometheus
 /// API error body of `error_type`.
 async fn answering_error(status: &'static str, error_type: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .port();
+    let (listener, port) = listen().await;
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -207,11 +207,8 @@ async fn server_errors_are_outages_and_client_errors_rejections() {
 /// A key in the backend URL's query string is not repeated in error messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_string_key_stays_out_of_errors() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .port();
+    // A port nothing listens on any more.
+    let (listener, port) = listen().await;
     drop(listener);
     let client = PromClient::new(PromConfig::new(format!(
         "http://127.0.0.1:{port}/x?api_key=SECRET123"
