@@ -405,17 +405,13 @@ impl BackendFlags {
             Err(BackendError::Unavailable { address, message })
                 if message.to_lowercase().contains("invalid peer certificate") =>
             {
-                let fix = if self
-                    .prometheus_auth_config
-                    .as_ref()
-                    .is_some_and(|p| !p.as_os_str().is_empty())
-                {
-                    "set the certificate-authority (and tls-server-name if the name differs) of the --prometheus-auth-config kubeconfig"
-                } else if self.prometheus_auth_incluster {
-                    "--prometheus-auth-incluster trusts the service account's CA only"
-                } else {
-                    "pass --prometheus-ca-file with the CA that signed it"
-                };
+                let fix = certificate_fix(
+                    &message,
+                    self.prometheus_auth_config
+                        .as_ref()
+                        .is_some_and(|p| !p.as_os_str().is_empty()),
+                    self.prometheus_auth_incluster,
+                );
                 return Err(OptionsError::PrometheusCertificate {
                     address,
                     message,
@@ -427,6 +423,39 @@ impl BackendFlags {
         }
         Ok(())
     }
+}
+
+/// What fixes a certificate Prometheus presents that does not verify, by what is wrong with
+/// it: an issuer promhpa does not trust is fixed by the CA it is given, a name or a validity
+/// period by the certificate (or the URL, or the clock), never by another CA.
+fn certificate_fix(message: &str, auth_config: bool, incluster: bool) -> &'static str {
+    let message = message.to_lowercase();
+    if message.contains("not valid for name") || message.contains("notvalidforname") {
+        return if auth_config {
+            "the certificate does not carry the host name of --prometheus-url: set tls-server-name in the --prometheus-auth-config kubeconfig to a name it carries, or use such a name in the URL"
+        } else {
+            "the certificate does not carry the host name of --prometheus-url: use a name it carries in the URL"
+        };
+    }
+    if message.contains("expired")
+        || message.contains("not valid yet")
+        || message.contains("notvalidyet")
+    {
+        return "the certificate is outside its validity period: renew it, or check this machine's clock";
+    }
+    if message.contains("unknownissuer")
+        || message.contains("badsignature")
+        || message.contains("unknown issuer")
+    {
+        return if auth_config {
+            "set the certificate-authority (and tls-server-name if the name differs) of the --prometheus-auth-config kubeconfig"
+        } else if incluster {
+            "--prometheus-auth-incluster trusts the service account's CA only"
+        } else {
+            "pass --prometheus-ca-file with the CA that signed it"
+        };
+    }
+    "Prometheus serves a certificate no client accepts as it is: replace it"
 }
 
 #[cfg(test)]
@@ -497,5 +526,28 @@ mod tests {
                 "{flag}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_verify_is_given_the_fix_for_what_is_wrong() {
+        let issuer = "invalid peer certificate: UnknownIssuer";
+        let name = "invalid peer certificate: certificate not valid for name \"prometheus\"; certificate is only valid for localhost or 127.0.0.1";
+        let expired = "invalid peer certificate: certificate expired: verification time 1800000000 (UNIX), but certificate is not valid after 1700000000 (100000000 seconds ago)";
+        let early = "invalid peer certificate: certificate not valid yet: verification time 1 (UNIX), but certificate is not valid before 2 (1 seconds in future)";
+        let usage = "invalid peer certificate: certificate does not allow extended key usage for server authentication, allows client authentication";
+        assert!(certificate_fix(issuer, false, false).contains("--prometheus-ca-file"));
+        assert!(certificate_fix(issuer, true, false).contains("certificate-authority"));
+        assert!(certificate_fix(issuer, false, true).contains("service account's CA"));
+        for (auth_config, incluster) in [(false, false), (true, false), (false, true)] {
+            for message in [name, expired, early, usage] {
+                let fix = certificate_fix(message, auth_config, incluster);
+                assert!(!fix.contains("CA"), "{message}: {fix}");
+            }
+        }
+        assert!(certificate_fix(name, true, false).contains("tls-server-name"));
+        assert!(certificate_fix(name, false, false).contains("host name of --prometheus-url"));
+        assert!(certificate_fix(expired, false, false).contains("validity period"));
+        assert!(certificate_fix(early, false, false).contains("clock"));
+        assert!(certificate_fix(usage, false, false).contains("replace it"));
     }
 }
