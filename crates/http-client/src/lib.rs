@@ -546,11 +546,19 @@ impl TokenFile {
             .map_err(reading)?
             .trim()
             .to_string();
-        if token.is_empty() && !self.allow_empty {
-            return Err(ClientError::EmptyToken {
-                setting: self.setting.clone(),
-                path: self.path.clone(),
-            });
+        if token.is_empty() {
+            if !self.allow_empty {
+                return Err(ClientError::EmptyToken {
+                    setting: self.setting.clone(),
+                    path: self.path.clone(),
+                });
+            }
+            // A file emptied after it held a token is most likely being rewritten in place
+            // (truncated, then written): the token it held stays in use, and the file is
+            // read again next time.
+            if let Some((_, _, previous)) = state.as_ref().filter(|(_, _, t)| !t.is_empty()) {
+                return Ok(previous.clone());
+            }
         }
         *state = Some((mtime, len, token.clone()));
         Ok(token)
@@ -624,6 +632,14 @@ mod tests {
         std::fs::write(&path, "\n").unwrap_or_else(|e| panic!("{e}"));
         let t = TokenFile::new("token file", &path).allowing_empty();
         assert_eq!(t.token().ok().as_deref(), Some(""));
+        std::fs::write(&path, "first\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.token().ok().as_deref(), Some("first"));
+        // Emptied while it is rewritten: the token it held is still sent...
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.token().ok().as_deref(), Some("first"));
+        // ...until the file holds the new one.
+        std::fs::write(&path, "second-token\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.token().ok().as_deref(), Some("second-token"));
     }
 
     #[test]
