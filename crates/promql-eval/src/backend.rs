@@ -128,6 +128,13 @@ impl EmbeddedBackend {
         body: Result<&str, String>,
     ) -> Result<IngestStats, EvalError> {
         let mut store = self.store.write().unwrap_or_else(PoisonError::into_inner);
+        // The target's report series first, so that a store short of room refuses the
+        // body's new series rather than the report saying how the target is.
+        let report = ["up", "scrape_duration_seconds", "scrape_samples_scraped"].map(|name| {
+            let mut labels = target.clone();
+            labels.set(METRIC_NAME, name);
+            store.admitted_series_id(&labels)
+        });
         let mut seen = Vec::new();
         let outcome = match body {
             Ok(text) => {
@@ -161,17 +168,15 @@ impl EmbeddedBackend {
             }
         }
         let (up, scraped) = match &outcome {
-            Ok(stats) => (1.0, stats.samples as f64),
+            // Every sample the target exposed, as Prometheus counts them, those the store
+            // had no room for included.
+            Ok(stats) => (1.0, (stats.samples + stats.rejected) as f64),
             Err(_) => (0.0, 0.0),
         };
-        for (name, v) in [
-            ("up", up),
-            ("scrape_duration_seconds", duration_seconds),
-            ("scrape_samples_scraped", scraped),
-        ] {
-            let mut labels = target.clone();
-            labels.set(METRIC_NAME, name);
-            store.append(&labels, t_ms, v)?;
+        for (id, v) in report.into_iter().zip([up, duration_seconds, scraped]) {
+            if let Some(id) = id {
+                store.append_id(id, t_ms, v);
+            }
         }
         // Relative to the scrape's time, not to the newest sample: one sample a broken
         // exporter stamps in the future must not age every other series out.
@@ -442,6 +447,43 @@ mod tests {
             panic!()
         };
         assert_eq!(v[0].v, 1.0);
+    }
+
+    /// A target first scraped when the store is full still reports itself: its samples are
+    /// refused, its `up`, duration and sample count are not, and the scrape succeeded.
+    #[test]
+    fn a_full_store_still_admits_each_targets_scrape_report() {
+        let b = EmbeddedBackend::new(StoreLimits {
+            retention_ms: 60_000,
+            max_series: 5,
+        });
+        let first = Labels::from_pairs([("job", "a")]);
+        let stats = b.record_scrape(&first, 0, 0.01, Ok("x 1\ny 2\n")).unwrap();
+        assert_eq!(stats.rejected, 0);
+        let second = Labels::from_pairs([("job", "b")]);
+        let stats = b.record_scrape(&second, 0, 0.01, Ok("z 3\n")).unwrap();
+        assert_eq!(stats.rejected, 1);
+        let Value::Vector(v) = b.query_value("up", 0).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v.iter().map(|s| s.v).collect::<Vec<_>>(), vec![1.0, 1.0]);
+        let Value::Vector(v) = b
+            .query_value("scrape_samples_scraped{job=\"b\"}", 0)
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(v.iter().map(|s| s.v).collect::<Vec<_>>(), vec![1.0]);
+        assert!(b
+            .query_value("z", 0)
+            .is_ok_and(|v| matches!(v, Value::Vector(v) if v.is_empty())));
+        assert!(b
+            .record_scrape(&second, 15_000, 0.01, Err("connection refused".into()))
+            .is_err());
+        let Value::Vector(v) = b.query_value("up{job=\"b\"}", 15_000).unwrap() else {
+            panic!()
+        };
+        assert_eq!(v.iter().map(|s| s.v).collect::<Vec<_>>(), vec![0.0]);
     }
 
     #[test]

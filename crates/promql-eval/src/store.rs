@@ -214,11 +214,15 @@ impl Store {
     /// The id of the series with exactly these labels, creating it if the series limit
     /// allows.
     pub fn series_id(&mut self, labels: &Labels) -> Result<SeriesId, EvalError> {
+        self.series_id_within(labels, true)
+    }
+
+    fn series_id_within(&mut self, labels: &Labels, limited: bool) -> Result<SeriesId, EvalError> {
         let hash = labels_hash(labels);
         if let Some(id) = self.lookup(hash, labels) {
             return Ok(id);
         }
-        if self.live >= self.limits.max_series {
+        if limited && self.live >= self.limits.max_series {
             return Err(EvalError::SeriesLimit {
                 limit: self.limits.max_series,
                 labels: labels.to_string(),
@@ -308,6 +312,14 @@ impl Store {
         let id = self.series_id(labels)?;
         self.append_id(id, t, v);
         Ok(())
+    }
+
+    /// The id of a series the store admits even beyond `max_series`: a scrape's own report
+    /// (`up`, `scrape_duration_seconds`, `scrape_samples_scraped`), three series per
+    /// configured target, which must say how the target is doing when its samples are the
+    /// ones no longer admitted.
+    pub fn admitted_series_id(&mut self, labels: &Labels) -> Option<SeriesId> {
+        self.series_id_within(labels, false).ok()
     }
 
     /// Drops samples older than the retention window (relative to the newest sample) and
