@@ -161,7 +161,8 @@ impl ScrapeConfig {
         let raw_targets = raw.targets.unwrap_or_default();
         let mut targets = Vec::with_capacity(raw_targets.len());
         for (i, t) in raw_targets.into_iter().enumerate() {
-            let ctx = |m: String| invalid(format!("targets[{i}] ({}): {m}", t.url));
+            let shown = url::Url::parse(&t.url).map_or_else(|_| t.url.clone(), |u| redacted(&u));
+            let ctx = |m: String| invalid(format!("targets[{i}] ({shown}): {m}"));
             let url = url::Url::parse(&t.url).map_err(|e| ctx(format!("invalid url: {e}")))?;
             if url.scheme() != "http" && url.scheme() != "https" {
                 return Err(ctx(format!(
@@ -225,8 +226,8 @@ impl ScrapeConfig {
             {
                 return Err(invalid(format!(
                     "targets[{i}] ({}) and targets[{j}] ({}) have the same labels {}: give one of them a label of its own (e.g. job)",
-                    a.url,
-                    b.url,
+                    a.shown_url(),
+                    b.shown_url(),
                     a.store_labels()
                 )));
             }
@@ -236,6 +237,12 @@ impl ScrapeConfig {
 }
 
 impl Target {
+    /// The URL as logs and errors show it: a password in it is `xxxxx`, as Go's
+    /// `url.Redacted` shows it.
+    pub fn shown_url(&self) -> String {
+        redacted(&self.url)
+    }
+
     /// The target's labels as the store takes them.
     pub fn store_labels(&self) -> Labels {
         Labels::from_pairs(self.labels.iter())
@@ -250,7 +257,7 @@ impl Target {
         settings.insecure_skip_verify = self.insecure_skip_verify;
         settings.user_agent = Some(concat!("promhpa/", env!("CARGO_PKG_VERSION")));
         settings.build().map_err(|e| ScrapeError::Target {
-            url: self.url.to_string(),
+            url: self.shown_url(),
             message: e.to_string(),
         })
     }
@@ -274,7 +281,7 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<String, Stri
             .map_err(|e| format!("reading bearerTokenFile {}: {e}", f.display()))?;
         req = req.bearer_auth(token.trim());
     }
-    let mut resp = req.send().await.map_err(|e| describe(&e))?;
+    let mut resp = req.send().await.map_err(|e| describe(&e, &target.url))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(format!("server returned HTTP status {status}"));
@@ -285,7 +292,7 @@ async fn fetch(client: &reqwest::Client, target: &Target) -> Result<String, Stri
         return Err(too_big());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, &target.url))? {
         if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
             return Err(too_big());
         }
@@ -315,7 +322,7 @@ fn sample_lines(text: &str) -> usize {
 }
 
 /// A reqwest error with its causes, which carry the TLS or connection detail.
-fn describe(e: &reqwest::Error) -> String {
+fn describe(e: &reqwest::Error, url: &url::Url) -> String {
     let mut msg = if e.is_timeout() {
         "scrape timed out".to_string()
     } else {
@@ -327,7 +334,20 @@ fn describe(e: &reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         source = s.source();
     }
+    // reqwest names the URL it was given, password included.
+    if url.password().is_some() {
+        msg = msg.replace(url.as_str(), &redacted(url));
+    }
     msg
+}
+
+/// A URL with its password shown as `xxxxx`.
+fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("xxxxx"));
+    }
+    shown.to_string()
 }
 
 /// Scrapes `target` once at the current time and records the outcome in `backend`.
@@ -343,19 +363,19 @@ pub async fn scrape_once(
     let body = fetch(client, target).await;
     let duration = start.elapsed().as_secs_f64();
     if let Err(e) = &body {
-        tracing::warn!(target = %target.url, labels = %labels, error = %e, "scrape failed");
+        tracing::warn!(target = %target.shown_url(), labels = %labels, error = %e, "scrape failed");
     }
     match backend.record_scrape(labels, t, duration, body.as_deref().map_err(Clone::clone)) {
         Ok(stats) => {
             if stats.rejected > 0 {
-                tracing::warn!(target = %target.url, rejected = stats.rejected, "samples dropped: the embedded store holds --max-series series");
+                tracing::warn!(target = %target.shown_url(), rejected = stats.rejected, "samples dropped: the embedded store holds --max-series series");
             }
-            tracing::debug!(target = %target.url, samples = stats.samples, "scraped");
+            tracing::debug!(target = %target.shown_url(), samples = stats.samples, "scraped");
             true
         }
         Err(e) => {
             if body.is_ok() {
-                tracing::warn!(target = %target.url, error = %e, "scrape failed");
+                tracing::warn!(target = %target.shown_url(), error = %e, "scrape failed");
             }
             false
         }
@@ -381,7 +401,7 @@ pub fn spawn(
             let labels = target.store_labels();
             let mut ticker = tokio::time::interval(target.interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            tracing::info!(target = %target.url, interval = ?target.interval, "scraping");
+            tracing::info!(target = %target.shown_url(), interval = ?target.interval, "scraping");
             loop {
                 ticker.tick().await;
                 scrape_once(&backend, &client, &target, &labels).await;

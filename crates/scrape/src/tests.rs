@@ -69,6 +69,15 @@ fn unknown_keys_and_bad_values_are_rejected() {
         "{e}"
     );
     assert!(config("targets:\n- url: https://node:10250/metrics\n- url: https://node:10250/metrics/cadvisor\n  labels: {job: cadvisor}\n").is_ok());
+    // A password in a target's URL is never shown.
+    let e = config("targets:\n- url: https://scraper:s3cret@node:10250/metrics\n  interval: 0s\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("targets[0] (https://scraper:xxxxx@node:10250/metrics)")
+            && !e.contains("s3cret"),
+        "{e}"
+    );
 }
 
 fn one_value(backend: &EmbeddedBackend, q: &str) -> Vec<(String, f64)> {
