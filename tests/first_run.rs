@@ -113,6 +113,59 @@ fn the_demo_logs_without_colour_and_kubectl_top_node_works() {
         assert!(cols[1].ends_with('m') && cols[2].ends_with('%'), "{text}");
         assert!(cols[3].ends_with("Mi") && cols[4].ends_with('%'), "{text}");
     }
+
+    // `kubectl get` asks for a Table and shows its columns, as with metrics-server: the
+    // usage, then the window.
+    let get = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .arg(format!("--kubeconfig={}", kubectl.kubeconfig.display()))
+            .arg(format!("--cache-dir={}", kubectl.cache.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            server.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = get(&["get", "nodemetrics.metrics.k8s.io"]);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "CPU", "MEMORY", "WINDOW"], "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
+    for (row, node) in lines[1..].iter().zip(["demo-node-1", "demo-node-2"]) {
+        assert_eq!(row[0], node, "{text}");
+        assert!(row[1].ends_with('m') && row[2].ends_with("Mi"), "{text}");
+    }
+    let text = get(&["get", "podmetrics.metrics.k8s.io", "--all-namespaces"]);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["NAMESPACE", "NAME", "CPU", "MEMORY", "WINDOW"],
+        "{text}"
+    );
+    assert!(lines.len() > 1, "{text}");
+    // The same rows as JSON, with the objects' metadata, for `-o wide` and `-o name`.
+    let text = get(&[
+        "get",
+        "podmetrics.metrics.k8s.io",
+        "--all-namespaces",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("podmetrics.metrics.k8s.io/")),
+        "{text}"
+    );
 }
 
 /// A directory holding `kubectl-promhpa` (a symlink to the binary), and PATH with it first.

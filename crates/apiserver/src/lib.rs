@@ -48,6 +48,7 @@ pub mod rule_objects;
 pub mod server;
 pub mod stale;
 pub mod state;
+mod table;
 pub mod types;
 
 pub use api::router;

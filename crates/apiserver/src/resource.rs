@@ -26,6 +26,7 @@ use crate::answer::{now_ms, observed_query, remembered, request_key};
 use crate::error::ApiError;
 use crate::request::{json, not_found, parse_selector, query_params, with_route};
 use crate::state::AppState;
+use crate::table::{Column, Item, Output};
 use crate::types::{
     rfc3339, ApiGroup, ApiResource, ApiResourceList, GroupVersionForDiscovery, ListMeta,
     StatusDetails,
@@ -358,13 +359,118 @@ async fn node_metrics(
         .collect())
 }
 
-fn list<T: Serialize>(kind: &'static str, items: Vec<T>) -> Response {
-    json(&MetricsList {
-        kind,
-        api_version: API_VERSION,
-        metadata: ListMeta {},
-        items,
-    })
+/// What the Table of pod or node metrics shows of one: its name, its usage summed over its
+/// containers, its window.
+trait Tabled: Serialize {
+    fn name(&self) -> &str;
+    fn usage(&self) -> BTreeMap<&'static str, Quantity>;
+    fn window(&self) -> &str;
+}
+
+impl Tabled for PodMetrics {
+    fn name(&self) -> &str {
+        &self.metadata.name
+    }
+    fn usage(&self) -> BTreeMap<&'static str, Quantity> {
+        let mut sum: BTreeMap<&'static str, Quantity> = BTreeMap::new();
+        for (resource, q) in self.containers.iter().flat_map(|c| c.usage.iter()) {
+            let total = match sum.get(resource) {
+                Some(t) => t.checked_add(q).unwrap_or(*t),
+                None => *q,
+            };
+            sum.insert(resource, total);
+        }
+        sum
+    }
+    fn window(&self) -> &str {
+        &self.window
+    }
+}
+
+impl Tabled for NodeMetrics {
+    fn name(&self) -> &str {
+        &self.metadata.name
+    }
+    fn usage(&self) -> BTreeMap<&'static str, Quantity> {
+        self.usage.clone()
+    }
+    fn window(&self) -> &str {
+        &self.window
+    }
+}
+
+/// The answer for `items` in the form asked: the object (`one`) or the list, or the Table
+/// `kubectl get` shows, as metrics-server and prometheus-adapter print it: a column per
+/// resource the first item has (`cpu`, `memory`), then `Window`.
+fn answer<T: Tabled>(output: Output, kind: &'static str, items: Vec<T>, one: bool) -> Response {
+    let (api_version, include) = match output {
+        Output::Object if one => {
+            return match items.first() {
+                Some(item) => json(item),
+                None => ApiError::Internal("no object to answer".into()).into_response(),
+            }
+        }
+        Output::Object => {
+            return json(&MetricsList {
+                kind,
+                api_version: API_VERSION,
+                metadata: ListMeta {},
+                items,
+            })
+        }
+        Output::Table {
+            api_version,
+            include,
+        } => (api_version, include),
+    };
+    let resources: Vec<&'static str> = items
+        .first()
+        .map(|i| i.usage().into_keys().collect())
+        .unwrap_or_default();
+    let columns = (!items.is_empty()).then(|| {
+        let mut columns = vec![Column {
+            name: "Name",
+            kind: "string",
+            format: "name",
+            description: "Name of the resource",
+            priority: 0,
+        }];
+        columns.extend(resources.iter().map(|r| Column {
+            name: r,
+            kind: "string",
+            format: "quantity",
+            description: "",
+            priority: 0,
+        }));
+        columns.push(Column {
+            name: "Window",
+            kind: "string",
+            format: "duration",
+            description: "",
+            priority: 0,
+        });
+        columns
+    });
+    let mut rows = Vec::with_capacity(items.len());
+    for item in &items {
+        let usage = item.usage();
+        let mut cells = vec![item.name().into()];
+        cells.extend(resources.iter().map(|r| {
+            usage
+                .get(r)
+                .copied()
+                .unwrap_or_else(Quantity::zero)
+                .to_string()
+                .into()
+        }));
+        cells.push(item.window().into());
+        let object = match serde_json::to_value(item) {
+            Ok(v) => v,
+            Err(e) => return ApiError::Internal(format!("encoding response: {e}")).into_response(),
+        };
+        rows.push(Item { cells, object });
+    }
+    json(&crate::table::table(api_version, include, columns, rows))
 }
 
 async fn names(
@@ -489,24 +595,27 @@ async fn serve(
     rules: &ResourceRules,
     segs: &[&str],
     params: &BTreeMap<String, String>,
+    output: Output,
 ) -> Result<Response, ApiError> {
     let fields = FieldSelector::parse(params.get("fieldSelector").map(String::as_str))?;
     match segs {
         [VERSION, "nodes"] => {
             let selector = parse_selector(params, "labelSelector")?;
             let names = fields.filter("", names(state, "nodes", None, &selector).await?);
-            Ok(list(
+            Ok(answer(
+                output,
                 "NodeMetricsList",
                 node_metrics(state, rules, &names).await?,
+                false,
             ))
         }
         [VERSION, "nodes", name] => {
             exists(state, "nodes", None, name).await?;
-            let mut items = node_metrics(state, rules, &[name.to_string()]).await?;
-            items
-                .pop()
-                .map(|m| json(&m))
-                .ok_or_else(|| no_metrics("node", None, name))
+            let items = node_metrics(state, rules, &[name.to_string()]).await?;
+            if items.is_empty() {
+                return Err(no_metrics("node", None, name));
+            }
+            Ok(answer(output, "NodeMetricsList", items, true))
         }
         [VERSION, "pods"] => {
             let selector = parse_selector(params, "labelSelector")?;
@@ -548,26 +657,30 @@ async fn serve(
             if let (true, Some(e)) = (by_namespace.is_empty(), failed) {
                 return Err(e);
             }
-            Ok(list(
+            Ok(answer(
+                output,
                 "PodMetricsList",
                 by_namespace.into_values().flatten().collect(),
+                false,
             ))
         }
         [VERSION, "namespaces", ns, "pods"] => {
             let selector = parse_selector(params, "labelSelector")?;
             let pods = fields.filter(ns, names(state, "pods", Some(ns), &selector).await?);
-            Ok(list(
+            Ok(answer(
+                output,
                 "PodMetricsList",
                 pod_metrics(state, rules, ns, &pods).await?,
+                false,
             ))
         }
         [VERSION, "namespaces", ns, "pods", name] => {
             exists(state, "pods", Some(ns), name).await?;
-            let mut items = pod_metrics(state, rules, ns, &[name.to_string()]).await?;
-            items
-                .pop()
-                .map(|m| json(&m))
-                .ok_or_else(|| no_metrics("pod", Some(ns), name))
+            let items = pod_metrics(state, rules, ns, &[name.to_string()]).await?;
+            if items.is_empty() {
+                return Err(no_metrics("pod", Some(ns), name));
+            }
+            Ok(answer(output, "PodMetricsList", items, true))
         }
         _ => Err(ApiError::not_found(format!(
             "the server could not find the requested resource /apis/{RESOURCE_GROUP}/{}",
@@ -615,8 +728,16 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
     if let Err(e) = crate::request::refuse_watch(&params, kind) {
         return e.into_response();
     }
-    let key = request_key(&state, &req, &params);
-    let result = serve(&state, rules, &segs, &params).await;
+    let output = match crate::table::output(&req, &params) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    // A Table is not remembered as a stale value: the key names the request, not its form.
+    let key = match output {
+        Output::Object => request_key(&state, &req, &params),
+        Output::Table { .. } => None,
+    };
+    let result = serve(&state, rules, &segs, &params, output).await;
     with_route(route, remembered(&state, "resource", key, result).await)
 }
 
@@ -638,5 +759,109 @@ mod tests {
         assert_eq!(quantity("memory", 134_217_728_000).to_string(), "128Mi");
         assert_eq!(quantity("memory", 1_000_000).to_string(), "1k");
         assert_eq!(quantity("cpu", 152).to_string(), "152m");
+    }
+
+    async fn body(resp: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn pod(name: &str, containers: &[(&str, i64, i64)]) -> PodMetrics {
+        PodMetrics {
+            kind: "PodMetrics",
+            api_version: API_VERSION,
+            metadata: ObjectMeta {
+                name: name.into(),
+                namespace: Some("shop".into()),
+                creation_timestamp: "2026-12-06T10:00:00Z".into(),
+            },
+            timestamp: "2026-12-06T09:59:30Z".into(),
+            window: "5m0s".into(),
+            containers: containers
+                .iter()
+                .map(|(c, cpu, mem)| ContainerMetrics {
+                    name: c.to_string(),
+                    usage: [
+                        ("cpu", quantity("cpu", *cpu)),
+                        ("memory", quantity("memory", *mem * 1000)),
+                    ]
+                    .into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn tables_sum_each_pods_containers_and_carry_what_is_asked() {
+        use crate::table::Include;
+        let pods = || {
+            vec![
+                pod("web-1", &[("app", 100, 64 << 20), ("proxy", 50, 16 << 20)]),
+                pod("web-2", &[("app", 1500, 1 << 30)]),
+            ]
+        };
+        let table = |include| Output::Table {
+            api_version: "meta.k8s.io/v1",
+            include,
+        };
+        let t = body(answer(
+            table(Include::Metadata),
+            "PodMetricsList",
+            pods(),
+            false,
+        ))
+        .await;
+        assert_eq!(t["kind"], "Table");
+        assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
+        let columns: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{t}"))
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(columns, ["Name", "cpu", "memory", "Window"]);
+        assert_eq!(t["columnDefinitions"][1]["format"], "quantity");
+        assert_eq!(
+            t["rows"][0]["cells"],
+            serde_json::json!(["web-1", "150m", "80Mi", "5m0s"])
+        );
+        assert_eq!(
+            t["rows"][1]["cells"],
+            serde_json::json!(["web-2", "1500m", "1Gi", "5m0s"])
+        );
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "shop");
+        assert!(t["rows"][0]["object"].get("containers").is_none(), "{t}");
+        let t = body(answer(
+            table(Include::Object),
+            "PodMetricsList",
+            pods(),
+            false,
+        ))
+        .await;
+        assert_eq!(t["rows"][1]["object"]["kind"], "PodMetrics");
+        assert_eq!(t["rows"][1]["object"]["containers"][0]["name"], "app");
+        let t = body(answer(table(Include::None), "PodMetricsList", pods(), true)).await;
+        assert!(t["rows"][0]["object"].is_null(), "{t}");
+        // No rows: no columns either, as Kubernetes answers.
+        let t = body(answer(
+            table(Include::Metadata),
+            "PodMetricsList",
+            Vec::<PodMetrics>::new(),
+            false,
+        ))
+        .await;
+        assert!(
+            t["columnDefinitions"].is_null() && t["rows"].is_null(),
+            "{t}"
+        );
+        // Without a Table the object or the list itself.
+        let o = body(answer(Output::Object, "PodMetricsList", pods(), true)).await;
+        assert_eq!(o["kind"], "PodMetrics");
+        let o = body(answer(Output::Object, "PodMetricsList", pods(), false)).await;
+        assert_eq!(o["kind"], "PodMetricsList");
+        assert_eq!(o["items"].as_array().map(Vec::len), Some(2));
     }
 }
