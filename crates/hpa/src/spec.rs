@@ -705,17 +705,15 @@ fn check_spec(
     })
 }
 
-/// Read an HPA from YAML or JSON: the first `HorizontalPodAutoscaler` object of a
-/// (possibly multi-document) manifest, or a bare `spec`.
+/// Read an HPA from YAML or JSON: the one `HorizontalPodAutoscaler` object of a (possibly
+/// multi-document) manifest, or a bare `spec`. `autoscaling/v2` and `v2beta2` are read as
+/// they are; `autoscaling/v1` is converted as the API server converts it
+/// (`targetCPUUtilizationPercentage` becomes a cpu Utilization metric). Every document is
+/// read, so that a second HPA or a broken document after the first is an error rather than
+/// left out.
 pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Error> {
     let context = |i: usize| format!("manifest document {}", i + 1);
-    let object_err =
-        |i: usize, e: serde_path_to_error::Error<serde_json::Error>| crate::Error::Object {
-            kind: "HorizontalPodAutoscaler",
-            context: context(i),
-            field: e.path().to_string(),
-            cause: e.into_inner().to_string(),
-        };
+    let mut found: Option<(usize, HorizontalPodAutoscaler)> = None;
     for (i, doc) in yaml::documents::<serde_json::Value>(text)
         .into_iter()
         .enumerate()
@@ -732,24 +730,228 @@ pub fn parse_manifest(text: &str) -> Result<HorizontalPodAutoscaler, crate::Erro
             continue;
         }
         yaml::drop_null_fields(&mut value);
-        if hpa {
-            let hpa: HorizontalPodAutoscaler =
-                serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e))?;
+        let parsed = if hpa {
+            let api_version = value
+                .get("apiVersion")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            match api_version.as_str() {
+                "" | "autoscaling/v2" | "autoscaling/v2beta2" => {}
+                "autoscaling/v1" => value = from_v1(value, &context(i))?,
+                "autoscaling/v2beta1" => {
+                    return Err(crate::Error::Input(format!(
+                        "{}: autoscaling/v2beta1 is no longer served (Kubernetes 1.25 removed it) and is not read here: write the HPA as autoscaling/v2 (`kubectl get hpa NAME -o yaml` prints it so)",
+                        context(i)
+                    )))
+                }
+                other => {
+                    return Err(crate::Error::Input(format!(
+                        "{}: apiVersion {other:?} is not a version of HorizontalPodAutoscaler (autoscaling/v2, autoscaling/v2beta2 and autoscaling/v1 are read)",
+                        context(i)
+                    )))
+                }
+            }
+            let hpa: HorizontalPodAutoscaler = strict(value, &context(i), true)?;
             check_spec(&hpa.spec, "spec.", true, &context(i))?;
-            return Ok(hpa);
+            hpa
+        } else {
+            let spec: HpaSpec = strict(value, &context(i), false)?;
+            check_spec(&spec, "", false, &context(i))?;
+            HorizontalPodAutoscaler {
+                api_version: "autoscaling/v2".into(),
+                kind: "HorizontalPodAutoscaler".into(),
+                metadata: ObjectMeta::default(),
+                spec,
+                status: None,
+            }
+        };
+        if let Some((first, _)) = &found {
+            return Err(crate::Error::Input(format!(
+                "{} and {} both hold a HorizontalPodAutoscaler: give one HPA per file",
+                context(*first),
+                context(i)
+            )));
         }
-        let spec: HpaSpec =
-            serde_path_to_error::deserialize(value).map_err(|e| object_err(i, e))?;
-        check_spec(&spec, "", false, &context(i))?;
-        return Ok(HorizontalPodAutoscaler {
-            api_version: "autoscaling/v2".into(),
-            kind: "HorizontalPodAutoscaler".into(),
-            metadata: ObjectMeta::default(),
-            spec,
-            status: None,
+        found = Some((i, parsed));
+    }
+    found.map(|(_, hpa)| hpa).ok_or_else(|| {
+        crate::Error::Input("no HorizontalPodAutoscaler found in the manifest".into())
+    })
+}
+
+/// `value` read as kubectl's strict field validation reads a manifest: a field the schema
+/// does not have (`behaviour:`, a misplaced `target:`) is an error naming it rather than
+/// left out. In a whole object, `metadata` and `status` may hold anything.
+fn strict<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    context: &str,
+    object: bool,
+) -> Result<T, crate::Error> {
+    let mut unknown: Vec<String> = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path.to_string()));
+    let parsed: Result<T, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut note));
+    let parsed = parsed.map_err(|e| crate::Error::Object {
+        kind: "HorizontalPodAutoscaler",
+        context: context.to_string(),
+        field: e.path().to_string(),
+        cause: e.into_inner().to_string(),
+    })?;
+    let unknown: Vec<String> = unknown
+        .into_iter()
+        .filter(|p| {
+            !(object
+                && (p == "metadata"
+                    || p == "status"
+                    || p.starts_with("metadata.")
+                    || p.starts_with("status.")))
+        })
+        .collect();
+    if let Some(first) = unknown.first() {
+        let more = match unknown.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more: {})", unknown[1..].join(", ")),
+        };
+        return Err(crate::Error::Object {
+            kind: "HorizontalPodAutoscaler",
+            context: context.to_string(),
+            field: first.clone(),
+            cause: format!("unknown field \"{first}\"{more}"),
         });
     }
-    Err(crate::Error::Input(
-        "no HorizontalPodAutoscaler found in the manifest".into(),
-    ))
+    Ok(parsed)
+}
+
+/// A path as serde_ignored prints it (`spec.metrics.0.resource.?.extra`, `?` for an
+/// `Option`) the way Kubernetes names fields (`spec.metrics[0].resource.extra`).
+fn field_path(path: &str) -> String {
+    let mut out = String::new();
+    for segment in path.split('.').filter(|s| *s != "?") {
+        if !out.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+/// An `autoscaling/v1` HPA as the API server serves it in `autoscaling/v2`: its
+/// `targetCPUUtilizationPercentage` is a cpu Utilization metric (none: the default, cpu at
+/// 80 %). The annotations in which v1 objects keep metrics and behavior written through v2
+/// are not converted: such an object is refused, naming them.
+fn from_v1(mut value: serde_json::Value, context: &str) -> Result<serde_json::Value, crate::Error> {
+    let refuse = |message: String| crate::Error::Input(format!("{context}: {message}"));
+    if let Some(annotations) = value
+        .pointer("/metadata/annotations")
+        .and_then(serde_json::Value::as_object)
+    {
+        if let Some(key) = annotations
+            .keys()
+            .find(|k| k.starts_with("autoscaling.alpha.kubernetes.io/"))
+        {
+            return Err(refuse(format!(
+                "this autoscaling/v1 HPA keeps metrics or behavior in the annotation {key}, which is not read here: read the HPA as autoscaling/v2 (`kubectl get hpa.v2.autoscaling NAME -o yaml`)"
+            )));
+        }
+    }
+    let Some(spec) = value
+        .get_mut("spec")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return Ok(value);
+    };
+    if let Some(target) = spec.remove("targetCPUUtilizationPercentage") {
+        spec.insert(
+            "metrics".into(),
+            serde_json::json!([{
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
+            }]),
+        );
+    } else if spec.contains_key("metrics") {
+        return Err(refuse(
+            "spec.metrics is not a field of autoscaling/v1 (targetCPUUtilizationPercentage is): set apiVersion: autoscaling/v2".into(),
+        ));
+    }
+    if spec.contains_key("behavior") {
+        return Err(refuse(
+            "spec.behavior is not a field of autoscaling/v1: set apiVersion: autoscaling/v2".into(),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match parse_manifest(text) {
+            Ok(hpa) => panic!("accepted: {hpa:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const REF: &str = "scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}";
+
+    #[test]
+    fn autoscaling_v1_is_read_as_the_api_server_converts_it() {
+        let v1 = format!("apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {{name: web}}\nspec:\n  {REF}\n  maxReplicas: 10\n  targetCPUUtilizationPercentage: 50\n");
+        let hpa = parse_manifest(&v1).unwrap_or_else(|e| panic!("{e}"));
+        let metrics = hpa.spec.effective_metrics();
+        assert_eq!(metrics.len(), 1);
+        let target = &metrics[0].resource.as_ref().map(|r| (&r.name, &r.target));
+        assert_eq!(
+            target.map(|(n, t)| (n.as_str(), t.kind.as_str(), t.average_utilization)),
+            Some(("cpu", "Utilization", Some(50)))
+        );
+        // Without a target: the default, cpu at 80 %.
+        let bare = v1.replace("  targetCPUUtilizationPercentage: 50\n", "");
+        let hpa = parse_manifest(&bare).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            hpa.spec.effective_metrics()[0]
+                .resource
+                .as_ref()
+                .and_then(|r| r.target.average_utilization),
+            Some(80)
+        );
+        let e = err(&v1.replace(
+            "metadata: {name: web}",
+            "metadata: {name: web, annotations: {autoscaling.alpha.kubernetes.io/metrics: '[]'}}",
+        ));
+        assert!(e.contains("autoscaling.alpha.kubernetes.io/metrics"), "{e}");
+    }
+
+    #[test]
+    fn other_versions_unknown_fields_and_second_hpas_are_refused() {
+        let v2 = format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: web, uid: x, labels: {{a: b}}}}\nspec:\n  {REF}\n  maxReplicas: 10\nstatus: {{currentReplicas: 3}}\n");
+        assert!(parse_manifest(&v2).is_ok());
+        let e = err(&v2.replace("autoscaling/v2", "autoscaling/v2beta1"));
+        assert!(e.contains("v2beta1 is no longer served"), "{e}");
+        let e = err(&v2.replace("autoscaling/v2", "foo/v9"));
+        assert!(e.contains("\"foo/v9\" is not a version"), "{e}");
+        let e = err(&v2.replace("maxReplicas: 10", "maxReplicas: 10\n  behaviour: {}"));
+        assert!(e.contains("unknown field \"spec.behaviour\""), "{e}");
+        let e = err(&v2.replace(
+            "maxReplicas: 10",
+            "maxReplicas: 10\n  metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}, extra: 1}",
+        ));
+        assert!(e.contains("spec.metrics[0].resource.extra"), "{e}");
+        let e = err(&format!(
+            "{v2}---\n{}",
+            v2.replace("name: web,", "name: api,")
+        ));
+        assert!(
+            e.contains("document 1 and manifest document 2 both hold"),
+            "{e}"
+        );
+        // A broken document after the HPA is not skipped.
+        let e = err(&format!("{v2}---\nfoo: [unclosed\n"));
+        assert!(e.contains("document 2"), "{e}");
+    }
 }
