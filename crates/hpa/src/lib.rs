@@ -21,6 +21,10 @@ pub use calc::{
 pub use controller::{reconcile, ControllerState, MetricsInput, Outcome, TickInput};
 pub use spec::{HorizontalPodAutoscaler, HpaSpec};
 
+/// The most replicas `explain` and `simulate` model: each is a pod of its own, and a
+/// cluster holds at most about 150,000 pods.
+pub const MAX_SIMULATED_REPLICAS: i32 = 100_000;
+
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -266,6 +266,28 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
             "{count} ticks requested; at most {MAX_TICKS} are simulated (use a longer step or a shorter range)"
         )));
     }
+    let max = crate::MAX_SIMULATED_REPLICAS;
+    if input.spec.max_replicas > max {
+        return Err(Error::Input(format!(
+            "maxReplicas is {}; at most {max} replicas are simulated, each as a pod",
+            input.spec.max_replicas
+        )));
+    }
+    let bad = |r: f64| !r.is_finite() || r < 0.0 || r > f64::from(max);
+    let bad_actual = match &input.actual {
+        ActualReplicas::Constant(c) => bad(*c).then_some(*c),
+        ActualReplicas::Series(s) => s.iter().map(|p| p.1).find(|r| bad(*r)),
+    };
+    if let Some(r) = bad_actual {
+        return Err(Error::Input(format!(
+            "actual replica count {r}: replica counts are whole numbers from 0 to {max}"
+        )));
+    }
+    if let Some(r) = input.initial_replicas.filter(|r| !(0..=max).contains(r)) {
+        return Err(Error::Input(format!(
+            "initial replica count {r}: replica counts are whole numbers from 0 to {max}"
+        )));
+    }
     let metrics = input.spec.effective_metrics();
     let mut replicas = match input.initial_replicas {
         Some(r) => r,

@@ -29,8 +29,10 @@ pub struct Args {
     #[arg(value_name = "NAME", conflicts_with = "file")]
     pub name: Option<String>,
 
-    /// Namespace of the HPA NAME (default: default).
-    #[arg(short = 'n', long, value_name = "NAMESPACE", requires = "name")]
+    /// Namespace of the HPA (default: the manifest's, else default). With -f, the
+    /// namespace of a manifest that names none; one that names another is refused, as
+    /// kubectl refuses it.
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
 
     /// Metric values as NAME=VALUE,... (NAME: the resource name for Resource metrics, the
@@ -78,8 +80,8 @@ pub struct Args {
     pub metrics_max_age: Duration,
 
     /// The scale target's current replica count (default: its spec.replicas, else the
-    /// number of its pods, else minReplicas).
-    #[arg(long)]
+    /// number of its pods, else minReplicas; 0 to 100000).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=promhpa_hpa::MAX_SIMULATED_REPLICAS as i64))]
     pub replicas: Option<i32>,
 
     /// Output format: text or json.
@@ -136,7 +138,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(file), _) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let hpa = parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
+            let mut hpa =
+                parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
+            let flag = args.namespace.as_deref().filter(|n| !n.trim().is_empty());
+            match (flag, hpa.metadata.namespace.as_deref()) {
+                (Some(flag), Some(ns)) if flag != ns => bail!(
+                    "the namespace from the provided object {ns:?} does not match the namespace {flag:?}: pass --namespace={ns}, or leave the namespace out of {}",
+                    file.display()
+                ),
+                (Some(flag), None) => hpa.metadata.namespace = Some(flag.to_string()),
+                _ => {}
+            }
             // Against a cluster, the HPA of the same name (if it exists) tells what the
             // controller last reported, beside this manifest's explanation.
             if (args.kubeconfig.is_some() || args.context.is_some())
@@ -227,6 +239,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // spread over `current` synthetic Running and Ready pods.
             let pods = (target.scale.is_some() || !target.pods.is_empty())
                 .then(|| target.pods.clone());
+            let max = promhpa_hpa::MAX_SIMULATED_REPLICAS;
+            if pods.is_none() && current > max {
+                bail!("{current} current replicas: at most {max} are explained, each as a pod; pass --replicas");
+            }
             anyhow::Ok(explain(&ExplainInput {
                 hpa,
                 current_replicas: current,
@@ -241,6 +257,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?
     } else {
         let current = args.replicas.unwrap_or_else(|| hpa.spec.min_replicas());
+        let max = promhpa_hpa::MAX_SIMULATED_REPLICAS;
+        if current > max {
+            bail!("{current} current replicas (minReplicas): at most {max} are explained, each as a pod; pass --replicas");
+        }
         explain_with(hpa, current, config, 0, |m| {
             let key = value_key(m);
             values
