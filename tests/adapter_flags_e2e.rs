@@ -596,6 +596,30 @@ fn invalid_values_are_flag_errors() {
     );
 }
 
+/// A flag given twice takes its last value, as pflag takes it: the chart emits
+/// `--secure-port`, `--v`, `--config`... and then `extraArguments`, which may repeat them.
+#[test]
+fn a_repeated_flag_takes_its_last_value() {
+    for prefix in [vec![], vec!["serve"]] {
+        let mut args = prefix.clone();
+        args.extend([
+            "--config=/nonexistent/first.yaml",
+            "--v=2",
+            "--v=4",
+            "--disable-http2",
+            "--disable-http2=false",
+            "--config=/nonexistent/last.yaml",
+        ]);
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("/nonexistent/last.yaml") && !stderr.contains("first.yaml"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn flags_that_do_not_go_together_are_all_reported_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();

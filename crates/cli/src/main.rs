@@ -70,7 +70,11 @@ fn arguments(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi
 fn main() -> ExitCode {
     let args = arguments(std::env::args_os());
     let plugin = cmd::plugin::invoked_as_plugin(args.first().map(|a| a.as_os_str()));
-    let mut command = Cli::command();
+    // A flag of serve given twice takes its last value, as Go's pflag does: a Deployment
+    // whose extra arguments override one of the chart's flags keeps working.
+    let mut command = Cli::command()
+        .args_override_self(true)
+        .mut_subcommand("serve", |c| c.args_override_self(true));
     if plugin {
         command = command.name("kubectl promhpa").bin_name("kubectl promhpa");
         if args.len() <= 1 {
