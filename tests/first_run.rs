@@ -244,3 +244,47 @@ fn the_binary_works_as_a_kubectl_plugin() {
     let own = promhpa(&["--help"]);
     assert!(String::from_utf8_lossy(&own.stdout).contains("Usage: promhpa"));
 }
+
+/// `--bind-address=0.0.0.0`, the default outside the demo, listens as Go listens on it: on
+/// every interface of both address families, so an IPv6 or dual-stack cluster's aggregator
+/// reaches promhpa. Where this machine has no IPv6 loopback, only IPv4 is checked.
+#[test]
+fn the_unspecified_address_takes_ipv4_and_ipv6_clients() {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+    let dir = tempfile_dir("dual-stack");
+    let port = promhpa_test_support::free_port().unwrap();
+    let log = dir.join("promhpa.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+        .args(["serve", "--demo", "--bind-address=0.0.0.0"])
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--cert-dir={}", dir.join("certs").display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let connects = |addr: SocketAddr| TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+    let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while connects(v4).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not listening: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    if ipv6 {
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+        assert!(
+            connects(v6).is_ok(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    } else {
+        eprintln!("no IPv6 loopback here: only IPv4 was checked");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -425,6 +425,8 @@ impl Listening {
                     }
                 },
             };
+            // An IPv4 client of the dual-stack listener, logged as IPv4.
+            let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
             let (slot, evicted) = table.admit();
             if let Some(m) = &requests.metrics {
                 if evicted {

@@ -158,7 +158,7 @@ impl ServerBuilder {
         if let Some(routes) = self.routes {
             app = app.merge(routes);
         }
-        let listener = TcpListener::bind(addr).await?;
+        let listener = listen(addr)?;
         let workers = workers::Workers::start(workers::default_count()).map_err(|e| {
             std::io::Error::new(e.kind(), format!("starting the serving threads: {e}"))
         })?;
@@ -193,4 +193,39 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         self.listening.serve(shutdown, self.grace).await
     }
+}
+
+/// A listener on `addr`. `0.0.0.0`, the default of `--bind-address`, is every interface of
+/// both address families, as Go listens on it (one IPv6 socket that takes IPv4 too): an
+/// IPv6 or dual-stack cluster's aggregator reaches promhpa as it reached
+/// prometheus-adapter. Where IPv6 is off, it is IPv4 alone.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = |domain, only_v6: bool| -> std::io::Result<Socket> {
+        let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        if domain == Domain::IPV6 {
+            socket.set_only_v6(only_v6)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    };
+    let open = |socket: Socket, at: SocketAddr| -> std::io::Result<TcpListener> {
+        socket.bind(&at.into())?;
+        socket.listen(1024)?;
+        TcpListener::from_std(socket.into())
+    };
+    if addr.ip() == std::net::IpAddr::from([0, 0, 0, 0]) {
+        let any = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), addr.port());
+        if let Ok(listener) = socket(Domain::IPV6, false).and_then(|s| open(s, any)) {
+            return Ok(listener);
+        }
+    }
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    // An explicit `::` takes IPv4 as well, as in Go; any other address is its own family.
+    open(socket(domain, !addr.ip().is_unspecified())?, addr)
 }
