@@ -28,6 +28,10 @@ pub enum ReloadError {
     /// rules: served, it would fail requests that are answered now.
     #[error("the rule file {path} breaks rules that are not broken now; the running rules stay:\n{errors}")]
     Breaks { path: String, errors: String },
+    /// A file that holds no rules where the running one has some: emptied by mistake, or
+    /// caught while it is rewritten in place. Read at start, such a file serves nothing.
+    #[error("the rule file {path} now holds no rules; the running rules stay (an emptied file is taken as a mistake or a file being written; restart promhpa to serve no rules)")]
+    Emptied { path: String },
     #[error("the rule file {path} names a backend that cannot be connected; the running rules stay: {cause}")]
     Backend {
         path: String,
@@ -99,6 +103,11 @@ impl RuleFileReloader {
             path: path.clone(),
             errors: e.to_string(),
         })?;
+        let running = self.registry.rules();
+        let holds_rules = |s: &RuleSet| s.rules().next().is_some() || s.resource.is_some();
+        if !holds_rules(&set) && holds_rules(&running) {
+            return Err(ReloadError::Emptied { path });
+        }
         if self.strict && !set.is_clean() {
             let errors: Vec<String> = set.strict_errors().iter().map(|e| e.to_string()).collect();
             return Err(ReloadError::Strict {
@@ -108,7 +117,6 @@ impl RuleFileReloader {
         }
         // A broken rule is served (as prometheus-adapter serves it) only when the running
         // rules have it broken the same way: an edit never breaks what works now.
-        let running = self.registry.rules();
         let newly_broken: Vec<String> = set
             .broken
             .iter()
@@ -385,6 +393,28 @@ mod tests {
         std::fs::write(&file, RULES).unwrap_or_else(|e| panic!("{e}"));
         reloader.poll(poll).await;
         assert!(last_reload_ok(&metrics), "{}", metrics.render());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An emptied file does not take the running rules away (an editor caught mid-write, a
+    /// mistake): it is refused, and the next file with rules loads.
+    #[tokio::test]
+    async fn an_emptied_file_keeps_the_running_rules() {
+        let dir = std::env::temp_dir().join(format!("promhpa-emptied-{}", std::process::id()));
+        let (mut reloader, metrics) = reloader(&dir, None);
+        let file = dir.join("rules.yaml");
+        std::fs::write(&file, "# nothing yet\n").unwrap_or_else(|e| panic!("{e}"));
+        let e = reloader.reload().await.err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("now holds no rules")),
+            "{e:?}"
+        );
+        assert!(!last_reload_ok(&metrics));
+        assert_eq!(reloader.registry.rules().rules().count(), 1);
+        std::fs::write(&file, RULES.replace("up{", "ready{")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(reloader.reload().await.is_ok());
+        assert!(last_reload_ok(&metrics));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -358,6 +358,10 @@ fn compile_regex(ctx: &mut Ctx, line: usize, path: &str, pattern: &str) -> Optio
     }
 }
 
+/// The warning of a file without rules (empty, comments only, `{}`), which
+/// prometheus-adapter starts with too (the chart renders one with its default rules off).
+const NO_RULES: &str = "the file holds no rules: nothing is served (expected `rules`, `externalRules` or `resourceRules`)";
+
 /// Entry point: any of the three shapes.
 pub(crate) fn compile(text: &str, source_name: &str) -> Result<RuleSet, ConfigErrors> {
     let mut ctx = Ctx::new(source_name);
@@ -382,25 +386,17 @@ fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<Rule
     let root = match yaml::parse_all(text).map(pick_document) {
         Ok(Some(root)) => root,
         Ok(None) => {
-            ctx.error(
-                1,
-                "",
-                "the file is empty: expected a rule file with `rules`, `externalRules` or `resourceRules`",
-            );
-            return None;
+            ctx.warn(1, "", NO_RULES);
+            return Some(RuleSet::default());
         }
         Err(e) => {
             ctx.error(e.line, "", e.message);
             return None;
         }
     };
-    if root.is_null() {
-        ctx.error(
-            root.line,
-            "",
-            "the file is empty: expected a rule file with `rules`, `externalRules` or `resourceRules`",
-        );
-        return None;
+    if root.is_null() || root.as_map().is_some_and(|m| m.is_empty()) {
+        ctx.warn(root.line, "", NO_RULES);
+        return Some(RuleSet::default());
     }
     if root.as_map().is_none() {
         ctx.error(
@@ -462,8 +458,14 @@ fn compile_text(ctx: &mut Ctx, text: &str, allow_configmap: bool) -> Option<Rule
         set.shape = crate::FileShape::HelmValues;
         return Some(set);
     }
-    let helm = root.get("rules").is_some_and(|r| r.as_map().is_some())
-        || root.get("prometheus").is_some()
+    // Helm values' `rules` is a mapping of the chart's keys; a `rules` mapping without them
+    // is an adapter config missing its list's `-`, refused as the adapter refuses it.
+    let helm = root.get("rules").is_some_and(|r| {
+        r.as_map().is_some_and(|m| {
+            m.iter()
+                .any(|(k, _)| k.as_scalar().is_some_and(|k| HELM_RULES_KEYS.contains(&k)))
+        })
+    }) || root.get("prometheus").is_some()
         || root.get("image").is_some()
         || root.get("replicas").is_some();
     let mut set = if helm {

@@ -410,11 +410,29 @@ fn go_regex_syntax_reads_as_in_go() {
 }
 
 #[test]
-fn empty_and_non_yaml_files_are_errors() {
-    for text in ["", "   \n", "# only a comment\n", "~\n"] {
-        let errs = errors(text);
-        assert!(errs[0].message.contains("empty"), "{text:?}: {errs:?}");
+fn empty_files_serve_nothing_and_non_yaml_files_are_errors() {
+    // As prometheus-adapter starts with them (the chart renders an empty config.yaml when
+    // its default rules are off): no rules, and a warning saying so.
+    for text in ["", "   \n", "# only a comment\n", "~\n", "{}\n"] {
+        let set = RuleSet::from_yaml(text, "test.yaml").unwrap();
+        assert_eq!(set.rules().count(), 0, "{text:?}");
+        assert!(set.resource.is_none(), "{text:?}");
+        assert!(
+            set.warnings[0].message.contains("holds no rules"),
+            "{text:?}: {:?}",
+            set.warnings
+        );
     }
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: adapter-config}\ndata:\n  config.yaml: \"\"\n";
+    assert_eq!(
+        RuleSet::from_yaml(cm, "cm.yaml").unwrap().rules().count(),
+        0
+    );
+    // A `rules` mapping without the chart's keys is an adapter config missing its `-`, not
+    // Helm values.
+    let errs =
+        errors("rules:\n  seriesQuery: 'foo{pod!=\"\"}'\n  metricsQuery: sum(<<.Series>>)\n");
+    assert!(errs[0].message.contains("expected a list"), "{errs:?}");
     let errs = errors("rules: [\n  - {a: 1\n");
     assert!(errs[0].message.contains("not valid YAML"), "{errs:?}");
     assert!(errs[0].line >= 1);
