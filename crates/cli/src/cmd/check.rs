@@ -236,7 +236,7 @@ fn summary(set: &RuleSet, source: &str) -> String {
     if !set.broken.is_empty() {
         let _ = writeln!(
             out,
-            "\nbroken (prometheus-adapter loads these and fails every request for them; promhpa serves every other rule):"
+            "\nbroken (promhpa serves every other rule; prometheus-adapter fails every request for these, or does not start at all when a template or regex does not compile):"
         );
         for b in &set.broken {
             let _ = writeln!(out, "  {b}");
