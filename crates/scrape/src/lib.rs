@@ -181,9 +181,13 @@ impl ScrapeConfig {
                 "interval",
             )
             .map_err(ctx)?;
-            let timeout =
-                positive_duration(t.timeout.as_deref().unwrap_or(DEFAULT_TIMEOUT), "timeout")
-                    .map_err(ctx)?;
+            // Unset, the timeout is the default capped at the interval, as Prometheus caps it.
+            let timeout = match t.timeout.as_deref() {
+                Some(given) => positive_duration(given, "timeout").map_err(ctx)?,
+                None => positive_duration(DEFAULT_TIMEOUT, "timeout")
+                    .map_err(ctx)?
+                    .min(interval),
+            };
             if timeout > interval {
                 return Err(ctx(format!(
                     "timeout {timeout:?} must not be longer than interval {interval:?}"

@@ -37,6 +37,9 @@ fn unknown_keys_and_bad_values_are_rejected() {
     assert!(e.contains("intervall"), "{e}");
     let e = config("target: []\n").unwrap_err().to_string();
     assert!(e.contains("target"), "{e}");
+    // Unset, the timeout is capped at a short interval, as Prometheus caps it.
+    let short = config("targets:\n- url: http://a:1/\n  interval: 5s\n").unwrap();
+    assert_eq!(short.targets[0].timeout, Duration::from_secs(5));
     let e = config("targets:\n- url: http://a:1/\n  interval: 5s\n  timeout: 6s\n")
         .unwrap_err()
         .to_string();
