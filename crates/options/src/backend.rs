@@ -411,6 +411,7 @@ impl BackendFlags {
                         .as_ref()
                         .is_some_and(|p| !p.as_os_str().is_empty()),
                     self.prometheus_auth_incluster,
+                    self.prometheus_ca_file.is_some(),
                 );
                 return Err(OptionsError::PrometheusCertificate {
                     address,
@@ -428,7 +429,12 @@ impl BackendFlags {
 /// What fixes a certificate Prometheus presents that does not verify, by what is wrong with
 /// it: an issuer promhpa does not trust is fixed by the CA it is given, a name or a validity
 /// period by the certificate (or the URL, or the clock), never by another CA.
-fn certificate_fix(message: &str, auth_config: bool, incluster: bool) -> &'static str {
+fn certificate_fix(
+    message: &str,
+    auth_config: bool,
+    incluster: bool,
+    ca_file: bool,
+) -> &'static str {
     let message = message.to_lowercase();
     if message.contains("not valid for name") || message.contains("notvalidforname") {
         return if auth_config {
@@ -451,6 +457,8 @@ fn certificate_fix(message: &str, auth_config: bool, incluster: bool) -> &'stati
             "set the certificate-authority (and tls-server-name if the name differs) of the --prometheus-auth-config kubeconfig"
         } else if incluster {
             "--prometheus-auth-incluster trusts the service account's CA only"
+        } else if ca_file {
+            "the --prometheus-ca-file given did not sign it: pass the CA that did (the issuer of Prometheus' certificate, or the root above the intermediate it sends), not the certificate itself"
         } else {
             "pass --prometheus-ca-file with the CA that signed it"
         };
@@ -535,19 +543,22 @@ mod tests {
         let expired = "invalid peer certificate: certificate expired: verification time 1800000000 (UNIX), but certificate is not valid after 1700000000 (100000000 seconds ago)";
         let early = "invalid peer certificate: certificate not valid yet: verification time 1 (UNIX), but certificate is not valid before 2 (1 seconds in future)";
         let usage = "invalid peer certificate: certificate does not allow extended key usage for server authentication, allows client authentication";
-        assert!(certificate_fix(issuer, false, false).contains("--prometheus-ca-file"));
-        assert!(certificate_fix(issuer, true, false).contains("certificate-authority"));
-        assert!(certificate_fix(issuer, false, true).contains("service account's CA"));
+        assert!(certificate_fix(issuer, false, false, false).contains("pass --prometheus-ca-file"));
+        assert!(certificate_fix(issuer, true, false, false).contains("certificate-authority"));
+        assert!(certificate_fix(issuer, false, true, false).contains("service account's CA"));
         for (auth_config, incluster) in [(false, false), (true, false), (false, true)] {
             for message in [name, expired, early, usage] {
-                let fix = certificate_fix(message, auth_config, incluster);
+                let fix = certificate_fix(message, auth_config, incluster, false);
                 assert!(!fix.contains("CA"), "{message}: {fix}");
             }
         }
-        assert!(certificate_fix(name, true, false).contains("tls-server-name"));
-        assert!(certificate_fix(name, false, false).contains("host name of --prometheus-url"));
-        assert!(certificate_fix(expired, false, false).contains("validity period"));
-        assert!(certificate_fix(early, false, false).contains("clock"));
-        assert!(certificate_fix(usage, false, false).contains("replace it"));
+        assert!(certificate_fix(name, true, false, false).contains("tls-server-name"));
+        assert!(
+            certificate_fix(name, false, false, false).contains("host name of --prometheus-url")
+        );
+        assert!(certificate_fix(expired, false, false, false).contains("validity period"));
+        assert!(certificate_fix(early, false, false, false).contains("clock"));
+        assert!(certificate_fix(usage, false, false, false).contains("replace it"));
+        assert!(certificate_fix(issuer, false, false, true).contains("did not sign it"));
     }
 }
