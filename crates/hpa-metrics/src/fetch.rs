@@ -345,13 +345,13 @@ impl HpaFetcher {
         if !self.resource_metrics {
             return Err(
                 "not fetched: resource metrics come from metrics.k8s.io (metrics-server), \
-                 and the rule file has no resourceRules; pass the value with --values"
+                 and the rule file has no resourceRules; pass the value with --metric-values"
                     .into(),
             );
         }
         if resource != "cpu" && resource != "memory" {
             return Err(format!(
-                "not fetched: resourceRules serve cpu and memory, not {resource}; pass the value with --values"
+                "not fetched: resourceRules serve cpu and memory, not {resource}; pass the value with --metric-values"
             ));
         }
         if self.target.pods.is_empty() {
