@@ -428,3 +428,28 @@ fn inputs_that_cannot_be_installed_fail_with_a_message() {
         stderr(&out)
     );
 }
+
+/// `-o json` or `-o yaml` is an output format everywhere else: here it is refused, not
+/// taken as the name of a file to write.
+#[test]
+fn an_output_format_given_to_o_is_not_taken_as_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../rules/generic-application.yaml"
+    );
+    for format in ["json", "yaml"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_promhpa"))
+            .current_dir(dir.path())
+            .args(["manifests", "-o", format, "--config", rules])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", stdout(&out));
+        assert!(
+            stderr(&out).contains("prints YAML only"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!dir.path().join(format).exists());
+    }
+}

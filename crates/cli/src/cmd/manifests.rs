@@ -62,6 +62,15 @@ impl Args {
                 "warning: manifests -f/--values is deprecated: give Helm values with --helm-values and a rule file (adapter config or ConfigMap) with --config"
             );
         }
+        if let Some(format) =
+            self.output.as_ref().and_then(|o| o.to_str()).filter(|o| {
+                ["yaml", "json", "name", "wide"].contains(o) || o.starts_with("jsonpath")
+            })
+        {
+            bail!(
+                "-o {format}: manifests prints YAML only, and its -o names a file (deprecated: use --output-file FILE); leave -o out for YAML on standard output"
+            );
+        }
         if self.output.is_some() {
             eprintln!("warning: manifests -o/--output FILE is deprecated: use --output-file FILE");
         }
