@@ -746,9 +746,9 @@ mod tests {
         // A different length is noticed even when the mtime granularity hides the change.
         std::fs::write(&path, "second-token").unwrap();
         assert_eq!(cache.token().unwrap(), "second-token");
-        // An empty file is an empty token, not an error.
+        // Emptied (rewritten in place), the file keeps standing for the token it held.
         std::fs::write(&path, "\n").unwrap();
-        assert_eq!(cache.token().unwrap(), "");
+        assert_eq!(cache.token().unwrap(), "second-token");
         std::fs::remove_file(&path).unwrap();
         assert!(cache.token().is_err());
     }
