@@ -224,6 +224,7 @@ impl ClientSettings {
         if let Some(agent) = self.user_agent {
             builder = builder.user_agent(agent);
         }
+        let mut leaves = Vec::new();
         if let Some(ca) = &self.ca {
             let invalid = |message: String| ClientError::InvalidCa {
                 ca: ca.describe(),
@@ -239,6 +240,7 @@ impl ClientSettings {
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }
+            leaves = self_signed::server_certificates(pem);
         }
         if let (Some(Identity { cert, key }), Some((cert_pem, key_pem))) =
             (&self.identity, &material.identity)
@@ -253,6 +255,22 @@ impl ClientSettings {
                     message: e.to_string(),
                 })?;
             builder = builder.identity(identity);
+        }
+        // A self-signed server certificate in the CA file is accepted as Go accepts it
+        // (rustls refuses one marked as a CA): the TLS configuration is then built here.
+        if let (false, Some(pem)) = (leaves.is_empty() || self.insecure_skip_verify, &material.ca) {
+            let identity = material
+                .identity
+                .as_ref()
+                .map(|(c, k)| (c.as_slice(), k.as_slice()));
+            let alpn = if self.http1_only {
+                vec![b"http/1.1".to_vec()]
+            } else {
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            };
+            let config = self_signed::client_config(pem, leaves, identity, alpn)
+                .map_err(ClientError::Build)?;
+            builder = builder.use_preconfigured_tls(config);
         }
         if let Some((name, addrs)) = &self.resolve {
             builder = builder.resolve_to_addrs(name, addrs);
@@ -434,6 +452,8 @@ impl Shared {
         }
     }
 }
+
+mod self_signed;
 
 pub mod watch {
     //! Files looked at on a thread of their own, so that reading them never holds up a

@@ -371,3 +371,55 @@ async fn rotated_ca_and_client_certificate_files_are_used_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// A Prometheus serving a self-signed certificate marked as a CA (as `openssl req -x509`
+/// makes one), with that certificate as the CA file: accepted, as Go (and so
+/// prometheus-adapter) accepts it; its names still count, and another self-signed
+/// certificate in the CA file does not stand for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_certificate_given_as_its_own_ca_is_trusted_as_go_trusts_it() {
+    let pki = TestPki::self_signed_server("client").unwrap();
+    let prom = Prometheus::start_https(&pki, &[]).unwrap();
+    let client_named = |url: String, ca: &std::path::Path, name: Option<&str>| {
+        let mut config = PromConfig::new(url);
+        config.ca_file = Some(ca.to_path_buf());
+        config.tls_server_name = name.map(str::to_string);
+        PromClient::new(config).unwrap()
+    };
+    let client = |url: String, ca: &std::path::Path| client_named(url, ca, None);
+    let ok = client(prom.url(), &pki.ca_cert);
+    let start = Instant::now();
+    loop {
+        match ok.query("1", now_ms()).await {
+            Ok(QueryValue::Scalar { value, .. }) => {
+                assert_eq!(value, 1.0);
+                break;
+            }
+            other => assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{other:?}\n{}",
+                prom.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let by_name = client(format!("https://localhost:{}", prom.port), &pki.ca_cert);
+    assert!(by_name.query("1", now_ms()).await.is_ok());
+    // A name the certificate does not carry.
+    let e = client_named(prom.url(), &pki.ca_cert, Some("prometheus.example"))
+        .query("1", now_ms())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("NotValidForName"), "{e}");
+    // Another self-signed certificate does not vouch for this one.
+    let other = TestPki::self_signed_server("client").unwrap();
+    let e = client(prom.url(), &other.ca_cert)
+        .query("1", now_ms())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("invalid peer certificate"), "{e}");
+}

@@ -91,6 +91,33 @@ impl TestPki {
     }
 }
 
+impl TestPki {
+    /// [`TestPki::generate`] with the server certificate self-signed and marked as a CA, as
+    /// `openssl req -x509` makes one: `ca_cert` is that same certificate, as a user hands a
+    /// self-signed server's certificate over as its CA file. The client certificate is
+    /// signed by a CA of its own.
+    pub fn self_signed_server(client_cn: &str) -> Result<TestPki, String> {
+        let pki = Self::generate("client-ca", client_cn)?;
+        let key = KeyPair::generate().map_err(err("self-signed key"))?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string()]).map_err(err("self-signed"))?;
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "prometheus");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params
+            .self_signed(&key)
+            .map_err(err("self-signed certificate"))?;
+        write(&pki.server_cert, &cert.pem())?;
+        write(&pki.server_key, &key.serialize_pem())?;
+        write(&pki.ca_cert, &cert.pem())?;
+        Ok(pki)
+    }
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
