@@ -1,6 +1,6 @@
 //! How soon a metric whose first sample just arrived is served: promhpa runs against a real
-//! Prometheus (HTTPS, test CA) with the default one-minute relist; a new series appears on
-//! the scrape target; once Prometheus has it, the first request for the metric is timed
+//! Prometheus (HTTPS, test CA) with a one-minute relist (the chart's
+//! `--metrics-relist-interval=1m`); a new series appears on the scrape target; once Prometheus has it, the first request for the metric is timed
 //! until it answers 200 (the registry looks the unknown name up on the request instead of
 //! waiting for the next relist). Repeated for RUNS new metrics (default 10).
 //!
@@ -55,7 +55,13 @@ async fn main() {
         "- {apiVersion: v1, kind: Pod, metadata: {name: worker-0, namespace: default}}\n",
     )
     .unwrap();
-    let (mut child, port) = support::start_promhpa(&prom, &pki, &rules, &objects, &[]);
+    let (mut child, port) = support::start_promhpa(
+        &prom,
+        &pki,
+        &rules,
+        &objects,
+        &["--metrics-relist-interval=1m"],
+    );
     let http = support::client(&pki);
     let url = |m: usize| {
         format!("https://127.0.0.1:{port}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/job_queue_{m}")

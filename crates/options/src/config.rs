@@ -45,8 +45,27 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The configuration of `flags`, or every problem of them.
-    pub fn from_flags(flags: ServeFlags) -> Result<ServeConfig, FlagErrors> {
+    pub fn from_flags(mut flags: ServeFlags) -> Result<ServeConfig, FlagErrors> {
         let mut errors = Vec::new();
+        // 0 means the default, as in prometheus-adapter.
+        if flags.discovery_interval.is_zero() {
+            flags.discovery_interval = std::time::Duration::from_secs(600);
+        }
+        if flags.metrics_max_age.is_some_and(|d| d.is_zero()) {
+            flags.metrics_max_age = None;
+        }
+        if let Some(max_age) = flags
+            .metrics_max_age
+            .filter(|m| *m < flags.metrics_relist_interval)
+        {
+            errors.push(format!(
+                "--metrics-max-age ({}) must not be less than --metrics-relist-interval ({})",
+                promhpa_core::duration::format_go_duration_ms(max_age.as_millis() as i64),
+                promhpa_core::duration::format_go_duration_ms(
+                    flags.metrics_relist_interval.as_millis() as i64
+                ),
+            ));
+        }
         if flags.log_format != "text" && flags.log_format != "json" {
             errors.push(format!(
                 "invalid --log-format \"{}\": expected text or json",
@@ -86,9 +105,6 @@ impl ServeConfig {
         }
         if flags.retention.as_millis() == 0 {
             errors.push("--retention must be positive".into());
-        }
-        if flags.discovery_interval.is_zero() {
-            errors.push("--discovery-interval must be positive".into());
         }
         match (serving_tls, limits, delegated_auth) {
             (Some(serving_tls), Some(limits), Some(delegated_auth)) if errors.is_empty() => {

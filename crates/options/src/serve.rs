@@ -35,10 +35,13 @@ pub struct ServeFlags {
     #[arg(long)]
     pub metric_rules: bool,
 
-    /// How often discovery relists every rule's seriesQuery.
-    #[arg(long, default_value = "1m", value_parser = parse_go_duration, value_name = "DURATION")]
+    /// How often discovery relists every rule's seriesQuery (prometheus-adapter's default;
+    /// its chart passes 1m). A metric requested before a relist found it is looked up on
+    /// request.
+    #[arg(long, default_value = "10m", value_parser = parse_go_duration, value_name = "DURATION")]
     pub metrics_relist_interval: Duration,
-    /// How far back discovery looks for series (default: the relist interval).
+    /// How far back discovery looks for series (default, or 0: the relist interval; never
+    /// less than it).
     #[arg(long, value_parser = parse_go_duration, value_name = "DURATION")]
     pub metrics_max_age: Option<Duration>,
 
@@ -54,9 +57,9 @@ pub struct ServeFlags {
     #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_series: usize,
 
-    /// HTTPS port.
-    #[arg(long, default_value_t = 6443)]
-    pub secure_port: u16,
+    /// HTTPS port (default 443, as prometheus-adapter's; 6443 with --demo).
+    #[arg(long, value_name = "PORT")]
+    pub secure_port: Option<u16>,
     /// Address to listen on (default 0.0.0.0; 127.0.0.1 with --demo).
     #[arg(long)]
     pub bind_address: Option<IpAddr>,
@@ -214,7 +217,8 @@ pub struct ServeFlags {
     )]
     pub disable_http2: Option<bool>,
     /// How often the API server's resources are discovered again (how labelSelectors and
-    /// rules' resources find their kinds), as prometheus-adapter's --discovery-interval.
+    /// rules' resources find their kinds), as prometheus-adapter's --discovery-interval (0:
+    /// the default).
     #[arg(long, default_value = "10m", value_parser = parse_go_duration, value_name = "DURATION")]
     pub discovery_interval: Duration,
     // Accepted so that existing Deployments parse unchanged; they mean nothing here and a
@@ -238,6 +242,15 @@ fn tls_cipher_suite(s: &str) -> Result<String, String> {
     }
     server::check_cipher_suite_name(s)?;
     Ok(s.trim().to_string())
+}
+
+impl ServeFlags {
+    /// `--secure-port`: 443 as in prometheus-adapter, 6443 for `--demo` (a port a user may
+    /// open without privileges, where the demo's kubeconfig points).
+    pub fn secure_port(&self) -> u16 {
+        self.secure_port
+            .unwrap_or(if self.backend.demo { 6443 } else { 443 })
+    }
 }
 
 /// The --forward-* flags.
@@ -449,11 +462,36 @@ mod tests {
         assert!(!c.serving_tls.http2);
         let c = crate::ServeConfig::from_flags(d).unwrap_or_else(|e| panic!("{e}"));
         assert!(c.serving_tls.http2);
+        // 0, prometheus-adapter's own default, is the default.
         let z = parse(&["--discovery-interval=0s"]).unwrap_or_else(|e| panic!("{e}"));
-        let e = crate::ServeConfig::from_flags(z)
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(e.as_deref(), Some("--discovery-interval must be positive"));
+        let c = crate::ServeConfig::from_flags(z).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.flags.discovery_interval, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn ports_and_discovery_default_as_in_prometheus_adapter() {
+        let d = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.secure_port(), 443);
+        assert_eq!(d.metrics_relist_interval, Duration::from_secs(600));
+        let demo = parse(&["--demo"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(demo.secure_port(), 6443);
+        let given = parse(&["--demo", "--secure-port=8443"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(given.secure_port(), 8443);
+        let c = crate::ServeConfig::from_flags(
+            parse(&["--metrics-max-age=0s"]).unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.flags.metrics_max_age, None);
+        let e = crate::ServeConfig::from_flags(
+            parse(&["--metrics-relist-interval=1h", "--metrics-max-age=10m"])
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("--metrics-max-age (10m0s) must not be less than --metrics-relist-interval (1h0m0s)")
+        );
     }
 
     #[test]

@@ -220,7 +220,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
         } else {
             IpAddr::from([0, 0, 0, 0])
         });
-        let addr = SocketAddr::new(bind, args.secure_port);
+        let addr = SocketAddr::new(bind, args.secure_port());
         let server = builder
             .bind(addr)
             .await
