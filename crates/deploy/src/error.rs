@@ -72,6 +72,8 @@ pub enum DeployError {
     NoConfigYaml,
     #[error("{file} holds Helm values, not a rule file: pass it with --helm-values")]
     ValuesGivenAsConfig { file: String },
+    #[error("{file} has no rules (it is empty), so an installation would serve no metrics API")]
+    EmptyConfig { file: String },
     #[error(
         "{file} is a rule file (adapter config or ConfigMap), not Helm values: pass it with \
          --config"

@@ -87,10 +87,17 @@ pub fn render_installation(
     for input in inputs {
         let (source, given) = (&input.source, input.given);
         match read_input(&input.text, source)? {
-            Input::Values(_) if given == Given::Config => {
-                return Err(DeployError::ValuesGivenAsConfig {
-                    file: source.clone(),
-                })
+            Input::Values(values) if given == Given::Config => {
+                // An empty file is no Helm values either: a rule file without rules.
+                return Err(if values.as_object().is_some_and(|v| v.is_empty()) {
+                    DeployError::EmptyConfig {
+                        file: source.clone(),
+                    }
+                } else {
+                    DeployError::ValuesGivenAsConfig {
+                        file: source.clone(),
+                    }
+                });
             }
             Input::Rules(_) if given == Given::HelmValues => {
                 return Err(DeployError::ConfigGivenAsValues {
@@ -229,6 +236,12 @@ pub fn read_input(text: &str, source: &str) -> Result<Input, DeployError> {
             })
         }
     };
+    // An empty file loads as a rule file without rules; as input here it is values that
+    // set nothing, and the chart's rules apply.
+    let no_rules = set.rules().next().is_none() && set.resource.is_none();
+    if no_rules && set.shape == FileShape::AdapterConfig && plain_values(text) {
+        return values_input(parse_values(text)?, source);
+    }
     match set.shape {
         FileShape::HelmValues => values_input(
             parse_values(text).map_err(|cause| DeployError::ValuesFile {
