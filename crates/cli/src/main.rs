@@ -53,9 +53,29 @@ enum Command {
     Manifests(cmd::manifests::Args),
 }
 
-/// The arguments with a leading `/adapter` removed: prometheus-adapter's Helm chart runs the
+/// File and list flags that, given an empty value (`--client-ca-file=`, as a template renders
+/// an unset value), are not set: Go's pflag stores the empty string, which the adapter's
+/// options read as unset.
+const EMPTY_IS_UNSET: &[&str] = &[
+    "client-ca-file",
+    "requestheader-client-ca-file",
+    "tls-cert-file",
+    "tls-private-key-file",
+    "tls-cipher-suites",
+    "prometheus-ca-file",
+    "prometheus-token-file",
+    "prometheus-client-tls-cert-file",
+    "prometheus-client-tls-key-file",
+    "prometheus-auth-config",
+    "lister-kubeconfig",
+    "authentication-kubeconfig",
+    "authorization-kubeconfig",
+    "kubeconfig",
+];
+
+/// The arguments with a leading `/adapter` removed (prometheus-adapter's Helm chart runs the
 /// image with `/adapter` as its first argument, and an existing release whose image is swapped
-/// for promhpa's keeps passing it.
+/// for promhpa's keeps passing it), and without the [`EMPTY_IS_UNSET`] flags given empty.
 fn arguments(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
     if args
@@ -64,7 +84,23 @@ fn arguments(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi
     {
         args.remove(1);
     }
-    args
+    let unset = |name: &str| EMPTY_IS_UNSET.contains(&name);
+    let mut kept = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter().peekable();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_str().unwrap_or("");
+        if let Some(flag) = text.strip_prefix("--") {
+            if flag.strip_suffix('=').is_some_and(unset) {
+                continue;
+            }
+            if unset(flag) && iter.peek().is_some_and(|next| next.is_empty()) {
+                iter.next();
+                continue;
+            }
+        }
+        kept.push(arg);
+    }
+    kept
 }
 
 fn main() -> ExitCode {
@@ -170,6 +206,27 @@ mod tests {
         let bare = parse(&["promhpa", "/adapter"]);
         assert!(matches!(bare, Ok(Cli { command: None, .. })));
         assert!(parse(&["promhpa", "check", "/adapter"]).is_err());
+    }
+
+    /// `--client-ca-file=` and the like, as a template renders an unset value, are not set,
+    /// as pflag leaves them.
+    #[test]
+    fn empty_file_flags_are_left_unset() {
+        let args = arguments(
+            [
+                "promhpa",
+                "--client-ca-file=",
+                "--tls-cipher-suites",
+                "",
+                "--prometheus-ca-file=/ca.crt",
+                "--config=x.yaml",
+            ]
+            .map(std::ffi::OsString::from),
+        );
+        assert_eq!(
+            args,
+            ["promhpa", "--prometheus-ca-file=/ca.crt", "--config=x.yaml"]
+        );
     }
 
     /// Values explain cannot use are usage errors of the command line, found before any
