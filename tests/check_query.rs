@@ -178,6 +178,22 @@ fn query_prints_the_exact_promql_for_external_metrics() {
         stdout(&out),
         "inferno_desired_replicas{variant_name=\"vllme-deployment\",exported_namespace=\"llm-d-sim\"}\n"
     );
+    // --metric-selector is the external request's selector too, never left out.
+    let with = |flag: &str| {
+        promhpa(&[
+            "query",
+            "--config",
+            &rules_file("seed-inferno-desired-replicas.yaml"),
+            "--metric",
+            "inferno_desired_replicas",
+            "--external",
+            "--namespace",
+            "llm-d-sim",
+            flag,
+            "variant_name=vllme-deployment",
+        ])
+    };
+    assert_eq!(stdout(&with("--metric-selector")), stdout(&out));
 }
 
 #[test]

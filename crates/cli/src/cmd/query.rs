@@ -28,14 +28,15 @@ pub struct Args {
     /// Object names, comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "external")]
     pub names: Vec<String>,
-    /// The metric label selector of a custom-metrics request (`k=v,k2 in (a,b)`).
+    /// The metric label selector of the request (`k=v,k2 in (a,b)`): a custom-metrics
+    /// request's `metricLabelSelector`, an external one's `labelSelector` (as --selector).
     #[arg(long)]
     pub metric_selector: Option<String>,
     /// An external-metrics request instead of a custom-metrics one.
     #[arg(long)]
     pub external: bool,
     /// The label selector of an external-metrics request.
-    #[arg(long, requires = "external")]
+    #[arg(long, requires = "external", conflicts_with = "metric_selector")]
     pub selector: Option<String>,
 }
 
@@ -67,7 +68,10 @@ pub fn render(set: &RuleSet, args: &Args) -> anyhow::Result<String> {
     }
     let (rule, series) = (serving.rule, &serving.series);
     if args.external {
-        let selector = parse_selector(args.selector.as_deref(), "selector")?;
+        let selector = match (&args.selector, &args.metric_selector) {
+            (Some(s), _) => parse_selector(Some(s), "selector")?,
+            (None, m) => parse_selector(m.as_deref(), "metric-selector")?,
+        };
         return Ok(rule.render_external(series, args.namespace.as_deref(), &selector)?);
     }
     let Some(resource) = &args.resource else {
