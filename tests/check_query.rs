@@ -366,6 +366,15 @@ fn check_validates_metric_rule_objects_in_files_and_directories() {
     )
     .unwrap();
     std::fs::write(dir.join("team-a/notes.txt"), "not a manifest").unwrap();
+    // A file without objects is nothing checked, not a pass.
+    std::fs::write(dir.join("empty.yaml"), "# nothing yet\n").unwrap();
+    let empty = promhpa(&["check", "-f", dir.join("empty.yaml").to_str().unwrap()]);
+    assert_eq!(empty.status.code(), Some(1), "{}", stdout(&empty));
+    assert!(
+        stderr(&empty).contains("no MetricRule objects"),
+        "{}",
+        stderr(&empty)
+    );
     let good = promhpa(&["check", "-f", dir.join("team-a").to_str().unwrap()]);
     std::fs::write(
         dir.join("team-a/leaky.json"),

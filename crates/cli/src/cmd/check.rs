@@ -139,6 +139,12 @@ fn check_objects(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         tally.invalid,
         plural(tally.warnings, "warning")
     );
+    // As kubectl says of files without objects: nothing was checked, which a CI gate must
+    // not take for a pass.
+    if tally.ok + tally.invalid == 0 {
+        eprintln!("error: no MetricRule objects passed to check");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if tally.passes() {
         ExitCode::SUCCESS
     } else {
