@@ -137,9 +137,8 @@ impl PromConfig {
 
 /// Parse a `key=value` header flag.
 pub fn parse_header_flag(flag: &str) -> Result<(String, String), PromError> {
-    let (k, v) = flag
-        .split_once('=')
-        .ok_or_else(|| PromError::InvalidHeader(flag.to_string()))?;
+    // Without `=`, the header is sent with an empty value, as prometheus-adapter sends it.
+    let (k, v) = flag.split_once('=').unwrap_or((flag, ""));
     let k = k.trim();
     if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
         || reqwest::header::HeaderValue::from_str(v).is_err()
@@ -681,7 +680,7 @@ mod tests {
         let err = PromClient::new(c).err().map(|e| e.to_string()).unwrap();
         assert!(err.contains("/nonexistent/ca.crt"), "{err}");
         assert!(parse_header_flag("X-Scope-OrgID=tenant-a").is_ok());
-        assert!(parse_header_flag("novalue").is_err());
+        assert!(parse_header_flag("novalue").is_ok());
         assert!(parse_header_flag("bad header=x").is_err());
         assert_eq!("post".parse::<Verb>().unwrap(), Verb::Post);
         assert!("PUT".parse::<Verb>().is_err());
@@ -751,5 +750,18 @@ mod tests {
         assert_eq!(cache.token().unwrap(), "second-token");
         std::fs::remove_file(&path).unwrap();
         assert!(cache.token().is_err());
+    }
+
+    #[test]
+    fn a_header_flag_without_a_value_sends_the_header_empty() {
+        assert_eq!(
+            parse_header_flag("X-Flag").ok(),
+            Some(("X-Flag".to_string(), String::new()))
+        );
+        assert_eq!(
+            parse_header_flag("X-Scope-OrgID=tenant=a").ok(),
+            Some(("X-Scope-OrgID".to_string(), "tenant=a".to_string()))
+        );
+        assert!(parse_header_flag("bad header=x").is_err());
     }
 }
