@@ -122,6 +122,7 @@ const INERT: &[Inert] = &[
     v("audit-webhook-initial-backoff", NO_AUDIT),
     v("audit-webhook-mode", NO_AUDIT),
     v("audit-webhook-version", NO_AUDIT),
+    v("audit-webhook-batch-initial-backoff", NO_AUDIT),
     v("audit-webhook-batch-buffer-size", NO_AUDIT),
     v("audit-webhook-batch-max-size", NO_AUDIT),
     v("audit-webhook-batch-max-wait", NO_AUDIT),

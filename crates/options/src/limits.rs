@@ -39,7 +39,7 @@ pub struct LimitFlags {
     /// HTTP/2 header list); larger HTTP/1.1 heads get 431.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_request_header_bytes: usize,
-    /// Concurrent streams a client may open on one HTTP/2 connection.
+    /// Concurrent streams a client may open on one HTTP/2 connection (0: 250, Go's default).
     #[arg(long, default_value_t = 250, value_name = "N")]
     pub http2_max_streams_per_connection: u32,
 }
@@ -58,9 +58,6 @@ impl LimitFlags {
                 errors.push(format!("{flag} must be positive"));
             }
         }
-        if self.http2_max_streams_per_connection == 0 {
-            errors.push("--http2-max-streams-per-connection must be positive".to_string());
-        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -72,7 +69,11 @@ impl LimitFlags {
             max_connections: self.max_connections,
             max_requests_inflight: self.max_requests_inflight,
             max_request_header_bytes: self.max_request_header_bytes,
-            http2_max_streams_per_connection: self.http2_max_streams_per_connection,
+            // 0 is Go's default, as for the generic API server.
+            http2_max_streams_per_connection: match self.http2_max_streams_per_connection {
+                0 => 250,
+                n => n,
+            },
         })
     }
 }
@@ -90,18 +91,13 @@ mod tests {
         assert_eq!(l.request_timeout, Duration::from_secs(60));
         assert_eq!(l.idle_timeout, Duration::from_secs(90));
         assert_eq!(l.max_request_header_bytes, 1 << 20);
-        let f: LimitFlags = parse(&[
-            "--request-timeout=0s",
-            "--http2-max-streams-per-connection=0",
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        let f: LimitFlags = parse(&["--request-timeout=0s"]).unwrap_or_else(|e| panic!("{e}"));
         let e = f.limits().err().unwrap_or_default();
-        assert_eq!(
-            e,
-            vec![
-                "--request-timeout must be positive",
-                "--http2-max-streams-per-connection must be positive"
-            ]
-        );
+        assert_eq!(e, vec!["--request-timeout must be positive"]);
+        // 0 streams is the generic API server's default: Go's 250.
+        let f: LimitFlags =
+            parse(&["--http2-max-streams-per-connection=0"]).unwrap_or_else(|e| panic!("{e}"));
+        let l = f.limits().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(l.http2_max_streams_per_connection, 250);
     }
 }
