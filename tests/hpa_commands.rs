@@ -115,6 +115,29 @@ fn explain_prints_text_and_json() {
         .output()
         .expect("run");
     assert!(!bad.status.success());
+    // `-f -` reads the manifest from standard input, as kubectl does.
+    let mut piped = promhpa()
+        .args([
+            "explain",
+            "-f",
+            "-",
+            "--replicas",
+            "3",
+            "--metric-values",
+            "rps=40",
+        ])
+        .args(["-o", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    {
+        use std::io::Write;
+        let mut stdin = piped.stdin.take().expect("stdin");
+        stdin.write_all(HPA.as_bytes()).expect("write");
+    }
+    let piped = piped.wait_with_output().expect("run");
+    assert_eq!(piped.stdout, out.stdout);
 }
 
 #[test]

@@ -140,7 +140,7 @@ pub struct ReadDirError {
 pub fn object_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReadDirError> {
     let mut out = Vec::new();
     for p in paths {
-        if p.is_dir() {
+        if p.as_os_str() != "-" && p.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(p)
                 .map_err(|error| ReadDirError {
                     dir: p.clone(),

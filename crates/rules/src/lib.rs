@@ -880,7 +880,13 @@ pub struct RuleSet {
 impl RuleSet {
     /// Read and compile a rule file in any accepted shape.
     pub fn load(path: &Path) -> Result<RuleSet, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        // `-` is standard input, as kubectl's `-f -`.
+        let read = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin().lock())
+        } else {
+            std::fs::read_to_string(path)
+        };
+        let text = read.map_err(|e| ConfigErrors {
             errors: vec![ConfigError {
                 source_name: path.display().to_string(),
                 line: 0,

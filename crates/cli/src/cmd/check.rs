@@ -85,7 +85,7 @@ fn check_objects(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut tally = ObjectTally::default();
     for file in object_files(paths)? {
         let source = file.display().to_string();
-        let text = match std::fs::read_to_string(&file) {
+        let text = match super::read_file(&file) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("{source}: {e}");

@@ -136,8 +136,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let hpa = match (&args.file, &args.name) {
         (Some(file), _) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading {}", file.display()))?;
+            let text =
+                super::read_file(file).with_context(|| format!("reading {}", file.display()))?;
             let mut hpa =
                 parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
             let flag = args.namespace.as_deref().filter(|n| !n.trim().is_empty());

@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (path, given) in args.inputs()? {
         let source = path.display().to_string();
         let text =
-            fs::read_to_string(&path).with_context(|| format!("reading input file {source}"))?;
+            super::read_file(&path).with_context(|| format!("reading input file {source}"))?;
         inputs.push(InputFile {
             source,
             text,

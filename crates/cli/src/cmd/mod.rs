@@ -12,3 +12,12 @@ pub mod query;
 pub mod recommend;
 pub mod serve;
 pub mod simulate;
+
+/// The text of an input file, or of standard input for `-`, as kubectl's `-f -` reads it.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin().lock())
+    } else {
+        std::fs::read_to_string(path)
+    }
+}

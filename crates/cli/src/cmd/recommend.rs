@@ -24,7 +24,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut passed = 0usize;
     let mut failed = 0usize;
     for path in &args.files {
-        let text = std::fs::read_to_string(path)
+        let text = super::read_file(path)
             .with_context(|| format!("reading scenario file {}", path.display()))?;
         let source = path.display().to_string();
         for result in run_text(&text, &source) {

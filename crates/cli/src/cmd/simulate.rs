@@ -105,8 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let args = *args.inner;
     let mut hpas = Vec::new();
     for file in &args.files {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let text = super::read_file(file).with_context(|| format!("reading {}", file.display()))?;
         let hpa = parse_manifest(&text).with_context(|| format!("in {}", file.display()))?;
         let label = if args.files.len() == 1 {
             "simulated".to_string()
@@ -120,8 +119,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let step_ms = parse_go_duration_ms(&args.step)?;
     let (metrics, actual, start_ms, end_ms) = match &args.data {
         Some(data) => {
-            let data_text = std::fs::read_to_string(data)
-                .with_context(|| format!("reading {}", data.display()))?;
+            let data_text =
+                super::read_file(data).with_context(|| format!("reading {}", data.display()))?;
             let (metrics, replica_series) =
                 parse_data(&data_text).with_context(|| format!("in {}", data.display()))?;
             let actual = match (args.replicas, replica_series.is_empty()) {
