@@ -195,6 +195,35 @@ fn simulate_writes_csv_and_svg_from_a_data_file() {
         "{csv}"
     );
     assert!(std::fs::read_to_string(svg).expect("svg").contains("<svg"));
+    // One value column per metric, or nothing runs; backend flags have no use with --data.
+    let two = tmp(
+        "simulate-two.csv",
+        "timestamp,rps,other,replicas\n1714521600,10,3,2\n",
+    );
+    let out = promhpa()
+        .args(["simulate", "-f"])
+        .arg(&f)
+        .arg("--data")
+        .arg(&two)
+        .output()
+        .expect("run");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        e.contains("has 1 metric (rps), but the history has 2 value columns"),
+        "{e}"
+    );
+    let out = promhpa()
+        .args(["simulate", "-f"])
+        .arg(&f)
+        .arg("--data")
+        .arg(&d)
+        .args(["--replicas", "2", "--query", "up"])
+        .output()
+        .expect("run");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("--query cannot be combined with --data"), "{e}");
 }
 
 const DEMO_HPA: &str = r#"apiVersion: autoscaling/v2

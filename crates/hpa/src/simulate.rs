@@ -596,10 +596,28 @@ pub fn parse_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
     }
     let mut metrics = vec![Series::new(); value_cols.len()];
     let mut replicas = Series::new();
+    let mut seen: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new();
     for (n, line) in lines.enumerate() {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        // Every row has the header's cells (an empty one is a gap): a row that has more or
+        // fewer was cut or shifted, and its values would land in the wrong columns.
+        if cells.len() != header.len() {
+            return Err(Error::Input(format!(
+                "line {}: {} cells, but the header has {} (leave a cell empty for a missing value)",
+                n + 2,
+                cells.len(),
+                header.len()
+            )));
+        }
         let cell = |i: usize| cells.get(i).copied().unwrap_or("");
         let t = parse_time(cell(ts_col))?;
+        if let Some(first) = seen.insert(t, n + 2) {
+            return Err(Error::Input(format!(
+                "line {}: timestamp {:?} is already on line {first}",
+                n + 2,
+                cell(ts_col)
+            )));
+        }
         let num = |i: usize| -> Result<Option<f64>, Error> {
             let c = cell(i);
             if c.is_empty() {
@@ -632,6 +650,8 @@ fn parse_json_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
         serde_json::from_str(text).map_err(|e| Error::Input(format!("invalid JSON data: {e}")))?;
     let mut metrics: Vec<Series> = Vec::new();
     let mut replicas = Series::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut width: Option<usize> = None;
     for (n, row) in rows.iter().enumerate() {
         let bad = |m: &str| Error::Input(format!("row {n}: {m}"));
         let t = match row.get("timestamp") {
@@ -649,6 +669,18 @@ fn parse_json_data(text: &str) -> Result<(Vec<Series>, Series), Error> {
                 .collect::<Result<_, _>>()?,
             _ => return Err(bad("missing value")),
         };
+        if !seen.insert(t) {
+            return Err(bad("its timestamp is on an earlier row too"));
+        }
+        match width {
+            Some(w) if w != values.len() => {
+                return Err(bad(&format!(
+                    "{} values, but earlier rows have {w}",
+                    values.len()
+                )))
+            }
+            _ => width = Some(values.len()),
+        }
         if metrics.len() < values.len() {
             metrics.resize(values.len(), Series::new());
         }

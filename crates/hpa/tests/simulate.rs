@@ -128,6 +128,27 @@ fn data_files_parse() {
     assert_eq!(m, vec![vec![(DAY_START, 3.0)]]);
     assert_eq!(r, vec![(DAY_START, 2.0)]);
     assert!(parse_data("timestamp\n1,2\n").is_err());
+    // Rows with more or fewer cells than the header, and repeated timestamps, are refused
+    // rather than read into the wrong columns or over each other.
+    let err = |text: &str| match parse_data(text) {
+        Ok(v) => panic!("accepted {text:?}: {v:?}"),
+        Err(e) => e.to_string(),
+    };
+    let e = err("timestamp,value,replicas\n1714521600,60\n");
+    assert!(e.contains("line 2: 2 cells, but the header has 3"), "{e}");
+    let e = err("timestamp,value,replicas\n1714521600,70,4,99\n");
+    assert!(e.contains("4 cells"), "{e}");
+    let e = err("timestamp,value\n1714521600,1\n2024-05-01T00:00:00Z,2\n");
+    assert!(
+        e.contains("line 3") && e.contains("already on line 2"),
+        "{e}"
+    );
+    let e = err(r#"[{"timestamp": 1, "value": 1}, {"timestamp": 1, "value": 2}]"#);
+    assert!(e.contains("row 1"), "{e}");
+    let e = err(r#"[{"timestamp": 1, "values": [1, 2]}, {"timestamp": 2, "value": 2}]"#);
+    assert!(e.contains("1 values, but earlier rows have 2"), "{e}");
+    // An empty cell is a gap, not an error.
+    assert!(parse_data("timestamp,value,replicas\n1714521600,,4\n").is_ok());
     assert_eq!(
         parse_time("2024-05-01T02:00:00+02:00").expect("t"),
         DAY_START

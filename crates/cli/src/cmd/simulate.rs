@@ -117,6 +117,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         hpas.push((label, hpa));
     }
     let step_ms = parse_go_duration_ms(&args.step)?;
+    if args.data.is_some() {
+        let b = &args.backend;
+        let unused = [
+            (!args.queries.is_empty(), "--query"),
+            (args.replicas_query.is_some(), "--replicas-query"),
+            (b.prometheus_url.is_some(), "--prometheus-url"),
+            (b.config.is_some(), "--config"),
+            (b.objects.is_some(), "--objects"),
+            (!b.load_exposition.is_empty(), "--load-exposition"),
+            (b.demo, "--demo"),
+        ];
+        let unused: Vec<&str> = unused.iter().filter(|(g, _)| *g).map(|(_, f)| *f).collect();
+        if !unused.is_empty() {
+            bail!(
+                "{} cannot be combined with --data: the history comes from the file, not from the metrics backend",
+                unused.join(", ")
+            );
+        }
+    }
     let (metrics, actual, start_ms, end_ms) = match &args.data {
         Some(data) => {
             let data_text =
@@ -185,6 +204,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (metrics, actual, start_ms, end_ms)
         }
     };
+    // History columns go to metrics in spec order: a count that differs would feed a value
+    // to the wrong metric, or leave metrics without one.
+    for ((label, hpa), file) in hpas.iter().zip(&args.files) {
+        let names: Vec<String> = hpa
+            .spec
+            .effective_metrics()
+            .iter()
+            .map(promhpa_hpa::explain::value_key)
+            .collect();
+        if names.len() != metrics.len() {
+            bail!(
+                "{} ({label}) has {} metric{} ({}), but the history has {} value column{}: one column per metric, in spec order",
+                file.display(),
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                metrics.len(),
+                if metrics.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
     let config = args.controller.config();
     let pod_startup_ms = parse_go_duration_ms(&args.pod_startup)?;
     let mut results = Vec::new();
