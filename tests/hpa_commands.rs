@@ -266,6 +266,21 @@ fn explain_fetches_metrics_from_the_demo_backend() {
         stderr.contains("pods matching app=web, 3 found"),
         "{stderr}"
     );
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    // A Prometheus flag the demo leaves unused is named, as serve names it.
+    let unused = promhpa()
+        .args(["explain", "-o", "json", "--demo", "--replicas", "3"])
+        .args(["--prometheus-url", "http://127.0.0.1:9", "-f"])
+        .arg(&hpa)
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&unused.stderr).contains(
+            "warning: --prometheus-url not used: --demo serves from the embedded evaluator"
+        ),
+        "{}",
+        String::from_utf8_lossy(&unused.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     let m = v["metrics"].as_array().expect("metrics");
     assert_eq!(m.len(), 4);

@@ -261,15 +261,23 @@ impl BackendFlags {
     /// Says which Prometheus connection flags go unused because the embedded evaluator is
     /// the backend.
     pub fn warn_unused_prometheus_flags(&self) {
-        let given = self.prometheus_flags_given();
-        if !given.is_empty() {
-            let why = if self.demo {
-                "--demo serves from the embedded evaluator"
-            } else {
-                "there is no --prometheus-url, so the embedded evaluator is the backend"
-            };
-            tracing::warn!("{} not used: {why}", given.join(", "));
+        if let Some(message) = self.unused_prometheus_flags() {
+            tracing::warn!("{message}");
         }
+    }
+
+    /// Which Prometheus connection flags go unused, and why, if any do.
+    pub fn unused_prometheus_flags(&self) -> Option<String> {
+        let given = self.prometheus_flags_given();
+        if given.is_empty() {
+            return None;
+        }
+        let why = if self.demo {
+            "--demo serves from the embedded evaluator"
+        } else {
+            "there is no --prometheus-url, so the embedded evaluator is the backend"
+        };
+        Some(format!("{} not used: {why}", given.join(", ")))
     }
 
     /// The backend: Prometheus when `--prometheus-url` is given, the demo traffic with

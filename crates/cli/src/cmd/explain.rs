@@ -208,6 +208,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         || args.context.is_some()
         || args.name.is_some();
     let explanation = if fetching {
+        // The command has no log: what serve would log as a warning is said here.
+        if let Some(message) = b.unused_prometheus_flags().filter(|_| b.demo) {
+            eprintln!("warning: {message}");
+        }
         runtime.block_on(async {
             let fetcher =
                 hpa_fetcher(b, &hpa, &args.cluster(), args.metrics_max_age).await?;

@@ -160,6 +160,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (metrics, actual, start_ms, end_ms)
         }
         None => {
+            if let Some(message) = args
+                .backend
+                .unused_prometheus_flags()
+                .filter(|_| args.backend.demo)
+            {
+                eprintln!("warning: {message}");
+            }
             let Some(from) = &args.from else {
                 bail!("no history given: pass --data FILE, or --from (and --to, default now) to read it from the metrics backend");
             };
