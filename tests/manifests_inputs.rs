@@ -453,3 +453,25 @@ fn an_output_format_given_to_o_is_not_taken_as_a_file() {
         assert!(!dir.path().join(format).exists());
     }
 }
+
+/// Names the API server or Helm would refuse, and a Prometheus URL the Deployment could not
+/// start with, are refused before anything is rendered.
+#[test]
+fn names_and_urls_that_cannot_work_are_refused() {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../rules/generic-application.yaml"
+    );
+    for (flag, says) in [
+        ("--prometheus-url=not a url", "invalid --prometheus-url"),
+        ("--prometheus-url=ftp://p:21", "invalid --prometheus-url"),
+        ("--release-name=", "invalid release name"),
+        ("--namespace=Bad_NS!", "invalid namespace"),
+    ] {
+        let out = promhpa(&["manifests", "--config", rules, flag]);
+        assert!(!out.status.success(), "{flag}: {}", stdout(&out));
+        assert!(stderr(&out).contains(says), "{flag}: {}", stderr(&out));
+    }
+    let out = promhpa(&["manifests", "--config", rules, "--release-name=metrics.v2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -89,7 +89,46 @@ impl Args {
     }
 }
 
+/// Whether `s` is a lowercase RFC 1123 label (a namespace name).
+fn dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// What the API server or Helm would refuse, or the rendered Deployment could not start
+/// with, said before anything is rendered.
+fn check_names(args: &Args) -> anyhow::Result<()> {
+    if !dns_label(&args.namespace) {
+        bail!(
+            "invalid namespace {:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+            args.namespace
+        );
+    }
+    let release = &args.release_name;
+    if release.len() > 53 || !release.split('.').all(dns_label) {
+        bail!(
+            "invalid release name {release:?}: as Helm requires, lower case alphanumeric characters, '-' and '.', starting and ending with an alphanumeric character, at most 53 characters"
+        );
+    }
+    if let Some(url) = &args.prometheus_url {
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            Ok(_) => {
+                bail!("invalid --prometheus-url {url:?}: expected an http or https URL with a host")
+            }
+            Err(e) => bail!("invalid --prometheus-url {url:?}: {e}"),
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    check_names(&args)?;
     let mut inputs = Vec::new();
     for (path, given) in args.inputs()? {
         let source = path.display().to_string();
