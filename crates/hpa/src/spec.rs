@@ -846,17 +846,36 @@ fn field_path(path: &str) -> String {
 /// are not converted: such an object is refused, naming them.
 fn from_v1(mut value: serde_json::Value, context: &str) -> Result<serde_json::Value, crate::Error> {
     let refuse = |message: String| crate::Error::Input(format!("{context}: {message}"));
+    const ALPHA: &str = "autoscaling.alpha.kubernetes.io/";
+    let mut conditions = None;
     if let Some(annotations) = value
-        .pointer("/metadata/annotations")
-        .and_then(serde_json::Value::as_object)
+        .pointer_mut("/metadata/annotations")
+        .and_then(serde_json::Value::as_object_mut)
     {
-        if let Some(key) = annotations
-            .keys()
-            .find(|k| k.starts_with("autoscaling.alpha.kubernetes.io/"))
-        {
-            return Err(refuse(format!(
-                "this autoscaling/v1 HPA keeps metrics or behavior in the annotation {key}, which is not read here: read the HPA as autoscaling/v2 (`kubectl get hpa.v2.autoscaling NAME -o yaml`)"
-            )));
+        // Metrics and behavior written through v2 are kept here; not converted, refused.
+        for key in ["metrics", "behavior"].map(|k| format!("{ALPHA}{k}")) {
+            if annotations.contains_key(&key) {
+                return Err(refuse(format!(
+                    "this autoscaling/v1 HPA keeps metrics or behavior in the annotation {key}, which is not read here: read the HPA as autoscaling/v2 (`kubectl get hpa.v2.autoscaling NAME -o yaml`)"
+                )));
+            }
+        }
+        // The controller's conditions, which v1 carries as an annotation: its status.
+        conditions = annotations
+            .remove(&format!("{ALPHA}conditions"))
+            .and_then(|c| {
+                c.as_str()
+                    .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            });
+    }
+    if let Some(conditions) = conditions.filter(serde_json::Value::is_array) {
+        if let Some(object) = value.as_object_mut() {
+            let status = object
+                .entry("status")
+                .or_insert_with(|| serde_json::json!({}));
+            if let Some(status) = status.as_object_mut() {
+                status.entry("conditions").or_insert(conditions);
+            }
         }
     }
     let Some(spec) = value
@@ -865,6 +884,11 @@ fn from_v1(mut value: serde_json::Value, context: &str) -> Result<serde_json::Va
     else {
         return Ok(value);
     };
+    if spec.contains_key("metrics") {
+        return Err(refuse(
+            "spec.metrics is not a field of autoscaling/v1 (targetCPUUtilizationPercentage is): set apiVersion: autoscaling/v2".into(),
+        ));
+    }
     if let Some(target) = spec.remove("targetCPUUtilizationPercentage") {
         spec.insert(
             "metrics".into(),
@@ -873,10 +897,6 @@ fn from_v1(mut value: serde_json::Value, context: &str) -> Result<serde_json::Va
                 "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
             }]),
         );
-    } else if spec.contains_key("metrics") {
-        return Err(refuse(
-            "spec.metrics is not a field of autoscaling/v1 (targetCPUUtilizationPercentage is): set apiVersion: autoscaling/v2".into(),
-        ));
     }
     if spec.contains_key("behavior") {
         return Err(refuse(
@@ -925,6 +945,22 @@ mod tests {
             "metadata: {name: web, annotations: {autoscaling.alpha.kubernetes.io/metrics: '[]'}}",
         ));
         assert!(e.contains("autoscaling.alpha.kubernetes.io/metrics"), "{e}");
+        // As `kubectl get hpa.v1.autoscaling -o yaml` prints it: the controller's conditions
+        // and current metrics in annotations, read as its status.
+        let served = v1.replace(
+            "metadata: {name: web}",
+            "metadata:\n  name: web\n  annotations:\n    autoscaling.alpha.kubernetes.io/current-metrics: '[]'\n    autoscaling.alpha.kubernetes.io/conditions: '[{\"type\":\"ScaledToZero\",\"status\":\"True\",\"lastTransitionTime\":\"2026-12-06T10:00:00Z\"}]'",
+        );
+        let hpa = parse_manifest(&served).unwrap_or_else(|e| panic!("{e}"));
+        assert!(hpa.scaled_to_zero());
+        let e = err(&v1.replace(
+            "  targetCPUUtilizationPercentage: 50\n",
+            "  targetCPUUtilizationPercentage: 50\n  metrics: []\n",
+        ));
+        assert!(
+            e.contains("spec.metrics is not a field of autoscaling/v1"),
+            "{e}"
+        );
     }
 
     #[test]
