@@ -117,6 +117,15 @@ impl ServerCertVerifier for CaFileLeaves {
                 CertificateError::NotValidYet,
             ));
         }
+        // As Go's verification requires of the chain: an extended key usage, when there is
+        // one, must allow server authentication.
+        if let Ok(Some(eku)) = cert.extended_key_usage() {
+            if !(eku.value.server_auth || eku.value.any) {
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::InvalidPurpose,
+                ));
+            }
+        }
         let leaf = webpki::EndEntityCert::try_from(end_entity).map_err(|_| refused.clone())?;
         leaf.verify_is_valid_for_subject_name(server_name)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
@@ -175,5 +184,62 @@ mod tests {
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         let e = client_config(b"", Vec::new(), None, Vec::new()).err();
         assert!(e.is_some_and(|e| e.contains("no usable certificate")));
+    }
+
+    /// The fallback checks what Go checks of a certificate the CA file holds: validity,
+    /// names, and an extended key usage that allows server authentication.
+    #[test]
+    fn a_ca_file_leaf_keeps_its_name_and_usage_checks() {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+        let make = |eku: Vec<ExtendedKeyUsagePurpose>| {
+            let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+            let mut params = CertificateParams::new(vec!["localhost".to_string()])
+                .unwrap_or_else(|e| panic!("{e}"));
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.extended_key_usages = eku;
+            params
+                .self_signed(&key)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .der()
+                .clone()
+        };
+        let verify = |der: &CertificateDer<'static>, name: &str| {
+            let mut roots = RootCertStore::empty();
+            roots.add(der.clone()).unwrap_or_else(|e| panic!("{e}"));
+            let inner = WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+            let verifier = CaFileLeaves {
+                inner,
+                leaves: vec![der.clone()],
+            };
+            let name = ServerName::try_from(name.to_string()).unwrap_or_else(|e| panic!("{e}"));
+            verifier.verify_server_cert(der, &[], &name, &[], UnixTime::now())
+        };
+        let plain = make(Vec::new());
+        assert!(verify(&plain, "localhost").is_ok());
+        assert!(matches!(
+            verify(&plain, "prometheus.example"),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName
+            ))
+        ));
+        assert!(verify(
+            &make(vec![ExtendedKeyUsagePurpose::ServerAuth]),
+            "localhost"
+        )
+        .is_ok());
+        assert!(matches!(
+            verify(
+                &make(vec![ExtendedKeyUsagePurpose::ClientAuth]),
+                "localhost"
+            ),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose
+            ))
+        ));
     }
 }
