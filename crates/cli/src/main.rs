@@ -85,22 +85,45 @@ fn arguments(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi
         args.remove(1);
     }
     let unset = |name: &str| EMPTY_IS_UNSET.contains(&name);
-    let mut kept = Vec::with_capacity(args.len());
+    let mut kept: Vec<std::ffi::OsString> = Vec::with_capacity(args.len());
     let mut iter = args.into_iter().peekable();
     while let Some(arg) = iter.next() {
-        let text = arg.to_str().unwrap_or("");
+        let text = arg.to_str().unwrap_or("").to_string();
         if let Some(flag) = text.strip_prefix("--") {
-            if flag.strip_suffix('=').is_some_and(unset) {
-                continue;
-            }
-            if unset(flag) && iter.peek().is_some_and(|next| next.is_empty()) {
-                iter.next();
+            let emptied = match flag.strip_suffix('=') {
+                Some(name) if unset(name) => Some(name),
+                _ if unset(flag) && iter.peek().is_some_and(|next| next.is_empty()) => {
+                    iter.next();
+                    Some(flag)
+                }
+                _ => None,
+            };
+            if let Some(name) = emptied {
+                // As the last value wins, an empty one clears what came before.
+                forget(&mut kept, name);
                 continue;
             }
         }
         kept.push(arg);
     }
     kept
+}
+
+/// `args` without the occurrences of `--name` (`--name=value`, or `--name value`).
+fn forget(args: &mut Vec<std::ffi::OsString>, name: &str) {
+    let (bare, with) = (format!("--{name}"), format!("--{name}="));
+    let mut i = 0;
+    while i < args.len() {
+        let text = args[i].to_str().unwrap_or("");
+        if text == bare {
+            let end = (i + 2).min(args.len());
+            args.drain(i..end);
+        } else if text.starts_with(&with) {
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -227,6 +250,19 @@ mod tests {
             args,
             ["promhpa", "--prometheus-ca-file=/ca.crt", "--config=x.yaml"]
         );
+        // The last value wins, an empty one too: it clears what came before.
+        let args = arguments(
+            [
+                "promhpa",
+                "--tls-cert-file=/a.crt",
+                "--tls-cert-file",
+                "/b.crt",
+                "--config=x.yaml",
+                "--tls-cert-file=",
+            ]
+            .map(std::ffi::OsString::from),
+        );
+        assert_eq!(args, ["promhpa", "--config=x.yaml"]);
     }
 
     /// Values explain cannot use are usage errors of the command line, found before any
