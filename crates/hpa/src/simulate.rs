@@ -267,12 +267,6 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
         )));
     }
     let max = crate::MAX_SIMULATED_REPLICAS;
-    if input.spec.max_replicas > max {
-        return Err(Error::Input(format!(
-            "maxReplicas is {}; at most {max} replicas are simulated, each as a pod",
-            input.spec.max_replicas
-        )));
-    }
     let bad = |r: f64| !r.is_finite() || r < 0.0 || r > f64::from(max);
     let bad_actual = match &input.actual {
         ActualReplicas::Constant(c) => bad(*c).then_some(*c),
@@ -370,6 +364,12 @@ pub fn simulate(input: &SimulationInput) -> Result<Vec<Tick>, Error> {
         };
         let driver = driving_metric(&out);
         replicas = out.desired_replicas;
+        if replicas > max {
+            return Err(Error::Input(format!(
+                "the replay reached {replicas} replicas at {}; at most {max} are simulated, each as a pod",
+                format_rfc3339(t)
+            )));
+        }
         let want = replicas.max(0) as usize;
         while created.len() < want {
             created.push(t);

@@ -362,3 +362,40 @@ fn a_queue_worker_scales_to_zero_and_back() {
     assert!(gate_off.iter().all(|t| t.simulated_replicas == 0));
     assert_eq!(gate_off[0].reason, "ScalingDisabled");
 }
+
+/// Replica counts are modelled pod by pod, up to 100,000: a large maxReplicas used as "no
+/// cap" still simulates; a replay that would pass the bound, or counts that are not counts,
+/// are refused rather than allocated.
+#[test]
+fn replica_counts_are_bounded_where_they_are_reached() {
+    let input = |max: i32, value: f64, actual: ActualReplicas| {
+        SimulationInput {
+        spec: promhpa_core::yaml::from_str(&format!(
+            "minReplicas: 2\nmaxReplicas: {max}\nmetrics:\n- type: Resource\n  resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}\n"
+        ))
+        .expect("spec"),
+        config: ControllerConfig::default(),
+        metrics: vec![vec![(DAY_START, value), (DAY_START + 3_600_000, value)]],
+        actual,
+        start_ms: DAY_START,
+        end_ms: DAY_START + 3_600_000,
+        step_ms: 15_000,
+        initial_replicas: None,
+        pod_startup_ms: 0,
+    }
+    };
+    let ticks = simulate(&input(1_000_000, 50.0, ActualReplicas::Constant(5.0))).expect("runs");
+    assert!(ticks.iter().all(|t| t.simulated_replicas == 5));
+    let e = simulate(&input(1_000_000, 1e9, ActualReplicas::Constant(5.0)))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("at most 100000 are simulated"), "{e}");
+    for bad in [f64::NAN, -3.0, 1e9] {
+        let e = simulate(&input(10, 50.0, ActualReplicas::Constant(bad)))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("replica counts are whole numbers"), "{bad}: {e}");
+    }
+}
