@@ -161,7 +161,8 @@ impl ScrapeConfig {
         let raw_targets = raw.targets.unwrap_or_default();
         let mut targets = Vec::with_capacity(raw_targets.len());
         for (i, t) in raw_targets.into_iter().enumerate() {
-            let shown = url::Url::parse(&t.url).map_or_else(|_| t.url.clone(), |u| redacted(&u));
+            let shown =
+                url::Url::parse(&t.url).map_or_else(|_| redacted_text(&t.url), |u| redacted(&u));
             let ctx = |m: String| invalid(format!("targets[{i}] ({shown}): {m}"));
             let url = url::Url::parse(&t.url).map_err(|e| ctx(format!("invalid url: {e}")))?;
             if url.scheme() != "http" && url.scheme() != "https" {
@@ -343,6 +344,21 @@ fn describe(e: &reqwest::Error, url: &url::Url) -> String {
         msg = msg.replace(url.as_str(), &redacted(url));
     }
     msg
+}
+
+/// A URL that does not parse, with what stands as its password shown as `xxxxx`.
+fn redacted_text(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
+        return url.to_string();
+    };
+    match url[start..at].find(':').map(|i| start + i) {
+        Some(colon) => format!("{}:xxxxx{}", &url[..colon], &url[at..]),
+        None => url.to_string(),
+    }
 }
 
 /// A URL with its password shown as `xxxxx`.

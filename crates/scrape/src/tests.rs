@@ -81,6 +81,14 @@ fn unknown_keys_and_bad_values_are_rejected() {
             && !e.contains("s3cret"),
         "{e}"
     );
+    // Nor in one that does not parse.
+    let e = config("targets:\n- url: https://scraper:s3cret@node:99999/metrics\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("https://scraper:xxxxx@node:99999/metrics") && !e.contains("s3cret"),
+        "{e}"
+    );
 }
 
 fn one_value(backend: &EmbeddedBackend, q: &str) -> Vec<(String, f64)> {
