@@ -229,6 +229,14 @@ fn the_binary_works_as_a_kubectl_plugin() {
     let bare = kubectl(&["promhpa"], &kubeconfig);
     assert!(bare.status.success());
     assert!(String::from_utf8_lossy(&bare.stdout).contains("Usage: kubectl promhpa"));
+    // Flags without a command never start a server.
+    let flags = kubectl(&["promhpa", "--v=3"], &kubeconfig);
+    assert_eq!(flags.status.code(), Some(64));
+    assert!(
+        String::from_utf8_lossy(&flags.stderr).contains("kubectl promhpa needs a command"),
+        "{}",
+        String::from_utf8_lossy(&flags.stderr)
+    );
 
     // `kubectl promhpa explain web` reads HPA web from the current context's cluster and
     // namespace, as any kubectl command would; -n overrides the namespace.

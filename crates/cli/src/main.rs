@@ -150,8 +150,17 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     if plugin {
-        if let Some(Command::Explain(a)) = &mut cli.command {
-            cmd::plugin::explain_defaults(a);
+        match &mut cli.command {
+            Some(Command::Explain(a)) => cmd::plugin::explain_defaults(a),
+            // As a plugin the binary runs the tools; flags alone (`kubectl promhpa --v=3`)
+            // would otherwise start a server.
+            None => {
+                eprintln!(
+                    "error: kubectl promhpa needs a command (explain, simulate, check, query, ...); see kubectl promhpa --help"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+            _ => {}
         }
     }
     let result = match cli.command {
