@@ -576,3 +576,23 @@ fn simulate_replays_resource_utilization_from_loaded_cadvisor_data() {
         assert_eq!(r["simulated_replicas"], "3", "{rows:?}");
     }
 }
+
+/// A CI gate over files with nothing in them fails: nothing was checked.
+#[test]
+fn checks_over_empty_files_fail() {
+    let empty = tmp("empty-cases.yaml", "# no cases yet\n");
+    let out = promhpa()
+        .args(["recommend", "--check"])
+        .arg(&empty)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cases found"));
+    let out = promhpa()
+        .args(["promql", "--test"])
+        .arg(&empty)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no eval commands found"));
+}

@@ -90,6 +90,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             failed += report.failures.len();
         }
         println!("{passed} passed, {failed} failed");
+        if passed + failed == 0 {
+            eprintln!("error: no eval commands found in the test scripts");
+            return Ok(ExitCode::FAILURE);
+        }
         return Ok(if failed == 0 {
             ExitCode::SUCCESS
         } else {

@@ -57,6 +57,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if failed > 0 {
             return Ok(ExitCode::FAILURE);
         }
+        // Nothing checked is not a pass for a CI gate.
+        if passed == 0 {
+            eprintln!("error: no cases found in the scenario files");
+            return Ok(ExitCode::FAILURE);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
