@@ -115,6 +115,13 @@ fn explain_prints_text_and_json() {
         .output()
         .expect("run");
     assert!(!bad.status.success());
+    let twice = promhpa()
+        .args(["explain", "-f"])
+        .arg(&f)
+        .args(["--metric-values", "rps=40,rps=90"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("names \"rps\" twice"));
     // `-f -` reads the manifest from standard input, as kubectl does.
     let mut piped = promhpa()
         .args([

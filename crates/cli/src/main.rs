@@ -21,6 +21,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// decisions.
 #[derive(Parser, Debug)]
 #[command(name = "promhpa", version, about, long_about = None)]
+#[command(
+    after_help = "Exit status: 0 success; 1 a failure at run time (a file refused, a server not reachable); 2 check's verdict that a rule is broken; 64 a command line that does not parse, or serve flags that cannot work together."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]

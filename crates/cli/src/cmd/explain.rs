@@ -181,13 +181,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.values.is_empty() {
         eprintln!("warning: explain --values is deprecated: use --metric-values");
     }
-    let values: BTreeMap<String, f64> = args
-        .metric_values
-        .iter()
-        .chain(&args.values)
-        .flatten()
-        .cloned()
-        .collect();
+    let mut values: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, value) in args.metric_values.iter().chain(&args.values).flatten() {
+        if values.insert(name.clone(), *value).is_some() {
+            bail!("--metric-values names {name:?} twice: give each metric one value");
+        }
+    }
     let known: Vec<String> = hpa.spec.effective_metrics().iter().map(value_key).collect();
     for k in values.keys() {
         if !known.contains(k) {
