@@ -9,9 +9,17 @@ use promhpa_kube::client::ClusterAccess;
 
 /// The API server of `cluster`.
 pub fn cluster_api(cluster: &ClusterAccess) -> anyhow::Result<promhpa_kube::Client> {
-    cluster.client().context(
-        "loading Kubernetes credentials; pass --kubeconfig, or give the objects with --objects",
-    )
+    let hint = match &cluster.kubeconfig {
+        Some(path) => format!(
+            "loading Kubernetes credentials from --kubeconfig {}",
+            path.display()
+        ),
+        None => {
+            "loading Kubernetes credentials; pass --kubeconfig, or give the objects with --objects"
+                .to_string()
+        }
+    };
+    cluster.client().context(hint)
 }
 
 /// The HPA `name` of `namespace` from the cluster, and a line on its status (what the
