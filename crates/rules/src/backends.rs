@@ -81,7 +81,7 @@ const BACKEND_KEYS: &[&str] = &[
 ];
 
 /// Whether `name` is a DNS label (RFC 1123), as Kubernetes names go.
-fn is_dns_label(name: &str) -> bool {
+pub fn is_dns_label(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 63

@@ -60,7 +60,7 @@ mod resources;
 mod serving;
 mod yaml;
 
-pub use backends::{BackendSpec, DEFAULT_BACKEND};
+pub use backends::{is_dns_label, BackendSpec, DEFAULT_BACKEND};
 pub use load::{closest, HELM_DEFAULT_RULES};
 pub use render::{is_valid_label_name, quote_meta};
 pub use resources::{

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use promhpa_deploy::{Given, InputFile, Release, CHART_NAME};
+use promhpa_rules::is_dns_label;
 
 #[derive(clap::Args, Debug)]
 #[command(group(
@@ -89,28 +90,17 @@ impl Args {
     }
 }
 
-/// Whether `s` is a lowercase RFC 1123 label (a namespace name).
-fn dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
 /// What the API server or Helm would refuse, or the rendered Deployment could not start
 /// with, said before anything is rendered.
 fn check_names(args: &Args) -> anyhow::Result<()> {
-    if !dns_label(&args.namespace) {
+    if !is_dns_label(&args.namespace) {
         bail!(
             "invalid namespace {:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
             args.namespace
         );
     }
     let release = &args.release_name;
-    if release.len() > 53 || !release.split('.').all(dns_label) {
+    if release.len() > 53 || !release.split('.').all(is_dns_label) {
         bail!(
             "invalid release name {release:?}: as Helm requires, lower case alphanumeric characters, '-' and '.', starting and ending with an alphanumeric character, at most 53 characters"
         );
