@@ -602,4 +602,9 @@ fn checks_over_empty_files_fail() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no eval commands found"));
+    // Without --check, a case that cannot be run fails the command too.
+    let bad = tmp("bad-case.yaml", "id: x\nfoo: [1]\n");
+    let out = promhpa().arg("recommend").arg(&bad).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `foo`"));
 }

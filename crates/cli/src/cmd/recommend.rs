@@ -23,6 +23,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let mut passed = 0usize;
     let mut failed = 0usize;
+    let mut invalid = 0usize;
     for path in &args.files {
         let text = super::read_file(path)
             .with_context(|| format!("reading scenario file {}", path.display()))?;
@@ -41,6 +42,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     )?;
                 }
             } else {
+                // A case that could not be run at all (it does not parse) fails the command,
+                // as a file that does not load would.
+                if result.outcomes.is_empty() && !result.failures.is_empty() {
+                    invalid += 1;
+                    eprintln!("error: {}: {}", result.id, result.failures.join("; "));
+                }
                 let value = serde_json::json!({
                     "file": source,
                     "id": result.id,
@@ -62,6 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("error: no cases found in the scenario files");
             return Ok(ExitCode::FAILURE);
         }
+    }
+    if invalid > 0 {
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
