@@ -55,10 +55,15 @@ impl Ord for Quantity {
     }
 }
 
-/// Why a quantity string could not be parsed.
+/// Why a quantity string could not be parsed: not a quantity's form (Kubernetes' words), or
+/// a magnitude beyond what is held here (about ±1.7e29).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': \"{0}\"")]
-pub struct QuantityError(pub String);
+pub enum QuantityError {
+    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': \"{0}\"")]
+    Form(String),
+    #[error("quantity \"{0}\" is too large: at most about 1.7e29 is held")]
+    TooLarge(String),
+}
 
 const NANO: i128 = 1_000_000_000;
 
@@ -166,7 +171,8 @@ fn div_ceil(a: i128, b: i128) -> i128 {
 impl FromStr for Quantity {
     type Err = QuantityError;
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = || QuantityError(input.to_string());
+        let err = || QuantityError::Form(input.to_string());
+        let too_large = || QuantityError::TooLarge(input.to_string());
         let s = input;
         if s.is_empty() {
             return Err(err());
@@ -218,7 +224,10 @@ impl FromStr for Quantity {
             "Ei" => (Format::BinarySi, 0, 60),
             e if e.starts_with(['e', 'E']) => {
                 let exp: i32 = e[1..].parse().map_err(|_| err())?;
-                if !(-40..=40).contains(&exp) {
+                if exp > 40 {
+                    return Err(too_large());
+                }
+                if exp < -40 {
                     return Err(err());
                 }
                 (Format::DecimalExponent, exp, 0)
@@ -226,12 +235,14 @@ impl FromStr for Quantity {
             _ => return Err(err()),
         };
         // nanos = mantissa * 10^(scale + dec_exp + 9) * 2^bin_exp, rounded up.
-        let mut nanos = mantissa.checked_mul(1i128 << bin_exp).ok_or_else(err)?;
+        let mut nanos = mantissa
+            .checked_mul(1i128 << bin_exp)
+            .ok_or_else(too_large)?;
         let p = scale + dec_exp + 9;
         if p >= 0 {
             nanos = nanos
-                .checked_mul(10i128.checked_pow(p as u32).ok_or_else(err)?)
-                .ok_or_else(err)?;
+                .checked_mul(10i128.checked_pow(p as u32).ok_or_else(too_large)?)
+                .ok_or_else(too_large)?;
         } else {
             let div = 10i128.checked_pow((-p) as u32).unwrap_or(i128::MAX);
             nanos = div_ceil(nanos, div);
@@ -386,7 +397,17 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for bad in ["", "m", "1x", "1.2.3", "--1", "1 m", "abc", "1e", "1Kb"] {
-            assert!(bad.parse::<Quantity>().is_err(), "{bad}");
+            assert!(
+                matches!(bad.parse::<Quantity>(), Err(QuantityError::Form(_))),
+                "{bad}"
+            );
+        }
+        // Well-formed but beyond what is held: said so, not blamed on the form.
+        for big in ["1e30", "1e41", "999999999999999999999E"] {
+            assert!(
+                matches!(big.parse::<Quantity>(), Err(QuantityError::TooLarge(_))),
+                "{big}"
+            );
         }
     }
 
