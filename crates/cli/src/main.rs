@@ -129,6 +129,56 @@ fn forget(args: &mut Vec<std::ffi::OsString>, name: &str) {
     }
 }
 
+/// Serve's command line without the arguments that are neither flags nor their values
+/// (`--prometheus-auth-incluster true`, a stray path), which prometheus-adapter leaves
+/// unread; the ones dropped are returned to be named. A tool's command line is left as it
+/// is.
+fn without_strays(
+    command: &clap::Command,
+    mut args: Vec<std::ffi::OsString>,
+) -> (Vec<std::ffi::OsString>, Vec<String>) {
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let start = match first {
+        "serve" => 2,
+        // A path where the adapter's image has its binary (`/usr/local/bin/adapter`).
+        f if f.starts_with('-') || f.is_empty() || f.contains('/') => 1,
+        // A tool, or a word clap will name as an unknown command.
+        _ => return (args, Vec::new()),
+    };
+    let Some(serve) = command.find_subcommand("serve") else {
+        return (args, Vec::new());
+    };
+    let consumes_next =
+        |arg: &clap::Arg| arg.get_action().takes_values() && !arg.is_require_equals_set();
+    let mut strays = Vec::new();
+    let mut i = start;
+    while i < args.len() {
+        let text = args[i].to_str().unwrap_or("").to_string();
+        let found = if let Some(long) = text.strip_prefix("--") {
+            if long.is_empty() || long.contains('=') {
+                None
+            } else {
+                serve.get_arguments().find(|a| a.get_long() == Some(long))
+            }
+        } else if text.len() == 2 && text.starts_with('-') {
+            let short = text.chars().nth(1);
+            serve.get_arguments().find(|a| a.get_short() == short)
+        } else if !text.starts_with('-') || text == "--" {
+            strays.push(text);
+            args.remove(i);
+            continue;
+        } else {
+            None
+        };
+        i += if found.is_some_and(consumes_next) {
+            2
+        } else {
+            1
+        };
+    }
+    (args, strays)
+}
+
 fn main() -> ExitCode {
     let args = arguments(std::env::args_os());
     let plugin = cmd::plugin::invoked_as_plugin(args.first().map(|a| a.as_os_str()));
@@ -137,6 +187,22 @@ fn main() -> ExitCode {
     let mut command = Cli::command()
         .args_override_self(true)
         .mut_subcommand("serve", |c| c.args_override_self(true));
+    let args = if plugin {
+        args
+    } else {
+        let (args, strays) = without_strays(&command, args);
+        if !strays.is_empty() {
+            eprintln!(
+                "warning: ignoring {}: not flags or flag values (prometheus-adapter leaves such arguments unread)",
+                strays
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        args
+    };
     if plugin {
         command = command.name("kubectl promhpa").bin_name("kubectl promhpa");
         if args.len() <= 1 {
@@ -275,6 +341,65 @@ mod tests {
             .map(std::ffi::OsString::from),
         );
         assert_eq!(args, ["promhpa", "--config=x.yaml"]);
+    }
+
+    /// Arguments of serve that are neither flags nor their values are dropped and named,
+    /// as prometheus-adapter leaves them unread; tools keep theirs.
+    #[test]
+    fn strays_of_serve_are_dropped() {
+        let strip = |args: &[&str]| {
+            let (kept, strays) = without_strays(
+                &Cli::command(),
+                args.iter().map(std::ffi::OsString::from).collect(),
+            );
+            let kept: Vec<String> = kept
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            (kept, strays)
+        };
+        let (kept, strays) = strip(&[
+            "promhpa",
+            "--config",
+            "x.yaml",
+            "--prometheus-auth-incluster",
+            "true",
+            "-v",
+            "4",
+            "extra",
+            "--secure-port=6443",
+        ]);
+        assert_eq!(
+            kept,
+            [
+                "promhpa",
+                "--config",
+                "x.yaml",
+                "--prometheus-auth-incluster",
+                "-v",
+                "4",
+                "--secure-port=6443"
+            ]
+        );
+        assert_eq!(strays, ["true", "extra"]);
+        let (kept, strays) = strip(&["promhpa", "/usr/local/bin/adapter", "--demo"]);
+        assert_eq!(kept, ["promhpa", "--demo"]);
+        assert_eq!(strays, ["/usr/local/bin/adapter"]);
+        let (kept, strays) = strip(&["promhpa", "serve", "--demo", "leftover"]);
+        assert_eq!(kept, ["promhpa", "serve", "--demo"]);
+        assert_eq!(strays, ["leftover"]);
+        // A tool's arguments are its own.
+        let (kept, strays) = strip(&["promhpa", "explain", "web", "-n", "shop"]);
+        assert_eq!(kept.len(), 5);
+        assert!(strays.is_empty());
+        assert!(parse(&[
+            "promhpa",
+            "--config",
+            "x.yaml",
+            "--prometheus-auth-incluster",
+            "true"
+        ])
+        .is_err());
     }
 
     /// Values explain cannot use are usage errors of the command line, found before any
