@@ -15,6 +15,12 @@ enum Takes {
     Bool,
     /// A value: `--flag=v` or `--flag v`.
     Value,
+    /// An integer, as Go's flag parses `int`: refused when it is not one.
+    Int,
+    /// A number (`float32`).
+    Float,
+    /// A Go duration (`30s`, `1m30s`).
+    Duration,
 }
 
 struct Inert {
@@ -55,6 +61,11 @@ const fn v(flag: &'static str, why: &'static str) -> Inert {
     }
 }
 
+/// [`v`] whose value is an integer, a number or a duration, checked as pflag checks it.
+const fn typed(inert: Inert, takes: Takes) -> Inert {
+    Inert { takes, ..inert }
+}
+
 const INERT: &[Inert] = &[
     // klog and component-base logging.
     b("logtostderr", STDERR),
@@ -65,11 +76,11 @@ const INERT: &[Inert] = &[
     b("skip-log-headers", STDERR).or("skip_log_headers"),
     v("log-dir", STDERR).or("log_dir"),
     v("log-file", STDERR).or("log_file"),
-    v("log-file-max-size", STDERR).or("log_file_max_size"),
+    typed(v("log-file-max-size", STDERR), Takes::Int).or("log_file_max_size"),
     v("log-backtrace-at", STDERR).or("log_backtrace_at"),
     v("stderrthreshold", STDERR),
     v("vmodule", STDERR),
-    v("log-flush-frequency", "promhpa writes each log line when it is made"),
+    typed(v("log-flush-frequency", "promhpa writes each log line when it is made"), Takes::Duration),
     // Kubernetes' generic API server: features and serving.
     b("profiling", "promhpa serves no profiling endpoints"),
     b("contention-profiling", "promhpa serves no profiling endpoints"),
@@ -91,47 +102,47 @@ const INERT: &[Inert] = &[
         "promhpa serves the --tls-cert-file certificate (or the one it generated) for every server name",
     ),
     // custom-metrics-apiserver's Kubernetes client.
-    v(
+    typed(v(
         "client-qps",
         "promhpa reads objects from watch caches and does not throttle its Kubernetes client",
-    ),
-    v(
+    ), Takes::Float),
+    typed(v(
         "client-burst",
         "promhpa reads objects from watch caches and does not throttle its Kubernetes client",
-    ),
+    ), Takes::Int),
     // Audit.
     v("audit-policy-file", NO_AUDIT),
     v("audit-log-path", NO_AUDIT),
-    v("audit-log-maxage", NO_AUDIT),
-    v("audit-log-maxbackup", NO_AUDIT),
-    v("audit-log-maxsize", NO_AUDIT),
+    typed(v("audit-log-maxage", NO_AUDIT), Takes::Int),
+    typed(v("audit-log-maxbackup", NO_AUDIT), Takes::Int),
+    typed(v("audit-log-maxsize", NO_AUDIT), Takes::Int),
     v("audit-log-format", NO_AUDIT),
     b("audit-log-compress", NO_AUDIT),
     v("audit-log-mode", NO_AUDIT),
     v("audit-log-version", NO_AUDIT),
-    v("audit-log-batch-buffer-size", NO_AUDIT),
-    v("audit-log-batch-max-size", NO_AUDIT),
-    v("audit-log-batch-max-wait", NO_AUDIT),
+    typed(v("audit-log-batch-buffer-size", NO_AUDIT), Takes::Int),
+    typed(v("audit-log-batch-max-size", NO_AUDIT), Takes::Int),
+    typed(v("audit-log-batch-max-wait", NO_AUDIT), Takes::Duration),
     b("audit-log-batch-throttle-enable", NO_AUDIT),
-    v("audit-log-batch-throttle-qps", NO_AUDIT),
-    v("audit-log-batch-throttle-burst", NO_AUDIT),
+    typed(v("audit-log-batch-throttle-qps", NO_AUDIT), Takes::Float),
+    typed(v("audit-log-batch-throttle-burst", NO_AUDIT), Takes::Int),
     b("audit-log-truncate-enabled", NO_AUDIT),
-    v("audit-log-truncate-max-batch-size", NO_AUDIT),
-    v("audit-log-truncate-max-event-size", NO_AUDIT),
+    typed(v("audit-log-truncate-max-batch-size", NO_AUDIT), Takes::Int),
+    typed(v("audit-log-truncate-max-event-size", NO_AUDIT), Takes::Int),
     v("audit-webhook-config-file", NO_AUDIT),
-    v("audit-webhook-initial-backoff", NO_AUDIT),
+    typed(v("audit-webhook-initial-backoff", NO_AUDIT), Takes::Duration),
     v("audit-webhook-mode", NO_AUDIT),
     v("audit-webhook-version", NO_AUDIT),
-    v("audit-webhook-batch-initial-backoff", NO_AUDIT),
-    v("audit-webhook-batch-buffer-size", NO_AUDIT),
-    v("audit-webhook-batch-max-size", NO_AUDIT),
-    v("audit-webhook-batch-max-wait", NO_AUDIT),
+    typed(v("audit-webhook-batch-initial-backoff", NO_AUDIT), Takes::Duration),
+    typed(v("audit-webhook-batch-buffer-size", NO_AUDIT), Takes::Int),
+    typed(v("audit-webhook-batch-max-size", NO_AUDIT), Takes::Int),
+    typed(v("audit-webhook-batch-max-wait", NO_AUDIT), Takes::Duration),
     b("audit-webhook-batch-throttle-enable", NO_AUDIT),
-    v("audit-webhook-batch-throttle-qps", NO_AUDIT),
-    v("audit-webhook-batch-throttle-burst", NO_AUDIT),
+    typed(v("audit-webhook-batch-throttle-qps", NO_AUDIT), Takes::Float),
+    typed(v("audit-webhook-batch-throttle-burst", NO_AUDIT), Takes::Int),
     b("audit-webhook-truncate-enabled", NO_AUDIT),
-    v("audit-webhook-truncate-max-batch-size", NO_AUDIT),
-    v("audit-webhook-truncate-max-event-size", NO_AUDIT),
+    typed(v("audit-webhook-truncate-max-batch-size", NO_AUDIT), Takes::Int),
+    typed(v("audit-webhook-truncate-max-event-size", NO_AUDIT), Takes::Int),
 ];
 
 /// The flags of [`INERT`] given on the command line.
@@ -193,6 +204,18 @@ impl Args for InertFlags {
                     .value_name("BOOL")
                     .value_parser(parse_go_bool),
                 Takes::Value => arg.num_args(1).value_name("VALUE"),
+                Takes::Int => arg
+                    .num_args(1)
+                    .value_name("INT")
+                    .value_parser(clap::value_parser!(i64)),
+                Takes::Float => arg
+                    .num_args(1)
+                    .value_name("NUMBER")
+                    .value_parser(clap::value_parser!(f64)),
+                Takes::Duration => arg
+                    .num_args(1)
+                    .value_name("DURATION")
+                    .value_parser(promhpa_core::duration::parse_go_duration),
             };
             cmd = cmd.arg(arg);
         }

@@ -444,6 +444,16 @@ mod tests {
         assert!(e.contains("invalid boolean \"maybe\""), "{e}");
         let e = parse(&["--vmodule"]).err().unwrap_or_default();
         assert!(e.contains("--vmodule"), "{e}");
+        // Values are checked as pflag checks their types: numbers, integers, durations.
+        for bad in [
+            "--client-qps=abc",
+            "--client-burst=1.5",
+            "--log-flush-frequency=5",
+            "--audit-log-maxage=a-month",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--log-flush-frequency=5s", "--client-qps=2.5"]).is_ok());
     }
 
     #[test]
