@@ -78,8 +78,14 @@ pub struct DelegatingAuthenticator {
     tokens: Option<TokenReviewConfig>,
     /// Keyed by the SHA-256 of token and audiences, so no token is kept in memory.
     token_cache: TtlCache<[u8; 32], Option<UserInfo>>,
+    /// The reviews under way, by the same key: requests that bring one new token at once
+    /// share one TokenReview, as Kubernetes' cached token authenticator shares them.
+    reviewing: std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Review>>>,
     clock: Arc<dyn Clock>,
 }
+
+/// One TokenReview under way, and its answer once it came.
+type Review = tokio::sync::OnceCell<Result<Option<UserInfo>, AuthError>>;
 
 impl DelegatingAuthenticator {
     pub fn new(
@@ -91,6 +97,7 @@ impl DelegatingAuthenticator {
             sources: RwLock::new(Arc::new(sources)),
             tokens,
             token_cache: TtlCache::new(4096),
+            reviewing: std::sync::Mutex::new(std::collections::HashMap::new()),
             clock,
         }
     }
@@ -142,6 +149,30 @@ impl DelegatingAuthenticator {
         if let Some(cached) = self.token_cache.get(&key, self.clock.now()) {
             return cached.ok_or(AuthError::InvalidBearerToken).map(Some);
         }
+        let review = {
+            let mut reviewing = self.reviewing.lock().unwrap_or_else(|e| e.into_inner());
+            reviewing.entry(key).or_default().clone()
+        };
+        let answer = review
+            .get_or_init(|| self.review_token(token, config, key))
+            .await
+            .clone();
+        {
+            let mut reviewing = self.reviewing.lock().unwrap_or_else(|e| e.into_inner());
+            if reviewing.get(&key).is_some_and(|r| Arc::ptr_eq(r, &review)) {
+                reviewing.remove(&key);
+            }
+        }
+        answer
+    }
+
+    /// Asks the API server about `token` and caches the answer (not a failure to ask).
+    async fn review_token(
+        &self,
+        token: &str,
+        config: &TokenReviewConfig,
+        key: [u8; 32],
+    ) -> Result<Option<UserInfo>, AuthError> {
         let review = token_review(token, &config.audiences);
         let body =
             serde_json::to_vec(&review).map_err(|e| AuthError::TokenReview(e.to_string()))?;

@@ -76,6 +76,8 @@ fn start() -> SystemTime {
 struct Recorded {
     answers: Mutex<HashMap<String, Vec<u8>>>,
     requests: Mutex<Vec<(String, serde_json::Value)>>,
+    /// How long each answer takes, in milliseconds.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Recorded {
@@ -109,6 +111,10 @@ impl ReviewClient for Recorded {
         Box::pin(async move {
             let json = serde_json::from_slice(&body).unwrap();
             self.requests.lock().unwrap().push((path.to_string(), json));
+            let delay = self.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             self.answers
                 .lock()
                 .unwrap()
@@ -350,6 +356,31 @@ async fn expired_certificates_and_ca_rotation() {
         .await
         .unwrap()
         .is_some());
+}
+
+/// Requests that bring one new token at once share one TokenReview, as Kubernetes' cached
+/// token authenticator shares them; another token gets its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_one_new_token_share_one_review() {
+    let reviews = Recorded::answering(TOKEN_REVIEW_PATH, "tokenreview-authenticated.json");
+    reviews
+        .delay_ms
+        .store(300, std::sync::atomic::Ordering::SeqCst);
+    let s = setup(&[], Some(reviews.clone()));
+    let mut tasks = Vec::new();
+    for token in ["a-token", "another-token"] {
+        for _ in 0..10 {
+            let authn = s.authn.clone();
+            let h = headers(&[("Authorization", &format!("Bearer {token}"))]);
+            tasks.push(tokio::spawn(
+                async move { authn.authenticate(None, &h).await },
+            ));
+        }
+    }
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(reviews.calls(), 2);
 }
 
 #[tokio::test]
