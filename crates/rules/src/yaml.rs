@@ -130,7 +130,11 @@ pub(crate) fn parse_all(text: &str) -> Result<Vec<Node>, YamlError> {
             _ => {
                 return Err(YamlError {
                     line: e.marker().line().max(1),
-                    message: format!("not valid YAML: {}", e.info()),
+                    message: format!(
+                        "not valid YAML: {} (column {})",
+                        e.info(),
+                        e.marker().col() + 1
+                    ),
                 })
             }
         }
