@@ -1474,3 +1474,34 @@ externalRules:
     let snap = registry.snapshot();
     assert!(snap.custom.keys().any(|(_, m)| m == "a_metric"));
 }
+
+/// A rule that returns several series for one object (no aggregation, one per container):
+/// the object's value is its last series in the answer's order, as prometheus-adapter fills
+/// its map; not the first.
+#[tokio::test]
+async fn several_series_for_one_object_give_the_last_value_as_in_the_adapter() {
+    let rules = "rules:\n- seriesQuery: 'per_container{namespace!=\"\",pod!=\"\"}'\n  resources: {template: '<<.Resource>>'}\n  metricsQuery: '<<.Series>>{<<.LabelMatchers>>}'\n";
+    let (backend, registry, app) = switchable_app(rules);
+    for (container, v) in [("a", 1.0), ("b", 2.0)] {
+        add(
+            &backend,
+            &[
+                ("__name__", "per_container"),
+                ("namespace", "shop"),
+                ("pod", "web-1"),
+                ("container", container),
+            ],
+            v,
+        );
+    }
+    registry.relist().await;
+    for path in ["pods/web-1/per_container", "pods/*/per_container"] {
+        let (code, v) = get(
+            &app,
+            &format!("/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/{path}"),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{v}");
+        assert_eq!(v["items"][0]["value"], "2", "{path}: {v}");
+    }
+}

@@ -188,7 +188,9 @@ async fn custom_values(
     for s in &samples {
         match s.labels.get(&label).map(String::as_str) {
             Some(n) if wanted.contains(n) => {
-                by_name.entry(n).or_insert(s);
+                // The last series of an object wins, as prometheus-adapter fills its map in
+                // the order of the answer.
+                by_name.insert(n, s);
             }
             Some(n) => {
                 seen_other.insert(n.to_string());
