@@ -1505,3 +1505,27 @@ async fn several_series_for_one_object_give_the_last_value_as_in_the_adapter() {
         assert_eq!(v["items"][0]["value"], "2", "{path}: {v}");
     }
 }
+
+/// Pods asked for across namespaces, of a rule whose series carry their namespace: 404, as
+/// prometheus-adapter answers, rather than pods of one name from several namespaces merged.
+#[tokio::test]
+async fn namespaced_objects_are_not_served_across_namespaces() {
+    let (backend, registry, app) = switchable_app(RULES);
+    web_1_series(&backend, "http_requests_in_flight", 3.0);
+    registry.relist().await;
+    let base = "/apis/custom.metrics.k8s.io/v1beta1";
+    let (code, _) = get(
+        &app,
+        &format!("{base}/namespaces/shop/pods/web-1/http_requests_in_flight"),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    for path in [
+        "pods/web-1/http_requests_in_flight",
+        "pods/*/http_requests_in_flight",
+    ] {
+        let (code, message) = failure(&app, &format!("{base}/{path}")).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{path}: {message}");
+        assert!(message.contains("ask for it in a namespace"), "{message}");
+    }
+}

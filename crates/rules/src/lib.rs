@@ -63,6 +63,7 @@ mod yaml;
 pub use backends::{is_dns_label, BackendSpec, DEFAULT_BACKEND};
 pub use load::{closest, HELM_DEFAULT_RULES};
 pub use render::{is_valid_label_name, quote_meta};
+pub use resources::namespaces as namespaces_resource;
 pub use resources::{
     normalize as normalize_resource, normalize_known as builtin_resource, ResourceMapper,
 };

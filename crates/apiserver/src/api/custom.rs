@@ -119,21 +119,21 @@ async fn custom_values(
     let metric_selector = parse_selector(params, "metricLabelSelector")?;
     // `pods.` is `pods` of the core group, as `schema.ParseGroupResource` reads it.
     let resource = resource.strip_suffix('.').unwrap_or(resource);
-    let (gr, kind, api_version) = match state.lookup.resolve(resource).await {
+    let (gr, kind, api_version, namespaced) = match state.lookup.resolve(resource).await {
         Ok(m) => {
             let av = if m.group_resource.group.is_empty() {
                 m.version.clone()
             } else {
                 format!("{}/{}", m.group_resource.group, m.version)
             };
-            (m.group_resource, m.kind, av)
+            (m.group_resource, m.kind, av, m.namespaced)
         }
         Err(LookupError::Unavailable(e)) => return Err(ApiError::Unavailable(e)),
         Err(LookupError::UnknownResource(_)) => {
             let gr: GroupResource = resource
                 .parse()
                 .unwrap_or_else(|_| GroupResource::new("", resource));
-            (gr, String::new(), String::new())
+            (gr, String::new(), String::new(), false)
         }
     };
     let entry = match state.registry.custom(&gr, metric, namespace).await {
@@ -145,6 +145,27 @@ async fn custom_values(
             "metric \"{metric}\": registry refers to a missing rule"
         )));
     };
+    // A namespaced resource asked for across namespaces, of a rule whose series say their
+    // namespace: prometheus-adapter serves such a metric in a namespace only (its answer
+    // here would mix objects of one name from several namespaces).
+    if namespace.is_none()
+        && namespaced
+        && rule
+            .label_for_resource(&promhpa_rules::namespaces_resource())
+            .is_some()
+    {
+        return Err(ApiError::NotFound {
+            message: format!(
+                "the server could not find the metric {metric} for {gr}: {gr} are namespaced and {} maps a namespace label, so ask for it in a namespace (/apis/{CUSTOM_GROUP}/{version}/namespaces/NAMESPACE/{gr}/{name}/{metric})",
+                rule.path()
+            ),
+            details: Some(StatusDetails {
+                name: metric.to_string(),
+                group: CUSTOM_GROUP.to_string(),
+                kind: gr.to_string(),
+            }),
+        });
+    }
     clock.lap(Stage::Route);
     let names: Vec<String> = if name == "*" {
         let found = state
