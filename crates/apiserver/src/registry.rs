@@ -41,14 +41,27 @@ pub struct ExternalEntry {
 }
 
 /// An entry that names the rule serving it.
+/// The previous entries, and for each rule the index of the previous rule whose entries it
+/// may keep ([`carried_over`]).
+type Kept<'a, K, E> = Option<(&'a BTreeMap<K, E>, &'a [Option<usize>])>;
+
+/// The first wait before a failed relist is tried again.
+const RELIST_RETRY: Duration = Duration::from_secs(5);
+
 trait ServedBy {
     /// Index of the rule in its list ([`RuleSet::custom`] or [`RuleSet::external`]).
     fn rule(&self) -> usize;
+    /// The same entry, served by the rule at `index` (the rule moved in a reloaded file).
+    fn moved_to(self, index: usize) -> Self;
 }
 
 impl ServedBy for CustomEntry {
     fn rule(&self) -> usize {
         self.rule
+    }
+    fn moved_to(mut self, index: usize) -> Self {
+        self.rule = index;
+        self
     }
 }
 
@@ -56,6 +69,26 @@ impl ServedBy for ExternalEntry {
     fn rule(&self) -> usize {
         self.rule
     }
+    fn moved_to(mut self, index: usize) -> Self {
+        self.rule = index;
+        self
+    }
+}
+
+/// For each rule of `new`, the index in `old` of a rule that discovers the same metrics
+/// ([`Rule::discovery_key`]): when a reloaded file's discovery fails, such a rule keeps what
+/// it served before.
+fn carried_over(old: &[Rule], new: &[Rule]) -> Vec<Option<usize>> {
+    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in old.iter().enumerate() {
+        by_key.entry(r.discovery_key()).or_default().push(i);
+    }
+    new.iter()
+        .map(|r| {
+            let candidates = by_key.get_mut(&r.discovery_key())?;
+            (!candidates.is_empty()).then(|| candidates.remove(0))
+        })
+        .collect()
 }
 
 /// One immutable view of the served metrics and the rules that serve them.
@@ -143,6 +176,8 @@ pub struct Registry {
     negative_ttl: Duration,
     snapshot: RwLock<Arc<Snapshot>>,
     ready: AtomicBool,
+    /// Why the last relist failed for every rule, while none has succeeded yet.
+    not_ready: std::sync::Mutex<Option<String>>,
     /// When each rule (by path) was last asked again by a targeted lookup: its answer stands
     /// for every name the rule could produce, so that requests for names that never appear
     /// (one name or thousands) cost each rule at most one lookup per `negative_ttl`.
@@ -213,6 +248,7 @@ impl Registry {
                 ..Snapshot::default()
             })),
             ready: AtomicBool::new(false),
+            not_ready: std::sync::Mutex::new(None),
             looked_up: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
         }
@@ -270,6 +306,19 @@ impl Registry {
     /// Whether a discovery has completed successfully at least once.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// [`Registry::is_ready`], or why not: no discovery has run yet, or the last one failed
+    /// (for every rule) with this error.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.is_ready() {
+            return Ok(());
+        }
+        let why = self.not_ready.lock().map(|w| w.clone()).unwrap_or_default();
+        Err(match why {
+            Some(e) => format!("metric discovery has not succeeded yet: {e}"),
+            None => "metric discovery has not completed yet".to_string(),
+        })
     }
 
     /// The series `rule`'s `seriesQuery` selects, asked from the backend once per pass for
@@ -514,7 +563,7 @@ impl Registry {
     /// Returns the number of series fetched; errors are added to `errors`.
     fn merge<K: Ord + Clone, E: Clone + ServedBy>(
         list: &[Rule],
-        kept: Option<&BTreeMap<K, E>>,
+        kept: Kept<'_, K, E>,
         found: Vec<(RuleResult<(K, E)>, u64)>,
         into: &mut BTreeMap<K, E>,
         errors: &mut Vec<String>,
@@ -532,9 +581,14 @@ impl Registry {
                     if !e.is_empty() {
                         errors.push(e);
                     }
-                    let previous = kept.into_iter().flatten().filter(|(_, v)| v.rule() == idx);
+                    let Some((old, from)) = kept else { continue };
+                    let Some(Some(was)) = from.get(idx) else {
+                        continue;
+                    };
+                    let previous = old.iter().filter(|(_, v)| v.rule() == *was);
                     for (k, v) in previous {
-                        Self::claim(list, into, k.clone(), v.clone(), ServedBy::rule);
+                        let v = v.clone().moved_to(idx);
+                        Self::claim(list, into, k.clone(), v, ServedBy::rule);
                     }
                 }
             }
@@ -590,7 +644,12 @@ impl Registry {
                     (Err(String::new()), 0)
                 });
             }
-            let kept = same_rules.then_some(&old.custom);
+            let from = if same_rules {
+                (0..rules.custom.len()).map(Some).collect()
+            } else {
+                carried_over(&old.rules.custom, &rules.custom)
+            };
+            let kept = Some((&old.custom, from.as_slice()));
             series += Self::merge(&rules.custom, kept, found, &mut snap.custom, &mut errors);
         } else if same_rules {
             snap.custom = old.custom.clone();
@@ -604,7 +663,12 @@ impl Registry {
                     (Err(String::new()), 0)
                 });
             }
-            let kept = same_rules.then_some(&old.external);
+            let from = if same_rules {
+                (0..rules.external.len()).map(Some).collect()
+            } else {
+                carried_over(&old.rules.external, &rules.external)
+            };
+            let kept = Some((&old.external, from.as_slice()));
             series += Self::merge(
                 &rules.external,
                 kept,
@@ -836,18 +900,30 @@ impl Registry {
         let total = rules.custom.len() + rules.external.len();
         if errors.len() < total || total == 0 {
             self.ready.store(true, Ordering::Release);
+        } else if let (Some(first), Ok(mut why)) = (errors.first(), self.not_ready.lock()) {
+            *why = Some(first.clone());
         }
         self.forget_lookups();
         errors
     }
 
-    /// Relist every `interval` forever.
+    /// Relist every `interval` forever; after a relist in which some rule failed, sooner:
+    /// 5 s, doubling up to `interval`, so that a backend back up is seen within seconds
+    /// rather than at the next interval.
     pub async fn run(self: Arc<Self>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interval = interval.max(Duration::from_millis(100));
+        let mut retry: Option<Duration> = None;
         loop {
-            tick.tick().await;
-            self.relist().await;
+            let errors = self.relist().await;
+            let wait = if errors.is_empty() {
+                retry = None;
+                interval
+            } else {
+                let next = retry.map_or(RELIST_RETRY, |d| d * 2).min(interval);
+                retry = Some(next);
+                next
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -963,7 +1039,7 @@ impl Registry {
                 .collect(),
         );
         for e in &errors {
-            tracing::warn!(error = %e, "discovery failed for a reloaded rule; it serves nothing until the next relist");
+            tracing::warn!(error = %e, "discovery failed for a reloaded rule; it serves what the same rule served before the reload, if any, until a relist succeeds");
         }
         self.swap(snap);
         self.forget_lookups();

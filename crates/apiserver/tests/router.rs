@@ -1529,3 +1529,76 @@ async fn namespaced_objects_are_not_served_across_namespaces() {
         assert!(message.contains("ask for it in a namespace"), "{message}");
     }
 }
+
+/// A reload while the backend is down: the rules that did not change keep the metrics they
+/// served (wherever they now sit in the file); a removed rule's are gone; a new rule serves
+/// nothing until a relist succeeds.
+#[tokio::test]
+async fn a_reload_while_the_backend_is_down_keeps_what_unchanged_rules_served() {
+    let rule = |series: &str| {
+        format!("- seriesQuery: '{series}{{namespace!=\"\",pod!=\"\"}}'\n  resources: {{template: '<<.Resource>>'}}\n  metricsQuery: 'sum(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n")
+    };
+    let first = format!("rules:\n{}{}", rule("kept_metric"), rule("dropped_metric"));
+    let (backend, registry, app) = switchable_app(&first);
+    web_1_series(&backend, "kept_metric", 1.0);
+    web_1_series(&backend, "dropped_metric", 2.0);
+    web_1_series(&backend, "new_metric", 3.0);
+    assert!(registry.relist().await.is_empty());
+    backend.fail.store(true, Ordering::SeqCst);
+    let second = format!("rules:\n{}{}", rule("new_metric"), rule("kept_metric"));
+    let errors = registry
+        .reload(RuleSet::from_yaml(&second, "rules").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let (code, list) = get(&app, "/apis/custom.metrics.k8s.io/v1beta1").await;
+    assert_eq!(code, StatusCode::OK);
+    let names: Vec<&str> = list["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["namespaces/kept_metric", "pods/kept_metric"],
+        "{list}"
+    );
+    let (code, v) = get(
+        &app,
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1/kept_metric",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "1");
+}
+
+/// A relist that failed is tried again within seconds, not at the next interval (ten
+/// minutes by default), and readiness says why it is not there yet.
+#[tokio::test]
+async fn a_failed_relist_is_tried_again_before_the_next_interval() {
+    let (backend, registry, _app) = switchable_app(RULES);
+    web_1_series(&backend, "http_requests_in_flight", 3.0);
+    backend.fail.store(true, Ordering::SeqCst);
+    let task = tokio::spawn(registry.clone().run(Duration::from_secs(600)));
+    let start = std::time::Instant::now();
+    while backend.series_calls.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "no relist");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let why = registry.readiness().err().unwrap_or_default();
+    assert!(
+        why.contains("has not succeeded yet") && why.contains("switched off"),
+        "{why}"
+    );
+    backend.fail.store(false, Ordering::SeqCst);
+    while !registry.is_ready() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not retried before the ten-minute interval"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+}

@@ -297,6 +297,24 @@ impl Rule {
         &self.series_key
     }
 
+    /// What decides the metrics discovery finds for this rule (its kind, series query,
+    /// filters, naming, resources, namespacing and backend), not where it sits in the file
+    /// nor how its values are queried: two rules with equal keys discover the same metrics.
+    pub fn discovery_key(&self) -> String {
+        format!(
+            "{:?}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{:?}\u{0}{:?}",
+            self.kind,
+            self.series_key,
+            self.filters,
+            self.name_matches.as_str(),
+            self.name_as,
+            self.resources,
+            self.namespaced,
+            self.pinned,
+            self.backend,
+        )
+    }
+
     /// Whether this rule may serve a metric named `metric`: when its `seriesQuery` names one
     /// series, whether that series is served under this name; otherwise (a regex or a
     /// label-only selector) it may.

@@ -14,11 +14,7 @@ pub(super) async fn livez(RawQuery(query): RawQuery) -> Response {
 
 /// `/readyz`: 200 once metric discovery has completed, 503 until then.
 pub(super) async fn readyz(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    let discovery = if state.registry.is_ready() {
-        Ok(())
-    } else {
-        Err("metric discovery has not completed yet".to_string())
-    };
+    let discovery = state.registry.readiness();
     report(
         "readyz",
         &[("ping", Ok(())), ("metric-discovery", discovery)],
