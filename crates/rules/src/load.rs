@@ -1205,7 +1205,8 @@ fn check_rule(ctx: &mut Ctx, rule: &Rule, line: usize, path: &str) {
                 .map_err(|e| e.0)
         }
         RuleKind::Custom => {
-            if !has_ns {
+            // A rule of cluster-scoped resources only (nodes) needs no namespace label.
+            if !has_ns && !rule.resources.only_cluster_scoped() {
                 ctx.warn(rule.line, &res_path, "no label is mapped to namespaces, so requests for namespaced resources (e.g. pods) fail as in prometheus-adapter; add e.g. `namespace: {resource: namespace}` to resources.overrides");
             }
             rule.sample_query().map_err(|e| e.to_string())

@@ -224,6 +224,25 @@ impl ResourceMapper {
         self.overrides.iter().map(|(l, _)| l.as_str())
     }
 
+    /// Whether every resource this mapper names is cluster-scoped (nodes, namespaces,
+    /// persistent volumes, storage classes): no namespace label is needed to serve them. A
+    /// template can name any resource, so it is never only cluster-scoped.
+    pub fn only_cluster_scoped(&self) -> bool {
+        const CLUSTER: &[(&str, &str)] = &[
+            ("", "nodes"),
+            ("", "namespaces"),
+            ("", "persistentvolumes"),
+            ("storage.k8s.io", "storageclasses"),
+        ];
+        self.template.is_none()
+            && !self.overrides.is_empty()
+            && self.overrides.iter().all(|(_, gr)| {
+                CLUSTER
+                    .iter()
+                    .any(|(g, r)| gr.group == *g && gr.resource == *r)
+            })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.overrides.is_empty() && self.template.is_none()
     }

@@ -463,6 +463,13 @@ fn warnings_explain_requests_that_will_fail() {
     assert!(set.warnings[0]
         .message
         .contains("no label is mapped to namespaces"));
+    // Nodes (cluster-scoped) need no namespace label: no warning.
+    let nodes = RuleSet::from_yaml(
+        "rules:\n- seriesQuery: 'node_load1{node!=\"\"}'\n  resources: {overrides: {node: {resource: node}}}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+        "t",
+    )
+    .unwrap();
+    assert!(nodes.warnings.is_empty(), "{:?}", nodes.warnings);
     let err = set.custom[0]
         .render_custom(
             "http_requests_in_flight",
