@@ -1602,3 +1602,30 @@ async fn a_failed_relist_is_tried_again_before_the_next_interval() {
     }
     task.abort();
 }
+
+/// Nodes are served across namespaces only: asked for in a namespace, the 404 says so and
+/// where to ask instead (not to map a namespace label, which a node rule does not need).
+#[tokio::test]
+async fn cluster_scoped_objects_asked_for_in_a_namespace_are_pointed_to_their_path() {
+    let rules = "rules:\n- seriesQuery: 'node_load1{node!=\"\"}'\n  resources: {overrides: {node: {resource: node}}}\n  name: {as: node_load}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+    let (backend, registry, app) = switchable_app(rules);
+    add(
+        &backend,
+        &[("__name__", "node_load1"), ("node", "node-a")],
+        0.5,
+    );
+    registry.relist().await;
+    let base = "/apis/custom.metrics.k8s.io/v1beta1";
+    let (code, v) = get(&app, &format!("{base}/nodes/node-a/node_load")).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["items"][0]["value"], "500m");
+    for path in ["nodes/node-a/node_load", "nodes/*/node_load"] {
+        let (code, message) = failure(&app, &format!("{base}/namespaces/shop/{path}")).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{message}");
+        assert!(
+            message.contains("nodes are cluster-scoped")
+                && message.contains("/apis/custom.metrics.k8s.io/v1beta1/nodes/"),
+            "{message}"
+        );
+    }
+}

@@ -126,16 +126,29 @@ async fn custom_values(
             } else {
                 format!("{}/{}", m.group_resource.group, m.version)
             };
-            (m.group_resource, m.kind, av, m.namespaced)
+            (m.group_resource, m.kind, av, Some(m.namespaced))
         }
         Err(LookupError::Unavailable(e)) => return Err(ApiError::Unavailable(e)),
         Err(LookupError::UnknownResource(_)) => {
             let gr: GroupResource = resource
                 .parse()
                 .unwrap_or_else(|_| GroupResource::new("", resource));
-            (gr, String::new(), String::new(), false)
+            (gr, String::new(), String::new(), None)
         }
     };
+    // A cluster-scoped resource (nodes) asked for in a namespace: say where it is served.
+    if let (Some(ns), Some(false)) = (namespace, namespaced) {
+        return Err(ApiError::NotFound {
+            message: format!(
+                "{gr} are cluster-scoped, so there is no metric \"{metric}\" for them in namespace \"{ns}\": ask without a namespace (/apis/{CUSTOM_GROUP}/{version}/{gr}/{name}/{metric})"
+            ),
+            details: Some(StatusDetails {
+                name: metric.to_string(),
+                group: CUSTOM_GROUP.to_string(),
+                kind: gr.to_string(),
+            }),
+        });
+    }
     let entry = match state.registry.custom(&gr, metric, namespace).await {
         Some(e) => e,
         None => return Err(unknown_metric(state, metric, &gr)),
@@ -149,7 +162,7 @@ async fn custom_values(
     // namespace: prometheus-adapter serves such a metric in a namespace only (its answer
     // here would mix objects of one name from several namespaces).
     if namespace.is_none()
-        && namespaced
+        && namespaced == Some(true)
         && rule
             .label_for_resource(&promhpa_rules::namespaces_resource())
             .is_some()
