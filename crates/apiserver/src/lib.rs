@@ -40,6 +40,7 @@ pub mod forward;
 pub mod metrics;
 pub mod objects;
 pub mod offload;
+mod process;
 pub mod registry;
 pub mod reload;
 mod request;

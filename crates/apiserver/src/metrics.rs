@@ -566,6 +566,7 @@ impl SelfMetrics {
                 "promhpa_forward_failures_total{{api=\"{api}\",call=\"{call}\"}} {n}"
             );
         }
+        crate::process::render(&mut out);
         out
     }
 }
