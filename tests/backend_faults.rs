@@ -368,6 +368,10 @@ async fn a_real_prometheus_stopped_killed_and_restarted() {
 
     server.assert_running();
     check(&answers, &backend, &["stopped", "killed"]);
+    // The log says when the backend stopped answering and when it answered again.
+    let log = server.log();
+    assert!(log.contains("backend unreachable"), "{log}");
+    assert!(log.contains("backend answers again"), "{log}");
     for phase in ["healthy", "resumed", "restarted"] {
         assert!(
             answers.iter().any(|a| a.phase == phase && a.code == 200),

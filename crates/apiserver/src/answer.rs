@@ -148,6 +148,11 @@ pub(crate) async fn observed_query(
     state
         .metrics
         .observe_backend(rule_path, outcome, took.as_secs_f64());
+    match &answer.result {
+        Ok(_) if answer.source != Source::Cache => reachability(backend, None),
+        Err(e @ BackendError::Unavailable { .. }) => reachability(backend, Some(e)),
+        _ => {}
+    }
     let decode = answer.decode.unwrap_or_default();
     state
         .metrics
@@ -156,6 +161,36 @@ pub(crate) async fn observed_query(
         state.metrics.observe_stage(Stage::Decode, d);
     }
     answer.result
+}
+
+/// Backends that failed their last query as unavailable: since when, and how many queries
+/// failed since.
+static UNREACHABLE: std::sync::Mutex<BTreeMap<u64, (Instant, u64)>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Logs a backend's changes of state, once each: when it stops answering, and when it
+/// answers again (the request errors in between are logged at most once a second).
+fn reachability(backend: &BackendRef, failure: Option<&BackendError>) {
+    let mut down = UNREACHABLE.lock().unwrap_or_else(|p| p.into_inner());
+    match failure {
+        Some(e) => match down.get_mut(&backend.id) {
+            Some((_, n)) => *n += 1,
+            None => {
+                down.insert(backend.id, (Instant::now(), 1));
+                tracing::warn!(backend = %backend.client.address(), error = %e, "backend unreachable: its queries fail until it answers again");
+            }
+        },
+        None => {
+            if let Some((since, failed)) = down.remove(&backend.id) {
+                tracing::info!(
+                    backend = %backend.client.address(),
+                    failed_queries = failed,
+                    down_for_s = since.elapsed().as_secs(),
+                    "backend answers again"
+                );
+            }
+        }
+    }
 }
 
 /// The budget of a query made outside a request with a deadline (the backend's own query

@@ -178,6 +178,8 @@ pub struct Registry {
     ready: AtomicBool,
     /// Why the last relist failed for every rule, while none has succeeded yet.
     not_ready: std::sync::Mutex<Option<String>>,
+    /// Whether the last relist failed for some rule: its recovery is logged once.
+    relist_failing: AtomicBool,
     /// When each rule (by path) was last asked again by a targeted lookup: its answer stands
     /// for every name the rule could produce, so that requests for names that never appear
     /// (one name or thousands) cost each rule at most one lookup per `negative_ttl`.
@@ -249,6 +251,7 @@ impl Registry {
             })),
             ready: AtomicBool::new(false),
             not_ready: std::sync::Mutex::new(None),
+            relist_failing: AtomicBool::new(false),
             looked_up: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
         }
@@ -896,6 +899,13 @@ impl Registry {
             elapsed_ms = start.elapsed().as_millis() as u64,
             "discovery relist done"
         );
+        if self
+            .relist_failing
+            .swap(!errors.is_empty(), Ordering::AcqRel)
+            && errors.is_empty()
+        {
+            tracing::info!("discovery succeeds again for every rule");
+        }
         self.swap(snap);
         let total = rules.custom.len() + rules.external.len();
         if errors.len() < total || total == 0 {
