@@ -148,6 +148,14 @@ pub(crate) async fn observed_query(
     state
         .metrics
         .observe_backend(rule_path, outcome, took.as_secs_f64());
+    // At --v=6, as prometheus-adapter logs each query it sends.
+    tracing::trace!(
+        rule = rule_path,
+        backend = %backend.client.address(),
+        outcome,
+        took_ms = took.as_millis() as u64,
+        "query {promql}"
+    );
     match &answer.result {
         Ok(_) if answer.source != Source::Cache => reachability(backend, None),
         Err(e @ BackendError::Unavailable { .. }) => reachability(backend, Some(e)),

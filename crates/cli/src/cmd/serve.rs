@@ -26,12 +26,32 @@ pub struct Args {
 }
 
 fn init_logging(args: &ServeFlags) {
-    // Dependencies stay at info unless asked for with RUST_LOG; promhpa's own crates follow --v.
-    let level = match args.verbosity {
-        0..=2 => "info",
-        3..=5 => "info,promhpa=debug,promhpa_apiserver=debug,promhpa_prom=debug",
-        _ => "debug,promhpa=trace,promhpa_apiserver=trace,promhpa_prom=trace",
+    // promhpa's own crates follow --v (debug from 3, trace, with every query sent, from 6);
+    // dependencies (HTTP/2 frames, TLS) stay at info until 8, or as RUST_LOG says.
+    const OURS: &[&str] = &[
+        "promhpa",
+        "promhpa_apiserver",
+        "promhpa_prom",
+        "promhpa_kube",
+        "promhpa_rules",
+        "promhpa_auth",
+        "promhpa_scrape",
+        "promhpa_http_client",
+        "promhpa_promql_eval",
+        "promhpa_options",
+    ];
+    let (deps, ours) = match args.verbosity {
+        0..=2 => ("info", None),
+        3..=5 => ("info", Some("debug")),
+        6..=7 => ("info", Some("trace")),
+        _ => ("debug", Some("trace")),
     };
+    let mut level = deps.to_string();
+    if let Some(ours) = ours {
+        for c in OURS {
+            level.push_str(&format!(",{c}={ours}"));
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only for a person at a terminal; container logs are pipes and files.
