@@ -223,6 +223,18 @@ async fn discovery_values_and_readiness() {
         (code, body),
         (StatusCode::OK, "[+]ping ok\nlivez check passed\n".into())
     );
+    let (code, body) = get(&app, "/healthz?verbose").await;
+    assert_eq!(
+        (code, body),
+        (StatusCode::OK, "[+]ping ok\nhealthz check passed\n".into())
+    );
+    assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok".into()));
+    // An exclusion that names no check is said to, as Kubernetes says it.
+    let (_, body) = get(&app, "/livez?verbose&exclude=nosuch").await;
+    assert_eq!(
+        body,
+        "[+]ping ok\nwarn: some health checks cannot be excluded: no matches for \"nosuch\"\nlivez check passed\n"
+    );
     seed(&backend);
     assert!(registry.relist().await.is_empty());
     assert_eq!(get(&app, "/readyz").await, (StatusCode::OK, "ok".into()));

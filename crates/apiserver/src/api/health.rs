@@ -12,6 +12,11 @@ pub(super) async fn livez(RawQuery(query): RawQuery) -> Response {
     report("livez", &[("ping", Ok(()))], query.as_deref())
 }
 
+/// `/healthz`: as `/livez` (the generic API server's older endpoint, which its probes use).
+pub(super) async fn healthz(RawQuery(query): RawQuery) -> Response {
+    report("healthz", &[("ping", Ok(()))], query.as_deref())
+}
+
 /// `/readyz`: 200 once metric discovery has completed, 503 until then.
 pub(super) async fn readyz(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let discovery = state.registry.readiness();
@@ -50,6 +55,18 @@ fn report(endpoint: &str, checks: &[(&str, Result<(), String>)], query: Option<&
                 lines.push_str(&format!("[-]{name} failed: {reason}\n"));
             }
         }
+    }
+    // As Kubernetes says of an exclusion that names no check.
+    let unknown: Vec<String> = params
+        .iter()
+        .filter(|(k, v)| k == "exclude" && !checks.iter().any(|(name, _)| name == v))
+        .map(|(_, v)| format!("{v:?}"))
+        .collect();
+    if !unknown.is_empty() {
+        lines.push_str(&format!(
+            "warn: some health checks cannot be excluded: no matches for {}\n",
+            unknown.join(",")
+        ));
     }
     let text = |body: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
     if failed {

@@ -10,7 +10,7 @@
 //!      backend, decode, encode), with what they share in `values.rs` and the answer to a
 //!      failure in `errors.rs`; [`crate::resource`] serves metrics.k8s.io;
 //!    - `openapi.rs`: the OpenAPI documents;
-//!    - `health.rs`: `/readyz` and `/metrics` (`/healthz` and `/livez` are answered here);
+//!    - `health.rs`: `/healthz`, `/livez`, `/readyz` and `/metrics`;
 //!    - [`crate::debug`]: the operator's view under `/debug/promhpa/`.
 //!
 //! Every handler reads its request and writes its answer with `request.rs`; a metric
@@ -68,7 +68,7 @@ pub fn router(state: AppState) -> Router {
             guard::check,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .method_not_allowed_fallback(method_not_allowed)
