@@ -60,7 +60,7 @@ fn init_logging(args: &ServeFlags) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if args.log_format == "json" {
-        builder.json().try_init()
+        builder.event_format(klog::KubeJson).try_init()
     } else {
         builder.event_format(klog::Klog::new()).try_init()
     };

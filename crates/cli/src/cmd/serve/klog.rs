@@ -10,6 +10,7 @@
 //! The severity letter (`E`, `W`, `I`; debug and trace lines are `I`, as klog's verbose
 //! lines are), the month and day, the UTC time to the microsecond, the process id, the
 //! source file and line, then the message and its fields as `key=value` (strings quoted).
+//! [`KubeJson`] is `--log-format=json`, as Kubernetes writes JSON logs.
 
 use std::fmt::{self, Write as _};
 
@@ -126,6 +127,118 @@ where
     }
 }
 
+/// `--log-format=json`: one object per line as Kubernetes components write them
+/// (component-base's JSON format): `ts` (seconds since the epoch), `caller` (`file:line`),
+/// `msg`, `v` (the verbosity: 0 for info, warning and error lines; 4 for debug, 6 for
+/// trace), an `err` for error lines, then the fields at the top level.
+pub struct KubeJson;
+
+/// The fields of an event as JSON values.
+#[derive(Default)]
+struct JsonFields {
+    message: String,
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Visit for JsonFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.rest
+                .insert(field.name().to_string(), serde_json::Value::from(value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.rest
+            .insert(field.name().to_string(), serde_json::Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.rest
+            .insert(field.name().to_string(), serde_json::Value::from(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.rest
+            .insert(field.name().to_string(), serde_json::Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.rest
+            .insert(field.name().to_string(), serde_json::Value::from(value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let text = format!("{value:?}");
+            // A Display value (`%addr`) comes as the Debug of its text; a Debug one as is.
+            self.rest
+                .insert(field.name().to_string(), serde_json::Value::from(text));
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for KubeJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let file = meta
+            .file()
+            .map(|f| f.rsplit('/').next().unwrap_or(f))
+            .unwrap_or_else(|| meta.target());
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let mut line = serde_json::Map::new();
+        line.insert("ts".into(), serde_json::Value::from(ts));
+        line.insert(
+            "caller".into(),
+            serde_json::Value::from(format!("{file}:{}", meta.line().unwrap_or(0))),
+        );
+        line.insert(
+            "msg".into(),
+            serde_json::Value::from(fields.message.trim_end()),
+        );
+        let v = match *meta.level() {
+            Level::DEBUG => 4,
+            Level::TRACE => 6,
+            _ => 0,
+        };
+        if *meta.level() == Level::ERROR {
+            let err = fields
+                .rest
+                .remove("error")
+                .unwrap_or_else(|| serde_json::Value::from(fields.message.trim_end()));
+            line.insert("err".into(), err);
+        } else {
+            line.insert("v".into(), serde_json::Value::from(v));
+        }
+        if *meta.level() == Level::WARN {
+            line.insert("severity".into(), serde_json::Value::from("warning"));
+        }
+        for (k, value) in fields.rest {
+            line.entry(k).or_insert(value);
+        }
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +302,43 @@ mod tests {
             lines[1].ends_with("] failed reason=\"two words\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn json_lines_have_kubernetes_keys() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(KubeJson)
+            .with_writer(move || out.clone())
+            .with_max_level(Level::TRACE)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], 6443).into();
+            tracing::info!(%addr, n = 3, "serving");
+            tracing::error!(error = %"backend down", "query failed");
+            tracing::trace!("query up");
+        });
+        let text = String::from_utf8(buffer.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0]["msg"], "serving");
+        assert_eq!(lines[0]["v"], 0);
+        assert_eq!(lines[0]["addr"], "127.0.0.1:6443");
+        assert_eq!(lines[0]["n"], 3);
+        assert!(lines[0]["ts"].as_f64().is_some_and(|t| t > 1.6e9), "{text}");
+        assert!(
+            lines[0]["caller"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("klog.rs:")),
+            "{text}"
+        );
+        assert_eq!(lines[1]["err"], "backend down");
+        assert!(lines[1].get("v").is_none(), "{text}");
+        assert_eq!(lines[2]["v"], 6);
     }
 }
