@@ -55,6 +55,20 @@ fn timestamp(micros: i64) -> String {
     )
 }
 
+/// Now, as time since the epoch.
+fn since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The file name (without its directories) of the line that logged, else its target.
+fn source_file<'a>(meta: &'a tracing::Metadata<'a>) -> &'a str {
+    meta.file()
+        .map(|f| f.rsplit('/').next().unwrap_or(f))
+        .unwrap_or_else(|| meta.target())
+}
+
 /// The message first, then the other fields as `key=value`.
 #[derive(Default)]
 struct Fields {
@@ -99,14 +113,8 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let file = meta
-            .file()
-            .map(|f| f.rsplit('/').next().unwrap_or(f))
-            .unwrap_or_else(|| meta.target());
+        let micros = i64::try_from(since_epoch().as_micros()).unwrap_or(i64::MAX);
+        let file = source_file(meta);
         let mut fields = Fields::default();
         event.record(&mut fields);
         // A message of several lines (a rule file's problems) keeps one entry: its further
@@ -194,14 +202,8 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        let file = meta
-            .file()
-            .map(|f| f.rsplit('/').next().unwrap_or(f))
-            .unwrap_or_else(|| meta.target());
+        let ts = since_epoch().as_secs_f64();
+        let file = source_file(meta);
         let mut fields = JsonFields::default();
         event.record(&mut fields);
         let mut line = serde_json::Map::new();
