@@ -40,7 +40,6 @@ pub struct ExternalEntry {
     pub namespaced: bool,
 }
 
-/// An entry that names the rule serving it.
 /// The previous entries, and for each rule the index of the previous rule whose entries it
 /// may keep ([`carried_over`]).
 type Kept<'a, K, E> = Option<(&'a BTreeMap<K, E>, &'a [Option<usize>])>;
@@ -48,6 +47,7 @@ type Kept<'a, K, E> = Option<(&'a BTreeMap<K, E>, &'a [Option<usize>])>;
 /// The first wait before a failed relist is tried again.
 const RELIST_RETRY: Duration = Duration::from_secs(5);
 
+/// An entry that names the rule serving it.
 trait ServedBy {
     /// Index of the rule in its list ([`RuleSet::custom`] or [`RuleSet::external`]).
     fn rule(&self) -> usize;
