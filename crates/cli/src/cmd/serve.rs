@@ -241,10 +241,17 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
             IpAddr::from([0, 0, 0, 0])
         });
         let addr = SocketAddr::new(bind, args.secure_port());
-        let server = builder
-            .bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
+        let server = builder.bind(addr).await.map_err(|e| {
+            // The default port, 443 as prometheus-adapter's, needs privileges outside a
+            // container that grants them.
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024
+            {
+                " (ports below 1024 need privileges: pass --secure-port, e.g. 6443, as the manifests do)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(e).context(format!("listening on {addr}{hint}"))
+        })?;
         tracing::info!(%addr, cert = %cert.display(), resource_metrics = has_resource_rules, "serving custom.metrics.k8s.io, external.metrics.k8s.io and, with resourceRules, metrics.k8s.io");
         server.serve(shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
