@@ -180,6 +180,8 @@ pub struct Registry {
     not_ready: std::sync::Mutex<Option<String>>,
     /// Whether the last relist failed for some rule: its recovery is logged once.
     relist_failing: AtomicBool,
+    /// Told by a reload whose discovery failed: the relist loop then tries again soon.
+    retry_soon: tokio::sync::Notify,
     /// When each rule (by path) was last asked again by a targeted lookup: its answer stands
     /// for every name the rule could produce, so that requests for names that never appear
     /// (one name or thousands) cost each rule at most one lookup per `negative_ttl`.
@@ -252,6 +254,7 @@ impl Registry {
             ready: AtomicBool::new(false),
             not_ready: std::sync::Mutex::new(None),
             relist_failing: AtomicBool::new(false),
+            retry_soon: tokio::sync::Notify::new(),
             looked_up: Mutex::new(HashMap::new()),
             targeted: tokio::sync::Mutex::new(()),
         }
@@ -919,7 +922,8 @@ impl Registry {
 
     /// Relist every `interval` forever; after a relist in which some rule failed, sooner:
     /// 5 s, doubling up to `interval`, so that a backend back up is seen within seconds
-    /// rather than at the next interval.
+    /// rather than at the next interval. A reload whose discovery failed also brings the
+    /// next relist to within 5 s.
     pub async fn run(self: Arc<Self>, interval: Duration) {
         let interval = interval.max(Duration::from_millis(100));
         let mut retry: Option<Duration> = None;
@@ -933,7 +937,12 @@ impl Registry {
                 retry = Some(next);
                 next
             };
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.retry_soon.notified() => {
+                    tokio::time::sleep(RELIST_RETRY.min(wait)).await;
+                }
+            }
         }
     }
 
@@ -1050,6 +1059,9 @@ impl Registry {
         );
         for e in &errors {
             tracing::warn!(error = %e, "discovery failed for a reloaded rule; it serves what the same rule served before the reload, if any, until a relist succeeds");
+        }
+        if !errors.is_empty() {
+            self.retry_soon.notify_one();
         }
         self.swap(snap);
         self.forget_lookups();

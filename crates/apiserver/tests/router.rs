@@ -1641,3 +1641,46 @@ async fn cluster_scoped_objects_asked_for_in_a_namespace_are_pointed_to_their_pa
         );
     }
 }
+
+/// A reload whose discovery failed (the backend down) is followed by a relist within
+/// seconds, so its new rules serve once the backend is back, not at the next interval.
+#[tokio::test]
+async fn a_reload_whose_discovery_failed_is_relisted_soon() {
+    let rule = |series: &str| {
+        format!("- seriesQuery: '{series}{{namespace!=\"\",pod!=\"\"}}'\n  resources: {{template: '<<.Resource>>'}}\n  metricsQuery: 'sum(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n")
+    };
+    let (backend, registry, app) = switchable_app(&format!("rules:\n{}", rule("old_metric")));
+    web_1_series(&backend, "old_metric", 1.0);
+    web_1_series(&backend, "added_metric", 2.0);
+    let task = tokio::spawn(registry.clone().run(Duration::from_secs(600)));
+    let start = std::time::Instant::now();
+    while !registry.is_ready() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no first relist");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    backend.fail.store(true, Ordering::SeqCst);
+    let both = format!("rules:\n{}{}", rule("old_metric"), rule("added_metric"));
+    let errors = registry
+        .reload(RuleSet::from_yaml(&both, "rules").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    backend.fail.store(false, Ordering::SeqCst);
+    let listed = |list: &serde_json::Value| {
+        list["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["name"] == "pods/added_metric"))
+    };
+    loop {
+        let (_, list) = get(&app, "/apis/custom.metrics.k8s.io/v1beta1").await;
+        if listed(&list) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not relisted before the ten-minute interval: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+}
