@@ -76,6 +76,9 @@ const EMPTY_IS_UNSET: &[&str] = &[
     "kubeconfig",
 ];
 
+/// The [`EMPTY_IS_UNSET`] flags that take a list: given empty, they keep earlier values.
+const LIST_FLAGS: &[&str] = &["tls-cipher-suites"];
+
 /// The arguments with a leading `/adapter` removed (prometheus-adapter's Helm chart runs the
 /// image with `/adapter` as its first argument, and an existing release whose image is swapped
 /// for promhpa's keeps passing it), and without the [`EMPTY_IS_UNSET`] flags given empty.
@@ -102,8 +105,11 @@ fn arguments(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi
                 _ => None,
             };
             if let Some(name) = emptied {
-                // As the last value wins, an empty one clears what came before.
-                forget(&mut kept, name);
+                // As the last value wins, an empty one clears what came before; a list
+                // flag's empty value adds nothing to it, as pflag's string slices read it.
+                if !LIST_FLAGS.contains(&name) {
+                    forget(&mut kept, name);
+                }
                 continue;
             }
         }
@@ -148,8 +154,26 @@ fn without_strays(
     let Some(serve) = command.find_subcommand("serve") else {
         return (args, Vec::new());
     };
-    let consumes_next =
-        |arg: &clap::Arg| arg.get_action().takes_values() && !arg.is_require_equals_set();
+    let original = args.clone();
+    // Whether a flag takes the next argument as its value: one that requires a value does;
+    // one whose value is optional takes it only when it is not a flag (as clap reads it); a
+    // Go boolean (`=` only) never does.
+    let consumes_next = |arg: &clap::Arg, next: Option<&std::ffi::OsString>| {
+        if !arg.get_action().takes_values() || arg.is_require_equals_set() {
+            return false;
+        }
+        let optional = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
+        !optional
+            || next
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('-'))
+    };
+    let named = |arg: &clap::Arg, long: &str| {
+        arg.get_long() == Some(long)
+            || arg
+                .get_all_aliases()
+                .is_some_and(|aliases| aliases.contains(&long))
+    };
     let mut strays = Vec::new();
     let mut i = start;
     while i < args.len() {
@@ -158,19 +182,24 @@ fn without_strays(
             if long.is_empty() || long.contains('=') {
                 None
             } else {
-                serve.get_arguments().find(|a| a.get_long() == Some(long))
+                serve.get_arguments().find(|a| named(a, long))
             }
         } else if text.len() == 2 && text.starts_with('-') {
             let short = text.chars().nth(1);
             serve.get_arguments().find(|a| a.get_short() == short)
         } else if !text.starts_with('-') || text == "--" {
+            // A tool's name after serve's flags (`--kubeconfig k explain web`) is a
+            // mistake clap names, not an argument to leave unread.
+            if command.find_subcommand(&text).is_some() || text == "help" {
+                return (original, Vec::new());
+            }
             strays.push(text);
             args.remove(i);
             continue;
         } else {
             None
         };
-        i += if found.is_some_and(consumes_next) {
+        i += if found.is_some_and(|a| consumes_next(a, args.get(i + 1))) {
             2
         } else {
             1
@@ -341,6 +370,12 @@ mod tests {
             .map(std::ffi::OsString::from),
         );
         assert_eq!(args, ["promhpa", "--config=x.yaml"]);
+        // A list flag given empty adds nothing and keeps what came before, as in pflag.
+        let args = arguments(
+            ["promhpa", "--tls-cipher-suites=A", "--tls-cipher-suites="]
+                .map(std::ffi::OsString::from),
+        );
+        assert_eq!(args, ["promhpa", "--tls-cipher-suites=A"]);
     }
 
     /// Arguments of serve that are neither flags nor their values are dropped and named,
@@ -388,6 +423,21 @@ mod tests {
         let (kept, strays) = strip(&["promhpa", "serve", "--demo", "leftover"]);
         assert_eq!(kept, ["promhpa", "serve", "--demo"]);
         assert_eq!(strays, ["leftover"]);
+        // klog's underscored spellings and optional values are read as clap reads them.
+        let (kept, strays) = strip(&[
+            "promhpa",
+            "--log_dir",
+            "/var/log",
+            "--authentication-skip-lookup",
+            "--config",
+            "/etc/adapter/config.yaml",
+        ]);
+        assert_eq!(kept.len(), 6, "{kept:?}");
+        assert!(strays.is_empty(), "{strays:?}");
+        // A tool's name after serve's flags is left for clap to refuse.
+        let (kept, strays) = strip(&["promhpa", "--kubeconfig", "k", "explain", "web"]);
+        assert_eq!(kept.len(), 5);
+        assert!(strays.is_empty());
         // A tool's arguments are its own.
         let (kept, strays) = strip(&["promhpa", "explain", "web", "-n", "shop"]);
         assert_eq!(kept.len(), 5);
