@@ -87,6 +87,27 @@ pub struct DelegatingAuthenticator {
 /// One TokenReview under way, and its answer once it came.
 type Review = tokio::sync::OnceCell<Result<Option<UserInfo>, AuthError>>;
 
+/// Takes a review out of the map of those under way when its request is done with it; a
+/// request still waiting on it keeps its own handle, and a later one starts afresh (or
+/// finds the answer cached).
+struct Forget<'a> {
+    reviewing: &'a std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<Review>>>,
+    key: [u8; 32],
+    review: Arc<Review>,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut reviewing = self.reviewing.lock().unwrap_or_else(|e| e.into_inner());
+        if reviewing
+            .get(&self.key)
+            .is_some_and(|r| Arc::ptr_eq(r, &self.review))
+        {
+            reviewing.remove(&self.key);
+        }
+    }
+}
+
 impl DelegatingAuthenticator {
     pub fn new(
         sources: AuthnSources,
@@ -153,17 +174,17 @@ impl DelegatingAuthenticator {
             let mut reviewing = self.reviewing.lock().unwrap_or_else(|e| e.into_inner());
             reviewing.entry(key).or_default().clone()
         };
-        let answer = review
+        // The review is forgotten however this request ends, cancelled included (a client
+        // gone mid-review), so that the map holds only the reviews under way.
+        let _forget = Forget {
+            reviewing: &self.reviewing,
+            key,
+            review: review.clone(),
+        };
+        review
             .get_or_init(|| self.review_token(token, config, key))
             .await
-            .clone();
-        {
-            let mut reviewing = self.reviewing.lock().unwrap_or_else(|e| e.into_inner());
-            if reviewing.get(&key).is_some_and(|r| Arc::ptr_eq(r, &review)) {
-                reviewing.remove(&key);
-            }
-        }
-        answer
+            .clone()
     }
 
     /// Asks the API server about `token` and caches the answer (not a failure to ask).
