@@ -78,14 +78,29 @@ impl ServedBy for ExternalEntry {
 /// For each rule of `new`, the index in `old` of a rule that discovers the same metrics
 /// ([`Rule::discovery_key`]): when a reloaded file's discovery fails, such a rule keeps what
 /// it served before.
-fn carried_over(old: &[Rule], new: &[Rule]) -> Vec<Option<usize>> {
-    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, r) in old.iter().enumerate() {
-        by_key.entry(r.discovery_key()).or_default().push(i);
+fn carried_over(old: &RuleSet, new: &RuleSet, api: Api) -> Vec<Option<usize>> {
+    fn list(set: &RuleSet, api: Api) -> &[Rule] {
+        match api {
+            Api::Custom => &set.custom,
+            Api::External => &set.external,
+        }
     }
-    new.iter()
+    // The rule's key, and what its backend is: a backend of the same name that now points
+    // elsewhere does not serve what the old one found.
+    let key = |set: &RuleSet, r: &Rule| {
+        let backend = r
+            .backend()
+            .and_then(|name| set.backends.iter().find(|b| b.name == name));
+        format!("{}\u{0}{backend:?}", r.discovery_key())
+    };
+    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in list(old, api).iter().enumerate() {
+        by_key.entry(key(old, r)).or_default().push(i);
+    }
+    list(new, api)
+        .iter()
         .map(|r| {
-            let candidates = by_key.get_mut(&r.discovery_key())?;
+            let candidates = by_key.get_mut(&key(new, r))?;
             (!candidates.is_empty()).then(|| candidates.remove(0))
         })
         .collect()
@@ -653,7 +668,7 @@ impl Registry {
             let from = if same_rules {
                 (0..rules.custom.len()).map(Some).collect()
             } else {
-                carried_over(&old.rules.custom, &rules.custom)
+                carried_over(&old.rules, rules, Api::Custom)
             };
             let kept = Some((&old.custom, from.as_slice()));
             series += Self::merge(&rules.custom, kept, found, &mut snap.custom, &mut errors);
@@ -672,7 +687,7 @@ impl Registry {
             let from = if same_rules {
                 (0..rules.external.len()).map(Some).collect()
             } else {
-                carried_over(&old.rules.external, &rules.external)
+                carried_over(&old.rules, rules, Api::External)
             };
             let kept = Some((&old.external, from.as_slice()));
             series += Self::merge(
