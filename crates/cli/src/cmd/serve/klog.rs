@@ -148,44 +148,43 @@ struct JsonFields {
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
+impl JsonFields {
+    fn put(&mut self, field: &Field, value: impl Into<serde_json::Value>) {
+        self.rest.insert(field.name().to_string(), value.into());
+    }
+}
+
 impl Visit for JsonFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.rest
-                .insert(field.name().to_string(), serde_json::Value::from(value));
+            self.put(field, value);
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.rest
-            .insert(field.name().to_string(), serde_json::Value::from(value));
+        self.put(field, value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.rest
-            .insert(field.name().to_string(), serde_json::Value::from(value));
+        self.put(field, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.rest
-            .insert(field.name().to_string(), serde_json::Value::from(value));
+        self.put(field, value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.rest
-            .insert(field.name().to_string(), serde_json::Value::from(value));
+        self.put(field, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            let text = format!("{value:?}");
             // A Display value (`%addr`) comes as the Debug of its text; a Debug one as is.
-            self.rest
-                .insert(field.name().to_string(), serde_json::Value::from(text));
+            self.put(field, format!("{value:?}"));
         }
     }
 }
