@@ -107,6 +107,9 @@ struct RawObject {
     metadata: Option<Meta>,
     #[serde(default)]
     items: Option<Vec<RawObject>>,
+    /// Read for a pod's `status.phase` only; any other kind's status may hold anything.
+    #[serde(default)]
+    status: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +117,9 @@ struct Object {
     namespace: Option<String>,
     name: String,
     labels: BTreeMap<String, String>,
+    /// `status.phase` is `Running`, or the object has no phase (an object file written by
+    /// hand rarely gives a pod's status; such a pod counts as running).
+    running: bool,
 }
 
 /// Objects from a file, indexed by group/resource.
@@ -208,6 +214,7 @@ impl StaticObjects {
                     namespace: None,
                     name: ns,
                     labels: BTreeMap::new(),
+                    running: true,
                 });
             }
         }
@@ -254,10 +261,17 @@ impl StaticObjects {
                 gr
             }
         };
+        let running = raw
+            .status
+            .as_ref()
+            .and_then(|s| s.get("phase"))
+            .and_then(serde_json::Value::as_str)
+            .is_none_or(|phase| phase == "Running");
         self.objects.entry(gr).or_default().push(Object {
             namespace: meta.namespace,
             name: meta.name,
             labels: meta.labels,
+            running,
         });
     }
 
@@ -285,11 +299,31 @@ impl StaticObjects {
         namespace: Option<&str>,
         selector: &LabelSelector,
     ) -> Vec<String> {
+        self.matching(gr, namespace, selector, false)
+    }
+
+    /// Running pods matching a selector synchronously (see [`ObjectLookup::running_pods`]).
+    pub fn running_pods_sync(
+        &self,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Vec<String> {
+        self.matching(&GroupResource::new("", "pods"), namespace, selector, true)
+    }
+
+    fn matching(
+        &self,
+        gr: &GroupResource,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+        running_only: bool,
+    ) -> Vec<String> {
         let mut out: Vec<String> = self
             .objects
             .get(gr)
             .map(|objs| {
                 objs.iter()
+                    .filter(|o| !running_only || o.running)
                     .filter(|o| namespace.is_none() || o.namespace.as_deref() == namespace)
                     .filter(|o| selector.matches(&o.labels))
                     .map(|o| o.name.clone())
@@ -317,6 +351,14 @@ impl ObjectLookup for StaticObjects {
         selector: &'a LabelSelector,
     ) -> BoxFuture<'a, Result<Vec<String>, LookupError>> {
         Box::pin(async move { Ok(self.names_sync(group_resource, namespace, selector)) })
+    }
+
+    fn running_pods<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, LookupError>> {
+        Box::pin(async move { Ok(self.running_pods_sync(namespace, selector)) })
     }
 }
 
@@ -407,5 +449,34 @@ metadata: {name: va, namespace: llm-d-sim}
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("bad.yaml") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn running_pods_are_those_in_phase_running_or_without_a_phase() {
+        let text = r#"
+- {apiVersion: v1, kind: Pod, metadata: {name: web-1, namespace: shop}, status: {phase: Running}}
+- {apiVersion: v1, kind: Pod, metadata: {name: web-2, namespace: shop}}
+- {apiVersion: v1, kind: Pod, metadata: {name: web-3, namespace: shop}, status: {phase: Pending}}
+- {apiVersion: v1, kind: Pod, metadata: {name: job-1, namespace: shop}, status: {phase: Succeeded}}
+- {apiVersion: v1, kind: Pod, metadata: {name: bad-1, namespace: shop}, status: {phase: Failed}}
+- {apiVersion: v1, kind: Pod, metadata: {name: db-0, namespace: other}, status: {phase: Running}}
+- {apiVersion: example.com/v1, kind: Widget, metadata: {name: w, namespace: shop}, status: [1, 2]}
+"#;
+        let o = StaticObjects::from_text(text, "test").unwrap_or_else(|e| panic!("{e}"));
+        let all = LabelSelector::everything();
+        assert_eq!(
+            o.running_pods_sync(Some("shop"), &all),
+            vec!["web-1", "web-2"]
+        );
+        assert_eq!(
+            o.running_pods_sync(None, &all),
+            vec!["db-0", "web-1", "web-2"]
+        );
+        // Every pod still exists for the custom metrics API.
+        assert_eq!(
+            o.names_sync(&GroupResource::new("", "pods"), Some("shop"), &all)
+                .len(),
+            5
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! skipped. A pod or node the queries return nothing for is left out of lists, and a GET of
 //! it is 404.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -185,13 +186,17 @@ fn window(rules: &ResourceRules) -> String {
 
 /// Usage per object (pod or node) and per container (`""` for nodes), with each object's
 /// earliest sample time.
+#[derive(Debug)]
 struct Usage {
     by_object: BTreeMap<String, BTreeMap<String, BTreeMap<&'static str, i64>>>,
     stamps: BTreeMap<String, i64>,
 }
 
-/// Runs the cpu and memory queries `render` gives and sums their samples per object named
-/// by the label of `objects` (and per container for pods), keeping only `names`.
+/// Runs the cpu and memory queries `render` gives and takes their samples per object named
+/// by the label of `objects` (and per container for pods), keeping only `names`. Where a
+/// query returns several series for one key (a query that does not aggregate, over two
+/// scrape jobs of the same cAdvisor), one is taken as prometheus-adapter takes it: a pod's
+/// container gets the last, a node the first.
 async fn collect_usage(
     state: &AppState,
     rules: &ResourceRules,
@@ -244,11 +249,24 @@ async fn collect_usage(
                 .or_default()
                 .entry(container)
                 .or_default()
-                .entry(resource)
-                .or_insert(0);
-            *slot = slot.saturating_add(usage_milli(s.value));
-            let t = usage.stamps.entry(object.clone()).or_insert(s.timestamp_ms);
-            *t = (*t).min(s.timestamp_ms);
+                .entry(resource);
+            let taken = match slot {
+                Entry::Vacant(v) => {
+                    v.insert(usage_milli(s.value));
+                    true
+                }
+                Entry::Occupied(mut o) if per_container => {
+                    o.insert(usage_milli(s.value));
+                    true
+                }
+                Entry::Occupied(_) => false,
+            };
+            // A pod's time is its earliest sample's, as the adapter takes it; a node's
+            // that of the samples it reports.
+            if taken || per_container {
+                let t = usage.stamps.entry(object.clone()).or_insert(s.timestamp_ms);
+                *t = (*t).min(s.timestamp_ms);
+            }
         }
     }
     Ok(usage)
@@ -276,7 +294,9 @@ fn fill_within_pod(containers: &mut BTreeMap<String, BTreeMap<&'static str, i64>
 }
 
 /// The metrics of pods `names` of `namespace`, in the order of `names`, leaving out pods
-/// without any sample.
+/// without a sample of both cpu and memory, as prometheus-adapter does: a pod whose scrape
+/// stopped has no memory sample at once but a cpu rate that fades over its window, and is
+/// counted as missing by the HPA rather than reported with that fading cpu alone.
 async fn pod_metrics(
     state: &AppState,
     rules: &ResourceRules,
@@ -297,6 +317,10 @@ async fn pod_metrics(
         .iter()
         .filter_map(|name| {
             let mut containers = usage.by_object.remove(name)?;
+            let has = |r: &str| containers.values().any(|u| u.contains_key(r));
+            if !(has("cpu") && has("memory")) {
+                return None;
+            }
             fill_within_pod(&mut containers);
             Some(PodMetrics {
                 kind: "PodMetrics",
@@ -473,21 +497,28 @@ fn answer<T: Tabled>(output: Output, kind: &'static str, items: Vec<T>, one: boo
     json(&crate::table::table(api_version, include, columns, rows))
 }
 
+/// Names of the objects of `resource` matching `selector`; pods are those in phase Running,
+/// as metrics-server and prometheus-adapter list them.
 async fn names(
     state: &AppState,
     resource: &str,
     namespace: Option<&str>,
     selector: &LabelSelector,
 ) -> Result<Vec<String>, ApiError> {
-    state
-        .lookup
-        .names(&GroupResource::new("", resource), namespace, selector)
-        .await
-        .map_err(lookup_error)
+    let names = if resource == "pods" {
+        state.lookup.running_pods(namespace, selector).await
+    } else {
+        state
+            .lookup
+            .names(&GroupResource::new("", resource), namespace, selector)
+            .await
+    };
+    names.map_err(lookup_error)
 }
 
-/// A single object: 404 when the object does not exist, and when it exists without
-/// metrics, in the words of the API server.
+/// A single object: 404 when the object does not exist (a pod that is not running
+/// included, as the adapter does not list it), and when it exists without metrics, in
+/// the words of the API server.
 async fn exists(
     state: &AppState,
     resource: &str,
@@ -631,23 +662,27 @@ async fn serve(
                     let _permit = permits.acquire_owned().await;
                     let set = state.registry.rules();
                     let Some(rules) = set.resource.as_ref() else {
-                        return Ok((ns, Vec::new()));
+                        return Ok((ns, None));
                     };
                     let pods =
                         fields.filter(&ns, names(&state, "pods", Some(&ns), &selector).await?);
+                    if pods.is_empty() {
+                        return Ok((ns, None));
+                    }
                     let items = pod_metrics(&state, rules, &ns, &pods).await?;
-                    Ok::<_, ApiError>((ns, items))
+                    Ok::<_, ApiError>((ns, Some(items)))
                 });
             }
             // A namespace that fails is left out and logged, as prometheus-adapter does;
-            // only when every one fails is the list a failure.
+            // only when every namespace with pods to query fails is the list a failure.
             let mut by_namespace = BTreeMap::new();
             let mut failed: Option<ApiError> = None;
             while let Some(done) = tasks.join_next().await {
                 match done.map_err(|e| ApiError::Internal(format!("listing pod metrics: {e}")))? {
-                    Ok((ns, items)) => {
+                    Ok((ns, Some(items))) => {
                         by_namespace.insert(ns, items);
                     }
+                    Ok((_, None)) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "listing the pod metrics of a namespace failed; it is left out of the list");
                         failed.get_or_insert(e);

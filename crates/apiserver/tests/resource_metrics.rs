@@ -434,3 +434,125 @@ async fn pod_metrics_survive_a_broken_node_query_and_a_missing_container_label()
         "{st}"
     );
 }
+
+/// Which pods and which samples are reported, as prometheus-adapter reports them: only
+/// running pods (a pending pod running its init containers, a completed or failed one are
+/// not listed, and asking for one by name is a 404), only pods with both a cpu and a memory
+/// sample, and one sample per container or node where a query that does not aggregate
+/// returns several (two scrape jobs of the same cAdvisor).
+#[tokio::test]
+async fn running_pods_with_both_resources_and_one_sample_each_as_in_the_adapter() {
+    let rules = r#"
+resourceRules:
+  cpu:
+    containerQuery: 'rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])'
+    nodeQuery: 'rate(node_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  memory:
+    containerQuery: 'container_memory_working_set_bytes{<<.LabelMatchers>>}'
+    nodeQuery: 'node_memory_working_set_bytes{<<.LabelMatchers>>}'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  window: 1m
+"#;
+    let objects = r#"
+- {apiVersion: v1, kind: Pod, metadata: {name: run-1, namespace: shop}, status: {phase: Running}}
+- {apiVersion: v1, kind: Pod, metadata: {name: pend-1, namespace: shop}, status: {phase: Pending}}
+- {apiVersion: v1, kind: Pod, metadata: {name: done-1, namespace: shop}, status: {phase: Succeeded}}
+- {apiVersion: v1, kind: Pod, metadata: {name: cpu-only-1, namespace: shop}, status: {phase: Running}}
+- {apiVersion: v1, kind: Pod, metadata: {name: dup-1, namespace: shop}, status: {phase: Running}}
+- {apiVersion: v1, kind: Node, metadata: {name: node-a}}
+"#;
+    let backend = Arc::new(EmbeddedBackend::default());
+    let now = now_ms();
+    let mut t = now - 120_000;
+    let mut i = 0.0;
+    while t <= now {
+        let mut text = String::new();
+        // (pod, container, job, cores, bytes); cpu-only-1 has no memory series.
+        for (pod, c, job, cores, bytes) in [
+            ("run-1", "app", "a", 0.1, 1_048_576.0),
+            ("pend-1", "init-db", "a", 0.1, 1_048_576.0),
+            ("done-1", "main", "a", 0.1, 1_048_576.0),
+            ("cpu-only-1", "app", "a", 0.1, f64::NAN),
+            ("dup-1", "app", "a", 0.2, 2_097_152.0),
+            ("dup-1", "app", "b", 0.3, 3_145_728.0),
+        ] {
+            let l = format!("namespace=\"shop\",pod=\"{pod}\",container=\"{c}\",job=\"{job}\"");
+            text.push_str(&format!(
+                "container_cpu_usage_seconds_total{{{l}}} {}\n",
+                cores * 15.0 * i
+            ));
+            if !bytes.is_nan() {
+                text.push_str(&format!(
+                    "container_memory_working_set_bytes{{{l}}} {bytes}\n"
+                ));
+            }
+        }
+        for (job, cores, bytes) in [("a", 1.5, 8_589_934_592.0), ("b", 2.5, 4_294_967_296.0)] {
+            let l = format!("node=\"node-a\",job=\"{job}\"");
+            text.push_str(&format!(
+                "node_cpu_usage_seconds_total{{{l}}} {}\nnode_memory_working_set_bytes{{{l}}} {bytes}\n",
+                cores * 15.0 * i
+            ));
+        }
+        backend
+            .ingest_exposition(&text, t, &Labels::empty())
+            .unwrap();
+        t += 15_000;
+        i += 1.0;
+    }
+    let rules = Arc::new(RuleSet::from_yaml(rules, "rules.yaml").unwrap());
+    let lookup = Arc::new(StaticObjects::from_text(objects, "objects.yaml").unwrap());
+    let metrics = Arc::new(SelfMetrics::default());
+    let registry = Arc::new(Registry::new(
+        rules,
+        backend.clone(),
+        lookup.clone(),
+        metrics.clone(),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry,
+        lookup,
+        metrics,
+        guard: None,
+        coalescer: Default::default(),
+        forward: None,
+    });
+
+    let (code, pods) = get(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods").await;
+    assert_eq!(code, StatusCode::OK, "{pods}");
+    assert_eq!(names(&pods), ["dup-1", "run-1"], "{pods}");
+    let (code, all) = get(&app, "/apis/metrics.k8s.io/v1beta1/pods").await;
+    assert_eq!(code, StatusCode::OK, "{all}");
+    assert_eq!(names(&all), ["dup-1", "run-1"], "{all}");
+    for pod in ["pend-1", "done-1"] {
+        let (code, st) = get(
+            &app,
+            &format!("/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/{pod}"),
+        )
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{st}");
+        assert_eq!(st["message"], format!("pods \"{pod}\" not found"), "{st}");
+    }
+    let (code, st) = get(
+        &app,
+        "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/cpu-only-1",
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{st}");
+    assert_eq!(st["details"]["kind"], "podmetrics", "{st}");
+
+    // Two series for dup-1's container: the last of the answer, not their sum.
+    let dup = &pods["items"][0];
+    assert_eq!(container_names(dup), ["app"], "{dup}");
+    assert_cpu(&dup["containers"][0]["usage"]["cpu"], 300);
+    assert_eq!(dup["containers"][0]["usage"]["memory"], "3Mi", "{dup}");
+    // Two series for node-a: the first of the answer.
+    let (code, node) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes/node-a").await;
+    assert_eq!(code, StatusCode::OK, "{node}");
+    assert_cpu(&node["usage"]["cpu"], 1500);
+    assert_eq!(node["usage"]["memory"], "8Gi", "{node}");
+}

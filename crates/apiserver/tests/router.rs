@@ -822,6 +822,14 @@ impl promhpa_core::lookup::ObjectLookup for LateCrd {
     ) -> BoxFuture<'a, Result<Vec<String>, promhpa_core::lookup::LookupError>> {
         Box::pin(async move { Ok(self.objects.names_sync(gr, namespace, selector)) })
     }
+
+    fn running_pods<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        selector: &'a promhpa_core::selector::LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, promhpa_core::lookup::LookupError>> {
+        Box::pin(async move { Ok(self.objects.running_pods_sync(namespace, selector)) })
+    }
 }
 
 #[tokio::test]

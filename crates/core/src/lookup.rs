@@ -86,6 +86,16 @@ pub trait ObjectLookup: Send + Sync {
         namespace: Option<&'a str>,
         selector: &'a LabelSelector,
     ) -> BoxFuture<'a, Result<Vec<String>, LookupError>>;
+
+    /// Names of the pods in phase `Running` in `namespace` (all namespaces for `None`)
+    /// whose labels match `selector`, sorted: the pods the resource metrics API reports,
+    /// as metrics-server and prometheus-adapter list them (`status.phase=Running`), so a
+    /// pending pod running only its init containers or a completed one is not reported.
+    fn running_pods<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, LookupError>>;
 }
 
 #[cfg(test)]

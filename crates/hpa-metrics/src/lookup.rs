@@ -1,10 +1,11 @@
 //! An object lookup for one HPA's scale target: its pods answered from what was already read
 //! of them, everything else asked of the lookup it wraps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use promhpa_core::selector::LabelSelector;
+use promhpa_hpa::calc::PodPhase;
 use promhpa_hpa::target::ScaleTarget;
 
 /// An object lookup that answers for the scale target's pods from what was already read of
@@ -13,6 +14,8 @@ use promhpa_hpa::target::ScaleTarget;
 pub struct TargetPodsLookup {
     namespace: String,
     pods: BTreeMap<String, BTreeMap<String, String>>,
+    /// Those of `pods` in phase Running (or given without a status).
+    running: BTreeSet<String>,
     inner: Arc<dyn promhpa_core::lookup::ObjectLookup>,
 }
 
@@ -21,6 +24,12 @@ impl TargetPodsLookup {
         TargetPodsLookup {
             namespace: target.namespace.clone(),
             pods: target.pod_labels.clone(),
+            running: target
+                .pods
+                .iter()
+                .filter(|p| p.phase == PodPhase::Running)
+                .map(|p| p.name.clone())
+                .collect(),
             inner,
         }
     }
@@ -53,6 +62,23 @@ impl promhpa_core::lookup::ObjectLookup for TargetPodsLookup {
             .pods
             .iter()
             .filter(|(_, labels)| selector.matches(labels))
+            .map(|(name, _)| name.clone())
+            .collect();
+        Box::pin(async move { Ok(names) })
+    }
+
+    fn running_pods<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> promhpa_core::BoxFuture<'a, Result<Vec<String>, promhpa_core::LookupError>> {
+        if namespace != Some(self.namespace.as_str()) {
+            return self.inner.running_pods(namespace, selector);
+        }
+        let names: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(name, labels)| self.running.contains(*name) && selector.matches(labels))
             .map(|(name, _)| name.clone())
             .collect();
         Box::pin(async move { Ok(names) })

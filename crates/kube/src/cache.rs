@@ -75,6 +75,8 @@ pub enum SyncState {
 /// The cache of one resource kind, filled by [`ObjectCache::run`].
 pub struct ObjectCache {
     mapping: ResourceMapping,
+    /// The field selector of its LIST and WATCH (`status.phase=Running`), if any.
+    fields: Option<&'static str>,
     store: RwLock<Store>,
     synced_tx: watch::Sender<SyncState>,
     pub stats: CacheStats,
@@ -117,8 +119,15 @@ impl RetryDelay {
 
 impl ObjectCache {
     pub fn new(mapping: ResourceMapping) -> Self {
+        ObjectCache::with_fields(mapping, None)
+    }
+
+    /// A cache of the objects the server selects by `fields` (a field selector such as
+    /// `status.phase=Running`), kept current as they enter and leave the selection.
+    pub fn with_fields(mapping: ResourceMapping, fields: Option<&'static str>) -> Self {
         ObjectCache {
             mapping,
+            fields,
             store: RwLock::new(Store::default()),
             synced_tx: watch::channel(SyncState::Filling).0,
             stats: CacheStats::default(),
@@ -205,9 +214,12 @@ impl ObjectCache {
     /// one once complete, so requests never see a half-listed cache.
     pub async fn run(self: Arc<Self>, client: kube::Client) {
         let api: Api<Meta> = Api::all_with(client, &self.api_resource());
-        let config = watcher::Config::default()
+        let mut config = watcher::Config::default()
             .page_size(LIST_PAGE_SIZE)
             .timeout(WATCH_TIMEOUT_SECONDS);
+        if let Some(fields) = self.fields {
+            config = config.fields(fields);
+        }
         let mut events = watcher::watcher(api, config).boxed();
         let mut fresh: Option<Store> = None;
         let mut delay = RetryDelay::default();

@@ -11,6 +11,9 @@ use tokio::task::JoinHandle;
 use crate::cache::ObjectCache;
 use crate::discovery::Discovery;
 
+/// A cache's resource and the field selector of its list and watch.
+type CacheKey = (GroupResource, Option<&'static str>);
+
 /// Object lookup against a Kubernetes API server: resources resolved through
 /// [`Discovery`], objects answered from a metadata-only [`ObjectCache`] per resource, each
 /// started the first time its resource is asked for. Once a cache has synced, requests
@@ -18,7 +21,9 @@ use crate::discovery::Discovery;
 pub struct KubeObjectLookup {
     client: kube::Client,
     discovery: Arc<Discovery>,
-    caches: Mutex<HashMap<GroupResource, Arc<ObjectCache>>>,
+    /// By resource and field selector: the resource metrics API's running pods have a
+    /// cache of their own.
+    caches: Mutex<HashMap<CacheKey, Arc<ObjectCache>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     sync_timeout: Duration,
     /// Where the watches and the discovery refresh run: the runtime the lookup was made on,
@@ -68,12 +73,23 @@ impl KubeObjectLookup {
 
     /// The cache of `mapping`'s resource, started now if it is not running yet.
     pub fn cache(&self, mapping: &ResourceMapping) -> Arc<ObjectCache> {
+        self.cache_with(mapping, None)
+    }
+
+    /// The cache of `mapping`'s objects that the field selector `fields` selects, started
+    /// now if it is not running yet.
+    fn cache_with(
+        &self,
+        mapping: &ResourceMapping,
+        fields: Option<&'static str>,
+    ) -> Arc<ObjectCache> {
+        let key = (mapping.group_resource.clone(), fields);
         let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cache) = caches.get(&mapping.group_resource) {
+        if let Some(cache) = caches.get(&key) {
             return cache.clone();
         }
-        let cache = Arc::new(ObjectCache::new(mapping.clone()));
-        caches.insert(mapping.group_resource.clone(), cache.clone());
+        let cache = Arc::new(ObjectCache::with_fields(mapping.clone(), fields));
+        caches.insert(key, cache.clone());
         let task = self.runtime.spawn(cache.clone().run(self.client.clone()));
         self.tasks
             .lock()
@@ -105,9 +121,10 @@ impl KubeObjectLookup {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .keys()
-            .cloned()
+            .map(|(resource, _)| resource.clone())
             .collect();
         out.sort();
+        out.dedup();
         out
     }
 }
@@ -139,36 +156,62 @@ impl ObjectLookup for KubeObjectLookup {
         namespace: Option<&'a str>,
         selector: &'a LabelSelector,
     ) -> BoxFuture<'a, Result<Vec<String>, LookupError>> {
+        Box::pin(self.cached_names(group_resource, None, namespace, selector))
+    }
+
+    fn running_pods<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, LookupError>> {
         Box::pin(async move {
-            let info = self.discovery.get(group_resource).await?;
-            let has = |verb: &str| info.verbs.iter().any(|v| v == verb);
-            let watchable = info.verbs.is_empty() || (has("list") && has("watch"));
-            if !watchable {
-                return Err(LookupError::Unavailable(format!(
-                    "{group_resource} cannot be listed and watched"
-                )));
-            }
-            let cache = self.cache(&info.mapping);
-            match cache.wait_synced(self.sync_timeout).await {
-                Ok(()) => {}
-                Err(Some(cause)) => {
-                    return Err(LookupError::Unavailable(format!(
-                        "listing {group_resource} failed: {cause}"
-                    )))
-                }
-                Err(None) => {
-                    return Err(LookupError::Unavailable(format!(
-                        "cache of {group_resource} has not synced within {:?}",
-                        self.sync_timeout
-                    )))
-                }
-            }
-            let namespace = if info.mapping.namespaced {
-                namespace
-            } else {
-                None
-            };
-            Ok(cache.names(namespace, selector))
+            let pods = GroupResource::new("", "pods");
+            self.cached_names(&pods, Some(RUNNING_PODS), namespace, selector)
+                .await
         })
+    }
+}
+
+/// The field selector of the pods the resource metrics API reports.
+const RUNNING_PODS: &str = "status.phase=Running";
+
+impl KubeObjectLookup {
+    /// Names from the cache of `group_resource` (selected by `fields`), once it has synced.
+    async fn cached_names(
+        &self,
+        group_resource: &GroupResource,
+        fields: Option<&'static str>,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<String>, LookupError> {
+        let info = self.discovery.get(group_resource).await?;
+        let has = |verb: &str| info.verbs.iter().any(|v| v == verb);
+        let watchable = info.verbs.is_empty() || (has("list") && has("watch"));
+        if !watchable {
+            return Err(LookupError::Unavailable(format!(
+                "{group_resource} cannot be listed and watched"
+            )));
+        }
+        let cache = self.cache_with(&info.mapping, fields);
+        match cache.wait_synced(self.sync_timeout).await {
+            Ok(()) => {}
+            Err(Some(cause)) => {
+                return Err(LookupError::Unavailable(format!(
+                    "listing {group_resource} failed: {cause}"
+                )))
+            }
+            Err(None) => {
+                return Err(LookupError::Unavailable(format!(
+                    "cache of {group_resource} has not synced within {:?}",
+                    self.sync_timeout
+                )))
+            }
+        }
+        let namespace = if info.mapping.namespaced {
+            namespace
+        } else {
+            None
+        };
+        Ok(cache.names(namespace, selector))
     }
 }

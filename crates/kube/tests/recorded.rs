@@ -638,3 +638,43 @@ async fn scale_target_and_its_pods_as_the_controller_reads_them() {
         "{err}"
     );
 }
+
+/// The resource metrics API's pods are those the server lists with
+/// `fieldSelector=status.phase=Running`, from a cache of their own beside the pods cache.
+#[tokio::test]
+async fn running_pods_come_from_a_cache_listed_with_the_phase_field_selector() {
+    let api = Arc::new(Recorded::default());
+    api.discovery()
+        .get(
+            "/api/v1/pods?fieldSelector=status.phase%3DRunning&limit=500",
+            "pods-relist.json",
+        )
+        .get("/api/v1/pods?limit=500", "pods-list-page1.json")
+        .get(
+            "/api/v1/pods?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTAwMCwic3RhcnQiOiJzaG9wL3dlYi0yXHUwMDAwIn0%3D",
+            "pods-list-page2.json",
+        );
+    let (_standin, client, _dir) = serve(&api).await;
+    let l = lookup(&client, Duration::from_secs(10));
+    assert_eq!(
+        l.running_pods(Some("shop"), &LabelSelector::everything())
+            .await
+            .unwrap(),
+        vec!["web-1", "web-3", "web-4"]
+    );
+    assert_eq!(
+        api.requests("/api/v1/pods?fieldSelector"),
+        vec!["/api/v1/pods?fieldSelector=status.phase%3DRunning&limit=500".to_string()]
+    );
+    // Every pod, whatever its phase, is still what the custom metrics API reads.
+    let all = l
+        .names(
+            &GroupResource::new("", "pods"),
+            Some("shop"),
+            &LabelSelector::everything(),
+        )
+        .await
+        .unwrap();
+    assert!(all.contains(&"web-2".to_string()), "{all:?}");
+    assert_eq!(l.cached_resources(), vec![GroupResource::new("", "pods")]);
+}

@@ -15,19 +15,28 @@ spec:
 "#;
 
 /// cAdvisor's `container_cpu_usage_seconds_total` for the containers of pod `pod` in
-/// namespace `default`, each `(container, cores)` growing `cores` CPU-seconds per second:
-/// `samples` points 15 s apart from `start_ms`, with explicit timestamps.
+/// namespace `default`, each `(container, cores)` growing `cores` CPU-seconds per second,
+/// and beside it, as cAdvisor always exports it, `container_memory_working_set_bytes`
+/// (a steady 64 MiB per container): `samples` points 15 s apart from `start_ms`, with
+/// explicit timestamps.
 pub fn cadvisor_cpu(pod: &str, containers: &[(&str, f64)], start_ms: i64, samples: i64) -> String {
-    let mut expo = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    let mut cpu = String::from("# TYPE container_cpu_usage_seconds_total counter\n");
+    let mut memory = String::from("# TYPE container_memory_working_set_bytes gauge\n");
     for i in 0..samples {
+        let at = start_ms + i * 15_000;
         for (container, cores) in containers {
-            expo.push_str(&format!(
-                "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"{pod}\",container=\"{container}\"}} {} {}\n",
-                cores * (i * 15) as f64,
-                start_ms + i * 15_000
+            let labels = format!("namespace=\"default\",pod=\"{pod}\",container=\"{container}\"");
+            cpu.push_str(&format!(
+                "container_cpu_usage_seconds_total{{{labels}}} {} {at}\n",
+                cores * (i * 15) as f64
+            ));
+            memory.push_str(&format!(
+                "container_memory_working_set_bytes{{{labels}}} 67108864 {at}\n"
             ));
         }
     }
+    let mut expo = cpu;
+    expo.push_str(&memory);
     expo
 }
 
