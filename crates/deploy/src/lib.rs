@@ -7,7 +7,10 @@
 //! cert-manager Issuers and Certificates, extra manifests) with the same names and the same
 //! Deployment selector, so `kubectl apply` can take over a release. Differences, each
 //! deliberate:
-//! - the image is promhpa's (unless `--image` or a non-adapter `image.repository` says otherwise);
+//! - the image is promhpa's (unless `--image` or a non-adapter `image.repository` says
+//!   otherwise); a repository of prometheus-adapter's image under any registry or mirror
+//!   (`.../prometheus-adapter`, `.../k8s-prometheus-adapter-amd64`) is replaced too, its tag
+//!   dropped, with a warning;
 //! - `v1beta2.custom.metrics.k8s.io` is registered next to `v1beta1`, since promhpa serves both;
 //! - the custom-metrics ClusterRole is bound to the HPA controller
 //!   (`kube-system/horizontal-pod-autoscaler`), the subject that reads the metrics;
@@ -38,7 +41,8 @@ mod error;
 pub use error::DeployError;
 
 pub const CHART_NAME: &str = "prometheus-adapter";
-/// prometheus-adapter's image repository; values naming it get promhpa's image instead.
+/// prometheus-adapter's image repository, the chart's default: values naming it (or a
+/// mirror of it) get promhpa's image instead.
 const ADAPTER_REPOSITORY: &str = "registry.k8s.io/prometheus-adapter/prometheus-adapter";
 /// promhpa's released image.
 const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/promhpa/promhpa";
@@ -168,6 +172,7 @@ pub fn render_installation(
         ));
     }
     warnings.extend(rules.warnings.iter().cloned());
+    warnings.extend(container_image(&values, &release).1);
     let objects = render_with(&values, &release, &rules)?;
     let mut yaml = String::new();
     for note in &notes {
@@ -1207,20 +1212,7 @@ fn deployment(
         args.extend(extra.iter().map(scalar));
     }
 
-    let image = match &release.image {
-        Some(image) => image.clone(),
-        None => {
-            let repository = scalar(get(values, "image.repository"));
-            let tag = scalar(get(values, "image.tag"));
-            if repository.is_empty() || repository == ADAPTER_REPOSITORY {
-                format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
-            } else if tag.is_empty() {
-                format!("{repository}:{}", env!("CARGO_PKG_VERSION"))
-            } else {
-                format!("{repository}:{tag}")
-            }
-        }
-    };
+    let (image, _) = container_image(values, release);
 
     let mut container = json!({
         "name": CHART_NAME,
@@ -1332,6 +1324,58 @@ fn deployment(
             },
         },
     }))
+}
+
+/// Whether an image repository is prometheus-adapter's under any registry or mirror: its
+/// last path segment is `prometheus-adapter` (registry.k8s.io, k8s.gcr.io, a proxy's copy) or
+/// starts with `k8s-prometheus-adapter` (the images of directxman12 and quay.io/coreos).
+fn is_adapter_repository(repository: &str) -> bool {
+    let last = repository.rsplit('/').next().unwrap_or(repository);
+    // A tag or digest written into the repository does not change what it names.
+    let last = last.split(['@', ':']).next().unwrap_or(last);
+    last == CHART_NAME || last.starts_with("k8s-prometheus-adapter")
+}
+
+/// The image the Deployment runs, and a warning when the values named another: `--image`
+/// wins; prometheus-adapter's repository (wherever it is mirrored) gives promhpa's released
+/// image, its tag dropped; any other repository is kept, with its tag or promhpa's version.
+fn container_image(values: &Value, release: &Release) -> (String, Option<String>) {
+    if let Some(image) = &release.image {
+        return (image.clone(), None);
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let repository = scalar(get(values, "image.repository"));
+    let tag = scalar(get(values, "image.tag"));
+    if repository.is_empty() || is_adapter_repository(&repository) {
+        let image = format!("{DEFAULT_IMAGE_REPOSITORY}:{version}");
+        let chart_default = repository.is_empty() || repository == ADAPTER_REPOSITORY;
+        if chart_default && tag.is_empty() {
+            // The chart's default image: the switch this command is for.
+            return (image, None);
+        }
+        let given = match (repository.is_empty(), tag.is_empty()) {
+            (true, _) => format!("(no repository, tag {tag})"),
+            (false, true) => repository,
+            (false, false) => format!("{repository}:{tag}"),
+        };
+        let dropped = if tag.is_empty() {
+            String::new()
+        } else {
+            format!(" (image.tag {tag} is dropped)")
+        };
+        let warning = format!(
+            "the values' image {given} is prometheus-adapter's, not promhpa's: the \
+             Deployment runs {image} instead{dropped}; pass --image to run promhpa's image \
+             from a mirror or another registry"
+        );
+        return (image, Some(warning));
+    }
+    let image = if tag.is_empty() {
+        format!("{repository}:{version}")
+    } else {
+        format!("{repository}:{tag}")
+    };
+    (image, None)
 }
 
 /// Objects as one YAML stream, `---` between documents.
@@ -2167,6 +2211,116 @@ externalRules:
         assert_eq!(unknown_keys(&values), vec!["replica".to_string()]);
         assert_eq!(unknown_keys(&seed_values()), Vec::<String>::new());
         assert!(parse_values("- a\n- b\n").is_err());
+    }
+
+    /// Renders one Helm values file as `manifests --helm-values` does, with `image` as
+    /// `--image`.
+    fn install(values: &str, image: Option<&str>) -> Rendered {
+        let input = InputFile {
+            source: "values.yaml".into(),
+            text: values.into(),
+            given: Given::HelmValues,
+        };
+        let release = Release {
+            image: image.map(String::from),
+            ..release("monitoring")
+        };
+        render_installation(&[input], release, None).unwrap_or_else(|e| panic!("{}", chain(&e)))
+    }
+
+    /// The image of the rendered Deployment.
+    fn image_of(rendered: &Rendered) -> String {
+        let objects: Vec<Value> = yaml::documents(&rendered.yaml)
+            .into_iter()
+            .map(|doc| doc.unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let deployment = find(&objects, "Deployment", "prometheus-adapter");
+        scalar(&deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+    }
+
+    #[test]
+    fn adapter_images_anywhere_give_promhpas_image_with_a_warning() {
+        let promhpa = format!("ghcr.io/promhpa/promhpa:{}", env!("CARGO_PKG_VERSION"));
+        let image_warnings = |r: &Rendered| -> Vec<String> {
+            r.warnings
+                .iter()
+                .filter(|w| w.contains("prometheus-adapter's, not promhpa's"))
+                .cloned()
+                .collect()
+        };
+        // The chart's default repository, no tag: the expected switch, nothing to say.
+        let plain = install("replicas: 1\n", None);
+        assert_eq!(image_of(&plain), promhpa);
+        assert_eq!(image_warnings(&plain), Vec::<String>::new());
+
+        for repository in [
+            "harbor.corp/proxy/prometheus-adapter/prometheus-adapter",
+            "k8s.gcr.io/prometheus-adapter/prometheus-adapter",
+            "directxman12/k8s-prometheus-adapter-amd64",
+            "quay.io/coreos/k8s-prometheus-adapter-amd64",
+            "registry.local:5000/prometheus-adapter",
+        ] {
+            let rendered = install(&format!("image: {{repository: {repository}}}\n"), None);
+            assert_eq!(image_of(&rendered), promhpa, "{repository}");
+            let warnings = image_warnings(&rendered);
+            assert_eq!(warnings.len(), 1, "{repository}: {:?}", rendered.warnings);
+            assert!(warnings[0].contains(repository), "{}", warnings[0]);
+            assert!(warnings[0].contains(&promhpa), "{}", warnings[0]);
+            assert!(warnings[0].contains("--image"), "{}", warnings[0]);
+            assert!(!warnings[0].contains("dropped"), "{}", warnings[0]);
+        }
+
+        // A tag given with the adapter's repository is dropped, and said to be.
+        let tagged = install("image: {tag: v0.11.2}\n", None);
+        assert_eq!(image_of(&tagged), promhpa);
+        let warnings = image_warnings(&tagged);
+        assert_eq!(warnings.len(), 1, "{:?}", tagged.warnings);
+        assert!(
+            warnings[0].contains("registry.k8s.io/prometheus-adapter/prometheus-adapter:v0.11.2"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[0].contains("image.tag v0.11.2 is dropped"),
+            "{}",
+            warnings[0]
+        );
+        let mirrored = install(
+            "image: {repository: harbor.corp/proxy/prometheus-adapter/prometheus-adapter, tag: v0.12.0}\n",
+            None,
+        );
+        assert_eq!(image_of(&mirrored), promhpa);
+        let warnings = image_warnings(&mirrored);
+        assert!(
+            warnings[0].contains("harbor.corp/proxy/prometheus-adapter/prometheus-adapter:v0.12.0")
+                && warnings[0].contains("image.tag v0.12.0 is dropped"),
+            "{warnings:?}"
+        );
+
+        // --image wins without a word; other repositories are kept as they are.
+        let chosen = install(
+            "image: {repository: directxman12/k8s-prometheus-adapter-amd64, tag: v0.5.0}\n",
+            Some("harbor.corp/mirror/promhpa:1.0"),
+        );
+        assert_eq!(image_of(&chosen), "harbor.corp/mirror/promhpa:1.0");
+        assert_eq!(image_warnings(&chosen), Vec::<String>::new());
+        for (values, want) in [
+            (
+                "image: {repository: harbor.corp/mirror/promhpa, tag: \"1.0\"}\n",
+                "harbor.corp/mirror/promhpa:1.0".to_string(),
+            ),
+            (
+                "image: {repository: example.com/prometheus-adapter-fork/server}\n",
+                format!(
+                    "example.com/prometheus-adapter-fork/server:{}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ),
+        ] {
+            let kept = install(values, None);
+            assert_eq!(image_of(&kept), want);
+            assert_eq!(image_warnings(&kept), Vec::<String>::new());
+        }
     }
 
     #[test]
