@@ -171,6 +171,9 @@ pub fn render_installation(
             prometheus_url(&values)?
         ));
     }
+    if !values_files.is_empty() {
+        notes.push(helm_release_note(&release));
+    }
     warnings.extend(rules.warnings.iter().cloned());
     warnings.extend(container_image(&values, &release).1);
     let objects = render_with(&values, &release, &rules)?;
@@ -184,6 +187,21 @@ pub fn render_installation(
         warnings,
         notes,
     })
+}
+
+/// What to do before applying objects that replace a Helm release's in place: Helm's record
+/// of the release still lists them (`helm uninstall` would delete promhpa, `helm upgrade` or
+/// a controller reconciling the release would bring the adapter back).
+fn helm_release_note(release: &Release) -> String {
+    format!(
+        "these objects replace those of Helm release {name}, which Helm still lists as its own: \
+         first stop what reconciles the release (suspend the Flux HelmRelease or the Argo CD \
+         Application), then make Helm forget it without deleting anything \
+         (kubectl -n {namespace} delete secret -l owner=helm,name={name}), then apply; \
+         otherwise helm uninstall deletes promhpa and helm upgrade puts the adapter back",
+        name = release.name,
+        namespace = release.namespace,
+    )
 }
 
 /// One input file, as `manifests` reads it.
@@ -2321,6 +2339,43 @@ externalRules:
             assert_eq!(image_of(&kept), want);
             assert_eq!(image_warnings(&kept), Vec::<String>::new());
         }
+    }
+
+    #[test]
+    fn helm_values_note_how_to_take_the_release_from_helm() {
+        let rendered = install("replicas: 2\n", None);
+        let note = rendered
+            .notes
+            .iter()
+            .find(|n| n.contains("owner=helm"))
+            .unwrap_or_else(|| panic!("no note on the Helm release: {:?}", rendered.notes));
+        assert!(
+            note.contains(
+                "kubectl -n monitoring delete secret -l owner=helm,name=prometheus-adapter"
+            ),
+            "{note}"
+        );
+        assert!(
+            note.contains("HelmRelease") && note.contains("Argo CD"),
+            "{note}"
+        );
+        assert!(rendered.yaml.starts_with("# "), "{}", rendered.yaml);
+        assert!(rendered.yaml.contains(&format!("# {note}\n")));
+
+        // A rule file alone is no Helm release.
+        let config = InputFile {
+            source: "config.yaml".into(),
+            text: "rules:\n- seriesQuery: 'up{namespace!=\"\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n".into(),
+            given: Given::Config,
+        };
+        let rendered = render_installation(&[config], release("monitoring"), None)
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert!(
+            !rendered.notes.iter().any(|n| n.contains("owner=helm")),
+            "{:?}",
+            rendered.notes
+        );
+        assert!(!rendered.yaml.contains("owner=helm"));
     }
 
     #[test]
