@@ -12,6 +12,11 @@
 //!   (`.../prometheus-adapter`, `.../k8s-prometheus-adapter-amd64`) is replaced too, its tag
 //!   dropped, with a warning;
 //! - `v1beta2.custom.metrics.k8s.io` is registered next to `v1beta1`, since promhpa serves both;
+//! - RBAC grants only what promhpa reads: no cluster-wide `configmaps` in
+//!   `<name>-resource-reader` (the one ConfigMap read, `kube-system/extension-apiserver-authentication`,
+//!   comes with the `extension-apiserver-authentication-reader` binding) and no `nodes/stats` in
+//!   `<name>-metrics`. Rules whose series map to configmaps need list/watch on them granted
+//!   for `*` requests, as any resource the role does not name;
 //! - the custom-metrics ClusterRole is bound to the HPA controller
 //!   (`kube-system/horizontal-pod-autoscaler`), the subject that reads the metrics;
 //! - `app.kubernetes.io/managed-by` is `promhpa` and there is no `helm.sh/chart` label;
@@ -862,7 +867,9 @@ pub fn render_with(
     }
 
     if rbac {
-        objects.push(cluster_role(&format!("{}-resource-reader", n.name), json!([{"apiGroups": [""], "resources": ["namespaces", "pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}])));
+        // The chart also grants configmaps, which promhpa does not read: its one ConfigMap,
+        // kube-system/extension-apiserver-authentication, is the auth reader's.
+        objects.push(cluster_role(&format!("{}-resource-reader", n.name), json!([{"apiGroups": [""], "resources": ["namespaces", "pods", "services"], "verbs": ["get", "list", "watch"]}])));
         objects.push(binding(
             "ClusterRoleBinding",
             &format!("{}-resource-reader", n.name),
@@ -924,7 +931,9 @@ pub fn render_with(
         }
         if resource {
             let role = format!("{}-metrics", n.name);
-            objects.push(cluster_role(&role, json!([{"apiGroups": [""], "resources": ["pods", "nodes", "nodes/stats"], "verbs": ["get", "list", "watch"]}])));
+            // Resource metrics list pods and nodes; the chart's nodes/stats (the kubelet's
+            // summary API) is not read.
+            objects.push(cluster_role(&role, json!([{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}])));
             objects.push(binding(
                 "ClusterRoleBinding",
                 &format!("{}-hpa-controller-metrics", n.name),
@@ -2376,6 +2385,45 @@ externalRules:
             rendered.notes
         );
         assert!(!rendered.yaml.contains("owner=helm"));
+    }
+
+    #[test]
+    fn rbac_grants_only_what_promhpa_reads() {
+        let mut values = chart_defaults();
+        merge_values(
+            &mut values,
+            json!({"rules": {"resource": {
+                "cpu": {"containerQuery": "x", "nodeQuery": "y", "resources": {"template": "<<.Resource>>"}, "containerLabel": "container"},
+                "memory": {"containerQuery": "x", "nodeQuery": "y", "resources": {"template": "<<.Resource>>"}, "containerLabel": "container"},
+                "window": "3m"
+            }}}),
+        );
+        let objects =
+            render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let reader = find(
+            &objects,
+            "ClusterRole",
+            "prometheus-adapter-resource-reader",
+        );
+        assert_eq!(
+            reader["rules"],
+            json!([{"apiGroups": [""], "resources": ["namespaces", "pods", "services"], "verbs": ["get", "list", "watch"]}])
+        );
+        let metrics = find(&objects, "ClusterRole", "prometheus-adapter-metrics");
+        assert_eq!(
+            metrics["rules"],
+            json!([{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}])
+        );
+        // Nothing rendered grants either anywhere.
+        let stream = to_yaml_stream(&objects).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert!(!stream.contains("configmaps"), "{stream}");
+        assert!(!stream.contains("nodes/stats"), "{stream}");
+        // The authentication ConfigMap is read through the auth reader's binding.
+        let auth = find(&objects, "RoleBinding", "prometheus-adapter-auth-reader");
+        assert_eq!(
+            auth["roleRef"]["name"],
+            "extension-apiserver-authentication-reader"
+        );
     }
 
     #[test]
