@@ -17,6 +17,9 @@
 //!   comes with the `extension-apiserver-authentication-reader` binding) and no `nodes/stats` in
 //!   `<name>-metrics`. Rules whose series map to configmaps need list/watch on them granted
 //!   for `*` requests, as any resource the role does not name;
+//! - with resource metrics, the ClusterRole `<name>-aggregated-metrics-reader` lets the
+//!   view, edit and admin roles read `metrics.k8s.io` (kubectl top), as metrics-server's
+//!   `system:aggregated-metrics-reader` does (the chart has none);
 //! - the custom-metrics ClusterRole is bound to the HPA controller
 //!   (`kube-system/horizontal-pod-autoscaler`), the subject that reads the metrics;
 //! - `app.kubernetes.io/managed-by` is `promhpa` and there is no `helm.sh/chart` label;
@@ -942,6 +945,22 @@ pub fn render_with(
                 &role,
                 &sa_subject,
             ));
+            // Whoever may view, edit or administer a namespace may read its metrics
+            // (kubectl top), as with metrics-server; named apart from metrics-server's
+            // system:aggregated-metrics-reader, which stays as it is.
+            let mut reader = cluster_role(
+                &format!("{}-aggregated-metrics-reader", n.name),
+                json!([{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}]),
+            );
+            if let Some(labels) = reader["metadata"]["labels"].as_object_mut() {
+                for role in ["view", "edit", "admin"] {
+                    labels.insert(
+                        format!("rbac.authorization.k8s.io/aggregate-to-{role}"),
+                        "true".into(),
+                    );
+                }
+            }
+            objects.push(reader);
         }
     }
 
@@ -2424,6 +2443,72 @@ externalRules:
             auth["roleRef"]["name"],
             "extension-apiserver-authentication-reader"
         );
+    }
+
+    #[test]
+    fn resource_metrics_are_readable_by_viewers_as_with_metrics_server() {
+        let reader_name = "prometheus-adapter-aggregated-metrics-reader";
+        let defaults = render(&chart_defaults(), &release("monitoring"))
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert!(
+            !kinds_and_names(&defaults).contains(&format!("ClusterRole/{reader_name}")),
+            "no metrics.k8s.io, no reader"
+        );
+
+        // From Helm values' rules.resource.
+        let mut values = chart_defaults();
+        merge_values(
+            &mut values,
+            json!({"rules": {"resource": {
+                "cpu": {"containerQuery": "x", "nodeQuery": "y", "resources": {"template": "<<.Resource>>"}, "containerLabel": "container"},
+                "memory": {"containerQuery": "x", "nodeQuery": "y", "resources": {"template": "<<.Resource>>"}, "containerLabel": "container"},
+                "window": "3m"
+            }}}),
+        );
+        let objects =
+            render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        find(&objects, "APIService", "v1beta1.metrics.k8s.io");
+        let reader = find(&objects, "ClusterRole", reader_name);
+        let labels = &reader["metadata"]["labels"];
+        for role in ["view", "edit", "admin"] {
+            assert_eq!(
+                labels[format!("rbac.authorization.k8s.io/aggregate-to-{role}")],
+                "true",
+                "{reader}"
+            );
+        }
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "promhpa");
+
+        // The same role as deploy/overlays/resource-metrics grants.
+        let overlay = kustomize(&deploy_dir().join("overlays/resource-metrics"));
+        let shipped = find(&overlay, "ClusterRole", "promhpa-aggregated-metrics-reader");
+        assert_eq!(reader["rules"], shipped["rules"]);
+        for role in ["view", "edit", "admin"] {
+            let key = format!("rbac.authorization.k8s.io/aggregate-to-{role}");
+            assert_eq!(labels[&key], shipped["metadata"]["labels"][&key], "{key}");
+        }
+
+        // From an adapter config's resourceRules.
+        let config = InputFile {
+            source: "config.yaml".into(),
+            text: fs::read_to_string(deploy_dir().join("overlays/resource-metrics/config.yaml"))
+                .unwrap_or_else(|e| panic!("{e}")),
+            given: Given::Config,
+        };
+        let rendered = render_installation(&[config], release("monitoring"), None)
+            .unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let objects: Vec<Value> = yaml::documents(&rendered.yaml)
+            .into_iter()
+            .map(|doc| doc.unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        find(&objects, "APIService", "v1beta1.metrics.k8s.io");
+        find(&objects, "ClusterRole", reader_name);
+
+        // rbac.create: false renders no RBAC at all.
+        merge_values(&mut values, json!({"rbac": {"create": false}}));
+        let objects =
+            render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert!(!kinds_and_names(&objects).contains(&format!("ClusterRole/{reader_name}")));
     }
 
     #[test]
