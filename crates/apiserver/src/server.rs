@@ -331,16 +331,38 @@ pub fn ensure_self_signed(
     names.dedup();
     let generated = rcgen::generate_simple_self_signed(names)
         .map_err(|e| ServerError::Generate(e.to_string()))?;
-    let write = |p: &Path, text: String| {
-        std::fs::write(p, text).map_err(|e| ServerError::Read {
-            what: "generated certificate file",
-            path: p.to_path_buf(),
-            message: e.to_string(),
-        })
+    let failed = |p: &Path, e: std::io::Error| ServerError::Read {
+        what: "generated certificate file",
+        path: p.to_path_buf(),
+        message: e.to_string(),
     };
-    write(&cert, generated.cert.pem())?;
-    write(&key, generated.key_pair.serialize_pem())?;
+    std::fs::write(&cert, generated.cert.pem()).map_err(|e| failed(&cert, e))?;
+    write_private(&key, generated.key_pair.serialize_pem().as_bytes())
+        .map_err(|e| failed(&key, e))?;
     Ok((cert, key))
+}
+
+/// Writes a private key readable by its owner alone (0600, as Go's keyutil writes one),
+/// whatever the umask, also when the file was there before with wider permissions.
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // The mode applies only to a file created here; one left from before is narrowed
+    // before the key goes in.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
 }
 
 /// Accept TLS connections on `listener` and serve `app` until `shutdown` resolves; then
@@ -633,6 +655,26 @@ mod tests {
                 .is_some_and(|e| e.contains("missing the line \"-----END CERTIFICATE-----\"")),
             "{e:?}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn generated_private_key_is_readable_by_its_owner_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = std::env::temp_dir().join(format!("promhpa-keymode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (c, k) = ensure_self_signed(&dir, &[]).unwrap();
+        assert_eq!(mode(&k), 0o600, "{}", k.display());
+        assert!(load_certified_key(&c, &k).is_ok());
+
+        // A key left world-readable, its certificate gone: the new key is narrowed too.
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::remove_file(&c).unwrap();
+        let (c, k) = ensure_self_signed(&dir, &[]).unwrap();
+        assert_eq!(mode(&k), 0o600, "{}", k.display());
+        assert!(load_certified_key(&c, &k).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
