@@ -23,6 +23,8 @@
 //! - the custom-metrics ClusterRole is bound to the HPA controller
 //!   (`kube-system/horizontal-pod-autoscaler`), the subject that reads the metrics;
 //! - `app.kubernetes.io/managed-by` is `promhpa` and there is no `helm.sh/chart` label;
+//! - a PodDisruptionBudget with `minAvailable` gets no `maxUnavailable` (the chart's default
+//!   1 would be rendered next to it, and the API server refuses both), with a warning;
 //! - values that give no rule at all are refused instead of installing an adapter that serves
 //!   nothing.
 //!
@@ -184,6 +186,7 @@ pub fn render_installation(
     }
     warnings.extend(rules.warnings.iter().cloned());
     warnings.extend(container_image(&values, &release).1);
+    warnings.extend(pdb_warning(&values));
     let objects = render_with(&values, &release, &rules)?;
     let mut yaml = String::new();
     for note in &notes {
@@ -210,6 +213,25 @@ fn helm_release_note(release: &Release) -> String {
         name = release.name,
         namespace = release.namespace,
     )
+}
+
+/// The warning for a PodDisruptionBudget given both minAvailable and maxUnavailable (the
+/// chart's default 1 stays unless set to null), of which only minAvailable is rendered.
+fn pdb_warning(values: &Value) -> Option<String> {
+    let budget = |key: &str| get(values, &format!("podDisruptionBudget.{key}"));
+    let both = truthy(budget("enabled"))
+        && truthy(budget("minAvailable"))
+        && truthy(budget("maxUnavailable"));
+    both.then(|| {
+        format!(
+            "podDisruptionBudget sets minAvailable ({}) and maxUnavailable ({}, the chart's \
+             default unless set), which the API server refuses together: the \
+             PodDisruptionBudget gets minAvailable alone (the chart would render both and \
+             fail); set podDisruptionBudget.maxUnavailable: null in the values to say so",
+            scalar(budget("minAvailable")),
+            scalar(budget("maxUnavailable")),
+        )
+    })
 }
 
 /// One input file, as `manifests` reads it.
@@ -1057,6 +1079,12 @@ pub fn render_with(
             if truthy(v) {
                 spec.insert(key.into(), v.clone());
             }
+        }
+        // The API server refuses a budget with both (the chart renders both when
+        // minAvailable is set over its default maxUnavailable: 1); minAvailable is the one
+        // set on purpose. pdb_warning says so.
+        if spec.contains_key("minAvailable") {
+            spec.remove("maxUnavailable");
         }
         spec.insert("selector".into(), json!({"matchLabels": selector}));
         objects.push(json!({
@@ -2509,6 +2537,56 @@ externalRules:
         let objects =
             render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         assert!(!kinds_and_names(&objects).contains(&format!("ClusterRole/{reader_name}")));
+    }
+
+    #[test]
+    fn a_disruption_budget_never_gets_both_bounds() {
+        let pdb_of = |r: &Rendered| -> Value {
+            let objects: Vec<Value> = yaml::documents(&r.yaml)
+                .into_iter()
+                .map(|doc| doc.unwrap_or_else(|e| panic!("{e}")))
+                .collect();
+            find(&objects, "PodDisruptionBudget", "prometheus-adapter")["spec"].clone()
+        };
+        let said = |r: &Rendered| {
+            r.warnings
+                .iter()
+                .filter(|w| w.contains("podDisruptionBudget"))
+                .count()
+        };
+        // minAvailable over the chart's default maxUnavailable: 1.
+        let rendered = install(
+            "podDisruptionBudget: {enabled: true, minAvailable: 1}\n",
+            None,
+        );
+        let spec = pdb_of(&rendered);
+        assert_eq!(spec["minAvailable"], 1);
+        assert!(spec.get("maxUnavailable").is_none(), "{spec}");
+        assert_eq!(said(&rendered), 1, "{:?}", rendered.warnings);
+        let warning = rendered
+            .warnings
+            .iter()
+            .find(|w| w.contains("podDisruptionBudget"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(warning.contains("maxUnavailable: null"), "{warning}");
+
+        // Said so in the values: nothing to warn about.
+        let rendered = install(
+            "podDisruptionBudget: {enabled: true, minAvailable: \"50%\", maxUnavailable: null}\n",
+            None,
+        );
+        assert_eq!(pdb_of(&rendered)["minAvailable"], "50%");
+        assert_eq!(said(&rendered), 0, "{:?}", rendered.warnings);
+        // The chart's default alone.
+        let rendered = install("podDisruptionBudget: {enabled: true}\n", None);
+        assert_eq!(pdb_of(&rendered)["maxUnavailable"], 1);
+        assert!(pdb_of(&rendered).get("minAvailable").is_none());
+        assert_eq!(said(&rendered), 0, "{:?}", rendered.warnings);
+        // Disabled: no budget, no warning.
+        let rendered = install("podDisruptionBudget: {minAvailable: 1}\n", None);
+        assert!(!rendered.yaml.contains("PodDisruptionBudget"));
+        assert_eq!(said(&rendered), 0, "{:?}", rendered.warnings);
     }
 
     #[test]
