@@ -22,6 +22,10 @@
 //!   `system:aggregated-metrics-reader` does (the chart has none);
 //! - the custom-metrics ClusterRole is bound to the HPA controller
 //!   (`kube-system/horizontal-pod-autoscaler`), the subject that reads the metrics;
+//! - the APIServices name the Service's port (`spec.service.port`) when `service.port` is not
+//!   443, where the chart leaves it out and the aggregator calls 443;
+//! - with `customAnnotations` set and cert-manager off, the APIServices carry those
+//!   annotations alone: the chart adds `cert-manager.io/inject-ca-from` too;
 //! - `app.kubernetes.io/managed-by` is `promhpa` and there is no `helm.sh/chart` label;
 //! - a PodDisruptionBudget with `minAvailable` gets no `maxUnavailable` (the chart's default
 //!   1 would be rendered next to it, and the API server refuses both), with a warning;
