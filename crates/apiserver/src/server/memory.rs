@@ -3,8 +3,9 @@
 //! resident until the next flood. `malloc_trim` asks it to return the free pages of every
 //! arena. promhpa calls it when the number of open connections has fallen well below its
 //! recent peak, when resident memory has grown well past what it was after the last call,
-//! and at most once a minute when it has crept a little past it (the buffers of a burst of
-//! requests in flight behind a slow backend); otherwise never, since it briefly locks each
+//! and at most once a minute when it stands a little above the least it was after any call
+//! (the buffers of a burst of requests in flight behind a slow backend, or of a few
+//! connections that left many answers unread); otherwise never, since it briefly locks each
 //! arena. Built with jemalloc
 //! (`--features jemalloc`, which turns on this crate's `jemalloc` feature), whose background
 //! thread purges by itself, this does nothing.
@@ -26,12 +27,20 @@ const CREEP: u64 = 1 << 20;
 const CREEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether a trim is due: `open` connections now, `peak` the most seen since the last trim,
-/// `rss` the resident bytes now, `after_last` those right after the last trim and
-/// `since_last` the time since it.
-pub fn due(open: u64, peak: u64, rss: u64, after_last: u64, since_last: Duration) -> bool {
+/// `rss` the resident bytes now, `after_last` those right after the last trim, `floor` the
+/// fewest right after any trim (or at start), and `since_last` the time since the last.
+/// Creeping is measured from the floor: a trim in the middle of a flood leaves a high
+/// `after_last`, and the memory the flood frees once it ends must still be given back.
+pub fn due(
+    open: u64,
+    peak: u64,
+    rss: u64,
+    after_last: u64,
+    floor: u64,
+    since_last: Duration,
+) -> bool {
     let emptied = peak >= CONNECTIONS_GONE && open <= peak / 2 && peak - open >= CONNECTIONS_GONE;
-    let crept =
-        since_last >= CREEP_EVERY && rss > after_last.saturating_add(CREEP.max(after_last / 20));
+    let crept = since_last >= CREEP_EVERY && rss > floor.saturating_add(CREEP.max(floor / 20));
     emptied || crept || rss > after_last.saturating_add(GROWTH)
 }
 
@@ -77,6 +86,7 @@ pub async fn run(metrics: Arc<SelfMetrics>) {
         return;
     }
     let mut after_last = resident_bytes().unwrap_or(0);
+    let mut floor = after_last;
     let mut last = tokio::time::Instant::now();
     let mut peak = 0;
     let mut tick = tokio::time::interval(CHECK_EVERY);
@@ -88,11 +98,12 @@ pub async fn run(metrics: Arc<SelfMetrics>) {
         let Some(rss) = resident_bytes() else {
             continue;
         };
-        if !due(open, peak, rss, after_last, last.elapsed()) {
+        if !due(open, peak, rss, after_last, floor, last.elapsed()) {
             continue;
         }
         let released = tokio::task::spawn_blocking(trim).await.unwrap_or(false);
         after_last = resident_bytes().unwrap_or(rss);
+        floor = floor.min(after_last);
         last = tokio::time::Instant::now();
         tracing::debug!(
             before_bytes = rss,
@@ -113,21 +124,26 @@ mod tests {
         let soon = Duration::from_secs(5);
         let later = Duration::from_secs(60);
         // Steady state: nothing.
-        assert!(!due(10, 12, 40 << 20, 30 << 20, soon));
+        assert!(!due(10, 12, 40 << 20, 30 << 20, 30 << 20, soon));
         // A flood of 4,000 connections has gone: trim.
-        assert!(due(20, 4000, 150 << 20, 30 << 20, soon));
+        assert!(due(20, 4000, 150 << 20, 30 << 20, 30 << 20, soon));
         // Still half open: wait.
-        assert!(!due(2500, 4000, 150 << 20, 140 << 20, soon));
+        assert!(!due(2500, 4000, 150 << 20, 140 << 20, 30 << 20, soon));
         // Memory grew 32 MiB past the last level without connections (a big relist).
-        assert!(due(5, 5, 80 << 20, 40 << 20, soon));
-        assert!(!due(5, 5, 60 << 20, 40 << 20, soon));
+        assert!(due(5, 5, 80 << 20, 40 << 20, 40 << 20, soon));
+        assert!(!due(5, 5, 60 << 20, 40 << 20, 40 << 20, soon));
         // It crept 3 MiB past a 20 MiB level (a burst of requests in flight): returned, but
         // not more than once a minute, and not for less than 5 % of the level.
-        assert!(due(5, 5, 23 << 20, 20 << 20, later));
-        assert!(!due(5, 5, 23 << 20, 20 << 20, soon));
-        assert!(!due(5, 5, 20 << 20 | 1 << 19, 20 << 20, later));
-        assert!(!due(5, 5, 82 << 20, 80 << 20, later));
-        assert!(due(5, 5, 85 << 20, 80 << 20, later));
+        assert!(due(5, 5, 23 << 20, 20 << 20, 20 << 20, later));
+        assert!(!due(5, 5, 23 << 20, 20 << 20, 20 << 20, soon));
+        assert!(!due(5, 5, 20 << 20 | 1 << 19, 20 << 20, 20 << 20, later));
+        assert!(!due(5, 5, 82 << 20, 80 << 20, 80 << 20, later));
+        assert!(due(5, 5, 85 << 20, 80 << 20, 80 << 20, later));
+        // A trim in the middle of 40 connections' flood left 776 MiB; once they are gone
+        // (too few for the emptied rule) the memory they freed is returned within a minute,
+        // as it stands well above the 20 MiB the process ran in before.
+        assert!(!due(1, 40, 776 << 20, 776 << 20, 20 << 20, soon));
+        assert!(due(1, 40, 776 << 20, 776 << 20, 20 << 20, later));
     }
 
     #[test]
