@@ -241,6 +241,9 @@ fn a_second_metrics_server_shares_the_apis_through_the_first() {
             front_proxy.ca_cert.display()
         ),
         "--requestheader-allowed-names=front-proxy".into(),
+        // Callers without credentials are refused (401) rather than authorized as
+        // system:anonymous: this test's cluster answers no SubjectAccessReview.
+        "--anonymous-auth=false".into(),
         format!("--forward-unknown-external-metrics-to={second_url}"),
         format!("--forward-unknown-custom-metrics-to={second_url}"),
         format!("--forward-ca-file={}", second_pki.ca_cert.display()),

@@ -40,7 +40,9 @@ pub struct DelegatedAuthOptions {
     pub skip_lookup: bool,
     /// `--authentication-tolerate-lookup-failure`: start even if it cannot be read.
     pub tolerate_lookup_failure: bool,
-    /// Authorize requests without credentials as `system:anonymous` instead of answering 401.
+    /// `--anonymous-auth` (true): authorize requests without credentials as
+    /// `system:anonymous` instead of answering 401, as Kubernetes' delegated authentication
+    /// does.
     pub anonymous: bool,
     /// Audiences bearer tokens are reviewed for; empty leaves the API server's default.
     pub token_audiences: Vec<String>,
@@ -64,7 +66,7 @@ impl Default for DelegatedAuthOptions {
                 .collect(),
             skip_lookup: false,
             tolerate_lookup_failure: false,
-            anonymous: false,
+            anonymous: true,
             ca_file_check_interval: Duration::from_secs(2),
             token_audiences: Vec::new(),
         }

@@ -179,12 +179,19 @@ async fn guard_built_from_flags_and_kubeconfig() {
         "system:serviceaccount:kube-system:horizontal-pod-autoscaler"
     );
 
-    // The same headers from a pod without the front-proxy certificate: no identity, 401.
+    // The same headers from a pod without the front-proxy certificate carry no identity:
+    // the request is authorized as system:anonymous, as Kubernetes' delegated
+    // authentication does, and the SubjectAccessReview refuses it.
     let rej = guard
         .check(&Method::GET, path, None, &hpa)
         .await
         .unwrap_err();
-    assert_eq!(rej.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(rej.status, StatusCode::FORBIDDEN);
+    assert!(
+        rej.message.contains("\"system:anonymous\""),
+        "{}",
+        rej.message
+    );
 
     // A service account token: TokenReview says who, SubjectAccessReview says no.
     let reader = headers(&[("Authorization", "Bearer reader-token")]);
@@ -227,9 +234,10 @@ async fn guard_built_from_flags_and_kubeconfig() {
         count("POST", "/apis/authentication.k8s.io/v1/tokenreviews"),
         2
     );
+    // The HPA's, the anonymous caller's and the reader's.
     assert_eq!(
         count("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews"),
-        2
+        3
     );
     let sar = log
         .iter()

@@ -87,6 +87,8 @@ pub fn delegated_auth_options(flags: &ServeFlags) -> Result<DelegatedAuthOptions
             &flags.authentication_tolerate_lookup_failure,
             &mut errors,
         ),
+        anonymous: flags.anonymous_auth.is_none()
+            || flag_bool("anonymous-auth", &flags.anonymous_auth, &mut errors),
         ..DelegatedAuthOptions::default()
     };
     if !errors.is_empty() {
@@ -132,6 +134,12 @@ mod tests {
         assert_eq!(o.authn.requestheader_group_headers, vec!["x-remote-group"]);
         assert!(o.skip_lookup);
         assert!(!o.tolerate_lookup_failure);
+        // Requests without credentials are authorized as system:anonymous unless told not.
+        assert!(o.anonymous);
+        let strict = delegated_auth_options(&flags(&["--anonymous-auth=false"]))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!strict.anonymous);
+        assert!(delegated_auth_options(&flags(&["--anonymous-auth=maybe"])).is_err());
         assert_eq!(o.authorized_ttl, Duration::from_secs(30));
         assert_eq!(o.unauthorized_ttl, Duration::from_secs(10));
         assert_eq!(o.always_allow_paths, vec!["/healthz", "/metrics"]);

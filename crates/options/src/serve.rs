@@ -185,6 +185,11 @@ pub struct ServeFlags {
     /// How long TokenReview answers are cached (default 10s).
     #[arg(long, value_name = "DURATION")]
     pub authentication_token_webhook_cache_ttl: Option<String>,
+    /// Authorize requests that carry no credentials as `system:anonymous` (group
+    /// `system:unauthenticated`), as Kubernetes' delegated authentication does, so they get
+    /// 403 unless RBAC grants them; false answers them 401 (default true).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub anonymous_auth: Option<String>,
     /// kubeconfig of the cluster that authorizes requests (SubjectAccessReview) (default:
     /// --kubeconfig, else in-cluster).
     #[arg(long, value_name = "FILE")]
