@@ -89,6 +89,11 @@ fn reqwest_client(pki: &TestPki) -> reqwest::Client {
 }
 
 fn tls_connector(pki: &TestPki) -> tokio_rustls::TlsConnector {
+    connector_for(pki, b"http/1.1")
+}
+
+/// A TLS connector trusting the test CA that offers one ALPN protocol.
+fn connector_for(pki: &TestPki, alpn: &[u8]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(&pki.ca_cert).unwrap();
     for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
@@ -100,7 +105,7 @@ fn tls_connector(pki: &TestPki) -> tokio_rustls::TlsConnector {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
@@ -487,6 +492,70 @@ async fn request_bodies_and_bad_timeouts_get_a_status() {
         assert_eq!(resp.status(), 431);
     }
     get_ok(&client, &format!("{base}{METRIC}")).await;
+}
+
+/// HTTP/2 clients that never read their answers (a stream window of 0) keep their requests'
+/// in-flight seats until the answers are sent, as a Go server's handlers stay in their
+/// writes: past `--max-requests-inflight` the next request gets a 429, instead of ever more
+/// answers buffered for clients that do not read them. The seats come back when the
+/// connection goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_never_read_keep_their_in_flight_seats() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    let server = Server::start(&pki, dir.path(), &["--max-requests-inflight=3"]);
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let client = reqwest_client(&pki);
+    get_ok(&client, &format!("{base}{METRIC}")).await;
+
+    let tcp = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector_for(&pki, b"h2").connect(name, tcp).await.unwrap();
+    let (mut h2, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let mut unread = Vec::new();
+    for _ in 0..3 {
+        let request = http::Request::get(format!("{base}{METRIC}"))
+            .body(())
+            .unwrap();
+        let (answer, _) = h2.send_request(request, true).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        // Its body is never read: the window stays shut.
+        unread.push(answer);
+    }
+    let resp = client.get(format!("{base}{METRIC}")).send().await.unwrap();
+    assert_eq!(resp.status(), 429, "{}", server.log());
+    assert_eq!(
+        resp.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(b"1".as_slice())
+    );
+
+    drop(unread);
+    drop(h2);
+    driver.abort();
+    let start = Instant::now();
+    loop {
+        let resp = client.get(format!("{base}{METRIC}")).send().await.unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the seats were not given back: {}",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// 20,000 hostile connections (in waves that fit the open-file limit) against the

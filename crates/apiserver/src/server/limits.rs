@@ -533,6 +533,88 @@ fn too_many_requests() -> Response<Body> {
     resp
 }
 
+/// The largest piece of an answer handed to the connection at a time. HTTP/2 sends what it
+/// is handed whatever the client's flow-control window, so an answer given whole to a
+/// client that does not read would sit in the connection's buffer outside any limit;
+/// handed out in pieces, the rest waits here, counted in flight, until the window opens.
+const ANSWER_PIECE: usize = 16 * 1024;
+
+/// An answer's body that holds its request's in-flight seat until it has been handed to
+/// the connection in full (or dropped with its stream or connection), as a Go server's
+/// handler keeps its seat while its write waits for the client: past
+/// `--max-requests-inflight`, clients that stop reading get 429s rather than more answers
+/// buffered for them.
+struct HeldBody {
+    inner: Body,
+    /// The part of the inner body's last data frame not handed out yet.
+    rest: bytes::Bytes,
+    seat: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let me = &mut *self;
+        if !me.rest.is_empty() {
+            let piece = me.rest.split_to(me.rest.len().min(ANSWER_PIECE));
+            return Poll::Ready(Some(Ok(http_body::Frame::data(piece))));
+        }
+        match Pin::new(&mut me.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    if data.len() > ANSWER_PIECE {
+                        me.rest = data.split_off(ANSWER_PIECE);
+                    }
+                    Poll::Ready(Some(Ok(http_body::Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            Poll::Ready(end) => {
+                me.seat = None;
+                Poll::Ready(end)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
+    }
+}
+
+/// `resp` with its body holding `seat` until sent.
+fn holding_seat(
+    resp: Response<Body>,
+    seat: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response<Body> {
+    match seat {
+        None => resp,
+        Some(seat) => resp.map(|inner| {
+            Body::new(HeldBody {
+                inner,
+                rest: bytes::Bytes::new(),
+                seat: Some(seat),
+            })
+        }),
+    }
+}
+
 /// Serve one request through `app` within the limits.
 pub(crate) async fn handle(
     app: Router,
@@ -568,7 +650,7 @@ pub(crate) async fn handle(
         return Ok(resp);
     }
     let _guard = conn.begin_request();
-    let _permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
+    let permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
         (Some(sem), false) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
@@ -595,7 +677,9 @@ pub(crate) async fn handle(
     let deadline = Instant::now() + timeout;
     let served = crate::deadline::scope(deadline, app.oneshot(req));
     match tokio::time::timeout_at(deadline, served).await {
-        Ok(Ok(resp)) => Ok(resp),
+        // The connection's request guard ends here: a client that does not read its answer
+        // keeps the seat, not the connection out of its idle timeout.
+        Ok(Ok(resp)) => Ok(holding_seat(resp, permit)),
         Ok(Err(never)) => match never {},
         Err(_) => {
             limits.rejected("request_timeout");
@@ -613,6 +697,30 @@ pub(crate) async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_answer_holds_its_seat_until_handed_out_in_pieces() {
+        use http_body::Body as _;
+        let seats = Arc::new(Semaphore::new(1));
+        let seat = seats.clone().try_acquire_owned().unwrap();
+        let resp = holding_seat(Response::new(Body::from(vec![b'x'; 40_000])), Some(seat));
+        let mut body = resp.into_body();
+        // The length is still known, so HTTP/1.1 sends Content-Length.
+        assert_eq!(body.size_hint().exact(), Some(40_000));
+        let mut pieces = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            assert_eq!(seats.available_permits(), 0, "released before the end");
+            pieces.push(frame.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(pieces, [16_384, 16_384, 7_232]);
+        assert!(body.is_end_stream());
+        assert_eq!(seats.available_permits(), 1);
+        // A body dropped unsent (its stream reset, its connection gone) gives the seat back.
+        let seat = seats.clone().try_acquire_owned().unwrap();
+        drop(holding_seat(Response::new(Body::from("x")), Some(seat)));
+        assert_eq!(seats.available_permits(), 1);
+    }
 
     #[test]
     fn bodies_are_recognised() {
