@@ -43,6 +43,11 @@ pub fn backend_budget(fallback: Duration) -> Duration {
 /// Parse a `timeout=` value as Go's `time.ParseDuration` does (`1.5s`, `250ms`, `1m30s`).
 pub fn parse_timeout_param(value: &str) -> Result<Duration, String> {
     let ms = promhpa_core::duration::parse_go_duration_ms(value).map_err(|e| e.to_string())?;
+    // Go's durations are nanoseconds in an int64: about 292 years at most, and a longer one
+    // does not parse.
+    if ms.unsigned_abs() > (i64::MAX / 1_000_000) as u64 {
+        return Err(format!("time: invalid duration \"{value}\""));
+    }
     Ok(Duration::from_millis(ms.max(0) as u64))
 }
 
@@ -69,6 +74,13 @@ mod tests {
         );
         assert_eq!(effective_timeout(Some(Duration::ZERO), max), max);
         assert_eq!(effective_timeout(Some(Duration::from_secs(600)), max), max);
+        assert!(parse_timeout_param("99999999h")
+            .unwrap_err()
+            .contains("invalid duration"));
+        assert_eq!(
+            parse_timeout_param("2562047h").unwrap(),
+            Duration::from_secs(2_562_047 * 3600)
+        );
         assert_eq!(
             parse_timeout_param("1.5s").unwrap(),
             Duration::from_millis(1500)
