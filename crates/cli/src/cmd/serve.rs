@@ -52,6 +52,12 @@ fn init_logging(args: &ServeFlags) {
             level.push_str(&format!(",{c}={ours}"));
         }
     }
+    // The HTTP/2 library warns once per connection a client breaks the protocol on (too many
+    // reset streams, a bad frame): the client's doing, which Go's server does not log, and a
+    // hostile client could fill the log with them. Shown from --v=6.
+    if args.verbosity < 6 {
+        level.push_str(",h2=error");
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     // Colour only for a person at a terminal; container logs are pipes and files.
