@@ -481,6 +481,17 @@ async fn request_bodies_and_bad_timeouts_get_a_status() {
         .as_str()
         .unwrap()
         .starts_with("invalid timeout specified in the request URL"));
+    // A path that does not decode: 400, as Go's server refuses it.
+    let resp = client
+        .get(format!(
+            "{base}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/%zz/m"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let status: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(status["message"], "invalid URL escape \"%zz\"", "{status}");
     // Too large a request head: 431 from HTTP/1.1.
     let big = "x".repeat(2 << 20);
     let resp = client

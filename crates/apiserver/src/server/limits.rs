@@ -472,6 +472,26 @@ impl RequestLimits {
     }
 }
 
+/// The first `%` of `path` not followed by two hexadecimal digits, as Go's URL parser
+/// finds it (`%zz`, or a `%` at the end).
+fn bad_escape(path: &str) -> Option<&str> {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+            if !ok {
+                return Some(path.get(i..(i + 3).min(b.len())).unwrap_or("%"));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
 fn is_health_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz")
 }
@@ -649,6 +669,13 @@ pub(crate) async fn handle(
         }
         return Ok(resp);
     }
+    // Go's server refuses a path it cannot decode before any handler sees it.
+    if let Some(escape) = bad_escape(req.uri().path()) {
+        limits.rejected("bad_path");
+        return Ok(
+            ApiError::BadRequest(format!("invalid URL escape \"{escape}\"")).into_response(),
+        );
+    }
     let _guard = conn.begin_request();
     let permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
         (Some(sem), false) => match sem.clone().try_acquire_owned() {
@@ -720,6 +747,15 @@ mod tests {
         let seat = seats.clone().try_acquire_owned().unwrap();
         drop(holding_seat(Response::new(Body::from("x")), Some(seat)));
         assert_eq!(seats.available_permits(), 1);
+    }
+
+    #[test]
+    fn paths_that_do_not_decode_are_found() {
+        assert_eq!(bad_escape("/apis/x/pods/%zz/m"), Some("%zz"));
+        assert_eq!(bad_escape("/apis/x/pods/a%2"), Some("%2"));
+        assert_eq!(bad_escape("/apis/x/pods/a%"), Some("%"));
+        assert_eq!(bad_escape("/apis/x/%6Eamespaces/a%2Fb"), None);
+        assert_eq!(bad_escape("/apis/x/pods/%E2%9C%93"), None);
     }
 
     #[test]
