@@ -556,3 +556,91 @@ resourceRules:
     assert_cpu(&node["usage"]["cpu"], 1500);
     assert_eq!(node["usage"]["memory"], "8Gi", "{node}");
 }
+
+/// A backend that is down: every query fails.
+struct Down;
+
+impl promhpa_core::backend::Backend for Down {
+    fn address(&self) -> String {
+        "prometheus.down".into()
+    }
+    fn query<'a>(
+        &'a self,
+        _promql: &'a str,
+        _at_ms: i64,
+    ) -> promhpa_core::backend::BoxFuture<
+        'a,
+        Result<promhpa_core::backend::QueryValue, promhpa_core::backend::BackendError>,
+    > {
+        Box::pin(async {
+            Err(promhpa_core::backend::BackendError::Unavailable {
+                address: "prometheus.down".into(),
+                message: "connection refused".into(),
+            })
+        })
+    }
+    fn query_range<'a>(
+        &'a self,
+        promql: &'a str,
+        at_ms: i64,
+        _end_ms: i64,
+        _step_ms: i64,
+    ) -> promhpa_core::backend::BoxFuture<
+        'a,
+        Result<promhpa_core::backend::QueryValue, promhpa_core::backend::BackendError>,
+    > {
+        self.query(promql, at_ms)
+    }
+    fn series_names<'a>(
+        &'a self,
+        _selector: &'a str,
+        _since_ms: i64,
+    ) -> promhpa_core::backend::BoxFuture<
+        'a,
+        Result<Vec<promhpa_core::backend::SeriesInfo>, promhpa_core::backend::BackendError>,
+    > {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// With the backend down, listing every namespace is the backend's error, as listing one
+/// namespace is: namespaces without running pods, which query nothing, do not make it an
+/// empty list.
+#[tokio::test]
+async fn every_namespace_listed_with_the_backend_down_is_its_error() {
+    let objects =
+        format!("{OBJECTS}- {{apiVersion: v1, kind: Namespace, metadata: {{name: empty}}}}\n");
+    let rules = Arc::new(RuleSet::from_yaml(RULES, "rules.yaml").unwrap());
+    let lookup = Arc::new(StaticObjects::from_text(&objects, "objects.yaml").unwrap());
+    let metrics = Arc::new(SelfMetrics::default());
+    let registry = Arc::new(Registry::new(
+        rules,
+        Arc::new(Down),
+        lookup.clone(),
+        metrics.clone(),
+        Duration::from_secs(600),
+    ));
+    let app = router(AppState {
+        registry,
+        lookup,
+        metrics,
+        guard: None,
+        coalescer: Default::default(),
+        forward: None,
+    });
+    let (code, one) = get(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{one}");
+    let (code, all) = get(&app, "/apis/metrics.k8s.io/v1beta1/pods").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{all}");
+    assert!(
+        all["message"]
+            .as_str()
+            .unwrap()
+            .contains("prometheus.down unavailable"),
+        "{all}"
+    );
+    // A namespace without running pods alone is an empty list, whatever the backend.
+    let (code, empty) = get(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/empty/pods").await;
+    assert_eq!(code, StatusCode::OK, "{empty}");
+    assert_eq!(names(&empty), Vec::<String>::new());
+}
