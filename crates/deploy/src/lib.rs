@@ -123,11 +123,7 @@ pub fn render_installation(
                 })
             }
             Input::Values(user) => {
-                for key in unknown_keys(&user) {
-                    warnings.push(format!(
-                        "{source}: {key:?} is not a value of the prometheus-adapter chart; ignored"
-                    ));
-                }
+                warnings.extend(unknown_keys(&user).iter().map(|key| key.warning(source)));
                 prometheus_given |= truthy(get(&user, "prometheus.url"));
                 values_files.push((source, user.get("rules").is_some()));
                 merge_values(&mut values, user);
@@ -355,15 +351,25 @@ fn values_input(mut values: Value, source: &str) -> Result<Input, DeployError> {
             values = section;
         }
     }
-    let unknown = unknown_keys(&values);
+    let unknown: Vec<UnknownKey> = unknown_keys(&values)
+        .into_iter()
+        .filter(|key| key.top_level)
+        .collect();
     if !unknown.is_empty() && values.as_object().is_some_and(|m| m.len() == unknown.len()) {
         let section = match unknown.as_slice() {
-            [key] if values[key].is_object() => Some(key.clone()),
+            [key] if values[&key.path].is_object() => Some(key.path.clone()),
             _ => None,
         };
+        let keys = unknown
+            .into_iter()
+            .map(|key| match key.did_you_mean {
+                Some(meant) => format!("{} (did you mean {meant:?}?)", key.path),
+                None => key.path,
+            })
+            .collect();
         return Err(DeployError::ForeignValues {
             file: source.to_string(),
-            keys: unknown,
+            keys,
             section,
         });
     }
@@ -481,19 +487,219 @@ pub fn configmap_config(text: &str) -> Result<(String, String), DeployError> {
     Ok((config.to_string(), name))
 }
 
-/// Top-level keys of `values` the chart does not read (typos, values of another chart).
-pub fn unknown_keys(values: &Value) -> Vec<String> {
-    let defaults = chart_defaults();
-    let optional = ["dnsPolicy"];
-    values
-        .as_object()
-        .map(|m| {
-            m.keys()
-                .filter(|k| defaults.get(k.as_str()).is_none() && !optional.contains(&k.as_str()))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
+/// The chart's values whose keys its templates read one at a time (`.Values.tls.enable`, or
+/// `.minAvailable` inside `with .Values.podDisruptionBudget`), each with every key read, set
+/// in the chart's values.yaml or not (`rules.resource`, `service.clusterIP`, `dnsPolicy`).
+/// A key listed here that has an entry of its own is such a map too. Anything else is the
+/// user's to fill and is not checked: maps the templates hand whole to `toYaml` (`resources`,
+/// `affinity`, probes, `strategy`, the annotations and labels maps, `dnsConfig`,
+/// `rules.resource`), lists and scalars.
+const CHART_KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "nameOverride",
+            "fullnameOverride",
+            "namespaceOverride",
+            "customAnnotations",
+            "customLabels",
+            "image",
+            "logLevel",
+            "metricsRelistInterval",
+            "listenPort",
+            "prometheus",
+            "replicas",
+            "revisionHistoryLimit",
+            "strategy",
+            "deploymentAnnotations",
+            "podAnnotations",
+            "podLabels",
+            "podSecurityContext",
+            "securityContext",
+            "resources",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "nodeSelector",
+            "affinity",
+            "topologySpreadConstraints",
+            "tolerations",
+            "priorityClassName",
+            "hostNetwork",
+            "dnsPolicy",
+            "dnsConfig",
+            "automountServiceAccountToken",
+            "serviceAccount",
+            "rbac",
+            "rules",
+            "service",
+            "tls",
+            "certManager",
+            "podDisruptionBudget",
+            "env",
+            "extraArguments",
+            "extraContainers",
+            "extraVolumes",
+            "extraVolumeMounts",
+            "extraManifests",
+        ],
+    ),
+    ("image", &["repository", "tag", "pullPolicy", "pullSecrets"]),
+    ("prometheus", &["url", "port", "path"]),
+    (
+        "rbac",
+        &[
+            "create",
+            "useAuthReaderClusterRole",
+            "externalMetrics",
+            "customMetrics",
+        ],
+    ),
+    ("rbac.externalMetrics", &["resources"]),
+    ("rbac.customMetrics", &["resources"]),
+    (
+        "serviceAccount",
+        &[
+            "create",
+            "name",
+            "annotations",
+            "automountServiceAccountToken",
+        ],
+    ),
+    (
+        "rules",
+        &["default", "custom", "existing", "external", "resource"],
+    ),
+    (
+        "service",
+        &["annotations", "port", "type", "clusterIP", "ipDualStack"],
+    ),
+    (
+        "service.ipDualStack",
+        &["enabled", "ipFamilies", "ipFamilyPolicy"],
+    ),
+    ("tls", &["enable", "ca", "key", "certificate"]),
+    ("hostNetwork", &["enabled"]),
+    (
+        "podDisruptionBudget",
+        &[
+            "enabled",
+            "minAvailable",
+            "maxUnavailable",
+            "unhealthyPodEvictionPolicy",
+        ],
+    ),
+    (
+        "certManager",
+        &[
+            "enabled",
+            "caCertDuration",
+            "certDuration",
+            "caCertRevisionHistoryLimit",
+            "certRevisionHistoryLimit",
+        ],
+    ),
+];
+
+/// The keys the chart reads in the map of values at `path` (dotted, "" for the top level),
+/// or `None` when it takes that map as a whole.
+fn chart_keys(path: &str) -> Option<&'static [&'static str]> {
+    CHART_KEYS
+        .iter()
+        .find(|(at, _)| *at == path)
+        .map(|(_, keys)| *keys)
+}
+
+/// A key of Helm values the chart does not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    /// Its dotted path: `replica`, `service.nodePort`.
+    pub path: String,
+    /// Whether it is a key of the values' top level.
+    pub top_level: bool,
+    /// The dotted path of the chart's key next to it that it is likely a misspelling of.
+    pub did_you_mean: Option<String>,
+}
+
+impl UnknownKey {
+    /// The warning for it, in values from `source`.
+    pub fn warning(&self, source: &str) -> String {
+        let hint = match &self.did_you_mean {
+            Some(key) => format!(" (did you mean {key:?}?)"),
+            None => String::new(),
+        };
+        format!(
+            "{source}: {:?} is not a value of the prometheus-adapter chart; ignored{hint}",
+            self.path
+        )
+    }
+}
+
+/// Keys of `values` the chart does not read (typos, values of another chart or version), at
+/// every depth of the maps whose keys it reads one by one; the keys under an unknown key are
+/// not listed on their own.
+pub fn unknown_keys(values: &Value) -> Vec<UnknownKey> {
+    let mut found = Vec::new();
+    unknown_keys_under(values, "", &mut found);
+    found
+}
+
+fn unknown_keys_under(values: &Value, path: &str, found: &mut Vec<UnknownKey>) {
+    let (Some(map), Some(known)) = (values.as_object(), chart_keys(path)) else {
+        return;
+    };
+    let dotted = |key: &str| match path {
+        "" => key.to_string(),
+        _ => format!("{path}.{key}"),
+    };
+    for (key, value) in map {
+        if known.contains(&key.as_str()) {
+            unknown_keys_under(value, &dotted(key), found);
+        } else {
+            found.push(UnknownKey {
+                path: dotted(key),
+                top_level: path.is_empty(),
+                did_you_mean: near_miss(key, known).map(dotted),
+            });
+        }
+    }
+}
+
+/// The key of `known` that `key` most likely misspells: the same but for case, else the
+/// nearest within two edits (one for keys of three letters or fewer, where two edits reach
+/// unrelated words), the first listed on a tie.
+fn near_miss<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let key = key.to_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&key, &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= if k.chars().count() <= 3 { 1 } else { 2 })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Edits (insert, delete, replace a character, or swap two adjacent ones) that turn `a` into
+/// `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Rows i-2, i-1 and i of the table of distances between prefixes of a and b.
+    let mut before: Vec<usize> = Vec::new();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1)
+                .min(row[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            row[j] = d;
+        }
+        before = std::mem::replace(&mut previous, row);
+    }
+    previous[b.len()]
 }
 
 /// Parses a values document; an empty file is an empty map.
@@ -2141,6 +2347,13 @@ externalRules:
         assert!(no_config.contains("config.yaml"), "{no_config}");
         let foreign = refused("grafana: {enabled: true}\nloki: {}\n");
         assert!(foreign.contains("none of its keys"), "{foreign}");
+        let misspelt = refused("replica: 2\nlogLevl: 5\n");
+        assert!(
+            misspelt.contains(
+                "(logLevl (did you mean \"logLevel\"?), replica (did you mean \"replicas\"?))"
+            ),
+            "{misspelt}"
+        );
 
         let mut values = chart_defaults();
         merge_values(&mut values, json!({"rules": {"default": false}}));
@@ -2280,15 +2493,189 @@ externalRules:
         let api = find(&defaults, "APIService", "v1beta1.custom.metrics.k8s.io");
         assert!(api["spec"]["service"].get("port").is_none(), "{api}");
     }
+    /// The dotted paths `unknown_keys` gives for a values text, with the key each is
+    /// taken for.
+    fn unknown_of(text: &str) -> Vec<(String, Option<String>)> {
+        let values = parse_values(text).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        unknown_keys(&values)
+            .into_iter()
+            .map(|key| (key.path, key.did_you_mean))
+            .collect()
+    }
+
+    fn unknown(path: &str, did_you_mean: Option<&str>) -> (String, Option<String>) {
+        (path.to_string(), did_you_mean.map(String::from))
+    }
+
     #[test]
     fn unknown_top_level_keys_are_reported() {
-        let values = parse_values(
-            "replicas: 2\nreplica: 3\ndnsPolicy: ClusterFirst\nprometheus: {url: x}\n",
-        )
-        .unwrap_or_else(|e| panic!("{}", chain(&e)));
-        assert_eq!(unknown_keys(&values), vec!["replica".to_string()]);
-        assert_eq!(unknown_keys(&seed_values()), Vec::<String>::new());
+        assert_eq!(
+            unknown_of("replicas: 2\nreplica: 3\ndnsPolicy: ClusterFirst\nprometheus: {url: x}\n"),
+            vec![unknown("replica", Some("replicas"))]
+        );
+        assert_eq!(
+            unknown_of("LogLevel: 6\nnodeSelectors: {}\npsp: {create: true}\n"),
+            vec![
+                unknown("LogLevel", Some("logLevel")),
+                unknown("nodeSelectors", Some("nodeSelector")),
+                unknown("psp", None),
+            ]
+        );
+        assert_eq!(unknown_keys(&seed_values()), Vec::<UnknownKey>::new());
         assert!(parse_values("- a\n- b\n").is_err());
+    }
+
+    #[test]
+    fn unknown_nested_keys_are_reported_with_their_path() {
+        let text = "\
+service:
+  nodePort: 30443
+  loadBalancerIP: 10.0.0.1
+  ipDualStack: {enabled: true, ipFamilyPolcy: SingleStack}
+image: {digest: 'sha256:0123'}
+prometheus:
+  url: https://prometheus.monitoring.svc
+  tls: {insecureSkipVerify: true}
+rbac: {foo: bar, customMetrics: {resource: [pods]}}
+tls: {enabled: true}
+certManager: {enable: true}
+podDisruptionBudget: {enabled: true, minAvaliable: 1}
+hostNetwork: {Enabled: true}
+";
+        // Each with its dotted path, in the order of the keys (as a values file is read).
+        assert_eq!(
+            unknown_of(text),
+            vec![
+                unknown("certManager.enable", Some("certManager.enabled")),
+                unknown("hostNetwork.Enabled", Some("hostNetwork.enabled")),
+                unknown("image.digest", None),
+                unknown(
+                    "podDisruptionBudget.minAvaliable",
+                    Some("podDisruptionBudget.minAvailable")
+                ),
+                unknown("prometheus.tls", None),
+                unknown(
+                    "rbac.customMetrics.resource",
+                    Some("rbac.customMetrics.resources")
+                ),
+                unknown("rbac.foo", None),
+                unknown(
+                    "service.ipDualStack.ipFamilyPolcy",
+                    Some("service.ipDualStack.ipFamilyPolicy")
+                ),
+                unknown("service.loadBalancerIP", None),
+                unknown("service.nodePort", None),
+                unknown("tls.enabled", Some("tls.enable")),
+            ]
+        );
+
+        // manifests warns about each, once.
+        let rendered = install(text, None);
+        let warned: Vec<&String> = rendered
+            .warnings
+            .iter()
+            .filter(|w| w.contains("is not a value of the prometheus-adapter chart"))
+            .collect();
+        assert_eq!(warned.len(), 11, "{warned:#?}");
+        for warning in [
+            "values.yaml: \"service.nodePort\" is not a value of the prometheus-adapter chart; ignored",
+            "values.yaml: \"tls.enabled\" is not a value of the prometheus-adapter chart; \
+             ignored (did you mean \"tls.enable\"?)",
+        ] {
+            assert!(warned.iter().any(|w| *w == warning), "{warning}\n{warned:#?}");
+        }
+        let top = install("replicas: 1\nreplica: 2\n", None);
+        assert!(
+            top.warnings.contains(
+                &"values.yaml: \"replica\" is not a value of the prometheus-adapter chart; \
+                  ignored (did you mean \"replicas\"?)"
+                    .to_string()
+            ),
+            "{:#?}",
+            top.warnings
+        );
+    }
+
+    #[test]
+    fn keys_the_templates_read_or_pass_through_are_not_reported() {
+        // Read by the templates though the chart's values.yaml does not set them.
+        let read = "\
+dnsPolicy: ClusterFirstWithHostNet
+service: {clusterIP: None}
+rules:
+  resource:
+    cpu: {containerQuery: x, nodeQuery: y, resources: {overrides: {}}, containerLabel: container}
+    window: 3m
+    anything: {at: all}
+certManager: {caCertRevisionHistoryLimit: 2, certRevisionHistoryLimit: 3}
+podDisruptionBudget: {unhealthyPodEvictionPolicy: AlwaysAllow}
+";
+        assert_eq!(unknown_of(read), vec![]);
+        // Handed whole to toYaml: any key is the user's business.
+        let free = "\
+resources: {limits: {cpu: 1, example.com/gpu: 1}, whatever: {}}
+affinity: {podAntiAffinity: {anyKey: [1]}}
+nodeSelector: {kubernetes.io/os: linux, pool: metrics}
+securityContext: {privileged: false, made: up}
+podSecurityContext: {fsGroup: 1, sysctls: []}
+livenessProbe: {grpc: {port: 1}, made: up}
+readinessProbe: {exec: {command: [true]}}
+startupProbe: {failureThreshold: 30, periodSeconds: 10}
+strategy: {type: Recreate, rollingUpdate: null, extra: 1}
+customAnnotations: {a/b: c}
+customLabels: {team: x}
+podAnnotations: {prometheus.io/scrape: 'true'}
+podLabels: {tier: metrics}
+deploymentAnnotations: {reloader.stakater.com/auto: 'true'}
+dnsConfig: {options: [{name: ndots, value: '2'}], made: up}
+serviceAccount: {annotations: {eks.amazonaws.com/role-arn: arn}}
+service: {annotations: {any.thing/goes: here}}
+rbac: {customMetrics: {resources: [pods, {made: up}]}}
+image: {pullSecrets: [{name: regcred, made: up}]}
+extraManifests: [{apiVersion: v1, kind: ConfigMap, anything: 1}]
+";
+        assert_eq!(unknown_of(free), vec![]);
+        // A structured value given as something else than a map has no keys to check.
+        assert_eq!(unknown_of("tls: true\nservice: []\n"), vec![]);
+    }
+
+    #[test]
+    fn the_charts_default_values_are_all_known() {
+        assert_eq!(unknown_keys(&chart_defaults()), Vec::<UnknownKey>::new());
+        // Keys the chart's values.yaml sets to nothing, which chart_defaults leaves out.
+        let mut values = chart_defaults();
+        for path in [
+            "serviceAccount.name",
+            "rules.existing",
+            "podDisruptionBudget.minAvailable",
+            "podDisruptionBudget.unhealthyPodEvictionPolicy",
+            "certManager.caCertRevisionHistoryLimit",
+            "certManager.certRevisionHistoryLimit",
+        ] {
+            let (map, key) = path
+                .split_once('.')
+                .unwrap_or_else(|| panic!("{path} has no map"));
+            values[map][key] = Value::Null;
+        }
+        assert_eq!(unknown_keys(&values), Vec::<UnknownKey>::new());
+        // Every structured map is named by its parent, and its parent is structured.
+        for (path, _) in CHART_KEYS.iter().filter(|(path, _)| !path.is_empty()) {
+            let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+            let parents = chart_keys(parent).unwrap_or_else(|| panic!("{path}: no {parent:?}"));
+            assert!(parents.contains(&key), "{path}");
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_swaps_as_one_edit() {
+        assert_eq!(edit_distance("minavaliable", "minavailable"), 1);
+        assert_eq!(edit_distance("enabled", "enable"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("ab", "ab"), 0);
+        assert_eq!(near_miss("TLS", &["tls", "tl"]), Some("tls"));
+        assert_eq!(near_miss("crt", &["ca", "key"]), None);
+        assert_eq!(near_miss("prot", &["port", "path"]), Some("port"));
     }
 
     /// Renders one Helm values file as `manifests --helm-values` does, with `image` as
