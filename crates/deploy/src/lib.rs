@@ -669,37 +669,12 @@ fn unknown_keys_under(values: &Value, path: &str, found: &mut Vec<UnknownKey>) {
 /// nearest within two edits (one for keys of three letters or fewer, where two edits reach
 /// unrelated words), the first listed on a tie.
 fn near_miss<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    let key = key.to_lowercase();
     known
         .iter()
-        .map(|k| (edit_distance(&key, &k.to_lowercase()), *k))
+        .map(|k| (promhpa_rules::edit_distance(key, k), *k))
         .filter(|(d, k)| *d <= if k.chars().count() <= 3 { 1 } else { 2 })
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
-}
-
-/// Edits (insert, delete, replace a character, or swap two adjacent ones) that turn `a` into
-/// `b`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    // Rows i-2, i-1 and i of the table of distances between prefixes of a and b.
-    let mut before: Vec<usize> = Vec::new();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut row = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (previous[j] + 1)
-                .min(row[j - 1] + 1)
-                .min(previous[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(before[j - 2] + 1);
-            }
-            row[j] = d;
-        }
-        before = std::mem::replace(&mut previous, row);
-    }
-    previous[b.len()]
 }
 
 /// Parses a values document; an empty file is an empty map.
@@ -2668,11 +2643,12 @@ extraManifests: [{apiVersion: v1, kind: ConfigMap, anything: 1}]
 
     #[test]
     fn edit_distance_counts_swaps_as_one_edit() {
-        assert_eq!(edit_distance("minavaliable", "minavailable"), 1);
+        use promhpa_rules::edit_distance;
+        assert_eq!(edit_distance("minAvaliable", "minAvailable"), 1);
         assert_eq!(edit_distance("enabled", "enable"), 1);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("ab", "ab"), 0);
+        assert_eq!(edit_distance("ab", "AB"), 0);
         assert_eq!(near_miss("TLS", &["tls", "tl"]), Some("tls"));
         assert_eq!(near_miss("crt", &["ca", "key"]), None);
         assert_eq!(near_miss("prot", &["port", "path"]), Some("port"));

@@ -61,7 +61,7 @@ mod serving;
 mod yaml;
 
 pub use backends::{is_dns_label, BackendSpec, DEFAULT_BACKEND};
-pub use load::{closest, HELM_DEFAULT_RULES};
+pub use load::{closest, edit_distance, HELM_DEFAULT_RULES};
 pub use render::{is_valid_label_name, quote_meta};
 pub use resources::namespaces as namespaces_resource;
 pub use resources::{
