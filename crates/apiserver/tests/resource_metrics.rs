@@ -106,12 +106,21 @@ fn container_names(pod: &Value) -> Vec<&str> {
 fn app(rules: &str) -> axum::Router {
     let backend = Arc::new(EmbeddedBackend::default());
     load(&backend, now_ms());
+    app_with(rules, OBJECTS, backend)
+}
+
+/// The router over `backend`, with `rules` and the objects of `objects`.
+fn app_with(
+    rules: &str,
+    objects: &str,
+    backend: Arc<dyn promhpa_core::backend::Backend>,
+) -> axum::Router {
     let rules = Arc::new(RuleSet::from_yaml(rules, "rules.yaml").unwrap());
-    let lookup = Arc::new(StaticObjects::from_text(OBJECTS, "objects.yaml").unwrap());
+    let lookup = Arc::new(StaticObjects::from_text(objects, "objects.yaml").unwrap());
     let metrics = Arc::new(SelfMetrics::default());
     let registry = Arc::new(Registry::new(
         rules,
-        backend.clone(),
+        backend,
         lookup.clone(),
         metrics.clone(),
         Duration::from_secs(600),
@@ -503,24 +512,7 @@ resourceRules:
         t += 15_000;
         i += 1.0;
     }
-    let rules = Arc::new(RuleSet::from_yaml(rules, "rules.yaml").unwrap());
-    let lookup = Arc::new(StaticObjects::from_text(objects, "objects.yaml").unwrap());
-    let metrics = Arc::new(SelfMetrics::default());
-    let registry = Arc::new(Registry::new(
-        rules,
-        backend.clone(),
-        lookup.clone(),
-        metrics.clone(),
-        Duration::from_secs(600),
-    ));
-    let app = router(AppState {
-        registry,
-        lookup,
-        metrics,
-        guard: None,
-        coalescer: Default::default(),
-        forward: None,
-    });
+    let app = app_with(rules, objects, backend);
 
     let (code, pods) = get(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods").await;
     assert_eq!(code, StatusCode::OK, "{pods}");
@@ -610,24 +602,7 @@ impl promhpa_core::backend::Backend for Down {
 async fn every_namespace_listed_with_the_backend_down_is_its_error() {
     let objects =
         format!("{OBJECTS}- {{apiVersion: v1, kind: Namespace, metadata: {{name: empty}}}}\n");
-    let rules = Arc::new(RuleSet::from_yaml(RULES, "rules.yaml").unwrap());
-    let lookup = Arc::new(StaticObjects::from_text(&objects, "objects.yaml").unwrap());
-    let metrics = Arc::new(SelfMetrics::default());
-    let registry = Arc::new(Registry::new(
-        rules,
-        Arc::new(Down),
-        lookup.clone(),
-        metrics.clone(),
-        Duration::from_secs(600),
-    ));
-    let app = router(AppState {
-        registry,
-        lookup,
-        metrics,
-        guard: None,
-        coalescer: Default::default(),
-        forward: None,
-    });
+    let app = app_with(RULES, &objects, Arc::new(Down));
     let (code, one) = get(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{one}");
     let (code, all) = get(&app, "/apis/metrics.k8s.io/v1beta1/pods").await;
