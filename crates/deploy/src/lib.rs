@@ -2801,8 +2801,8 @@ extraManifests: [{apiVersion: v1, kind: ConfigMap, anything: 1}]
         assert!(!rendered.yaml.contains("owner=helm"));
     }
 
-    #[test]
-    fn rbac_grants_only_what_promhpa_reads() {
+    /// The chart's defaults with `rules.resource` set, so metrics.k8s.io is registered.
+    fn values_with_resource_rules() -> Value {
         let mut values = chart_defaults();
         merge_values(
             &mut values,
@@ -2812,6 +2812,12 @@ extraManifests: [{apiVersion: v1, kind: ConfigMap, anything: 1}]
                 "window": "3m"
             }}}),
         );
+        values
+    }
+
+    #[test]
+    fn rbac_grants_only_what_promhpa_reads() {
+        let values = values_with_resource_rules();
         let objects =
             render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         let reader = find(
@@ -2851,15 +2857,7 @@ extraManifests: [{apiVersion: v1, kind: ConfigMap, anything: 1}]
         );
 
         // From Helm values' rules.resource.
-        let mut values = chart_defaults();
-        merge_values(
-            &mut values,
-            json!({"rules": {"resource": {
-                "cpu": {"containerQuery": "x", "nodeQuery": "y", "resources": {"template": "<<.Resource>>"}, "containerLabel": "container"},
-                "memory": {"containerQuery": "x", "nodeQuery": "y", "resources": {"template": "<<.Resource>>"}, "containerLabel": "container"},
-                "window": "3m"
-            }}}),
-        );
+        let mut values = values_with_resource_rules();
         let objects =
             render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
         find(&objects, "APIService", "v1beta1.metrics.k8s.io");
