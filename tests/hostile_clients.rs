@@ -506,10 +506,11 @@ async fn request_bodies_and_bad_timeouts_get_a_status() {
 }
 
 /// HTTP/2 clients that never read their answers (a stream window of 0) keep their requests'
-/// in-flight seats until the answers are sent, as a Go server's handlers stay in their
-/// writes: past `--max-requests-inflight` the next request gets a 429, instead of ever more
-/// answers buffered for clients that do not read them. The seats come back when the
-/// connection goes.
+/// in-flight seats while more than a piece of an answer is left to send, as a Go server's
+/// handlers stay in their writes: past `--max-requests-inflight` the next request gets a
+/// 429, instead of ever more answers buffered for clients that do not read them. A small
+/// answer (a value, a Status) gives its seat back at once, as a Go handler whose answer
+/// fits its write buffer returns. The seats come back when the connection goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_never_read_keep_their_in_flight_seats() {
     let dir = tempfile::tempdir().unwrap();
@@ -518,6 +519,9 @@ async fn answers_never_read_keep_their_in_flight_seats() {
     let base = format!("https://127.0.0.1:{}", server.port);
     let client = reqwest_client(&pki);
     get_ok(&client, &format!("{base}{METRIC}")).await;
+    // promhpa's own metrics: an answer of several pieces.
+    let large = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert!(large.bytes().await.unwrap().len() > 3 * 4096);
 
     let tcp = TcpStream::connect(("127.0.0.1", server.port))
         .await
@@ -531,8 +535,8 @@ async fn answers_never_read_keep_their_in_flight_seats() {
         .unwrap();
     let driver = tokio::spawn(connection);
     let mut unread = Vec::new();
-    for _ in 0..3 {
-        let request = http::Request::get(format!("{base}{METRIC}"))
+    for path in [METRIC, METRIC, METRIC, "/metrics", "/metrics", "/metrics"] {
+        let request = http::Request::get(format!("{base}{path}"))
             .body(())
             .unwrap();
         let (answer, _) = h2.send_request(request, true).unwrap();
@@ -540,9 +544,13 @@ async fn answers_never_read_keep_their_in_flight_seats() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.status(), 200, "{path}");
         // Its body is never read: the window stays shut.
         unread.push(answer);
+        if path == METRIC {
+            // Small answers hold no seat.
+            get_ok(&client, &format!("{base}{METRIC}")).await;
+        }
     }
     let resp = client.get(format!("{base}{METRIC}")).send().await.unwrap();
     assert_eq!(resp.status(), 429, "{}", server.log());

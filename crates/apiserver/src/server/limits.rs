@@ -553,17 +553,20 @@ fn too_many_requests() -> Response<Body> {
     resp
 }
 
-/// The largest piece of an answer handed to the connection at a time. HTTP/2 sends what it
-/// is handed whatever the client's flow-control window, so an answer given whole to a
-/// client that does not read would sit in the connection's buffer outside any limit;
-/// handed out in pieces, the rest waits here, counted in flight, until the window opens.
-const ANSWER_PIECE: usize = 16 * 1024;
+/// The largest piece of an answer handed to the connection at a time, and the size up to
+/// which an answer gives its seat back at once: Go's HTTP/2 server copies what a handler
+/// writes into a buffer of this size, so a handler returns (and its seat is freed) when its
+/// answer fits, and waits for the client beyond. HTTP/2 sends what it is handed whatever
+/// the client's flow-control window, so an answer handed over whole to a client that does
+/// not read would sit in the connection's buffer outside any limit; handed out in pieces,
+/// the rest waits here, counted in flight, until the window opens.
+const ANSWER_PIECE: usize = 4 * 1024;
 
-/// An answer's body that holds its request's in-flight seat until it has been handed to
-/// the connection in full (or dropped with its stream or connection), as a Go server's
-/// handler keeps its seat while its write waits for the client: past
-/// `--max-requests-inflight`, clients that stop reading get 429s rather than more answers
-/// buffered for them.
+/// An answer's body that holds its request's in-flight seat until all but its last piece
+/// has been handed to the connection (or until it is dropped with its stream or
+/// connection), as a Go server's handler keeps its seat while its write waits for the
+/// client: past `--max-requests-inflight`, clients that stop reading large answers get 429s
+/// rather than more answers buffered for them.
 struct HeldBody {
     inner: Body,
     /// The part of the inner body's last data frame not handed out yet.
@@ -582,6 +585,10 @@ impl http_body::Body for HeldBody {
         let me = &mut *self;
         if !me.rest.is_empty() {
             let piece = me.rest.split_to(me.rest.len().min(ANSWER_PIECE));
+            if me.rest.is_empty() {
+                // What is left fits the buffer a Go handler's last write fills.
+                me.seat = None;
+            }
             return Poll::Ready(Some(Ok(http_body::Frame::data(piece))));
         }
         match Pin::new(&mut me.inner).poll_frame(cx) {
@@ -618,13 +625,18 @@ impl http_body::Body for HeldBody {
     }
 }
 
-/// `resp` with its body holding `seat` until sent.
+/// `resp` with its body holding `seat` until sent, when it is larger than one piece; a
+/// smaller answer (a Status, a metric value) gives it back now.
 fn holding_seat(
     resp: Response<Body>,
     seat: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Response<Body> {
+    let small = http_body::Body::size_hint(resp.body())
+        .upper()
+        .is_some_and(|n| n <= ANSWER_PIECE as u64);
     match seat {
         None => resp,
+        Some(_) if small => resp,
         Some(seat) => resp.map(|inner| {
             Body::new(HeldBody {
                 inner,
@@ -730,23 +742,34 @@ mod tests {
         use http_body::Body as _;
         let seats = Arc::new(Semaphore::new(1));
         let seat = seats.clone().try_acquire_owned().unwrap();
-        let resp = holding_seat(Response::new(Body::from(vec![b'x'; 40_000])), Some(seat));
+        let resp = holding_seat(Response::new(Body::from(vec![b'x'; 10_000])), Some(seat));
         let mut body = resp.into_body();
         // The length is still known, so HTTP/1.1 sends Content-Length.
-        assert_eq!(body.size_hint().exact(), Some(40_000));
+        assert_eq!(body.size_hint().exact(), Some(10_000));
         let mut pieces = Vec::new();
+        let mut held = Vec::new();
         while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
         {
-            assert_eq!(seats.available_permits(), 0, "released before the end");
             pieces.push(frame.unwrap().into_data().unwrap().len());
+            held.push(seats.available_permits() == 0);
         }
-        assert_eq!(pieces, [16_384, 16_384, 7_232]);
+        assert_eq!(pieces, [4_096, 4_096, 1_808]);
+        // Held until the last piece is handed out.
+        assert_eq!(held, [true, true, false]);
         assert!(body.is_end_stream());
         assert_eq!(seats.available_permits(), 1);
         // A body dropped unsent (its stream reset, its connection gone) gives the seat back.
         let seat = seats.clone().try_acquire_owned().unwrap();
-        drop(holding_seat(Response::new(Body::from("x")), Some(seat)));
+        drop(holding_seat(
+            Response::new(Body::from(vec![b'x'; 10_000])),
+            Some(seat),
+        ));
         assert_eq!(seats.available_permits(), 1);
+        // An answer of one piece (a Status, a metric value) gives it back at once.
+        let seat = seats.clone().try_acquire_owned().unwrap();
+        let small = holding_seat(Response::new(Body::from("x".repeat(4_096))), Some(seat));
+        assert_eq!(seats.available_permits(), 1);
+        drop(small);
     }
 
     #[test]
