@@ -237,9 +237,10 @@ impl Authenticator for DelegatingAuthenticator {
                 }
                 if let Some(ca) = &sources.client_ca {
                     match ca.verify_client(chain, self.clock.now()) {
-                        Ok(subject) if subject.common_name.is_empty() => {
-                            errors.push(AuthError::MissingCommonName)
-                        }
+                        // A certificate without a common name names no user, as in
+                        // Kubernetes' x509 authenticator: not an error, so the request
+                        // is anonymous unless another credential says who.
+                        Ok(subject) if subject.common_name.is_empty() => {}
                         Ok(subject) => {
                             let mut user =
                                 UserInfo::new(subject.common_name, subject.organizations);

@@ -7,8 +7,6 @@ pub enum AuthError {
     CertificateInvalid { ca: String, message: String },
     #[error("x509: subject with cn={0} is not in the allowed list")]
     CommonNameNotAllowed(String),
-    #[error("x509: client certificate has no common name")]
-    MissingCommonName,
     #[error("invalid bearer token")]
     InvalidBearerToken,
     #[error("token review failed: {0}")]
