@@ -117,8 +117,9 @@ struct Object {
     namespace: Option<String>,
     name: String,
     labels: BTreeMap<String, String>,
-    /// `status.phase` is `Running`, or the object has no phase (an object file written by
-    /// hand rarely gives a pod's status; such a pod counts as running).
+    /// `status.phase` is `Running`, or the object has no status (an object file written by
+    /// hand rarely gives a pod's status; such a pod counts as running, as the HPA tools
+    /// count it).
     running: bool,
 }
 
@@ -261,12 +262,14 @@ impl StaticObjects {
                 gr
             }
         };
-        let running = raw
-            .status
-            .as_ref()
-            .and_then(|s| s.get("phase"))
-            .and_then(serde_json::Value::as_str)
-            .is_none_or(|phase| phase == "Running");
+        // As the HPA tools read a pod: without a status it is running; with one, its phase
+        // says.
+        let running = match raw.status.as_ref().filter(|s| !s.is_null()) {
+            None => true,
+            Some(status) => {
+                status.get("phase").and_then(serde_json::Value::as_str) == Some("Running")
+            }
+        };
         self.objects.entry(gr).or_default().push(Object {
             namespace: meta.namespace,
             name: meta.name,
@@ -459,6 +462,7 @@ metadata: {name: va, namespace: llm-d-sim}
 - {apiVersion: v1, kind: Pod, metadata: {name: web-3, namespace: shop}, status: {phase: Pending}}
 - {apiVersion: v1, kind: Pod, metadata: {name: job-1, namespace: shop}, status: {phase: Succeeded}}
 - {apiVersion: v1, kind: Pod, metadata: {name: bad-1, namespace: shop}, status: {phase: Failed}}
+- {apiVersion: v1, kind: Pod, metadata: {name: odd-1, namespace: shop}, status: {}}
 - {apiVersion: v1, kind: Pod, metadata: {name: db-0, namespace: other}, status: {phase: Running}}
 - {apiVersion: example.com/v1, kind: Widget, metadata: {name: w, namespace: shop}, status: [1, 2]}
 "#;
@@ -476,7 +480,7 @@ metadata: {name: va, namespace: llm-d-sim}
         assert_eq!(
             o.names_sync(&GroupResource::new("", "pods"), Some("shop"), &all)
                 .len(),
-            5
+            6
         );
     }
 }

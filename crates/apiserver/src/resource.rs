@@ -547,11 +547,7 @@ fn no_metrics(resource: &str, namespace: Option<&str>, name: &str) -> ApiError {
         Some(ns) => format!("{ns}/{name}"),
         None => name.to_string(),
     };
-    let why = if resource == "node" {
-        "the resourceRules queries do not return both cpu and memory usage for it"
-    } else {
-        "the resourceRules queries return no usage for it"
-    };
+    let why = "the resourceRules queries do not return both cpu and memory usage for it";
     ApiError::NotFound {
         message: format!("{resource}metrics.{RESOURCE_GROUP} \"{key}\" not found ({why})"),
         details: Some(StatusDetails {
