@@ -876,6 +876,31 @@ async fn common_name_is_read_as_kubernetes_reads_it() {
         .unwrap()
         .unwrap();
     assert_eq!(user.name, "system:admin");
+
+    // A client certificate without a common name names no one. Without a front-proxy CA
+    // that is no identity (the request is anonymous), as in Kubernetes' x509
+    // authenticator; with one, the front-proxy check's failure makes it a 401, as Go's
+    // union of the two does.
+    let nameless = s.client_ca.client("", &["system:masters"]);
+    let client_ca_only = DelegatingAuthenticator::new(
+        AuthnSources {
+            request_header: None,
+            client_ca: Some(s.client_ca.bundle("ca.crt")),
+        },
+        None,
+        s.clock.clone(),
+    );
+    assert_eq!(
+        client_ca_only
+            .authenticate(Some(&nameless), &HeaderMap::new())
+            .await,
+        Ok(None)
+    );
+    assert!(s
+        .authn
+        .authenticate(Some(&nameless), &HeaderMap::new())
+        .await
+        .is_err());
 }
 
 /// A certificate for `cn` signed by `issuer`, with the given CA flag and extended key usages.
