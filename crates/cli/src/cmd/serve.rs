@@ -190,6 +190,15 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
                 ),
                 args.discovery_interval,
             )?;
+        if rules.resource.is_some() {
+            // metrics.k8s.io lists running pods from a cache of their own: filled now, the
+            // HPA's first CPU request after a start does not wait for its list.
+            let lookup = lookup.clone();
+            tokio::spawn(async move {
+                let everything = promhpa_core::selector::LabelSelector::everything();
+                let _ = lookup.running_pods(None, &everything).await;
+            });
+        }
         let (guard, _delegated_auth) = if args.backend.demo || args.insecure_skip_delegated_auth {
             tracing::warn!("delegated authentication and authorization are off: anyone who can reach this port reads every metric");
             (None, None)
