@@ -65,9 +65,7 @@ fn load(backend: &EmbeddedBackend, now: i64) {
         ("shop", "web-2", "app", "node-b", 0.5, 268_435_456.0),
         ("jobs", "batch-1", "main", "node-b", 1.0, 1_000_000.0),
     ];
-    let mut t = now - 120_000;
-    let mut i = 0.0;
-    while t <= now {
+    two_minutes(backend, now, |i| {
         let mut text = String::new();
         for (ns, pod, c, node, cores, bytes) in series {
             let l = format!("namespace=\"{ns}\",pod=\"{pod}\",container=\"{c}\",node=\"{node}\"");
@@ -85,8 +83,17 @@ fn load(backend: &EmbeddedBackend, now: i64) {
                 cores * 15.0 * i
             ));
         }
+        text
+    });
+}
+
+/// Two minutes of samples every 15 s up to `now`; `exposition(i)` gives the i-th scrape.
+fn two_minutes(backend: &EmbeddedBackend, now: i64, exposition: impl Fn(f64) -> String) {
+    let mut t = now - 120_000;
+    let mut i = 0.0;
+    while t <= now {
         backend
-            .ingest_exposition(&text, t, &Labels::empty())
+            .ingest_exposition(&exposition(i), t, &Labels::empty())
             .unwrap();
         t += 15_000;
         i += 1.0;
@@ -474,10 +481,7 @@ resourceRules:
 - {apiVersion: v1, kind: Node, metadata: {name: node-a}}
 "#;
     let backend = Arc::new(EmbeddedBackend::default());
-    let now = now_ms();
-    let mut t = now - 120_000;
-    let mut i = 0.0;
-    while t <= now {
+    two_minutes(&backend, now_ms(), |i| {
         let mut text = String::new();
         // (pod, container, job, cores, bytes); cpu-only-1 has no memory series.
         for (pod, c, job, cores, bytes) in [
@@ -502,16 +506,12 @@ resourceRules:
         for (job, cores, bytes) in [("a", 1.5, 8_589_934_592.0), ("b", 2.5, 4_294_967_296.0)] {
             let l = format!("node=\"node-a\",job=\"{job}\"");
             text.push_str(&format!(
-                "node_cpu_usage_seconds_total{{{l}}} {}\nnode_memory_working_set_bytes{{{l}}} {bytes}\n",
-                cores * 15.0 * i
-            ));
+                    "node_cpu_usage_seconds_total{{{l}}} {}\nnode_memory_working_set_bytes{{{l}}} {bytes}\n",
+                    cores * 15.0 * i
+                ));
         }
-        backend
-            .ingest_exposition(&text, t, &Labels::empty())
-            .unwrap();
-        t += 15_000;
-        i += 1.0;
-    }
+        text
+    });
     let app = app_with(rules, objects, backend);
 
     let (code, pods) = get(&app, "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods").await;
