@@ -363,6 +363,26 @@ impl ObjectLookup for StaticObjects {
     ) -> BoxFuture<'a, Result<Vec<String>, LookupError>> {
         Box::pin(async move { Ok(self.running_pods_sync(namespace, selector)) })
     }
+
+    fn labels<'a>(
+        &'a self,
+        group_resource: &'a GroupResource,
+        namespace: Option<&'a str>,
+        names: &'a [String],
+    ) -> BoxFuture<'a, BTreeMap<String, BTreeMap<String, String>>> {
+        let labels = self
+            .objects
+            .get(group_resource)
+            .map(|objects| {
+                objects
+                    .iter()
+                    .filter(|o| o.namespace.as_deref() == namespace && names.contains(&o.name))
+                    .map(|o| (o.name.clone(), o.labels.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Box::pin(async move { labels })
+    }
 }
 
 #[cfg(test)]

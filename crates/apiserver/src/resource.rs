@@ -44,6 +44,9 @@ struct ObjectMeta {
     namespace: Option<String>,
     #[serde(rename = "creationTimestamp")]
     creation_timestamp: String,
+    /// The pod's or node's labels, as prometheus-adapter copies them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -311,6 +314,7 @@ async fn pod_metrics(
         r.render_container_query(namespace, names)
     })
     .await?;
+    let mut labels = state.lookup.labels(&pods, Some(namespace), names).await;
     let created = rfc3339(now_ms());
     let window = window(rules);
     Ok(names
@@ -329,6 +333,7 @@ async fn pod_metrics(
                     name: name.clone(),
                     namespace: Some(namespace.to_string()),
                     creation_timestamp: created.clone(),
+                    labels: labels.remove(name).unwrap_or_default(),
                 },
                 timestamp: rfc3339(usage.stamps.get(name).copied().unwrap_or_else(now_ms)),
                 window: window.clone(),
@@ -358,6 +363,7 @@ async fn node_metrics(
     let nodes = GroupResource::new("", "nodes");
     let mut usage =
         collect_usage(state, rules, &nodes, names, |r| r.render_node_query(names)).await?;
+    let mut labels = state.lookup.labels(&nodes, None, names).await;
     let created = rfc3339(now_ms());
     let window = window(rules);
     Ok(names
@@ -374,6 +380,7 @@ async fn node_metrics(
                     name: name.clone(),
                     namespace: None,
                     creation_timestamp: created.clone(),
+                    labels: labels.remove(name).unwrap_or_default(),
                 },
                 timestamp: rfc3339(usage.stamps.get(name).copied().unwrap_or_else(now_ms)),
                 window: window.clone(),
@@ -807,6 +814,7 @@ mod tests {
                 name: name.into(),
                 namespace: Some("shop".into()),
                 creation_timestamp: "2026-12-06T10:00:00Z".into(),
+                labels: BTreeMap::new(),
             },
             timestamp: "2026-12-06T09:59:30Z".into(),
             window: "5m0s".into(),

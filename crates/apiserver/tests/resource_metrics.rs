@@ -205,6 +205,11 @@ async fn pods_and_nodes_from_resource_rules() {
     let web1 = &pods["items"][0];
     assert_eq!(web1["kind"], "PodMetrics");
     assert_eq!(web1["metadata"]["namespace"], "shop");
+    // The pod's labels, as prometheus-adapter copies them.
+    assert_eq!(
+        web1["metadata"]["labels"],
+        serde_json::json!({"app": "web"})
+    );
     assert_eq!(web1["window"], "1m0s");
     assert!(web1["timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(web1["containers"][0]["name"], "app");
@@ -249,6 +254,10 @@ async fn pods_and_nodes_from_resource_rules() {
     )
     .await;
     assert_eq!(names(&zone_b), ["node-b"]);
+    assert_eq!(
+        zone_b["items"][0]["metadata"]["labels"],
+        serde_json::json!({"zone": "b"})
+    );
     let (code, node) = get(&app, "/apis/metrics.k8s.io/v1beta1/nodes/node-b").await;
     assert_eq!(code, StatusCode::OK);
     assert_cpu(&node["usage"]["cpu"], 1500);

@@ -4,6 +4,7 @@
 //! Implemented over Kubernetes watch caches (`promhpa-kube`) and over a static
 //! object file for tests and the embedded demo.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -96,6 +97,20 @@ pub trait ObjectLookup: Send + Sync {
         namespace: Option<&'a str>,
         selector: &'a LabelSelector,
     ) -> BoxFuture<'a, Result<Vec<String>, LookupError>>;
+
+    /// The labels of those of `names` (objects of `group_resource` in `namespace`) that
+    /// are known without asking the cluster again, by name: what the resource metrics
+    /// API copies into each PodMetrics and NodeMetrics, as prometheus-adapter does. None
+    /// are known by default.
+    fn labels<'a>(
+        &'a self,
+        group_resource: &'a GroupResource,
+        namespace: Option<&'a str>,
+        names: &'a [String],
+    ) -> BoxFuture<'a, BTreeMap<String, BTreeMap<String, String>>> {
+        let _ = (group_resource, namespace, names);
+        Box::pin(async { BTreeMap::new() })
+    }
 }
 
 #[cfg(test)]

@@ -83,4 +83,23 @@ impl promhpa_core::lookup::ObjectLookup for TargetPodsLookup {
             .collect();
         Box::pin(async move { Ok(names) })
     }
+
+    fn labels<'a>(
+        &'a self,
+        group_resource: &'a promhpa_core::GroupResource,
+        namespace: Option<&'a str>,
+        names: &'a [String],
+    ) -> promhpa_core::BoxFuture<'a, BTreeMap<String, BTreeMap<String, String>>> {
+        let ours = group_resource.group.is_empty()
+            && group_resource.resource == "pods"
+            && namespace == Some(self.namespace.as_str());
+        if !ours {
+            return self.inner.labels(group_resource, namespace, names);
+        }
+        let labels = names
+            .iter()
+            .filter_map(|n| self.pods.get(n).map(|l| (n.clone(), l.clone())))
+            .collect();
+        Box::pin(async move { labels })
+    }
 }

@@ -183,6 +183,19 @@ impl ObjectCache {
         }
     }
 
+    /// The labels of those of `names` cached in `namespace` (`None` for cluster-scoped
+    /// objects), by name.
+    pub fn labels(&self, namespace: Option<&str>, names: &[String]) -> BTreeMap<String, Labels> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        let Some(objects) = store.objects.get(namespace.unwrap_or_default()) else {
+            return BTreeMap::new();
+        };
+        names
+            .iter()
+            .filter_map(|n| objects.get(n).map(|l| (n.clone(), l.clone())))
+            .collect()
+    }
+
     /// Number of cached objects.
     pub fn len(&self) -> usize {
         let store = self.store.read().unwrap_or_else(|e| e.into_inner());

@@ -1,6 +1,6 @@
 //! [`ObjectLookup`] over watch caches started on first use.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,6 +169,46 @@ impl ObjectLookup for KubeObjectLookup {
             self.cached_names(&pods, Some(RUNNING_PODS), namespace, selector)
                 .await
         })
+    }
+
+    fn labels<'a>(
+        &'a self,
+        group_resource: &'a GroupResource,
+        namespace: Option<&'a str>,
+        names: &'a [String],
+    ) -> BoxFuture<'a, BTreeMap<String, BTreeMap<String, String>>> {
+        let labels = self.cached_labels(group_resource, namespace, names);
+        Box::pin(async move { labels })
+    }
+}
+
+impl KubeObjectLookup {
+    /// The labels of `names` from a cache of `group_resource` already running (the running
+    /// pods' first, for pods), without starting one.
+    fn cached_labels(
+        &self,
+        group_resource: &GroupResource,
+        namespace: Option<&str>,
+        names: &[String],
+    ) -> BTreeMap<String, BTreeMap<String, String>> {
+        let cache = {
+            let caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+            caches
+                .get(&(group_resource.clone(), Some(RUNNING_PODS)))
+                .or_else(|| caches.get(&(group_resource.clone(), None)))
+                .cloned()
+        };
+        match cache {
+            Some(cache) => {
+                let namespace = if cache.mapping().namespaced {
+                    namespace
+                } else {
+                    None
+                };
+                cache.labels(namespace, names)
+            }
+            None => BTreeMap::new(),
+        }
     }
 }
 

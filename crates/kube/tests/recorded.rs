@@ -666,6 +666,12 @@ async fn running_pods_come_from_a_cache_listed_with_the_phase_field_selector() {
         api.requests("/api/v1/pods?fieldSelector"),
         vec!["/api/v1/pods?fieldSelector=status.phase%3DRunning&limit=500".to_string()]
     );
+    // Their labels come from that cache, without asking the API server again.
+    let pods = GroupResource::new("", "pods");
+    let wanted = ["web-4".to_string(), "gone".to_string()];
+    let labels = l.labels(&pods, Some("shop"), &wanted).await;
+    assert_eq!(labels.len(), 1, "{labels:?}");
+    assert_eq!(labels["web-4"]["tier"], "frontend");
     // Every pod, whatever its phase, is still what the custom metrics API reads.
     let all = l
         .names(
