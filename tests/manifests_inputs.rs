@@ -475,3 +475,32 @@ fn names_and_urls_that_cannot_work_are_refused() {
     let out = promhpa(&["manifests", "--config", rules, "--release-name=metrics.v2"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Extra arguments that `promhpa serve` would refuse are refused when rendering, rather
+/// than found by a pod that crash-loops once the APIServices point at it; the adapter's
+/// flags that do nothing here, a flag given twice and the chart's own args pass.
+#[test]
+fn extra_arguments_serve_would_refuse_are_refused_when_rendering() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = |extra: &str| {
+        write(
+            dir.path(),
+            "values.yaml",
+            &format!("extraArguments:\n{extra}"),
+        )
+    };
+    let bad = values("- --bogus-flag=1\n");
+    let out = promhpa(&["manifests", "--helm-values", &bad]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("would not start promhpa") && err.contains("--bogus-flag"),
+        "{err}"
+    );
+    let fine = values(
+        "- --v=6\n- --metrics-relist-interval=30s\n- --enable-priority-and-fairness=false\n",
+    );
+    let out = promhpa(&["manifests", "--helm-values", &fine]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("--metrics-relist-interval=30s"));
+}

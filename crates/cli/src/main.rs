@@ -208,14 +208,44 @@ fn without_strays(
     (args, strays)
 }
 
+/// The command line parser, with serve's flags taking their last value when given twice, as
+/// Go's pflag does: a Deployment whose extra arguments override one of the chart's flags
+/// keeps working.
+fn parser() -> clap::Command {
+    Cli::command()
+        .args_override_self(true)
+        .mut_subcommand("serve", |c| c.args_override_self(true))
+}
+
+/// Whether `promhpa serve` would read `args` (a Deployment's container args) as it reads
+/// its command line: the reason it would refuse them otherwise. Only the command line is
+/// read; the files and values its flags name are not.
+pub(crate) fn serve_would_parse(args: &[String]) -> Result<(), String> {
+    let line = ["promhpa"]
+        .into_iter()
+        .map(String::from)
+        .chain(args.iter().cloned())
+        .map(std::ffi::OsString::from);
+    let command = parser();
+    let (line, _) = without_strays(&command, arguments(line));
+    command
+        .try_get_matches_from(line)
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .map(|_| ())
+        .map_err(|e| {
+            let text = e.render().to_string();
+            text.lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ")
+                .to_string()
+        })
+}
+
 fn main() -> ExitCode {
     let args = arguments(std::env::args_os());
     let plugin = cmd::plugin::invoked_as_plugin(args.first().map(|a| a.as_os_str()));
-    // A flag of serve given twice takes its last value, as Go's pflag does: a Deployment
-    // whose extra arguments override one of the chart's flags keeps working.
-    let mut command = Cli::command()
-        .args_override_self(true)
-        .mut_subcommand("serve", |c| c.args_override_self(true));
+    let mut command = parser();
     let args = if plugin {
         args
     } else {
