@@ -35,6 +35,19 @@ impl TargetPodsLookup {
     }
 }
 
+impl TargetPodsLookup {
+    /// Whether a question about `group_resource` in `namespace` is about the target's pods.
+    fn answers_for(
+        &self,
+        group_resource: &promhpa_core::GroupResource,
+        namespace: Option<&str>,
+    ) -> bool {
+        group_resource.group.is_empty()
+            && group_resource.resource == "pods"
+            && namespace == Some(self.namespace.as_str())
+    }
+}
+
 impl promhpa_core::lookup::ObjectLookup for TargetPodsLookup {
     fn resolve<'a>(
         &'a self,
@@ -52,10 +65,7 @@ impl promhpa_core::lookup::ObjectLookup for TargetPodsLookup {
         namespace: Option<&'a str>,
         selector: &'a LabelSelector,
     ) -> promhpa_core::BoxFuture<'a, Result<Vec<String>, promhpa_core::LookupError>> {
-        let ours = group_resource.group.is_empty()
-            && group_resource.resource == "pods"
-            && namespace == Some(self.namespace.as_str());
-        if !ours {
+        if !self.answers_for(group_resource, namespace) {
             return self.inner.names(group_resource, namespace, selector);
         }
         let names: Vec<String> = self
@@ -90,10 +100,7 @@ impl promhpa_core::lookup::ObjectLookup for TargetPodsLookup {
         namespace: Option<&'a str>,
         names: &'a [String],
     ) -> promhpa_core::BoxFuture<'a, BTreeMap<String, BTreeMap<String, String>>> {
-        let ours = group_resource.group.is_empty()
-            && group_resource.resource == "pods"
-            && namespace == Some(self.namespace.as_str());
-        if !ours {
+        if !self.answers_for(group_resource, namespace) {
             return self.inner.labels(group_resource, namespace, names);
         }
         let labels = names
