@@ -6,6 +6,7 @@ use std::path::Path;
 
 use promhpa_core::backend::BoxFuture;
 use promhpa_core::lookup::{GroupResource, LookupError, ObjectLookup, ResourceMapping};
+use promhpa_core::pod::PodPhase;
 use promhpa_core::selector::LabelSelector;
 use promhpa_core::yaml;
 use serde::Deserialize;
@@ -264,12 +265,7 @@ impl StaticObjects {
         };
         // As the HPA tools read a pod: without a status it is running; with one, its phase
         // says.
-        let running = match raw.status.as_ref().filter(|s| !s.is_null()) {
-            None => true,
-            Some(status) => {
-                status.get("phase").and_then(serde_json::Value::as_str) == Some("Running")
-            }
-        };
+        let running = PodPhase::of_status(raw.status.as_ref()) == PodPhase::Running;
         self.objects.entry(gr).or_default().push(Object {
             namespace: meta.namespace,
             name: meta.name,

@@ -19,6 +19,7 @@ pub mod duration;
 pub mod gofmt;
 pub mod lookup;
 pub mod path;
+pub mod pod;
 pub mod quantity;
 pub mod selector;
 pub mod time;

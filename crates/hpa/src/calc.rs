@@ -9,15 +9,7 @@ use serde::Serialize;
 
 use crate::spec::{MetricSpec, MetricTarget};
 
-/// Pod lifecycle phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum PodPhase {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Unknown,
-}
+pub use promhpa_core::pod::PodPhase;
 
 /// The status of a pod condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -275,13 +275,10 @@ fn convert_pod(id: &str, p: &PodYaml) -> Result<Pod, Error> {
         id: id.to_string(),
         message: m,
     };
-    let phase = match p.phase.as_deref().unwrap_or("Running") {
-        "Pending" => PodPhase::Pending,
-        "Running" => PodPhase::Running,
-        "Succeeded" => PodPhase::Succeeded,
-        "Failed" => PodPhase::Failed,
-        "Unknown" => PodPhase::Unknown,
-        other => return Err(bad(format!("pod {}: unknown phase {other}", p.name))),
+    let phase = match p.phase.as_deref() {
+        None => PodPhase::Running,
+        Some(name) => PodPhase::parse(name)
+            .ok_or_else(|| bad(format!("pod {}: unknown phase {name}", p.name)))?,
     };
     let ready = match &p.ready {
         None => Some(ConditionStatus::True),

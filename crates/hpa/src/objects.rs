@@ -199,13 +199,7 @@ pub fn pod_from_object(v: &Value) -> Result<Pod, String> {
             pod_requests,
         });
     }
-    let phase = match str_at(v, &["status", "phase"]).unwrap_or("") {
-        "Pending" => PodPhase::Pending,
-        "Running" => PodPhase::Running,
-        "Succeeded" => PodPhase::Succeeded,
-        "Failed" => PodPhase::Failed,
-        _ => PodPhase::Unknown,
-    };
+    let phase = PodPhase::of_status(v.get("status"));
     let ready_cond = v
         .get("status")
         .and_then(|s| s.get("conditions"))
