@@ -353,7 +353,7 @@ fn values_input(mut values: Value, source: &str) -> Result<Input, DeployError> {
     }
     let unknown: Vec<UnknownKey> = unknown_keys(&values)
         .into_iter()
-        .filter(|key| key.top_level)
+        .filter(|key| key.top_level && key.retired.is_none())
         .collect();
     if !unknown.is_empty() && values.as_object().is_some_and(|m| m.len() == unknown.len()) {
         let section = match unknown.as_slice() {
@@ -619,11 +619,19 @@ pub struct UnknownKey {
     pub top_level: bool,
     /// The dotted path of the chart's key next to it that it is likely a misspelling of.
     pub did_you_mean: Option<String>,
+    /// Why a value of earlier versions of the chart is not taken, for such a key.
+    pub retired: Option<String>,
 }
 
 impl UnknownKey {
     /// The warning for it, in values from `source`.
     pub fn warning(&self, source: &str) -> String {
+        if let Some(why) = &self.retired {
+            return format!(
+                "{source}: {:?} is a value of earlier versions of the prometheus-adapter chart; {why}",
+                self.path
+            );
+        }
         let hint = match &self.did_you_mean {
             Some(key) => format!(" (did you mean {key:?}?)"),
             None => String::new(),
@@ -655,14 +663,49 @@ fn unknown_keys_under(values: &Value, path: &str, found: &mut Vec<UnknownKey>) {
     for (key, value) in map {
         if known.contains(&key.as_str()) {
             unknown_keys_under(value, &dotted(key), found);
+        } else if path.is_empty() && RETIRED_KEYS.contains(&key.as_str()) {
+            found.extend(retired_key(key, value));
         } else {
             found.push(UnknownKey {
                 path: dotted(key),
                 top_level: path.is_empty(),
                 did_you_mean: near_miss(key, known).map(dotted),
+                retired: None,
             });
         }
     }
+}
+
+/// The user the chart's default `securityContext` runs the container as.
+const DEFAULT_RUN_AS_USER: u64 = 10001;
+
+/// Top-level keys of earlier versions of the chart that its current templates no longer read.
+const RETIRED_KEYS: &[&str] = &["psp", "runAsUser"];
+
+/// What to say about the retired key `key` set to `value`, unless it asks for nothing that is
+/// lost: PodSecurityPolicies not created, or the user the container runs as anyway.
+fn retired_key(key: &str, value: &Value) -> Option<UnknownKey> {
+    let (path, why) = match key {
+        "psp" if truthy(&value["create"]) => (
+            "psp.create".to_string(),
+            "PodSecurityPolicy was removed in Kubernetes 1.25, and none is rendered".to_string(),
+        ),
+        "runAsUser" if value.as_u64() != Some(DEFAULT_RUN_AS_USER) => (
+            key.to_string(),
+            format!(
+                "the container now runs as securityContext.runAsUser ({DEFAULT_RUN_AS_USER} \
+                 unless set there), so runAsUser: {} is ignored; set securityContext.runAsUser",
+                scalar(value)
+            ),
+        ),
+        _ => return None,
+    };
+    Some(UnknownKey {
+        path,
+        top_level: true,
+        did_you_mean: None,
+        retired: Some(why),
+    })
 }
 
 /// The key of `known` that `key` most likely misspells: the same but for case, else the
@@ -744,7 +787,7 @@ pub fn chart_defaults() -> Value {
             "capabilities": {"drop": ["ALL"]},
             "readOnlyRootFilesystem": true,
             "runAsNonRoot": true,
-            "runAsUser": 10001,
+            "runAsUser": DEFAULT_RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"}
         }
     });
@@ -2489,15 +2532,49 @@ externalRules:
             vec![unknown("replica", Some("replicas"))]
         );
         assert_eq!(
-            unknown_of("LogLevel: 6\nnodeSelectors: {}\npsp: {create: true}\n"),
+            unknown_of("LogLevel: 6\nnodeSelectors: {}\npsps: {create: true}\n"),
             vec![
                 unknown("LogLevel", Some("logLevel")),
                 unknown("nodeSelectors", Some("nodeSelector")),
-                unknown("psp", None),
+                unknown("psps", None),
             ]
         );
         assert_eq!(unknown_keys(&seed_values()), Vec::<UnknownKey>::new());
         assert!(parse_values("- a\n- b\n").is_err());
+    }
+
+    #[test]
+    fn keys_of_earlier_chart_versions_are_named_as_such_when_they_ask_for_something() {
+        let warnings = |text: &str| -> Vec<String> {
+            let values = parse_values(text).unwrap_or_else(|e| panic!("{}", chain(&e)));
+            unknown_keys(&values)
+                .iter()
+                .map(|key| key.warning("old.yaml"))
+                .collect()
+        };
+        // What the chart's earlier defaults said asks for nothing that is lost.
+        assert_eq!(
+            warnings("psp: {create: false}\nrunAsUser: 10001\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            warnings("psp: {create: true}\nrunAsUser: 1000\n"),
+            vec![
+                "old.yaml: \"psp.create\" is a value of earlier versions of the prometheus-adapter \
+                 chart; PodSecurityPolicy was removed in Kubernetes 1.25, and none is rendered"
+                    .to_string(),
+                "old.yaml: \"runAsUser\" is a value of earlier versions of the prometheus-adapter \
+                 chart; the container now runs as securityContext.runAsUser (10001 unless set \
+                 there), so runAsUser: 1000 is ignored; set securityContext.runAsUser"
+                    .to_string(),
+            ]
+        );
+        // Not taken for another chart's values because they are its only keys.
+        let values = values_input(
+            parse_values("psp: {create: true}\n").unwrap_or_else(|e| panic!("{}", chain(&e))),
+            "old.yaml",
+        );
+        assert!(matches!(values, Ok(Input::Values(_))));
     }
 
     #[test]
