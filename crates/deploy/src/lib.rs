@@ -1348,10 +1348,63 @@ pub fn render_with(
             if let Some(at) = template_in(&object, String::new()) {
                 return Err(DeployError::ExtraManifestTemplate { index: i, at });
             }
-            objects.push(object);
+            objects.push(in_release_namespace(object, &release.namespace));
         }
     }
     Ok(objects)
+}
+
+/// Kinds whose objects have no namespace, of Kubernetes and of the add-ons most often
+/// installed beside the adapter.
+const CLUSTER_SCOPED_KINDS: &[&str] = &[
+    "APIService",
+    "CSIDriver",
+    "ClusterIssuer",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "FlowSchema",
+    "IngressClass",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "PersistentVolume",
+    "PodSecurityPolicy",
+    "PriorityClass",
+    "PriorityLevelConfiguration",
+    "RuntimeClass",
+    "StorageClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+    "VolumeSnapshotClass",
+];
+
+/// An extra manifest as Helm applies it: an object of a namespaced kind that names no
+/// namespace goes to the release's, not to whichever namespace `kubectl apply` would pick
+/// from its context. (A namespace on an object of a cluster-scoped kind the list above
+/// misses is dropped by the API server.)
+fn in_release_namespace(mut object: Value, namespace: &str) -> Value {
+    let cluster_scoped = object["kind"]
+        .as_str()
+        .is_some_and(|kind| CLUSTER_SCOPED_KINDS.contains(&kind));
+    // A List's items are objects of their own; Helm applies each.
+    if let Some(items) = object.get_mut("items").and_then(Value::as_array_mut) {
+        for item in items.iter_mut() {
+            *item = in_release_namespace(item.take(), namespace);
+        }
+        return object;
+    }
+    if !cluster_scoped {
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            let unset = meta
+                .get("namespace")
+                .is_none_or(|ns| ns.is_null() || ns.as_str() == Some(""));
+            if unset {
+                meta.insert("namespace".into(), namespace.into());
+            }
+        }
+    }
+    object
 }
 
 /// `spec` of a cert-manager Certificate with `revisionHistoryLimit` when `limit` is set,
@@ -2474,6 +2527,40 @@ externalRules:
             Ok(v) => panic!("accepted {v:?}"),
             Err(e) => assert_eq!(chain(&e), "values must be a mapping, found a list"),
         }
+    }
+
+    #[test]
+    fn extra_manifests_without_a_namespace_go_to_the_release_s_as_helm_puts_them() {
+        let mut values = chart_defaults();
+        merge_values(
+            &mut values,
+            json!({"namespaceOverride": "adapter", "extraManifests": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain"}},
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "placed", "namespace": "elsewhere"}},
+                "{apiVersion: monitoring.coreos.com/v1, kind: ServiceMonitor, metadata: {name: text, namespace: ''}}",
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "wide"}},
+                {"apiVersion": "v1", "kind": "List", "items": [
+                    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "listed"}},
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "made"}}
+                ]}
+            ]}),
+        );
+        let objects =
+            render(&values, &release("monitoring")).unwrap_or_else(|e| panic!("{}", chain(&e)));
+        let namespace_of =
+            |kind: &str, name: &str| find(&objects, kind, name)["metadata"]["namespace"].clone();
+        // The release's namespace, as `helm install -n monitoring` applies them, not the
+        // chart's namespaceOverride, which its own templates use.
+        assert_eq!(namespace_of("ConfigMap", "plain"), "monitoring");
+        assert_eq!(namespace_of("ServiceMonitor", "text"), "monitoring");
+        assert_eq!(namespace_of("Secret", "placed"), "elsewhere");
+        assert_eq!(namespace_of("ClusterRole", "wide"), Value::Null);
+        let list = objects
+            .iter()
+            .find(|o| o["kind"] == "List")
+            .unwrap_or_else(|| panic!("no List in {objects:?}"));
+        assert_eq!(list["items"][0]["metadata"]["namespace"], "monitoring");
+        assert_eq!(list["items"][1]["metadata"]["namespace"], Value::Null);
     }
 
     /// Chart values promhpa cannot render as the chart would are refused or carried over:
