@@ -568,6 +568,15 @@ fn invalid_values_are_flag_errors() {
             vec!["invalid boolean \"yes\""],
         ),
         (vec!["--logtostderr=maybe"], vec!["invalid boolean"]),
+        // A password in a URL that is refused is not repeated in the error.
+        (
+            vec!["--prometheus-url=https://admin:s3cret@prometheus:99999"],
+            vec!["invalid --prometheus-url \"https://admin:xxxxx@prometheus:99999\""],
+        ),
+        (
+            vec!["--prometheus-url=htps://admin:s3cret@prometheus:9090"],
+            vec!["invalid --prometheus-url \"htps://admin:xxxxx@prometheus:9090\""],
+        ),
     ] {
         let out = run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -579,6 +588,7 @@ fn invalid_values_are_flag_errors() {
         for s in says {
             assert!(stderr.contains(s), "{args:?}: {stderr}");
         }
+        assert!(!stderr.contains("s3cret"), "{args:?}: {stderr}");
     }
     // Names that parse but leave nothing to offer stop promhpa before it serves, as a
     // usage error.

@@ -134,7 +134,7 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
 fn parse_target(flag: &'static str, value: &str) -> Result<url::Url, ForwardError> {
     let invalid = |message: &str| ForwardError::InvalidUrl {
         flag,
-        value: value.to_string(),
+        value: promhpa_core::url_text::redacted(value),
         message: message.to_string(),
     };
     let url = url::Url::parse(value)
@@ -725,7 +725,12 @@ mod tests {
             "{e}"
         );
         assert!(err(external("https://keda?x=1")).contains("query"));
-        assert!(err(external("https://u:p@keda")).contains("credentials do not go in the URL"));
+        let e = err(external("https://u:s3cret@keda"));
+        assert!(e.contains("credentials do not go in the URL"), "{e}");
+        assert!(
+            e.contains("\"https://u:xxxxx@keda\"") && !e.contains("s3cret"),
+            "{e}"
+        );
         assert!(err(external("ftp://keda")).contains("scheme \"ftp\""));
         assert!(err(external("keda:443")).contains("invalid --forward-unknown-external-metrics-to"));
         // Empty values are no values.

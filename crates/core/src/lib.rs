@@ -24,6 +24,7 @@ pub mod quantity;
 pub mod selector;
 pub mod time;
 pub mod tls;
+pub mod url_text;
 #[cfg(feature = "yaml")]
 pub mod yaml;
 

@@ -17,6 +17,7 @@ use promhpa_rules::RuleSet;
 use crate::OptionsError;
 
 use promhpa_core::time::now_ms;
+use promhpa_core::url_text::redacted;
 
 /// A file path where an empty value means none, as pflag string flags take it.
 fn path_or_empty(s: &str) -> Result<PathBuf, String> {
@@ -149,7 +150,7 @@ impl BackendFlags {
             return;
         }
         if let Some(p) = rules.prometheus.as_ref().and_then(|p| p.joined_url()) {
-            tracing::info!(url = %p, "using prometheus from the rule file's prometheus settings");
+            tracing::info!(url = %redacted(&p), "using prometheus from the rule file's prometheus settings");
             self.prometheus_url = Some(p);
         }
     }
@@ -221,9 +222,13 @@ impl BackendFlags {
             match url::Url::parse(url) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
                 Ok(_) => errors.push(format!(
-                    "invalid --prometheus-url \"{url}\": scheme must be http or https"
+                    "invalid --prometheus-url \"{}\": scheme must be http or https",
+                    redacted(url)
                 )),
-                Err(e) => errors.push(format!("invalid --prometheus-url \"{url}\": {e}")),
+                Err(e) => errors.push(format!(
+                    "invalid --prometheus-url \"{}\": {e}",
+                    redacted(url)
+                )),
             }
         }
         match (

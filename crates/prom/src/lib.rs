@@ -253,7 +253,7 @@ impl PromClient {
     /// change.
     pub fn new(config: PromConfig) -> Result<Self, PromError> {
         let invalid_url = |m: String| PromError::InvalidUrl {
-            url: config.url.clone(),
+            url: promhpa_core::url_text::redacted(&config.url),
             message: m,
         };
         let mut base = url::Url::parse(&config.url).map_err(|e| invalid_url(e.to_string()))?;
@@ -481,15 +481,15 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
     } else if e.is_timeout() {
         format!("timed out: no answer within {}", format_duration(timeout))
     } else {
-        // reqwest names the URL; its query string and password (an API key, say) stay out
-        // of Status messages and logs.
+        // reqwest names the URL; its query string (the PromQL, an API key in a query
+        // parameter) and any password stay out of Status messages and logs.
         let mut text = error_chain(e);
         if let Some(url) = e.url() {
             let mut shown = url.clone();
             shown.set_query(None);
-            let _ = shown.set_password(None);
-            if shown != *url {
-                text = text.replace(url.as_str(), shown.as_str());
+            let shown = promhpa_core::url_text::redacted(shown.as_str());
+            if shown != url.as_str() {
+                text = text.replace(url.as_str(), &shown);
             }
         }
         text

@@ -23,6 +23,7 @@
 
 use crate::load::{boolean, fields, get, sequence, string, suggestion, Ctx};
 use crate::yaml::{Node, Value};
+use promhpa_core::url_text::redacted;
 
 /// The name a rule may use for the backend the flags describe.
 pub const DEFAULT_BACKEND: &str = "default";
@@ -236,7 +237,7 @@ pub(crate) fn compile_backends(ctx: &mut Ctx, node: Option<&Node>) -> Vec<Backen
             ctx.error(
                 at("url"),
                 &upath,
-                format!("invalid URL \"{url}\": {problem}"),
+                format!("invalid URL \"{}\": {problem}", redacted(&url)),
             );
         }
         let url = url.trim_end_matches('/').to_string();

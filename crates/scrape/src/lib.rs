@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use promhpa_core::time::now_ms;
+use promhpa_core::url_text::redacted;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -161,8 +162,7 @@ impl ScrapeConfig {
         let raw_targets = raw.targets.unwrap_or_default();
         let mut targets = Vec::with_capacity(raw_targets.len());
         for (i, t) in raw_targets.into_iter().enumerate() {
-            let shown =
-                url::Url::parse(&t.url).map_or_else(|_| redacted_text(&t.url), |u| redacted(&u));
+            let shown = redacted(&t.url);
             let ctx = |m: String| invalid(format!("targets[{i}] ({shown}): {m}"));
             let url = url::Url::parse(&t.url).map_err(|e| ctx(format!("invalid url: {e}")))?;
             if url.scheme() != "http" && url.scheme() != "https" {
@@ -245,7 +245,7 @@ impl Target {
     /// The URL as logs and errors show it: a password in it is `xxxxx`, as Go's
     /// `url.Redacted` shows it.
     pub fn shown_url(&self) -> String {
-        redacted(&self.url)
+        redacted(self.url.as_str())
     }
 
     /// The target's labels as the store takes them.
@@ -341,33 +341,9 @@ fn describe(e: &reqwest::Error, url: &url::Url) -> String {
     }
     // reqwest names the URL it was given, password included.
     if url.password().is_some() {
-        msg = msg.replace(url.as_str(), &redacted(url));
+        msg = msg.replace(url.as_str(), &redacted(url.as_str()));
     }
     msg
-}
-
-/// A URL that does not parse, with what stands as its password shown as `xxxxx`.
-fn redacted_text(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    let Some(at) = url[start..authority_end].rfind('@').map(|i| start + i) else {
-        return url.to_string();
-    };
-    match url[start..at].find(':').map(|i| start + i) {
-        Some(colon) => format!("{}:xxxxx{}", &url[..colon], &url[at..]),
-        None => url.to_string(),
-    }
-}
-
-/// A URL with its password shown as `xxxxx`.
-fn redacted(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("xxxxx"));
-    }
-    shown.to_string()
 }
 
 /// Scrapes `target` once at the current time and records the outcome in `backend`.

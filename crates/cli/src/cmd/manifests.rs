@@ -106,12 +106,15 @@ fn check_names(args: &Args) -> anyhow::Result<()> {
         );
     }
     if let Some(url) = &args.prometheus_url {
+        let shown = promhpa_core::url_text::redacted(url);
         match url::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
             Ok(_) => {
-                bail!("invalid --prometheus-url {url:?}: expected an http or https URL with a host")
+                bail!(
+                    "invalid --prometheus-url {shown:?}: expected an http or https URL with a host"
+                )
             }
-            Err(e) => bail!("invalid --prometheus-url {url:?}: {e}"),
+            Err(e) => bail!("invalid --prometheus-url {shown:?}: {e}"),
         }
     }
     Ok(())
