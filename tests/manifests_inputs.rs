@@ -503,4 +503,13 @@ fn extra_arguments_serve_would_refuse_are_refused_when_rendering() {
     let out = promhpa(&["manifests", "--helm-values", &fine]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("--metrics-relist-interval=30s"));
+    // Another program's Deployment among the extra manifests keeps its own args.
+    let other = write(
+        dir.path(),
+        "other.yaml",
+        "extraManifests:\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: exporter}\n  spec:\n    selector: {matchLabels: {app: exporter}}\n    template:\n      metadata: {labels: {app: exporter}}\n      spec: {containers: [{name: exporter, image: exporter, args: [--web.listen-address=:9100]}]}\n",
+    );
+    let out = promhpa(&["manifests", "--helm-values", &other]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("--web.listen-address=:9100"));
 }

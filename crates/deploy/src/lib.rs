@@ -87,6 +87,8 @@ pub struct Rendered {
     pub yaml: String,
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
+    /// The command-line arguments promhpa's container is given (`extraArguments` included).
+    pub args: Vec<String>,
 }
 
 /// Render the installation the inputs describe, applied in order (later Helm values win, as
@@ -197,7 +199,19 @@ pub fn render_installation(
         yaml,
         warnings,
         notes,
+        args: promhpa_args(&objects, &names(&values, &release).fullname),
     })
+}
+
+/// The args of promhpa's container, in the Deployment rendered for it: the first named
+/// `fullname` (an extra manifest comes after it).
+fn promhpa_args(objects: &[Value], fullname: &str) -> Vec<String> {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == fullname)
+        .and_then(|d| d["spec"]["template"]["spec"]["containers"][0]["args"].as_array())
+        .map(|args| args.iter().map(scalar).collect())
+        .unwrap_or_default()
 }
 
 /// What to do before applying objects that replace a Helm release's in place: Helm's record

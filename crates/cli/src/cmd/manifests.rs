@@ -120,27 +120,6 @@ fn check_names(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The args of each Deployment's first container in a YAML stream.
-fn deployment_args(yaml: &str) -> Vec<Vec<String>> {
-    promhpa_core::yaml::documents::<serde_json::Value>(yaml)
-        .into_iter()
-        .flatten()
-        .filter(|doc| doc["kind"] == "Deployment")
-        .filter_map(|doc| {
-            doc["spec"]["template"]["spec"]["containers"][0]["args"]
-                .as_array()
-                .map(|args| {
-                    args.iter()
-                        .map(|a| match a {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect()
-                })
-        })
-        .collect()
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_names(&args)?;
     let mut inputs = Vec::new();
@@ -163,12 +142,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         promhpa_deploy::render_installation(&inputs, release, args.prometheus_url.as_deref())?;
     // A Deployment whose args serve refuses would crash-loop once the APIServices point
     // at it: its extra arguments are checked now.
-    for container_args in deployment_args(&rendered.yaml) {
-        if let Err(reason) = crate::serve_would_parse(&container_args) {
-            bail!(
-                "the rendered Deployment's args would not start promhpa (check extraArguments): {reason}"
-            );
-        }
+    if let Err(reason) = crate::serve_would_parse(&rendered.args) {
+        bail!(
+            "the rendered Deployment's args would not start promhpa (check extraArguments): {reason}"
+        );
     }
     for warning in &rendered.warnings {
         eprintln!("warning: {warning}");
