@@ -577,6 +577,121 @@ async fn answers_never_read_keep_their_in_flight_seats() {
     }
 }
 
+/// An answer its client never reads (an HTTP/2 stream window of 0), on a connection the
+/// client keeps busy with more requests, gives its in-flight seat back when its request's
+/// timeout (`--request-timeout`) passes, and is ended there: once the client opens its
+/// window it gets what had been handed to the connection already, then a reset stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_never_read_give_their_seats_back_at_the_request_timeout() {
+    let timeout = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    let server = Server::start(
+        &pki,
+        dir.path(),
+        &[
+            "--max-requests-inflight=1",
+            &format!("--request-timeout={}s", timeout.as_secs()),
+        ],
+    );
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let client = reqwest_client(&pki);
+    get_ok(&client, &format!("{base}{METRIC}")).await;
+    // promhpa's own metrics: an answer of several pieces.
+    let full = client.get(format!("{base}/metrics")).send().await.unwrap();
+    let full = full.bytes().await.unwrap().len();
+    assert!(full > 3 * 4096);
+
+    let tcp = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector_for(&pki, b"h2").connect(name, tcp).await.unwrap();
+    let (mut h2, mut connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tls)
+        .await
+        .unwrap();
+    // Drives the connection; told to, it opens every stream's window.
+    let (open_window, opened) = tokio::sync::oneshot::channel::<()>();
+    let driver = tokio::spawn(async move {
+        tokio::select! {
+            done = &mut connection => return done,
+            _ = opened => {}
+        }
+        connection.set_initial_window_size(1 << 20)?;
+        connection.await
+    });
+    let get = |path: &str| {
+        http::Request::get(format!("{base}{path}"))
+            .body(())
+            .unwrap()
+    };
+
+    let sent = Instant::now();
+    let (answer, _) = h2.send_request(get("/metrics"), true).unwrap();
+    let unread = tokio::time::timeout(Duration::from_secs(20), answer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unread.status(), 200);
+    // Before the request's timeout its seat is taken.
+    let status = client
+        .get(format!("{base}{METRIC}"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    if sent.elapsed() < timeout {
+        assert_eq!(status, 429, "{}", server.log());
+    }
+    // After it, the seat is back though the connection is still open and asking.
+    let start = Instant::now();
+    let mut busy = Vec::new();
+    loop {
+        let (answer, _) = h2.send_request(get(METRIC), true).unwrap();
+        busy.push(
+            tokio::time::timeout(Duration::from_secs(20), answer)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        let resp = client.get(format!("{base}{METRIC}")).send().await.unwrap();
+        if resp.status() == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the seat was not given back at the request timeout: {}; log:\n{}",
+            resp.status(),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The answer was ended, not kept for later.
+    open_window.send(()).unwrap();
+    let mut body = unread.into_body();
+    let mut received = 0;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(20), body.data())
+            .await
+            .unwrap()
+        {
+            Some(Ok(data)) => {
+                received += data.len();
+                let _ = body.flow_control().release_capacity(data.len());
+            }
+            Some(Err(e)) => break e,
+            None => panic!("the whole answer was sent after its timeout ({received} bytes)"),
+        }
+    };
+    assert!(ended.is_reset(), "{ended}");
+    assert!(received < full, "{received} of {full} bytes");
+    drop((busy, h2));
+    driver.abort();
+}
+
 /// 20,000 hostile connections (in waves that fit the open-file limit) against the
 /// default limits; prints the server's RSS before, at the peak and 2 s and 15 s after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -134,6 +134,9 @@ pub(crate) struct ConnState {
     http2: AtomicBool,
     evicted: AtomicBool,
     wake: Notify,
+    /// The answers of this connection's requests that hold their in-flight seats, each with
+    /// its request's deadline, when the watchdog takes the seat back.
+    held: Mutex<Vec<(Instant, Weak<HeldAnswer>)>>,
 }
 
 impl ConnState {
@@ -146,6 +149,7 @@ impl ConnState {
             http2: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             wake: Notify::new(),
+            held: Mutex::new(Vec::new()),
         };
         s.enter(Phase::Handshake);
         s
@@ -230,6 +234,57 @@ impl ConnState {
     fn evictable(&self) -> Option<u64> {
         (self.serving.load(Ordering::Acquire) == 0 && self.phase() != Phase::Serving)
             .then(|| self.since.load(Ordering::Relaxed))
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Vec<(Instant, Weak<HeldAnswer>)>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `answer` holds its seat until `deadline` at most. Answers gone since (sent, or
+    /// dropped with their streams) are forgotten here; the watchdog is woken when this
+    /// deadline comes before every other.
+    fn hold_until(&self, deadline: Instant, answer: &Arc<HeldAnswer>) {
+        let mut held = self.lock_held();
+        held.retain(|(_, a)| a.strong_count() > 0);
+        let earliest = held.iter().map(|(at, _)| *at).min();
+        held.push((deadline, Arc::downgrade(answer)));
+        drop(held);
+        if earliest.is_none_or(|at| deadline < at) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The earliest deadline of an answer that may still hold its seat.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.lock_held()
+            .iter()
+            .filter(|(_, a)| a.strong_count() > 0)
+            .map(|(at, _)| *at)
+            .min()
+    }
+
+    /// Take back the seats of answers whose deadline is `now` or earlier, with what they
+    /// had left to send; an answer whose seat was given back already is left to finish.
+    fn expire_held(&self, now: Instant) {
+        let mut due = Vec::new();
+        self.lock_held().retain(|(at, a)| match a.upgrade() {
+            Some(a) if *at <= now => {
+                due.push(a);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        for answer in due {
+            let mut held = answer.lock().unwrap_or_else(|p| p.into_inner());
+            let taken = if held.as_ref().is_some_and(|h| h.seat.is_some()) {
+                held.take()
+            } else {
+                None
+            };
+            drop(held);
+            drop(taken);
+        }
     }
 }
 
@@ -421,9 +476,15 @@ pub(crate) async fn watch(state: &ConnState, limits: &ServingLimits) -> Watch {
         return Watch::Finish(CloseReason::Evicted);
     }
     let (at, reason) = state.next_check(limits);
+    // An answer's deadline that comes first.
+    let expiry = state.next_expiry().filter(|e| *e < at);
     tokio::select! {
-        _ = tokio::time::sleep_until(at) => {}
+        _ = tokio::time::sleep_until(expiry.unwrap_or(at)) => {}
         _ = state.wake.notified() => return Watch::Continue,
+    }
+    if expiry.is_some() {
+        state.expire_held(Instant::now());
+        return Watch::Continue;
     }
     // Look again: the phase may have changed while sleeping.
     match state.next_check(limits) {
@@ -567,11 +628,31 @@ const ANSWER_PIECE: usize = 4 * 1024;
 /// connection), as a Go server's handler keeps its seat while its write waits for the
 /// client: past `--max-requests-inflight`, clients that stop reading large answers get 429s
 /// rather than more answers buffered for them.
+///
+/// The seat is held until the request's deadline at most: then the connection's watchdog
+/// takes it back together with what was left to send, and the answer ends in an error the
+/// next time the connection asks for more (an HTTP/2 stream is reset, an HTTP/1.1
+/// connection closed), as the generic API server's timeout filter means to abort an answer
+/// already begun.
 struct HeldBody {
+    held: Arc<HeldAnswer>,
+}
+
+/// What a [`HeldBody`] shares with its connection's watchdog: `None` once the watchdog took
+/// it away at the deadline.
+type HeldAnswer = Mutex<Option<Held>>;
+
+struct Held {
     inner: Body,
     /// The part of the inner body's last data frame not handed out yet.
     rest: bytes::Bytes,
     seat: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl HeldBody {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl http_body::Body for HeldBody {
@@ -579,10 +660,16 @@ impl http_body::Body for HeldBody {
     type Error = axum::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let me = &mut *self;
+        let mut held = self.lock();
+        let Some(me) = held.as_mut() else {
+            return Poll::Ready(Some(Err(axum::Error::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the answer was not read within the request timeout",
+            )))));
+        };
         if !me.rest.is_empty() {
             let piece = me.rest.split_to(me.rest.len().min(ANSWER_PIECE));
             if me.rest.is_empty() {
@@ -610,12 +697,19 @@ impl http_body::Body for HeldBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.rest.is_empty() && self.inner.is_end_stream()
+        // Taken away: not ended, so that the connection asks for more and hears the error.
+        self.lock()
+            .as_ref()
+            .is_some_and(|h| h.rest.is_empty() && h.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        let inner = self.inner.size_hint();
-        let rest = self.rest.len() as u64;
+        let held = self.lock();
+        let Some(h) = held.as_ref() else {
+            return http_body::SizeHint::new();
+        };
+        let inner = h.inner.size_hint();
+        let rest = h.rest.len() as u64;
         let mut hint = http_body::SizeHint::new();
         hint.set_lower(inner.lower().saturating_add(rest));
         if let Some(upper) = inner.upper() {
@@ -625,11 +719,13 @@ impl http_body::Body for HeldBody {
     }
 }
 
-/// `resp` with its body holding `seat` until sent, when it is larger than one piece; a
-/// smaller answer (a Status, a metric value) gives it back now.
+/// `resp` with its body holding `seat` until sent or until `deadline`, when it is larger
+/// than one piece; a smaller answer (a Status, a metric value) gives it back now.
 fn holding_seat(
     resp: Response<Body>,
     seat: Option<tokio::sync::OwnedSemaphorePermit>,
+    conn: &ConnState,
+    deadline: Instant,
 ) -> Response<Body> {
     let small = http_body::Body::size_hint(resp.body())
         .upper()
@@ -638,11 +734,13 @@ fn holding_seat(
         None => resp,
         Some(_) if small => resp,
         Some(seat) => resp.map(|inner| {
-            Body::new(HeldBody {
+            let held = Arc::new(Mutex::new(Some(Held {
                 inner,
                 rest: bytes::Bytes::new(),
                 seat: Some(seat),
-            })
+            })));
+            conn.hold_until(deadline, &held);
+            Body::new(HeldBody { held })
         }),
     }
 }
@@ -718,7 +816,7 @@ pub(crate) async fn handle(
     match tokio::time::timeout_at(deadline, served).await {
         // The connection's request guard ends here: a client that does not read its answer
         // keeps the seat, not the connection out of its idle timeout.
-        Ok(Ok(resp)) => Ok(holding_seat(resp, permit)),
+        Ok(Ok(resp)) => Ok(holding_seat(resp, permit, &conn, deadline)),
         Ok(Err(never)) => match never {},
         Err(_) => {
             limits.rejected("request_timeout");
@@ -737,12 +835,25 @@ pub(crate) async fn handle(
 mod tests {
     use super::*;
 
+    /// A connection's state, and a deadline far enough away not to pass during a test.
+    fn conn_and_deadline() -> (Slot, Instant) {
+        let (slot, _) = ConnTable::new(0).admit();
+        (slot.unwrap(), Instant::now() + Duration::from_secs(3600))
+    }
+
     #[tokio::test]
     async fn an_answer_holds_its_seat_until_handed_out_in_pieces() {
         use http_body::Body as _;
+        let (conn, later) = conn_and_deadline();
+        let conn = &conn.state;
         let seats = Arc::new(Semaphore::new(1));
         let seat = seats.clone().try_acquire_owned().unwrap();
-        let resp = holding_seat(Response::new(Body::from(vec![b'x'; 10_000])), Some(seat));
+        let resp = holding_seat(
+            Response::new(Body::from(vec![b'x'; 10_000])),
+            Some(seat),
+            conn,
+            later,
+        );
         let mut body = resp.into_body();
         // The length is still known, so HTTP/1.1 sends Content-Length.
         assert_eq!(body.size_hint().exact(), Some(10_000));
@@ -763,13 +874,61 @@ mod tests {
         drop(holding_seat(
             Response::new(Body::from(vec![b'x'; 10_000])),
             Some(seat),
+            conn,
+            later,
         ));
         assert_eq!(seats.available_permits(), 1);
         // An answer of one piece (a Status, a metric value) gives it back at once.
         let seat = seats.clone().try_acquire_owned().unwrap();
-        let small = holding_seat(Response::new(Body::from("x".repeat(4_096))), Some(seat));
+        let small = holding_seat(
+            Response::new(Body::from("x".repeat(4_096))),
+            Some(seat),
+            conn,
+            later,
+        );
         assert_eq!(seats.available_permits(), 1);
-        drop(small);
+        drop((small, body));
+        // The connection's watchdog has nothing left to watch.
+        assert_eq!(conn.next_expiry(), None);
+    }
+
+    #[tokio::test]
+    async fn at_its_deadline_an_answer_still_holding_its_seat_gives_it_back_and_ends() {
+        use http_body::Body as _;
+        let (conn, later) = conn_and_deadline();
+        let conn = &conn.state;
+        let seats = Arc::new(Semaphore::new(2));
+        let soon = Instant::now() + Duration::from_secs(60);
+        let answer = |deadline| {
+            let seat = seats.clone().try_acquire_owned().unwrap();
+            let resp = holding_seat(
+                Response::new(Body::from(vec![b'x'; 10_000])),
+                Some(seat),
+                conn,
+                deadline,
+            );
+            resp.into_body()
+        };
+        let mut unread = answer(soon);
+        let mut read = answer(later);
+        assert_eq!(seats.available_permits(), 0);
+        assert_eq!(conn.next_expiry(), Some(soon));
+        // The first piece of the one handed out, then its deadline passes too.
+        let first = std::future::poll_fn(|cx| Pin::new(&mut read).poll_frame(cx)).await;
+        assert_eq!(first.unwrap().unwrap().into_data().unwrap().len(), 4_096);
+
+        conn.expire_held(soon);
+        assert_eq!(seats.available_permits(), 1);
+        assert_eq!(conn.next_expiry(), Some(later));
+        // The connection asks for more and hears that the answer is over.
+        assert!(!unread.is_end_stream());
+        let next = std::future::poll_fn(|cx| Pin::new(&mut unread).poll_frame(cx)).await;
+        assert!(matches!(next, Some(Err(_))), "{next:?}");
+
+        conn.expire_held(later);
+        assert_eq!(seats.available_permits(), 2);
+        assert_eq!(conn.next_expiry(), None);
+        drop((unread, read));
     }
 
     #[test]
