@@ -561,22 +561,48 @@ async fn serve_connection(
         limits::handle(app.clone(), req, reqs.clone(), conn_state.clone())
     });
     let limits = &requests.limits;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .max_buf_size(limits.max_request_header_bytes.max(8192));
-    builder
-        .http2()
-        .max_concurrent_streams(limits.http2_max_streams_per_connection)
-        .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
-    // As in Go's server, ALPN decides: HTTP/2 only when it was negotiated, HTTP/1.1 otherwise.
-    builder = if http2 {
-        builder.http2_only()
-    } else {
-        builder.http1_only()
-    };
     let io = TokioIo::new(limits::TrackedIo::new(tls, state.clone()));
-    let conn = builder.serve_connection(io, svc);
+    // As in Go's server, ALPN decides: HTTP/2 only when it was negotiated, HTTP/1.1 otherwise.
+    if http2 {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http2()
+            .max_concurrent_streams(limits.http2_max_streams_per_connection)
+            .max_header_list_size(
+                u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX),
+            );
+        let builder = builder.http2_only();
+        let conn = builder.serve_connection(io, svc);
+        run_connection(conn, peer, &state, limits, &mut stop, &closed).await;
+    } else {
+        // hyper's own builder, the one that can hold a request head to its byte budget
+        // exactly: the read buffer's bound (`max_buf_size`) alone lets a head through that
+        // fits what the buffer reserved past it.
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .max_buf_size(limits.http1_header_bytes())
+            .max_header_size(limits.http1_header_bytes())
+            .max_headers(limits.http1_header_fields());
+        let conn = builder.serve_connection(io, svc);
+        run_connection(conn, peer, &state, limits, &mut stop, &closed).await;
+    }
+    drop(slot);
+}
+
+/// Drive `conn` under the watchdog of [`limits`] until the client leaves, a deadline passes,
+/// the connection is evicted or the server shuts down (it is then asked to finish, and
+/// dropped after a grace).
+async fn run_connection<C>(
+    conn: C,
+    peer: std::net::SocketAddr,
+    state: &limits::ConnState,
+    limits: &ServingLimits,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    closed: &impl Fn(limits::CloseReason),
+) where
+    C: hyper_util::server::graceful::GracefulConnection,
+    C::Error: std::fmt::Display,
+{
     tokio::pin!(conn);
     // Once asked to finish, the connection is dropped at this instant.
     let mut drop_at: Option<tokio::time::Instant> = None;
@@ -595,7 +621,7 @@ async fn serve_connection(
                     None => std::future::pending().await,
                 }
             } => break,
-            w = limits::watch(&state, limits), if drop_at.is_none() => match w {
+            w = limits::watch(state, limits), if drop_at.is_none() => match w {
                 limits::Watch::Continue => {}
                 limits::Watch::Close(reason) => {
                     closed(reason);
@@ -615,7 +641,6 @@ async fn serve_connection(
             }
         }
     }
-    drop(slot);
 }
 
 #[cfg(test)]

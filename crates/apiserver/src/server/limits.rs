@@ -53,7 +53,9 @@ pub struct ServingLimits {
     /// `TooManyRequests` Status with `Retry-After`. Health probes are not counted.
     pub max_requests_inflight: usize,
     /// Largest request head accepted (HTTP/1.1 request line and headers; the HTTP/2
-    /// header list). HTTP/1.1 clients above it get 431.
+    /// header list). HTTP/1.1 clients above it get 431. As in Go, the bytes are what
+    /// count, not the number of header fields (on HTTP/1.1 up to 24,576 of them, all an
+    /// `http::HeaderMap` holds).
     pub max_request_header_bytes: usize,
     /// Concurrent streams per HTTP/2 connection.
     pub http2_max_streams_per_connection: u32,
@@ -71,6 +73,27 @@ impl Default for ServingLimits {
             max_request_header_bytes: 1 << 20,
             http2_max_streams_per_connection: 250,
         }
+    }
+}
+
+/// The most header fields an HTTP/1.1 request may carry, whatever its byte budget: the
+/// fields an `http::HeaderMap` can hold. hyper's parser reserves room for every field of a
+/// head in one such map and panics past it, so it must refuse more as too large (431).
+const HTTP1_MAX_HEADER_FIELDS: usize = 24_576;
+
+impl ServingLimits {
+    /// The budget of an HTTP/1.1 request head in bytes: `max_request_header_bytes`, and at
+    /// least the 8 KiB hyper reads at a time.
+    pub(crate) fn http1_header_bytes(&self) -> usize {
+        self.max_request_header_bytes.max(8192)
+    }
+
+    /// The most header fields an HTTP/1.1 request head may carry: as many as its byte budget
+    /// holds (a field takes three bytes at least, `a:` and a line feed), since Go's server
+    /// counts no fields, only bytes, where hyper refuses more than 100 unless told; and no
+    /// more than [`HTTP1_MAX_HEADER_FIELDS`].
+    pub(crate) fn http1_header_fields(&self) -> usize {
+        (self.http1_header_bytes() / 3).min(HTTP1_MAX_HEADER_FIELDS)
     }
 }
 
@@ -929,6 +952,23 @@ mod tests {
         assert_eq!(seats.available_permits(), 2);
         assert_eq!(conn.next_expiry(), None);
         drop((unread, read));
+    }
+
+    #[test]
+    fn header_fields_are_limited_by_the_byte_budget_and_the_header_map() {
+        let with = |bytes| ServingLimits {
+            max_request_header_bytes: bytes,
+            ..ServingLimits::default()
+        };
+        assert_eq!(with(8192).http1_header_fields(), 2730);
+        assert_eq!(with(1000).http1_header_bytes(), 8192);
+        assert_eq!(with(1000).http1_header_fields(), 2730);
+        assert_eq!(with(60_000).http1_header_fields(), 20_000);
+        assert_eq!(ServingLimits::default().http1_header_fields(), 24_576);
+        // As many fields as the parser may hand over fit a header map.
+        let mut map = axum::http::HeaderMap::new();
+        assert!(map.try_reserve(HTTP1_MAX_HEADER_FIELDS).is_ok());
+        assert!(map.try_reserve(HTTP1_MAX_HEADER_FIELDS + 1).is_err());
     }
 
     #[test]
