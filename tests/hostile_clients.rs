@@ -453,9 +453,10 @@ async fn request_bodies_and_bad_timeouts_get_a_status() {
     let server = Server::start(&pki, dir.path(), &[]);
     let base = format!("https://127.0.0.1:{}", server.port);
     let client = reqwest_client(&pki);
+    // Any method but GET (whose body is not read, as in Go).
     for size in [5, 10 << 20] {
         let resp = client
-            .get(format!("{base}/apis"))
+            .post(format!("{base}/apis"))
             .body(vec![b'x'; size])
             .send()
             .await;
@@ -692,19 +693,25 @@ async fn answers_never_read_give_their_seats_back_at_the_request_timeout() {
     driver.abort();
 }
 
-/// The status line answering `head`, a whole HTTP/1.1 request head sent as it is on a new
-/// connection; `None` when the connection ends without one.
-async fn http1_status(port: u16, pki: &TestPki, head: &[u8]) -> Option<String> {
+/// What the server answers to `bytes`, sent as they are on a new HTTP/1.1 connection, until
+/// it closes the connection (`true`) or 20 s pass.
+async fn http1_answer(port: u16, pki: &TestPki, bytes: &[u8]) -> (String, bool) {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut s = tls_connector(pki).connect(name, tcp).await.unwrap();
     // The server may answer and close before it has read everything.
-    if s.write_all(head).await.is_ok() {
+    if s.write_all(bytes).await.is_ok() {
         let _ = s.flush().await;
     }
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
-    let answer = String::from_utf8_lossy(&answer);
+    let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer)).await;
+    (String::from_utf8_lossy(&answer).into_owned(), read.is_ok())
+}
+
+/// The status line answering `head`, a whole HTTP/1.1 request head sent as it is on a new
+/// connection; `None` when the connection ends without one.
+async fn http1_status(port: u16, pki: &TestPki, head: &[u8]) -> Option<String> {
+    let (answer, _) = http1_answer(port, pki, head).await;
     answer
         .lines()
         .next()
@@ -773,6 +780,111 @@ async fn http1_heads_are_limited_by_their_bytes_not_their_fields() {
     )
     .await;
     assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// Go's handlers never read the body of a GET: one that carries a body, small or large, is
+/// served as if it had none, over HTTP/1.1 as over HTTP/2. Over HTTP/1.1 a small body is
+/// read off the connection, which then carries the next request; a large one is not read,
+/// and the connection is closed after the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_requests_are_served_whatever_body_they_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate("promhpa-test-ca", "client").unwrap();
+    let server = Server::start(&pki, dir.path(), &[]);
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let get = format!("GET {METRIC} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let last = format!("{get}Connection: close\r\n\r\n");
+    for body in [
+        "Content-Length: 5\r\n\r\nhello".to_string(),
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_string(),
+        format!("Content-Length: 204800\r\n\r\n{}", "x".repeat(200 << 10)),
+    ] {
+        let (answer, _) =
+            http1_answer(server.port, &pki, format!("{get}{body}{last}").as_bytes()).await;
+        assert_eq!(
+            answer.matches("HTTP/1.1 200 OK").count(),
+            2,
+            "{}; log:\n{}",
+            answer.get(..answer.len().min(2000)).unwrap_or_default(),
+            server.log()
+        );
+    }
+    // 10 MiB announced (and not sent): answered without waiting for it, then closed.
+    let (answer, closed) = http1_answer(
+        server.port,
+        &pki,
+        format!("{get}Content-Length: 10485760\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+    assert!(closed, "{answer}");
+
+    let tcp = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector_for(&pki, b"h2").connect(name, tcp).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tls).await.unwrap();
+    let driver = tokio::spawn(connection);
+    // 5 bytes, and 16 KiB of 10 MiB announced.
+    for (announced, sent) in [(5, 5), (10 << 20, 16 << 10)] {
+        let request = http::Request::get(format!("{base}{METRIC}"))
+            .header("content-length", announced)
+            .body(())
+            .unwrap();
+        let (answer, mut body) = h2.send_request(request, false).unwrap();
+        body.send_data(vec![b'x'; sent].into(), sent == announced)
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(20), answer)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            200,
+            "{announced} bytes; log:\n{}",
+            server.log()
+        );
+        let mut body = answer.into_body();
+        let mut list = Vec::new();
+        while let Some(data) = body.data().await {
+            let data = data.unwrap();
+            let _ = body.flow_control().release_capacity(data.len());
+            list.extend_from_slice(&data);
+        }
+        let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+        assert_eq!(list["kind"], "MetricValueList");
+    }
+    drop(h2);
+    driver.abort();
+
+    // Real clients, over HTTP/2 and HTTP/1.1.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+    let http1 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .http1_only()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    for client in [reqwest_client(&pki), http1] {
+        for _ in 0..2 {
+            let resp = client
+                .get(format!("{base}{METRIC}"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    }
 }
 
 /// 20,000 hostile connections (in waves that fit the open-file limit) against the

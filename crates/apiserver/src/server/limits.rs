@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Request, Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use std::collections::HashMap;
@@ -106,6 +106,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// unsized bodies are not read at all: a client waiting for `100 Continue` gets the 413
 /// instead and sends nothing.
 const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// The most of a GET request's body read (and thrown away) over HTTP/1.1 to keep its
+/// connection open, as Go's server reads at most this much of a body its handler left
+/// unread (`maxPostHandlerReadBytes`) before closing the connection instead.
+const GET_BODY_DISCARD_LIMIT: u64 = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -602,6 +607,33 @@ fn body_size<B>(req: &Request<B>) -> BodySize {
     }
 }
 
+/// Read `body` to its end and throw it away, when it is at most `limit` bytes and ends within
+/// `grace`; whether it did. A body declared larger is not read at all.
+async fn discard(mut body: Body, size: &BodySize, limit: u64, grace: Duration) -> bool {
+    if matches!(size, BodySize::Declared(n) if *n > limit) {
+        return false;
+    }
+    let read = async {
+        let mut seen: u64 = 0;
+        loop {
+            let frame =
+                std::future::poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut body), cx));
+            match frame.await {
+                None => return true,
+                Some(Ok(frame)) => {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    seen = seen.saturating_add(n);
+                    if seen > limit {
+                        return false;
+                    }
+                }
+                Some(Err(_)) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(grace, read).await.unwrap_or(false)
+}
+
 /// The `timeout` query parameter, percent-decoded.
 fn timeout_param(query: Option<&str>) -> Option<String> {
     query?.split('&').find_map(|pair| {
@@ -777,6 +809,28 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let http1 = req.version() <= axum::http::Version::HTTP_11;
     let size = body_size(&req);
+    if size != BodySize::None && req.method() == Method::GET {
+        // Go's handlers never read a GET's body: it is served as if it had none. Over
+        // HTTP/1.1 a small one is read off the connection and thrown away first (not counted
+        // as serving, as below), so that the connection can carry the next request; a larger
+        // one, or one that does not come in time, is left unread and the connection closed
+        // after the answer. HTTP/2 throws away what comes on the stream.
+        let (parts, body) = req.into_parts();
+        let read = if http1 {
+            let grace = limits.limits.request_header_timeout;
+            discard(body, &size, GET_BODY_DISCARD_LIMIT, grace).await
+        } else {
+            drop(body);
+            true
+        };
+        let req = Request::from_parts(parts, Body::empty());
+        let mut resp = serve(app, req, limits, conn).await;
+        if !read {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Ok(resp);
+    }
     if size != BodySize::None {
         // Not counted as serving: a client that never sends the body it announced leaves
         // its connection one that can make room at the connection cap. Only HTTP/1.1 needs
@@ -802,12 +856,21 @@ pub(crate) async fn handle(
         }
         return Ok(resp);
     }
+    Ok(serve(app, req, limits, conn).await)
+}
+
+/// Serve a request without a body (or whose body is not read) through `app` within the
+/// limits.
+async fn serve(
+    app: Router,
+    req: Request<Body>,
+    limits: Arc<RequestLimits>,
+    conn: Arc<ConnState>,
+) -> Response<Body> {
     // Go's server refuses a path it cannot decode before any handler sees it.
     if let Some(escape) = bad_escape(req.uri().path()) {
         limits.rejected("bad_path");
-        return Ok(
-            ApiError::BadRequest(format!("invalid URL escape \"{escape}\"")).into_response(),
-        );
+        return ApiError::BadRequest(format!("invalid URL escape \"{escape}\"")).into_response();
     }
     let _guard = conn.begin_request();
     let permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
@@ -815,7 +878,7 @@ pub(crate) async fn handle(
             Ok(p) => Some(p),
             Err(_) => {
                 limits.rejected("max_requests_inflight");
-                return Ok(too_many_requests());
+                return too_many_requests();
             }
         },
         _ => None,
@@ -826,10 +889,10 @@ pub(crate) async fn handle(
         Some(v) => match crate::deadline::parse_timeout_param(&v) {
             Ok(d) => Some(d),
             Err(e) => {
-                return Ok(ApiError::BadRequest(format!(
+                return ApiError::BadRequest(format!(
                     "invalid timeout specified in the request URL - {e}"
                 ))
-                .into_response())
+                .into_response()
             }
         },
     };
@@ -839,17 +902,17 @@ pub(crate) async fn handle(
     match tokio::time::timeout_at(deadline, served).await {
         // The connection's request guard ends here: a client that does not read its answer
         // keeps the seat, not the connection out of its idle timeout.
-        Ok(Ok(resp)) => Ok(holding_seat(resp, permit, &conn, deadline)),
+        Ok(Ok(resp)) => holding_seat(resp, permit, &conn, deadline),
         Ok(Err(never)) => match never {},
         Err(_) => {
             limits.rejected("request_timeout");
-            Ok(ApiError::Rejected {
+            ApiError::Rejected {
                 code: StatusCode::GATEWAY_TIMEOUT,
                 reason: "Timeout",
                 message: "Timeout: request did not complete within requested timeout - context deadline exceeded".into(),
                 details: Some(Default::default()),
             }
-            .into_response())
+            .into_response()
         }
     }
 }
