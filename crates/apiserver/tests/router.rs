@@ -381,7 +381,7 @@ async fn discovery_values_and_readiness() {
             "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/nope",
         ),
         ("DELETE", "/apis"),
-        ("PUT", "/healthz"),
+        ("PUT", "/metrics"),
     ] {
         let (code, allow, v) = common::send(&app, method, path).await;
         assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {v}");
@@ -638,6 +638,49 @@ async fn tls_passes_client_certificates_to_the_guard() {
     let resp = with_cert.get(format!("{base}/apis")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 
+    guarded.stop().await;
+}
+
+/// The health probes answer any method, without credentials, as the generic API server's
+/// health handlers do (they never look at the method).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_answer_any_method() {
+    let guarded = GuardedServer::start(Arc::new(SelfMetrics::default())).await;
+    let base = guarded.base.clone();
+    let anonymous = guarded.client(false);
+    for path in ["/healthz", "/livez", "/readyz"] {
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let resp = anonymous
+                .request(method.clone(), format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{method} {path}");
+            assert_eq!(resp.text().await.unwrap(), "ok", "{method} {path}");
+        }
+        let resp = anonymous
+            .post(format!("{base}{path}?verbose"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "POST {path}?verbose");
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.starts_with("[+]ping ok\n"),
+            "POST {path}?verbose: {text}"
+        );
+        let resp = anonymous
+            .head(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "HEAD {path}");
+        assert_eq!(resp.text().await.unwrap(), "", "HEAD {path}");
+    }
+    // Other paths keep their methods and their guard.
+    let resp = anonymous.post(format!("{base}/apis")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
     guarded.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! What the server says of itself: `/livez`, `/readyz` (ready once metric discovery has
-//! completed) and `/metrics` (its self-metrics, in the Prometheus text format).
+//! completed) and `/metrics` (its self-metrics, in the Prometheus text format). The health
+//! endpoints answer any method, as the generic API server's do.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};

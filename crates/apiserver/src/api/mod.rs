@@ -16,7 +16,7 @@
 //! Every handler reads its request and writes its answer with `request.rs`; a metric
 //! value is queried, and remembered for stale serving, by `answer.rs`.
 
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 
 mod custom;
@@ -67,11 +67,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             guard::check,
         ));
+    // Any method, as the generic API server's health handlers answer it.
     Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/livez", get(health::livez))
-        .route("/readyz", get(health::readyz))
-        .method_not_allowed_fallback(method_not_allowed)
+        .route("/healthz", any(health::healthz))
+        .route("/livez", any(health::livez))
+        .route("/readyz", any(health::readyz))
         .merge(guarded)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
