@@ -720,9 +720,9 @@ async fn http1_status(port: u16, pki: &TestPki, head: &[u8]) -> Option<String> {
 }
 
 /// Go's server counts the bytes of a request head, not its header fields: an HTTP/1.1 request
-/// with more than 100 fields (hyper's own limit) is served, up to the 24,576 fields a header
-/// map holds (past them a 431, not a failure of the server); a head over the byte budget is
-/// still refused however small its fields.
+/// with more than 100 fields (hyper's own limit), such as an aggregator's `X-Remote-Group` per
+/// group of a user in many groups, is served, up to 2,048 fields (past them a 431, not a
+/// failure of the server); a head over the byte budget is refused however small its fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_heads_are_limited_by_their_bytes_not_their_fields() {
     let dir = tempfile::tempdir().unwrap();
@@ -736,7 +736,7 @@ async fn http1_heads_are_limited_by_their_bytes_not_their_fields() {
         head.into_bytes()
     };
     let group = "X-Remote-Group: system:authenticated\r\n";
-    for fields in [101, 1_000, 20_000] {
+    for fields in [101, 1_000, 2_048] {
         let status = http1_status(server.port, &pki, &head(fields, group)).await;
         assert_eq!(
             status.as_deref(),
@@ -745,20 +745,15 @@ async fn http1_heads_are_limited_by_their_bytes_not_their_fields() {
             server.log()
         );
     }
-    let status = http1_status(server.port, &pki, &head(24_576, "a: b\r\n")).await;
-    assert_eq!(
-        status.as_deref(),
-        Some("HTTP/1.1 200 OK"),
-        "{}",
-        server.log()
-    );
-    let status = http1_status(server.port, &pki, &head(24_577, "a: b\r\n")).await;
-    assert_eq!(
-        status.as_deref(),
-        Some("HTTP/1.1 431 Request Header Fields Too Large"),
-        "{}",
-        server.log()
-    );
+    for fields in [2_049, 30_000] {
+        let status = http1_status(server.port, &pki, &head(fields, "a: b\r\n")).await;
+        assert_eq!(
+            status.as_deref(),
+            Some("HTTP/1.1 431 Request Header Fields Too Large"),
+            "{fields} fields; log:\n{}",
+            server.log()
+        );
+    }
     // 1.2 MB of small fields: over the 1 MiB budget. (The server may close before the
     // client has sent it all and so before the client reads the answer.)
     let status = http1_status(

@@ -582,7 +582,7 @@ async fn serve_connection(
         builder
             .max_buf_size(limits.http1_header_bytes())
             .max_header_size(limits.http1_header_bytes())
-            .max_headers(limits.http1_header_fields());
+            .max_headers(limits::HTTP1_MAX_HEADER_FIELDS);
         let conn = builder.serve_connection(io, svc);
         run_connection(conn, peer, &state, limits, &mut stop, &closed).await;
     }
