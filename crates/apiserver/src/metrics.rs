@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use promhpa_core::timing::Histogram as AtomicHistogram;
 
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -98,13 +99,8 @@ impl Stage {
     }
 }
 
-/// Upper bounds of the stage histogram's buckets, in seconds (25µs to 1s) ...
-const STAGE_BUCKETS: [f64; 15] = [
-    0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0,
-];
-/// ... and in nanoseconds, for comparing without floating point.
-const STAGE_BUCKET_NANOS: [u64; STAGE_BUCKETS.len()] = [
+/// Upper bounds of the stage histogram's buckets (25µs to 1s), in nanoseconds.
+const STAGE_BUCKETS: [u64; 15] = [
     25_000,
     50_000,
     100_000,
@@ -122,36 +118,8 @@ const STAGE_BUCKET_NANOS: [u64; STAGE_BUCKETS.len()] = [
     1_000_000_000,
 ];
 
-/// A histogram updated without a lock: a count per bucket (not cumulative; the last one
-/// above every bound) and the sum in nanoseconds. The total count is the buckets' sum, so
-/// a scrape racing an observation still sees `+Inf` equal to `_count`.
-#[derive(Debug, Default)]
-struct StageHistogram {
-    buckets: [AtomicU64; STAGE_BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl StageHistogram {
-    fn observe(&self, d: Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let i = STAGE_BUCKET_NANOS.partition_point(|b| *b < nanos);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, b) in STAGE_BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[STAGE_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
+/// A histogram of one stage, updated without a lock.
+type StageHistogram = AtomicHistogram<{ STAGE_BUCKETS.len() }>;
 
 /// Times the consecutive stages of one request: each [`StageClock::lap`] records the time
 /// since the previous lap (or the start) under a stage. One `Instant::now()` per lap.
@@ -228,12 +196,21 @@ pub struct RuleRelist {
 }
 
 /// Counters and histograms describing the server's own behaviour.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SelfMetrics {
     inner: Mutex<Inner>,
     /// By [`Stage`], in the order of [`Stage::ALL`]; outside the lock, as every request
     /// records several.
     stages: [StageHistogram; Stage::ALL.len()],
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        SelfMetrics {
+            inner: Mutex::default(),
+            stages: [const { StageHistogram::new(&STAGE_BUCKETS) }; Stage::ALL.len()],
+        }
+    }
 }
 
 fn esc(s: &str) -> String {

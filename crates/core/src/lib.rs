@@ -23,6 +23,7 @@ pub mod pod;
 pub mod quantity;
 pub mod selector;
 pub mod time;
+pub mod timing;
 pub mod tls;
 pub mod url_text;
 #[cfg(feature = "yaml")]
