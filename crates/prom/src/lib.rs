@@ -26,11 +26,13 @@ mod parse;
 mod series;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use promhpa_core::backend::{
     Backend, BackendError, BoxFuture, QueryValue, SeriesInfo, TimedAnswer,
 };
+use promhpa_core::timing::{CallTimings, PromApi as Endpoint, ServerCalls};
 use promhpa_http_client::{error_chain, ClientSettings, Identity, Pem, ReloadingClient, TokenFile};
 
 pub use promhpa_http_client::{ClientError, InlinePem};
@@ -111,6 +113,9 @@ pub struct PromConfig {
     pub max_get_url_len: usize,
     /// Skip certificate verification entirely (testing only).
     pub insecure_skip_verify: bool,
+    /// Where the time of each call Prometheus answers is counted, under the endpoint's path
+    /// and [`server_label`] of `url`.
+    pub call_timings: Option<Arc<CallTimings>>,
 }
 
 impl PromConfig {
@@ -131,8 +136,18 @@ impl PromConfig {
             query_timeout: Duration::from_secs(20),
             max_get_url_len: 4096,
             insecure_skip_verify: false,
+            call_timings: None,
         }
     }
+}
+
+/// How a client's calls are labelled in its [`CallTimings`]: its URL as given, without the
+/// query string (which may carry a key) and with any password shown as `xxxxx`.
+pub fn server_label(url: &str) -> String {
+    // As Go's URL parser reads one: the fragment goes first, then the query.
+    let url = url.split('#').next().unwrap_or_default();
+    let url = url.split('?').next().unwrap_or_default();
+    promhpa_core::url_text::redacted(url)
 }
 
 /// Parse a `key=value` header flag.
@@ -162,34 +177,16 @@ pub struct PromClient {
     verb: Verb,
     timeout: Duration,
     max_get_url_len: usize,
+    /// Where the time of each answered call is counted.
+    timings: Option<Arc<ServerCalls>>,
 }
 
-/// An API endpoint of Prometheus.
-#[derive(Debug, Clone, Copy)]
-enum Endpoint {
-    Query = 0,
-    QueryRange = 1,
-    Series = 2,
-}
-
-impl Endpoint {
-    const ALL: [Endpoint; 3] = [Endpoint::Query, Endpoint::QueryRange, Endpoint::Series];
-
-    fn path(self) -> &'static str {
-        match self {
-            Endpoint::Query => "/api/v1/query",
-            Endpoint::QueryRange => "/api/v1/query_range",
-            Endpoint::Series => "/api/v1/series",
-        }
-    }
-
-    /// The endpoint's URL under `base`, whose path prefix and query parameters it keeps.
-    fn url(self, base: &url::Url) -> url::Url {
-        let mut u = base.clone();
-        let path = format!("{}{}", base.path().trim_end_matches('/'), self.path());
-        u.set_path(&path);
-        u
-    }
+/// The endpoint's URL under `base`, whose path prefix and query parameters it keeps.
+fn endpoint_url(api: Endpoint, base: &url::Url) -> url::Url {
+    let mut u = base.clone();
+    let path = format!("{}{}", base.path().trim_end_matches('/'), api.path());
+    u.set_path(&path);
+    u
 }
 
 /// The HTTP client settings of `config`: its CA, client certificate and headers, connecting to
@@ -307,7 +304,7 @@ impl PromClient {
         };
         Ok(PromClient {
             http,
-            endpoints: Endpoint::ALL.map(|e| e.url(&base)),
+            endpoints: Endpoint::ALL.map(|e| endpoint_url(e, &base)),
             display,
             token,
             bearer_token: config.bearer_token.clone().filter(|t| !t.is_empty()),
@@ -315,6 +312,10 @@ impl PromClient {
             verb: config.verb,
             timeout: config.query_timeout,
             max_get_url_len: config.max_get_url_len,
+            timings: config
+                .call_timings
+                .as_ref()
+                .map(|t| t.server(&server_label(&config.url))),
         })
     }
 
@@ -334,20 +335,34 @@ impl PromClient {
         params: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<bytes::Bytes, BackendError> {
-        let resp = self.send(api, params, timeout).await?;
-        resp.bytes().await.map_err(|e| BackendError::Unavailable {
+        let started = Instant::now();
+        let resp = self.send(api, params, timeout, started).await?;
+        let body = resp.bytes().await;
+        self.answered(api, started);
+        body.map_err(|e| BackendError::Unavailable {
             address: self.display.clone(),
             message: transport_error(&e, timeout),
         })
     }
 
+    /// A call to `api` made at `started` was answered (its body read, or cut short): its
+    /// time is counted. Calls without an answer (no connection, no response in time) are
+    /// not, as prometheus-adapter counts them.
+    fn answered(&self, api: Endpoint, started: Instant) {
+        if let Some(t) = &self.timings {
+            t.observe(api, started.elapsed());
+        }
+    }
+
     /// Send a request that must be answered (body included) within `timeout`; a successful
-    /// response is returned with its body unread, anything else becomes a typed error.
+    /// response is returned with its body unread, anything else becomes a typed error. An
+    /// answer that is an error is counted as a call made at `started`.
     async fn send(
         &self,
         api: Endpoint,
         params: &[(&str, &str)],
         timeout: Duration,
+        started: Instant,
     ) -> Result<reqwest::Response, BackendError> {
         let unavailable = |message: String| BackendError::Unavailable {
             address: self.display.clone(),
@@ -393,10 +408,9 @@ impl PromClient {
         if status.is_success() {
             return Ok(resp);
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| unavailable(transport_error(&e, timeout)))?;
+        let body = resp.bytes().await;
+        self.answered(api, started);
+        let body = body.map_err(|e| unavailable(transport_error(&e, timeout)))?;
         // Prometheus answers API errors with JSON bodies: 400/422 for a query it rejects,
         // 5xx (timeout, internal, unavailable) when it cannot answer, as Mimir, Cortex and
         // Thanos do while their ingesters or stores are down.
@@ -616,24 +630,33 @@ impl Backend for PromClient {
             let params = [("match[]", selector), ("start", &start), ("end", &end)];
             // The body is decoded chunk by chunk while it arrives, so a relist of many series
             // never holds the whole response (or any label value).
-            let mut resp = self.send(Endpoint::Series, &params, self.timeout).await?;
+            let started = Instant::now();
+            let mut resp = self
+                .send(Endpoint::Series, &params, self.timeout, started)
+                .await?;
             let protocol = |message| BackendError::Protocol {
                 address: self.display.clone(),
                 message,
             };
             let mut scanner = series::SeriesScanner::new();
-            loop {
+            let read = loop {
                 match resp.chunk().await {
-                    Ok(Some(chunk)) => scanner.feed(&chunk).map_err(protocol)?,
-                    Ok(None) => break,
+                    Ok(Some(chunk)) => {
+                        if let Err(e) = scanner.feed(&chunk) {
+                            break Err(protocol(e));
+                        }
+                    }
+                    Ok(None) => break Ok(()),
                     Err(e) => {
-                        return Err(BackendError::Unavailable {
+                        break Err(BackendError::Unavailable {
                             address: self.display.clone(),
                             message: transport_error(&e, self.timeout),
                         })
                     }
                 }
-            }
+            };
+            self.answered(Endpoint::Series, started);
+            read?;
             scanner.finish().map_err(protocol)
         })
     }

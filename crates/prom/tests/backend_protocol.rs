@@ -221,3 +221,53 @@ async fn a_query_string_key_stays_out_of_errors() {
         "{e:?}"
     );
 }
+
+/// Each call the backend answers is timed under its endpoint and the client's URL (without
+/// password and query string), errors included; a call nothing answered is not, as
+/// prometheus-adapter times its calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_calls_are_timed_by_endpoint_and_server() {
+    use promhpa_core::timing::{CallTimings, PromApi};
+    let timings = Arc::new(CallTimings::default());
+    let timed = |url: String| {
+        let mut config = PromConfig::new(url);
+        config.call_timings = Some(timings.clone());
+        PromClient::new(config).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let failing = answering_error("503 Service Unavailable", "unavailable").await;
+    let failing_url = format!("http://user:pw@127.0.0.1:{failing}/prefix?key=SECRET");
+    let client = timed(failing_url.clone());
+    assert!(client.query("up", 0).await.is_err());
+    assert!(client.query("up", 0).await.is_err());
+    assert!(client.series_names("up", 0).await.is_err());
+    let rejecting = answering_error("400 Bad Request", "bad_data").await;
+    let client = timed(format!("http://127.0.0.1:{rejecting}"));
+    assert!(client.query_range("up", 0, 1_000, 1_000).await.is_err());
+    let (listener, closed) = listen().await;
+    drop(listener);
+    let client = timed(format!("http://127.0.0.1:{closed}"));
+    assert!(client.query("up", 0).await.is_err());
+
+    let servers: Vec<String> = timings
+        .servers()
+        .iter()
+        .map(|s| s.server().to_string())
+        .collect();
+    let shown = format!("http://user:xxxxx@127.0.0.1:{failing}/prefix");
+    let mut expected = vec![
+        shown.clone(),
+        format!("http://127.0.0.1:{rejecting}"),
+        format!("http://127.0.0.1:{closed}"),
+    ];
+    expected.sort();
+    assert_eq!(servers, expected);
+    assert_eq!(promhpa_prom::server_label(&failing_url), shown);
+    let count = |server: &str, api: PromApi| timings.server(server).of(api).count();
+    assert_eq!(count(&shown, PromApi::Query), 2);
+    assert_eq!(count(&shown, PromApi::Series), 1);
+    assert_eq!(count(&shown, PromApi::QueryRange), 0);
+    let rejecting = format!("http://127.0.0.1:{rejecting}");
+    assert_eq!(count(&rejecting, PromApi::QueryRange), 1);
+    let closed = format!("http://127.0.0.1:{closed}");
+    assert_eq!(count(&closed, PromApi::Query), 0);
+}
