@@ -12,6 +12,8 @@
 //! - [`server::serve`]: TLS 1.2+ with certificate reload, client certificates passed to
 //!   the guard as [`promhpa_core::tls::PeerCertificates`].
 //! - [`reload::RuleFileReloader`]: the rule file reloaded when it changes or on SIGHUP.
+//! - [`metrics::SelfMetrics`]: `/metrics`, promhpa's own series and, with
+//!   [`apiserver_metrics`], those of prometheus-adapter's that its users alert on.
 //! - [`debug`]: `/debug/promhpa/rules` and `/debug/promhpa/query`, the operator's view of
 //!   discovery and of the PromQL a request would send.
 //! - [`objects::StaticObjects`]: an object lookup backed by a file of Kubernetes objects.
@@ -29,6 +31,7 @@
 
 mod answer;
 pub mod api;
+pub mod apiserver_metrics;
 pub mod auth_guard;
 pub mod backends;
 pub mod coalesce;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use promhpa_core::timing::Histogram as AtomicHistogram;
 
+use crate::apiserver_metrics::{ApiRequestMetrics, Counted, RequestLine};
+
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -202,6 +204,8 @@ pub struct SelfMetrics {
     /// By [`Stage`], in the order of [`Stage::ALL`]; outside the lock, as every request
     /// records several.
     stages: [StageHistogram; Stage::ALL.len()],
+    /// The generic API server's request metrics, as prometheus-adapter exports them.
+    api: ApiRequestMetrics,
 }
 
 impl Default for SelfMetrics {
@@ -209,6 +213,7 @@ impl Default for SelfMetrics {
         SelfMetrics {
             inner: Mutex::default(),
             stages: [const { StageHistogram::new(&STAGE_BUCKETS) }; Stage::ALL.len()],
+            api: ApiRequestMetrics::default(),
         }
     }
 }
@@ -236,6 +241,29 @@ impl SelfMetrics {
     /// One request (or connection, for the TLS handshake) spent `took` in `stage`.
     pub fn observe_stage(&self, stage: Stage, took: Duration) {
         self.stages[stage as usize].observe(took);
+    }
+
+    /// One request of a route the generic API server's request metrics count, answered
+    /// `code` after `took` (`None`: refused at the in-flight limit, counted without a
+    /// duration).
+    pub fn observe_api_request(
+        &self,
+        counted: Counted,
+        line: RequestLine,
+        code: u16,
+        took: Option<Duration>,
+    ) {
+        self.api.observe(counted, line, code, took);
+    }
+
+    /// `in_use` seats of `--max-requests-inflight` are taken, one of them just now.
+    pub fn inflight_taken(&self, in_use: usize) {
+        self.api.inflight_taken(in_use);
+    }
+
+    /// A second of the in-flight limit ended with `in_use` seats taken.
+    pub fn inflight_second_ended(&self, in_use: usize) {
+        self.api.inflight_second_ended(in_use);
     }
 
     /// One backend query made for `rule` with `outcome` (`success` or an error kind).
@@ -543,6 +571,7 @@ impl SelfMetrics {
                 "promhpa_forward_failures_total{{api=\"{api}\",call=\"{call}\"}} {n}"
             );
         }
+        self.api.render(&mut out);
         crate::process::render(&mut out);
         out
     }

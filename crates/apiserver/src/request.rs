@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use promhpa_core::selector::LabelSelector;
 use serde::Serialize;
 
+use crate::apiserver_metrics::Counted;
 use crate::error::ApiError;
 
 /// The query parameters, percent-decoded (`+` read as a space). A parameter given twice
@@ -107,5 +108,14 @@ pub(crate) struct RouteLabel(pub(crate) &'static str);
 /// `resp`, counted in the self-metrics under `route`.
 pub(crate) fn with_route(route: &'static str, mut resp: Response) -> Response {
     resp.extensions_mut().insert(RouteLabel(route));
+    resp
+}
+
+/// `resp`, counted in the generic API server's request metrics under `counted` when the
+/// request's path is one of their routes.
+pub(crate) fn counted_as(counted: Option<Counted>, mut resp: Response) -> Response {
+    if let Some(c) = counted {
+        resp.extensions_mut().insert(c);
+    }
     resp
 }

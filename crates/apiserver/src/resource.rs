@@ -24,8 +24,9 @@ use promhpa_rules::{ResourceRule, ResourceRules};
 use serde::Serialize;
 
 use crate::answer::{now_ms, observed_query, remembered, request_key};
+use crate::apiserver_metrics::Counted;
 use crate::error::ApiError;
-use crate::request::{json, not_found, parse_selector, query_params, with_route};
+use crate::request::{counted_as, json, not_found, parse_selector, query_params, with_route};
 use crate::state::AppState;
 use crate::table::{Column, Item, Output};
 use crate::types::{
@@ -752,6 +753,14 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
     if segs.len() < 2 {
         return not_found(req).await;
     }
+    counted_as(
+        Counted::resource(&segs),
+        values(&state, rules, &segs, req).await,
+    )
+}
+
+/// The answer to a path of metrics.k8s.io's version split into `segs`, with `rules`.
+async fn values(state: &AppState, rules: &ResourceRules, segs: &[&str], req: Request) -> Response {
     let params = query_params(&req);
     let route = if segs.get(1) == Some(&"nodes") {
         "resource/nodes"
@@ -772,11 +781,11 @@ pub async fn handler(State(state): State<AppState>, req: Request) -> Response {
     };
     // A Table is not remembered as a stale value: the key names the request, not its form.
     let key = match output {
-        Output::Object => request_key(&state, &req, &params),
+        Output::Object => request_key(state, &req, &params),
         Output::Table { .. } => None,
     };
-    let result = serve(&state, rules, &segs, &params, output).await;
-    with_route(route, remembered(&state, "resource", key, result).await)
+    let result = serve(state, rules, segs, &params, output).await;
+    with_route(route, remembered(state, "resource", key, result).await)
 }
 
 #[cfg(test)]

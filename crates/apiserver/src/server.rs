@@ -433,6 +433,7 @@ impl Listening {
             limits::ConnTable::with_gauge(self.limits.max_connections, self.metrics.clone());
         let requests = Arc::new(limits::RequestLimits::new(self.limits, self.metrics));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(requests.clone().sample_inflight(stop_rx.clone()));
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {

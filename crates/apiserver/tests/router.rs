@@ -556,6 +556,20 @@ struct GuardedServer {
 
 impl GuardedServer {
     async fn start(metrics: Arc<SelfMetrics>) -> GuardedServer {
+        GuardedServer::start_with(
+            metrics,
+            Arc::new(NeedsClientCert),
+            server::ServingLimits::default(),
+        )
+        .await
+    }
+
+    /// As [`GuardedServer::start`], behind `guard` within `limits`.
+    async fn start_with(
+        metrics: Arc<SelfMetrics>,
+        guard: Arc<dyn RequestGuard>,
+        limits: server::ServingLimits,
+    ) -> GuardedServer {
         let pki = promhpa_test_support::TestPki::generate("ca", "front-proxy").unwrap();
         let (backend, registry, _) = setup(Duration::ZERO);
         seed(&backend);
@@ -564,7 +578,7 @@ impl GuardedServer {
             registry,
             lookup: Arc::new(StaticObjects::from_text(OBJECTS, "o").unwrap()),
             metrics: metrics.clone(),
-            guard: Some(Arc::new(NeedsClientCert)),
+            guard: Some(guard),
             coalescer: Default::default(),
             forward: None,
         });
@@ -582,7 +596,7 @@ impl GuardedServer {
                 let _ = rx.await;
             },
             Duration::from_secs(5),
-            server::ServingLimits::default(),
+            limits,
             Some(metrics),
         ));
         GuardedServer {
@@ -681,6 +695,172 @@ async fn health_probes_answer_any_method() {
     // Other paths keep their methods and their guard.
     let resp = anonymous.post(format!("{base}/apis")).send().await.unwrap();
     assert_eq!(resp.status(), 403);
+}
+
+/// [`NeedsClientCert`], but a request for the metric `stall` is held in the guard (after
+/// saying so) until its time is up.
+struct StallsOneMetric {
+    held: Arc<tokio::sync::Notify>,
+}
+
+impl RequestGuard for StallsOneMetric {
+    fn check<'a>(
+        &'a self,
+        parts: &'a axum::http::request::Parts,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            if parts.uri.path().ends_with("/stall") {
+                self.held.notify_one();
+                std::future::pending::<()>().await;
+            }
+            NeedsClientCert.check(parts).await
+        })
+    }
+}
+
+/// `apiserver_request_total` and `apiserver_request_duration_seconds` count the requests of
+/// the metrics APIs' value routes and of the health endpoints under the labels
+/// prometheus-adapter's routes give them, whatever the path's spelling; requests the guard
+/// refuses and paths no route serves (discovery, `/metrics`, an API without rules) are not
+/// counted. A request past the in-flight limit is counted as a 429 without a duration, one
+/// out of time as a 504 with one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generic_servers_request_metrics_count_what_the_routes_serve() {
+    let metrics = Arc::new(SelfMetrics::default());
+    let held = Arc::new(tokio::sync::Notify::new());
+    let limits = server::ServingLimits {
+        max_requests_inflight: 1,
+        request_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let guard = Arc::new(StallsOneMetric { held: held.clone() });
+    let guarded = GuardedServer::start_with(metrics.clone(), guard, limits).await;
+    let base = guarded.base.clone();
+    let client = guarded.client(true);
+    // The answer is read whole, so that its in-flight seat is free for the next request.
+    let code = |client: &reqwest::Client, path: &str| {
+        let request = client.get(format!("{base}{path}")).send();
+        async move {
+            let resp = request.await.unwrap();
+            let code = resp.status().as_u16();
+            resp.bytes().await.unwrap();
+            code
+        }
+    };
+    let custom = "/apis/custom.metrics.k8s.io";
+    let pods = format!("{custom}/v1beta2/namespaces/shop/pods/*/http_requests_in_flight");
+    assert_eq!(code(&guarded.client(false), &pods).await, 403);
+    for (path, expected) in [
+        (pods.clone(), 200),
+        (
+            format!("{custom}/v1beta2/namespaces/shop/pods/%2A/http_requests_in_flight?labelSelector=app%3Dweb"),
+            200,
+        ),
+        (format!("{custom}/v1beta1/nodes/node-a/node_load"), 200),
+        (format!("{custom}/v1beta1/namespaces/shop/pods/*/nope"), 404),
+        (format!("{custom}/v1beta1/namespaces/shop/pods/*/log"), 404),
+        (
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth".into(),
+            200,
+        ),
+        (
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth?watch=true".into(),
+            405,
+        ),
+        ("/healthz".into(), 200),
+        ("/readyz".into(), 200),
+        ("/apis".into(), 200),
+        (format!("{custom}/v1beta1"), 200),
+        (format!("{custom}/v1alpha1/nodes/node-a/node_load"), 404),
+        (format!("{custom}/v1beta1/nodes/node-a"), 404),
+        ("/apis/metrics.k8s.io/v1beta1/nodes".into(), 404),
+        ("/metrics".into(), 200),
+        ("/version".into(), 200),
+    ] {
+        assert_eq!(code(&client, &path).await, expected, "{path}");
+    }
+    let stalled = {
+        let request = client
+            .get(format!(
+                "{base}{custom}/v1beta1/namespaces/shop/pods/web-1/stall"
+            ))
+            .send();
+        tokio::spawn(async move { request.await.unwrap().status().as_u16() })
+    };
+    held.notified().await;
+    assert_eq!(
+        code(
+            &client,
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth"
+        )
+        .await,
+        429
+    );
+    assert_eq!(stalled.await.unwrap(), 504);
+
+    let text = metrics.render();
+    let counted: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .collect();
+    let custom = |code: u16, verb: &str, scope: &str, version: &str| {
+        format!("apiserver_request_total{{code=\"{code}\",component=\"custom-metrics\",dry_run=\"\",group=\"custom.metrics.k8s.io\",resource=\"*\",scope=\"{scope}\",subresource=\"*\",verb=\"{verb}\",version=\"{version}\"}}")
+    };
+    let external = |code: u16, verb: &str| {
+        format!("apiserver_request_total{{code=\"{code}\",component=\"external-metrics\",dry_run=\"\",group=\"external.metrics.k8s.io\",resource=\"*\",scope=\"cluster\",subresource=\"*\",verb=\"{verb}\",version=\"v1beta1\"}}")
+    };
+    let health = |path: &str| {
+        format!("apiserver_request_total{{code=\"200\",component=\"\",dry_run=\"\",group=\"\",resource=\"\",scope=\"\",subresource=\"{path}\",verb=\"GET\",version=\"\"}}")
+    };
+    let expected = [
+        format!("{} 1", health("/healthz")),
+        format!("{} 1", health("/readyz")),
+        format!("{} 1", custom(200, "LIST", "cluster", "v1beta1")),
+        format!("{} 1", custom(404, "GET", "resource", "v1beta1")),
+        format!("{} 1", custom(504, "GET", "resource", "v1beta1")),
+        format!("{} 1", custom(404, "CONNECT", "resource", "v1beta1")),
+        format!("{} 2", custom(200, "GET", "resource", "v1beta2")),
+        format!("{} 1", external(200, "LIST")),
+        format!("{} 1", external(429, "LIST")),
+        format!("{} 1", external(405, "WATCH")),
+    ];
+    let mut sorted_counted = counted.clone();
+    sorted_counted.sort();
+    let mut sorted_expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    sorted_expected.sort();
+    assert_eq!(sorted_counted, sorted_expected, "{text}");
+    // Every request counted but the 429 is timed; the one out of time took its 500 ms.
+    let timed = |labels: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("apiserver_request_duration_seconds_count{")
+                    .and_then(|l| l.strip_prefix(labels))
+            })
+            .unwrap_or_else(|| panic!("no duration for {labels} in\n{text}"))
+            .to_string()
+    };
+    let external_list = "component=\"external-metrics\",dry_run=\"\",group=\"external.metrics.k8s.io\",resource=\"*\",scope=\"cluster\",subresource=\"*\",verb=\"LIST\",version=\"v1beta1\"}";
+    assert_eq!(timed(external_list), " 1");
+    let namespaced = "component=\"custom-metrics\",dry_run=\"\",group=\"custom.metrics.k8s.io\",resource=\"*\",scope=\"resource\",subresource=\"*\",verb=\"GET\",version=\"v1beta1\"}";
+    assert_eq!(timed(namespaced), " 2");
+    assert!(text.contains(&format!(
+        "apiserver_request_duration_seconds_bucket{{{},le=\"0.4\"}} 1",
+        namespaced.trim_end_matches('}')
+    )));
+    // The in-flight limit's busiest second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let text = metrics.render();
+    assert!(
+        text.contains("apiserver_current_inflight_requests{request_kind=\"mutating\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l
+                .starts_with("apiserver_current_inflight_requests{request_kind=\"readOnly\"} ")),
+        "{text}"
+    );
+
     guarded.stop().await;
 }
 

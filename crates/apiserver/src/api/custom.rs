@@ -18,10 +18,13 @@ use super::discovery::{custom_group, custom_resources, resources};
 use super::errors::{render_error, unknown_metric};
 use super::values::{forwarding, query_vector, range_window_seconds, unservable};
 use crate::answer::{remembered, request_key};
+use crate::apiserver_metrics::Counted;
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
-use crate::request::{json, not_found, parse_selector, query_params, refuse_watch, with_route};
+use crate::request::{
+    counted_as, json, not_found, parse_selector, query_params, refuse_watch, with_route,
+};
 use crate::state::AppState;
 use crate::types::*;
 
@@ -29,8 +32,19 @@ use crate::types::*;
 pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Response {
     let mut clock = StageClock::start(&state.metrics);
     let segs = segments(req.uri().path(), "/apis/custom.metrics.k8s.io");
-    let params = query_params(&req);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let counted = Counted::custom(&segs);
+    counted_as(counted, serve(&state, &mut clock, req, &segs).await)
+}
+
+/// The answer to a custom.metrics.k8s.io path split into `segs`.
+async fn serve(
+    state: &AppState,
+    clock: &mut StageClock<'_>,
+    req: Request,
+    segs: &[&str],
+) -> Response {
+    let params = query_params(&req);
     let version = segs.first().copied();
     if let Some(v) = version {
         if v != "v1beta1" && v != "v1beta2" {
@@ -41,7 +55,7 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
         }
     }
     // The resource of a value path, for a refused watch.
-    let valued = match segs.as_slice() {
+    let valued = match segs {
         [_, "namespaces", _, "metrics", _] => Some("namespaces"),
         [_, "namespaces", _, resource, _, _] | [_, resource, _, _] => Some(*resource),
         _ => None,
@@ -52,53 +66,33 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
             return e.into_response();
         }
     }
-    let key = request_key(&state, &req, &params);
-    let (route, result) = match segs.as_slice() {
+    let key = request_key(state, &req, &params);
+    let (route, result) = match segs {
         [] => return json(&custom_group()),
         [v] => {
             let path = format!("/apis/{CUSTOM_GROUP}/{v}");
-            let own = custom_resources(&state, v);
-            return resources(&state, Api::Custom, &path, req.headers(), own).await;
+            let own = custom_resources(state, v);
+            return resources(state, Api::Custom, &path, req.headers(), own).await;
         }
         [v, "namespaces", ns, "metrics", metric] => (
             "custom/namespace",
-            custom_values(
-                &state,
-                &mut clock,
-                v,
-                None,
-                "namespaces",
-                ns,
-                metric,
-                &params,
-            )
-            .await,
+            custom_values(state, clock, v, None, "namespaces", ns, metric, &params).await,
         ),
         [v, "namespaces", ns, resource, name, metric] => (
             "custom/namespaced",
-            custom_values(
-                &state,
-                &mut clock,
-                v,
-                Some(ns),
-                resource,
-                name,
-                metric,
-                &params,
-            )
-            .await,
+            custom_values(state, clock, v, Some(ns), resource, name, metric, &params).await,
         ),
         [v, resource, name, metric] => (
             "custom/cluster",
-            custom_values(&state, &mut clock, v, None, resource, name, metric, &params).await,
+            custom_values(state, clock, v, None, resource, name, metric, &params).await,
         ),
         _ => return not_found(req).await,
     };
-    if let Some((f, metric)) = forwarding(&state, Api::Custom, req.headers(), &result) {
+    if let Some((f, metric)) = forwarding(state, Api::Custom, req.headers(), &result) {
         let forwarded = f.forward(Api::Custom, &metric, req.uri()).await;
         return with_route("custom/forwarded", forwarded);
     }
-    with_route(route, remembered(&state, "custom", key, result).await)
+    with_route(route, remembered(state, "custom", key, result).await)
 }
 
 /// The value of `metric` for the object `name` (every object matching `labelSelector`

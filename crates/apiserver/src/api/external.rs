@@ -15,10 +15,13 @@ use super::discovery::{external_group, external_resources, resources};
 use super::errors::{render_error, unknown_external_metric};
 use super::values::{forwarding, query_vector, range_window_seconds, unservable};
 use crate::answer::{remembered, request_key};
+use crate::apiserver_metrics::Counted;
 use crate::error::ApiError;
 use crate::metrics::{Stage, StageClock};
 use crate::registry::Api;
-use crate::request::{json, not_found, parse_selector, query_params, refuse_watch, with_route};
+use crate::request::{
+    counted_as, json, not_found, parse_selector, query_params, refuse_watch, with_route,
+};
 use crate::state::AppState;
 use crate::types::*;
 use axum::response::IntoResponse as _;
@@ -36,23 +39,36 @@ pub(super) async fn handler(State(state): State<AppState>, req: Request) -> Resp
             let own = external_resources(&state);
             resources(&state, Api::External, &path, req.headers(), own).await
         }
-        ["v1beta1", "namespaces", ns, metric] => {
-            if let Err(e) = refuse_watch(&params, &format!("{metric}.{EXTERNAL_GROUP}")) {
-                return e.into_response();
-            }
-            let key = request_key(&state, &req, &params);
-            let result = external_values(&state, &mut clock, ns, metric, &params).await;
-            if let Some((f, metric)) = forwarding(&state, Api::External, req.headers(), &result) {
-                let forwarded = f.forward(Api::External, &metric, req.uri()).await;
-                return with_route("external/forwarded", forwarded);
-            }
-            with_route(
-                "external/value",
-                remembered(&state, "external", key, result).await,
-            )
-        }
+        ["v1beta1", "namespaces", ns, metric] => counted_as(
+            Counted::external(&segs),
+            value(&state, &mut clock, req, &params, ns, metric).await,
+        ),
         _ => not_found(req).await,
     }
+}
+
+/// The answer to a value path: the values of `metric` in `ns`.
+async fn value(
+    state: &AppState,
+    clock: &mut StageClock<'_>,
+    req: Request,
+    params: &BTreeMap<String, String>,
+    ns: &str,
+    metric: &str,
+) -> Response {
+    if let Err(e) = refuse_watch(params, &format!("{metric}.{EXTERNAL_GROUP}")) {
+        return e.into_response();
+    }
+    let key = request_key(state, &req, params);
+    let result = external_values(state, clock, ns, metric, params).await;
+    if let Some((f, metric)) = forwarding(state, Api::External, req.headers(), &result) {
+        let forwarded = f.forward(Api::External, &metric, req.uri()).await;
+        return with_route("external/forwarded", forwarded);
+    }
+    with_route(
+        "external/value",
+        remembered(state, "external", key, result).await,
+    )
 }
 
 /// The values of the external `metric` in `namespace`, one per series answered. The

@@ -6,25 +6,36 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::apiserver_metrics::Counted;
+use crate::request::counted_as;
 use crate::state::AppState;
 
 /// `/livez`: the process answers. `?verbose` lists the checks, as Kubernetes servers do.
 pub(super) async fn livez(RawQuery(query): RawQuery) -> Response {
-    report("livez", &[("ping", Ok(()))], query.as_deref())
+    counted_as(
+        Counted::health("/livez"),
+        report("livez", &[("ping", Ok(()))], query.as_deref()),
+    )
 }
 
 /// `/healthz`: as `/livez` (the generic API server's older endpoint, which its probes use).
 pub(super) async fn healthz(RawQuery(query): RawQuery) -> Response {
-    report("healthz", &[("ping", Ok(()))], query.as_deref())
+    counted_as(
+        Counted::health("/healthz"),
+        report("healthz", &[("ping", Ok(()))], query.as_deref()),
+    )
 }
 
 /// `/readyz`: 200 once metric discovery has completed, 503 until then.
 pub(super) async fn readyz(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let discovery = state.registry.readiness();
-    report(
-        "readyz",
-        &[("ping", Ok(())), ("metric-discovery", discovery)],
-        query.as_deref(),
+    counted_as(
+        Counted::health("/readyz"),
+        report(
+            "readyz",
+            &[("ping", Ok(())), ("metric-discovery", discovery)],
+            query.as_deref(),
+        ),
     )
 }
 

@@ -1,5 +1,7 @@
 //! Every request counted and timed in the self-metrics, under the route its handler names
-//! ([`with_route`](crate::request::with_route)) or one worked out from its path.
+//! ([`with_route`](crate::request::with_route)) or one worked out from its path, and, when
+//! its handler counts it as the generic API server would ([`counted_as`](crate::request::counted_as)),
+//! in the generic API server's request metrics.
 
 use std::time::Instant;
 
@@ -7,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::apiserver_metrics::{Counted, RequestLine};
 use crate::request::RouteLabel;
 use crate::state::AppState;
 
@@ -21,6 +24,7 @@ pub(super) async fn record(State(state): State<AppState>, req: Request, next: Ne
         p if p.starts_with("/apis") => "discovery",
         _ => "other",
     };
+    let line = RequestLine::of(req.method(), req.uri().query());
     // Kept only for the debug log.
     let path = tracing::enabled!(tracing::Level::DEBUG).then(|| req.uri().path().to_string());
     let resp = next.run(req).await;
@@ -33,6 +37,11 @@ pub(super) async fn record(State(state): State<AppState>, req: Request, next: Ne
     state
         .metrics
         .observe_request(route, code, elapsed.as_secs_f64());
+    if let Some(counted) = resp.extensions().get::<Counted>() {
+        state
+            .metrics
+            .observe_api_request(*counted, line, code, Some(elapsed));
+    }
     if let Some(path) = path {
         tracing::debug!(
             path,

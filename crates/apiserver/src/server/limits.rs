@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
 use std::collections::HashMap;
@@ -26,6 +26,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::apiserver_metrics::{Counted, RequestLine};
 use crate::error::ApiError;
 use crate::metrics::SelfMetrics;
 
@@ -554,6 +555,35 @@ impl RequestLimits {
             m.request_rejected(reason);
         }
     }
+
+    /// Seats of the in-flight limit `sem` taken now.
+    fn inflight_in_use(&self, sem: &Semaphore) -> usize {
+        self.limits
+            .max_requests_inflight
+            .saturating_sub(sem.available_permits())
+    }
+
+    /// Every second while `stop` is not set, reports the most in-flight seats taken at once
+    /// during it (`apiserver_current_inflight_requests`), as the generic API server's
+    /// in-flight limit does. Nothing to do without a limit or metrics.
+    pub(crate) async fn sample_inflight(
+        self: Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let (Some(sem), Some(m)) = (&self.inflight, &self.metrics) else {
+            return;
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: the first second ends one second later.
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => m.inflight_second_ended(self.inflight_in_use(sem)),
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
 }
 
 /// The first `%` of `path` not followed by two hexadecimal digits, as Go's URL parser
@@ -868,11 +898,28 @@ async fn serve(
         return ApiError::BadRequest(format!("invalid URL escape \"{escape}\"")).into_response();
     }
     let _guard = conn.begin_request();
+    // A request answered here (429, 504) is counted in the generic API server's request
+    // metrics under the route of its path, read only then; the handlers count the others.
+    let unserved = |method: &Method, uri: &Uri| {
+        let m = limits.metrics.as_ref()?;
+        let counted = Counted::of_path(uri.path())?;
+        Some((m, counted, RequestLine::of(method, uri.query())))
+    };
     let permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
         (Some(sem), false) => match sem.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                if let Some(m) = &limits.metrics {
+                    m.inflight_taken(limits.inflight_in_use(sem));
+                }
+                Some(p)
+            }
             Err(_) => {
                 limits.rejected("max_requests_inflight");
+                // Counted without a duration, as the generic API server counts a request
+                // it drops at its in-flight limit.
+                if let Some((m, counted, line)) = unserved(req.method(), req.uri()) {
+                    m.observe_api_request(counted, line, 429, None);
+                }
                 return too_many_requests();
             }
         },
@@ -893,6 +940,10 @@ async fn serve(
     };
     let timeout = crate::deadline::effective_timeout(caller, limits.limits.request_timeout);
     let deadline = Instant::now() + timeout;
+    let asked = limits
+        .metrics
+        .is_some()
+        .then(|| (req.method().clone(), req.uri().clone()));
     let served = crate::deadline::scope(deadline, app.oneshot(req));
     match tokio::time::timeout_at(deadline, served).await {
         // The connection's request guard ends here: a client that does not read its answer
@@ -901,6 +952,11 @@ async fn serve(
         Ok(Err(never)) => match never {},
         Err(_) => {
             limits.rejected("request_timeout");
+            let counted = asked.and_then(|(method, uri)| unserved(&method, &uri));
+            if let Some((m, counted, line)) = counted {
+                let took = Instant::now().saturating_duration_since(deadline) + timeout;
+                m.observe_api_request(counted, line, 504, Some(took));
+            }
             ApiError::Rejected {
                 code: StatusCode::GATEWAY_TIMEOUT,
                 reason: "Timeout",
