@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use promhpa_core::timing::Histogram as AtomicHistogram;
+use promhpa_core::timing::{CallTimings, Histogram as AtomicHistogram, PromApi};
 
 use crate::apiserver_metrics::{ApiRequestMetrics, Counted, RequestLine};
 
@@ -206,6 +206,8 @@ pub struct SelfMetrics {
     stages: [StageHistogram; Stage::ALL.len()],
     /// The generic API server's request metrics, as prometheus-adapter exports them.
     api: ApiRequestMetrics,
+    /// The calls of the Prometheus clients made with [`SelfMetrics::prometheus_calls`].
+    prometheus_calls: Arc<CallTimings>,
 }
 
 impl Default for SelfMetrics {
@@ -214,6 +216,7 @@ impl Default for SelfMetrics {
             inner: Mutex::default(),
             stages: [const { StageHistogram::new(&STAGE_BUCKETS) }; Stage::ALL.len()],
             api: ApiRequestMetrics::default(),
+            prometheus_calls: Arc::default(),
         }
     }
 }
@@ -264,6 +267,12 @@ impl SelfMetrics {
     /// A second of the in-flight limit ended with `in_use` seats taken.
     pub fn inflight_second_ended(&self, in_use: usize) {
         self.api.inflight_second_ended(in_use);
+    }
+
+    /// Where Prometheus clients count the time of their calls
+    /// (`prometheus_adapter_prometheus_client_request_duration_seconds`).
+    pub fn prometheus_calls(&self) -> Arc<CallTimings> {
+        self.prometheus_calls.clone()
     }
 
     /// One backend query made for `rule` with `outcome` (`success` or an error kind).
@@ -572,6 +581,23 @@ impl SelfMetrics {
             );
         }
         self.api.render(&mut out);
+        out.push_str("# HELP prometheus_adapter_prometheus_client_request_duration_seconds Time of the calls to Prometheus that it answered, by API endpoint and server, as prometheus-adapter counts them.\n# TYPE prometheus_adapter_prometheus_client_request_duration_seconds histogram\n");
+        for server in self.prometheus_calls.servers() {
+            for api in PromApi::ALL {
+                let h = server.of(api);
+                if h.count() > 0 {
+                    h.render(
+                        &mut out,
+                        "prometheus_adapter_prometheus_client_request_duration_seconds",
+                        &format!(
+                            "path=\"{}\",server=\"{}\"",
+                            api.path(),
+                            esc(server.server())
+                        ),
+                    );
+                }
+            }
+        }
         crate::process::render(&mut out);
         out
     }
@@ -807,6 +833,91 @@ mod tests {
         assert_eq!(value(count, "render", None), 1.0);
         assert_eq!(value(count, "object_lookup", None), 0.0);
         assert_eq!(value(count, "encode", None), 0.0);
+    }
+
+    #[test]
+    fn prometheus_adapters_series_are_a_valid_exposition() {
+        use crate::apiserver_metrics::{Counted, RequestLine};
+        let m = SelfMetrics::default();
+        let get = RequestLine::of(&axum::http::Method::GET, None);
+        let external = Counted::external(&["v1beta1", "namespaces", "a", "q"]).unwrap();
+        m.observe_api_request(external, get, 200, Some(Duration::from_millis(7)));
+        m.observe_api_request(external, get, 429, None);
+        let healthz = Counted::health("/healthz").unwrap();
+        m.observe_api_request(healthz, get, 200, Some(Duration::from_micros(40)));
+        m.inflight_taken(2);
+        m.inflight_second_ended(0);
+        let calls = m.prometheus_calls();
+        let server = calls.server("https://prometheus:9090/a\"b");
+        server.observe(PromApi::Query, Duration::from_millis(30));
+        server.observe(PromApi::Series, Duration::from_secs(11));
+        calls
+            .server("https://other")
+            .observe(PromApi::Query, Duration::from_millis(1));
+        let text = m.render();
+        let samples = parse_exposition(&text);
+        let count = |name: &str, labels: &[(&str, &str)]| {
+            samples
+                .iter()
+                .find(|(n, l, _)| {
+                    n == name
+                        && l.len() == labels.len()
+                        && labels
+                            .iter()
+                            .all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v))
+                })
+                .map(|s| s.2)
+                .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+        };
+        let calls_count = "prometheus_adapter_prometheus_client_request_duration_seconds_count";
+        let quoted = "https://prometheus:9090/a\"b";
+        assert_eq!(
+            count(
+                calls_count,
+                &[("path", "/api/v1/query"), ("server", quoted)]
+            ),
+            1.0
+        );
+        assert_eq!(
+            count(
+                "prometheus_adapter_prometheus_client_request_duration_seconds_bucket",
+                &[("path", "/api/v1/series"), ("server", quoted), ("le", "10")]
+            ),
+            0.0
+        );
+        assert_eq!(
+            count(
+                calls_count,
+                &[("path", "/api/v1/query"), ("server", "https://other")]
+            ),
+            1.0
+        );
+        // Endpoints not called have no series.
+        assert!(!text.contains("query_range"));
+        let external_labels = [
+            ("component", "external-metrics"),
+            ("dry_run", ""),
+            ("group", "external.metrics.k8s.io"),
+            ("resource", "*"),
+            ("scope", "cluster"),
+            ("subresource", "*"),
+            ("verb", "LIST"),
+            ("version", "v1beta1"),
+        ];
+        let mut with_code = external_labels.to_vec();
+        with_code.push(("code", "429"));
+        assert_eq!(count("apiserver_request_total", &with_code), 1.0);
+        assert_eq!(
+            count("apiserver_request_duration_seconds_count", &external_labels),
+            1.0
+        );
+        assert_eq!(
+            count(
+                "apiserver_current_inflight_requests",
+                &[("request_kind", "readOnly")]
+            ),
+            2.0
+        );
     }
 
     #[test]

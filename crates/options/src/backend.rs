@@ -11,6 +11,7 @@ use promhpa_core::backend::{Backend, BackendError};
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
 use promhpa_core::lookup::ObjectLookup;
+use promhpa_core::timing::CallTimings;
 use promhpa_prom::{parse_header_flag, PromClient, PromConfig, Verb};
 use promhpa_rules::RuleSet;
 
@@ -286,8 +287,12 @@ impl BackendFlags {
     }
 
     /// The backend: Prometheus when `--prometheus-url` is given, the demo traffic with
-    /// `--demo`, otherwise the embedded evaluator with the `--load-exposition` files.
-    pub fn build_backend(&self) -> Result<Arc<dyn Backend>, OptionsError> {
+    /// `--demo`, otherwise the embedded evaluator with the `--load-exposition` files. A
+    /// Prometheus client counts the time of its calls in `calls` when given.
+    pub fn build_backend(
+        &self,
+        calls: Option<&Arc<CallTimings>>,
+    ) -> Result<Arc<dyn Backend>, OptionsError> {
         if self.demo {
             self.warn_unused_prometheus_flags();
             let backend = promhpa_promql_eval::demo::demo_backend();
@@ -306,16 +311,25 @@ impl BackendFlags {
         if !self.load_exposition.is_empty() {
             return Err(OptionsError::ExpositionWithPrometheus);
         }
-        Ok(Arc::new(PromClient::new(self.prom_config(url)?)?))
+        let mut config = self.prom_config(url)?;
+        config.call_timings = calls.cloned();
+        Ok(Arc::new(PromClient::new(config)?))
     }
 
     /// Makes the client of each `backends` entry of the rule file: its own URL, TLS, auth,
-    /// headers and query parameters; the query settings (verb, timeout) of the flags.
-    pub fn connector(&self) -> Result<promhpa_apiserver::backends::Connect, OptionsError> {
+    /// headers and query parameters; the query settings (verb, timeout) of the flags. The
+    /// clients count the time of their calls in `calls` when given.
+    pub fn connector(
+        &self,
+        calls: Option<&Arc<CallTimings>>,
+    ) -> Result<promhpa_apiserver::backends::Connect, OptionsError> {
         let verb = self.prometheus_verb.parse::<Verb>()?;
         let timeout = self.prometheus_query_timeout;
+        let calls = calls.cloned();
         Ok(Arc::new(move |spec: &promhpa_rules::BackendSpec| {
-            let client = promhpa_prom::backend_spec::spec_client(spec, verb, timeout)?;
+            let mut config = promhpa_prom::backend_spec::spec_config(spec, verb, timeout)?;
+            config.call_timings = calls.clone();
+            let client = PromClient::new(config)?;
             Ok(Arc::new(client) as Arc<dyn Backend>)
         }))
     }

@@ -10,6 +10,7 @@ use promhpa_apiserver::server::{self, TlsVersion};
 use promhpa_core::backend::Backend;
 use promhpa_core::duration::parse_go_duration;
 use promhpa_core::gofmt::parse_go_bool;
+use promhpa_core::timing::CallTimings;
 
 use crate::{BackendFlags, LimitFlags, OptionsError};
 
@@ -355,10 +356,14 @@ impl ServeFlags {
     /// The backend: the demo traffic with --demo, Prometheus with --prometheus-url (never
     /// with --scrape-config or --load-exposition: [`ServeConfig::from_flags`](crate::ServeConfig::from_flags)
     /// refuses them together), otherwise the embedded evaluator with its exposition files and
-    /// the scrape targets to start once the runtime runs.
-    pub fn metrics_backend(&self) -> Result<(Arc<dyn Backend>, Option<Scraping>), OptionsError> {
+    /// the scrape targets to start once the runtime runs. A Prometheus client counts the
+    /// time of its calls in `calls` when given.
+    pub fn metrics_backend(
+        &self,
+        calls: Option<&Arc<CallTimings>>,
+    ) -> Result<(Arc<dyn Backend>, Option<Scraping>), OptionsError> {
         if self.backend.demo || self.backend.prometheus_url.is_some() {
-            return Ok((self.backend.build_backend()?, None));
+            return Ok((self.backend.build_backend(calls)?, None));
         }
         let (backend, scraping) = embedded_backend(self)?;
         Ok((backend, Some(scraping)))

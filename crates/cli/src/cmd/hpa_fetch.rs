@@ -30,7 +30,7 @@ pub async fn hpa_fetcher(
             "warning: no --prometheus-url: metrics come from the embedded evaluator, which holds no data (pass --prometheus-url, or --load-exposition)"
         );
     }
-    let backend = flags.build_backend()?;
+    let backend = flags.build_backend(None)?;
     let target = match flags.objects_text()? {
         Some((text, source)) => ScaleTarget::from_objects(&text, &source, hpa)?,
         None => super::hpa_target::target_from_cluster(cluster, hpa).await?,
@@ -47,7 +47,7 @@ pub async fn hpa_fetcher(
     let backends = Backends::build(
         BackendRef::new(backend.clone()),
         &rules.backends,
-        Some(&flags.connector()?),
+        Some(&flags.connector(None)?),
         None,
     )?;
     let (fetcher, discovery_errors) =

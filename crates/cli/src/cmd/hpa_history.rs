@@ -37,7 +37,7 @@ pub fn fetch_history(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let backend = flags.build_backend()?;
+        let backend = flags.build_backend(None)?;
         Ok(history::fetch_history(&*backend, queries, replicas, range).await?)
     })
 }

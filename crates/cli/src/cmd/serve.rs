@@ -138,7 +138,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
     if args.scrape_config.is_none() && args.backend.load_exposition.is_empty() {
         args.backend.adopt_rule_file_prometheus(&rules);
     }
-    let (backend, scraping) = args.metrics_backend()?;
+    let (backend, scraping) = args.metrics_backend(Some(&metrics.prometheus_calls()))?;
     // The embedded evaluator computes each answer in place: on the serving threads that
     // would hold up the other requests of a connection, so it runs on blocking threads.
     let backend: Arc<dyn promhpa_core::backend::Backend> =
@@ -147,7 +147,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<ExitCode> {
         } else {
             backend
         };
-    let connect = args.backend.connector()?;
+    let connect = args.backend.connector(Some(&metrics.prometheus_calls()))?;
     let backends = promhpa_apiserver::backends::Backends::build(
         promhpa_apiserver::backends::BackendRef::new(backend.clone()),
         &rules.backends,
