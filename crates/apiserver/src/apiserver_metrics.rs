@@ -22,7 +22,8 @@
 //! `attach`, `portforward`, `proxy`) is a CONNECT. Labels come from these fixed routes, never
 //! from the path, so a request cannot add a series. Requests no route serves (404s of paths
 //! that match none, discovery, `/metrics`, `/openapi`, `/version`, `/debug`) and those
-//! refused before routing (authentication, authorization, methods other than GET and HEAD)
+//! refused before routing (authentication, authorization, methods other than GET and HEAD;
+//! the health endpoints answer those methods but do not count them)
 //! are not counted, as the generic API server counts none of them.
 //!
 //! Counting is lock-free: a counter per route, verb, `dry_run` value and common status
@@ -182,6 +183,14 @@ impl Counted {
     /// A value path of custom.metrics.k8s.io, by its decoded segments after the group.
     pub fn custom(segs: &[&str]) -> Option<Counted> {
         custom_route(segs)
+    }
+
+    /// This request, if a request with `method` is counted: the health endpoints answer
+    /// every method but count only GET and HEAD (the generic API server counts the others
+    /// under verbs of their own, which would add series); other routes are served to GET
+    /// and HEAD only.
+    pub fn asked_with(self, method: &Method) -> Option<Counted> {
+        (method == Method::GET || method == Method::HEAD).then_some(self)
     }
 
     /// A value path of external.metrics.k8s.io, by its decoded segments after the group.

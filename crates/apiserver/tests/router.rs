@@ -779,6 +779,12 @@ async fn the_generic_servers_request_metrics_count_what_the_routes_serve() {
     ] {
         assert_eq!(code(&client, &path).await, expected, "{path}");
     }
+    // The health endpoints answer any method; a HEAD counts as a GET, other methods are
+    // not counted.
+    let head = client.head(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let post = client.post(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(post.status(), 200);
     let stalled = {
         let request = client
             .get(format!(
@@ -814,7 +820,7 @@ async fn the_generic_servers_request_metrics_count_what_the_routes_serve() {
     };
     let expected = [
         format!("{} 1", health("/healthz")),
-        format!("{} 1", health("/readyz")),
+        format!("{} 2", health("/readyz")),
         format!("{} 1", custom(200, "LIST", "cluster", "v1beta1")),
         format!("{} 1", custom(404, "GET", "resource", "v1beta1")),
         format!("{} 1", custom(504, "GET", "resource", "v1beta1")),

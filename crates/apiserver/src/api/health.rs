@@ -3,7 +3,7 @@
 //! endpoints answer any method, as the generic API server's do.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::apiserver_metrics::Counted;
@@ -11,32 +11,41 @@ use crate::request::counted_as;
 use crate::state::AppState;
 
 /// `/livez`: the process answers. `?verbose` lists the checks, as Kubernetes servers do.
-pub(super) async fn livez(RawQuery(query): RawQuery) -> Response {
+pub(super) async fn livez(method: Method, RawQuery(query): RawQuery) -> Response {
     counted_as(
-        Counted::health("/livez"),
+        health("/livez", &method),
         report("livez", &[("ping", Ok(()))], query.as_deref()),
     )
 }
 
 /// `/healthz`: as `/livez` (the generic API server's older endpoint, which its probes use).
-pub(super) async fn healthz(RawQuery(query): RawQuery) -> Response {
+pub(super) async fn healthz(method: Method, RawQuery(query): RawQuery) -> Response {
     counted_as(
-        Counted::health("/healthz"),
+        health("/healthz", &method),
         report("healthz", &[("ping", Ok(()))], query.as_deref()),
     )
 }
 
 /// `/readyz`: 200 once metric discovery has completed, 503 until then.
-pub(super) async fn readyz(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn readyz(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+) -> Response {
     let discovery = state.registry.readiness();
     counted_as(
-        Counted::health("/readyz"),
+        health("/readyz", &method),
         report(
             "readyz",
             &[("ping", Ok(())), ("metric-discovery", discovery)],
             query.as_deref(),
         ),
     )
+}
+
+/// How a request of a health endpoint is counted in the request metrics.
+fn health(path: &str, method: &Method) -> Option<Counted> {
+    Counted::health(path)?.asked_with(method)
 }
 
 /// The answer of a health endpoint as Kubernetes' generic API server gives it: `ok` when

@@ -902,7 +902,7 @@ async fn serve(
     // metrics under the route of its path, read only then; the handlers count the others.
     let unserved = |method: &Method, uri: &Uri| {
         let m = limits.metrics.as_ref()?;
-        let counted = Counted::of_path(uri.path())?;
+        let counted = Counted::of_path(uri.path())?.asked_with(method)?;
         Some((m, counted, RequestLine::of(method, uri.query())))
     };
     let permit = match (&limits.inflight, is_health_probe(req.uri().path())) {
