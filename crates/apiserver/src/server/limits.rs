@@ -161,6 +161,9 @@ pub(crate) struct ConnState {
     /// The answers of this connection's requests that hold their in-flight seats, each with
     /// its request's deadline, when the watchdog takes the seat back.
     held: Mutex<Vec<(Instant, Weak<HeldAnswer>)>>,
+    /// When the watchdog wakes next, in nanoseconds since `epoch` (0: not known). An
+    /// answer's deadline after it needs no wake-up: the watchdog sees it then.
+    watching_until: AtomicU64,
 }
 
 impl ConnState {
@@ -174,6 +177,7 @@ impl ConnState {
             evicted: AtomicBool::new(false),
             wake: Notify::new(),
             held: Mutex::new(Vec::new()),
+            watching_until: AtomicU64::new(0),
         };
         s.enter(Phase::Handshake);
         s
@@ -265,17 +269,31 @@ impl ConnState {
     }
 
     /// `answer` holds its seat until `deadline` at most. Answers gone since (sent, or
-    /// dropped with their streams) are forgotten here; the watchdog is woken when this
-    /// deadline comes before every other.
+    /// dropped with their streams) are forgotten here. The watchdog is woken only when this
+    /// deadline comes before its next wake-up, which is at most a request timeout away: with
+    /// one timeout for every request, a connection's answers wake it once a timeout at most,
+    /// not once each.
     fn hold_until(&self, deadline: Instant, answer: &Arc<HeldAnswer>) {
         let mut held = self.lock_held();
         held.retain(|(_, a)| a.strong_count() > 0);
-        let earliest = held.iter().map(|(at, _)| *at).min();
         held.push((deadline, Arc::downgrade(answer)));
         drop(held);
-        if earliest.is_none_or(|at| deadline < at) {
+        let watching_until = self.watching_until.load(Ordering::Acquire);
+        if watching_until == 0 || deadline < self.instant_at(watching_until) {
             self.wake.notify_one();
         }
+    }
+
+    /// The watchdog sleeps until `at`.
+    fn watching_until(&self, at: Instant) {
+        let nanos = at
+            .into_std()
+            .saturating_duration_since(self.epoch)
+            .as_nanos();
+        self.watching_until.store(
+            u64::try_from(nanos).unwrap_or(u64::MAX).max(1),
+            Ordering::Release,
+        );
     }
 
     /// The earliest deadline of an answer that may still hold its seat.
@@ -500,14 +518,24 @@ pub(crate) async fn watch(state: &ConnState, limits: &ServingLimits) -> Watch {
         return Watch::Finish(CloseReason::Evicted);
     }
     let (at, reason) = state.next_check(limits);
-    // An answer's deadline that comes first.
-    let expiry = state.next_expiry().filter(|e| *e < at);
+    // An answer's deadline, when it comes first; and no later than a request timeout from
+    // now, so that answers with deadlines after this wake-up need not wake the watchdog
+    // (see `hold_until`).
+    let until = state
+        .next_expiry()
+        .map_or(at, |e| e.min(at))
+        .min(Instant::now() + limits.request_timeout);
+    state.watching_until(until);
     tokio::select! {
-        _ = tokio::time::sleep_until(expiry.unwrap_or(at)) => {}
-        _ = state.wake.notified() => return Watch::Continue,
+        _ = tokio::time::sleep_until(until) => {}
+        _ = state.wake.notified() => {
+            state.watching_until.store(0, Ordering::Release);
+            return Watch::Continue;
+        }
     }
-    if expiry.is_some() {
-        state.expire_held(Instant::now());
+    state.watching_until.store(0, Ordering::Release);
+    state.expire_held(Instant::now());
+    if until < at {
         return Watch::Continue;
     }
     // Look again: the phase may have changed while sleeping.
