@@ -692,6 +692,15 @@ async fn health_probes_answer_any_method() {
         assert_eq!(resp.status(), 200, "HEAD {path}");
         assert_eq!(resp.text().await.unwrap(), "", "HEAD {path}");
     }
+    // A body is not read, as Go's health handlers do not read it.
+    let resp = anonymous
+        .post(format!("{base}/healthz"))
+        .body("{\"any\": \"thing\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "POST /healthz with a body");
+    assert_eq!(resp.text().await.unwrap(), "ok");
     // Other paths keep their methods and their guard.
     let resp = anonymous.post(format!("{base}/apis")).send().await.unwrap();
     assert_eq!(resp.status(), 403);

@@ -862,8 +862,12 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let http1 = req.version() <= axum::http::Version::HTTP_11;
     let size = body_size(&req);
-    if size != BodySize::None && req.method() == Method::GET {
-        // Go's handlers never read a GET's body: it is served as if it had none. Over
+    let unread = req.method() == Method::GET
+        || req.method() == Method::HEAD
+        || is_health_probe(req.uri().path());
+    if size != BodySize::None && unread {
+        // Go's handlers never read the body of a GET or HEAD, nor the health endpoints that
+        // of any method: it is served as if there were none. Over
         // HTTP/1.1 a small one is read off the connection and thrown away first (not counted
         // as serving, as below), so that the connection can carry the next request; a larger
         // one, or one that does not come in time, is left unread and the connection closed
