@@ -14,7 +14,6 @@ use common::{tempfile_dir, Kubectl, Promhpa};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki};
 
@@ -143,27 +142,6 @@ fn scrape(kubectl: &Kubectl) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Waits (bounded) until `path` answers with a first item.
-fn wait_served(kubectl: &Kubectl, server: &Promhpa, path: &str) {
-    let start = Instant::now();
-    loop {
-        let out = kubectl.raw(path);
-        if out.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if !v["items"][0].is_null() {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{path} not served: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn the_adapters_series_count_requests_and_prometheus_calls_as_it_does() {
     let dir = tempfile_dir("adapter-metrics");
@@ -189,17 +167,12 @@ fn the_adapters_series_count_requests_and_prometheus_calls_as_it_does() {
     );
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
     kubectl.wait_ready(&server);
-    wait_served(
-        &kubectl,
+    kubectl.wait_first_item(
         &server,
         &format!("{CUSTOM}/v1beta2/namespaces/shop/pods/*/queue_depth"),
     );
-    wait_served(&kubectl, &server, &format!("{EXTERNAL}/jobs_waiting"));
-    wait_served(
-        &kubectl,
-        &server,
-        &format!("{RESOURCE}/namespaces/shop/pods"),
-    );
+    kubectl.wait_first_item(&server, &format!("{EXTERNAL}/jobs_waiting"));
+    kubectl.wait_first_item(&server, &format!("{RESOURCE}/namespaces/shop/pods"));
 
     let before = scrape(&kubectl);
     let ok = |path: &str| {

@@ -8,8 +8,6 @@ mod common;
 use common::gate::GateProxy;
 use common::{tempfile_dir, Kubectl, Promhpa};
 
-use std::time::{Duration, Instant};
-
 use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki, VictoriaMetrics};
 
 fn external(metric: &str) -> String {
@@ -18,22 +16,10 @@ fn external(metric: &str) -> String {
 
 /// The metric's value once it is served (the backends need a scrape or two first).
 fn value_when_served(kubectl: &Kubectl, server: &Promhpa, metric: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let out = kubectl.raw(&external(metric));
-        if out.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if let Some(value) = v["items"][0]["value"].as_str() {
-                return value.to_string();
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{metric} not served: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
+    let answer = kubectl.wait_first_item(server, &external(metric));
+    match answer["items"][0]["value"].as_str() {
+        Some(value) => value.to_string(),
+        None => panic!("{metric}: no value in {answer}"),
     }
 }
 

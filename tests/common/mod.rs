@@ -144,6 +144,28 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// The answer of `path` once it has a first item (the backends may need a scrape or two
+    /// first); waits up to a minute.
+    pub fn wait_first_item(&self, server: &Promhpa, path: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let out = self.raw(path);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if !v["items"][0].is_null() {
+                    return v;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{path} not served: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// Wait (bounded) until `/readyz` answers 200.
     pub fn wait_ready(&self, server: &Promhpa) {
         let start = Instant::now();
