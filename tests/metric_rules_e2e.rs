@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{tempfile_dir, Kubectl, Promhpa};
+use common::{tempfile_dir, wait_for, Kubectl, Promhpa};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use promhpa_test_support::pki::TestPki;
 use serde_json::{json, Value};
@@ -200,18 +200,6 @@ fn api_server(pki: &TestPki, cluster: Arc<Mutex<Cluster>>) -> String {
         }
     });
     url
-}
-
-fn wait_for(what: &str, server: &Promhpa, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "waiting for {what}: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The last status patched for `namespace/name`.

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{now_ms, tempfile_dir, Kubectl, Promhpa};
+use common::{now_ms, tempfile_dir, wait_for, Kubectl, Promhpa};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,18 +36,6 @@ fn publish(mount: &Path, generation: u32, text: &str) {
 
 fn metrics_text(kubectl: &Kubectl) -> String {
     String::from_utf8_lossy(&kubectl.raw("/metrics").stdout).into_owned()
-}
-
-fn wait_for(what: &str, server: &Promhpa, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "waiting for {what}: {}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

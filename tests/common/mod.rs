@@ -18,6 +18,19 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Wait (up to 30 s) until `f` holds; the failure names `what` and shows the server's log.
+pub fn wait_for(what: &str, server: &Promhpa, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "waiting for {what}: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A fresh directory under the system's temporary directory.
 pub fn tempfile_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
