@@ -10,6 +10,9 @@
 //!   waits on the files; a change that does not load yet keeps the previous client. It keeps a client of its own for each thread that asks for one: a
 //!   connection is served by a task on the runtime of the thread that opened it, and a
 //!   request from another thread would wake that one twice on every round trip.
+//! - [`Direct`] (from [`ReloadingClient::direct`], with the same CA and client certificate)
+//!   sends a request over a kept-alive HTTP/1.1 connection of the calling thread without
+//!   reqwest's layers, for the one request every metric request makes: a query to Prometheus.
 //! - [`TokenFile`] is a bearer token re-read whenever its file changes.
 //!
 //! Every file is named in messages with the setting it was given by (a flag such as
@@ -149,6 +152,10 @@ pub struct ClientSettings {
     /// Speak HTTP/1.1 only (kept-alive connections, one request at a time on each), even
     /// where the server offers HTTP/2.
     pub http1_only: bool,
+    /// Also make a [`Direct`] client ([`ReloadingClient::direct`]) for requests that need
+    /// none of reqwest's layers, when these settings allow one: HTTP/1.1 only, certificates
+    /// verified, no other address for the host, and no proxy set in the environment.
+    pub direct: bool,
 }
 
 /// How long an idle connection is kept.
@@ -168,6 +175,7 @@ impl ClientSettings {
             headers: reqwest::header::HeaderMap::new(),
             resolve: None,
             http1_only: false,
+            direct: false,
         }
     }
 
@@ -287,6 +295,56 @@ impl ClientSettings {
             .map_err(|e| ClientError::Build(error_chain(&e)))
     }
 
+    /// The [`Direct`] client of these settings and this CA and client certificate, when
+    /// they ask for one and allow it.
+    fn build_direct(&self, material: &Material) -> Result<Option<Arc<Direct>>, ClientError> {
+        if !self.direct
+            || !self.http1_only
+            || self.insecure_skip_verify
+            || self.resolve.is_some()
+            || proxy_in_environment()
+        {
+            return Ok(None);
+        }
+        // Without a CA (the built-in roots) only `http` URLs are sent directly.
+        let tls = match &material.ca {
+            Some(ca) => {
+                let identity = material
+                    .identity
+                    .as_ref()
+                    .map(|(c, k)| (c.as_slice(), k.as_slice()));
+                let config = self_signed::client_config(
+                    ca,
+                    self_signed::server_certificates(ca),
+                    identity,
+                    vec![b"http/1.1".to_vec()],
+                )
+                .map_err(ClientError::Build)?;
+                Some(config)
+            }
+            None => None,
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("*/*"),
+        );
+        if let Some(agent) = self.user_agent {
+            headers.insert(
+                reqwest::header::USER_AGENT,
+                reqwest::header::HeaderValue::from_static(agent),
+            );
+        }
+        for (name, value) in &self.headers {
+            headers.append(name, value.clone());
+        }
+        Ok(Some(Arc::new(Direct::new(
+            tls,
+            self.connect_timeout,
+            headers,
+        ))))
+    }
+
     /// The files the client is built from.
     fn files(&self) -> Vec<&Path> {
         let identity = self.identity.iter().flat_map(|i| [&i.cert, &i.key]);
@@ -307,6 +365,20 @@ impl ClientSettings {
     }
 }
 
+/// Whether a proxy is set in the environment, which reqwest uses and [`Direct`] does not.
+fn proxy_in_environment() -> bool {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()))
+}
+
 /// The contents of the files a client is built from, in order (`None`: unreadable).
 type Fingerprint = Vec<Option<Vec<u8>>>;
 
@@ -321,6 +393,7 @@ struct Generation {
     number: u64,
     material: Arc<Material>,
     client: reqwest::Client,
+    direct: Option<Arc<Direct>>,
 }
 
 /// How often the CA and client certificate files are looked at.
@@ -351,6 +424,7 @@ impl ReloadingClient {
         let seen = settings.fingerprint();
         let material = settings.material_from(&seen)?;
         let client = settings.build_from(&material)?;
+        let direct = settings.build_direct(&material)?;
         let watched = !settings.files().is_empty();
         let shared = Arc::new(Shared {
             seen: Mutex::new(watch::Seen::new(seen)),
@@ -360,6 +434,7 @@ impl ReloadingClient {
                 number: 0,
                 material: Arc::new(material),
                 client,
+                direct,
             }),
         });
         if watched {
@@ -379,6 +454,15 @@ impl ReloadingClient {
             shared,
             local: thread_local::ThreadLocal::new(),
         })
+    }
+
+    /// The [`Direct`] client of the current CA and client certificate, when the settings
+    /// asked for one and allow it.
+    pub fn direct(&self) -> Option<Arc<Direct>> {
+        match self.shared.current.read() {
+            Ok(c) => c.direct.clone(),
+            Err(p) => p.into_inner().direct.clone(),
+        }
     }
 
     /// This thread's client, built again when the files changed since it was built.
@@ -424,12 +508,13 @@ impl Shared {
         if !seen.is_new(&now) {
             return;
         }
-        let built = self
-            .settings
-            .material_from(&now)
-            .and_then(|m| Ok((self.settings.build_from(&m)?, m)));
+        let built = self.settings.material_from(&now).and_then(|m| {
+            let client = self.settings.build_from(&m)?;
+            let direct = self.settings.build_direct(&m)?;
+            Ok((client, direct, m))
+        });
         match built {
-            Ok((client, material)) => {
+            Ok((client, direct, material)) => {
                 seen.loaded(now);
                 let mut current = match self.current.write() {
                     Ok(c) => c,
@@ -439,6 +524,7 @@ impl Shared {
                     number: current.number + 1,
                     material: Arc::new(material),
                     client,
+                    direct,
                 };
                 tracing::info!(
                     "{} CA or client certificate changed; using the new files",
@@ -453,7 +539,10 @@ impl Shared {
     }
 }
 
+pub mod direct;
 mod self_signed;
+
+pub use direct::{Direct, DirectAnswer, DirectError, DirectRequest};
 
 pub mod watch {
     //! Files looked at on a thread of their own, so that reading them never holds up a
@@ -886,6 +975,32 @@ mod tests {
             accepted.load(Ordering::SeqCst),
             2,
             "the first thread still has its own"
+        );
+    }
+
+    #[test]
+    fn a_direct_client_is_made_only_where_the_settings_allow_one() {
+        let direct = |change: &dyn Fn(&mut ClientSettings)| {
+            let mut s = ClientSettings::new(Duration::from_secs(5));
+            s.http1_only = true;
+            s.direct = true;
+            change(&mut s);
+            let client = ReloadingClient::new(s, "prometheus").unwrap_or_else(|e| panic!("{e}"));
+            client.direct().is_some()
+        };
+        assert!(direct(&|_| {}));
+        assert!(!direct(&|s| s.direct = false), "not asked for");
+        assert!(!direct(&|s| s.http1_only = false), "HTTP/2 allowed");
+        assert!(
+            !direct(&|s| s.insecure_skip_verify = true),
+            "no verification"
+        );
+        assert!(
+            !direct(&|s| s.resolve = Some((
+                "prometheus".into(),
+                vec![SocketAddr::from(([127, 0, 0, 1], 9090))]
+            ))),
+            "another address for the host"
         );
     }
 

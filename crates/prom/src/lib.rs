@@ -33,7 +33,11 @@ use promhpa_core::backend::{
     Backend, BackendError, BoxFuture, QueryValue, SeriesInfo, TimedAnswer,
 };
 use promhpa_core::timing::{CallTimings, PromApi as Endpoint, ServerCalls};
-use promhpa_http_client::{error_chain, ClientSettings, Identity, Pem, ReloadingClient, TokenFile};
+use promhpa_http_client::{
+    error_chain, ClientSettings, Direct, DirectError, DirectRequest, Identity, Pem,
+    ReloadingClient, TokenFile,
+};
+use reqwest::header::HeaderValue;
 
 pub use promhpa_http_client::{ClientError, InlinePem};
 
@@ -53,6 +57,9 @@ pub enum PromError {
     InvalidHeader(String),
     #[error("invalid prometheus verb \"{0}\": expected GET or POST")]
     InvalidVerb(String),
+    /// Credentials that cannot go in an `Authorization` header (a control character).
+    #[error("the prometheus {0} holds a character an HTTP header cannot carry")]
+    Unsendable(&'static str),
     /// A CA, client certificate or token that does not load.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -172,8 +179,9 @@ pub struct PromClient {
     /// The base URL without credentials, for messages.
     display: String,
     token: Option<TokenFile>,
-    bearer_token: Option<String>,
-    basic_auth: Option<(String, String)>,
+    /// The `Authorization` header of a fixed bearer token, or else of basic auth; a token
+    /// file wins over it.
+    authorization: Option<HeaderValue>,
     verb: Verb,
     timeout: Duration,
     max_get_url_len: usize,
@@ -235,6 +243,9 @@ fn client_settings(
     // when the backend offers HTTP/2: a query then costs less of promhpa's CPU (no stream
     // and flow-control bookkeeping, no HPACK), and concurrent queries open more connections.
     settings.http1_only = true;
+    // Queries skip reqwest's layers where the settings allow (Direct): they are the one
+    // request made for each metric request.
+    settings.direct = true;
     for (k, v) in &config.headers {
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| PromError::InvalidHeader(format!("{k}={v}")))?;
@@ -302,13 +313,27 @@ impl PromClient {
             }
             None => None,
         };
+        let authorization = match (config.bearer_token.as_deref(), &basic_auth) {
+            (Some(t), _) if !t.is_empty() => {
+                Some(bearer(t).map_err(|_| PromError::Unsendable("bearer token"))?)
+            }
+            (_, Some((user, password))) => {
+                use base64::Engine;
+                let pair =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let mut value = HeaderValue::from_str(&format!("Basic {pair}"))
+                    .map_err(|_| PromError::Unsendable("basic auth"))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            _ => None,
+        };
         Ok(PromClient {
             http,
             endpoints: Endpoint::ALL.map(|e| endpoint_url(e, &base)),
             display,
             token,
-            bearer_token: config.bearer_token.clone().filter(|t| !t.is_empty()),
-            basic_auth,
+            authorization,
             verb: config.verb,
             timeout: config.query_timeout,
             max_get_url_len: config.max_get_url_len,
@@ -336,6 +361,16 @@ impl PromClient {
         timeout: Duration,
     ) -> Result<bytes::Bytes, BackendError> {
         let started = Instant::now();
+        if let Some(direct) = self.http.direct() {
+            if direct.handles(self.endpoint(api)) {
+                if let Some(answer) = self
+                    .call_direct(&direct, api, params, timeout, started)
+                    .await
+                {
+                    return answer;
+                }
+            }
+        }
         let resp = self.send(api, params, timeout, started).await?;
         let body = resp.bytes().await;
         self.answered(api, started);
@@ -343,6 +378,83 @@ impl PromClient {
             address: self.display.clone(),
             message: transport_error(&e, timeout),
         })
+    }
+
+    /// [`PromClient::call`] over a connection of [`Direct`]; `None` when the answer is a
+    /// redirect, for reqwest to follow.
+    async fn call_direct(
+        &self,
+        direct: &Direct,
+        api: Endpoint,
+        params: &[(&str, &str)],
+        timeout: Duration,
+        started: Instant,
+    ) -> Option<Result<bytes::Bytes, BackendError>> {
+        let unavailable = |message: String| BackendError::Unavailable {
+            address: self.display.clone(),
+            message,
+        };
+        let (url, form) = self.target(api, params);
+        let authorization = match self.authorization() {
+            Ok(a) => a,
+            Err(e) => return Some(Err(unavailable(e))),
+        };
+        let request = DirectRequest {
+            url: &url,
+            form,
+            authorization,
+        };
+        match direct.send(&request, timeout).await {
+            Ok(answer) if answer.status.is_redirection() => None,
+            Ok(answer) => {
+                self.answered(api, started);
+                Some(if answer.status.is_success() {
+                    Ok(answer.body)
+                } else {
+                    Err(self.refusal(answer.status, &answer.body))
+                })
+            }
+            Err(DirectError::ConnectTimeout) => Some(Err(unavailable(connect_timed_out(timeout)))),
+            Err(DirectError::Timeout) => Some(Err(unavailable(answer_timed_out(timeout)))),
+            Err(DirectError::Failed(message)) => Some(Err(unavailable(message))),
+        }
+    }
+
+    /// Where a call to `api` with `params` goes, and its form when it is a POST: a GET
+    /// unless the verb is POST or the URL would be too long.
+    fn target(&self, api: Endpoint, params: &[(&str, &str)]) -> (url::Url, Option<String>) {
+        let mut get_url = self.endpoint(api).clone();
+        {
+            let mut pairs = get_url.query_pairs_mut();
+            for (k, v) in params {
+                pairs.append_pair(k, v);
+            }
+        }
+        if self.verb == Verb::Post || get_url.as_str().len() > self.max_get_url_len {
+            let form = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params)
+                .finish();
+            (self.endpoint(api).clone(), Some(form))
+        } else {
+            (get_url, None)
+        }
+    }
+
+    /// The `Authorization` header of a call: the token file's token as it is now, or the
+    /// fixed one.
+    fn authorization(&self) -> Result<Option<HeaderValue>, String> {
+        match &self.token {
+            Some(file) => {
+                let token = file.token().map_err(|e| e.to_string())?;
+                bearer(&token).map(Some).map_err(|_| {
+                    format!(
+                        "the token in {} holds a character an HTTP header cannot carry",
+                        file.path().display()
+                    )
+                })
+            }
+            None => Ok(self.authorization.clone()),
+        }
     }
 
     /// A call to `api` made at `started` was answered (its body read, or cut short): its
@@ -368,37 +480,20 @@ impl PromClient {
             address: self.display.clone(),
             message,
         };
-        let mut get_url = self.endpoint(api).clone();
-        {
-            let mut pairs = get_url.query_pairs_mut();
-            for (k, v) in params {
-                pairs.append_pair(k, v);
-            }
-        }
-        let use_post = self.verb == Verb::Post || get_url.as_str().len() > self.max_get_url_len;
-        let mut req = if use_post {
-            let url = self.endpoint(api).clone();
-            let body = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(params)
-                .finish();
-            self.client()
+        let mut req = match self.target(api, params) {
+            (url, Some(form)) => self
+                .client()
                 .post(url)
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
                 )
-                .body(body)
-        } else {
-            self.client().get(get_url)
+                .body(form),
+            (url, None) => self.client().get(url),
         };
         req = req.timeout(timeout);
-        if let Some(tok) = &self.token {
-            let t = tok.token().map_err(|e| unavailable(e.to_string()))?;
-            req = req.bearer_auth(t);
-        } else if let Some(t) = &self.bearer_token {
-            req = req.bearer_auth(t);
-        } else if let Some((u, p)) = &self.basic_auth {
-            req = req.basic_auth(u, Some(p));
+        if let Some(auth) = self.authorization().map_err(unavailable)? {
+            req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
         let resp = req
             .send()
@@ -411,38 +506,47 @@ impl PromClient {
         let body = resp.bytes().await;
         self.answered(api, started);
         let body = body.map_err(|e| unavailable(transport_error(&e, timeout)))?;
+        Err(self.refusal(status, &body))
+    }
+
+    /// What an answer other than a success (or a redirect) with `status` and `body` means.
+    fn refusal(&self, status: reqwest::StatusCode, body: &[u8]) -> BackendError {
+        let unavailable = |message: String| BackendError::Unavailable {
+            address: self.display.clone(),
+            message,
+        };
         // Prometheus answers API errors with JSON bodies: 400/422 for a query it rejects,
         // 5xx (timeout, internal, unavailable) when it cannot answer, as Mimir, Cortex and
         // Thanos do while their ingesters or stores are down.
-        if let Ok(err) = serde_json::from_slice::<parse::ApiErrorBody>(&body) {
+        if let Ok(err) = serde_json::from_slice::<parse::ApiErrorBody>(body) {
             if err.status == "error" {
                 if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && err.error_type == "timeout"
                 {
-                    return Err(unavailable(format!("query timed out: {}", err.error)));
+                    return unavailable(format!("query timed out: {}", err.error));
                 }
                 if status.is_server_error() {
-                    return Err(unavailable(format!(
+                    return unavailable(format!(
                         "http {status}: {}: {}",
                         err.error_type, err.error
-                    )));
+                    ));
                 }
-                return Err(BackendError::Query {
+                return BackendError::Query {
                     error_type: err.error_type,
                     message: err.error,
-                });
+                };
             }
         }
-        let snippet: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        let snippet: String = String::from_utf8_lossy(body).chars().take(200).collect();
         if status.is_server_error()
             || status == reqwest::StatusCode::UNAUTHORIZED
             || status == reqwest::StatusCode::FORBIDDEN
         {
-            Err(unavailable(format!("http {status}: {}", snippet.trim())))
+            unavailable(format!("http {status}: {}", snippet.trim()))
         } else {
-            Err(BackendError::Protocol {
+            BackendError::Protocol {
                 address: self.display.clone(),
                 message: format!("http {status}: {}", snippet.trim()),
-            })
+            }
         }
     }
 
@@ -487,13 +591,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a request failed on the wire; a timeout says how long was waited.
 fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() && e.is_connect() {
-        // The connect timeout (at most 10 s) ran out before the request's own.
-        format!(
-            "timed out: no connection (TCP and TLS handshake) within {}",
-            format_duration(timeout.min(CONNECT_TIMEOUT))
-        )
+        connect_timed_out(timeout)
     } else if e.is_timeout() {
-        format!("timed out: no answer within {}", format_duration(timeout))
+        answer_timed_out(timeout)
     } else {
         // reqwest names the URL; its query string (the PromQL, an API key in a query
         // parameter) and any password stay out of Status messages and logs.
@@ -508,6 +608,26 @@ fn transport_error(e: &reqwest::Error, timeout: Duration) -> String {
         }
         text
     }
+}
+
+/// The connect timeout (at most 10 s) ran out before the request's own, `timeout`.
+fn connect_timed_out(timeout: Duration) -> String {
+    format!(
+        "timed out: no connection (TCP and TLS handshake) within {}",
+        format_duration(timeout.min(CONNECT_TIMEOUT))
+    )
+}
+
+/// A request got no whole answer within its `timeout`.
+fn answer_timed_out(timeout: Duration) -> String {
+    format!("timed out: no answer within {}", format_duration(timeout))
+}
+
+/// The `Authorization` header of a bearer token.
+fn bearer(token: &str) -> Result<HeaderValue, reqwest::header::InvalidHeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// `1.5s`, `250ms`.
@@ -686,7 +806,11 @@ mod tests {
             "https://thanos:9090/prefix/api/v1/query?dedup=true&partial_response=false"
         );
         assert_eq!(c.address(), "https://thanos:9090/prefix");
-        assert_eq!(c.basic_auth, Some(("u".to_string(), "p@ss".to_string())));
+        // Basic auth of `u` and `p@ss`, the URL's user info decoded.
+        assert_eq!(
+            c.authorization().ok().flatten(),
+            Some(HeaderValue::from_static("Basic dTpwQHNz"))
+        );
         let c = PromClient::new(PromConfig::new("http://prom:9090")).unwrap();
         assert_eq!(
             c.endpoint(Endpoint::Series).as_str(),
