@@ -18,7 +18,7 @@
 //!   [`Direct`] (see [`crate::ClientSettings::direct`]).
 
 use std::cell::RefCell;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -255,33 +255,55 @@ impl Direct {
     /// A new connection to `origin`, TLS handshake done, within the connect timeout.
     async fn connect(&self, origin: &Origin) -> Result<SendRequest<Full<Bytes>>, ConnectError> {
         let open = async {
-            let tcp = match &origin.host {
-                url::Host::Domain(name) => TcpStream::connect((name.as_str(), origin.port)).await,
-                url::Host::Ipv4(ip) => TcpStream::connect((IpAddr::from(*ip), origin.port)).await,
-                url::Host::Ipv6(ip) => TcpStream::connect((IpAddr::from(*ip), origin.port)).await,
-            }
-            .map_err(|e| format!("tcp connect error: {e}"))?;
+            let tcp = self.tcp(origin).await?;
+            let failed = ConnectError::Failed;
             let _ = tcp.set_nodelay(true);
             match (&self.tls, origin.tls) {
                 (Some(tls), true) => {
                     let name = match &origin.host {
                         url::Host::Domain(name) => ServerName::try_from(name.clone())
-                            .map_err(|e| format!("server name {name:?}: {e}"))?,
+                            .map_err(|e| failed(format!("server name {name:?}: {e}")))?,
                         url::Host::Ipv4(ip) => ServerName::from(IpAddr::from(*ip)),
                         url::Host::Ipv6(ip) => ServerName::from(IpAddr::from(*ip)),
                     };
-                    let stream = tls.connect(name, tcp).await.map_err(|e| error_chain(&e))?;
-                    handshake(stream).await
+                    let stream = tls
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| failed(error_chain(&e)))?;
+                    handshake(stream).await.map_err(failed)
                 }
-                (None, true) => Err("no TLS configuration for https".to_string()),
-                (_, false) => handshake(tcp).await,
+                (None, true) => Err(failed("no TLS configuration for https".to_string())),
+                (_, false) => handshake(tcp).await.map_err(failed),
             }
         };
         match tokio::time::timeout(self.connect_timeout, open).await {
-            Ok(Ok(sender)) => Ok(sender),
-            Ok(Err(cause)) => Err(ConnectError::Failed(cause)),
+            Ok(opened) => opened,
             Err(_) => Err(ConnectError::TimedOut),
         }
+    }
+
+    /// A TCP connection to `origin`: its addresses tried in turn, each with an equal share
+    /// of the connect timeout (as hyper's connector shares it), so that an address that
+    /// never answers (an IPv6 one without a route) leaves time for the next.
+    async fn tcp(&self, origin: &Origin) -> Result<TcpStream, ConnectError> {
+        let addrs: Vec<SocketAddr> = match &origin.host {
+            url::Host::Domain(name) => tokio::net::lookup_host((name.as_str(), origin.port))
+                .await
+                .map_err(|e| ConnectError::Failed(format!("dns error: {e}")))?
+                .collect(),
+            url::Host::Ipv4(ip) => vec![SocketAddr::new(IpAddr::from(*ip), origin.port)],
+            url::Host::Ipv6(ip) => vec![SocketAddr::new(IpAddr::from(*ip), origin.port)],
+        };
+        let share = self.connect_timeout / u32::try_from(addrs.len().max(1)).unwrap_or(u32::MAX);
+        let mut last = ConnectError::Failed(format!("dns error: no address for {}", origin.host));
+        for addr in addrs {
+            match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(e)) => last = ConnectError::Failed(format!("tcp connect error: {e}")),
+                Err(_) => last = ConnectError::TimedOut,
+            }
+        }
+        Err(last)
     }
 
     /// A kept-alive connection of this thread to `origin`, if one is idle.
