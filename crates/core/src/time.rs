@@ -87,12 +87,40 @@ pub fn format_rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    if !(0..=9999).contains(&y) {
+        // Outside four digits: what `format!` writes (a sign, more digits).
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            sod / 3600,
+            (sod % 3600) / 60,
+            sod % 60
+        );
+    }
+    // Written digit by digit: every answer carries a timestamp per item.
+    let mut out = [0u8; 20];
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, sod / 3600);
+    put(14, 2, (sod % 3600) / 60);
+    put(17, 2, sod % 60);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'Z'),
+    ] {
+        out[at] = c;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// The current time in milliseconds since the Unix epoch (0 for a clock before it).
@@ -106,6 +134,37 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_as_format_would() {
+        let by_format = |ms: i64| {
+            let secs = ms.div_euclid(1000);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let sod = secs.rem_euclid(86_400);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                sod / 3600,
+                (sod % 3600) / 60,
+                sod % 60
+            )
+        };
+        let mut ms: i64 = -70_000_000_000_000;
+        while ms < 300_000_000_000_000 {
+            assert_eq!(format_rfc3339(ms), by_format(ms), "{ms}");
+            ms += 7_919_123_457;
+        }
+        for ms in [
+            0,
+            -1,
+            999,
+            1_000,
+            253_402_300_799_999,
+            253_402_300_800_000,
+            -62_167_219_200_001,
+        ] {
+            assert_eq!(format_rfc3339(ms), by_format(ms), "{ms}");
+        }
+    }
 
     #[test]
     fn formats_and_parses_round_trip() {

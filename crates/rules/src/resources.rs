@@ -185,6 +185,11 @@ impl ResourceMapper {
     /// `resource` is expected in its canonical form (`deployments.apps`); a singular, short
     /// or group-less name of a built-in resource (`deployment`, `deploy`) is resolved first.
     pub fn label_for_resource(&self, resource: &GroupResource) -> Option<String> {
+        // Overrides hold canonical names, and a request usually names its resource so
+        // (`pods`): found as it is, it needs no resolving.
+        if let Some((label, _)) = self.overrides.iter().find(|(_, gr)| gr == resource) {
+            return Some(label.clone());
+        }
         let canonical = builtin(&resource.group, &resource.resource);
         let resource = canonical.as_ref().unwrap_or(resource);
         if let Some((label, _)) = self.overrides.iter().find(|(_, gr)| gr == resource) {
