@@ -210,12 +210,34 @@ fn seed(b: &Switchable) {
 async fn discovery_values_and_readiness() {
     let (backend, registry, app) = setup(Duration::from_secs(10));
     let (code, body) = get(&app, "/readyz").await;
-    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    // A failing check is listed as Kubernetes servers list theirs, verbose or not.
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    // A failing check is listed as Kubernetes servers list theirs, verbose or not, its
+    // reason withheld from a path anyone may ask.
     assert_eq!(
         body,
-        "[+]ping ok\n[-]metric-discovery failed: metric discovery has not completed yet\nreadyz check failed\n"
+        "[+]ping ok\n[-]metric-discovery failed: reason withheld\nreadyz check failed\n"
     );
+    // The check alone tells why.
+    assert_eq!(
+        get(&app, "/readyz/metric-discovery").await,
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error: metric discovery has not completed yet\n".into()
+        )
+    );
+    assert_eq!(
+        get(&app, "/readyz/ping").await,
+        (StatusCode::OK, "ok".into())
+    );
+    assert_eq!(
+        get(&app, "/livez/ping").await,
+        (StatusCode::OK, "ok".into())
+    );
+    assert_eq!(
+        get(&app, "/healthz/ping").await,
+        (StatusCode::OK, "ok".into())
+    );
+    assert_eq!(get(&app, "/livez/nosuch").await.0, StatusCode::NOT_FOUND);
     let (code, _) = get(&app, "/readyz?exclude=metric-discovery").await;
     assert_eq!(code, StatusCode::OK);
     let (code, body) = get(&app, "/livez?verbose").await;
@@ -238,6 +260,10 @@ async fn discovery_values_and_readiness() {
     seed(&backend);
     assert!(registry.relist().await.is_empty());
     assert_eq!(get(&app, "/readyz").await, (StatusCode::OK, "ok".into()));
+    assert_eq!(
+        get(&app, "/readyz/metric-discovery").await,
+        (StatusCode::OK, "ok".into())
+    );
     let (code, body) = get(&app, "/readyz?verbose=1").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(
@@ -637,7 +663,8 @@ async fn tls_passes_client_certificates_to_the_guard() {
     assert_eq!(resp.status(), 403);
     let status: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     assert_eq!(status["reason"], "Forbidden");
-    // Health probes bypass the guard.
+    // Health probes bypass the guard; their single checks, which can tell why one fails,
+    // do not.
     assert_eq!(
         anonymous
             .get(format!("{base}/healthz"))
@@ -647,9 +674,23 @@ async fn tls_passes_client_certificates_to_the_guard() {
             .status(),
         200
     );
+    for check in ["/healthz/ping", "/livez/ping", "/readyz/metric-discovery"] {
+        let resp = anonymous
+            .get(format!("{base}{check}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{check}");
+    }
 
     let with_cert = guarded.client(true);
     let resp = with_cert.get(format!("{base}/apis")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = with_cert
+        .get(format!("{base}/readyz/ping"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 
     guarded.stop().await;

@@ -1,8 +1,10 @@
 //! What the server says of itself: `/livez`, `/readyz` (ready once metric discovery has
 //! completed) and `/metrics` (its self-metrics, in the Prometheus text format). The health
-//! endpoints answer any method, as the generic API server's do.
+//! endpoints answer any method, as the generic API server's do, and so do their single checks
+//! (`/readyz/metric-discovery`), which are behind authentication and authorization like any
+//! other path: the endpoints themselves withhold why a check fails, the single checks tell.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -14,7 +16,7 @@ use crate::state::AppState;
 pub(super) async fn livez(method: Method, RawQuery(query): RawQuery) -> Response {
     counted_as(
         health("/livez", &method),
-        report("livez", &[("ping", Ok(()))], query.as_deref()),
+        report("livez", &LIVE, query.as_deref()),
     )
 }
 
@@ -22,7 +24,7 @@ pub(super) async fn livez(method: Method, RawQuery(query): RawQuery) -> Response
 pub(super) async fn healthz(method: Method, RawQuery(query): RawQuery) -> Response {
     counted_as(
         health("/healthz", &method),
-        report("healthz", &[("ping", Ok(()))], query.as_deref()),
+        report("healthz", &LIVE, query.as_deref()),
     )
 }
 
@@ -43,14 +45,60 @@ pub(super) async fn readyz(
     )
 }
 
+/// The checks of `/livez` and `/healthz`.
+const LIVE: [(&str, Result<(), String>); 1] = [("ping", Ok(()))];
+
+/// `/livez/<check>`: one check of `/livez`.
+pub(super) async fn livez_check(Path(check): Path<String>) -> Response {
+    single("/livez", &LIVE, &check)
+}
+
+/// `/healthz/<check>`: one check of `/healthz`.
+pub(super) async fn healthz_check(Path(check): Path<String>) -> Response {
+    single("/healthz", &LIVE, &check)
+}
+
+/// `/readyz/<check>`: one check of `/readyz`; `metric-discovery` says why discovery has not
+/// succeeded.
+pub(super) async fn readyz_check(
+    State(state): State<AppState>,
+    Path(check): Path<String>,
+) -> Response {
+    let checks = [
+        ("ping", Ok(())),
+        ("metric-discovery", state.registry.readiness()),
+    ];
+    single("/readyz", &checks, &check)
+}
+
+/// The answer of the check `name` of `endpoint`, as the generic API server gives it: `ok`,
+/// or a 500 with the reason; a 404 for a check it does not have.
+fn single(endpoint: &str, checks: &[(&str, Result<(), String>)], name: &str) -> Response {
+    let text = |body: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
+    match checks.iter().find(|(n, _)| *n == name) {
+        Some((_, Ok(()))) => (StatusCode::OK, text("ok".into())).into_response(),
+        Some((_, Err(reason))) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            text(format!("internal server error: {reason}\n")),
+        )
+            .into_response(),
+        None => crate::error::ApiError::not_found(format!(
+            "the server could not find the requested resource {endpoint}/{name}"
+        ))
+        .into_response(),
+    }
+}
+
 /// How a request of a health endpoint is counted in the request metrics.
 fn health(path: &str, method: &Method) -> Option<Counted> {
     Counted::health(path)?.asked_with(method)
 }
 
 /// The answer of a health endpoint as Kubernetes' generic API server gives it: `ok` when
-/// every check passes; one `[+]name ok` / `[-]name failed: reason` line per check, then
-/// `<endpoint> check passed|failed`, when asked with `?verbose` or when a check fails.
+/// every check passes; one `[+]name ok` / `[-]name failed: reason withheld` line per check,
+/// then `<endpoint> check passed|failed`, when asked with `?verbose` or when a check fails
+/// (a 500). The reason is withheld as anyone may ask (it can name the backend and its
+/// error); `/<endpoint>/<check>`, behind authentication, tells it, and the log at debug level.
 /// `?exclude=name` (repeatable) leaves a check out.
 fn report(endpoint: &str, checks: &[(&str, Result<(), String>)], query: Option<&str>) -> Response {
     let params: Vec<(String, String)> = query
@@ -73,7 +121,8 @@ fn report(endpoint: &str, checks: &[(&str, Result<(), String>)], query: Option<&
             Ok(()) => lines.push_str(&format!("[+]{name} ok\n")),
             Err(reason) => {
                 failed = true;
-                lines.push_str(&format!("[-]{name} failed: {reason}\n"));
+                tracing::debug!(check = name, reason, "{endpoint} check failed");
+                lines.push_str(&format!("[-]{name} failed: reason withheld\n"));
             }
         }
     }
@@ -92,7 +141,7 @@ fn report(endpoint: &str, checks: &[(&str, Result<(), String>)], query: Option<&
     let text = |body: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
     if failed {
         let body = format!("{lines}{endpoint} check failed\n");
-        (StatusCode::SERVICE_UNAVAILABLE, text(body)).into_response()
+        (StatusCode::INTERNAL_SERVER_ERROR, text(body)).into_response()
     } else if verbose {
         let body = format!("{lines}{endpoint} check passed\n");
         (StatusCode::OK, text(body)).into_response()

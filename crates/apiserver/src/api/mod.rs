@@ -55,6 +55,11 @@ pub fn router(state: AppState) -> Router {
             get(crate::resource::handler),
         )
         .route("/metrics", get(health::self_metrics))
+        // One check each, any method, as the generic API server serves them; unlike the
+        // endpoints themselves, they are guarded.
+        .route("/healthz/{check}", any(health::healthz_check))
+        .route("/livez/{check}", any(health::livez_check))
+        .route("/readyz/{check}", any(health::readyz_check))
         .route("/debug/promhpa/rules", get(crate::debug::rules))
         .route("/debug/promhpa/query", get(crate::debug::query))
         .route("/version", get(discovery::version))

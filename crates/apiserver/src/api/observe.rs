@@ -19,6 +19,12 @@ pub(super) async fn record(State(state): State<AppState>, req: Request, next: Ne
     // The route of a response that does not name one, from the path.
     let by_path = match req.uri().path() {
         "/healthz" | "/livez" | "/readyz" => "health",
+        p if ["/healthz/", "/livez/", "/readyz/"]
+            .iter()
+            .any(|h| p.starts_with(h)) =>
+        {
+            "health"
+        }
         "/metrics" => "metrics",
         p if p.starts_with("/openapi") => "openapi",
         p if p.starts_with("/apis") => "discovery",
