@@ -4,15 +4,14 @@
 //! process's environment.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-
-use promhpa_core::backend::{Backend, BackendError, QueryValue};
 use promhpa_prom::{PromClient, PromConfig};
 use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+mod common;
 
 /// An HTTP proxy on 127.0.0.1 that tunnels `CONNECT` requests, and how many it tunnelled.
 async fn connect_proxy() -> (u16, Arc<AtomicUsize>) {
@@ -65,26 +64,7 @@ async fn a_proxy_from_the_environment_carries_the_queries() {
     let mut config = PromConfig::new(prom.url());
     config.ca_file = Some(prom.ca_file.clone());
     let client = PromClient::new(config).unwrap();
-    let now = || {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    };
-    let start = Instant::now();
-    loop {
-        match client.query("probe", now()).await {
-            Ok(QueryValue::Vector(v)) if v.len() == 1 => break,
-            Ok(_) | Err(BackendError::Unavailable { .. }) => {}
-            Err(e) => panic!("query failed: {e}\n{}", prom.log()),
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no data: {}",
-            prom.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::scraped(&client, &prom, "probe", 1).await;
     assert!(
         tunnels.load(Ordering::SeqCst) >= 1,
         "the queries went around the proxy"

@@ -1,18 +1,14 @@
 //! The client against a real Prometheus over HTTPS with a test CA.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use promhpa_core::backend::{Backend, BackendError, QueryValue};
 use promhpa_prom::{InlinePem, PromClient, PromConfig, Verb};
 use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki};
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+mod common;
+use common::now_ms;
 
 const BODY: &str = "# TYPE inflight gauge\ninflight{namespace=\"shop\",pod=\"web-1\"} 3\ninflight{namespace=\"shop\",pod=\"web-2\"} 7\n";
 
@@ -30,20 +26,7 @@ async fn queries_series_and_errors_over_https() {
     let client = PromClient::new(config.clone()).unwrap();
 
     // Wait for the first scrapes.
-    let start = Instant::now();
-    let samples = loop {
-        match client.query("inflight", now_ms()).await {
-            Ok(QueryValue::Vector(v)) if v.len() == 2 => break v,
-            Ok(_) | Err(BackendError::Unavailable { .. }) => {}
-            Err(e) => panic!("query failed: {e}\n{}", prom.log()),
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no data: {}",
-            prom.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let samples = common::scraped(&client, &prom, "inflight", 2).await;
     let mut values: Vec<f64> = samples.iter().map(|s| s.value).collect();
     values.sort_by(f64::total_cmp);
     assert_eq!(values, vec![3.0, 7.0]);
