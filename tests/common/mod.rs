@@ -4,19 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 pub mod gate;
 
 use promhpa_test_support::free_port;
 use serde_json::Value;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+pub use promhpa_core::time::now_ms;
 
 /// Wait (up to 30 s) until `f` holds; the failure names `what` and shows the server's log.
 pub fn wait_for(what: &str, server: &Promhpa, mut f: impl FnMut() -> bool) {

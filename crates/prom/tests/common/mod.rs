@@ -1,18 +1,13 @@
 //! What the tests against a real Prometheus share.
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use promhpa_core::backend::{Backend, BackendError, QueryValue, Sample};
 use promhpa_prom::PromClient;
 use promhpa_test_support::Prometheus;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+pub use promhpa_core::time::now_ms;
 
 /// The samples of `promql` once it returns `series` of them (after Prometheus' first
 /// scrapes), asked through `client` every 250 ms for at most a minute.
