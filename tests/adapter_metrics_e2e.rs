@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{tempfile_dir, Kubectl, Promhpa};
+use common::{serve_args, tempfile_dir, Kubectl, Promhpa};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -152,19 +152,9 @@ fn the_adapters_series_count_requests_and_prometheus_calls_as_it_does() {
     std::fs::write(&rules, RULES).unwrap();
     let objects = dir.join("objects.yaml");
     std::fs::write(&objects, OBJECTS).unwrap();
-    let server = Promhpa::start(
-        &[
-            format!("--prometheus-url={}", prom.url()),
-            format!("--prometheus-ca-file={}", pki.ca_cert.display()),
-            format!("--config={}", rules.display()),
-            format!("--objects={}", objects.display()),
-            format!("--tls-cert-file={}", pki.server_cert.display()),
-            format!("--tls-private-key-file={}", pki.server_key.display()),
-            "--metrics-relist-interval=2s".into(),
-            "--insecure-skip-delegated-auth".into(),
-        ],
-        &dir,
-    );
+    let mut args = serve_args(&pki, &prom.url(), &rules, &objects);
+    args.push("--metrics-relist-interval=2s".into());
+    let server = Promhpa::start(&args, &dir);
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
     kubectl.wait_ready(&server);
     kubectl.wait_first_item(

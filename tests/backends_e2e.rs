@@ -6,7 +6,7 @@
 
 mod common;
 use common::gate::GateProxy;
-use common::{tempfile_dir, Kubectl, Promhpa};
+use common::{serve_args, tempfile_dir, Kubectl, Promhpa};
 
 use promhpa_test_support::{Prometheus, ScrapeTarget, TestPki, VictoriaMetrics};
 
@@ -87,19 +87,9 @@ externalRules:
         "{printed}"
     );
 
-    let server = Promhpa::start(
-        &[
-            format!("--prometheus-url={}", prom.url()),
-            format!("--prometheus-ca-file={ca}"),
-            format!("--config={}", rules.display()),
-            format!("--objects={}", objects.display()),
-            format!("--tls-cert-file={}", pki.server_cert.display()),
-            format!("--tls-private-key-file={}", pki.server_key.display()),
-            "--metrics-relist-interval=2s".into(),
-            "--insecure-skip-delegated-auth".into(),
-        ],
-        &dir,
-    );
+    let mut args = serve_args(&pki, &prom.url(), &rules, &objects);
+    args.push("--metrics-relist-interval=2s".into());
+    let server = Promhpa::start(&args, &dir);
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
     kubectl.wait_ready(&server);
 

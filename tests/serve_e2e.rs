@@ -15,7 +15,7 @@ use promhpa_test_support::{free_port, Prometheus, ScrapeTarget, TestPki};
 use serde_json::Value;
 
 mod common;
-use common::{now_ms, tempfile_dir, Kubectl, Promhpa};
+use common::{now_ms, serve_args, tempfile_dir, Kubectl, Promhpa};
 
 /// The tests here pick free ports and start servers on them; running them one at a time
 /// keeps one test's server from taking a port another test just picked.
@@ -535,15 +535,7 @@ fn demo_serves_the_embedded_backend() {
         &dir,
     );
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
-    let start = Instant::now();
-    while !kubectl.raw("/readyz").status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    kubectl.wait_ready(&server);
     let list = kubectl.json(
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/http_requests_in_flight",
     );
@@ -757,28 +749,9 @@ async fn serves_metrics_k8s_io_from_resource_rules_through_kubectl() {
     }
     let objects = dir.join("objects.yaml");
     std::fs::write(&objects, OBJECTS).unwrap();
-    let server = Promhpa::start(
-        &[
-            format!("--prometheus-url={}", prom.url()),
-            format!("--prometheus-ca-file={}", pki.ca_cert.display()),
-            format!("--config={}", rules.display()),
-            format!("--objects={}", objects.display()),
-            format!("--tls-cert-file={}", pki.server_cert.display()),
-            format!("--tls-private-key-file={}", pki.server_key.display()),
-            "--insecure-skip-delegated-auth".into(),
-        ],
-        &dir,
-    );
+    let server = Promhpa::start(&serve_args(&pki, &prom.url(), &rules, &objects), &dir);
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
-    let start = Instant::now();
-    while !kubectl.raw("/readyz").status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    kubectl.wait_ready(&server);
     let groups = kubectl.json("/apis");
     assert!(
         groups["groups"]
@@ -896,15 +869,7 @@ fn a_broken_rule_is_reported_and_every_other_rule_served() {
         &dir,
     );
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
-    let start = Instant::now();
-    while !kubectl.raw("/readyz").status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    kubectl.wait_ready(&server);
     let base = "/apis/custom.metrics.k8s.io/v1beta1/namespaces/batch/pods/worker-1";
     let list = kubectl.json(&format!("{base}/jobs_waiting"));
     assert_eq!(list["items"][0]["value"], "3", "{list}");

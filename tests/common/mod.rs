@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 pub mod gate;
 
-use promhpa_test_support::free_port;
+use promhpa_test_support::{free_port, TestPki};
 use serde_json::Value;
 
 pub use promhpa_core::time::now_ms;
@@ -35,6 +35,27 @@ pub fn tempfile_dir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The arguments of `serve` with a real Prometheus at `prometheus_url` trusted through
+/// `pki`'s CA, the rule file `rules`, the object file `objects`, `pki`'s serving certificate,
+/// and no delegated authentication (kubectl talks to promhpa directly, with no API server in
+/// front); a test adds its own.
+pub fn serve_args(
+    pki: &TestPki,
+    prometheus_url: &str,
+    rules: &Path,
+    objects: &Path,
+) -> Vec<String> {
+    vec![
+        format!("--prometheus-url={prometheus_url}"),
+        format!("--prometheus-ca-file={}", pki.ca_cert.display()),
+        format!("--config={}", rules.display()),
+        format!("--objects={}", objects.display()),
+        format!("--tls-cert-file={}", pki.server_cert.display()),
+        format!("--tls-private-key-file={}", pki.server_key.display()),
+        "--insecure-skip-delegated-auth".into(),
+    ]
 }
 
 /// The `promhpa` binary serving on 127.0.0.1 and a free port, its log in a file.
@@ -174,12 +195,12 @@ impl Kubectl {
         }
     }
 
-    /// Wait (bounded) until `/readyz` answers 200.
+    /// Wait (up to a minute) until `/readyz` answers 200.
     pub fn wait_ready(&self, server: &Promhpa) {
         let start = Instant::now();
         while !self.raw("/readyz").status.success() {
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                start.elapsed() < Duration::from_secs(60),
                 "{}",
                 server.log()
             );
