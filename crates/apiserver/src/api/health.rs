@@ -74,14 +74,12 @@ pub(super) async fn readyz_check(
 /// The answer of the check `name` of `endpoint`, as the generic API server gives it: `ok`,
 /// or a 500 with the reason; a 404 for a check it does not have.
 fn single(endpoint: &str, checks: &[(&str, Result<(), String>)], name: &str) -> Response {
-    let text = |body: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
     match checks.iter().find(|(n, _)| *n == name) {
-        Some((_, Ok(()))) => (StatusCode::OK, text("ok".into())).into_response(),
-        Some((_, Err(reason))) => (
+        Some((_, Ok(()))) => text(StatusCode::OK, "ok".into()),
+        Some((_, Err(reason))) => text(
             StatusCode::INTERNAL_SERVER_ERROR,
-            text(format!("internal server error: {reason}\n")),
-        )
-            .into_response(),
+            format!("internal server error: {reason}\n"),
+        ),
         None => crate::error::ApiError::not_found(format!(
             "the server could not find the requested resource {endpoint}/{name}"
         ))
@@ -138,16 +136,25 @@ fn report(endpoint: &str, checks: &[(&str, Result<(), String>)], query: Option<&
             unknown.join(",")
         ));
     }
-    let text = |body: String| ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body);
     if failed {
         let body = format!("{lines}{endpoint} check failed\n");
-        (StatusCode::INTERNAL_SERVER_ERROR, text(body)).into_response()
+        text(StatusCode::INTERNAL_SERVER_ERROR, body)
     } else if verbose {
         let body = format!("{lines}{endpoint} check passed\n");
-        (StatusCode::OK, text(body)).into_response()
+        text(StatusCode::OK, body)
     } else {
-        (StatusCode::OK, text("ok".to_string())).into_response()
+        text(StatusCode::OK, "ok".to_string())
     }
+}
+
+/// A plain-text answer of a health endpoint or check.
+fn text(code: StatusCode, body: String) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// `/metrics`: the self-metrics.
