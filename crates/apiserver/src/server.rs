@@ -547,11 +547,10 @@ async fn serve_connection(
     };
     let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     state.handshake_done(http2);
-    let peer_certs = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|chain| PeerCertificates(chain.iter().map(|c| c.as_ref().to_vec()).collect()));
+    let peer_certs =
+        tls.get_ref().1.peer_certificates().map(|chain| {
+            PeerCertificates::new(chain.iter().map(|c| c.as_ref().to_vec()).collect())
+        });
     let conn_state = state.clone();
     let reqs = requests.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {

@@ -562,7 +562,7 @@ impl RequestGuard for NeedsClientCert {
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
             match parts.extensions.get::<PeerCertificates>() {
-                Some(pc) if !pc.0.is_empty() => Ok(()),
+                Some(pc) if !pc.chain().is_empty() => Ok(()),
                 _ => Err(ApiError::Forbidden(
                     "a client certificate is required".into(),
                 )),

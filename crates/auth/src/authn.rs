@@ -226,7 +226,7 @@ impl Authenticator for DelegatingAuthenticator {
         Box::pin(async move {
             let sources = self.sources();
             let mut errors = Vec::new();
-            let chain = peer.map(|p| p.0.as_slice()).filter(|c| !c.is_empty());
+            let chain = peer.map(PeerCertificates::chain).filter(|c| !c.is_empty());
             if let Some(chain) = chain {
                 if let Some(config) = &sources.request_header {
                     match self.user_from_request_header(config, chain, headers) {

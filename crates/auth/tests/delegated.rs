@@ -62,7 +62,7 @@ impl Ca {
         params.not_before = now;
         params.not_after = now + time::Duration::days(days);
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        PeerCertificates(vec![cert.der().to_vec()])
+        PeerCertificates::new(vec![cert.der().to_vec()])
     }
 }
 
@@ -667,7 +667,7 @@ fn sources_from_the_extension_apiserver_authentication_configmap() {
     assert!(rh.uid_headers.is_empty());
     let subject = rh
         .ca
-        .verify_client(&fp.client("front-proxy-client", &[]).0, start())
+        .verify_client(fp.client("front-proxy-client", &[]).chain(), start())
         .unwrap();
     assert_eq!(subject.common_name, "front-proxy-client");
     assert_eq!(sources.client_ca.unwrap().len(), 1);
@@ -849,7 +849,7 @@ fn two_common_names(ca: &Ca, first: &str, last: &str) -> PeerCertificates {
     params.not_before = rcgen::date_time_ymd(2026, 1, 1);
     params.not_after = rcgen::date_time_ymd(2027, 1, 1);
     let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    PeerCertificates(vec![cert.der().to_vec()])
+    PeerCertificates::new(vec![cert.der().to_vec()])
 }
 
 #[tokio::test]
@@ -943,18 +943,18 @@ async fn request_header_chain_verification() {
         client_auth.clone(),
     );
     assert!(
-        believed(PeerCertificates(vec![
+        believed(PeerCertificates::new(vec![
             leaf.clone(),
             intermediate_der.clone()
         ]))
         .await
     );
-    assert!(!believed(PeerCertificates(vec![leaf])).await);
+    assert!(!believed(PeerCertificates::new(vec![leaf])).await);
 
     // An "intermediate" that is not a CA cannot issue.
     let (not_ca, not_ca_der) = issue(&s.front_proxy, "front-proxy-leaf", false, vec![]);
     let (_, leaf) = issue(&not_ca, "front-proxy-client", false, client_auth.clone());
-    assert!(!believed(PeerCertificates(vec![leaf, not_ca_der])).await);
+    assert!(!believed(PeerCertificates::new(vec![leaf, not_ca_der])).await);
 
     // A certificate only for server authentication is not a client certificate.
     let (_, server_only) = issue(
@@ -963,13 +963,13 @@ async fn request_header_chain_verification() {
         false,
         vec![ExtendedKeyUsagePurpose::ServerAuth],
     );
-    assert!(!believed(PeerCertificates(vec![server_only])).await);
+    assert!(!believed(PeerCertificates::new(vec![server_only])).await);
 
     // A self-signed certificate copying the CA's name is not the CA.
     let lookalike = Ca::new("front-proxy-ca");
     let (_, self_signed) = issue(&lookalike, "front-proxy-client", false, client_auth.clone());
-    assert!(!believed(PeerCertificates(vec![self_signed])).await);
-    assert!(!believed(PeerCertificates(vec![lookalike.cert.der().to_vec()])).await);
+    assert!(!believed(PeerCertificates::new(vec![self_signed])).await);
+    assert!(!believed(PeerCertificates::new(vec![lookalike.cert.der().to_vec()])).await);
 
     // A certificate of the client CA never makes the headers believed, even when every
     // request-header name is allowed.
@@ -977,7 +977,7 @@ async fn request_header_chain_verification() {
     let (_, client_leaf) = issue(&open.client_ca, "front-proxy-client", false, client_auth);
     let user = open
         .authn
-        .authenticate(Some(&PeerCertificates(vec![client_leaf])), &forged())
+        .authenticate(Some(&PeerCertificates::new(vec![client_leaf])), &forged())
         .await
         .unwrap()
         .unwrap();
@@ -1227,7 +1227,7 @@ async fn client_certificate_users_carry_the_certificate_credential_id() {
         .await
         .unwrap()
         .unwrap();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &alice.0[0]);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &alice.chain()[0]);
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(
         user.extra["authentication.kubernetes.io/credential-id"],

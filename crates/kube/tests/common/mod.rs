@@ -30,7 +30,7 @@ pub fn client(ca: &Ca, cn: &str) -> PeerCertificates {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(DnType::CommonName, cn);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    PeerCertificates(vec![params
+    PeerCertificates::new(vec![params
         .signed_by(&key, &ca.cert, &ca.key)
         .unwrap()
         .der()
