@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 pub mod gate;
 
-use promhpa_test_support::{free_port, TestPki};
+use promhpa_test_support::{free_port, ScratchDir, TestPki};
 use serde_json::Value;
 
+// Not every test binary that includes this module asks for the time.
+#[allow(unused_imports)]
 pub use promhpa_core::time::now_ms;
 
 /// Wait (up to 30 s) until `f` holds; the failure names `what` and shows the server's log.
@@ -26,15 +28,10 @@ pub fn wait_for(what: &str, server: &Promhpa, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A fresh directory under the system's temporary directory.
-pub fn tempfile_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "promhpa-{name}-{}-{}",
-        std::process::id(),
-        now_ms()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory under the system's temporary directory, removed at the end of a test
+/// that passes.
+pub fn tempfile_dir(name: &str) -> ScratchDir {
+    ScratchDir::new(name).unwrap()
 }
 
 /// The arguments of `serve` with a real Prometheus at `prometheus_url` trusted through

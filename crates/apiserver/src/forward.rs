@@ -849,7 +849,7 @@ mod tests {
 
     #[test]
     fn the_service_account_token_is_the_default_credential() {
-        let dir = tempfile_dir();
+        let dir = promhpa_test_support::ScratchDir::new("forward").unwrap();
         let sa = dir.join("token");
         std::fs::write(&sa, "sa-token\n").unwrap();
         let with_sa = |o: ForwardOptions| ForwardOptions {
@@ -892,16 +892,6 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(f.token.is_none());
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "promhpa-forward-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 
     #[test]

@@ -18,6 +18,7 @@ use promhpa_apiserver::{router, ApiError, AppState, Registry, StaticObjects};
 use promhpa_core::backend::{Backend, BackendError, BoxFuture, QueryValue, SeriesInfo};
 use promhpa_promql_eval::{EmbeddedBackend, Labels};
 use promhpa_rules::RuleSet;
+use promhpa_test_support::ScratchDir;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -113,6 +114,8 @@ struct StandIn {
     url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
+    /// Where the test's token files are.
+    dir: ScratchDir,
 }
 
 const VALUE: &str = r#"{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},"items":[{"metricName":"s0-rabbitmq-orders","metricLabels":{},"timestamp":"2026-01-01T00:00:00Z","value":"7"}]}"#;
@@ -173,7 +176,12 @@ impl StandIn {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        StandIn { url, seen, task }
+        StandIn {
+            url,
+            seen,
+            task,
+            dir: ScratchDir::new("forward-test").unwrap(),
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -253,12 +261,12 @@ async fn setup(
     }
 }
 
-/// A token file of its own for each test (tests run in parallel).
-fn token_file(token: &str) -> std::path::PathBuf {
+/// A token file in `stand_in`'s directory, which is the test's own (tests run in parallel).
+fn token_file(stand_in: &StandIn, token: &str) -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("promhpa-forward-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("token-{}", N.fetch_add(1, Ordering::SeqCst)));
+    let path = stand_in
+        .dir
+        .join(format!("token-{}", N.fetch_add(1, Ordering::SeqCst)));
     std::fs::write(&path, format!("{token}\n")).unwrap();
     path
 }
@@ -267,7 +275,7 @@ fn options(stand_in: &StandIn) -> ForwardOptions {
     ForwardOptions {
         external_url: Some(stand_in.url.clone()),
         custom_url: Some(stand_in.url.clone()),
-        token_file: Some(token_file("promhpa-own-token")),
+        token_file: Some(token_file(stand_in, "promhpa-own-token")),
         ..ForwardOptions::default()
     }
 }

@@ -696,11 +696,9 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    fn dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("promhpa-http-client-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        dir
+    fn dir(name: &str) -> promhpa_test_support::ScratchDir {
+        promhpa_test_support::ScratchDir::new(&format!("http-client-{name}"))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn err<T>(r: Result<T, ClientError>) -> String {
@@ -712,7 +710,8 @@ mod tests {
 
     #[test]
     fn token_files_are_reread_when_they_change() {
-        let path = dir("rotating").join("token");
+        let scratch = dir("rotating");
+        let path = scratch.join("token");
         std::fs::write(&path, "first\n").unwrap_or_else(|e| panic!("{e}"));
         let t = TokenFile::new("--forward-token-file", &path);
         assert_eq!(t.token().ok().as_deref(), Some("first"));
@@ -737,7 +736,8 @@ mod tests {
 
     #[test]
     fn an_empty_token_can_be_allowed() {
-        let path = dir("empty").join("token");
+        let scratch = dir("empty");
+        let path = scratch.join("token");
         std::fs::write(&path, "\n").unwrap_or_else(|e| panic!("{e}"));
         let t = TokenFile::new("token file", &path).allowing_empty();
         assert_eq!(t.token().ok().as_deref(), Some(""));
@@ -814,7 +814,8 @@ mod tests {
     fn a_rotated_file_is_used_once_it_loads() {
         let pki = promhpa_test_support::TestPki::generate("ca", "promhpa")
             .unwrap_or_else(|e| panic!("{e}"));
-        let ca = dir("rotated").join("ca.crt");
+        let scratch = dir("rotated");
+        let ca = scratch.join("ca.crt");
         std::fs::copy(&pki.ca_cert, &ca).unwrap_or_else(|e| panic!("{e}"));
         let mut s = ClientSettings::new(Duration::from_secs(5));
         s.ca = Some(Pem::file("--forward-ca-file", &ca));
@@ -845,7 +846,8 @@ mod tests {
     fn the_files_are_looked_at_without_a_request_asking() {
         let pki = promhpa_test_support::TestPki::generate("ca", "promhpa")
             .unwrap_or_else(|e| panic!("{e}"));
-        let ca = dir("looked-at").join("ca.crt");
+        let scratch = dir("looked-at");
+        let ca = scratch.join("ca.crt");
         std::fs::copy(&pki.ca_cert, &ca).unwrap_or_else(|e| panic!("{e}"));
         let mut s = ClientSettings::new(Duration::from_secs(5));
         s.ca = Some(Pem::file("--forward-ca-file", &ca));

@@ -874,8 +874,7 @@ mod tests {
 
     #[test]
     fn token_file_is_reread_when_it_changes() {
-        let dir = std::env::temp_dir().join(format!("promhpa-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = promhpa_test_support::ScratchDir::new("token").unwrap();
         let path = dir.join("token");
         let mut config = PromConfig::new("https://x");
         config.token_file = Some(path.clone());
