@@ -460,12 +460,21 @@ async fn urls(
 
 /// A process's CPU time so far (user + system), in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
+    let (user, system) = cpu_ticks_split(pid);
+    user + system
+}
+
+/// A process's CPU time so far in user space and in the kernel, in clock ticks.
+fn cpu_ticks_split(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which may hold spaces): state is field 3, utime 14
     // and stime 15.
     let after = &stat[stat.rfind(')').unwrap() + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    (
+        fields[11].parse::<u64>().unwrap(),
+        fields[12].parse::<u64>().unwrap(),
+    )
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -606,15 +615,18 @@ impl Bench {
             "\n## promhpa CPU per metric request: {requests} requests per run, CLK_TCK {hz}; load average {}",
             load_average()
         );
+        println!("promhpa: its CPU per request, and of that the part in user space and in the kernel (system calls, wake-ups)");
         println!("Prometheus: its CPU per query, sent by promhpa (\"for promhpa\") and sent alone (\"alone\")");
         println!(
-            "{:<16} {:<9} {:>4} | {:>9} {:>8} {:>10} | {:>11} {:>9} | {:>8}",
+            "{:<16} {:<9} {:>4} | {:>9} {:>8} {:>10} {:>8} {:>8} | {:>11} {:>9} | {:>8}",
             "kind",
             "requests",
             "conc",
             "req/s",
             "cpu s",
             "cpu ms/req",
+            "user",
+            "kernel",
             "for promhpa",
             "alone",
             "promhpa÷"
@@ -632,21 +644,26 @@ impl Bench {
                 .await;
                 for c in [1, 16] {
                     run(&self.ours, &ours, WARM_DIFFERENT, 16).await;
-                    let (before, prom_before) = (cpu_ticks(self.pid), cpu_ticks(self.prom_pid));
+                    let (before, prom_before) =
+                        (cpu_ticks_split(self.pid), cpu_ticks(self.prom_pid));
                     let o = run(&self.ours, &ours, requests, c).await;
-                    let ticks = cpu_ticks(self.pid) - before;
+                    let after = cpu_ticks_split(self.pid);
+                    let (user, system) = (after.0 - before.0, after.1 - before.1);
+                    let ticks = user + system;
                     let prom_ticks = cpu_ticks(self.prom_pid) - prom_before;
                     let prom_before = cpu_ticks(self.prom_pid);
                     run(&self.bare, &bare, requests, c).await;
                     let alone = per_request(cpu_ticks(self.prom_pid) - prom_before);
                     println!(
-                        "{:<16} {:<9} {:>4} | {:>9.0} {:>8.2} {:>10.3} | {:>11.3} {:>9.3} | {:>8.2}",
+                        "{:<16} {:<9} {:>4} | {:>9.0} {:>8.2} {:>10.3} {:>8.3} {:>8.3} | {:>11.3} {:>9.3} | {:>8.2}",
                         kind.title,
                         if different { "different" } else { "identical" },
                         c,
                         o.rate,
                         ticks as f64 / hz,
                         per_request(ticks),
+                        per_request(user),
+                        per_request(system),
                         per_request(prom_ticks),
                         alone,
                         per_request(ticks) / alone
