@@ -289,6 +289,7 @@ impl ClientSettings {
         if self.http1_only {
             builder = builder.http1_only();
         }
+        builder = EnvProxies::read().apply(builder)?;
         builder
             .default_headers(self.headers.clone())
             .build()
@@ -302,7 +303,7 @@ impl ClientSettings {
             || !self.http1_only
             || self.insecure_skip_verify
             || self.resolve.is_some()
-            || proxy_in_environment()
+            || EnvProxies::read().any()
         {
             return Ok(None);
         }
@@ -365,18 +366,72 @@ impl ClientSettings {
     }
 }
 
-/// Whether a proxy is set in the environment, which reqwest uses and [`Direct`] does not.
-fn proxy_in_environment() -> bool {
-    [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()))
+/// The proxies of the environment, read as Go's `net/http` reads them (and so
+/// prometheus-adapter and client-go): `HTTPS_PROXY` for `https` URLs and `HTTP_PROXY` for
+/// `http` ones, the upper-case name before the lower-case one and an empty value as none,
+/// with the exceptions of `NO_PROXY`. `ALL_PROXY`, which Go does not read, is not used, and
+/// neither proxy is used for `localhost` or a loopback address.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct EnvProxies {
+    http: Option<String>,
+    https: Option<String>,
+    no_proxy: Option<String>,
+}
+
+/// What Go never sends through a proxy.
+const LOOPBACK: &str = "localhost,127.0.0.0/8,::1";
+
+impl EnvProxies {
+    fn read() -> EnvProxies {
+        EnvProxies::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> EnvProxies {
+        let any = |names: [&str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| get(n).filter(|v| !v.is_empty()))
+        };
+        EnvProxies {
+            http: any(["HTTP_PROXY", "http_proxy"]),
+            https: any(["HTTPS_PROXY", "https_proxy"]),
+            no_proxy: any(["NO_PROXY", "no_proxy"]),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.http.is_some() || self.https.is_some()
+    }
+
+    /// `builder` with these proxies and nothing else from the environment.
+    fn apply(
+        &self,
+        mut builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, ClientError> {
+        if !self.any() {
+            return Ok(builder.no_proxy());
+        }
+        let exceptions = match &self.no_proxy {
+            Some(list) => format!("{list},{LOOPBACK}"),
+            None => LOOPBACK.to_string(),
+        };
+        let invalid = |name: &str, e: reqwest::Error| {
+            ClientError::Build(format!("the proxy in {name}: {}", error_chain(&e)))
+        };
+        if let Some(url) = &self.https {
+            let proxy = reqwest::Proxy::https(url.as_str())
+                .map_err(|e| invalid("HTTPS_PROXY", e))?
+                .no_proxy(reqwest::NoProxy::from_string(&exceptions));
+            builder = builder.proxy(proxy);
+        }
+        if let Some(url) = &self.http {
+            let proxy = reqwest::Proxy::http(url.as_str())
+                .map_err(|e| invalid("HTTP_PROXY", e))?
+                .no_proxy(reqwest::NoProxy::from_string(&exceptions));
+            builder = builder.proxy(proxy);
+        }
+        Ok(builder)
+    }
 }
 
 /// The contents of the files a client is built from, in order (`None`: unreadable).
@@ -978,6 +1033,51 @@ mod tests {
             2,
             "the first thread still has its own"
         );
+    }
+
+    #[test]
+    fn the_environment_s_proxies_are_read_as_go_reads_them() {
+        let read = |vars: &[(&str, &str)]| {
+            EnvProxies::from_lookup(|name| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let some = |v: &str| Some(v.to_string());
+        assert_eq!(read(&[]), EnvProxies::default());
+        assert!(!read(&[]).any());
+        // Upper case first; an empty value is none, and the lower-case name is read then.
+        let both = read(&[
+            ("HTTPS_PROXY", "http://upper:3128"),
+            ("https_proxy", "http://lower:3128"),
+            ("HTTP_PROXY", ""),
+            ("http_proxy", "http://plain:3128"),
+            ("no_proxy", ".cluster.local"),
+        ]);
+        assert_eq!(
+            both,
+            EnvProxies {
+                http: some("http://plain:3128"),
+                https: some("http://upper:3128"),
+                no_proxy: some(".cluster.local"),
+            }
+        );
+        assert!(both.any());
+        // ALL_PROXY is not Go's, and NO_PROXY alone sets no proxy.
+        let none = read(&[("ALL_PROXY", "http://all:3128"), ("NO_PROXY", "*")]);
+        assert!(!none.any(), "{none:?}");
+        // A proxy URL reqwest cannot take is an error naming the variable.
+        let bad = EnvProxies {
+            https: some("http://[::1"),
+            ..EnvProxies::default()
+        };
+        let err = bad
+            .apply(reqwest::Client::builder())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("HTTPS_PROXY"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A throw-away certificate authority for tests: a CA, a server certificate for
-//! `127.0.0.1`/`localhost`, and a client certificate, written as PEM files.
+//! `127.0.0.1`/`localhost` (and a name no resolver knows), and a client certificate, written
+//! as PEM files.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,9 @@ pub struct TestPki {
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
 }
+
+/// A name in the server certificate that no resolver knows.
+pub const UNRESOLVED_NAME: &str = "prometheus.promhpa.test";
 
 fn err(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
     move |e| format!("generating {what}: {e}")
@@ -52,8 +56,11 @@ impl TestPki {
         let ca = ca_params.self_signed(&ca_key).map_err(err("ca"))?;
 
         let server_key = KeyPair::generate().map_err(err("server key"))?;
+        // Also a name that resolves nowhere (`.test` is reserved), for tests whose proxy
+        // takes it to 127.0.0.1.
         let mut sp =
-            CertificateParams::new(vec!["localhost".to_string()]).map_err(err("server"))?;
+            CertificateParams::new(vec!["localhost".to_string(), UNRESOLVED_NAME.to_string()])
+                .map_err(err("server"))?;
         sp.subject_alt_names
             .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
         sp.distinguished_name.push(DnType::CommonName, "localhost");
