@@ -19,7 +19,9 @@
 //! new connection per request, so the TLS handshake stage is seen.
 //!
 //! CPU: promhpa's own CPU time (utime + stime of `/proc/<pid>/stat`) per metric request,
-//! for one pod by name and for 20 pods by selector, at concurrency 1 and 16.
+//! for one pod by name and for 20 pods by selector, at concurrency 1 and 16; beside it the
+//! CPU time of a bare relay of the same queries built on the same libraries
+//! (`support::floor`), the least relaying costs on this machine, and Prometheus' own.
 //!
 //! Soak (`SOAK=600`, seconds): a steady mixed rate (`SOAK_RATE`, default 200 req/s) for
 //! that long, printing promhpa's resident memory at the start and every minute.
@@ -466,15 +468,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// A process's CPU time so far in user space and in the kernel, in clock ticks.
 fn cpu_ticks_split(pid: u32) -> (u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14
-    // and stime 15.
-    let after = &stat[stat.rfind(')').unwrap() + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    (
-        fields[11].parse::<u64>().unwrap(),
-        fields[12].parse::<u64>().unwrap(),
-    )
+    support::cpu_ticks_in(std::path::Path::new(&format!("/proc/{pid}/stat")))
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -521,6 +515,8 @@ struct Bench {
     pid: u32,
     /// Prometheus' process, whose CPU time per query is the reference.
     prom_pid: u32,
+    /// A bare relay to Prometheus on promhpa's libraries, the least a relay costs.
+    floor: support::floor::Floor,
 }
 
 /// An HTTPS client trusting the test CA; for promhpa, with the front-proxy certificate
@@ -616,9 +612,10 @@ impl Bench {
             load_average()
         );
         println!("promhpa: its CPU per request, and of that the part in user space and in the kernel (system calls, wake-ups)");
+        println!("relay: the CPU per request of a bare relay of the same queries on promhpa's libraries (HTTP/2 and TLS in, its direct client out; no routing, auth, render, decode or encode)");
         println!("Prometheus: its CPU per query, sent by promhpa (\"for promhpa\") and sent alone (\"alone\")");
         println!(
-            "{:<16} {:<9} {:>4} | {:>9} {:>8} {:>10} {:>8} {:>8} | {:>11} {:>9} | {:>8}",
+            "{:<16} {:<9} {:>4} | {:>9} {:>8} {:>10} {:>8} {:>8} | {:>8} | {:>11} {:>9} | {:>8}",
             "kind",
             "requests",
             "conc",
@@ -627,6 +624,7 @@ impl Bench {
             "cpu ms/req",
             "user",
             "kernel",
+            "relay",
             "for promhpa",
             "alone",
             "promhpa÷"
@@ -654,8 +652,13 @@ impl Bench {
                     let prom_before = cpu_ticks(self.prom_pid);
                     run(&self.bare, &bare, requests, c).await;
                     let alone = per_request(cpu_ticks(self.prom_pid) - prom_before);
+                    let relayed = self.floor.urls(&self.prom, &bare);
+                    run(&self.bare, &relayed, WARM_DIFFERENT, 16).await;
+                    let relay_before = self.floor.cpu_ticks();
+                    run(&self.bare, &relayed, requests, c).await;
+                    let relay = per_request(self.floor.cpu_ticks() - relay_before);
                     println!(
-                        "{:<16} {:<9} {:>4} | {:>9.0} {:>8.2} {:>10.3} {:>8.3} {:>8.3} | {:>11.3} {:>9.3} | {:>8.2}",
+                        "{:<16} {:<9} {:>4} | {:>9.0} {:>8.2} {:>10.3} {:>8.3} {:>8.3} | {:>8.3} | {:>11.3} {:>9.3} | {:>8.2}",
                         kind.title,
                         if different { "different" } else { "identical" },
                         c,
@@ -664,6 +667,7 @@ impl Bench {
                         per_request(ticks),
                         per_request(user),
                         per_request(system),
+                        relay,
                         per_request(prom_ticks),
                         alone,
                         per_request(ticks) / alone
@@ -828,6 +832,7 @@ async fn main() {
         prom: prom.url(),
         pid: child.id(),
         prom_pid: prom.pid(),
+        floor: support::floor::Floor::start(&pki, &prom.url()),
     };
     // Ready once every kind is served with all its objects.
     let start = Instant::now();

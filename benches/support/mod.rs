@@ -7,7 +7,22 @@ use std::process::{Child, Command, Stdio};
 
 use promhpa_test_support::{free_port, Prometheus, TestPki};
 
+pub mod floor;
 pub mod review;
+
+/// The CPU time in user space and in the kernel, in clock ticks, of the process or thread
+/// whose `/proc` stat file is `stat`.
+pub fn cpu_ticks_in(stat: &Path) -> (u64, u64) {
+    let stat = std::fs::read_to_string(stat).unwrap();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14
+    // and stime 15.
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    (
+        fields[11].parse::<u64>().unwrap(),
+        fields[12].parse::<u64>().unwrap(),
+    )
+}
 
 /// The `promhpa` binary serving `rules` over `objects` from `prom` on 127.0.0.1, with
 /// `extra` flags; returns the process and its port.
