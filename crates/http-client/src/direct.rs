@@ -380,6 +380,8 @@ mod tests {
         Redirect,
         /// Read the request and never answer.
         Silent,
+        /// Never answer on the first connection; answer as `KeepAlive` on the others.
+        SilentFirst,
     }
 
     /// A plain-HTTP server on 127.0.0.1, how many connections it accepted and the heads of
@@ -398,7 +400,12 @@ mod tests {
         let (count, seen) = (accepted.clone(), requests.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
+                let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+                let serve = match serve {
+                    Serve::SilentFirst if first => Serve::Silent,
+                    Serve::SilentFirst => Serve::KeepAlive,
+                    other => other,
+                };
                 let seen = seen.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(&stream);
@@ -436,7 +443,7 @@ mod tests {
                             Serve::Redirect => format!(
                                 "HTTP/1.1 302 Found\r\nLocation: http://{addr}/there\r\nContent-Length: 0\r\n\r\n"
                             ),
-                            Serve::Silent => {
+                            Serve::Silent | Serve::SilentFirst => {
                                 std::thread::sleep(Duration::from_secs(30));
                                 return;
                             }
@@ -537,6 +544,8 @@ mod tests {
         let s = server(Serve::KeepAlive);
         let mut headers = HeaderMap::new();
         headers.insert("x-scope-orgid", HeaderValue::from_static("tenant-1"));
+        // The host is the URL's, whatever the settings' headers say (as in Go).
+        headers.insert(HOST, HeaderValue::from_static("elsewhere.example"));
         let client = direct(headers);
         let here = runtime();
         let url = s.url.clone();
@@ -566,6 +575,7 @@ mod tests {
             assert!(post.contains(&line), "{line:?} in {post}");
         }
         assert!(post.ends_with("\r\n\r\nquery=sum%28up%29&time=1"), "{post}");
+        assert!(!post.contains("elsewhere"), "{post}");
         assert!(
             get.starts_with("get /api/v1/query?query=up http/1.1\r\n"),
             "{get}"
@@ -617,6 +627,26 @@ mod tests {
                 "error sending request for url (https://{addr}/): tcp connect error: "
             )),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_connection_whose_answer_did_not_come_in_time_is_not_kept() {
+        let s = server(Serve::SilentFirst);
+        let here = runtime();
+        let client = direct(HeaderMap::new());
+        let answer = here.block_on(client.send(&get(&s.url), Duration::from_millis(200)));
+        assert_eq!(answer.err(), Some(DirectError::Timeout));
+        // The next request goes on a new connection, and is answered there.
+        let answer = here.block_on(client.send(&get(&s.url), Duration::from_secs(5)));
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
+        let answer = here.block_on(client.send(&get(&s.url), Duration::from_secs(5)));
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(
+            s.accepted.load(Ordering::SeqCst),
+            2,
+            "the answered one is kept"
         );
     }
 
