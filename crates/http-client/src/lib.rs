@@ -373,8 +373,9 @@ impl ClientSettings {
 /// neither proxy is used for `localhost` or a loopback address.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct EnvProxies {
-    http: Option<String>,
-    https: Option<String>,
+    /// The variable that set it, and its value.
+    http: Option<(&'static str, String)>,
+    https: Option<(&'static str, String)>,
     no_proxy: Option<String>,
 }
 
@@ -387,15 +388,15 @@ impl EnvProxies {
     }
 
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> EnvProxies {
-        let any = |names: [&str; 2]| {
+        let any = |names: [&'static str; 2]| {
             names
                 .into_iter()
-                .find_map(|n| get(n).filter(|v| !v.is_empty()))
+                .find_map(|n| get(n).filter(|v| !v.is_empty()).map(|v| (n, v)))
         };
         EnvProxies {
             http: any(["HTTP_PROXY", "http_proxy"]),
             https: any(["HTTPS_PROXY", "https_proxy"]),
-            no_proxy: any(["NO_PROXY", "no_proxy"]),
+            no_proxy: any(["NO_PROXY", "no_proxy"]).map(|(_, v)| v),
         }
     }
 
@@ -418,15 +419,15 @@ impl EnvProxies {
         let invalid = |name: &str, e: reqwest::Error| {
             ClientError::Build(format!("the proxy in {name}: {}", error_chain(&e)))
         };
-        if let Some(url) = &self.https {
+        if let Some((name, url)) = &self.https {
             let proxy = reqwest::Proxy::https(url.as_str())
-                .map_err(|e| invalid("HTTPS_PROXY", e))?
+                .map_err(|e| invalid(name, e))?
                 .no_proxy(reqwest::NoProxy::from_string(&exceptions));
             builder = builder.proxy(proxy);
         }
-        if let Some(url) = &self.http {
+        if let Some((name, url)) = &self.http {
             let proxy = reqwest::Proxy::http(url.as_str())
-                .map_err(|e| invalid("HTTP_PROXY", e))?
+                .map_err(|e| invalid(name, e))?
                 .no_proxy(reqwest::NoProxy::from_string(&exceptions));
             builder = builder.proxy(proxy);
         }
@@ -1045,6 +1046,7 @@ mod tests {
             })
         };
         let some = |v: &str| Some(v.to_string());
+        let set = |name: &'static str, v: &str| Some((name, v.to_string()));
         assert_eq!(read(&[]), EnvProxies::default());
         assert!(!read(&[]).any());
         // Upper case first; an empty value is none, and the lower-case name is read then.
@@ -1058,8 +1060,8 @@ mod tests {
         assert_eq!(
             both,
             EnvProxies {
-                http: some("http://plain:3128"),
-                https: some("http://upper:3128"),
+                http: set("http_proxy", "http://plain:3128"),
+                https: set("HTTPS_PROXY", "http://upper:3128"),
                 no_proxy: some(".cluster.local"),
             }
         );
@@ -1068,16 +1070,13 @@ mod tests {
         let none = read(&[("ALL_PROXY", "http://all:3128"), ("NO_PROXY", "*")]);
         assert!(!none.any(), "{none:?}");
         // A proxy URL reqwest cannot take is an error naming the variable.
-        let bad = EnvProxies {
-            https: some("http://[::1"),
-            ..EnvProxies::default()
-        };
+        let bad = read(&[("https_proxy", "http://[::1")]);
         let err = bad
             .apply(reqwest::Client::builder())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("HTTPS_PROXY"), "{err}");
+        assert!(err.contains("the proxy in https_proxy: "), "{err}");
     }
 
     #[test]
