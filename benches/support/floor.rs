@@ -17,9 +17,6 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use promhpa_http_client::{ClientSettings, DirectRequest, Pem, ReloadingClient};
 use promhpa_test_support::TestPki;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A running relay: its base URL and its thread's `/proc` stat file.
 pub struct Floor {
@@ -31,21 +28,7 @@ impl Floor {
     /// A relay to the Prometheus at `prom` (an `https` URL its CA in `pki` vouches for),
     /// serving `pki`'s server certificate on 127.0.0.1.
     pub fn start(pki: &TestPki, prom: &str) -> Floor {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.server_cert)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(&pki.server_key).unwrap();
-        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        tls.alpn_protocols = vec![b"h2".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor = super::server_tls(pki, &[b"h2"]);
 
         let mut settings = ClientSettings::new(Duration::from_secs(5));
         settings.ca = Some(Pem::file("--prometheus-ca-file", &pki.ca_cert));
