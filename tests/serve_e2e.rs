@@ -197,13 +197,8 @@ async fn serves_the_seeds_through_kubectl() {
     let rules = combined_rules(&dir);
     let objects = dir.join("objects.yaml");
     std::fs::write(&objects, OBJECTS).unwrap();
-    let args: Vec<String> = vec![
-        format!("--prometheus-url={}", prom.url()),
-        format!("--prometheus-ca-file={}", pki.ca_cert.display()),
-        format!("--config={}", rules.display()),
-        format!("--objects={}", objects.display()),
-        format!("--tls-cert-file={}", pki.server_cert.display()),
-        format!("--tls-private-key-file={}", pki.server_key.display()),
+    let mut args = serve_args(&pki, &prom.url(), &rules, &objects);
+    args.extend([
         "--metrics-relist-interval=5s".into(),
         "--metrics-max-age=10m".into(),
         // prometheus-adapter flags an existing Deployment passes.
@@ -211,25 +206,10 @@ async fn serves_the_seeds_through_kubectl() {
         "--logtostderr=true".into(),
         "--requestheader-allowed-names=front-proxy".into(),
         format!("--requestheader-client-ca-file={}", pki.ca_cert.display()),
-        // kubectl talks to promhpa directly here, with no API server in front.
-        "--insecure-skip-delegated-auth".into(),
-    ];
+    ]);
     let server = Promhpa::start(&args, &dir);
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
-    let start = Instant::now();
-    loop {
-        let out = kubectl.raw("/readyz");
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "promhpa never became ready: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    kubectl.wait_ready(&server);
 
     // Discovery.
     let v1 = kubectl.json("/apis/custom.metrics.k8s.io/v1beta1");

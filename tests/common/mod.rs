@@ -195,10 +195,15 @@ impl Kubectl {
     /// Wait (up to a minute) until `/readyz` answers 200.
     pub fn wait_ready(&self, server: &Promhpa) {
         let start = Instant::now();
-        while !self.raw("/readyz").status.success() {
+        loop {
+            let out = self.raw("/readyz");
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+                return;
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "{}",
+                "promhpa never became ready: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
                 server.log()
             );
             std::thread::sleep(Duration::from_millis(100));
