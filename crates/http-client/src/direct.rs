@@ -487,14 +487,24 @@ mod tests {
         }
     }
 
+    /// The answer to a GET of `url` sent on `runtime`; the test fails without one.
+    fn answered(
+        runtime: &tokio::runtime::Runtime,
+        client: &Direct,
+        url: &url::Url,
+    ) -> DirectAnswer {
+        runtime
+            .block_on(client.send(&get(url), Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn each_thread_keeps_its_connections_for_its_next_requests() {
         let s = server(Serve::KeepAlive);
         let client = Arc::new(direct(HeaderMap::new()));
         let here = runtime();
         for _ in 0..3 {
-            let answer = here.block_on(client.send(&get(&s.url), Duration::from_secs(5)));
-            let answer = answer.unwrap_or_else(|e| panic!("{e}"));
+            let answer = answered(&here, &client, &s.url);
             assert_eq!(
                 (answer.status.as_u16(), &answer.body[..]),
                 (200, &b"ok"[..])
@@ -503,8 +513,7 @@ mod tests {
         assert_eq!(s.accepted.load(Ordering::SeqCst), 1, "one connection, kept");
         let (other, url) = (client.clone(), s.url.clone());
         std::thread::spawn(move || {
-            let answer = runtime().block_on(other.send(&get(&url), Duration::from_secs(5)));
-            assert!(answer.is_ok(), "{answer:?}");
+            answered(&runtime(), &other, &url);
         })
         .join()
         .unwrap_or_else(|_| panic!("the other thread failed"));
@@ -513,8 +522,7 @@ mod tests {
             2,
             "another thread opens its own"
         );
-        let answer = here.block_on(client.send(&get(&s.url), Duration::from_secs(5)));
-        assert!(answer.is_ok(), "{answer:?}");
+        answered(&here, &client, &s.url);
         assert_eq!(
             s.accepted.load(Ordering::SeqCst),
             2,
@@ -556,8 +564,7 @@ mod tests {
         };
         let answer = here.block_on(client.send(&post, Duration::from_secs(5)));
         assert!(answer.is_ok(), "{answer:?}");
-        let answer = here.block_on(client.send(&get(&s.url), Duration::from_secs(5)));
-        assert!(answer.is_ok(), "{answer:?}");
+        answered(&here, &client, &s.url);
         let requests = s.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let port = s.url.port().unwrap_or_default();
         let (post, get) = (&requests[0].to_lowercase(), &requests[1].to_lowercase());
@@ -638,11 +645,9 @@ mod tests {
         let answer = here.block_on(client.send(&get(&s.url), Duration::from_millis(200)));
         assert_eq!(answer.err(), Some(DirectError::Timeout));
         // The next request goes on a new connection, and is answered there.
-        let answer = here.block_on(client.send(&get(&s.url), Duration::from_secs(5)));
-        assert!(answer.is_ok(), "{answer:?}");
+        answered(&here, &client, &s.url);
         assert_eq!(s.accepted.load(Ordering::SeqCst), 2);
-        let answer = here.block_on(client.send(&get(&s.url), Duration::from_secs(5)));
-        assert!(answer.is_ok(), "{answer:?}");
+        answered(&here, &client, &s.url);
         assert_eq!(
             s.accepted.load(Ordering::SeqCst),
             2,
