@@ -641,16 +641,8 @@ fn delegated_auth_guards_requests_when_cluster_credentials_are_given() {
         &dir,
     );
     let kubectl = Kubectl::new(&dir, server.port, &pki.ca_cert);
-    let start = Instant::now();
     // Health probes need no identity.
-    while !kubectl.raw("/healthz").status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    kubectl.wait_for_raw(&server, "/healthz", "/healthz never answered", |_| Some(()));
     // A bearer token that cannot be reviewed: 401.
     let e = kubectl.error("/apis/custom.metrics.k8s.io/v1beta1");
     assert!(e.contains("Unauthorized"), "{e}");

@@ -170,43 +170,44 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    /// The answer of `path` once it has a first item (the backends may need a scrape or two
-    /// first); waits up to a minute.
-    pub fn wait_first_item(&self, server: &Promhpa, path: &str) -> Value {
+    /// What `take` makes of the answer of `path`, once it makes something of it; asks every
+    /// 200 ms for up to a minute, and fails naming `what`.
+    pub fn wait_for_raw<T>(
+        &self,
+        server: &Promhpa,
+        path: &str,
+        what: &str,
+        take: impl Fn(&[u8]) -> Option<T>,
+    ) -> T {
         let start = Instant::now();
         loop {
             let out = self.raw(path);
-            if out.status.success() {
-                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-                if !v["items"][0].is_null() {
-                    return v;
-                }
+            if let Some(t) = out.status.success().then(|| take(&out.stdout)).flatten() {
+                return t;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "{path} not served: {}\n{}",
+                "{what}: {}\n{}",
                 String::from_utf8_lossy(&out.stderr),
                 server.log()
             );
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// Wait (up to a minute) until `/readyz` answers 200.
+    /// The answer of `path` once it has a first item (the backends may need a scrape or two
+    /// first); waits up to a minute.
+    pub fn wait_first_item(&self, server: &Promhpa, path: &str) -> Value {
+        self.wait_for_raw(server, path, &format!("{path} not served"), |body| {
+            let v: Value = serde_json::from_slice(body).unwrap();
+            (!v["items"][0].is_null()).then_some(v)
+        })
+    }
+
+    /// Wait (up to a minute) until `/readyz` answers 200 `ok`.
     pub fn wait_ready(&self, server: &Promhpa) {
-        let start = Instant::now();
-        loop {
-            let out = self.raw("/readyz");
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "promhpa never became ready: {}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.wait_for_raw(server, "/readyz", "promhpa never became ready", |body| {
+            (String::from_utf8_lossy(body).trim() == "ok").then_some(())
+        })
     }
 }
